@@ -1,0 +1,156 @@
+"""SMTP server for the test stack: every message is delivered to Dovecot over LMTP.
+
+Run as its own process (it needs aiosmtpd, from the project venv):
+
+    python -m devstack.smtp_relay --port 20025 --lmtp-port 20024
+
+aiosmtpd's stock Proxy handler cannot be used: it speaks EHLO, which Dovecot's LMTP
+rejects. Recipients are checked against LMTP at RCPT time, so an unknown user gets
+Dovecot's own answer (550 5.1.1) exactly like from a real MTA, and a failed delivery
+returns the LMTP error to the SMTP client. AUTH is optional: any credentials pass, so a
+client configured with a login works as well as one without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import smtplib
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+
+log = logging.getLogger("devstack.smtp_relay")
+
+# Big enough for the 30 MB messages the tests send, with room for base64/headers.
+DEFAULT_MAX_SIZE = 40 * 1024 * 1024
+LMTP_TIMEOUT = 60.0
+
+
+def _reply(code: int, message: bytes | str) -> str:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    # Multi-line server replies arrive joined by newlines; SMTP replies here are one line.
+    return f"{code} {' '.join(text.split())}"
+
+
+class LmtpDelivery:
+    """aiosmtpd handler: check recipients with, and deliver messages to, an LMTP server."""
+
+    def __init__(self, lmtp_host: str, lmtp_port: int) -> None:
+        self.lmtp_host = lmtp_host
+        self.lmtp_port = lmtp_port
+
+    def _connect(self) -> smtplib.LMTP:
+        lmtp = smtplib.LMTP(self.lmtp_host, self.lmtp_port, timeout=LMTP_TIMEOUT)
+        lmtp.ehlo()  # smtplib.LMTP sends LHLO here
+        return lmtp
+
+    def _check_rcpt(self, address: str) -> tuple[int, bytes]:
+        lmtp = self._connect()
+        try:
+            lmtp.mail("")
+            return lmtp.rcpt(address)
+        finally:
+            lmtp.quit()
+
+    def _deliver(self, mail_from: str, rcpts: list[str], data: bytes) -> str:
+        lmtp = self._connect()
+        try:
+            # One transaction per recipient: LMTP answers DATA once per recipient and
+            # smtplib reads only one reply, so this is the way to see every result.
+            for rcpt in rcpts:
+                try:
+                    lmtp.sendmail(mail_from, [rcpt], data)
+                except smtplib.SMTPRecipientsRefused as exc:
+                    code, message = exc.recipients[rcpt]
+                    return _reply(code, message)
+                except smtplib.SMTPResponseException as exc:
+                    return _reply(exc.smtp_code, exc.smtp_error)
+        finally:
+            lmtp.quit()
+        return "250 2.0.0 OK delivered"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options
+    ) -> str:
+        """Accept the recipient only when Dovecot's LMTP accepts it."""
+        try:
+            code, message = await asyncio.to_thread(self._check_rcpt, address)
+        except (OSError, smtplib.SMTPException) as exc:
+            log.warning("LMTP check of %s failed: %s", address, exc)
+            return "451 4.4.1 LMTP server unavailable, try again later"
+        if code >= 300:
+            log.info("RCPT %s refused by LMTP: %s %s", address, code, message)
+            return _reply(code, message)
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """Deliver the message to every accepted recipient over LMTP."""
+        data = envelope.original_content or envelope.content
+        try:
+            reply = await asyncio.to_thread(
+                self._deliver, envelope.mail_from, list(envelope.rcpt_tos), data
+            )
+        except (OSError, smtplib.SMTPException) as exc:
+            log.warning("LMTP delivery failed: %s", exc)
+            return "451 4.4.1 LMTP server unavailable, try again later"
+        log.info(
+            "DATA from %s to %s (%d bytes): %s",
+            envelope.mail_from,
+            envelope.rcpt_tos,
+            len(data),
+            reply,
+        )
+        return reply
+
+
+def _accept_any_login(*_args) -> AuthResult:
+    return AuthResult(success=True)
+
+
+async def serve(host: str, port: int, lmtp_host: str, lmtp_port: int, max_size: int) -> None:
+    """Run the SMTP server until SIGTERM/SIGINT."""
+    handler = LmtpDelivery(lmtp_host, lmtp_port)
+
+    def factory() -> SMTP:
+        return SMTP(
+            handler,
+            data_size_limit=max_size,
+            enable_SMTPUTF8=True,
+            # A fixed name: the default socket.getfqdn() can stall on machines without DNS.
+            hostname="localhost",
+            ident="devstack SMTP relay",
+            authenticator=_accept_any_login,
+            auth_required=False,
+            auth_require_tls=False,
+        )
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(factory, host=host, port=port)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("listening on %s:%d, delivering to LMTP %s:%d", host, port, lmtp_host, lmtp_port)
+    await stop.wait()
+    server.close()
+    await server.wait_closed()
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--lmtp-host", default="127.0.0.1")
+    parser.add_argument("--lmtp-port", type=int, required=True)
+    parser.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE, help="bytes")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    asyncio.run(serve(args.host, args.port, args.lmtp_host, args.lmtp_port, args.max_size))
+
+
+if __name__ == "__main__":
+    main()

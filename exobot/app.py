@@ -1,0 +1,171 @@
+"""Composition root: builds every part from the configuration, starts and stops them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+
+from exobot.config import Config
+from exobot.core.events import EventBus, OutboxQueued
+from exobot.core.service import ServiceSettings, TicketService
+from exobot.db.engine import create_engine
+from exobot.db.migrate import upgrade_async
+from exobot.db.repository import SqlRepository
+from exobot.db.state import get_state, set_state
+from exobot.mail.compose import TemplateRenderer
+from exobot.mail.intake import ImapIntake, ImapSettings
+from exobot.mail.msgid import MessageIds
+from exobot.mail.outbound import MailSender, RetryPolicy, SmtpSettings
+from exobot.mail.processor import MailProcessor, RepositoryContext
+
+log = logging.getLogger("exobot.app")
+
+HMAC_SECRET_KEY = "mail.hmac_secret"
+PROCESSOR_SWEEP_SECONDS = 30.0
+
+
+async def hmac_secret(repository: SqlRepository, configured: str | None) -> str:
+    """The configured secret, or one generated on first start and kept in the database."""
+    if configured:
+        return configured
+    async with repository.connection() as conn:
+        stored = await get_state(conn, HMAC_SECRET_KEY)
+        if stored is None:
+            stored = secrets.token_hex(32)
+            await set_state(conn, HMAC_SECRET_KEY, stored)
+        return stored
+
+
+def service_settings(config: Config) -> ServiceSettings:
+    """The core's settings from the configuration."""
+    return ServiceSettings(
+        prefix=config.tickets.prefix,
+        default_queue=config.tickets.default_queue,
+        queues=frozenset(config.tickets.queues),
+        language=config.language,
+        own_address=config.mail.address,
+        new_after=config.alerts.new_after,
+    )
+
+
+class App:
+    """exobot as one process: mail intake, mail processing and the mail worker on one loop."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.engine = None
+        self.repository: SqlRepository | None = None
+        self.service: TicketService | None = None
+        self.processor: MailProcessor | None = None
+        self.intake: ImapIntake | None = None
+        self.sender: MailSender | None = None
+        self.events = EventBus()
+        self._mail_arrived = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    async def build(self) -> None:
+        """Migrate the database and wire the parts together (nothing runs yet)."""
+        cfg = self.config
+        await upgrade_async(cfg.database.url)
+        self.engine = create_engine(cfg.database.url)
+        self.repository = SqlRepository(self.engine)
+        secret = await hmac_secret(
+            self.repository, cfg.mail.hmac_secret.get_secret_value() if cfg.mail.hmac_secret else None
+        )
+        message_ids = MessageIds(secret, cfg.mail.address.rpartition("@")[2])
+        self.service = TicketService(
+            self.repository, message_ids, service_settings(cfg), events=self.events
+        )
+        context = RepositoryContext(
+            self.repository,
+            own_address=cfg.mail.address,
+            prefix=cfg.tickets.prefix,
+            ack_limit_per_day=cfg.mail.ack_limit_per_day,
+            message_ids=message_ids,
+        )
+        self.processor = MailProcessor(self.repository, self.service, context)
+        imap = cfg.mail.imap
+        self.intake = ImapIntake(
+            ImapSettings(
+                host=imap.host,
+                port=imap.port,
+                username=imap.username,
+                password=imap.password.get_secret_value(),
+                security=imap.security,
+                folder=imap.folder,
+                poll_interval=imap.poll_interval.total_seconds(),
+            ),
+            self.repository,
+            on_stored=self._mail_arrived.set,
+        )
+        smtp = cfg.mail.smtp
+        self.sender = MailSender(
+            self.repository,
+            self.service,
+            SmtpSettings(
+                host=smtp.host,
+                port=smtp.port,
+                security=smtp.security,
+                username=smtp.username,
+                password=smtp.password.get_secret_value() if smtp.password else None,
+                timeout=smtp.timeout.total_seconds(),
+            ),
+            TemplateRenderer(cfg.language, cfg.mail.templates_dir),
+            from_address=cfg.mail.address,
+            from_name=cfg.mail.display_name,
+            loop_marker=message_ids.loop_marker(),
+            retry=RetryPolicy(
+                cfg.mail.outbox.max_attempts, cfg.mail.outbox.retry_base, cfg.mail.outbox.retry_max
+            ),
+        )
+        self.events.subscribe(OutboxQueued, lambda _event: self.sender.wake.set())
+
+    async def start(self) -> None:
+        """Build, then start every worker as a task of this loop."""
+        if self.repository is None:
+            await self.build()
+        self._tasks = [
+            asyncio.create_task(self._process_loop(), name="mail-processor"),
+            asyncio.create_task(self.sender.run(), name="mail-sender"),
+            asyncio.create_task(self.intake.run(), name="imap-intake"),
+        ]
+        log.info("exobot started: %s, mail %s", self.config.database.url.split("://")[0],
+                 self.config.mail.address)
+
+    async def _process_loop(self) -> None:
+        """Process stored mail when intake stores some, and sweep now and then (CLI retries)."""
+        while True:
+            try:
+                await self.processor.process_pending()
+            except Exception:  # the database may be briefly unavailable; keep going
+                log.exception("mail processing pass failed")
+            self._mail_arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._mail_arrived.wait(), PROCESSOR_SWEEP_SECONDS)
+
+    async def stop(self) -> None:
+        """Stop intake first (nothing new comes in), then the workers, then the database."""
+        for task in reversed(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if self.engine is not None:
+            await self.engine.dispose()
+        log.info("exobot stopped")
+
+    async def run_until_signal(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping")
+            await self.stop()

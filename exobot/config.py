@@ -1,0 +1,687 @@
+"""Typed configuration of exobot, read from YAML with ``EXOBOT__*`` environment overrides.
+
+Each section is a pydantic model that forbids unknown keys. Loading never lets a pydantic
+error escape: every problem is collected into one :class:`ConfigError`, one human line each,
+naming the dotted key ("mail.imap.port: must be ...") and never echoing a secret.
+
+Typical use::
+
+    try:
+        config = load_config("config.yaml")
+    except ConfigError as error:
+        print(error)  # one line per problem
+"""
+
+import copy
+import json
+import os
+import re
+from collections.abc import Mapping
+from datetime import time, timedelta
+from pathlib import Path
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "ENV_PREFIX",
+    "KNOWN_PLUGINS",
+    "AlertsConfig",
+    "Config",
+    "ConfigError",
+    "ConfigSection",
+    "DatabaseConfig",
+    "ImapConfig",
+    "LoggingConfig",
+    "MailConfig",
+    "MatrixConfig",
+    "OutboxConfig",
+    "QueueConfig",
+    "SmtpConfig",
+    "TicketsConfig",
+    "WebConfig",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "validation_problems",
+]
+
+ENV_PREFIX = "EXOBOT__"
+
+#: Names accepted under ``plugins:``. The plugin system adds the names it discovers before
+#: the configuration is loaded; until then every plugin name is an error.
+KNOWN_PLUGINS: set[str] = set()
+
+# Values under these keys are never shown in an error message.
+_SECRET_KEYS = frozenset({"password", "access_token", "hmac_secret"})
+# A database URL may embed a password (postgresql+psycopg://user:pass@host/db).
+_SECRET_PATHS = frozenset({("database", "url")})
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. ``problems`` holds one human line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+# --------------------------------------------------------------------------- value types
+
+_DURATION_RE = re.compile(r"(\d+)([smhd])")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a duration written as a whole number and a unit: "30s", "15m", "4h" or "7d".
+
+    Anything else ("4 hours", "1h30m", 60) raises ValueError with a message saying why.
+    """
+    match = _DURATION_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(
+            f"invalid duration {text!r}: expected a whole number followed by s, m, h or d "
+            "(e.g. 30s, 15m, 4h, 7d)"
+        )
+    return timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        delta = value
+    else:
+        try:
+            delta = parse_duration(value)
+        except ValueError:
+            raise ValueError(
+                "must be a duration: a whole number followed by s, m, h or d (e.g. 30s, 4h, 7d)"
+            ) from None
+    # Zero would turn polling loops and alert repeats into busy loops.
+    if delta <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return delta
+
+
+def _port(value: Any) -> int:
+    # Environment values arrive as strings; YAML gives ints. Booleans are ints in Python.
+    if isinstance(value, str) and value.isascii() and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError("must be an integer between 1 and 65535")
+    return value
+
+
+def _clock_time(value: Any) -> time:
+    if isinstance(value, time):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 10:30 as the base-60 number 630.
+        raise ValueError(
+            'must be a time "HH:MM" in quotes (unquoted, YAML reads 10:30 as a number)'
+        )
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", value.strip()) if isinstance(value, str) else None
+    if match is None or int(match[1]) > 23 or int(match[2]) > 59:
+        raise ValueError('must be a time of day "HH:MM" between 00:00 and 23:59')
+    return time(int(match[1]), int(match[2]))
+
+
+def _http_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ValueError("must be an http:// or https:// URL")
+    # Without the trailing slash, callers can always join with f"{base}/path".
+    return value.rstrip("/")
+
+
+def _split_listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")  # IPv6 literal: [::1]:8080
+    if not host or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        raise ValueError('must be "host:port", e.g. 127.0.0.1:8080')
+    return host, int(port)
+
+
+def _matching(pattern: str, what: str) -> AfterValidator:
+    regex = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not regex.fullmatch(value):
+            raise ValueError(f"must be {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _known_plugin(name: str) -> str:
+    # Read at validation time so names the plugin system adds later are honoured.
+    if name not in KNOWN_PLUGINS:
+        known = ", ".join(sorted(KNOWN_PLUGINS)) or "none"
+        raise ValueError(f"unknown plugin (known: {known})")
+    return name
+
+
+def _none_as_empty(value: Any) -> Any:
+    # "name:" with nothing after it in YAML means "all defaults", not "null".
+    return {} if value is None else value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Port = Annotated[int, BeforeValidator(_port)]
+ClockTime = Annotated[time, BeforeValidator(_clock_time)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Security = Literal["ssl", "starttls", "none"]
+Slug = Annotated[str, _matching(r"[a-z0-9][a-z0-9-]*", "lowercase letters, digits and hyphens")]
+MatrixUserId = Annotated[str, _matching(r"@[^:\s]+:\S+", "a Matrix user id like @name:example.org")]
+MatrixRoom = Annotated[
+    str, _matching(r"[#!][^:\s]+:\S+", "a Matrix room like #alias:example.org or !id:example.org")
+]
+EmailAddress = Annotated[
+    str, _matching(r"[^@\s]+@[^@\s]+\.[^@\s.]+", "an email address like suport@example.org")
+]
+PluginName = Annotated[str, AfterValidator(_known_plugin)]
+PluginSettings = Annotated[dict[str, Any], BeforeValidator(_none_as_empty)]
+
+
+# --------------------------------------------------------------------------- sections
+
+_PLACEHOLDER_WORDS = frozenset({"...", "changeme", "change-me", "change_me"})
+_PLACEHOLDER_RE = re.compile(r"<[^<>]+>")  # "<your password>"
+
+
+def _is_placeholder(text: str) -> bool:
+    stripped = text.strip()
+    return (
+        "…" in stripped
+        or stripped.lower() in _PLACEHOLDER_WORDS
+        or _PLACEHOLDER_RE.fullmatch(stripped) is not None
+    )
+
+
+def _expects_container(annotation: Any) -> bool:
+    if get_origin(annotation) in (Union, UnionType):
+        return any(_expects_container(arg) for arg in get_args(annotation))
+    origin = get_origin(annotation) or annotation
+    return origin in (list, dict) or (isinstance(origin, type) and issubclass(origin, BaseModel))
+
+
+class ConfigSection(BaseModel):
+    """Base of every configuration section.
+
+    Unknown keys are errors, empty and placeholder strings ("…", "CHANGEME", "<password>")
+    are refused, and a string given where a list or mapping is expected is read as JSON
+    (that is how environment variables carry them). Plugins subclass it for their settings.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _screen_raw_value(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            raise PydanticCustomError("empty", "must not be empty")
+        if _is_placeholder(value):
+            raise PydanticCustomError("placeholder", "placeholder value, set a real one")
+        if info.field_name and _expects_container(cls.model_fields[info.field_name].annotation):
+            try:
+                return json.loads(value)
+            except ValueError:
+                pass  # pydantic then reports "must be a list/mapping"
+        return value
+
+
+class DatabaseConfig(ConfigSection):
+    """Where tickets are stored: SQLite for small installs, PostgreSQL otherwise."""
+
+    url: str = "sqlite:///var/exobot.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        if scheme.split("+", 1)[0] not in ("sqlite", "postgresql"):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        return url
+
+
+class QueueConfig(ConfigSection):
+    """One queue of tickets and the Matrix room where its volunteers work (None: no room)."""
+
+    room: MatrixRoom | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _allow_empty(cls, data: Any) -> Any:
+        return _none_as_empty(data)
+
+
+class TicketsConfig(ConfigSection):
+    """Ticket numbering (``prefix#N``) and the queues tickets are sorted into."""
+
+    prefix: Slug = "suport"
+    # Declared before default_queue so its validator can see the validated queues.
+    queues: dict[Slug, QueueConfig] = Field(default_factory=lambda: {"suport": QueueConfig()})
+    default_queue: Slug = Field("suport", validate_default=True)
+
+    @field_validator("queues")
+    @classmethod
+    def _at_least_one(cls, queues: dict[str, QueueConfig]) -> dict[str, QueueConfig]:
+        if not queues:
+            raise ValueError("must define at least one queue")
+        return queues
+
+    @field_validator("default_queue")
+    @classmethod
+    def _is_a_queue(cls, name: str, info: ValidationInfo) -> str:
+        queues = info.data.get("queues")  # absent when queues itself was invalid
+        if queues is not None and name not in queues:
+            raise ValueError(f"must be one of the queues ({', '.join(queues)})")
+        return name
+
+
+class MatrixConfig(ConfigSection):
+    """The bot's Matrix account. Exactly one of ``password`` and ``access_token``."""
+
+    homeserver: HttpUrl
+    user_id: MatrixUserId
+    password: SecretStr | None = None
+    access_token: SecretStr | None = None
+    device_name: str = "exobot"
+    store_path: Path = Path("var/matrix")
+    operators: list[MatrixUserId] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> "MatrixConfig":
+        if (self.password is None) == (self.access_token is None):
+            which = "both are set" if self.password else "neither is set"
+            raise ValueError(f"set exactly one of password or access_token ({which})")
+        return self
+
+
+class ImapConfig(ConfigSection):
+    """The mailbox members write to; read with IDLE, polled as a fallback."""
+
+    host: str
+    port: Port = 993
+    security: Security = "ssl"
+    username: str
+    password: SecretStr
+    folder: str = "INBOX"
+    poll_interval: Duration = timedelta(seconds=60)
+    idle_timeout: Duration = timedelta(minutes=25)
+
+
+class SmtpConfig(ConfigSection):
+    """The server that sends our mail. Without username/password no AUTH is attempted."""
+
+    host: str
+    port: Port = 587
+    security: Security = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout: Duration = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _auth_pair(self) -> "SmtpConfig":
+        if (self.username is None) != (self.password is None):
+            missing = "password" if self.password is None else "username"
+            raise ValueError(f"set both username and password, or neither ({missing} is missing)")
+        return self
+
+
+class OutboxConfig(ConfigSection):
+    """Retries of outgoing deliveries: exponential from ``retry_base`` up to ``retry_max``."""
+
+    max_attempts: int = Field(10, ge=1)
+    retry_base: Duration = timedelta(seconds=30)
+    retry_max: Duration = timedelta(hours=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "OutboxConfig":
+        if self.retry_max < self.retry_base:
+            raise ValueError("retry_max must not be shorter than retry_base")
+        return self
+
+
+class MailConfig(ConfigSection):
+    """The helpdesk address and how mail is received and sent."""
+
+    address: EmailAddress
+    display_name: str = "Suport eXO"
+    imap: ImapConfig
+    smtp: SmtpConfig
+    hmac_secret: SecretStr | None = None
+    ack_limit_per_day: int = Field(5, ge=0)
+    templates_dir: Path | None = None
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+
+    @field_validator("hmac_secret")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters long")
+        return secret
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _is_directory(cls, path: Path | None) -> Path | None:
+        # Checked now: a mistyped directory would otherwise silently fall back to defaults.
+        if path is not None and not path.is_dir():
+            raise ValueError("must be an existing directory")
+        return path
+
+
+class AlertsConfig(ConfigSection):
+    """When volunteers are reminded of waiting tickets, and the daily digest."""
+
+    new_after: Duration = timedelta(hours=4)
+    repeat_every: Duration = timedelta(hours=4)
+    stalled_every: Duration = timedelta(days=7)
+    digest_at: ClockTime = time(9, 0)
+    timezone: str = "Europe/Madrid"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be a time zone name like Europe/Madrid") from None
+        return name
+
+    @property
+    def tzinfo(self) -> ZoneInfo:
+        """The time zone as a ``ZoneInfo`` (``digest_at`` is local time in it)."""
+        return ZoneInfo(self.timezone)
+
+
+class WebConfig(ConfigSection):
+    """The web server; ``base_url`` is how links in mail and Matrix point to it."""
+
+    listen: str = "127.0.0.1:8080"
+    base_url: HttpUrl | None = None  # always set after validation, from listen if absent
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        _split_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _default_base_url(self) -> "WebConfig":
+        if self.base_url is None:
+            self.base_url = f"http://{self.listen}"
+        return self
+
+    @property
+    def host(self) -> str:
+        """Host part of ``listen`` (IPv6 without brackets)."""
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """Port part of ``listen``."""
+        return _split_listen(self.listen)[1]
+
+
+class LoggingConfig(ConfigSection):
+    """Logging threshold of the whole process."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Config(ConfigSection):
+    """The whole configuration. ``matrix`` is None when the section is absent."""
+
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    tickets: TicketsConfig = Field(default_factory=TicketsConfig)
+    matrix: MatrixConfig | None = None
+    mail: MailConfig
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    language: Literal["ca", "es", "en"] = "ca"
+    plugins: dict[PluginName, PluginSettings] = Field(default_factory=dict)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML would silently keep the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # "<<: *defaults" may legitimately be overridden by explicit keys
+        key = loader.construct_object(key_node)
+        try:
+            duplicate = key in seen
+            seen.add(key)
+        except TypeError:
+            continue  # unhashable key: construct_mapping reports it
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+_KIND_NAMES = {
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+}
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read the YAML file at ``path``, apply ``EXOBOT__*`` overrides and validate.
+
+    ``env`` defaults to ``os.environ``. Raises :class:`ConfigError` listing every problem.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a directory, not a file"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not valid UTF-8 text"]) from None
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read file ({error.strerror})"]) from None
+
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # _StrictLoader is a SafeLoader
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{path}: invalid YAML{where}: {error.problem}"]) from None
+    except yaml.YAMLError as error:
+        raise ConfigError([f"{path}: invalid YAML: {error}"]) from None
+
+    if data is None:
+        raise ConfigError([f"{path}: the file is empty; it must be a mapping of sections"])
+    if not isinstance(data, dict):
+        kind = _KIND_NAMES.get(type(data), type(data).__name__)
+        raise ConfigError([f"{path}: the top level must be a mapping of sections, not {kind}"])
+    return parse_config(data, env)
+
+
+def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
+    """Validate already-parsed configuration data, after applying ``EXOBOT__*`` overrides.
+
+    ``data`` is not modified. ``env`` defaults to ``os.environ``. Raises
+    :class:`ConfigError` listing every problem.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(["the top level must be a mapping of sections"])
+    # A section written with nothing under it ("alerts:") means "use the defaults".
+    tree = {key: copy.deepcopy(value) for key, value in data.items() if value is not None}
+    sources, problems = _apply_env(tree, os.environ if env is None else env)
+    try:
+        config = Config.model_validate(tree)
+    except ValidationError as error:
+        raise ConfigError(problems + validation_problems(error, env_sources=sources)) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _apply_env(
+    tree: dict[str, Any], env: Mapping[str, str]
+) -> tuple[dict[tuple[str, ...], str], list[str]]:
+    """Set ``EXOBOT__A__B=v`` as ``tree[a][b] = v``; return which key came from which variable."""
+    sources: dict[tuple[str, ...], str] = {}
+    problems: list[str] = []
+    for name in sorted(env):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        if not all(path):
+            problems.append(f"{name}: malformed variable name, expected EXOBOT__SECTION__KEY")
+            continue
+        node = tree
+        for depth, key in enumerate(path[:-1]):
+            if node.get(key) is None:
+                node[key] = {}
+            if not isinstance(node[key], dict):
+                problems.append(
+                    f"{_dotted(path[: depth + 1])} (from {name}): is not a mapping, "
+                    f"cannot set {path[depth + 1]!r} inside it"
+                )
+                break
+            node = node[key]
+        else:
+            node[path[-1]] = env[name]
+            sources[path] = name
+    return sources, problems
+
+
+# --------------------------------------------------------------------------- error lines
+
+# Error kinds whose offending input is not worth echoing (or may be a secret).
+_NO_ECHO_KINDS = frozenset({"missing", "extra_forbidden", "placeholder", "empty"})
+_CONTAINER_KINDS = frozenset({"list_type", "dict_type", "model_type", "model_attributes_type"})
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "string_type": "must be a string",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "path_type": "must be a path",
+}
+
+
+def validation_problems(
+    error: ValidationError,
+    prefix: tuple[str, ...] = (),
+    env_sources: Mapping[tuple[str, ...], str] | None = None,
+) -> list[str]:
+    """Turn a pydantic ValidationError into "key.path: what is wrong" lines.
+
+    ``prefix`` is prepended to every key (a plugin validating its own settings passes
+    ``("plugins", name)``); ``env_sources`` maps key paths to the variable that set them.
+    """
+    problems = []
+    for detail in error.errors(include_url=False):
+        loc = prefix + tuple(detail["loc"])
+        about_key = bool(loc) and loc[-1] == "[key]"  # the mapping key itself is wrong
+        if about_key:
+            loc = loc[:-1]
+        label = _dotted(loc) or "(top level)"
+        source = _env_source(loc, env_sources or {})
+        if source:
+            label += f" (from {source})"
+        message = _message(detail, top_level=len(loc) == 1)
+        if source and detail["type"] in _CONTAINER_KINDS:
+            message += " (give it as JSON)"
+        if not about_key and _may_echo(detail, loc):
+            message += f" (got {_shown(detail['input'])})"
+        problems.append(f"{label}: {message}")
+    return problems
+
+
+def _message(detail: Any, top_level: bool) -> str:
+    kind, ctx = detail["type"], detail.get("ctx") or {}
+    if kind == "missing":
+        return "required section is missing" if top_level else "required key is missing"
+    if kind in ("value_error", "assertion_error") and "error" in ctx:
+        return str(ctx["error"])
+    if kind == "literal_error":
+        return f"must be one of {ctx['expected']}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx['ge']}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx['le']}"
+    if kind == "string_type" and isinstance(detail["input"], int | float):
+        return "must be a string (put it in quotes)"
+    text = _MESSAGES.get(kind, detail["msg"])
+    return text[:1].lower() + text[1:]
+
+
+def _may_echo(detail: Any, loc: tuple[Any, ...]) -> bool:
+    if detail["type"] in _NO_ECHO_KINDS:
+        return False
+    if any(part in _SECRET_KEYS for part in loc) or loc[:2] in _SECRET_PATHS:
+        return False
+    return detail["input"] is None or isinstance(detail["input"], str | int | float)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "an empty value"
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text.lstrip(".")
+
+
+def _env_source(loc: tuple[Any, ...], sources: Mapping[tuple[str, ...], str]) -> str | None:
+    # The longest overridden path that contains loc: EXOBOT__MATRIX__OPERATORS names
+    # the variable behind an error at matrix.operators[2].
+    matches = [path for path in sources if loc[: len(path)] == path]
+    return sources[max(matches, key=len)] if matches else None

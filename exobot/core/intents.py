@@ -1,0 +1,146 @@
+"""Intents: what someone wants done to a ticket, independent of where they asked (chat, web, mail)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from exobot.core.model import IncomingMail, Status
+
+
+class MailClass(StrEnum):
+    """How the mail rules classified a received mail."""
+
+    MEMBER = "member"  # correspondence from a participant (or a new ticket)
+    AUTOMATIC = "automatic"  # out-of-office, auto-replies: recorded, never reopens
+    UNVERIFIED = "unverified"  # names a ticket but the sender is not a participant
+    BOUNCE = "bounce"  # a delivery failure report about one of our mails
+
+
+@dataclass(frozen=True)
+class ReceiveMail:
+    """A received mail: opens a ticket (`ticket` None) or is appended to one."""
+
+    mail: IncomingMail
+    mail_class: MailClass
+    ticket: int | None = None
+    acknowledge: bool = False
+    queue: str | None = None
+
+
+@dataclass(frozen=True)
+class OpenTicket:
+    """An operator opens a ticket on a member's behalf (a phone call)."""
+
+    requestor: str
+    title: str
+    text: str = ""
+    queue: str | None = None
+
+
+@dataclass(frozen=True)
+class Take:
+    """The acting operator becomes the owner."""
+
+    ticket: int
+
+
+@dataclass(frozen=True)
+class Give:
+    """Assign the ticket to another operator."""
+
+    ticket: int
+    owner: str
+
+
+@dataclass(frozen=True)
+class Untake:
+    """Leave the ticket without owner."""
+
+    ticket: int
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Email the member."""
+
+    ticket: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Comment:
+    """An internal note, never emailed."""
+
+    ticket: int
+    text: str
+
+
+@dataclass(frozen=True)
+class SetTitle:
+    """Rename the ticket."""
+
+    ticket: int
+    title: str
+
+
+@dataclass(frozen=True)
+class Move:
+    """Change the ticket's queue."""
+
+    ticket: int
+    queue: str
+
+
+@dataclass(frozen=True)
+class SetStatus:
+    """An operator's explicit status change."""
+
+    ticket: int
+    status: Status
+
+
+@dataclass(frozen=True)
+class AcceptUnverified:
+    """Accept the last unverified-sender mail as correspondence; its sender becomes a participant."""
+
+    ticket: int
+
+
+@dataclass(frozen=True)
+class RecordDeliveryFailure:
+    """The outbox gave up on a mail (a permanent SMTP error or too many attempts)."""
+
+    ticket: int
+    outbox_id: int
+    recipient: str
+    error: str
+
+
+Intent = (
+    ReceiveMail
+    | OpenTicket
+    | Take
+    | Give
+    | Untake
+    | Reply
+    | Comment
+    | SetTitle
+    | Move
+    | SetStatus
+    | AcceptUnverified
+    | RecordDeliveryFailure
+)
+
+OPERATOR_INTENTS = (
+    OpenTicket,
+    Take,
+    Give,
+    Untake,
+    Reply,
+    Comment,
+    SetTitle,
+    Move,
+    SetStatus,
+    AcceptUnverified,
+)

@@ -1,0 +1,88 @@
+"""What the core needs from the outside world, as protocols implemented elsewhere (db/, mail/)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from exobot.core.model import AttachmentInfo, Entry, Ticket
+
+
+class UnitOfWork(Protocol):
+    """The operations of one database transaction; everything in it commits or nothing does."""
+
+    async def get_ticket(self, number: int) -> Ticket | None:
+        """The ticket with that number, or None."""
+
+    async def create_ticket(self, ticket: Ticket) -> Ticket:
+        """Insert a ticket; its number is assigned here and never reused."""
+
+    async def update_ticket(self, ticket: Ticket) -> None:
+        """Write back a changed ticket."""
+
+    async def add_entry(self, entry: Entry) -> Entry:
+        """Append a history entry (and index its text for search)."""
+
+    async def add_attachments(
+        self, ticket: int, entry_id: int, attachments: Sequence[AttachmentInfo]
+    ) -> None:
+        """Store a mail's attachments."""
+
+    async def participants(self, ticket: int) -> set[str]:
+        """The addresses that may write to the ticket."""
+
+    async def add_participant(self, ticket: int, address: str, source: str) -> None:
+        """Make an address a participant (idempotent)."""
+
+    async def record_message(
+        self, message_id: str, ticket: int, direction: str, entry_id: int | None
+    ) -> None:
+        """Remember a Message-ID of the ticket ("in" or "out") for threading and de-duplication."""
+
+    async def ticket_message_ids(self, ticket: int) -> list[str]:
+        """The ticket's Message-IDs, oldest first."""
+
+    async def last_entry(self, ticket: int, kinds: Sequence[str]) -> Entry | None:
+        """The newest history entry of one of these kinds."""
+
+    async def update_entry(self, entry: Entry) -> None:
+        """Write back a changed entry (its kind and data)."""
+
+    async def queue_outbox(
+        self,
+        kind: str,
+        ticket: int | None,
+        payload: dict[str, Any],
+        *,
+        template: str | None = None,
+        recipient: str | None = None,
+    ) -> int:
+        """Queue an outward effect (a mail, a chat post) for the workers; returns its id."""
+
+    async def mark_inbound(
+        self, inbound_id: int, state: str, *, ticket: int | None = None, error: str | None = None
+    ) -> None:
+        """Record what became of a received raw mail."""
+
+
+class Repository(Protocol):
+    """Storage of tickets, behind one transaction at a time."""
+
+    def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        """A unit of work that commits on success and rolls back on error."""
+
+
+class MessageIdFactory(Protocol):
+    """Mints the Message-IDs of the mails we send, recognisable as ours later."""
+
+    def mint(self, ticket: int) -> str:
+        """A new, unique Message-ID for a mail about `ticket`."""
+
+
+class Clock(Protocol):
+    """The current time (a fake one in tests)."""
+
+    def now(self) -> datetime:
+        """An aware datetime in UTC."""

@@ -1,0 +1,50 @@
+"""Public ticket references: `suport#310` and the ways people write it."""
+
+from __future__ import annotations
+
+import re
+
+MAX_NUMBER = 10**12
+
+
+def format_reference(prefix: str, number: int) -> str:
+    """The canonical reference, e.g. `suport#310`."""
+    return f"{prefix}#{number}"
+
+
+def subject_tag(prefix: str, number: int) -> str:
+    """The tag every mail we send carries in its subject, e.g. `[suport#310]`."""
+    return f"[{format_reference(prefix, number)}]"
+
+
+def _reference_pattern(prefix: str) -> re.Pattern[str]:
+    p = re.escape(prefix)
+    return re.compile(
+        rf"^\s*(?:(?:ticket\s+de\s+)?{p}\s*#?\s*|#\s*)?(\d{{1,12}})\s*$",
+        re.IGNORECASE,
+    )
+
+
+def parse_reference(text: str, prefix: str) -> int | None:
+    """Parse a whole reference as operators write it.
+
+    Accepts `suport#310`, `Suport #310`, `suport 310`, `ticket de suport 310`, `#310`, `310`.
+    Returns the number, or None when `text` is not a reference.
+    """
+    match = _reference_pattern(prefix).match(text)
+    if not match:
+        return None
+    number = int(match.group(1))
+    return number if 0 < number < MAX_NUMBER else None
+
+
+def find_in_subject(subject: str, prefix: str) -> int | None:
+    """Find the reference in a mail subject: `[suport#N]` first, then a bare `suport#N`."""
+    p = re.escape(prefix)
+    for pattern in (rf"\[\s*{p}\s*#\s*(\d{{1,12}})\s*\]", rf"(?<![\w#]){p}#(\d{{1,12}})\b"):
+        match = re.search(pattern, subject, re.IGNORECASE)
+        if match:
+            number = int(match.group(1))
+            if 0 < number < MAX_NUMBER:
+                return number
+    return None

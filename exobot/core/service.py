@@ -1,0 +1,436 @@
+"""TicketService: the one way a ticket changes, whoever asks (chat, web, mail, plugins)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from exobot.core import intents as i
+from exobot.core.events import EventBus, OutboxQueued, TicketEvent
+from exobot.core.lifecycle import Happening, LifecycleError, check_status_change, status_after
+from exobot.core.model import Actor, ActorKind, Entry, EntryKind, IncomingMail, Status, Ticket
+from exobot.core.ports import Clock, MessageIdFactory, Repository, UnitOfWork
+from exobot.core.references import format_reference
+
+log = logging.getLogger("exobot.service")
+
+PLACEHOLDER_TITLE = "(sense assumpte)"
+MAX_TITLE = 200
+MAX_REFERENCES = 20
+
+
+class ServiceError(Exception):
+    """A request the service refuses; the message is meant for the person who asked."""
+
+
+class TicketNotFound(ServiceError):
+    """No ticket with that number."""
+
+
+class NotAllowed(ServiceError):
+    """The actor may not do this."""
+
+
+class InvalidRequest(ServiceError):
+    """The request is malformed or breaks a rule (bad status, unknown queue, empty text)."""
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """The parts of the configuration the core needs."""
+
+    prefix: str = "suport"
+    default_queue: str = "suport"
+    queues: frozenset[str] = frozenset({"suport"})
+    language: str = "ca"
+    own_address: str = "suport@example.org"
+    new_after: timedelta | None = timedelta(hours=4)
+
+
+@dataclass
+class Outcome:
+    """What applying an intent did."""
+
+    ticket: int | None
+    created: bool = False
+    status: Status | None = None
+    entries: list[Entry] = field(default_factory=list)
+    outbox: list[int] = field(default_factory=list)
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        """Now, in UTC."""
+        return datetime.now(UTC)
+
+
+class TicketService:
+    """Checks permission and lifecycle, writes the change, its history and its outbox rows in one
+    transaction, then emits domain events."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        message_ids: MessageIdFactory,
+        settings: ServiceSettings,
+        events: EventBus | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.repository = repository
+        self.message_ids = message_ids
+        self.settings = settings
+        self.events = events or EventBus()
+        self.clock = clock or SystemClock()
+
+    def reference(self, number: int) -> str:
+        """The public reference of a ticket number."""
+        return format_reference(self.settings.prefix, number)
+
+    async def apply(self, actor: Actor, intent: i.Intent) -> Outcome:
+        """Apply an intent for an actor, atomically; raises ServiceError with a clear message."""
+        self._authorize(actor, intent)
+        handler = getattr(self, f"_do_{type(intent).__name__}")
+        pending: list[object] = []
+        async with self.repository.transaction() as uow:
+            step = _Step(self, uow, actor, pending)
+            outcome = await handler(step, intent)
+            await step.flush()
+        for event in pending:
+            await self.events.emit(event)
+        return outcome
+
+    def _authorize(self, actor: Actor, intent: i.Intent) -> None:
+        if isinstance(intent, i.OPERATOR_INTENTS) and actor.kind is not ActorKind.OPERATOR:
+            raise NotAllowed("only operators can do that")
+        system_only = isinstance(intent, i.ReceiveMail | i.RecordDeliveryFailure)
+        if system_only and actor.kind is ActorKind.OPERATOR:
+            raise NotAllowed("operators cannot inject mail")
+
+    # --- mail -----------------------------------------------------------------------------
+
+    async def _do_ReceiveMail(self, step: _Step, intent: i.ReceiveMail) -> Outcome:
+        mail = intent.mail
+        if intent.ticket is None:
+            if intent.mail_class is i.MailClass.BOUNCE:
+                raise InvalidRequest("a bounce never opens a ticket")
+            ticket = await step.create(
+                title=mail.subject, requestor=mail.requestor, queue=intent.queue
+            )
+            for address in (mail.requestor, mail.sender, *mail.cc):
+                await step.add_participant(ticket.number, address, "mail")
+            await step.record_mail(ticket, mail, EntryKind.MAIL_IN)
+            ticket.last_member_mail_at = step.now
+            outbox = []
+            if intent.acknowledge:
+                outbox.append(
+                    await step.queue_mail(ticket, "ack", to=[mail.requestor], auto=True, reply_to=mail)
+                )
+            await step.mark_inbound(mail, ticket)
+            return step.outcome(ticket, created=True, outbox=outbox)
+
+        ticket = await step.ticket(intent.ticket)
+        kind, happening = {
+            i.MailClass.MEMBER: (EntryKind.MAIL_IN, Happening.MEMBER_MAIL),
+            i.MailClass.AUTOMATIC: (EntryKind.AUTOMATIC_IN, Happening.AUTOMATIC_MAIL),
+            i.MailClass.UNVERIFIED: (EntryKind.UNVERIFIED_IN, Happening.UNVERIFIED_MAIL),
+            i.MailClass.BOUNCE: (EntryKind.BOUNCE, Happening.BOUNCE),
+        }[intent.mail_class]
+        await step.record_mail(ticket, mail, kind)
+        if intent.mail_class is i.MailClass.MEMBER:
+            for address in mail.cc:
+                await step.add_participant(ticket.number, address, "cc")
+            ticket.last_member_mail_at = step.now
+        await step.transition(ticket, happening)
+        await step.mark_inbound(mail, ticket)
+        return step.outcome(ticket)
+
+    async def _do_RecordDeliveryFailure(self, step: _Step, intent: i.RecordDeliveryFailure) -> Outcome:
+        ticket = await step.ticket(intent.ticket)
+        await step.add(
+            ticket,
+            EntryKind.DELIVERY_FAILED,
+            body=intent.error,
+            data={"outbox_id": intent.outbox_id, "recipient": intent.recipient},
+        )
+        return step.outcome(ticket)
+
+    # --- operators --------------------------------------------------------------------------
+
+    async def _do_OpenTicket(self, step: _Step, intent: i.OpenTicket) -> Outcome:
+        requestor = intent.requestor.strip().lower()
+        if not _looks_like_address(requestor):
+            raise InvalidRequest(f"{intent.requestor!r} is not an email address")
+        ticket = await step.create(title=intent.title, requestor=requestor, queue=intent.queue)
+        await step.add_participant(ticket.number, requestor, "operator")
+        if intent.text.strip():
+            await step.add(ticket, EntryKind.COMMENT, body=intent.text.strip())
+        return step.outcome(ticket, created=True)
+
+    async def _do_Take(self, step: _Step, intent: i.Take) -> Outcome:
+        return await self._set_owner(step, intent.ticket, step.actor.id, Happening.TAKE)
+
+    async def _do_Give(self, step: _Step, intent: i.Give) -> Outcome:
+        owner = intent.owner.strip()
+        if not owner:
+            raise InvalidRequest("say who to give the ticket to")
+        return await self._set_owner(step, intent.ticket, owner, Happening.GIVE)
+
+    async def _do_Untake(self, step: _Step, intent: i.Untake) -> Outcome:
+        return await self._set_owner(step, intent.ticket, None, Happening.UNTAKE)
+
+    async def _set_owner(
+        self, step: _Step, number: int, owner: str | None, happening: Happening
+    ) -> Outcome:
+        ticket = await step.ticket(number)
+        if ticket.owner == owner and happening is not Happening.TAKE:
+            raise InvalidRequest(
+                f"{self.reference(number)} already has no owner"
+                if owner is None
+                else f"{self.reference(number)} already belongs to {owner}"
+            )
+        if ticket.owner != owner:
+            await step.add(ticket, EntryKind.OWNER, data={"from": ticket.owner, "to": owner})
+            ticket.owner = owner
+        await step.transition(ticket, happening)
+        return step.outcome(ticket)
+
+    async def _do_Reply(self, step: _Step, intent: i.Reply) -> Outcome:
+        text = _required_text(intent.text, "write the text of the reply")
+        ticket = await step.ticket(intent.ticket)
+        participants = await step.uow.participants(ticket.number)
+        own = self.settings.own_address.lower()
+        cc = sorted(a for a in participants if a not in (ticket.requestor, own))
+        outbox_id = await step.queue_mail(
+            ticket, "reply", to=[ticket.requestor], cc=cc, auto=False, text=text
+        )
+        await step.transition(ticket, Happening.REPLY)
+        return step.outcome(ticket, outbox=[outbox_id])
+
+    async def _do_Comment(self, step: _Step, intent: i.Comment) -> Outcome:
+        text = _required_text(intent.text, "write the text of the comment")
+        ticket = await step.ticket(intent.ticket)
+        await step.add(ticket, EntryKind.COMMENT, body=text)
+        return step.outcome(ticket)
+
+    async def _do_SetTitle(self, step: _Step, intent: i.SetTitle) -> Outcome:
+        title = _clean_title(intent.title)
+        if not title:
+            raise InvalidRequest("write the new title")
+        ticket = await step.ticket(intent.ticket)
+        if title == ticket.title:
+            raise InvalidRequest("that is already the title")
+        await step.add(ticket, EntryKind.TITLE, data={"from": ticket.title, "to": title})
+        ticket.title = title
+        return step.outcome(ticket)
+
+    async def _do_Move(self, step: _Step, intent: i.Move) -> Outcome:
+        queue = intent.queue.strip().lower()
+        if queue not in self.settings.queues:
+            known = ", ".join(sorted(self.settings.queues))
+            raise InvalidRequest(f"unknown queue {intent.queue!r} (known: {known})")
+        ticket = await step.ticket(intent.ticket)
+        if queue == ticket.queue:
+            raise InvalidRequest(f"{self.reference(ticket.number)} is already in {queue}")
+        await step.add(ticket, EntryKind.QUEUE, data={"from": ticket.queue, "to": queue})
+        ticket.queue = queue
+        return step.outcome(ticket)
+
+    async def _do_SetStatus(self, step: _Step, intent: i.SetStatus) -> Outcome:
+        ticket = await step.ticket(intent.ticket)
+        try:
+            target = check_status_change(ticket.status, intent.status)
+        except LifecycleError as error:
+            raise InvalidRequest(str(error)) from None
+        await step.set_status(ticket, target)
+        outbox = []
+        if target is Status.RESOLVED:
+            outbox.append(await step.queue_mail(ticket, "resolved", to=[ticket.requestor], auto=True))
+        return step.outcome(ticket, outbox=outbox)
+
+    async def _do_AcceptUnverified(self, step: _Step, intent: i.AcceptUnverified) -> Outcome:
+        ticket = await step.ticket(intent.ticket)
+        entry = await step.uow.last_entry(ticket.number, [EntryKind.UNVERIFIED_IN.value])
+        if entry is None:
+            raise InvalidRequest(
+                f"{self.reference(ticket.number)} has no mail from an unverified sender"
+            )
+        sender = entry.data.get("from", "")
+        entry.kind = EntryKind.MAIL_IN
+        entry.data = {**entry.data, "accepted_by": step.actor.id}
+        await step.uow.update_entry(entry)
+        if sender:
+            await step.add_participant(ticket.number, sender, "accepted")
+        await step.add(ticket, EntryKind.ACCEPTED, data={"entry": entry.id, "from": sender})
+        ticket.last_member_mail_at = step.now
+        await step.transition(ticket, Happening.MEMBER_MAIL)
+        return step.outcome(ticket)
+
+
+class _Step:
+    """The context of one apply(): the unit of work, the actor, the time and the events to emit."""
+
+    def __init__(self, service: TicketService, uow: UnitOfWork, actor: Actor, pending: list[object]):
+        self.service = service
+        self.settings = service.settings
+        self.uow = uow
+        self.actor = actor
+        self.now = service.clock.now()
+        self.pending = pending
+        self.entries: list[Entry] = []
+        self._touched: dict[int, Ticket] = {}
+
+    async def ticket(self, number: int) -> Ticket:
+        ticket = await self.uow.get_ticket(number)
+        if ticket is None:
+            raise TicketNotFound(f"{self.service.reference(number)} does not exist")
+        self._touched[ticket.number] = ticket
+        return ticket
+
+    async def create(self, *, title: str, requestor: str, queue: str | None) -> Ticket:
+        queue = (queue or self.settings.default_queue).lower()
+        if queue not in self.settings.queues:
+            raise InvalidRequest(f"unknown queue {queue!r}")
+        now = self.now
+        ticket = Ticket(
+            number=0,
+            title=_clean_title(title) or PLACEHOLDER_TITLE,
+            requestor=requestor.lower(),
+            queue=queue,
+            status=Status.NEW,
+            created_at=now,
+            updated_at=now,
+            language=self.settings.language,
+            next_alert_at=now + self.settings.new_after if self.settings.new_after else None,
+        )
+        ticket = await self.uow.create_ticket(ticket)
+        self._touched[ticket.number] = ticket
+        await self.add(ticket, EntryKind.CREATED, data={"queue": queue, "requestor": ticket.requestor})
+        return ticket
+
+    async def add(
+        self, ticket: Ticket, kind: EntryKind, *, body: str | None = None, data: dict | None = None
+    ) -> Entry:
+        entry = await self.uow.add_entry(
+            Entry(ticket.number, kind, self.actor.id, self.now, body=body, data=data or {})
+        )
+        self.entries.append(entry)
+        self.pending.append(TicketEvent(ticket.number, kind, self.actor.id, dict(entry.data)))
+        return entry
+
+    async def add_participant(self, number: int, address: str, source: str) -> None:
+        address = address.strip().lower()
+        if address and address != self.settings.own_address.lower():
+            await self.uow.add_participant(number, address, source)
+
+    async def record_mail(self, ticket: Ticket, mail: IncomingMail, kind: EntryKind) -> Entry:
+        data = {
+            "from": mail.sender,
+            "from_name": mail.sender_name,
+            "subject": mail.subject,
+            "message_id": mail.message_id,
+            "cc": list(mail.cc),
+            "attachments": [
+                {"filename": a.filename, "content_type": a.content_type, "size": a.size}
+                for a in mail.attachments
+            ],
+        }
+        if kind is EntryKind.BOUNCE:
+            data |= {"status": mail.bounce_status, "recipients": list(mail.bounce_recipients)}
+        entry = await self.add(ticket, kind, body=mail.body, data=data)
+        if mail.attachments:
+            await self.uow.add_attachments(ticket.number, entry.id, mail.attachments)
+        await self.uow.record_message(mail.message_id, ticket.number, "in", entry.id)
+        return entry
+
+    async def set_status(self, ticket: Ticket, target: Status) -> Entry:
+        entry = await self.add(
+            ticket, EntryKind.STATUS, data={"from": ticket.status.value, "to": target.value}
+        )
+        ticket.status = target
+        if target is not Status.NEW:
+            ticket.next_alert_at = None
+        return entry
+
+    async def transition(self, ticket: Ticket, happening: Happening) -> list[Entry]:
+        target = status_after(ticket.status, happening)
+        if target is ticket.status:
+            return []
+        return [await self.set_status(ticket, target)]
+
+    async def queue_mail(
+        self,
+        ticket: Ticket,
+        template: str,
+        *,
+        to: list[str],
+        cc: list[str] | None = None,
+        auto: bool,
+        text: str | None = None,
+        reply_to: IncomingMail | None = None,
+    ) -> int:
+        """Queue a mail to members, with its Message-ID minted now so a retry never changes it."""
+        message_id = self.service.message_ids.mint(ticket.number)
+        chain = await self.uow.ticket_message_ids(ticket.number)
+        in_reply_to = reply_to.message_id if reply_to else (chain[-1] if chain else None)
+        payload = {
+            "template": template,
+            "language": ticket.language,
+            "to": to,
+            "cc": cc or [],
+            "reference": self.service.reference(ticket.number),
+            "number": ticket.number,
+            "title": ticket.title,
+            "text": text,
+            "requestor": ticket.requestor,
+            "message_id": message_id,
+            "in_reply_to": in_reply_to,
+            "references": chain[-MAX_REFERENCES:],
+            "auto_submitted": auto,
+        }
+        outbox_id = await self.uow.queue_outbox(
+            "mail", ticket.number, payload, template=template, recipient=to[0] if to else None
+        )
+        await self.uow.record_message(message_id, ticket.number, "out", None)
+        await self.add(
+            ticket,
+            EntryKind.MAIL_OUT,
+            body=text,
+            data={"template": template, "to": to, "cc": cc or [], "message_id": message_id,
+                  "outbox_id": outbox_id},
+        )
+        self.pending.append(OutboxQueued("mail"))
+        return outbox_id
+
+    async def mark_inbound(self, mail: IncomingMail, ticket: Ticket) -> None:
+        if mail.inbound_id is not None:
+            await self.uow.mark_inbound(mail.inbound_id, "done", ticket=ticket.number)
+
+    def outcome(
+        self, ticket: Ticket, *, created: bool = False, outbox: list[int] | None = None
+    ) -> Outcome:
+        return Outcome(ticket.number, created, ticket.status, list(self.entries), outbox or [])
+
+    async def flush(self) -> None:
+        for ticket in self._touched.values():
+            ticket.updated_at = self.now
+            await self.uow.update_ticket(ticket)
+
+
+def _clean_title(title: str) -> str:
+    title = " ".join(title.split())
+    return title[:MAX_TITLE]
+
+
+def _required_text(text: str, problem: str) -> str:
+    text = text.strip()
+    if not text:
+        raise InvalidRequest(problem)
+    return text
+
+
+def _looks_like_address(address: str) -> bool:
+    local, _, domain = address.rpartition("@")
+    return bool(local) and "." in domain and not any(c.isspace() or c in "<>,;\"" for c in address)

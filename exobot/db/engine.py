@@ -1,0 +1,74 @@
+"""Database engines: the async one the app uses and the sync one migrations use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def async_url(url: str) -> str:
+    """The async-driver form of a configured URL (sqlite → aiosqlite; psycopg serves both)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def sync_url(url: str) -> str:
+    """The sync-driver form of a configured URL, for Alembic."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        parsed = parsed.set(drivername="sqlite")
+    elif parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether the URL names an SQLite database."""
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    """Create the directory of an SQLite file so a fresh deployment starts without help."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """The app's async engine. SQLite gets WAL, a busy timeout and write-ahead BEGIN IMMEDIATE."""
+    ensure_sqlite_dir(url)
+    if not is_sqlite(url):
+        return create_async_engine(async_url(url), pool_pre_ping=True)
+    engine = create_async_engine(
+        async_url(url), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    )
+    install_sqlite_pragmas(engine.sync_engine)
+    return engine
+
+
+def install_sqlite_pragmas(sync_engine) -> None:  # noqa: ANN001 - an Engine
+    """WAL, busy timeout, foreign keys; transactions start with BEGIN IMMEDIATE so two writers
+    wait for each other instead of failing on a read-to-write upgrade."""
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # noqa: ANN001
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(connection):  # noqa: ANN001
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,182 @@
+"""Received mail as raw bytes: stored before parsing, then processed, quarantined or discarded."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exobot.db.state import get_state, set_state
+from exobot.db.tables import InboundMailRow
+
+I = InboundMailRow.__table__  # noqa: E741
+
+RECEIVED = "received"
+QUARANTINED = "quarantined"
+FINAL_STATES = ("done", "duplicate", "dropped", "ignored", "discarded")
+
+
+@dataclass(frozen=True)
+class ImapPosition:
+    """Where intake stands in one mailbox: only (mailbox, UIDVALIDITY, UID) names a message."""
+
+    uidvalidity: int
+    last_uid: int
+
+
+@dataclass(frozen=True)
+class InboundSummary:
+    """One stored raw mail, without its bytes."""
+
+    id: int
+    mailbox: str
+    uidvalidity: int
+    uid: int
+    size: int
+    message_id: str | None
+    subject: str | None
+    sender: str | None
+    state: str
+    ticket_id: int | None
+    error: str | None
+    attempts: int
+    received_at: datetime
+
+
+def _position_key(mailbox: str) -> str:
+    return f"imap-position:{mailbox}"
+
+
+async def get_position(conn: AsyncConnection, mailbox: str) -> ImapPosition | None:
+    """The saved IMAP position of a mailbox, or None when intake never ran on it."""
+    value = await get_state(conn, _position_key(mailbox))
+    if value is None:
+        return None
+    data = json.loads(value)
+    return ImapPosition(int(data["uidvalidity"]), int(data["last_uid"]))
+
+
+async def set_position(conn: AsyncConnection, mailbox: str, position: ImapPosition) -> None:
+    """Save the IMAP position of a mailbox."""
+    value = json.dumps({"uidvalidity": position.uidvalidity, "last_uid": position.last_uid})
+    await set_state(conn, _position_key(mailbox), value)
+
+
+async def store_raw(
+    conn: AsyncConnection, mailbox: str, uidvalidity: int, uid: int, raw: bytes
+) -> int | None:
+    """Store a received message and advance the position past it, in the caller's transaction.
+
+    Returns the new row id, or None when that (mailbox, UIDVALIDITY, UID) was already stored.
+    """
+    exists = (
+        await conn.execute(
+            select(I.c.id).where(I.c.mailbox == mailbox, I.c.uidvalidity == uidvalidity, I.c.uid == uid)
+        )
+    ).first()
+    new_id = None
+    if not exists:
+        new_id = (
+            await conn.execute(
+                I.insert()
+                .values(
+                    mailbox=mailbox,
+                    uidvalidity=uidvalidity,
+                    uid=uid,
+                    raw=raw,
+                    size=len(raw),
+                    state=RECEIVED,
+                    attempts=0,
+                    received_at=datetime.now(UTC),
+                )
+                .returning(I.c.id)
+            )
+        ).scalar_one()
+    position = await get_position(conn, mailbox)
+    if position is None or position.uidvalidity != uidvalidity or position.last_uid < uid:
+        await set_position(conn, mailbox, ImapPosition(uidvalidity, uid))
+    return new_id
+
+
+async def pending_ids(conn: AsyncConnection, limit: int = 100) -> list[int]:
+    """Stored mails not processed yet, oldest first."""
+    rows = await conn.execute(
+        select(I.c.id).where(I.c.state == RECEIVED).order_by(I.c.id).limit(limit)
+    )
+    return [r[0] for r in rows]
+
+
+async def load_raw(conn: AsyncConnection, inbound_id: int) -> tuple[bytes, str] | None:
+    """The raw bytes and state of one stored mail."""
+    row = (await conn.execute(select(I.c.raw, I.c.state).where(I.c.id == inbound_id))).first()
+    return (bytes(row[0]), row[1]) if row else None
+
+
+async def mark_inbound(
+    conn: AsyncConnection,
+    inbound_id: int,
+    state: str,
+    *,
+    ticket: int | None = None,
+    error: str | None = None,
+    message_id: str | None = None,
+    subject: str | None = None,
+    sender: str | None = None,
+) -> None:
+    """Record what became of a stored mail."""
+    values: dict = {"state": state, "processed_at": datetime.now(UTC), "error": error}
+    if ticket is not None:
+        values["ticket_id"] = ticket
+    for name, value in (("message_id", message_id), ("subject", subject), ("sender", sender)):
+        if value is not None:
+            values[name] = value[:500]
+    if state == QUARANTINED:
+        values["attempts"] = I.c.attempts + 1
+    await conn.execute(update(I).where(I.c.id == inbound_id).values(**values))
+
+
+async def list_inbound(
+    conn: AsyncConnection, state: str | None = QUARANTINED, limit: int = 100
+) -> list[InboundSummary]:
+    """Stored mails in a state (quarantine by default), newest first."""
+    query = select(*[c for c in I.c if c.name != "raw"]).order_by(I.c.id.desc()).limit(limit)
+    if state is not None:
+        query = query.where(I.c.state == state)
+    return [_summary(r) for r in await conn.execute(query)]
+
+
+async def get_inbound(conn: AsyncConnection, inbound_id: int) -> InboundSummary | None:
+    """One stored mail's summary."""
+    query = select(*[c for c in I.c if c.name != "raw"]).where(I.c.id == inbound_id)
+    row = (await conn.execute(query)).first()
+    return _summary(row) if row else None
+
+
+async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
+    """How many stored mails are in each state."""
+    rows = await conn.execute(select(I.c.state, func.count()).group_by(I.c.state))
+    return {state: count for state, count in rows}
+
+
+def _summary(row) -> InboundSummary:  # noqa: ANN001
+    received = row.received_at
+    if received is not None and received.tzinfo is None:
+        received = received.replace(tzinfo=UTC)
+    return InboundSummary(
+        id=row.id,
+        mailbox=row.mailbox,
+        uidvalidity=row.uidvalidity,
+        uid=row.uid,
+        size=row.size,
+        message_id=row.message_id,
+        subject=row.subject,
+        sender=row.sender,
+        state=row.state,
+        ticket_id=row.ticket_id,
+        error=row.error,
+        attempts=row.attempts,
+        received_at=received,
+    )

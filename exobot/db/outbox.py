@@ -1,0 +1,103 @@
+"""The outbox: outward effects written with the change that caused them, delivered by workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
+
+from exobot.db.tables import OutboxRow
+
+O = OutboxRow.__table__  # noqa: E741
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One outward effect waiting for delivery."""
+
+    id: int
+    kind: str
+    ticket_id: int | None
+    payload: dict[str, Any]
+    attempts: int
+
+
+async def due(conn: AsyncConnection, kind: str, now: datetime, limit: int = 50) -> list[OutboxItem]:
+    """Pending items of `kind` whose time has come, oldest first, never overtaking an earlier
+    pending item of the same ticket (so a ticket's effects arrive in order)."""
+    earlier = aliased(O)
+    blocked = exists().where(
+        and_(
+            earlier.c.state == PENDING,
+            earlier.c.kind == O.c.kind,
+            earlier.c.ticket_id == O.c.ticket_id,
+            earlier.c.id < O.c.id,
+        )
+    )
+    rows = await conn.execute(
+        select(O.c.id, O.c.kind, O.c.ticket_id, O.c.payload, O.c.attempts)
+        .where(O.c.state == PENDING, O.c.kind == kind, O.c.next_try_at <= now, ~blocked)
+        .order_by(O.c.id)
+        .limit(limit)
+    )
+    return [OutboxItem(r.id, r.kind, r.ticket_id, dict(r.payload), r.attempts) for r in rows]
+
+
+async def next_due_at(conn: AsyncConnection, kind: str) -> datetime | None:
+    """When the next pending item of `kind` is due, or None when there is none."""
+    value = (
+        await conn.execute(
+            select(O.c.next_try_at).where(O.c.state == PENDING, O.c.kind == kind).order_by(
+                O.c.next_try_at
+            ).limit(1)
+        )
+    ).scalar_one_or_none()
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+async def mark_sent(conn: AsyncConnection, item_id: int) -> None:
+    """The effect happened."""
+    await conn.execute(
+        update(O)
+        .where(O.c.id == item_id)
+        .values(state=SENT, done_at=datetime.now(UTC), attempts=O.c.attempts + 1, last_error=None)
+    )
+
+
+async def mark_retry(conn: AsyncConnection, item_id: int, error: str, next_try: datetime) -> None:
+    """A temporary failure: try again at `next_try`."""
+    await conn.execute(
+        update(O)
+        .where(O.c.id == item_id)
+        .values(attempts=O.c.attempts + 1, last_error=error[:2000], next_try_at=next_try)
+    )
+
+
+async def mark_failed(conn: AsyncConnection, item_id: int, error: str) -> None:
+    """A permanent failure: the item stays, visible, with its error."""
+    await conn.execute(
+        update(O)
+        .where(O.c.id == item_id)
+        .values(
+            state=FAILED,
+            attempts=O.c.attempts + 1,
+            last_error=error[:2000],
+            done_at=datetime.now(UTC),
+        )
+    )
+
+
+async def counts(conn: AsyncConnection) -> dict[tuple[str, str], int]:
+    """How many items there are per (kind, state)."""
+    from sqlalchemy import func
+
+    rows = await conn.execute(select(O.c.kind, O.c.state, func.count()).group_by(O.c.kind, O.c.state))
+    return {(k, s): n for k, s, n in rows}

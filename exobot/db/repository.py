@@ -1,0 +1,361 @@
+"""The SQL implementation of the core's repository protocol, on SQLAlchemy's async engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from exobot.core.model import AttachmentInfo, Entry, EntryKind, Status, Ticket
+from exobot.db.tables import (
+    AttachmentRow,
+    EntryRow,
+    MailMessageRow,
+    OutboxRow,
+    ParticipantRow,
+    TicketRow,
+)
+
+T = TicketRow.__table__
+E = EntryRow.__table__
+P = ParticipantRow.__table__
+M = MailMessageRow.__table__
+O = OutboxRow.__table__  # noqa: E741
+A = AttachmentRow.__table__
+
+TITLE_ENTRY = 0  # search_index row holding a ticket's title
+
+
+def utcnow() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes: they were written in UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def ticket_from_row(row: Any) -> Ticket:
+    """Build a domain Ticket from a `tickets` row."""
+    return Ticket(
+        number=row.id,
+        title=row.title,
+        requestor=row.requestor,
+        queue=row.queue,
+        status=Status(row.status),
+        created_at=aware(row.created_at),
+        updated_at=aware(row.updated_at),
+        owner=row.owner,
+        last_member_mail_at=aware(row.last_member_mail_at),
+        next_alert_at=aware(row.next_alert_at),
+        language=row.language,
+    )
+
+
+def entry_from_row(row: Any) -> Entry:
+    """Build a domain Entry from an `entries` row."""
+    return Entry(
+        ticket_number=row.ticket_id,
+        kind=EntryKind(row.kind),
+        actor=row.actor,
+        created_at=aware(row.created_at),
+        body=row.body,
+        data=dict(row.data or {}),
+        id=row.id,
+    )
+
+
+class SqlUnitOfWork:
+    """The core's UnitOfWork on one connection inside one transaction."""
+
+    def __init__(self, conn: AsyncConnection, sqlite: bool) -> None:
+        self.conn = conn
+        self.sqlite = sqlite
+
+    async def get_ticket(self, number: int) -> Ticket | None:
+        """The ticket with that number, or None."""
+        row = (await self.conn.execute(select(T).where(T.c.id == number))).first()
+        return ticket_from_row(row) if row else None
+
+    async def create_ticket(self, ticket: Ticket) -> Ticket:
+        """Insert a ticket; the database assigns its number."""
+        values = _ticket_values(ticket)
+        number = (await self.conn.execute(insert(T).values(**values).returning(T.c.id))).scalar_one()
+        ticket.number = number
+        await self._index(number, TITLE_ENTRY, ticket.title)
+        return ticket
+
+    async def update_ticket(self, ticket: Ticket) -> None:
+        """Write back a ticket (and re-index its title when it changed)."""
+        old_title = (
+            await self.conn.execute(select(T.c.title).where(T.c.id == ticket.number))
+        ).scalar_one()
+        await self.conn.execute(
+            update(T).where(T.c.id == ticket.number).values(**_ticket_values(ticket))
+        )
+        if old_title != ticket.title:
+            await self.conn.execute(
+                text("DELETE FROM search_index WHERE ticket_id = :t AND entry_id = :e"),
+                {"t": ticket.number, "e": TITLE_ENTRY},
+            )
+            await self._index(ticket.number, TITLE_ENTRY, ticket.title)
+
+    async def add_entry(self, entry: Entry) -> Entry:
+        """Append a history entry and index its text."""
+        entry.id = (
+            await self.conn.execute(
+                insert(E)
+                .values(
+                    ticket_id=entry.ticket_number,
+                    kind=entry.kind.value,
+                    actor=entry.actor,
+                    created_at=entry.created_at,
+                    body=entry.body,
+                    data=entry.data,
+                )
+                .returning(E.c.id)
+            )
+        ).scalar_one()
+        searchable = " ".join(filter(None, [entry.data.get("subject"), entry.body]))
+        if searchable:
+            await self._index(entry.ticket_number, entry.id, searchable)
+        return entry
+
+    async def update_entry(self, entry: Entry) -> None:
+        """Write back an entry's kind and data."""
+        await self.conn.execute(
+            update(E).where(E.c.id == entry.id).values(kind=entry.kind.value, data=entry.data)
+        )
+
+    async def last_entry(self, ticket: int, kinds: Sequence[str]) -> Entry | None:
+        """The newest entry of the ticket with one of these kinds."""
+        row = (
+            await self.conn.execute(
+                select(E)
+                .where(E.c.ticket_id == ticket, E.c.kind.in_(list(kinds)))
+                .order_by(E.c.id.desc())
+                .limit(1)
+            )
+        ).first()
+        return entry_from_row(row) if row else None
+
+    async def add_attachments(
+        self, ticket: int, entry_id: int, attachments: Sequence[AttachmentInfo]
+    ) -> None:
+        """Store a mail's attachments."""
+        await self.conn.execute(
+            insert(A),
+            [
+                {
+                    "ticket_id": ticket,
+                    "entry_id": entry_id,
+                    "filename": a.filename,
+                    "content_type": a.content_type,
+                    "size": a.size,
+                    "data": a.data,
+                }
+                for a in attachments
+            ],
+        )
+
+    async def participants(self, ticket: int) -> set[str]:
+        """The addresses that may write to the ticket."""
+        rows = await self.conn.execute(select(P.c.address).where(P.c.ticket_id == ticket))
+        return {r[0] for r in rows}
+
+    async def add_participant(self, ticket: int, address: str, source: str) -> None:
+        """Make an address a participant; already being one is fine."""
+        exists = (
+            await self.conn.execute(
+                select(P.c.id).where(P.c.ticket_id == ticket, P.c.address == address)
+            )
+        ).first()
+        if not exists:
+            await self.conn.execute(
+                insert(P).values(
+                    ticket_id=ticket, address=address, source=source, created_at=utcnow()
+                )
+            )
+
+    async def record_message(
+        self, message_id: str, ticket: int, direction: str, entry_id: int | None
+    ) -> None:
+        """Remember a Message-ID of the ticket for threading and de-duplication."""
+        await self.conn.execute(
+            insert(M).values(
+                message_id=message_id,
+                ticket_id=ticket,
+                direction=direction,
+                entry_id=entry_id,
+                created_at=utcnow(),
+            )
+        )
+
+    async def ticket_message_ids(self, ticket: int) -> list[str]:
+        """The ticket's Message-IDs, oldest first."""
+        rows = await self.conn.execute(
+            select(M.c.message_id).where(M.c.ticket_id == ticket).order_by(M.c.id)
+        )
+        return [r[0] for r in rows]
+
+    async def queue_outbox(
+        self,
+        kind: str,
+        ticket: int | None,
+        payload: dict[str, Any],
+        *,
+        template: str | None = None,
+        recipient: str | None = None,
+    ) -> int:
+        """Queue an outward effect for the workers."""
+        now = utcnow()
+        return (
+            await self.conn.execute(
+                insert(O)
+                .values(
+                    kind=kind,
+                    ticket_id=ticket,
+                    template=template,
+                    recipient=recipient,
+                    payload=payload,
+                    state="pending",
+                    attempts=0,
+                    next_try_at=now,
+                    created_at=now,
+                )
+                .returning(O.c.id)
+            )
+        ).scalar_one()
+
+    async def mark_inbound(
+        self, inbound_id: int, state: str, *, ticket: int | None = None, error: str | None = None
+    ) -> None:
+        """Record what became of a received raw mail."""
+        from exobot.db.inbound import mark_inbound
+
+        await mark_inbound(self.conn, inbound_id, state, ticket=ticket, error=error)
+
+    async def _index(self, ticket: int, entry_id: int, content: str) -> None:
+        await self.conn.execute(
+            text("INSERT INTO search_index (ticket_id, entry_id, content) VALUES (:t, :e, :c)"),
+            {"t": ticket, "e": entry_id, "c": content},
+        )
+
+
+def _ticket_values(ticket: Ticket) -> dict[str, Any]:
+    return {
+        "title": ticket.title,
+        "requestor": ticket.requestor,
+        "owner": ticket.owner,
+        "queue": ticket.queue,
+        "status": ticket.status.value,
+        "language": ticket.language,
+        "created_at": ticket.created_at,
+        "updated_at": ticket.updated_at,
+        "last_member_mail_at": ticket.last_member_mail_at,
+        "next_alert_at": ticket.next_alert_at,
+    }
+
+
+class SqlRepository:
+    """The core's Repository over an async engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sqlite = engine.dialect.name == "sqlite"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlUnitOfWork]:
+        """One transaction: commits when the block ends, rolls back on error."""
+        async with self.engine.begin() as conn:
+            yield SqlUnitOfWork(conn, self.sqlite)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction, for the queries the workers and the CLI need."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    async def get_ticket(self, number: int) -> Ticket | None:
+        """Read one ticket."""
+        async with self.transaction() as uow:
+            return await uow.get_ticket(number)
+
+    async def history(self, number: int) -> list[Entry]:
+        """A ticket's whole history, oldest first."""
+        async with self.connection() as conn:
+            rows = await conn.execute(select(E).where(E.c.ticket_id == number).order_by(E.c.id))
+            return [entry_from_row(r) for r in rows]
+
+    async def ticket_for_message(self, message_id: str) -> tuple[int, str] | None:
+        """The ticket a Message-ID belongs to and its direction ("out" preferred), or None."""
+        async with self.connection() as conn:
+            row = (
+                await conn.execute(
+                    select(M.c.ticket_id, M.c.direction)
+                    .where(M.c.message_id == message_id)
+                    .order_by(M.c.direction.desc())
+                    .limit(1)
+                )
+            ).first()
+            return (row[0], row[1]) if row else None
+
+    async def participants(self, number: int) -> set[str]:
+        """The participants of a ticket."""
+        async with self.transaction() as uow:
+            return await uow.participants(number)
+
+    async def acks_since(self, address: str, since: datetime) -> int:
+        """How many acknowledgements were queued to `address` since `since`."""
+        async with self.connection() as conn:
+            return (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(O)
+                    .where(O.c.template == "ack", O.c.recipient == address, O.c.created_at >= since)
+                )
+            ).scalar_one()
+
+    async def search(self, words: str, limit: int = 50) -> list[int]:
+        """Tickets whose title or texts contain all the words, newest first."""
+        terms = [w for w in words.split() if w.strip()]
+        if not terms:
+            return []
+        async with self.connection() as conn:
+            if self.sqlite:
+                # Each term quoted: FTS5 query syntax in user input must stay literal.
+                query = " ".join('"' + t.replace('"', '""') + '"' for t in terms)
+                rows = await conn.execute(
+                    text(
+                        "SELECT DISTINCT ticket_id FROM search_index WHERE search_index MATCH :q "
+                        "ORDER BY ticket_id DESC LIMIT :n"
+                    ),
+                    {"q": query, "n": limit},
+                )
+            else:
+                clauses = " AND ".join(f"content ILIKE :t{n}" for n in range(len(terms)))
+                params: dict[str, Any] = {f"t{n}": f"%{t}%" for n, t in enumerate(terms)}
+                rows = await conn.execute(
+                    text(
+                        "SELECT ticket_id FROM search_index GROUP BY ticket_id HAVING "
+                        f"bool_or({clauses}) ORDER BY ticket_id DESC LIMIT :n"
+                    ),
+                    params | {"n": limit},
+                )
+            return [r[0] for r in rows]
+
+    async def count_tickets(self) -> int:
+        """How many tickets exist."""
+        async with self.connection() as conn:
+            return (await conn.execute(select(func.count()).select_from(T))).scalar_one()
+
+
+__all__ = ["SqlRepository", "SqlUnitOfWork", "IntegrityError", "utcnow", "aware"]

@@ -1,0 +1,151 @@
+"""The database schema as SQLModel tables. Alembic migrations in migrations/ create it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _dt(**kw: Any) -> Any:
+    return Field(sa_column=Column(DateTime(timezone=True), **kw))
+
+
+class TicketRow(SQLModel, table=True):
+    """A ticket; `id` is its public number, never reused (AUTOINCREMENT / a sequence)."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (
+        Index("ix_tickets_status_queue", "status", "queue"),
+        Index("ix_tickets_next_alert_at", "next_alert_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str
+    requestor: str = Field(index=True)
+    owner: str | None = Field(default=None, index=True)
+    queue: str
+    status: str
+    language: str = "ca"
+    created_at: datetime = _dt(nullable=False)
+    updated_at: datetime = _dt(nullable=False)
+    last_member_mail_at: datetime | None = _dt(nullable=True)
+    next_alert_at: datetime | None = _dt(nullable=True)
+
+
+class EntryRow(SQLModel, table=True):
+    """One line of a ticket's history."""
+
+    __tablename__ = "entries"
+    __table_args__ = (Index("ix_entries_ticket_kind", "ticket_id", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    kind: str
+    actor: str
+    created_at: datetime = _dt(nullable=False)
+    body: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ParticipantRow(SQLModel, table=True):
+    """An address that may write to a ticket."""
+
+    __tablename__ = "participants"
+    __table_args__ = (UniqueConstraint("ticket_id", "address"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    address: str
+    source: str
+    created_at: datetime = _dt(nullable=False)
+
+
+class MailMessageRow(SQLModel, table=True):
+    """A Message-ID belonging to a ticket, in or out: threading and de-duplication."""
+
+    __tablename__ = "mail_messages"
+    __table_args__ = (UniqueConstraint("message_id", "direction"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(index=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    direction: str  # "in" | "out"
+    entry_id: int | None = None
+    created_at: datetime = _dt(nullable=False)
+
+
+class InboundMailRow(SQLModel, table=True):
+    """A mail exactly as received, stored before it is parsed."""
+
+    __tablename__ = "inbound_mail"
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid"),
+        Index("ix_inbound_state", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str
+    uidvalidity: int
+    uid: int
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int
+    message_id: str | None = Field(default=None, index=True)
+    subject: str | None = None
+    sender: str | None = None
+    # received → done | duplicate | dropped | ignored | quarantined | discarded
+    state: str = "received"
+    ticket_id: int | None = None
+    error: str | None = None
+    attempts: int = 0
+    received_at: datetime = _dt(nullable=False)
+    processed_at: datetime | None = _dt(nullable=True)
+
+
+class OutboxRow(SQLModel, table=True):
+    """An outward effect (a mail now, Matrix posts later) waiting for its worker."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_state_kind_next", "state", "kind", "next_try_at"),
+        Index("ix_outbox_recipient_template", "recipient", "template", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # "mail"
+    ticket_id: int | None = Field(default=None, index=True)
+    template: str | None = None
+    recipient: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    state: str = "pending"  # pending → sent | failed
+    attempts: int = 0
+    next_try_at: datetime = _dt(nullable=False)
+    last_error: str | None = None
+    created_at: datetime = _dt(nullable=False)
+    done_at: datetime | None = _dt(nullable=True)
+
+
+class AttachmentRow(SQLModel, table=True):
+    """An attachment of a received mail: stored, shown to operators, never forwarded."""
+
+    __tablename__ = "attachments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    entry_id: int = Field(foreign_key="entries.id", index=True)
+    filename: str
+    content_type: str
+    size: int
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class StateRow(SQLModel, table=True):
+    """Small key-value state: IMAP positions, the generated HMAC secret, sync tokens."""
+
+    __tablename__ = "state"
+
+    key: str = Field(primary_key=True)
+    value: str

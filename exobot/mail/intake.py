@@ -1,0 +1,214 @@
+"""IMAP intake: stores every new message of the support mailbox before anything else happens.
+
+Only (mailbox, UIDVALIDITY, UID) names a message. A message's raw bytes and the advanced position
+are committed together, so a restart neither loses nor re-reads one; when UIDVALIDITY changes the
+whole mailbox is read again and de-duplication by Message-ID keeps tickets from doubling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aioimaplib import aioimaplib
+
+from exobot.db import inbound
+from exobot.db.repository import SqlRepository
+
+log = logging.getLogger("exobot.mail.intake")
+
+FETCH_CHUNK = 50
+MAX_BACKOFF_SECONDS = 300.0
+_UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
+_FETCH_UID = re.compile(rb"UID (\d+)")
+
+
+class ImapError(Exception):
+    """The server refused a command we need."""
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    """How to reach the support mailbox."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+    security: str = "ssl"  # ssl | starttls | none
+    folder: str = "INBOX"
+    poll_interval: float = 60.0  # re-IDLE (and look) at least this often
+    timeout: float = 30.0
+
+    @property
+    def mailbox(self) -> str:
+        """The name positions are stored under."""
+        return f"{self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+def _ok(response: aioimaplib.Response, what: str) -> aioimaplib.Response:
+    if response.result != "OK":
+        detail = b" ".join(line for line in response.lines if isinstance(line, bytes))
+        raise ImapError(f"{what} failed: {detail.decode(errors='replace')[:200]}")
+    return response
+
+
+def parse_fetch(lines: list) -> list[tuple[int, bytes]]:
+    """(UID, raw bytes) pairs from a `UID FETCH (UID BODY.PEEK[])` response."""
+    found: list[tuple[int, bytes]] = []
+    uid: int | None = None
+    literal: bytes | None = None
+    for line in lines:
+        if isinstance(line, bytearray | memoryview):
+            literal = bytes(line)
+        else:
+            match = _FETCH_UID.search(line)
+            if match:
+                uid = int(match.group(1))
+        if uid is not None and literal is not None:
+            found.append((uid, literal))
+            uid, literal = None, None
+    return found
+
+
+class ImapIntake:
+    """Keeps the mailbox's new messages flowing into the database: IDLE, polling, reconnects."""
+
+    def __init__(
+        self,
+        settings: ImapSettings,
+        repository: SqlRepository,
+        on_stored: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.repository = repository
+        self.on_stored = on_stored
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        """Run until cancelled, reconnecting with exponential backoff."""
+        backoff = 1.0
+        while True:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self.connected.clear()
+                log.warning("IMAP %s: %s; reconnecting in %.0f s", self.settings.host, error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            else:
+                backoff = 1.0
+
+    async def _connect(self) -> aioimaplib.IMAP4:
+        s = self.settings
+        if s.security == "ssl":
+            client = aioimaplib.IMAP4_SSL(host=s.host, port=s.port, timeout=s.timeout)
+        else:
+            client = aioimaplib.IMAP4(host=s.host, port=s.port, timeout=s.timeout)
+        await asyncio.wait_for(client.wait_hello_from_server(), s.timeout)
+        if s.security == "starttls":
+            await self._starttls(client)
+        _ok(await client.login(s.username, s.password), "LOGIN")
+        return client
+
+    async def _starttls(self, client: aioimaplib.IMAP4) -> None:
+        # aioimaplib has no STARTTLS of its own: ask, then upgrade the transport in place.
+        _ok(await client.protocol.simple_command("STARTTLS"), "STARTTLS")
+        loop = asyncio.get_running_loop()
+        context = ssl.create_default_context()
+        protocol = client.protocol
+        protocol.transport = await loop.start_tls(
+            protocol.transport, protocol, context, server_hostname=self.settings.host
+        )
+        await client.capability()
+
+    async def _session(self) -> None:
+        client = await self._connect()
+        try:
+            response = _ok(await client.select(self.settings.folder), "SELECT")
+            uidvalidity = self._uidvalidity(response)
+            self.connected.set()
+            log.info("IMAP %s: watching %s", self.settings.host, self.settings.folder)
+            await self.fetch_new(client, uidvalidity)
+            use_idle = client.has_capability("IDLE")
+            while True:
+                if use_idle:
+                    await self._idle(client)
+                else:
+                    await asyncio.sleep(self.settings.poll_interval)
+                # A NOOP makes the server show messages another connection appended.
+                _ok(await client.noop(), "NOOP")
+                await self.fetch_new(client, uidvalidity)
+        finally:
+            self.connected.clear()
+            with contextlib.suppress(Exception):  # the connection may already be gone
+                await asyncio.wait_for(client.logout(), 5)
+
+    @staticmethod
+    def _uidvalidity(response: aioimaplib.Response) -> int:
+        for line in response.lines:
+            if isinstance(line, bytes):
+                match = _UIDVALIDITY.search(line)
+                if match:
+                    return int(match.group(1))
+        raise ImapError("SELECT gave no UIDVALIDITY")
+
+    async def _idle(self, client: aioimaplib.IMAP4) -> None:
+        """IDLE until the server announces a message or the poll interval passes."""
+        interval = self.settings.poll_interval
+        idle = await client.idle_start(timeout=interval)
+        try:
+            while True:
+                # The watchdog: a dead connection never answers, so never wait forever.
+                push = await client.wait_server_push(timeout=interval + self.settings.timeout)
+                if push == aioimaplib.STOP_WAIT_SERVER_PUSH:
+                    return
+                if any(isinstance(line, bytes) and line.endswith(b"EXISTS") for line in push):
+                    return
+        finally:
+            client.idle_done()
+            await asyncio.wait_for(idle, self.settings.timeout)
+
+    async def fetch_new(self, client: aioimaplib.IMAP4, uidvalidity: int) -> int:
+        """Store every message above the saved position; returns how many were stored."""
+        mailbox = self.settings.mailbox
+        async with self.repository.connection() as conn:
+            position = await inbound.get_position(conn, mailbox)
+        last_uid = 0
+        if position is not None and position.uidvalidity == uidvalidity:
+            last_uid = position.last_uid
+        elif position is not None:
+            log.warning(
+                "IMAP %s: UIDVALIDITY changed (%s → %s); reading the whole mailbox again",
+                mailbox, position.uidvalidity, uidvalidity,
+            )
+        response = _ok(await client.uid_search(f"UID {last_uid + 1}:*"), "UID SEARCH")
+        uids = sorted(
+            uid
+            for line in response.lines[:-1]
+            if isinstance(line, bytes)
+            for uid in (int(token) for token in line.split() if token.isdigit())
+            if uid > last_uid  # `n:*` always includes the highest message, even below n
+        )
+        stored = 0
+        for start in range(0, len(uids), FETCH_CHUNK):
+            chunk = uids[start : start + FETCH_CHUNK]
+            message_set = ",".join(map(str, chunk))
+            response = _ok(
+                await client.uid("fetch", message_set, "(UID BODY.PEEK[])"), "UID FETCH"
+            )
+            messages = sorted(parse_fetch(response.lines))
+            async with self.repository.connection() as conn:
+                for uid, raw in messages:
+                    if await inbound.store_raw(conn, mailbox, uidvalidity, uid, raw) is not None:
+                        stored += 1
+            if messages:
+                self.on_stored()
+        return stored

@@ -1,0 +1,183 @@
+"""Turns stored raw mail into tickets: parse, run the rules, hand an intent to the service.
+
+A mail is done only when the service's transaction that records it commits (which also marks the
+stored mail done). A mail that cannot be handled goes to quarantine and never blocks the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from exobot.core.intents import ReceiveMail
+from exobot.core.model import Actor, AttachmentInfo, IncomingMail
+from exobot.core.service import ServiceError, TicketService
+from exobot.db import inbound
+from exobot.db.repository import IntegrityError, SqlRepository
+from exobot.mail.msgid import MessageIds
+from exobot.mail.parse import MailParseError, ParsedMail, parse_mail
+from exobot.mail.rules import DEFAULT_RULES, Rule, Verdict, requestor_of, run_rules
+
+log = logging.getLogger("exobot.mail.processor")
+
+
+@dataclass
+class RepositoryContext:
+    """The rules' read-only view of the database."""
+
+    repository: SqlRepository
+    own_address: str
+    prefix: str
+    ack_limit_per_day: int
+    message_ids: MessageIds
+
+    async def ticket_for_message(self, message_id: str) -> int | None:
+        """The ticket a known Message-ID belongs to."""
+        found = await self.repository.ticket_for_message(message_id)
+        return found[0] if found else None
+
+    async def ticket_exists(self, number: int) -> bool:
+        """Whether the ticket exists."""
+        return await self.repository.get_ticket(number) is not None
+
+    async def participants(self, number: int) -> set[str]:
+        """The ticket's participants."""
+        return await self.repository.participants(number)
+
+    async def acks_today(self, address: str) -> int:
+        """Acknowledgements queued to `address` in the last 24 hours."""
+        return await self.repository.acks_since(address, datetime.now(UTC) - timedelta(days=1))
+
+
+def dedupe_key(parsed: ParsedMail, raw: bytes) -> str:
+    """The Message-ID, or a stable stand-in made from the raw bytes when there is none."""
+    return parsed.message_id or f"<sha256.{hashlib.sha256(raw).hexdigest()[:40]}@exobot.invalid>"
+
+
+def incoming_from(parsed: ParsedMail, raw: bytes, inbound_id: int) -> IncomingMail:
+    """The core's view of a parsed mail."""
+    bounce = parsed.bounce
+    return IncomingMail(
+        message_id=dedupe_key(parsed, raw),
+        sender=parsed.from_addr,
+        sender_name=parsed.from_name,
+        requestor=requestor_of(parsed),
+        subject=parsed.subject,
+        body=parsed.body,
+        cc=tuple(parsed.cc),
+        attachments=tuple(
+            AttachmentInfo(a.filename, a.content_type, a.data) for a in parsed.attachments
+        ),
+        received_at=datetime.now(UTC),
+        inbound_id=inbound_id,
+        bounce_status=bounce.status if bounce else None,
+        bounce_recipients=tuple(bounce.recipients) if bounce else (),
+    )
+
+
+class MailProcessor:
+    """Processes stored mails one at a time, in arrival order."""
+
+    def __init__(
+        self,
+        repository: SqlRepository,
+        service: TicketService,
+        context: RepositoryContext,
+        rules: tuple[Rule, ...] = DEFAULT_RULES,
+    ) -> None:
+        self.repository = repository
+        self.service = service
+        self.context = context
+        self.rules = rules
+        self._lock = asyncio.Lock()
+
+    async def process_pending(self) -> int:
+        """Process every stored mail not processed yet; returns how many were handled."""
+        handled = 0
+        async with self._lock:  # one pass at a time keeps arrival order and de-duplication simple
+            while True:
+                async with self.repository.connection() as conn:
+                    ids = await inbound.pending_ids(conn)
+                if not ids:
+                    return handled
+                for inbound_id in ids:
+                    await self.process(inbound_id)
+                    handled += 1
+
+    async def process(self, inbound_id: int) -> str:
+        """Process one stored mail; returns the state it ends in."""
+        async with self.repository.connection() as conn:
+            loaded = await inbound.load_raw(conn, inbound_id)
+        if loaded is None:
+            return "missing"
+        raw, _state = loaded
+        try:
+            parsed = await asyncio.to_thread(parse_mail, raw)
+        except MailParseError as error:
+            return await self._finish(inbound_id, inbound.QUARANTINED, error=f"not a mail: {error}")
+        except Exception as error:  # a parser bug must not block the next mails
+            log.exception("parsing stored mail %s failed", inbound_id)
+            return await self._finish(inbound_id, inbound.QUARANTINED, error=f"parse failed: {error!r}")
+
+        meta = {"message_id": parsed.message_id, "subject": parsed.subject, "sender": parsed.from_addr}
+        key = dedupe_key(parsed, raw)
+        known = await self.repository.ticket_for_message(key)
+        if known:
+            ticket, direction = known
+            state = "duplicate" if direction == "in" else "dropped"
+            log.info("mail %s (%s) already known in ticket %s: %s", inbound_id, key, ticket, state)
+            return await self._finish(inbound_id, state, ticket=ticket, **meta)
+        try:
+            verdict = await run_rules(parsed, self.context, self.rules)
+        except Exception as error:
+            log.exception("rules failed on stored mail %s", inbound_id)
+            return await self._finish(inbound_id, inbound.QUARANTINED, error=f"rules failed: {error!r}", **meta)
+        if verdict.drop:
+            log.info("mail %s from %s dropped: %s", inbound_id, parsed.from_addr, verdict.drop)
+            state = "ignored" if verdict.bounce else "dropped"
+            return await self._finish(inbound_id, state, error=verdict.drop, **meta)
+        return await self._apply(inbound_id, parsed, raw, verdict, meta)
+
+    async def _apply(
+        self, inbound_id: int, parsed: ParsedMail, raw: bytes, verdict: Verdict, meta: dict
+    ) -> str:
+        mail = incoming_from(parsed, raw, inbound_id)
+        intent = ReceiveMail(
+            mail=mail,
+            mail_class=verdict.mail_class,
+            ticket=verdict.ticket,
+            acknowledge=verdict.acknowledge,
+        )
+        actor = Actor.system("mail") if verdict.bounce else Actor.member(mail.sender or "unknown")
+        try:
+            outcome = await self.service.apply(actor, intent)
+        except IntegrityError:
+            # Another pass recorded the same Message-ID first: the mail is already in a ticket.
+            return await self._finish(inbound_id, "duplicate", **meta)
+        except ServiceError as error:
+            return await self._finish(inbound_id, inbound.QUARANTINED, error=str(error), **meta)
+        except Exception as error:
+            log.exception("applying stored mail %s failed", inbound_id)
+            return await self._finish(inbound_id, inbound.QUARANTINED, error=repr(error), **meta)
+        log.info(
+            "mail %s from %s → %s (%s%s%s)",
+            inbound_id,
+            mail.sender,
+            self.service.reference(outcome.ticket),
+            "new ticket" if outcome.created else f"threaded by {verdict.threaded_by}",
+            f", {verdict.mail_class.value}",
+            "" if verdict.acknowledge or not outcome.created else f", no ack: {'; '.join(verdict.no_ack)}",
+        )
+        async with self.repository.connection() as conn:
+            await inbound.mark_inbound(conn, inbound_id, "done", ticket=outcome.ticket, **meta)
+        return "done"
+
+    async def _finish(self, inbound_id: int, state: str, **values) -> str:
+        if state == inbound.QUARANTINED:
+            log.warning("mail %s quarantined: %s", inbound_id, values.get("error"))
+        async with self.repository.connection() as conn:
+            await inbound.mark_inbound(conn, inbound_id, state, **values)
+        return state

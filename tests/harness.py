@@ -1,0 +1,211 @@
+"""pytest plugin: exobot instances wired to the session's real stack, and mail helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import itertools
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exobot.app import App
+from exobot.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+_counter = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    """A fresh address on the stack's domain (every address is a mailbox there)."""
+    return f"{prefix}-{next(_counter)}-{uuid.uuid4().hex[:6]}@example.org"
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[object]], timeout: float = 15.0, what: str = "condition"
+) -> object:
+    """Poll an async condition until it is truthy; fail the test with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def member_mail(
+    sender: str,
+    to: str,
+    subject: str = "No em funciona internet",
+    body: str = "Hola, des d'ahir no tinc connexió.",
+    **headers: str,
+) -> EmailMessage:
+    """A plain member mail with a fresh Message-ID; extra headers as keyword arguments."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = make_msgid(domain="member.example.org")
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    msg.set_content(body)
+    return msg
+
+
+@dataclass
+class Instance:
+    """One exobot configuration on the stack: its own support mailbox and database."""
+
+    stack: object
+    config_path: Path
+    config: Config
+    address: str
+    db_path: Path
+    app: App | None = None
+
+    async def start(self) -> App:
+        """Start exobot in this event loop and wait until IMAP intake is watching."""
+        self.app = App(self.config)
+        await self.app.start()
+        await asyncio.wait_for(self.app.intake.connected.wait(), 15)
+        return self.app
+
+    async def stop(self) -> None:
+        """Stop the running exobot, if any."""
+        if self.app is not None:
+            await self.app.stop()
+            self.app = None
+
+    async def send(self, msg: EmailMessage) -> None:
+        """Deliver a member's mail to the support address through the SMTP server."""
+        raw = msg.as_bytes(policy=email.policy.SMTP)
+        await asyncio.to_thread(self.stack.send_mail, raw, msg["From"] or "x@example.org", [self.address])
+
+    async def deliver_raw(self, raw: bytes) -> None:
+        """Deliver raw bytes into the support mailbox (LMTP: exactly as given)."""
+        await asyncio.to_thread(self.stack.deliver_lmtp, raw, self.address)
+
+    def query(self, sql: str, **params: object) -> list[tuple]:
+        """Run SQL on this instance's database (a separate sync connection)."""
+        import sqlite3
+
+        with sqlite3.connect(self.db_path, timeout=30) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, **params: object) -> object:
+        """The first column of the first row."""
+        rows = self.query(sql, **params)
+        return rows[0][0] if rows else None
+
+    async def wait_tickets(self, count: int, timeout: float = 15.0) -> None:
+        """Wait until the database holds `count` tickets."""
+
+        async def enough() -> bool:
+            return self.scalar("SELECT count(*) FROM tickets") >= count
+
+        await wait_until(enough, timeout, f"{count} ticket(s)")
+
+    async def wait_inbound_done(self, count: int, timeout: float = 15.0) -> None:
+        """Wait until `count` stored mails have left the `received` state."""
+
+        async def done() -> bool:
+            return self.scalar("SELECT count(*) FROM inbound_mail WHERE state != 'received'") >= count
+
+        await wait_until(done, timeout, f"{count} processed mail(s)")
+
+    async def wait_outbox_idle(self, timeout: float = 15.0) -> None:
+        """Wait until no mail is pending in the outbox."""
+
+        async def idle() -> bool:
+            return self.scalar("SELECT count(*) FROM outbox WHERE state = 'pending'") == 0
+
+        await wait_until(idle, timeout, "the outbox to empty")
+
+    def mailbox(self, user: str) -> list[email.message.EmailMessage]:
+        """Every mail in a member's mailbox, parsed."""
+        return [
+            email.message_from_bytes(raw, policy=email.policy.default)
+            for _uid, raw in self.stack.fetch_all(user)
+        ]
+
+    async def wait_mailbox(self, user: str, count: int, timeout: float = 15.0) -> list:
+        """Wait until a member's mailbox holds `count` mails; returns them."""
+
+        async def arrived() -> list | None:
+            mails = await asyncio.to_thread(self.mailbox, user)
+            return mails if len(mails) >= count else None
+
+        return await wait_until(arrived, timeout, f"{count} mail(s) for {user}")
+
+    def run_cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run `exobot ARGS -c CONFIG` as a separate process."""
+        return subprocess.run(
+            [sys.executable, "-m", "exobot.cli", *args, "-c", str(self.config_path)],
+            capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+
+
+def instance_config(stack, tmp: Path, **mail_overrides: object) -> dict:
+    """A configuration (as data) for a fresh support mailbox on the stack."""
+    address = unique("suport")
+    return {
+        "database": {"url": f"sqlite:///{tmp / 'exobot.db'}"},
+        "tickets": {"prefix": "suport", "default_queue": "suport",
+                    "queues": {"suport": {}, "tresoreria": {}}},
+        "mail": {
+            "address": address,
+            "display_name": "Suport eXO",
+            "imap": {"host": "127.0.0.1", "port": stack.imap_port, "security": "none",
+                     "username": address, "password": stack.password, "poll_interval": "5s"},
+            "smtp": {"host": "127.0.0.1", "port": stack.smtp_port, "security": "none",
+                     "timeout": "5s"},
+            "outbox": {"retry_base": "1s", "retry_max": "2s", "max_attempts": 30},
+            **mail_overrides,
+        },
+        "web": {"listen": "127.0.0.1:8080"},
+    }
+
+
+@pytest.fixture
+async def make_instance(stack, tmp_path_factory):
+    """Factory: a new exobot Instance (own mailbox, own database); stopped at the end."""
+    made: list[Instance] = []
+
+    def make(**mail_overrides: object) -> Instance:
+        tmp = tmp_path_factory.mktemp("exobot")
+        data = instance_config(stack, tmp, **mail_overrides)
+        path = tmp / "config.yaml"
+        path.write_text(yaml.safe_dump(data))
+        inst = Instance(stack, path, load_config(path, env={}), data["mail"]["address"],
+                        tmp / "exobot.db")
+        made.append(inst)
+        return inst
+
+    yield make
+    for inst in made:
+        await inst.stop()
+
+
+@pytest.fixture
+async def bot(make_instance):
+    """A running exobot on a fresh mailbox and database."""
+    inst = make_instance()
+    await inst.start()
+    yield inst
+    await inst.stop()
+
+

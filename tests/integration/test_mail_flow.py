@@ -1,0 +1,160 @@
+"""Members' mail becomes tickets, end to end on the real Dovecot and SMTP server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from harness import member_mail, unique
+
+pytestmark = pytest.mark.integration
+
+
+async def test_new_mail_opens_ticket_and_acknowledges(bot):
+    member = unique("member")
+    await bot.send(member_mail(member, bot.address, subject="No em funciona internet"))
+    await bot.wait_tickets(1)
+    row = bot.query("SELECT id, title, requestor, status, queue FROM tickets")[0]
+    assert row == (1, "No em funciona internet", member, "new", "suport")
+    [ack] = await bot.wait_mailbox(member, 1)
+    assert ack["Subject"].startswith("[suport#1] ")
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert "suport#1" in ack.get_content()
+    assert "IBAN" in ack.get_content()  # the data-protection advice
+    assert ack["From"].addresses[0].addr_spec == bot.address
+    body = bot.scalar("SELECT body FROM entries WHERE kind = 'mail_in'")
+    assert "no tinc connexió" in body
+
+
+async def test_reply_by_subject_tag_is_threaded(bot):
+    member = unique("member")
+    await bot.send(member_mail(member, bot.address, subject="Router apagat"))
+    await bot.wait_tickets(1)
+    await bot.send(member_mail(member, bot.address, subject="Re: [suport#1] Router apagat",
+                               body="Ja torna a funcionar"))
+    await bot.wait_inbound_done(2)
+    assert bot.scalar("SELECT count(*) FROM tickets") == 1
+    kinds = [r[0] for r in bot.query("SELECT kind FROM entries WHERE ticket_id = 1 ORDER BY id")]
+    assert kinds.count("mail_in") == 2
+
+
+async def test_reply_with_only_in_reply_to_is_threaded(bot):
+    member = unique("member")
+    await bot.send(member_mail(member, bot.address, subject="Sense connexió"))
+    [ack] = await bot.wait_mailbox(member, 1)
+    reply = member_mail(member, bot.address, subject="una altra cosa", body="Segueix igual",
+                        In_Reply_To=ack["Message-ID"])
+    await bot.send(reply)
+    await bot.wait_inbound_done(2)
+    assert bot.scalar("SELECT count(*) FROM tickets") == 1
+    assert bot.scalar("SELECT count(*) FROM entries WHERE kind = 'mail_in'") == 2
+
+
+async def test_same_mail_twice_makes_one_ticket(bot):
+    member = unique("member")
+    msg = member_mail(member, bot.address, subject="Duplicat")
+    await bot.send(msg)
+    await bot.send(msg)
+    await bot.wait_inbound_done(2)
+    assert bot.scalar("SELECT count(*) FROM tickets") == 1
+    states = sorted(r[0] for r in bot.query("SELECT state FROM inbound_mail"))
+    assert states == ["done", "duplicate"]
+    await bot.wait_outbox_idle()
+    assert len(bot.mailbox(member)) == 1  # one acknowledgement, not two
+
+
+async def test_restart_reprocesses_nothing_and_loses_nothing(make_instance):
+    inst = make_instance()
+    member = unique("member")
+    await inst.start()
+    for n in range(3):
+        await inst.send(member_mail(member, inst.address, subject=f"abans {n}"))
+    await inst.wait_tickets(3)
+    await inst.stop()
+    for n in range(2):  # arrives while exobot is down
+        await inst.send(member_mail(member, inst.address, subject=f"mentre {n}"))
+    await inst.start()
+    await inst.wait_tickets(5)
+    await inst.wait_inbound_done(5)
+    await asyncio.sleep(1.0)  # give a wrong re-read the chance to show
+    assert inst.scalar("SELECT count(*) FROM inbound_mail") == 5
+    assert inst.scalar("SELECT count(*) FROM tickets") == 5
+    titles = sorted(r[0] for r in inst.query("SELECT title FROM tickets"))
+    assert titles == ["abans 0", "abans 1", "abans 2", "mentre 0", "mentre 1"]
+
+
+async def test_auto_submitted_mail_gets_a_ticket_but_no_ack(bot):
+    member = unique("member")
+    await bot.send(member_mail(member, bot.address, subject="Fora de l'oficina",
+                               Auto_Submitted="auto-replied"))
+    await bot.wait_tickets(1)
+    await bot.wait_inbound_done(1)
+    assert bot.scalar("SELECT count(*) FROM outbox") == 0
+    await asyncio.sleep(0.5)
+    assert bot.mailbox(member) == []
+
+
+async def test_auto_responder_gets_no_more_acks_than_the_cap(make_instance):
+    inst = make_instance(ack_limit_per_day=3)
+    await inst.start()
+    responder = unique("robot")
+    for n in range(7):  # a responder that writes a fresh mail every time
+        await inst.send(member_mail(responder, inst.address, subject=f"Resposta {n}"))
+    await inst.wait_tickets(7)
+    await inst.wait_outbox_idle()
+    await asyncio.sleep(0.5)
+    assert inst.scalar("SELECT count(*) FROM outbox WHERE template = 'ack'") == 3
+    assert len(inst.mailbox(responder)) == 3
+
+
+async def test_spoofed_tagged_mail_is_flagged_not_appended(bot):
+    member, intruder = unique("member"), unique("intruder")
+    await bot.send(member_mail(member, bot.address, subject="Alta de servei"))
+    await bot.wait_tickets(1)
+    await bot.wait_outbox_idle()
+    status = bot.scalar("SELECT status FROM tickets WHERE id = 1")
+    await bot.send(member_mail(intruder, bot.address, subject="Re: [suport#1] Alta de servei",
+                               body="Canvieu el compte bancari al meu"))
+    await bot.wait_inbound_done(2)
+    kinds = [r[0] for r in bot.query("SELECT kind FROM entries WHERE ticket_id = 1")]
+    assert kinds.count("unverified_in") == 1
+    assert kinds.count("mail_in") == 1
+    assert bot.scalar("SELECT status FROM tickets WHERE id = 1") == status
+    assert bot.scalar("SELECT count(*) FROM participants WHERE address = :a", a=intruder) == 0
+    assert bot.scalar("SELECT count(*) FROM outbox") == 1  # only the first acknowledgement
+    assert bot.mailbox(intruder) == []
+
+
+async def test_bounce_is_attached_as_a_warning(bot):
+    member = unique("member")
+    await bot.send(member_mail(member, bot.address, subject="Baixa"))
+    [ack] = await bot.wait_mailbox(member, 1)
+    dsn = _dsn(bot.address, member, ack["Message-ID"])
+    await bot.deliver_raw(dsn)
+    await bot.wait_inbound_done(2)
+    assert bot.scalar("SELECT count(*) FROM tickets") == 1
+    bounce = bot.query("SELECT ticket_id, data FROM entries WHERE kind = 'bounce'")
+    assert len(bounce) == 1 and bounce[0][0] == 1
+    assert '"5.1.1"' in bounce[0][1]
+    assert bot.scalar("SELECT status FROM tickets WHERE id = 1") == "new"
+    assert bot.scalar("SELECT count(*) FROM outbox") == 1  # nothing sent back to the daemon
+
+
+def _dsn(to: str, failed: str, original_id: str) -> bytes:
+    return (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\n"
+        f"To: {to}\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <dsn-1@mx.example.net>\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n'
+        "\r\n--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"Final-Recipient: rfc822; {failed}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n"
+        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: {to}\r\nTo: {failed}\r\nMessage-ID: {original_id}\r\n"
+        "Subject: [suport#1] Baixa\r\n--B--\r\n"
+    ).encode()

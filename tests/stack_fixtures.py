@@ -1,0 +1,68 @@
+"""pytest plugin: the session-scoped `stack` fixture (real Dovecot, SMTP relay and Synapse).
+
+Enable it with `pytest_plugins = ["tests.stack_fixtures"]` in conftest.py. The fixture is
+synchronous on purpose, so it works with or without pytest-asyncio.
+
+Environment variables:
+
+- EXOBOT_STACK_DIR: reuse the stack started with `python -m devstack start --dir DIR`
+  when its stack.json describes live servers; such a stack is left running at the end.
+- EXOBOT_STACK_BASE_PORT: first base port to try for a new stack (default: 20000 plus a
+  PID-derived offset, so parallel sessions, e.g. xdist workers, do not collide).
+- EXOBOT_STACK_SYNAPSE=0: start a new stack without Synapse (mail-only runs, faster).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+try:
+    from devstack import Stack
+    from devstack.stack import DEFAULT_BASE_PORT, STACK_FILE, find_free_base_port
+except ImportError:
+    # Whether pytest puts the repository root on sys.path depends on where conftest.py
+    # lives; devstack is not an installed package, so add the root ourselves.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from devstack import Stack
+    from devstack.stack import DEFAULT_BASE_PORT, STACK_FILE, find_free_base_port
+
+
+def _existing_stack() -> Stack | None:
+    """The stack named by EXOBOT_STACK_DIR, if it is running."""
+    directory = os.environ.get("EXOBOT_STACK_DIR")
+    if not directory or not (Path(directory) / STACK_FILE).exists():
+        return None
+    stack = Stack.load(Path(directory))
+    return stack if stack.is_running() else None
+
+
+def _first_base_port() -> int:
+    configured = os.environ.get("EXOBOT_STACK_BASE_PORT")
+    if configured:
+        return int(configured)
+    # Offsets are multiples of 10 and the port offsets differ modulo 10, so two sessions
+    # with different PIDs never share a port (find_free_base_port skips busy ones anyway).
+    return DEFAULT_BASE_PORT + (os.getpid() % 1000) * 10
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A running devstack.Stack for the whole test session (see the module docstring)."""
+    existing = _existing_stack()
+    if existing is not None:
+        yield existing
+        return
+    with_synapse = os.environ.get("EXOBOT_STACK_SYNAPSE", "1") != "0"
+    base_port = find_free_base_port(_first_base_port())
+    started = Stack.start(
+        tmp_path_factory.mktemp("stack"), base_port=base_port, synapse=with_synapse
+    )
+    try:
+        yield started
+    finally:
+        started.stop()
