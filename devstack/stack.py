@@ -62,7 +62,6 @@ DEFAULT_BASE_PORT = 20000
 # never collide (see find_free_base_port).
 PORT_OFFSETS = {"imap": 143, "lmtp": 24, "smtp": 25, "synapse": 8008}
 
-
 READY_TIMEOUT = 30.0
 
 
@@ -235,6 +234,17 @@ class Stack:
     def _start_all(self, synapse: bool, timeout: float) -> None:
         # Key generation (a few seconds of Python imports) overlaps the mail servers' start.
         keygen = self._synapse_keygen() if synapse else None
+        try:
+            self._start_services(keygen, synapse, timeout)
+        finally:
+            if keygen is not None and keygen.poll() is None:
+                keygen.kill()  # only still running when another service failed
+                keygen.wait()
+        self._save()
+
+    def _start_services(
+        self, keygen: subprocess.Popen | None, synapse: bool, timeout: float
+    ) -> None:
         dovecot = self._spawn_dovecot()
         wait_ready(
             "dovecot IMAP",
@@ -253,7 +263,6 @@ class Stack:
         self._start_smtp(timeout)
         if synapse:
             self._start_synapse(keygen, timeout)
-        self._save()
 
     # Dovecot
 
@@ -330,8 +339,11 @@ class Stack:
         return spawn([*cmd, "--generate-keys"], self._log("synapse"), cwd=config.parent)
 
     def _start_synapse(self, keygen: subprocess.Popen | None, timeout: float) -> None:
-        if keygen is not None and keygen.wait(timeout) != 0:
-            raise StackError(f"synapse --generate-keys failed; see {self._log('synapse')}")
+        try:
+            if keygen is not None and keygen.wait(timeout) != 0:
+                raise StackError(f"synapse --generate-keys failed; see {self._log('synapse')}")
+        except subprocess.TimeoutExpired as exc:
+            raise StackError(f"synapse --generate-keys hung; see {self._log('synapse')}") from exc
         config = self.dir / "synapse" / "homeserver.yaml"
         proc = spawn(self._synapse_cmd(config), self._log("synapse"), cwd=config.parent)
         self.pids["synapse"] = proc.pid

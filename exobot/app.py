@@ -25,6 +25,7 @@ log = logging.getLogger("exobot.app")
 
 HMAC_SECRET_KEY = "mail.hmac_secret"
 PROCESSOR_SWEEP_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 10.0
 
 
 async def hmac_secret(repository: SqlRepository, configured: str | None) -> str:
@@ -150,8 +151,10 @@ class App:
         """Stop intake first (nothing new comes in), then the workers, then the database."""
         for task in reversed(self._tasks):
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            done, _pending = await asyncio.wait({task}, timeout=STOP_TIMEOUT_SECONDS)
+            if not done:
+                log.error("%s did not stop within %s s: %s", task.get_name(),
+                          STOP_TIMEOUT_SECONDS, task.get_stack())
         self._tasks = []
         if self.engine is not None:
             await self.engine.dispose()

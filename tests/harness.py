@@ -94,9 +94,10 @@ class Instance:
         raw = msg.as_bytes(policy=email.policy.SMTP)
         await asyncio.to_thread(self.stack.send_mail, raw, msg["From"] or "x@example.org", [self.address])
 
-    async def deliver_raw(self, raw: bytes) -> None:
-        """Deliver raw bytes into the support mailbox (LMTP: exactly as given)."""
-        await asyncio.to_thread(self.stack.deliver_lmtp, raw, self.address)
+    async def deliver_raw(self, raw: bytes, mail_from: str = "someone@member.example.org") -> None:
+        """Deliver raw bytes into the support mailbox (LMTP: exactly as given). Dovecot turns
+        the envelope sender into Return-Path; bounces come with an empty one."""
+        await asyncio.to_thread(self.stack.deliver_lmtp, raw, self.address, mail_from)
 
     def query(self, sql: str, **params: object) -> list[tuple]:
         """Run SQL on this instance's database (a separate sync connection)."""

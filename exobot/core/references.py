@@ -20,7 +20,7 @@ def subject_tag(prefix: str, number: int) -> str:
 def _reference_pattern(prefix: str) -> re.Pattern[str]:
     p = re.escape(prefix)
     return re.compile(
-        rf"^\s*(?:(?:ticket\s+de\s+)?{p}\s*#?\s*|#\s*)?(\d{{1,12}})\s*$",
+        rf"^\s*(?:(?:ticket\s+de\s+)?{p}\s*#?\s*|#\s*)?([0-9]{{1,12}})\s*$",
         re.IGNORECASE,
     )
 
@@ -41,9 +41,8 @@ def parse_reference(text: str, prefix: str) -> int | None:
 def find_in_subject(subject: str, prefix: str) -> int | None:
     """Find the reference in a mail subject: `[suport#N]` first, then a bare `suport#N`."""
     p = re.escape(prefix)
-    for pattern in (rf"\[\s*{p}\s*#\s*(\d{{1,12}})\s*\]", rf"(?<![\w#]){p}#(\d{{1,12}})\b"):
-        match = re.search(pattern, subject, re.IGNORECASE)
-        if match:
+    for pattern in (rf"\[\s*{p}\s*#\s*([0-9]{{1,12}})\s*\]", rf"(?<![\w#]){p}#([0-9]{{1,12}})\b"):
+        for match in re.finditer(pattern, subject, re.IGNORECASE):
             number = int(match.group(1))
             if 0 < number < MAX_NUMBER:
                 return number

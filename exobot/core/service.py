@@ -105,9 +105,10 @@ class TicketService:
     def _authorize(self, actor: Actor, intent: i.Intent) -> None:
         if isinstance(intent, i.OPERATOR_INTENTS) and actor.kind is not ActorKind.OPERATOR:
             raise NotAllowed("only operators can do that")
-        system_only = isinstance(intent, i.ReceiveMail | i.RecordDeliveryFailure)
-        if system_only and actor.kind is ActorKind.OPERATOR:
+        if isinstance(intent, i.ReceiveMail) and actor.kind is ActorKind.OPERATOR:
             raise NotAllowed("operators cannot inject mail")
+        if isinstance(intent, i.RecordDeliveryFailure) and actor.kind is not ActorKind.SYSTEM:
+            raise NotAllowed("only exobot itself records delivery failures")
 
     # --- mail -----------------------------------------------------------------------------
 
@@ -121,12 +122,16 @@ class TicketService:
             )
             for address in (mail.requestor, mail.sender, *mail.cc):
                 await step.add_participant(ticket.number, address, "mail")
-            await step.record_mail(ticket, mail, EntryKind.MAIL_IN)
-            ticket.last_member_mail_at = step.now
+            automatic = intent.mail_class is i.MailClass.AUTOMATIC
+            await step.record_mail(
+                ticket, mail, EntryKind.AUTOMATIC_IN if automatic else EntryKind.MAIL_IN
+            )
+            if not automatic:
+                ticket.last_member_mail_at = step.now
             outbox = []
             if intent.acknowledge:
                 outbox.append(
-                    await step.queue_mail(ticket, "ack", to=[mail.requestor], auto=True, reply_to=mail)
+                    await step.queue_mail(ticket, "ack", to=[ticket.requestor], auto=True, reply_to=mail)
                 )
             await step.mark_inbound(mail, ticket)
             return step.outcome(ticket, created=True, outbox=outbox)
@@ -241,7 +246,7 @@ class TicketService:
     async def _do_SetStatus(self, step: _Step, intent: i.SetStatus) -> Outcome:
         ticket = await step.ticket(intent.ticket)
         try:
-            target = check_status_change(ticket.status, intent.status)
+            target = check_status_change(ticket.status, Status(intent.status))
         except LifecycleError as error:
             raise InvalidRequest(str(error)) from None
         await step.set_status(ticket, target)
@@ -374,7 +379,12 @@ class _Step:
         """Queue a mail to members, with its Message-ID minted now so a retry never changes it."""
         message_id = self.service.message_ids.mint(ticket.number)
         chain = await self.uow.ticket_message_ids(ticket.number)
-        in_reply_to = reply_to.message_id if reply_to else (chain[-1] if chain else None)
+        if reply_to is not None:
+            in_reply_to = reply_to.message_id
+        else:
+            # Answer the member's latest mail, not an out-of-office or a bounce.
+            last = await self.uow.last_entry(ticket.number, [EntryKind.MAIL_IN.value])
+            in_reply_to = last.data.get("message_id") if last else (chain[-1] if chain else None)
         payload = {
             "template": template,
             "language": ticket.language,

@@ -19,7 +19,7 @@ LANGUAGES = ("ca", "es", "en")
 TEMPLATE_NAMES = ("ack", "reply", "resolved")
 MAX_REFERENCES = 20
 
-_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"  # RFC 5322 atom characters
+_ATEXT = r"-A-Za-z0-9!#$%&'*+/=?^_`{|}~"  # RFC 5322 atom characters ("-" first: literal)
 # Deliberately simple: dot-atom-ish local part and hostname-like domain. Anything exotic (quoted
 # local parts, IDN, address literals) is refused rather than half-supported, since this policy
 # does not enable SMTPUTF8.
@@ -195,6 +195,15 @@ def _parse_address(raw: str) -> Address:
     if addr_spec not in raw:
         raise ValueError(f"invalid e-mail address {raw!r}")
     return Address(display_name=header_safe(name), addr_spec=_check_addr_spec(addr_spec))
+
+
+def is_threadable_id(value: str) -> bool:
+    """Whether a (foreign) Message-ID may go into In-Reply-To/References unchanged."""
+    try:
+        _check_msgid(value, _FOREIGN_MSGID_RE)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_msgid(value: str, pattern: re.Pattern[str]) -> str:

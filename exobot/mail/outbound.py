@@ -21,7 +21,7 @@ from exobot.core.model import Actor
 from exobot.core.service import ServiceError, TicketService
 from exobot.db import outbox
 from exobot.db.repository import SqlRepository
-from exobot.mail.compose import TemplateRenderer, build_message
+from exobot.mail.compose import TemplateRenderer, build_message, is_threadable_id
 
 log = logging.getLogger("exobot.mail.outbound")
 
@@ -93,6 +93,12 @@ class MailSender:
             "text": payload.get("text") or "",
         }
         body = self.renderer.render(payload["template"], payload.get("language"), **variables)
+        # A member's mail client may have sent a malformed Message-ID: thread without it
+        # rather than never sending the mail.
+        in_reply_to = payload.get("in_reply_to")
+        if in_reply_to and not is_threadable_id(in_reply_to):
+            in_reply_to = None
+        references = [r for r in payload.get("references") or [] if is_threadable_id(r)]
         return build_message(
             from_address=self.from_address,
             from_name=self.from_name,
@@ -102,8 +108,8 @@ class MailSender:
             title=payload["title"],
             body=body,
             message_id=payload["message_id"],
-            in_reply_to=payload.get("in_reply_to"),
-            references=payload.get("references") or [],
+            in_reply_to=in_reply_to,
+            references=references,
             auto_submitted=bool(payload.get("auto_submitted")),
             loop_marker=self.loop_marker,
             language=payload.get("language") or "ca",

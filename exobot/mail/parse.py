@@ -44,6 +44,7 @@ _WHITESPACE = re.compile(r"\s+")
 # C0 controls, DEL and the Unicode line/paragraph separators all become plain spaces.
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?([^?\s]*)\?=")
+_PLACEHOLDER = re.compile("\ue000(\\d*)\ue001")
 _BRACKETED_ID = re.compile(r"<([^<>]*)>")
 _ADDR_SPEC = re.compile(r"^[^\s]+@[^@\s]+$")
 _DSN_STATUS = re.compile(r"\b[245]\.\d{1,3}\.\d{1,3}\b")
@@ -237,17 +238,28 @@ def _decoded_headers(message: Message) -> Mapping[str, tuple[str, ...]]:
 
 def _address_pairs(raw_values: Iterable[str]) -> list[tuple[str, str]]:
     """(display name, lowercased addr-spec) pairs; names decoded, bad addresses dropped."""
-    # Encoded words stay encoded while splitting, so an encoded comma cannot split a name.
-    texts = [_unfolded(value) for value in raw_values]
+    # Encoded words are swapped for opaque atoms while splitting: a hostile word such as
+    # "=?utf-8?q?x=0D=0ABcc:_y@z?=" must not be read as address or group syntax.
+    words: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        words.append(match.group(0))
+        return f"\ue000{len(words) - 1}\ue001"
+
+    texts = [_ENCODED_WORD.sub(hide, _PLACEHOLDER.sub("", _unfolded(v))) for v in raw_values]
     try:
         pairs = getaddresses(texts)
     except (ValueError, IndexError, TypeError):  # the old address parser is mostly lenient
         return []
+
+    def reveal(text: str) -> str:
+        return _PLACEHOLDER.sub(lambda m: words[int(m.group(1))], text)
+
     result = []
     for name, addr in pairs:
-        addr = _single_line(addr).lower()
+        addr = _single_line(reveal(addr)).lower()
         if _ADDR_SPEC.match(addr):
-            result.append((_single_line(_decode_rfc2047(name)), addr))
+            result.append((_single_line(_decode_rfc2047(reveal(name))), addr))
     return result
 
 
@@ -428,8 +440,8 @@ def _classify_leaf(part: Message, ctype: str, walk: _Walk, in_report: bool, is_r
             walk.html.append(part)
         # Other inline text (calendar, enriched, ...) is neither body nor attachment.
         return
-    if ctype in ("text/plain", "text/html") and disposition == "inline":
-        # Some clients (VM, Apple Mail) send the typed text as an inline named part.
+    if ctype in ("text/plain", "text/html") and disposition in (None, "inline"):
+        # Some clients (VM, Apple Mail) send the typed text as a named, non-attached part.
         walk.named_inline.append(part)
     walk.attachments.append(part)
 

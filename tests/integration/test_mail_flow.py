@@ -130,7 +130,7 @@ async def test_bounce_is_attached_as_a_warning(bot):
     await bot.send(member_mail(member, bot.address, subject="Baixa"))
     [ack] = await bot.wait_mailbox(member, 1)
     dsn = _dsn(bot.address, member, ack["Message-ID"])
-    await bot.deliver_raw(dsn)
+    await bot.deliver_raw(dsn, mail_from="")
     await bot.wait_inbound_done(2)
     assert bot.scalar("SELECT count(*) FROM tickets") == 1
     bounce = bot.query("SELECT ticket_id, data FROM entries WHERE kind = 'bounce'")

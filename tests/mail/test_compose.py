@@ -1,6 +1,7 @@
 """Tests for exobot.mail.compose: member-facing templates and safe outbound messages."""
 
 import email
+import email.errors
 from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 
@@ -25,6 +26,8 @@ VARIABLES = {
 # Outlook-style ids are longer than a folded header line, which is what used to break them.
 LONG_ID = "<DB9PR10MB5643C2A3F1B1E7E4C2B7A3D9E8C12@DB9PR10MB5643.EURPRD10.PROD.OUTLOOK.COM>"
 INJECTION = "hola\r\nBcc: evil@x.org"
+# The same line break hidden in an RFC 2047 encoded-word, which the header registry decodes.
+ENCODED_INJECTION = "=?utf-8?q?hola=0D=0ABcc:_evil@x.org?="
 
 
 def make(**overrides):
@@ -69,7 +72,7 @@ def test_ack_warns_about_sensitive_data(language):
 
 def test_catalan_is_the_default_language():
     text = TemplateRenderer().render("ack", **VARIABLES)
-    assert "tiquet de suport 12" in text
+    assert "ticket de suport 12" in text
     assert "«No tinc connexió»" in text
 
 
@@ -179,6 +182,24 @@ def test_header_injection_in_title_and_names_is_neutralised():
     assert [a.addr_spec for a in parsed["To"].addresses] == ["membre@example.org"]
 
 
+def test_encoded_word_injection_in_title_and_names_is_neutralised():
+    raw, parsed = roundtrip(make(title=ENCODED_INJECTION, from_name=ENCODED_INJECTION))
+    assert "Bcc" not in parsed
+    assert b"\nBcc:" not in raw
+    assert parsed["Subject"] == "[suport#12] hola Bcc: evil@x.org"
+    assert parsed["From"].addresses[0].addr_spec == "suport@exo.cat"
+
+
+def test_headers_added_by_the_caller_cannot_inject_either():
+    msg = make()
+    msg["X-Note"] = ENCODED_INJECTION
+    try:
+        raw = msg.as_bytes()
+    except (ValueError, email.errors.MessageError):
+        return  # refused: what this Python does
+    assert "Bcc" not in email.message_from_bytes(raw, policy=policy.default)
+
+
 def test_display_name_cannot_smuggle_an_address():
     _, parsed = roundtrip(make(from_name="Núria <evil@x.org>, other@y.org"))
     (address,) = parsed["From"].addresses
@@ -200,6 +221,11 @@ def test_display_name_cannot_smuggle_an_address():
         ("loop_marker", "exobot\r\nBcc: evil@x.org"),
         ("subject_tag", "suport#12\r\nBcc: evil@x.org"),
         ("language", "ca\r\nBcc: evil@x.org"),
+        ("message_id", "<=?utf-8?q?a=0D=0ABcc:_x?=@exo.cat>"),
+        ("in_reply_to", "<=?utf-8?q?a=0D=0ABcc:_x?=@exo.cat>"),
+        ("references", ["<=?utf-8?q?a=0D=0ABcc:_x?=@exo.cat>"]),
+        ("loop_marker", ENCODED_INJECTION),
+        ("subject_tag", ENCODED_INJECTION),
     ],
 )
 def test_header_injection_in_validated_fields_raises(field, value):
@@ -308,12 +334,18 @@ def test_auto_submitted_only_for_automatic_mail():
         "Avaria a la Vall d'Aran: l·l, ç, à, è, é, í, ï, ò, ó, ú, ü",
         "Col·lectiu de l'Escola Pública Pau Casals — connexió intermitent al pavelló "
         "poliesportiu i a la biblioteca, també a les antenes del turó de Sant Llorenç",
+        # Words around the encoded part used to be glued together (cpython gh-144156).
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx à, d'Aran: è (wifi) Güell — à, «antena» è",
+        "El router (wifi) no va 😀 e\u0301 日本語 i l'antena tampoc",
+        "Re: [suport#12] Què passa amb la línia?",
     ],
 )
 def test_non_ascii_title_survives_encoding(title):
     raw, parsed = roundtrip(make(title=title))
     assert raw.isascii()
-    assert parsed["Subject"] == f"[suport#12] {title}"
+    assert parsed["Subject"].removeprefix("[suport#12] ") == title
+    headers = raw.split(b"\r\n\r\n")[0].split(b"\r\n")
+    assert max(len(line) for line in headers if not line.startswith(b"Message-ID")) <= 78
 
 
 def test_non_ascii_names_and_body_survive_encoding():

@@ -1,0 +1,149 @@
+"""The outbox survives an SMTP outage; the operator's CLI handles quarantine and config."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from harness import member_mail, unique, wait_until
+
+from exobot.core.intents import OpenTicket, Reply
+from exobot.core.model import Actor
+
+pytestmark = pytest.mark.integration
+
+
+async def test_reply_queued_while_smtp_is_down_is_delivered_once(bot, stack):
+    member = unique("member")
+    await bot.send(member_mail(member, bot.address, subject="Cau la connexió"))
+    await bot.wait_mailbox(member, 1)  # the acknowledgement
+    stack.stop_smtp()
+    try:
+        await bot.app.service.apply(
+            Actor.operator("@anna:example.org"), Reply(1, "Hem reiniciat el node, prova-ho ara.")
+        )
+
+        async def retried() -> bool:
+            return bot.scalar("SELECT attempts FROM outbox WHERE template = 'reply'") >= 2
+
+        await wait_until(retried, 20, "the reply to be retried")
+        assert bot.scalar("SELECT state FROM outbox WHERE template = 'reply'") == "pending"
+        assert "connect" in bot.scalar(
+            "SELECT last_error FROM outbox WHERE template = 'reply'"
+        ).lower()
+    finally:
+        stack.start_smtp()
+    await bot.wait_mailbox(member, 2, timeout=20)
+    await asyncio.sleep(2.5)  # a second delivery would arrive within the retry period
+    mails = bot.mailbox(member)
+    assert len(mails) == 2
+    reply = mails[1]
+    assert reply["Subject"] == "[suport#1] Cau la connexió"
+    assert "Hem reiniciat el node" in reply.get_content()
+    assert reply["Auto-Submitted"] is None
+    member_id = bot.scalar("SELECT message_id FROM mail_messages WHERE direction = 'in'")
+    assert reply["In-Reply-To"] == member_id  # it answers the member's mail
+    assert mails[0]["Message-ID"] in reply["References"]
+    assert bot.scalar("SELECT state FROM outbox WHERE template = 'reply'") == "sent"
+    assert bot.scalar("SELECT status FROM tickets WHERE id = 1") == "open"
+
+
+async def test_permanent_refusal_marks_failed_and_records_it(bot):
+    await bot.app.service.apply(
+        Actor.operator("@anna:example.org"),
+        OpenTicket("ningu@nowhere.invalid", "Trucada: sense connexió"),
+    )
+    await bot.app.service.apply(Actor.operator("@anna:example.org"), Reply(1, "Hola"))
+
+    async def failed() -> bool:
+        return bot.scalar("SELECT state FROM outbox") == "failed"
+
+    await wait_until(failed, 15, "the mail to fail")
+    assert "550" in bot.scalar("SELECT last_error FROM outbox")
+    assert bot.scalar("SELECT count(*) FROM entries WHERE kind = 'delivery_failed'") == 1
+
+
+async def test_quarantine_list_show_retry_discard(make_instance, monkeypatch):
+    from exobot.mail import processor
+
+    real_parse = processor.parse_mail
+
+    def buggy_parse(raw: bytes):
+        if b"X-Trigger-Parser-Bug" in raw:
+            raise RuntimeError("simulated parser bug")
+        return real_parse(raw)
+
+    monkeypatch.setattr(processor, "parse_mail", buggy_parse)
+    inst = make_instance()
+    member = unique("member")
+    for n in range(2):
+        await inst.send(member_mail(member, inst.address, subject=f"Trencat {n}",
+                                    X_Trigger_Parser_Bug="yes"))
+    await inst.send(member_mail(member, inst.address, subject="Sa"))
+    await inst.start()
+    await inst.wait_inbound_done(3)
+    await inst.stop()
+    assert inst.scalar("SELECT count(*) FROM inbound_mail WHERE state = 'quarantined'") == 2
+    assert inst.scalar("SELECT title FROM tickets") == "Sa"  # the next mail was not blocked
+    ids = [r[0] for r in inst.query("SELECT id FROM inbound_mail WHERE state = 'quarantined'")]
+
+    listed = inst.run_cli("quarantine", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert all(f"{i:>6}" in listed.stdout for i in ids)
+    assert "simulated parser bug" in listed.stdout
+
+    shown = inst.run_cli("quarantine", "show", str(ids[0]))
+    assert shown.returncode == 0 and "Subject: Trencat 0" in shown.stdout
+
+    # The CLI runs without the bug: a retry now makes the ticket.
+    retried = inst.run_cli("quarantine", "retry", str(ids[0]))
+    assert retried.returncode == 0 and "done" in retried.stdout, retried.stdout + retried.stderr
+    assert inst.scalar("SELECT count(*) FROM tickets WHERE title = 'Trencat 0'") == 1
+
+    discarded = inst.run_cli("quarantine", "discard", str(ids[1]))
+    assert discarded.returncode == 0
+    assert inst.scalar("SELECT state FROM inbound_mail WHERE id = :i", i=ids[1]) == "discarded"
+
+    again = inst.run_cli("quarantine", "retry", str(ids[1]))
+    assert again.returncode == 1 and "no quarantined mail" in again.stdout
+    assert inst.scalar("SELECT count(*) FROM tickets") == 2
+
+
+async def test_garbage_bytes_do_not_stop_intake(bot):
+    member = unique("member")
+    await bot.deliver_raw(b"\x00\x01 not a mail at all \xff")
+    await bot.send(member_mail(member, bot.address, subject="Després de la brossa"))
+    await bot.wait_inbound_done(2)
+    states = [r[0] for r in bot.query("SELECT state FROM inbound_mail ORDER BY id")]
+    assert all(s in ("done", "quarantined") for s in states)
+    assert bot.scalar("SELECT count(*) FROM tickets WHERE title = 'Després de la brossa'") == 1
+
+
+def test_check_config_reports_problems_one_per_line(tmp_path, make_instance):
+    inst = make_instance()
+    ok = inst.run_cli("check-config")
+    assert ok.returncode == 0 and ok.stdout.strip() == "OK"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        "mail:\n  address: not-an-address\n  imap: {host: x, port: 99999, username: u, "
+        "password: '…'}\n  smtp: {host: y, security: tls}\nalerts: {new_after: 4 hours}\n"
+    )
+    result = inst.run_cli("check-config")  # the good one again, through -c
+    assert result.returncode == 0
+    import subprocess
+    import sys
+
+    from harness import ROOT
+
+    bad = subprocess.run(
+        [sys.executable, "-m", "exobot.cli", "check-config", "-c", str(broken)],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert bad.returncode == 2
+    lines = bad.stderr.strip().splitlines()
+    assert any("mail.address" in line for line in lines)
+    assert any("mail.imap.port" in line for line in lines)
+    assert any("mail.imap.password" in line and "placeholder" in line for line in lines)
+    assert any("mail.smtp.security" in line for line in lines)
+    assert any("alerts.new_after" in line for line in lines)
+    assert "Traceback" not in bad.stderr
