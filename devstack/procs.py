@@ -193,8 +193,18 @@ def _wait_gone(pid: int, group: bool, timeout: float) -> bool:
     return False
 
 
-def stop_pid(pid: int, token: str, grace: float = 5.0) -> bool:
+def stop_pid(
+    pid: int,
+    token: str,
+    grace: float = 5.0,
+    first_signal: int = signal.SIGTERM,
+    signal_group: bool = True,
+) -> bool:
     """Stop the service `pid` (and its process group): SIGTERM, then SIGKILL after `grace`.
+
+    `first_signal` replaces SIGTERM for servers with a better shutdown signal (PostgreSQL's
+    postmaster: SIGINT, "fast" shutdown); with `signal_group=False` that first signal goes to
+    `pid` alone (a postmaster stops its own children), the SIGKILL fallback to the group.
 
     Returns False when there was nothing to stop (dead, or the PID now belongs to a
     process whose command line lacks `token`).
@@ -204,7 +214,7 @@ def stop_pid(pid: int, token: str, grace: float = 5.0) -> bool:
     # We start every service in its own session, so it leads its group; signal the group
     # so that forked workers (Dovecot's imap/lmtp/auth) go too.
     group = _leads_group(pid)
-    _signal(pid, signal.SIGTERM, group)
+    _signal(pid, first_signal, group and signal_group)
     if not _wait_gone(pid, group, grace):
         _signal(pid, signal.SIGKILL, group)
         _wait_gone(pid, group, grace)

@@ -98,6 +98,7 @@ class App:
                 security=imap.security,
                 folder=imap.folder,
                 poll_interval=imap.poll_interval.total_seconds(),
+                idle_timeout=imap.idle_timeout.total_seconds(),
             ),
             self.repository,
             on_stored=self._mail_arrived.set,

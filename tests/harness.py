@@ -163,7 +163,7 @@ class Instance:
 def instance_config(stack, tmp: Path, **mail_overrides: object) -> dict:
     """A configuration (as data) for a fresh support mailbox on the stack."""
     address = unique("suport")
-    return {
+    data = {
         "database": {"url": f"sqlite:///{tmp / 'exobot.db'}"},
         "tickets": {"prefix": "suport", "default_queue": "suport",
                     "queues": {"suport": {}, "tresoreria": {}}},
@@ -175,10 +175,15 @@ def instance_config(stack, tmp: Path, **mail_overrides: object) -> dict:
             "smtp": {"host": "127.0.0.1", "port": stack.smtp_port, "security": "none",
                      "timeout": "5s"},
             "outbox": {"retry_base": "1s", "retry_max": "2s", "max_attempts": 30},
-            **mail_overrides,
         },
         "web": {"listen": "127.0.0.1:8080"},
     }
+    for key, value in mail_overrides.items():  # dicts (imap, smtp, outbox) are merged
+        if isinstance(value, dict):
+            data["mail"].setdefault(key, {}).update(value)
+        else:
+            data["mail"][key] = value
+    return data
 
 
 @pytest.fixture

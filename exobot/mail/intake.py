@@ -42,7 +42,8 @@ class ImapSettings:
     password: str
     security: str = "ssl"  # ssl | starttls | none
     folder: str = "INBOX"
-    poll_interval: float = 60.0  # re-IDLE (and look) at least this often
+    poll_interval: float = 60.0  # look at least this often, even when IDLE pushes nothing
+    idle_timeout: float = 25 * 60.0  # renew IDLE before servers drop it (RFC 2177: 29 min)
     timeout: float = 30.0
 
     @property
@@ -162,7 +163,7 @@ class ImapIntake:
 
     async def _idle(self, client: aioimaplib.IMAP4) -> None:
         """IDLE until the server announces a message or the poll interval passes."""
-        interval = self.settings.poll_interval
+        interval = min(self.settings.poll_interval, self.settings.idle_timeout)
         idle = await client.idle_start(timeout=interval)
         try:
             while True:

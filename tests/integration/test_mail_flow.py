@@ -158,3 +158,35 @@ def _dsn(to: str, failed: str, original_id: str) -> bytes:
         f"From: {to}\r\nTo: {failed}\r\nMessage-ID: {original_id}\r\n"
         "Subject: [suport#1] Baixa\r\n--B--\r\n"
     ).encode()
+
+
+async def test_uidvalidity_change_rescans_without_doubling(make_instance, stack):
+    inst = make_instance(imap={"folder": "Suport"})
+    member = unique("member")
+    mails = [member_mail(member, inst.address, subject=f"Carpeta {n}").as_bytes() for n in range(2)]
+
+    def refill(extra: list[bytes]) -> None:
+        conn = stack.imap(inst.address)
+        conn.delete("Suport")  # a re-created folder gets a new UIDVALIDITY
+        conn.create("Suport")
+        for raw in mails + extra:
+            conn.append("Suport", None, None, raw.replace(b"\n", b"\r\n"))
+        conn.logout()
+
+    await asyncio.to_thread(refill, [])
+    await inst.start()
+    await inst.wait_tickets(2)
+    await inst.wait_outbox_idle()
+    await inst.stop()
+    before = inst.scalar("SELECT value FROM state WHERE key LIKE 'imap-position:%'")
+    late = member_mail(member, inst.address, subject="Carpeta nova").as_bytes()
+    await asyncio.to_thread(refill, [late])
+    await inst.start()
+    await inst.wait_inbound_done(5)
+    await inst.wait_outbox_idle()
+    after = inst.scalar("SELECT value FROM state WHERE key LIKE 'imap-position:%'")
+    assert before != after  # the position moved to the new UIDVALIDITY
+    assert inst.scalar("SELECT count(*) FROM tickets") == 3
+    states = sorted(r[0] for r in inst.query("SELECT state FROM inbound_mail"))
+    assert states == ["done", "done", "done", "duplicate", "duplicate"]
+    assert inst.scalar("SELECT count(*) FROM outbox WHERE template = 'ack'") == 3

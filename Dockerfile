@@ -1,0 +1,18 @@
+# exobot for deployments: `docker build -t exobot .`, then run it with a config file and a
+# volume for its data (SQLite database, Matrix store). See README.md, "Deploying".
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+RUN useradd --system --home-dir /var/lib/exobot --create-home exobot
+
+WORKDIR /opt/exobot
+COPY pyproject.toml README.md ./
+COPY exobot ./exobot
+RUN pip install ".[postgres]"
+
+USER exobot
+WORKDIR /var/lib/exobot
+VOLUME ["/var/lib/exobot"]
+# Relative paths in the config (database, store_path) resolve under the volume.
+ENTRYPOINT ["exobot"]
+CMD ["run", "-c", "/etc/exobot/config.yaml"]

@@ -1,0 +1,40 @@
+# exobot: `make demo` runs it on a local stack; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BENCH_MAILS ?= 1000
+BENCH_SAMPLES ?= 50
+
+.PHONY: venv stack demo test bench bench-smoke lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Servers the tests and the demo need (Dovecot, PostgreSQL from apt; Synapse in its own venv).
+stack: venv
+	$(PY) -m devstack install
+
+demo: stack
+	$(PY) -m devstack.demo run
+
+test: stack
+	$(PY) -m ruff check exobot plugins tests devstack bench
+	$(PY) -m pytest -q
+
+bench: stack
+	$(PY) bench/bench_mail.py --mails $(BENCH_MAILS) --latency-samples $(BENCH_SAMPLES)
+
+bench-smoke:
+	$(MAKE) bench BENCH_MAILS=100 BENCH_SAMPLES=5
+
+lint: venv
+	$(PY) -m ruff check exobot plugins tests devstack bench
+
+clean:
+	rm -rf $(VENV) .stack var/demo .pytest_cache .ruff_cache

@@ -1,0 +1,156 @@
+"""`make demo`: exobot on the local stack with SQLite, plus helpers to play the member.
+
+    python -m devstack.demo run                 start the stack and exobot; Ctrl-C stops both
+    python -m devstack.demo send [--from A] [--subject S] [--body B]
+                                                send a member's mail to the support address
+    python -m devstack.demo inbox [ADDRESS]     show the mails a member received
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import email.policy
+import os
+import signal
+import subprocess
+import sys
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+
+from devstack.procs import StackError
+from devstack.stack import STACK_FILE, Stack, find_free_base_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DIR = ROOT / "var" / "demo"
+STACK_DIR = DEMO_DIR / "stack"
+CONFIG = DEMO_DIR / "config.yaml"
+SUPPORT = "suport@example.org"
+MEMBER = "membre@example.org"
+
+
+def _config_text(stack: Stack) -> str:
+    return f"""# Written by `make demo`: exobot against the local stack, SQLite in var/demo/.
+database: {{url: "sqlite:///{DEMO_DIR / 'exobot.db'}"}}
+tickets:
+  prefix: suport
+  default_queue: suport
+  queues:
+    suport: {{}}
+    tresoreria: {{}}
+mail:
+  address: {SUPPORT}
+  display_name: "Suport eXO (demo)"
+  imap: {{host: 127.0.0.1, port: {stack.imap_port}, security: none,
+          username: {SUPPORT}, password: {stack.password}, poll_interval: 30s}}
+  smtp: {{host: 127.0.0.1, port: {stack.smtp_port}, security: none}}
+web: {{listen: "127.0.0.1:8080"}}
+language: ca
+"""
+
+
+def _running_stack() -> Stack | None:
+    if not (STACK_DIR / STACK_FILE).exists():
+        return None
+    stack = Stack.load(STACK_DIR)
+    return stack if stack.is_running() else None
+
+
+def cmd_run(_args: argparse.Namespace) -> int:
+    """Start the stack (or reuse the demo's running one) and exobot; Ctrl-C stops both."""
+    stack = _running_stack()
+    started_here = stack is None
+    if stack is None:
+        if (STACK_DIR / STACK_FILE).exists():
+            Stack.load(STACK_DIR).stop()  # leftovers of a demo that did not stop cleanly
+        try:
+            stack = Stack.start(STACK_DIR, base_port=find_free_base_port(21000), synapse=False)
+        except StackError as error:
+            print(f"demo: the local stack did not start: {error}", file=sys.stderr)
+            return 1
+    CONFIG.write_text(_config_text(stack))
+    me = f"{sys.executable} -m devstack.demo"
+    print(
+        f"""
+exobot demo
+  support address  {SUPPORT}  (database {DEMO_DIR / 'exobot.db'})
+  config           {CONFIG}
+  mail server      IMAP 127.0.0.1:{stack.imap_port}, SMTP 127.0.0.1:{stack.smtp_port}
+                   any address @example.org is a mailbox, password "{stack.password}"
+
+In another terminal:
+  send a member's mail:   {me} send --subject "No em funciona internet"
+  see the member's inbox: {me} inbox {MEMBER}
+  quarantine:             .venv/bin/exobot quarantine list -c {CONFIG}
+Ctrl-C stops exobot{' and the stack' if started_here else ''}.
+""",
+        flush=True,
+    )
+    bot = subprocess.Popen([sys.executable, "-m", "exobot.cli", "run", "-c", str(CONFIG)], cwd=ROOT)
+    try:
+        return bot.wait()
+    except KeyboardInterrupt:
+        bot.send_signal(signal.SIGTERM)
+        bot.wait(timeout=30)
+        return 0
+    finally:
+        if started_here:
+            stack.stop()
+            print("demo stack stopped")
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """Send one member mail to the demo's support address."""
+    stack = _running_stack()
+    if stack is None:
+        print("demo: the stack is not running; start it with `make demo`", file=sys.stderr)
+        return 1
+    msg = EmailMessage()
+    msg["From"] = args.sender
+    msg["To"] = SUPPORT
+    msg["Subject"] = args.subject
+    msg["Message-ID"] = make_msgid(domain="example.org")
+    msg.set_content(args.body)
+    stack.send_mail(msg.as_bytes(policy=email.policy.SMTP), args.sender, [SUPPORT])
+    print(f"sent {msg['Message-ID']} from {args.sender}: {args.subject!r}")
+    return 0
+
+
+def cmd_inbox(args: argparse.Namespace) -> int:
+    """Print the mails a member has received."""
+    stack = _running_stack()
+    if stack is None:
+        print("demo: the stack is not running; start it with `make demo`", file=sys.stderr)
+        return 1
+    mails = stack.fetch_all(args.address)
+    for uid, raw in mails:
+        mail = email.message_from_bytes(raw, policy=email.policy.default)
+        part = mail.get_body(("plain",))
+        print(f"--- {uid}: {mail['Date']}  {mail['Subject']}")
+        print(part.get_content().strip() if part else "(no text)")
+    print(f"{len(mails)} mail(s) for {args.address}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the sub-command."""
+    parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run").set_defaults(func=cmd_run)
+    send = sub.add_parser("send")
+    send.add_argument("--from", dest="sender", default=MEMBER)
+    send.add_argument("--subject", default="No em funciona internet")
+    send.add_argument("--body", default="Hola,\n\ndes d'ahir a la tarda no tinc connexió.\n\nGràcies")
+    send.set_defaults(func=cmd_send)
+    inbox = sub.add_parser("inbox")
+    inbox.add_argument("address", nargs="?", default=MEMBER)
+    inbox.set_defaults(func=cmd_inbox)
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
