@@ -21,7 +21,12 @@ def _cmd_install(args: argparse.Namespace) -> int:
 def _cmd_start(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
-        stack = Stack.start(args.dir, base_port=args.base_port, synapse=not args.no_synapse)
+        stack = Stack.start(
+            args.dir,
+            base_port=args.base_port,
+            synapse=not args.no_synapse,
+            postgres=args.postgres,
+        )
     except StackError as exc:
         print(f"devstack: start failed: {exc}", file=sys.stderr)
         return 1
@@ -64,15 +69,25 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the sub-command; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("install", help="install Dovecot (apt) and Synapse (own venv)")
+    commands.add_parser(
+        "install", help="install Dovecot and PostgreSQL (apt) and Synapse (own venv)"
+    )
     start = commands.add_parser("start", help="write configs under DIR and start the servers")
     start.add_argument(
         "--base-port",
         type=int,
         default=DEFAULT_BASE_PORT,
-        help="IMAP=N+143 LMTP=N+24 SMTP=N+25 Synapse=N+8008 (default %(default)s)",
+        help="IMAP=N+143 LMTP=N+24 SMTP=N+25 Synapse=N+8008 PostgreSQL=N+432 "
+        "(default %(default)s)",
     )
-    start.add_argument("--no-synapse", action="store_true", help="mail servers only")
+    start.add_argument("--no-synapse", action="store_true", help="without Synapse")
+    start.add_argument(
+        "--postgres",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a private PostgreSQL cluster in DIR/postgres (default: on; the Python API "
+        "Stack.start defaults to off)",
+    )
     for name, text in (
         ("start", None),
         ("stop", "stop the servers of DIR"),

@@ -11,8 +11,12 @@ from pathlib import Path
 
 from devstack.config import dovecot_version
 from devstack.paths import SYNAPSE_VENV
+from devstack.postgres import find_bindir, server_version
 
 DOVECOT_PACKAGES = ["dovecot-imapd", "dovecot-lmtpd"]
+# Debian's metapackage: the current major version. Debian's policy keeps the package from
+# starting anything we use: the stack always runs its own cluster (devstack/postgres.py).
+POSTGRES_PACKAGES = ["postgresql"]
 
 
 def _log(message: str) -> None:
@@ -36,6 +40,19 @@ def _dpkg_installed(package: str) -> bool:
     return result.returncode == 0 and result.stdout.endswith(" installed")
 
 
+def _apt_install_or_update(packages: list[str], what: str) -> None:
+    result = _apt_install(packages)
+    if result.returncode != 0:
+        # Fresh containers often ship without package lists; refresh them only when needed
+        # because `apt-get update` is the slow part.
+        _log("apt-get install failed, running apt-get update and retrying")
+        subprocess.run(["apt-get", "update"], check=True, capture_output=True)
+        result = _apt_install(packages)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-2000:] + result.stderr[-2000:])
+        raise SystemExit(f"apt-get install of {what} failed")
+
+
 def install_dovecot() -> None:
     """apt-get install Dovecot's IMAP and LMTP servers unless both are already there."""
     missing = [pkg for pkg in DOVECOT_PACKAGES if not _dpkg_installed(pkg)]
@@ -43,18 +60,24 @@ def install_dovecot() -> None:
         _log(f"dovecot {dovecot_version()} already installed: nothing to do")
         return
     started = time.monotonic()
-    result = _apt_install(missing or DOVECOT_PACKAGES)
-    if result.returncode != 0:
-        # Fresh containers often ship without package lists; refresh them only when needed
-        # because `apt-get update` is the slow part.
-        _log("apt-get install failed, running apt-get update and retrying")
-        subprocess.run(["apt-get", "update"], check=True, capture_output=True)
-        result = _apt_install(missing or DOVECOT_PACKAGES)
-    if result.returncode != 0:
-        sys.stderr.write(result.stdout[-2000:] + result.stderr[-2000:])
-        raise SystemExit("apt-get install of Dovecot failed")
+    _apt_install_or_update(missing or DOVECOT_PACKAGES, "Dovecot")
     elapsed = time.monotonic() - started
     _log(f"installed {' '.join(missing)} (dovecot {dovecot_version()}) in {elapsed:.1f}s")
+
+
+def install_postgres() -> None:
+    """apt-get install Debian's `postgresql` unless an initdb is already there (any version)."""
+    bindir = find_bindir()
+    if bindir is not None:
+        _log(f"postgresql {server_version(bindir)} already installed ({bindir}): nothing to do")
+        return
+    started = time.monotonic()
+    _apt_install_or_update(POSTGRES_PACKAGES, "PostgreSQL")
+    bindir = find_bindir()
+    if bindir is None:
+        raise SystemExit("apt-get installed postgresql but no /usr/lib/postgresql/*/bin/initdb")
+    elapsed = time.monotonic() - started
+    _log(f"installed postgresql {server_version(bindir)} ({bindir}) in {elapsed:.1f}s")
 
 
 def synapse_version(venv: Path = SYNAPSE_VENV) -> str | None:
@@ -101,6 +124,7 @@ def install_synapse(venv: Path = SYNAPSE_VENV) -> None:
 
 
 def install_all() -> None:
-    """Install everything the stack needs: Dovecot packages and the Synapse venv."""
+    """Install everything the stack needs: Dovecot and PostgreSQL packages, the Synapse venv."""
     install_dovecot()
+    install_postgres()
     install_synapse()

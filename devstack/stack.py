@@ -1,8 +1,10 @@
-"""The running test stack: Dovecot (IMAP + LMTP), the SMTP relay and Synapse.
+"""The running test stack: Dovecot (IMAP + LMTP), the SMTP relay, Synapse and, optionally,
+a private PostgreSQL cluster.
 
 Typical use (tests, demo):
 
-    stack = Stack.start(Path("/tmp/st"), base_port=20000)
+    stack = Stack.start(Path("/tmp/st"), base_port=20000, postgres=True)
+    url = stack.postgres_url("exobot_t1")  # a fresh database
     stack.send_mail(raw, "member@example.org", ["suport@example.org"])
     raw = stack.wait_for_mail("suport@example.org", lambda m: b"Subject: hi" in m)
     alice = stack.register_matrix_user("alice", "pw")
@@ -20,6 +22,8 @@ import json
 import os
 import re
 import secrets
+import shutil
+import signal
 import smtplib
 import stat
 import subprocess
@@ -39,6 +43,7 @@ from devstack.config import (
     render_dovecot_conf,
     render_synapse_config,
 )
+from devstack import postgres as pg
 from devstack.paths import PROJECT_PYTHON, PROJECT_ROOT, SYNAPSE_PYTHON
 from devstack.procs import (
     HOST,
@@ -60,18 +65,20 @@ DEFAULT_BASE_PORT = 20000
 
 # Port = base + offset. The offsets differ modulo 10, so stacks whose bases are 10 apart
 # never collide (see find_free_base_port).
-PORT_OFFSETS = {"imap": 143, "lmtp": 24, "smtp": 25, "synapse": 8008}
+PORT_OFFSETS = {"imap": 143, "lmtp": 24, "smtp": 25, "synapse": 8008, "postgres": 432}
+# Services that only run when asked for (their port is only required free then).
+OPTIONAL_SERVICES = ("synapse", "postgres")
 
 READY_TIMEOUT = 30.0
 
 
 def ports_for(base_port: int) -> dict[str, int]:
-    """The four ports of a stack with this base port."""
+    """The ports of a stack with this base port (every service, optional ones included)."""
     return {name: base_port + offset for name, offset in PORT_OFFSETS.items()}
 
 
 def find_free_base_port(start: int, step: int = 10, attempts: int = 200) -> int:
-    """First base port from `start` (by `step`) whose four ports are all free."""
+    """First base port from `start` (by `step`) whose ports are all free."""
     for base in range(start, start + step * attempts, step):
         if all(port_is_free(port) for port in ports_for(base).values()):
             return base
@@ -106,6 +113,12 @@ class Stack:
     host: str = HOST
     dovecot_version: str = ""
     pids: dict[str, int | None] = field(default_factory=dict)
+    # PostgreSQL (None when the stack runs without it): superuser, trust auth on 127.0.0.1.
+    postgres_port: int | None = None
+    postgres_user: str | None = None
+    postgres_socket_dir: str | None = None
+    postgres_version: str = ""
+    postgres_bindir: str | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -116,19 +129,30 @@ class Stack:
         base_port: int = DEFAULT_BASE_PORT,
         synapse: bool = True,
         timeout: float = READY_TIMEOUT,
+        postgres: bool = False,
     ) -> Stack:
         """Write all configs under `dir`, start every server, wait until each answers.
+
+        With `postgres`, a private PostgreSQL cluster in DIR/postgres listens on base+432
+        (see `postgres_url`); it needs Debian's `postgresql` (`python -m devstack install`).
 
         Raises StackError (with the log tail) when a server does not come up; the servers
         already started are stopped again in that case.
         """
         dir = Path(dir).resolve()
         ports = ports_for(base_port)
+        wanted = {"synapse": synapse, "postgres": postgres}
         busy = [
             f"{name}={port}"
             for name, port in ports.items()
-            if (synapse or name != "synapse") and not port_is_free(port)
+            if wanted.get(name, True) and not port_is_free(port)
         ]
+        bindir = pg.find_bindir() if postgres else None
+        if postgres and bindir is None:
+            raise StackError(
+                "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): "
+                "run `python -m devstack install` first"
+            )
         if (dir / STACK_FILE).exists() and cls.load(dir).is_running():
             raise StackError(f"a stack is already running in {dir}: stop it first")
         if busy:
@@ -145,6 +169,11 @@ class Stack:
             stack.synapse_url = f"http://{HOST}:{ports['synapse']}"
             stack.synapse_server_name = SYNAPSE_SERVER_NAME
             stack.registration_shared_secret = stack._secret("registration_shared_secret")
+        if postgres:
+            stack.postgres_port = ports["postgres"]
+            stack.postgres_user = pg.superuser()
+            stack.postgres_bindir = str(bindir)
+            stack.postgres_version = pg.server_version(bindir)
         try:
             stack._start_all(synapse, timeout)
         except BaseException:
@@ -177,11 +206,20 @@ class Stack:
         """Stop every service (only the PIDs in stack.json and their process groups)."""
         # SMTP first: it depends on LMTP, and a test's last mail should not hit a half-down
         # Dovecot.
-        for name in ("smtp", "synapse", "dovecot"):
+        for name in ("smtp", "synapse", "dovecot", "postgres"):
             pid = self.pids.get(name)
             if pid:
-                stop_pid(pid, self._pid_token(name))
+                if name == "postgres":
+                    # SIGINT to the postmaster alone is pg_ctl's "fast" shutdown: it ends its
+                    # backends and exits cleanly; SIGKILL to the group only as a fallback.
+                    stop_pid(
+                        pid, self._pid_token(name), grace=10.0,
+                        first_signal=signal.SIGINT, signal_group=False,
+                    )  # fmt: skip
+                else:
+                    stop_pid(pid, self._pid_token(name))
                 self.pids[name] = None
+        self._remove_temp_socket_dir()
         self._save()
 
     def stop_smtp(self) -> None:
@@ -209,6 +247,9 @@ class Stack:
         """
         if name == "smtp":
             return f"devstack.smtp_relay --port {self.smtp_port} "
+        if name == "postgres":
+            # The postmaster keeps its command line: `postgres -D DIR/postgres/data -p N ...`.
+            return f"{self._postgres_data()} -p {self.postgres_port} "
         config = {"dovecot": "dovecot/dovecot.conf", "synapse": "synapse/homeserver.yaml"}
         return str(self.dir / config[name])
 
@@ -261,6 +302,8 @@ class Stack:
             timeout,
         )
         self._start_smtp(timeout)
+        if self.postgres_port is not None:
+            self._start_postgres(timeout)
         if synapse:
             self._start_synapse(keygen, timeout)
 
@@ -305,6 +348,47 @@ class Stack:
         wait_ready(
             "SMTP relay", proc, banner_check(self.smtp_port, "220"), self._log("smtp"), timeout
         )
+
+    # PostgreSQL
+
+    def _postgres_data(self) -> Path:
+        return self.dir / "postgres" / "data"
+
+    def _start_postgres(self, timeout: float) -> None:
+        """initdb (first time only) as the `postgres` user, then pg_ctl -w start."""
+        base = self.dir / "postgres"
+        bindir = Path(self.postgres_bindir)
+        sockets = pg.socket_dir(base, self.postgres_port)
+        self.postgres_socket_dir = str(sockets)
+        log = self._log("postgres")
+        pg.prepare(base, self._postgres_data(), sockets, log)
+        _allow_traversal(base)  # pytest's 0700 tmp dirs: the postgres user must reach DIR
+        init_seconds = pg.init_cluster(bindir, self._postgres_data(), log, timeout)
+        pid, start_seconds = pg.start_cluster(
+            bindir, self._postgres_data(), self.postgres_port, sockets, log, timeout
+        )
+        self.pids["postgres"] = pid
+        with open(log, "a") as out:
+            out.write(f"[devstack] initdb {init_seconds:.2f}s, pg_ctl start {start_seconds:.2f}s\n")
+
+    def _remove_temp_socket_dir(self) -> None:
+        # Only the mkdtemp fallback of pg.socket_dir lives outside DIR.
+        if self.postgres_socket_dir and not Path(self.postgres_socket_dir).is_relative_to(self.dir):
+            shutil.rmtree(self.postgres_socket_dir, ignore_errors=True)
+
+    def postgres_url(self, dbname: str | None = None) -> str:
+        """Create a fresh database in the stack's PostgreSQL and return its SQLAlchemy URL,
+        `postgresql+psycopg://postgres@127.0.0.1:PORT/DBNAME` (a random name when None).
+
+        Raises StackError when the stack runs without PostgreSQL, and psycopg's
+        DuplicateDatabase (or StackError with createdb) when the database already exists.
+        """
+        if self.postgres_port is None:
+            raise StackError("this stack runs without PostgreSQL (start it with postgres=True)")
+        dbname = dbname or f"exobot_{secrets.token_hex(6)}"
+        bindir = Path(self.postgres_bindir) if self.postgres_bindir else None
+        pg.create_database(bindir, self.postgres_user, self.postgres_port, dbname)
+        return pg.url(self.postgres_user, self.postgres_port, dbname)
 
     # Synapse
 

@@ -1,4 +1,5 @@
-"""pytest plugin: the session-scoped `stack` fixture (real Dovecot, SMTP relay and Synapse).
+"""pytest plugin: the session-scoped `stack` fixture (real Dovecot, SMTP relay, Synapse and
+PostgreSQL).
 
 Enable it with `pytest_plugins = ["tests.stack_fixtures"]` in conftest.py. The fixture is
 synchronous on purpose, so it works with or without pytest-asyncio.
@@ -10,6 +11,9 @@ Environment variables:
 - EXOBOT_STACK_BASE_PORT: first base port to try for a new stack (default: 20000 plus a
   PID-derived offset, so parallel sessions, e.g. xdist workers, do not collide).
 - EXOBOT_STACK_SYNAPSE=0: start a new stack without Synapse (mail-only runs, faster).
+- EXOBOT_STACK_POSTGRES: a new stack gets a private PostgreSQL cluster (`stack.postgres_url`)
+  when PostgreSQL is installed; `0` never starts it, `1` requires it (the start fails without
+  it). Without PostgreSQL in the stack, tests needing it skip.
 """
 
 from __future__ import annotations
@@ -23,13 +27,22 @@ import pytest
 
 try:
     from devstack import Stack
+    from devstack.postgres import find_bindir
     from devstack.stack import DEFAULT_BASE_PORT, STACK_FILE, find_free_base_port
 except ImportError:
     # Whether pytest puts the repository root on sys.path depends on where conftest.py
     # lives; devstack is not an installed package, so add the root ourselves.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from devstack import Stack
+    from devstack.postgres import find_bindir
     from devstack.stack import DEFAULT_BASE_PORT, STACK_FILE, find_free_base_port
+
+
+def _with_postgres() -> bool:
+    setting = os.environ.get("EXOBOT_STACK_POSTGRES", "")
+    if setting in ("0", "1"):
+        return setting == "1"
+    return find_bindir() is not None
 
 
 def _existing_stack() -> Stack | None:
@@ -60,7 +73,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with_synapse = os.environ.get("EXOBOT_STACK_SYNAPSE", "1") != "0"
     base_port = find_free_base_port(_first_base_port())
     started = Stack.start(
-        tmp_path_factory.mktemp("stack"), base_port=base_port, synapse=with_synapse
+        tmp_path_factory.mktemp("stack"),
+        base_port=base_port,
+        synapse=with_synapse,
+        postgres=_with_postgres(),
     )
     try:
         yield started

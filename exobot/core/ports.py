@@ -62,9 +62,17 @@ class UnitOfWork(Protocol):
         """Queue an outward effect (a mail, a chat post) for the workers; returns its id."""
 
     async def mark_inbound(
-        self, inbound_id: int, state: str, *, ticket: int | None = None, error: str | None = None
+        self,
+        inbound_id: int,
+        state: str,
+        *,
+        ticket: int | None = None,
+        error: str | None = None,
+        message_id: str | None = None,
+        subject: str | None = None,
+        sender: str | None = None,
     ) -> None:
-        """Record what became of a received raw mail."""
+        """Record what became of a received raw mail (and what it was, for operators)."""
 
 
 class Repository(Protocol):

@@ -416,7 +416,14 @@ class _Step:
 
     async def mark_inbound(self, mail: IncomingMail, ticket: Ticket) -> None:
         if mail.inbound_id is not None:
-            await self.uow.mark_inbound(mail.inbound_id, "done", ticket=ticket.number)
+            await self.uow.mark_inbound(
+                mail.inbound_id,
+                "done",
+                ticket=ticket.number,
+                message_id=mail.message_id,
+                subject=mail.subject,
+                sender=mail.sender,
+            )
 
     def outcome(
         self, ticket: Ticket, *, created: bool = False, outbox: list[int] | None = None

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exobot.core.model import AttachmentInfo, Entry, EntryKind, Status, Ticket
+from exobot.db import inbound
 from exobot.db.tables import (
     AttachmentRow,
     EntryRow,
@@ -235,13 +236,9 @@ class SqlUnitOfWork:
             )
         ).scalar_one()
 
-    async def mark_inbound(
-        self, inbound_id: int, state: str, *, ticket: int | None = None, error: str | None = None
-    ) -> None:
+    async def mark_inbound(self, inbound_id: int, state: str, **details: object) -> None:
         """Record what became of a received raw mail."""
-        from exobot.db.inbound import mark_inbound
-
-        await mark_inbound(self.conn, inbound_id, state, ticket=ticket, error=error)
+        await inbound.mark_inbound(self.conn, inbound_id, state, **details)
 
     async def _index(self, ticket: int, entry_id: int, content: str) -> None:
         await self.conn.execute(

@@ -144,6 +144,7 @@ class MailProcessor:
     async def _apply(
         self, inbound_id: int, parsed: ParsedMail, raw: bytes, verdict: Verdict, meta: dict
     ) -> str:
+        """Hand the mail to the service; its transaction also marks the stored mail done."""
         mail = incoming_from(parsed, raw, inbound_id)
         intent = ReceiveMail(
             mail=mail,
@@ -171,8 +172,6 @@ class MailProcessor:
             f", {verdict.mail_class.value}",
             "" if verdict.acknowledge or not outcome.created else f", no ack: {'; '.join(verdict.no_ack)}",
         )
-        async with self.repository.connection() as conn:
-            await inbound.mark_inbound(conn, inbound_id, "done", ticket=outcome.ticket, **meta)
         return "done"
 
     async def _finish(self, inbound_id: int, state: str, **values) -> str:

@@ -163,7 +163,13 @@ class FakeUnitOfWork:
         return row.id
 
     async def mark_inbound(
-        self, inbound_id: int, state: str, *, ticket: int | None = None, error: str | None = None
+        self,
+        inbound_id: int,
+        state: str,
+        *,
+        ticket: int | None = None,
+        error: str | None = None,
+        **_details: object,
     ) -> None:
         self._maybe_fail("mark_inbound")
         self.state.inbound[inbound_id] = InboundMark(state, ticket, error)
