@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from harness import member_mail, unique
@@ -104,7 +105,16 @@ async def test_auto_responder_gets_no_more_acks_than_the_cap(make_instance):
     await inst.wait_outbox_idle()
     await asyncio.sleep(0.5)
     assert inst.scalar("SELECT count(*) FROM outbox WHERE template = 'ack'") == 3
-    assert len(inst.mailbox(responder)) == 3
+    acks = inst.mailbox(responder)
+    assert len(acks) == 3
+    # ... and a responder that answers each acknowledgement it gets (no RFC 3834 headers).
+    for ack in acks:
+        await inst.send(member_mail(responder, inst.address, subject=f"Re: {ack['Subject']}",
+                                    body="I am away until Monday.", In_Reply_To=ack["Message-ID"]))
+    await inst.wait_inbound_done(10)
+    await inst.wait_outbox_idle()
+    assert inst.scalar("SELECT count(*) FROM tickets") == 7  # threaded, not new tickets
+    assert len(inst.mailbox(responder)) == 3  # and nothing more sent back: the loop ends
 
 
 async def test_spoofed_tagged_mail_is_flagged_not_appended(bot):
@@ -190,3 +200,68 @@ async def test_uidvalidity_change_rescans_without_doubling(make_instance, stack)
     states = sorted(r[0] for r in inst.query("SELECT state FROM inbound_mail"))
     assert states == ["done", "done", "done", "duplicate", "duplicate"]
     assert inst.scalar("SELECT count(*) FROM outbox WHERE template = 'ack'") == 3
+
+
+async def test_our_own_mail_coming_back_is_dropped(bot):
+    member = unique("member")
+    await bot.send(member_mail(member, bot.address, subject="Bucle"))
+    [ack] = await bot.wait_mailbox(member, 1)
+    # A forwarding rule sends our acknowledgement straight back to the support address.
+    await bot.deliver_raw(ack.as_bytes().replace(b"Message-ID: <", b"Message-ID: <fwd-"))
+    await bot.wait_inbound_done(2)
+    assert bot.scalar("SELECT state FROM inbound_mail WHERE id = 2") == "dropped"
+    assert "loop marker" in bot.scalar("SELECT error FROM inbound_mail WHERE id = 2")
+    assert bot.scalar("SELECT count(*) FROM entries WHERE ticket_id = 1 AND kind LIKE '%_in'") == 1
+
+
+async def test_mail_from_our_own_address_gets_no_ack(bot):
+    await bot.send(member_mail(bot.address, bot.address, subject="Nota interna"))
+    await bot.wait_tickets(1)
+    await bot.wait_inbound_done(1)
+    assert bot.scalar("SELECT count(*) FROM outbox") == 0
+
+
+async def test_reply_quoting_our_signed_message_id_is_trusted(bot):
+    member, other = unique("member"), unique("member-work")
+    await bot.send(member_mail(member, bot.address, subject="Canvi de quota"))
+    [ack] = await bot.wait_mailbox(member, 1)
+    # The member answers from another address, replying to our acknowledgement.
+    await bot.send(member_mail(other, bot.address, subject="Re: Canvi de quota",
+                               In_Reply_To=ack["Message-ID"], body="Des de la feina"))
+    await bot.wait_inbound_done(2)
+    assert bot.scalar("SELECT count(*) FROM entries WHERE kind = 'mail_in'") == 2
+    assert bot.scalar("SELECT count(*) FROM entries WHERE kind = 'unverified_in'") == 0
+
+
+async def test_forged_signature_is_not_trusted(bot):
+    member, intruder = unique("member"), unique("intruder")
+    await bot.send(member_mail(member, bot.address, subject="Quota"))
+    [ack] = await bot.wait_mailbox(member, 1)
+    # <exobot.N.NONCE.SIGNATURE@domain> with another signature
+    forged = re.sub(r"\.[0-9a-f]{16}@", ".0123456789abcdef@", ack["Message-ID"])
+    assert forged != ack["Message-ID"]
+    await bot.send(member_mail(intruder, bot.address, subject="Re: [suport#1] Quota",
+                               In_Reply_To=forged))
+    await bot.wait_inbound_done(2)
+    assert bot.scalar("SELECT count(*) FROM entries WHERE kind = 'unverified_in'") == 1
+
+
+async def test_operator_accepts_an_unverified_mail(bot):
+    from exobot.core.intents import AcceptUnverified, SetStatus
+    from exobot.core.model import Actor, Status
+
+    member, partner = unique("member"), unique("partner")
+    await bot.send(member_mail(member, bot.address, subject="Alta"))
+    await bot.wait_tickets(1)
+    await bot.app.service.apply(Actor.operator("@anna:example.org"), SetStatus(1, Status.RESOLVED))
+    await bot.send(member_mail(partner, bot.address, subject="Re: [suport#1] Alta",
+                               body="Sóc la parella, encara no funciona"))
+    await bot.wait_inbound_done(2)
+    assert bot.scalar("SELECT status FROM tickets WHERE id = 1") == "resolved"
+    await bot.app.service.apply(Actor.operator("@anna:example.org"), AcceptUnverified(1))
+    assert bot.scalar("SELECT status FROM tickets WHERE id = 1") == "open"
+    assert bot.scalar("SELECT count(*) FROM participants WHERE address = :a", a=partner) == 1
+    # From now on the partner's mail is correspondence.
+    await bot.send(member_mail(partner, bot.address, subject="Re: [suport#1] Alta", body="Ja va"))
+    await bot.wait_inbound_done(3)
+    assert bot.scalar("SELECT count(*) FROM entries WHERE kind = 'mail_in'") == 3
