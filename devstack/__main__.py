@@ -77,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         "--base-port",
         type=int,
         default=DEFAULT_BASE_PORT,
-        help="IMAP=N+143 LMTP=N+24 SMTP=N+25 Synapse=N+8008 PostgreSQL=N+432 "
-        "(default %(default)s)",
+        help="IMAP=N+143 LMTP=N+24 SMTP=N+25 Synapse=N+8008 PostgreSQL=N+432 (default %(default)s)",
     )
     start.add_argument("--no-synapse", action="store_true", help="without Synapse")
     start.add_argument(

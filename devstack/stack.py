@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from devstack import postgres as pg
 from devstack.config import (
     MAIL_GID,
     MAIL_UID,
@@ -43,7 +44,6 @@ from devstack.config import (
     render_dovecot_conf,
     render_synapse_config,
 )
-from devstack import postgres as pg
 from devstack.paths import PROJECT_PYTHON, PROJECT_ROOT, SYNAPSE_PYTHON
 from devstack.procs import (
     HOST,

@@ -28,11 +28,10 @@ class OutboxItem:
     attempts: int
 
 
-async def due(conn: AsyncConnection, kind: str, now: datetime, limit: int = 50) -> list[OutboxItem]:
-    """Pending items of `kind` whose time has come, oldest first, never overtaking an earlier
-    pending item of the same ticket (so a ticket's effects arrive in order)."""
+def _head_of_line():  # noqa: ANN202 - an SQL expression
+    """True for a pending item with no earlier pending item of the same kind and ticket."""
     earlier = aliased(O)
-    blocked = exists().where(
+    return ~exists().where(
         and_(
             earlier.c.state == PENDING,
             earlier.c.kind == O.c.kind,
@@ -40,9 +39,14 @@ async def due(conn: AsyncConnection, kind: str, now: datetime, limit: int = 50) 
             earlier.c.id < O.c.id,
         )
     )
+
+
+async def due(conn: AsyncConnection, kind: str, now: datetime, limit: int = 50) -> list[OutboxItem]:
+    """Pending items of `kind` whose time has come, oldest first, never overtaking an earlier
+    pending item of the same ticket (so a ticket's effects arrive in order)."""
     rows = await conn.execute(
         select(O.c.id, O.c.kind, O.c.ticket_id, O.c.payload, O.c.attempts)
-        .where(O.c.state == PENDING, O.c.kind == kind, O.c.next_try_at <= now, ~blocked)
+        .where(O.c.state == PENDING, O.c.kind == kind, O.c.next_try_at <= now, _head_of_line())
         .order_by(O.c.id)
         .limit(limit)
     )
@@ -50,12 +54,14 @@ async def due(conn: AsyncConnection, kind: str, now: datetime, limit: int = 50) 
 
 
 async def next_due_at(conn: AsyncConnection, kind: str) -> datetime | None:
-    """When the next pending item of `kind` is due, or None when there is none."""
+    """When the next deliverable item of `kind` is due (items waiting behind an earlier one of
+    their ticket do not count), or None when there is none."""
     value = (
         await conn.execute(
-            select(O.c.next_try_at).where(O.c.state == PENDING, O.c.kind == kind).order_by(
-                O.c.next_try_at
-            ).limit(1)
+            select(O.c.next_try_at)
+            .where(O.c.state == PENDING, O.c.kind == kind, _head_of_line())
+            .order_by(O.c.next_try_at)
+            .limit(1)
         )
     ).scalar_one_or_none()
     if value is not None and value.tzinfo is None:

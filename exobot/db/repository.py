@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -30,6 +32,12 @@ O = OutboxRow.__table__  # noqa: E741
 A = AttachmentRow.__table__
 
 TITLE_ENTRY = 0  # search_index row holding a ticket's title
+
+
+def fold(value: str) -> str:
+    """Lower case without diacritics ("CONNEXIÓ" → "connexio"), for searching."""
+    decomposed = unicodedata.normalize("NFKD", value.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def utcnow() -> datetime:
@@ -82,8 +90,11 @@ class SqlUnitOfWork:
         self.sqlite = sqlite
 
     async def get_ticket(self, number: int) -> Ticket | None:
-        """The ticket with that number, or None."""
-        row = (await self.conn.execute(select(T).where(T.c.id == number))).first()
+        """The ticket with that number, or None. Locked until the transaction ends (FOR UPDATE on
+        PostgreSQL, where writers run concurrently; SQLite's BEGIN IMMEDIATE already serialises
+        them and SQLAlchemy renders nothing there): a ticket read, changed and written back by
+        two transactions at once must not lose one of the changes."""
+        row = (await self.conn.execute(select(T).where(T.c.id == number).with_for_update())).first()
         return ticket_from_row(row) if row else None
 
     async def create_ticket(self, ticket: Ticket) -> Ticket:
@@ -174,6 +185,15 @@ class SqlUnitOfWork:
 
     async def add_participant(self, ticket: int, address: str, source: str) -> None:
         """Make an address a participant; already being one is fine."""
+        if self.conn.dialect.name == "postgresql":
+            # Check-then-insert races on PostgreSQL (another transaction's uncommitted row is
+            # invisible): let the unique constraint decide.
+            await self.conn.execute(
+                pg_insert(P)
+                .values(ticket_id=ticket, address=address, source=source, created_at=utcnow())
+                .on_conflict_do_nothing(index_elements=[P.c.ticket_id, P.c.address])
+            )
+            return
         exists = (
             await self.conn.execute(
                 select(P.c.id).where(P.c.ticket_id == ticket, P.c.address == address)
@@ -241,10 +261,15 @@ class SqlUnitOfWork:
         await inbound.mark_inbound(self.conn, inbound_id, state, **details)
 
     async def _index(self, ticket: int, entry_id: int, content: str) -> None:
+        # FTS5 folds case and diacritics itself; the plain table elsewhere holds folded text.
         await self.conn.execute(
             text("INSERT INTO search_index (ticket_id, entry_id, content) VALUES (:t, :e, :c)"),
-            {"t": ticket, "e": entry_id, "c": content},
+            {"t": ticket, "e": entry_id, "c": content if self.sqlite else fold(content)},
         )
+
+
+def _like_literal(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _ticket_values(ticket: Ticket) -> dict[str, Any]:
@@ -339,7 +364,11 @@ class SqlRepository:
                 )
             else:
                 clauses = " AND ".join(f"content ILIKE :t{n}" for n in range(len(terms)))
-                params: dict[str, Any] = {f"t{n}": f"%{t}%" for n, t in enumerate(terms)}
+                # LIKE's own wildcards in user input are literal too (backslash is the default
+                # escape character).
+                params: dict[str, Any] = {
+                    f"t{n}": "%" + _like_literal(fold(t)) + "%" for n, t in enumerate(terms)
+                }
                 rows = await conn.execute(
                     text(
                         "SELECT ticket_id FROM search_index GROUP BY ticket_id HAVING "

@@ -1,0 +1,640 @@
+"""The SQL storage on both supported backends: SQLite (default) and PostgreSQL (the stack's).
+
+Every test runs twice through the `db_url` fixture: an SQLite file in tmp_path, and a fresh
+database in the test stack's private PostgreSQL cluster (skipped when the stack runs without
+one, see tests/stack_fixtures.py). Each database is built by the real Alembic migrations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
+from exobot.core.intents import MailClass, OpenTicket, ReceiveMail, SetTitle
+from exobot.core.model import Actor, EntryKind, IncomingMail, Status
+from exobot.core.service import ServiceSettings, TicketService
+from exobot.db import inbound, outbox
+from exobot.db.engine import create_engine
+from exobot.db.migrate import upgrade, upgrade_async
+from exobot.db.repository import SqlRepository
+from exobot.db.state import get_state, set_state
+from exobot.db.tables import OutboxRow
+from exobot.mail.msgid import MessageIds
+
+OWN = "suport@example.org"
+MEMBER = "marta@example.net"
+NEIGHBOUR = "veina@example.net"
+OPERATOR = Actor.operator("@anna:example.org")
+SETTINGS = ServiceSettings(
+    prefix="suport",
+    default_queue="suport",
+    queues=frozenset({"suport", "tresoreria"}),
+    own_address=OWN,
+)
+TABLES = {
+    "tickets", "entries", "participants", "mail_messages", "inbound_mail", "outbox",
+    "attachments", "state", "search_index", "alembic_version",
+}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A fresh, empty database: an SQLite file, or a new database in the stack's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'exobot.db'}"
+    stack = request.getfixturevalue("stack")
+    if stack.postgres_port is None:
+        pytest.skip("the test stack runs without PostgreSQL (EXOBOT_STACK_POSTGRES / install)")
+    return stack.postgres_url(f"t_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture
+def backend(db_url: str) -> str:
+    return "sqlite" if db_url.startswith("sqlite") else "postgresql"
+
+
+@pytest.fixture
+async def engine(db_url: str):
+    await upgrade_async(db_url)
+    eng = create_engine(db_url)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+def repo(engine) -> SqlRepository:
+    return SqlRepository(engine)
+
+
+class BreakableMessageIds(MessageIds):
+    """Real Message-IDs; `fail_next` makes the next mint raise (inside a transaction)."""
+
+    fail_next = False
+
+    def mint(self, ticket: int) -> str:
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("injected failure after the ticket row was inserted")
+        return super().mint(ticket)
+
+
+@pytest.fixture
+def message_ids() -> BreakableMessageIds:
+    return BreakableMessageIds("secret" * 4, "example.org")
+
+
+@pytest.fixture
+def service(repo: SqlRepository, message_ids: MessageIds) -> TicketService:
+    return TicketService(repo, message_ids, SETTINGS)
+
+
+def incoming(
+    sender: str = MEMBER,
+    *,
+    subject: str = "No em funciona internet",
+    body: str = "Hola, des d'ahir no tinc connexió.",
+    cc: tuple[str, ...] = (),
+    inbound_id: int | None = None,
+    message_id: str | None = None,
+) -> IncomingMail:
+    return IncomingMail(
+        message_id=message_id or f"<{uuid.uuid4().hex}@member.example.net>",
+        sender=sender,
+        sender_name="Marta",
+        requestor=sender,
+        subject=subject,
+        body=body,
+        cc=cc,
+        inbound_id=inbound_id,
+    )
+
+
+async def receive(
+    service: TicketService,
+    mail: IncomingMail | None = None,
+    *,
+    ticket: int | None = None,
+    ack: bool = True,
+    **mail_fields,
+):
+    mail = mail or incoming(**mail_fields)
+    intent = ReceiveMail(mail, MailClass.MEMBER, ticket=ticket, acknowledge=ack)
+    return await service.apply(Actor.member(mail.sender), intent)
+
+
+async def ticket_ids(repo: SqlRepository) -> list[int]:
+    async with repo.connection() as conn:
+        return [r[0] for r in await conn.execute(text("SELECT id FROM tickets ORDER BY id"))]
+
+
+async def delete_ticket(repo: SqlRepository, number: int) -> None:
+    """Remove a ticket and everything that refers to it (as a retention job would)."""
+    async with repo.connection() as conn:
+        for table in (
+            "search_index", "attachments", "participants", "mail_messages", "outbox", "entries",
+        ):  # fmt: skip
+            await conn.execute(text(f"DELETE FROM {table} WHERE ticket_id = :t"), {"t": number})
+        await conn.execute(text("DELETE FROM tickets WHERE id = :t"), {"t": number})
+
+
+# ----------------------------------------------------------------------------- schema
+
+
+async def test_migrations_build_the_whole_schema_and_are_idempotent(engine, db_url):
+    async with engine.connect() as conn:
+        names = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+        version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+    assert names >= TABLES
+    assert version == "0001"
+    await asyncio.to_thread(upgrade, db_url)  # a second run (every start does one) is a no-op
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM alembic_version"))).scalar_one() == 1
+
+
+# ----------------------------------------------------------------------------- tickets
+
+
+async def test_receive_mail_creates_tickets_numbered_from_one(service, repo):
+    outcomes = [await receive(service, subject=f"Problema {n}") for n in range(3)]
+    assert [o.ticket for o in outcomes] == [1, 2, 3]
+    assert all(o.created and o.status is Status.NEW for o in outcomes)
+    assert await repo.count_tickets() == 3
+
+    ticket = await repo.get_ticket(2)
+    assert ticket.title == "Problema 1"
+    assert ticket.requestor == MEMBER
+    assert ticket.created_at.tzinfo is not None  # aware on both backends
+    assert ticket.last_member_mail_at is not None
+    assert ticket.next_alert_at - ticket.created_at == SETTINGS.new_after
+
+    history = await repo.history(2)
+    assert [e.kind for e in history] == [EntryKind.CREATED, EntryKind.MAIL_IN, EntryKind.MAIL_OUT]
+    assert history[1].body == "Hola, des d'ahir no tinc connexió."
+    assert history[1].data["subject"] == "Problema 1"  # JSON column round trip
+    assert history[2].data["template"] == "ack"
+
+
+async def test_ticket_numbers_are_never_reused(service, repo, message_ids, backend):
+    for _ in range(3):
+        await receive(service)
+    await delete_ticket(repo, 3)  # the newest ticket: a plain MAX(id)+1 would hand out 3 again
+    assert await ticket_ids(repo) == [1, 2]
+    fourth = await receive(service)
+    assert fourth.ticket == 4
+
+    # A transaction that fails after inserting its ticket leaves nothing behind ...
+    failing = incoming(body="paraulaunica no hauria de quedar")
+    message_ids.fail_next = True
+    with pytest.raises(RuntimeError, match="injected failure"):
+        await receive(service, failing)
+    assert await ticket_ids(repo) == [1, 2, 4]
+    assert await repo.ticket_for_message(failing.message_id) is None
+    assert await repo.search("paraulaunica") == []
+
+    # ... and the same mail, delivered again, gets a number above every one ever committed.
+    # (PostgreSQL's sequence skips the rolled-back number; SQLite's AUTOINCREMENT counter was
+    # rolled back with it. Neither number was ever visible, so both are fine.)
+    again = await receive(service, failing)
+    assert again.ticket == (5 if backend == "sqlite" else 6)
+    assert await repo.search("paraulaunica") == [again.ticket]
+
+
+async def test_concurrent_mails_get_distinct_numbers(service, repo):
+    outcomes = await asyncio.gather(*(receive(service, subject=f"S{n}") for n in range(8)))
+    numbers = sorted(o.ticket for o in outcomes)
+    assert numbers == list(range(1, 9))
+    assert await repo.count_tickets() == 8
+
+
+# ----------------------------------------------------------------------------- threading
+
+
+async def test_ticket_for_message_finds_in_and_out_ids(service, repo):
+    first = incoming()
+    created = await receive(service, first)
+    ack_id = (await repo.history(created.ticket))[-1].data["message_id"]
+    reply = incoming(subject="Re: No em funciona internet")
+    await receive(service, reply, ticket=created.ticket)
+
+    assert await repo.ticket_for_message(first.message_id) == (created.ticket, "in")
+    assert await repo.ticket_for_message(ack_id) == (created.ticket, "out")
+    assert await repo.ticket_for_message(reply.message_id) == (created.ticket, "in")
+    assert await repo.ticket_for_message("<unknown@example.net>") is None
+    assert MessageIds("secret" * 4, "example.org").verify(ack_id) == created.ticket
+
+    # A Message-ID seen in both directions (our own mail coming back): "out" wins.
+    async with repo.transaction() as uow:
+        await uow.record_message(ack_id, created.ticket, "in", None)
+    assert await repo.ticket_for_message(ack_id) == (created.ticket, "out")
+
+    async with repo.transaction() as uow:
+        ids = await uow.ticket_message_ids(created.ticket)
+    assert ids[:3] == [first.message_id, ack_id, reply.message_id]
+
+
+async def test_duplicate_message_id_is_refused_and_rolled_back(service, repo):
+    mail = incoming()
+    created = await receive(service, mail, ack=False)
+    with pytest.raises(IntegrityError):
+        async with repo.transaction() as uow:
+            await uow.add_participant(created.ticket, "nou@example.net", "test")
+            await uow.record_message(mail.message_id, created.ticket, "in", None)
+    # The whole transaction is gone, not only the failing statement.
+    assert await repo.participants(created.ticket) == {MEMBER}
+    # The connection went back to the pool usable (PostgreSQL: no "transaction aborted").
+    assert await repo.count_tickets() == 1
+
+
+async def test_concurrent_changes_of_one_ticket_are_not_lost(service, repo):
+    """Two transactions read-modify-write the same ticket: both changes survive (the second
+    waits for the first: SQLite's BEGIN IMMEDIATE, PostgreSQL's SELECT ... FOR UPDATE)."""
+    number = (await receive(service, ack=False)).ticket
+    started = asyncio.Event()
+
+    async def second() -> None:
+        started.set()
+        async with repo.transaction() as uow:
+            ticket = await uow.get_ticket(number)
+            ticket.queue = "tresoreria"
+            await uow.update_ticket(ticket)
+
+    async with repo.transaction() as uow:
+        ticket = await uow.get_ticket(number)
+        task = asyncio.create_task(second())
+        await started.wait()
+        await asyncio.sleep(0.3)  # the second transaction reads (or waits to) meanwhile
+        ticket.owner = "@anna:example.org"
+        await uow.update_ticket(ticket)
+    await task
+    final = await repo.get_ticket(number)
+    assert (final.owner, final.queue) == ("@anna:example.org", "tresoreria")
+
+
+# ----------------------------------------------------------------------------- participants
+
+
+async def test_participants(service, repo):
+    created = await receive(service, cc=("Veina@Example.NET", OWN, "tercer@example.net"))
+    assert await repo.participants(created.ticket) == {MEMBER, NEIGHBOUR, "tercer@example.net"}
+
+    # A follow-up adds its new Cc; an existing participant is not duplicated.
+    await receive(service, ticket=created.ticket, cc=("quart@example.net", NEIGHBOUR))
+    assert await repo.participants(created.ticket) == {
+        MEMBER, NEIGHBOUR, "tercer@example.net", "quart@example.net",
+    }  # fmt: skip
+    async with repo.transaction() as uow:
+        await uow.add_participant(created.ticket, MEMBER, "again")
+    async with repo.connection() as conn:
+        count = (
+            await conn.execute(
+                text("SELECT count(*) FROM participants WHERE ticket_id = :t"),
+                {"t": created.ticket},
+            )
+        ).scalar_one()
+    assert count == 4
+    assert await repo.participants(created.ticket + 1) == set()
+
+
+async def test_concurrent_add_participant_of_the_same_address(repo, service, engine):
+    """Two transactions adding the same participant: the second must not fail.
+
+    On SQLite, BEGIN IMMEDIATE makes the second wait for the first; on PostgreSQL the
+    second's "is it there?" check cannot see the first's uncommitted row."""
+    created = await receive(service, ack=False)
+    started = asyncio.Event()
+
+    async def second() -> None:
+        started.set()
+        async with repo.transaction() as uow:
+            await uow.add_participant(created.ticket, "nou@example.net", "second")
+
+    async with repo.transaction() as uow:
+        await uow.add_participant(created.ticket, "nou@example.net", "first")
+        task = asyncio.create_task(second())
+        await started.wait()
+        await asyncio.sleep(0.3)  # let it reach its INSERT (PostgreSQL) / BEGIN (SQLite)
+    await task
+    assert await repo.participants(created.ticket) == {MEMBER, "nou@example.net"}
+
+
+# ----------------------------------------------------------------------------- acks
+
+
+async def test_acks_since(service, repo):
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    await receive(service)
+    await receive(service, subject="Un altre problema")
+    await receive(service, sender=NEIGHBOUR)
+    await receive(service, sender="silenci@example.net", ack=False)
+    after = datetime.now(UTC) + timedelta(seconds=1)
+
+    assert await repo.acks_since(MEMBER, before) == 2
+    assert await repo.acks_since(NEIGHBOUR, before) == 1
+    assert await repo.acks_since("silenci@example.net", before) == 0
+    assert await repo.acks_since(MEMBER, after) == 0
+
+
+# ----------------------------------------------------------------------------- search
+
+
+async def test_search_finds_words_of_bodies_and_titles(service, repo):
+    one = (
+        await receive(service, subject="Impressora", body="El router parpelleja en vermell")
+    ).ticket
+    two = (
+        await receive(service, subject="Correu", body="No puc enviar cap e-mail pel router")
+    ).ticket
+    assert await repo.search("parpelleja") == [one]
+    assert await repo.search("router") == [two, one]  # newest first
+    assert await repo.search("ROUTER enviar") == [two]  # all the words, any case
+    assert await repo.search("router inexistent") == []
+    assert await repo.search("e-mail") == [two]
+    assert await repo.search("impressora") == [one]  # the title
+    assert await repo.search("   ") == []
+    assert await repo.search("router", limit=1) == [two]
+
+
+async def test_search_follows_a_changed_title(service, repo):
+    opened = await service.apply(
+        OPERATOR, OpenTicket(MEMBER, "Factura duplicada", text="Ha trucat per telèfon")
+    )
+    number = opened.ticket
+    assert await repo.search("duplicada") == [number]
+    await service.apply(OPERATOR, SetTitle(number, "Rebut retornat pel banc"))
+    assert await repo.search("retornat") == [number]
+    assert await repo.search("duplicada") == []  # the old title's index row is gone
+    assert await repo.search("telèfon") == [number]  # the comment is still indexed
+    async with repo.connection() as conn:
+        rows = (
+            await conn.execute(
+                text("SELECT count(*) FROM search_index WHERE ticket_id = :t AND entry_id = 0"),
+                {"t": number},
+            )
+        ).scalar_one()
+    assert rows == 1  # exactly one title row
+
+
+async def test_search_with_the_same_accents_and_case(service, repo):
+    number = (await receive(service, body="Des d'ahir no tinc connexió a l'oficina")).ticket
+    assert await repo.search("connexió") == [number]
+    assert await repo.search("CONNEXIÓ") == [number]
+
+
+async def test_search_ignores_diacritics(service, repo):
+    number = (await receive(service, body="Des d'ahir no tinc connexió a l'oficina")).ticket
+    assert await repo.search("connexio") == [number]
+    assert await repo.search("ÒFICINA") == [number]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ['"', '""', "*", "router*", "OR", "router OR", "NEAR(", "NEAR(router oficina, 2)", "AND",
+     "NOT", "-router", "^router", "content:router", "(", ")", "'", "\\", "router\\", "%", "_",
+     "{x}", ":", "+"],
+)  # fmt: skip
+async def test_search_syntax_characters_are_literal(service, repo, query):
+    # No word of this mail contains any query as a substring (PostgreSQL's search is ILIKE).
+    await receive(service, subject="Aixeta", body="Bon dia la aixeta degota")
+    result = await repo.search(query)
+    assert result == []  # no raise, and no operator/wildcard matched the unrelated ticket
+
+
+async def test_search_operator_words_are_plain_words(service, repo):
+    gold = (await receive(service, body="Or i plata per a la tómbola")).ticket
+    near = (await receive(service, body="Viu near the station")).ticket
+    await receive(service, body="Res a veure")
+    assert await repo.search("OR") == [gold]
+    assert await repo.search("plata OR") == [gold]
+    assert await repo.search("NEAR") == [near]
+
+
+async def test_search_like_wildcards_in_input_are_literal(service, repo):
+    await receive(service, body="Costa 1000 euros i el codi és ab")
+    assert await repo.search("100%") == []
+    assert await repo.search("a_") == []
+    assert await repo.search("1000") != []
+
+
+# ----------------------------------------------------------------------------- inbound
+
+
+RAW = b"From: a@example.net\r\nSubject: hola\r\n\r\nbinari: \xff\x00\xfe\r\n"
+
+
+async def test_inbound_store_position_and_duplicates(repo):
+    async with repo.connection() as conn:
+        assert await inbound.get_position(conn, "INBOX") is None
+        first = await inbound.store_raw(conn, "INBOX", 7, 1, RAW)
+        assert first is not None
+        assert await inbound.get_position(conn, "INBOX") == inbound.ImapPosition(7, 1)
+        assert await inbound.store_raw(conn, "INBOX", 7, 1, RAW) is None  # already stored
+        third = await inbound.store_raw(conn, "INBOX", 7, 3, RAW + b"3")
+        # A lower UID arriving late is stored but never moves the position back.
+        second = await inbound.store_raw(conn, "INBOX", 7, 2, RAW + b"2")
+        assert await inbound.get_position(conn, "INBOX") == inbound.ImapPosition(7, 3)
+        # Another mailbox has its own position; a new UIDVALIDITY resets it.
+        await inbound.store_raw(conn, "Spam", 1, 50, RAW)
+        assert await inbound.get_position(conn, "INBOX") == inbound.ImapPosition(7, 3)
+        reset = await inbound.store_raw(conn, "INBOX", 8, 1, RAW)
+        assert reset is not None  # same UID, new UIDVALIDITY: a different message
+        assert await inbound.get_position(conn, "INBOX") == inbound.ImapPosition(8, 1)
+        assert await inbound.get_position(conn, "Spam") == inbound.ImapPosition(1, 50)
+        pending = await inbound.pending_ids(conn)
+    assert pending[:4] == [first, third, second, pending[3]]
+    assert len(pending) == 5
+    async with repo.connection() as conn:
+        assert await inbound.pending_ids(conn, limit=2) == [first, third]
+        assert await inbound.load_raw(conn, first) == (RAW, "received")
+        assert await inbound.load_raw(conn, third) == (RAW + b"3", "received")
+        assert await inbound.load_raw(conn, 10_000) is None
+
+
+async def test_inbound_store_rolls_back_with_its_transaction(repo):
+    with pytest.raises(RuntimeError):
+        async with repo.connection() as conn:
+            await inbound.store_raw(conn, "INBOX", 7, 9, RAW)
+            raise RuntimeError("crash before commit")
+    async with repo.connection() as conn:
+        assert await inbound.pending_ids(conn) == []
+        assert await inbound.get_position(conn, "INBOX") is None
+
+
+async def test_inbound_mark_list_and_count(repo):
+    async with repo.connection() as conn:
+        ids = [await inbound.store_raw(conn, "INBOX", 1, uid, RAW) for uid in (1, 2, 3, 4)]
+    async with repo.connection() as conn:
+        await inbound.mark_inbound(
+            conn, ids[0], "done", ticket=12, message_id="<x@y>", subject="s" * 600, sender="a@b"
+        )
+        await inbound.mark_inbound(conn, ids[1], inbound.QUARANTINED, error="parse error")
+        await inbound.mark_inbound(conn, ids[1], inbound.QUARANTINED, error="parse error again")
+        await inbound.mark_inbound(conn, ids[3], inbound.QUARANTINED, error="other")
+    async with repo.connection() as conn:
+        done = await inbound.get_inbound(conn, ids[0])
+        quarantined = await inbound.list_inbound(conn)
+        everything = await inbound.list_inbound(conn, state=None)
+        counts = await inbound.count_by_state(conn)
+        pending = await inbound.pending_ids(conn)
+        missing = await inbound.get_inbound(conn, 10_000)
+    assert done.state == "done" and done.ticket_id == 12 and done.message_id == "<x@y>"
+    assert done.subject == "s" * 500  # truncated
+    assert done.size == len(RAW)
+    assert done.received_at.tzinfo is not None
+    assert [q.id for q in quarantined] == [ids[3], ids[1]]  # newest first
+    assert quarantined[1].attempts == 2 and quarantined[1].error == "parse error again"
+    assert [s.id for s in everything] == ids[::-1]
+    assert counts == {"done": 1, "quarantined": 2, "received": 1}
+    assert pending == [ids[2]]
+    assert missing is None
+
+
+async def test_receive_mail_marks_its_inbound_row_done(service, repo):
+    async with repo.connection() as conn:
+        inbound_id = await inbound.store_raw(conn, "INBOX", 1, 1, RAW)
+    created = await receive(service, inbound_id=inbound_id)
+    async with repo.connection() as conn:
+        row = await inbound.get_inbound(conn, inbound_id)
+    assert (row.state, row.ticket_id) == ("done", created.ticket)
+
+
+# ----------------------------------------------------------------------------- outbox
+
+
+async def queue(repo: SqlRepository, ticket: int | None, name: str, kind: str = "mail") -> int:
+    async with repo.transaction() as uow:
+        return await uow.queue_outbox(kind, ticket, {"name": name, "n": [1, "dos"]})
+
+
+async def due_names(repo: SqlRepository, now: datetime, kind: str = "mail") -> list[str]:
+    async with repo.connection() as conn:
+        return [item.payload["name"] for item in await outbox.due(conn, kind, now)]
+
+
+async def test_outbox_due_keeps_each_tickets_order(repo):
+    await queue(repo, 1, "m0", kind="matrix")  # another kind never blocks mail
+    a1 = await queue(repo, 1, "a1")
+    b1 = await queue(repo, 2, "b1")
+    a2 = await queue(repo, 1, "a2")
+    c = await queue(repo, None, "c")
+    await queue(repo, 1, "a3")
+    now = datetime.now(UTC) + timedelta(seconds=1)
+
+    assert await due_names(repo, now) == ["a1", "b1", "c"]
+    assert await due_names(repo, now, kind="matrix") == ["m0"]
+    async with repo.connection() as conn:
+        items = await outbox.due(conn, "mail", now, limit=2)
+    assert [i.id for i in items] == [a1, b1]
+    assert items[0].payload == {"name": "a1", "n": [1, "dos"]} and items[0].attempts == 0
+
+    # a1 fails temporarily and is postponed: a2 still waits behind it, even though a1 is
+    # not due, while other tickets go on.
+    later = now + timedelta(hours=1)
+    async with repo.connection() as conn:
+        await outbox.mark_retry(conn, a1, "451 try later", later)
+        await outbox.mark_sent(conn, b1)
+        await outbox.mark_failed(conn, c, "550 no such user " + "x" * 3000)
+    assert await due_names(repo, now) == []
+    assert await due_names(repo, later + timedelta(seconds=1)) == ["a1"]
+
+    async with repo.connection() as conn:
+        await outbox.mark_sent(conn, a1)
+    assert await due_names(repo, now) == ["a2"]
+    async with repo.connection() as conn:
+        await outbox.mark_failed(conn, a2, "550 gone")  # a failed item no longer blocks
+    assert await due_names(repo, now) == ["a3"]
+
+    async with repo.connection() as conn:
+        rows = {
+            r.id: r
+            for r in await conn.execute(
+                select(OutboxRow.__table__).where(OutboxRow.__table__.c.id.in_([a1, b1, c]))
+            )
+        }
+        counts = await outbox.counts(conn)
+    assert (rows[a1].state, rows[a1].attempts, rows[a1].last_error) == ("sent", 2, None)
+    assert rows[a1].done_at is not None
+    assert (rows[b1].state, rows[b1].attempts) == ("sent", 1)
+    assert (rows[c].state, rows[c].attempts) == ("failed", 1)
+    assert rows[c].last_error.startswith("550 no such user") and len(rows[c].last_error) == 2000
+    assert counts == {("mail", "sent"): 2, ("mail", "failed"): 2, ("mail", "pending"): 1,
+                      ("matrix", "pending"): 1}  # fmt: skip
+
+
+async def test_outbox_next_due_at_skips_items_blocked_behind_a_postponed_one(repo):
+    a1 = await queue(repo, 1, "a1")
+    await queue(repo, 1, "a2")
+    later = datetime.now(UTC) + timedelta(hours=1)
+    async with repo.connection() as conn:
+        await outbox.mark_retry(conn, a1, "451 try later", later)
+        assert await outbox.due(conn, "mail", datetime.now(UTC)) == []
+        next_at = await outbox.next_due_at(conn, "mail")
+    # a2 waits behind a1: counting it would make the mail worker poll until a1's retry.
+    assert next_at == later
+
+
+async def test_outbox_next_due_at_with_an_aware_non_utc_time(repo):
+    a = await queue(repo, 1, "a")
+    in_two_hours = datetime.now(timezone(timedelta(hours=2))) + timedelta(minutes=30)
+    async with repo.connection() as conn:
+        await outbox.mark_retry(conn, a, "451", in_two_hours)
+        assert await outbox.next_due_at(conn, "mail") == in_two_hours
+        assert await outbox.due(conn, "mail", datetime.now(UTC)) == []
+        assert [i.id for i in await outbox.due(conn, "mail", in_two_hours)] == [a]
+
+
+async def test_ack_mail_is_queued_in_the_outbox(service, repo):
+    created = await receive(service)
+    async with repo.connection() as conn:
+        items = await outbox.due(conn, "mail", datetime.now(UTC) + timedelta(seconds=1))
+    assert [i.id for i in items] == created.outbox
+    payload = items[0].payload
+    assert payload["template"] == "ack" and payload["to"] == [MEMBER]
+    assert payload["number"] == created.ticket and payload["reference"].endswith(
+        str(created.ticket)
+    )
+
+
+# ----------------------------------------------------------------------------- state
+
+
+async def test_state_get_and_set(repo):
+    async with repo.connection() as conn:
+        assert await get_state(conn, "hmac-secret") is None
+        await set_state(conn, "hmac-secret", "primer")
+        await set_state(conn, "imap-position:Safata d'entrada/ç", '{"a": 1}')
+    async with repo.connection() as conn:
+        assert await get_state(conn, "hmac-secret") == "primer"
+        await set_state(conn, "hmac-secret", "segon " * 1000)
+    async with repo.connection() as conn:
+        assert await get_state(conn, "hmac-secret") == "segon " * 1000
+        assert await get_state(conn, "imap-position:Safata d'entrada/ç") == '{"a": 1}'
+        count = (await conn.execute(text("SELECT count(*) FROM state"))).scalar_one()
+    assert count == 2
+
+
+async def test_concurrent_set_state_of_a_new_key(repo):
+    """Two writers creating the same key (two processes generating the HMAC secret at start):
+    the second overwrites, it does not fail on the primary key."""
+    started = asyncio.Event()
+
+    async def second() -> None:
+        started.set()
+        async with repo.connection() as conn:
+            await set_state(conn, "k", "second")
+
+    async with repo.connection() as conn:
+        await set_state(conn, "k", "first")
+        task = asyncio.create_task(second())
+        await started.wait()
+        await asyncio.sleep(0.3)  # let it reach its INSERT (PostgreSQL) / BEGIN (SQLite)
+    await task
+    async with repo.connection() as conn:
+        assert await get_state(conn, "k") == "second"
