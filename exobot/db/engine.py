@@ -11,24 +11,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def async_url(url: str) -> str:
-    """The async-driver form of a configured URL (sqlite → aiosqlite; psycopg serves both)."""
+def _with_driver(url: str, sqlite_driver: str) -> str:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
+        parsed = parsed.set(drivername=sqlite_driver)
     elif parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 serves sync and async
     return parsed.render_as_string(hide_password=False)
+
+
+def async_url(url: str) -> str:
+    """The async-driver form of a configured URL (SQLite through aiosqlite)."""
+    return _with_driver(url, "sqlite+aiosqlite")
 
 
 def sync_url(url: str) -> str:
     """The sync-driver form of a configured URL, for Alembic."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        parsed = parsed.set(drivername="sqlite")
-    elif parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
+    return _with_driver(url, "sqlite")
 
 
 def is_sqlite(url: str) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
@@ -161,22 +161,5 @@ async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
     return {state: count for state, count in rows}
 
 
-def _summary(row) -> InboundSummary:  # noqa: ANN001
-    received = row.received_at
-    if received is not None and received.tzinfo is None:
-        received = received.replace(tzinfo=UTC)
-    return InboundSummary(
-        id=row.id,
-        mailbox=row.mailbox,
-        uidvalidity=row.uidvalidity,
-        uid=row.uid,
-        size=row.size,
-        message_id=row.message_id,
-        subject=row.subject,
-        sender=row.sender,
-        state=row.state,
-        ticket_id=row.ticket_id,
-        error=row.error,
-        attempts=row.attempts,
-        received_at=received,
-    )
+def _summary(row) -> InboundSummary:  # noqa: ANN001 - a result row
+    return InboundSummary(**{f.name: getattr(row, f.name) for f in fields(InboundSummary)})

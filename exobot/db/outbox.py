@@ -64,8 +64,6 @@ async def next_due_at(conn: AsyncConnection, kind: str) -> datetime | None:
             .limit(1)
         )
     ).scalar_one_or_none()
-    if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
     return value
 
 

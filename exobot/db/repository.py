@@ -45,13 +45,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: they were written in UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def ticket_from_row(row: Any) -> Ticket:
     """Build a domain Ticket from a `tickets` row."""
     return Ticket(
@@ -60,11 +53,11 @@ def ticket_from_row(row: Any) -> Ticket:
         requestor=row.requestor,
         queue=row.queue,
         status=Status(row.status),
-        created_at=aware(row.created_at),
-        updated_at=aware(row.updated_at),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
         owner=row.owner,
-        last_member_mail_at=aware(row.last_member_mail_at),
-        next_alert_at=aware(row.next_alert_at),
+        last_member_mail_at=row.last_member_mail_at,
+        next_alert_at=row.next_alert_at,
         language=row.language,
     )
 
@@ -75,7 +68,7 @@ def entry_from_row(row: Any) -> Entry:
         ticket_number=row.ticket_id,
         kind=EntryKind(row.kind),
         actor=row.actor,
-        created_at=aware(row.created_at),
+        created_at=row.created_at,
         body=row.body,
         data=dict(row.data or {}),
         id=row.id,
@@ -384,4 +377,4 @@ class SqlRepository:
             return (await conn.execute(select(func.count()).select_from(T))).scalar_one()
 
 
-__all__ = ["SqlRepository", "SqlUnitOfWork", "IntegrityError", "utcnow", "aware"]
+__all__ = ["SqlRepository", "SqlUnitOfWork", "IntegrityError", "utcnow"]
