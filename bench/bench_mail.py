@@ -73,15 +73,28 @@ def bench_config(stack: Stack, directory: Path, address: str) -> Config:
     directory.mkdir(parents=True, exist_ok=True)
     data = {
         "database": {"url": f"sqlite:///{directory / 'exobot.db'}"},
-        "tickets": {"prefix": "suport", "default_queue": "suport",
-                    "queues": {"suport": {}, "tresoreria": {}}},
+        "tickets": {
+            "prefix": "suport",
+            "default_queue": "suport",
+            "queues": {"suport": {}, "tresoreria": {}},
+        },
         "mail": {
             "address": address,
             "display_name": "Suport eXO",
-            "imap": {"host": "127.0.0.1", "port": stack.imap_port, "security": "none",
-                     "username": address, "password": stack.password, "poll_interval": "5s"},
-            "smtp": {"host": "127.0.0.1", "port": stack.smtp_port, "security": "none",
-                     "timeout": "5s"},
+            "imap": {
+                "host": "127.0.0.1",
+                "port": stack.imap_port,
+                "security": "none",
+                "username": address,
+                "password": stack.password,
+                "poll_interval": "5s",
+            },
+            "smtp": {
+                "host": "127.0.0.1",
+                "port": stack.smtp_port,
+                "security": "none",
+                "timeout": "5s",
+            },
             "outbox": {"retry_base": "1s", "retry_max": "2s", "max_attempts": 30},
         },
         "web": {"listen": "127.0.0.1:8080"},
@@ -114,10 +127,42 @@ SUBJECTS = [
     "L'antena del terrat s'ha mogut",
 ]
 PLACES = ["Gràcia", "Sants", "el Poblenou", "Sant Andreu", "Horta", "Nou Barris", "Sarrià"]
-FIRST_NAMES = ["Marta", "Jordi", "Núria", "Pau", "Laia", "Oriol", "Montse", "Àlex", "Carme",
-               "Xavier", "Mireia", "Joan", "Aina", "Sergi", "Roser", "Quim"]
-LAST_NAMES = ["Puig", "Vila", "Soler", "Ferrer", "Casals", "Roca", "Serra", "Bosch", "Font",
-              "Pujol", "Sala", "Vidal", "Mas", "Coll", "Riera", "Camps"]
+FIRST_NAMES = [
+    "Marta",
+    "Jordi",
+    "Núria",
+    "Pau",
+    "Laia",
+    "Oriol",
+    "Montse",
+    "Àlex",
+    "Carme",
+    "Xavier",
+    "Mireia",
+    "Joan",
+    "Aina",
+    "Sergi",
+    "Roser",
+    "Quim",
+]
+LAST_NAMES = [
+    "Puig",
+    "Vila",
+    "Soler",
+    "Ferrer",
+    "Casals",
+    "Roca",
+    "Serra",
+    "Bosch",
+    "Font",
+    "Pujol",
+    "Sala",
+    "Vidal",
+    "Mas",
+    "Coll",
+    "Riera",
+    "Camps",
+]
 PARAGRAPHS = [
     "Des d'ahir al vespre no tinc connexió i el llum del router fa pampallugues.",
     "He reiniciat l'aparell tres vegades, però no ha servit de res.",
@@ -171,8 +216,10 @@ class MailFactory:
         self.support = support
         self.rng = random.Random(seed)
         self.members = [
-            (f"soci{i:04d}.{run_id}@example.org",
-             f"{self.rng.choice(FIRST_NAMES)} {self.rng.choice(LAST_NAMES)}")
+            (
+                f"soci{i:04d}.{run_id}@example.org",
+                f"{self.rng.choice(FIRST_NAMES)} {self.rng.choice(LAST_NAMES)}",
+            )
             for i in range(max(1, members))
         ]
 
@@ -213,23 +260,29 @@ class MailFactory:
         else:
             msg.set_content(self._text(name, paragraphs))
             if kind == "alternative":
-                html = f"<html><body><p>{msg.get_content().replace(chr(10), '<br>')}</p></body></html>"
+                html = (
+                    f"<html><body><p>{msg.get_content().replace(chr(10), '<br>')}</p></body></html>"
+                )
                 msg.add_alternative(html, subtype="html")
             elif kind == "attachment":
                 size = self.rng.randint(2_000, 40_000)
-                maintype, subtype, filename = self.rng.choice([
-                    ("application", "pdf", "factura.pdf"),
-                    ("image", "png", "captura de pantalla.png"),
-                    ("image", "jpeg", "IMG_2093.jpg"),
-                ])
-                msg.add_attachment(self.rng.randbytes(size), maintype=maintype, subtype=subtype,
-                                   filename=filename)
+                maintype, subtype, filename = self.rng.choice(
+                    [
+                        ("application", "pdf", "factura.pdf"),
+                        ("image", "png", "captura de pantalla.png"),
+                        ("image", "jpeg", "IMG_2093.jpg"),
+                    ]
+                )
+                msg.add_attachment(
+                    self.rng.randbytes(size), maintype=maintype, subtype=subtype, filename=filename
+                )
         return msg, sender, name
 
     def reply(self, original: Original, by_message_id: bool) -> EmailMessage:
         """The member's follow-up to their own ticket: `Re: [suport#K] title`, maybe threaded."""
-        msg = self._base(original.sender, original.name,
-                         f"Re: [suport#{original.ticket}] {original.subject}")
+        msg = self._base(
+            original.sender, original.name, f"Re: [suport#{original.ticket}] {original.subject}"
+        )
         if by_message_id:
             msg["In-Reply-To"] = original.message_id
             msg["References"] = original.message_id
@@ -239,8 +292,11 @@ class MailFactory:
 
     def auto_reply(self, original: Original) -> EmailMessage:
         """An out-of-office answer to our acknowledgement (RFC 3834 Auto-Submitted)."""
-        msg = self._base(original.sender, original.name,
-                         f"Resposta automàtica: [suport#{original.ticket}] {original.subject}")
+        msg = self._base(
+            original.sender,
+            original.name,
+            f"Resposta automàtica: [suport#{original.ticket}] {original.subject}",
+        )
         msg["Auto-Submitted"] = "auto-replied"
         msg.set_content("Sóc fora de l'oficina fins dilluns. Respondré el vostre missatge aviat.\n")
         return msg
@@ -259,23 +315,39 @@ def make_workload(support: str, run_id: str, count: int, seed: int = 1) -> Workl
             original = rng.choice(originals)
             by_id = rng.random() < 0.5
             msg = factory.reply(original, by_message_id=by_id)
-            work.add("reply (In-Reply-To)" if by_id else "reply (subject tag)", original.sender,
-                     msg.as_bytes(policy=SMTP_POLICY))
+            work.add(
+                "reply (In-Reply-To)" if by_id else "reply (subject tag)",
+                original.sender,
+                msg.as_bytes(policy=SMTP_POLICY),
+            )
         elif originals and roll < 0.20:
             original = rng.choice(originals)
-            work.add("auto-reply", original.sender,
-                     factory.auto_reply(original).as_bytes(policy=SMTP_POLICY))
+            work.add(
+                "auto-reply",
+                original.sender,
+                factory.auto_reply(original).as_bytes(policy=SMTP_POLICY),
+            )
         elif originals and roll < 0.21:
             original = rng.choice(originals)  # the same mail delivered twice
             work.add("duplicate", original.sender, original.raw)
         else:
-            kind = ("html" if roll < 0.29 else "attachment" if roll < 0.34
-                    else "alternative" if roll < 0.38 else "plain")
+            kind = (
+                "html"
+                if roll < 0.29
+                else "attachment"
+                if roll < 0.34
+                else "alternative"
+                if roll < 0.38
+                else "plain"
+            )
             msg, sender, name = factory.new_request(kind)
             raw = msg.as_bytes(policy=SMTP_POLICY)
             work.new_tickets += 1
-            originals.append(Original(work.new_tickets, sender, name, str(msg["Subject"]),
-                                      str(msg["Message-ID"]), raw))
+            originals.append(
+                Original(
+                    work.new_tickets, sender, name, str(msg["Subject"]), str(msg["Message-ID"]), raw
+                )
+            )
             work.add(f"new ({kind})", sender, raw)
     return work
 
@@ -300,16 +372,19 @@ def scalar(conn: sqlite3.Connection, sql: str, *params: object) -> object:
     return conn.execute(sql, params).fetchone()[0]
 
 
-def wait_for(conn: sqlite3.Connection, sql: str, target: int, interval: float,
-             timeout: float, what: str) -> float:
+def wait_for(
+    conn: sqlite3.Connection, sql: str, target: int, interval: float, timeout: float, what: str
+) -> float:
     """Poll until `sql` yields at least `target`; returns the perf_counter time it did."""
     deadline = time.monotonic() + timeout
     while True:
         if (scalar(conn, sql) or 0) >= target:
             return time.perf_counter()
         if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what} "
-                             f"(have {scalar(conn, sql)} of {target})")
+            raise BenchError(
+                f"timed out after {timeout:.0f} s waiting for {what} "
+                f"(have {scalar(conn, sql)} of {target})"
+            )
         time.sleep(interval)
 
 
@@ -350,8 +425,9 @@ class ThroughputResult:
         return self.mails / self.total_seconds
 
 
-async def run_throughput(stack: Stack, workdir: Path, count: int, timeout: float,
-                         run_id: str) -> ThroughputResult:
+async def run_throughput(
+    stack: Stack, workdir: Path, count: int, timeout: float, run_id: str
+) -> ThroughputResult:
     """Fill a fresh mailbox, then start exobot and time it until every mail is processed."""
     address = f"suport-tp.{run_id}@example.org"
     work = make_workload(address, run_id, count)
@@ -371,8 +447,13 @@ async def run_throughput(stack: Stack, workdir: Path, count: int, timeout: float
         epoch0, t0 = time.time(), time.perf_counter()
         await app.start()
         done_at = await asyncio.to_thread(
-            wait_for, reader, "SELECT count(*) FROM inbound_mail WHERE state != 'received'",
-            count, THROUGHPUT_POLL_SECONDS, timeout, f"{count} processed mails",
+            wait_for,
+            reader,
+            "SELECT count(*) FROM inbound_mail WHERE state != 'received'",
+            count,
+            THROUGHPUT_POLL_SECONDS,
+            timeout,
+            f"{count} processed mails",
         )
     finally:
         await app.stop()
@@ -392,11 +473,19 @@ async def run_throughput(stack: Stack, workdir: Path, count: int, timeout: float
     if math.isfinite(db_time(last)):
         total = min(total, db_time(last) - epoch0)
     return ThroughputResult(
-        mails=count, kinds=work.kinds, expected_tickets=work.new_tickets,
-        deliver_seconds=deliver_seconds, startup_seconds=startup_seconds,
-        total_seconds=total, stored_seconds=db_time(received) - epoch0,
+        mails=count,
+        kinds=work.kinds,
+        expected_tickets=work.new_tickets,
+        deliver_seconds=deliver_seconds,
+        startup_seconds=startup_seconds,
+        total_seconds=total,
+        stored_seconds=db_time(received) - epoch0,
         first_processed_seconds=db_time(first) - epoch0,
-        states=states, tickets=tickets, acks=acks, unverified=unverified, outbox=outbox,
+        states=states,
+        tickets=tickets,
+        acks=acks,
+        unverified=unverified,
+        outbox=outbox,
     )
 
 
@@ -411,8 +500,9 @@ class LatencySample:
     committed: float  # its ticket committed
 
 
-def measure_latencies(stack: Stack, db: Path, address: str, samples: int,
-                      run_id: str) -> list[LatencySample]:
+def measure_latencies(
+    stack: Stack, db: Path, address: str, samples: int, run_id: str
+) -> list[LatencySample]:
     """Send `samples` new requests one at a time; time each from SMTP to ticket."""
     factory = MailFactory(address, f"lat.{run_id}", members=samples, seed=7)
     reader = connect_db(db)
@@ -424,14 +514,22 @@ def measure_latencies(stack: Stack, db: Path, address: str, samples: int,
             raw = msg.as_bytes(policy=SMTP_POLICY)
             epoch, started = time.time(), time.perf_counter()
             stack.send_mail(raw, sender, [address])
-            committed = wait_for(reader, "SELECT count(*) FROM tickets", base + n,
-                                 LATENCY_POLL_SECONDS, LATENCY_TIMEOUT_SECONDS, f"ticket {n}")
+            committed = wait_for(
+                reader,
+                "SELECT count(*) FROM tickets",
+                base + n,
+                LATENCY_POLL_SECONDS,
+                LATENCY_TIMEOUT_SECONDS,
+                f"ticket {n}",
+            )
             received = scalar(reader, "SELECT max(received_at) FROM inbound_mail")
             latencies.append(LatencySample(db_time(received) - epoch, committed - started))
             # Let the acknowledgement go out, so the next sample meets an idle exobot.
             deadline = time.monotonic() + LATENCY_TIMEOUT_SECONDS
-            while (scalar(reader, "SELECT count(*) FROM outbox WHERE state = 'pending'")
-                   and time.monotonic() < deadline):
+            while (
+                scalar(reader, "SELECT count(*) FROM outbox WHERE state = 'pending'")
+                and time.monotonic() < deadline
+            ):
                 time.sleep(LATENCY_POLL_SECONDS)
             time.sleep(LATENCY_GAP_SECONDS)
     finally:
@@ -439,8 +537,9 @@ def measure_latencies(stack: Stack, db: Path, address: str, samples: int,
     return latencies
 
 
-async def run_latency(stack: Stack, workdir: Path, samples: int,
-                      run_id: str) -> list[LatencySample]:
+async def run_latency(
+    stack: Stack, workdir: Path, samples: int, run_id: str
+) -> list[LatencySample]:
     """Start exobot on a fresh mailbox, let it settle, then time SMTP → ticket `samples` times."""
     address = f"suport-lat.{run_id}@example.org"
     config = bench_config(stack, workdir / "latency", address)
@@ -500,8 +599,9 @@ def report(tp: ThroughputResult, latencies: list[LatencySample]) -> tuple[str, b
         )
         lines.append(f"  of which SMTP send → raw mail stored by intake: median {stored:.0f} ms")
         lat_ok = median < LATENCY_GOAL_MS
-        lines.append(f"  goal median < {LATENCY_GOAL_MS / 1000:.0f} s: "
-                     f"{'met' if lat_ok else 'NOT MET'}")
+        lines.append(
+            f"  goal median < {LATENCY_GOAL_MS / 1000:.0f} s: {'met' if lat_ok else 'NOT MET'}"
+        )
     lines.append("=" * 78)
     return "\n".join(lines), tp_ok and lat_ok
 
@@ -524,15 +624,29 @@ def sanity_warnings(tp: ThroughputResult) -> list[str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mails", type=int, default=1000, metavar="N",
-                        help="mails for the throughput run (default 1000)")
-    parser.add_argument("--latency-samples", type=int, default=50, metavar="M",
-                        help="mails for the latency run (default 50; 0 skips it)")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds to wait for the throughput run "
-                             "(default max(120, N / 5): generous)")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary directory (stack logs, databases)")
+    parser.add_argument(
+        "--mails",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="mails for the throughput run (default 1000)",
+    )
+    parser.add_argument(
+        "--latency-samples",
+        type=int,
+        default=50,
+        metavar="M",
+        help="mails for the latency run (default 50; 0 skips it)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for the throughput run (default max(120, N / 5): generous)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (stack logs, databases)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="exobot's INFO logs too")
     args = parser.parse_args(argv)
     if args.mails < 1 or args.latency_samples < 0:
@@ -561,8 +675,10 @@ def _terminate(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when it ran (goals met or not), 1 when it failed, 130 on Ctrl-C."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     signal.signal(signal.SIGTERM, _terminate)  # stop the stack on `kill` too
     workdir = Path(tempfile.mkdtemp(prefix="exobot-bench-"))
     stack = None

@@ -63,6 +63,11 @@ class DovecotParams:
     imap_port: int
     lmtp_port: int
     password: str
+    # TLS (devstack.tls): STARTTLS on imap_port and implicit TLS on imaps_port. Without a
+    # certificate (None), `ssl = no` and no imaps listener, as before.
+    imaps_port: int = 0
+    ssl_cert: Path | None = None
+    ssl_key: Path | None = None
 
 
 def dovecot_version() -> str:
@@ -114,13 +119,17 @@ def _mailboxes() -> str:
 
 def _services(params: DovecotParams) -> str:
     # `listen` (global) already restricts every inet listener to 127.0.0.1.
+    if params.ssl_cert is not None and params.imaps_port:
+        imaps = f"    port = {params.imaps_port}\n    ssl = yes"
+    else:
+        imaps = "    port = 0"
     return f"""\
 service imap-login {{
   inet_listener imap {{
     port = {params.imap_port}
   }}
   inet_listener imaps {{
-    port = 0
+{imaps}
   }}
 }}
 service lmtp {{
@@ -129,6 +138,21 @@ service lmtp {{
   }}
 }}
 """
+
+
+def _ssl_23(p: DovecotParams) -> str:
+    # `ssl = yes`: STARTTLS offered on the imap listener, TLS on imaps, neither required.
+    # `<path`: the files are read by the config process, as root.
+    if p.ssl_cert is None:
+        return "ssl = no"
+    return f"ssl = yes\nssl_cert = <{p.ssl_cert}\nssl_key = <{p.ssl_key}"
+
+
+def _ssl_24(p: DovecotParams) -> str:
+    # 2.4 renamed the settings and takes plain paths (no `<`).
+    if p.ssl_cert is None:
+        return "ssl = no"
+    return f"ssl = yes\nssl_server_cert_file = {p.ssl_cert}\nssl_server_key_file = {p.ssl_key}"
 
 
 def _dovecot_23(p: DovecotParams) -> str:
@@ -140,7 +164,8 @@ base_dir = {p.run_dir}/base
 state_dir = {p.run_dir}/state
 instance_name = devstack-{p.imap_port}
 log_path = {p.log_file}
-ssl = no
+{_ssl_23(p)}
+# Plaintext logins stay allowed without TLS (exobot's `security: none`).
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 # Full address as login name, lower-cased like any real mail server does.
@@ -185,7 +210,8 @@ base_dir = {p.run_dir}/base
 state_dir = {p.run_dir}/state
 instance_name = devstack-{p.imap_port}
 log_path = {p.log_file}
-ssl = no
+{_ssl_24(p)}
+# Plaintext logins stay allowed without TLS (exobot's `security: none`).
 auth_allow_cleartext = yes
 auth_mechanisms = plain login
 # Full address as login name, lower-cased like any real mail server does.

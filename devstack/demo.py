@@ -19,6 +19,9 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
+import yaml
+
+from devstack.exobot_config import exobot_config
 from devstack.procs import StackError
 from devstack.stack import STACK_FILE, Stack, find_free_base_port
 
@@ -30,24 +33,15 @@ SUPPORT = "suport@example.org"
 MEMBER = "membre@example.org"
 
 
-def _config_text(stack: Stack) -> str:
-    return f"""# Written by `make demo`: exobot against the local stack, SQLite in var/demo/.
-database: {{url: "sqlite:///{DEMO_DIR / 'exobot.db'}"}}
-tickets:
-  prefix: suport
-  default_queue: suport
-  queues:
-    suport: {{}}
-    tresoreria: {{}}
-mail:
-  address: {SUPPORT}
-  display_name: "Suport eXO (demo)"
-  imap: {{host: 127.0.0.1, port: {stack.imap_port}, security: none,
-          username: {SUPPORT}, password: {stack.password}, poll_interval: 30s}}
-  smtp: {{host: 127.0.0.1, port: {stack.smtp_port}, security: none}}
-web: {{listen: "127.0.0.1:8080"}}
-language: ca
-"""
+def _write_config(stack: Stack) -> None:
+    data = exobot_config(
+        stack,
+        address=SUPPORT,
+        database_url=f"sqlite:///{DEMO_DIR / 'exobot.db'}",
+        display_name="Suport eXO (demo)",
+    )
+    header = "# Written by `make demo`: exobot on the local stack, SQLite in var/demo/.\n"
+    CONFIG.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
 def _running_stack() -> Stack | None:
@@ -69,7 +63,7 @@ def cmd_run(_args: argparse.Namespace) -> int:
         except StackError as error:
             print(f"demo: the local stack did not start: {error}", file=sys.stderr)
             return 1
-    CONFIG.write_text(_config_text(stack))
+    _write_config(stack)
     me = f"{sys.executable} -m devstack.demo"
     print(
         f"""

@@ -2,7 +2,11 @@
 
 Run as its own process (it needs aiosmtpd, from the project venv):
 
-    python -m devstack.smtp_relay --port 20025 --lmtp-port 20024
+    python -m devstack.smtp_relay --port 20025 --lmtp-port 20024 \
+        [--smtps-port 20466 --tls-cert DIR/tls/server.pem --tls-key DIR/tls/server.key]
+
+With a certificate, the plain port offers STARTTLS (never requires it) and --smtps-port
+listens with implicit TLS (the "submissions" way, port 465 in real life); both deliver alike.
 
 aiosmtpd's stock Proxy handler cannot be used: it speaks EHLO, which Dovecot's LMTP
 rejects. Recipients are checked against LMTP at RCPT time, so an unknown user gets
@@ -18,6 +22,7 @@ import asyncio
 import logging
 import signal
 import smtplib
+import ssl
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
@@ -110,11 +115,30 @@ def _accept_any_login(*_args) -> AuthResult:
     return AuthResult(success=True)
 
 
-async def serve(host: str, port: int, lmtp_host: str, lmtp_port: int, max_size: int) -> None:
-    """Run the SMTP server until SIGTERM/SIGINT."""
+def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """The relay's server-side TLS context (no client certificates asked for)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def serve(
+    host: str,
+    port: int,
+    lmtp_host: str,
+    lmtp_port: int,
+    max_size: int,
+    tls_context: ssl.SSLContext | None = None,
+    smtps_port: int | None = None,
+) -> None:
+    """Run the SMTP server until SIGTERM/SIGINT.
+
+    With `tls_context`, `port` offers STARTTLS and `smtps_port` (if given) is an
+    implicit-TLS listener in the same process.
+    """
     handler = LmtpDelivery(lmtp_host, lmtp_port)
 
-    def factory() -> SMTP:
+    def factory(starttls: ssl.SSLContext | None = tls_context) -> SMTP:
         return SMTP(
             handler,
             data_size_limit=max_size,
@@ -125,17 +149,32 @@ async def serve(host: str, port: int, lmtp_host: str, lmtp_port: int, max_size: 
             authenticator=_accept_any_login,
             auth_required=False,
             auth_require_tls=False,
+            tls_context=starttls,
+            require_starttls=False,
         )
 
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(factory, host=host, port=port)
+    servers = [await loop.create_server(factory, host=host, port=port)]
+    if tls_context is not None and smtps_port:
+        # Already TLS from the first byte: no STARTTLS to offer inside it.
+        servers.append(
+            await loop.create_server(
+                lambda: factory(None), host=host, port=smtps_port, ssl=tls_context
+            )
+        )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("listening on %s:%d, delivering to LMTP %s:%d", host, port, lmtp_host, lmtp_port)
+    log.info(
+        "listening on %s:%d%s%s, delivering to LMTP %s:%d",
+        host, port, " (STARTTLS)" if tls_context else "",
+        f" and TLS on {smtps_port}" if len(servers) > 1 else "", lmtp_host, lmtp_port,
+    )  # fmt: skip
     await stop.wait()
-    server.close()
-    await server.wait_closed()
+    for server in servers:
+        server.close()
+    for server in servers:
+        await server.wait_closed()
     log.info("stopped")
 
 
@@ -147,9 +186,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lmtp-host", default="127.0.0.1")
     parser.add_argument("--lmtp-port", type=int, required=True)
     parser.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE, help="bytes")
+    parser.add_argument("--smtps-port", type=int, help="implicit-TLS port (needs --tls-cert)")
+    parser.add_argument("--tls-cert", help="PEM certificate: enables STARTTLS")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args(argv)
+    if args.smtps_port and not args.tls_cert:
+        parser.error("--smtps-port needs --tls-cert")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    asyncio.run(serve(args.host, args.port, args.lmtp_host, args.lmtp_port, args.max_size))
+    tls_context = server_tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    asyncio.run(
+        serve(
+            args.host, args.port, args.lmtp_host, args.lmtp_port, args.max_size,
+            tls_context, args.smtps_port,
+        )  # fmt: skip
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devstack.exobot_config import exobot_config
 from exobot.app import App
 from exobot.config import Config, load_config
 
@@ -161,29 +162,21 @@ class Instance:
 
 
 def instance_config(stack, tmp: Path, **mail_overrides: object) -> dict:
-    """A configuration (as data) for a fresh support mailbox on the stack."""
-    address = unique("suport")
-    data = {
-        "database": {"url": f"sqlite:///{tmp / 'exobot.db'}"},
-        "tickets": {"prefix": "suport", "default_queue": "suport",
-                    "queues": {"suport": {}, "tresoreria": {}}},
-        "mail": {
-            "address": address,
-            "display_name": "Suport eXO",
-            "imap": {"host": "127.0.0.1", "port": stack.imap_port, "security": "none",
-                     "username": address, "password": stack.password, "poll_interval": "5s"},
-            "smtp": {"host": "127.0.0.1", "port": stack.smtp_port, "security": "none",
-                     "timeout": "5s"},
-            "outbox": {"retry_base": "1s", "retry_max": "2s", "max_attempts": 30},
-        },
-        "web": {"listen": "127.0.0.1:8080"},
+    """A configuration (as data) for a fresh support mailbox on the stack, with short retry
+    and poll times so tests run fast."""
+    mail = {
+        "imap": {"poll_interval": "5s"},
+        "smtp": {"timeout": "5s"},
+        "outbox": {"retry_base": "1s", "retry_max": "2s", "max_attempts": 30},
     }
-    for key, value in mail_overrides.items():  # dicts (imap, smtp, outbox) are merged
+    for key, value in mail_overrides.items():
         if isinstance(value, dict):
-            data["mail"].setdefault(key, {}).update(value)
+            mail.setdefault(key, {}).update(value)
         else:
-            data["mail"][key] = value
-    return data
+            mail[key] = value
+    return exobot_config(
+        stack, address=unique("suport"), database_url=f"sqlite:///{tmp / 'exobot.db'}", **mail
+    )
 
 
 @pytest.fixture
