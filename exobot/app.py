@@ -19,7 +19,7 @@ from exobot.mail.compose import TemplateRenderer
 from exobot.mail.intake import ImapIntake, ImapSettings
 from exobot.mail.msgid import MessageIds
 from exobot.mail.outbound import MailSender, RetryPolicy, SmtpSettings
-from exobot.mail.processor import MailProcessor, RepositoryContext
+from exobot.mail.processor import MailProcessor, MailSettings
 
 log = logging.getLogger("exobot.app")
 
@@ -80,14 +80,13 @@ class App:
         self.service = TicketService(
             self.repository, message_ids, service_settings(cfg), events=self.events
         )
-        context = RepositoryContext(
-            self.repository,
+        rule_settings = MailSettings(
             own_address=cfg.mail.address,
             prefix=cfg.tickets.prefix,
             ack_limit_per_day=cfg.mail.ack_limit_per_day,
             message_ids=message_ids,
         )
-        self.processor = MailProcessor(self.repository, self.service, context)
+        self.processor = MailProcessor(self.repository, self.service, rule_settings)
         imap = cfg.mail.imap
         self.intake = ImapIntake(
             ImapSettings(

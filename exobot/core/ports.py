@@ -19,8 +19,8 @@ class UnitOfWork(Protocol):
     async def create_ticket(self, ticket: Ticket) -> Ticket:
         """Insert a ticket; its number is assigned here and never reused."""
 
-    async def update_ticket(self, ticket: Ticket) -> None:
-        """Write back a changed ticket."""
+    async def update_ticket(self, ticket: Ticket, *, title_changed: bool = True) -> None:
+        """Write back a changed ticket (`title_changed` says whether to re-index the title)."""
 
     async def add_entry(self, entry: Entry) -> Entry:
         """Append a history entry (and index its text for search)."""

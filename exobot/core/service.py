@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from exobot.core import intents as i
@@ -117,17 +117,18 @@ class TicketService:
         if intent.ticket is None:
             if intent.mail_class is i.MailClass.BOUNCE:
                 raise InvalidRequest("a bounce never opens a ticket")
-            ticket = await step.create(
-                title=mail.subject, requestor=mail.requestor, queue=intent.queue
-            )
-            for address in (mail.requestor, mail.sender, *mail.cc):
-                await step.add_participant(ticket.number, address, "mail")
             automatic = intent.mail_class is i.MailClass.AUTOMATIC
+            ticket = await step.create(
+                title=mail.subject,
+                requestor=mail.requestor,
+                queue=intent.queue,
+                member_mail=not automatic,
+            )
+            for address in dict.fromkeys(a.lower() for a in (mail.requestor, mail.sender, *mail.cc)):
+                await step.add_participant(ticket.number, address, "mail")
             await step.record_mail(
                 ticket, mail, EntryKind.AUTOMATIC_IN if automatic else EntryKind.MAIL_IN
             )
-            if not automatic:
-                ticket.last_member_mail_at = step.now
             outbox = []
             if intent.acknowledge:
                 outbox.append(
@@ -286,15 +287,20 @@ class _Step:
         self.pending = pending
         self.entries: list[Entry] = []
         self._touched: dict[int, Ticket] = {}
+        self._stored: dict[int, Ticket] = {}  # each touched ticket as it is in storage
+        self._created: set[int] = set()
 
     async def ticket(self, number: int) -> Ticket:
         ticket = await self.uow.get_ticket(number)
         if ticket is None:
             raise TicketNotFound(f"{self.service.reference(number)} does not exist")
         self._touched[ticket.number] = ticket
+        self._stored[ticket.number] = replace(ticket)
         return ticket
 
-    async def create(self, *, title: str, requestor: str, queue: str | None) -> Ticket:
+    async def create(
+        self, *, title: str, requestor: str, queue: str | None, member_mail: bool = False
+    ) -> Ticket:
         queue = (queue or self.settings.default_queue).lower()
         if queue not in self.settings.queues:
             raise InvalidRequest(f"unknown queue {queue!r}")
@@ -309,9 +315,12 @@ class _Step:
             updated_at=now,
             language=self.settings.language,
             next_alert_at=now + self.settings.new_after if self.settings.new_after else None,
+            last_member_mail_at=now if member_mail else None,
         )
         ticket = await self.uow.create_ticket(ticket)
         self._touched[ticket.number] = ticket
+        self._stored[ticket.number] = replace(ticket)
+        self._created.add(ticket.number)
         await self.add(ticket, EntryKind.CREATED, data={"queue": queue, "requestor": ticket.requestor})
         return ticket
 
@@ -378,7 +387,10 @@ class _Step:
     ) -> int:
         """Queue a mail to members, with its Message-ID minted now so a retry never changes it."""
         message_id = self.service.message_ids.mint(ticket.number)
-        chain = await self.uow.ticket_message_ids(ticket.number)
+        if ticket.number in self._created and reply_to is not None:
+            chain = [reply_to.message_id]  # all a ticket opened by this mail has
+        else:
+            chain = await self.uow.ticket_message_ids(ticket.number)
         if reply_to is not None:
             in_reply_to = reply_to.message_id
         else:
@@ -431,9 +443,12 @@ class _Step:
         return Outcome(ticket.number, created, ticket.status, list(self.entries), outbox or [])
 
     async def flush(self) -> None:
-        for ticket in self._touched.values():
-            ticket.updated_at = self.now
-            await self.uow.update_ticket(ticket)
+        for number, ticket in self._touched.items():
+            stored = self._stored[number]
+            if any(entry.ticket_number == number for entry in self.entries):
+                ticket.updated_at = self.now
+            if ticket != stored:  # a new ticket with nothing more to say is already written
+                await self.uow.update_ticket(ticket, title_changed=ticket.title != stored.title)
 
 
 def _clean_title(title: str) -> str:

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Execution options of a read-only transaction (see SqlRepository.reading): on SQLite it
+# begins DEFERRED, so it neither takes nor waits for the write lock (WAL readers never block).
+READ_ONLY = {"exobot_read_only": True}
+
+
+def upsert_insert(conn: AsyncConnection, table: Table) -> Any:
+    """An INSERT with the dialect's ON CONFLICT clauses (SQLite and PostgreSQL both have them)."""
+    if conn.dialect.name == "postgresql":
+        return pg_insert(table)
+    return sqlite_insert(table)
 
 
 def _with_driver(url: str, sqlite_driver: str) -> str:
@@ -55,8 +68,8 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 def install_sqlite_pragmas(sync_engine) -> None:  # noqa: ANN001 - an Engine
-    """WAL, busy timeout, foreign keys; transactions start with BEGIN IMMEDIATE so two writers
-    wait for each other instead of failing on a read-to-write upgrade."""
+    """WAL, busy timeout, foreign keys; write transactions start with BEGIN IMMEDIATE so two
+    writers wait for each other instead of failing on a read-to-write upgrade."""
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection, _record):  # noqa: ANN001
@@ -70,4 +83,5 @@ def install_sqlite_pragmas(sync_engine) -> None:  # noqa: ANN001 - an Engine
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection):  # noqa: ANN001
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get("exobot_read_only")
+        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")

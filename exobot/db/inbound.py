@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exobot.db.engine import upsert_insert
 from exobot.db.state import get_state, set_state
 from exobot.db.tables import InboundMailRow
 
@@ -65,48 +66,39 @@ async def set_position(conn: AsyncConnection, mailbox: str, position: ImapPositi
     await set_state(conn, _position_key(mailbox), value)
 
 
-async def store_raw(
-    conn: AsyncConnection, mailbox: str, uidvalidity: int, uid: int, raw: bytes
-) -> int | None:
-    """Store a received message and advance the position past it, in the caller's transaction.
+async def store_many(
+    conn: AsyncConnection, mailbox: str, uidvalidity: int, messages: list[tuple[int, bytes]]
+) -> None:
+    """Store received messages and advance the position past them, in the caller's transaction.
 
-    Returns the new row id, or None when that (mailbox, UIDVALIDITY, UID) was already stored.
+    A (mailbox, UIDVALIDITY, UID) stored before is left as it is.
     """
-    exists = (
-        await conn.execute(
-            select(I.c.id).where(I.c.mailbox == mailbox, I.c.uidvalidity == uidvalidity, I.c.uid == uid)
-        )
-    ).first()
-    new_id = None
-    if not exists:
-        new_id = (
-            await conn.execute(
-                I.insert()
-                .values(
-                    mailbox=mailbox,
-                    uidvalidity=uidvalidity,
-                    uid=uid,
-                    raw=raw,
-                    size=len(raw),
-                    state=RECEIVED,
-                    attempts=0,
-                    received_at=datetime.now(UTC),
-                )
-                .returning(I.c.id)
-            )
-        ).scalar_one()
-    position = await get_position(conn, mailbox)
-    if position is None or position.uidvalidity != uidvalidity or position.last_uid < uid:
-        await set_position(conn, mailbox, ImapPosition(uidvalidity, uid))
-    return new_id
-
-
-async def pending_ids(conn: AsyncConnection, limit: int = 100) -> list[int]:
-    """Stored mails not processed yet, oldest first."""
-    rows = await conn.execute(
-        select(I.c.id).where(I.c.state == RECEIVED).order_by(I.c.id).limit(limit)
+    if not messages:
+        return
+    now = datetime.now(UTC)
+    rows = [
+        {"mailbox": mailbox, "uidvalidity": uidvalidity, "uid": uid, "raw": raw,
+         "size": len(raw), "state": RECEIVED, "attempts": 0, "received_at": now}
+        for uid, raw in messages
+    ]  # fmt: skip
+    await conn.execute(
+        upsert_insert(conn, I).on_conflict_do_nothing(
+            index_elements=[I.c.mailbox, I.c.uidvalidity, I.c.uid]
+        ),
+        rows,
     )
-    return [r[0] for r in rows]
+    last_uid = max(uid for uid, _raw in messages)
+    position = await get_position(conn, mailbox)
+    if position is None or position.uidvalidity != uidvalidity or position.last_uid < last_uid:
+        await set_position(conn, mailbox, ImapPosition(uidvalidity, last_uid))
+
+
+async def pending(conn: AsyncConnection, limit: int = 20) -> list[tuple[int, bytes]]:
+    """Stored mails not processed yet, oldest first, with their raw bytes."""
+    rows = await conn.execute(
+        select(I.c.id, I.c.raw).where(I.c.state == RECEIVED).order_by(I.c.id).limit(limit)
+    )
+    return [(r[0], bytes(r[1])) for r in rows]
 
 
 async def load_raw(conn: AsyncConnection, inbound_id: int) -> tuple[bytes, str] | None:

@@ -9,12 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exobot.core.model import AttachmentInfo, Entry, EntryKind, Status, Ticket
 from exobot.db import inbound
+from exobot.db.engine import READ_ONLY, upsert_insert
 from exobot.db.tables import (
     AttachmentRow,
     EntryRow,
@@ -75,12 +74,107 @@ def entry_from_row(row: Any) -> Entry:
     )
 
 
-class SqlUnitOfWork:
-    """The core's UnitOfWork on one connection inside one transaction."""
+class SqlReader:
+    """Read queries inside one transaction. Read-only transactions take no write lock."""
 
     def __init__(self, conn: AsyncConnection, sqlite: bool) -> None:
         self.conn = conn
         self.sqlite = sqlite
+
+    async def get_ticket(self, number: int) -> Ticket | None:
+        """The ticket with that number, or None."""
+        row = (await self.conn.execute(select(T).where(T.c.id == number))).first()
+        return ticket_from_row(row) if row else None
+
+    async def history(self, number: int) -> list[Entry]:
+        """A ticket's whole history, oldest first."""
+        rows = await self.conn.execute(select(E).where(E.c.ticket_id == number).order_by(E.c.id))
+        return [entry_from_row(r) for r in rows]
+
+    async def participants(self, ticket: int) -> set[str]:
+        """The addresses that may write to the ticket."""
+        rows = await self.conn.execute(select(P.c.address).where(P.c.ticket_id == ticket))
+        return {r[0] for r in rows}
+
+    async def ticket_message_ids(self, ticket: int) -> list[str]:
+        """The ticket's Message-IDs, oldest first."""
+        rows = await self.conn.execute(
+            select(M.c.message_id).where(M.c.ticket_id == ticket).order_by(M.c.id)
+        )
+        return [r[0] for r in rows]
+
+    async def last_entry(self, ticket: int, kinds: Sequence[str]) -> Entry | None:
+        """The newest entry of the ticket with one of these kinds."""
+        row = (
+            await self.conn.execute(
+                select(E)
+                .where(E.c.ticket_id == ticket, E.c.kind.in_(list(kinds)))
+                .order_by(E.c.id.desc())
+                .limit(1)
+            )
+        ).first()
+        return entry_from_row(row) if row else None
+
+    async def ticket_for_message(self, message_id: str) -> tuple[int, str] | None:
+        """The ticket a Message-ID belongs to and its direction ("out" preferred), or None."""
+        row = (
+            await self.conn.execute(
+                select(M.c.ticket_id, M.c.direction)
+                .where(M.c.message_id == message_id)
+                .order_by(M.c.direction.desc())
+                .limit(1)
+            )
+        ).first()
+        return (row[0], row[1]) if row else None
+
+    async def acks_since(self, address: str, since: datetime) -> int:
+        """How many acknowledgements were queued to `address` since `since`."""
+        return (
+            await self.conn.execute(
+                select(func.count())
+                .select_from(O)
+                .where(O.c.template == "ack", O.c.recipient == address, O.c.created_at >= since)
+            )
+        ).scalar_one()
+
+    async def search(self, words: str, limit: int = 50) -> list[int]:
+        """Tickets whose title or texts contain all the words, newest first."""
+        terms = [w for w in words.split() if w.strip()]
+        if not terms:
+            return []
+        if self.sqlite:
+            # Each term quoted: FTS5 query syntax in user input must stay literal.
+            query = " ".join('"' + t.replace('"', '""') + '"' for t in terms)
+            rows = await self.conn.execute(
+                text(
+                    "SELECT DISTINCT ticket_id FROM search_index WHERE search_index MATCH :q "
+                    "ORDER BY ticket_id DESC LIMIT :n"
+                ),
+                {"q": query, "n": limit},
+            )
+        else:
+            clauses = " AND ".join(f"content ILIKE :t{n}" for n in range(len(terms)))
+            # LIKE's own wildcards in user input are literal too (backslash is the default
+            # escape character).
+            params: dict[str, Any] = {
+                f"t{n}": "%" + _like_literal(fold(t)) + "%" for n, t in enumerate(terms)
+            }
+            rows = await self.conn.execute(
+                text(
+                    "SELECT ticket_id FROM search_index GROUP BY ticket_id HAVING "
+                    f"bool_or({clauses}) ORDER BY ticket_id DESC LIMIT :n"
+                ),
+                params | {"n": limit},
+            )
+        return [r[0] for r in rows]
+
+    async def count_tickets(self) -> int:
+        """How many tickets exist."""
+        return (await self.conn.execute(select(func.count()).select_from(T))).scalar_one()
+
+
+class SqlUnitOfWork(SqlReader):
+    """The core's UnitOfWork on one connection inside one (write) transaction."""
 
     async def get_ticket(self, number: int) -> Ticket | None:
         """The ticket with that number, or None. Locked until the transaction ends (FOR UPDATE on
@@ -98,15 +192,12 @@ class SqlUnitOfWork:
         await self._index(number, TITLE_ENTRY, ticket.title)
         return ticket
 
-    async def update_ticket(self, ticket: Ticket) -> None:
+    async def update_ticket(self, ticket: Ticket, *, title_changed: bool = True) -> None:
         """Write back a ticket (and re-index its title when it changed)."""
-        old_title = (
-            await self.conn.execute(select(T.c.title).where(T.c.id == ticket.number))
-        ).scalar_one()
         await self.conn.execute(
             update(T).where(T.c.id == ticket.number).values(**_ticket_values(ticket))
         )
-        if old_title != ticket.title:
+        if title_changed:
             await self.conn.execute(
                 text("DELETE FROM search_index WHERE ticket_id = :t AND entry_id = :e"),
                 {"t": ticket.number, "e": TITLE_ENTRY},
@@ -140,18 +231,6 @@ class SqlUnitOfWork:
             update(E).where(E.c.id == entry.id).values(kind=entry.kind.value, data=entry.data)
         )
 
-    async def last_entry(self, ticket: int, kinds: Sequence[str]) -> Entry | None:
-        """The newest entry of the ticket with one of these kinds."""
-        row = (
-            await self.conn.execute(
-                select(E)
-                .where(E.c.ticket_id == ticket, E.c.kind.in_(list(kinds)))
-                .order_by(E.c.id.desc())
-                .limit(1)
-            )
-        ).first()
-        return entry_from_row(row) if row else None
-
     async def add_attachments(
         self, ticket: int, entry_id: int, attachments: Sequence[AttachmentInfo]
     ) -> None:
@@ -171,33 +250,14 @@ class SqlUnitOfWork:
             ],
         )
 
-    async def participants(self, ticket: int) -> set[str]:
-        """The addresses that may write to the ticket."""
-        rows = await self.conn.execute(select(P.c.address).where(P.c.ticket_id == ticket))
-        return {r[0] for r in rows}
-
     async def add_participant(self, ticket: int, address: str, source: str) -> None:
         """Make an address a participant; already being one is fine."""
-        if self.conn.dialect.name == "postgresql":
-            # Check-then-insert races on PostgreSQL (another transaction's uncommitted row is
-            # invisible): let the unique constraint decide.
-            await self.conn.execute(
-                pg_insert(P)
-                .values(ticket_id=ticket, address=address, source=source, created_at=utcnow())
-                .on_conflict_do_nothing(index_elements=[P.c.ticket_id, P.c.address])
-            )
-            return
-        exists = (
-            await self.conn.execute(
-                select(P.c.id).where(P.c.ticket_id == ticket, P.c.address == address)
-            )
-        ).first()
-        if not exists:
-            await self.conn.execute(
-                insert(P).values(
-                    ticket_id=ticket, address=address, source=source, created_at=utcnow()
-                )
-            )
+        # The unique constraint decides: check-then-insert would race on PostgreSQL.
+        await self.conn.execute(
+            upsert_insert(self.conn, P)
+            .values(ticket_id=ticket, address=address, source=source, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=[P.c.ticket_id, P.c.address])
+        )
 
     async def record_message(
         self, message_id: str, ticket: int, direction: str, entry_id: int | None
@@ -212,13 +272,6 @@ class SqlUnitOfWork:
                 created_at=utcnow(),
             )
         )
-
-    async def ticket_message_ids(self, ticket: int) -> list[str]:
-        """The ticket's Message-IDs, oldest first."""
-        rows = await self.conn.execute(
-            select(M.c.message_id).where(M.c.ticket_id == ticket).order_by(M.c.id)
-        )
-        return [r[0] for r in rows]
 
     async def queue_outbox(
         self,
@@ -289,92 +342,43 @@ class SqlRepository:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlUnitOfWork]:
-        """One transaction: commits when the block ends, rolls back on error."""
+        """One write transaction: commits when the block ends, rolls back on error."""
         async with self.engine.begin() as conn:
             yield SqlUnitOfWork(conn, self.sqlite)
 
     @asynccontextmanager
+    async def reading(self) -> AsyncIterator[SqlReader]:
+        """One read-only transaction: a consistent view that never waits for writers."""
+        options = dict(READ_ONLY)
+        if not self.sqlite:  # SQLite's deferred WAL transaction is one snapshot already
+            options |= {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**options)
+            async with conn.begin():
+                yield SqlReader(conn, self.sqlite)
+
+    @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a transaction, for the queries the workers and the CLI need."""
+        """A connection in a write transaction, for the workers' and the CLI's own queries."""
         async with self.engine.begin() as conn:
             yield conn
 
     async def get_ticket(self, number: int) -> Ticket | None:
         """Read one ticket."""
-        async with self.transaction() as uow:
-            return await uow.get_ticket(number)
+        async with self.reading() as view:
+            return await view.get_ticket(number)
 
     async def history(self, number: int) -> list[Entry]:
         """A ticket's whole history, oldest first."""
-        async with self.connection() as conn:
-            rows = await conn.execute(select(E).where(E.c.ticket_id == number).order_by(E.c.id))
-            return [entry_from_row(r) for r in rows]
-
-    async def ticket_for_message(self, message_id: str) -> tuple[int, str] | None:
-        """The ticket a Message-ID belongs to and its direction ("out" preferred), or None."""
-        async with self.connection() as conn:
-            row = (
-                await conn.execute(
-                    select(M.c.ticket_id, M.c.direction)
-                    .where(M.c.message_id == message_id)
-                    .order_by(M.c.direction.desc())
-                    .limit(1)
-                )
-            ).first()
-            return (row[0], row[1]) if row else None
-
-    async def participants(self, number: int) -> set[str]:
-        """The participants of a ticket."""
-        async with self.transaction() as uow:
-            return await uow.participants(number)
-
-    async def acks_since(self, address: str, since: datetime) -> int:
-        """How many acknowledgements were queued to `address` since `since`."""
-        async with self.connection() as conn:
-            return (
-                await conn.execute(
-                    select(func.count())
-                    .select_from(O)
-                    .where(O.c.template == "ack", O.c.recipient == address, O.c.created_at >= since)
-                )
-            ).scalar_one()
+        async with self.reading() as view:
+            return await view.history(number)
 
     async def search(self, words: str, limit: int = 50) -> list[int]:
-        """Tickets whose title or texts contain all the words, newest first."""
-        terms = [w for w in words.split() if w.strip()]
-        if not terms:
-            return []
-        async with self.connection() as conn:
-            if self.sqlite:
-                # Each term quoted: FTS5 query syntax in user input must stay literal.
-                query = " ".join('"' + t.replace('"', '""') + '"' for t in terms)
-                rows = await conn.execute(
-                    text(
-                        "SELECT DISTINCT ticket_id FROM search_index WHERE search_index MATCH :q "
-                        "ORDER BY ticket_id DESC LIMIT :n"
-                    ),
-                    {"q": query, "n": limit},
-                )
-            else:
-                clauses = " AND ".join(f"content ILIKE :t{n}" for n in range(len(terms)))
-                # LIKE's own wildcards in user input are literal too (backslash is the default
-                # escape character).
-                params: dict[str, Any] = {
-                    f"t{n}": "%" + _like_literal(fold(t)) + "%" for n, t in enumerate(terms)
-                }
-                rows = await conn.execute(
-                    text(
-                        "SELECT ticket_id FROM search_index GROUP BY ticket_id HAVING "
-                        f"bool_or({clauses}) ORDER BY ticket_id DESC LIMIT :n"
-                    ),
-                    params | {"n": limit},
-                )
-            return [r[0] for r in rows]
+        """Tickets with a title or text containing all the words, newest first."""
+        async with self.reading() as view:
+            return await view.search(words, limit)
 
     async def count_tickets(self) -> int:
         """How many tickets exist."""
-        async with self.connection() as conn:
-            return (await conn.execute(select(func.count()).select_from(T))).scalar_one()
-
-
-__all__ = ["SqlRepository", "SqlUnitOfWork", "IntegrityError", "utcnow"]
+        async with self.reading() as view:
+            return await view.count_tickets()

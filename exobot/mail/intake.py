@@ -113,22 +113,34 @@ class ImapIntake:
             client = aioimaplib.IMAP4_SSL(host=s.host, port=s.port, timeout=s.timeout)
         else:
             client = aioimaplib.IMAP4(host=s.host, port=s.port, timeout=s.timeout)
-        await asyncio.wait_for(client.wait_hello_from_server(), s.timeout)
-        if s.security == "starttls":
-            await self._starttls(client)
-        _ok(await client.login(s.username, s.password), "LOGIN")
+        try:
+            await asyncio.wait_for(client.wait_hello_from_server(), s.timeout)
+            if s.security == "starttls":
+                await self._starttls(client)
+            _ok(await client.login(s.username, s.password), "LOGIN")
+        except BaseException:
+            # Not logged in: _session never sees this client, so close its connection here
+            # (else every failed attempt, e.g. a wrong password, leaves a socket open).
+            if client.protocol.transport is not None:
+                client.protocol.transport.abort()
+            raise
         return client
 
     async def _starttls(self, client: aioimaplib.IMAP4) -> None:
         # aioimaplib has no STARTTLS of its own: ask, then upgrade the transport in place.
-        _ok(await client.protocol.simple_command("STARTTLS"), "STARTTLS")
+        # STARTTLS is in its command table but not among `simple_command`'s names.
+        protocol = client.protocol
+        command = aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
+        _ok(await asyncio.wait_for(protocol.execute(command), self.settings.timeout), "STARTTLS")
         loop = asyncio.get_running_loop()
         context = ssl.create_default_context()
-        protocol = client.protocol
         protocol.transport = await loop.start_tls(
-            protocol.transport, protocol, context, server_hostname=self.settings.host
-        )
-        await client.capability()
+            protocol.transport, protocol, context, server_hostname=self.settings.host,
+            ssl_handshake_timeout=self.settings.timeout,
+        )  # fmt: skip
+        # Capabilities from before TLS must not be trusted (RFC 3501 6.2.1): ask again.
+        # (The IMAP4 wrapper has no capability(); the protocol does.)
+        await asyncio.wait_for(protocol.capability(), self.settings.timeout)
 
     async def _session(self) -> None:
         client = await self._connect()
@@ -178,7 +190,7 @@ class ImapIntake:
             await asyncio.wait_for(idle, self.settings.timeout)
 
     async def fetch_new(self, client: aioimaplib.IMAP4, uidvalidity: int) -> int:
-        """Store every message above the saved position; returns how many were stored."""
+        """Store every message above the saved position; returns how many were fetched."""
         mailbox = self.settings.mailbox
         async with self.repository.connection() as conn:
             position = await inbound.get_position(conn, mailbox)
@@ -205,11 +217,10 @@ class ImapIntake:
             response = _ok(
                 await client.uid("fetch", message_set, "(UID BODY.PEEK[])"), "UID FETCH"
             )
-            messages = sorted(parse_fetch(response.lines))
+            messages = parse_fetch(response.lines)
             async with self.repository.connection() as conn:
-                for uid, raw in messages:
-                    if await inbound.store_raw(conn, mailbox, uidvalidity, uid, raw) is not None:
-                        stored += 1
+                await inbound.store_many(conn, mailbox, uidvalidity, messages)
             if messages:
+                stored += len(messages)
                 self.on_stored()
         return stored

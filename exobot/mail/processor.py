@@ -12,44 +12,58 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
+
 from exobot.core.intents import ReceiveMail
 from exobot.core.model import Actor, AttachmentInfo, IncomingMail
 from exobot.core.service import ServiceError, TicketService
 from exobot.db import inbound
-from exobot.db.repository import IntegrityError, SqlRepository
+from exobot.db.repository import SqlReader, SqlRepository
 from exobot.mail.msgid import MessageIds
 from exobot.mail.parse import MailParseError, ParsedMail, parse_mail
 from exobot.mail.rules import DEFAULT_RULES, Rule, Verdict, requestor_of, run_rules
 
 log = logging.getLogger("exobot.mail.processor")
 
+PENDING_BATCH = 20
 
-@dataclass
-class RepositoryContext:
-    """The rules' read-only view of the database."""
 
-    repository: SqlRepository
+@dataclass(frozen=True)
+class MailSettings:
+    """What the rules need from the configuration."""
+
     own_address: str
     prefix: str
     ack_limit_per_day: int
     message_ids: MessageIds
 
+
+class ViewContext:
+    """The rules' read-only lookups, all on one read transaction."""
+
+    def __init__(self, view: SqlReader, settings: MailSettings) -> None:
+        self.view = view
+        self.own_address = settings.own_address
+        self.prefix = settings.prefix
+        self.ack_limit_per_day = settings.ack_limit_per_day
+        self.message_ids = settings.message_ids
+
     async def ticket_for_message(self, message_id: str) -> int | None:
         """The ticket a known Message-ID belongs to."""
-        found = await self.repository.ticket_for_message(message_id)
+        found = await self.view.ticket_for_message(message_id)
         return found[0] if found else None
 
     async def ticket_exists(self, number: int) -> bool:
         """Whether the ticket exists."""
-        return await self.repository.get_ticket(number) is not None
+        return await self.view.get_ticket(number) is not None
 
     async def participants(self, number: int) -> set[str]:
         """The ticket's participants."""
-        return await self.repository.participants(number)
+        return await self.view.participants(number)
 
     async def acks_today(self, address: str) -> int:
         """Acknowledgements queued to `address` in the last 24 hours."""
-        return await self.repository.acks_since(address, datetime.now(UTC) - timedelta(days=1))
+        return await self.view.acks_since(address, datetime.now(UTC) - timedelta(days=1))
 
 
 def dedupe_key(parsed: ParsedMail, raw: bytes) -> str:
@@ -85,12 +99,12 @@ class MailProcessor:
         self,
         repository: SqlRepository,
         service: TicketService,
-        context: RepositoryContext,
+        settings: MailSettings,
         rules: tuple[Rule, ...] = DEFAULT_RULES,
     ) -> None:
         self.repository = repository
         self.service = service
-        self.context = context
+        self.settings = settings
         self.rules = rules
         self._lock = asyncio.Lock()
 
@@ -99,21 +113,22 @@ class MailProcessor:
         handled = 0
         async with self._lock:  # one pass at a time keeps arrival order and de-duplication simple
             while True:
-                async with self.repository.connection() as conn:
-                    ids = await inbound.pending_ids(conn)
-                if not ids:
+                async with self.repository.reading() as view:
+                    batch = await inbound.pending(view.conn, PENDING_BATCH)
+                if not batch:
                     return handled
-                for inbound_id in ids:
-                    await self.process(inbound_id)
+                for inbound_id, raw in batch:
+                    await self.process(inbound_id, raw)
                     handled += 1
 
-    async def process(self, inbound_id: int) -> str:
+    async def process(self, inbound_id: int, raw: bytes | None = None) -> str:
         """Process one stored mail; returns the state it ends in."""
-        async with self.repository.connection() as conn:
-            loaded = await inbound.load_raw(conn, inbound_id)
-        if loaded is None:
-            return "missing"
-        raw, _state = loaded
+        if raw is None:
+            async with self.repository.reading() as view:
+                loaded = await inbound.load_raw(view.conn, inbound_id)
+            if loaded is None:
+                return "missing"
+            raw, _state = loaded
         try:
             parsed = await asyncio.to_thread(parse_mail, raw)
         except MailParseError as error:
@@ -124,17 +139,21 @@ class MailProcessor:
 
         meta = {"message_id": parsed.message_id, "subject": parsed.subject, "sender": parsed.from_addr}
         key = dedupe_key(parsed, raw)
-        known = await self.repository.ticket_for_message(key)
+        try:
+            async with self.repository.reading() as view:
+                known = await view.ticket_for_message(key)
+                if not known:
+                    verdict = await run_rules(parsed, ViewContext(view, self.settings), self.rules)
+        except Exception as error:
+            log.exception("rules failed on stored mail %s", inbound_id)
+            return await self._finish(
+                inbound_id, inbound.QUARANTINED, error=f"rules failed: {error!r}", **meta
+            )
         if known:
             ticket, direction = known
             state = "duplicate" if direction == "in" else "dropped"
             log.info("mail %s (%s) already known in ticket %s: %s", inbound_id, key, ticket, state)
             return await self._finish(inbound_id, state, ticket=ticket, **meta)
-        try:
-            verdict = await run_rules(parsed, self.context, self.rules)
-        except Exception as error:
-            log.exception("rules failed on stored mail %s", inbound_id)
-            return await self._finish(inbound_id, inbound.QUARANTINED, error=f"rules failed: {error!r}", **meta)
         if verdict.drop:
             log.info("mail %s from %s dropped: %s", inbound_id, parsed.from_addr, verdict.drop)
             state = "ignored" if verdict.bounce else "dropped"

@@ -93,7 +93,7 @@ class FakeUnitOfWork:
         self.state.tickets[ticket.number] = copy.deepcopy(ticket)
         return ticket
 
-    async def update_ticket(self, ticket: Ticket) -> None:
+    async def update_ticket(self, ticket: Ticket, *, title_changed: bool = True) -> None:
         self._maybe_fail("update_ticket")
         assert ticket.number in self.state.tickets, f"update of unknown ticket {ticket.number}"
         self.state.tickets[ticket.number] = copy.deepcopy(ticket)

@@ -8,6 +8,7 @@ one, see tests/stack_fixtures.py). Each database is built by the real Alembic mi
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -16,12 +17,12 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from exobot.core.intents import MailClass, OpenTicket, ReceiveMail, SetTitle
-from exobot.core.model import Actor, EntryKind, IncomingMail, Status
+from exobot.core.model import Actor, EntryKind, IncomingMail, Status, Ticket
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.db import inbound, outbox
 from exobot.db.engine import create_engine
 from exobot.db.migrate import upgrade, upgrade_async
-from exobot.db.repository import SqlRepository
+from exobot.db.repository import SqlRepository, fold
 from exobot.db.state import get_state, set_state
 from exobot.db.tables import OutboxRow
 from exobot.mail.msgid import MessageIds
@@ -145,6 +146,25 @@ async def delete_ticket(repo: SqlRepository, number: int) -> None:
         await conn.execute(text("DELETE FROM tickets WHERE id = :t"), {"t": number})
 
 
+# One-shot reads, each in its own read-only transaction (the repository itself keeps only
+# get_ticket, history, search and count_tickets as conveniences).
+
+
+async def ticket_for_message(repo: SqlRepository, message_id: str) -> tuple[int, str] | None:
+    async with repo.reading() as view:
+        return await view.ticket_for_message(message_id)
+
+
+async def participants(repo: SqlRepository, ticket: int) -> set[str]:
+    async with repo.reading() as view:
+        return await view.participants(ticket)
+
+
+async def acks_since(repo: SqlRepository, address: str, since: datetime) -> int:
+    async with repo.reading() as view:
+        return await view.acks_since(address, since)
+
+
 # ----------------------------------------------------------------------------- schema
 
 
@@ -196,7 +216,7 @@ async def test_ticket_numbers_are_never_reused(service, repo, message_ids, backe
     with pytest.raises(RuntimeError, match="injected failure"):
         await receive(service, failing)
     assert await ticket_ids(repo) == [1, 2, 4]
-    assert await repo.ticket_for_message(failing.message_id) is None
+    assert await ticket_for_message(repo, failing.message_id) is None
     assert await repo.search("paraulaunica") == []
 
     # ... and the same mail, delivered again, gets a number above every one ever committed.
@@ -224,20 +244,23 @@ async def test_ticket_for_message_finds_in_and_out_ids(service, repo):
     reply = incoming(subject="Re: No em funciona internet")
     await receive(service, reply, ticket=created.ticket)
 
-    assert await repo.ticket_for_message(first.message_id) == (created.ticket, "in")
-    assert await repo.ticket_for_message(ack_id) == (created.ticket, "out")
-    assert await repo.ticket_for_message(reply.message_id) == (created.ticket, "in")
-    assert await repo.ticket_for_message("<unknown@example.net>") is None
+    assert await ticket_for_message(repo, first.message_id) == (created.ticket, "in")
+    assert await ticket_for_message(repo, ack_id) == (created.ticket, "out")
+    assert await ticket_for_message(repo, reply.message_id) == (created.ticket, "in")
+    assert await ticket_for_message(repo, "<unknown@example.net>") is None
     assert MessageIds("secret" * 4, "example.org").verify(ack_id) == created.ticket
 
     # A Message-ID seen in both directions (our own mail coming back): "out" wins.
     async with repo.transaction() as uow:
         await uow.record_message(ack_id, created.ticket, "in", None)
-    assert await repo.ticket_for_message(ack_id) == (created.ticket, "out")
+    assert await ticket_for_message(repo, ack_id) == (created.ticket, "out")
 
-    async with repo.transaction() as uow:
-        ids = await uow.ticket_message_ids(created.ticket)
+    async with repo.reading() as view:
+        ids = await view.ticket_message_ids(created.ticket)
     assert ids[:3] == [first.message_id, ack_id, reply.message_id]
+    async with repo.transaction() as uow:  # a unit of work reads the same way
+        assert await uow.ticket_message_ids(created.ticket) == ids
+        assert await uow.ticket_for_message(ack_id) == (created.ticket, "out")
 
 
 async def test_duplicate_message_id_is_refused_and_rolled_back(service, repo):
@@ -248,7 +271,7 @@ async def test_duplicate_message_id_is_refused_and_rolled_back(service, repo):
             await uow.add_participant(created.ticket, "nou@example.net", "test")
             await uow.record_message(mail.message_id, created.ticket, "in", None)
     # The whole transaction is gone, not only the failing statement.
-    assert await repo.participants(created.ticket) == {MEMBER}
+    assert await participants(repo, created.ticket) == {MEMBER}
     # The connection went back to the pool usable (PostgreSQL: no "transaction aborted").
     assert await repo.count_tickets() == 1
 
@@ -278,16 +301,108 @@ async def test_concurrent_changes_of_one_ticket_are_not_lost(service, repo):
     assert (final.owner, final.queue) == ("@anna:example.org", "tresoreria")
 
 
+async def title_index_rows(repo: SqlRepository, number: int) -> list[str]:
+    """The ticket's title rows in the search index (folded on PostgreSQL, as stored)."""
+    async with repo.connection() as conn:
+        rows = await conn.execute(
+            text("SELECT content FROM search_index WHERE ticket_id = :t AND entry_id = 0"),
+            {"t": number},
+        )
+        return [r[0] for r in rows]
+
+
+async def test_update_ticket_reindexes_the_title_only_when_told(service, repo):
+    def indexed(title: str) -> list[str]:
+        return [title if repo.sqlite else fold(title)]
+
+    # (The mail's subject is indexed with its entry: search for words only titles have.)
+    number = (await receive(service, subject="Impressora", ack=False)).ticket
+    assert await title_index_rows(repo, number) == indexed("Impressora")
+    async with repo.transaction() as uow:
+        ticket = await uow.get_ticket(number)
+        ticket.title = "Escàner espatllat"
+        ticket.queue = "tresoreria"
+        await uow.update_ticket(ticket)  # title_changed defaults to True
+    assert (await repo.get_ticket(number)).queue == "tresoreria"
+    assert await title_index_rows(repo, number) == indexed("Escàner espatllat")
+    assert await repo.search("escàner espatllat") == [number]
+
+    async with repo.transaction() as uow:
+        ticket = await uow.get_ticket(number)
+        ticket.owner = "@anna:example.org"
+        await uow.update_ticket(ticket, title_changed=False)
+    assert (await repo.get_ticket(number)).owner == "@anna:example.org"
+    assert await title_index_rows(repo, number) == indexed("Escàner espatllat")  # left alone
+
+    # title_changed=False is trusted: the caller says there is nothing to re-index.
+    async with repo.transaction() as uow:
+        ticket = await uow.get_ticket(number)
+        ticket.title = "Ratolí"
+        await uow.update_ticket(ticket, title_changed=False)
+    assert (await repo.get_ticket(number)).title == "Ratolí"
+    assert await title_index_rows(repo, number) == indexed("Escàner espatllat")
+    assert await repo.search("ratolí") == []
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+async def test_read_only_transaction_does_not_wait_for_a_writer(service, repo, backend, db_url):
+    """A read view inside an open write transaction (another connection) answers at once and
+    sees the last committed state. On SQLite it begins DEFERRED: it neither takes nor waits for
+    the write lock the writer's BEGIN IMMEDIATE holds (a second writer would wait up to the
+    30 s busy timeout)."""
+    await receive(service, ack=False)
+
+    async def count() -> int:
+        async with repo.reading() as view:
+            return await view.count_tickets()
+
+    async with repo.transaction() as uow:
+        now = datetime.now(UTC)
+        await uow.create_ticket(
+            Ticket(number=0, title="No confirmat", requestor=MEMBER, queue="suport",
+                   status=Status.NEW, created_at=now, updated_at=now)
+        )  # fmt: skip
+        if backend == "sqlite":  # the writer really holds the write lock
+            other = sqlite3.connect(db_url.removeprefix("sqlite:///"), timeout=0)
+            try:
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    other.execute("BEGIN IMMEDIATE")
+            finally:
+                other.close()
+        assert await asyncio.wait_for(count(), 2) == 1  # the uncommitted ticket is not seen
+        assert await uow.count_tickets() == 2  # the writer sees its own
+    assert await asyncio.wait_for(count(), 2) == 2
+
+
+async def test_a_read_view_is_one_consistent_snapshot(service, repo):
+    """Everything read through one view comes from the same snapshot, even when a writer
+    commits in between (SqlRepository.reading promises "a consistent view")."""
+    number = (await receive(service, ack=False)).ticket
+    async with repo.reading() as view:
+        assert await view.count_tickets() == 1  # the snapshot starts with the first read
+        await receive(service, ticket=number, cc=(NEIGHBOUR,), ack=False)  # commits meanwhile
+        await receive(service, subject="Un altre", ack=False)
+        assert await view.count_tickets() == 1
+        assert await view.participants(number) == {MEMBER}
+        assert [e.kind for e in await view.history(number)] == [
+            EntryKind.CREATED, EntryKind.MAIL_IN,
+        ]  # fmt: skip
+    assert await repo.count_tickets() == 2
+    assert await participants(repo, number) == {MEMBER, NEIGHBOUR}
+
+
 # ----------------------------------------------------------------------------- participants
 
 
 async def test_participants(service, repo):
     created = await receive(service, cc=("Veina@Example.NET", OWN, "tercer@example.net"))
-    assert await repo.participants(created.ticket) == {MEMBER, NEIGHBOUR, "tercer@example.net"}
+    assert await participants(repo, created.ticket) == {MEMBER, NEIGHBOUR, "tercer@example.net"}
 
     # A follow-up adds its new Cc; an existing participant is not duplicated.
     await receive(service, ticket=created.ticket, cc=("quart@example.net", NEIGHBOUR))
-    assert await repo.participants(created.ticket) == {
+    assert await participants(repo, created.ticket) == {
         MEMBER, NEIGHBOUR, "tercer@example.net", "quart@example.net",
     }  # fmt: skip
     async with repo.transaction() as uow:
@@ -300,14 +415,14 @@ async def test_participants(service, repo):
             )
         ).scalar_one()
     assert count == 4
-    assert await repo.participants(created.ticket + 1) == set()
+    assert await participants(repo, created.ticket + 1) == set()
 
 
 async def test_concurrent_add_participant_of_the_same_address(repo, service, engine):
     """Two transactions adding the same participant: the second must not fail.
 
-    On SQLite, BEGIN IMMEDIATE makes the second wait for the first; on PostgreSQL the
-    second's "is it there?" check cannot see the first's uncommitted row."""
+    On SQLite, BEGIN IMMEDIATE makes the second wait for the first; on PostgreSQL the second's
+    INSERT waits for the first's uncommitted row, then ON CONFLICT DO NOTHING skips it."""
     created = await receive(service, ack=False)
     started = asyncio.Event()
 
@@ -322,7 +437,15 @@ async def test_concurrent_add_participant_of_the_same_address(repo, service, eng
         await started.wait()
         await asyncio.sleep(0.3)  # let it reach its INSERT (PostgreSQL) / BEGIN (SQLite)
     await task
-    assert await repo.participants(created.ticket) == {MEMBER, "nou@example.net"}
+    assert await participants(repo, created.ticket) == {MEMBER, "nou@example.net"}
+    async with repo.connection() as conn:
+        source = (
+            await conn.execute(
+                text("SELECT source FROM participants WHERE ticket_id = :t AND address = :a"),
+                {"t": created.ticket, "a": "nou@example.net"},
+            )
+        ).scalar_one()
+    assert source == "first"  # the existing row is left as it is
 
 
 # ----------------------------------------------------------------------------- acks
@@ -336,10 +459,10 @@ async def test_acks_since(service, repo):
     await receive(service, sender="silenci@example.net", ack=False)
     after = datetime.now(UTC) + timedelta(seconds=1)
 
-    assert await repo.acks_since(MEMBER, before) == 2
-    assert await repo.acks_since(NEIGHBOUR, before) == 1
-    assert await repo.acks_since("silenci@example.net", before) == 0
-    assert await repo.acks_since(MEMBER, after) == 0
+    assert await acks_since(repo, MEMBER, before) == 2
+    assert await acks_since(repo, NEIGHBOUR, before) == 1
+    assert await acks_since(repo, "silenci@example.net", before) == 0
+    assert await acks_since(repo, MEMBER, after) == 0
 
 
 # ----------------------------------------------------------------------------- search
@@ -429,47 +552,118 @@ async def test_search_like_wildcards_in_input_are_literal(service, repo):
 RAW = b"From: a@example.net\r\nSubject: hola\r\n\r\nbinari: \xff\x00\xfe\r\n"
 
 
+async def stored(conn, mailbox: str = "INBOX") -> dict[tuple[int, int], tuple[int, bytes]]:
+    """The stored mails of a mailbox: (uidvalidity, uid) → (id, raw)."""
+    rows = await conn.execute(
+        text("SELECT uidvalidity, uid, id, raw FROM inbound_mail WHERE mailbox = :m"),
+        {"m": mailbox},
+    )
+    return {(r[0], r[1]): (r[2], bytes(r[3])) for r in rows}
+
+
+async def store(repo: SqlRepository, mailbox: str, uidvalidity: int, uids: list[int]) -> list[int]:
+    """Store RAW under each UID in one batch; the new rows' ids, in the order of `uids`."""
+    async with repo.connection() as conn:
+        await inbound.store_many(conn, mailbox, uidvalidity, [(uid, RAW) for uid in uids])
+        rows = await stored(conn, mailbox)
+    return [rows[(uidvalidity, uid)][0] for uid in uids]
+
+
 async def test_inbound_store_position_and_duplicates(repo):
     async with repo.connection() as conn:
         assert await inbound.get_position(conn, "INBOX") is None
-        first = await inbound.store_raw(conn, "INBOX", 7, 1, RAW)
-        assert first is not None
+        await inbound.store_many(conn, "INBOX", 7, [])  # nothing fetched: nothing happens
+        assert await inbound.get_position(conn, "INBOX") is None
+        await inbound.store_many(conn, "INBOX", 7, [(1, RAW)])
         assert await inbound.get_position(conn, "INBOX") == inbound.ImapPosition(7, 1)
-        assert await inbound.store_raw(conn, "INBOX", 7, 1, RAW) is None  # already stored
-        third = await inbound.store_raw(conn, "INBOX", 7, 3, RAW + b"3")
+        first = (await stored(conn))[(7, 1)][0]
+
+        # Stored again (alone, or in a batch with new mail): neither duplicated nor changed.
+        await inbound.store_many(conn, "INBOX", 7, [(1, b"other bytes")])
+        await inbound.store_many(conn, "INBOX", 7, [(3, RAW + b"3"), (1, b"other bytes")])
+        assert await inbound.get_position(conn, "INBOX") == inbound.ImapPosition(7, 3)
         # A lower UID arriving late is stored but never moves the position back.
-        second = await inbound.store_raw(conn, "INBOX", 7, 2, RAW + b"2")
+        await inbound.store_many(conn, "INBOX", 7, [(2, RAW + b"2")])
         assert await inbound.get_position(conn, "INBOX") == inbound.ImapPosition(7, 3)
-        # Another mailbox has its own position; a new UIDVALIDITY resets it.
-        await inbound.store_raw(conn, "Spam", 1, 50, RAW)
-        assert await inbound.get_position(conn, "INBOX") == inbound.ImapPosition(7, 3)
-        reset = await inbound.store_raw(conn, "INBOX", 8, 1, RAW)
-        assert reset is not None  # same UID, new UIDVALIDITY: a different message
+        rows = await stored(conn)
+        assert set(rows) == {(7, 1), (7, 2), (7, 3)}
+        assert rows[(7, 1)] == (first, RAW)
+        third, second = rows[(7, 3)][0], rows[(7, 2)][0]
+
+        # One batch advances the position to its highest UID, whatever the order.
+        await inbound.store_many(conn, "INBOX", 7, [(6, RAW + b"6"), (4, RAW + b"4")])
+        assert await inbound.get_position(conn, "INBOX") == inbound.ImapPosition(7, 6)
+        await inbound.store_many(conn, "INBOX", 7, [(5, RAW + b"5")])
+        assert await inbound.get_position(conn, "INBOX") == inbound.ImapPosition(7, 6)
+
+        # Another mailbox has its own position; a new UIDVALIDITY resets it (down, too).
+        await inbound.store_many(conn, "Spam", 1, [(50, RAW)])
+        assert await inbound.get_position(conn, "INBOX") == inbound.ImapPosition(7, 6)
+        await inbound.store_many(conn, "INBOX", 8, [(1, RAW + b"8")])
         assert await inbound.get_position(conn, "INBOX") == inbound.ImapPosition(8, 1)
         assert await inbound.get_position(conn, "Spam") == inbound.ImapPosition(1, 50)
-        pending = await inbound.pending_ids(conn)
-    assert pending[:4] == [first, third, second, pending[3]]
-    assert len(pending) == 5
-    async with repo.connection() as conn:
-        assert await inbound.pending_ids(conn, limit=2) == [first, third]
-        assert await inbound.load_raw(conn, first) == (RAW, "received")
-        assert await inbound.load_raw(conn, third) == (RAW + b"3", "received")
-        assert await inbound.load_raw(conn, 10_000) is None
+        rows = await stored(conn)
+        # Same UID, new UIDVALIDITY: a different message, stored beside the old one.
+        assert rows[(8, 1)][1] == RAW + b"8" and rows[(7, 1)] == (first, RAW)
+        assert len(rows) == 7
+        pending = await inbound.pending(conn)
+
+    expected = [
+        (first, RAW), (third, RAW + b"3"), (second, RAW + b"2"), rows[(7, 6)], rows[(7, 4)],
+        rows[(7, 5)],
+    ]  # fmt: skip
+    assert pending[:6] == expected  # oldest first, raw bytes as stored
+    assert [i for i, _raw in pending] == sorted(i for i, _raw in pending)
+    assert len(pending) == 8  # with Spam's and INBOX 8/1
+    assert all(isinstance(raw, bytes) for _id, raw in pending)
+    async with repo.reading() as view:  # as the processor reads them
+        assert await inbound.pending(view.conn, limit=2) == expected[:2]
+        assert await inbound.load_raw(view.conn, first) == (RAW, "received")
+        assert await inbound.load_raw(view.conn, third) == (RAW + b"3", "received")
+        assert await inbound.load_raw(view.conn, 10_000) is None
+
+
+async def test_inbound_pending_default_limit(repo):
+    ids = await store(repo, "INBOX", 1, list(range(1, 26)))
+    async with repo.reading() as view:
+        pending = await inbound.pending(view.conn)
+    assert [i for i, _raw in pending] == ids[:20]
 
 
 async def test_inbound_store_rolls_back_with_its_transaction(repo):
     with pytest.raises(RuntimeError):
         async with repo.connection() as conn:
-            await inbound.store_raw(conn, "INBOX", 7, 9, RAW)
+            await inbound.store_many(conn, "INBOX", 7, [(9, RAW), (10, RAW)])
             raise RuntimeError("crash before commit")
     async with repo.connection() as conn:
-        assert await inbound.pending_ids(conn) == []
+        assert await inbound.pending(conn) == []
         assert await inbound.get_position(conn, "INBOX") is None
 
 
-async def test_inbound_mark_list_and_count(repo):
+async def test_concurrent_store_of_the_same_mails(repo):
+    """Two passes storing the same batch at once: the second neither fails nor duplicates."""
+    started = asyncio.Event()
+
+    async def second() -> None:
+        started.set()
+        async with repo.connection() as conn:
+            await inbound.store_many(conn, "INBOX", 7, [(1, b"second"), (2, b"second")])
+
     async with repo.connection() as conn:
-        ids = [await inbound.store_raw(conn, "INBOX", 1, uid, RAW) for uid in (1, 2, 3, 4)]
+        await inbound.store_many(conn, "INBOX", 7, [(1, RAW), (2, RAW)])
+        task = asyncio.create_task(second())
+        await started.wait()
+        await asyncio.sleep(0.3)  # let it reach its INSERT (PostgreSQL) / BEGIN (SQLite)
+    await task
+    async with repo.connection() as conn:
+        rows = await stored(conn)
+        position = await inbound.get_position(conn, "INBOX")
+    assert {key: raw for key, (_id, raw) in rows.items()} == {(7, 1): RAW, (7, 2): RAW}
+    assert position == inbound.ImapPosition(7, 2)
+
+
+async def test_inbound_mark_list_and_count(repo):
+    ids = await store(repo, "INBOX", 1, [1, 2, 3, 4])
     async with repo.connection() as conn:
         await inbound.mark_inbound(
             conn, ids[0], "done", ticket=12, message_id="<x@y>", subject="s" * 600, sender="a@b"
@@ -482,7 +676,7 @@ async def test_inbound_mark_list_and_count(repo):
         quarantined = await inbound.list_inbound(conn)
         everything = await inbound.list_inbound(conn, state=None)
         counts = await inbound.count_by_state(conn)
-        pending = await inbound.pending_ids(conn)
+        pending = await inbound.pending(conn)
         missing = await inbound.get_inbound(conn, 10_000)
     assert done.state == "done" and done.ticket_id == 12 and done.message_id == "<x@y>"
     assert done.subject == "s" * 500  # truncated
@@ -492,13 +686,12 @@ async def test_inbound_mark_list_and_count(repo):
     assert quarantined[1].attempts == 2 and quarantined[1].error == "parse error again"
     assert [s.id for s in everything] == ids[::-1]
     assert counts == {"done": 1, "quarantined": 2, "received": 1}
-    assert pending == [ids[2]]
+    assert pending == [(ids[2], RAW)]
     assert missing is None
 
 
 async def test_receive_mail_marks_its_inbound_row_done(service, repo):
-    async with repo.connection() as conn:
-        inbound_id = await inbound.store_raw(conn, "INBOX", 1, 1, RAW)
+    [inbound_id] = await store(repo, "INBOX", 1, [1])
     created = await receive(service, inbound_id=inbound_id)
     async with repo.connection() as conn:
         row = await inbound.get_inbound(conn, inbound_id)
