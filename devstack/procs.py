@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -71,6 +72,24 @@ def banner_check(port: int, prefix: str) -> Callable[[], bool]:
         try:
             return read_banner(port).startswith(prefix)
         except OSError:
+            return False
+
+    return probe
+
+
+def tls_banner_check(port: int, prefix: str, cafile: str | None) -> Callable[[], bool]:
+    """Like banner_check, over TLS from the first byte; the certificate must verify against
+    `cafile` for HOST (so a wrong certificate never passes for a ready server)."""
+
+    def probe() -> bool:
+        try:
+            context = ssl.create_default_context(cafile=cafile)
+            with (
+                socket.create_connection((HOST, port), timeout=2.0) as raw,
+                context.wrap_socket(raw, server_hostname=HOST) as sock,
+            ):
+                return sock.makefile("rb").readline().decode("latin-1").startswith(prefix)
+        except OSError:  # ssl.SSLError included
             return False
 
     return probe

@@ -101,11 +101,15 @@ class LmtpDelivery:
         except (OSError, smtplib.SMTPException) as exc:
             log.warning("LMTP delivery failed: %s", exc)
             return "451 4.4.1 LMTP server unavailable, try again later"
+        # After STARTTLS or on the implicit-TLS port the transport is a TLS one: say which
+        # version, so tests (and people) can tell from the log how a mail came in.
+        ssl_object = server.transport.get_extra_info("ssl_object") if server.transport else None
         log.info(
-            "DATA from %s to %s (%d bytes): %s",
+            "DATA from %s to %s (%d bytes, %s): %s",
             envelope.mail_from,
             envelope.rcpt_tos,
             len(data),
+            ssl_object.version() if ssl_object else "plain",
             reply,
         )
         return reply
@@ -194,12 +198,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--smtps-port needs --tls-cert")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     tls_context = server_tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
-    asyncio.run(
-        serve(
-            args.host, args.port, args.lmtp_host, args.lmtp_port, args.max_size,
-            tls_context, args.smtps_port,
-        )  # fmt: skip
-    )
+    plain = (args.host, args.port, args.lmtp_host, args.lmtp_port, args.max_size)
+    asyncio.run(serve(*plain, tls_context, args.smtps_port))
 
 
 if __name__ == "__main__":

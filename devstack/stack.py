@@ -31,7 +31,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from devstack import postgres as pg
@@ -54,8 +54,10 @@ from devstack.procs import (
     port_is_free,
     spawn,
     stop_pid,
+    tls_banner_check,
     wait_ready,
 )
+from devstack.tls import CERT_FILE, KEY_FILE, ensure_certificates
 
 DOMAIN = "example.org"
 PASSWORD = "secret"
@@ -64,8 +66,17 @@ STACK_FILE = "stack.json"
 DEFAULT_BASE_PORT = 20000
 
 # Port = base + offset. The offsets differ modulo 10, so stacks whose bases are 10 apart
-# never collide (see find_free_base_port).
-PORT_OFFSETS = {"imap": 143, "lmtp": 24, "smtp": 25, "synapse": 8008, "postgres": 432}
+# never collide (see find_free_base_port). That is why the TLS ports are not 993 and 465:
+# those end in 3 and 5 like IMAP's 143 and SMTP's 25.
+PORT_OFFSETS = {
+    "imap": 143,
+    "lmtp": 24,
+    "smtp": 25,
+    "synapse": 8008,
+    "postgres": 432,
+    "imaps": 991,  # IMAP with implicit TLS
+    "smtps": 466,  # SMTP with implicit TLS ("submissions")
+}
 # Services that only run when asked for (their port is only required free then).
 OPTIONAL_SERVICES = ("synapse", "postgres")
 
@@ -119,6 +130,12 @@ class Stack:
     postgres_socket_dir: str | None = None
     postgres_version: str = ""
     postgres_bindir: str | None = None
+    # TLS (None in a stack.json from before TLS): IMAP and SMTP offer STARTTLS on their
+    # plain ports and implicit TLS on these, with a certificate for localhost and 127.0.0.1
+    # signed by the CA in `ca_file` (DIR/tls/ca.pem; e.g. SSL_CERT_FILE for clients).
+    imaps_port: int | None = None
+    smtps_port: int | None = None
+    ca_file: str | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -158,12 +175,16 @@ class Stack:
         if busy:
             raise StackError(f"ports already in use: {', '.join(busy)}")
         (dir / "logs").mkdir(parents=True, exist_ok=True)
+        ca_file, _cert, _key = ensure_certificates(dir / "tls")  # once per stack dir
         stack = cls(
             dir=dir,
             imap_port=ports["imap"],
             lmtp_port=ports["lmtp"],
             smtp_port=ports["smtp"],
             dovecot_version=dovecot_version(),
+            imaps_port=ports["imaps"],
+            smtps_port=ports["smtps"],
+            ca_file=str(ca_file),
         )
         if synapse:
             stack.synapse_url = f"http://{HOST}:{ports['synapse']}"
@@ -294,6 +315,14 @@ class Stack:
             self._log("dovecot"),
             timeout,
         )
+        if self.imaps_port:
+            wait_ready(
+                "dovecot IMAPS",
+                dovecot,
+                tls_banner_check(self.imaps_port, "* OK", self.ca_file),
+                self._log("dovecot"),
+                timeout,
+            )
         wait_ready(
             "dovecot LMTP",
             dovecot,
@@ -324,6 +353,13 @@ class Stack:
             lmtp_port=self.lmtp_port,
             password=self.password,
         )
+        if self.imaps_port:
+            params = replace(
+                params,
+                imaps_port=self.imaps_port,
+                ssl_cert=self._tls_dir() / CERT_FILE,
+                ssl_key=self._tls_dir() / KEY_FILE,
+            )
         conf = base / "dovecot.conf"
         conf.write_text(render_dovecot_conf(params, self.dovecot_version))
         proc = spawn(["dovecot", "-F", "-c", str(conf)], self._log("dovecot"))
@@ -342,12 +378,32 @@ class Stack:
             "--lmtp-port",
             str(self.lmtp_port),
         ]
+        if self.smtps_port:
+            cmd += [
+                "--smtps-port",
+                str(self.smtps_port),
+                "--tls-cert",
+                str(self._tls_dir() / CERT_FILE),
+                "--tls-key",
+                str(self._tls_dir() / KEY_FILE),
+            ]
         # cwd = project root so that `-m devstack.smtp_relay` resolves without installing.
         proc = spawn(cmd, self._log("smtp"), cwd=PROJECT_ROOT)
         self.pids["smtp"] = proc.pid
         wait_ready(
             "SMTP relay", proc, banner_check(self.smtp_port, "220"), self._log("smtp"), timeout
         )
+        if self.smtps_port:
+            wait_ready(
+                "SMTP relay (TLS)",
+                proc,
+                tls_banner_check(self.smtps_port, "220", self.ca_file),
+                self._log("smtp"),
+                timeout,
+            )
+
+    def _tls_dir(self) -> Path:
+        return self.dir / "tls"
 
     # PostgreSQL
 

@@ -11,7 +11,7 @@ import signal
 from exobot.config import Config
 from exobot.core.events import EventBus, OutboxQueued
 from exobot.core.service import ServiceSettings, TicketService
-from exobot.db.engine import create_engine
+from exobot.db.engine import create_engine, create_sync_engine
 from exobot.db.migrate import upgrade_async
 from exobot.db.repository import SqlRepository
 from exobot.db.state import get_state, set_state
@@ -72,7 +72,7 @@ class App:
         cfg = self.config
         await upgrade_async(cfg.database.url)
         self.engine = create_engine(cfg.database.url)
-        self.repository = SqlRepository(self.engine)
+        self.repository = SqlRepository(self.engine, create_sync_engine(cfg.database.url))
         secret = await hmac_secret(
             self.repository, cfg.mail.hmac_secret.get_secret_value() if cfg.mail.hmac_secret else None
         )
@@ -156,8 +156,8 @@ class App:
                 log.error("%s did not stop within %s s: %s", task.get_name(),
                           STOP_TIMEOUT_SECONDS, task.get_stack())
         self._tasks = []
-        if self.engine is not None:
-            await self.engine.dispose()
+        if self.repository is not None:
+            await self.repository.close()
         log.info("exobot stopped")
 
     async def run_until_signal(self) -> None:

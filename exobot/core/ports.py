@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from exobot.core.model import AttachmentInfo, Entry, Ticket
+
+T = TypeVar("T")
 
 
 class UnitOfWork(Protocol):
@@ -80,6 +82,10 @@ class Repository(Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
         """A unit of work that commits on success and rolls back on error."""
+
+    async def run(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        """Run `work` in one transaction (wherever the storage runs best) and return its result;
+        commits when it returns, rolls back when it raises."""
 
 
 class MessageIdFactory(Protocol):

@@ -94,10 +94,15 @@ class TicketService:
         self._authorize(actor, intent)
         handler = getattr(self, f"_do_{type(intent).__name__}")
         pending: list[object] = []
-        async with self.repository.transaction() as uow:
+
+        async def work(uow: UnitOfWork) -> Outcome:
+            pending.clear()  # a retried transaction starts over
             step = _Step(self, uow, actor, pending)
             outcome = await handler(step, intent)
             await step.flush()
+            return outcome
+
+        outcome = await self.repository.run(work)
         for event in pending:
             await self.events.emit(event)
         return outcome

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import Engine, Table, event
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -53,6 +54,19 @@ def ensure_sqlite_dir(url: str) -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_sync_engine(url: str) -> Engine:
+    """A blocking engine for the repository's writer thread, with the same SQLite settings."""
+    ensure_sqlite_dir(url)
+    if not is_sqlite(url):
+        return sa_create_engine(sync_url(url), pool_pre_ping=True)
+    engine = sa_create_engine(
+        sync_url(url),
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+    install_sqlite_pragmas(engine)
+    return engine
 
 
 def create_engine(url: str) -> AsyncEngine:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exobot.core.model import AttachmentInfo, Entry, EntryKind, Status, Ticket
@@ -30,6 +32,7 @@ M = MailMessageRow.__table__
 O = OutboxRow.__table__  # noqa: E741
 A = AttachmentRow.__table__
 
+R = TypeVar("R")
 TITLE_ENTRY = 0  # search_index row holding a ticket's title
 
 
@@ -333,12 +336,59 @@ def _ticket_values(ticket: Ticket) -> dict[str, Any]:
     }
 
 
-class SqlRepository:
-    """The core's Repository over an async engine."""
+class _Blocking:
+    """A blocking connection behind the awaitable `execute` the queries are written against:
+    inside the writer thread nothing is awaited for real, so a statement costs no thread hop."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.dialect = conn.dialect
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        """Run one statement now."""
+        return self._conn.execute(*args, **kwargs)
+
+
+class SqlRepository:
+    """The core's Repository over SQLAlchemy.
+
+    `run()` (what the TicketService uses) executes a whole transaction in one writer thread on a
+    blocking connection: one hand-off per transaction instead of several per statement, and the
+    event loop never blocks. `transaction()`, `reading()` and `connection()` serve the workers
+    and tests on the async engine.
+    """
+
+    def __init__(self, engine: AsyncEngine, sync_engine: Engine | None = None) -> None:
         self.engine = engine
+        self.sync_engine = sync_engine
         self.sqlite = engine.dialect.name == "sqlite"
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="exobot-db")
+        self._writer_loop: asyncio.AbstractEventLoop | None = None
+
+    async def run(self, work: Callable[[SqlUnitOfWork], Awaitable[R]]) -> R:
+        """Run `work(uow)` in one write transaction and return its result."""
+        if self.sync_engine is None:
+            async with self.transaction() as uow:
+                return await work(uow)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._run_blocking, work)
+
+    def _run_blocking(self, work: Callable[[SqlUnitOfWork], Awaitable[R]]) -> R:
+        if self._writer_loop is None:  # the writer thread's own loop drives `work`
+            self._writer_loop = asyncio.new_event_loop()
+        with self.sync_engine.begin() as conn:
+            return self._writer_loop.run_until_complete(
+                work(SqlUnitOfWork(_Blocking(conn), self.sqlite))
+            )
+
+    async def close(self) -> None:
+        """Stop the writer thread and close every connection."""
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.shutdown)
+        if self._writer_loop is not None:
+            self._writer_loop.close()
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()
+        await self.engine.dispose()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlUnitOfWork]:

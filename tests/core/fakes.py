@@ -200,6 +200,11 @@ class FakeRepository:
             self.state = working
             self.commits += 1
 
+    async def run(self, work):  # noqa: ANN001, ANN201 - the Repository protocol
+        """Run `work` in one transaction, as the SQL repository does in its writer thread."""
+        async with self.transaction() as uow:
+            return await work(uow)
+
     # --- read helpers for assertions (committed state only) ----------------------------------
 
     def ticket(self, number: int) -> Ticket:
