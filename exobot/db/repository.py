@@ -371,15 +371,31 @@ class SqlRepository:
             async with self.transaction() as uow:
                 return await work(uow)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._run_blocking, work)
+        return await loop.run_in_executor(self._writer, self._run_blocking, work, False)
 
-    def _run_blocking(self, work: Callable[[SqlUnitOfWork], Awaitable[R]]) -> R:
+    async def read(self, work: Callable[[SqlReader], Awaitable[R]]) -> R:
+        """Run `work(view)` in one read-only transaction (one snapshot) and return its result."""
+        if self.sync_engine is None:
+            async with self.reading() as view:
+                return await work(view)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._run_blocking, work, True)
+
+    def _run_blocking(self, work: Callable[[Any], Awaitable[R]], read_only: bool) -> R:
         if self._writer_loop is None:  # the writer thread's own loop drives `work`
             self._writer_loop = asyncio.new_event_loop()
-        with self.sync_engine.begin() as conn:
-            return self._writer_loop.run_until_complete(
-                work(SqlUnitOfWork(_Blocking(conn), self.sqlite))
-            )
+        with self.sync_engine.connect() as conn:
+            if read_only:
+                conn = conn.execution_options(**self._read_options())
+            with conn.begin():
+                view = (SqlReader if read_only else SqlUnitOfWork)(_Blocking(conn), self.sqlite)
+                return self._writer_loop.run_until_complete(work(view))
+
+    def _read_options(self) -> dict[str, Any]:
+        options = dict(READ_ONLY)
+        if not self.sqlite:  # SQLite's deferred WAL transaction is one snapshot already
+            options |= {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+        return options
 
     async def close(self) -> None:
         """Stop the writer thread and close every connection."""
@@ -399,11 +415,8 @@ class SqlRepository:
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[SqlReader]:
         """One read-only transaction: a consistent view that never waits for writers."""
-        options = dict(READ_ONLY)
-        if not self.sqlite:  # SQLite's deferred WAL transaction is one snapshot already
-            options |= {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
         async with self.engine.connect() as conn:
-            conn = await conn.execution_options(**options)
+            conn = await conn.execution_options(**self._read_options())
             async with conn.begin():
                 yield SqlReader(conn, self.sqlite)
 

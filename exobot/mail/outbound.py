@@ -81,6 +81,7 @@ class MailSender:
         self.loop_marker = loop_marker
         self.retry = retry or RetryPolicy()
         self.wake = asyncio.Event()
+        self._client: aiosmtplib.SMTP | None = None
 
     def build(self, payload: dict) -> EmailMessage:
         """The message for an outbox payload (rendered from its template)."""
@@ -141,10 +142,13 @@ class MailSender:
             if not items:
                 return sent
             progressed = False
-            for item in items:
-                if await self.deliver(item):
-                    sent += 1
-                    progressed = True
+            try:
+                for item in items:
+                    if await self.deliver(item):
+                        sent += 1
+                        progressed = True
+            finally:
+                await self._disconnect()
             if not progressed:
                 return sent
 
@@ -177,31 +181,57 @@ class MailSender:
         log.info("mail %s (ticket %s) sent to %s", item.id, item.ticket_id, item.payload.get("to"))
         return True
 
-    async def _send(self, message: EmailMessage) -> None:
-        smtp = self.smtp
-        try:
-            errors, _response = await aiosmtplib.send(
-                message,
+    async def _connection(self) -> aiosmtplib.SMTP:
+        """The open SMTP connection of this pass (one for all its mails), made when needed."""
+        if self._client is None or not self._client.is_connected:
+            smtp = self.smtp
+            client = aiosmtplib.SMTP(
                 hostname=smtp.host,
                 port=smtp.port,
-                username=smtp.username,
-                password=smtp.password,
                 use_tls=smtp.security == "ssl",
                 start_tls=smtp.security == "starttls",
                 timeout=smtp.timeout,
             )
+            await client.connect()
+            if smtp.username:
+                await client.login(smtp.username, smtp.password or "")
+            self._client = client
+        return self._client
+
+    async def _disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and client.is_connected:
+            with contextlib.suppress(Exception):  # the server may have gone already
+                await client.quit()
+
+    async def _send(self, message: EmailMessage) -> None:
+        client = await self._connection()
+        try:
+            errors, _response = await client.send_message(message)
         except aiosmtplib.SMTPRecipientsRefused as error:
+            await self._reset()
             codes = [r.code for r in error.recipients]
             text = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in error.recipients)
             if all(code >= 500 for code in codes):
                 raise PermanentFailure(text) from None
             raise
         except aiosmtplib.SMTPResponseException as error:
+            await self._reset()
             if error.code >= 500:
                 raise PermanentFailure(f"{error.code} {error.message}") from None
             raise
+        except Exception:
+            await self._disconnect()  # a broken connection: the next mail opens a new one
+            raise
         for recipient, (code, text) in (errors or {}).items():
             log.warning("recipient %s refused (%s %s); the others got the mail", recipient, code, text)
+
+    async def _reset(self) -> None:
+        """Leave the failed transaction so the connection can carry the next mail."""
+        try:
+            await self._client.rset()
+        except Exception:
+            await self._disconnect()
 
     async def _fail(self, item: outbox.OutboxItem, error: str) -> None:
         log.error("mail %s (ticket %s) failed for good: %s", item.id, item.ticket_id, error)

@@ -113,8 +113,9 @@ class MailProcessor:
         handled = 0
         async with self._lock:  # one pass at a time keeps arrival order and de-duplication simple
             while True:
-                async with self.repository.reading() as view:
-                    batch = await inbound.pending(view.conn, PENDING_BATCH)
+                batch = await self.repository.read(
+                    lambda view: inbound.pending(view.conn, PENDING_BATCH)
+                )
                 if not batch:
                     return handled
                 for inbound_id, raw in batch:
@@ -124,8 +125,7 @@ class MailProcessor:
     async def process(self, inbound_id: int, raw: bytes | None = None) -> str:
         """Process one stored mail; returns the state it ends in."""
         if raw is None:
-            async with self.repository.reading() as view:
-                loaded = await inbound.load_raw(view.conn, inbound_id)
+            loaded = await self.repository.read(lambda view: inbound.load_raw(view.conn, inbound_id))
             if loaded is None:
                 return "missing"
             raw, _state = loaded
@@ -139,11 +139,15 @@ class MailProcessor:
 
         meta = {"message_id": parsed.message_id, "subject": parsed.subject, "sender": parsed.from_addr}
         key = dedupe_key(parsed, raw)
+
+        async def classify(view: SqlReader) -> tuple[tuple[int, str] | None, Verdict | None]:
+            known = await view.ticket_for_message(key)
+            if known:
+                return known, None
+            return None, await run_rules(parsed, ViewContext(view, self.settings), self.rules)
+
         try:
-            async with self.repository.reading() as view:
-                known = await view.ticket_for_message(key)
-                if not known:
-                    verdict = await run_rules(parsed, ViewContext(view, self.settings), self.rules)
+            known, verdict = await self.repository.read(classify)
         except Exception as error:
             log.exception("rules failed on stored mail %s", inbound_id)
             return await self._finish(
