@@ -19,7 +19,9 @@ Environment variables:
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,16 +66,22 @@ def _first_base_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A running devstack.Stack for the whole test session (see the module docstring)."""
+def stack() -> Iterator[Stack]:
+    """A running devstack.Stack for the whole test session (see the module docstring).
+
+    Its directory is not under pytest's temporary root: each new pytest session makes that
+    root private again (0700), which would cut Dovecot's mail processes (uid 65534) off from
+    the mailboxes of a stack still in use by another session.
+    """
     existing = _existing_stack()
     if existing is not None:
         yield existing
         return
     with_synapse = os.environ.get("EXOBOT_STACK_SYNAPSE", "1") != "0"
     base_port = find_free_base_port(_first_base_port())
+    directory = Path(tempfile.mkdtemp(prefix="exobot-stack-"))
     started = Stack.start(
-        tmp_path_factory.mktemp("stack"),
+        directory,
         base_port=base_port,
         synapse=with_synapse,
         postgres=_with_postgres(),
@@ -82,3 +90,4 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield started
     finally:
         started.stop()
+        shutil.rmtree(directory, ignore_errors=True)
