@@ -123,8 +123,18 @@ def install_synapse(venv: Path = SYNAPSE_VENV) -> None:
     _log(f"installed matrix-synapse {synapse_version(venv)} into {venv} in {elapsed:.1f}s")
 
 
+def install_openssl() -> None:
+    """apt-get install the openssl command (the stack's TLS certificates) when it is missing."""
+    if shutil.which("openssl"):
+        _log("openssl already installed: nothing to do")
+        return
+    _apt_install_or_update(["openssl"], "OpenSSL")
+    _log("installed openssl")
+
+
 def install_all() -> None:
-    """Install everything the stack needs: Dovecot and PostgreSQL packages, the Synapse venv."""
+    """Install everything the stack needs: Dovecot, PostgreSQL and openssl, the Synapse venv."""
+    install_openssl()
     install_dovecot()
     install_postgres()
     install_synapse()

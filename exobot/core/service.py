@@ -96,7 +96,6 @@ class TicketService:
         pending: list[object] = []
 
         async def work(uow: UnitOfWork) -> Outcome:
-            pending.clear()  # a retried transaction starts over
             step = _Step(self, uow, actor, pending)
             outcome = await handler(step, intent)
             await step.flush()
