@@ -243,6 +243,14 @@ class Stack:
         self._remove_temp_socket_dir()
         self._save()
 
+    def kick_imap(self, user: str) -> None:
+        """Drop every IMAP connection of `user` (`doveadm kick`), as a server restart would."""
+        subprocess.run(
+            ["doveadm", "-c", str(self.dir / "dovecot" / "dovecot.conf"), "kick", user],
+            check=True,
+            capture_output=True,
+        )
+
     def stop_smtp(self) -> None:
         """Stop only the SMTP relay (to simulate an outage); its port is freed."""
         pid = self.pids.get("smtp")

@@ -101,7 +101,9 @@ class ImapIntake:
                 raise
             except Exception as error:
                 self.connected.clear()
-                log.warning("IMAP %s: %s; reconnecting in %.0f s", self.settings.host, error, backoff)
+                log.warning(
+                    "IMAP %s: %s; reconnecting in %.0f s", self.settings.host, error, backoff
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             else:
@@ -143,26 +145,44 @@ class ImapIntake:
         await asyncio.wait_for(protocol.capability(), self.settings.timeout)
 
     async def _session(self) -> None:
+        """One connection's life: watch the mailbox until the connection fails or is lost."""
         client = await self._connect()
+        lost = asyncio.Event()
+        # aioimaplib's commands wait out their whole timeout on a closed connection: a drop
+        # (or the server's BYE) ends the session at once instead.
+        client.protocol.conn_lost_cb = lambda _exc: lost.set()
+        watch = asyncio.create_task(self._watch(client), name="imap-watch")
+        lost_wait = asyncio.create_task(lost.wait())
         try:
-            response = _ok(await client.select(self.settings.folder), "SELECT")
-            uidvalidity = self._uidvalidity(response)
-            self.connected.set()
-            log.info("IMAP %s: watching %s", self.settings.host, self.settings.folder)
-            await self.fetch_new(client, uidvalidity)
-            use_idle = client.has_capability("IDLE")
-            while True:
-                if use_idle:
-                    await self._idle(client)
-                else:
-                    await asyncio.sleep(self.settings.poll_interval)
-                # A NOOP makes the server show messages another connection appended.
-                _ok(await client.noop(), "NOOP")
-                await self.fetch_new(client, uidvalidity)
+            await asyncio.wait({watch, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if watch.done():
+                watch.result()  # raises what ended it
+            raise ImapError("connection closed by the server")
         finally:
+            for task in (watch, lost_wait):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
             self.connected.clear()
-            with contextlib.suppress(Exception):  # the connection may already be gone
-                await asyncio.wait_for(client.logout(), 5)
+            if not lost.is_set():
+                with contextlib.suppress(Exception):  # the connection may be half gone
+                    await asyncio.wait_for(client.logout(), 5)
+
+    async def _watch(self, client: aioimaplib.IMAP4) -> None:
+        response = _ok(await client.select(self.settings.folder), "SELECT")
+        uidvalidity = self._uidvalidity(response)
+        self.connected.set()
+        log.info("IMAP %s: watching %s", self.settings.host, self.settings.folder)
+        await self.fetch_new(client, uidvalidity)
+        use_idle = client.has_capability("IDLE")
+        while True:
+            if use_idle:
+                await self._idle(client)
+            else:
+                await asyncio.sleep(self.settings.poll_interval)
+            # A NOOP makes the server show messages another connection appended.
+            _ok(await client.noop(), "NOOP")
+            await self.fetch_new(client, uidvalidity)
 
     @staticmethod
     def _uidvalidity(response: aioimaplib.Response) -> int:
@@ -176,14 +196,20 @@ class ImapIntake:
     async def _idle(self, client: aioimaplib.IMAP4) -> None:
         """IDLE until the server announces a message or the poll interval passes."""
         interval = min(self.settings.poll_interval, self.settings.idle_timeout)
-        idle = await client.idle_start(timeout=interval)
+        # idle_start waits for the server's go-ahead, which a dead connection never sends.
+        idle = await asyncio.wait_for(client.idle_start(timeout=interval), self.settings.timeout)
         try:
             while True:
                 # The watchdog: a dead connection never answers, so never wait forever.
                 push = await client.wait_server_push(timeout=interval + self.settings.timeout)
                 if push == aioimaplib.STOP_WAIT_SERVER_PUSH:
                     return
-                if any(isinstance(line, bytes) and line.endswith(b"EXISTS") for line in push):
+                lines = [line for line in push if isinstance(line, bytes)]
+                if any(line.startswith(b"BYE") for line in lines):
+                    raise ImapError(
+                        f"connection closed by the server: {lines[-1].decode(errors='replace')}"
+                    )
+                if any(line.endswith(b"EXISTS") for line in lines):
                     return
         finally:
             client.idle_done()
@@ -200,7 +226,9 @@ class ImapIntake:
         elif position is not None:
             log.warning(
                 "IMAP %s: UIDVALIDITY changed (%s → %s); reading the whole mailbox again",
-                mailbox, position.uidvalidity, uidvalidity,
+                mailbox,
+                position.uidvalidity,
+                uidvalidity,
             )
         response = _ok(await client.uid_search(f"UID {last_uid + 1}:*"), "UID SEARCH")
         uids = sorted(
@@ -214,9 +242,7 @@ class ImapIntake:
         for start in range(0, len(uids), FETCH_CHUNK):
             chunk = uids[start : start + FETCH_CHUNK]
             message_set = ",".join(map(str, chunk))
-            response = _ok(
-                await client.uid("fetch", message_set, "(UID BODY.PEEK[])"), "UID FETCH"
-            )
+            response = _ok(await client.uid("fetch", message_set, "(UID BODY.PEEK[])"), "UID FETCH")
             messages = parse_fetch(response.lines)
             async with self.repository.connection() as conn:
                 await inbound.store_many(conn, mailbox, uidvalidity, messages)

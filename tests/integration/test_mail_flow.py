@@ -6,7 +6,7 @@ import asyncio
 import re
 
 import pytest
-from harness import member_mail, unique
+from harness import member_mail, unique, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -265,3 +265,16 @@ async def test_operator_accepts_an_unverified_mail(bot):
     await bot.send(member_mail(partner, bot.address, subject="Re: [suport#1] Alta", body="Ja va"))
     await bot.wait_inbound_done(3)
     assert bot.scalar("SELECT count(*) FROM entries WHERE kind = 'mail_in'") == 3
+
+
+async def test_intake_reconnects_when_the_server_drops_it(bot, stack, caplog):
+    caplog.set_level("WARNING", logger="exobot.mail.intake")
+    stack.kick_imap(bot.address)
+
+    async def reconnected() -> bool:
+        return "reconnecting" in caplog.text and bot.app.intake.connected.is_set()
+
+    await wait_until(reconnected, 20, "intake to notice the drop and reconnect")
+    member = unique("member")
+    await bot.send(member_mail(member, bot.address, subject="Després de la desconnexió"))
+    await bot.wait_tickets(1)
