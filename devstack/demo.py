@@ -1,9 +1,9 @@
 """`make demo`: exobot on the local stack with SQLite, plus helpers to play the member.
 
-    python -m devstack.demo run                 start the stack and exobot; Ctrl-C stops both
-    python -m devstack.demo send [--from A] [--subject S] [--body B]
-                                                send a member's mail to the support address
-    python -m devstack.demo inbox [ADDRESS]     show the mails a member received
+python -m devstack.demo run                 start the stack and exobot; Ctrl-C stops both
+python -m devstack.demo send [--from A] [--subject S] [--body B]
+                                            send a member's mail to the support address
+python -m devstack.demo inbox [ADDRESS]     show the mails a member received
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def cmd_run(_args: argparse.Namespace) -> int:
     print(
         f"""
 exobot demo
-  support address  {SUPPORT}  (database {DEMO_DIR / 'exobot.db'})
+  support address  {SUPPORT}  (database {DEMO_DIR / "exobot.db"})
   config           {CONFIG}
   mail server      IMAP 127.0.0.1:{stack.imap_port}, SMTP 127.0.0.1:{stack.smtp_port}
                    any address @example.org is a mailbox, password "{stack.password}"
@@ -77,7 +77,7 @@ In another terminal:
   send a member's mail:   {me} send --subject "No em funciona internet"
   see the member's inbox: {me} inbox {MEMBER}
   quarantine:             .venv/bin/exobot quarantine list -c {CONFIG}
-Ctrl-C stops exobot{' and the stack' if started_here else ''}.
+Ctrl-C stops exobot{" and the stack" if started_here else ""}.
 """,
         flush=True,
     )
@@ -129,14 +129,19 @@ def cmd_inbox(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the sub-command."""
-    parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run").set_defaults(func=cmd_run)
     send = sub.add_parser("send")
     send.add_argument("--from", dest="sender", default=MEMBER)
     send.add_argument("--subject", default="No em funciona internet")
-    send.add_argument("--body", default="Hola,\n\ndes d'ahir a la tarda no tinc connexió.\n\nGràcies")
+    send.add_argument(
+        "--body", default="Hola,\n\ndes d'ahir a la tarda no tinc connexió.\n\nGràcies"
+    )
     send.set_defaults(func=cmd_send)
     inbox = sub.add_parser("inbox")
     inbox.add_argument("address", nargs="?", default=MEMBER)

@@ -74,7 +74,8 @@ class App:
         self.engine = create_engine(cfg.database.url)
         self.repository = SqlRepository(self.engine, create_sync_engine(cfg.database.url))
         secret = await hmac_secret(
-            self.repository, cfg.mail.hmac_secret.get_secret_value() if cfg.mail.hmac_secret else None
+            self.repository,
+            cfg.mail.hmac_secret.get_secret_value() if cfg.mail.hmac_secret else None,
         )
         message_ids = MessageIds(secret, cfg.mail.address.rpartition("@")[2])
         self.service = TicketService(
@@ -133,8 +134,11 @@ class App:
             asyncio.create_task(self.sender.run(), name="mail-sender"),
             asyncio.create_task(self.intake.run(), name="imap-intake"),
         ]
-        log.info("exobot started: %s, mail %s", self.config.database.url.split("://")[0],
-                 self.config.mail.address)
+        log.info(
+            "exobot started: %s, mail %s",
+            self.config.database.url.split("://")[0],
+            self.config.mail.address,
+        )
 
     async def _process_loop(self) -> None:
         """Process stored mail when intake stores some, and sweep now and then (CLI retries)."""
@@ -153,8 +157,12 @@ class App:
             task.cancel()
             done, _pending = await asyncio.wait({task}, timeout=STOP_TIMEOUT_SECONDS)
             if not done:
-                log.error("%s did not stop within %s s: %s", task.get_name(),
-                          STOP_TIMEOUT_SECONDS, task.get_stack())
+                log.error(
+                    "%s did not stop within %s s: %s",
+                    task.get_name(),
+                    STOP_TIMEOUT_SECONDS,
+                    task.get_stack(),
+                )
         self._tasks = []
         if self.repository is not None:
             await self.repository.close()

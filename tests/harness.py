@@ -93,7 +93,9 @@ class Instance:
     async def send(self, msg: EmailMessage) -> None:
         """Deliver a member's mail to the support address through the SMTP server."""
         raw = msg.as_bytes(policy=email.policy.SMTP)
-        await asyncio.to_thread(self.stack.send_mail, raw, msg["From"] or "x@example.org", [self.address])
+        await asyncio.to_thread(
+            self.stack.send_mail, raw, msg["From"] or "x@example.org", [self.address]
+        )
 
     async def deliver_raw(self, raw: bytes, mail_from: str = "someone@member.example.org") -> None:
         """Deliver raw bytes into the support mailbox (LMTP: exactly as given). Dovecot turns
@@ -124,7 +126,9 @@ class Instance:
         """Wait until `count` stored mails have left the `received` state."""
 
         async def done() -> bool:
-            return self.scalar("SELECT count(*) FROM inbound_mail WHERE state != 'received'") >= count
+            return (
+                self.scalar("SELECT count(*) FROM inbound_mail WHERE state != 'received'") >= count
+            )
 
         await wait_until(done, timeout, f"{count} processed mail(s)")
 
@@ -156,7 +160,10 @@ class Instance:
         """Run `exobot ARGS -c CONFIG` as a separate process."""
         return subprocess.run(
             [sys.executable, "-m", "exobot.cli", *args, "-c", str(self.config_path)],
-            capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
 
@@ -189,8 +196,9 @@ async def make_instance(stack, tmp_path_factory):
         data = instance_config(stack, tmp, **mail_overrides)
         path = tmp / "config.yaml"
         path.write_text(yaml.safe_dump(data))
-        inst = Instance(stack, path, load_config(path, env={}), data["mail"]["address"],
-                        tmp / "exobot.db")
+        inst = Instance(
+            stack, path, load_config(path, env={}), data["mail"]["address"], tmp / "exobot.db"
+        )
         made.append(inst)
         return inst
 
@@ -206,5 +214,3 @@ async def bot(make_instance):
     await inst.start()
     yield inst
     await inst.stop()
-
-

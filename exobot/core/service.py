@@ -128,7 +128,9 @@ class TicketService:
                 queue=intent.queue,
                 member_mail=not automatic,
             )
-            for address in dict.fromkeys(a.lower() for a in (mail.requestor, mail.sender, *mail.cc)):
+            for address in dict.fromkeys(
+                a.lower() for a in (mail.requestor, mail.sender, *mail.cc)
+            ):
                 await step.add_participant(ticket.number, address, "mail")
             await step.record_mail(
                 ticket, mail, EntryKind.AUTOMATIC_IN if automatic else EntryKind.MAIL_IN
@@ -136,7 +138,9 @@ class TicketService:
             outbox = []
             if intent.acknowledge:
                 outbox.append(
-                    await step.queue_mail(ticket, "ack", to=[ticket.requestor], auto=True, reply_to=mail)
+                    await step.queue_mail(
+                        ticket, "ack", to=[ticket.requestor], auto=True, reply_to=mail
+                    )
                 )
             await step.mark_inbound(mail, ticket)
             return step.outcome(ticket, created=True, outbox=outbox)
@@ -157,7 +161,9 @@ class TicketService:
         await step.mark_inbound(mail, ticket)
         return step.outcome(ticket)
 
-    async def _do_RecordDeliveryFailure(self, step: _Step, intent: i.RecordDeliveryFailure) -> Outcome:
+    async def _do_RecordDeliveryFailure(
+        self, step: _Step, intent: i.RecordDeliveryFailure
+    ) -> Outcome:
         ticket = await step.ticket(intent.ticket)
         await step.add(
             ticket,
@@ -257,7 +263,9 @@ class TicketService:
         await step.set_status(ticket, target)
         outbox = []
         if target is Status.RESOLVED:
-            outbox.append(await step.queue_mail(ticket, "resolved", to=[ticket.requestor], auto=True))
+            outbox.append(
+                await step.queue_mail(ticket, "resolved", to=[ticket.requestor], auto=True)
+            )
         return step.outcome(ticket, outbox=outbox)
 
     async def _do_AcceptUnverified(self, step: _Step, intent: i.AcceptUnverified) -> Outcome:
@@ -282,7 +290,9 @@ class TicketService:
 class _Step:
     """The context of one apply(): the unit of work, the actor, the time and the events to emit."""
 
-    def __init__(self, service: TicketService, uow: UnitOfWork, actor: Actor, pending: list[object]):
+    def __init__(
+        self, service: TicketService, uow: UnitOfWork, actor: Actor, pending: list[object]
+    ):
         self.service = service
         self.settings = service.settings
         self.uow = uow
@@ -325,7 +335,9 @@ class _Step:
         self._touched[ticket.number] = ticket
         self._stored[ticket.number] = replace(ticket)
         self._created.add(ticket.number)
-        await self.add(ticket, EntryKind.CREATED, data={"queue": queue, "requestor": ticket.requestor})
+        await self.add(
+            ticket, EntryKind.CREATED, data={"queue": queue, "requestor": ticket.requestor}
+        )
         return ticket
 
     async def add(
@@ -424,8 +436,13 @@ class _Step:
             ticket,
             EntryKind.MAIL_OUT,
             body=text,
-            data={"template": template, "to": to, "cc": cc or [], "message_id": message_id,
-                  "outbox_id": outbox_id},
+            data={
+                "template": template,
+                "to": to,
+                "cc": cc or [],
+                "message_id": message_id,
+                "outbox_id": outbox_id,
+            },
         )
         self.pending.append(OutboxQueued("mail"))
         return outbox_id
@@ -469,4 +486,4 @@ def _required_text(text: str, problem: str) -> str:
 
 def _looks_like_address(address: str) -> bool:
     local, _, domain = address.rpartition("@")
-    return bool(local) and "." in domain and not any(c.isspace() or c in "<>,;\"" for c in address)
+    return bool(local) and "." in domain and not any(c.isspace() or c in '<>,;"' for c in address)

@@ -103,5 +103,7 @@ async def counts(conn: AsyncConnection) -> dict[tuple[str, str], int]:
     """How many items there are per (kind, state)."""
     from sqlalchemy import func
 
-    rows = await conn.execute(select(O.c.kind, O.c.state, func.count()).group_by(O.c.kind, O.c.state))
+    rows = await conn.execute(
+        select(O.c.kind, O.c.state, func.count()).group_by(O.c.kind, O.c.state)
+    )
     return {(k, s): n for k, s, n in rows}

@@ -190,7 +190,9 @@ class SqlUnitOfWork(SqlReader):
     async def create_ticket(self, ticket: Ticket) -> Ticket:
         """Insert a ticket; the database assigns its number."""
         values = _ticket_values(ticket)
-        number = (await self.conn.execute(insert(T).values(**values).returning(T.c.id))).scalar_one()
+        number = (
+            await self.conn.execute(insert(T).values(**values).returning(T.c.id))
+        ).scalar_one()
         ticket.number = number
         await self._index(number, TITLE_ENTRY, ticket.title)
         return ticket

@@ -171,7 +171,11 @@ class MailSender:
             next_try = datetime.now(UTC) + self.retry.delay(attempts)
             log.warning(
                 "mail %s (ticket %s) not sent, attempt %d, retry at %s: %s",
-                item.id, item.ticket_id, attempts, next_try.isoformat(timespec="seconds"), error,
+                item.id,
+                item.ticket_id,
+                attempts,
+                next_try.isoformat(timespec="seconds"),
+                error,
             )
             async with self.repository.connection() as conn:
                 await outbox.mark_retry(conn, item.id, str(error), next_try)
@@ -224,7 +228,9 @@ class MailSender:
             await self._disconnect()  # a broken connection: the next mail opens a new one
             raise
         for recipient, (code, text) in (errors or {}).items():
-            log.warning("recipient %s refused (%s %s); the others got the mail", recipient, code, text)
+            log.warning(
+                "recipient %s refused (%s %s); the others got the mail", recipient, code, text
+            )
 
     async def _reset(self) -> None:
         """Leave the failed transaction so the connection can carry the next mail."""

@@ -125,7 +125,9 @@ class MailProcessor:
     async def process(self, inbound_id: int, raw: bytes | None = None) -> str:
         """Process one stored mail; returns the state it ends in."""
         if raw is None:
-            loaded = await self.repository.read(lambda view: inbound.load_raw(view.conn, inbound_id))
+            loaded = await self.repository.read(
+                lambda view: inbound.load_raw(view.conn, inbound_id)
+            )
             if loaded is None:
                 return "missing"
             raw, _state = loaded
@@ -135,9 +137,15 @@ class MailProcessor:
             return await self._finish(inbound_id, inbound.QUARANTINED, error=f"not a mail: {error}")
         except Exception as error:  # a parser bug must not block the next mails
             log.exception("parsing stored mail %s failed", inbound_id)
-            return await self._finish(inbound_id, inbound.QUARANTINED, error=f"parse failed: {error!r}")
+            return await self._finish(
+                inbound_id, inbound.QUARANTINED, error=f"parse failed: {error!r}"
+            )
 
-        meta = {"message_id": parsed.message_id, "subject": parsed.subject, "sender": parsed.from_addr}
+        meta = {
+            "message_id": parsed.message_id,
+            "subject": parsed.subject,
+            "sender": parsed.from_addr,
+        }
         key = dedupe_key(parsed, raw)
 
         async def classify(view: SqlReader) -> tuple[tuple[int, str] | None, Verdict | None]:
@@ -193,7 +201,9 @@ class MailProcessor:
             self.service.reference(outcome.ticket),
             "new ticket" if outcome.created else f"threaded by {verdict.threaded_by}",
             f", {verdict.mail_class.value}",
-            "" if verdict.acknowledge or not outcome.created else f", no ack: {'; '.join(verdict.no_ack)}",
+            ""
+            if verdict.acknowledge or not outcome.created
+            else f", no ack: {'; '.join(verdict.no_ack)}",
         )
         return "done"
 

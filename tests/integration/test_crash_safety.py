@@ -16,8 +16,10 @@ pytestmark = pytest.mark.integration
 async def _run_until_killed(inst, point: str) -> int:
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "crash_runner.py"), point, str(inst.config_path)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
     async def ended() -> bool:

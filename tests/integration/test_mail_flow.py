@@ -31,8 +31,11 @@ async def test_reply_by_subject_tag_is_threaded(bot):
     member = unique("member")
     await bot.send(member_mail(member, bot.address, subject="Router apagat"))
     await bot.wait_tickets(1)
-    await bot.send(member_mail(member, bot.address, subject="Re: [suport#1] Router apagat",
-                               body="Ja torna a funcionar"))
+    await bot.send(
+        member_mail(
+            member, bot.address, subject="Re: [suport#1] Router apagat", body="Ja torna a funcionar"
+        )
+    )
     await bot.wait_inbound_done(2)
     assert bot.scalar("SELECT count(*) FROM tickets") == 1
     kinds = [r[0] for r in bot.query("SELECT kind FROM entries WHERE ticket_id = 1 ORDER BY id")]
@@ -43,8 +46,13 @@ async def test_reply_with_only_in_reply_to_is_threaded(bot):
     member = unique("member")
     await bot.send(member_mail(member, bot.address, subject="Sense connexió"))
     [ack] = await bot.wait_mailbox(member, 1)
-    reply = member_mail(member, bot.address, subject="una altra cosa", body="Segueix igual",
-                        In_Reply_To=ack["Message-ID"])
+    reply = member_mail(
+        member,
+        bot.address,
+        subject="una altra cosa",
+        body="Segueix igual",
+        In_Reply_To=ack["Message-ID"],
+    )
     await bot.send(reply)
     await bot.wait_inbound_done(2)
     assert bot.scalar("SELECT count(*) FROM tickets") == 1
@@ -86,8 +94,9 @@ async def test_restart_reprocesses_nothing_and_loses_nothing(make_instance):
 
 async def test_auto_submitted_mail_gets_a_ticket_but_no_ack(bot):
     member = unique("member")
-    await bot.send(member_mail(member, bot.address, subject="Fora de l'oficina",
-                               Auto_Submitted="auto-replied"))
+    await bot.send(
+        member_mail(member, bot.address, subject="Fora de l'oficina", Auto_Submitted="auto-replied")
+    )
     await bot.wait_tickets(1)
     await bot.wait_inbound_done(1)
     assert bot.scalar("SELECT count(*) FROM outbox") == 0
@@ -109,8 +118,15 @@ async def test_auto_responder_gets_no_more_acks_than_the_cap(make_instance):
     assert len(acks) == 3
     # ... and a responder that answers each acknowledgement it gets (no RFC 3834 headers).
     for ack in acks:
-        await inst.send(member_mail(responder, inst.address, subject=f"Re: {ack['Subject']}",
-                                    body="I am away until Monday.", In_Reply_To=ack["Message-ID"]))
+        await inst.send(
+            member_mail(
+                responder,
+                inst.address,
+                subject=f"Re: {ack['Subject']}",
+                body="I am away until Monday.",
+                In_Reply_To=ack["Message-ID"],
+            )
+        )
     await inst.wait_inbound_done(10)
     await inst.wait_outbox_idle()
     assert inst.scalar("SELECT count(*) FROM tickets") == 7  # threaded, not new tickets
@@ -123,8 +139,14 @@ async def test_spoofed_tagged_mail_is_flagged_not_appended(bot):
     await bot.wait_tickets(1)
     await bot.wait_outbox_idle()
     status = bot.scalar("SELECT status FROM tickets WHERE id = 1")
-    await bot.send(member_mail(intruder, bot.address, subject="Re: [suport#1] Alta de servei",
-                               body="Canvieu el compte bancari al meu"))
+    await bot.send(
+        member_mail(
+            intruder,
+            bot.address,
+            subject="Re: [suport#1] Alta de servei",
+            body="Canvieu el compte bancari al meu",
+        )
+    )
     await bot.wait_inbound_done(2)
     kinds = [r[0] for r in bot.query("SELECT kind FROM entries WHERE ticket_id = 1")]
     assert kinds.count("unverified_in") == 1
@@ -226,8 +248,15 @@ async def test_reply_quoting_our_signed_message_id_is_trusted(bot):
     await bot.send(member_mail(member, bot.address, subject="Canvi de quota"))
     [ack] = await bot.wait_mailbox(member, 1)
     # The member answers from another address, replying to our acknowledgement.
-    await bot.send(member_mail(other, bot.address, subject="Re: Canvi de quota",
-                               In_Reply_To=ack["Message-ID"], body="Des de la feina"))
+    await bot.send(
+        member_mail(
+            other,
+            bot.address,
+            subject="Re: Canvi de quota",
+            In_Reply_To=ack["Message-ID"],
+            body="Des de la feina",
+        )
+    )
     await bot.wait_inbound_done(2)
     assert bot.scalar("SELECT count(*) FROM entries WHERE kind = 'mail_in'") == 2
     assert bot.scalar("SELECT count(*) FROM entries WHERE kind = 'unverified_in'") == 0
@@ -240,8 +269,9 @@ async def test_forged_signature_is_not_trusted(bot):
     # <exobot.N.NONCE.SIGNATURE@domain> with another signature
     forged = re.sub(r"\.[0-9a-f]{16}@", ".0123456789abcdef@", ack["Message-ID"])
     assert forged != ack["Message-ID"]
-    await bot.send(member_mail(intruder, bot.address, subject="Re: [suport#1] Quota",
-                               In_Reply_To=forged))
+    await bot.send(
+        member_mail(intruder, bot.address, subject="Re: [suport#1] Quota", In_Reply_To=forged)
+    )
     await bot.wait_inbound_done(2)
     assert bot.scalar("SELECT count(*) FROM entries WHERE kind = 'unverified_in'") == 1
 
@@ -254,8 +284,14 @@ async def test_operator_accepts_an_unverified_mail(bot):
     await bot.send(member_mail(member, bot.address, subject="Alta"))
     await bot.wait_tickets(1)
     await bot.app.service.apply(Actor.operator("@anna:example.org"), SetStatus(1, Status.RESOLVED))
-    await bot.send(member_mail(partner, bot.address, subject="Re: [suport#1] Alta",
-                               body="Sóc la parella, encara no funciona"))
+    await bot.send(
+        member_mail(
+            partner,
+            bot.address,
+            subject="Re: [suport#1] Alta",
+            body="Sóc la parella, encara no funciona",
+        )
+    )
     await bot.wait_inbound_done(2)
     assert bot.scalar("SELECT status FROM tickets WHERE id = 1") == "resolved"
     await bot.app.service.apply(Actor.operator("@anna:example.org"), AcceptUnverified(1))

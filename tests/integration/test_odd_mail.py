@@ -30,8 +30,12 @@ def _odd_mails(sender: str, to: str) -> dict[str, bytes]:
     big["From"], big["To"], big["Subject"] = sender, to, "Factura amb adjunt gros"
     big["Message-ID"] = "<big-1@member.example.org>"
     big.set_content("Us envio la factura.")
-    big.add_attachment(os.urandom(20 * 1024 * 1024), maintype="application",
-                       subtype="octet-stream", filename="factura.bin")
+    big.add_attachment(
+        os.urandom(20 * 1024 * 1024),
+        maintype="application",
+        subtype="octet-stream",
+        filename="factura.bin",
+    )
     return {
         "8bit-headers": (
             f"From: Jordi Pérez <{sender}>\r\nTo: {to}\r\nSubject: Connexió caiguda à l'Hospitalet\r\n"
@@ -42,21 +46,37 @@ def _odd_mails(sender: str, to: str) -> dict[str, bytes]:
             "Message-ID: <odd-charset@member.example.org>\r\nMIME-Version: 1.0\r\n"
             "Content-Type: text/plain; charset=x-no-existeix\r\n"
             "Content-Transfer-Encoding: 8bit\r\n\r\n"
-        ).encode() + "Això és latin-1: camió\r\n".encode("latin-1"),
+        ).encode()
+        + "Això és latin-1: camió\r\n".encode("latin-1"),
         "html-only": raw(
-            [f"From: {sender}", f"To: {to}", "Subject: Només HTML",
-             "Message-ID: <odd-html@member.example.org>", "MIME-Version: 1.0",
-             "Content-Type: text/html; charset=utf-8"],
+            [
+                f"From: {sender}",
+                f"To: {to}",
+                "Subject: Només HTML",
+                "Message-ID: <odd-html@member.example.org>",
+                "MIME-Version: 1.0",
+                "Content-Type: text/html; charset=utf-8",
+            ],
             "<html><body><p>El <b>router</b> no s'encén</p><script>alert(1)</script></body></html>",
         ),
         "nested-multipart": raw(
-            [f"From: {sender}", f"To: {to}", "Subject: Niat", "MIME-Version: 1.0",
-             "Message-ID: <odd-nested@member.example.org>"],
+            [
+                f"From: {sender}",
+                f"To: {to}",
+                "Subject: Niat",
+                "MIME-Version: 1.0",
+                "Message-ID: <odd-nested@member.example.org>",
+            ],
             "",
-        )[:-4] + f"\r\n{nested}".encode(),
+        )[:-4]
+        + f"\r\n{nested}".encode(),
         "empty-subject": raw(
-            [f"From: {sender}", f"To: {to}", "Subject: ",
-             "Message-ID: <odd-empty@member.example.org>"],
+            [
+                f"From: {sender}",
+                f"To: {to}",
+                "Subject: ",
+                "Message-ID: <odd-empty@member.example.org>",
+            ],
             "Sense assumpte però amb text.",
         ),
         "big-attachment": big.as_bytes(),
@@ -72,8 +92,10 @@ async def test_odd_mime_never_crashes(bot):
     await bot.wait_inbound_done(len(mails) + 1, timeout=60)
     states = dict(bot.query("SELECT message_id, state FROM inbound_mail"))
     assert all(state in ("done", "quarantined") for state in states.values()), states
-    tickets = bot.query("SELECT t.title, e.body FROM tickets t JOIN entries e ON e.ticket_id = t.id "
-                        "WHERE e.kind = 'mail_in' ORDER BY t.id")
+    tickets = bot.query(
+        "SELECT t.title, e.body FROM tickets t JOIN entries e ON e.ticket_id = t.id "
+        "WHERE e.kind = 'mail_in' ORDER BY t.id"
+    )
     titles = [t for t, _ in tickets]
     assert "Després dels estranys" in titles  # the mail after them was not blocked
     assert "(sense assumpte)" in titles
@@ -81,9 +103,10 @@ async def test_odd_mime_never_crashes(bot):
     assert "router" in html_body and "<b>" not in html_body
     charset_body = next(b for t, b in tickets if t == "charset mentider")
     assert "cami" in charset_body
-    assert bot.scalar(
-        "SELECT size FROM attachments WHERE filename = 'factura.bin'"
-    ) == 20 * 1024 * 1024
+    assert (
+        bot.scalar("SELECT size FROM attachments WHERE filename = 'factura.bin'")
+        == 20 * 1024 * 1024
+    )
 
 
 async def test_corpus_of_real_world_mails_becomes_tickets(bot):

@@ -28,9 +28,10 @@ async def test_reply_queued_while_smtp_is_down_is_delivered_once(bot, stack):
 
         await wait_until(retried, 20, "the reply to be retried")
         assert bot.scalar("SELECT state FROM outbox WHERE template = 'reply'") == "pending"
-        assert "connect" in bot.scalar(
-            "SELECT last_error FROM outbox WHERE template = 'reply'"
-        ).lower()
+        assert (
+            "connect"
+            in bot.scalar("SELECT last_error FROM outbox WHERE template = 'reply'").lower()
+        )
     finally:
         stack.start_smtp()
     await bot.wait_mailbox(member, 2, timeout=20)
@@ -77,8 +78,9 @@ async def test_quarantine_list_show_retry_discard(make_instance, monkeypatch):
     inst = make_instance()
     member = unique("member")
     for n in range(2):
-        await inst.send(member_mail(member, inst.address, subject=f"Trencat {n}",
-                                    X_Trigger_Parser_Bug="yes"))
+        await inst.send(
+            member_mail(member, inst.address, subject=f"Trencat {n}", X_Trigger_Parser_Bug="yes")
+        )
     await inst.send(member_mail(member, inst.address, subject="Sa"))
     await inst.start()
     await inst.wait_inbound_done(3)
@@ -137,7 +139,9 @@ def test_check_config_reports_problems_one_per_line(tmp_path, make_instance):
 
     bad = subprocess.run(
         [sys.executable, "-m", "exobot.cli", "check-config", "-c", str(broken)],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
