@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # devstack is not an installed package
 
+from devstack.exobot_config import exobot_config  # noqa: E402
 from devstack.stack import DEFAULT_BASE_PORT, Stack, find_free_base_port  # noqa: E402
 from exobot.app import App  # noqa: E402
 from exobot.config import Config, parse_config  # noqa: E402
@@ -69,36 +70,16 @@ class BenchError(Exception):
 
 
 def bench_config(stack: Stack, directory: Path, address: str) -> Config:
-    """exobot's configuration for one fresh mailbox (as tests/harness.py's instance_config)."""
+    """exobot's configuration for one fresh mailbox, with short retry and poll times."""
     directory.mkdir(parents=True, exist_ok=True)
-    data = {
-        "database": {"url": f"sqlite:///{directory / 'exobot.db'}"},
-        "tickets": {
-            "prefix": "suport",
-            "default_queue": "suport",
-            "queues": {"suport": {}, "tresoreria": {}},
-        },
-        "mail": {
-            "address": address,
-            "display_name": "Suport eXO",
-            "imap": {
-                "host": "127.0.0.1",
-                "port": stack.imap_port,
-                "security": "none",
-                "username": address,
-                "password": stack.password,
-                "poll_interval": "5s",
-            },
-            "smtp": {
-                "host": "127.0.0.1",
-                "port": stack.smtp_port,
-                "security": "none",
-                "timeout": "5s",
-            },
-            "outbox": {"retry_base": "1s", "retry_max": "2s", "max_attempts": 30},
-        },
-        "web": {"listen": "127.0.0.1:8080"},
-    }
+    data = exobot_config(
+        stack,
+        address=address,
+        database_url=f"sqlite:///{directory / 'exobot.db'}",
+        imap={"poll_interval": "5s"},
+        smtp={"timeout": "5s"},
+        outbox={"retry_base": "1s", "retry_max": "2s", "max_attempts": 30},
+    )
     return parse_config(data, env={})
 
 
