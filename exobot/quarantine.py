@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from exobot.app import App
 from exobot.config import Config
-from exobot.db import inbound
+from exobot.db import inbound, outbox
 
 
 async def run_quarantine(config: Config, action: str, inbound_id: int | None) -> int:
@@ -16,6 +16,10 @@ async def run_quarantine(config: Config, action: str, inbound_id: int | None) ->
         if action == "list":
             async with repo.connection() as conn:
                 items = await inbound.list_inbound(conn, inbound.QUARANTINED)
+                stored = await inbound.count_by_state(conn)
+                queued = await outbox.counts(conn)
+            print("stored mail: " + _summary(stored))
+            print("outbox: " + _summary({f"{k} {s}": n for (k, s), n in queued.items()}))
             if not items:
                 print("quarantine is empty")
             for item in items:
@@ -51,3 +55,7 @@ async def run_quarantine(config: Config, action: str, inbound_id: int | None) ->
         return 0 if state != inbound.QUARANTINED else 1
     finally:
         await app.repository.close()
+
+
+def _summary(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items())) or "none"

@@ -156,10 +156,13 @@ class Instance:
 
         return await wait_until(arrived, timeout, f"{count} mail(s) for {user}")
 
-    def run_cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        """Run `exobot ARGS -c CONFIG` as a separate process."""
+    def run_cli(
+        self, *args: str, config: Path | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
+        """Run `exobot ARGS -c CONFIG` (this instance's config by default) as a separate process."""
+        config = config or self.config_path
         return subprocess.run(
-            [sys.executable, "-m", "exobot.cli", *args, "-c", str(self.config_path)],
+            [sys.executable, "-m", "exobot.cli", *args, "-c", str(config)],
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -205,10 +205,6 @@ class ImapIntake:
                 if push == aioimaplib.STOP_WAIT_SERVER_PUSH:
                     return
                 lines = [line for line in push if isinstance(line, bytes)]
-                if any(line.startswith(b"BYE") for line in lines):
-                    raise ImapError(
-                        f"connection closed by the server: {lines[-1].decode(errors='replace')}"
-                    )
                 if any(line.endswith(b"EXISTS") for line in lines):
                     return
         finally:
