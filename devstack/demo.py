@@ -1,9 +1,16 @@
-"""`make demo`: exobot on the local stack with SQLite, plus helpers to play the member.
+"""`make demo`: exobot on the local stack (mail servers and Synapse) with SQLite, plus helpers
+to play the member.
 
-python -m devstack.demo run                 start the stack and exobot; Ctrl-C stops both
+python -m devstack.demo run                 start the stack, the Matrix accounts and rooms, and
+                                            exobot; Ctrl-C stops what it started
 python -m devstack.demo send [--from A] [--subject S] [--body B]
                                             send a member's mail to the support address
 python -m devstack.demo inbox [ADDRESS]     show the mails a member received
+
+`run` registers the bot @exobot:localhost and the volunteer @voluntari:localhost (password
+"voluntari-demo"), whose rooms #suport:localhost and #tresoreria:localhost the bot is
+invited to. Log in as the volunteer with any Matrix client (e.g. Element) pointed at the
+homeserver URL it prints; everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from devstack.exobot_config import exobot_config
+from devstack.matrix_setup import MatrixSetup, MatrixSetupError, setup_matrix
 from devstack.procs import StackError
 from devstack.stack import STACK_FILE, Stack, find_free_base_port
 
@@ -31,13 +39,18 @@ STACK_DIR = DEMO_DIR / "stack"
 CONFIG = DEMO_DIR / "config.yaml"
 SUPPORT = "suport@example.org"
 MEMBER = "membre@example.org"
+MATRIX_STORE = DEMO_DIR / "matrix"
+VOLUNTEER_PASSWORD = "voluntari-demo"  # loopback only
+BOT_PASSWORD = "exobot-demo"
 
 
-def _write_config(stack: Stack) -> None:
+def _write_config(stack: Stack, matrix: MatrixSetup) -> None:
     data = exobot_config(
         stack,
         address=SUPPORT,
         database_url=f"sqlite:///{DEMO_DIR / 'exobot.db'}",
+        matrix=matrix,
+        matrix_store=str(MATRIX_STORE),
         display_name="Suport eXO (demo)",
     )
     header = "# Written by `make demo`: exobot on the local stack, SQLite in var/demo/.\n"
@@ -52,19 +65,35 @@ def _running_stack() -> Stack | None:
 
 
 def cmd_run(_args: argparse.Namespace) -> int:
-    """Start the stack (or reuse the demo's running one) and exobot; Ctrl-C stops both."""
+    """Start the stack (or reuse the demo's running one), the Matrix rooms and exobot;
+    Ctrl-C stops what it started."""
     stack = _running_stack()
     started_here = stack is None
     if stack is None:
         if (STACK_DIR / STACK_FILE).exists():
             Stack.load(STACK_DIR).stop()  # leftovers of a demo that did not stop cleanly
         try:
-            stack = Stack.start(STACK_DIR, base_port=find_free_base_port(21000), synapse=False)
+            stack = Stack.start(STACK_DIR, base_port=find_free_base_port(21000), synapse=True)
         except StackError as error:
             print(f"demo: the local stack did not start: {error}", file=sys.stderr)
             return 1
-    _write_config(stack)
+    elif stack.synapse_url is None:
+        print(
+            f"demo: the running demo stack has no Synapse: stop it first "
+            f"({sys.executable} -m devstack stop --dir {STACK_DIR})",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        matrix = setup_matrix(stack, password=VOLUNTEER_PASSWORD, bot_password=BOT_PASSWORD)
+    except (MatrixSetupError, OSError) as error:
+        print(f"demo: setting up the Matrix accounts and rooms failed: {error}", file=sys.stderr)
+        if started_here:
+            stack.stop()
+        return 1
+    _write_config(stack, matrix)
     me = f"{sys.executable} -m devstack.demo"
+    rooms = ", ".join(matrix.aliases.values())
     print(
         f"""
 exobot demo
@@ -72,6 +101,12 @@ exobot demo
   config           {CONFIG}
   mail server      IMAP 127.0.0.1:{stack.imap_port}, SMTP 127.0.0.1:{stack.smtp_port}
                    any address @example.org is a mailbox, password "{stack.password}"
+  Matrix           homeserver {stack.synapse_url}
+                   bot {matrix.bot_user_id}
+                   rooms {rooms}
+
+Log in with any Matrix client (e.g. Element, homeserver {stack.synapse_url}):
+  user {matrix.volunteer_user_id}   password {matrix.volunteer_password}
 
 In another terminal:
   send a member's mail:   {me} send --subject "No em funciona internet"

@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from devstack.matrix_setup import MatrixSetup
+
+DEFAULT_MATRIX_STORE = "var/matrix"
 
 
-def exobot_config(stack: Any, *, address: str, database_url: str, **mail: Any) -> dict:
+def default_matrix_store(database_url: str) -> str:
+    """The Matrix store next to a SQLite database (`DIR/matrix`), else `var/matrix`."""
+    prefix = "sqlite:///"
+    if database_url.startswith(prefix) and len(database_url) > len(prefix):
+        return str(Path(database_url[len(prefix) :]).parent / "matrix")
+    return DEFAULT_MATRIX_STORE
+
+
+def exobot_config(
+    stack: Any,
+    *,
+    address: str,
+    database_url: str,
+    matrix: MatrixSetup | None = None,
+    matrix_store: str | None = None,
+    alerts: dict | None = None,
+    **mail: Any,
+) -> dict:
     """A complete configuration pointing exobot at `stack` (plain IMAP/SMTP on loopback).
 
     Keyword arguments override keys of the `mail` section; dicts (imap, smtp, outbox) are
-    merged into the defaults rather than replacing them.
+    merged into the defaults rather than replacing them. With `matrix` (a MatrixSetup) the
+    config gets a `matrix` section for its bot account (store in `matrix_store`, by default
+    next to a SQLite database) and each queue's `room` is the setup's alias. `alerts` is
+    merged into the `alerts` section.
     """
     data: dict[str, Any] = {
         "database": {"url": database_url},
@@ -38,4 +64,16 @@ def exobot_config(stack: Any, *, address: str, database_url: str, **mail: Any) -
             data["mail"].setdefault(key, {}).update(value)
         else:
             data["mail"][key] = value
+    if matrix is not None:
+        data["matrix"] = {
+            "homeserver": matrix.homeserver,
+            "user_id": matrix.bot_user_id,
+            "password": matrix.bot_password,
+            "store_path": matrix_store or default_matrix_store(database_url),
+            "operators": [],
+        }
+        for queue, alias in matrix.aliases.items():
+            data["tickets"]["queues"].setdefault(queue, {})["room"] = alias
+    if alerts:
+        data.setdefault("alerts", {}).update(alerts)
     return data

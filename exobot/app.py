@@ -15,17 +15,25 @@ from exobot.db.engine import create_engine, create_sync_engine
 from exobot.db.migrate import upgrade_async
 from exobot.db.repository import SqlRepository
 from exobot.db.state import get_state, set_state
+from exobot.delivery import RetryPolicy
+from exobot.jobs import AlertSweep, Scheduler
 from exobot.mail.compose import TemplateRenderer
 from exobot.mail.intake import ImapIntake, ImapSettings
 from exobot.mail.msgid import MessageIds
-from exobot.mail.outbound import MailSender, RetryPolicy, SmtpSettings
+from exobot.mail.outbound import MailSender, SmtpSettings
 from exobot.mail.processor import MailProcessor, MailSettings
+from exobot.matrix.bot import BotSettings, MatrixBot
+from exobot.matrix.client import MatrixClient, MatrixLoginError, MatrixSettings
+from exobot.matrix.poster import ChatSender
+from exobot.matrix.render import Renderer
+from exobot.matrix.rooms import QueueRooms
 
 log = logging.getLogger("exobot.app")
 
 HMAC_SECRET_KEY = "mail.hmac_secret"
 PROCESSOR_SWEEP_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
+ROOM_RETRY_SECONDS = 60.0
 
 
 async def hmac_secret(repository: SqlRepository, configured: str | None) -> str:
@@ -49,6 +57,9 @@ def service_settings(config: Config) -> ServiceSettings:
         language=config.language,
         own_address=config.mail.address,
         new_after=config.alerts.new_after,
+        repeat_every=config.alerts.repeat_every,
+        stalled_every=config.alerts.stalled_every,
+        announce=config.matrix is not None,
     )
 
 
@@ -63,6 +74,12 @@ class App:
         self.processor: MailProcessor | None = None
         self.intake: ImapIntake | None = None
         self.sender: MailSender | None = None
+        self.matrix: MatrixClient | None = None
+        self.rooms: QueueRooms | None = None
+        self.poster: ChatSender | None = None
+        self.bot: MatrixBot | None = None
+        self.scheduler: Scheduler | None = None
+        self.chat_ready = asyncio.Event()  # Matrix connected, rooms joined, workers running
         self.events = EventBus()
         self._mail_arrived = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -86,6 +103,7 @@ class App:
             prefix=cfg.tickets.prefix,
             ack_limit_per_day=cfg.mail.ack_limit_per_day,
             message_ids=message_ids,
+            announce=cfg.matrix is not None,
         )
         self.processor = MailProcessor(self.repository, self.service, rule_settings)
         imap = cfg.mail.imap
@@ -123,7 +141,59 @@ class App:
                 cfg.mail.outbox.max_attempts, cfg.mail.outbox.retry_base, cfg.mail.outbox.retry_max
             ),
         )
-        self.events.subscribe(OutboxQueued, lambda _event: self.sender.wake.set())
+        self.events.subscribe(OutboxQueued, self._wake_worker)
+        if cfg.matrix is not None:
+            self._build_matrix()
+
+    def _build_matrix(self) -> None:
+        cfg = self.config
+        m = cfg.matrix
+        self.matrix = MatrixClient(
+            MatrixSettings(
+                homeserver=str(m.homeserver).rstrip("/"),
+                user_id=m.user_id,
+                password=m.password.get_secret_value() if m.password else None,
+                access_token=m.access_token.get_secret_value() if m.access_token else None,
+                device_name=m.device_name,
+                store_path=m.store_path,
+            )
+        )
+        self.rooms = QueueRooms({q: queue.room for q, queue in cfg.tickets.queues.items()})
+        renderer = Renderer(cfg.language, cfg.tickets.prefix, cfg.alerts.tzinfo)
+        self.poster = ChatSender(
+            self.repository,
+            self.matrix,
+            self.rooms,
+            renderer,
+            default_queue=cfg.tickets.default_queue,
+        )
+        self.bot = MatrixBot(
+            self.matrix,
+            self.rooms,
+            self.service,
+            self.repository,
+            renderer,
+            BotSettings(
+                prefix=cfg.tickets.prefix,
+                queues=frozenset(cfg.tickets.queues),
+                operators=frozenset(m.operators),
+                support_address=cfg.mail.address,
+            ),
+            wake_poster=self.poster.wake.set,
+        )
+        sweep = AlertSweep(
+            self.repository,
+            self.service,
+            digest_at=cfg.alerts.digest_at,
+            timezone=cfg.alerts.tzinfo,
+        )
+        self.scheduler = Scheduler(sweep, cfg.alerts.sweep_every)
+
+    def _wake_worker(self, event: OutboxQueued) -> None:
+        if event.kind == "mail":
+            self.sender.wake.set()
+        elif self.poster is not None:
+            self.poster.wake.set()
 
     async def start(self) -> None:
         """Build, then start every worker as a task of this loop."""
@@ -134,6 +204,8 @@ class App:
             asyncio.create_task(self.sender.run(), name="mail-sender"),
             asyncio.create_task(self.intake.run(), name="imap-intake"),
         ]
+        if self.matrix is not None:
+            self._tasks.append(asyncio.create_task(self._matrix_loop(), name="matrix"))
         log.info(
             "exobot started: %s, mail %s",
             self.config.database.url.split("://")[0],
@@ -150,6 +222,44 @@ class App:
             self._mail_arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._mail_arrived.wait(), PROCESSOR_SWEEP_SECONDS)
+
+    async def _matrix_loop(self) -> None:
+        """Connect to Matrix (retrying while the homeserver is away), join the queue rooms, then
+        run the sync loop, the chat worker and the scheduler. Mail keeps flowing meanwhile."""
+        backoff = 1.0
+        while True:
+            try:
+                await self.matrix.connect()
+                break
+            except MatrixLoginError:
+                log.error("Matrix refused the bot's credentials: check the matrix section")
+                raise
+            except Exception as error:
+                log.warning("cannot reach Matrix (%s); retrying in %.0f s", error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
+        await self.rooms.ensure_joined(self.matrix)
+        self.rooms.warn_if_open(self.matrix)
+        workers = [
+            asyncio.create_task(self.matrix.run(), name="matrix-sync"),
+            asyncio.create_task(self.poster.run(), name="chat-sender"),
+            asyncio.create_task(self._keep_rooms(), name="matrix-rooms"),
+        ]
+        self.scheduler.start()
+        self.chat_ready.set()
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            self.scheduler.stop()
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await self.matrix.close()
+
+    async def _keep_rooms(self) -> None:
+        """Retry queue rooms that could not be joined at start (not created yet, no invite)."""
+        while not await self.rooms.ensure_joined(self.matrix):
+            await asyncio.sleep(ROOM_RETRY_SECONDS)
 
     async def stop(self) -> None:
         """Stop intake first (nothing new comes in), then the workers, then the database."""

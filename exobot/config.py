@@ -398,8 +398,10 @@ class AlertsConfig(ConfigSection):
     new_after: Duration = timedelta(hours=4)
     repeat_every: Duration = timedelta(hours=4)
     stalled_every: Duration = timedelta(days=7)
-    digest_at: ClockTime = time(9, 0)
+    digest_at: ClockTime | None = time(9, 0)  # null: no daily digest
     timezone: str = "Europe/Madrid"
+    # How often the sweep looks for due alerts (tests shorten it).
+    sweep_every: Duration = timedelta(seconds=60)
 
     @field_validator("timezone")
     @classmethod

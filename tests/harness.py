@@ -82,6 +82,8 @@ class Instance:
         self.app = App(self.config)
         await self.app.start()
         await asyncio.wait_for(self.app.intake.connected.wait(), 15)
+        if self.app.matrix is not None:
+            await asyncio.wait_for(self.app.chat_ready.wait(), 30)
         return self.app
 
     async def stop(self) -> None:
@@ -171,9 +173,17 @@ class Instance:
         )
 
 
-def instance_config(stack, tmp: Path, **mail_overrides: object) -> dict:
+def instance_config(
+    stack,
+    tmp: Path,
+    *,
+    matrix: object | None = None,
+    alerts: dict | None = None,
+    **mail_overrides: object,
+) -> dict:
     """A configuration (as data) for a fresh support mailbox on the stack, with short retry
-    and poll times so tests run fast."""
+    and poll times so tests run fast; with `matrix` (a devstack MatrixSetup) the bot joins
+    its rooms."""
     mail = {
         "imap": {"poll_interval": "5s"},
         "smtp": {"timeout": "5s"},
@@ -184,8 +194,15 @@ def instance_config(stack, tmp: Path, **mail_overrides: object) -> dict:
             mail.setdefault(key, {}).update(value)
         else:
             mail[key] = value
+    # No daily digest unless a test asks: it would post whenever a test runs after 09:00.
+    alerts = {"digest_at": None} | (alerts or {})
     return exobot_config(
-        stack, address=unique("suport"), database_url=f"sqlite:///{tmp / 'exobot.db'}", **mail
+        stack,
+        address=unique("suport"),
+        database_url=f"sqlite:///{tmp / 'exobot.db'}",
+        matrix=matrix,
+        alerts=alerts,
+        **mail,
     )
 
 
@@ -194,9 +211,11 @@ async def make_instance(stack, tmp_path_factory):
     """Factory: a new exobot Instance (own mailbox, own database); stopped at the end."""
     made: list[Instance] = []
 
-    def make(**mail_overrides: object) -> Instance:
+    def make(
+        *, matrix: object | None = None, alerts: dict | None = None, **mail_overrides: object
+    ) -> Instance:
         tmp = tmp_path_factory.mktemp("exobot")
-        data = instance_config(stack, tmp, **mail_overrides)
+        data = instance_config(stack, tmp, matrix=matrix, alerts=alerts, **mail_overrides)
         path = tmp / "config.yaml"
         path.write_text(yaml.safe_dump(data))
         inst = Instance(

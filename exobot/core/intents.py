@@ -117,6 +117,28 @@ class RecordDeliveryFailure:
     error: str
 
 
+@dataclass(frozen=True)
+class RaiseAlert:
+    """exobot's sweep: remind the team of a ticket whose next alert time has come (still new,
+    or stalled for long); does nothing when the ticket no longer needs it."""
+
+    ticket: int
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from, for the channel's own needs.
+
+    `key` makes the request idempotent: a request whose key was already recorded is refused
+    with AlreadyHandled (the key is recorded in the same transaction as the change). `reply`
+    is opaque to the core: it travels with the announcement of the change, so the channel
+    can answer where the request was made.
+    """
+
+    key: str | None = None
+    reply: dict | None = None
+
+
 Intent = (
     ReceiveMail
     | OpenTicket
@@ -130,6 +152,7 @@ Intent = (
     | SetStatus
     | AcceptUnverified
     | RecordDeliveryFailure
+    | RaiseAlert
 )
 
 OPERATOR_INTENTS = (

@@ -34,6 +34,7 @@ class EntryKind(StrEnum):
     TITLE = "title"
     ACCEPTED = "accepted"  # an unverified mail accepted by an operator
     DELIVERY_FAILED = "delivery_failed"
+    ALERT = "alert"  # a reminder raised by exobot: still new, or stalled for long
 
 
 class ActorKind(StrEnum):

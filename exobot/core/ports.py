@@ -63,6 +63,9 @@ class UnitOfWork(Protocol):
     ) -> int:
         """Queue an outward effect (a mail, a chat post) for the workers; returns its id."""
 
+    async def claim(self, key: str) -> bool:
+        """Record an idempotency key (e.g. a chat event id); False when it was recorded before."""
+
     async def mark_inbound(
         self,
         inbound_id: int,

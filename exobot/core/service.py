@@ -21,7 +21,13 @@ MAX_REFERENCES = 20
 
 
 class ServiceError(Exception):
-    """A request the service refuses; the message is meant for the person who asked."""
+    """A request the service refuses. `code` and `params` let each channel say it in the
+    person's language; str() is an English message for logs."""
+
+    def __init__(self, code: str, message: str, **params: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
 
 
 class TicketNotFound(ServiceError):
@@ -36,6 +42,10 @@ class InvalidRequest(ServiceError):
     """The request is malformed or breaks a rule (bad status, unknown queue, empty text)."""
 
 
+class AlreadyHandled(ServiceError):
+    """The request's idempotency key was seen before: it already took effect once."""
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     """The parts of the configuration the core needs."""
@@ -46,6 +56,13 @@ class ServiceSettings:
     language: str = "ca"
     own_address: str = "suport@example.org"
     new_after: timedelta | None = timedelta(hours=4)
+    repeat_every: timedelta = timedelta(hours=4)
+    stalled_every: timedelta | None = timedelta(days=7)
+    # Whether changes are announced in chat (an outbox row per change for the chat worker).
+    announce: bool = False
+
+
+CHAT = "chat"  # outbox kind of chat posts
 
 
 @dataclass
@@ -89,14 +106,20 @@ class TicketService:
         """The public reference of a ticket number."""
         return format_reference(self.settings.prefix, number)
 
-    async def apply(self, actor: Actor, intent: i.Intent) -> Outcome:
-        """Apply an intent for an actor, atomically; raises ServiceError with a clear message."""
+    async def apply(
+        self, actor: Actor, intent: i.Intent, origin: i.Origin | None = None
+    ) -> Outcome:
+        """Apply an intent for an actor, atomically; raises ServiceError with a clear message.
+
+        With an `origin` key the intent takes effect at most once per key."""
         self._authorize(actor, intent)
         handler = getattr(self, f"_do_{type(intent).__name__}")
         pending: list[object] = []
 
         async def work(uow: UnitOfWork) -> Outcome:
-            step = _Step(self, uow, actor, pending)
+            if origin is not None and origin.key is not None and not await uow.claim(origin.key):
+                raise AlreadyHandled("already_handled", f"{origin.key} was already handled")
+            step = _Step(self, uow, actor, pending, origin)
             outcome = await handler(step, intent)
             await step.flush()
             return outcome
@@ -108,11 +131,14 @@ class TicketService:
 
     def _authorize(self, actor: Actor, intent: i.Intent) -> None:
         if isinstance(intent, i.OPERATOR_INTENTS) and actor.kind is not ActorKind.OPERATOR:
-            raise NotAllowed("only operators can do that")
+            raise NotAllowed("not_operator", "only operators can do that")
         if isinstance(intent, i.ReceiveMail) and actor.kind is ActorKind.OPERATOR:
-            raise NotAllowed("operators cannot inject mail")
-        if isinstance(intent, i.RecordDeliveryFailure) and actor.kind is not ActorKind.SYSTEM:
-            raise NotAllowed("only exobot itself records delivery failures")
+            raise NotAllowed("not_allowed", "operators cannot inject mail")
+        if (
+            isinstance(intent, i.RecordDeliveryFailure | i.RaiseAlert)
+            and actor.kind is not ActorKind.SYSTEM
+        ):
+            raise NotAllowed("not_allowed", "only exobot itself does that")
 
     # --- mail -----------------------------------------------------------------------------
 
@@ -120,7 +146,7 @@ class TicketService:
         mail = intent.mail
         if intent.ticket is None:
             if intent.mail_class is i.MailClass.BOUNCE:
-                raise InvalidRequest("a bounce never opens a ticket")
+                raise InvalidRequest("bounce_without_ticket", "a bounce never opens a ticket")
             automatic = intent.mail_class is i.MailClass.AUTOMATIC
             ticket = await step.create(
                 title=mail.subject,
@@ -178,7 +204,11 @@ class TicketService:
     async def _do_OpenTicket(self, step: _Step, intent: i.OpenTicket) -> Outcome:
         requestor = intent.requestor.strip().lower()
         if not _looks_like_address(requestor):
-            raise InvalidRequest(f"{intent.requestor!r} is not an email address")
+            raise InvalidRequest(
+                "bad_address",
+                f"{intent.requestor!r} is not an email address",
+                address=intent.requestor,
+            )
         ticket = await step.create(title=intent.title, requestor=requestor, queue=intent.queue)
         await step.add_participant(ticket.number, requestor, "operator")
         if intent.text.strip():
@@ -191,7 +221,7 @@ class TicketService:
     async def _do_Give(self, step: _Step, intent: i.Give) -> Outcome:
         owner = intent.owner.strip()
         if not owner:
-            raise InvalidRequest("say who to give the ticket to")
+            raise InvalidRequest("missing_user", "say who to give the ticket to")
         return await self._set_owner(step, intent.ticket, owner, Happening.GIVE)
 
     async def _do_Untake(self, step: _Step, intent: i.Untake) -> Outcome:
@@ -202,10 +232,16 @@ class TicketService:
     ) -> Outcome:
         ticket = await step.ticket(number)
         if ticket.owner == owner and happening is not Happening.TAKE:
+            reference = self.reference(number)
+            if owner is None:
+                raise InvalidRequest(
+                    "already_unowned", f"{reference} already has no owner", ticket=reference
+                )
             raise InvalidRequest(
-                f"{self.reference(number)} already has no owner"
-                if owner is None
-                else f"{self.reference(number)} already belongs to {owner}"
+                "already_owner",
+                f"{reference} already belongs to {owner}",
+                ticket=reference,
+                owner=owner,
             )
         if ticket.owner != owner:
             await step.add(ticket, EntryKind.OWNER, data={"from": ticket.owner, "to": owner})
@@ -234,10 +270,12 @@ class TicketService:
     async def _do_SetTitle(self, step: _Step, intent: i.SetTitle) -> Outcome:
         title = _clean_title(intent.title)
         if not title:
-            raise InvalidRequest("write the new title")
+            raise InvalidRequest("missing_title", "write the new title")
         ticket = await step.ticket(intent.ticket)
         if title == ticket.title:
-            raise InvalidRequest("that is already the title")
+            raise InvalidRequest(
+                "same_title", "that is already the title", ticket=self.reference(ticket.number)
+            )
         await step.add(ticket, EntryKind.TITLE, data={"from": ticket.title, "to": title})
         ticket.title = title
         return step.outcome(ticket)
@@ -246,20 +284,35 @@ class TicketService:
         queue = intent.queue.strip().lower()
         if queue not in self.settings.queues:
             known = ", ".join(sorted(self.settings.queues))
-            raise InvalidRequest(f"unknown queue {intent.queue!r} (known: {known})")
+            raise InvalidRequest(
+                "unknown_queue",
+                f"unknown queue {intent.queue!r} (known: {known})",
+                queue=intent.queue,
+                known=known,
+            )
         ticket = await step.ticket(intent.ticket)
         if queue == ticket.queue:
-            raise InvalidRequest(f"{self.reference(ticket.number)} is already in {queue}")
+            reference = self.reference(ticket.number)
+            raise InvalidRequest(
+                "same_queue", f"{reference} is already in {queue}", ticket=reference, queue=queue
+            )
         await step.add(ticket, EntryKind.QUEUE, data={"from": ticket.queue, "to": queue})
         ticket.queue = queue
         return step.outcome(ticket)
 
     async def _do_SetStatus(self, step: _Step, intent: i.SetStatus) -> Outcome:
         ticket = await step.ticket(intent.ticket)
+        target = Status(intent.status)
         try:
-            target = check_status_change(ticket.status, Status(intent.status))
+            check_status_change(ticket.status, target)
         except LifecycleError as error:
-            raise InvalidRequest(str(error)) from None
+            code = "back_to_new" if target is Status.NEW else "same_status"
+            raise InvalidRequest(
+                code,
+                str(error),
+                ticket=self.reference(ticket.number),
+                status=ticket.status.value,
+            ) from None
         await step.set_status(ticket, target)
         outbox = []
         if target is Status.RESOLVED:
@@ -268,12 +321,35 @@ class TicketService:
             )
         return step.outcome(ticket, outbox=outbox)
 
+    async def _do_RaiseAlert(self, step: _Step, intent: i.RaiseAlert) -> Outcome:
+        ticket = await step.ticket(intent.ticket)
+        due = ticket.next_alert_at
+        if due is None or due > step.now:
+            return step.outcome(ticket)  # taken, answered or re-planned since the sweep looked
+        if ticket.status is Status.NEW:
+            since = ticket.created_at
+            reason, repeat = "new", self.settings.repeat_every
+        elif ticket.status is Status.STALLED and self.settings.stalled_every:
+            last = await step.uow.last_entry(ticket.number, [EntryKind.STATUS.value])
+            since = last.created_at if last else ticket.updated_at
+            reason, repeat = "stalled", self.settings.stalled_every
+        else:
+            ticket.next_alert_at = None
+            return step.outcome(ticket)
+        await step.add(ticket, EntryKind.ALERT, data={"reason": reason, "since": since.isoformat()})
+        # From now, not from `due`: after a long outage one alert, not a burst of them.
+        ticket.next_alert_at = step.now + repeat
+        return step.outcome(ticket)
+
     async def _do_AcceptUnverified(self, step: _Step, intent: i.AcceptUnverified) -> Outcome:
         ticket = await step.ticket(intent.ticket)
         entry = await step.uow.last_entry(ticket.number, [EntryKind.UNVERIFIED_IN.value])
         if entry is None:
+            reference = self.reference(ticket.number)
             raise InvalidRequest(
-                f"{self.reference(ticket.number)} has no mail from an unverified sender"
+                "no_unverified",
+                f"{reference} has no mail from an unverified sender",
+                ticket=reference,
             )
         sender = entry.data.get("from", "")
         entry.kind = EntryKind.MAIL_IN
@@ -291,9 +367,15 @@ class _Step:
     """The context of one apply(): the unit of work, the actor, the time and the events to emit."""
 
     def __init__(
-        self, service: TicketService, uow: UnitOfWork, actor: Actor, pending: list[object]
+        self,
+        service: TicketService,
+        uow: UnitOfWork,
+        actor: Actor,
+        pending: list[object],
+        origin: i.Origin | None = None,
     ):
         self.service = service
+        self.origin = origin
         self.settings = service.settings
         self.uow = uow
         self.actor = actor
@@ -307,7 +389,8 @@ class _Step:
     async def ticket(self, number: int) -> Ticket:
         ticket = await self.uow.get_ticket(number)
         if ticket is None:
-            raise TicketNotFound(f"{self.service.reference(number)} does not exist")
+            reference = self.service.reference(number)
+            raise TicketNotFound("not_found", f"{reference} does not exist", ticket=reference)
         self._touched[ticket.number] = ticket
         self._stored[ticket.number] = replace(ticket)
         return ticket
@@ -317,7 +400,10 @@ class _Step:
     ) -> Ticket:
         queue = (queue or self.settings.default_queue).lower()
         if queue not in self.settings.queues:
-            raise InvalidRequest(f"unknown queue {queue!r}")
+            known = ", ".join(sorted(self.settings.queues))
+            raise InvalidRequest(
+                "unknown_queue", f"unknown queue {queue!r}", queue=queue, known=known
+            )
         now = self.now
         ticket = Ticket(
             number=0,
@@ -380,7 +466,10 @@ class _Step:
             ticket, EntryKind.STATUS, data={"from": ticket.status.value, "to": target.value}
         )
         ticket.status = target
-        if target is not Status.NEW:
+        stalled_every = self.settings.stalled_every
+        if target is Status.STALLED and stalled_every:
+            ticket.next_alert_at = self.now + stalled_every
+        else:
             ticket.next_alert_at = None
         return entry
 
@@ -466,10 +555,25 @@ class _Step:
     async def flush(self) -> None:
         for number, ticket in self._touched.items():
             stored = self._stored[number]
-            if any(entry.ticket_number == number for entry in self.entries):
+            entries = [entry.id for entry in self.entries if entry.ticket_number == number]
+            if entries:
                 ticket.updated_at = self.now
             if ticket != stored:  # a new ticket with nothing more to say is already written
                 await self.uow.update_ticket(ticket, title_changed=ticket.title != stored.title)
+            if entries and self.settings.announce:
+                await self._announce(number, entries)
+
+    async def _announce(self, number: int, entries: list[int]) -> None:
+        """One chat post per change and ticket, in the change's transaction, so a crash after
+        the commit cannot lose it; the chat worker renders it from the entries."""
+        payload = {
+            "type": "ticket",
+            "entries": entries,
+            "created": number in self._created,
+            "origin": self.origin.reply if self.origin else None,
+        }
+        await self.uow.queue_outbox(CHAT, number, payload)
+        self.pending.append(OutboxQueued(CHAT))
 
 
 def _clean_title(title: str) -> str:
@@ -480,7 +584,7 @@ def _clean_title(title: str) -> str:
 def _required_text(text: str, problem: str) -> str:
     text = text.strip()
     if not text:
-        raise InvalidRequest(problem)
+        raise InvalidRequest("missing_text", problem)
     return text
 
 

@@ -19,6 +19,7 @@ from exobot.db.engine import READ_ONLY, upsert_insert
 from exobot.db.tables import (
     AttachmentRow,
     EntryRow,
+    HandledKeyRow,
     MailMessageRow,
     OutboxRow,
     ParticipantRow,
@@ -31,6 +32,7 @@ P = ParticipantRow.__table__
 M = MailMessageRow.__table__
 O = OutboxRow.__table__  # noqa: E741
 A = AttachmentRow.__table__
+H = HandledKeyRow.__table__
 
 R = TypeVar("R")
 TITLE_ENTRY = 0  # search_index row holding a ticket's title
@@ -175,6 +177,62 @@ class SqlReader:
         """How many tickets exist."""
         return (await self.conn.execute(select(func.count()).select_from(T))).scalar_one()
 
+    async def tickets(self, numbers: Sequence[int]) -> list[Ticket]:
+        """These tickets, in the order given (missing ones left out)."""
+        rows = await self.conn.execute(select(T).where(T.c.id.in_(list(numbers))))
+        found = {r.id: ticket_from_row(r) for r in rows}
+        return [found[n] for n in numbers if n in found]
+
+    async def entries(self, ids: Sequence[int]) -> list[Entry]:
+        """These history entries, oldest first."""
+        rows = await self.conn.execute(select(E).where(E.c.id.in_(list(ids))).order_by(E.c.id))
+        return [entry_from_row(r) for r in rows]
+
+    async def list_tickets(
+        self,
+        *,
+        queue: str | None = None,
+        statuses: Sequence[Status] = (),
+        owner: str | None = None,
+        unowned: bool = False,
+        limit: int = 30,
+        oldest_first: bool = False,
+    ) -> tuple[list[Ticket], int]:
+        """Tickets matching the filters (newest first unless `oldest_first`), at most `limit`,
+        and how many match in all."""
+        where = []
+        if queue:
+            where.append(T.c.queue == queue)
+        if statuses:
+            where.append(T.c.status.in_([s.value for s in statuses]))
+        if owner:
+            where.append(T.c.owner == owner)
+        if unowned:
+            where.append(T.c.owner.is_(None))
+        total = (
+            await self.conn.execute(select(func.count()).select_from(T).where(*where))
+        ).scalar_one()
+        order = T.c.id.asc() if oldest_first else T.c.id.desc()
+        rows = await self.conn.execute(select(T).where(*where).order_by(order).limit(limit))
+        return [ticket_from_row(r) for r in rows], total
+
+    async def status_counts(self) -> dict[tuple[str, str], int]:
+        """How many tickets there are per (queue, status)."""
+        rows = await self.conn.execute(
+            select(T.c.queue, T.c.status, func.count()).group_by(T.c.queue, T.c.status)
+        )
+        return {(q, s): n for q, s, n in rows}
+
+    async def due_alerts(self, now: datetime, limit: int = 200) -> list[int]:
+        """Tickets whose next alert time has come, the most overdue first."""
+        rows = await self.conn.execute(
+            select(T.c.id)
+            .where(T.c.next_alert_at.is_not(None), T.c.next_alert_at <= now)
+            .order_by(T.c.next_alert_at)
+            .limit(limit)
+        )
+        return [r[0] for r in rows]
+
 
 class SqlUnitOfWork(SqlReader):
     """The core's UnitOfWork on one connection inside one (write) transaction."""
@@ -306,6 +364,15 @@ class SqlUnitOfWork(SqlReader):
                 .returning(O.c.id)
             )
         ).scalar_one()
+
+    async def claim(self, key: str) -> bool:
+        """Record an idempotency key; False when it was recorded before."""
+        result = await self.conn.execute(
+            upsert_insert(self.conn, H)
+            .values(key=key, handled_at=utcnow())
+            .on_conflict_do_nothing(index_elements=[H.c.key])
+        )
+        return result.rowcount == 1
 
     async def mark_inbound(self, inbound_id: int, state: str, **details: object) -> None:
         """Record what became of a received raw mail."""

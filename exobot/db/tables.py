@@ -172,3 +172,40 @@ class StateRow(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     value: str
+
+
+class HandledKeyRow(SQLModel, table=True):
+    """An idempotency key (e.g. a Matrix event id) recorded with the change it caused."""
+
+    __tablename__ = "handled_keys"
+
+    key: str = Field(primary_key=True)
+    handled_at: datetime = _dt(nullable=False)
+
+
+class ChatThreadRow(SQLModel, table=True):
+    """A ticket's root message in a chat room; the newest one of a ticket is its thread."""
+
+    __tablename__ = "chat_threads"
+    __table_args__ = (UniqueConstraint("room_id", "root_event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    queue: str
+    room_id: str
+    root_event_id: str
+    created_at: datetime = _dt(nullable=False)
+
+
+class ChatPostRow(SQLModel, table=True):
+    """A message a chat outbox row posted: a retry skips the parts already posted."""
+
+    __tablename__ = "chat_posts"
+    __table_args__ = (UniqueConstraint("outbox_id", "part"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    outbox_id: int = Field(index=True)
+    part: int
+    room_id: str
+    event_id: str
+    created_at: datetime = _dt(nullable=False)

@@ -7,11 +7,9 @@ ticket's history and leaves it visible; it never blocks the mails queued after i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -21,11 +19,12 @@ from exobot.core.model import Actor
 from exobot.core.service import ServiceError, TicketService
 from exobot.db import outbox
 from exobot.db.repository import SqlRepository
+from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy
 from exobot.mail.compose import TemplateRenderer, build_message, is_threadable_id
 
 log = logging.getLogger("exobot.mail.outbound")
 
-IDLE_WAIT_SECONDS = 30.0
+__all__ = ["MailSender", "PermanentFailure", "RetryPolicy", "SmtpSettings"]
 
 
 @dataclass(frozen=True)
@@ -40,25 +39,11 @@ class SmtpSettings:
     timeout: float = 30.0
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff between attempts, up to a number of attempts."""
-
-    max_attempts: int = 10
-    base: timedelta = timedelta(seconds=30)
-    maximum: timedelta = timedelta(hours=1)
-
-    def delay(self, attempts: int) -> timedelta:
-        """The wait after the `attempts`-th failed attempt."""
-        return min(self.maximum, self.base * (2 ** max(0, attempts - 1)))
-
-
-class PermanentFailure(Exception):
-    """The server refused the mail for good (5xx)."""
-
-
-class MailSender:
+class MailSender(OutboxWorker):
     """Sends the pending mails of the outbox, one ticket's mails in order."""
+
+    kind = "mail"
+    log = log
 
     def __init__(
         self,
@@ -72,15 +57,13 @@ class MailSender:
         loop_marker: str,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self.repository = repository
+        super().__init__(repository, retry)
         self.service = service
         self.smtp = smtp
         self.renderer = renderer
         self.from_address = from_address
         self.from_name = from_name
         self.loop_marker = loop_marker
-        self.retry = retry or RetryPolicy()
-        self.wake = asyncio.Event()
         self._client: aiosmtplib.SMTP | None = None
 
     def build(self, payload: dict) -> EmailMessage:
@@ -116,74 +99,17 @@ class MailSender:
             language=payload.get("language") or "ca",
         )
 
-    async def run(self) -> None:
-        """Deliver forever: when woken, or when the next retry is due."""
-        while True:
-            try:
-                await self.deliver_due()
-                async with self.repository.connection() as conn:
-                    next_at = await outbox.next_due_at(conn, "mail")
-            except Exception:  # the database may be briefly unavailable; keep the worker alive
-                log.exception("mail worker pass failed")
-                next_at = None
-            wait = IDLE_WAIT_SECONDS
-            if next_at is not None:
-                wait = min(wait, max(0.0, (next_at - datetime.now(UTC)).total_seconds()))
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=wait or 0.01)
+    async def send(self, item: outbox.OutboxItem) -> None:
+        """Build the mail from its payload and hand it to the SMTP server."""
+        await self._send(self.build(item.payload))
 
-    async def deliver_due(self) -> int:
-        """Send every mail whose time has come; returns how many were sent."""
-        sent = 0
-        while True:
-            async with self.repository.connection() as conn:
-                items = await outbox.due(conn, "mail", datetime.now(UTC))
-            if not items:
-                return sent
-            progressed = False
-            try:
-                for item in items:
-                    if await self.deliver(item):
-                        sent += 1
-                        progressed = True
-            finally:
-                await self._disconnect()
-            if not progressed:
-                return sent
+    async def end_pass(self) -> None:
+        """One SMTP connection per pass: close it."""
+        await self._disconnect()
 
-    async def deliver(self, item: outbox.OutboxItem) -> bool:
-        """Try one mail; returns True when it was accepted by the server."""
-        try:
-            message = self.build(item.payload)
-            await self._send(message)
-        except PermanentFailure as error:
-            await self._fail(item, str(error))
-            return False
-        except (ValueError, KeyError) as error:  # a payload we cannot turn into a mail
-            await self._fail(item, f"cannot build the mail: {error!r}")
-            return False
-        except Exception as error:
-            attempts = item.attempts + 1
-            if attempts >= self.retry.max_attempts:
-                await self._fail(item, f"gave up after {attempts} attempts: {error}")
-                return False
-            next_try = datetime.now(UTC) + self.retry.delay(attempts)
-            log.warning(
-                "mail %s (ticket %s) not sent, attempt %d, retry at %s: %s",
-                item.id,
-                item.ticket_id,
-                attempts,
-                next_try.isoformat(timespec="seconds"),
-                error,
-            )
-            async with self.repository.connection() as conn:
-                await outbox.mark_retry(conn, item.id, str(error), next_try)
-            return False
-        async with self.repository.connection() as conn:
-            await outbox.mark_sent(conn, item.id)
-        log.info("mail %s (ticket %s) sent to %s", item.id, item.ticket_id, item.payload.get("to"))
-        return True
+    def describe(self, item: outbox.OutboxItem) -> str:
+        """Mails are named with their recipient in the logs."""
+        return f"mail {item.id} (ticket {item.ticket_id}) to {item.payload.get('to')}"
 
     async def _connection(self) -> aiosmtplib.SMTP:
         """The open SMTP connection of this pass (one for all its mails), made when needed."""
@@ -239,10 +165,8 @@ class MailSender:
         except Exception:
             await self._disconnect()
 
-    async def _fail(self, item: outbox.OutboxItem, error: str) -> None:
-        log.error("mail %s (ticket %s) failed for good: %s", item.id, item.ticket_id, error)
-        async with self.repository.connection() as conn:
-            await outbox.mark_failed(conn, item.id, error)
+    async def failed(self, item: outbox.OutboxItem, error: str) -> None:
+        """Record the failure in the ticket's history, where operators see it."""
         if item.ticket_id is None:
             return
         to = item.payload.get("to") or [""]

@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from exobot.core.events import OutboxQueued
 from exobot.core.intents import ReceiveMail
 from exobot.core.model import Actor, AttachmentInfo, IncomingMail
-from exobot.core.service import ServiceError, TicketService
+from exobot.core.service import CHAT, ServiceError, TicketService
 from exobot.db import inbound
 from exobot.db.repository import SqlReader, SqlRepository
 from exobot.mail.msgid import MessageIds
@@ -36,6 +37,7 @@ class MailSettings:
     prefix: str
     ack_limit_per_day: int
     message_ids: MessageIds
+    announce: bool = False  # tell the chat rooms about quarantined mail
 
 
 class ViewContext:
@@ -208,8 +210,24 @@ class MailProcessor:
         return "done"
 
     async def _finish(self, inbound_id: int, state: str, **values) -> str:
-        if state == inbound.QUARANTINED:
+        quarantined = state == inbound.QUARANTINED
+        if quarantined:
             log.warning("mail %s quarantined: %s", inbound_id, values.get("error"))
-        async with self.repository.connection() as conn:
-            await inbound.mark_inbound(conn, inbound_id, state, **values)
+        announce = quarantined and self.settings.announce
+        async with self.repository.transaction() as uow:
+            await inbound.mark_inbound(uow.conn, inbound_id, state, **values)
+            # Once per mail, even when a retry from the CLI quarantines it again.
+            if announce and await uow.claim(f"quarantine:{inbound_id}"):
+                payload = {
+                    "type": "quarantine",
+                    "inbound_id": inbound_id,
+                    "sender": values.get("sender"),
+                    "subject": values.get("subject"),
+                    "error": values.get("error"),
+                }
+                await uow.queue_outbox(CHAT, None, payload)
+            else:
+                announce = False
+        if announce:
+            await self.service.events.emit(OutboxQueued(CHAT))
         return state

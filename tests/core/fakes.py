@@ -60,6 +60,7 @@ class StoredState:
     messages: list[MessageRow] = field(default_factory=list)
     outbox: list[OutboxRow] = field(default_factory=list)
     inbound: dict[int, InboundMark] = field(default_factory=dict)
+    keys: set[str] = field(default_factory=set)
 
 
 class _Sequence:
@@ -161,6 +162,13 @@ class FakeUnitOfWork:
         )
         self.state.outbox.append(row)
         return row.id
+
+    async def claim(self, key: str) -> bool:
+        self._maybe_fail("claim")
+        if key in self.state.keys:
+            return False
+        self.state.keys.add(key)
+        return True
 
     async def mark_inbound(
         self,

@@ -543,7 +543,8 @@ async def test_other_status_changes_queue_nothing(world, status):
     outcome = await world.op(i.SetStatus(number, status))
     assert outcome.outbox == [] and world.repo.outbox() == []
     assert outcome.status is world.repo.ticket(number).status is status
-    assert world.repo.ticket(number).next_alert_at is None
+    expected = world.clock.now() + SETTINGS.stalled_every if status is Status.STALLED else None
+    assert world.repo.ticket(number).next_alert_at == expected
 
 
 @pytest.mark.parametrize("status", [Status.OPEN, *REOPENABLE])

@@ -1,0 +1,140 @@
+"""The one way to show mail text: every piece of mail text reaching Matrix, the web and the
+logs goes through `mail_text` (trimming quotes and signatures now, masking sensitive data
+later), so a protection added here covers every place."""
+
+from __future__ import annotations
+
+import re
+
+ELLIPSIS = "…"
+
+# Control characters other than newline and tab: invisible, and harmful in logs and HTML.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+# A line that opens the quoted copy of the mail being answered; everything from it is dropped.
+_REPLY_HEADERS = [
+    re.compile(r"^\s*On\b.{0,300}\bwrote:\s*$", re.IGNORECASE),
+    re.compile(r"^\s*El\b.{0,300}\bva escriure\s*:\s*$", re.IGNORECASE),
+    re.compile(r"^\s*El\b.{0,300}\bescribi[óo]\s*:\s*$", re.IGNORECASE),
+    re.compile(r"^\s*Le\b.{0,300}\ba écrit\s*:\s*$", re.IGNORECASE),
+    re.compile(
+        r"^\s*-{2,}\s*(?:Original Message|Mensaje original|Missatge original|"
+        r"Forwarded message|Mensaje reenviado|Missatge reenviat)\s*-{2,}\s*$",
+        re.IGNORECASE,
+    ),
+]
+# Outlook's block: "From: …" then, within a few lines, "Sent: …" (or its translations).
+_OUTLOOK_FROM = re.compile(r"^\s*\*?(?:From|De)\s*:\*?\s*\S", re.IGNORECASE)
+_OUTLOOK_SENT = re.compile(
+    r"^\s*\*?(?:Sent|Date|Enviado(?: el)?|Enviat(?: el)?|Fecha|Data)\s*:\*?\s*\S", re.IGNORECASE
+)
+_UNDERSCORES = re.compile(r"^\s*_{10,}\s*$")
+# Gmail wraps a long attribution: "On Mon, 1 Jan 2024 at 10:00, Name <" / "a@b.org> wrote:".
+_WRAPPED_START = re.compile(r"^\s*(?:On|El)\s\S", re.IGNORECASE)
+
+
+def _reply_header_at(lines: list[str], index: int) -> int | None:
+    """If a reply header starts at `index`, where the quoted part starts; else None."""
+    line = lines[index]
+    if any(pattern.match(line) for pattern in _REPLY_HEADERS):
+        return index
+    if _WRAPPED_START.match(line) and index + 1 < len(lines):
+        joined = f"{line} {lines[index + 1].strip()}"
+        if any(pattern.match(joined) for pattern in _REPLY_HEADERS[:4]):
+            return index
+    if _OUTLOOK_FROM.match(line) and any(
+        _OUTLOOK_SENT.match(following) for following in lines[index + 1 : index + 4]
+    ):
+        if index > 0 and _UNDERSCORES.match(lines[index - 1]):
+            return index - 1
+        return index
+    return None
+
+
+def _cut_reply(lines: list[str]) -> list[str]:
+    """Drop everything from the first reply header on, unless nothing would be left."""
+    for index in range(len(lines)):
+        start = _reply_header_at(lines, index)
+        if start is not None:
+            kept = lines[:start]
+            return kept if any(line.strip() for line in kept) else lines
+    return lines
+
+
+def _cut_trailing_quote(lines: list[str]) -> list[str]:
+    """Drop the `>` quoted lines (and blank lines) at the end of the mail."""
+    end = len(lines)
+    while end > 0 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith(">")):
+        end -= 1
+    kept = lines[:end]
+    return kept if any(line.strip() for line in kept) else lines
+
+
+def _cut_signature(lines: list[str]) -> list[str]:
+    """Drop the signature: everything after a line that is exactly `-- `."""
+    for index, line in enumerate(lines):
+        if line == "-- ":
+            kept = lines[:index]
+            return kept if any(item.strip() for item in kept) else lines
+    return lines
+
+
+def _collapse_blank_lines(lines: list[str]) -> list[str]:
+    """Strip leading and trailing blank lines and keep at most one blank line in a row."""
+    result: list[str] = []
+    for line in lines:
+        if not line and (not result or not result[-1]):
+            continue
+        result.append(line)
+    while result and not result[-1]:
+        result.pop()
+    return result
+
+
+def _truncate(text: str, max_chars: int) -> str:
+    """Cut `text` to at most `max_chars` characters, ending in `…`, at a word if one is near."""
+    if max_chars <= 0:
+        return ""
+    if len(text) <= max_chars:
+        return text
+    cut = text[: max_chars - 1]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    if space >= max_chars * 3 // 4:
+        cut = cut[:space]
+    return cut.rstrip() + ELLIPSIS
+
+
+def mail_text(
+    body: str | None, *, max_lines: int | None = None, max_chars: int | None = None
+) -> str:
+    """Mail text as shown anywhere: quotes and signature trimmed, blank runs collapsed, cut."""
+    if not body:
+        return ""
+    text = _CONTROL.sub("", body.replace("\r\n", "\n").replace("\r", "\n"))
+    lines = text.split("\n")
+    lines = _cut_signature(lines)  # before stripping: the marker is exactly "-- "
+    lines = [line.rstrip() for line in lines]
+    lines = _cut_reply(lines)
+    lines = _cut_trailing_quote(lines)
+    lines = _collapse_blank_lines(lines)
+    truncated = False
+    if max_lines is not None and len(lines) > max_lines:
+        lines = lines[: max(max_lines, 0)]
+        while lines and not lines[-1]:
+            lines.pop()
+        truncated = True
+    result = "\n".join(lines)
+    if max_chars is not None and len(result) > max_chars:
+        return _truncate(result, max_chars)
+    if truncated:
+        if max_chars is not None and len(result) + 1 > max_chars:
+            return _truncate(result + " " + ELLIPSIS, max_chars)
+        return result + ELLIPSIS
+    return result
+
+
+def one_line(text: str | None, max_chars: int) -> str:
+    """`text` on one line: whitespace collapsed, cut to `max_chars` with `…`."""
+    if not text:
+        return ""
+    return _truncate(" ".join(_CONTROL.sub("", text).split()), max_chars)

@@ -1,0 +1,138 @@
+"""The shape every outbox worker shares: wake up, deliver what is due in order, retry with
+backoff, and give up visibly. Mail (SMTP) and chat (Matrix) workers fill in the sending."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from exobot.db import outbox
+from exobot.db.repository import SqlRepository
+
+IDLE_WAIT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff between attempts, up to a number of attempts."""
+
+    max_attempts: int = 10
+    base: timedelta = timedelta(seconds=30)
+    maximum: timedelta = timedelta(hours=1)
+
+    def delay(self, attempts: int) -> timedelta:
+        """The wait after the `attempts`-th failed attempt."""
+        return min(self.maximum, self.base * (2 ** max(0, attempts - 1)))
+
+
+class PermanentFailure(Exception):
+    """The receiving side refused the item for good: retrying cannot help."""
+
+
+class OutboxWorker:
+    """Delivers the pending outbox items of one kind, each ticket's items in order.
+
+    Subclasses implement `send(item)` (raise PermanentFailure for a refusal that retrying
+    cannot fix, anything else for a temporary failure) and may override `failed(item, error)`,
+    `end_pass()` and `describe(item)`.
+    """
+
+    kind: str = ""
+    log = logging.getLogger("exobot.outbox")
+
+    def __init__(self, repository: SqlRepository, retry: RetryPolicy | None = None) -> None:
+        self.repository = repository
+        self.retry = retry or RetryPolicy()
+        self.wake = asyncio.Event()
+
+    async def send(self, item: outbox.OutboxItem) -> None:
+        """Deliver one item."""
+        raise NotImplementedError
+
+    async def failed(self, item: outbox.OutboxItem, error: str) -> None:
+        """An item was given up (already marked failed); record it where people will see it."""
+
+    async def end_pass(self) -> None:
+        """Release what a pass held (e.g. a server connection)."""
+
+    def describe(self, item: outbox.OutboxItem) -> str:
+        """How the logs name an item."""
+        return f"{self.kind} {item.id} (ticket {item.ticket_id})"
+
+    async def run(self) -> None:
+        """Deliver forever: when woken, or when the next retry is due."""
+        while True:
+            try:
+                await self.deliver_due()
+                async with self.repository.connection() as conn:
+                    next_at = await outbox.next_due_at(conn, self.kind)
+            except Exception:  # the database may be briefly unavailable; keep the worker alive
+                self.log.exception("%s worker pass failed", self.kind)
+                next_at = None
+            wait = IDLE_WAIT_SECONDS
+            if next_at is not None:
+                wait = min(wait, max(0.0, (next_at - datetime.now(UTC)).total_seconds()))
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=wait or 0.01)
+
+    async def deliver_due(self) -> int:
+        """Deliver every item whose time has come; returns how many were delivered."""
+        delivered = 0
+        while True:
+            async with self.repository.connection() as conn:
+                items = await outbox.due(conn, self.kind, datetime.now(UTC))
+            if not items:
+                return delivered
+            progressed = False
+            try:
+                for item in items:
+                    if await self.deliver(item):
+                        delivered += 1
+                        progressed = True
+            finally:
+                await self.end_pass()
+            if not progressed:
+                return delivered
+
+    async def deliver(self, item: outbox.OutboxItem) -> bool:
+        """Try one item; returns True when it was delivered."""
+        try:
+            await self.send(item)
+        except asyncio.CancelledError:
+            raise
+        except PermanentFailure as error:
+            await self._give_up(item, str(error))
+            return False
+        except (ValueError, KeyError, TypeError) as error:  # a payload we cannot deliver
+            await self._give_up(item, f"cannot deliver it: {error!r}")
+            return False
+        except Exception as error:
+            attempts = item.attempts + 1
+            if attempts >= self.retry.max_attempts:
+                await self._give_up(item, f"gave up after {attempts} attempts: {error}")
+                return False
+            next_try = datetime.now(UTC) + self.retry.delay(attempts)
+            self.log.warning(
+                "%s not delivered, attempt %d, retry at %s: %s",
+                self.describe(item),
+                attempts,
+                next_try.isoformat(timespec="seconds"),
+                error,
+            )
+            async with self.repository.connection() as conn:
+                await outbox.mark_retry(conn, item.id, str(error), next_try)
+            return False
+        async with self.repository.connection() as conn:
+            await outbox.mark_sent(conn, item.id)
+        self.log.info("%s delivered", self.describe(item))
+        return True
+
+    async def _give_up(self, item: outbox.OutboxItem, error: str) -> None:
+        self.log.error("%s failed for good: %s", self.describe(item), error)
+        async with self.repository.connection() as conn:
+            await outbox.mark_failed(conn, item.id, error)
+        await self.failed(item, error)

@@ -1,0 +1,115 @@
+"""Scheduled jobs on APScheduler: one sweep a minute raises the alerts that are due and posts
+the daily digest.
+
+Nothing is scheduled per ticket: each ticket carries its own "next alert at" time, and the
+sweep asks the ticket service to raise the alerts whose time has come (the service re-plans
+the next one in the same transaction). The digest is keyed by its local date, recorded with
+its outbox row. So a restart repeats nothing, and whatever fell due while exobot was down
+is raised at the first sweep after it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from exobot.core.events import OutboxQueued
+from exobot.core.intents import RaiseAlert
+from exobot.core.model import Actor
+from exobot.core.ports import Clock
+from exobot.core.service import CHAT, ServiceError, SystemClock, TicketService
+from exobot.db.repository import SqlRepository
+
+log = logging.getLogger("exobot.jobs")
+
+ALERTS = Actor.system("alerts")
+
+
+class AlertSweep:
+    """Raises due alerts and the daily digest; `run_once()` is one sweep."""
+
+    def __init__(
+        self,
+        repository: SqlRepository,
+        service: TicketService,
+        *,
+        digest_at: time | None,
+        timezone: ZoneInfo,
+        clock: Clock | None = None,
+    ) -> None:
+        self.repository = repository
+        self.service = service
+        self.digest_at = digest_at
+        self.timezone = timezone
+        self.clock = clock or SystemClock()
+
+    async def run_once(self) -> int:
+        """One sweep; returns how many alerts and digests were queued."""
+        now = self.clock.now()
+        raised = 0
+        due = await self.repository.read(lambda view: view.due_alerts(now))
+        for number in due:
+            try:
+                outcome = await self.service.apply(ALERTS, RaiseAlert(number))
+            except ServiceError as error:
+                log.warning("alert for ticket %s not raised: %s", number, error)
+                continue
+            raised += bool(outcome.entries)
+        if self.digest_at is not None and await self._digest(now):
+            raised += 1
+        return raised
+
+    async def _digest(self, now: datetime) -> bool:
+        local = now.astimezone(self.timezone)
+        if local.time() < self.digest_at:
+            return False
+        key = f"digest:{local.date().isoformat()}"
+
+        async def work(uow) -> bool:  # noqa: ANN001 - the service's unit of work
+            if not await uow.claim(key):
+                return False
+            await uow.queue_outbox(CHAT, None, {"type": "digest", "date": local.date().isoformat()})
+            return True
+
+        queued = await self.repository.run(work)
+        if queued:
+            log.info("daily digest of %s queued", local.date())
+            await self.service.events.emit(OutboxQueued(CHAT))
+        return queued
+
+
+class Scheduler:
+    """The process's APScheduler, owning the sweep job (and, later, plugins' jobs)."""
+
+    def __init__(self, sweep: AlertSweep, every: timedelta) -> None:
+        self.sweep = sweep
+        self.every = every
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+
+    def start(self) -> None:
+        """Start sweeping now and every `every`; a sweep still running is never doubled."""
+        self.scheduler.add_job(
+            self._sweep,
+            IntervalTrigger(seconds=self.every.total_seconds()),
+            id="alert-sweep",
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self.scheduler.start()
+
+    async def _sweep(self) -> None:
+        try:
+            await self.sweep.run_once()
+        except Exception:  # a database hiccup: the next sweep tries again
+            log.exception("alert sweep failed")
+
+    def stop(self) -> None:
+        """Stop the scheduler without waiting for a running sweep."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)

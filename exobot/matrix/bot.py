@@ -1,0 +1,240 @@
+"""The bot: what volunteers write in the queue rooms becomes intents for the ticket service.
+
+Commands and plain messages in a ticket's thread are turned into intents and applied with the
+event id as idempotency key, so an event seen twice (a restart, a re-delivered sync) never
+acts twice. Every answer (confirmation, error, query result) is an outbox row written in the
+same transaction that records the event as handled.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import nio
+
+from exobot.core.commands import CommandError, ParsedCommand, Query, is_command, parse_command
+from exobot.core.intents import Comment, Origin
+from exobot.core.model import Actor, Status
+from exobot.core.service import CHAT, AlreadyHandled, ServiceError, TicketService
+from exobot.db import chat
+from exobot.db.repository import SqlRepository
+from exobot.matrix.client import MatrixClient
+from exobot.matrix.render import Message, Renderer
+from exobot.matrix.rooms import QueueRooms
+
+log = logging.getLogger("exobot.matrix.bot")
+
+DEFAULT_LIST_STATUSES = (Status.NEW, Status.OPEN)
+LIST_LIMIT = 30
+SEARCH_LIMIT = 20
+_PILL = re.compile(r'<a href="https://matrix\.to/#/(@[^"/?]+)"[^>]*>(.*?)</a>', re.DOTALL)
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    """What the bot needs from the configuration."""
+
+    prefix: str
+    queues: frozenset[str]
+    operators: frozenset[str]  # empty: the members of the queue rooms
+    support_address: str
+
+
+class MatrixBot:
+    """Reads the queue rooms and answers there; changes tickets only through the service."""
+
+    def __init__(
+        self,
+        client: MatrixClient,
+        rooms: QueueRooms,
+        service: TicketService,
+        repository: SqlRepository,
+        renderer: Renderer,
+        settings: BotSettings,
+        wake_poster: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.client = client
+        self.rooms = rooms
+        self.service = service
+        self.repository = repository
+        self.renderer = renderer
+        self.settings = settings
+        self.wake_poster = wake_poster
+        client.on_event = self.handle_event
+        client.on_invite = self.handle_invite
+
+    # --- who may act ---------------------------------------------------------------------
+
+    def is_operator(self, user_id: str) -> bool:
+        """Operators: the configured list, or else the joined members of any queue room."""
+        if self.settings.operators:
+            return user_id in self.settings.operators
+        for room_id in self.rooms.room_ids():
+            room = self.client.nio.rooms.get(room_id)
+            if room is not None and user_id in room.users:
+                return True
+        return False
+
+    # --- invites ---------------------------------------------------------------------------
+
+    async def handle_invite(self, room_id: str, inviter: str | None) -> None:
+        """Join queue rooms; tell anyone else, once, where help is, and leave."""
+        if self.rooms.is_queue_room(room_id) or await self._is_configured_alias(room_id):
+            await self.rooms.ensure_joined(self.client)
+            return
+        log.info("invited to %s by %s, which is no queue room: refusing", room_id, inviter)
+        joined = await self.client.nio.join(room_id)
+        if isinstance(joined, nio.JoinResponse):
+            message = self.renderer.direct_refusal(self.settings.support_address)
+            content = {
+                "msgtype": "m.notice",
+                "body": message.body,
+                "format": "org.matrix.custom.html",
+                "formatted_body": message.html,
+                "m.mentions": {},
+            }
+            try:
+                await self.client.nio.room_send(
+                    room_id, "m.room.message", content, ignore_unverified_devices=True
+                )
+            except Exception as error:  # best effort: the refusal is a courtesy
+                log.warning("could not send the refusal to %s: %s", room_id, error)
+        await self.client.nio.room_leave(room_id)
+
+    async def _is_configured_alias(self, room_id: str) -> bool:
+        await self.rooms.ensure_joined(self.client)
+        return self.rooms.is_queue_room(room_id)
+
+    # --- messages --------------------------------------------------------------------------
+
+    async def handle_event(self, room: nio.MatrixRoom, event: nio.Event) -> None:
+        """Act on a volunteer's message in a queue room; ignore everything else."""
+        if not isinstance(event, nio.RoomMessageText) or event.sender == self.client.user_id:
+            return
+        room_queue = self.rooms.queue_of(room.room_id)
+        if room_queue is None:
+            return
+        content = event.source.get("content", {})
+        relates = content.get("m.relates_to") or {}
+        if relates.get("rel_type") == "m.replace":
+            return  # an edit never runs a command again
+        thread_root = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
+        text = _message_text(event.body, content)
+        command = is_command(text)
+        context = await self._thread_ticket(room.room_id, thread_root)
+        if not command and context is None:
+            return  # conversation among volunteers
+        origin = {"room": room.room_id, "event": event.event_id, "thread": thread_root}
+        key = f"matrix:{event.event_id}"
+        if not self.is_operator(event.sender):
+            if command:
+                await self._answer(key, origin, self.renderer.not_operator())
+            return
+        if not command:
+            origin["plain"] = True
+            await self._apply(event.sender, Comment(context, text), key, origin)
+            return
+        try:
+            parsed = parse_command(
+                text,
+                prefix=self.settings.prefix,
+                queues=self.settings.queues,
+                context_ticket=context,
+                room_queue=room_queue,
+            )
+        except CommandError as error:
+            await self._answer(key, origin, self.renderer.error(error.code, error.params))
+            return
+        await self._run(parsed, event.sender, key, origin)
+
+    async def _thread_ticket(self, room_id: str, thread_root: str | None) -> int | None:
+        if thread_root is None:
+            return None
+        async with self.repository.reading() as view:
+            thread = await chat.thread_by_root(view.conn, room_id, thread_root)
+        return thread.ticket if thread else None
+
+    async def _run(self, parsed: ParsedCommand, sender: str, key: str, origin: dict) -> None:
+        if parsed.query is not None:
+            try:
+                message = await self._query(parsed.query, sender)
+            except ServiceError as error:
+                message = self.renderer.error(error.code, error.params)
+            await self._answer(key, origin, message)
+        elif parsed.intent is not None:
+            await self._apply(sender, parsed.intent, key, origin)
+
+    async def _apply(self, sender: str, intent: object, key: str, origin: dict) -> None:
+        try:
+            await self.service.apply(Actor.operator(sender), intent, Origin(key, origin))
+        except AlreadyHandled:
+            log.info("%s was already handled", key)
+        except ServiceError as error:
+            await self._answer(key, origin, self.renderer.error(error.code, error.params))
+        except Exception:
+            log.exception("applying %r for %s failed", intent, sender)
+            await self._answer(key, origin, self.renderer.error("internal", {}))
+
+    async def _query(self, query: Query, sender: str) -> Message:
+        now = datetime.now(UTC)
+        r = self.renderer
+        if query.name == "help":
+            return r.help(query.topic)
+        async with self.repository.reading() as view:
+            if query.name in ("show", "history"):
+                ticket = await view.get_ticket(query.ticket)
+                if ticket is None:
+                    reference = self.service.reference(query.ticket)
+                    return r.error("not_found", {"ticket": reference})
+                if query.name == "show":
+                    return r.show(ticket, now)
+                return r.history(ticket, await view.history(ticket.number), now)
+            if query.name == "list":
+                tickets, total = await view.list_tickets(
+                    queue=query.queue,
+                    statuses=query.statuses or DEFAULT_LIST_STATUSES,
+                    owner=sender if query.owner == "mine" else None,
+                    unowned=query.owner == "unowned",
+                    limit=LIST_LIMIT,
+                )
+                return r.ticket_list(tickets, total, now)
+            if query.name == "search":
+                numbers = await view.search(query.words, SEARCH_LIMIT)
+                return r.search_results(query.words, await view.tickets(numbers), now)
+        raise ValueError(f"unknown query {query.name!r}")
+
+    async def _answer(self, key: str, origin: dict, message: Message) -> None:
+        """Queue an answer at the command, recording the event as handled in one transaction."""
+
+        async def work(uow) -> bool:  # noqa: ANN001 - the service's unit of work
+            if not await uow.claim(key):
+                return False
+            payload = {"type": "answer", "origin": origin, "body": message.body,
+                       "html": message.html}
+            await uow.queue_outbox(CHAT, None, payload)
+            return True
+
+        if await self.repository.run(work):
+            self.wake_poster()
+
+
+def _message_text(body: str, content: dict) -> str:
+    """The text a volunteer typed: without a reply's quoted fallback, with mention pills
+    turned back into user ids (clients put the display name in the plain body)."""
+    relates = content.get("m.relates_to") or {}
+    if relates.get("m.in_reply_to") and body.startswith("> "):
+        lines = body.split("\n")
+        while lines and lines[0].startswith(">"):
+            lines.pop(0)
+        body = "\n".join(lines).lstrip("\n")
+    formatted = content.get("formatted_body") or ""
+    for user_id, label in _PILL.findall(formatted):
+        name = html.unescape(re.sub(r"<[^>]+>", "", label)).strip()
+        if name and name != user_id and name in body:
+            body = body.replace(name, user_id, 1)
+    return body.strip()

@@ -1,0 +1,281 @@
+"""The bot's Matrix connection: a session kept across restarts, and a sync loop that never dies.
+
+matrix-nio does the protocol and the encryption; this module adds what a long-running bot
+needs around it: the device, access token and sync token kept under `store_path` (no new
+device per start, no backlog replayed), long-poll syncs with reconnection and backoff, key
+upkeep, and events that could not be decrypted yet kept and retried instead of dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nio
+
+log = logging.getLogger("exobot.matrix")
+
+SESSION_FILE = "session.json"
+# An event that cannot be decrypted is retried for this long before it is given up (logged).
+UNDECRYPTED_KEEP_SECONDS = 24 * 3600
+BACKOFF_START, BACKOFF_MAX = 1.0, 60.0
+
+EventHandler = Callable[[nio.MatrixRoom, nio.Event], Awaitable[None]]
+InviteHandler = Callable[[str, str | None], Awaitable[None]]
+
+
+class MatrixLoginError(Exception):
+    """The homeserver refused the bot's credentials."""
+
+
+@dataclass
+class Session:
+    """What lets the bot come back as the same device, where it left off."""
+
+    homeserver: str
+    user_id: str
+    device_id: str
+    access_token: str
+    next_batch: str | None = None
+    undecrypted: list[dict[str, Any]] = field(default_factory=list)  # {room_id, source, seen}
+
+
+@dataclass(frozen=True)
+class MatrixSettings:
+    """How to reach and log in to the homeserver."""
+
+    homeserver: str
+    user_id: str
+    password: str | None
+    access_token: str | None
+    device_name: str
+    store_path: Path
+    sync_timeout_ms: int = 30_000
+
+
+class SessionStore:
+    """The session as a JSON file under `store_path`, replaced atomically on every save."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / SESSION_FILE
+
+    def load(self) -> Session | None:
+        """The saved session, or None."""
+        try:
+            return Session(**json.loads(self.path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as error:
+            log.error("ignoring unreadable %s (%s): logging in again", self.path, error)
+            return None
+
+    def save(self, session: Session) -> None:
+        """Write the session durably: a crash leaves the old or the new file, never half."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        with open(temporary, "w") as handle:
+            json.dump(asdict(session), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o600)  # it holds an access token
+        os.replace(temporary, self.path)
+
+
+class MatrixClient:
+    """A logged-in nio client plus the sync loop that feeds the bot's handlers."""
+
+    def __init__(self, settings: MatrixSettings) -> None:
+        self.settings = settings
+        self.store = SessionStore(settings.store_path)
+        self.session: Session | None = None
+        self.nio: nio.AsyncClient | None = None
+        self.on_event: EventHandler | None = None
+        self.on_invite: InviteHandler | None = None
+        self.synced = asyncio.Event()  # set after every successful sync
+        self._synced_once = False
+
+    @property
+    def user_id(self) -> str:
+        """The bot's own Matrix id."""
+        return self.settings.user_id
+
+    async def connect(self) -> None:
+        """Restore the saved session, or log in once and save it; then sync once so rooms and
+        members are known. The first sync of a new session skips the backlog."""
+        s = self.settings
+        s.store_path.mkdir(parents=True, exist_ok=True)
+        self.nio = nio.AsyncClient(
+            s.homeserver,
+            s.user_id,
+            store_path=str(s.store_path),
+            config=nio.AsyncClientConfig(
+                encryption_enabled=True,
+                store_sync_tokens=False,  # ours is saved only after its events are handled
+                max_limit_exceeded=5,  # nio sleeps retry_after_ms between these
+                max_timeouts=2,
+                request_timeout=s.sync_timeout_ms / 1000 + 30,
+            ),
+        )
+        session = self.store.load()
+        if session is not None and (
+            session.user_id != s.user_id or session.homeserver != s.homeserver
+        ):
+            log.warning("the saved session is for another account: logging in again")
+            session = None
+        if session is None:
+            session = await self._login()
+            self.store.save(session)
+            log.info("logged in as %s, new device %s", session.user_id, session.device_id)
+        else:
+            self.nio.restore_login(session.user_id, session.device_id, session.access_token)
+            log.info("restored session of %s, device %s", session.user_id, session.device_id)
+        self.session = session
+        if self.nio.should_upload_keys:
+            await self.nio.keys_upload()
+        if session.next_batch is None:
+            # Nothing that happened before the bot existed is a command for it.
+            await self._sync_once(timeout=0, full_state=True, skip_timeline=True)
+        else:
+            await self._sync_once(timeout=0, full_state=True)
+
+    async def _login(self) -> Session:
+        s = self.settings
+        if s.access_token:
+            self.nio.access_token = s.access_token
+            who = await self.nio.whoami()
+            if not isinstance(who, nio.WhoamiResponse) or not who.device_id:
+                raise MatrixLoginError(f"access_token refused for {s.user_id}: {who}")
+            self.nio.restore_login(who.user_id, who.device_id, s.access_token)
+            return Session(s.homeserver, who.user_id, who.device_id, s.access_token)
+        response = await self.nio.login(s.password, device_name=s.device_name)
+        if not isinstance(response, nio.LoginResponse):
+            raise MatrixLoginError(f"login refused for {s.user_id}: {response.message}")
+        return Session(s.homeserver, response.user_id, response.device_id, response.access_token)
+
+    async def run(self) -> None:
+        """Long-poll sync forever; reconnect with backoff; never let a handler stop it."""
+        backoff = BACKOFF_START
+        while True:
+            try:
+                await self._sync_once(timeout=self.settings.sync_timeout_ms)
+                backoff = BACKOFF_START
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # network down, homeserver restarting, a bad response
+                log.warning("sync failed (%s); retrying in %.0f s", error, backoff)
+                await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _sync_once(
+        self, *, timeout: int, full_state: bool = False, skip_timeline: bool = False
+    ) -> None:
+        client = self.nio
+        sync_filter = {"room": {"timeline": {"limit": 0}}} if skip_timeline else None
+        sends = asyncio.ensure_future(client.send_to_device_messages())
+        response = await client.sync(
+            timeout=timeout,
+            since=self.session.next_batch,
+            full_state=full_state or None,
+            sync_filter=sync_filter,
+        )
+        with contextlib.suppress(Exception):
+            await sends
+        if isinstance(response, nio.SyncError):
+            raise ConnectionError(f"sync refused: {response.message}")
+        await self._keep_keys()
+        if not skip_timeline:
+            await self._dispatch(response)
+        await self._retry_undecrypted()
+        self.session.next_batch = response.next_batch
+        self.store.save(self.session)
+        self._synced_once = True
+        self.synced.set()
+        self.synced.clear()
+
+    async def _keep_keys(self) -> None:
+        client = self.nio
+        if client.should_upload_keys:
+            await client.keys_upload()
+        if client.should_query_keys:
+            await client.keys_query()
+        if client.should_claim_keys:
+            await client.keys_claim(client.get_users_for_key_claiming())
+
+    async def _dispatch(self, response: nio.SyncResponse) -> None:
+        for room_id, info in response.rooms.invite.items():
+            inviter = next(
+                (
+                    e.sender
+                    for e in info.invite_state
+                    if isinstance(e, nio.InviteMemberEvent) and e.state_key == self.user_id
+                ),
+                None,
+            )
+            await self._call(self.on_invite, room_id, inviter)
+        for room_id, info in response.rooms.join.items():
+            room = self.nio.rooms.get(room_id)
+            if room is None:
+                continue
+            for event in info.timeline.events:
+                if isinstance(event, nio.MegolmEvent):
+                    self._keep_undecrypted(room_id, event)
+                    continue
+                await self._call(self.on_event, room, event)
+
+    async def _call(self, handler: Callable[..., Awaitable[None]] | None, *args: Any) -> None:
+        if handler is None:
+            return
+        try:
+            await handler(*args)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # one bad event must not stop the others, nor the sync loop
+            log.exception("handling a Matrix event failed")
+
+    def _keep_undecrypted(self, room_id: str, event: nio.MegolmEvent) -> None:
+        log.info("cannot decrypt %s in %s yet; requesting its key", event.event_id, room_id)
+        self.session.undecrypted.append(
+            {"room_id": room_id, "source": event.source, "seen": time.time()}
+        )
+        asyncio.ensure_future(self._request_key(event))
+
+    async def _request_key(self, event: nio.MegolmEvent) -> None:
+        with contextlib.suppress(Exception):  # already requested, or the server is busy
+            await self.nio.request_room_key(event)
+
+    async def _retry_undecrypted(self) -> None:
+        still: list[dict[str, Any]] = []
+        for item in self.session.undecrypted:
+            room = self.nio.rooms.get(item["room_id"])
+            event = nio.Event.parse_event(item["source"])
+            decrypted = None
+            if isinstance(event, nio.MegolmEvent) and room is not None:
+                event.room_id = item["room_id"]
+                with contextlib.suppress(Exception):
+                    decrypted = self.nio.decrypt_event(event)
+            if decrypted is not None and not isinstance(decrypted, nio.MegolmEvent):
+                await self._call(self.on_event, room, decrypted)
+            elif time.time() - item["seen"] < UNDECRYPTED_KEEP_SECONDS:
+                still.append(item)
+            else:
+                log.error(
+                    "gave up decrypting %s in %s after a day: ask the sender to re-send",
+                    item["source"].get("event_id"),
+                    item["room_id"],
+                )
+        self.session.undecrypted = still
+
+    async def close(self) -> None:
+        """Close the HTTP session (the device and tokens stay saved for the next start)."""
+        if self.nio is not None:
+            await self.nio.close()

@@ -1,0 +1,305 @@
+"""The chat worker: turns the outbox's chat rows into Matrix messages, in order per ticket.
+
+A row is rendered when it is delivered, from the history entries it names. Every message it
+sends uses a transaction id made of the row id and the message's part, so a retry after a
+crash or a lost response makes the homeserver return the event it already has instead of
+posting twice. Each ticket has one root message per room; everything later goes into its
+thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import nio
+
+from exobot.core.model import Entry, EntryKind, Status, Ticket
+from exobot.db import chat
+from exobot.db.outbox import OutboxItem
+from exobot.db.repository import SqlRepository
+from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy
+from exobot.matrix.client import MatrixClient
+from exobot.matrix.render import Message, Renderer
+from exobot.matrix.rooms import QueueRooms
+
+log = logging.getLogger("exobot.matrix.poster")
+
+CHAT = "chat"
+DIGEST_OLDEST = 5
+REACTION_DONE = "✅"
+
+
+class RoomNotReady(Exception):
+    """The queue's room is configured but not joined yet: try again later."""
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a message goes: a room, optionally a thread, optionally replying to an event."""
+
+    room_id: str
+    thread_root: str | None = None
+    reply_to: str | None = None
+
+
+def message_content(message: Message, where: Where) -> dict[str, Any]:
+    """The content of a bot message: a notice, escaped HTML, mentioning nobody."""
+    content: dict[str, Any] = {
+        "msgtype": "m.notice",
+        "body": message.body,
+        "format": "org.matrix.custom.html",
+        "formatted_body": message.html,
+        # Present and empty: mail text quoted in it ("@room", a user id) pings nobody.
+        "m.mentions": {},
+    }
+    if where.thread_root:
+        content["m.relates_to"] = {
+            "rel_type": "m.thread",
+            "event_id": where.thread_root,
+            "is_falling_back": where.reply_to is None,
+            "m.in_reply_to": {"event_id": where.reply_to or where.thread_root},
+        }
+    elif where.reply_to:
+        content["m.relates_to"] = {"m.in_reply_to": {"event_id": where.reply_to}}
+    return content
+
+
+class ChatSender(OutboxWorker):
+    """Delivers chat rows: ticket announcements, answers to commands and room notices."""
+
+    kind = CHAT
+    log = log
+
+    def __init__(
+        self,
+        repository: SqlRepository,
+        client: MatrixClient,
+        rooms: QueueRooms,
+        renderer: Renderer,
+        *,
+        default_queue: str,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(repository, retry or RetryPolicy(base=timedelta(seconds=5)))
+        self.client = client
+        self.rooms = rooms
+        self.renderer = renderer
+        self.default_queue = default_queue
+
+    def describe(self, item: OutboxItem) -> str:
+        """Chat rows are named with their type."""
+        return f"chat {item.id} ({item.payload.get('type')}, ticket {item.ticket_id})"
+
+    async def send(self, item: OutboxItem) -> None:
+        """Deliver one row according to its type."""
+        kind = item.payload.get("type")
+        if kind == "ticket":
+            await self._ticket(item)
+        elif kind == "answer":
+            await self._answer(item)
+        elif kind == "quarantine":
+            await self._quarantine(item)
+        elif kind == "digest":
+            await self._digest(item)
+        else:
+            raise PermanentFailure(f"unknown chat row type {kind!r}")
+
+    # --- ticket announcements -------------------------------------------------------------
+
+    async def _ticket(self, item: OutboxItem) -> None:
+        payload = item.payload
+        async with self.repository.reading() as view:
+            ticket = await view.get_ticket(item.ticket_id)
+            entries = await view.entries(payload["entries"])
+            thread = await chat.current_thread(view.conn, item.ticket_id)
+        if ticket is None:
+            raise PermanentFailure(f"ticket {item.ticket_id} does not exist")
+        origin = payload.get("origin") or None
+        part = await self._parts(item)
+        if payload.get("created"):
+            created = next((e for e in entries if e.kind is EntryKind.CREATED), None)
+            queue = created.data.get("queue", ticket.queue) if created else ticket.queue
+            first = next(
+                (e for e in entries if e.kind in (EntryKind.MAIL_IN, EntryKind.COMMENT)), None
+            )
+            thread = await self._new_root(ticket, queue, first, part, origin)
+            if origin and thread and not _answers_origin_in_place(origin, thread.room_id):
+                await self._send(self._origin_where(origin), self.renderer.opened(ticket), part)
+            return
+        rest: list[Entry] = []
+        for entry in entries:
+            if entry.kind is EntryKind.QUEUE:
+                thread = await self._move(ticket, entry, thread, part)
+            else:
+                rest.append(entry)
+        if thread is None:
+            thread = await self._new_root(ticket, ticket.queue, None, part, None)
+            if thread is None:
+                return  # the ticket's queue has no room: nothing to say in chat
+        in_thread = bool(origin) and _same_thread(origin, thread)
+        alerts = [e for e in rest if e.kind is EntryKind.ALERT]
+        others = [e for e in rest if e.kind is not EntryKind.ALERT]
+        for alert in alerts:
+            await self._alert(ticket, alert, thread, part)
+        message = self.renderer.announcement(ticket, others, concise=in_thread) if others else None
+        if origin and origin.get("plain") and in_thread:
+            await self._react(origin, part)
+        elif message is not None:
+            reply_to = origin["event"] if in_thread else None
+            await self._send(Where(thread.room_id, thread.root_event_id, reply_to), message, part)
+        if origin and origin.get("room") != thread.room_id and message is not None:
+            # Typed in another room: the thread is out of sight there, so answer there too.
+            await self._send(self._origin_where(origin), message, part)
+
+    async def _new_root(
+        self,
+        ticket: Ticket,
+        queue: str,
+        first: Entry | None,
+        part: _Parts,
+        origin: dict | None,
+    ) -> chat.Thread | None:
+        room_id = self._room(queue)
+        if room_id is None:
+            return None
+        reply_to = None
+        if origin and _answers_origin_in_place(origin, room_id):
+            reply_to = origin["event"]  # `!new` typed in this room: the root is the answer
+        event_id = await self._send(
+            Where(room_id, reply_to=reply_to), self.renderer.root(ticket, first), part
+        )
+        thread = chat.Thread(ticket.number, queue, room_id, event_id)
+        async with self.repository.connection() as conn:
+            await chat.record_thread(conn, thread)
+        return thread
+
+    async def _move(
+        self, ticket: Ticket, entry: Entry, thread: chat.Thread | None, part: _Parts
+    ) -> chat.Thread | None:
+        old_queue, new_queue = entry.data.get("from"), entry.data.get("to")
+        if thread is not None:
+            pointer = self.renderer.moved_pointer(ticket, old_queue, new_queue)
+            await self._send(Where(thread.room_id, thread.root_event_id), pointer, part)
+        async with self.repository.reading() as view:
+            history = await view.history(ticket.number)
+        first = next((e for e in history if e.kind in (EntryKind.MAIL_IN, EntryKind.COMMENT)), None)
+        return await self._new_root(ticket, new_queue, first, part, None) or thread
+
+    async def _alert(self, ticket: Ticket, alert: Entry, thread: chat.Thread, part: _Parts) -> None:
+        since = datetime.fromisoformat(alert.data.get("since") or ticket.created_at.isoformat())
+        waited = alert.created_at - since
+        if alert.data.get("reason") == "stalled":
+            note, line = (
+                self.renderer.stalled_reminder(ticket, waited),
+                self.renderer.stalled_line(ticket, waited),
+            )
+        else:
+            note, line = self.renderer.alert(ticket, waited), self.renderer.alert_line(ticket, waited)
+        await self._send(Where(thread.room_id, thread.root_event_id), note, part)
+        await self._send(Where(thread.room_id), line, part)
+
+    # --- answers and notices --------------------------------------------------------------
+
+    async def _answer(self, item: OutboxItem) -> None:
+        payload = item.payload
+        message = Message(payload["body"], payload["html"])
+        await self._send(self._origin_where(payload["origin"]), message, await self._parts(item))
+
+    async def _quarantine(self, item: OutboxItem) -> None:
+        p = item.payload
+        room_id = self._room(self.default_queue)
+        if room_id is None:
+            return
+        message = self.renderer.quarantine(p["inbound_id"], p.get("sender"), p.get("subject"),
+                                           p.get("error") or "")
+        await self._send(Where(room_id), message, await self._parts(item))
+
+    async def _digest(self, item: OutboxItem) -> None:
+        now = datetime.now(UTC)
+        async with self.repository.reading() as view:
+            counts = await view.status_counts()
+            oldest_new, _ = await view.list_tickets(
+                statuses=[Status.NEW], limit=DIGEST_OLDEST, oldest_first=True
+            )
+            oldest_stalled, _ = await view.list_tickets(
+                statuses=[Status.STALLED], limit=DIGEST_OLDEST, oldest_first=True
+            )
+        message = self.renderer.digest(counts, oldest_new, oldest_stalled, now)
+        part = await self._parts(item)
+        for room_id in self.rooms.room_ids():
+            await self._send(Where(room_id), message, part)
+
+    # --- sending --------------------------------------------------------------------------
+
+    def _room(self, queue: str) -> str | None:
+        room_id = self.rooms.room_for(queue)
+        if room_id is None and self.rooms.has_room(queue):
+            raise RoomNotReady(f"the room of queue {queue} is not joined yet")
+        return room_id
+
+    @staticmethod
+    def _origin_where(origin: dict) -> Where:
+        return Where(origin["room"], origin.get("thread"), origin["event"])
+
+    async def _parts(self, item: OutboxItem) -> _Parts:
+        async with self.repository.reading() as view:
+            return _Parts(item.id, await chat.posted(view.conn, item.id))
+
+    async def _send(self, where: Where, message: Message, part: _Parts) -> str:
+        return await self._post(
+            part, where.room_id, "m.room.message", message_content(message, where)
+        )
+
+    async def _react(self, origin: dict, part: _Parts) -> None:
+        content = {
+            "m.relates_to": {
+                "rel_type": "m.annotation",
+                "event_id": origin["event"],
+                "key": REACTION_DONE,
+            }
+        }
+        await self._post(part, origin["room"], "m.reaction", content)
+
+    async def _post(self, part: _Parts, room_id: str, event_type: str, content: dict) -> str:
+        """Post one part, unless an earlier attempt did; the transaction id covers a crash
+        between the post and its record."""
+        number = part.next()
+        if number in part.done:
+            return part.done[number]
+        response = await self.client.nio.room_send(
+            room_id, event_type, content, tx_id=part.txn(number), ignore_unverified_devices=True
+        )
+        if not isinstance(response, nio.RoomSendResponse):
+            raise ConnectionError(f"the homeserver refused the message: {response.message}")
+        async with self.repository.connection() as conn:
+            await chat.record_post(conn, part.row, number, room_id, response.event_id)
+        return response.event_id
+
+
+class _Parts:
+    """The messages one row sends, numbered the same way on every attempt; the parts a previous
+    attempt posted are skipped (their event ids reused)."""
+
+    def __init__(self, row: int, done: dict[int, str]) -> None:
+        self.row = row
+        self.done = done
+        self.count = 0
+
+    def next(self) -> int:
+        self.count += 1
+        return self.count
+
+    def txn(self, part: int) -> str:
+        return f"exobot-{self.row}-{part}"
+
+
+def _same_thread(origin: dict, thread: chat.Thread) -> bool:
+    return origin.get("room") == thread.room_id and origin.get("thread") == thread.root_event_id
+
+
+def _answers_origin_in_place(origin: dict, room_id: str) -> bool:
+    """A command typed in a room's main timeline is answered by the root message itself."""
+    return origin.get("room") == room_id and not origin.get("thread")
