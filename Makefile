@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_MAILS ?= 1000
 BENCH_SAMPLES ?= 50
+BENCH_COMMANDS ?= 100
+BENCH_MATRIX_MAILS ?= 20
 
 .PHONY: venv stack demo test bench bench-smoke lint clean
 
@@ -29,9 +31,10 @@ test: stack
 
 bench: stack
 	$(PY) bench/bench_mail.py --mails $(BENCH_MAILS) --latency-samples $(BENCH_SAMPLES)
+	$(PY) bench/bench_matrix.py --commands $(BENCH_COMMANDS) --mails $(BENCH_MATRIX_MAILS)
 
 bench-smoke:
-	$(MAKE) bench BENCH_MAILS=100 BENCH_SAMPLES=5
+	$(MAKE) bench BENCH_MAILS=100 BENCH_SAMPLES=5 BENCH_COMMANDS=10 BENCH_MATRIX_MAILS=3
 
 lint: venv
 	$(PY) -m ruff check exobot plugins tests devstack bench

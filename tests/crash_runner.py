@@ -3,21 +3,74 @@
 Usage: python crash_runner.py POINT CONFIG, POINT being
   after-ticket-commit  right after the transaction that created/updated a ticket committed
   after-store          right after intake committed a raw mail, before it is processed
+  after-ticket-created right after the transaction that created a ticket committed (and only
+                       then): its chat root and acknowledgement are queued, nothing is sent
+  before-chat-send     when the chat worker picks up its first row, before it posts anything
+  before-post-record   when the homeserver accepted a chat message, before it was recorded
+                       (chat_posts): only the Matrix transaction id can prevent a duplicate
+  before-thread-record when a root message was posted and recorded as a post, before it was
+                       recorded as the ticket's thread (chat_threads)
+
+The chat points first let the mail worker finish what is pending, so the kill lands inside the
+chat worker only (a kill during an SMTP exchange may send a mail twice, which is another story).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
+import time
+
+from sqlalchemy import text
 
 from exobot.cli import main
 from exobot.core.service import TicketService
+from exobot.db import chat
 from exobot.mail.intake import ImapIntake
+from exobot.matrix.poster import ChatSender
+
+MAIL_SETTLE_SECONDS = 20.0
 
 
 def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def _mail_settled(sender: ChatSender) -> None:
+    """Wait (bounded) until no mail is pending in the outbox."""
+    deadline = time.monotonic() + MAIL_SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        async with sender.repository.connection() as conn:
+            pending = (
+                await conn.execute(
+                    text("SELECT count(*) FROM outbox WHERE kind = 'mail' AND state = 'pending'")
+                )
+            ).scalar()
+        if not pending:
+            return
+        await asyncio.sleep(0.05)
+
+
+def _install_chat(point: str) -> None:
+    original_send = ChatSender.send
+
+    async def settle_then_send(self, item):  # noqa: ANN001
+        await _mail_settled(self)
+        if point == "before-chat-send":
+            _die()
+        await original_send(self, item)
+
+    ChatSender.send = settle_then_send
+
+    def die_on_entry(*args, **kwargs):  # noqa: ANN002, ANN003
+        _die()
+
+    if point == "before-post-record":
+        chat.record_post = die_on_entry
+    elif point == "before-thread-record":
+        chat.record_thread = die_on_entry
 
 
 def install(point: str) -> None:
@@ -25,8 +78,8 @@ def install(point: str) -> None:
     if point == "after-ticket-commit":
         original = TicketService.apply
 
-        async def apply_then_die(self, actor, intent):  # noqa: ANN001
-            await original(self, actor, intent)
+        async def apply_then_die(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+            await original(self, *args, **kwargs)
             _die()
 
         TicketService.apply = apply_then_die
@@ -40,6 +93,18 @@ def install(point: str) -> None:
             return stored
 
         ImapIntake.fetch_new = fetch_then_die
+    elif point == "after-ticket-created":
+        original_apply = TicketService.apply
+
+        async def apply_then_die_if_created(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+            outcome = await original_apply(self, *args, **kwargs)
+            if outcome.created:
+                _die()
+            return outcome
+
+        TicketService.apply = apply_then_die_if_created
+    elif point in ("before-chat-send", "before-post-record", "before-thread-record"):
+        _install_chat(point)
     else:
         raise SystemExit(f"unknown crash point {point!r}")
 

@@ -64,9 +64,6 @@ async def record_thread(conn: AsyncConnection, thread: Thread) -> None:
     )
 
 
-
-
-
 async def posted(conn: AsyncConnection, outbox_id: int) -> dict[int, str]:
     """The parts of an outbox row already posted: part number → event id."""
     rows = await conn.execute(select(CP.c.part, CP.c.event_id).where(CP.c.outbox_id == outbox_id))

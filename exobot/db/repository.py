@@ -367,12 +367,13 @@ class SqlUnitOfWork(SqlReader):
 
     async def claim(self, key: str) -> bool:
         """Record an idempotency key; False when it was recorded before."""
-        result = await self.conn.execute(
+        inserted = await self.conn.execute(
             upsert_insert(self.conn, H)
             .values(key=key, handled_at=utcnow())
             .on_conflict_do_nothing(index_elements=[H.c.key])
+            .returning(H.c.key)
         )
-        return result.rowcount == 1
+        return inserted.first() is not None
 
     async def mark_inbound(self, inbound_id: int, state: str, **details: object) -> None:
         """Record what became of a received raw mail."""

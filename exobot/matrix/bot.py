@@ -24,6 +24,7 @@ from exobot.core.service import CHAT, AlreadyHandled, ServiceError, TicketServic
 from exobot.db import chat
 from exobot.db.repository import SqlRepository
 from exobot.matrix.client import MatrixClient
+from exobot.matrix.content import Where, message_content
 from exobot.matrix.render import Message, Renderer
 from exobot.matrix.rooms import QueueRooms
 
@@ -65,6 +66,7 @@ class MatrixBot:
         self.renderer = renderer
         self.settings = settings
         self.wake_poster = wake_poster
+        self._refusals: set[str] = set()  # rooms joined only to say no
         client.on_event = self.handle_event
         client.on_invite = self.handle_invite
 
@@ -90,20 +92,24 @@ class MatrixBot:
         log.info("invited to %s by %s, which is no queue room: refusing", room_id, inviter)
         joined = await self.client.nio.join(room_id)
         if isinstance(joined, nio.JoinResponse):
-            message = self.renderer.direct_refusal(self.settings.support_address)
-            content = {
-                "msgtype": "m.notice",
-                "body": message.body,
-                "format": "org.matrix.custom.html",
-                "formatted_body": message.html,
-                "m.mentions": {},
-            }
-            try:
-                await self.client.nio.room_send(
-                    room_id, "m.room.message", content, ignore_unverified_devices=True
-                )
-            except Exception as error:  # best effort: the refusal is a courtesy
-                log.warning("could not send the refusal to %s: %s", room_id, error)
+            # The refusal waits for the sync that brings the room (and its encryption state).
+            self._refusals.add(room_id)
+        else:
+            await self.client.nio.room_leave(room_id)
+
+    async def _refuse(self, room_id: str) -> None:
+        """Say, once, that the bot works only in the support rooms, then leave."""
+        self._refusals.discard(room_id)
+        message = self.renderer.direct_refusal(self.settings.support_address)
+        try:
+            await self.client.nio.room_send(
+                room_id,
+                "m.room.message",
+                message_content(message, Where(room_id)),
+                ignore_unverified_devices=True,
+            )
+        except Exception as error:  # best effort: the refusal is a courtesy
+            log.warning("could not send the refusal to %s: %s", room_id, error)
         await self.client.nio.room_leave(room_id)
 
     async def _is_configured_alias(self, room_id: str) -> bool:
@@ -114,6 +120,9 @@ class MatrixBot:
 
     async def handle_event(self, room: nio.MatrixRoom, event: nio.Event) -> None:
         """Act on a volunteer's message in a queue room; ignore everything else."""
+        if room.room_id in self._refusals:
+            await self._refuse(room.room_id)
+            return
         if not isinstance(event, nio.RoomMessageText) or event.sender == self.client.user_id:
             return
         room_queue = self.rooms.queue_of(room.room_id)
@@ -214,8 +223,12 @@ class MatrixBot:
         async def work(uow) -> bool:  # noqa: ANN001 - the service's unit of work
             if not await uow.claim(key):
                 return False
-            payload = {"type": "answer", "origin": origin, "body": message.body,
-                       "html": message.html}
+            payload = {
+                "type": "answer",
+                "origin": origin,
+                "body": message.body,
+                "html": message.html,
+            }
             await uow.queue_outbox(CHAT, None, payload)
             return True
 

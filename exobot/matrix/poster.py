@@ -10,9 +10,7 @@ thread.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import nio
 
@@ -22,6 +20,7 @@ from exobot.db.outbox import OutboxItem
 from exobot.db.repository import SqlRepository
 from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy
 from exobot.matrix.client import MatrixClient
+from exobot.matrix.content import Where, message_content
 from exobot.matrix.render import Message, Renderer
 from exobot.matrix.rooms import QueueRooms
 
@@ -34,37 +33,6 @@ REACTION_DONE = "✅"
 
 class RoomNotReady(Exception):
     """The queue's room is configured but not joined yet: try again later."""
-
-
-@dataclass(frozen=True)
-class Where:
-    """Where a message goes: a room, optionally a thread, optionally replying to an event."""
-
-    room_id: str
-    thread_root: str | None = None
-    reply_to: str | None = None
-
-
-def message_content(message: Message, where: Where) -> dict[str, Any]:
-    """The content of a bot message: a notice, escaped HTML, mentioning nobody."""
-    content: dict[str, Any] = {
-        "msgtype": "m.notice",
-        "body": message.body,
-        "format": "org.matrix.custom.html",
-        "formatted_body": message.html,
-        # Present and empty: mail text quoted in it ("@room", a user id) pings nobody.
-        "m.mentions": {},
-    }
-    if where.thread_root:
-        content["m.relates_to"] = {
-            "rel_type": "m.thread",
-            "event_id": where.thread_root,
-            "is_falling_back": where.reply_to is None,
-            "m.in_reply_to": {"event_id": where.reply_to or where.thread_root},
-        }
-    elif where.reply_to:
-        content["m.relates_to"] = {"m.in_reply_to": {"event_id": where.reply_to}}
-    return content
 
 
 class ChatSender(OutboxWorker):
@@ -197,7 +165,10 @@ class ChatSender(OutboxWorker):
                 self.renderer.stalled_line(ticket, waited),
             )
         else:
-            note, line = self.renderer.alert(ticket, waited), self.renderer.alert_line(ticket, waited)
+            note, line = (
+                self.renderer.alert(ticket, waited),
+                self.renderer.alert_line(ticket, waited),
+            )
         await self._send(Where(thread.room_id, thread.root_event_id), note, part)
         await self._send(Where(thread.room_id), line, part)
 
@@ -213,8 +184,9 @@ class ChatSender(OutboxWorker):
         room_id = self._room(self.default_queue)
         if room_id is None:
             return
-        message = self.renderer.quarantine(p["inbound_id"], p.get("sender"), p.get("subject"),
-                                           p.get("error") or "")
+        message = self.renderer.quarantine(
+            p["inbound_id"], p.get("sender"), p.get("subject"), p.get("error") or ""
+        )
         await self._send(Where(room_id), message, await self._parts(item))
 
     async def _digest(self, item: OutboxItem) -> None:

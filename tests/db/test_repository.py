@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from exobot.core.intents import MailClass, OpenTicket, ReceiveMail, SetTitle
+from exobot.core.intents import MailClass, OpenTicket, ReceiveMail, SetStatus, SetTitle, Take
 from exobot.core.model import Actor, EntryKind, IncomingMail, Status, Ticket
 from exobot.core.service import ServiceSettings, TicketService
-from exobot.db import inbound, outbox
+from exobot.db import chat, inbound, outbox
 from exobot.db.engine import create_engine
 from exobot.db.migrate import upgrade, upgrade_async
 from exobot.db.repository import SqlRepository, fold
@@ -40,6 +40,7 @@ SETTINGS = ServiceSettings(
 TABLES = {
     "tickets", "entries", "participants", "mail_messages", "inbound_mail", "outbox",
     "attachments", "state", "search_index", "alembic_version",
+    "handled_keys", "chat_threads", "chat_posts",
 }  # fmt: skip
 
 
@@ -173,7 +174,7 @@ async def test_migrations_build_the_whole_schema_and_are_idempotent(engine, db_u
         names = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
     assert names >= TABLES
-    assert version == "0001"
+    assert version == "0002"
     await asyncio.to_thread(upgrade, db_url)  # a second run (every start does one) is a no-op
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM alembic_version"))).scalar_one() == 1
@@ -831,3 +832,77 @@ async def test_concurrent_set_state_of_a_new_key(repo):
     await task
     async with repo.connection() as conn:
         assert await get_state(conn, "k") == "second"
+
+
+# ----------------------------------------------------------------------------- chat
+
+
+async def new_ticket(service, sender: str = "marta@example.net") -> int:
+    mail = incoming(sender)
+    return (await service.apply(Actor.member(sender), ReceiveMail(mail, MailClass.MEMBER))).ticket
+
+
+async def test_a_key_is_claimed_once(repo):
+    async def claim(uow):
+        return await uow.claim("matrix:$e1")
+
+    assert await repo.run(claim) is True
+    assert await repo.run(claim) is False
+
+
+async def test_list_tickets_filters_and_counts(service, repo):
+    numbers = [await new_ticket(service) for _ in range(4)]
+    await service.apply(OPERATOR, Take(numbers[0]))
+    await service.apply(OPERATOR, SetStatus(numbers[1], Status.STALLED))
+
+    async def lists(view):
+        return (
+            await view.list_tickets(statuses=[Status.NEW, Status.OPEN], limit=2),
+            await view.list_tickets(owner=OPERATOR.id),
+            await view.list_tickets(unowned=True, statuses=[Status.NEW], oldest_first=True),
+            await view.list_tickets(queue="tresoreria"),
+            await view.status_counts(),
+            await view.tickets([numbers[3], 999, numbers[0]]),
+        )
+
+    page, mine, unowned, empty, counts, picked = await repo.read(lists)
+    assert ([t.number for t in page[0]], page[1]) == ([numbers[3], numbers[2]], 3)
+    assert [t.number for t in mine[0]] == [numbers[0]]
+    assert [t.number for t in unowned[0]] == [numbers[2], numbers[3]]
+    assert empty == ([], 0)
+    assert counts == {("suport", "new"): 2, ("suport", "open"): 1, ("suport", "stalled"): 1}
+    assert [t.number for t in picked] == [numbers[3], numbers[0]]
+
+
+async def test_due_alerts_are_the_overdue_ones(service, repo):
+    first = await new_ticket(service)
+    second = await new_ticket(service)
+    await service.apply(OPERATOR, Take(second))
+    now = datetime.now(UTC)
+
+    async def due(view, at):
+        return await view.due_alerts(at)
+
+    assert await repo.read(lambda v: due(v, now)) == []
+    later = now + SETTINGS.new_after + timedelta(minutes=1)
+    assert await repo.read(lambda v: due(v, later)) == [first]
+
+
+async def test_threads_and_posted_parts(service, repo):
+    number = await new_ticket(service)
+    old = chat.Thread(number, "suport", "!a:x", "$root1")
+    new = chat.Thread(number, "tresoreria", "!b:x", "$root2")
+    async with repo.connection() as conn:
+        assert await chat.current_thread(conn, number) is None
+        await chat.record_thread(conn, old)
+        await chat.record_thread(conn, old)  # a retried post records nothing twice
+        await chat.record_thread(conn, new)
+        await chat.record_post(conn, 7, 1, "!a:x", "$p1")
+        await chat.record_post(conn, 7, 1, "!a:x", "$p1")
+        await chat.record_post(conn, 7, 2, "!b:x", "$p2")
+    async with repo.connection() as conn:
+        assert await chat.current_thread(conn, number) == new
+        assert await chat.thread_by_root(conn, "!a:x", "$root1") == old
+        assert await chat.thread_by_root(conn, "!b:x", "$root1") is None
+        assert await chat.posted(conn, 7) == {1: "$p1", 2: "$p2"}
+        assert await chat.posted(conn, 8) == {}

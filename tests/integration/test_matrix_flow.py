@@ -30,12 +30,15 @@ class Chat:
     def bot_events(self, queue: str = "suport", after: int = 0) -> list[dict]:
         return [e for e in self.vol.events(self.room(queue))[after:] if sender_of(e) == self.bot_id]
 
-    async def bot_says(self, predicate, queue: str = "suport", after: int = 0, what: str = "") -> dict:
+    async def bot_says(
+        self, predicate, queue: str = "suport", after: int = 0, what: str = ""
+    ) -> dict:
         """Wait for a bot message in the queue's room satisfying predicate."""
         return await self.vol.wait_for(
             self.room(queue),
-            lambda e: sender_of(e) == self.bot_id and e.get("type") == "m.room.message"
-            and predicate(e),
+            lambda e: (
+                sender_of(e) == self.bot_id and e.get("type") == "m.room.message" and predicate(e)
+            ),
             after=after,
             timeout=20,
             what=what or "a bot message",
@@ -131,8 +134,7 @@ async def test_the_whole_loop(chat: Chat):
 
     # Every bot post about the ticket after its root is in the root's thread.
     posts = [
-        e for e in chat.bot_events()
-        if e["event_id"] != root and e.get("type") == "m.room.message"
+        e for e in chat.bot_events() if e["event_id"] != root and e.get("type") == "m.room.message"
     ]
     assert len(posts) >= 4
     for post in posts:
@@ -157,8 +159,9 @@ async def test_move_posts_a_new_root_and_a_pointer(chat: Chat):
     assert "Vull donar-me de baixa" in body_of(new_root)
     assert chat.ticket(number)[2] == "tresoreria"
     # Later posts go to the new root's thread; the command works there without reference.
-    _, mark = await chat.command("!comment ho mira tresoreria", thread=new_root["event_id"],
-                                 queue="tresoreria")
+    _, mark = await chat.command(
+        "!comment ho mira tresoreria", thread=new_root["event_id"], queue="tresoreria"
+    )
     await chat.bot_says(in_thread(new_root["event_id"]), queue="tresoreria", after=mark)
 
 
@@ -169,8 +172,12 @@ async def test_stalled_then_member_mail_reopens(chat: Chat):
     assert chat.ticket(number)[0] == "stalled"
     mark = chat.vol.mark(chat.room())
     await chat.inst.send(
-        member_mail(member, chat.inst.address, subject=f"Re: [suport#{number}] hola",
-                    body="Encara no funciona")
+        member_mail(
+            member,
+            chat.inst.address,
+            subject=f"Re: [suport#{number}] hola",
+            body="Encara no funciona",
+        )
     )
     await chat.bot_says(
         lambda e: in_thread(root)(e) and "Encara no funciona" in body_of(e), after=mark
@@ -190,7 +197,9 @@ async def test_catalan_aliases_and_status_shortcuts(chat: Chat):
     await chat.bot_says(in_thread(root), after=mark)
     status, owner, _queue, title = chat.ticket(number)
     assert (status, owner, title) == (
-        "resolved", chat.setup.volunteer_user_id, "Router de la Marta sense connexió"
+        "resolved",
+        chat.setup.volunteer_user_id,
+        "Router de la Marta sense connexió",
     )
 
 
@@ -208,8 +217,10 @@ async def test_bad_references_and_arguments_are_answered_clearly(chat: Chat):
     for text, expected in cases:
         event_id, mark = await chat.command(text)
         answer = await chat.bot_says(
-            lambda e, event_id=event_id: (e["content"].get("m.relates_to") or {})
-            .get("m.in_reply_to", {}).get("event_id") == event_id,
+            lambda e, event_id=event_id: (
+                (e["content"].get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id")
+                == event_id
+            ),
             after=mark,
             what=f"the answer to {text!r}",
         )
@@ -238,8 +249,9 @@ async def test_plain_messages_in_a_thread_become_comments_and_edits_do_nothing(c
     event_id, mark = await chat.command("el veí diu que també li passa", thread=root)
     await chat.vol.wait_for(
         chat.room(),
-        lambda e: e.get("type") == "m.reaction"
-        and e["content"]["m.relates_to"]["event_id"] == event_id,
+        lambda e: (
+            e.get("type") == "m.reaction" and e["content"]["m.relates_to"]["event_id"] == event_id
+        ),
         after=mark,
         what="the reaction to the comment",
     )
@@ -283,8 +295,9 @@ async def test_alert_for_a_new_ticket_and_none_after_take(make_instance, matrix_
     )
     assert thread_root_of(alert) == root or thread_root_of(alert) is None
     await chat.bot_says(
-        lambda e: thread_root_of(e) is None and f"suport#{number}" in body_of(e)
-        and e["event_id"] != root,
+        lambda e: (
+            thread_root_of(e) is None and f"suport#{number}" in body_of(e) and e["event_id"] != root
+        ),
         what="the alert line in the room",
     )
     other, other_root, _ = await chat.mail_ticket()
@@ -293,3 +306,183 @@ async def test_alert_for_a_new_ticket_and_none_after_take(make_instance, matrix_
     await asyncio.sleep(3.5)
     alerts = inst.query("SELECT ticket_id FROM entries WHERE kind = 'alert'")
     assert (number,) in alerts and (other,) not in alerts
+
+
+async def test_an_encrypted_queue_room_works_end_to_end(make_instance, matrix_setup, volunteer):
+    setup = matrix_setup(encrypted={"suport"})
+    inst = make_instance(matrix=setup)
+    await inst.start()
+    vol = await volunteer(setup)
+    room = setup.rooms["suport"]
+    await vol.wait_member(room, setup.bot_user_id)
+    state = await asyncio.to_thread(_room_state, inst.stack, setup, room)
+    assert any(e["type"] == "m.room.encryption" for e in state)
+    chat = Chat(inst, setup, vol)
+    number, root, _ = await chat.mail_ticket(subject="Xifrat")
+    assert vol.wire_type(root) == "m.room.encrypted"
+    assert "Xifrat" in body_of(vol.event(root))  # the volunteer's client decrypted it
+    # The bot decrypts the volunteer's encrypted command too.
+    command, mark = await chat.command("!take", thread=root)
+    await vol.wait_for(room, lambda e: e["event_id"] == command, what="the command's echo")
+    assert vol.wire_type(command) == "m.room.encrypted"
+    answer = await chat.bot_says(in_thread(root), after=mark, what="the answer in the thread")
+    assert vol.wire_type(answer["event_id"]) == "m.room.encrypted"
+    assert chat.ticket(number)[:2] == ("open", setup.volunteer_user_id)
+
+
+def _room_state(stack, setup, room_id: str) -> list[dict]:
+    from devstack.matrix_setup import room_state
+
+    return room_state(stack, setup.volunteer_access_token, room_id)
+
+
+async def test_mail_text_stays_inert_in_the_room(chat: Chat):
+    subject = "@room <b>URGENT</b> <a href='https://evil.example'>clica</a>"
+    body = "@room hola <script>alert(1)</script>\n<img src=x onerror=alert(2)> @voluntari:localhost"
+    number, root, _ = await chat.mail_ticket(subject=subject, body=body)
+    content = chat.vol.event(root)["content"]
+    assert content["m.mentions"] == {}
+    html = content["formatted_body"]
+    for raw in ("<b>URGENT", "<a href", "<script>", "<img"):
+        assert raw not in html
+    assert "&lt;b&gt;URGENT&lt;/b&gt;" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "@room" in content["body"]
+
+
+async def test_queries_answer_in_place(chat: Chat):
+    number, root, member = await chat.mail_ticket(subject="Antena desalineada")
+    cases = {
+        f"!show suport#{number}": ["Antena desalineada", member, "suport"],
+        f"!mostra {number}": ["Antena desalineada"],
+        f"!history suport#{number}": [member],
+        "!list": [f"suport#{number}"],
+        "!llista suport nou": [f"suport#{number}"],
+        "!search antena": [f"suport#{number}"],
+        "!cerca paraulainexistent": [],
+        "!help": ["!take", "!agafa"],
+        "!ajuda reply": ["!reply"],
+    }
+    for text, expected in cases.items():
+        event_id, mark = await chat.command(text)
+        answer = await chat.bot_says(
+            lambda e, event_id=event_id: (
+                (e["content"].get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id")
+                == event_id
+            ),
+            after=mark,
+            what=f"the answer to {text!r}",
+        )
+        for piece in expected:
+            assert piece in body_of(answer), (text, body_of(answer))
+    assert f"suport#{number}" not in body_of(answer)
+
+
+async def test_new_give_untake_and_accept(chat: Chat, matrix_setup):
+    # !new in the room: the new ticket's root answers the command.
+    event_id, mark = await chat.command(
+        "!new veina@example.org Trucada: sense connexió\nVa trucar."
+    )
+    root = await chat.bot_says(
+        lambda e: (
+            (e["content"].get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id")
+            == event_id
+        ),
+        after=mark,
+        what="the new ticket's root",
+    )
+    number = chat.inst.scalar("SELECT max(id) FROM tickets")
+    assert f"suport#{number}" in body_of(root) and "Trucada: sense connexió" in body_of(root)
+    assert chat.inst.scalar("SELECT requestor FROM tickets WHERE id = :n", n=number) == (
+        "veina@example.org"
+    )
+    other = matrix_setup().volunteer_user_id
+    _, mark = await chat.command(f"!give {other}", thread=root["event_id"])
+    await chat.bot_says(in_thread(root["event_id"]), after=mark)
+    assert chat.ticket(number)[:2] == ("open", other)
+    _, mark = await chat.command("!deixa", thread=root["event_id"])
+    await chat.bot_says(in_thread(root["event_id"]), after=mark)
+    assert chat.ticket(number)[1] is None
+
+    # A mail naming the ticket from a stranger: shown as unverified, accepted with !accept.
+    mark = chat.vol.mark(chat.room())
+    stranger = unique("desconegut")
+    await chat.inst.send(
+        member_mail(
+            stranger, chat.inst.address, subject=f"[suport#{number}] soc el veí", body="Jo també"
+        )
+    )
+    await chat.bot_says(
+        lambda e: in_thread(root["event_id"])(e) and "!accepta" in body_of(e),
+        after=mark,
+        what="the unverified-sender notice",
+    )
+    _, mark = await chat.command("!accepta", thread=root["event_id"])
+    await chat.bot_says(in_thread(root["event_id"]), after=mark)
+    participants = chat.inst.query(
+        "SELECT address FROM participants WHERE ticket_id = :n", n=number
+    )
+    assert (stranger,) in participants
+
+
+async def test_a_stranger_writing_directly_gets_one_refusal(chat: Chat, matrix_login, stack):
+    from devstack.matrix_setup import create_room
+
+    setup = chat.setup
+    room_id = await asyncio.to_thread(
+        create_room,
+        stack,
+        setup.volunteer_access_token,
+        alias_localpart=None,
+        name="DM",
+        invite=[setup.bot_user_id],
+    )
+    await chat.vol.join(room_id)
+    refusal = await chat.vol.wait_for(
+        room_id,
+        lambda e: sender_of(e) == setup.bot_user_id and e.get("type") == "m.room.message",
+        what="the polite refusal",
+    )
+    assert chat.inst.address in body_of(refusal)
+    await chat.vol.wait_for(
+        room_id,
+        lambda e: (
+            e.get("type") == "m.room.member"
+            and e.get("state_key") == setup.bot_user_id
+            and e["content"].get("membership") == "leave"
+        ),
+        what="the bot leaving",
+    )
+    before = chat.inst.scalar("SELECT count(*) FROM entries")
+    await chat.vol.send(room_id, "!take suport#1")
+    await asyncio.sleep(1)
+    assert chat.inst.scalar("SELECT count(*) FROM entries") == before
+
+
+async def test_a_quarantined_mail_is_announced_once(
+    make_instance, matrix_setup, volunteer, monkeypatch
+):
+    from exobot.mail import processor
+
+    real_rules = processor.run_rules
+
+    async def buggy_rules(parsed, context, rules):
+        if "X-Trigger" in (parsed.subject or ""):
+            raise RuntimeError("simulated rules bug")
+        return await real_rules(parsed, context, rules)
+
+    monkeypatch.setattr(processor, "run_rules", buggy_rules)
+    setup = matrix_setup()
+    inst = make_instance(matrix=setup)
+    await inst.start()
+    chat = Chat(inst, setup, await volunteer(setup))
+    await inst.send(member_mail(unique("membre"), inst.address, subject="X-Trigger <i>trencat</i>"))
+    notice = await chat.bot_says(lambda e: "quarantine" in body_of(e), what="the announcement")
+    inbound_id = inst.scalar("SELECT id FROM inbound_mail WHERE state = 'quarantined'")
+    assert f"quarantine show {inbound_id}" in body_of(notice)
+    assert "&lt;i&gt;trencat" in notice["content"]["formatted_body"]
+    # Retried and quarantined again: not announced again.
+    assert await inst.app.processor.process(inbound_id) == "quarantined"
+    await asyncio.sleep(1.5)
+    announced = [e for e in chat.bot_events() if "quarantine" in (body_of(e) or "")]
+    assert len(announced) == 1

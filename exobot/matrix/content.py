@@ -1,0 +1,40 @@
+"""The content of the bot's Matrix messages: notices with escaped HTML that mention nobody,
+placed in a room, a thread or as a reply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from exobot.matrix.render import Message
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a message goes: a room, optionally a thread, optionally replying to an event."""
+
+    room_id: str
+    thread_root: str | None = None
+    reply_to: str | None = None
+
+
+def message_content(message: Message, where: Where) -> dict[str, Any]:
+    """The content of a bot message: a notice, escaped HTML, mentioning nobody."""
+    content: dict[str, Any] = {
+        "msgtype": "m.notice",
+        "body": message.body,
+        "format": "org.matrix.custom.html",
+        "formatted_body": message.html,
+        # Present and empty: mail text quoted in it ("@room", a user id) pings nobody.
+        "m.mentions": {},
+    }
+    if where.thread_root:
+        content["m.relates_to"] = {
+            "rel_type": "m.thread",
+            "event_id": where.thread_root,
+            "is_falling_back": where.reply_to is None,
+            "m.in_reply_to": {"event_id": where.reply_to or where.thread_root},
+        }
+    elif where.reply_to:
+        content["m.relates_to"] = {"m.in_reply_to": {"event_id": where.reply_to}}
+    return content

@@ -1,0 +1,134 @@
+"""The alert sweep on a real SQLite database with a fake clock: due alerts once, repeats,
+none after a restart, the daily digest once a day."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from exobot.core.intents import MailClass, ReceiveMail, Take
+from exobot.core.model import Actor, IncomingMail
+from exobot.core.service import ServiceSettings, TicketService
+from exobot.db.engine import create_engine
+from exobot.db.migrate import upgrade_async
+from exobot.db.repository import SqlRepository
+from exobot.jobs import AlertSweep
+from exobot.mail.msgid import MessageIds
+
+MADRID = ZoneInfo("Europe/Madrid")
+SETTINGS = ServiceSettings(
+    queues=frozenset({"suport"}),
+    new_after=timedelta(hours=4),
+    repeat_every=timedelta(hours=2),
+    announce=True,
+)
+OPERATOR = Actor.operator("@anna:example.org")
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, **kwargs: float) -> None:
+        self._now += timedelta(**kwargs)
+
+
+@pytest.fixture
+async def world(tmp_path):
+    url = f"sqlite:///{tmp_path / 'exobot.db'}"
+    await upgrade_async(url)
+    engine = create_engine(url)
+    repo = SqlRepository(engine)
+    # 06:00 in Madrid (UTC+1 in winter): before the 09:00 digest.
+    clock = FakeClock(datetime(2026, 11, 25, 5, 0, tzinfo=UTC))
+    service = TicketService(repo, MessageIds("s" * 32, "example.org"), SETTINGS, clock=clock)
+    yield repo, service, clock
+    await engine.dispose()
+
+
+def sweep(world, digest_at: time | None = None) -> AlertSweep:
+    repo, service, clock = world
+    return AlertSweep(repo, service, digest_at=digest_at, timezone=MADRID, clock=clock)
+
+
+async def new_ticket(service: TicketService, n: int) -> int:
+    mail = IncomingMail(
+        f"<m{n}@x>", "marta@example.net", "Marta", "marta@example.net", "Hola", "Res"
+    )
+    return (
+        await service.apply(Actor.member(mail.sender), ReceiveMail(mail, MailClass.MEMBER))
+    ).ticket
+
+
+async def alerts(repo: SqlRepository) -> list[tuple[int, str]]:
+    async def read(view):
+        rows = []
+        for number in range(1, 10):
+            for entry in await view.history(number):
+                if entry.kind == "alert":
+                    rows.append((number, entry.data["reason"]))
+        return rows
+
+    return await repo.read(read)
+
+
+async def chat_rows(repo: SqlRepository, kind: str) -> int:
+    async with repo.connection() as conn:
+        from sqlalchemy import text
+
+        rows = (await conn.execute(text("SELECT payload FROM outbox WHERE kind = 'chat'"))).all()
+    import json
+
+    return sum(1 for (p,) in rows if (json.loads(p) if isinstance(p, str) else p)["type"] == kind)
+
+
+async def test_alerts_once_when_due_then_every_repeat_and_not_after_take(world):
+    repo, service, clock = world
+    first = await new_ticket(service, 1)
+    second = await new_ticket(service, 2)
+    assert await sweep(world).run_once() == 0
+    clock.advance(hours=4, minutes=1)
+    assert await sweep(world).run_once() == 2
+    assert await sweep(world).run_once() == 0  # the next minute: nothing new
+    # A restart is a new sweep object over the same database: nothing repeated.
+    assert await sweep(world).run_once() == 0
+    await service.apply(OPERATOR, Take(second))
+    clock.advance(hours=2)
+    assert await sweep(world).run_once() == 1
+    assert await alerts(repo) == [(first, "new"), (first, "new"), (second, "new")]
+
+
+async def test_alerts_missed_while_down_come_once_at_the_next_sweep(world):
+    repo, service, clock = world
+    number = await new_ticket(service, 1)
+    clock.advance(days=2)  # exobot was down for two days
+    assert await sweep(world).run_once() == 1
+    assert await alerts(repo) == [(number, "new")]
+
+
+async def test_the_digest_is_posted_once_a_day_after_its_time(world):
+    repo, service, clock = world
+    nine = time(9, 0)
+    assert await sweep(world, nine).run_once() == 0  # 06:00 local
+    clock.advance(hours=3, minutes=1)  # 09:01 local
+    assert await sweep(world, nine).run_once() == 1
+    assert await sweep(world, nine).run_once() == 0
+    clock.advance(hours=10)
+    assert await sweep(world, nine).run_once() == 0
+    clock.advance(hours=14)  # the next day, 09:01
+    assert await sweep(world, nine).run_once() == 1
+    assert await chat_rows(repo, "digest") == 2
+
+
+async def test_no_digest_when_disabled(world):
+    repo, service, clock = world
+    clock.advance(hours=12)
+    assert await sweep(world, None).run_once() == 0
+    assert await chat_rows(repo, "digest") == 0
