@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "var" / "demo"
 STACK_DIR = DEMO_DIR / "stack"
 CONFIG = DEMO_DIR / "config.yaml"
+BOT_PID = DEMO_DIR / "exobot.pid"
 SUPPORT = "suport@example.org"
 MEMBER = "membre@example.org"
 MATRIX_STORE = DEMO_DIR / "matrix"
@@ -116,17 +118,38 @@ Ctrl-C stops exobot{" and the stack" if started_here else ""}.
 """,
         flush=True,
     )
+    _stop_leftover_bot()
     bot = subprocess.Popen([sys.executable, "-m", "exobot.cli", "run", "-c", str(CONFIG)], cwd=ROOT)
+    BOT_PID.write_text(str(bot.pid))
+    # SIGTERM (a closed terminal, `kill`) stops everything too, like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
         return bot.wait()
     except KeyboardInterrupt:
-        bot.send_signal(signal.SIGTERM)
-        bot.wait(timeout=30)
         return 0
     finally:
+        if bot.poll() is None:
+            bot.send_signal(signal.SIGTERM)
+            bot.wait(timeout=30)
+        BOT_PID.unlink(missing_ok=True)
         if started_here:
             stack.stop()
             print("demo stack stopped")
+
+
+def _stop_leftover_bot() -> None:
+    """A demo killed hard may have left its exobot running: stop it before starting another."""
+    try:
+        pid = int(BOT_PID.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"exobot.cli" in cmdline:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.1)
 
 
 def cmd_send(args: argparse.Namespace) -> int:

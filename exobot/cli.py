@@ -21,7 +21,8 @@ def setup_logging(level: str = "INFO") -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("aioimaplib").setLevel(logging.WARNING)
+    for chatty in ("aioimaplib", "nio", "peewee", "apscheduler"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def _load(path: str) -> Config:
