@@ -230,15 +230,19 @@ class App:
         while True:
             try:
                 await self.matrix.connect()
+                # Rooms first: what was said in them while exobot was away is handled by
+                # catch_up(), which needs to know which rooms are queue rooms.
+                await self.rooms.ensure_joined(self.matrix)
+                await self.matrix.catch_up()
                 break
             except MatrixLoginError:
                 log.error("Matrix refused the bot's credentials: check the matrix section")
                 raise
             except Exception as error:
                 log.warning("cannot reach Matrix (%s); retrying in %.0f s", error, backoff)
+                await self.matrix.close()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60.0)
-        await self.rooms.ensure_joined(self.matrix)
         self.rooms.warn_if_open(self.matrix)
         workers = [
             asyncio.create_task(self.matrix.run(), name="matrix-sync"),
@@ -278,15 +282,26 @@ class App:
             await self.repository.close()
         log.info("exobot stopped")
 
-    async def run_until_signal(self) -> None:
-        """Run until SIGTERM or SIGINT, then stop cleanly."""
+    async def run_until_signal(self) -> int:
+        """Run until SIGTERM or SIGINT, then stop cleanly; returns the exit status (1 when a
+        part gave up for good, e.g. Matrix refused the bot's credentials)."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
+        waiter = asyncio.create_task(stop.wait(), name="signals")
+        status = 0
         try:
-            await stop.wait()
+            done, _ = await asyncio.wait(
+                [waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done - {waiter}:
+                status = 1
+                error = None if task.cancelled() else task.exception()
+                log.critical("%s ended: %r; stopping exobot", task.get_name(), error)
         finally:
+            waiter.cancel()
             log.info("stopping")
             await self.stop()
+        return status

@@ -47,8 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     setup_logging(config.logging.level)
-    asyncio.run(App(config).run_until_signal())
-    return 0
+    return asyncio.run(App(config).run_until_signal())
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -110,8 +110,7 @@ class MatrixClient:
         return self.settings.user_id
 
     async def connect(self) -> None:
-        """Restore the saved session, or log in once and save it; then sync once so rooms and
-        members are known. The first sync of a new session skips the backlog."""
+        """Restore the saved session, or log in once and save it."""
         s = self.settings
         s.store_path.mkdir(parents=True, exist_ok=True)
         self.nio = nio.AsyncClient(
@@ -142,11 +141,14 @@ class MatrixClient:
         self.session = session
         if self.nio.should_upload_keys:
             await self.nio.keys_upload()
-        if session.next_batch is None:
-            # Nothing that happened before the bot existed is a command for it.
-            await self._sync_once(timeout=0, full_state=True, skip_timeline=True)
-        else:
-            await self._sync_once(timeout=0, full_state=True)
+
+    async def catch_up(self) -> None:
+        """Sync once, so rooms and members are known, and handle what was said while the bot
+        was away. The first sync of a new session skips the backlog instead: nothing said
+        before the bot existed is a command for it."""
+        await self._sync_once(
+            timeout=0, full_state=True, skip_timeline=self.session.next_batch is None
+        )
 
     async def _login(self) -> Session:
         s = self.settings

@@ -271,14 +271,20 @@ async def test_restart_reruns_nothing_and_the_next_command_works(chat: Chat):
     number, root, _ = await chat.mail_ticket()
     _, mark = await chat.command("!comment abans de reiniciar", thread=root)
     await chat.bot_says(in_thread(root), after=mark)
-    devices = chat.inst.query("SELECT count(*) FROM handled_keys")
+    device = chat.inst.app.matrix.session.device_id
+    posts_before = len(chat.bot_events())
     await chat.inst.stop()
+    # Written while exobot is down: handled once after the restart, not lost.
+    _, mark = await chat.command("!comment mentre estava aturat", thread=root)
     await chat.inst.start()
+    await chat.bot_says(in_thread(root), after=mark, what="the answer to the missed command")
+    assert chat.inst.app.matrix.session.device_id == device  # no new device per start
     _, mark = await chat.command("!comment després de reiniciar", thread=root)
     await chat.bot_says(in_thread(root), after=mark)
+    await asyncio.sleep(1)
     comments = [r[0] for r in chat.inst.query("SELECT body FROM entries WHERE kind='comment'")]
-    assert comments == ["abans de reiniciar", "després de reiniciar"]
-    assert chat.inst.query("SELECT count(*) FROM handled_keys")[0][0] == devices[0][0] + 1
+    assert comments == ["abans de reiniciar", "mentre estava aturat", "després de reiniciar"]
+    assert len(chat.bot_events()) == posts_before + 2  # nothing old posted or answered again
 
 
 async def test_alert_for_a_new_ticket_and_none_after_take(make_instance, matrix_setup, volunteer):
@@ -486,3 +492,16 @@ async def test_a_quarantined_mail_is_announced_once(
     await asyncio.sleep(1.5)
     announced = [e for e in chat.bot_events() if "quarantine" in (body_of(e) or "")]
     assert len(announced) == 1
+
+
+async def test_wrong_matrix_credentials_stop_exobot_with_a_clear_message(
+    make_instance, matrix_setup
+):
+    setup = matrix_setup()
+    inst = make_instance(matrix=setup)
+    text = inst.config_path.read_text().replace(setup.bot_password, "contrasenya-dolenta")
+    inst.config_path.write_text(text)
+    result = await asyncio.to_thread(inst.run_cli, "run", timeout=60)
+    assert result.returncode == 1
+    assert "Matrix refused the bot's credentials" in result.stderr
+    assert "contrasenya-dolenta" not in result.stderr
