@@ -64,7 +64,8 @@ def service_settings(config: Config) -> ServiceSettings:
 
 
 class App:
-    """exobot as one process: mail intake, mail processing and the mail worker on one loop."""
+    """exobot as one process: mail intake and processing, the mail and chat workers, the Matrix
+    client and the alert scheduler, as tasks of one event loop."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
