@@ -25,31 +25,26 @@ import collections
 import email.policy
 import logging
 import math
-import os
 import random
-import shutil
-import signal
 import smtplib
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # devstack is not an installed package
+# bench/common.py (bench/ is on sys.path as the script's directory); it also puts the repository
+# root on sys.path, so it comes before devstack and exobot.
+from common import BenchError, connect_db, db_time, percentile, run_with_stack, scalar
 
-from devstack.exobot_config import exobot_config  # noqa: E402
-from devstack.stack import DEFAULT_BASE_PORT, Stack, find_free_base_port  # noqa: E402
-from exobot.app import App  # noqa: E402
-from exobot.config import Config, parse_config  # noqa: E402
+from devstack.exobot_config import exobot_config
+from devstack.stack import Stack
+from exobot.app import App
+from exobot.config import Config, parse_config
 
 log = logging.getLogger("bench")
 
@@ -60,10 +55,6 @@ LATENCY_POLL_SECONDS = 0.005
 LATENCY_GAP_SECONDS = 0.1
 LATENCY_TIMEOUT_SECONDS = 30.0
 SMTP_POLICY = email.policy.SMTP  # CRLF line endings, as LMTP and SMTP want them
-
-
-class BenchError(Exception):
-    """The run itself failed (not a missed goal)."""
 
 
 # ------------------------------------------------------------------------------ configuration
@@ -343,16 +334,6 @@ def deliver_lmtp(stack: Stack, rcpt: str, mails: list[tuple[str, bytes]]) -> Non
 # ------------------------------------------------------------------------------------- polling
 
 
-def connect_db(path: Path) -> sqlite3.Connection:
-    """A separate, autocommit reader on exobot's SQLite database (WAL: never blocks it)."""
-    return sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-
-
-def scalar(conn: sqlite3.Connection, sql: str, *params: object) -> object:
-    """The first column of the first row."""
-    return conn.execute(sql, params).fetchone()[0]
-
-
 def wait_for(
     conn: sqlite3.Connection, sql: str, target: int, interval: float, timeout: float, what: str
 ) -> float:
@@ -367,16 +348,6 @@ def wait_for(
                 f"(have {scalar(conn, sql)} of {target})"
             )
         time.sleep(interval)
-
-
-def db_time(value: str | None) -> float:
-    """A timestamp column (SQLAlchemy writes UTC, often without an offset) as epoch seconds."""
-    if value is None:
-        return math.nan
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 # ---------------------------------------------------------------------------------- throughput
@@ -540,12 +511,6 @@ async def run_latency(
 # -------------------------------------------------------------------------------------- report
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile (defined for any non-empty list)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
 def report(tp: ThroughputResult, latencies: list[LatencySample]) -> tuple[str, bool]:
     """The final block of figures, and whether every goal is met."""
     kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(tp.kinds.items()))
@@ -649,40 +614,15 @@ async def run_all(stack: Stack, workdir: Path, args: argparse.Namespace) -> tupl
     return report(tp, latencies)
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when it ran (goals met or not), 1 when it failed, 130 on Ctrl-C."""
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    signal.signal(signal.SIGTERM, _terminate)  # stop the stack on `kill` too
-    workdir = Path(tempfile.mkdtemp(prefix="exobot-bench-"))
-    stack = None
-    try:
-        base_port = find_free_base_port(DEFAULT_BASE_PORT + (os.getpid() % 1000) * 10)
-        print(f"starting the mail stack in {workdir} (base port {base_port}) ...", flush=True)
-        stack = Stack.start(workdir / "stack", base_port=base_port, synapse=False)
-        text, _all_met = asyncio.run(run_all(stack, workdir, args))
-    except BenchError as error:
-        print(f"benchmark failed: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        if stack is not None:
-            stack.stop()
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print(text)
-    return 0
+
+    async def measure(stack: Stack, workdir: Path) -> str:
+        text, _all_met = await run_all(stack, workdir, args)
+        return text
+
+    return run_with_stack(args, synapse=False, workdir_prefix="exobot-bench-", measure=measure)
 
 
 if __name__ == "__main__":

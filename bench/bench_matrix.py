@@ -29,33 +29,28 @@ import math
 import os
 import platform
 import re
-import shutil
-import signal
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
-from typing import Any
 
 import nio
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # devstack is not an installed package
+# bench/common.py (bench/ is on sys.path as the script's directory); it also puts the repository
+# root on sys.path, so it comes before devstack and exobot.
+from common import BenchError, connect_db, db_time, percentile, run_with_stack, scalar
 
-from devstack.exobot_config import exobot_config  # noqa: E402
-from devstack.matrix_setup import MatrixSetup, setup_matrix  # noqa: E402
-from devstack.stack import DEFAULT_BASE_PORT, Stack, find_free_base_port  # noqa: E402
-from exobot.app import App  # noqa: E402
-from exobot.config import Config, parse_config  # noqa: E402
+from devstack.exobot_config import exobot_config
+from devstack.matrix_setup import MatrixSetup, setup_matrix
+from devstack.stack import Stack
+from exobot.app import App
+from exobot.config import Config, parse_config
 
 log = logging.getLogger("bench")
 
@@ -67,10 +62,6 @@ COMMAND_GAP_SECONDS = 0.05
 MAIL_GAP_SECONDS = 0.1
 POLL_SECONDS = 0.01
 SYNC_TIMEOUT_MS = 30_000
-
-
-class BenchError(Exception):
-    """The run itself failed (an answer never came, the stack did not start, ...)."""
 
 
 # -------------------------------------------------------------------------- the volunteer
@@ -223,26 +214,6 @@ def thread_message(text: str, root: str) -> dict:
 
 
 # ------------------------------------------------------------------------------- database
-
-
-def connect_db(path: Path) -> sqlite3.Connection:
-    """A separate, autocommit reader on exobot's SQLite database (WAL: never blocks it)."""
-    return sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-
-
-def scalar(conn: sqlite3.Connection, sql: str, *params: object) -> Any:
-    """The first column of the first row."""
-    return conn.execute(sql, params).fetchone()[0]
-
-
-def db_time(value: str | None) -> float:
-    """A timestamp column (SQLAlchemy writes UTC, often without an offset) as epoch seconds."""
-    if value is None:
-        return math.nan
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 async def wait_outbox_idle(conn: sqlite3.Connection) -> None:
@@ -466,12 +437,6 @@ async def run_all(stack: Stack, workdir: Path, args: argparse.Namespace) -> Resu
 # -------------------------------------------------------------------------------- report
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile (defined for any non-empty list)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
 def summary(values: list[float]) -> str:
     """median, p95, min and max of seconds, in ms."""
     ms = [v * 1000 for v in values]
@@ -571,52 +536,29 @@ def nio_version() -> str:
         return "?"
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when it ran, 1 when it failed, 130 on Ctrl-C."""
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     if args.verbose:
         log.setLevel(logging.DEBUG)
-    signal.signal(signal.SIGTERM, _terminate)  # stop the stack on `kill` too
     print(header(args), flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="exobot-bench-matrix-"))
-    stack = None
     started = time.perf_counter()
-    try:
-        base_port = find_free_base_port(DEFAULT_BASE_PORT + (os.getpid() % 1000) * 10)
-        print(
-            f"starting the stack with Synapse in {workdir} (base port {base_port}) ...", flush=True
-        )
-        stack = Stack.start(workdir / "stack", base_port=base_port, synapse=True)
+
+    async def measure(stack: Stack, workdir: Path) -> str:
         print(f"stack up in {time.perf_counter() - started:.1f} s", flush=True)
-        results = asyncio.run(run_all(stack, workdir, args))
-    except BenchError as error:
-        print(f"benchmark failed: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return report(await run_all(stack, workdir, args))
+
+    try:
+        code = run_with_stack(
+            args, synapse=True, workdir_prefix="exobot-bench-matrix-", measure=measure
+        )
     except Exception as error:  # the stack or the setup failed: still a failed run
         log.exception("benchmark failed")
         print(f"benchmark failed: {error!r}", file=sys.stderr)
         return 1
-    finally:
-        if stack is not None:
-            stack.stop()
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print(report(results))
-    print(f"total run time {time.perf_counter() - started:.1f} s")
-    return 0
+    if code == 0:
+        print(f"total run time {time.perf_counter() - started:.1f} s")
+    return code
 
 
 if __name__ == "__main__":

@@ -505,3 +505,27 @@ async def test_wrong_matrix_credentials_stop_exobot_with_a_clear_message(
     assert result.returncode == 1
     assert "Matrix refused the bot's credentials" in result.stderr
     assert "contrasenya-dolenta" not in result.stderr
+
+
+async def test_a_new_bot_skips_the_rooms_backlog(make_instance, matrix_setup, volunteer):
+    setup = matrix_setup()
+    vol = await volunteer(setup)
+    room = setup.rooms["suport"]
+    old = await vol.send(room, "!ajuda")  # said before the bot ever ran
+    inst = make_instance(matrix=setup)
+    await inst.start()
+    chat = Chat(inst, setup, vol)
+    new, mark = await chat.command("!ajuda")
+    await chat.bot_says(
+        lambda e: (
+            (e["content"].get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id") == new
+        ),
+        after=mark,
+        what="the answer to the new command",
+    )
+    await asyncio.sleep(1)
+    answered = [
+        (e["content"].get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id")
+        for e in chat.bot_events()
+    ]
+    assert old not in answered and answered.count(new) == 1

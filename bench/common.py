@@ -1,0 +1,114 @@
+"""What the benchmarks share: the failure type, the SQLite reader and the run on a fresh stack.
+
+The scripts run as `python bench/bench_*.py`, so Python puts bench/ on sys.path and they import
+this module as `common`; importing it also puts the repository root there (devstack is not an
+installed package), so import it before devstack and exobot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import shutil
+import signal
+import sqlite3
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # devstack is not an installed package
+
+from devstack.stack import DEFAULT_BASE_PORT, Stack, find_free_base_port  # noqa: E402
+
+
+class BenchError(Exception):
+    """The run itself failed (not a missed goal): a timeout, a stack that did not start, ..."""
+
+
+# ------------------------------------------------------------------------------- database
+
+
+def connect_db(path: Path) -> sqlite3.Connection:
+    """A separate, autocommit reader on exobot's SQLite database (WAL: never blocks it)."""
+    return sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+
+
+def scalar(conn: sqlite3.Connection, sql: str, *params: object) -> Any:
+    """The first column of the first row."""
+    return conn.execute(sql, params).fetchone()[0]
+
+
+def db_time(value: str | None) -> float:
+    """A timestamp column (SQLAlchemy writes UTC, often without an offset) as epoch seconds."""
+    if value is None:
+        return math.nan
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+# --------------------------------------------------------------------------------- report
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (defined for any non-empty list)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+# ----------------------------------------------------------------------------------- main
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_with_stack(
+    args: Any,
+    *,
+    synapse: bool,
+    workdir_prefix: str,
+    measure: Callable[[Stack, Path], Awaitable[str]],
+) -> int:
+    """Run `measure` on a fresh stack in a temporary directory and print the report it returns.
+
+    Sets up logging (`args.verbose`), stops the stack on SIGTERM as on Ctrl-C, and removes the
+    directory at the end unless `args.keep`. Returns the exit code: 0 when the run completed,
+    1 on BenchError, 130 when interrupted; any other exception propagates (after the cleanup).
+    """
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    signal.signal(signal.SIGTERM, _terminate)  # stop the stack on `kill` too
+    workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix))
+    stack = None
+    try:
+        base_port = find_free_base_port(DEFAULT_BASE_PORT + (os.getpid() % 1000) * 10)
+        what = "the stack with Synapse" if synapse else "the mail stack"
+        print(f"starting {what} in {workdir} (base port {base_port}) ...", flush=True)
+        stack = Stack.start(workdir / "stack", base_port=base_port, synapse=synapse)
+        text = asyncio.run(measure(stack, workdir))
+    except BenchError as error:
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if stack is not None:
+            stack.stop()
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(text)
+    return 0
