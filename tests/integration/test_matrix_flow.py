@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from harness import Instance, member_mail, unique, wait_until
@@ -28,7 +30,11 @@ class Chat:
         return self.setup.rooms[queue]
 
     def bot_events(self, queue: str = "suport", after: int = 0) -> list[dict]:
-        return [e for e in self.vol.events(self.room(queue))[after:] if sender_of(e) == self.bot_id]
+        return [
+            e
+            for e in self.vol.events(self.room(queue))[after:]
+            if sender_of(e) == self.bot_id and e.get("type") == "m.room.message"
+        ]
 
     async def bot_says(
         self, predicate, queue: str = "suport", after: int = 0, what: str = ""
@@ -529,3 +535,69 @@ async def test_a_new_bot_skips_the_rooms_backlog(make_instance, matrix_setup, vo
         for e in chat.bot_events()
     ]
     assert old not in answered and answered.count(new) == 1
+
+
+async def test_the_digest_reaches_every_queue_room(make_instance, matrix_setup, volunteer):
+    setup = matrix_setup()
+    inst = make_instance(matrix=setup, alerts={"digest_at": "00:00", "sweep_every": "1s"})
+    await inst.start()
+    chat = Chat(inst, setup, await volunteer(setup))
+    today = datetime.now(ZoneInfo("Europe/Madrid")).date().isoformat()
+    for queue in ("suport", "tresoreria"):
+        digest = await chat.bot_says(lambda e: thread_root_of(e) is None, queue=queue)
+        assert today in body_of(digest)
+    await asyncio.sleep(2.5)  # more sweeps: still one digest a day
+    assert len(chat.bot_events("suport")) == 1
+
+
+async def test_sigterm_stops_cleanly_and_loses_nothing(make_instance, matrix_setup, volunteer):
+    import signal
+    import subprocess
+    import sys
+
+    from harness import ROOT
+
+    setup = matrix_setup()
+    inst = make_instance(matrix=setup)
+    vol = await volunteer(setup)
+    chat = Chat(inst, setup, vol)
+    log_path = inst.config_path.parent / "run.log"
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "exobot.cli", "run", "-c", str(inst.config_path)],
+            cwd=ROOT,
+            stderr=log_file,
+        )
+    try:
+        await _until_answered(chat, "!ajuda")
+        member = unique("membre")
+        await inst.send(member_mail(member, inst.address, subject="Just abans d'aturar"))
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    log = log_path.read_text()
+    assert "exobot stopped" in log
+    assert "exobot.matrix" in log and "exobot.mail" in log  # lines name their component
+    # Whatever the signal interrupted is finished after a restart, exactly once.
+    await inst.start()
+    await inst.wait_tickets(1)
+    await chat.bot_says(lambda e: "Just abans d'aturar" in body_of(e), what="the root message")
+    await inst.wait_mailbox(member, 1)
+    await inst.wait_outbox_idle()
+    await asyncio.sleep(1)
+    roots = [e for e in chat.bot_events() if "Just abans d'aturar" in (body_of(e) or "")]
+    assert len(roots) == 1 and len(inst.mailbox(member)) == 1
+
+
+async def _until_answered(chat: Chat, command: str, attempts: int = 10) -> None:
+    """Wait for a bot started elsewhere to be ready: a command said before its first sync is
+    backlog it rightly skips, so ask again until one is answered."""
+    for _ in range(attempts):
+        _, mark = await chat.command(command)
+        for _ in range(30):
+            if chat.bot_events(after=mark):
+                return
+            await asyncio.sleep(0.1)
+    pytest.fail(f"exobot never answered {command}")
