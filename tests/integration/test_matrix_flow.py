@@ -601,3 +601,21 @@ async def _until_answered(chat: Chat, command: str, attempts: int = 10) -> None:
                 return
             await asyncio.sleep(0.1)
     pytest.fail(f"exobot never answered {command}")
+
+
+async def test_a_command_from_another_room_is_answered_there_too(chat: Chat):
+    number, root, _ = await chat.mail_ticket()
+    mark_suport = chat.vol.mark(chat.room("suport"))
+    event_id, mark = await chat.command(f"!take suport#{number}", queue="tresoreria")
+    here = await chat.bot_says(
+        lambda e: (
+            (e["content"].get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id")
+            == event_id
+        ),
+        queue="tresoreria",
+        after=mark,
+        what="the answer in the room where the command was typed",
+    )
+    there = await chat.bot_says(in_thread(root), after=mark_suport, what="the thread post")
+    assert body_of(here) == body_of(there)
+    assert chat.ticket(number)[:2] == ("open", chat.setup.volunteer_user_id)
