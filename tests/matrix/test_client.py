@@ -1,0 +1,105 @@
+"""The Matrix client's own logic: the saved session, handler isolation, undecryptable events."""
+
+from __future__ import annotations
+
+import stat
+import time
+from pathlib import Path
+
+import nio
+
+from exobot.matrix.client import (
+    UNDECRYPTED_KEEP_SECONDS,
+    MatrixClient,
+    MatrixSettings,
+    Session,
+    SessionStore,
+)
+
+MEGOLM = {
+    "type": "m.room.encrypted",
+    "event_id": "$late",
+    "sender": "@anna:x",
+    "origin_server_ts": 1,
+    "content": {
+        "algorithm": "m.megolm.v1.aes-sha2",
+        "ciphertext": "AwgA",
+        "device_id": "DEV",
+        "sender_key": "key",
+        "session_id": "sess",
+    },
+}
+
+
+def settings(tmp_path: Path) -> MatrixSettings:
+    return MatrixSettings("http://hs", "@bot:x", "pw", None, "exobot", tmp_path)
+
+
+def test_the_session_round_trips_privately(tmp_path):
+    store = SessionStore(tmp_path / "store")
+    assert store.load() is None
+    session = Session("http://hs", "@bot:x", "DEV", "token", "s1_2", [])
+    store.save(session)
+    assert store.load() == session
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert not list(store.directory.glob("*.tmp"))
+
+
+def test_an_unreadable_session_means_logging_in_again(tmp_path):
+    store = SessionStore(tmp_path)
+    store.path.write_text("{not json")
+    assert store.load() is None
+
+
+class FakeNio:
+    """Decrypts once `keys_arrived` is set."""
+
+    def __init__(self) -> None:
+        self.rooms = {"!r:x": nio.MatrixRoom("!r:x", "@bot:x")}
+        self.keys_arrived = False
+
+    def decrypt_event(self, event: nio.MegolmEvent) -> nio.Event:
+        if not self.keys_arrived:
+            raise nio.EncryptionError("no session")
+        return nio.RoomMessageText.from_dict(
+            {**MEGOLM, "type": "m.room.message", "content": {"msgtype": "m.text", "body": "!ajuda"}}
+        )
+
+
+async def test_an_undecryptable_event_is_kept_and_handled_when_its_key_arrives(tmp_path):
+    client = MatrixClient(settings(tmp_path))
+    client.nio = FakeNio()
+    client.session = Session("http://hs", "@bot:x", "DEV", "token")
+    handled = []
+
+    async def on_event(room, event):
+        handled.append(event.body)
+
+    client.on_event = on_event
+    client.session.undecrypted.append({"room_id": "!r:x", "source": MEGOLM, "seen": time.time()})
+    await client._retry_undecrypted()
+    assert handled == [] and len(client.session.undecrypted) == 1
+    client.nio.keys_arrived = True
+    await client._retry_undecrypted()
+    assert handled == ["!ajuda"] and client.session.undecrypted == []
+
+
+async def test_an_event_never_decrypted_is_given_up_after_a_day(tmp_path, caplog):
+    client = MatrixClient(settings(tmp_path))
+    client.nio = FakeNio()
+    client.session = Session("http://hs", "@bot:x", "DEV", "token")
+    old = time.time() - UNDECRYPTED_KEEP_SECONDS - 1
+    client.session.undecrypted.append({"room_id": "!r:x", "source": MEGOLM, "seen": old})
+    await client._retry_undecrypted()
+    assert client.session.undecrypted == []
+    assert "gave up decrypting $late" in caplog.text
+
+
+async def test_a_failing_handler_is_logged_and_contained(tmp_path, caplog):
+    client = MatrixClient(settings(tmp_path))
+
+    async def broken(*_args):
+        raise RuntimeError("handler bug")
+
+    await client._call(broken, "room", "event")
+    assert "handling a Matrix event failed" in caplog.text
