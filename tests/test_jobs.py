@@ -7,6 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 
 from exobot.core.intents import MailClass, ReceiveMail, Take
 from exobot.core.model import Actor, IncomingMail
@@ -14,9 +15,12 @@ from exobot.core.service import ServiceSettings, TicketService
 from exobot.db.engine import create_engine
 from exobot.db.migrate import upgrade_async
 from exobot.db.repository import SqlRepository
+from exobot.db.tables import EntryRow, OutboxRow
 from exobot.jobs import AlertSweep
 from exobot.mail.msgid import MessageIds
 
+E = EntryRow.__table__
+O = OutboxRow.__table__  # noqa: E741
 MADRID = ZoneInfo("Europe/Madrid")
 SETTINGS = ServiceSettings(
     queues=frozenset({"suport"}),
@@ -68,25 +72,21 @@ async def new_ticket(service: TicketService, n: int) -> int:
 
 
 async def alerts(repo: SqlRepository) -> list[tuple[int, str]]:
-    async def read(view):
-        rows = []
-        for number in range(1, 10):
-            for entry in await view.history(number):
-                if entry.kind == "alert":
-                    rows.append((number, entry.data["reason"]))
-        return rows
-
-    return await repo.read(read)
+    """(ticket, reason) of every alert raised, by ticket, oldest first."""
+    async with repo.connection() as conn:
+        rows = await conn.execute(
+            select(E.c.ticket_id, E.c.data)
+            .where(E.c.kind == "alert")
+            .order_by(E.c.ticket_id, E.c.id)
+        )
+        return [(ticket, data["reason"]) for ticket, data in rows]
 
 
 async def chat_rows(repo: SqlRepository, kind: str) -> int:
+    """How many chat outbox rows of a type were queued."""
     async with repo.connection() as conn:
-        from sqlalchemy import text
-
-        rows = (await conn.execute(text("SELECT payload FROM outbox WHERE kind = 'chat'"))).all()
-    import json
-
-    return sum(1 for (p,) in rows if (json.loads(p) if isinstance(p, str) else p)["type"] == kind)
+        rows = await conn.execute(select(O.c.payload).where(O.c.kind == "chat"))
+        return sum(1 for (payload,) in rows if payload["type"] == kind)
 
 
 async def test_alerts_once_when_due_then_every_repeat_and_not_after_take(world):

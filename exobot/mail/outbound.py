@@ -24,8 +24,6 @@ from exobot.mail.compose import TemplateRenderer, build_message, is_threadable_i
 
 log = logging.getLogger("exobot.mail.outbound")
 
-__all__ = ["MailSender", "PermanentFailure", "RetryPolicy", "SmtpSettings"]
-
 
 @dataclass(frozen=True)
 class SmtpSettings:

@@ -213,11 +213,15 @@ class MailProcessor:
         quarantined = state == inbound.QUARANTINED
         if quarantined:
             log.warning("mail %s quarantined: %s", inbound_id, values.get("error"))
-        announce = quarantined and self.settings.announce
         async with self.repository.transaction() as uow:
             await inbound.mark_inbound(uow.conn, inbound_id, state, **values)
             # Once per mail, even when a retry from the CLI quarantines it again.
-            if announce and await uow.claim(f"quarantine:{inbound_id}"):
+            announce = (
+                quarantined
+                and self.settings.announce
+                and await uow.claim(f"quarantine:{inbound_id}")
+            )
+            if announce:
                 payload = {
                     "type": "quarantine",
                     "inbound_id": inbound_id,
@@ -226,8 +230,6 @@ class MailProcessor:
                     "error": values.get("error"),
                 }
                 await uow.queue_outbox(CHAT, None, payload)
-            else:
-                announce = False
         if announce:
             await self.service.events.emit(OutboxQueued(CHAT))
         return state

@@ -86,8 +86,11 @@ class MatrixBot:
 
     async def handle_invite(self, room_id: str, inviter: str | None) -> None:
         """Join queue rooms; tell anyone else, once, where help is, and leave."""
-        if self.rooms.is_queue_room(room_id) or await self._is_configured_alias(room_id):
-            await self.rooms.ensure_joined(self.client)
+        # Resolving the configured aliases tells whether this is a queue room, and joins it.
+        await self.rooms.ensure_joined(self.client)
+        if self.rooms.is_queue_room(room_id):
+            # Invited back to a queue room after a removal: take the seat again.
+            await self.client.nio.join(room_id)
             return
         log.info("invited to %s by %s, which is no queue room: refusing", room_id, inviter)
         joined = await self.client.nio.join(room_id)
@@ -111,10 +114,6 @@ class MatrixBot:
         except Exception as error:  # best effort: the refusal is a courtesy
             log.warning("could not send the refusal to %s: %s", room_id, error)
         await self.client.nio.room_leave(room_id)
-
-    async def _is_configured_alias(self, room_id: str) -> bool:
-        await self.rooms.ensure_joined(self.client)
-        return self.rooms.is_queue_room(room_id)
 
     # --- messages --------------------------------------------------------------------------
 

@@ -101,8 +101,7 @@ class MatrixClient:
         self.nio: nio.AsyncClient | None = None
         self.on_event: EventHandler | None = None
         self.on_invite: InviteHandler | None = None
-        self.synced = asyncio.Event()  # set after every successful sync
-        self._synced_once = False
+        self._key_requests: set[asyncio.Task] = set()  # referenced until done
 
     @property
     def user_id(self) -> str:
@@ -200,9 +199,6 @@ class MatrixClient:
         await self._retry_undecrypted()
         self.session.next_batch = response.next_batch
         self.store.save(self.session)
-        self._synced_once = True
-        self.synced.set()
-        self.synced.clear()
 
     async def _keep_keys(self) -> None:
         client = self.nio
@@ -249,7 +245,9 @@ class MatrixClient:
         self.session.undecrypted.append(
             {"room_id": room_id, "source": event.source, "seen": time.time()}
         )
-        asyncio.ensure_future(self._request_key(event))
+        task = asyncio.ensure_future(self._request_key(event))
+        self._key_requests.add(task)
+        task.add_done_callback(self._key_requests.discard)
 
     async def _request_key(self, event: nio.MegolmEvent) -> None:
         with contextlib.suppress(Exception):  # already requested, or the server is busy

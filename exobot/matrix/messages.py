@@ -68,7 +68,6 @@ _CA: dict[str, str] = {
     "entry.alert_new": "⚠️ Alerta: ticket nou que ningú no ha agafat",
     "entry.alert_stalled": "⏰ Recordatori: ticket aturat",
     "entry.other": "{actor}: {kind}",
-    "unverified.note": "Per acceptar-lo com a correspondència del ticket: !accepta {ticket}",
     "opened": "🆕 S'ha obert {ticket} «{title}»; el seu fil és a la sala de {queue}.",
     # Queue move, alerts, reminders.
     "moved": (
@@ -286,7 +285,6 @@ _ES: dict[str, str] = {
     "entry.alert_new": "⚠️ Alerta: ticket nuevo que nadie ha tomado",
     "entry.alert_stalled": "⏰ Recordatorio: ticket parado",
     "entry.other": "{actor}: {kind}",
-    "unverified.note": "Para aceptarlo como correspondencia del ticket: !accept {ticket}",
     "opened": "🆕 Se ha abierto {ticket} «{title}»; su hilo está en la sala de {queue}.",
     "moved": (
         "➡️ {ticket} se ha movido de la cola {old} a la cola {new}. "
@@ -500,7 +498,6 @@ _EN: dict[str, str] = {
     "entry.alert_new": "⚠️ Alert: new ticket nobody has taken",
     "entry.alert_stalled": "⏰ Reminder: stalled ticket",
     "entry.other": "{actor}: {kind}",
-    "unverified.note": "To accept it as correspondence of the ticket: !accept {ticket}",
     "opened": "🆕 Opened {ticket} «{title}»; its thread is in the {queue} room.",
     "moved": (
         "➡️ {ticket} moved from queue {old} to queue {new}. The thread continues in the {new} room."

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import nio
 
 from exobot.core.model import Entry, EntryKind, Status, Ticket
+from exobot.core.service import CHAT
 from exobot.db import chat
 from exobot.db.outbox import OutboxItem
 from exobot.db.repository import SqlRepository
@@ -26,7 +27,6 @@ from exobot.matrix.rooms import QueueRooms
 
 log = logging.getLogger("exobot.matrix.poster")
 
-CHAT = "chat"
 DIGEST_OLDEST = 5
 REACTION_DONE = "✅"
 
@@ -83,10 +83,10 @@ class ChatSender(OutboxWorker):
             ticket = await view.get_ticket(item.ticket_id)
             entries = await view.entries(payload["entries"])
             thread = await chat.current_thread(view.conn, item.ticket_id)
+            part = _Parts(item.id, await chat.posted(view.conn, item.id))
         if ticket is None:
             raise PermanentFailure(f"ticket {item.ticket_id} does not exist")
         origin = payload.get("origin") or None
-        part = await self._parts(item)
         if payload.get("created"):
             created = next((e for e in entries if e.kind is EntryKind.CREATED), None)
             queue = created.data.get("queue", ticket.queue) if created else ticket.queue
@@ -157,8 +157,8 @@ class ChatSender(OutboxWorker):
         return await self._new_root(ticket, new_queue, first, part, None) or thread
 
     async def _alert(self, ticket: Ticket, alert: Entry, thread: chat.Thread, part: _Parts) -> None:
-        since = datetime.fromisoformat(alert.data.get("since") or ticket.created_at.isoformat())
-        waited = alert.created_at - since
+        since = alert.data.get("since")
+        waited = alert.created_at - (datetime.fromisoformat(since) if since else ticket.created_at)
         if alert.data.get("reason") == "stalled":
             note, line = (
                 self.renderer.stalled_reminder(ticket, waited),

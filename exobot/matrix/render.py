@@ -489,10 +489,6 @@ class Renderer:
             )
         )
 
-    def unverified_note(self, ticket: Ticket) -> Message:
-        """How to accept an unverified sender's mail as correspondence."""
-        return Message(*self._t("unverified.note", ticket=self._ref(ticket)))
-
     # -- alerts and reminders --------------------------------------------------------
 
     def _alert(self, ticket: Ticket, waited: timedelta) -> tuple[str, str]:
