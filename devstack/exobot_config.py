@@ -27,6 +27,7 @@ def exobot_config(
     matrix: MatrixSetup | None = None,
     matrix_store: str | None = None,
     alerts: dict | None = None,
+    web: str | None = None,
     **mail: Any,
 ) -> dict:
     """A complete configuration pointing exobot at `stack` (plain IMAP/SMTP on loopback).
@@ -35,7 +36,8 @@ def exobot_config(
     merged into the defaults rather than replacing them. With `matrix` (a MatrixSetup) the
     config gets a `matrix` section for its bot account (store in `matrix_store`, by default
     next to a SQLite database) and each queue's `room` is the setup's alias. `alerts` is
-    merged into the `alerts` section.
+    merged into the `alerts` section. `web` ("host:port") turns the web server on there;
+    without it the config has no web server (instances of a test run would share a port).
     """
     data: dict[str, Any] = {
         "database": {"url": database_url},
@@ -56,7 +58,7 @@ def exobot_config(
             },
             "smtp": {"host": stack.host, "port": stack.smtp_port, "security": "none"},
         },
-        "web": {"listen": "127.0.0.1:8080"},
+        "web": {"listen": web, "enabled": True} if web else {"enabled": False},
         "language": "ca",
     }
     for key, value in mail.items():

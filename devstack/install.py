@@ -132,9 +132,25 @@ def install_openssl() -> None:
     _log("installed openssl")
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def install_chromium() -> None:
+    """apt-get install Debian's Chromium (the browser tests drive it through Playwright, which
+    must never download its own browser)."""
+    if CHROMIUM.exists():
+        _log("chromium already installed: nothing to do")
+        return
+    started = time.monotonic()
+    _apt_install_or_update(["chromium"], "Chromium")
+    _log(f"installed chromium in {time.monotonic() - started:.1f}s")
+
+
 def install_all() -> None:
-    """Install everything the stack needs: Dovecot, PostgreSQL and openssl, the Synapse venv."""
+    """Install everything the stack needs: Dovecot, PostgreSQL, openssl and Chromium, the
+    Synapse venv."""
     install_openssl()
+    install_chromium()
     install_dovecot()
     install_postgres()
     install_synapse()

@@ -27,6 +27,10 @@ from exobot.matrix.client import MatrixClient, MatrixLoginError, MatrixSettings
 from exobot.matrix.poster import ChatSender
 from exobot.matrix.render import Renderer
 from exobot.matrix.rooms import QueueRooms
+from exobot.web.app import create_app
+from exobot.web.context import WebContext, WebSettings
+from exobot.web.homeserver import PasswordChecker
+from exobot.web.server import WebServer
 
 log = logging.getLogger("exobot.app")
 
@@ -80,6 +84,7 @@ class App:
         self.poster: ChatSender | None = None
         self.bot: MatrixBot | None = None
         self.scheduler: Scheduler | None = None
+        self.web: WebServer | None = None
         self.chat_ready = asyncio.Event()  # Matrix connected, rooms joined, workers running
         self.events = EventBus()
         self._mail_arrived = asyncio.Event()
@@ -145,6 +150,8 @@ class App:
         self.events.subscribe(OutboxQueued, self._wake_worker)
         if cfg.matrix is not None:
             self._build_matrix()
+        if cfg.web.enabled:
+            self._build_web()
 
     def _build_matrix(self) -> None:
         cfg = self.config
@@ -190,6 +197,30 @@ class App:
         )
         self.scheduler = Scheduler(sweep, cfg.alerts.sweep_every)
 
+    def _build_web(self) -> None:
+        cfg = self.config
+        settings = WebSettings(
+            root=cfg.web.root,
+            secure=cfg.web.secure,
+            prefix=cfg.tickets.prefix,
+            queues=tuple(cfg.tickets.queues),
+            default_queue=cfg.tickets.default_queue,
+            language=cfg.language,
+            timezone=cfg.alerts.tzinfo,
+            session_ttl=cfg.web.session_ttl,
+            login_link_ttl=cfg.web.login_link_ttl,
+            support_address=cfg.mail.address,
+        )
+        context = WebContext(settings, self.repository, self.service, retry_mail=self._retry_mail)
+        if self.bot is not None:
+            context.is_operator = self.bot.is_operator
+            context.check_password = PasswordChecker(str(cfg.matrix.homeserver))
+        self.web = WebServer(create_app(context), cfg.web.host, cfg.web.port)
+
+    async def _retry_mail(self, inbound_id: int) -> str:
+        """Process a quarantined mail again (the web's retry button)."""
+        return await self.processor.process(inbound_id)
+
     def _wake_worker(self, event: OutboxQueued) -> None:
         if event.kind == "mail":
             self.sender.wake.set()
@@ -200,6 +231,8 @@ class App:
         """Build, then start every worker as a task of this loop."""
         if self.repository is None:
             await self.build()
+        if self.web is not None:
+            self.web.bind()  # a busy port stops the start with a clear line, before anything runs
         self._tasks = [
             asyncio.create_task(self._process_loop(), name="mail-processor"),
             asyncio.create_task(self.sender.run(), name="mail-sender"),
@@ -207,6 +240,8 @@ class App:
         ]
         if self.matrix is not None:
             self._tasks.append(asyncio.create_task(self._matrix_loop(), name="matrix"))
+        if self.web is not None:
+            self._tasks.append(asyncio.create_task(self.web.run(), name="web"))
         log.info(
             "exobot started: %s, mail %s",
             self.config.database.url.split("://")[0],

@@ -44,10 +44,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run exobot until SIGTERM/SIGINT."""
     from exobot.app import App
+    from exobot.web.server import WebListenError
 
     config = _load(args.config)
     setup_logging(config.logging.level)
-    return asyncio.run(App(config).run_until_signal())
+    try:
+        return asyncio.run(App(config).run_until_signal())
+    except WebListenError as error:
+        print(error, file=sys.stderr)
+        return 1
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -421,8 +421,11 @@ class AlertsConfig(ConfigSection):
 class WebConfig(ConfigSection):
     """The web server; ``base_url`` is how links in mail and Matrix point to it."""
 
+    enabled: bool = True
     listen: str = "127.0.0.1:8080"
     base_url: HttpUrl | None = None  # always set after validation, from listen if absent
+    session_ttl: Duration = timedelta(hours=12)  # a browser session, from its login
+    login_link_ttl: Duration = timedelta(minutes=10)  # a link sent by `!login`
 
     @field_validator("listen")
     @classmethod
@@ -435,6 +438,16 @@ class WebConfig(ConfigSection):
         if self.base_url is None:
             self.base_url = f"http://{self.listen}"
         return self
+
+    @property
+    def secure(self) -> bool:
+        """Served over https (cookies then get the Secure flag)."""
+        return str(self.base_url).startswith("https://")
+
+    @property
+    def root(self) -> str:
+        """``base_url`` without its trailing slash, for building links."""
+        return str(self.base_url).rstrip("/")
 
     @property
     def host(self) -> str:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from exobot.matrix import messages
+from exobot import messages
 
 pytest_plugins = ["stack_fixtures", "harness", "matrix_harness"]
 

@@ -7,6 +7,7 @@ import email
 import email.policy
 import itertools
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -76,6 +77,11 @@ class Instance:
     address: str
     db_path: Path
     app: App | None = None
+
+    @property
+    def web_url(self) -> str:
+        """The web server's base URL (the config must have `web` on)."""
+        return self.config.web.root
 
     async def start(self) -> App:
         """Start exobot in this event loop and wait until IMAP intake is watching."""
@@ -179,6 +185,7 @@ def instance_config(
     *,
     matrix: object | None = None,
     alerts: dict | None = None,
+    web: str | None = None,
     **mail_overrides: object,
 ) -> dict:
     """A configuration (as data) for a fresh support mailbox on the stack, with short retry
@@ -202,8 +209,16 @@ def instance_config(
         database_url=f"sqlite:///{tmp / 'exobot.db'}",
         matrix=matrix,
         alerts=alerts,
+        web=web,
         **mail,
     )
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -212,10 +227,17 @@ async def make_instance(stack, tmp_path_factory):
     made: list[Instance] = []
 
     def make(
-        *, matrix: object | None = None, alerts: dict | None = None, **mail_overrides: object
+        *,
+        matrix: object | None = None,
+        alerts: dict | None = None,
+        web: bool = False,
+        **mail_overrides: object,
     ) -> Instance:
         tmp = tmp_path_factory.mktemp("exobot")
-        data = instance_config(stack, tmp, matrix=matrix, alerts=alerts, **mail_overrides)
+        listen = f"127.0.0.1:{free_port()}" if web else None
+        data = instance_config(
+            stack, tmp, matrix=matrix, alerts=alerts, web=listen, **mail_overrides
+        )
         path = tmp / "config.yaml"
         path.write_text(yaml.safe_dump(data))
         inst = Instance(

@@ -43,6 +43,8 @@ class TicketRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_tickets_status_queue", "status", "queue"),
         Index("ix_tickets_next_alert_at", "next_alert_at"),
+        Index("ix_tickets_updated_at", "updated_at"),
+        Index("ix_tickets_queue_status_id", "queue", "status", "id"),
         {"sqlite_autoincrement": True},
     )
 
@@ -208,4 +210,52 @@ class ChatPostRow(SQLModel, table=True):
     part: int
     room_id: str
     event_id: str
+    created_at: datetime = _dt(nullable=False)
+
+
+class WebSessionRow(SQLModel, table=True):
+    """A browser session of an operator; only the hash of its cookie is stored."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: str = Field(primary_key=True)
+    user_id: str
+    csrf: str  # the token every form of this session carries
+    created_at: datetime = _dt(nullable=False)
+    expires_at: datetime = _dt(nullable=False, index=True)
+
+
+class LoginLinkRow(SQLModel, table=True):
+    """A one-time login link sent by `!login`; only the hash of its token is stored."""
+
+    __tablename__ = "login_links"
+
+    token_hash: str = Field(primary_key=True)
+    user_id: str
+    created_at: datetime = _dt(nullable=False)
+    expires_at: datetime = _dt(nullable=False)
+    used_at: datetime | None = _dt(nullable=True)
+
+
+class ApiTokenRow(SQLModel, table=True):
+    """A bearer token of the JSON API, acting as one operator; only its hash is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    token_hash: str = Field(unique=True)
+    user_id: str
+    created_at: datetime = _dt(nullable=False)
+    revoked_at: datetime | None = _dt(nullable=True)
+    last_used_at: datetime | None = _dt(nullable=True)
+
+
+class DirectRoomRow(SQLModel, table=True):
+    """The direct-message room the bot opened with an operator (for `!login` links)."""
+
+    __tablename__ = "direct_rooms"
+
+    user_id: str = Field(primary_key=True)
+    room_id: str
     created_at: datetime = _dt(nullable=False)

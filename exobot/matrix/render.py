@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
+from exobot import messages
 from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.core.references import format_reference
 from exobot.core.text import mail_text, one_line
-from exobot.matrix import messages
-from exobot.matrix.messages import language_or_default
+from exobot.messages import language_or_default
 
 # How much of a mail the root message and announcements quote, and how much history does.
 ROOT_LINES, ROOT_CHARS = 8, 600

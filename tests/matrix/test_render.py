@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from exobot import messages
 from exobot.core.commands import COMMANDS
 from exobot.core.model import Entry, EntryKind, Status, Ticket
-from exobot.matrix import messages
-from exobot.matrix.messages import MESSAGES, say
 from exobot.matrix.render import Message, Renderer, format_duration
+from exobot.messages import MESSAGES, say
 
 LANGUAGES = ["ca", "es", "en"]
 NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)

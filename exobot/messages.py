@@ -1,11 +1,11 @@
-"""The message catalog: everything the bot says in Matrix, in Catalan, Spanish and English."""
+"""The message catalog: what exobot says to volunteers (Matrix, web), in ca, es and en."""
 
 from __future__ import annotations
 
 import logging
 import string
 
-log = logging.getLogger("exobot.matrix.messages")
+log = logging.getLogger("exobot.messages")
 
 DEFAULT_LANGUAGE = "ca"
 FALLBACK_LANGUAGE = "en"
@@ -234,6 +234,12 @@ _CA: dict[str, str] = {
         "Hola! Només treballo a les sales de l'equip de suport de l'eXO. "
         "Si necessites ajuda, escriu a {address}."
     ),
+    "chat.login.link": (
+        "Aquí tens el teu enllaç per entrar a la web de suport (un sol ús, caduca d'aquí a "
+        "{minutes} min): {url}"
+    ),
+    "chat.login.sent": "T'he enviat un enllaç d'entrada per missatge directe.",
+    "chat.login.no_web": "La web de suport no està activada en aquest servidor.",
 }
 
 _ES: dict[str, str] = {
@@ -447,6 +453,12 @@ _ES: dict[str, str] = {
         "¡Hola! Solo trabajo en las salas del equipo de soporte de eXO. "
         "Si necesitas ayuda, escribe a {address}."
     ),
+    "chat.login.link": (
+        "Aquí tienes tu enlace para entrar en la web de soporte (un solo uso, caduca en "
+        "{minutes} min): {url}"
+    ),
+    "chat.login.sent": "Te he enviado un enlace de entrada por mensaje directo.",
+    "chat.login.no_web": "La web de soporte no está activada en este servidor.",
 }
 
 _EN: dict[str, str] = {
@@ -650,10 +662,24 @@ _EN: dict[str, str] = {
     "direct_refusal": (
         "Hi! I only work in eXO's support team rooms. If you need help, please write to {address}."
     ),
+    "chat.login.link": (
+        "Here is your link to the support website (single use, expires in {minutes} min): {url}"
+    ),
+    "chat.login.sent": "I have sent you a login link by direct message.",
+    "chat.login.no_web": "The support website is not enabled on this server.",
 }
 
 MESSAGES: dict[str, dict[str, str]] = {"ca": _CA, "es": _ES, "en": _EN}
 LANGUAGES = tuple(MESSAGES)
+
+
+def register(catalog: dict[str, dict[str, str]]) -> None:
+    """Add an adapter's own messages (e.g. the web's); a key may be defined only once."""
+    for language, entries in catalog.items():
+        clash = set(entries) & set(MESSAGES[language])
+        if clash:
+            raise ValueError(f"messages defined twice: {sorted(clash)}")
+        MESSAGES[language].update(entries)
 
 
 def language_or_default(language: str | None) -> str:

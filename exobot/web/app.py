@@ -1,0 +1,50 @@
+"""The web application: pages under /, the JSON API under /api/v1, static files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import RedirectResponse, Response
+
+from exobot.web import api, login, pages
+from exobot.web.context import WebContext
+from exobot.web.deps import CsrfRefused, LoginRequired
+from exobot.web.ratelimit import LoginLimiter
+from exobot.web.security import SecurityHeaders
+from exobot.web.templating import render
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(context: WebContext) -> FastAPI:
+    """The whole web application over one context."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.context = context
+    app.state.limiter = LoginLimiter()
+    app.include_router(login.router)
+    app.include_router(pages.router)
+    app.mount("/api/v1", api.create_api(context), name="api")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_exception_handler(LoginRequired, _to_login)
+    app.add_exception_handler(CsrfRefused, _csrf_refused)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_middleware(SecurityHeaders, secure=context.settings.secure, csp=context.settings.csp)
+    return app
+
+
+async def _to_login(request: Request, error: LoginRequired) -> Response:
+    return RedirectResponse(f"/login?next={error.next_path}", status_code=303)
+
+
+async def _csrf_refused(request: Request, error: CsrfRefused) -> Response:
+    return render(request, "error.html", status_code=403, message_key="web.csrf")
+
+
+async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+    key = {404: "web.not_found", 403: "web.forbidden"}.get(error.status_code)
+    if key is None:
+        return Response(str(error.detail), status_code=error.status_code)
+    return render(request, "error.html", status_code=error.status_code, message_key=key)

@@ -1,0 +1,62 @@
+"""What the web server needs from the rest of exobot, gathered in one object."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from exobot.core.service import TicketService
+from exobot.db.repository import SqlRepository
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The web's share of the configuration."""
+
+    root: str  # base URL without the trailing slash
+    secure: bool  # served over https: Secure cookies, HSTS
+    prefix: str = "suport"
+    queues: tuple[str, ...] = ("suport",)
+    default_queue: str = "suport"
+    language: str = "ca"
+    timezone: tzinfo = UTC
+    session_ttl: timedelta = timedelta(hours=12)
+    login_link_ttl: timedelta = timedelta(minutes=10)
+    support_address: str = ""
+    # False only in tests that must see what a page would do without its CSP.
+    csp: bool = True
+
+
+def _nobody(user_id: str) -> bool:
+    return False
+
+
+async def _no_password_login(user: str, password: str) -> str | None:
+    return None
+
+
+async def _no_retry(inbound_id: int) -> str:
+    raise RuntimeError("mail processing is not available here")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class WebContext:
+    """The parts the pages and the API work with.
+
+    `is_operator(user_id)` is the same rule as chat; `check_password(user, password)` asks the
+    homeserver and returns the canonical Matrix id or None; `retry_mail(id)` processes a
+    quarantined mail again and returns its new state.
+    """
+
+    settings: WebSettings
+    repository: SqlRepository
+    service: TicketService
+    is_operator: Callable[[str], bool] = _nobody
+    check_password: Callable[[str, str], Awaitable[str | None]] = _no_password_login
+    retry_mail: Callable[[int], Awaitable[str]] = _no_retry
+    now: Callable[[], datetime] = field(default=_utcnow)

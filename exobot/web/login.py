@@ -1,0 +1,156 @@
+"""Logging in and out: the `!login` link (the main way) and Matrix user and password."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from fastapi import APIRouter, Form, Request
+from starlette.responses import RedirectResponse, Response
+
+from exobot import messages
+from exobot.db import web as records
+from exobot.web import auth
+from exobot.web.homeserver import HomeserverUnavailable
+from exobot.web.ratelimit import LoginLimiter
+from exobot.web.templating import LANGUAGE_COOKIE, render
+
+log = logging.getLogger("exobot.web.login")
+
+router = APIRouter()
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never an open redirect."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _limiter(request: Request) -> LoginLimiter:
+    return request.app.state.limiter
+
+
+def _login_page(
+    request: Request, *, error: str | None = None, status: int = 200, user: str = ""
+) -> Response:
+    token = auth.prelogin_token(request)
+    response = render(
+        request,
+        "login.html",
+        status_code=status,
+        csrf=token,
+        error=error,
+        user=user,
+        next=_safe_next(request.query_params.get("next")),
+    )
+    auth.set_prelogin_cookie(request, response, token)
+    return response
+
+
+@router.get("/login")
+async def login_form(request: Request) -> Response:
+    """The login page: how to get a link from chat, and the password form."""
+    return _login_page(request)
+
+
+@router.post("/login")
+async def login_with_password(
+    request: Request,
+    user: str = Form(""),
+    password: str = Form(""),
+    csrf: str = Form(""),
+    next: str = Form("/"),  # noqa: A002 - the form field's name
+) -> Response:
+    """Check a Matrix user and password with the homeserver; operators get a session."""
+    ctx = auth.context(request)
+    say_error = "web.login.bad_password"
+    if not auth.csrf_matches(request.cookies.get(auth.PRELOGIN_COOKIE, ""), csrf):
+        return render(request, "error.html", status_code=403, message_key="web.csrf")
+    user = user.strip()
+    client = auth.client_address(request)
+    wait = _limiter(request).retry_after(client, user)
+    if wait > 0:
+        response = _login_page(
+            request,
+            error=("web.login.limited", {"minutes": max(1, math.ceil(wait / 60))}),
+            status=429,
+            user=user,
+        )
+        response.headers["retry-after"] = str(math.ceil(wait))
+        return response
+    if not user or not password:
+        return _login_page(request, error=(say_error, {}), status=400, user=user)
+    try:
+        user_id = await ctx.check_password(user, password)
+    except HomeserverUnavailable as error:
+        log.warning("password login of %s: homeserver unavailable: %s", user, error)
+        return _login_page(request, error=("web.login.unavailable", {}), status=503, user=user)
+    if user_id is None:
+        _limiter(request).failed(client, user)
+        log.info("password login of %r from %s refused", user, client)
+        return _login_page(request, error=(say_error, {}), status=401, user=user)
+    if not ctx.is_operator(user_id):
+        log.info("password login of %s refused: not an operator", user_id)
+        return _login_page(
+            request, error=("web.login.not_operator", {"user": user_id}), status=403, user=user
+        )
+    _limiter(request).succeeded(user)
+    log.info("%s logged in with a password", user_id)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    await auth.start_session(request, response, user_id)
+    return response
+
+
+@router.get("/login/link/{token}")
+async def link_confirm(request: Request, token: str) -> Response:
+    """A `!login` link: a page with one button, so a link preview cannot spend it."""
+    ctx = auth.context(request)
+    async with ctx.repository.reading() as view:
+        user_id = await records.peek_login_link(view.conn, token, ctx.now())
+    if user_id is None:
+        return render(request, "error.html", status_code=404, message_key="web.link.invalid")
+    csrf = auth.prelogin_token(request)
+    response = render(request, "link.html", user_id=user_id, token=token, csrf=csrf)
+    auth.set_prelogin_cookie(request, response, csrf)
+    return response
+
+
+@router.post("/login/link/{token}")
+async def link_login(request: Request, token: str, csrf: str = Form("")) -> Response:
+    """Spend a `!login` link and open a session."""
+    ctx = auth.context(request)
+    if not auth.csrf_matches(request.cookies.get(auth.PRELOGIN_COOKIE, ""), csrf):
+        return render(request, "error.html", status_code=403, message_key="web.csrf")
+    async with ctx.repository.connection() as conn:
+        user_id = await records.use_login_link(conn, token, ctx.now())
+    if user_id is None:
+        return render(request, "error.html", status_code=404, message_key="web.link.invalid")
+    if not ctx.is_operator(user_id):
+        return render(request, "error.html", status_code=403, message_key="web.forbidden")
+    log.info("%s logged in with a link", user_id)
+    response = RedirectResponse("/", status_code=303)
+    await auth.start_session(request, response, user_id)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf: str = Form("")) -> Response:
+    """End the session (a form with the session's CSRF token, so no site can log you out)."""
+    operator = await auth.session_operator(request)
+    if operator is not None and not auth.csrf_matches(operator.csrf, csrf):
+        return render(request, "error.html", status_code=403, message_key="web.csrf")
+    response = RedirectResponse("/login", status_code=303)
+    await auth.end_session(request, response)
+    return response
+
+
+@router.post("/language")
+async def choose_language(
+    request: Request, lang: str = Form(""), next: str = Form("/")  # noqa: A002
+) -> Response:
+    """Remember the reader's language (a cookie; harmless without CSRF)."""
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    if lang in messages.LANGUAGES:
+        response.set_cookie(LANGUAGE_COOKIE, lang, max_age=365 * 86400, samesite="lax", path="/")
+    return response

@@ -1,0 +1,1 @@
+// Small enhancements only: every page and action works without this file.
