@@ -7,6 +7,7 @@ import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -35,6 +36,18 @@ A = AttachmentRow.__table__
 H = HandledKeyRow.__table__
 
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class AttachmentMeta:
+    """An attachment as listed on a ticket's page (its data is fetched on download)."""
+
+    id: int
+    entry_id: int
+    filename: str
+    content_type: str
+    size: int
+
 TITLE_ENTRY = 0  # search_index row holding a ticket's title
 
 
@@ -142,35 +155,32 @@ class SqlReader:
             )
         ).scalar_one()
 
-    async def search(self, words: str, limit: int = 50) -> list[int]:
-        """Tickets whose title or texts contain all the words, newest first."""
+    def _matching(self, words: str) -> Any | None:
+        """A subquery of the ticket numbers whose title or texts contain all the words (None
+        when there are no words). Shared by `!search`, the web's list and the API."""
         terms = [w for w in words.split() if w.strip()]
         if not terms:
-            return []
+            return None
         if self.sqlite:
             # Each term quoted: FTS5 query syntax in user input must stay literal.
             query = " ".join('"' + t.replace('"', '""') + '"' for t in terms)
-            rows = await self.conn.execute(
-                text(
-                    "SELECT DISTINCT ticket_id FROM search_index WHERE search_index MATCH :q "
-                    "ORDER BY ticket_id DESC LIMIT :n"
-                ),
-                {"q": query, "n": limit},
-            )
-        else:
-            clauses = " AND ".join(f"content ILIKE :t{n}" for n in range(len(terms)))
-            # LIKE's own wildcards in user input are literal too (backslash is the default
-            # escape character).
-            params: dict[str, Any] = {
-                f"t{n}": "%" + _like_literal(fold(t)) + "%" for n, t in enumerate(terms)
-            }
-            rows = await self.conn.execute(
-                text(
-                    "SELECT ticket_id FROM search_index GROUP BY ticket_id HAVING "
-                    f"bool_or({clauses}) ORDER BY ticket_id DESC LIMIT :n"
-                ),
-                params | {"n": limit},
-            )
+            return text(
+                "SELECT ticket_id FROM search_index WHERE search_index MATCH :q"
+            ).bindparams(q=query)
+        clauses = " AND ".join(f"content ILIKE :t{n}" for n in range(len(terms)))
+        # LIKE's own wildcards in user input are literal too (backslash is the default escape
+        # character).
+        params = {f"t{n}": "%" + _like_literal(fold(t)) + "%" for n, t in enumerate(terms)}
+        return text(f"SELECT ticket_id FROM search_index WHERE {clauses}").bindparams(**params)
+
+    async def search(self, words: str, limit: int = 50) -> list[int]:
+        """Tickets whose title or one of whose texts contains all the words, newest first."""
+        matching = self._matching(words)
+        if matching is None:
+            return []
+        rows = await self.conn.execute(
+            select(T.c.id).where(T.c.id.in_(matching)).order_by(T.c.id.desc()).limit(limit)
+        )
         return [r[0] for r in rows]
 
     async def count_tickets(self) -> int:
@@ -195,11 +205,15 @@ class SqlReader:
         statuses: Sequence[Status] = (),
         owner: str | None = None,
         unowned: bool = False,
+        words: str = "",
+        order: str = "newest",
         limit: int = 30,
+        offset: int = 0,
         oldest_first: bool = False,
     ) -> tuple[list[Ticket], int]:
-        """Tickets matching the filters (newest first unless `oldest_first`), at most `limit`,
-        and how many match in all."""
+        """Tickets matching the filters and the search words, at most `limit` from `offset`,
+        and how many match in all. `order`: newest, oldest (by number) or updated (most
+        recently changed first); `oldest_first` is the same as order="oldest"."""
         where = []
         if queue:
             where.append(T.c.queue == queue)
@@ -209,12 +223,45 @@ class SqlReader:
             where.append(T.c.owner == owner)
         if unowned:
             where.append(T.c.owner.is_(None))
+        matching = self._matching(words)
+        if matching is not None:
+            where.append(T.c.id.in_(matching))
         total = (
             await self.conn.execute(select(func.count()).select_from(T).where(*where))
         ).scalar_one()
-        order = T.c.id.asc() if oldest_first else T.c.id.desc()
-        rows = await self.conn.execute(select(T).where(*where).order_by(order).limit(limit))
+        if oldest_first:
+            order = "oldest"
+        sort = {
+            "newest": (T.c.id.desc(),),
+            "oldest": (T.c.id.asc(),),
+            "updated": (T.c.updated_at.desc(), T.c.id.desc()),
+        }.get(order)
+        if sort is None:
+            raise ValueError(f"unknown order {order!r}")
+        rows = await self.conn.execute(
+            select(T).where(*where).order_by(*sort).limit(limit).offset(offset)
+        )
         return [ticket_from_row(r) for r in rows], total
+
+    async def attachments(self, ticket: int) -> list[AttachmentMeta]:
+        """What is attached to a ticket's mails (without the data), oldest first."""
+        rows = await self.conn.execute(
+            select(A.c.id, A.c.entry_id, A.c.filename, A.c.content_type, A.c.size)
+            .where(A.c.ticket_id == ticket)
+            .order_by(A.c.id)
+        )
+        return [AttachmentMeta(r.id, r.entry_id, r.filename, r.content_type, r.size) for r in rows]
+
+    async def attachment(self, ticket: int, attachment_id: int) -> AttachmentInfo | None:
+        """One attachment of a ticket, with its data; None when the ticket has no such one."""
+        row = (
+            await self.conn.execute(
+                select(A.c.filename, A.c.content_type, A.c.data).where(
+                    A.c.ticket_id == ticket, A.c.id == attachment_id
+                )
+            )
+        ).first()
+        return AttachmentInfo(row.filename, row.content_type, bytes(row.data)) if row else None
 
     async def status_counts(self) -> dict[tuple[str, str], int]:
         """How many tickets there are per (queue, status)."""

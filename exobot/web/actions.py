@@ -1,0 +1,101 @@
+"""What a form or an API call asks for, turned into the service's intents.
+
+Pages and the API share this module, so both accept exactly the same actions with the same
+checks, and both go through the one TicketService (chat sees every change in its thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+
+from exobot.core import intents
+from exobot.core.intents import Intent, Origin
+from exobot.core.lifecycle import LifecycleError, parse_status
+from exobot.core.model import Actor
+from exobot.core.service import AlreadyHandled, ServiceError
+from exobot.web.context import WebContext
+
+log = logging.getLogger("exobot.web.actions")
+
+ACTIONS = ("take", "give", "untake", "reply", "comment", "title", "move", "status", "accept")
+_USER_ID = re.compile(r"@[^\s:]+:\S+")
+
+
+class ActionError(Exception):
+    """A request that cannot be carried out; `code` and `params` name the message
+    (`error.<code>` in the catalog, the same wording as chat)."""
+
+    def __init__(self, code: str, **params: object) -> None:
+        super().__init__(code)
+        self.code = code
+        self.params = params
+
+
+def _field(fields: Mapping[str, object], name: str) -> str:
+    value = fields.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def intent_for(action: str, ticket: int, fields: Mapping[str, object]) -> Intent:
+    """The intent of `action` on `ticket` with the submitted fields, or ActionError."""
+    if action == "take":
+        return intents.Take(ticket)
+    if action == "untake":
+        return intents.Untake(ticket)
+    if action == "accept":
+        return intents.AcceptUnverified(ticket)
+    if action == "give":
+        owner = _field(fields, "owner")
+        if not owner:
+            raise ActionError("missing_argument", command="give", argument="user")
+        if not _USER_ID.fullmatch(owner):
+            raise ActionError("bad_user", text=owner)
+        return intents.Give(ticket, owner)
+    if action in ("reply", "comment"):
+        # The text as typed (line breaks kept); the service refuses an empty one.
+        raw = fields.get("text")
+        text = raw if isinstance(raw, str) else ""
+        return (intents.Reply if action == "reply" else intents.Comment)(ticket, text)
+    if action == "title":
+        return intents.SetTitle(ticket, _field(fields, "title"))
+    if action == "move":
+        queue = _field(fields, "queue")
+        if not queue:
+            raise ActionError("missing_argument", command="move", argument="queue")
+        return intents.Move(ticket, queue)
+    if action == "status":
+        word = _field(fields, "status")
+        try:
+            return intents.SetStatus(ticket, parse_status(word))
+        except LifecycleError:
+            raise ActionError("bad_status", word=word) from None
+    raise ActionError("unknown_action", action=action)
+
+
+def open_intent(fields: Mapping[str, object]) -> intents.OpenTicket:
+    """A ticket opened on a member's behalf (a phone call): requestor, title, first text."""
+    requestor = _field(fields, "requestor")
+    title = _field(fields, "title")
+    if not requestor:
+        raise ActionError("missing_argument", command="new", argument="address")
+    if not title:
+        raise ActionError("missing_title")
+    raw = fields.get("text")
+    queue = _field(fields, "queue") or None
+    return intents.OpenTicket(requestor, title, raw if isinstance(raw, str) else "", queue)
+
+
+async def perform(context: WebContext, user_id: str, intent: Intent, key: str | None) -> bool:
+    """Apply `intent` as operator `user_id`; False when `key` was already handled (a form sent
+    twice), ServiceError when the service refuses."""
+    try:
+        await context.service.apply(Actor.operator(user_id), intent, Origin(key, None))
+    except AlreadyHandled:
+        log.info("%s was already handled", key)
+        return False
+    return True
+
+
+__all__ = ["ACTIONS", "ActionError", "ServiceError", "intent_for", "open_intent", "perform"]

@@ -1,0 +1,150 @@
+"""What the pages and the API show, read in one consistent snapshot each."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from exobot.core.model import Entry, Status, Ticket
+from exobot.db.repository import AttachmentMeta, SqlRepository
+
+PER_PAGE = 50
+MAX_PER_PAGE = 200
+ORDERS = ("newest", "oldest", "updated")
+WAITING = (Status.NEW, Status.OPEN)
+DASHBOARD_OLDEST = 10
+DASHBOARD_STALLED = 10
+
+
+@dataclass(frozen=True)
+class TicketFilter:
+    """The ticket list's filters, as given in the query string or the API."""
+
+    queue: str | None = None
+    statuses: tuple[Status, ...] = ()
+    owner: str | None = None  # a Matrix id; "mine" is resolved before this point
+    unowned: bool = False
+    words: str = ""
+    order: str = "newest"
+    page: int = 1
+    per_page: int = PER_PAGE
+
+    @classmethod
+    def parse(cls, params: Mapping[str, object], user_id: str) -> TicketFilter:
+        """Filters from request parameters; unknown values are dropped, never an error.
+
+        `status` may repeat or be comma-separated; `owner=mine` means `user_id`,
+        `owner=none` means unowned; `q` holds the search words."""
+        statuses: list[Status] = []
+        raw = params.get("status")
+        values = raw if isinstance(raw, list | tuple) else [raw] if raw else []
+        for value in values:
+            for word in str(value).split(","):
+                if word.strip() in Status.__members__.values():
+                    statuses.append(Status(word.strip()))
+        owner = str(params.get("owner") or "").strip() or None
+        unowned = owner == "none" or str(params.get("unowned") or "") in ("1", "true", "on")
+        if owner == "mine" or str(params.get("mine") or "") in ("1", "true", "on"):
+            owner = user_id
+        if owner == "none":
+            owner = None
+        order = str(params.get("order") or params.get("sort") or "newest")
+        return cls(
+            queue=str(params.get("queue") or "").strip() or None,
+            statuses=tuple(dict.fromkeys(statuses)),
+            owner=owner,
+            unowned=unowned,
+            words=str(params.get("q") or "").strip()[:200],
+            order=order if order in ORDERS else "newest",
+            page=max(1, _int(params.get("page"), 1)),
+            per_page=min(MAX_PER_PAGE, max(1, _int(params.get("per_page"), PER_PAGE))),
+        )
+
+
+def _int(value: object, default: int) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass(frozen=True)
+class TicketPage:
+    """One page of the ticket list."""
+
+    tickets: list[Ticket]
+    total: int
+    filter: TicketFilter
+
+    @property
+    def pages(self) -> int:
+        """How many pages the whole list has (at least 1)."""
+        return max(1, -(-self.total // self.filter.per_page))
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """The overview: new tickets (should be zero), counts, oldest waiting, stalled."""
+
+    new: int
+    counts: dict[str, dict[str, int]]  # queue → status → count
+    oldest_waiting: list[Ticket]
+    stalled: list[Ticket]
+    stalled_total: int
+
+
+@dataclass(frozen=True)
+class TicketView:
+    """Everything the ticket page shows."""
+
+    ticket: Ticket
+    history: list[Entry]
+    participants: list[str]
+    attachments: dict[int, list[AttachmentMeta]] = field(default_factory=dict)  # by entry id
+
+
+async def ticket_list(repository: SqlRepository, wanted: TicketFilter) -> TicketPage:
+    """The tickets matching `wanted`, one page of them."""
+    async with repository.reading() as view:
+        tickets, total = await view.list_tickets(
+            queue=wanted.queue,
+            statuses=wanted.statuses,
+            owner=wanted.owner,
+            unowned=wanted.unowned,
+            words=wanted.words,
+            order=wanted.order,
+            limit=wanted.per_page,
+            offset=(wanted.page - 1) * wanted.per_page,
+        )
+    return TicketPage(tickets, total, wanted)
+
+
+async def dashboard(repository: SqlRepository, queues: tuple[str, ...]) -> Dashboard:
+    """The dashboard's figures, from one snapshot."""
+    async with repository.reading() as view:
+        counts_by_pair = await view.status_counts()
+        oldest, _ = await view.list_tickets(
+            statuses=WAITING, order="oldest", limit=DASHBOARD_OLDEST
+        )
+        stalled, stalled_total = await view.list_tickets(
+            statuses=(Status.STALLED,), order="oldest", limit=DASHBOARD_STALLED
+        )
+    counts: dict[str, dict[str, int]] = {q: {s.value: 0 for s in Status} for q in queues}
+    for (queue, status), n in counts_by_pair.items():
+        counts.setdefault(queue, {s.value: 0 for s in Status})[status] = n
+    new = sum(per_status.get(Status.NEW.value, 0) for per_status in counts.values())
+    return Dashboard(new, counts, oldest, stalled, stalled_total)
+
+
+async def ticket_view(repository: SqlRepository, number: int) -> TicketView | None:
+    """A ticket with its whole history, participants and attachments; None if unknown."""
+    async with repository.reading() as view:
+        ticket = await view.get_ticket(number)
+        if ticket is None:
+            return None
+        history = await view.history(number)
+        participants = sorted(await view.participants(number))
+        attachments: dict[int, list[AttachmentMeta]] = {}
+        for meta in await view.attachments(number):
+            attachments.setdefault(meta.entry_id, []).append(meta)
+    return TicketView(ticket, history, participants, attachments)
