@@ -73,7 +73,10 @@ class MatrixBot:
     # --- who may act ---------------------------------------------------------------------
 
     def is_operator(self, user_id: str) -> bool:
-        """Operators: the configured list, or else the joined members of any queue room."""
+        """Operators: the configured list, or else the joined members of any queue room (never
+        the bot itself)."""
+        if user_id == self.client.user_id:
+            return False
         if self.settings.operators:
             return user_id in self.settings.operators
         for room_id in self.rooms.room_ids():
