@@ -24,7 +24,7 @@ from exobot.mail.outbound import MailSender, SmtpSettings
 from exobot.mail.processor import MailProcessor, MailSettings
 from exobot.matrix.bot import BotSettings, MatrixBot
 from exobot.matrix.client import MatrixClient, MatrixLoginError, MatrixSettings
-from exobot.matrix.poster import ChatSender
+from exobot.matrix.poster import ChatSender, LoginLinks
 from exobot.matrix.render import Renderer
 from exobot.matrix.rooms import QueueRooms
 from exobot.web.app import create_app
@@ -174,6 +174,7 @@ class App:
             self.rooms,
             renderer,
             default_queue=cfg.tickets.default_queue,
+            login=LoginLinks(cfg.web.root, cfg.web.login_link_ttl) if cfg.web.enabled else None,
         )
         self.bot = MatrixBot(
             self.matrix,
@@ -186,8 +187,10 @@ class App:
                 queues=frozenset(cfg.tickets.queues),
                 operators=frozenset(m.operators),
                 support_address=cfg.mail.address,
+                web=cfg.web.enabled,
             ),
             wake_poster=self.poster.wake.set,
+            direct_joined=self.poster.direct_joined,
         )
         sweep = AlertSweep(
             self.repository,

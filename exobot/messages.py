@@ -144,6 +144,7 @@ _CA: dict[str, str] = {
     "help.usage.search": "!cerca paraules…",
     "help.usage.new": "!nou adreça@exemple.org títol…",
     "help.usage.accept": "!accepta {ref}",
+    "help.usage.login": "!entra",
     "help.usage.help": "!ajuda [ordre]",
     "help.desc.take": "T'assigna el ticket (nou → obert).",
     "help.desc.give": "Assigna el ticket a algú altre (nou → obert).",
@@ -177,6 +178,7 @@ _CA: dict[str, str] = {
         "Accepta com a correspondència l'últim correu d'un remitent no verificat "
         "i el fa participant del ticket."
     ),
+    "help.desc.login": "T'envia per missatge directe un enllaç d'un sol ús per entrar a la web de suport.",
     "help.desc.help": "Mostra aquesta ajuda o l'ús d'una ordre.",
     # Errors.
     "arg.text": "el text",
@@ -363,6 +365,7 @@ _ES: dict[str, str] = {
     "help.usage.search": "!search palabras…",
     "help.usage.new": "!new direccion@ejemplo.org título…",
     "help.usage.accept": "!accept {ref}",
+    "help.usage.login": "!login",
     "help.usage.help": "!help [orden]",
     "help.desc.take": "Te asigna el ticket (nuevo → abierto).",
     "help.desc.give": "Asigna el ticket a otra persona (nuevo → abierto).",
@@ -396,6 +399,7 @@ _ES: dict[str, str] = {
         "Acepta como correspondencia el último correo de un remitente no verificado "
         "y lo hace participante del ticket."
     ),
+    "help.desc.login": "Te envía por mensaje directo un enlace de un solo uso para entrar en la web de soporte.",
     "help.desc.help": "Muestra esta ayuda o el uso de una orden.",
     "arg.text": "el texto",
     "arg.title": "el título",
@@ -581,6 +585,7 @@ _EN: dict[str, str] = {
     "help.usage.search": "!search words…",
     "help.usage.new": "!new member@example.org title…",
     "help.usage.accept": "!accept {ref}",
+    "help.usage.login": "!login",
     "help.usage.help": "!help [command]",
     "help.desc.take": "Assigns the ticket to you (new → open).",
     "help.desc.give": "Assigns the ticket to someone else (new → open).",
@@ -612,6 +617,7 @@ _EN: dict[str, str] = {
         "Accepts the last mail from an unverified sender as correspondence "
         "and makes the sender a participant."
     ),
+    "help.desc.login": "Sends you a single-use link to the support website by direct message.",
     "help.desc.help": "Shows this help or the usage of one command.",
     "arg.text": "the text",
     "arg.title": "the title",

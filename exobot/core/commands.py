@@ -130,6 +130,7 @@ COMMANDS: dict[str, CommandSpec] = dict(
         _spec("search", ("cerca",), "!search words…", ArgumentKind.WORDS, False),
         _spec("new", ("nou",), "!new member@example.org title…", ArgumentKind.NEW, False),
         _spec("accept", ("accepta",), "!accept suport#N", ArgumentKind.NONE, True),
+        _spec("login", ("entra",), "!login", ArgumentKind.NONE, False),
         _spec("help", ("ajuda",), "!help [command]", ArgumentKind.TOPIC, False),
     ]
 )
@@ -162,7 +163,7 @@ _TRAILING_PUNCTUATION = ".,;:"
 class Query:
     """A read-only command."""
 
-    name: str  # "show" | "history" | "list" | "search" | "help"
+    name: str  # "show" | "history" | "list" | "search" | "help" | "login"
     ticket: int | None = None  # show / history
     queue: str | None = None  # list filter
     statuses: tuple[Status, ...] = ()  # list filter; () means the default, chosen by the caller
@@ -349,6 +350,10 @@ def _parse_unticketed(
         return ParsedCommand(name, query=Query("search", words=words))
     if kind is ArgumentKind.NEW:
         return ParsedCommand(name, intent=_parse_new(spec, rest, room_queue))
+    if kind is ArgumentKind.NONE:  # !login: a link to the web, by direct message
+        if rest:
+            raise CommandError("unexpected_argument", command=name, text=_echo(rest))
+        return ParsedCommand(name, query=Query(name))
     # ArgumentKind.TOPIC
     words = rest.split()
     if not words:

@@ -107,3 +107,10 @@ async def counts(conn: AsyncConnection) -> dict[tuple[str, str], int]:
         select(O.c.kind, O.c.state, func.count()).group_by(O.c.kind, O.c.state)
     )
     return {(k, s): n for k, s, n in rows}
+
+
+async def hurry(conn: AsyncConnection, item_id: int, now: datetime) -> None:
+    """Make a pending item due now (what it waited for has happened)."""
+    await conn.execute(
+        update(O).where(O.c.id == item_id, O.c.state == PENDING).values(next_try_at=now)
+    )

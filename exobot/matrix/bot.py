@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -44,6 +44,7 @@ class BotSettings:
     queues: frozenset[str]
     operators: frozenset[str]  # empty: the members of the queue rooms
     support_address: str
+    web: bool = False  # the web server is on: `!login` sends a link
 
 
 class MatrixBot:
@@ -58,6 +59,7 @@ class MatrixBot:
         renderer: Renderer,
         settings: BotSettings,
         wake_poster: Callable[[], None] = lambda: None,
+        direct_joined: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
         self.rooms = rooms
@@ -66,6 +68,7 @@ class MatrixBot:
         self.renderer = renderer
         self.settings = settings
         self.wake_poster = wake_poster
+        self.direct_joined = direct_joined  # (room id, user id): someone joined a non-queue room
         self._refusals: set[str] = set()  # rooms joined only to say no
         client.on_event = self.handle_event
         client.on_invite = self.handle_invite
@@ -125,10 +128,18 @@ class MatrixBot:
         if room.room_id in self._refusals:
             await self._refuse(room.room_id)
             return
-        if not isinstance(event, nio.RoomMessageText) or event.sender == self.client.user_id:
+        if event.sender == self.client.user_id:
             return
         room_queue = self.rooms.queue_of(room.room_id)
         if room_queue is None:
+            if (
+                isinstance(event, nio.RoomMemberEvent)
+                and event.membership == "join"
+                and self.direct_joined is not None
+            ):
+                await self.direct_joined(room.room_id, event.state_key)
+            return
+        if not isinstance(event, nio.RoomMessageText):
             return
         content = event.source.get("content", {})
         relates = content.get("m.relates_to") or {}
@@ -171,7 +182,9 @@ class MatrixBot:
         return thread.ticket if thread else None
 
     async def _run(self, parsed: ParsedCommand, sender: str, key: str, origin: dict) -> None:
-        if parsed.query is not None:
+        if parsed.query is not None and parsed.query.name == "login":
+            await self._login(sender, key, origin)
+        elif parsed.query is not None:
             try:
                 message = await self._query(parsed.query, sender)
             except ServiceError as error:
@@ -219,8 +232,28 @@ class MatrixBot:
                 return r.search_results(query.words, await view.tickets(numbers), now)
         raise ValueError(f"unknown query {query.name!r}")
 
-    async def _answer(self, key: str, origin: dict, message: Message) -> None:
-        """Queue an answer at the command, recording the event as handled in one transaction."""
+    async def _login(self, sender: str, key: str, origin: dict) -> None:
+        """`!login`: the answer at the command, and a row that sends the link by direct
+        message (the link itself is made when it is sent, so it is never stored in clear)."""
+        if not self.settings.web:
+            await self._answer(key, origin, self.renderer.login_no_web())
+            return
+        await self._answer(
+            key,
+            origin,
+            self.renderer.login_sent(),
+            also={
+                "type": "login",
+                "user": sender,
+                "requested_at": datetime.now(UTC).isoformat(),
+            },
+        )
+
+    async def _answer(
+        self, key: str, origin: dict, message: Message, also: dict | None = None
+    ) -> None:
+        """Queue an answer at the command (and `also`, another chat row), recording the event
+        as handled in the same transaction."""
 
         async def work(uow) -> bool:  # noqa: ANN001 - the service's unit of work
             if not await uow.claim(key):
@@ -232,6 +265,8 @@ class MatrixBot:
                 "html": message.html,
             }
             await uow.queue_outbox(CHAT, None, payload)
+            if also is not None:
+                await uow.queue_outbox(CHAT, None, also)
             return True
 
         if await self.repository.run(work):

@@ -10,13 +10,15 @@ thread.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import nio
 
 from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.core.service import CHAT
-from exobot.db import chat
+from exobot.db import chat, outbox
+from exobot.db import web as web_records
 from exobot.db.outbox import OutboxItem
 from exobot.db.repository import SqlRepository
 from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy
@@ -35,6 +37,18 @@ class RoomNotReady(Exception):
     """The queue's room is configured but not joined yet: try again later."""
 
 
+class DirectRoomNotReady(Exception):
+    """The operator has not joined the direct room yet: the link waits for them."""
+
+
+@dataclass(frozen=True)
+class LoginLinks:
+    """Where `!login` links point and how long they last."""
+
+    root: str  # the web's base URL, without the trailing slash
+    ttl: timedelta
+
+
 class ChatSender(OutboxWorker):
     """Delivers chat rows: ticket announcements, answers to commands and room notices."""
 
@@ -49,6 +63,7 @@ class ChatSender(OutboxWorker):
         renderer: Renderer,
         *,
         default_queue: str,
+        login: LoginLinks | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
         super().__init__(repository, retry or RetryPolicy(base=timedelta(seconds=5)))
@@ -56,6 +71,9 @@ class ChatSender(OutboxWorker):
         self.rooms = rooms
         self.renderer = renderer
         self.default_queue = default_queue
+        self.login = login
+        self._waiting: dict[str, int] = {}  # user id → login row waiting for their join
+        self._fresh: set[str] = set()  # direct rooms created by this process, maybe unsynced
 
     def describe(self, item: OutboxItem) -> str:
         """Chat rows are named with their type."""
@@ -72,6 +90,8 @@ class ChatSender(OutboxWorker):
             await self._quarantine(item)
         elif kind == "digest":
             await self._digest(item)
+        elif kind == "login":
+            await self._login_link(item)
         else:
             raise PermanentFailure(f"unknown chat row type {kind!r}")
 
@@ -203,6 +223,76 @@ class ChatSender(OutboxWorker):
         part = await self._parts(item)
         for room_id in self.rooms.room_ids():
             await self._send(Where(room_id), message, part)
+
+    # --- login links ----------------------------------------------------------------------
+
+    async def _login_link(self, item: OutboxItem) -> None:
+        """Send a one-time login link to the operator's direct room, once they are in it."""
+        if self.login is None:
+            raise PermanentFailure("the web server is off: no login links")
+        part = await self._parts(item)
+        if part.done:
+            return  # an earlier attempt sent it
+        user = item.payload["user"]
+        requested = datetime.fromisoformat(item.payload["requested_at"])
+        if datetime.now(UTC) - requested > self.login.ttl:
+            self._waiting.pop(user, None)
+            raise PermanentFailure(f"{user} did not join the direct room in time")
+        room_id = await self._direct_room(user)
+        room = self.client.nio.rooms.get(room_id)
+        if room is None or user not in room.users or user in room.invited_users:
+            self._waiting[user] = item.id
+            raise DirectRoomNotReady(f"waiting for {user} to accept the invitation to {room_id}")
+        self._waiting.pop(user, None)
+        if self.client.nio.should_query_keys:
+            # The member just joined: learn their devices before the room key is shared, or
+            # the link would reach them undecryptable.
+            await self.client.nio.keys_query()
+        now = datetime.now(UTC)
+        async with self.repository.connection() as conn:
+            token = await web_records.create_login_link(conn, user, self.login.ttl, now)
+        url = f"{self.login.root}/login/link/{token}"
+        await self._send(Where(room_id), self.renderer.login_link(url, self.login.ttl), part)
+
+    async def _direct_room(self, user: str) -> str:
+        """The encrypted direct room with `user`: the known one while they are in it or
+        invited, else a new one (they get an invitation)."""
+        async with self.repository.reading() as view:
+            room_id = await web_records.direct_room(view.conn, user)
+        if room_id is not None:
+            room = self.client.nio.rooms.get(room_id)
+            if room is None and room_id in self._fresh:
+                return room_id  # created moments ago, not synced yet
+            if room is not None and user in room.users:
+                return room_id
+        response = await self.client.nio.room_create(
+            is_direct=True,
+            invite=[user],
+            preset=nio.RoomPreset.trusted_private_chat,
+            initial_state=[
+                {
+                    "type": "m.room.encryption",
+                    "state_key": "",
+                    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+                }
+            ],
+        )
+        if not isinstance(response, nio.RoomCreateResponse):
+            raise ConnectionError(f"could not open a direct room with {user}: {response.message}")
+        self._fresh.add(response.room_id)
+        async with self.repository.connection() as conn:
+            await web_records.record_direct_room(conn, user, response.room_id, datetime.now(UTC))
+        log.info("opened direct room %s with %s", response.room_id, user)
+        return response.room_id
+
+    async def direct_joined(self, room_id: str, user: str) -> None:
+        """Someone joined a room that is no queue room: a waiting link may go now."""
+        item_id = self._waiting.get(user)
+        if item_id is None:
+            return
+        async with self.repository.connection() as conn:
+            await outbox.hurry(conn, item_id, datetime.now(UTC))
+        self.wake.set()
 
     # --- sending --------------------------------------------------------------------------
 

@@ -379,6 +379,13 @@ class Renderer:
             return _Described(self._t(key))
         return _Described(self._t("entry.other", actor=actor, kind=kind))
 
+    def entry_line(self, ticket: Ticket, entry: Entry) -> tuple[str, str]:
+        """One history entry whole, for the web: its plain headline and its full text (mail
+        text through `mail_text`; empty when the entry has none). Both are plain text: the
+        caller escapes them."""
+        described = self._describe(ticket, entry, concise=False, lines=10**6, chars=10**7)
+        return described.head[0], described.quote
+
     # -- thread messages -------------------------------------------------------------
 
     def root(self, ticket: Ticket, first: Entry | None) -> Message:
@@ -823,6 +830,20 @@ class Renderer:
     def direct_refusal(self, support_address: str) -> Message:
         """To a stranger writing to the bot directly: I only work in the support rooms."""
         return Message(*self._t("direct_refusal", address=support_address))
+
+    def login_sent(self) -> Message:
+        """At `!login`: the link went (or is going) by direct message."""
+        return Message(*self._t("chat.login.sent"))
+
+    def login_no_web(self) -> Message:
+        """At `!login` when the web server is off."""
+        return Message(*self._t("chat.login.no_web"))
+
+    def login_link(self, url: str, valid_for: timedelta) -> Message:
+        """The direct message with a one-time login link."""
+        minutes = max(1, int(valid_for.total_seconds() // 60))
+        link = _Rich(url, f'<a href="{_esc(url)}">{_esc(url)}</a>')
+        return Message(*self._t("chat.login.link", url=link, minutes=minutes))
 
 
 _FALLBACK_COMMANDS: list[tuple[str, tuple[str, ...]]] = [

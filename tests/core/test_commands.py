@@ -97,7 +97,7 @@ def test_commands_table_is_complete_and_consistent():
     expected = {
         "take", "give", "untake", "reply", "comment", "title", "move", "status", "open",
         "stall", "resolve", "reject", "show", "history", "list", "search", "new", "accept",
-        "help",
+        "help", "login",
     }  # fmt: skip
     assert set(COMMANDS) == expected
     for name, spec in COMMANDS.items():
@@ -520,3 +520,16 @@ def test_fuzz_only_command_errors():
                 assert isinstance(result, ParsedCommand)
                 assert (result.intent is None) != (result.query is None)
                 assert result.name in COMMANDS
+
+
+@pytest.mark.parametrize("text", ["!login", "!entra", "!LOGIN"])
+def test_login_is_a_query_in_any_room(text):
+    parsed = parse_command(text, prefix="suport", queues=QUEUES)
+    assert parsed.query == Query("login")
+    assert parsed.intent is None
+
+
+def test_login_takes_no_argument():
+    with pytest.raises(CommandError) as caught:
+        parse_command("!login ara", prefix="suport", queues=QUEUES)
+    assert caught.value.code == "unexpected_argument"
