@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -115,6 +116,7 @@ class MatrixUser:
         self._task: asyncio.Task | None = None
         self._closed = False
         self.sync_errors: list[str] = []
+        self.invites: dict[str, str | None] = {}  # room id → who invited us (not joined yet)
 
     # Helpers also reachable from an instance.
     thread_root_of = staticmethod(thread_root_of)
@@ -163,7 +165,18 @@ class MatrixUser:
         response = await self.client.sync(timeout=timeout, full_state=full_state or None)
         if isinstance(response, SyncError):
             raise RuntimeError(f"sync failed: {response.message}")
+        for room_id, info in response.rooms.invite.items():
+            self.invites[room_id] = next(
+                (
+                    e.sender
+                    for e in info.invite_state
+                    if getattr(e, "state_key", None) == self.user_id
+                    and getattr(e, "membership", None) == "invite"
+                ),
+                None,
+            )
         for room_id, info in response.rooms.join.items():
+            self.invites.pop(room_id, None)
             for event in info.timeline.events:
                 self._record(room_id, event)
         self._retry_decryption()
@@ -237,6 +250,17 @@ class MatrixUser:
             raise RuntimeError(f"{self.user_id} could not join {room}: {response.message}")
         await self._wait_room(response.room_id, timeout)
         return response.room_id
+
+    async def accept_invite(self, inviter: str, timeout: float = 20) -> str:
+        """Wait for an invitation from `inviter` and join that room; returns its id."""
+        deadline = time.monotonic() + timeout
+        while True:
+            room_id = next((r for r, who in self.invites.items() if who == inviter), None)
+            if room_id is not None:
+                return await self.join(room_id, timeout)
+            if time.monotonic() > deadline:
+                pytest.fail(f"{self.user_id}: no invitation from {inviter} within {timeout} s")
+            await asyncio.sleep(0.05)
 
     async def _wait_room(self, room_id: str, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout
@@ -439,3 +463,21 @@ async def volunteer(matrix_setup, matrix_login):
         )
 
     return login
+
+
+_LINK = re.compile(r"https?://\S+/login/link/[A-Za-z0-9_\-]+")
+
+
+async def request_login_link(user: MatrixUser, room_id: str, bot_id: str) -> tuple[str, dict]:
+    """`!login` in a queue room, accept the bot's direct room, return the link it sends there
+    and that message's wire event (to check it came encrypted)."""
+    await user.send(room_id, "!login")
+    direct = await user.accept_invite(bot_id)
+    message = await user.wait_for(
+        direct,
+        lambda e: sender_of(e) == bot_id and bool(_LINK.search(body_of(e) or "")),
+        timeout=30,
+        what="the login link",
+    )
+    link = _LINK.search(body_of(message)).group(0)
+    return link, user.raw_event(message["event_id"])
