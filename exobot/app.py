@@ -7,10 +7,12 @@ import contextlib
 import logging
 import secrets
 import signal
+from datetime import UTC, datetime
 
 from exobot.config import Config
 from exobot.core.events import EventBus, OutboxQueued
 from exobot.core.service import ServiceSettings, TicketService
+from exobot.db import web as web_records
 from exobot.db.engine import create_engine, create_sync_engine
 from exobot.db.migrate import upgrade_async
 from exobot.db.repository import SqlRepository
@@ -198,7 +200,7 @@ class App:
             digest_at=cfg.alerts.digest_at,
             timezone=cfg.alerts.tzinfo,
         )
-        self.scheduler = Scheduler(sweep, cfg.alerts.sweep_every)
+        self.scheduler = Scheduler(sweep, cfg.alerts.sweep_every, housekeeping=self._purge_web)
 
     def _build_web(self) -> None:
         cfg = self.config
@@ -219,6 +221,11 @@ class App:
             context.is_operator = self.bot.is_operator
             context.check_password = PasswordChecker(str(cfg.matrix.homeserver))
         self.web = WebServer(create_app(context), cfg.web.host, cfg.web.port)
+
+    async def _purge_web(self) -> int:
+        """Forget expired browser sessions and login links."""
+        async with self.repository.connection() as conn:
+            return await web_records.purge_expired(conn, datetime.now(UTC))
 
     async def _retry_mail(self, inbound_id: int) -> str:
         """Process a quarantined mail again (the web's retry button)."""

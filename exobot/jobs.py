@@ -11,6 +11,7 @@ is raised at the first sweep after it starts.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -85,9 +86,15 @@ class AlertSweep:
 class Scheduler:
     """The process's APScheduler, owning the sweep job (and, later, plugins' jobs)."""
 
-    def __init__(self, sweep: AlertSweep, every: timedelta) -> None:
+    def __init__(
+        self,
+        sweep: AlertSweep,
+        every: timedelta,
+        housekeeping: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         self.sweep = sweep
         self.every = every
+        self.housekeeping = housekeeping  # hourly: forget expired web sessions and links
         self.scheduler = AsyncIOScheduler(timezone=UTC)
 
     def start(self) -> None:
@@ -101,7 +108,23 @@ class Scheduler:
             coalesce=True,
             misfire_grace_time=None,
         )
+        if self.housekeeping is not None:
+            self.scheduler.add_job(
+                self._housekeeping,
+                IntervalTrigger(hours=1),
+                id="housekeeping",
+                next_run_time=datetime.now(UTC),
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
         self.scheduler.start()
+
+    async def _housekeeping(self) -> None:
+        try:
+            await self.housekeeping()
+        except Exception:  # the next hour tries again
+            log.exception("housekeeping failed")
 
     async def _sweep(self) -> None:
         try:

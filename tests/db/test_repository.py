@@ -20,8 +20,7 @@ from exobot.core.intents import MailClass, OpenTicket, ReceiveMail, SetStatus, S
 from exobot.core.model import Actor, EntryKind, IncomingMail, Status, Ticket
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.db import chat, inbound, outbox
-from exobot.db.engine import create_engine
-from exobot.db.migrate import upgrade, upgrade_async
+from exobot.db.migrate import upgrade
 from exobot.db.repository import SqlRepository, fold
 from exobot.db.state import get_state, set_state
 from exobot.db.tables import OutboxRow
@@ -41,39 +40,11 @@ TABLES = {
     "tickets", "entries", "participants", "mail_messages", "inbound_mail", "outbox",
     "attachments", "state", "search_index", "alembic_version",
     "handled_keys", "chat_threads", "chat_posts",
+    "web_sessions", "login_links", "api_tokens", "direct_rooms",
 }  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    """A fresh, empty database: an SQLite file, or a new database in the stack's PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'exobot.db'}"
-    stack = request.getfixturevalue("stack")
-    if stack.postgres_port is None:
-        pytest.skip("the test stack runs without PostgreSQL (EXOBOT_STACK_POSTGRES / install)")
-    return stack.postgres_url(f"t_{uuid.uuid4().hex[:16]}")
-
-
-@pytest.fixture
-def backend(db_url: str) -> str:
-    return "sqlite" if db_url.startswith("sqlite") else "postgresql"
-
-
-@pytest.fixture
-async def engine(db_url: str):
-    await upgrade_async(db_url)
-    eng = create_engine(db_url)
-    yield eng
-    await eng.dispose()
-
-
-@pytest.fixture
-def repo(engine) -> SqlRepository:
-    return SqlRepository(engine)
 
 
 class BreakableMessageIds(MessageIds):
