@@ -10,7 +10,8 @@ python -m devstack.demo inbox [ADDRESS]     show the mails a member received
 `run` registers the bot @exobot:localhost and the volunteer @voluntari:localhost (password
 "voluntari-demo"), whose rooms #suport:localhost and #tresoreria:localhost the bot is
 invited to. Log in as the volunteer with any Matrix client (e.g. Element) pointed at the
-homeserver URL it prints; everything listens on 127.0.0.1 only.
+homeserver URL it prints, and to the web address it prints (same user and password, or
+`!login` in #suport); everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import yaml
 from devstack.exobot_config import exobot_config
 from devstack.matrix_setup import MatrixSetup, MatrixSetupError, setup_matrix
 from devstack.procs import StackError
-from devstack.stack import STACK_FILE, Stack, find_free_base_port
+from devstack.stack import STACK_FILE, Stack, find_free_base_port, port_is_free
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "var" / "demo"
@@ -44,19 +45,26 @@ MEMBER = "membre@example.org"
 MATRIX_STORE = DEMO_DIR / "matrix"
 VOLUNTEER_PASSWORD = "voluntari-demo"  # loopback only
 BOT_PASSWORD = "exobot-demo"
+WEB_PORT = 8080
 
 
-def _write_config(stack: Stack, matrix: MatrixSetup) -> None:
+def _write_config(stack: Stack, matrix: MatrixSetup, web: str) -> None:
     data = exobot_config(
         stack,
         address=SUPPORT,
         database_url=f"sqlite:///{DEMO_DIR / 'exobot.db'}",
         matrix=matrix,
         matrix_store=str(MATRIX_STORE),
+        web=web,
         display_name="Suport eXO (demo)",
     )
     header = "# Written by `make demo`: exobot on the local stack, SQLite in var/demo/.\n"
     CONFIG.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def _free_web_port() -> int:
+    """8080, or the next free port after it."""
+    return next(p for p in range(WEB_PORT, WEB_PORT + 100) if port_is_free(p))
 
 
 def _running_stack() -> Stack | None:
@@ -93,7 +101,8 @@ def cmd_run(_args: argparse.Namespace) -> int:
         if started_here:
             stack.stop()
         return 1
-    _write_config(stack, matrix)
+    web = f"127.0.0.1:{_free_web_port()}"
+    _write_config(stack, matrix, web)
     me = f"{sys.executable} -m devstack.demo"
     rooms = ", ".join(matrix.aliases.values())
     print(
@@ -107,8 +116,12 @@ exobot demo
                    bot {matrix.bot_user_id}
                    rooms {rooms}
 
+  web              http://{web}/
+
 Log in with any Matrix client (e.g. Element, homeserver {stack.synapse_url}):
   user {matrix.volunteer_user_id}   password {matrix.volunteer_password}
+Log in to the web at http://{web}/ with the same user and password, or type !login in
+#suport and open the link the bot sends you by direct message (accept its invitation).
 
 In another terminal:
   send a member's mail:   {me} send --subject "No em funciona internet"
