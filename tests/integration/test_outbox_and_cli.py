@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 
 import pytest
 from harness import member_mail, unique, wait_until
@@ -144,3 +145,16 @@ def test_check_config_reports_problems_one_per_line(tmp_path, make_instance):
         assert any("mail.smtp.security" in line for line in lines)
         assert any("alerts.new_after" in line for line in lines)
         assert "Traceback" not in bad.stderr
+
+
+def test_run_refuses_a_busy_web_port_with_one_line(make_instance):
+    inst = make_instance(web=True)
+    with socket.socket() as busy:
+        busy.bind((inst.config.web.host, inst.config.web.port))
+        busy.listen(1)
+        refused = inst.run_cli("run", timeout=60)
+    assert refused.returncode == 1
+    assert f"web.listen: cannot listen on {inst.config.web.host}:{inst.config.web.port}" in (
+        refused.stderr
+    )
+    assert "Traceback" not in refused.stderr
