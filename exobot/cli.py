@@ -1,4 +1,4 @@
-"""The `exobot` command: run, check-config, migrate, quarantine."""
+"""The `exobot` command: run, check-config, migrate, quarantine, token."""
 
 from __future__ import annotations
 
@@ -74,6 +74,15 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return asyncio.run(run_quarantine(config, args.action, args.id))
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """Create (printed once), revoke or list the API's bearer tokens."""
+    from exobot.tokens import run_token
+
+    config = _load(args.config)
+    setup_logging("WARNING")
+    return asyncio.run(run_token(config, args.action, args.name, args.user))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `exobot` command."""
     parser = argparse.ArgumentParser(prog="exobot", description="eXO's helpdesk bot")
@@ -91,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = add("quarantine", cmd_quarantine, "mails that could not be processed")
     q.add_argument("action", choices=["list", "show", "retry", "discard"])
     q.add_argument("id", nargs="?", type=int, help="the stored mail's id (show, retry, discard)")
+    t = add("token", cmd_token, "API bearer tokens: create, revoke, list")
+    t.add_argument("action", choices=["create", "revoke", "list"])
+    t.add_argument("name", nargs="?", help="the token's name (create, revoke)")
+    t.add_argument("--user", help="create: the operator it acts as, @name:server")
     return parser
 
 

@@ -1,0 +1,127 @@
+"""The JSON API's errors: one shape, `{"error": code, "message": text}`, with a clear status.
+
+Service and action errors are worded by the chat's Renderer in English, so an API client reads
+the same sentence a volunteer would read in Matrix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from exobot.core.model import Status
+from exobot.core.service import NotAllowed, ServiceError, TicketNotFound
+from exobot.matrix.render import Renderer
+from exobot.web.actions import ActionError
+
+log = logging.getLogger("exobot.web.api")
+
+# Service codes that mean "valid, but not in the ticket's current state": 409, not 400.
+CONFLICTS = frozenset(
+    {
+        "already_owner",
+        "already_unowned",
+        "same_title",
+        "same_queue",
+        "same_status",
+        "back_to_new",
+        "no_unverified",
+        "already_handled",
+    }
+)
+
+# Codes of HTTP-level failures (no catalog message: the detail says it).
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "not_operator",
+    404: "not_found",
+    405: "method_not_allowed",
+}
+
+
+class ApiError(Exception):
+    """An API answer other than success, raised by an endpoint."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    """The one error shape; 401s also name the scheme, as HTTP asks."""
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": code, "message": message}, status, headers=headers)
+
+
+def status_of(error: ServiceError) -> int:
+    """The HTTP status of a service refusal."""
+    if isinstance(error, TicketNotFound):
+        return 404
+    if isinstance(error, NotAllowed):
+        return 403
+    return 409 if error.code in CONFLICTS else 400
+
+
+def message_of(renderer: Renderer, code: str, params: Mapping[str, object]) -> str:
+    """The English sentence of an error code, the chat's wording."""
+    values = dict(params)
+    if code == "bad_status":
+        # The catalog's sentence lists the statuses; the web's parser does not pass them.
+        values.setdefault("known", ", ".join(s.value for s in Status))
+    return renderer.error(code, values).body
+
+
+def install(api: FastAPI, renderer: Renderer) -> None:
+    """Answer every error of the API app (only it) in the JSON shape."""
+
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.code, error.message)
+
+    async def service_error(request: Request, error: ServiceError) -> JSONResponse:
+        return error_response(
+            status_of(error), error.code, message_of(renderer, error.code, error.params)
+        )
+
+    async def action_error(request: Request, error: ActionError) -> JSONResponse:
+        return error_response(400, error.code, message_of(renderer, error.code, error.params))
+
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", describe_validation(error))
+
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(error.status_code, "http_error")
+        message = str(error.detail)
+        if error.status_code == 404 and message == "Not Found":
+            message = f"there is no API endpoint {request.method} {request.url.path}"
+        elif error.status_code == 405:
+            message = f"{request.url.path} does not accept {request.method}"
+        return error_response(error.status_code, code, message)
+
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # The server logs the traceback (the exception goes on up); this names the request.
+        log.error("API request %s %s failed: %r", request.method, request.url.path, error)
+        return error_response(500, "internal", message_of(renderer, "internal", {}))
+
+    api.add_exception_handler(ApiError, api_error)
+    api.add_exception_handler(ServiceError, service_error)
+    api.add_exception_handler(ActionError, action_error)
+    api.add_exception_handler(RequestValidationError, invalid)
+    api.add_exception_handler(StarletteHTTPException, http_error)
+    api.add_exception_handler(Exception, unexpected)
+
+
+def describe_validation(error: RequestValidationError) -> str:
+    """FastAPI's validation errors as one readable line: `body.text: Field required; …`."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item.get("loc", ()))
+        problems.append(f"{where}: {item.get('msg', 'invalid')}" if where else item.get("msg"))
+    return "malformed request: " + ("; ".join(str(p) for p in problems) or "invalid")

@@ -1,0 +1,267 @@
+"""The JSON API's request and response models (they also make its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from exobot.core.model import Entry, EntryKind, Status, Ticket
+from exobot.core.references import format_reference
+from exobot.core.text import mail_text
+from exobot.db.inbound import InboundSummary
+from exobot.db.repository import AttachmentMeta
+from exobot.web.queries import Dashboard, TicketPage, TicketView
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """`moment` in UTC (a naive time from storage is UTC already), so JSON says `Z`."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: a stable code for programs and an English sentence for people."""
+
+    error: str = Field(description="machine-readable code, e.g. not_found, missing_text")
+    message: str = Field(description="what went wrong, in English")
+
+
+# --- tickets ---------------------------------------------------------------------------------
+
+
+class TicketOut(BaseModel):
+    """A ticket as listed."""
+
+    number: int
+    reference: str = Field(description="the public reference, e.g. suport#12")
+    title: str
+    requestor: str = Field(description="the member's email address")
+    queue: str
+    status: Status
+    owner: str | None = Field(description="the owner's Matrix id, or null")
+    created_at: datetime
+    updated_at: datetime
+    last_member_mail_at: datetime | None
+    language: str
+
+    @classmethod
+    def of(cls, ticket: Ticket, prefix: str) -> TicketOut:
+        """The API's view of a domain ticket."""
+        return cls(**_ticket_fields(ticket, prefix))
+
+
+def _ticket_fields(ticket: Ticket, prefix: str) -> dict[str, Any]:
+    return {
+        "number": ticket.number,
+        "reference": format_reference(prefix, ticket.number),
+        "title": ticket.title,
+        "requestor": ticket.requestor,
+        "queue": ticket.queue,
+        "status": ticket.status,
+        "owner": ticket.owner,
+        "created_at": utc(ticket.created_at),
+        "updated_at": utc(ticket.updated_at),
+        "last_member_mail_at": utc(ticket.last_member_mail_at),
+        "language": ticket.language,
+    }
+
+
+class AttachmentOut(BaseModel):
+    """An attachment of a received mail; its bytes are at .../attachments/{id}."""
+
+    id: int
+    filename: str
+    content_type: str
+    size: int = Field(description="in bytes")
+
+    @classmethod
+    def of(cls, meta: AttachmentMeta) -> AttachmentOut:
+        """The API's view of an attachment's metadata."""
+        return cls(
+            id=meta.id, filename=meta.filename, content_type=meta.content_type, size=meta.size
+        )
+
+
+class EntryOut(BaseModel):
+    """One line of a ticket's history."""
+
+    id: int
+    kind: EntryKind
+    actor: str = Field(description="a Matrix id, a member's address, or exobot's component")
+    created_at: datetime
+    body: str | None = Field(description="the text, quotes and signature trimmed; or null")
+    data: dict[str, Any] = Field(description="what changed (from/to, recipients, ...)")
+    attachments: list[AttachmentOut]
+
+    @classmethod
+    def of(cls, entry: Entry, attachments: list[AttachmentMeta]) -> EntryOut:
+        """The API's view of a history entry."""
+        return cls(
+            id=entry.id or 0,
+            kind=entry.kind,
+            actor=entry.actor,
+            created_at=utc(entry.created_at),
+            # The one way mail text is shown anywhere (trimming, later masking).
+            body=mail_text(entry.body) if entry.body else None,
+            data=entry.data,
+            attachments=[AttachmentOut.of(meta) for meta in attachments],
+        )
+
+
+class TicketDetail(TicketOut):
+    """A ticket with its participants and its whole history, oldest first."""
+
+    participants: list[str] = Field(description="the addresses that get the replies")
+    history: list[EntryOut]
+
+    @classmethod
+    def of_view(cls, view: TicketView, prefix: str) -> TicketDetail:
+        """The API's view of the ticket page's data."""
+        return cls(
+            **_ticket_fields(view.ticket, prefix),
+            participants=view.participants,
+            history=[
+                EntryOut.of(entry, view.attachments.get(entry.id or 0, []))
+                for entry in view.history
+            ],
+        )
+
+
+class TicketListOut(BaseModel):
+    """One page of a ticket list."""
+
+    tickets: list[TicketOut]
+    total: int = Field(description="how many tickets match in all")
+    page: int
+    pages: int = Field(description="how many pages there are (at least 1)")
+
+    @classmethod
+    def of(cls, page: TicketPage, prefix: str) -> TicketListOut:
+        """The API's view of a list page."""
+        return cls(
+            tickets=[TicketOut.of(t, prefix) for t in page.tickets],
+            total=page.total,
+            page=page.filter.page,
+            pages=page.pages,
+        )
+
+
+class DashboardOut(BaseModel):
+    """The overview: how many are new, counts per queue and status, what waits longest."""
+
+    new: int = Field(description="tickets nobody has taken yet (should be zero)")
+    counts: dict[str, dict[str, int]] = Field(description="queue → status → how many")
+    oldest_waiting: list[TicketOut]
+    stalled: list[TicketOut]
+    stalled_total: int
+
+    @classmethod
+    def of(cls, board: Dashboard, prefix: str) -> DashboardOut:
+        """The API's view of the dashboard."""
+        return cls(
+            new=board.new,
+            counts=board.counts,
+            oldest_waiting=[TicketOut.of(t, prefix) for t in board.oldest_waiting],
+            stalled=[TicketOut.of(t, prefix) for t in board.stalled],
+            stalled_total=board.stalled_total,
+        )
+
+
+class MeOut(BaseModel):
+    """Who the token acts as."""
+
+    user_id: str
+    via: str = Field(description='"token:<name>"')
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+class OpenTicketIn(BaseModel):
+    """A ticket opened on a member's behalf (a phone call, a letter)."""
+
+    requestor: str = Field(description="the member's email address")
+    title: str
+    text: str = Field("", description="a first note, kept as a comment")
+    queue: str | None = Field(None, description="the default queue when left out")
+
+
+class GiveIn(BaseModel):
+    """Whom to give the ticket to."""
+
+    owner: str = Field(description="a Matrix id, @name:server")
+
+
+class TextIn(BaseModel):
+    """The text of a reply (mailed to the member) or of a comment (internal)."""
+
+    text: str
+
+
+class TitleIn(BaseModel):
+    """The ticket's new title."""
+
+    title: str
+
+
+class MoveIn(BaseModel):
+    """The queue to move the ticket to."""
+
+    queue: str
+
+
+class StatusIn(BaseModel):
+    """The ticket's new status."""
+
+    status: str = Field(description="open, stalled, resolved or rejected (Catalan words too)")
+
+
+# --- quarantine ------------------------------------------------------------------------------
+
+
+class QuarantinedOut(BaseModel):
+    """A received mail that could not be processed."""
+
+    id: int
+    received_at: datetime
+    size: int = Field(description="of the raw mail, in bytes")
+    sender: str | None
+    subject: str | None
+    message_id: str | None
+    error: str | None
+    attempts: int
+
+    @classmethod
+    def of(cls, item: InboundSummary) -> QuarantinedOut:
+        """The API's view of a stored mail."""
+        return cls(
+            id=item.id,
+            received_at=utc(item.received_at),
+            size=item.size,
+            sender=item.sender,
+            subject=item.subject,
+            message_id=item.message_id,
+            error=item.error,
+            attempts=item.attempts,
+        )
+
+
+class QuarantineOut(BaseModel):
+    """The quarantine, newest first."""
+
+    mails: list[QuarantinedOut]
+
+
+class MailStateOut(BaseModel):
+    """What became of a quarantined mail after a retry or a discard."""
+
+    id: int
+    state: str = Field(description="done, quarantined (failed again), discarded, ...")
