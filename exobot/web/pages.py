@@ -1,17 +1,461 @@
-"""The operators' pages: dashboard, ticket list, ticket page, new ticket, quarantine."""
+"""The operators' pages: dashboard, ticket list, ticket page, new ticket, quarantine.
+
+Every page and action works without JavaScript. Forms carry the session's CSRF token; forms
+that change a ticket also carry a nonce, so a form sent twice acts once. A successful form is
+answered with a redirect (POST-redirect-GET); a refused one shows the page again with the
+message and what was typed.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from starlette.responses import Response
+import logging
+import re
+import secrets
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
 
-from exobot.web.deps import PageOperator
-from exobot.web.templating import render
+from fastapi import APIRouter, HTTPException, Request
+from starlette.responses import RedirectResponse, Response
+
+from exobot import messages
+from exobot.core.intents import Origin
+from exobot.core.model import Actor, Entry, EntryKind, Status
+from exobot.core.service import AlreadyHandled, ServiceError, TicketNotFound
+from exobot.core.text import one_line
+from exobot.db import inbound, outbox
+from exobot.db.repository import AttachmentMeta
+from exobot.matrix.render import Renderer
+from exobot.web import actions, queries
+from exobot.web.auth import Operator, context
+from exobot.web.deps import FormOperator, PageOperator
+from exobot.web.templating import Speaker, language, render
+
+log = logging.getLogger("exobot.web.pages")
 
 router = APIRouter()
+
+# Nonces we generate are token_urlsafe(16); anything else is not used as a key.
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+CORRESPONDENCE = {
+    EntryKind.MAIL_IN,
+    EntryKind.MAIL_OUT,
+    EntryKind.UNVERIFIED_IN,
+    EntryKind.AUTOMATIC_IN,
+    EntryKind.BOUNCE,
+}
+SUBJECT_CHARS = 300
+SET_STATUSES = tuple(s for s in Status if s is not Status.NEW)  # an operator never sets new
+INBOUND_STATES = ("received", "quarantined", "done", "duplicate", "dropped", "ignored", "discarded")
+QUARANTINE_DONE = ("retried", "still", "discarded", "missing", "failed")
+
+
+def new_nonce() -> str:
+    """A fresh nonce for one form that changes a ticket."""
+    return secrets.token_urlsafe(16)
+
+
+def _key(fields: Mapping[str, object]) -> str | None:
+    """The idempotency key of a submitted form (None when it came without a usable nonce)."""
+    nonce = fields.get("nonce")
+    if isinstance(nonce, str) and _NONCE.fullmatch(nonce):
+        return f"web:{nonce}"
+    return None
+
+
+def _renderer(request: Request) -> Renderer:
+    settings = context(request).settings
+    return Renderer(language(request), settings.prefix, settings.timezone)
+
+
+def error_text(request: Request, code: str, params: Mapping[str, object]) -> str:
+    """A refusal in the reader's language, with the same wording as chat."""
+    values = dict(params)
+    if code == "bad_status":
+        speaker = Speaker(request)
+        values.setdefault("known", ", ".join(speaker.status(s) for s in SET_STATUSES))
+    return _renderer(request).error(code, values).body
+
+
+async def _form_fields(request: Request) -> dict[str, str]:
+    """The submitted text fields (files, if any, are ignored)."""
+    form = await request.form()
+    return {name: value for name, value in form.items() if isinstance(value, str)}
+
+
+def list_url(**params: object) -> str:
+    """A link to the ticket list with these filters (lists repeat their parameter)."""
+    pairs: list[tuple[str, str]] = []
+    for name, value in params.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        pairs.extend((name, str(v)) for v in values if v not in (None, ""))
+    return "/tickets" + ("?" + urlencode(pairs) if pairs else "")
+
+
+# --- dashboard --------------------------------------------------------------------------
 
 
 @router.get("/")
 async def dashboard(request: Request, operator: PageOperator) -> Response:
-    """The dashboard."""
-    return render(request, "dashboard.html", operator=operator)
+    """The overview: new tickets first, then counts, the oldest waiting and the stalled."""
+    ctx = context(request)
+    figures = await queries.dashboard(ctx.repository, ctx.settings.queues)
+    return render(
+        request,
+        "dashboard.html",
+        operator=operator,
+        active="dashboard",
+        figures=figures,
+        statuses=list(Status),
+        list_url=list_url,
+    )
+
+
+# --- ticket list ------------------------------------------------------------------------
+
+
+@router.get("/tickets")
+async def ticket_list(request: Request, operator: PageOperator) -> Response:
+    """The ticket list with its filter form (a GET form: filters live in the URL)."""
+    ctx = context(request)
+    params: dict[str, object] = dict(request.query_params)
+    params["status"] = request.query_params.getlist("status")
+    wanted = queries.TicketFilter.parse(params, operator.user_id)
+    found = await queries.ticket_list(ctx.repository, wanted)
+    owner = _owner_choice(request, wanted)
+    kept = {
+        "queue": wanted.queue,
+        "status": [s.value for s in wanted.statuses],
+        "owner": owner,
+        "q": wanted.words,
+        "order": wanted.order if wanted.order != "newest" else None,
+        "per_page": wanted.per_page if wanted.per_page != queries.PER_PAGE else None,
+    }
+    pages = {
+        "prev": list_url(**kept, page=wanted.page - 1) if wanted.page > 1 else None,
+        "next": list_url(**kept, page=wanted.page + 1) if wanted.page < found.pages else None,
+        "first": list_url(**kept) if wanted.page > found.pages else None,
+    }
+    return render(
+        request,
+        "tickets.html",
+        operator=operator,
+        active="tickets",
+        found=found,
+        wanted=wanted,
+        owner=owner,
+        pages=pages,
+        statuses=list(Status),
+        orders=queries.ORDERS,
+        pending_url=list_url(status=[Status.NEW.value, Status.OPEN.value]),
+        mine_url=list_url(status=[Status.NEW.value, Status.OPEN.value], owner="mine"),
+    )
+
+
+def _owner_choice(request: Request, wanted: queries.TicketFilter) -> str:
+    """The owner filter as the form shows it: "" (all), "mine", "none" or a Matrix id."""
+    raw = request.query_params.get("owner", "").strip()
+    if wanted.unowned:
+        return "none"
+    if raw == "mine" or (wanted.owner is not None and raw == ""):
+        return "mine"
+    return wanted.owner or ""
+
+
+# --- one ticket -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntryView:
+    """One history entry as the ticket page shows it."""
+
+    entry: Entry
+    group: str  # correspondence, comment or change
+    headline: str
+    text: str
+    subject: str
+    attachments: list[AttachmentMeta]
+
+    @property
+    def kind(self) -> str:
+        """The entry's kind, as a CSS class."""
+        return str(self.entry.kind)
+
+
+def _entry_views(renderer: Renderer, view: queries.TicketView) -> list[EntryView]:
+    shown = []
+    for entry in view.history:
+        headline, text = renderer.entry_line(view.ticket, entry)
+        if entry.kind in CORRESPONDENCE:
+            group = "correspondence"
+        elif entry.kind is EntryKind.COMMENT:
+            group = "comment"
+        else:
+            group = "change"
+        subject = ""
+        if entry.kind in CORRESPONDENCE and entry.kind is not EntryKind.MAIL_OUT:
+            subject = one_line(str(entry.data.get("subject") or ""), SUBJECT_CHARS)
+        attachments = view.attachments.get(entry.id or 0, [])
+        shown.append(EntryView(entry, group, headline, text, subject, attachments))
+    return shown
+
+
+async def _ticket_page(
+    request: Request,
+    operator: Operator,
+    number: int,
+    *,
+    status_code: int = 200,
+    failed: str | None = None,
+    error: str | None = None,
+    fields: Mapping[str, str] | None = None,
+) -> Response:
+    """The ticket page; after a refused action, with the message next to its form."""
+    ctx = context(request)
+    view = await queries.ticket_view(ctx.repository, number)
+    if view is None:
+        return _no_such_ticket(request, operator, number)
+    ticket = view.ticket
+    unverified = any(e.kind is EntryKind.UNVERIFIED_IN for e in view.history)
+    forms = ["give", "reply", "comment", "title", "status"]
+    if ticket.owner != operator.user_id:
+        forms.append("take")
+    if ticket.owner:
+        forms.append("untake")
+    if len(ctx.settings.queues) > 1 or ticket.queue not in ctx.settings.queues:
+        forms.append("move")
+    if unverified:
+        forms.append("accept")
+    done = request.query_params.get("done") if status_code == 200 else None
+    return render(
+        request,
+        "ticket.html",
+        status_code=status_code,
+        operator=operator,
+        active="tickets",
+        view=view,
+        ticket=ticket,
+        entries=_entry_views(_renderer(request), view),
+        forms=forms,
+        failed=failed,
+        error=error,
+        error_in_form=failed in forms,
+        fields=fields or {},
+        done=done if done in actions.ACTIONS else None,
+        nonce=new_nonce,
+        queues=ctx.settings.queues,
+        set_statuses=SET_STATUSES,
+        here=f"/tickets/{number}",  # a refused form's page is at the form's URL: come back here
+    )
+
+
+def _no_such_ticket(request: Request, operator: Operator, number: int) -> Response:
+    """404, saying which ticket does not exist (in chat's words)."""
+    return render(
+        request,
+        "error.html",
+        status_code=404,
+        operator=operator,
+        message_key="error.not_found",
+        message_params={"ticket": Speaker(request).ref(number)},
+    )
+
+
+@router.get("/tickets/new")
+async def new_ticket_form(request: Request, operator: PageOperator) -> Response:
+    """The form to open a ticket on a member's behalf (after a phone call, say)."""
+    return _new_ticket_page(request, operator)
+
+
+def _new_ticket_page(
+    request: Request,
+    operator: Operator,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+    fields: Mapping[str, str] | None = None,
+) -> Response:
+    settings = context(request).settings
+    return render(
+        request,
+        "new.html",
+        status_code=status_code,
+        operator=operator,
+        active="new",
+        error=error,
+        fields=fields or {"queue": settings.default_queue},
+        nonce=new_nonce(),
+        queues=settings.queues,
+        here="/tickets/new",
+    )
+
+
+@router.post("/tickets/new")
+async def new_ticket(request: Request, operator: FormOperator) -> Response:
+    """Open the ticket, then show it."""
+    ctx = context(request)
+    fields = await _form_fields(request)
+    try:
+        intent = actions.open_intent(fields)
+        outcome = await ctx.service.apply(
+            Actor.operator(operator.user_id), intent, Origin(_key(fields), None)
+        )
+    except AlreadyHandled:
+        # The same form again (a double click): the first one opened it, newest comes first.
+        return RedirectResponse("/tickets", status_code=303)
+    except (actions.ActionError, ServiceError) as refused:
+        message = error_text(request, refused.code, refused.params)
+        return _new_ticket_page(request, operator, status_code=400, error=message, fields=fields)
+    log.info("%s opened ticket %s from the web", operator.user_id, outcome.ticket)
+    return RedirectResponse(f"/tickets/{outcome.ticket}", status_code=303)
+
+
+@router.get("/tickets/{number:int}")
+async def ticket_page(request: Request, number: int, operator: PageOperator) -> Response:
+    """A ticket: its details, its whole history and the actions on it."""
+    return await _ticket_page(request, operator, number)
+
+
+@router.post("/tickets/{number:int}/{action}")
+async def ticket_action(
+    request: Request, number: int, action: str, operator: FormOperator
+) -> Response:
+    """One action on a ticket, through the same service as chat."""
+    ctx = context(request)
+    fields = await _form_fields(request)
+    try:
+        intent = actions.intent_for(action, number, fields)
+        await actions.perform(ctx, operator.user_id, intent, key=_key(fields))
+    except TicketNotFound:
+        return _no_such_ticket(request, operator, number)
+    except (actions.ActionError, ServiceError) as refused:
+        return await _ticket_page(
+            request,
+            operator,
+            number,
+            status_code=400,
+            failed=action,
+            error=error_text(request, refused.code, refused.params),
+            fields=fields,
+        )
+    return RedirectResponse(f"/tickets/{number}?done={action}#done", status_code=303)
+
+
+@router.get("/tickets/{number:int}/attachments/{attachment_id:int}")
+async def attachment(
+    request: Request, number: int, attachment_id: int, operator: PageOperator
+) -> Response:
+    """An attachment, always as a download: never shown inline, whatever it claims to be."""
+    async with context(request).repository.reading() as view:
+        found = await view.attachment(number, attachment_id)
+    if found is None:
+        raise HTTPException(404)
+    return Response(
+        found.data,
+        media_type="application/octet-stream",
+        headers={
+            "content-disposition": content_disposition(found.filename),
+            "x-content-type-options": "nosniff",
+            "cache-control": "no-store",
+        },
+    )
+
+
+_UNSAFE_ASCII = re.compile(r"[^A-Za-z0-9._ ()+-]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII fallback name and the real one RFC 5987-encoded."""
+    name = _CONTROL.sub("", filename or "").replace("/", "_").replace("\\", "_").strip()
+    name = name.strip(".")[:200] or "attachment"
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    fallback = _UNSAFE_ASCII.sub("_", folded).strip(" ._") or "attachment"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+# --- quarantine -------------------------------------------------------------------------
+
+
+@router.get("/quarantine")
+async def quarantine(request: Request, operator: PageOperator) -> Response:
+    """Received mail that could not be processed, to retry or discard; and what is queued."""
+    async with context(request).repository.reading() as view:
+        items = await inbound.list_inbound(view.conn, inbound.QUARANTINED)
+        stored = await inbound.count_by_state(view.conn)
+        queued = await outbox.counts(view.conn)
+    return render(
+        request,
+        "quarantine.html",
+        operator=operator,
+        active="quarantine",
+        items=items,
+        stored=[(_word(request, "web.inbound", state), n) for state, n in sorted(stored.items())],
+        queued=[
+            (f"{_word(request, 'web.outbox', kind)} {_word(request, 'web.outbox', state)}", n)
+            for (kind, state), n in sorted(queued.items())
+        ],
+        notice=_quarantine_notice(request),
+        short=one_line,
+        here="/quarantine",  # not the notice's parameters: they say what was just done
+    )
+
+
+def _word(request: Request, prefix: str, value: str) -> str:
+    """A state or kind in words, or as stored when the catalog does not know it."""
+    key = f"{prefix}.{value}"
+    return Speaker(request).t(key) if key in messages.MESSAGES[language(request)] else value
+
+
+def _quarantine_notice(request: Request) -> tuple[str, dict[str, object]] | None:
+    """What the last retry or discard did, from the redirect's query string: only catalog
+    words and a number, never the raw parameters."""
+    done = request.query_params.get("done")
+    raw_id = request.query_params.get("id", "")
+    if done not in QUARANTINE_DONE or not raw_id.isdigit() or len(raw_id) > 12:
+        return None
+    params: dict[str, object] = {"id": int(raw_id)}
+    if done == "retried":
+        state = request.query_params.get("state")
+        word = state if state in INBOUND_STATES else "other"
+        params["state"] = Speaker(request).t(f"web.inbound.{word}")
+    return f"web.quarantine.done.{done}", params
+
+
+def _back_to_quarantine(done: str, inbound_id: int, state: str | None = None) -> Response:
+    query = {"done": done, "id": inbound_id} | ({"state": state} if state else {})
+    return RedirectResponse(f"/quarantine?{urlencode(query)}", status_code=303)
+
+
+@router.post("/quarantine/{inbound_id:int}/retry")
+async def quarantine_retry(request: Request, inbound_id: int, operator: FormOperator) -> Response:
+    """Process a quarantined mail again (after fixing what made it fail)."""
+    ctx = context(request)
+    async with ctx.repository.reading() as view:
+        item = await inbound.get_inbound(view.conn, inbound_id)
+    if item is None or item.state != inbound.QUARANTINED:
+        return _back_to_quarantine("missing", inbound_id)
+    try:
+        state = await ctx.retry_mail(inbound_id)
+    except Exception:  # the processor's failure must not become a 500 page: say it, log it
+        log.exception("retrying quarantined mail %d failed", inbound_id)
+        return _back_to_quarantine("failed", inbound_id)
+    log.info("%s retried quarantined mail %d: %s", operator.user_id, inbound_id, state)
+    if state == inbound.QUARANTINED:
+        return _back_to_quarantine("still", inbound_id)
+    if state == "missing":
+        return _back_to_quarantine("missing", inbound_id)
+    return _back_to_quarantine("retried", inbound_id, state if state in INBOUND_STATES else None)
+
+
+@router.post("/quarantine/{inbound_id:int}/discard")
+async def quarantine_discard(request: Request, inbound_id: int, operator: FormOperator) -> Response:
+    """Set a quarantined mail aside for good (it stays in the database, never processed)."""
+    async with context(request).repository.connection() as conn:
+        item = await inbound.get_inbound(conn, inbound_id)
+        if item is None or item.state != inbound.QUARANTINED:
+            return _back_to_quarantine("missing", inbound_id)
+        await inbound.mark_inbound(conn, inbound_id, "discarded", error=item.error)
+    log.info("%s discarded quarantined mail %d", operator.user_id, inbound_id)
+    return _back_to_quarantine("discarded", inbound_id)
