@@ -66,6 +66,12 @@ class UnitOfWork(Protocol):
     async def claim(self, key: str) -> bool:
         """Record an idempotency key (e.g. a chat event id); False when it was recorded before."""
 
+    async def settle(self, key: str, ticket: int | None) -> None:
+        """Note which ticket the request of a claimed key acted on."""
+
+    async def handled_ticket(self, key: str) -> int | None:
+        """The ticket a handled key acted on (None: unknown or none)."""
+
     async def mark_inbound(
         self,
         inbound_id: int,

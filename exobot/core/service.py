@@ -117,11 +117,16 @@ class TicketService:
         pending: list[object] = []
 
         async def work(uow: UnitOfWork) -> Outcome:
-            if origin is not None and origin.key is not None and not await uow.claim(origin.key):
-                raise AlreadyHandled("already_handled", f"{origin.key} was already handled")
+            key = origin.key if origin is not None else None
+            if key is not None and not await uow.claim(key):
+                # A retry learns which ticket the first request made or changed.
+                ticket = await uow.handled_ticket(key)
+                raise AlreadyHandled("already_handled", f"{key} was already handled", ticket=ticket)
             step = _Step(self, uow, actor, pending, origin)
             outcome = await handler(step, intent)
             await step.flush()
+            if key is not None:
+                await uow.settle(key, outcome.ticket)
             return outcome
 
         outcome = await self.repository.run(work)

@@ -49,12 +49,23 @@ class AttachmentMeta:
     size: int
 
 TITLE_ENTRY = 0  # search_index row holding a ticket's title
+# On SQLite a search_index row's rowid is (ticket << 32) + entry id (see search_rowid), so the
+# FTS index alone yields the matching tickets: reading its stored ticket_id column instead costs
+# a lookup per matching row, and a common word matches tens of thousands of rows.
+SEARCH_ROWID_SHIFT = 32
 
 
 def fold(value: str) -> str:
     """Lower case without diacritics ("CONNEXIÓ" → "connexio"), for searching."""
     decomposed = unicodedata.normalize("NFKD", value.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def search_rowid(ticket: int, entry_id: int) -> int:
+    """The rowid of a ticket's search_index row for an entry (TITLE_ENTRY for its title)."""
+    if not 0 <= entry_id < 1 << SEARCH_ROWID_SHIFT:
+        raise ValueError(f"entry id {entry_id} does not fit a search_index rowid")
+    return (ticket << SEARCH_ROWID_SHIFT) + entry_id
 
 
 def utcnow() -> datetime:
@@ -165,7 +176,8 @@ class SqlReader:
             # Each term quoted: FTS5 query syntax in user input must stay literal.
             query = " ".join('"' + t.replace('"', '""') + '"' for t in terms)
             return text(
-                "SELECT ticket_id FROM search_index WHERE search_index MATCH :q"
+                f"SELECT rowid >> {SEARCH_ROWID_SHIFT} FROM search_index"
+                " WHERE search_index MATCH :q"
             ).bindparams(q=query)
         clauses = " AND ".join(f"content ILIKE :t{n}" for n in range(len(terms)))
         # LIKE's own wildcards in user input are literal too (backslash is the default escape
@@ -308,10 +320,16 @@ class SqlUnitOfWork(SqlReader):
             update(T).where(T.c.id == ticket.number).values(**_ticket_values(ticket))
         )
         if title_changed:
-            await self.conn.execute(
-                text("DELETE FROM search_index WHERE ticket_id = :t AND entry_id = :e"),
-                {"t": ticket.number, "e": TITLE_ENTRY},
-            )
+            if self.sqlite:  # by rowid: FTS5 would scan every row for its unindexed columns
+                await self.conn.execute(
+                    text("DELETE FROM search_index WHERE rowid = :r"),
+                    {"r": search_rowid(ticket.number, TITLE_ENTRY)},
+                )
+            else:
+                await self.conn.execute(
+                    text("DELETE FROM search_index WHERE ticket_id = :t AND entry_id = :e"),
+                    {"t": ticket.number, "e": TITLE_ENTRY},
+                )
             await self._index(ticket.number, TITLE_ENTRY, ticket.title)
 
     async def add_entry(self, entry: Entry) -> Entry:
@@ -422,15 +440,34 @@ class SqlUnitOfWork(SqlReader):
         )
         return inserted.first() is not None
 
+    async def settle(self, key: str, ticket: int | None) -> None:
+        """Note which ticket the request of a claimed key acted on."""
+        await self.conn.execute(update(H).where(H.c.key == key).values(ticket_id=ticket))
+
+    async def handled_ticket(self, key: str) -> int | None:
+        """The ticket a handled key acted on (None: unknown or none)."""
+        return (
+            await self.conn.execute(select(H.c.ticket_id).where(H.c.key == key))
+        ).scalar_one_or_none()
+
     async def mark_inbound(self, inbound_id: int, state: str, **details: object) -> None:
         """Record what became of a received raw mail."""
         await inbound.mark_inbound(self.conn, inbound_id, state, **details)
 
     async def _index(self, ticket: int, entry_id: int, content: str) -> None:
         # FTS5 folds case and diacritics itself; the plain table elsewhere holds folded text.
+        if self.sqlite:
+            await self.conn.execute(
+                text(
+                    "INSERT INTO search_index (rowid, ticket_id, entry_id, content)"
+                    " VALUES (:r, :t, :e, :c)"
+                ),
+                {"r": search_rowid(ticket, entry_id), "t": ticket, "e": entry_id, "c": content},
+            )
+            return
         await self.conn.execute(
             text("INSERT INTO search_index (ticket_id, entry_id, content) VALUES (:t, :e, :c)"),
-            {"t": ticket, "e": entry_id, "c": content if self.sqlite else fold(content)},
+            {"t": ticket, "e": entry_id, "c": fold(content)},
         )
 
 

@@ -45,13 +45,15 @@ class TicketRow(SQLModel, table=True):
         Index("ix_tickets_next_alert_at", "next_alert_at"),
         Index("ix_tickets_updated_at", "updated_at"),
         Index("ix_tickets_queue_status_id", "queue", "status", "id"),
+        Index("ix_tickets_owner_status_id", "owner", "status", "id"),
+        Index("ix_tickets_status_id", "status", "id"),
         {"sqlite_autoincrement": True},
     )
 
     id: int | None = Field(default=None, primary_key=True)
     title: str
     requestor: str = Field(index=True)
-    owner: str | None = Field(default=None, index=True)
+    owner: str | None = None  # indexed by ix_tickets_owner_status_id
     queue: str
     status: str
     language: str = "ca"
@@ -183,6 +185,7 @@ class HandledKeyRow(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     handled_at: datetime = _dt(nullable=False)
+    ticket_id: int | None = None  # the ticket the request made or changed
 
 
 class ChatThreadRow(SQLModel, table=True):

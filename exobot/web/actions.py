@@ -13,14 +13,15 @@ from collections.abc import Mapping
 from exobot.core import intents
 from exobot.core.intents import Intent, Origin
 from exobot.core.lifecycle import LifecycleError, parse_status
-from exobot.core.model import Actor
-from exobot.core.service import AlreadyHandled, ServiceError
+from exobot.core.model import Actor, Status
+from exobot.core.service import AlreadyHandled, Outcome, ServiceError
 from exobot.web.context import WebContext
 
 log = logging.getLogger("exobot.web.actions")
 
 ACTIONS = ("take", "give", "untake", "reply", "comment", "title", "move", "status", "accept")
 _USER_ID = re.compile(r"@[^\s:]+:\S+")
+_KNOWN_STATUSES = ", ".join(status.value for status in Status)
 
 
 class ActionError(Exception):
@@ -70,7 +71,7 @@ def intent_for(action: str, ticket: int, fields: Mapping[str, object]) -> Intent
         try:
             return intents.SetStatus(ticket, parse_status(word))
         except LifecycleError:
-            raise ActionError("bad_status", word=word) from None
+            raise ActionError("bad_status", word=word, known=_KNOWN_STATUSES) from None
     raise ActionError("unknown_action", action=action)
 
 
@@ -87,15 +88,16 @@ def open_intent(fields: Mapping[str, object]) -> intents.OpenTicket:
     return intents.OpenTicket(requestor, title, raw if isinstance(raw, str) else "", queue)
 
 
-async def perform(context: WebContext, user_id: str, intent: Intent, key: str | None) -> bool:
-    """Apply `intent` as operator `user_id`; False when `key` was already handled (a form sent
-    twice), ServiceError when the service refuses."""
+async def perform(
+    context: WebContext, user_id: str, intent: Intent, key: str | None
+) -> Outcome | None:
+    """Apply `intent` as operator `user_id`: the service's outcome, or None when `key` was
+    already handled (a form sent twice); ServiceError when the service refuses."""
     try:
-        await context.service.apply(Actor.operator(user_id), intent, Origin(key, None))
+        return await context.service.apply(Actor.operator(user_id), intent, Origin(key, None))
     except AlreadyHandled:
         log.info("%s was already handled", key)
-        return False
-    return True
+        return None
 
 
 __all__ = ["ACTIONS", "ActionError", "ServiceError", "intent_for", "open_intent", "perform"]

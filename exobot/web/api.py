@@ -246,22 +246,26 @@ def _disposition(filename: str) -> str:
 async def open_ticket(
     request: Request, operator: ApiOperator, body: OpenTicketIn, key: IdempotencyKey = None
 ) -> JSONResponse:
-    """Open a ticket on a member's behalf; 409 when the Idempotency-Key was used already."""
+    """Open a ticket on a member's behalf; a retry with the same Idempotency-Key answers 200
+    with the ticket the first request opened."""
     ctx = context(request)
     intent = actions.open_intent(body.model_dump())
     try:
         outcome = await ctx.service.apply(
             Actor.operator(operator.user_id), intent, intents.Origin(_key(operator, key), None)
         )
-    except AlreadyHandled:
-        # The first request's answer is not stored, so which ticket it opened is unknown here.
-        message = "a request with this Idempotency-Key was already handled"
-        raise ApiError(409, "already_handled", message) from None
-    detail = await _detail(request, outcome.ticket)
+        number, status = outcome.ticket, 201
+    except AlreadyHandled as again:
+        # A retry: the ticket the first request opened, as if it were this one's answer.
+        number, status = again.params.get("ticket"), 200
+        if number is None:
+            message = "a request with this Idempotency-Key was already handled"
+            raise ApiError(409, "already_handled", message) from None
+    detail = await _detail(request, number)
     return JSONResponse(
         detail.model_dump(mode="json"),
-        status_code=201,
-        headers={"Location": f"{request.scope.get('root_path', '')}/tickets/{outcome.ticket}"},
+        status_code=status,
+        headers={"Location": f"{request.scope.get('root_path', '')}/tickets/{number}"},
     )
 
 

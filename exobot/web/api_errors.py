@@ -14,7 +14,6 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from exobot.core.model import Status
 from exobot.core.service import NotAllowed, ServiceError, TicketNotFound
 from exobot.matrix.render import Renderer
 from exobot.web.actions import ActionError
@@ -72,11 +71,7 @@ def status_of(error: ServiceError) -> int:
 
 def message_of(renderer: Renderer, code: str, params: Mapping[str, object]) -> str:
     """The English sentence of an error code, the chat's wording."""
-    values = dict(params)
-    if code == "bad_status":
-        # The catalog's sentence lists the statuses; the web's parser does not pass them.
-        values.setdefault("known", ", ".join(s.value for s in Status))
-    return renderer.error(code, values).body
+    return renderer.error(code, params).body
 
 
 def install(api: FastAPI, renderer: Renderer) -> None:

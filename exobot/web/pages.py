@@ -72,9 +72,9 @@ def _renderer(request: Request) -> Renderer:
 def error_text(request: Request, code: str, params: Mapping[str, object]) -> str:
     """A refusal in the reader's language, with the same wording as chat."""
     values = dict(params)
-    if code == "bad_status":
+    if code == "bad_status":  # the statuses as this reader calls them
         speaker = Speaker(request)
-        values.setdefault("known", ", ".join(speaker.status(s) for s in SET_STATUSES))
+        values["known"] = ", ".join(speaker.status(s) for s in SET_STATUSES)
     return _renderer(request).error(code, values).body
 
 
@@ -301,9 +301,9 @@ async def new_ticket(request: Request, operator: FormOperator) -> Response:
         outcome = await ctx.service.apply(
             Actor.operator(operator.user_id), intent, Origin(_key(fields), None)
         )
-    except AlreadyHandled:
-        # The same form again (a double click): the first one opened it, newest comes first.
-        return RedirectResponse("/tickets", status_code=303)
+    except AlreadyHandled as again:
+        # The same form again (a double click): show the ticket the first one opened.
+        return RedirectResponse(f"/tickets/{again.params.get('ticket') or ''}", status_code=303)
     except (actions.ActionError, ServiceError) as refused:
         message = error_text(request, refused.code, refused.params)
         return _new_ticket_page(request, operator, status_code=400, error=message, fields=fields)

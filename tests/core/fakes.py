@@ -60,7 +60,7 @@ class StoredState:
     messages: list[MessageRow] = field(default_factory=list)
     outbox: list[OutboxRow] = field(default_factory=list)
     inbound: dict[int, InboundMark] = field(default_factory=dict)
-    keys: set[str] = field(default_factory=set)
+    keys: dict[str, int | None] = field(default_factory=dict)  # key → ticket it acted on
 
 
 class _Sequence:
@@ -167,8 +167,14 @@ class FakeUnitOfWork:
         self._maybe_fail("claim")
         if key in self.state.keys:
             return False
-        self.state.keys.add(key)
+        self.state.keys[key] = None
         return True
+
+    async def settle(self, key: str, ticket: int | None) -> None:
+        self.state.keys[key] = ticket
+
+    async def handled_ticket(self, key: str) -> int | None:
+        return self.state.keys.get(key)
 
     async def mark_inbound(
         self,

@@ -101,6 +101,17 @@ async def test_an_origin_key_takes_effect_once(world):
     assert [e.body for e in world.repo.entries(number, "comment")] == ["primer"]
 
 
+async def test_a_retried_key_names_the_ticket_the_first_request_opened(world):
+    origin = i.Origin(key="web:form-1")
+    opened = await world.service.apply(
+        OPERATOR, i.OpenTicket("pere@example.net", "Trucada"), origin
+    )
+    with pytest.raises(AlreadyHandled) as again:
+        await world.service.apply(OPERATOR, i.OpenTicket("pere@example.net", "Trucada"), origin)
+    assert again.value.params["ticket"] == opened.ticket
+    assert opened.ticket + 1 not in world.repo.state.tickets
+
+
 async def test_a_failed_change_does_not_burn_its_key(world):
     origin = i.Origin(key="matrix:$retry")
     with pytest.raises(TicketNotFound):

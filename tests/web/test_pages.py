@@ -547,8 +547,8 @@ async def test_a_ticket_opened_on_a_members_behalf(browser, repo):
     history = await repo.history(number)
     assert [e.kind for e in history] == [EntryKind.CREATED, EntryKind.COMMENT]
     assert history[1].body == "Ha trucat a les 10."
-    # The same form again opens nothing more.
-    assert redirect_of(await browser.post("/tickets/new", fields)) == "/tickets"
+    # The same form again opens nothing more and shows the ticket the first one opened.
+    assert redirect_of(await browser.post("/tickets/new", fields)) == location
     assert await repo.count_tickets() == 1
 
 
