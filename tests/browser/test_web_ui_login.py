@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from browser_harness import Web, say
+from matrix_harness import request_login_link
 from playwright.async_api import expect
 
 pytestmark = pytest.mark.asyncio
@@ -65,3 +66,21 @@ async def test_login_returns_to_the_page_asked_for(web: Web):
         await page.get_by_label(say("web.login.password")).press("Enter")
     assert page.url == web.ticket_url(number)
     await expect(page.locator("main h1 .title")).to_have_text("Enllaç des del xat")
+
+
+async def test_the_chat_link_logs_in_once(web: Web):
+    vol = await web.volunteer()
+    link, _wire = await request_login_link(vol, web.room(), web.setup.bot_user_id)
+    page = await web.page()
+    await page.goto(link)
+    confirm = say("web.link.confirm", user=web.setup.volunteer_user_id)
+    await expect(page.get_by_text(confirm)).to_be_visible()
+    await page.get_by_role("button", name=say("web.link.submit")).click()
+    await page.wait_for_url(f"{web.url}/")
+    await expect(page.get_by_role("heading", level=1)).to_have_text(say("web.nav.dashboard"))
+    # The same link in another browser: spent.
+    other = await web.page()
+    await other.goto(link)
+    await expect(other.get_by_role("alert")).to_have_text(say("web.link.invalid"))
+    await other.goto(f"{web.url}/")
+    assert other.url.startswith(f"{web.url}/login"), other.url
