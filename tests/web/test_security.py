@@ -1,0 +1,147 @@
+"""Headers, cookies and redirects of the web app (in-process, real SQLite)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from exobot.core.service import ServiceSettings, TicketService
+from exobot.db import web as records
+from exobot.db.engine import create_engine
+from exobot.db.migrate import upgrade_async
+from exobot.db.repository import SqlRepository
+from exobot.mail.msgid import MessageIds
+from exobot.web.app import create_app
+from exobot.web.auth import PRELOGIN_COOKIE, SESSION_COOKIE
+from exobot.web.context import WebContext, WebSettings
+
+VOL = "@vol:example.org"
+PASSWORD = "bona-contrasenya"
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+async def _check_password(user: str, password: str) -> str | None:
+    return VOL if (user, password) == (VOL, PASSWORD) else None
+
+
+@pytest.fixture
+async def repo(tmp_path):
+    url = f"sqlite:///{tmp_path / 'exobot.db'}"
+    await upgrade_async(url)
+    engine = create_engine(url)
+    yield SqlRepository(engine)
+    await engine.dispose()
+
+
+def _app(repo: SqlRepository, *, root: str, secure: bool):
+    settings = ServiceSettings(
+        prefix="suport", default_queue="suport", queues=frozenset({"suport"}), own_address="s@x.org"
+    )
+    service = TicketService(repo, MessageIds("secret" * 4, "x.org"), settings)
+    context = WebContext(
+        WebSettings(root=root, secure=secure),
+        repo,
+        service,
+        is_operator=lambda user: user == VOL,
+        check_password=_check_password,
+    )
+    return create_app(context)
+
+
+@pytest.fixture
+async def https(repo):
+    app = _app(repo, root="https://suport.example.org", secure=True)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="https://suport.example.org"
+    ) as client:
+        yield client
+
+
+async def _login(client: httpx.AsyncClient, next_path: str = "/") -> httpx.Response:
+    form = await client.get("/login")
+    csrf = _CSRF.search(form.text).group(1)
+    return await client.post(
+        "/login", data={"csrf": csrf, "user": VOL, "password": PASSWORD, "next": next_path}
+    )
+
+
+def _cookie(response: httpx.Response, name: str) -> str:
+    return next(v for v in response.headers.get_list("set-cookie") if v.startswith(name + "="))
+
+
+async def test_every_response_carries_the_security_headers(https):
+    for path in ("/login", "/", "/nowhere", "/static/style.css", "/api/v1/openapi.json"):
+        response = await https.get(path)
+        headers = response.headers
+        assert "script-src 'self'" in headers["content-security-policy"], path
+        assert "'unsafe-inline'" not in headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["strict-transport-security"].startswith("max-age=")
+
+
+async def test_the_session_cookie_is_httponly_samesite_and_secure_over_https(https):
+    logged = await _login(https)
+    assert logged.status_code == 303
+    cookie = _cookie(logged, SESSION_COOKIE).lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "secure" in cookie
+    prelogin = _cookie(await https.get("/login"), PRELOGIN_COOKIE).lower()
+    assert "httponly" in prelogin and "samesite=strict" in prelogin and "secure" in prelogin
+
+
+async def test_plain_http_cookies_are_not_marked_secure(repo):
+    app = _app(repo, root="http://127.0.0.1:8080", secure=False)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8080"
+    ) as client:
+        logged = await _login(client)
+        assert "secure" not in _cookie(logged, SESSION_COOKIE).lower()
+        assert "strict-transport-security" not in logged.headers
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil"])
+async def test_login_never_redirects_to_another_site(https, target):
+    logged = await _login(https, next_path=target)
+    assert logged.headers["location"] == "/"
+
+
+async def test_logout_needs_the_sessions_token_and_ends_the_session(https, repo):
+    await _login(https)
+    page = await https.get("/")
+    csrf = _CSRF.search(page.text).group(1)
+    refused = await https.post("/logout", data={"csrf": "forged"})
+    assert refused.status_code == 403
+    assert (await https.get("/")).status_code == 200
+    out = await https.post("/logout", data={"csrf": csrf})
+    assert out.status_code == 303
+    assert (await https.get("/")).status_code == 303
+    async with repo.connection() as conn:
+        assert (await conn.exec_driver_sql("SELECT count(*) FROM web_sessions")).scalar() == 0
+
+
+async def test_an_expired_session_is_sent_to_login(https, repo):
+    async with repo.connection() as conn:
+        token, _ = await records.create_session(
+            conn, VOL, timedelta(hours=1), datetime.now(UTC) - timedelta(hours=2)
+        )
+    https.cookies.set(SESSION_COOKIE, token, domain="suport.example.org")
+    answer = await https.get("/tickets")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/login?next=/tickets"
+
+
+async def test_someone_no_longer_an_operator_is_out_at_once(repo):
+    members = {VOL}
+    app = _app(repo, root="http://t", secure=False)
+    app.state.context.is_operator = lambda user: user in members
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await _login(c)
+        assert (await c.get("/")).status_code == 200
+        members.clear()
+        assert (await c.get("/")).status_code == 303
