@@ -7,6 +7,9 @@ BENCH_MAILS ?= 1000
 BENCH_SAMPLES ?= 50
 BENCH_COMMANDS ?= 100
 BENCH_MATRIX_MAILS ?= 20
+BENCH_WEB_TICKETS ?= 100000
+BENCH_WEB_ENTRIES ?= 500000
+BENCH_WEB_SAMPLES ?= 200
 
 .PHONY: venv stack demo test bench bench-smoke lint clean
 
@@ -32,9 +35,12 @@ test: stack
 bench: stack
 	$(PY) bench/bench_mail.py --mails $(BENCH_MAILS) --latency-samples $(BENCH_SAMPLES)
 	$(PY) bench/bench_matrix.py --commands $(BENCH_COMMANDS) --mails $(BENCH_MATRIX_MAILS)
+	$(PY) bench/bench_web.py --tickets $(BENCH_WEB_TICKETS) --entries $(BENCH_WEB_ENTRIES) \
+		--samples $(BENCH_WEB_SAMPLES)
 
 bench-smoke:
-	$(MAKE) bench BENCH_MAILS=100 BENCH_SAMPLES=5 BENCH_COMMANDS=10 BENCH_MATRIX_MAILS=3
+	$(MAKE) bench BENCH_MAILS=100 BENCH_SAMPLES=5 BENCH_COMMANDS=10 BENCH_MATRIX_MAILS=3 \
+		BENCH_WEB_TICKETS=5000 BENCH_WEB_ENTRIES=25000 BENCH_WEB_SAMPLES=20
 
 lint: venv
 	$(PY) -m ruff check exobot plugins tests devstack bench

@@ -111,7 +111,8 @@ class Instance:
         await asyncio.to_thread(self.stack.deliver_lmtp, raw, self.address, mail_from)
 
     def query(self, sql: str, **params: object) -> list[tuple]:
-        """Run SQL on this instance's database (a separate sync connection)."""
+        """Run SQL on this instance's database (a separate sync connection). It blocks the
+        event loop: a write while exobot runs in this loop belongs in asyncio.to_thread."""
         import sqlite3
 
         with sqlite3.connect(self.db_path, timeout=30) as conn:
