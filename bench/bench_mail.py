@@ -39,7 +39,15 @@ from pathlib import Path
 
 # bench/common.py (bench/ is on sys.path as the script's directory); it also puts the repository
 # root on sys.path, so it comes before devstack and exobot.
-from common import BenchError, connect_db, db_time, percentile, run_with_stack, scalar
+from common import (
+    SUBJECTS,
+    BenchError,
+    connect_db,
+    db_time,
+    percentile,
+    run_with_stack,
+    scalar,
+)
 
 from devstack.exobot_config import exobot_config
 from devstack.stack import Stack
@@ -81,23 +89,6 @@ def db_path(config: Config) -> Path:
 
 # ----------------------------------------------------------------------------------- workload
 
-SUBJECTS = [
-    "No em funciona internet",
-    "Factura duplicada d'aquest mes",
-    "Canvi de compte bancari per a la quota",
-    "El router parpelleja en vermell",
-    "Velocitat molt baixa a la nit",
-    "Vull donar-me de baixa",
-    "Problema amb el correu electrònic",
-    "Dubte sobre la quota de l'associació",
-    "Trasllat de domicili",
-    "Consulta sobre la fibra al meu carrer",
-    "Talls intermitents de connexió",
-    "No puc entrar a l'àrea de socis",
-    "Canvi de titular del contracte",
-    "Alta d'un nou punt d'accés",
-    "L'antena del terrat s'ha mogut",
-]
 PLACES = ["Gràcia", "Sants", "el Poblenou", "Sant Andreu", "Horta", "Nou Barris", "Sarrià"]
 FIRST_NAMES = [
     "Marta",

@@ -40,7 +40,7 @@ import httpx
 
 # bench/common.py (bench/ is on sys.path as the script's directory); it also puts the repository
 # root on sys.path, so it comes before exobot.
-from common import BenchError, percentile
+from common import SUBJECTS, BenchError, percentile
 
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.db.engine import create_engine, create_sync_engine
@@ -84,21 +84,7 @@ LAST_NAMES = [
 ]  # fmt: skip
 DOMAINS = ["gmail.com", "yahoo.es", "hotmail.com", "exo.cat", "protonmail.com", "telefonica.net"]
 TITLES = [
-    "No em funciona internet",
-    "Factura duplicada d'aquest mes",
-    "Canvi de compte bancari per a la quota",
-    "El router parpelleja en vermell",
-    "Velocitat molt baixa a la nit",
-    "Vull donar-me de baixa",
-    "Problema amb el correu electrònic",
-    "Dubte sobre la quota de l'associació",
-    "Trasllat de domicili",
-    "Consulta sobre la fibra al meu carrer",
-    "Talls intermitents de connexió",
-    "No puc entrar a l'àrea de socis",
-    "Canvi de titular del contracte",
-    "Alta d'un nou punt d'accés",
-    "L'antena del terrat s'ha mogut",
+    *SUBJECTS,
     "No tengo conexión desde ayer",
     "Factura incorrecta",
     "Cambio de cuenta bancaria",

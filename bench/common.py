@@ -112,3 +112,23 @@ def run_with_stack(
             shutil.rmtree(workdir, ignore_errors=True)
     print(text)
     return 0
+
+
+# What members write about (the mail and web benchmarks' subjects and titles).
+SUBJECTS = [
+    "No em funciona internet",
+    "Factura duplicada d'aquest mes",
+    "Canvi de compte bancari per a la quota",
+    "El router parpelleja en vermell",
+    "Velocitat molt baixa a la nit",
+    "Vull donar-me de baixa",
+    "Problema amb el correu electrònic",
+    "Dubte sobre la quota de l'associació",
+    "Trasllat de domicili",
+    "Consulta sobre la fibra al meu carrer",
+    "Talls intermitents de connexió",
+    "No puc entrar a l'àrea de socis",
+    "Canvi de titular del contracte",
+    "Alta d'un nou punt d'accés",
+    "L'antena del terrat s'ha mogut",
+]

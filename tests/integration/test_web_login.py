@@ -25,6 +25,17 @@ async def _web_chat(make_instance, matrix_setup, volunteer, *, web: bool = True,
     return inst, setup, vol
 
 
+async def _password_login(
+    browser: httpx.AsyncClient, inst: Instance, user: str, password: str, *, csrf: bool = True
+) -> httpx.Response:
+    """Fill and send the login form (with the token its page gave, unless `csrf` is False)."""
+    fields = {"user": user, "password": password}
+    if csrf:
+        form = await browser.get(inst.web_url + "/login")
+        fields["csrf"] = _CSRF.search(form.text).group(1)
+    return await browser.post(inst.web_url + "/login", data=fields)
+
+
 async def _follow_link(client: httpx.AsyncClient, link: str) -> httpx.Response:
     """Open a login link's page and press its button."""
     page = await client.get(link)
@@ -96,20 +107,10 @@ async def test_password_login_checks_the_homeserver_and_leaves_no_device(
     inst, setup, vol = await _web_chat(make_instance, matrix_setup, volunteer)
     devices_before = await _devices(stack, setup)
     async with httpx.AsyncClient() as browser:
-        form = await browser.get(inst.web_url + "/login")
-        csrf = _CSRF.search(form.text).group(1)
-        wrong = await browser.post(
-            inst.web_url + "/login",
-            data={"csrf": csrf, "user": setup.volunteer_user_id, "password": "no"},
-        )
+        wrong = await _password_login(browser, inst, setup.volunteer_user_id, "no")
         assert wrong.status_code == 401
-        right = await browser.post(
-            inst.web_url + "/login",
-            data={
-                "csrf": csrf,
-                "user": setup.volunteer_user_id,
-                "password": setup.volunteer_password,
-            },
+        right = await _password_login(
+            browser, inst, setup.volunteer_user_id, setup.volunteer_password
         )
         assert right.status_code == 303, right.text
         assert (await browser.get(inst.web_url + "/")).status_code == 200
@@ -122,24 +123,14 @@ async def test_password_login_checks_the_homeserver_and_leaves_no_device(
 async def test_failed_password_logins_are_rate_limited(make_instance, matrix_setup, volunteer):
     inst, setup, _vol = await _web_chat(make_instance, matrix_setup, volunteer)
     async with httpx.AsyncClient() as browser:
-        form = await browser.get(inst.web_url + "/login")
-        csrf = _CSRF.search(form.text).group(1)
         statuses = []
         for _ in range(6):
-            answer = await browser.post(
-                inst.web_url + "/login",
-                data={"csrf": csrf, "user": setup.volunteer_user_id, "password": "wrong"},
-            )
+            answer = await _password_login(browser, inst, setup.volunteer_user_id, "wrong")
             statuses.append(answer.status_code)
         assert statuses == [401] * 5 + [429]
         # Even the right password waits now.
-        limited = await browser.post(
-            inst.web_url + "/login",
-            data={
-                "csrf": csrf,
-                "user": setup.volunteer_user_id,
-                "password": setup.volunteer_password,
-            },
+        limited = await _password_login(
+            browser, inst, setup.volunteer_user_id, setup.volunteer_password
         )
         assert limited.status_code == 429
         assert "retry-after" in limited.headers
@@ -149,15 +140,8 @@ async def test_a_non_operator_cannot_log_in(make_instance, matrix_setup, volunte
     inst, setup, _vol = await _web_chat(make_instance, matrix_setup, volunteer)
     stranger = matrix_setup()  # another team's volunteer: in none of this bot's rooms
     async with httpx.AsyncClient() as browser:
-        form = await browser.get(inst.web_url + "/login")
-        csrf = _CSRF.search(form.text).group(1)
-        refused = await browser.post(
-            inst.web_url + "/login",
-            data={
-                "csrf": csrf,
-                "user": stranger.volunteer_user_id,
-                "password": stranger.volunteer_password,
-            },
+        refused = await _password_login(
+            browser, inst, stranger.volunteer_user_id, stranger.volunteer_password
         )
         assert refused.status_code == 403
         assert "exobot_session" not in refused.cookies
@@ -167,9 +151,8 @@ async def test_a_non_operator_cannot_log_in(make_instance, matrix_setup, volunte
 async def test_a_login_form_without_its_token_is_refused(make_instance, matrix_setup, volunteer):
     inst, setup, _vol = await _web_chat(make_instance, matrix_setup, volunteer)
     async with httpx.AsyncClient() as browser:
-        refused = await browser.post(
-            inst.web_url + "/login",
-            data={"user": setup.volunteer_user_id, "password": setup.volunteer_password},
+        refused = await _password_login(
+            browser, inst, setup.volunteer_user_id, setup.volunteer_password, csrf=False
         )
         assert refused.status_code == 403
         assert "exobot_session" not in refused.cookies

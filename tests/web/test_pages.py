@@ -20,8 +20,6 @@ from exobot.core.model import Actor, AttachmentInfo, EntryKind, IncomingMail, St
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.db import inbound
 from exobot.db import web as records
-from exobot.db.engine import create_engine
-from exobot.db.migrate import upgrade_async
 from exobot.db.repository import SqlRepository
 from exobot.mail.msgid import MessageIds
 from exobot.web.app import create_app
@@ -53,15 +51,6 @@ class Retrier:
         async with self.repo.connection() as conn:
             await inbound.mark_inbound(conn, inbound_id, "done")
         return "done"
-
-
-@pytest.fixture
-async def repo(tmp_path):
-    url = f"sqlite:///{tmp_path / 'exobot.db'}"
-    await upgrade_async(url)
-    engine = create_engine(url)
-    yield SqlRepository(engine)
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ import pytest
 
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.db import web as records
-from exobot.db.engine import create_engine
-from exobot.db.migrate import upgrade_async
 from exobot.db.repository import SqlRepository
 from exobot.mail.msgid import MessageIds
 from exobot.web.app import create_app
@@ -25,15 +23,6 @@ _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 async def _check_password(user: str, password: str) -> str | None:
     return VOL if (user, password) == (VOL, PASSWORD) else None
-
-
-@pytest.fixture
-async def repo(tmp_path):
-    url = f"sqlite:///{tmp_path / 'exobot.db'}"
-    await upgrade_async(url)
-    engine = create_engine(url)
-    yield SqlRepository(engine)
-    await engine.dispose()
 
 
 def _app(repo: SqlRepository, *, root: str, secure: bool):
