@@ -13,6 +13,9 @@ RUN pip install ".[postgres]"
 USER exobot
 WORKDIR /var/lib/exobot
 VOLUME ["/var/lib/exobot"]
+# The web pages and the JSON API: set `web.listen: "0.0.0.0:8080"` in the config to publish it
+# (behind a TLS proxy; `web.base_url` is the public https address).
+EXPOSE 8080
 # Relative paths in the config (database, store_path) resolve under the volume.
 ENTRYPOINT ["exobot"]
 CMD ["run", "-c", "/etc/exobot/config.yaml"]
