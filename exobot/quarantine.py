@@ -47,7 +47,7 @@ async def run_quarantine(config: Config, action: str, inbound_id: int | None) ->
             return 0
         if action == "discard":
             async with repo.connection() as conn:
-                await inbound.mark_inbound(conn, inbound_id, "discarded", error=item.error)
+                await inbound.discard(conn, inbound_id)
             print(f"mail {inbound_id} discarded (kept in the database, never processed)")
             return 0
         state = await app.processor.process(inbound_id)

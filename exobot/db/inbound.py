@@ -18,6 +18,7 @@ I = InboundMailRow.__table__  # noqa: E741
 RECEIVED = "received"
 QUARANTINED = "quarantined"
 FINAL_STATES = ("done", "duplicate", "dropped", "ignored", "discarded")
+STATES = (RECEIVED, QUARANTINED, *FINAL_STATES)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,18 @@ async def mark_inbound(
     if state == QUARANTINED:
         values["attempts"] = I.c.attempts + 1
     await conn.execute(update(I).where(I.c.id == inbound_id).values(**values))
+
+
+async def discard(conn: AsyncConnection, inbound_id: int) -> bool:
+    """Set a quarantined mail aside for good (kept, never processed); False when there is no
+    quarantined mail with that id. One conditional UPDATE: a retry running at the same time
+    cannot be undone by it."""
+    result = await conn.execute(
+        update(I)
+        .where(I.c.id == inbound_id, I.c.state == QUARANTINED)
+        .values(state="discarded", processed_at=datetime.now(UTC))
+    )
+    return bool(result.rowcount)
 
 
 async def list_inbound(

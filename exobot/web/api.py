@@ -373,7 +373,7 @@ async def retry(request: Request, operator: ApiOperator, mail_id: int) -> MailSt
 @router.post("/quarantine/{mail_id}/discard", response_model=MailStateOut, summary="Discard a mail")
 async def discard(request: Request, operator: ApiOperator, mail_id: int) -> MailStateOut:
     """Never process a quarantined mail (it stays in the database)."""
-    item = await _quarantined(request, mail_id)
     async with context(request).repository.connection() as conn:
-        await inbound.mark_inbound(conn, mail_id, "discarded", error=item.error)
+        if not await inbound.discard(conn, mail_id):
+            raise ApiError(404, "mail_not_found", f"no quarantined mail with id {mail_id}")
     return MailStateOut(id=mail_id, state="discarded")

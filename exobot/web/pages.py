@@ -47,7 +47,6 @@ CORRESPONDENCE = {
 }
 SUBJECT_CHARS = 300
 SET_STATUSES = tuple(s for s in Status if s is not Status.NEW)  # an operator never sets new
-INBOUND_STATES = ("received", "quarantined", "done", "duplicate", "dropped", "ignored", "discarded")
 QUARANTINE_DONE = ("retried", "still", "discarded", "missing", "failed")
 
 
@@ -418,7 +417,7 @@ def _quarantine_notice(request: Request) -> tuple[str, dict[str, object]] | None
     params: dict[str, object] = {"id": int(raw_id)}
     if done == "retried":
         state = request.query_params.get("state")
-        word = state if state in INBOUND_STATES else "other"
+        word = state if state in inbound.STATES else "other"
         params["state"] = Speaker(request).t(f"web.inbound.{word}")
     return f"web.quarantine.done.{done}", params
 
@@ -446,16 +445,14 @@ async def quarantine_retry(request: Request, inbound_id: int, operator: FormOper
         return _back_to_quarantine("still", inbound_id)
     if state == "missing":
         return _back_to_quarantine("missing", inbound_id)
-    return _back_to_quarantine("retried", inbound_id, state if state in INBOUND_STATES else None)
+    return _back_to_quarantine("retried", inbound_id, state if state in inbound.STATES else None)
 
 
 @router.post("/quarantine/{inbound_id:int}/discard")
 async def quarantine_discard(request: Request, inbound_id: int, operator: FormOperator) -> Response:
     """Set a quarantined mail aside for good (it stays in the database, never processed)."""
     async with context(request).repository.connection() as conn:
-        item = await inbound.get_inbound(conn, inbound_id)
-        if item is None or item.state != inbound.QUARANTINED:
+        if not await inbound.discard(conn, inbound_id):
             return _back_to_quarantine("missing", inbound_id)
-        await inbound.mark_inbound(conn, inbound_id, "discarded", error=item.error)
     log.info("%s discarded quarantined mail %d", operator.user_id, inbound_id)
     return _back_to_quarantine("discarded", inbound_id)
