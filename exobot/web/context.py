@@ -32,7 +32,8 @@ def _nobody(user_id: str) -> bool:
     return False
 
 
-async def _no_password_login(user: str, password: str) -> str | None:
+async def no_matrix(user: str, password: str) -> str | None:
+    """The password check when exobot has no Matrix section: nobody can log in."""
     return None
 
 
@@ -57,6 +58,11 @@ class WebContext:
     repository: SqlRepository
     service: TicketService
     is_operator: Callable[[str], bool] = _nobody
-    check_password: Callable[[str, str], Awaitable[str | None]] = _no_password_login
+    check_password: Callable[[str, str], Awaitable[str | None]] = no_matrix
     retry_mail: Callable[[int], Awaitable[str]] = _no_retry
     now: Callable[[], datetime] = field(default=_utcnow)
+
+    @property
+    def has_matrix(self) -> bool:
+        """Logging in needs the Matrix identity: without a homeserver nobody gets in."""
+        return self.check_password is not no_matrix

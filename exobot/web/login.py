@@ -35,6 +35,8 @@ def _login_page(
     request: Request, *, error: str | None = None, status: int = 200, user: str = ""
 ) -> Response:
     token = auth.prelogin_token(request)
+    if not auth.context(request).has_matrix:
+        error, status = ("web.login.no_matrix", {}), 503
     response = render(
         request,
         "login.html",

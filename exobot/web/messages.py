@@ -37,7 +37,10 @@ _CA: dict[str, str] = {
         "Ara mateix no podem parlar amb el servidor de Matrix. Torna-ho a provar d'aquí a una "
         "estona."
     ),
-    "web.login.no_password": "Aquest servidor no admet l'entrada amb contrasenya.",
+    "web.login.no_matrix": (
+        "Per entrar cal la identitat de Matrix, però aquest exobot no té configurat cap "
+        "servidor de Matrix (la secció matrix de la configuració)."
+    ),
     "web.link.title": "Enllaç d'entrada",
     "web.link.confirm": "Entraràs com a {user}.",
     "web.link.submit": "Entra",
@@ -237,7 +240,10 @@ _ES: dict[str, str] = {
     "web.login.unavailable": (
         "Ahora mismo no podemos hablar con el servidor de Matrix. Vuelve a probar en un rato."
     ),
-    "web.login.no_password": "Este servidor no admite entrar con contraseña.",
+    "web.login.no_matrix": (
+        "Para entrar hace falta la identidad de Matrix, pero este exobot no tiene configurado "
+        "ningún servidor de Matrix (la sección matrix de la configuración)."
+    ),
     "web.link.title": "Enlace de entrada",
     "web.link.confirm": "Entrarás como {user}.",
     "web.link.submit": "Entrar",
@@ -434,7 +440,10 @@ _EN: dict[str, str] = {
     "web.login.not_operator": "{user} is not in the support team.",
     "web.login.limited": "Too many failed attempts. Try again in {minutes} min.",
     "web.login.unavailable": "We cannot reach the Matrix server right now. Try again later.",
-    "web.login.no_password": "This server does not accept password logins.",
+    "web.login.no_matrix": (
+        "Logging in needs the Matrix identity, but this exobot has no Matrix server configured "
+        "(the matrix section of the configuration)."
+    ),
     "web.link.title": "Login link",
     "web.link.confirm": "You will log in as {user}.",
     "web.link.submit": "Log in",

@@ -14,7 +14,7 @@ from exobot.db.repository import SqlRepository
 from exobot.mail.msgid import MessageIds
 from exobot.web.app import create_app
 from exobot.web.auth import PRELOGIN_COOKIE, SESSION_COOKIE
-from exobot.web.context import WebContext, WebSettings
+from exobot.web.context import WebContext, WebSettings, no_matrix
 
 VOL = "@vol:example.org"
 PASSWORD = "bona-contrasenya"
@@ -134,3 +134,12 @@ async def test_someone_no_longer_an_operator_is_out_at_once(repo):
         assert (await c.get("/")).status_code == 200
         members.clear()
         assert (await c.get("/")).status_code == 303
+
+
+async def test_without_matrix_the_login_page_says_why_nobody_can_log_in(repo):
+    app = _app(repo, root="http://t", secure=False)
+    app.state.context.check_password = no_matrix
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        page = await c.get("/login")
+        assert page.status_code == 503
+        assert "secció matrix" in page.text
