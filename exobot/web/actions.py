@@ -10,11 +10,13 @@ import logging
 import re
 from collections.abc import Mapping
 
+from exobot import messages
 from exobot.core import intents
 from exobot.core.intents import Intent, Origin
 from exobot.core.lifecycle import LifecycleError, parse_status
 from exobot.core.model import Actor, Status
 from exobot.core.service import AlreadyHandled, Outcome, ServiceError
+from exobot.matrix.render import Renderer
 from exobot.web.context import WebContext
 
 log = logging.getLogger("exobot.web.actions")
@@ -50,7 +52,7 @@ def intent_for(action: str, ticket: int, fields: Mapping[str, object]) -> Intent
     if action == "give":
         owner = _field(fields, "owner")
         if not owner:
-            raise ActionError("missing_argument", command="give", argument="user")
+            raise ActionError("missing_owner")
         if not _USER_ID.fullmatch(owner):
             raise ActionError("bad_user", text=owner)
         return intents.Give(ticket, owner)
@@ -64,7 +66,7 @@ def intent_for(action: str, ticket: int, fields: Mapping[str, object]) -> Intent
     if action == "move":
         queue = _field(fields, "queue")
         if not queue:
-            raise ActionError("missing_argument", command="move", argument="queue")
+            raise ActionError("missing_queue")
         return intents.Move(ticket, queue)
     if action == "status":
         word = _field(fields, "status")
@@ -80,12 +82,22 @@ def open_intent(fields: Mapping[str, object]) -> intents.OpenTicket:
     requestor = _field(fields, "requestor")
     title = _field(fields, "title")
     if not requestor:
-        raise ActionError("missing_argument", command="new", argument="address")
+        raise ActionError("missing_requestor")
     if not title:
         raise ActionError("missing_title")
     raw = fields.get("text")
     queue = _field(fields, "queue") or None
     return intents.OpenTicket(requestor, title, raw if isinstance(raw, str) else "", queue)
+
+
+def error_message(renderer: Renderer, code: str, params: Mapping[str, object]) -> str:
+    """A refusal in the renderer's language: the web's own wording where chat's would name a
+    command (`web.error.<code>`), else the same sentence as chat."""
+    key = f"web.error.{code}"
+    if key in messages.MESSAGES[renderer.language]:
+        untake = messages.say(renderer.language, "web.action.untake")
+        return messages.say(renderer.language, key, **{"untake": untake, **params})
+    return renderer.error(code, params).body
 
 
 async def perform(
@@ -100,4 +112,12 @@ async def perform(
         return None
 
 
-__all__ = ["ACTIONS", "ActionError", "ServiceError", "intent_for", "open_intent", "perform"]
+__all__ = [
+    "ACTIONS",
+    "ActionError",
+    "ServiceError",
+    "error_message",
+    "intent_for",
+    "open_intent",
+    "perform",
+]

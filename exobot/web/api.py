@@ -184,7 +184,7 @@ async def search(
 ) -> TicketListOut:
     """The tickets whose title or texts contain all the words, newest first (as `!search`)."""
     if not q.strip():
-        raise actions.ActionError("missing_argument", command="search", argument="words")
+        raise actions.ActionError("missing_words")
     ctx = context(request)
     wanted = queries.TicketFilter(words=q.strip()[:200], page=page, per_page=per_page)
     found = await queries.ticket_list(ctx.repository, wanted)

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 
 from exobot.core.service import NotAllowed, ServiceError, TicketNotFound
 from exobot.matrix.render import Renderer
-from exobot.web.actions import ActionError
+from exobot.web.actions import ActionError, error_message
 
 log = logging.getLogger("exobot.web.api")
 
@@ -70,8 +70,8 @@ def status_of(error: ServiceError) -> int:
 
 
 def message_of(renderer: Renderer, code: str, params: Mapping[str, object]) -> str:
-    """The English sentence of an error code, the chat's wording."""
-    return renderer.error(code, params).body
+    """The English sentence of an error code (the pages' wording)."""
+    return error_message(renderer, code, params)
 
 
 def install(api: FastAPI, renderer: Renderer) -> None:

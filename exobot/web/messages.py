@@ -11,6 +11,13 @@ from exobot import messages
 
 _CA: dict[str, str] = {
     "web.app_name": "Suport eXO",
+    "error.missing_owner": "Falta a qui assignar-lo: un usuari de Matrix, @nom:servidor.",
+    "error.missing_queue": "Falta la cua on moure'l.",
+    "error.missing_requestor": "Falta l'adreça de correu del sol·licitant.",
+    "error.missing_words": "Falta què cercar.",
+    "web.error.back_to_new": (
+        "{ticket} no pot tornar a nou. Per deixar-lo sense responsable: «{untake}»."
+    ),
     "web.ago": "fa {span}",
     "web.skip": "Vés al contingut",
     "web.nav.dashboard": "Tauler",
@@ -215,6 +222,13 @@ _CA: dict[str, str] = {
 
 _ES: dict[str, str] = {
     "web.app_name": "Soporte eXO",
+    "error.missing_owner": "Falta a quién asignarlo: un usuario de Matrix, @nombre:servidor.",
+    "error.missing_queue": "Falta la cola a la que moverlo.",
+    "error.missing_requestor": "Falta la dirección de correo del solicitante.",
+    "error.missing_words": "Falta qué buscar.",
+    "web.error.back_to_new": (
+        "{ticket} no puede volver a nuevo. Para dejarlo sin responsable: «{untake}»."
+    ),
     "web.ago": "hace {span}",
     "web.skip": "Ir al contenido",
     "web.nav.dashboard": "Panel",
@@ -417,6 +431,13 @@ _ES: dict[str, str] = {
 
 _EN: dict[str, str] = {
     "web.app_name": "eXO support",
+    "error.missing_owner": "Say whom to give it to: a Matrix user, @name:server.",
+    "error.missing_queue": "Say which queue to move it to.",
+    "error.missing_requestor": "The requestor's email address is missing.",
+    "error.missing_words": "Say what to search for.",
+    "web.error.back_to_new": (
+        "{ticket} cannot go back to new. To leave it without an owner: “{untake}”."
+    ),
     "web.ago": "{span} ago",
     "web.skip": "Skip to content",
     "web.nav.dashboard": "Dashboard",

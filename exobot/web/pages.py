@@ -69,12 +69,12 @@ def _renderer(request: Request) -> Renderer:
 
 
 def error_text(request: Request, code: str, params: Mapping[str, object]) -> str:
-    """A refusal in the reader's language, with the same wording as chat."""
+    """A refusal in the reader's language."""
     values = dict(params)
     if code == "bad_status":  # the statuses as this reader calls them
         speaker = Speaker(request)
         values["known"] = ", ".join(speaker.status(s) for s in SET_STATUSES)
-    return _renderer(request).error(code, values).body
+    return actions.error_message(_renderer(request), code, values)
 
 
 async def _form_fields(request: Request) -> dict[str, str]:

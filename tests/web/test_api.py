@@ -272,7 +272,7 @@ async def test_search_finds_words_in_titles_and_texts(world, anna):
     assert response.json()["total"] == 2
 
     response = await world.client.get("/search", params={"q": "  "}, headers=anna)
-    assert "search" in assert_error(response, 400, "missing_argument")
+    assert "search" in assert_error(response, 400, "missing_words")
 
 
 async def test_the_dashboard_counts_and_shows_what_waits(world, anna):
@@ -409,12 +409,12 @@ async def test_opening_a_ticket_for_a_member(world, anna):
         ("reply", {"text": "   "}, "missing_text", ["text"]),
         ("comment", {"text": ""}, "missing_text", ["text"]),
         ("give", {"owner": "bernat"}, "bad_user", ["bernat", "@name:server"]),
-        ("give", {"owner": " "}, "missing_argument", ["user"]),
+        ("give", {"owner": " "}, "missing_owner", ["Matrix user"]),
         ("move", {"queue": "nowhere"}, "unknown_queue", ["nowhere", "tresoreria"]),
         ("title", {"title": "  "}, "missing_title", ["title"]),
     ],
 )
-async def test_bad_input_is_400_with_the_chats_wording(world, anna, action, body, code, words):
+async def test_bad_input_is_400_with_a_clear_message(world, anna, action, body, code, words):
     number = await world.mail()
     response = await world.client.post(
         f"/tickets/{number}/actions/{action}", json=body, headers=anna
