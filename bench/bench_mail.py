@@ -40,6 +40,7 @@ from pathlib import Path
 # bench/common.py (bench/ is on sys.path as the script's directory); it also puts the repository
 # root on sys.path, so it comes before devstack and exobot.
 from common import (
+    PARAGRAPHS,
     SUBJECTS,
     BenchError,
     connect_db,
@@ -125,19 +126,6 @@ LAST_NAMES = [
     "Coll",
     "Riera",
     "Camps",
-]
-PARAGRAPHS = [
-    "Des d'ahir al vespre no tinc connexió i el llum del router fa pampallugues.",
-    "He reiniciat l'aparell tres vegades, però no ha servit de res.",
-    "Aquest mes m'heu passat dos rebuts de la quota i només n'hauria de pagar un.",
-    "Us adjunto la informació que em vau demanar per telèfon la setmana passada.",
-    "A partir del mes que ve visc en una altra adreça i voldria saber com fer el trasllat.",
-    "La velocitat baixa moltíssim a partir de les nou de la nit; de dia va bé.",
-    "No sé si és un problema meu o general del barri: els veïns diuen que també els passa.",
-    "Podríeu dir-me què he de fer? Treballo des de casa i ho necessito aviat.",
-    "He canviat de banc i el número de compte nou és el que us indico més avall.",
-    "Quan vaig intentar entrar a l'àrea de socis em diu que la contrasenya no és correcta.",
-    "Gràcies per la feina que feu, sé que sou voluntaris i que aneu de bòlit.",
 ]
 HTML_TEMPLATE = """<html><head><meta charset="utf-8"><style>p {{ margin: 0 }}</style></head>
 <body><div dir="ltr"><p>Bon dia,</p><p>&nbsp;</p>{paragraphs}<p>&nbsp;</p>

@@ -40,7 +40,7 @@ import httpx
 
 # bench/common.py (bench/ is on sys.path as the script's directory); it also puts the repository
 # root on sys.path, so it comes before exobot.
-from common import SUBJECTS, BenchError, percentile
+from common import PARAGRAPHS, SUBJECTS, BenchError, percentile
 
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.db.engine import create_engine, create_sync_engine
@@ -103,17 +103,7 @@ PLACES = [
 GREETINGS = ["Hola,", "Bon dia,", "Bona tarda,", "Hola bon dia,", "Buenos días,", "Hola:"]
 CLOSINGS = ["Moltes gràcies,", "Gràcies,", "Salutacions,", "Gracias,", "Un saludo,"]
 SENTENCES = [
-    "Des d'ahir al vespre no tinc connexió i el llum del router fa pampallugues.",
-    "He reiniciat l'aparell tres vegades, però no ha servit de res.",
-    "Aquest mes m'heu passat dos rebuts de la quota i només n'hauria de pagar un.",
-    "Us adjunto la informació que em vau demanar per telèfon la setmana passada.",
-    "A partir del mes que ve visc en una altra adreça i voldria saber com fer el trasllat.",
-    "La velocitat baixa moltíssim a partir de les nou de la nit; de dia va bé.",
-    "No sé si és un problema meu o general del barri: els veïns diuen que també els passa.",
-    "Podríeu dir-me què he de fer? Treballo des de casa i ho necessito aviat.",
-    "He canviat de banc i el número de compte nou és el que us indico més avall.",
-    "Quan vaig intentar entrar a l'àrea de socis em diu que la contrasenya no és correcta.",
-    "Gràcies per la feina que feu, sé que sou voluntaris i que aneu de bòlit.",
+    *PARAGRAPHS,
     "El router té totes les llums verdes però l'ordinador no troba la xarxa.",
     "Desde ayer por la tarde no tengo internet y el router tiene una luz roja.",
     "Me habéis cobrado dos veces la cuota de este mes, ¿podéis revisarlo?",

@@ -132,3 +132,17 @@ SUBJECTS = [
     "Alta d'un nou punt d'accés",
     "L'antena del terrat s'ha mogut",
 ]
+
+PARAGRAPHS = [
+    "Des d'ahir al vespre no tinc connexió i el llum del router fa pampallugues.",
+    "He reiniciat l'aparell tres vegades, però no ha servit de res.",
+    "Aquest mes m'heu passat dos rebuts de la quota i només n'hauria de pagar un.",
+    "Us adjunto la informació que em vau demanar per telèfon la setmana passada.",
+    "A partir del mes que ve visc en una altra adreça i voldria saber com fer el trasllat.",
+    "La velocitat baixa moltíssim a partir de les nou de la nit; de dia va bé.",
+    "No sé si és un problema meu o general del barri: els veïns diuen que també els passa.",
+    "Podríeu dir-me què he de fer? Treballo des de casa i ho necessito aviat.",
+    "He canviat de banc i el número de compte nou és el que us indico més avall.",
+    "Quan vaig intentar entrar a l'àrea de socis em diu que la contrasenya no és correcta.",
+    "Gràcies per la feina que feu, sé que sou voluntaris i que aneu de bòlit.",
+]
