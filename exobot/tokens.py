@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exobot.config import Config
+from exobot.core.commands import is_user_id
 from exobot.db import web as records
 from exobot.db.engine import create_engine
 from exobot.db.migrate import upgrade_async
@@ -16,7 +17,6 @@ from exobot.db.repository import SqlRepository
 
 # Names travel in idempotency keys and logs ("token:<name>"): keep them plain.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_USER_ID = re.compile(r"@[^\s:]+:\S+")
 
 
 async def run_token(config: Config, action: str, name: str | None, user: str | None) -> int:
@@ -28,7 +28,7 @@ async def run_token(config: Config, action: str, name: str | None, user: str | N
             file=sys.stderr,
         )
         return 1
-    if action == "create" and (not user or not _USER_ID.fullmatch(user)):
+    if action == "create" and (not user or not is_user_id(user)):
         print(
             f"token create: --user must be a Matrix id like @name:server, not {user!r}",
             file=sys.stderr,

@@ -155,6 +155,12 @@ _KNOWN_STATUS_WORDS = ", ".join(STATUS_WORDS)
 _TOKEN = re.compile(r"\S+")
 _DIGITS = re.compile(r"[0-9]+")
 _USER_ID = re.compile(r"@[^\s:]+:\S+")
+
+
+def is_user_id(text: str) -> bool:
+    """Whether `text` is written like a Matrix user id, `@name:server`."""
+    return bool(_USER_ID.fullmatch(text))
+
 _ADDRESS = re.compile(r"[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+")
 _TRAILING_PUNCTUATION = ".,;:"
 
@@ -318,7 +324,7 @@ def _parse_ticketed(
         return ParsedCommand(name, intent=SetTitle(ticket, title))
     if kind is ArgumentKind.USER:
         user = _single_word(spec, rest, "user")
-        if not _USER_ID.fullmatch(user):
+        if not is_user_id(user):
             raise CommandError("bad_user", text=_echo(user))
         return ParsedCommand(name, intent=Give(ticket, user))
     if kind is ArgumentKind.QUEUE:

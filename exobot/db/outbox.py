@@ -26,6 +26,7 @@ class OutboxItem:
     ticket_id: int | None
     payload: dict[str, Any]
     attempts: int
+    created_at: datetime | None = None  # when the change that queued it was made
 
 
 def _head_of_line():  # noqa: ANN202 - an SQL expression
@@ -45,12 +46,15 @@ async def due(conn: AsyncConnection, kind: str, now: datetime, limit: int = 50) 
     """Pending items of `kind` whose time has come, oldest first, never overtaking an earlier
     pending item of the same ticket (so a ticket's effects arrive in order)."""
     rows = await conn.execute(
-        select(O.c.id, O.c.kind, O.c.ticket_id, O.c.payload, O.c.attempts)
+        select(O.c.id, O.c.kind, O.c.ticket_id, O.c.payload, O.c.attempts, O.c.created_at)
         .where(O.c.state == PENDING, O.c.kind == kind, O.c.next_try_at <= now, _head_of_line())
         .order_by(O.c.id)
         .limit(limit)
     )
-    return [OutboxItem(r.id, r.kind, r.ticket_id, dict(r.payload), r.attempts) for r in rows]
+    return [
+        OutboxItem(r.id, r.kind, r.ticket_id, dict(r.payload), r.attempts, r.created_at)
+        for r in rows
+    ]
 
 
 async def next_due_at(conn: AsyncConnection, kind: str) -> datetime | None:

@@ -24,6 +24,7 @@ A = ApiTokenRow.__table__
 D = DirectRoomRow.__table__
 
 API_TOKEN_PREFIX = "exo_"
+LAST_USED_STEP = timedelta(minutes=5)
 
 
 def digest(secret: str) -> str:
@@ -54,6 +55,21 @@ class ApiToken:
     created_at: datetime
     revoked_at: datetime | None
     last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LiveToken:
+    """A usable API token: whom it acts as, and when it was last noted in use."""
+
+    id: int
+    name: str
+    user_id: str
+    last_used_at: datetime | None
+
+    def use_is_stale(self, now: datetime) -> bool:
+        """Its last use should be noted again (at most every LAST_USED_STEP, so reading through
+        the API does not write on every request)."""
+        return self.last_used_at is None or now - self.last_used_at >= LAST_USED_STEP
 
 
 class TokenNameTaken(Exception):
@@ -176,17 +192,21 @@ async def revoke_api_token(conn: AsyncConnection, name: str, now: datetime) -> b
     return bool(result.rowcount)
 
 
-async def api_token_user(conn: AsyncConnection, token: str, now: datetime) -> tuple[str, str] | None:
-    """(name, user id) of a live token, noting its use; None for unknown or revoked."""
+async def api_token_user(conn: AsyncConnection, token: str) -> LiveToken | None:
+    """The live token of a secret, or None for unknown or revoked ones (a read only)."""
     row = (
         await conn.execute(
-            update(A)
-            .where(A.c.token_hash == digest(token), A.c.revoked_at.is_(None))
-            .values(last_used_at=now)
-            .returning(A.c.name, A.c.user_id)
+            select(A.c.id, A.c.name, A.c.user_id, A.c.last_used_at).where(
+                A.c.token_hash == digest(token), A.c.revoked_at.is_(None)
+            )
         )
     ).first()
-    return (row.name, row.user_id) if row else None
+    return LiveToken(row.id, row.name, row.user_id, row.last_used_at) if row else None
+
+
+async def note_token_use(conn: AsyncConnection, token_id: int, now: datetime) -> None:
+    """Record when a token was last used."""
+    await conn.execute(update(A).where(A.c.id == token_id).values(last_used_at=now))
 
 
 async def list_api_tokens(conn: AsyncConnection) -> list[ApiToken]:

@@ -242,11 +242,7 @@ class MatrixBot:
             key,
             origin,
             self.renderer.login_sent(),
-            also={
-                "type": "login",
-                "user": sender,
-                "requested_at": datetime.now(UTC).isoformat(),
-            },
+            also={"type": "login", "user": sender},
         )
 
     async def _answer(

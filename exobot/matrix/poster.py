@@ -234,8 +234,7 @@ class ChatSender(OutboxWorker):
         if part.done:
             return  # an earlier attempt sent it
         user = item.payload["user"]
-        requested = datetime.fromisoformat(item.payload["requested_at"])
-        if datetime.now(UTC) - requested > self.login.ttl:
+        if datetime.now(UTC) - item.created_at > self.login.ttl:
             self._waiting.pop(user, None)
             raise PermanentFailure(f"{user} did not join the direct room in time")
         room_id = await self._direct_room(user)

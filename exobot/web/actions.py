@@ -7,11 +7,11 @@ checks, and both go through the one TicketService (chat sees every change in its
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 
 from exobot import messages
 from exobot.core import intents
+from exobot.core.commands import is_user_id
 from exobot.core.intents import Intent, Origin
 from exobot.core.lifecycle import LifecycleError, parse_status
 from exobot.core.model import Actor, Status
@@ -22,7 +22,6 @@ from exobot.web.context import WebContext
 log = logging.getLogger("exobot.web.actions")
 
 ACTIONS = ("take", "give", "untake", "reply", "comment", "title", "move", "status", "accept")
-_USER_ID = re.compile(r"@[^\s:]+:\S+")
 _KNOWN_STATUSES = ", ".join(status.value for status in Status)
 
 
@@ -53,7 +52,7 @@ def intent_for(action: str, ticket: int, fields: Mapping[str, object]) -> Intent
         owner = _field(fields, "owner")
         if not owner:
             raise ActionError("missing_owner")
-        if not _USER_ID.fullmatch(owner):
+        if not is_user_id(owner):
             raise ActionError("bad_user", text=owner)
         return intents.Give(ticket, owner)
     if action in ("reply", "comment"):

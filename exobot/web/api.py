@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.security import HTTPBearer
@@ -25,6 +24,7 @@ from exobot.web.api_errors import ApiError, install, message_of
 from exobot.web.auth import Operator, context
 from exobot.web.context import WebContext
 from exobot.web.deps import ApiOperator
+from exobot.web.downloads import download
 from exobot.web.schemas import (
     DashboardOut,
     ErrorOut,
@@ -224,19 +224,7 @@ async def get_attachment(
     if found is None:
         message = f"{format_reference(ctx.settings.prefix, n)} has no attachment {attachment_id}"
         raise ApiError(404, "attachment_not_found", message)
-    return Response(
-        found.data,
-        media_type="application/octet-stream",
-        headers={"Content-Disposition": _disposition(found.filename)},
-    )
-
-
-def _disposition(filename: str) -> str:
-    """`attachment` with the name twice: plain ASCII for old clients, RFC 5987 for the rest."""
-    ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
-    return f"attachment; filename=\"{ascii_name or 'attachment'}\"; filename*=UTF-8''" + quote(
-        filename, safe=""
-    )
+    return download(found)
 
 
 # --- changing -------------------------------------------------------------------------------

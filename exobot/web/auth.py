@@ -57,12 +57,15 @@ async def token_operator(request: Request) -> Operator | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     ctx = context(request)
-    async with ctx.repository.connection() as conn:
-        found = await records.api_token_user(conn, token.strip(), ctx.now())
+    async with ctx.repository.reading() as view:
+        found = await records.api_token_user(view.conn, token.strip())
     if found is None:
         return None
-    name, user_id = found
-    return Operator(user_id, via=f"token:{name}")
+    now = ctx.now()
+    if found.use_is_stale(now):
+        async with ctx.repository.connection() as conn:
+            await records.note_token_use(conn, found.id, now)
+    return Operator(found.user_id, via=f"token:{found.name}")
 
 
 async def start_session(request: Request, response: Response, user_id: str) -> None:

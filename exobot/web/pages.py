@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
@@ -30,6 +29,7 @@ from exobot.matrix.render import Renderer
 from exobot.web import actions, queries
 from exobot.web.auth import Operator, context
 from exobot.web.deps import FormOperator, PageOperator
+from exobot.web.downloads import download
 from exobot.web.templating import Speaker, language, render
 
 log = logging.getLogger("exobot.web.pages")
@@ -350,28 +350,7 @@ async def attachment(
         found = await view.attachment(number, attachment_id)
     if found is None:
         raise HTTPException(404)
-    return Response(
-        found.data,
-        media_type="application/octet-stream",
-        headers={
-            "content-disposition": content_disposition(found.filename),
-            "x-content-type-options": "nosniff",
-            "cache-control": "no-store",
-        },
-    )
-
-
-_UNSAFE_ASCII = re.compile(r"[^A-Za-z0-9._ ()+-]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def content_disposition(filename: str) -> str:
-    """`attachment` with an ASCII fallback name and the real one RFC 5987-encoded."""
-    name = _CONTROL.sub("", filename or "").replace("/", "_").replace("\\", "_").strip()
-    name = name.strip(".")[:200] or "attachment"
-    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    fallback = _UNSAFE_ASCII.sub("_", folded).strip(" ._") or "attachment"
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+    return download(found)
 
 
 # --- quarantine -------------------------------------------------------------------------

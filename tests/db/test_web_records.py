@@ -72,14 +72,27 @@ async def test_api_tokens_are_named_once_and_revocable(repo):
         async with repo.connection() as conn:
             await web.create_api_token(conn, "ci", "@b:x", NOW)
     async with repo.connection() as conn:
-        assert await web.api_token_user(conn, secret, NOW) == ("ci", "@a:x")
-        assert await web.api_token_user(conn, "exo_nope", NOW) is None
+        live = await web.api_token_user(conn, secret)
+        assert (live.name, live.user_id) == ("ci", "@a:x")
+        assert live.use_is_stale(NOW)
+        await web.note_token_use(conn, live.id, NOW)
+        assert await web.api_token_user(conn, "exo_nope") is None
         assert await web.revoke_api_token(conn, "ci", NOW) is True
         assert await web.revoke_api_token(conn, "ci", NOW) is False
-        assert await web.api_token_user(conn, secret, NOW) is None
+        assert await web.api_token_user(conn, secret) is None
         (listed,) = await web.list_api_tokens(conn)
     assert (listed.name, listed.user_id, listed.last_used_at) == ("ci", "@a:x", NOW)
     assert listed.revoked_at == NOW
+
+
+async def test_a_tokens_use_is_noted_at_most_every_few_minutes(repo):
+    async with repo.connection() as conn:
+        secret = await web.create_api_token(conn, "ci", "@a:x", NOW)
+        await web.note_token_use(conn, (await web.api_token_user(conn, secret)).id, NOW)
+        live = await web.api_token_user(conn, secret)
+    assert live.last_used_at == NOW
+    assert not live.use_is_stale(NOW + web.LAST_USED_STEP - timedelta(seconds=1))
+    assert live.use_is_stale(NOW + web.LAST_USED_STEP)
 
 
 async def test_expired_sessions_and_links_are_purged(repo):

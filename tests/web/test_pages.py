@@ -25,7 +25,7 @@ from exobot.mail.msgid import MessageIds
 from exobot.web.app import create_app
 from exobot.web.auth import SESSION_COOKIE
 from exobot.web.context import WebContext, WebSettings
-from exobot.web.pages import content_disposition
+from exobot.web.downloads import content_disposition
 from exobot.web.templating import LANGUAGE_COOKIE
 
 VOL = "@vol:example.org"
