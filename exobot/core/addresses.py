@@ -1,0 +1,66 @@
+"""The one rule for email addresses, shared by the mail parser, chat, web, API, service and
+the mail builder (and by plugins).
+
+An address is accepted only when exobot can also write to it: a dot-atom local part in ASCII
+(we do not send SMTPUTF8, so ``josé@example.org`` is refused with that reason) and a real
+domain name (labels of letters, digits and hyphens, at least one dot; an internationalised
+domain is kept in its ASCII ``xn--`` form). Quoted local parts, address literals and
+special-use domains such as ``localhost`` or ``.invalid`` are refused too.
+
+The checking itself is done by ``email-validator``, without any network look-up. Accepted addresses are returned lowercased: exobot compares participants
+case-insensitively everywhere.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from email_validator import EmailNotValidError, validate_email
+
+# RFC 5321's limit on a path is 256 octets with the angle brackets: 254 for the address.
+MAX_ADDRESS_LENGTH = 254
+
+
+class BadAddress(ValueError):
+    """Raised for an address exobot cannot write to; ``reason`` says why, in English."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"{address[:100]!r} is not a usable email address: {reason}")
+        self.address = address
+        self.reason = reason
+
+
+@lru_cache(maxsize=4096)
+def _checked(text: str) -> str | tuple[str]:
+    """The canonical address, or a 1-tuple holding the reason it is refused (cached)."""
+    if len(text) > MAX_ADDRESS_LENGTH:
+        return (f"longer than {MAX_ADDRESS_LENGTH} characters",)
+    try:
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as error:
+        return (str(error),)
+    return result.ascii_email.lower()
+
+
+def normalize_address(text: str) -> str:
+    """The canonical (ASCII, lowercased) form of ``text``; raises :class:`BadAddress`."""
+    if not isinstance(text, str):
+        raise BadAddress(repr(text), "not text")
+    checked = _checked(text.strip())
+    if isinstance(checked, tuple):
+        raise BadAddress(text, checked[0])
+    return checked
+
+
+def address_problem(text: str) -> str | None:
+    """Why ``text`` is not a usable address, or None when it is one."""
+    try:
+        normalize_address(text)
+    except BadAddress as error:
+        return error.reason
+    return None
+
+
+def is_valid_address(text: str) -> bool:
+    """Whether ``text`` is an address exobot accepts and can write to."""
+    return address_problem(text) is None
