@@ -289,7 +289,8 @@ class App:
                 await self.matrix.close()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60.0)
-        self.rooms.warn_if_open(self.matrix)
+        # An open queue room grants nobody operator rights: say so in the log and the room.
+        await self.bot.warn_open_rooms()
         workers = [
             asyncio.create_task(self.matrix.run(), name="matrix-sync"),
             asyncio.create_task(self.poster.run(), name="chat-sender"),

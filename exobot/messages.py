@@ -222,6 +222,11 @@ _CA: dict[str, str] = {
     ),
     "error.same_status": "{ticket} ja té l'estat {status}.",
     "error.no_unverified": "{ticket} no té cap correu de remitent no verificat per acceptar.",
+    "error.bad_search": (
+        "La cerca conté caràcters de control (com ara un caràcter nul) que no es poden "
+        "cercar: treu-los i torna-ho a provar."
+    ),
+    "error.bad_page": "Aquesta pàgina no existeix: el número de pàgina és massa gran (màxim {max}).",
     "error.internal": (
         "Alguna cosa ha fallat per part nostra i ho hem registrat. Torna-ho a provar "
         "d'aquí a una estona i, si continua fallant, avisa els administradors."
@@ -235,6 +240,12 @@ _CA: dict[str, str] = {
     "direct_refusal": (
         "Hola! Només treballo a les sales de l'equip de suport de l'eXO. "
         "Si necessites ajuda, escriu a {address}."
+    ),
+    "chat.open_room": (
+        "⚠️ Aquesta sala és oberta (regla d'entrada «{rule}»): qualsevol hi pot entrar. Per "
+        "això ningú no té drets d'operador per ser-ne membre i no faré cas de les ordres que "
+        "s'hi escriguin. Feu-la només per invitació (o amb petició d'entrada), o definiu la "
+        "llista d'operadors a matrix.operators."
     ),
     "chat.login.link": (
         "Aquí tens el teu enllaç per entrar a la web de suport (un sol ús, caduca d'aquí a "
@@ -445,6 +456,11 @@ _ES: dict[str, str] = {
     "error.no_unverified": (
         "{ticket} no tiene ningún correo de remitente no verificado que aceptar."
     ),
+    "error.bad_search": (
+        "La búsqueda contiene caracteres de control (como un carácter nulo) que no se pueden "
+        "buscar: quítalos y vuelve a intentarlo."
+    ),
+    "error.bad_page": "Esa página no existe: el número de página es demasiado grande (máximo {max}).",
     "error.internal": (
         "Algo ha fallado por nuestra parte y lo hemos registrado. Vuelve a intentarlo "
         "dentro de un rato y, si sigue fallando, avisa a los administradores."
@@ -456,6 +472,12 @@ _ES: dict[str, str] = {
     "direct_refusal": (
         "¡Hola! Solo trabajo en las salas del equipo de soporte de eXO. "
         "Si necesitas ayuda, escribe a {address}."
+    ),
+    "chat.open_room": (
+        "⚠️ Esta sala es abierta (regla de entrada «{rule}»): cualquiera puede entrar. Por "
+        "eso nadie tiene derechos de operador por ser miembro y no haré caso de las órdenes "
+        "que se escriban aquí. Hacedla solo por invitación (o con petición de entrada), o "
+        "definid la lista de operadores en matrix.operators."
     ),
     "chat.login.link": (
         "Aquí tienes tu enlace para entrar en la web de soporte (un solo uso, caduca en "
@@ -659,6 +681,11 @@ _EN: dict[str, str] = {
     ),
     "error.same_status": "{ticket} is already {status}.",
     "error.no_unverified": "{ticket} has no mail from an unverified sender to accept.",
+    "error.bad_search": (
+        "The search holds control characters (such as a NUL character) that cannot be "
+        "searched: remove them and try again."
+    ),
+    "error.bad_page": "There is no such page: the page number is too large (at most {max}).",
     "error.internal": (
         "Something went wrong on our side and it was logged. Please try again in a "
         "while and, if it keeps failing, tell the administrators."
@@ -667,6 +694,11 @@ _EN: dict[str, str] = {
     "not_operator": ("Sorry, only the support team's operators can use exobot's commands."),
     "direct_refusal": (
         "Hi! I only work in eXO's support team rooms. If you need help, please write to {address}."
+    ),
+    "chat.open_room": (
+        "⚠️ This room is open (join rule “{rule}”): anybody can join it. So nobody gets "
+        "operator rights by being a member, and I will not act on commands written here. "
+        "Make it invite-only (or knock), or list the operators in matrix.operators."
     ),
     "chat.login.link": (
         "Here is your link to the support website (single use, expires in {minutes} min): {url}"

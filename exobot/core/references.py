@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import re
 
-MAX_NUMBER = 10**12
+MAX_NUMBER = 10**12  # references are read with at most 12 digits
+# The largest id every database stores: ids are INTEGER columns, 32 bits on PostgreSQL (SQLite
+# takes 64). A larger number names no row; asking the database for it would be an error.
+MAX_ID = 2**31 - 1
+
+
+def is_ticket_number(number: int) -> bool:
+    """Whether a ticket can have this number (positive, and storable: a bigger one names no
+    ticket instead of overflowing a query)."""
+    return 0 < number <= MAX_ID
+
+
+def is_stored_id(number: int) -> bool:
+    """Whether a number fits a database row id (larger ones name no row)."""
+    return 0 < number <= MAX_ID
 
 
 def format_reference(prefix: str, number: int) -> str:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exobot.core.references import is_stored_id
 from exobot.db.engine import upsert_insert
 from exobot.db.state import get_state, set_state
 from exobot.db.tables import InboundMailRow
@@ -135,6 +136,8 @@ async def discard(conn: AsyncConnection, inbound_id: int) -> bool:
     """Set a quarantined mail aside for good (kept, never processed); False when there is no
     quarantined mail with that id. One conditional UPDATE: a retry running at the same time
     cannot be undone by it."""
+    if not is_stored_id(inbound_id):
+        return False
     result = await conn.execute(
         update(I)
         .where(I.c.id == inbound_id, I.c.state == QUARANTINED)
@@ -154,7 +157,9 @@ async def list_inbound(
 
 
 async def get_inbound(conn: AsyncConnection, inbound_id: int) -> InboundSummary | None:
-    """One stored mail's summary."""
+    """One stored mail's summary (None for an id no row can have)."""
+    if not is_stored_id(inbound_id):
+        return None
     query = select(*[c for c in I.c if c.name != "raw"]).where(I.c.id == inbound_id)
     row = (await conn.execute(query)).first()
     return _summary(row) if row else None

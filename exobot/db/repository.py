@@ -15,6 +15,8 @@ from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exobot.core.model import AttachmentInfo, Entry, EntryKind, Status, Ticket
+from exobot.core.references import is_stored_id, is_ticket_number
+from exobot.core.search import search_terms
 from exobot.db import inbound
 from exobot.db.engine import READ_ONLY, upsert_insert
 from exobot.db.tables import (
@@ -111,7 +113,9 @@ class SqlReader:
         self.sqlite = sqlite
 
     async def get_ticket(self, number: int) -> Ticket | None:
-        """The ticket with that number, or None."""
+        """The ticket with that number, or None (also for a number no ticket can have)."""
+        if not is_ticket_number(number):
+            return None
         row = (await self.conn.execute(select(T).where(T.c.id == number))).first()
         return ticket_from_row(row) if row else None
 
@@ -169,7 +173,7 @@ class SqlReader:
     def _matching(self, words: str) -> Any | None:
         """A subquery of the ticket numbers whose title or texts contain all the words (None
         when there are no words). Shared by `!search`, the web's list and the API."""
-        terms = [w for w in words.split() if w.strip()]
+        terms = search_terms(words)
         if not terms:
             return None
         if self.sqlite:
@@ -266,6 +270,8 @@ class SqlReader:
 
     async def attachment(self, ticket: int, attachment_id: int) -> AttachmentInfo | None:
         """One attachment of a ticket, with its data; None when the ticket has no such one."""
+        if not (is_ticket_number(ticket) and is_stored_id(attachment_id)):
+            return None
         row = (
             await self.conn.execute(
                 select(A.c.filename, A.c.content_type, A.c.data).where(
@@ -301,6 +307,8 @@ class SqlUnitOfWork(SqlReader):
         PostgreSQL, where writers run concurrently; SQLite's BEGIN IMMEDIATE already serialises
         them and SQLAlchemy renders nothing there): a ticket read, changed and written back by
         two transactions at once must not lose one of the changes."""
+        if not is_ticket_number(number):
+            return None
         row = (await self.conn.execute(select(T).where(T.c.id == number).with_for_update())).first()
         return ticket_from_row(row) if row else None
 

@@ -33,7 +33,20 @@ log = logging.getLogger("exobot.matrix.bot")
 DEFAULT_LIST_STATUSES = (Status.NEW, Status.OPEN)
 LIST_LIMIT = 30
 SEARCH_LIMIT = 20
-_PILL = re.compile(r'<a href="https://matrix\.to/#/(@[^"/?]+)"[^>]*>(.*?)</a>', re.DOTALL)
+# A mention pill. Linear on any input: the opening tag cannot run past the next "<", and the
+# label stops at the next "<a" or "</a", so every attempt ends at the next link; a run of
+# unclosed links costs one short scan each instead of a scan to the end of the text each.
+_PILL = re.compile(
+    r'<a href="https://matrix\.to/#/(@[^"/?<>\s]{1,255})"[^<>]*>((?:[^<]|<(?!/?a[\s>]))*)</a\s*>',
+    re.IGNORECASE,
+)
+_TAG = re.compile(r"<[^<>]*>")
+# A formatted body longer than this is not searched for pills (the plain body is used as is):
+# no volunteer types 64 KB of mentions, and whatever is read costs loop time.
+MAX_FORMATTED_CHARS = 64 * 1024
+# Join rules of rooms nobody enters uninvited: only such a queue room makes its members
+# operators (when matrix.operators is empty).
+CLOSED_JOIN_RULES = frozenset({"invite", "knock"})
 
 
 @dataclass(frozen=True)
@@ -70,23 +83,66 @@ class MatrixBot:
         self.wake_poster = wake_poster
         self.direct_joined = direct_joined  # (room id, user id): someone joined a non-queue room
         self._refusals: set[str] = set()  # rooms joined only to say no
+        self._warned: set[str] = set()  # open queue rooms told so since this start
         client.on_event = self.handle_event
         client.on_invite = self.handle_invite
 
     # --- who may act ---------------------------------------------------------------------
 
     def is_operator(self, user_id: str) -> bool:
-        """Operators: the configured list, or else the joined members of any queue room (never
-        the bot itself)."""
+        """Operators: the configured list, or else the joined (not merely invited) members of
+        any queue room that nobody can enter uninvited (never the bot itself). The same rule
+        serves chat, web sessions, password logins and API tokens."""
         if user_id == self.client.user_id:
             return False
         if self.settings.operators:
             return user_id in self.settings.operators
         for room_id in self.rooms.room_ids():
             room = self.client.nio.rooms.get(room_id)
-            if room is not None and user_id in room.users:
+            if room is not None and grants_operators(room) and is_joined(room, user_id):
                 return True
         return False
+
+    def open_rooms(self) -> list[tuple[str, str]]:
+        """The queue rooms (room id, join rule) that grant nobody rights because anybody can
+        enter them; empty when `matrix.operators` is set (rooms then grant nothing anyway)."""
+        if self.settings.operators:
+            return []
+        found = []
+        for room_id in self.rooms.room_ids():
+            room = self.client.nio.rooms.get(room_id)
+            if room is not None and not grants_operators(room):
+                found.append((room_id, room.join_rule))
+        return found
+
+    async def warn_open_rooms(self) -> None:
+        """Say in the log and, once per start, in the room itself that an open queue room makes
+        nobody an operator. Called at start and whenever a queue room's join rule changes."""
+        still_open = set()
+        for room_id, join_rule in self.open_rooms():
+            still_open.add(room_id)
+            if room_id in self._warned:
+                continue
+            self._warned.add(room_id)
+            log.warning(
+                "the queue room %s is not invite-only (join rule %r): anybody can join it, so "
+                "its members get no operator rights; make it invite-only (or knock) or list "
+                "the operators in matrix.operators",
+                room_id,
+                join_rule,
+            )
+            message = self.renderer.open_room(_one_line(join_rule))
+            try:
+                await self.client.nio.room_send(
+                    room_id,
+                    "m.room.message",
+                    message_content(message, Where(room_id)),
+                    ignore_unverified_devices=True,
+                )
+            except Exception as error:  # best effort: the log says it too
+                log.warning("could not warn %s that it is open: %s", room_id, error)
+        # A room closed again and reopened later is warned about again.
+        self._warned &= still_open
 
     # --- invites ---------------------------------------------------------------------------
 
@@ -139,6 +195,9 @@ class MatrixBot:
             ):
                 await self.direct_joined(room.room_id, event.state_key)
             return
+        if isinstance(event, nio.RoomJoinRulesEvent):
+            await self.warn_open_rooms()  # nio has already applied the new rule to the room
+            return
         if not isinstance(event, nio.RoomMessageText):
             return
         content = event.source.get("content", {})
@@ -146,17 +205,19 @@ class MatrixBot:
         if relates.get("rel_type") == "m.replace":
             return  # an edit never runs a command again
         thread_root = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
-        text = _message_text(event.body, content)
+        origin = {"room": room.room_id, "event": event.event_id, "thread": thread_root}
+        key = f"matrix:{event.event_id}"
+        typed = _without_reply_fallback(event.body, content)
+        if not self.is_operator(event.sender):
+            # Checked before anything else is read: what a stranger writes costs no parsing.
+            if is_command(typed):
+                await self._answer(key, origin, self.renderer.not_operator())
+            return
+        text = _with_user_ids(typed, content)
         command = is_command(text)
         context = await self._thread_ticket(room.room_id, thread_root)
         if not command and context is None:
             return  # conversation among volunteers
-        origin = {"room": room.room_id, "event": event.event_id, "thread": thread_root}
-        key = f"matrix:{event.event_id}"
-        if not self.is_operator(event.sender):
-            if command:
-                await self._answer(key, origin, self.renderer.not_operator())
-            return
         if not command:
             origin["plain"] = True
             await self._apply(event.sender, Comment(context, text), key, origin)
@@ -269,18 +330,52 @@ class MatrixBot:
             self.wake_poster()
 
 
-def _message_text(body: str, content: dict) -> str:
-    """The text a volunteer typed: without a reply's quoted fallback, with mention pills
-    turned back into user ids (clients put the display name in the plain body)."""
+def grants_operators(room: nio.MatrixRoom) -> bool:
+    """Whether a queue room's members may be operators: only when nobody can join it without
+    an invitation (join rule `invite` or `knock`); any other rule grants nobody anything."""
+    return room.join_rule in CLOSED_JOIN_RULES
+
+
+def is_joined(room: nio.MatrixRoom, user_id: str) -> bool:
+    """Whether `user_id` has joined the room (nio's `users` also holds the invited)."""
+    member = room.users.get(user_id)
+    return member is not None and not member.invited and user_id not in room.invited_users
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())[:80]
+
+
+def _without_reply_fallback(body: str, content: dict) -> str:
+    """The text a volunteer typed, without a reply's quoted fallback."""
     relates = content.get("m.relates_to") or {}
     if relates.get("m.in_reply_to") and body.startswith("> "):
         lines = body.split("\n")
         while lines and lines[0].startswith(">"):
             lines.pop(0)
         body = "\n".join(lines).lstrip("\n")
+    return body.strip()
+
+
+def _with_user_ids(body: str, content: dict) -> str:
+    """Mention pills turned back into user ids (clients put the display name in the plain
+    body). A formatted body over MAX_FORMATTED_CHARS is not read."""
     formatted = content.get("formatted_body") or ""
-    for user_id, label in _PILL.findall(formatted):
-        name = html.unescape(re.sub(r"<[^>]+>", "", label)).strip()
+    if not isinstance(formatted, str) or len(formatted) > MAX_FORMATTED_CHARS:
+        return body
+    for user_id, label in pills(formatted):
+        name = html.unescape(_TAG.sub("", label)).strip()
         if name and name != user_id and name in body:
             body = body.replace(name, user_id, 1)
     return body.strip()
+
+
+def pills(formatted: str) -> list[tuple[str, str]]:
+    """The (user id, label) of each mention pill in a formatted body."""
+    return _PILL.findall(formatted)
+
+
+def _message_text(body: str, content: dict) -> str:
+    """The text a volunteer typed: without a reply's quoted fallback, with mention pills
+    turned back into user ids."""
+    return _with_user_ids(_without_reply_fallback(body, content), content)

@@ -831,6 +831,10 @@ class Renderer:
         """To a stranger writing to the bot directly: I only work in the support rooms."""
         return Message(*self._t("direct_refusal", address=support_address))
 
+    def open_room(self, join_rule: str) -> Message:
+        """In a queue room anybody can join: its members get no operator rights."""
+        return Message(*self._t("chat.open_room", rule=join_rule))
+
     def login_sent(self) -> Message:
         """At `!login`: the link went (or is going) by direct message."""
         return Message(*self._t("chat.login.sent"))

@@ -68,17 +68,3 @@ class QueueRooms:
             return response.room_id
         log.error("cannot resolve the room alias %s: %s", room, response.message)
         return None
-
-    def warn_if_open(self, client: MatrixClient) -> None:
-        """Operators are the rooms' members when no list is configured: say so loudly when
-        anybody can join a queue room."""
-        for queue, room_id in self._room_of.items():
-            room = client.nio.rooms.get(room_id)
-            if room is not None and room.join_rule != "invite":
-                log.warning(
-                    "the room of queue %s (%s) is not invite-only (join rule %r): anybody who "
-                    "joins it can operate tickets unless matrix.operators lists the operators",
-                    queue,
-                    room_id,
-                    room.join_rule,
-                )

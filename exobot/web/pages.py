@@ -121,7 +121,17 @@ async def ticket_list(request: Request, operator: PageOperator) -> Response:
     params: dict[str, object] = dict(request.query_params)
     params["status"] = request.query_params.getlist("status")
     wanted = queries.TicketFilter.parse(params, operator.user_id)
-    found = await queries.ticket_list(ctx.repository, wanted)
+    try:
+        found = await queries.ticket_list(ctx.repository, wanted)
+    except ServiceError as refused:  # search words that cannot be searched, a page too far
+        return render(
+            request,
+            "error.html",
+            status_code=400,
+            operator=operator,
+            message_key=f"error.{refused.code}",
+            message_params=refused.params,
+        )
     owner = _owner_choice(request, wanted)
     kept = {
         "queue": wanted.queue,

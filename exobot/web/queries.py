@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from exobot.core.model import Entry, Status, Ticket
+from exobot.core.search import check_page
 from exobot.db.repository import AttachmentMeta, SqlRepository
 
 PER_PAGE = 50
@@ -104,7 +105,9 @@ class TicketView:
 
 
 async def ticket_list(repository: SqlRepository, wanted: TicketFilter) -> TicketPage:
-    """The tickets matching `wanted`, one page of them."""
+    """The tickets matching `wanted`, one page of them; InvalidRequest for a page beyond any
+    list or search words that cannot be searched."""
+    check_page(wanted.page)
     async with repository.reading() as view:
         tickets, total = await view.list_tickets(
             queue=wanted.queue,
