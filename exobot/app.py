@@ -24,6 +24,7 @@ from exobot.mail.intake import ImapIntake, ImapSettings
 from exobot.mail.msgid import MessageIds
 from exobot.mail.outbound import MailSender, SmtpSettings
 from exobot.mail.processor import MailProcessor, MailSettings
+from exobot.mail.sandbox import ParseSandbox, SandboxSettings
 from exobot.matrix.bot import BotSettings, MatrixBot
 from exobot.matrix.client import MatrixClient, MatrixLoginError, MatrixSettings
 from exobot.matrix.poster import ChatSender, LoginLinks
@@ -112,8 +113,19 @@ class App:
             ack_limit_per_day=cfg.mail.ack_limit_per_day,
             message_ids=message_ids,
             announce=cfg.matrix is not None,
+            max_size=cfg.mail.max_size,
+            language=cfg.language,
         )
-        self.processor = MailProcessor(self.repository, self.service, rule_settings)
+        parser = ParseSandbox(
+            SandboxSettings(
+                timeout=cfg.mail.parse_timeout.total_seconds(),
+                memory=cfg.mail.parse_memory,
+                workers=cfg.mail.parse_workers,
+            )
+        )
+        self.processor = MailProcessor(
+            self.repository, self.service, rule_settings, parser=parser
+        )
         imap = cfg.mail.imap
         self.intake = ImapIntake(
             ImapSettings(
@@ -125,6 +137,7 @@ class App:
                 folder=imap.folder,
                 poll_interval=imap.poll_interval.total_seconds(),
                 idle_timeout=imap.idle_timeout.total_seconds(),
+                max_size=cfg.mail.max_size,
             ),
             self.repository,
             on_stored=self._mail_arrived.set,
@@ -325,6 +338,8 @@ class App:
                     task.get_stack(),
                 )
         self._tasks = []
+        if self.processor is not None:
+            await self.processor.parser.close()  # a parse still running is refused, not waited
         if self.repository is not None:
             await self.repository.close()
         log.info("exobot stopped")

@@ -59,6 +59,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_duration",
+    "parse_size",
     "validation_problems",
 ]
 
@@ -116,6 +117,28 @@ def _duration(value: Any) -> timedelta:
     if delta <= timedelta(0):
         raise ValueError("must be longer than zero")
     return delta
+
+
+_SIZE_RE = re.compile(r"(\d+)\s*([KMG]B)?", re.IGNORECASE)
+_SIZE_UNITS = {None: 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
+
+
+def parse_size(value: Any) -> int:
+    """Parse a size in bytes: a whole number of bytes, or one with KB, MB or GB (binary units:
+    1 MB = 1,048,576 bytes), e.g. 512MB, "25 MB", 1GB. Anything else raises ValueError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = _SIZE_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError(
+                "must be a size: a whole number of bytes or one followed by KB, MB or GB "
+                "(e.g. 512MB, 1GB)"
+            )
+        size = int(match[1]) * _SIZE_UNITS[match[2] and match[2].upper()]
+    if size <= 0:
+        raise ValueError("must be larger than zero")
+    return size
 
 
 def _port(value: Any) -> int:
@@ -187,6 +210,18 @@ def _none_as_empty(value: Any) -> Any:
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 Port = Annotated[int, BeforeValidator(_port)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+def _at_least(minimum: int, written: str) -> AfterValidator:
+    def check(size: int) -> int:
+        if size < minimum:
+            raise ValueError(f"must be at least {written}")
+        return size
+
+    return AfterValidator(check)
+
+
 ClockTime = Annotated[time, BeforeValidator(_clock_time)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Security = Literal["ssl", "starttls", "none"]
@@ -375,6 +410,13 @@ class MailConfig(ConfigSection):
     ack_limit_per_day: int = Field(5, ge=0)
     templates_dir: Path | None = None
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    # Each mail is parsed in a worker process within these bounds; a mail over them is
+    # quarantined, never retried automatically.
+    parse_timeout: Duration = timedelta(seconds=10)
+    parse_memory: Annotated[Size, _at_least(128 * 1024**2, "128MB")] = 512 * 1024**2
+    parse_workers: int = Field(2, ge=1, le=32)
+    # A bigger mail is not fetched: its header is quarantined and its sender told once a day.
+    max_size: Annotated[Size, _at_least(64 * 1024, "64KB")] = 25 * 1024**2
 
     @field_validator("hmac_secret")
     @classmethod

@@ -97,6 +97,8 @@ _CA: dict[str, str] = {
         "⚠️ Un correu rebut no s'ha pogut processar i s'ha apartat (quarantena núm. {id})."
     ),
     "quarantine.details": "De: {sender} · Assumpte: {subject}",
+    # Subject of the notice to a member whose mail was too big to fetch.
+    "mail.too_big.subject": "Missatge massa gran: {subject}",
     "quarantine.error": "Error: {error}",
     "quarantine.commands": (
         "Per veure'l: {show} · per tornar-ho a provar: {retry} · per descartar-lo: {discard}"
@@ -331,6 +333,7 @@ _ES: dict[str, str] = {
         "⚠️ Un correo recibido no se ha podido procesar y se ha apartado (cuarentena n.º {id})."
     ),
     "quarantine.details": "De: {sender} · Asunto: {subject}",
+    "mail.too_big.subject": "Mensaje demasiado grande: {subject}",
     "quarantine.error": "Error: {error}",
     "quarantine.commands": (
         "Para verlo: {show} · para reintentarlo: {retry} · para descartarlo: {discard}"
@@ -564,6 +567,7 @@ _EN: dict[str, str] = {
         "⚠️ A received mail could not be processed and was set aside (quarantine #{id})."
     ),
     "quarantine.details": "From: {sender} · Subject: {subject}",
+    "mail.too_big.subject": "Message too big: {subject}",
     "quarantine.error": "Error: {error}",
     "quarantine.commands": (
         "To look at it: {show} · to try again: {retry} · to discard it: {discard}"

@@ -54,6 +54,7 @@ async def run_quarantine(config: Config, action: str, inbound_id: int | None) ->
         print(f"mail {inbound_id}: {state}")
         return 0 if state != inbound.QUARANTINED else 1
     finally:
+        await app.processor.parser.close()
         await app.repository.close()
 
 

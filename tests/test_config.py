@@ -605,3 +605,54 @@ def test_not_utf8(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={})
     assert caught.value.problems == [f"{path}: not valid UTF-8 text"]
+
+
+# --------------------------------------------------------------------------- parsing limits
+
+
+def test_mail_parsing_limits_have_defaults_and_take_sizes() -> None:
+    mail = parse_config(minimal()).mail
+    assert (mail.parse_timeout, mail.parse_memory, mail.max_size, mail.parse_workers) == (
+        timedelta(seconds=10),
+        512 * 1024**2,
+        25 * 1024**2,
+        2,
+    )
+    data = with_value(minimal(), "mail.parse_memory", "1GB")
+    data = with_value(data, "mail.max_size", "10 mb")
+    data = with_value(data, "mail.parse_timeout", "1s")
+    mail = parse_config(data).mail
+    assert (mail.parse_memory, mail.max_size, mail.parse_timeout) == (
+        1024**3,
+        10 * 1024**2,
+        timedelta(seconds=1),
+    )
+    assert parse_config(minimal(), env={"EXOBOT__MAIL__MAX_SIZE": "300000"}).mail.max_size == (
+        300000
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        (
+            "mail.parse_memory",
+            "lots",
+            "mail.parse_memory: must be a size: a whole number of bytes or one followed by KB, "
+            "MB or GB (e.g. 512MB, 1GB) (got 'lots')",
+        ),
+        (
+            "mail.max_size",
+            "1.5GB",
+            "mail.max_size: must be a size: a whole number of bytes or one followed by KB, "
+            "MB or GB (e.g. 512MB, 1GB) (got '1.5GB')",
+        ),
+        ("mail.parse_memory", "64MB", "mail.parse_memory: must be at least 128MB (got '64MB')"),
+        ("mail.max_size", "1KB", "mail.max_size: must be at least 64KB (got '1KB')"),
+        ("mail.max_size", 0, "mail.max_size: must be larger than zero (got 0)"),
+        ("mail.parse_timeout", "0s", "mail.parse_timeout: must be longer than zero (got '0s')"),
+        ("mail.parse_workers", 0, "mail.parse_workers: must be at least 1 (got 0)"),
+    ],
+)
+def test_mail_parsing_limit_problems(key: str, value: Any, expected: str) -> None:
+    assert problems_of(with_value(minimal(), key, value)) == [expected]

@@ -69,10 +69,12 @@ async def set_position(conn: AsyncConnection, mailbox: str, position: ImapPositi
 
 
 async def store_many(
-    conn: AsyncConnection, mailbox: str, uidvalidity: int, messages: list[tuple[int, bytes]]
+    conn: AsyncConnection, mailbox: str, uidvalidity: int, messages: list[tuple]
 ) -> None:
     """Store received messages and advance the position past them, in the caller's transaction.
 
+    Each message is (UID, raw bytes), or (UID, header bytes, real size) for a mail too big to
+    fetch whole: only its header is stored (see `PendingMail.header_only`).
     A (mailbox, UIDVALIDITY, UID) stored before is left as it is.
     """
     if not messages:
@@ -80,8 +82,9 @@ async def store_many(
     now = datetime.now(UTC)
     rows = [
         {"mailbox": mailbox, "uidvalidity": uidvalidity, "uid": uid, "raw": raw,
-         "size": len(raw), "state": RECEIVED, "attempts": 0, "received_at": now}
-        for uid, raw in messages
+         "size": size[0] if size else len(raw), "state": RECEIVED, "attempts": 0,
+         "received_at": now}
+        for uid, raw, *size in messages
     ]  # fmt: skip
     await conn.execute(
         upsert_insert(conn, I).on_conflict_do_nothing(
@@ -89,7 +92,7 @@ async def store_many(
         ),
         rows,
     )
-    last_uid = max(uid for uid, _raw in messages)
+    last_uid = max(message[0] for message in messages)
     position = await get_position(conn, mailbox)
     if position is None or position.uidvalidity != uidvalidity or position.last_uid < last_uid:
         await set_position(conn, mailbox, ImapPosition(uidvalidity, last_uid))
@@ -101,6 +104,63 @@ async def pending(conn: AsyncConnection, limit: int = 20) -> list[tuple[int, byt
         select(I.c.id, I.c.raw).where(I.c.state == RECEIVED).order_by(I.c.id).limit(limit)
     )
     return [(r[0], bytes(r[1])) for r in rows]
+
+
+@dataclass(frozen=True)
+class PendingMail:
+    """A stored mail to process: its bytes and what processing needs to know about them."""
+
+    id: int
+    raw: bytes
+    size: int  # the mail's real size (RFC822.SIZE for a header-only row)
+    attempts: int  # processing passes started on it (see `begin_attempt`)
+
+    @property
+    def header_only(self) -> bool:
+        """Only the header was fetched: the mail was over the size limit."""
+        return self.size > len(self.raw)
+
+
+_PENDING_COLUMNS = (I.c.id, I.c.raw, I.c.size, I.c.attempts)
+
+
+def _pending_mail(row) -> PendingMail:  # noqa: ANN001 - a result row
+    return PendingMail(row[0], bytes(row[1]), row[2], row[3])
+
+
+async def pending_mails(conn: AsyncConnection, limit: int = 20) -> list[PendingMail]:
+    """Stored mails not processed yet, oldest first."""
+    rows = await conn.execute(
+        select(*_PENDING_COLUMNS).where(I.c.state == RECEIVED).order_by(I.c.id).limit(limit)
+    )
+    return [_pending_mail(r) for r in rows]
+
+
+async def load_mail(conn: AsyncConnection, inbound_id: int) -> PendingMail | None:
+    """One stored mail, in whatever state."""
+    row = (await conn.execute(select(*_PENDING_COLUMNS).where(I.c.id == inbound_id))).first()
+    return _pending_mail(row) if row else None
+
+
+async def begin_attempt(conn: AsyncConnection, inbound_id: int) -> None:
+    """Count a processing pass started on a received mail, before it starts: a mail whose
+    passes never finish (the process died while parsing it) is recognised by its count."""
+    await conn.execute(
+        update(I)
+        .where(I.c.id == inbound_id, I.c.state == RECEIVED)
+        .values(attempts=I.c.attempts + 1)
+    )
+
+
+async def undo_attempts(conn: AsyncConnection, inbound_ids: list[int]) -> None:
+    """Un-count passes that were stopped on purpose (exobot stopping): they were not the
+    mail's fault."""
+    if inbound_ids:
+        await conn.execute(
+            update(I)
+            .where(I.c.id.in_(inbound_ids), I.c.state == RECEIVED, I.c.attempts > 0)
+            .values(attempts=I.c.attempts - 1)
+        )
 
 
 async def load_raw(conn: AsyncConnection, inbound_id: int) -> tuple[bytes, str] | None:

@@ -50,6 +50,8 @@ class AttachmentMeta:
     content_type: str
     size: int
 
+# Mails counted against `mail.ack_limit_per_day`: acknowledgements and the too-big notice.
+ACK_TEMPLATES = ("ack", "too_big")
 TITLE_ENTRY = 0  # search_index row holding a ticket's title
 # On SQLite a search_index row's rowid is (ticket << 32) + entry id (see search_rowid), so the
 # FTS index alone yields the matching tickets: reading its stored ticket_id column instead costs
@@ -160,13 +162,18 @@ class SqlReader:
         ).first()
         return (row[0], row[1]) if row else None
 
-    async def acks_since(self, address: str, since: datetime) -> int:
-        """How many acknowledgements were queued to `address` since `since`."""
+    async def acks_since(
+        self, address: str, since: datetime, templates: tuple[str, ...] = ACK_TEMPLATES
+    ) -> int:
+        """How many acknowledgements (and notices counted with them) were queued to `address`
+        since `since`."""
         return (
             await self.conn.execute(
                 select(func.count())
                 .select_from(O)
-                .where(O.c.template == "ack", O.c.recipient == address, O.c.created_at >= since)
+                .where(
+                    O.c.template.in_(templates), O.c.recipient == address, O.c.created_at >= since
+                )
             )
         ).scalar_one()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
 
 LANGUAGES = ("ca", "es", "en")
-TEMPLATE_NAMES = ("ack", "reply", "resolved")
+TEMPLATE_NAMES = ("ack", "reply", "resolved", "too_big")
 MAX_REFERENCES = 20
 
 _ATEXT = r"-A-Za-z0-9!#$%&'*+/=?^_`{|}~"  # RFC 5322 atom characters ("-" first: literal)
@@ -96,7 +96,7 @@ def build_message(
     from_name: str,
     to: list[str],
     cc: list[str] = (),
-    subject_tag: str,
+    subject_tag: str | None,
     title: str,
     body: str,
     message_id: str,
@@ -109,7 +109,8 @@ def build_message(
 ) -> EmailMessage:
     """Build a text/plain UTF-8 message ready for SMTP (CRLF line endings).
 
-    The subject is ``[<subject_tag>] <title>`` unless the title already carries the tag.
+    The subject is ``[<subject_tag>] <title>`` unless the title already carries the tag (just
+    the title without a tag: a notice about no ticket).
     References is ``references`` followed by ``in_reply_to``, deduplicated and capped to the
     last ``MAX_REFERENCES`` ids. Every user-provided value is either sanitised with
     :func:`header_safe` (names, title) or validated (addresses, ids, tokens); invalid values
@@ -117,8 +118,8 @@ def build_message(
     """
     if not to:
         raise ValueError("at least one recipient is required")
-    tag = _check_token(subject_tag, "subject tag")
-    if "[" in tag or "]" in tag:
+    tag = None if subject_tag is None else _check_token(subject_tag, "subject tag")
+    if tag is not None and ("[" in tag or "]" in tag):
         raise ValueError(f"invalid subject tag {subject_tag!r}")
     if date is None:
         date = datetime.now(UTC)
@@ -135,7 +136,7 @@ def build_message(
     msg["To"] = [_parse_address(a) for a in to]
     if cc:
         msg["Cc"] = [_parse_address(a) for a in cc]
-    msg["Subject"] = _subject(tag, header_safe(title))
+    msg["Subject"] = header_safe(title) if tag is None else _subject(tag, header_safe(title))
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = _check_msgid(message_id, _OWN_MSGID_RE)
     if in_reply_to is not None:

@@ -22,10 +22,13 @@ from exobot.db.repository import SqlRepository
 
 log = logging.getLogger("exobot.mail.intake")
 
-FETCH_CHUNK = 50
+FETCH_CHUNK = 50  # messages per UID FETCH
+FETCH_BYTES = 64 * 1024 * 1024  # and at most about this many bytes of them
+HEADER_BYTES = 64 * 1024  # of a mail too big to fetch, only this much of its header
 MAX_BACKOFF_SECONDS = 300.0
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _FETCH_UID = re.compile(rb"UID (\d+)")
+_FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 
 
 class ImapError(Exception):
@@ -45,6 +48,7 @@ class ImapSettings:
     poll_interval: float = 60.0  # look at least this often, even when IDLE pushes nothing
     idle_timeout: float = 25 * 60.0  # renew IDLE before servers drop it (RFC 2177: 29 min)
     timeout: float = 30.0
+    max_size: int = 25 * 1024 * 1024  # a bigger mail is stored as its header only
 
     @property
     def mailbox(self) -> str:
@@ -75,6 +79,38 @@ def parse_fetch(lines: list) -> list[tuple[int, bytes]]:
             found.append((uid, literal))
             uid, literal = None, None
     return found
+
+
+def parse_sizes(lines: list) -> dict[int, int]:
+    """UID → RFC822.SIZE from a `UID FETCH (UID RFC822.SIZE)` response."""
+    sizes: dict[int, int] = {}
+    for line in lines:
+        if isinstance(line, bytes):
+            uid, size = _FETCH_UID.search(line), _FETCH_SIZE.search(line)
+            if uid and size:
+                sizes[int(uid.group(1))] = int(size.group(1))
+    return sizes
+
+
+def fetch_groups(
+    uids: list[int], sizes: dict[int, int], max_size: int
+) -> list[tuple[list[int], list[int]]]:
+    """Consecutive groups of UIDs, each (mails to fetch whole, mails too big: header only),
+    bounded in count and in bytes fetched. A group is stored in one transaction with the
+    position, so groups must follow UID order."""
+    groups: list[tuple[list[int], list[int]]] = []
+    count = volume = 0
+    for uid in uids:
+        size = sizes.get(uid, 0)  # unknown: fetch it, as before sizes were asked
+        big = size > max_size
+        cost = HEADER_BYTES if big else size
+        if not groups or count >= FETCH_CHUNK or (count and volume + cost > FETCH_BYTES):
+            groups.append(([], []))
+            count = volume = 0
+        groups[-1][1 if big else 0].append(uid)
+        count += 1
+        volume += cost
+    return groups
 
 
 class ImapIntake:
@@ -235,11 +271,40 @@ class ImapIntake:
             if uid > last_uid  # `n:*` always includes the highest message, even below n
         )
         stored = 0
-        for start in range(0, len(uids), FETCH_CHUNK):
-            chunk = uids[start : start + FETCH_CHUNK]
-            message_set = ",".join(map(str, chunk))
-            response = _ok(await client.uid("fetch", message_set, "(UID BODY.PEEK[])"), "UID FETCH")
-            messages = parse_fetch(response.lines)
+        sizes: dict[int, int] = {}
+        for start in range(0, len(uids), FETCH_CHUNK * 20):
+            # Sizes first: a mail over `max_size` is never downloaded whole.
+            message_set = ",".join(map(str, uids[start : start + FETCH_CHUNK * 20]))
+            response = _ok(
+                await client.uid("fetch", message_set, "(UID RFC822.SIZE)"), "UID FETCH SIZE"
+            )
+            sizes.update(parse_sizes(response.lines))
+        for whole, big in fetch_groups(uids, sizes, self.settings.max_size):
+            messages: list[tuple] = []
+            if whole:
+                response = _ok(
+                    await client.uid("fetch", ",".join(map(str, whole)), "(UID BODY.PEEK[])"),
+                    "UID FETCH",
+                )
+                messages += parse_fetch(response.lines)
+            if big:
+                response = _ok(
+                    await client.uid(
+                        "fetch",
+                        ",".join(map(str, big)),
+                        f"(UID BODY.PEEK[HEADER]<0.{HEADER_BYTES}>)",
+                    ),
+                    "UID FETCH HEADER",
+                )
+                for uid, header in parse_fetch(response.lines):
+                    log.warning(
+                        "IMAP %s: UID %s is %s bytes, over the limit of %s: header only",
+                        mailbox, uid, sizes[uid], self.settings.max_size,
+                    )  # fmt: skip
+                    # The stored size is the real one: bigger than the bytes, it marks the row
+                    # as header only.
+                    messages.append((uid, header, max(sizes[uid], len(header) + 1)))
+            messages.sort(key=lambda message: message[0])
             async with self.repository.connection() as conn:
                 await inbound.store_many(conn, mailbox, uidvalidity, messages)
             if messages:

@@ -14,13 +14,15 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
+from exobot import messages
 from exobot.core.intents import RecordDeliveryFailure
 from exobot.core.model import Actor
 from exobot.core.service import ServiceError, TicketService
 from exobot.db import outbox
 from exobot.db.repository import SqlRepository
 from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy
-from exobot.mail.compose import TemplateRenderer, build_message, is_threadable_id
+from exobot.mail.compose import TemplateRenderer, build_message, header_safe, is_threadable_id
+from exobot.mail.sandbox import format_size
 
 log = logging.getLogger("exobot.mail.outbound")
 
@@ -66,6 +68,8 @@ class MailSender(OutboxWorker):
 
     def build(self, payload: dict) -> EmailMessage:
         """The message for an outbox payload (rendered from its template)."""
+        if payload["template"] == "too_big":
+            return self._build_notice(payload)
         variables = {
             "reference": payload["reference"],
             "number": payload["number"],
@@ -95,6 +99,41 @@ class MailSender(OutboxWorker):
             auto_submitted=bool(payload.get("auto_submitted")),
             loop_marker=self.loop_marker,
             language=payload.get("language") or "ca",
+        )
+
+    def _build_notice(self, payload: dict) -> EmailMessage:
+        """A notice about a mail that opened no ticket (too big): no reference, no tag."""
+        language = payload.get("language") or "ca"
+        original = payload.get("subject") or ""
+        body = self.renderer.render(
+            payload["template"],
+            language,
+            subject=header_safe(original) if original else "",
+            size=format_size(payload["size"], language),
+            limit=format_size(payload["limit"], language),
+            display_name=self.from_name,
+        )
+        subject = messages.say(
+            language,
+            "mail.too_big.subject",
+            subject=original or messages.say(language, "no_subject"),
+        )
+        in_reply_to = payload.get("in_reply_to")
+        if in_reply_to and not is_threadable_id(in_reply_to):
+            in_reply_to = None
+        return build_message(
+            from_address=self.from_address,
+            from_name=self.from_name,
+            to=payload["to"],
+            subject_tag=None,
+            title=subject,
+            body=body,
+            message_id=payload["message_id"],
+            in_reply_to=in_reply_to,
+            references=[r for r in payload.get("references") or [] if is_threadable_id(r)],
+            auto_submitted=True,
+            loop_marker=self.loop_marker,
+            language=language,
         )
 
     async def send(self, item: outbox.OutboxItem) -> None:

@@ -7,26 +7,43 @@ stored mail done). A mail that cannot be handled goes to quarantine and never bl
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from exobot.core.addresses import BadAddress, normalize_address
 from exobot.core.events import OutboxQueued
 from exobot.core.intents import ReceiveMail
 from exobot.core.model import Actor, AttachmentInfo, IncomingMail
 from exobot.core.service import CHAT, ServiceError, TicketService
 from exobot.db import inbound
-from exobot.db.repository import SqlReader, SqlRepository
+from exobot.db.repository import SqlReader, SqlRepository, SqlUnitOfWork
 from exobot.mail.msgid import MessageIds
-from exobot.mail.parse import MailParseError, ParsedMail, parse_mail
-from exobot.mail.rules import DEFAULT_RULES, Rule, Verdict, requestor_of, run_rules
+from exobot.mail.parse import MailParseError, ParsedMail
+from exobot.mail.rules import (
+    DEFAULT_RULES,
+    AutomaticMail,
+    LoopMarker,
+    Rule,
+    Verdict,
+    requestor_of,
+    run_rules,
+)
+from exobot.mail.sandbox import MB, ParseRefused, ParseSandbox, format_size
 
 log = logging.getLogger("exobot.mail.processor")
 
 PENDING_BATCH = 20
+# A mail whose processing was started this many times without ever finishing (the process died
+# each time, e.g. killed for memory while parsing it) is quarantined instead of tried again.
+MAX_UNFINISHED_ATTEMPTS = 2
+TOO_BIG_TEMPLATE = "too_big"
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,8 @@ class MailSettings:
     ack_limit_per_day: int
     message_ids: MessageIds
     announce: bool = False  # tell the chat rooms about quarantined mail
+    max_size: int = 25 * MB  # a bigger mail is only fetched as its header (see intake)
+    language: str = "ca"  # of notices that belong to no ticket (the too-big notice)
 
 
 class ViewContext:
@@ -103,11 +122,14 @@ class MailProcessor:
         service: TicketService,
         settings: MailSettings,
         rules: tuple[Rule, ...] = DEFAULT_RULES,
+        parser: ParseSandbox | None = None,
     ) -> None:
         self.repository = repository
         self.service = service
         self.settings = settings
         self.rules = rules
+        # Parsing runs in worker processes bounded in time and memory: no mail holds the loop.
+        self.parser = parser or ParseSandbox()
         self._lock = asyncio.Lock()
 
     async def process_pending(self) -> int:
@@ -116,32 +138,70 @@ class MailProcessor:
         async with self._lock:  # one pass at a time keeps arrival order and de-duplication simple
             while True:
                 batch = await self.repository.read(
-                    lambda view: inbound.pending(view.conn, PENDING_BATCH)
+                    lambda view: inbound.pending_mails(view.conn, PENDING_BATCH)
                 )
                 if not batch:
                     return handled
-                for inbound_id, raw in batch:
-                    await self.process(inbound_id, raw)
-                    handled += 1
+                await self._process_batch(batch)
+                handled += len(batch)
 
-    async def process(self, inbound_id: int, raw: bytes | None = None) -> str:
-        """Process one stored mail; returns the state it ends in."""
-        if raw is None:
-            loaded = await self.repository.read(
-                lambda view: inbound.load_raw(view.conn, inbound_id)
-            )
-            if loaded is None:
-                return "missing"
-            raw, _state = loaded
+    async def _process_batch(self, batch: list[inbound.PendingMail]) -> None:
+        """Parse up to one mail per worker ahead, and handle the results in arrival order."""
+        started: dict[int, asyncio.Task] = {}  # parses running or done, not handled yet
+        waiting = collections.deque(batch)
+
+        async def start_next() -> None:
+            while waiting and len(started) < self.parser.workers:
+                mail = waiting.popleft()
+                if mail.attempts >= MAX_UNFINISHED_ATTEMPTS:
+                    started[mail.id] = _done(ParseRefused(_unfinished(mail.attempts)))
+                    continue
+                async with self.repository.connection() as conn:
+                    await inbound.begin_attempt(conn, mail.id)
+                started[mail.id] = asyncio.create_task(self._parse(mail))
+
         try:
-            parsed = await asyncio.to_thread(parse_mail, raw)
-        except MailParseError as error:
-            return await self._finish(inbound_id, inbound.QUARANTINED, error=f"not a mail: {error}")
-        except Exception as error:  # a parser bug must not block the next mails
-            log.exception("parsing stored mail %s failed", inbound_id)
+            for mail in batch:
+                await start_next()
+                outcome = await started[mail.id]
+                await self._handle(mail, outcome)
+                del started[mail.id]
+        except BaseException:
+            # Stopped (or the sandbox failed): the passes begun here were not the mails' fault.
+            for task in started.values():
+                task.cancel()
+            with contextlib.suppress(Exception):
+                async with self.repository.connection() as conn:
+                    await inbound.undo_attempts(conn, list(started))
+            raise
+
+    async def _parse(self, mail: inbound.PendingMail) -> ParsedMail | Exception:
+        """The parsed mail, or the reason it could not be parsed (SandboxUnavailable and
+        cancellation propagate: they are not about the mail)."""
+        try:
+            return await self.parser.parse(mail.raw)
+        except (MailParseError, ParseRefused) as error:
+            return error
+
+    async def process(self, inbound_id: int) -> str:
+        """Process one stored mail (an operator's retry); returns the state it ends in."""
+        mail = await self.repository.read(lambda view: inbound.load_mail(view.conn, inbound_id))
+        if mail is None:
+            return "missing"
+        return await self._handle(mail, await self._parse(mail))
+
+    async def _handle(self, mail: inbound.PendingMail, outcome: ParsedMail | Exception) -> str:
+        """Turn a parsed mail into a ticket, an entry or a quarantine item."""
+        inbound_id, raw = mail.id, mail.raw
+        if mail.header_only:
+            return await self._too_big(mail, outcome)
+        if isinstance(outcome, MailParseError):
             return await self._finish(
-                inbound_id, inbound.QUARANTINED, error=f"parse failed: {error!r}"
+                inbound_id, inbound.QUARANTINED, error=f"not a mail: {outcome}"
             )
+        if isinstance(outcome, ParseRefused):
+            return await self._finish(inbound_id, inbound.QUARANTINED, error=outcome.reason)
+        parsed = outcome
 
         meta = {
             "message_id": parsed.message_id,
@@ -209,12 +269,24 @@ class MailProcessor:
         )
         return "done"
 
-    async def _finish(self, inbound_id: int, state: str, **values) -> str:
+    async def _finish(
+        self,
+        inbound_id: int,
+        state: str,
+        *,
+        also: Callable[[SqlUnitOfWork], Awaitable[bool]] | None = None,
+        **values,
+    ) -> str:
+        """Record what became of a stored mail, and announce a quarantine; `also` adds more
+        to the same transaction (True when it queued a mail)."""
         quarantined = state == inbound.QUARANTINED
         if quarantined:
             log.warning("mail %s quarantined: %s", inbound_id, values.get("error"))
+        mailed = False
         async with self.repository.transaction() as uow:
             await inbound.mark_inbound(uow.conn, inbound_id, state, **values)
+            if also is not None:
+                mailed = await also(uow)
             # Once per mail, even when a retry from the CLI quarantines it again.
             announce = (
                 quarantined
@@ -232,4 +304,86 @@ class MailProcessor:
                 await uow.queue_outbox(CHAT, None, payload)
         if announce:
             await self.service.events.emit(OutboxQueued(CHAT))
+        if mailed:
+            await self.service.events.emit(OutboxQueued("mail"))
         return state
+
+    async def _too_big(self, mail: inbound.PendingMail, outcome: ParsedMail | Exception) -> str:
+        """Quarantine a mail that was too big to fetch (only its header is stored), and tell its
+        sender, once a day at most, to send it smaller: in one transaction."""
+        size, limit = format_size(mail.size), format_size(self.settings.max_size)
+        reason = f"too big: {size}, limit {limit}"
+        if not isinstance(outcome, ParsedMail):
+            # Not even a readable header: nobody to tell.
+            return await self._finish(mail.id, inbound.QUARANTINED, error=reason)
+        parsed = outcome
+        meta = {
+            "message_id": parsed.message_id,
+            "subject": parsed.subject,
+            "sender": parsed.from_addr,
+        }
+
+        async def notify(uow: SqlUnitOfWork) -> bool:
+            recipient = await self._too_big_recipient(parsed, uow)
+            if recipient is None:
+                return False
+            chain = [parsed.message_id] if parsed.message_id else []
+            payload = {
+                "template": TOO_BIG_TEMPLATE,
+                "language": self.settings.language,
+                "to": [recipient],
+                "subject": parsed.subject,
+                "size": mail.size,
+                "limit": self.settings.max_size,
+                # Ticket 0 is no ticket: a reply to the notice opens a new one.
+                "message_id": self.settings.message_ids.mint(0),
+                "in_reply_to": parsed.message_id,
+                "references": chain,
+                "auto_submitted": True,
+            }
+            await uow.queue_outbox(
+                "mail", None, payload, template=TOO_BIG_TEMPLATE, recipient=recipient
+            )
+            return True
+
+        return await self._finish(mail.id, inbound.QUARANTINED, error=reason, also=notify, **meta)
+
+    async def _too_big_recipient(self, parsed: ParsedMail, view: SqlReader) -> str | None:
+        """Who gets the too-big notice: the From address, unless the mail is automatic or
+        ours, the address is unusable, the sender was told today already, or the daily cap of
+        acknowledgements and notices to it is reached."""
+        verdict = Verdict()
+        context = ViewContext(view, self.settings)
+        for rule in (LoopMarker(), AutomaticMail()):
+            await rule.apply(parsed, context, verdict)
+        why_not = verdict.drop or verdict.automatic
+        sender = parsed.from_addr
+        try:
+            sender = normalize_address(sender)
+        except BadAddress as error:
+            why_not = why_not or f"unusable sender address ({error.reason})"
+        if not why_not and sender == self.settings.own_address.lower():
+            why_not = "mail from our own address"
+        since = datetime.now(UTC) - timedelta(days=1)
+        if not why_not and await view.acks_since(sender, since, (TOO_BIG_TEMPLATE,)):
+            why_not = "told already in the last 24 hours"
+        if not why_not and await view.acks_since(sender, since) >= self.settings.ack_limit_per_day:
+            why_not = f"daily cap of {self.settings.ack_limit_per_day} acknowledgements reached"
+        if why_not:
+            log.info("no too-big notice to %s: %s", parsed.from_addr, why_not)
+            return None
+        return sender
+
+
+def _done(value: object) -> asyncio.Future:
+    """A future that already holds `value`."""
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
+
+
+def _unfinished(attempts: int) -> str:
+    return (
+        f"processing was interrupted {attempts} times (exobot stopped or crashed while parsing"
+        " it); not retried automatically"
+    )

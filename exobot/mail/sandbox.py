@@ -1,0 +1,328 @@
+"""Parsing mail where a runaway cannot hold the helpdesk: small worker processes, each bounded
+in time and memory per mail.
+
+Parsing is CPU work on attacker-sized input, and `re` and html2text hold the GIL: a thread does
+not keep the event loop running, a process does (and puts a second core to work). Each worker
+parses one mail at a time under `RLIMIT_AS`; a worker that runs past the time limit is killed
+and replaced, one that runs out of memory reports it and is replaced. The caller gets either the
+parsed mail or a :class:`ParseRefused` whose text says why ("parsing took longer than 10 s").
+
+Workers are forked from a fork server (started once, with the parser preloaded) rather than
+from this process, which runs threads and an event loop: a fork server child starts in a few
+milliseconds and inherits nothing but the imports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import io
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from types import MappingProxyType
+from typing import Any
+
+from exobot.mail.parse import MailParseError, ParsedMail
+
+log = logging.getLogger("exobot.mail.sandbox")
+
+PARSER = "exobot.mail.parse:parse_mail"
+MB = 1024 * 1024
+# A worker is replaced after this many mails: whatever a parse leaked or fragmented is returned
+# to the system now and then, at the cost of one fork (milliseconds).
+MAX_TASKS_PER_WORKER = 500
+# Exit status of a worker that ran out of memory even while reporting it.
+_EXIT_OUT_OF_MEMORY = 3
+_KILL_WAIT_SECONDS = 2.0
+
+
+class ParseRefused(Exception):
+    """The mail could not be parsed within the limits (or the worker died); `reason` says why
+    in one line, for the quarantine."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SandboxUnavailable(Exception):
+    """No parsing process could be started (the system's fault, not the mail's)."""
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """The per-mail limits and how many workers parse at once."""
+
+    timeout: float = 10.0  # seconds per mail
+    memory: int = 512 * MB  # bytes of address space per worker
+    workers: int = 2
+    parser: str = PARSER  # "module:function" taking raw bytes (tests swap in a slow one)
+
+
+def format_size(size: int, language: str = "en") -> str:
+    """A size for people: "25 MB", "30.5 MB" ("30,5 MB" in ca and es), "1 GB", "64 KB"
+    (binary units)."""
+    if size % (1024 * MB) == 0:
+        return f"{size // (1024 * MB)} GB"
+    if size % MB == 0:
+        return f"{size // MB} MB"
+    if size < MB:
+        return f"{size // 1024} KB"
+    text = f"{size / MB:.1f} MB"
+    return text.replace(".", ",") if language in ("ca", "es") else text
+
+
+def _format_seconds(seconds: float) -> str:
+    return f"{seconds:g} s"
+
+
+# --------------------------------------------------------------------------- the worker side
+
+
+def _read_only(mapping: dict) -> MappingProxyType:
+    return MappingProxyType(mapping)
+
+
+class _Pickler(pickle.Pickler):
+    """ParsedMail holds a read-only MappingProxyType, which pickle refuses: send it as the dict
+    it wraps and wrap it again on the other side."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is MappingProxyType:
+            return _read_only, (dict(obj),)
+        return NotImplemented
+
+
+def dumps(value: Any) -> bytes:
+    """Pickle a parse result (ParsedMail included)."""
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return buffer.getvalue()
+
+
+def _load_parser(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _worker_main(conn: Connection, memory: int, parser_path: str) -> None:
+    """One worker: parse each mail received on `conn`, answer with ("ok", ParsedMail),
+    ("not-mail", text), ("memory", None) or ("error", text)."""
+    # Ctrl-C reaches the whole process group; the parent decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    parse = _load_parser(parser_path)
+    while True:
+        try:
+            raw = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the parent closed the pipe: stop
+        try:
+            result: tuple = ("ok", parse(raw))
+        except MailParseError as error:
+            result = ("not-mail", str(error))
+        except MemoryError:
+            result = None  # drop whatever the parse held before answering
+        except RecursionError:
+            result = ("error", "the mail is nested too deeply")
+        except Exception as error:  # a parser bug: reported, and the next mail still parses
+            result = ("error", f"{type(error).__name__}: {error}"[:500])
+        del raw
+        if result is None:
+            with contextlib.suppress(BaseException):
+                conn.send_bytes(dumps(("memory", None)))
+            os._exit(_EXIT_OUT_OF_MEMORY)  # a fresh worker, not a fragmented one, parses next
+        try:
+            conn.send_bytes(dumps(result))
+        except MemoryError:
+            os._exit(_EXIT_OUT_OF_MEMORY)
+
+
+# --------------------------------------------------------------------------- the parent side
+
+
+class _Worker:
+    """One worker process and the parent's end of its pipe."""
+
+    def __init__(self, context: Any, settings: SandboxSettings) -> None:
+        parent_end, child_end = context.Pipe(duplex=True)
+        self.process = context.Process(
+            target=_worker_main,
+            args=(child_end, settings.memory, settings.parser),
+            name="exobot-parse",
+            daemon=True,  # never outlives exobot, even when it dies without stopping us
+        )
+        self.process.start()
+        child_end.close()
+        self.conn = parent_end
+        self.tasks = 0
+
+    def kill(self) -> None:
+        """Stop the process now and reap it."""
+        with contextlib.suppress(Exception):
+            self.process.kill()
+        self.process.join(_KILL_WAIT_SECONDS)
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        with contextlib.suppress(Exception):
+            self.process.close()
+
+
+class ParseSandbox:
+    """A small pool of parsing processes; `await parse(raw)` from the event loop.
+
+    Each worker parses one mail at a time. A mail that takes longer than the timeout gets its
+    worker killed and replaced; one that needs more memory than allowed ends its worker too.
+    Either way the mail is refused with the reason and the next mail gets a healthy worker.
+    Workers start on first use; `close()` stops them (a parse in progress is refused).
+    """
+
+    def __init__(self, settings: SandboxSettings | None = None) -> None:
+        self.settings = settings or SandboxSettings()
+        self._context = multiprocessing.get_context("forkserver")
+        self._idle: asyncio.Queue[_Worker | None] | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()  # _all is touched by the job threads too
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def workers(self) -> int:
+        """How many mails can be parsed at once."""
+        return self.settings.workers
+
+    def _start(self) -> None:
+        if self._idle is not None:
+            return
+        # Preloading makes each worker a fork of a process that already imported the parser.
+        module = self.settings.parser.partition(":")[0]
+        self._context.set_forkserver_preload(sorted({"exobot.mail.parse", module}))
+        self._loop = asyncio.get_running_loop()
+        self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="exobot-parse")
+        self._idle = asyncio.Queue()
+        for _ in range(self.workers):
+            self._idle.put_nowait(None)  # a slot: its worker starts when first needed
+
+    async def parse(self, raw: bytes) -> ParsedMail:
+        """Parse one mail in a worker. Raises MailParseError (not a mail at all) or
+        ParseRefused (over a limit, or the worker died)."""
+        if self._closed:
+            raise ParseRefused("the helpdesk is stopping")
+        self._start()
+        worker = await self._idle.get()
+        # Cancelled while the job thread runs, the thread still finishes (or close() kills its
+        # worker) and hands the slot back itself.
+        kind, value = await self._loop.run_in_executor(self._threads, self._run, worker, raw)
+        if kind == "ok":
+            return value
+        if kind == "not-mail":
+            raise MailParseError(value)
+        if kind == "error":
+            raise ParseRefused(f"parse failed: {value}")
+        raise ParseRefused(value)
+
+    def _run(self, worker: _Worker | None, raw: bytes) -> tuple[str, Any]:
+        """In a job thread: send the mail to a worker and wait, at most the time limit, for its
+        answer. The worker's slot is handed back to the pool here, whatever happens."""
+        settings = self.settings
+        keep: _Worker | None = None
+        try:
+            if self._closed:
+                return "refused", "the helpdesk is stopping"
+            if worker is None or not worker.process.is_alive():
+                if worker is not None:
+                    self._forget(worker)
+                try:
+                    worker = self._spawn()
+                except Exception as error:
+                    raise SandboxUnavailable(f"cannot start a parsing process: {error}") from error
+            try:
+                worker.conn.send_bytes(raw)
+                del raw
+                if not worker.conn.poll(settings.timeout):
+                    self._forget(worker)
+                    return (
+                        "refused",
+                        f"parsing took longer than {_format_seconds(settings.timeout)}",
+                    )
+                # The answer is bounded by the worker's own memory limit.
+                kind, value = pickle.loads(worker.conn.recv_bytes(settings.memory))
+            except (EOFError, OSError):
+                return "refused", self._death(worker)
+            if kind == "memory":
+                self._forget(worker)
+                return "refused", self._memory_reason()
+            worker.tasks += 1
+            if worker.tasks >= MAX_TASKS_PER_WORKER:
+                self._forget(worker)
+            else:
+                keep = worker
+            return kind, value
+        finally:
+            self._hand_back(keep)
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker(self._context, self.settings)
+        with self._lock:
+            self._all.add(worker)
+        return worker
+
+    def _forget(self, worker: _Worker) -> None:
+        with self._lock:
+            self._all.discard(worker)
+        worker.kill()
+
+    def _death(self, worker: _Worker) -> str:
+        """Why a worker stopped answering (it is reaped and forgotten here)."""
+        if self._closed:
+            self._forget(worker)
+            return "the helpdesk is stopping"
+        worker.process.join(_KILL_WAIT_SECONDS)
+        code = worker.process.exitcode
+        self._forget(worker)
+        if code == _EXIT_OUT_OF_MEMORY:
+            return self._memory_reason()
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+            if -code == signal.SIGKILL:
+                # The kernel's OOM killer sends SIGKILL; nothing else here does.
+                return f"parsing was killed ({name}; out of memory?)"
+            return f"parsing crashed ({name})"
+        return f"parsing ended unexpectedly (exit status {code})"
+
+    def _memory_reason(self) -> str:
+        return f"parsing needed more than {format_size(self.settings.memory)}"
+
+    def _hand_back(self, worker: _Worker | None) -> None:
+        """Return a slot to the pool (None: its next user starts a fresh worker). Called from
+        a job thread, so through the loop."""
+        idle = self._idle
+        if idle is None:
+            return
+        try:
+            self._loop.call_soon_threadsafe(idle.put_nowait, worker)
+        except RuntimeError:  # the loop is closed: nobody waits for a slot any more
+            if worker is not None:
+                self._forget(worker)
+
+    async def close(self) -> None:
+        """Stop every worker now; a parse in progress is refused ("stopping")."""
+        self._closed = True
+        with self._lock:
+            workers = list(self._all)
+            self._all.clear()
+        for worker in workers:
+            await asyncio.to_thread(worker.kill)
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)

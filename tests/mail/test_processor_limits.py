@@ -1,0 +1,278 @@
+"""The mail processor with its parsing sandbox: runaways quarantined with the reason, mails after
+them still handled in order, unfinished attempts counted, over-size mails told once a day."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+
+import pytest
+from sqlalchemy import select, update
+
+from exobot.core.service import ServiceSettings, TicketService
+from exobot.db import inbound
+from exobot.db.tables import InboundMailRow, OutboxRow
+from exobot.mail.compose import TemplateRenderer
+from exobot.mail.msgid import MessageIds
+from exobot.mail.outbound import MailSender, SmtpSettings
+from exobot.mail.processor import MailProcessor, MailSettings
+from exobot.mail.sandbox import MB, ParseSandbox, SandboxSettings
+
+OWN = "suport@example.org"
+I = InboundMailRow.__table__  # noqa: E741
+O = OutboxRow.__table__  # noqa: E741
+_uids = itertools.count(1)
+
+
+def mail(subject: str, sender: str = "marta@example.net", body: str = "Hola", **headers) -> bytes:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, OWN, subject
+    msg["Message-ID"] = f"<{next(_uids)}.{abs(hash(subject))}@example.net>"
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    msg.set_content(body)
+    return bytes(msg)
+
+
+@pytest.fixture
+def message_ids() -> MessageIds:
+    return MessageIds("secret" * 4, "example.org")
+
+
+@pytest.fixture
+async def processor(repo, message_ids):
+    service = TicketService(repo, message_ids, ServiceSettings(own_address=OWN, announce=True))
+    settings = MailSettings(
+        own_address=OWN,
+        prefix="suport",
+        ack_limit_per_day=5,
+        message_ids=message_ids,
+        announce=True,
+        max_size=25 * MB,
+    )
+    sandbox = ParseSandbox(
+        SandboxSettings(timeout=1.0, memory=256 * MB, workers=2, parser="parse_hooks:hostile")
+    )
+    made = MailProcessor(repo, service, settings, parser=sandbox)
+    yield made
+    await sandbox.close()
+
+
+async def store(repo, *messages: bytes | tuple[bytes, int]) -> list[int]:
+    """Store mails as intake does (a (header, size) pair: a mail too big to fetch)."""
+    rows = []
+    for message in messages:
+        uid = next(_uids)
+        rows.append((uid, message) if isinstance(message, bytes) else (uid, *message))
+    async with repo.connection() as conn:
+        await inbound.store_many(conn, "INBOX", 1, rows)
+        found = await conn.execute(
+            select(I.c.id).where(I.c.uid.in_([r[0] for r in rows])).order_by(I.c.uid)
+        )
+        return [row[0] for row in found]
+
+
+async def rows(repo, ids: list[int]) -> list[tuple]:
+    async with repo.connection() as conn:
+        found = await conn.execute(
+            select(I.c.state, I.c.error, I.c.ticket_id, I.c.attempts)
+            .where(I.c.id.in_(ids))
+            .order_by(I.c.id)
+        )
+        return [tuple(r) for r in found]
+
+
+async def notices(repo) -> list[dict]:
+    async with repo.connection() as conn:
+        found = await conn.execute(
+            select(O.c.recipient, O.c.payload).where(O.c.template == "too_big").order_by(O.c.id)
+        )
+        return [{"recipient": r, **p} for r, p in found]
+
+
+async def test_runaways_are_quarantined_with_the_reason_and_the_rest_keeps_order(repo, processor):
+    ids = await store(
+        repo,
+        mail("primer"),
+        mail("s'encalla", body="SLOW-PARSE"),
+        mail("segon"),
+        mail("menja memòria", body="HOG-PARSE"),
+        mail("es mor", body="CRASH-PARSE"),
+        mail("tercer"),
+    )
+    assert await processor.process_pending() == 6
+    states = await rows(repo, ids)
+    assert [s[0] for s in states] == ["done", "quarantined", "done", "quarantined"] * 1 + [
+        "quarantined",
+        "done",
+    ]
+    assert states[1][1] == "parsing took longer than 1 s"
+    assert states[3][1] == "parsing needed more than 256 MB"
+    assert states[4][1] == "parsing crashed (SIGSEGV)"
+    # Tickets in arrival order although parses ran side by side.
+    assert [states[i][2] for i in (0, 2, 5)] == [1, 2, 3]
+    # Announced in chat like any quarantined mail.
+    async with repo.connection() as conn:
+        announced = await conn.execute(
+            select(O.c.payload).where(O.c.kind == "chat").order_by(O.c.id)
+        )
+        errors = [p["error"] for (p,) in announced if p.get("type") == "quarantine"]
+    assert errors == [states[1][1], states[3][1], states[4][1]]
+
+
+async def test_quarantined_runaway_is_not_retried_automatically(repo, processor):
+    (slow,) = await store(repo, mail("lent", body="SLOW-PARSE"))
+    await processor.process_pending()
+    assert (await rows(repo, [slow]))[0][0] == "quarantined"
+    assert await processor.process_pending() == 0  # a later pass leaves it alone
+    assert await processor.process(slow) == "quarantined"  # an operator's retry: same limits
+
+
+async def test_a_mail_whose_processing_never_finished_twice_is_quarantined_unparsed(
+    repo, processor
+):
+    poison, after = await store(repo, mail("verinós", body="SLOW-PARSE"), mail("després"))
+    async with repo.connection() as conn:  # two earlier passes died while parsing it
+        await conn.execute(update(I).where(I.c.id == poison).values(attempts=2))
+    await processor.process_pending()
+    (state, error, _ticket, _attempts), done = await rows(repo, [poison, after])
+    assert state == "quarantined"
+    assert error.startswith("processing was interrupted 2 times")
+    assert done[0] == "done"
+
+
+async def test_a_stopped_pass_does_not_count_against_the_mail(repo, processor):
+    (slow,) = await store(repo, mail("aturat", body="SLOW-PARSE"))
+    processor.parser.settings = SandboxSettings(timeout=60.0, parser="parse_hooks:hostile")
+    task = asyncio.create_task(processor.process_pending())
+
+    async def counted() -> bool:
+        return (await rows(repo, [slow]))[0][3] == 1
+
+    for _ in range(600):
+        if await counted():
+            break
+        await asyncio.sleep(0.05)
+    assert await counted()  # the attempt was counted before parsing
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await rows(repo, [slow]) == [("received", None, None, 0)]
+
+
+async def test_a_crash_while_parsing_counts_and_the_third_time_it_is_set_aside(repo, processor):
+    (poison,) = await store(repo, mail("mata el procés"))
+    for attempt in (1, 2):
+        async with repo.connection() as conn:  # as the pass before a crash does
+            await inbound.begin_attempt(conn, poison)
+        assert (await rows(repo, [poison]))[0][3] == attempt
+    await processor.process_pending()
+    assert (await rows(repo, [poison]))[0][0] == "quarantined"
+
+
+# ------------------------------------------------------------------------------ too big
+
+
+def header_of(raw: bytes) -> bytes:
+    return raw.split(b"\n\n", 1)[0] + b"\n\n"
+
+
+async def test_a_mail_too_big_is_quarantined_and_its_sender_told_once(repo, processor):
+    big = header_of(mail("Fotos del router", sender="Marta <Marta@Example.net>"))
+    big2 = header_of(mail("Més fotos", sender="marta@example.net"))
+    other = header_of(mail("Factura", sender="pere@example.net"))
+    ids = await store(
+        repo, (big, 30 * MB + MB // 2), (big2, 40 * MB), (other, 26 * MB), mail("normal")
+    )
+    await processor.process_pending()
+    states = await rows(repo, ids)
+    assert [s[:2] for s in states[:3]] == [
+        ("quarantined", "too big: 30.5 MB, limit 25 MB"),
+        ("quarantined", "too big: 40 MB, limit 25 MB"),
+        ("quarantined", "too big: 26 MB, limit 25 MB"),
+    ]
+    assert states[3][0] == "done"
+    sent = await notices(repo)
+    assert [(n["recipient"], n["subject"]) for n in sent] == [
+        ("marta@example.net", "Fotos del router"),  # once for Marta, not for her second mail
+        ("pere@example.net", "Factura"),
+    ]
+    assert (sent[0]["size"], sent[0]["limit"]) == (30 * MB + MB // 2, 25 * MB)
+    # A retry of a header-only mail cannot make a ticket out of the header.
+    assert await processor.process(ids[0]) == "quarantined"
+    assert len(await notices(repo)) == 2
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Auto-Submitted": "auto-replied"},
+        {"Precedence": "bulk"},
+        {"From": "MAILER-DAEMON@example.net"},
+        {"From": OWN},
+        {"From": "josé@example.org"},
+    ],
+)
+async def test_no_too_big_notice_to_automatic_mail_or_ourselves(repo, processor, headers):
+    fields = {"From": "marta@example.net", "To": OWN, "Subject": "Gros"} | headers
+    # Written by hand: a mailer that puts raw UTF-8 in headers sends them like this.
+    raw = "".join(f"{name}: {value}\r\n" for name, value in fields.items()) + "\r\n"
+    ids = await store(repo, (raw.encode(), 30 * MB))
+    await processor.process_pending()
+    assert (await rows(repo, ids))[0][0] == "quarantined"
+    assert await notices(repo) == []
+
+
+async def test_too_big_notice_counts_against_the_daily_acknowledgements(repo, processor):
+    processor.settings = MailSettings(**{**processor.settings.__dict__, "ack_limit_per_day": 1})
+    first, _big = await store(
+        repo, mail("Primer", sender="anna@example.net"), (header_of(mail("Gros", "anna@example.net")), 30 * MB)
+    )
+    await processor.process_pending()
+    assert (await rows(repo, [first]))[0][0] == "done"  # acknowledged: the cap of 1 is used
+    assert await notices(repo) == []
+    # And the notice counts too: after one, a new ticket from the sender is not acknowledged.
+    async with repo.connection() as conn:
+        await conn.execute(update(O).values(created_at=datetime.now(UTC) - timedelta(days=2)))
+    await store(repo, (header_of(mail("Gros 2", sender="anna@example.net")), 30 * MB))
+    await store(repo, mail("Segon", sender="anna@example.net"))
+    await processor.process_pending()
+    async with repo.connection() as conn:
+        recent = await conn.execute(
+            select(O.c.template).where(
+                O.c.recipient == "anna@example.net",
+                O.c.created_at > datetime.now(UTC) - timedelta(hours=1),
+            )
+        )
+        assert [t for (t,) in recent] == ["too_big"]
+
+
+async def test_the_too_big_notice_as_the_member_reads_it(repo, processor, message_ids):
+    ids = await store(repo, (header_of(mail("Fotos del router")), 30 * MB + MB // 2))
+    await processor.process_pending()
+    (payload,) = await notices(repo)
+    sender = MailSender(
+        repo,
+        processor.service,
+        SmtpSettings("127.0.0.1", 25),
+        TemplateRenderer("ca"),
+        from_address=OWN,
+        from_name="Suport eXO",
+        loop_marker=message_ids.loop_marker(),
+    )
+    message = sender.build({k: v for k, v in payload.items() if k != "recipient"})
+    assert message["Subject"] == "Missatge massa gran: Fotos del router"
+    assert message["To"] == "marta@example.net"
+    assert message["Auto-Submitted"] == "auto-replied"
+    assert message["In-Reply-To"] == (await _message_id(repo, ids[0]))
+    text = message.get_content()
+    assert "«Fotos del router»" in text and "fa 30,5 MB i el límit és de 25 MB" in text
+    assert "adjunts més petits" in text and "enllaç" in text
+    assert message_ids.verify(message["Message-ID"]) == 0  # ours, about no ticket
+
+
+async def _message_id(repo, inbound_id: int) -> str:
+    async with repo.connection() as conn:
+        return (await conn.execute(select(I.c.message_id).where(I.c.id == inbound_id))).scalar()

@@ -1,0 +1,104 @@
+"""The parsing sandbox: worker processes bounded in time and memory, replaced when they fail."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import time
+
+import pytest
+
+from exobot.mail.parse import MailParseError, parse_mail
+from exobot.mail.sandbox import MB, ParseRefused, ParseSandbox, SandboxSettings, dumps
+
+MAIL = (
+    b"From: Marta <marta@example.net>\r\nTo: suport@example.org\r\nSubject: Hola\r\n"
+    b"Message-ID: <m1@example.net>\r\n\r\nNo tinc connexi\xc3\xb3.\r\n"
+)
+
+
+def hostile_sandbox(**settings) -> ParseSandbox:
+    return ParseSandbox(SandboxSettings(parser="parse_hooks:hostile", **settings))
+
+
+@pytest.fixture
+async def sandbox():
+    box = hostile_sandbox(timeout=1.0, memory=256 * MB, workers=2)
+    yield box
+    await box.close()
+
+
+def test_parsed_mail_survives_pickling():
+    parsed = parse_mail(MAIL)
+    again = pickle.loads(dumps(parsed))
+    assert again == parsed
+    assert dict(again.headers) == dict(parsed.headers)
+    with pytest.raises(TypeError):
+        again.headers["x"] = ("y",)  # still read-only
+
+
+async def test_parses_like_the_parser(sandbox):
+    parsed = await sandbox.parse(MAIL)
+    assert parsed == parse_mail(MAIL)
+    assert parsed.subject == "Hola" and "connexió" in parsed.body
+
+
+async def test_not_a_mail_is_reported_as_such(sandbox):
+    with pytest.raises(MailParseError):
+        await sandbox.parse(b"\r\n\r\nno headers at all")
+
+
+async def test_runaway_is_killed_at_the_time_limit_and_the_next_mail_parses(sandbox):
+    with pytest.raises(ParseRefused) as refused:
+        await sandbox.parse(MAIL + b"SLOW-PARSE")
+    assert refused.value.reason == "parsing took longer than 1 s"
+    assert (await sandbox.parse(MAIL)).subject == "Hola"
+
+
+async def test_memory_hog_is_stopped_at_the_limit_and_the_next_mail_parses(sandbox):
+    with pytest.raises(ParseRefused) as refused:
+        await sandbox.parse(MAIL + b"HOG-PARSE")
+    assert refused.value.reason == "parsing needed more than 256 MB"
+    assert (await sandbox.parse(MAIL)).subject == "Hola"
+
+
+async def test_a_crashing_worker_is_replaced(sandbox):
+    with pytest.raises(ParseRefused) as refused:
+        await sandbox.parse(MAIL + b"CRASH-PARSE")
+    assert refused.value.reason == "parsing crashed (SIGSEGV)"
+    assert (await sandbox.parse(MAIL)).subject == "Hola"
+
+
+async def test_the_event_loop_keeps_running_during_a_runaway(sandbox):
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    try:
+        results = await asyncio.gather(
+            sandbox.parse(MAIL + b"SLOW-PARSE"), sandbox.parse(MAIL), return_exceptions=True
+        )
+    finally:
+        task.cancel()
+    assert isinstance(results[0], ParseRefused)
+    assert results[1].subject == "Hola"  # the other worker parsed meanwhile
+    assert ticks >= 10  # the loop ran while a worker spun for a whole second
+
+
+async def test_close_stops_a_parse_in_progress_promptly():
+    box = hostile_sandbox(timeout=600.0, workers=1)
+    parse = asyncio.create_task(box.parse(MAIL + b"SLOW-PARSE"))
+    await asyncio.sleep(0.5)  # let it reach the worker
+    started = time.monotonic()
+    await box.close()
+    with pytest.raises(ParseRefused) as refused:
+        await asyncio.wait_for(parse, 60)
+    assert refused.value.reason == "the helpdesk is stopping"
+    assert time.monotonic() - started < 60  # not the 600 s limit
+    with pytest.raises(ParseRefused):
+        await box.parse(MAIL)

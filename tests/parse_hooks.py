@@ -1,0 +1,29 @@
+"""Parsers for the sandbox tests, loaded by name in the parsing workers ("parse_hooks:NAME").
+
+Each behaves like the real parser except on a marker in the raw bytes: SLOW-PARSE spins past any
+time limit, HOG-PARSE allocates until the memory limit stops it, CRASH-PARSE kills its own
+process. Spinning (not sleeping) holds the CPU the way a runaway regex does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from exobot.mail.parse import ParsedMail, parse_mail
+
+
+def hostile(raw: bytes) -> ParsedMail:
+    """parse_mail, unless a marker asks for a runaway."""
+    if b"SLOW-PARSE" in raw:
+        deadline = time.monotonic() + 3600
+        while time.monotonic() < deadline:
+            pass
+    if b"HOG-PARSE" in raw:
+        hog = []
+        while True:
+            hog.append(bytearray(64 * 1024 * 1024))
+    if b"CRASH-PARSE" in raw:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return parse_mail(raw)
