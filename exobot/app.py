@@ -228,6 +228,8 @@ class App:
             session_ttl=cfg.web.session_ttl,
             login_link_ttl=cfg.web.login_link_ttl,
             support_address=cfg.mail.address,
+            server_name=cfg.matrix.user_id.partition(":")[2] if cfg.matrix else "",
+            trusted_proxies=cfg.web.proxy_networks,
         )
         context = WebContext(settings, self.repository, self.service, retry_mail=self._retry_mail)
         if self.bot is not None:

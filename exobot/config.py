@@ -13,6 +13,7 @@ Typical use::
 """
 
 import copy
+import ipaddress
 import json
 import os
 import re
@@ -468,12 +469,32 @@ class WebConfig(ConfigSection):
     base_url: HttpUrl | None = None  # always set after validation, from listen if absent
     session_ttl: Duration = timedelta(hours=12)  # a browser session, from its login
     login_link_ttl: Duration = timedelta(minutes=10)  # a link sent by `!login`
+    # The TLS proxies in front (IPs or CIDRs): only a request from one of them has its
+    # X-Forwarded-For believed, for the login limiter's client address.
+    trusted_proxies: list[str] = Field(default_factory=list)
 
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
         _split_listen(value)
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/8)"
+                ) from None
+        return values
+
+    @property
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``trusted_proxies`` as networks."""
+        return tuple(ipaddress.ip_network(v, strict=False) for v in self.trusted_proxies)
 
     @model_validator(mode="after")
     def _default_base_url(self) -> "WebConfig":

@@ -7,6 +7,7 @@ someone from the operators (or from the queue rooms) locks them out at once.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ SESSION_COOKIE = "exobot_session"
 # that must match this cookie: a double-submit token, since there is no session yet.
 PRELOGIN_COOKIE = "exobot_prelogin"
 CSRF_FIELD = "csrf"
+MAX_FORWARDED_CHARS = 4096  # X-Forwarded-For read at most this far (from the right end)
 
 
 @dataclass(frozen=True)
@@ -121,5 +123,28 @@ def set_prelogin_cookie(request: Request, response: Response, token: str) -> Non
 
 
 def client_address(request: Request) -> str:
-    """The client's address, for rate limiting."""
-    return request.client.host if request.client else "?"
+    """The client's address, for rate limiting: the direct peer, or, when the peer is one of
+    `web.trusted_proxies`, the rightmost address in X-Forwarded-For that is not a trusted
+    proxy (the leftmost entries are whatever the client claimed, so they are never used)."""
+    peer = request.client.host if request.client else "?"
+    trusted = context(request).settings.trusted_proxies
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    hops = ",".join(request.headers.getlist("x-forwarded-for"))[-MAX_FORWARDED_CHARS:]
+    for hop in reversed(hops.split(",")):
+        hop = hop.strip()
+        try:
+            address = ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # not an address: trust nothing further left
+        if not any(address in network for network in trusted):
+            return str(address)
+    return peer
+
+
+def _is_trusted(host: str, trusted: tuple) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in network for network in trusted)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
+from ipaddress import IPv4Network, IPv6Network
 
 from exobot.core.service import TicketService
 from exobot.db.repository import SqlRepository
@@ -24,6 +25,10 @@ class WebSettings:
     session_ttl: timedelta = timedelta(hours=12)
     login_link_ttl: timedelta = timedelta(minutes=10)
     support_address: str = ""
+    # The homeserver's name (from the bot's id): `anna` logs in as `@anna:<server_name>`.
+    server_name: str = ""
+    # Proxies whose X-Forwarded-For names the client (for the login limiter): networks.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     # False only in tests that must see what a page would do without its CSP.
     csp: bool = True
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from exobot import messages
+from exobot.core.commands import is_user_id
 from exobot.db import web as records
 from exobot.web import auth
 from exobot.web.homeserver import HomeserverUnavailable
@@ -19,12 +20,30 @@ log = logging.getLogger("exobot.web.login")
 
 router = APIRouter()
 
+MAX_USER_CHARS = 255  # a Matrix id is at most 255 characters
+
 
 def _safe_next(target: str | None) -> str:
     """Only a path on this site: never an open redirect."""
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return "/"
+
+
+def canonical_user_id(user: str, server_name: str) -> str | None:
+    """The Matrix id a login form's user names, lower-cased: `anna`, `@anna` and
+    `@anna:example.org` are all `@anna:example.org` (with `server_name` example.org). None
+    when it is empty, longer than MAX_USER_CHARS or not a Matrix id."""
+    user = user.strip()
+    if not user or len(user) > MAX_USER_CHARS:
+        return None
+    if not user.startswith("@"):
+        user = "@" + user
+    if ":" not in user:
+        if not server_name:
+            return None
+        user = f"{user}:{server_name}"
+    return user.lower() if is_user_id(user) else None
 
 
 def _limiter(request: Request) -> LoginLimiter:
@@ -69,9 +88,14 @@ async def login_with_password(
     say_error = "web.login.bad_password"
     if not auth.csrf_matches(request.cookies.get(auth.PRELOGIN_COOKIE, ""), csrf):
         return render(request, "error.html", status_code=403, message_key="web.csrf")
-    user = user.strip()
+    user = user.strip()[: MAX_USER_CHARS + 1]  # what the page shows back, never more
+    account = canonical_user_id(user, ctx.settings.server_name)
+    if account is None or not password:
+        # Malformed or over-long: refused without asking the homeserver or counting anything.
+        return _login_page(request, error=(say_error, {}), status=400, user=user[:MAX_USER_CHARS])
     client = auth.client_address(request)
-    wait = _limiter(request).retry_after(client, user)
+    limiter = _limiter(request)
+    wait = limiter.retry_after(client, account, operator=ctx.is_operator(account))
     if wait > 0:
         response = _login_page(
             request,
@@ -81,23 +105,21 @@ async def login_with_password(
         )
         response.headers["retry-after"] = str(math.ceil(wait))
         return response
-    if not user or not password:
-        return _login_page(request, error=(say_error, {}), status=400, user=user)
     try:
-        user_id = await ctx.check_password(user, password)
+        user_id = await ctx.check_password(account, password)
     except HomeserverUnavailable as error:
-        log.warning("password login of %s: homeserver unavailable: %s", user, error)
+        log.warning("password login of %s: homeserver unavailable: %s", account, error)
         return _login_page(request, error=("web.login.unavailable", {}), status=503, user=user)
     if user_id is None:
-        _limiter(request).failed(client, user)
-        log.info("password login of %r from %s refused", user, client)
+        limiter.failed(client, account)
+        log.info("password login of %s from %s refused", account, client)
         return _login_page(request, error=(say_error, {}), status=401, user=user)
     if not ctx.is_operator(user_id):
         log.info("password login of %s refused: not an operator", user_id)
         return _login_page(
             request, error=("web.login.not_operator", {"user": user_id}), status=403, user=user
         )
-    _limiter(request).succeeded(user)
+    limiter.succeeded(account)
     log.info("%s logged in with a password", user_id)
     response = RedirectResponse(_safe_next(next), status_code=303)
     await auth.start_session(request, response, user_id)
