@@ -115,6 +115,8 @@ class App:
             announce=cfg.matrix is not None,
             max_size=cfg.mail.max_size,
             language=cfg.language,
+            trusted_authserv_id=cfg.mail.trusted_authserv_id,
+            new_tickets_per_sender_per_hour=cfg.mail.new_tickets_per_sender_per_hour,
         )
         parser = ParseSandbox(
             SandboxSettings(
@@ -244,7 +246,7 @@ class App:
 
     async def _retry_mail(self, inbound_id: int) -> str:
         """Process a quarantined mail again (the web's retry button)."""
-        return await self.processor.process(inbound_id)
+        return await self.processor.retry(inbound_id)
 
     def _wake_worker(self, event: OutboxQueued) -> None:
         if event.kind == "mail":

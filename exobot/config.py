@@ -235,6 +235,10 @@ EmailAddress = Annotated[
     str, _matching(r"[^@\s]+@[^@\s]+\.[^@\s.]+", "an email address like suport@example.org")
 ]
 PluginName = Annotated[str, AfterValidator(_known_plugin)]
+# RFC 8601's authserv-id as mail servers write it: a host name or a similar token.
+AuthservId = Annotated[
+    str, _matching(r"[A-Za-z0-9][A-Za-z0-9._-]*", "a host name like mx.example.org")
+]
 PluginSettings = Annotated[dict[str, Any], BeforeValidator(_none_as_empty)]
 
 
@@ -409,6 +413,12 @@ class MailConfig(ConfigSection):
     smtp: SmtpConfig
     hmac_secret: SecretStr | None = None
     ack_limit_per_day: int = Field(5, ge=0)
+    # New tickets and unverified mails one sender may cause per hour; later ones are held in
+    # quarantine ("flood") until an operator lets them through.
+    new_tickets_per_sender_per_hour: int = Field(10, ge=1)
+    # The authserv-id of our own mail server's Authentication-Results header: its dmarc=fail
+    # makes a mail unverified. None: no such header is believed (anyone can write one).
+    trusted_authserv_id: AuthservId | None = None
     templates_dir: Path | None = None
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     # Each mail is parsed in a worker process within these bounds; a mail over them is

@@ -64,6 +64,24 @@ _CA: dict[str, str] = {
     ),
     "entry.bounce": "⚠️ Un correu nostre ha rebotat: {recipients}{details}",
     "entry.accepted": "{actor} ha acceptat com a correspondència el correu de l'adreça {sender}",
+    "entry.accepted_cc": (
+        "{actor} ha acceptat com a correspondència el correu de l'adreça {sender}. "
+        "No s'han afegit com a participants les adreces en còpia: {addresses} "
+        "(per afegir-ne una: !cc {ticket} +adreça)"
+    ),
+    "entry.cc_not_added": (
+        "Adreces en còpia no afegides com a participants: {addresses} "
+        "(per afegir-ne una: !cc {ticket} +adreça)"
+    ),
+    "entry.participants_added": "{actor} ha afegit {added} als participants de {ticket}",
+    "entry.participants_removed": "{actor} ha tret {removed} dels participants de {ticket}",
+    "entry.participants_both": (
+        "{actor} ha afegit {added} als participants de {ticket} i n'ha tret {removed}"
+    ),
+    "entry.cc_skipped": (
+        "⚠️ {recipient} no ha rebut còpia de la resposta: no és una adreça a la qual es pugui "
+        "escriure ({error}). Per treure-la: !cc {ticket} -{recipient}"
+    ),
     "entry.delivery_failed": "⚠️ No s'ha pogut enviar el correu a {recipient}: {error}",
     "entry.alert_new": "⚠️ Alerta: ticket nou que ningú no ha agafat",
     "entry.alert_stalled": "⏰ Recordatori: ticket aturat",
@@ -146,6 +164,7 @@ _CA: dict[str, str] = {
     "help.usage.search": "!cerca paraules…",
     "help.usage.new": "!nou adreça@exemple.org títol…",
     "help.usage.accept": "!accepta {ref}",
+    "help.usage.cc": "!cc {ref} +adreça -adreça…",
     "help.usage.login": "!entra",
     "help.usage.help": "!ajuda [ordre]",
     "help.desc.take": "T'assigna el ticket (nou → obert).",
@@ -178,7 +197,11 @@ _CA: dict[str, str] = {
     ),
     "help.desc.accept": (
         "Accepta com a correspondència l'últim correu d'un remitent no verificat "
-        "i el fa participant del ticket."
+        "i el fa participant del ticket; les adreces en còpia d'aquell correu només es llisten."
+    ),
+    "help.desc.cc": (
+        "Afegeix (+) o treu (-) participants: les adreces que reben còpia de les respostes "
+        "i que poden escriure al ticket. El sol·licitant no es pot treure."
     ),
     "help.desc.login": "T'envia per missatge directe un enllaç d'un sol ús per entrar a la web de suport.",
     "help.desc.help": "Mostra aquesta ajuda o l'ús d'una ordre.",
@@ -190,6 +213,7 @@ _CA: dict[str, str] = {
     "arg.status": "l'estat",
     "arg.words": "les paraules que cal cercar",
     "arg.address": "l'adreça de correu",
+    "arg.participants": "les adreces (+adreça per afegir, -adreça per treure)",
     "arg.other": "un argument ({argument})",
     "error.usage": "Ús: {usage}",
     "error.unknown_command": "No conec l'ordre !{command}. Escriu !ajuda per veure les ordres.",
@@ -205,7 +229,20 @@ _CA: dict[str, str] = {
     "error.bad_status": "No conec l'estat «{word}». Estats possibles: {known}.",
     "error.bad_user": "«{text}» no és un usuari de Matrix: escriu-lo com @nom:servidor.",
     "error.bad_queue": "No hi ha cap cua «{queue}». Cues: {known}.",
-    "error.bad_address": "«{text}» no és una adreça de correu vàlida.",
+    "error.bad_address": "«{text}» no és una adreça de correu utilitzable ({reason}).",
+    "error.bad_cc_argument": (
+        "«{text}»: escriu +adreça per afegir un participant o -adreça per treure'l."
+    ),
+    "error.missing_participants": "Falten les adreces que cal afegir o treure.",
+    "error.too_many_participants": "Com a màxim {limit} adreces alhora.",
+    "error.own_address_participant": (
+        "{address} és l'adreça del mateix suport: no pot ser participant."
+    ),
+    "error.requestor_stays": (
+        "{address} és el sol·licitant de {ticket}: no es pot treure dels participants."
+    ),
+    "error.add_and_remove": "{address} no es pot afegir i treure alhora.",
+    "error.participants_unchanged": "Els participants de {ticket} ja són aquests: res a canviar.",
     "error.unexpected_argument": "!{command} no necessita res més, i sobra «{text}».",
     "error.bad_list_argument": (
         "«{word}» no és un filtre de !llista: hi pots posar una cua, estats, meus, lliures o tots."
@@ -302,6 +339,24 @@ _ES: dict[str, str] = {
     ),
     "entry.bounce": "⚠️ Un correo nuestro ha rebotado: {recipients}{details}",
     "entry.accepted": "{actor} ha aceptado el correo de {sender} como correspondencia",
+    "entry.accepted_cc": (
+        "{actor} ha aceptado el correo de {sender} como correspondencia. "
+        "No se han añadido como participantes las direcciones en copia: {addresses} "
+        "(para añadir una: !cc {ticket} +dirección)"
+    ),
+    "entry.cc_not_added": (
+        "Direcciones en copia no añadidas como participantes: {addresses} "
+        "(para añadir una: !cc {ticket} +dirección)"
+    ),
+    "entry.participants_added": "{actor} ha añadido {added} a los participantes de {ticket}",
+    "entry.participants_removed": "{actor} ha quitado {removed} de los participantes de {ticket}",
+    "entry.participants_both": (
+        "{actor} ha añadido {added} a los participantes de {ticket} y ha quitado {removed}"
+    ),
+    "entry.cc_skipped": (
+        "⚠️ {recipient} no ha recibido copia de la respuesta: no es una dirección a la que se "
+        "pueda escribir ({error}). Para quitarla: !cc {ticket} -{recipient}"
+    ),
     "entry.delivery_failed": "⚠️ No se ha podido enviar el correo a {recipient}: {error}",
     "entry.alert_new": "⚠️ Alerta: ticket nuevo que nadie ha tomado",
     "entry.alert_stalled": "⏰ Recordatorio: ticket parado",
@@ -379,6 +434,7 @@ _ES: dict[str, str] = {
     "help.usage.search": "!search palabras…",
     "help.usage.new": "!new direccion@ejemplo.org título…",
     "help.usage.accept": "!accept {ref}",
+    "help.usage.cc": "!cc {ref} +dirección -dirección…",
     "help.usage.login": "!login",
     "help.usage.help": "!help [orden]",
     "help.desc.take": "Te asigna el ticket (nuevo → abierto).",
@@ -411,7 +467,12 @@ _ES: dict[str, str] = {
     ),
     "help.desc.accept": (
         "Acepta como correspondencia el último correo de un remitente no verificado "
-        "y lo hace participante del ticket."
+        "y lo hace participante del ticket; las direcciones en copia de ese correo solo se "
+        "listan."
+    ),
+    "help.desc.cc": (
+        "Añade (+) o quita (-) participantes: las direcciones que reciben copia de las "
+        "respuestas y que pueden escribir al ticket. El solicitante no se puede quitar."
     ),
     "help.desc.login": "Te envía por mensaje directo un enlace de un solo uso para entrar en la web de soporte.",
     "help.desc.help": "Muestra esta ayuda o el uso de una orden.",
@@ -422,6 +483,7 @@ _ES: dict[str, str] = {
     "arg.status": "el estado",
     "arg.words": "las palabras que buscar",
     "arg.address": "la dirección de correo",
+    "arg.participants": "las direcciones (+dirección para añadir, -dirección para quitar)",
     "arg.other": "un argumento ({argument})",
     "error.usage": "Uso: {usage}",
     "error.unknown_command": "No conozco la orden !{command}. Escribe !help para ver las órdenes.",
@@ -437,7 +499,22 @@ _ES: dict[str, str] = {
     "error.bad_status": "No conozco el estado «{word}». Estados posibles: {known}.",
     "error.bad_user": "«{text}» no es un usuario de Matrix: escríbelo como @nombre:servidor.",
     "error.bad_queue": "No existe la cola «{queue}». Colas: {known}.",
-    "error.bad_address": "«{text}» no es una dirección de correo válida.",
+    "error.bad_address": "«{text}» no es una dirección de correo utilizable ({reason}).",
+    "error.bad_cc_argument": (
+        "«{text}»: escribe +dirección para añadir un participante o -dirección para quitarlo."
+    ),
+    "error.missing_participants": "Faltan las direcciones que hay que añadir o quitar.",
+    "error.too_many_participants": "Como máximo {limit} direcciones a la vez.",
+    "error.own_address_participant": (
+        "{address} es la dirección del propio soporte: no puede ser participante."
+    ),
+    "error.requestor_stays": (
+        "{address} es el solicitante de {ticket}: no se puede quitar de los participantes."
+    ),
+    "error.add_and_remove": "{address} no se puede añadir y quitar a la vez.",
+    "error.participants_unchanged": (
+        "Los participantes de {ticket} ya son estos: nada que cambiar."
+    ),
     "error.unexpected_argument": "!{command} no necesita nada más, y sobra «{text}».",
     "error.bad_list_argument": (
         "«{word}» no es un filtro de !list: puedes poner una cola, estados, mine, unowned o all."
@@ -535,6 +612,23 @@ _EN: dict[str, str] = {
     ),
     "entry.bounce": "⚠️ One of our mails bounced: {recipients}{details}",
     "entry.accepted": "{actor} accepted the mail from {sender} as correspondence",
+    "entry.accepted_cc": (
+        "{actor} accepted the mail from {sender} as correspondence. "
+        "Its Cc addresses were not made participants: {addresses} "
+        "(to add one: !cc {ticket} +address)"
+    ),
+    "entry.cc_not_added": (
+        "Cc addresses not made participants: {addresses} (to add one: !cc {ticket} +address)"
+    ),
+    "entry.participants_added": "{actor} added {added} to the participants of {ticket}",
+    "entry.participants_removed": "{actor} removed {removed} from the participants of {ticket}",
+    "entry.participants_both": (
+        "{actor} added {added} to the participants of {ticket} and removed {removed}"
+    ),
+    "entry.cc_skipped": (
+        "⚠️ {recipient} got no copy of the reply: no mail can be written to that address "
+        "({error}). To remove it: !cc {ticket} -{recipient}"
+    ),
     "entry.delivery_failed": "⚠️ Could not deliver the mail to {recipient}: {error}",
     "entry.alert_new": "⚠️ Alert: new ticket nobody has taken",
     "entry.alert_stalled": "⏰ Reminder: stalled ticket",
@@ -611,6 +705,7 @@ _EN: dict[str, str] = {
     "help.usage.search": "!search words…",
     "help.usage.new": "!new member@example.org title…",
     "help.usage.accept": "!accept {ref}",
+    "help.usage.cc": "!cc {ref} +address -address…",
     "help.usage.login": "!login",
     "help.usage.help": "!help [command]",
     "help.desc.take": "Assigns the ticket to you (new → open).",
@@ -641,7 +736,11 @@ _EN: dict[str, str] = {
     ),
     "help.desc.accept": (
         "Accepts the last mail from an unverified sender as correspondence "
-        "and makes the sender a participant."
+        "and makes the sender a participant; that mail's Cc addresses are only listed."
+    ),
+    "help.desc.cc": (
+        "Adds (+) or removes (-) participants: the addresses that get copies of the replies "
+        "and may write to the ticket. The requestor cannot be removed."
     ),
     "help.desc.login": "Sends you a single-use link to the support website by direct message.",
     "help.desc.help": "Shows this help or the usage of one command.",
@@ -652,6 +751,7 @@ _EN: dict[str, str] = {
     "arg.status": "the status",
     "arg.words": "the words to search for",
     "arg.address": "the email address",
+    "arg.participants": "the addresses (+address to add, -address to remove)",
     "arg.other": "an argument ({argument})",
     "error.usage": "Usage: {usage}",
     "error.unknown_command": "I don't know the command !{command}. Type !help to see the commands.",
@@ -666,7 +766,22 @@ _EN: dict[str, str] = {
     "error.bad_status": "I don't know the status “{word}”. Possible statuses: {known}.",
     "error.bad_user": "“{text}” is not a Matrix user: write it as @name:server.",
     "error.bad_queue": "There is no queue “{queue}”. Queues: {known}.",
-    "error.bad_address": "“{text}” is not a valid email address.",
+    "error.bad_address": "“{text}” is not a usable email address ({reason}).",
+    "error.bad_cc_argument": (
+        "“{text}”: write +address to add a participant or -address to remove one."
+    ),
+    "error.missing_participants": "Say which addresses to add or remove.",
+    "error.too_many_participants": "At most {limit} addresses at a time.",
+    "error.own_address_participant": (
+        "{address} is the support address itself: it cannot be a participant."
+    ),
+    "error.requestor_stays": (
+        "{address} is the requestor of {ticket}: it cannot be removed from the participants."
+    ),
+    "error.add_and_remove": "{address} cannot be added and removed at once.",
+    "error.participants_unchanged": (
+        "The participants of {ticket} are already so: nothing to change."
+    ),
     "error.unexpected_argument": "!{command} takes nothing more, but got “{text}”.",
     "error.bad_list_argument": (
         "“{word}” is not a !list filter: use a queue, statuses, mine, unowned or all."

@@ -50,7 +50,7 @@ async def run_quarantine(config: Config, action: str, inbound_id: int | None) ->
                 await inbound.discard(conn, inbound_id)
             print(f"mail {inbound_id} discarded (kept in the database, never processed)")
             return 0
-        state = await app.processor.process(inbound_id)
+        state = await app.processor.retry(inbound_id)
         print(f"mail {inbound_id}: {state}")
         return 0 if state != inbound.QUARANTINED else 1
     finally:

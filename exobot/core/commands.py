@@ -8,8 +8,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
+from exobot.core.addresses import BadAddress, normalize_address
 from exobot.core.intents import (
     AcceptUnverified,
+    ChangeParticipants,
     Comment,
     Give,
     Intent,
@@ -40,7 +42,8 @@ _MESSAGES = {
     "bad_status": "Unknown status {word!r} (known: {known})",
     "bad_user": "Not a Matrix user id like @name:server: {text}",
     "bad_queue": "Unknown queue {queue!r} (known: {known})",
-    "bad_address": "Not an email address: {text}",
+    "bad_address": "Not a usable email address: {text} ({reason})",
+    "bad_cc_argument": "Write +address to add a participant or -address to remove one: {text}",
     "unexpected_argument": "!{command} takes nothing more, but got: {text}",
     "bad_list_argument": "Not a queue, status, owner filter or 'all': {word}",
 }
@@ -81,6 +84,7 @@ class ArgumentKind(StrEnum):
     WORDS = "words"
     NEW = "new"
     TOPIC = "topic"
+    PARTICIPANTS = "participants"
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,13 @@ COMMANDS: dict[str, CommandSpec] = dict(
         _spec("search", ("cerca",), "!search words…", ArgumentKind.WORDS, False),
         _spec("new", ("nou",), "!new member@example.org title…", ArgumentKind.NEW, False),
         _spec("accept", ("accepta",), "!accept suport#N", ArgumentKind.NONE, True),
+        _spec(
+            "cc",
+            ("copia", "còpia"),
+            "!cc suport#N +address -address…",
+            ArgumentKind.PARTICIPANTS,
+            True,
+        ),
         _spec("login", ("entra",), "!login", ArgumentKind.NONE, False),
         _spec("help", ("ajuda",), "!help [command]", ArgumentKind.TOPIC, False),
     ]
@@ -161,8 +172,9 @@ def is_user_id(text: str) -> bool:
     """Whether `text` is written like a Matrix user id, `@name:server`."""
     return bool(_USER_ID.fullmatch(text))
 
-_ADDRESS = re.compile(r"[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+")
 _TRAILING_PUNCTUATION = ".,;:"
+# The most addresses one `!cc` may name (the service refuses more, too).
+_MAX_CC_WORDS = 20
 
 
 @dataclass(frozen=True)
@@ -317,6 +329,8 @@ def _parse_ticketed(
         if name == "reply":
             return ParsedCommand(name, intent=Reply(ticket, rest))
         return ParsedCommand(name, intent=Comment(ticket, rest))
+    if kind is ArgumentKind.PARTICIPANTS:
+        return ParsedCommand(name, intent=_parse_cc(spec, ticket, rest))
     if kind is ArgumentKind.TITLE:
         title = " ".join(rest.split())
         if not title:
@@ -408,13 +422,40 @@ def _parse_new(spec: CommandSpec, rest: str, room_queue: str | None) -> OpenTick
     parts = first_line.split(maxsplit=1)
     if not parts:
         raise CommandError("missing_argument", command=spec.name, argument="address")
-    address = parts[0]
-    if address.startswith("<") and address.endswith(">"):
-        address = address[1:-1]
-    address = address.removeprefix("mailto:")
-    if not _ADDRESS.fullmatch(address):
-        raise CommandError("bad_address", text=_echo(parts[0]))
+    address = _command_address(parts[0])
     title = " ".join(parts[1].split()) if len(parts) > 1 else ""
     if not title:
         raise CommandError("missing_argument", command=spec.name, argument="title")
     return OpenTicket(requestor=address, title=title, text=following.strip(), queue=room_queue)
+
+
+def _command_address(word: str) -> str:
+    """An address typed in a command (`<a@b.org>` and `mailto:` allowed), in canonical form;
+    CommandError with the reason when the one address rule refuses it."""
+    address = word
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1]
+    address = address.removeprefix("mailto:")
+    try:
+        return normalize_address(address)
+    except BadAddress as error:
+        raise CommandError("bad_address", text=_echo(word), reason=error.reason) from None
+
+
+def _parse_cc(spec: CommandSpec, ticket: int, rest: str) -> ChangeParticipants:
+    """`!cc suport#N +a@example.org -b@example.org`: participants to add and remove."""
+    words = rest.replace(",", " ").split()
+    if not words:
+        raise CommandError("missing_argument", command=spec.name, argument="participants")
+    if len(words) > _MAX_CC_WORDS:
+        raise CommandError(
+            "unexpected_argument", command=spec.name, text=_echo(" ".join(words[_MAX_CC_WORDS:]))
+        )
+    add: list[str] = []
+    remove: list[str] = []
+    for word in words:
+        sign, address = word[:1], word[1:]
+        if sign not in "+-" or not address:
+            raise CommandError("bad_cc_argument", text=_echo(word))
+        (add if sign == "+" else remove).append(_command_address(address))
+    return ChangeParticipants(ticket, tuple(add), tuple(remove))

@@ -108,6 +108,16 @@ class AcceptUnverified:
 
 
 @dataclass(frozen=True)
+class ChangeParticipants:
+    """An operator adds and removes participants: the addresses that get copies of the
+    replies and whose mail to the ticket counts as the member's. The requestor stays."""
+
+    ticket: int
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RecordDeliveryFailure:
     """The outbox gave up on a mail (a permanent SMTP error or too many attempts)."""
 
@@ -115,6 +125,7 @@ class RecordDeliveryFailure:
     outbox_id: int
     recipient: str
     error: str
+    skipped: bool = False  # only this recipient was left out; the others got the mail
 
 
 @dataclass(frozen=True)
@@ -151,6 +162,7 @@ Intent = (
     | Move
     | SetStatus
     | AcceptUnverified
+    | ChangeParticipants
     | RecordDeliveryFailure
     | RaiseAlert
 )
@@ -166,4 +178,5 @@ OPERATOR_INTENTS = (
     Move,
     SetStatus,
     AcceptUnverified,
+    ChangeParticipants,
 )

@@ -33,6 +33,7 @@ class EntryKind(StrEnum):
     QUEUE = "queue"
     TITLE = "title"
     ACCEPTED = "accepted"  # an unverified mail accepted by an operator
+    PARTICIPANTS = "participants"  # an operator added or removed participants
     DELIVERY_FAILED = "delivery_failed"
     ALERT = "alert"  # a reminder raised by exobot: still new, or stalled for long
 

@@ -38,6 +38,9 @@ class UnitOfWork(Protocol):
     async def add_participant(self, ticket: int, address: str, source: str) -> None:
         """Make an address a participant (idempotent)."""
 
+    async def remove_participant(self, ticket: int, address: str) -> None:
+        """Stop an address being a participant (idempotent)."""
+
     async def record_message(
         self, message_id: str, ticket: int, direction: str, entry_id: int | None
     ) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from exobot.core import intents as i
+from exobot.core.addresses import BadAddress, address_problem, normalize_address
 from exobot.core.events import EventBus, OutboxQueued, TicketEvent
 from exobot.core.lifecycle import Happening, LifecycleError, check_status_change, status_after
 from exobot.core.model import Actor, ActorKind, Entry, EntryKind, IncomingMail, Status, Ticket
@@ -18,6 +19,11 @@ log = logging.getLogger("exobot.service")
 PLACEHOLDER_TITLE = "(sense assumpte)"
 MAX_TITLE = 200
 MAX_REFERENCES = 20
+# At most this many participants are taken from the Cc of one mail; the rest are listed on
+# its entry for an operator to add deliberately (`!cc`).
+MAX_CC_PARTICIPANTS = 10
+# At most this many addresses in one change of participants.
+MAX_PARTICIPANT_CHANGES = 20
 
 
 class ServiceError(Exception):
@@ -153,19 +159,23 @@ class TicketService:
             if intent.mail_class is i.MailClass.BOUNCE:
                 raise InvalidRequest("bounce_without_ticket", "a bounce never opens a ticket")
             automatic = intent.mail_class is i.MailClass.AUTOMATIC
+            unverified = intent.mail_class is i.MailClass.UNVERIFIED
             ticket = await step.create(
                 title=mail.subject,
                 requestor=mail.requestor,
                 queue=intent.queue,
-                member_mail=not automatic,
+                member_mail=not (automatic or unverified),
             )
-            for address in dict.fromkeys(
-                a.lower() for a in (mail.requestor, mail.sender, *mail.cc)
-            ):
+            # A sender our mail server says may be forged brings nobody else in.
+            people = (mail.requestor,) if unverified else (mail.requestor, mail.sender)
+            for address in dict.fromkeys(a.lower() for a in people):
                 await step.add_participant(ticket.number, address, "mail")
-            await step.record_mail(
-                ticket, mail, EntryKind.AUTOMATIC_IN if automatic else EntryKind.MAIL_IN
-            )
+            left_out = await step.add_cc(ticket.number, () if unverified else mail.cc)
+            kind = {
+                i.MailClass.AUTOMATIC: EntryKind.AUTOMATIC_IN,
+                i.MailClass.UNVERIFIED: EntryKind.UNVERIFIED_IN,
+            }.get(intent.mail_class, EntryKind.MAIL_IN)
+            await step.record_mail(ticket, mail, kind, cc_not_added=left_out)
             outbox = []
             if intent.acknowledge:
                 outbox.append(
@@ -183,11 +193,13 @@ class TicketService:
             i.MailClass.UNVERIFIED: (EntryKind.UNVERIFIED_IN, Happening.UNVERIFIED_MAIL),
             i.MailClass.BOUNCE: (EntryKind.BOUNCE, Happening.BOUNCE),
         }[intent.mail_class]
-        await step.record_mail(ticket, mail, kind)
+        left_out: list[str] = []
         if intent.mail_class is i.MailClass.MEMBER:
-            for address in mail.cc:
-                await step.add_participant(ticket.number, address, "cc")
+            # Only a verified member's Cc; an unverified mail's waits for `!accept`, which
+            # lists it, and then for an operator's `!cc`.
+            left_out = await step.add_cc(ticket.number, mail.cc)
             ticket.last_member_mail_at = step.now
+        await step.record_mail(ticket, mail, kind, cc_not_added=left_out)
         await step.transition(ticket, happening)
         await step.mark_inbound(mail, ticket)
         return step.outcome(ticket)
@@ -200,20 +212,15 @@ class TicketService:
             ticket,
             EntryKind.DELIVERY_FAILED,
             body=intent.error,
-            data={"outbox_id": intent.outbox_id, "recipient": intent.recipient},
+            data={"outbox_id": intent.outbox_id, "recipient": intent.recipient}
+            | ({"skipped": True} if intent.skipped else {}),
         )
         return step.outcome(ticket)
 
     # --- operators --------------------------------------------------------------------------
 
     async def _do_OpenTicket(self, step: _Step, intent: i.OpenTicket) -> Outcome:
-        requestor = intent.requestor.strip().lower()
-        if not _looks_like_address(requestor):
-            raise InvalidRequest(
-                "bad_address",
-                f"{intent.requestor!r} is not an email address",
-                address=intent.requestor,
-            )
+        requestor = _address(intent.requestor)
         ticket = await step.create(title=intent.title, requestor=requestor, queue=intent.queue)
         await step.add_participant(ticket.number, requestor, "operator")
         if intent.text.strip():
@@ -259,10 +266,25 @@ class TicketService:
         ticket = await step.ticket(intent.ticket)
         participants = await step.uow.participants(ticket.number)
         own = self.settings.own_address.lower()
-        cc = sorted(a for a in participants if a not in (ticket.requestor, own))
+        cc, unusable = [], []
+        for address in sorted(a for a in participants if a not in (ticket.requestor, own)):
+            problem = address_problem(address)
+            if problem is None:
+                cc.append(address)
+            else:
+                unusable.append((address, problem))
         outbox_id = await step.queue_mail(
             ticket, "reply", to=[ticket.requestor], cc=cc, auto=False, text=text
         )
+        # A participant stored before the one address rule (or by hand) that no mail can be
+        # written to is left out of the copy and said so; the member still gets the reply.
+        for address, problem in unusable:
+            await step.add(
+                ticket,
+                EntryKind.DELIVERY_FAILED,
+                body=problem,
+                data={"outbox_id": outbox_id, "recipient": address, "skipped": True},
+            )
         await step.transition(ticket, Happening.REPLY)
         return step.outcome(ticket, outbox=[outbox_id])
 
@@ -346,6 +368,60 @@ class TicketService:
         ticket.next_alert_at = step.now + repeat
         return step.outcome(ticket)
 
+    async def _do_ChangeParticipants(
+        self, step: _Step, intent: i.ChangeParticipants
+    ) -> Outcome:
+        """Add and remove participants (who get copies of the replies and may write)."""
+        if not intent.add and not intent.remove:
+            raise InvalidRequest("missing_participants", "say which addresses to add or remove")
+        if len(intent.add) + len(intent.remove) > MAX_PARTICIPANT_CHANGES:
+            raise InvalidRequest(
+                "too_many_participants",
+                f"at most {MAX_PARTICIPANT_CHANGES} addresses at a time",
+                limit=MAX_PARTICIPANT_CHANGES,
+            )
+        add = list(dict.fromkeys(_address(a) for a in intent.add))
+        remove = list(dict.fromkeys(_address(a) for a in intent.remove))
+        ticket = await step.ticket(intent.ticket)
+        reference = self.reference(ticket.number)
+        own = self.settings.own_address.lower()
+        for address in add:
+            if address == own:
+                raise InvalidRequest(
+                    "own_address_participant",
+                    f"{address} is the support address itself",
+                    address=address,
+                )
+        for address in remove:
+            if address == ticket.requestor:
+                raise InvalidRequest(
+                    "requestor_stays",
+                    f"{address} is the requestor of {reference} and stays a participant",
+                    address=address,
+                    ticket=reference,
+                )
+            if address in add:
+                raise InvalidRequest(
+                    "add_and_remove",
+                    f"{address} cannot be added and removed at once",
+                    address=address,
+                )
+        participants = await step.uow.participants(ticket.number)
+        added = [a for a in add if a not in participants]
+        removed = [a for a in remove if a in participants]
+        if not added and not removed:
+            raise InvalidRequest(
+                "participants_unchanged",
+                f"the participants of {reference} are already so",
+                ticket=reference,
+            )
+        for address in added:
+            await step.uow.add_participant(ticket.number, address, "operator")
+        for address in removed:
+            await step.uow.remove_participant(ticket.number, address)
+        await step.add(ticket, EntryKind.PARTICIPANTS, data={"added": added, "removed": removed})
+        return step.outcome(ticket)
+
     async def _do_AcceptUnverified(self, step: _Step, intent: i.AcceptUnverified) -> Outcome:
         ticket = await step.ticket(intent.ticket)
         entry = await step.uow.last_entry(ticket.number, [EntryKind.UNVERIFIED_IN.value])
@@ -362,7 +438,19 @@ class TicketService:
         await step.uow.update_entry(entry)
         if sender:
             await step.add_participant(ticket.number, sender, "accepted")
-        await step.add(ticket, EntryKind.ACCEPTED, data={"entry": entry.id, "from": sender})
+        # The Cc of the accepted mail is not added: whoever wrote it chose it. Listed, so an
+        # operator can add the right ones with `!cc`.
+        participants = await step.uow.participants(ticket.number)
+        own = self.settings.own_address.lower()
+        cc_left = [
+            a
+            for a in dict.fromkeys(str(a).lower() for a in entry.data.get("cc") or ())
+            if a not in participants and a != own
+        ]
+        data = {"entry": entry.id, "from": sender}
+        if cc_left:
+            data["cc_not_added"] = cc_left
+        await step.add(ticket, EntryKind.ACCEPTED, data=data)
         ticket.last_member_mail_at = step.now
         await step.transition(ticket, Happening.MEMBER_MAIL)
         return step.outcome(ticket)
@@ -441,12 +529,41 @@ class _Step:
         self.pending.append(TicketEvent(ticket.number, kind, self.actor.id, dict(entry.data)))
         return entry
 
-    async def add_participant(self, number: int, address: str, source: str) -> None:
-        address = address.strip().lower()
-        if address and address != self.settings.own_address.lower():
-            await self.uow.add_participant(number, address, source)
+    async def add_participant(self, number: int, address: str, source: str) -> bool:
+        """Make a usable address a participant; False (nothing done) for an address no mail
+        can be written to, or for our own."""
+        try:
+            address = normalize_address(address)
+        except BadAddress:
+            return False
+        if address == self.settings.own_address.lower():
+            return False
+        await self.uow.add_participant(number, address, source)
+        return True
 
-    async def record_mail(self, ticket: Ticket, mail: IncomingMail, kind: EntryKind) -> Entry:
+    async def add_cc(self, number: int, cc: tuple[str, ...] | list[str]) -> list[str]:
+        """Make the Cc of a mail participants: at most MAX_CC_PARTICIPANTS new ones, and
+        only usable addresses. Returns the addresses left out."""
+        known = await self.uow.participants(number)
+        own = self.settings.own_address.lower()
+        fresh = [a for a in dict.fromkeys(a.lower() for a in cc) if a not in known and a != own]
+        left_out: list[str] = []
+        taken = 0
+        for address in fresh:
+            if taken < MAX_CC_PARTICIPANTS and await self.add_participant(number, address, "cc"):
+                taken += 1
+            else:
+                left_out.append(address)
+        return left_out
+
+    async def record_mail(
+        self,
+        ticket: Ticket,
+        mail: IncomingMail,
+        kind: EntryKind,
+        *,
+        cc_not_added: list[str] | None = None,
+    ) -> Entry:
         data = {
             "from": mail.sender,
             "from_name": mail.sender_name,
@@ -460,6 +577,8 @@ class _Step:
         }
         if kind is EntryKind.BOUNCE:
             data |= {"status": mail.bounce_status, "recipients": list(mail.bounce_recipients)}
+        if cc_not_added:
+            data["cc_not_added"] = list(cc_not_added)
         entry = await self.add(ticket, kind, body=mail.body, data=data)
         if mail.attachments:
             await self.uow.add_attachments(ticket.number, entry.id, mail.attachments)
@@ -593,6 +712,12 @@ def _required_text(text: str, problem: str) -> str:
     return text
 
 
-def _looks_like_address(address: str) -> bool:
-    local, _, domain = address.rpartition("@")
-    return bool(local) and "." in domain and not any(c.isspace() or c in '<>,;"' for c in address)
+def _address(text: str) -> str:
+    """The canonical form of an address given by an operator, or InvalidRequest saying why
+    (the one address rule: exobot.core.addresses)."""
+    try:
+        return normalize_address(text)
+    except BadAddress as error:
+        raise InvalidRequest(
+            "bad_address", str(error), address=text[:100], reason=error.reason
+        ) from None

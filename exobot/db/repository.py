@@ -177,6 +177,21 @@ class SqlReader:
             )
         ).scalar_one()
 
+    async def openings_since(self, address: str, since: datetime) -> int:
+        """How many tickets `address` opened by mail, plus how many of its mails were kept as
+        unverified, since `since` (the mail entries' actor is the sender)."""
+        return (
+            await self.conn.execute(
+                select(func.count())
+                .select_from(E)
+                .where(
+                    E.c.actor == address,
+                    E.c.created_at >= since,
+                    E.c.kind.in_([EntryKind.CREATED.value, EntryKind.UNVERIFIED_IN.value]),
+                )
+            )
+        ).scalar_one()
+
     def _matching(self, words: str) -> Any | None:
         """A subquery of the ticket numbers whose title or texts contain all the words (None
         when there are no words). Shared by `!search`, the web's list and the API."""
@@ -400,6 +415,12 @@ class SqlUnitOfWork(SqlReader):
             upsert_insert(self.conn, P)
             .values(ticket_id=ticket, address=address, source=source, created_at=utcnow())
             .on_conflict_do_nothing(index_elements=[P.c.ticket_id, P.c.address])
+        )
+
+    async def remove_participant(self, ticket: int, address: str) -> None:
+        """Stop an address being a participant; not being one is fine."""
+        await self.conn.execute(
+            P.delete().where(P.c.ticket_id == ticket, P.c.address == address)
         )
 
     async def record_message(

@@ -67,7 +67,11 @@ class EntryRow(SQLModel, table=True):
     """One line of a ticket's history."""
 
     __tablename__ = "entries"
-    __table_args__ = (Index("ix_entries_ticket_kind", "ticket_id", "kind"),)
+    __table_args__ = (
+        Index("ix_entries_ticket_kind", "ticket_id", "kind"),
+        # Counting what one sender opened lately (mail.new_tickets_per_sender_per_hour).
+        Index("ix_entries_actor_created", "actor", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="tickets.id", index=True)

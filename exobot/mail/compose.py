@@ -15,18 +15,13 @@ from pathlib import Path
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
 
+from exobot.core.addresses import normalize_address
+
 LANGUAGES = ("ca", "es", "en")
 TEMPLATE_NAMES = ("ack", "reply", "resolved", "too_big")
 MAX_REFERENCES = 20
 
 _ATEXT = r"-A-Za-z0-9!#$%&'*+/=?^_`{|}~"  # RFC 5322 atom characters ("-" first: literal)
-# Deliberately simple: dot-atom-ish local part and hostname-like domain. Anything exotic (quoted
-# local parts, IDN, address literals) is refused rather than half-supported, since this policy
-# does not enable SMTPUTF8.
-_ADDR_SPEC_RE = re.compile(
-    rf"[{_ATEXT}.]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-)
 # Our own Message-ID must be a proper <dot-atom@dot-atom>.
 _OWN_MSGID_RE = re.compile(rf"<[{_ATEXT}.]+@[{_ATEXT}.]+>")
 # Foreign ids (In-Reply-To, References) come from arbitrary clients, some of which omit the '@'
@@ -178,9 +173,10 @@ def _reject_encoded_words(value: str, what: str) -> str:
 
 
 def _check_addr_spec(address: str) -> str:
-    if not isinstance(address, str) or not _ADDR_SPEC_RE.fullmatch(address):
-        raise ValueError(f"invalid e-mail address {address!r}")
-    return address
+    """The canonical form of an address we write to, by the one address rule that the parser,
+    chat, web, API and service use too (so nothing they accepted is refused here); raises
+    ValueError (BadAddress) with the reason."""
+    return normalize_address(address)
 
 
 def _parse_address(raw: str) -> Address:

@@ -15,7 +15,8 @@ from email.message import EmailMessage
 import aiosmtplib
 
 from exobot import messages
-from exobot.core.intents import RecordDeliveryFailure
+from exobot.core.addresses import address_problem
+from exobot.core.intents import Origin, RecordDeliveryFailure
 from exobot.core.model import Actor
 from exobot.core.service import ServiceError, TicketService
 from exobot.db import outbox
@@ -85,11 +86,12 @@ class MailSender(OutboxWorker):
         if in_reply_to and not is_threadable_id(in_reply_to):
             in_reply_to = None
         references = [r for r in payload.get("references") or [] if is_threadable_id(r)]
+        cc, _unusable = usable_cc(payload)
         return build_message(
             from_address=self.from_address,
             from_name=self.from_name,
             to=payload["to"],
-            cc=payload.get("cc") or [],
+            cc=cc,
             subject_tag=payload["reference"],
             title=payload["title"],
             body=body,
@@ -137,8 +139,30 @@ class MailSender(OutboxWorker):
         )
 
     async def send(self, item: outbox.OutboxItem) -> None:
-        """Build the mail from its payload and hand it to the SMTP server."""
+        """Build the mail from its payload and hand it to the SMTP server. A Cc address no
+        mail can be written to (queued before the one address rule) is left out and noted on
+        the ticket: it must never cost the requestor the mail."""
         await self._send(self.build(item.payload))
+        _cc, unusable = usable_cc(item.payload)
+        if item.ticket_id is None:
+            return
+        for address, problem in unusable:
+            try:
+                await self.service.apply(
+                    Actor.system("mail"),
+                    RecordDeliveryFailure(
+                        item.ticket_id,
+                        item.id,
+                        address,
+                        problem,
+                        skipped=True,
+                    ),
+                    # Once per mail and address, however often the mail is retried.
+                    Origin(key=f"mail-skipped-cc:{item.id}:{address}"),
+                )
+            except ServiceError as refusal:
+                if refusal.code != "already_handled":
+                    log.error("could not note the skipped Cc %s: %s", address, refusal)
 
     async def end_pass(self) -> None:
         """One SMTP connection per pass: close it."""
@@ -214,3 +238,16 @@ class MailSender(OutboxWorker):
             )
         except ServiceError as problem:
             log.error("could not record the failure on ticket %s: %s", item.ticket_id, problem)
+
+
+def usable_cc(payload: dict) -> tuple[list[str], list[tuple[str, str]]]:
+    """The Cc addresses of a queued mail that can be written to, and the others with why."""
+    usable: list[str] = []
+    unusable: list[tuple[str, str]] = []
+    for address in payload.get("cc") or []:
+        problem = address_problem(address) if isinstance(address, str) else "not text"
+        if problem is None:
+            usable.append(address)
+        else:
+            unusable.append((str(address), problem))
+    return usable, unusable

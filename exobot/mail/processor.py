@@ -55,6 +55,8 @@ class MailSettings:
     ack_limit_per_day: int
     message_ids: MessageIds
     announce: bool = False  # tell the chat rooms about quarantined mail
+    trusted_authserv_id: str | None = None
+    new_tickets_per_sender_per_hour: int = 10
     max_size: int = 25 * MB  # a bigger mail is only fetched as its header (see intake)
     language: str = "ca"  # of notices that belong to no ticket (the too-big notice)
 
@@ -68,6 +70,8 @@ class ViewContext:
         self.prefix = settings.prefix
         self.ack_limit_per_day = settings.ack_limit_per_day
         self.message_ids = settings.message_ids
+        self.trusted_authserv_id = settings.trusted_authserv_id
+        self.new_tickets_per_sender_per_hour = settings.new_tickets_per_sender_per_hour
 
     async def ticket_for_message(self, message_id: str) -> int | None:
         """The ticket a known Message-ID belongs to."""
@@ -85,6 +89,10 @@ class ViewContext:
     async def acks_today(self, address: str) -> int:
         """Acknowledgements queued to `address` in the last 24 hours."""
         return await self.view.acks_since(address, datetime.now(UTC) - timedelta(days=1))
+
+    async def openings_last_hour(self, address: str) -> int:
+        """New tickets and unverified mails from `address` in the last hour."""
+        return await self.view.openings_since(address, datetime.now(UTC) - timedelta(hours=1))
 
 
 def dedupe_key(parsed: ParsedMail, raw: bytes) -> str:
@@ -131,6 +139,7 @@ class MailProcessor:
         # Parsing runs in worker processes bounded in time and memory: no mail holds the loop.
         self.parser = parser or ParseSandbox()
         self._lock = asyncio.Lock()
+        self._let_through: set[int] = set()  # mails an operator retries: no sender limit
 
     async def process_pending(self) -> int:
         """Process every stored mail not processed yet; returns how many were handled."""
@@ -232,6 +241,17 @@ class MailProcessor:
             log.info("mail %s from %s dropped: %s", inbound_id, parsed.from_addr, verdict.drop)
             state = "ignored" if verdict.bounce else "dropped"
             return await self._finish(inbound_id, state, error=verdict.drop, **meta)
+        if verdict.flood and inbound_id not in self._let_through:
+            # Announced once per sender and hour, not once per mail: a flood must not become
+            # a flood of chat posts too.
+            hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
+            return await self._finish(
+                inbound_id,
+                inbound.QUARANTINED,
+                error=verdict.flood,
+                announce_key=f"flood:{parsed.from_addr}:{hour}",
+                **meta,
+            )
         return await self._apply(inbound_id, parsed, raw, verdict, meta)
 
     async def _apply(
@@ -269,11 +289,21 @@ class MailProcessor:
         )
         return "done"
 
+    async def retry(self, inbound_id: int) -> str:
+        """Process a quarantined mail again at an operator's request: the per-sender limit
+        (`flood`) does not hold it back a second time; every other rule applies."""
+        self._let_through.add(inbound_id)
+        try:
+            return await self.process(inbound_id)
+        finally:
+            self._let_through.discard(inbound_id)
+
     async def _finish(
         self,
         inbound_id: int,
         state: str,
         *,
+        announce_key: str | None = None,
         also: Callable[[SqlUnitOfWork], Awaitable[bool]] | None = None,
         **values,
     ) -> str:
@@ -291,7 +321,7 @@ class MailProcessor:
             announce = (
                 quarantined
                 and self.settings.announce
-                and await uow.claim(f"quarantine:{inbound_id}")
+                and await uow.claim(announce_key or f"quarantine:{inbound_id}")
             )
             if announce:
                 payload = {

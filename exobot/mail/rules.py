@@ -6,6 +6,7 @@ never changes anything itself: its verdict becomes a ReceiveMail intent for the 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -29,8 +30,15 @@ class Verdict:
     threaded_by: str | None = None
     trusted: bool = False  # carries one of our signed Message-IDs
     unverified: bool = False
+    unverified_why: str | None = None  # for the log: why the sender is not taken as verified
+    flood: str | None = None  # a reason to hold the mail in quarantine (too many from one sender)
     acknowledge: bool = False
     no_ack: list[str] = field(default_factory=list)
+
+    def mark_unverified(self, why: str) -> None:
+        """The mail is kept and shown but has no effect (first reason wins)."""
+        self.unverified = True
+        self.unverified_why = self.unverified_why or why
 
     @property
     def mail_class(self) -> MailClass:
@@ -51,6 +59,10 @@ class RuleContext(Protocol):
     prefix: str
     ack_limit_per_day: int
     message_ids: MessageIds
+    # `mail.trusted_authserv_id`: whose Authentication-Results header we believe (None: nobody).
+    trusted_authserv_id: str | None
+    # `mail.new_tickets_per_sender_per_hour`.
+    new_tickets_per_sender_per_hour: int
 
     async def ticket_for_message(self, message_id: str) -> int | None:
         """The ticket a known Message-ID belongs to."""
@@ -63,6 +75,9 @@ class RuleContext(Protocol):
 
     async def acks_today(self, address: str) -> int:
         """Acknowledgements queued to `address` in the last 24 hours."""
+
+    async def openings_last_hour(self, address: str) -> int:
+        """New tickets and unverified mails from `address` (its From) in the last hour."""
 
 
 class Rule(Protocol):
@@ -162,18 +177,63 @@ class ThreadBySubject:
 
 
 class VerifySender:
-    """A mail naming a ticket must come from a participant (or quote our signed Message-ID)."""
+    """A mail naming a ticket must come from a participant (or quote our signed Message-ID).
+
+    Only From counts. Reply-To is whatever the writer wants it to be: counting it let anyone
+    who knew a member's address write as that member (and have their Cc added as participants).
+    """
 
     name = "verify-sender"
-    description = "non-participants are kept as unverified until an operator accepts them"
+    description = "a From that is not a participant is kept as unverified until accepted"
 
     async def apply(self, mail: ParsedMail, ctx: RuleContext, verdict: Verdict) -> None:
-        """Flag mail from non-participants."""
+        """Flag mail whose From is not a participant."""
         if verdict.ticket is None or verdict.bounce or verdict.trusted:
             return
         participants = await ctx.participants(verdict.ticket)
-        senders = {mail.from_addr, mail.reply_to or ""} - {""}
-        verdict.unverified = not (senders & participants)
+        if not mail.from_addr or mail.from_addr not in participants:
+            verdict.mark_unverified(f"From {mail.from_addr or '(none)'} is not a participant")
+
+
+class DmarcFail:
+    """Our own mail server's word on the sender: DMARC failed, so From may be forged.
+
+    Only the topmost Authentication-Results header whose authserv-id is
+    `mail.trusted_authserv_id` counts: headers are added on top as a mail travels, so anything
+    below it (or with another id) may have been written by the sender.
+    """
+
+    name = "dmarc-fail"
+    description = "dmarc=fail from our trusted authserv-id makes the mail unverified"
+
+    async def apply(self, mail: ParsedMail, ctx: RuleContext, verdict: Verdict) -> None:
+        """Mark the mail unverified when our server says its DMARC check failed."""
+        if verdict.bounce or not ctx.trusted_authserv_id:
+            return
+        values = mail.headers.get("authentication-results", ())
+        if dmarc_result(values, ctx.trusted_authserv_id) == "fail":
+            verdict.mark_unverified(f"dmarc=fail according to {ctx.trusted_authserv_id}")
+
+
+class SenderFlood:
+    """Hold mail from a sender who opens too many tickets (or writes too many unverified
+    mails) in an hour: a flood stays in quarantine, where an operator can let it through."""
+
+    name = "sender-flood"
+    description = "more than mail.new_tickets_per_sender_per_hour from one sender is held"
+
+    async def apply(self, mail: ParsedMail, ctx: RuleContext, verdict: Verdict) -> None:
+        """Set `verdict.flood` when this mail would go past the hourly limit."""
+        if verdict.bounce or not mail.from_addr:
+            return
+        if verdict.ticket is not None and not verdict.unverified:
+            return  # a participant's reply: never limited
+        limit = ctx.new_tickets_per_sender_per_hour
+        if await ctx.openings_last_hour(mail.from_addr) >= limit:
+            verdict.flood = (
+                f"flood: more than {limit} new tickets or unverified mails from "
+                f"{mail.from_addr} in an hour"
+            )
 
 
 class Acknowledge:
@@ -194,14 +254,68 @@ class Acknowledge:
             verdict.no_ack.append("no sender address")
         elif own in (requestor, mail.from_addr):
             verdict.no_ack.append("mail from our own address")
+        elif verdict.unverified:
+            verdict.no_ack.append(f"unverified sender ({verdict.unverified_why})")
         elif await ctx.acks_today(requestor) >= ctx.ack_limit_per_day:
             verdict.no_ack.append(f"daily cap of {ctx.ack_limit_per_day} acknowledgements reached")
         verdict.acknowledge = not verdict.no_ack
 
 
 def requestor_of(mail: ParsedMail) -> str:
-    """The address we talk to: Reply-To when present, else From."""
+    """The address a *new* ticket answers: Reply-To when present, else From.
+
+    Reply-To only chooses where the answers of a new ticket go (a web form that sends from a
+    no-reply address, someone writing for a relative). It never verifies a sender: threading
+    into an existing ticket checks From alone (VerifySender), so a Reply-To naming a member
+    gains nothing there.
+    """
     return mail.reply_to or mail.from_addr
+
+
+# Comments in an Authentication-Results value, "(...)", possibly nested, and quoted strings.
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+_DMARC = re.compile(r"\s*dmarc\s*=\s*([A-Za-z]+)", re.IGNORECASE)
+
+
+def _without_comments(text: str) -> str:
+    """`text` with RFC 5322 comments and quoted strings removed (one linear pass)."""
+    text = _QUOTED.sub('""', text)
+    kept: list[str] = []
+    depth = 0
+    escaped = False
+    for char in text:
+        if depth:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == "(":
+                depth += 1
+            elif char == ")":
+                depth -= 1
+        elif char == "(":
+            depth = 1
+        else:
+            kept.append(char)
+    return "".join(kept)
+
+
+def dmarc_result(values: tuple[str, ...] | list[str], authserv_id: str) -> str | None:
+    """The DMARC result (RFC 8601 `dmarc=...`, lowercased) of the topmost
+    Authentication-Results value whose authserv-id is `authserv_id`; None when there is none
+    or it says nothing about DMARC."""
+    wanted = authserv_id.strip().lower()
+    for value in values:  # topmost first: the order the headers have in the mail
+        head, _, results = _without_comments(value).partition(";")
+        words = head.split()
+        if not words or words[0].lower() != wanted:
+            continue
+        for result in results.split(";"):
+            match = _DMARC.match(result)
+            if match:
+                return match.group(1).lower()
+        return None
+    return None
 
 
 DEFAULT_RULES: tuple[Rule, ...] = (
@@ -211,6 +325,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     ThreadByMessageId(),
     ThreadBySubject(),
     VerifySender(),
+    DmarcFail(),
+    SenderFlood(),
     Acknowledge(),
 )
 

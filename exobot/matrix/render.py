@@ -194,6 +194,7 @@ class _Described:
     head: tuple[str, str]
     quote: str = ""
     extra: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # also shown on the web
 
 
 class Renderer:
@@ -344,6 +345,13 @@ class Renderer:
             attachments = self._attachments(entry)
             if attachments:
                 described.extra.append(attachments)
+            left_out = data.get("cc_not_added") or []
+            if left_out:
+                note = self._t(
+                    "entry.cc_not_added", addresses=one_line(_join(left_out), 300), ticket=ref
+                )
+                described.extra.append(note)
+                described.notes.append(note)
             return described
         if kind == EntryKind.BOUNCE:
             recipients = _join(data.get("recipients")) or self._sender(entry)
@@ -358,11 +366,36 @@ class Renderer:
             )
         if kind == EntryKind.ACCEPTED:
             sender = one_line(str(data.get("from") or ""), NAME_CHARS)
+            sender = sender or messages.say(self.language, "unknown")
+            left_out = data.get("cc_not_added") or []
+            if left_out:
+                addresses = one_line(_join(left_out), 300)
+                return _Described(
+                    self._t(
+                        "entry.accepted_cc",
+                        actor=actor,
+                        sender=sender,
+                        addresses=addresses,
+                        ticket=ref,
+                    )
+                )
+            return _Described(self._t("entry.accepted", actor=actor, sender=sender))
+        if kind == EntryKind.PARTICIPANTS:
+            added = one_line(_join(data.get("added") or []), 300)
+            removed = one_line(_join(data.get("removed") or []), 300)
+            key = "entry.participants_" + (
+                "both" if added and removed else "added" if added else "removed"
+            )
+            return _Described(
+                self._t(key, actor=actor, ticket=ref, added=added, removed=removed)
+            )
+        if kind == EntryKind.DELIVERY_FAILED and data.get("skipped"):
             return _Described(
                 self._t(
-                    "entry.accepted",
-                    actor=actor,
-                    sender=sender or messages.say(self.language, "unknown"),
+                    "entry.cc_skipped",
+                    recipient=one_line(str(data.get("recipient") or "?"), NAME_CHARS),
+                    error=one_line(mail_text(entry.body), ERROR_CHARS).rstrip(".") or "?",
+                    ticket=ref,
                 )
             )
         if kind == EntryKind.DELIVERY_FAILED:
@@ -385,6 +418,12 @@ class Renderer:
         caller escapes them."""
         described = self._describe(ticket, entry, concise=False, lines=10**6, chars=10**7)
         return described.head[0], described.quote
+
+    def entry_notes(self, ticket: Ticket, entry: Entry) -> list[str]:
+        """Notes about one history entry for the web (plain text), e.g. the Cc addresses of a
+        mail that were not made participants."""
+        described = self._describe(ticket, entry, concise=False, lines=1, chars=1)
+        return [plain for plain, _html in described.notes]
 
     # -- thread messages -------------------------------------------------------------
 
@@ -796,6 +835,8 @@ class Renderer:
                 values[key] = one_line(values[key], SHORT_TITLE_CHARS)
         if code == "bad_address" and "text" not in values:
             values["text"] = values.get("address", "?")
+        if code == "bad_address":
+            values["reason"] = str(values.get("reason") or "?").rstrip(".")
         if code in ("same_status",) and "status" in values:
             values["status"] = self._status(values["status"])
         command = str(values.get("command", ""))

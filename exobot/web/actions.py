@@ -21,7 +21,20 @@ from exobot.web.context import WebContext
 
 log = logging.getLogger("exobot.web.actions")
 
-ACTIONS = ("take", "give", "untake", "reply", "comment", "title", "move", "status", "accept")
+ACTIONS = (
+    "take",
+    "give",
+    "untake",
+    "reply",
+    "comment",
+    "title",
+    "move",
+    "status",
+    "accept",
+    "cc",
+)
+# The most addresses one change of participants may carry (the service says so clearly).
+_MAX_ADDRESS_WORDS = 50
 _KNOWN_STATUSES = ", ".join(status.value for status in Status)
 
 
@@ -48,6 +61,11 @@ def intent_for(action: str, ticket: int, fields: Mapping[str, object]) -> Intent
         return intents.Untake(ticket)
     if action == "accept":
         return intents.AcceptUnverified(ticket)
+    if action == "cc":
+        # The service checks every address by the one address rule and says which is wrong.
+        return intents.ChangeParticipants(
+            ticket, _addresses(fields.get("add")), _addresses(fields.get("remove"))
+        )
     if action == "give":
         owner = _field(fields, "owner")
         if not owner:
@@ -74,6 +92,17 @@ def intent_for(action: str, ticket: int, fields: Mapping[str, object]) -> Intent
         except LifecycleError:
             raise ActionError("bad_status", word=word, known=_KNOWN_STATUSES) from None
     raise ActionError("unknown_action", action=action)
+
+
+def _addresses(value: object) -> tuple[str, ...]:
+    """Addresses from a form field (separated by spaces, commas or lines) or a JSON list."""
+    if isinstance(value, str):
+        words = value.replace(",", " ").replace(";", " ").split()
+    elif isinstance(value, list | tuple):
+        words = [w.strip() for w in value if isinstance(w, str) and w.strip()]
+    else:
+        words = []
+    return tuple(words[:_MAX_ADDRESS_WORDS + 1])  # one more than allowed: refused as too many
 
 
 def open_intent(fields: Mapping[str, object]) -> intents.OpenTicket:

@@ -33,6 +33,7 @@ from exobot.web.schemas import (
     MeOut,
     MoveIn,
     OpenTicketIn,
+    ParticipantsIn,
     QuarantinedOut,
     QuarantineOut,
     StatusIn,
@@ -327,6 +328,20 @@ async def accept(
 ) -> TicketDetail:
     """Accept the latest mail from an unverified sender as the member's."""
     return await _act(request, operator, "accept", n, {}, key)
+
+
+@router.post("/tickets/{n}/actions/cc", response_model=TicketDetail, summary="Participants")
+async def participants(
+    request: Request,
+    operator: ApiOperator,
+    n: int,
+    body: ParticipantsIn,
+    key: IdempotencyKey = None,
+) -> TicketDetail:
+    """Add and remove participants: the addresses that get copies of the replies and whose
+    mail to the ticket counts as the member's (as `!cc`). Body `{"add": [...], "remove":
+    [...]}`; a bad address answers 400 `bad_address` naming it."""
+    return await _act(request, operator, "cc", n, body.model_dump(), key)
 
 
 # --- quarantine -----------------------------------------------------------------------------

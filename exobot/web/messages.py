@@ -160,6 +160,16 @@ _CA: dict[str, str] = {
     "web.done.move": "Ticket mogut de cua.",
     "web.done.status": "Estat canviat.",
     "web.done.accept": "Correu acceptat com a correspondència.",
+    "web.done.cc": "Participants canviats.",
+    "web.action.cc.heading": "Participants",
+    "web.action.cc.hint": (
+        "Reben còpia de les respostes i el seu correu compta com del sol·licitant."
+    ),
+    "web.action.cc.requestor": "sol·licitant",
+    "web.action.cc.remove": "Treu",
+    "web.action.cc.remove_one": "Treu {address} dels participants",
+    "web.action.cc.add.field": "Adreces que cal afegir (separades per espais)",
+    "web.action.cc.add": "Afegeix",
     # New ticket.
     "web.new.intro": (
         "Obre un ticket en nom d'una persona sòcia (per exemple, després d'una trucada). "
@@ -370,6 +380,16 @@ _ES: dict[str, str] = {
     "web.done.move": "Ticket movido de cola.",
     "web.done.status": "Estado cambiado.",
     "web.done.accept": "Correo aceptado como correspondencia.",
+    "web.done.cc": "Participantes cambiados.",
+    "web.action.cc.heading": "Participantes",
+    "web.action.cc.hint": (
+        "Reciben copia de las respuestas y su correo cuenta como del solicitante."
+    ),
+    "web.action.cc.requestor": "solicitante",
+    "web.action.cc.remove": "Quitar",
+    "web.action.cc.remove_one": "Quitar {address} de los participantes",
+    "web.action.cc.add.field": "Direcciones que añadir (separadas por espacios)",
+    "web.action.cc.add": "Añadir",
     # New ticket.
     "web.new.intro": (
         "Abre un ticket en nombre de una persona socia (por ejemplo, después de una llamada). "
@@ -576,6 +596,14 @@ _EN: dict[str, str] = {
     "web.done.move": "Ticket moved to another queue.",
     "web.done.status": "Status changed.",
     "web.done.accept": "Mail accepted as correspondence.",
+    "web.done.cc": "Participants changed.",
+    "web.action.cc.heading": "Participants",
+    "web.action.cc.hint": "They get copies of the replies, and their mail counts as the member's.",
+    "web.action.cc.requestor": "requestor",
+    "web.action.cc.remove": "Remove",
+    "web.action.cc.remove_one": "Remove {address} from the participants",
+    "web.action.cc.add.field": "Addresses to add (separated by spaces)",
+    "web.action.cc.add": "Add",
     # New ticket.
     "web.new.intro": (
         "Open a ticket on a member's behalf (after a phone call, say). No mail is sent to them."

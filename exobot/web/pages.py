@@ -12,7 +12,7 @@ import logging
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
@@ -185,6 +185,7 @@ class EntryView:
     text: str
     subject: str
     attachments: list[AttachmentMeta]
+    notes: list[str] = field(default_factory=list)  # e.g. Cc addresses not made participants
 
     @property
     def kind(self) -> str:
@@ -206,7 +207,8 @@ def _entry_views(renderer: Renderer, view: queries.TicketView) -> list[EntryView
         if entry.kind in CORRESPONDENCE and entry.kind is not EntryKind.MAIL_OUT:
             subject = one_line(str(entry.data.get("subject") or ""), SUBJECT_CHARS)
         attachments = view.attachments.get(entry.id or 0, [])
-        shown.append(EntryView(entry, group, headline, text, subject, attachments))
+        notes = renderer.entry_notes(view.ticket, entry)
+        shown.append(EntryView(entry, group, headline, text, subject, attachments, notes))
     return shown
 
 
@@ -227,7 +229,7 @@ async def _ticket_page(
         return _no_such_ticket(request, operator, number)
     ticket = view.ticket
     unverified = any(e.kind is EntryKind.UNVERIFIED_IN for e in view.history)
-    forms = ["give", "reply", "comment", "title", "status"]
+    forms = ["give", "reply", "comment", "title", "status", "cc"]
     if ticket.owner != operator.user_id:
         forms.append("take")
     if ticket.owner:

@@ -218,6 +218,13 @@ class MoveIn(BaseModel):
     queue: str
 
 
+class ParticipantsIn(BaseModel):
+    """Participants to add and to remove (the requestor cannot be removed)."""
+
+    add: list[str] = Field(default_factory=list, description="email addresses to add")
+    remove: list[str] = Field(default_factory=list, description="email addresses to remove")
+
+
 class StatusIn(BaseModel):
     """The ticket's new status."""
 

@@ -120,6 +120,10 @@ class FakeUnitOfWork:
         self._maybe_fail("add_participant")
         self.state.participants.setdefault(ticket, {}).setdefault(address, source)
 
+    async def remove_participant(self, ticket: int, address: str) -> None:
+        self._maybe_fail("remove_participant")
+        self.state.participants.get(ticket, {}).pop(address, None)
+
     async def record_message(
         self, message_id: str, ticket: int, direction: str, entry_id: int | None
     ) -> None:

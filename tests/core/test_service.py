@@ -641,8 +641,9 @@ async def test_open_ticket_without_text_adds_no_comment(world):
     ],
 )
 async def test_open_ticket_with_a_bad_address_is_refused(world, address):
-    with pytest.raises(InvalidRequest, match="not an email address"):
+    with pytest.raises(InvalidRequest, match="not a usable email address") as refused:
         await world.op(i.OpenTicket(address, "Trucada"))
+    assert refused.value.code == "bad_address" and refused.value.params["reason"]
     assert world.repo.state.tickets == {}
 
 

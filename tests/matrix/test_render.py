@@ -29,7 +29,8 @@ COMMAND_CODES: dict[str, dict[str, object]] = {
     "bad_status": {"word": "tancat", "known": "new, nou, open, obert"},
     "bad_user": {"text": "anna"},
     "bad_queue": {"queue": "comptes", "known": "suport, tresoreria"},
-    "bad_address": {"text": "pere-at-example"},
+    "bad_address": {"text": "pere-at-example", "reason": "An email address must have an @-sign"},
+    "bad_cc_argument": {"text": "pere@example.org"},
     "unexpected_argument": {"command": "take", "text": "ara mateix"},
     "bad_list_argument": {"word": "vells"},
 }
@@ -47,6 +48,12 @@ SERVICE_CODES: dict[str, dict[str, object]] = {
     "same_status": {"ticket": "suport#3", "status": "stalled"},
     "no_unverified": {"ticket": "suport#3"},
     "internal": {},
+    "missing_participants": {},
+    "too_many_participants": {"limit": 20},
+    "own_address_participant": {"address": "suport@example.org"},
+    "requestor_stays": {"address": "marta@example.net", "ticket": "suport#3"},
+    "add_and_remove": {"address": "pere@example.org"},
+    "participants_unchanged": {"ticket": "suport#3"},
 }
 ALL_CODES = {**COMMAND_CODES, **SERVICE_CODES, "bad_address_service": {}}
 
@@ -663,7 +670,7 @@ def test_every_command_has_usage_and_description() -> None:
 def test_every_error_code_renders(renderer: Renderer, code: str) -> None:
     params = dict(ALL_CODES[code])
     if code == "bad_address_service":
-        code, params = "bad_address", {"address": "pere-at-example"}
+        code, params = "bad_address", {"address": "pere-at-example", "reason": "no @-sign"}
     message = renderer.error(code, params)
     generic_start = say(renderer.language, "error.generic", code="").split("(")[0]
     assert not message.body.startswith(generic_start), code

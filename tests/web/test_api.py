@@ -343,6 +343,14 @@ async def test_every_action_works_and_is_recorded_with_the_tokens_user(world, an
     [accepted] = [e for e in new_entries(after, before) if e["kind"] == "accepted"]
     assert accepted["actor"] == ANNA
     assert "desconegut@example.net" in after["participants"]
+    before = after
+
+    after = await act("cc", {"add": ["Germana@Example.net"], "remove": ["desconegut@example.net"]})
+    [changed] = new_entries(after, before)
+    assert (changed["kind"], changed["actor"]) == ("participants", ANNA)
+    assert changed["data"] == {"added": ["germana@example.net"], "removed": ["desconegut@example.net"]}
+    assert "germana@example.net" in after["participants"]
+    assert "desconegut@example.net" not in after["participants"]
 
     assert sorted(done) == sorted(actions.ACTIONS)
 

@@ -548,7 +548,7 @@ async def test_a_bad_new_ticket_is_refused_and_kept(browser, repo):
         {"nonce": uuid.uuid4().hex, "requestor": "no és adreça", "title": "Hola", "text": "nota"},
     )
     assert response.status_code == 400
-    assert "no és una adreça de correu vàlida" in alert(response.text)
+    assert "no és una adreça de correu utilitzable" in alert(response.text)
     assert 'value="no és adreça"' in response.text and ">nota</textarea>" in response.text
     missing = await browser.post("/tickets/new", {"requestor": "a@b.org", "title": ""})
     assert missing.status_code == 400
