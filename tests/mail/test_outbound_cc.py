@@ -1,0 +1,74 @@
+"""A mail queued with a Cc address no mail can be written to (queued by an older version) is
+sent to the others, and the left-out address is noted on the ticket once, however often the
+mail is retried."""
+
+from __future__ import annotations
+
+from exobot.core.model import Actor
+from exobot.db.outbox import OutboxItem
+from exobot.mail.compose import TemplateRenderer
+from exobot.mail.outbound import MailSender, SmtpSettings, usable_cc
+
+PAYLOAD = {
+    "template": "reply",
+    "language": "ca",
+    "to": ["marta@example.net"],
+    "cc": ["josé@example.org", "vei@example.net", "a@b"],
+    "reference": "suport#3",
+    "number": 3,
+    "title": "Router",
+    "text": "Hola",
+    "requestor": "marta@example.net",
+    "message_id": "<exobot.3.1@example.org>",
+    "in_reply_to": None,
+    "references": [],
+    "auto_submitted": False,
+}
+
+
+class RecordingService:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    async def apply(self, actor, intent, origin=None):
+        self.calls.append((actor, intent, origin))
+
+
+def sender(service) -> MailSender:
+    worker = MailSender(
+        None,
+        service,
+        SmtpSettings("127.0.0.1", 1),
+        TemplateRenderer(),
+        from_address="suport@example.org",
+        from_name="Suport eXO",
+        loop_marker="exobot-test",
+    )
+    worker.sent = []
+
+    async def fake_send(message):
+        worker.sent.append(message)
+
+    worker._send = fake_send
+    return worker
+
+
+def test_usable_cc_splits_by_the_one_address_rule():
+    good, bad = usable_cc(PAYLOAD)
+    assert good == ["vei@example.net"]
+    assert [address for address, _why in bad] == ["josé@example.org", "a@b"]
+
+
+async def test_the_mail_goes_out_without_the_bad_cc_and_each_is_noted_once_per_mail():
+    service = RecordingService()
+    worker = sender(service)
+    item = OutboxItem(id=7, kind="mail", ticket_id=3, payload=PAYLOAD, attempts=0)
+    await worker.send(item)
+    [message] = worker.sent
+    assert message["To"] == "marta@example.net" and message["Cc"] == "vei@example.net"
+    notes = [(intent.recipient, intent.skipped, origin.key) for _a, intent, origin in service.calls]
+    assert notes == [
+        ("josé@example.org", True, "mail-skipped-cc:7:josé@example.org"),
+        ("a@b", True, "mail-skipped-cc:7:a@b"),
+    ]
+    assert all(actor == Actor.system("mail") for actor, _i, _o in service.calls)
