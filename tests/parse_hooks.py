@@ -27,3 +27,10 @@ def hostile(raw: bytes) -> ParsedMail:
     if b"CRASH-PARSE" in raw:
         os.kill(os.getpid(), signal.SIGSEGV)
     return parse_mail(raw)
+
+
+def buggy(raw: bytes) -> ParsedMail:
+    """parse_mail with a bug that mails carrying X-Trigger-Parser-Bug run into."""
+    if b"X-Trigger-Parser-Bug" in raw:
+        raise RuntimeError("simulated parser bug")
+    return parse_mail(raw)

@@ -8,6 +8,7 @@ import socket
 
 import pytest
 from harness import member_mail, unique, wait_until
+from sandbox_harness import start_with_parser
 
 from exobot.core.intents import OpenTicket, Reply
 from exobot.core.model import Actor
@@ -66,17 +67,7 @@ async def test_permanent_refusal_marks_failed_and_records_it(bot):
     assert bot.scalar("SELECT count(*) FROM entries WHERE kind = 'delivery_failed'") == 1
 
 
-async def test_quarantine_list_show_retry_discard(make_instance, monkeypatch):
-    from exobot.mail import processor
-
-    real_parse = processor.parse_mail
-
-    def buggy_parse(raw: bytes):
-        if b"X-Trigger-Parser-Bug" in raw:
-            raise RuntimeError("simulated parser bug")
-        return real_parse(raw)
-
-    monkeypatch.setattr(processor, "parse_mail", buggy_parse)
+async def test_quarantine_list_show_retry_discard(make_instance):
     inst = make_instance()
     member = unique("member")
     for n in range(2):
@@ -84,7 +75,7 @@ async def test_quarantine_list_show_retry_discard(make_instance, monkeypatch):
             member_mail(member, inst.address, subject=f"Trencat {n}", X_Trigger_Parser_Bug="yes")
         )
     await inst.send(member_mail(member, inst.address, subject="Sa"))
-    await inst.start()
+    await start_with_parser(inst, "parse_hooks:buggy")  # the parsing workers have a bug
     await inst.wait_inbound_done(3)
     await inst.stop()
     assert inst.scalar("SELECT count(*) FROM inbound_mail WHERE state = 'quarantined'") == 2
