@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import binascii
 import codecs
+import html
+import mimetypes
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -37,6 +39,10 @@ MAX_PARTS = 10_000
 MAX_FORWARD_HOPS = 3
 # Longest attachment file name we hand on (file systems commonly cap names at 255 bytes).
 MAX_FILENAME = 200
+# Longest body kept (characters); the raw mail is stored whole, so nothing is lost.
+MAX_BODY_CHARS = 100_000
+# Inline text parts joined into one body at most.
+MAX_TEXT_PARTS = 100
 
 _PARSER = BytesParser(policy=policy.compat32)
 _LINEBREAKS = re.compile(r"\r?\n|\r")
@@ -47,12 +53,12 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?([^?\s]*)\?=")
 _PLACEHOLDER = re.compile("\ue000(\\d*)\ue001")
 _BRACKETED_ID = re.compile(r"<([^<>]*)>")
 _ADDR_SPEC = re.compile(r"^[^\s]+@[^@\s]+$")
+# Words of a plain alternative that only points at the HTML one.
+_STUB_HINT = re.compile(r"html|browser|navegador", re.I)
 _DSN_STATUS = re.compile(r"\b[245]\.\d{1,3}\.\d{1,3}\b")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.I)
 _BLANK_RUNS = re.compile(r"\n{3,}")
-_TRAILING_SPACE = re.compile(r"[ \t]+\n")
 _TAGS = re.compile(r"<[^>]*>")
-_SCRIPTS = re.compile(r"<(script|style)\b.*?</\1\s*>", re.I | re.S)
 
 # Codecs that decode any byte sequence (or nearly so): when a part claims one of these
 # but its bytes are valid UTF-8 with non-ASCII in them, the claim is almost surely wrong.
@@ -107,6 +113,8 @@ class ParsedMail:
     headers: Mapping[str, tuple[str, ...]] = field(hash=False)
     body: str
     body_source: str
+    # True when the body was cut to MAX_BODY_CHARS (or its HTML to MAX_HTML_CHARS).
+    body_truncated: bool
     attachments: tuple[Attachment, ...]
     is_report: bool
     bounce: BounceInfo | None
@@ -446,11 +454,225 @@ def _classify_leaf(part: Message, ctype: str, walk: _Walk, in_report: bool, is_r
     walk.attachments.append(part)
 
 
+# ---------------------------------------------------------------------------------- HTML
+#
+# html2text sits on the stdlib HTMLParser, and both have steps that are quadratic on
+# hostile markup (unclosed "<" or "<!--" rescanned to the end, runs of whitespace that
+# its Markdown escaping rescans from every line start, nested lists indented once per
+# level). So the HTML is first rewritten by a linear tokenizer into a small, well-formed
+# subset, with nesting, whitespace runs and size capped; only that reaches html2text.
+
+# Normalized HTML fed to html2text at most (characters); the rest is cut and flagged.
+MAX_HTML_CHARS = 500_000
+# List, quote and table levels beyond this are flattened: each level costs html2text an
+# indentation on every line below it.
+MAX_HTML_NESTING = 8
+# Longest whitespace run kept inside <pre> (longer runs are shortened, not dropped).
+MAX_PRE_WHITESPACE = 100
+# Attribute text looked at per tag (an href is all we keep).
+MAX_ATTRIBUTES = 8192
+
+_HTML_TOKEN = re.compile(
+    r"<(?:(?P<comment>!--)|(?P<declaration>[!?])"
+    r"|(?P<slash>/?)(?P<name>[A-Za-z][A-Za-z0-9:-]*+)(?P<attrs>[^<>]*+)>)"
+)
+_HREF = re.compile(r"""(?<![\w-])href\s*+=\s*+(?:"([^"]*+)"|'([^']*+)'|([^\s"'<>`]++))""", re.I)
+_HTML_SPACE = re.compile(r"[ \t\n\r\f]++")
+_ANY_SPACE = re.compile(r"\s++")
+# Character references with absurdly many digits make html.unescape raise (int limit).
+_LONG_CHARREF = re.compile(r"&#([xX]?)0*+[0-9a-fA-F]{8,}+;?")
+# Elements whose content is never shown: dropped together with their content.
+_HIDDEN = frozenset({"script", "style", "title", "template", "noscript", "xml"})
+_HIDDEN_END = {name: re.compile(rf"</{name}\b[^<>]*+>?", re.I) for name in _HIDDEN}
+# Elements html2text understands, passed on without attributes (an <a> keeps its href).
+_KEPT_TAGS = frozenset(
+    "a abbr b big blockquote br cite code dd del dfn div dl dt em h1 h2 h3 h4 h5 h6 hr i"  # noqa: SIM905
+    " ins kbd li ol p pre q s samp small strike strong sub sup table tbody td tfoot th"
+    " thead tr tt u ul var".split()
+)
+# Block elements html2text does not know: a <div> keeps their line breaks.
+_AS_DIV = frozenset(
+    "address article aside caption center details figcaption figure footer form header"  # noqa: SIM905
+    " main nav section summary".split()
+)
+_VOID_TAGS = frozenset({"br", "hr"})
+_NESTING_TAGS = frozenset({"ul", "ol", "blockquote", "dl", "table"})
+
+
+def _unescape_text(text: str) -> str:
+    """Decode character references of a text run (never raises)."""
+    if "&" not in text:
+        return text
+    if "&#" in text:
+        text = _LONG_CHARREF.sub("\ufffd", text)
+    return html.unescape(text)
+
+
+def _shorten_space(match: re.Match[str]) -> str:
+    """A whitespace run inside <pre>, shortened when absurdly long."""
+    run = match.group(0)
+    if len(run) <= MAX_PRE_WHITESPACE:
+        return run
+    lines = run.count("\n")
+    tail = run.rpartition("\n")[2] if lines else run
+    return "\n" * min(lines, 2) + tail[: MAX_PRE_WHITESPACE // 2]
+
+
+class _HtmlNormalizer:
+    """One linear pass over hostile HTML producing the small well-formed subset above."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.size = 0
+        self.truncated = False
+        self.pre = 0
+        self.kept_nesting = 0
+        # Opened-but-dropped nesting tags per name, so their end tags are dropped too.
+        self.dropped: dict[str, int] = {}
+        self.open_count: dict[str, int] = {}
+
+    def emit(self, piece: str, divisible: bool = False) -> bool:
+        """Append output; False (and flagged) once the size cap is reached. Text
+        (``divisible``) is cut to what still fits, never inside a character reference."""
+        if self.size + len(piece) > MAX_HTML_CHARS:
+            self.truncated = True
+            if divisible:
+                piece = piece[: MAX_HTML_CHARS - self.size]
+                amp = piece.rfind("&", -8)
+                if amp >= 0 and ";" not in piece[amp:]:
+                    piece = piece[:amp]
+                self.out.append(piece)
+                self.size += len(piece)
+            return False
+        self.out.append(piece)
+        self.size += len(piece)
+        return True
+
+    def text(self, raw: str) -> bool:
+        """Emit a text run: references decoded, whitespace collapsed, then escaped."""
+        if not raw:
+            return True
+        text = _unescape_text(raw)
+        # Outside <pre> any whitespace run reads as one space (as a browser shows it).
+        text = _ANY_SPACE.sub(_shorten_space, text) if self.pre else _HTML_SPACE.sub(" ", text)
+        return self.emit(html.escape(text, quote=False), divisible=True)
+
+    def start(self, name: str, attrs: str) -> bool:
+        """Emit a start tag of the kept subset (or nothing)."""
+        if name in _AS_DIV:
+            name = "div"
+        if name not in _KEPT_TAGS:
+            return True
+        if name in _NESTING_TAGS:
+            if self.kept_nesting >= MAX_HTML_NESTING:
+                self.dropped[name] = self.dropped.get(name, 0) + 1
+                return True
+            self.kept_nesting += 1
+        if name == "pre":
+            self.pre += 1
+        if name not in _VOID_TAGS:
+            self.open_count[name] = self.open_count.get(name, 0) + 1
+        if name == "a":
+            match = _HREF.search(attrs[:MAX_ATTRIBUTES])
+            if match:
+                href = _unescape_text(next(g for g in match.groups() if g is not None))
+                href = _single_line(href)
+                return self.emit(f'<a href="{html.escape(href, quote=True)}">')
+        return self.emit(f"<{name}>")
+
+    def end(self, name: str) -> bool:
+        """Emit the end tag of an element opened before (stray end tags are dropped)."""
+        if name in _AS_DIV:
+            name = "div"
+        if name not in _KEPT_TAGS or name in _VOID_TAGS:
+            return True
+        if self.dropped.get(name):
+            self.dropped[name] -= 1
+            return True
+        if not self.open_count.get(name):
+            return True
+        self.open_count[name] -= 1
+        if name in _NESTING_TAGS:
+            self.kept_nesting -= 1
+        if name == "pre":
+            self.pre -= 1
+        return self.emit(f"</{name}>")
+
+    def run(self, source: str) -> str:
+        """Normalize ``source``; every character is looked at a bounded number of times."""
+        position = 0
+        length = len(source)
+        while position < length:
+            match = _HTML_TOKEN.search(source, position)
+            if match is None:
+                self.text(source[position:])
+                break
+            if not self.text(source[position : match.start()]):
+                break
+            position = match.end()
+            if match.group("comment"):
+                # An unclosed comment hides the rest of the document, as in browsers.
+                close = source.find("-->", position)
+                position = length if close < 0 else close + 3
+                continue
+            if match.group("declaration"):
+                close = source.find(">", position)
+                position = length if close < 0 else close + 1
+                continue
+            name = match.group("name").lower()
+            if match.group("slash"):
+                ok = self.end(name)
+            elif name in _HIDDEN:
+                close_match = _HIDDEN_END[name].search(source, position)
+                position = length if close_match is None else close_match.end()
+                continue
+            else:
+                ok = self.start(name, match.group("attrs"))
+            if not ok:
+                break
+        return "".join(self.out)
+
+
+def _normalize_html(source: str) -> tuple[str, bool]:
+    """(well-formed small HTML, whether it was cut) for html2text."""
+    normalizer = _HtmlNormalizer()
+    text = normalizer.run(source)
+    return text, normalizer.truncated
+
+
+def _strip_lines(text: str) -> str:
+    """Trailing whitespace removed from every line (per line: no regex backtracking)."""
+    return "\n".join(line.rstrip() for line in text.split("\n"))
+
+
+def _html_to_text(source: str) -> tuple[str, bool]:
+    """(readable plain text, whether it was cut): no scripts or styles, links as end
+    references, nesting and size capped."""
+    normalized, truncated = _normalize_html(source)
+    converter = html2text.HTML2Text()
+    converter.body_width = 0
+    converter.ignore_images = True
+    converter.unicode_snob = True
+    converter.inline_links = False
+    try:
+        text = converter.handle(normalized)
+    except Exception:  # html2text is third-party code: fall back to the bare text
+        text = html.unescape(_TAGS.sub(" ", normalized))
+    text = _strip_lines(_clean_body(text))
+    return _BLANK_RUNS.sub("\n\n", text).strip("\n"), truncated
+
+
 # ---------------------------------------------------------------------------------- body
 
 
 def _payload_bytes(part: Message) -> bytes:
     """Transfer-decoded payload bytes of a leaf part (never raises)."""
+    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+    payload = part.get_payload()
+    if encoding in _UU_ENCODINGS and isinstance(payload, str):
+        decoded = _uu_part(payload)
+        if decoded is not None:
+            return decoded
     try:
         data = part.get_payload(decode=True)
     except (ValueError, TypeError, LookupError, binascii.Error, AssertionError):
@@ -488,23 +710,8 @@ def _html_charset(part: Message, data: bytes) -> str | None:
     return match.group(1).decode("ascii") if match else None
 
 
-def _html_to_text(html: str) -> str:
-    """Readable plain text from HTML: no scripts or styles, links as end references."""
-    converter = html2text.HTML2Text()
-    converter.body_width = 0
-    converter.ignore_images = True
-    converter.unicode_snob = True
-    converter.inline_links = False
-    try:
-        text = converter.handle(html)
-    except Exception:  # html2text is third-party code fed hostile markup: fall back
-        text = _TAGS.sub(" ", _SCRIPTS.sub(" ", html))
-    text = _TRAILING_SPACE.sub("\n", _clean_body(text))
-    return _BLANK_RUNS.sub("\n\n", text).strip("\n")
-
-
-def _html_text(part: Message) -> str:
-    """Decoded and converted text of a text/html part."""
+def _html_text(part: Message) -> tuple[str, bool]:
+    """(converted text, whether it was cut) of a text/html part."""
     data = _payload_bytes(part)
     return _html_to_text(_decode_bytes(data, _html_charset(part, data)))
 
@@ -517,39 +724,252 @@ def _embedded(part: Message) -> Message | None:
     return None
 
 
-def _first_text(walk: _Walk) -> tuple[str, str, Message | None]:
-    """(text, source, part) of the best non-blank text part of this walk, in order of
-    preference: unnamed plain, unnamed html, inline named text, raw broken multipart."""
-    tiers = [
-        (walk.plain, "plain"),
-        (walk.html, "html"),
-        (walk.named_inline, "named"),
-        (walk.broken, "plain"),
-    ]
-    for parts, source in tiers:
-        for part in parts:
-            is_html = _content_type(part) == "text/html"
-            text = _html_text(part) if is_html else _plain_text(part)
-            if text.strip():
-                if source == "named":
-                    source = "html" if is_html else "plain"
-                return text, source, part
-    return "", "none", None
+@dataclass
+class _Piece:
+    """One text part chosen for the body."""
+
+    text: str
+    source: str  # "plain" or "html"
+    part: Message
+    truncated: bool = False
+    uu_files: list[Attachment] = field(default_factory=list)
 
 
-def _select_body(walk: _Walk, hops: int = 0) -> tuple[str, str, Message | None]:
-    """(body, source, part): the best text of the walk; for mail that only forwards an
-    attached message, that message's body (part is then None: nothing to un-attach)."""
-    text, source, part = _first_text(walk)
-    if source != "none" or hops >= MAX_FORWARD_HOPS:
-        return text, source, part
-    for attached in walk.attachments:
-        inner = _embedded(attached) if _content_type(attached) in _ENCAPSULATED else None
-        if inner is not None:
-            text, source, _ = _select_body(_walk(inner), hops + 1)
-            if source != "none":
-                return text, source, None
-    return "", "none", None
+@dataclass
+class _Budget:
+    """Bounds shared by one body selection: parts visited, text parts and characters."""
+
+    visited: int = 0
+    texts: int = 0
+    chars: int = 0
+    truncated: bool = False
+
+
+def _is_body_leaf(part: Message, ctype: str, is_root: bool) -> bool:
+    """An inline text/plain or text/html part without a file name (or the whole mail)."""
+    if ctype not in ("text/plain", "text/html") or _disposition(part) == "attachment":
+        return False
+    return is_root or not _raw_filename(part)
+
+
+def _piece(part: Message, ctype: str) -> _Piece | None:
+    """The decoded text of one body candidate, or None when it is blank."""
+    if ctype == "text/html":
+        text, cut = _html_text(part)
+        piece = _Piece(text, "html", part, cut)
+    else:
+        text, files = _split_uuencoded(_plain_text(part))
+        piece = _Piece(text, "plain", part, uu_files=files)
+    return piece if piece.text.strip() or piece.uu_files else None
+
+
+def _is_stub(plain: list[_Piece], rich: list[_Piece]) -> bool:
+    """Whether a plain alternative only points at its HTML sibling ("read the HTML
+    version", "view it in your browser") or is tiny beside it."""
+    plain_text = "\n".join(p.text for p in plain).strip()
+    rich_size = sum(len(p.text.strip()) for p in rich)
+    if not plain_text:
+        return True
+    size = len(plain_text)
+    if size < 500 and rich_size > 2 * size and _STUB_HINT.search(plain_text):
+        return True
+    return size < 200 and rich_size > 5 * size + 300
+
+
+def _choose_alternative(options: list[list[_Piece]]) -> list[_Piece]:
+    """The plain alternative unless it is a stub; else the (last, richest) HTML one."""
+    options = [option for option in options if option]
+    if not options:
+        return []
+    plain = next((o for o in options if all(p.source == "plain" for p in o)), None)
+    rich = next((o for o in reversed(options) if any(p.source == "html" for p in o)), None)
+    if plain is None:
+        return rich or options[-1]
+    return rich if rich is not None and _is_stub(plain, rich) else plain
+
+
+def _pieces(part: Message, depth: int, budget: _Budget) -> list[_Piece]:
+    """Body text parts under ``part`` in reading order: every inline text part of a
+    mixed multipart (Apple Mail splits the text around pictures), one choice per
+    alternative multipart. Bounded in depth, parts and characters."""
+    budget.visited += 1
+    if depth > MAX_DEPTH or budget.visited > MAX_PARTS:
+        return []
+    ctype = _content_type(part)
+    if _is_message_like(part, ctype):
+        return []  # an attached message is an attachment, not text of this mail
+    if not part.is_multipart():
+        if not _is_body_leaf(part, ctype, depth == 0):
+            return []
+        if budget.texts >= MAX_TEXT_PARTS or budget.chars > MAX_BODY_CHARS:
+            budget.truncated = True
+            return []
+        piece = _piece(part, ctype)
+        if piece is None:
+            return []
+        budget.texts += 1
+        budget.chars += len(piece.text)
+        return [piece]
+    children = [child for child in part.get_payload() if isinstance(child, Message)]
+    if ctype == "multipart/alternative":
+        return _choose_alternative([_pieces(child, depth + 1, budget) for child in children])
+    return [piece for child in children for piece in _pieces(child, depth + 1, budget)]
+
+
+def _fallback_piece(walk: _Walk) -> _Piece | None:
+    """When no unnamed text part exists: an inline named text part, else the raw text of
+    a multipart whose boundary never appeared."""
+    candidates = [(part, _content_type(part)) for part in walk.named_inline]
+    candidates += [(part, "text/plain") for part in walk.broken]
+    for part, ctype in candidates:
+        found = _piece(part, ctype)
+        if found is not None:
+            return found
+    return None
+
+
+@dataclass
+class _Body:
+    """The selected body: text, where it came from, the parts it used, files found in it."""
+
+    text: str = ""
+    source: str = "none"
+    parts: list[Message] = field(default_factory=list)
+    files: list[Attachment] = field(default_factory=list)
+    truncated: bool = False
+
+
+def _join(pieces: list[_Piece]) -> str:
+    """One text from several parts, a blank line between them."""
+    if len(pieces) == 1:
+        return pieces[0].text
+    return "\n\n".join(p.text.strip("\n") for p in pieces if p.text.strip())
+
+
+def _select_body(root: Message, walk: _Walk, hops: int = 0) -> _Body:
+    """The body of the mail; for mail that only forwards an attached message, that
+    message's body (its parts are then not un-attached)."""
+    budget = _Budget()
+    pieces = _pieces(root, 0, budget)
+    if not pieces:
+        fallback = _fallback_piece(walk)
+        pieces = [fallback] if fallback is not None else []
+    if pieces:
+        return _Body(
+            text=_join(pieces),
+            source=pieces[0].source,
+            parts=[p.part for p in pieces],
+            files=[f for p in pieces for f in p.uu_files],
+            truncated=budget.truncated or any(p.truncated for p in pieces),
+        )
+    if hops < MAX_FORWARD_HOPS:
+        for attached in walk.attachments:
+            inner = _embedded(attached) if _content_type(attached) in _ENCAPSULATED else None
+            if inner is not None:
+                body = _select_body(inner, _walk(inner), hops + 1)
+                if body.source != "none":
+                    return _Body(body.text, body.source, [], [], body.truncated)
+    return _Body()
+
+
+def _cap_body(text: str) -> tuple[str, bool]:
+    """The body cut to MAX_BODY_CHARS (at a line end when one is near), and whether it was."""
+    if len(text) <= MAX_BODY_CHARS:
+        return text, False
+    cut = text.rfind("\n", MAX_BODY_CHARS - 2000, MAX_BODY_CHARS)
+    return text[: cut if cut > 0 else MAX_BODY_CHARS], True
+
+
+# ------------------------------------------------------------------------------ uuencode
+#
+# Old clients (and some scanners' forwards) send files uuencoded: either as a part with
+# Content-Transfer-Encoding x-uuencode, or as "begin 644 name" ... "end" blocks inside
+# the text. Lines are checked strictly (length character against line length), so that
+# ordinary text is not mistaken for data.
+
+MAX_UU_FILES = 20
+_UU_BEGIN = re.compile(r"^begin[ \t]+[0-7]{3,4}[ \t]+([^\n]*\S)[ \t]*$", re.M)
+_UU_LINE = re.compile(r"[\x20-\x60]++")
+_UU_ENCODINGS = frozenset({"x-uuencode", "uuencode", "uue", "x-uue"})
+
+
+def _uu_line(line: str) -> bytes | None:
+    """Decoded bytes of one uuencoded line, or None when it is not one."""
+    line = line.rstrip("\r")
+    if not line or not _UU_LINE.fullmatch(line):
+        return None
+    count = (ord(line[0]) - 32) & 63
+    needed = (count + 2) // 3 * 4
+    if not needed <= len(line) - 1 <= needed + 2:  # some encoders add a check character
+        return None
+    try:
+        return binascii.a2b_uu(line[: needed + 1])
+    except binascii.Error:
+        return None
+
+
+def _uu_data(text: str, start: int, lenient: bool = False) -> tuple[bytes | None, int]:
+    """Decode uuencoded lines from ``start`` up to an "end" line: (data, offset after the
+    block), or (None, offset where decoding stopped; -1 when the text ran out first).
+    ``lenient`` accepts data that runs to the end of the text without "end"."""
+    chunks = []
+    position = start
+    while position < len(text):
+        newline = text.find("\n", position)
+        line_end = len(text) if newline < 0 else newline
+        line = text[position:line_end].strip()
+        position = line_end + 1
+        if line == "end":
+            return b"".join(chunks), min(position, len(text))
+        if line == "`" or not line:
+            continue
+        data = _uu_line(line)
+        if data is None:
+            return None, line_end
+        chunks.append(data)
+    if lenient and chunks:
+        return b"".join(chunks), len(text)
+    return None, -1
+
+
+def _split_uuencoded(text: str) -> tuple[str, list[Attachment]]:
+    """(text without its uuencoded blocks, the files they hold)."""
+    if "begin" not in text:
+        return text, []
+    files: list[Attachment] = []
+    kept: list[str] = []
+    position = 0
+    skip_to = 0
+    for match in _UU_BEGIN.finditer(text):
+        if match.start() < skip_to:
+            continue
+        if len(files) >= MAX_UU_FILES:
+            break
+        data, end = _uu_data(text, match.end() + 1)
+        if end < 0:
+            break  # no "end" before the text ran out: no later block can end either
+        if data is None:
+            skip_to = end  # every "begin" before `end` would stop at the same line
+            continue
+        kept.append(text[position : match.start()])
+        position = skip_to = end
+        name = _sanitize_filename(match.group(1)) or f"uuencoded-{len(files) + 1}"
+        files.append(Attachment(name, _guess_type(name), data))
+    kept.append(text[position:])
+    return "".join(kept), files
+
+
+def _uu_part(payload: str) -> bytes | None:
+    """Decoded data of a part sent with a uuencode transfer encoding: the "begin" line
+    and the "end" line may both be missing."""
+    match = _UU_BEGIN.search(payload, 0, 4096)
+    return _uu_data(payload, match.end() + 1 if match else 0, lenient=True)[0]
+
+
+def _guess_type(filename: str) -> str:
+    """Content type guessed from a file name (application/octet-stream when unknown)."""
+    guessed, _ = mimetypes.guess_type(filename, strict=False)
+    return guessed or "application/octet-stream"
 
 
 # --------------------------------------------------------------------------- attachments
@@ -593,7 +1013,11 @@ def _attachment(part: Message, index: int) -> Attachment:
             filename = f"{subject}.eml" if subject else f"attachment-{index}.eml"
     else:
         data = _payload_bytes(part)
-    return Attachment(filename=filename or f"attachment-{index}", content_type=ctype, data=data)
+    if not filename:
+        # A nameless part (often an inline picture) still gets the usual extension.
+        extension = mimetypes.guess_extension(ctype, strict=False) or ""
+        filename = f"attachment-{index}{extension}"
+    return Attachment(filename=filename, content_type=ctype, data=data)
 
 
 # ---------------------------------------------------------------------------------- DSN
@@ -718,9 +1142,12 @@ def parse_mail(raw: bytes) -> ParsedMail:
     if not message.keys():
         raise MailParseError("no mail headers found")
     walk = _walk(message) if not defects else _Walk()
-    body, source, body_part = _select_body(walk)
-    # An inline named part chosen as the body is not also an attachment.
-    attached = [part for part in walk.attachments if part is not body_part]
+    body = _select_body(message, walk) if not defects else _Body()
+    text, cut = _cap_body(body.text)
+    # Text parts used as the body are not also attachments.
+    used = {id(part) for part in body.parts}
+    attached = [part for part in walk.attachments if id(part) not in used]
+    attachments = [_attachment(p, i) for i, p in enumerate(attached, 1)] + body.files
     sender = _first_address(message, "from")
     reply_to = _first_address(message, "reply-to")
     subjects = _raw_values(message, "subject")
@@ -738,9 +1165,10 @@ def parse_mail(raw: bytes) -> ParsedMail:
         return_path=_return_path(message),
         date=_parse_date(message),
         headers=_decoded_headers(message),
-        body=body,
-        body_source=source,
-        attachments=tuple(_attachment(p, i) for i, p in enumerate(attached, 1)),
+        body=text,
+        body_source=body.source,
+        body_truncated=cut or body.truncated,
+        attachments=tuple(attachments),
         is_report=bool(walk.reports),
         bounce=_bounce(walk),
         defects=tuple(dict.fromkeys(defects + walk.defects)),

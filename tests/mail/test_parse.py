@@ -246,7 +246,7 @@ def test_no_text_at_all() -> None:
     )
     parsed = parse_mail(raw)
     assert parsed.body == "" and parsed.body_source == "none"
-    assert parsed.attachments[0].filename == "attachment-1"
+    assert parsed.attachments[0].filename == "attachment-1.png"  # extension from the type
     assert parsed.attachments[0].data == b"\x89PNG"
 
 
@@ -280,10 +280,11 @@ def test_attachments_are_decoded_and_names_sanitized() -> None:
     )
     raw = mail("From: a@example.org\nContent-Type: multipart/mixed; boundary=M", body)
     parsed = parse_mail(raw)
-    assert parsed.body == "see attached"
+    # Every unnamed inline text part of a mixed multipart is body text, in order.
+    assert parsed.body == "see attached\n\ninline footer, not an attachment"
     assert [a.filename for a in parsed.attachments] == [
         "pass wd.pdf",
-        "attachment-2",
+        "attachment-2.jpg",
         "résumé.txt",
         "café.bin",
     ]
