@@ -276,3 +276,114 @@ async def test_the_too_big_notice_as_the_member_reads_it(repo, processor, messag
 async def _message_id(repo, inbound_id: int) -> str:
     async with repo.connection() as conn:
         return (await conn.execute(select(I.c.message_id).where(I.c.id == inbound_id))).scalar()
+
+
+# ------------------------------------------------------------------------------ property
+
+
+def _hostile_parts():
+    """MIME trees with odd headers, HTML and nesting, rendered as raw bytes."""
+    from hypothesis import strategies as st
+
+    text = st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=40
+    )
+    html = st.builds(
+        lambda tag, n, inner: f"<{tag}>" * n + inner + f"</{tag}>" * n,
+        st.sampled_from(["ul><li", "div", "pre", "table><tr><td", "blockquote", "b"]),
+        st.integers(0, 300),
+        text,
+    )
+    leaf = st.one_of(
+        st.builds(lambda t: ("text/plain; charset=utf-8", t), text),
+        st.builds(lambda h: ("text/html", h), html),
+        st.builds(lambda h: ("text/html", "<pre>" + " " * h + "x</pre>"), st.integers(0, 5000)),
+        st.builds(lambda b: ("application/octet-stream; name=\"f\"", b.hex()), st.binary(max_size=64)),
+        st.builds(lambda c, t: (f"text/plain; charset={c}", t), text, text),
+    )
+    return st.recursive(
+        leaf,
+        lambda children: st.builds(
+            lambda kind, parts, boundary: (f"multipart/{kind}", (boundary, parts)),
+            st.sampled_from(["mixed", "alternative", "related", "report"]),
+            st.lists(children, max_size=4),
+            st.text("abcXYZ0123'()+_,-./:=?é", min_size=0, max_size=12),
+        ),
+        max_leaves=12,
+    )
+
+
+def _render(node) -> str:
+    ctype, content = node
+    if not ctype.startswith("multipart/"):
+        return f"Content-Type: {ctype}\r\n\r\n{content}"
+    boundary, parts = content
+    body = "".join(f"--{boundary}\r\n{_render(part)}\r\n" for part in parts)
+    return f'Content-Type: {ctype}; boundary="{boundary}"\r\n\r\n{body}--{boundary}--'
+
+
+def _property_mails():
+    from hypothesis import strategies as st
+
+    header_text = st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=60
+    )
+    structured = st.builds(
+        lambda subject, sender, tree, extra: (
+            f"From: {sender}\r\nTo: {OWN}\r\nSubject: {subject}\r\n{extra}"
+            f"MIME-Version: 1.0\r\n{_render(tree)}"
+        ).encode("utf-8", "surrogatepass"),
+        header_text,
+        st.one_of(header_text, st.just("marta@example.net")),
+        _hostile_parts(),
+        st.sampled_from(["", "Reply-To: \r\n", "Cc: a@b, , <>\r\n", "X-Odd:\r\n continued\r\n"]),
+    )
+    return st.one_of(structured, st.binary(max_size=300))
+
+
+async def test_every_mail_ends_as_a_ticket_an_entry_or_a_quarantine_item(repo, message_ids):
+    """Property: random and hostile mails through the real parser in its sandbox never stay
+    `received` and never stop the mails after them."""
+    from hypothesis import HealthCheck, given, settings
+
+    service = TicketService(repo, message_ids, ServiceSettings(own_address=OWN))
+    mail_settings = MailSettings(
+        own_address=OWN, prefix="suport", ack_limit_per_day=5, message_ids=message_ids
+    )
+    sandbox = ParseSandbox(SandboxSettings(timeout=10.0, workers=2))
+    processor = MailProcessor(repo, service, mail_settings, parser=sandbox)
+
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(raws=st_lists(_property_mails()))
+    def check(raws: list[bytes]) -> None:
+        # Hypothesis drives a plain function: it runs in a thread and hands the async work
+        # to this test's loop, where the database and the sandbox live.
+        asyncio.run_coroutine_threadsafe(one_example(raws), loop).result()
+
+    async def one_example(raws: list[bytes]) -> None:
+        # Its own sender: the per-sender hourly limit must not be what holds it.
+        normal = mail("i després, un de normal", sender=f"n{next(_uids)}@example.net")
+        ids = await store(repo, *raws, normal)
+        await processor.process_pending()
+        states = await rows(repo, ids)
+        for state, error, ticket, _attempts in states:
+            assert state in ("done", "duplicate", "quarantined"), (state, error)
+            assert (ticket is not None) if state == "done" else True
+            assert error if state == "quarantined" else True
+        assert states[-1][0] == "done"
+
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.to_thread(check)
+    finally:
+        await sandbox.close()
+
+
+def st_lists(strategy):
+    from hypothesis import strategies as st
+
+    return st.lists(strategy, min_size=1, max_size=4)
