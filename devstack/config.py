@@ -12,12 +12,13 @@ from pathlib import Path
 MAIL_UID = 65534
 MAIL_GID = 65534
 
-# Every address is a mailbox, except those in the reserved ".invalid" TLD (RFC 2606) and
-# bare names without a domain: they give "550 5.1.1 User doesn't exist", so tests can
-# exercise bounces. The static userdb verifies users through the passdbs: the static one
+# Every address is a mailbox, except those in the reserved ".invalid" TLD (RFC 2606), the
+# domain nowhere.example and bare names without a domain: they give "550 5.1.1 User doesn't
+# exist", so tests can exercise bounces (nowhere.example passes exobot's own address rule,
+# which refuses .invalid before any mail is sent). The static userdb verifies users through the passdbs: the static one
 # (restricted by this filter), then an empty passwd-file that answers "unknown user"
 # (without it Dovecot reports "all passdbs skipped" as a 451 internal error).
-USERNAME_FILTER = "*@* !*.invalid"
+USERNAME_FILTER = "*@* !*.invalid !*@nowhere.example"
 NO_USERS_FILE = "/dev/null"
 
 # Any rate far above what a test suite can produce.

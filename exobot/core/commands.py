@@ -457,5 +457,8 @@ def _parse_cc(spec: CommandSpec, ticket: int, rest: str) -> ChangeParticipants:
         sign, address = word[:1], word[1:]
         if sign not in "+-" or not address:
             raise CommandError("bad_cc_argument", text=_echo(word))
-        (add if sign == "+" else remove).append(_command_address(address))
+        if sign == "+":
+            add.append(_command_address(address))
+        else:  # even an unusable address can be removed: the service matches it as stored
+            remove.append(address.lower())
     return ChangeParticipants(ticket, tuple(add), tuple(remove))

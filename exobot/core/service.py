@@ -381,7 +381,9 @@ class TicketService:
                 limit=MAX_PARTICIPANT_CHANGES,
             )
         add = list(dict.fromkeys(_address(a) for a in intent.add))
-        remove = list(dict.fromkeys(_address(a) for a in intent.remove))
+        # Removal must also work for an address no mail can be written to (stored by an older
+        # version): it is matched as stored, never refused by the address rule.
+        remove = list(dict.fromkeys(_stored_address(a) for a in intent.remove))
         ticket = await step.ticket(intent.ticket)
         reference = self.reference(ticket.number)
         own = self.settings.own_address.lower()
@@ -577,6 +579,8 @@ class _Step:
         }
         if kind is EntryKind.BOUNCE:
             data |= {"status": mail.bounce_status, "recipients": list(mail.bounce_recipients)}
+        if mail.body_truncated:
+            data["body_truncated"] = True
         if cc_not_added:
             data["cc_not_added"] = list(cc_not_added)
         entry = await self.add(ticket, kind, body=mail.body, data=data)
@@ -710,6 +714,14 @@ def _required_text(text: str, problem: str) -> str:
     if not text:
         raise InvalidRequest("missing_text", problem)
     return text
+
+
+def _stored_address(text: str) -> str:
+    """An address as participants are stored: canonical when it is usable, else lowercased."""
+    try:
+        return normalize_address(text)
+    except BadAddress:
+        return text.strip().lower()[:254]
 
 
 def _address(text: str) -> str:

@@ -16,6 +16,12 @@ def test_cc_adds_and_removes_several_addresses():
     )
 
 
+def test_cc_can_remove_an_address_no_mail_could_be_sent_to():
+    assert parse("!cc 4 -José@example.org").intent == ChangeParticipants(
+        4, remove=("josé@example.org",)
+    )
+
+
 def test_cc_inside_a_thread_and_in_catalan():
     assert parse("!còpia +anna@example.org", context=7).intent == ChangeParticipants(
         7, add=("anna@example.org",)

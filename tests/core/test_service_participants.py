@@ -102,3 +102,6 @@ async def test_a_reply_skips_an_unusable_participant_and_says_so(world):
     [note] = world.repo.entries(number, "delivery_failed")
     assert note.data["recipient"] == "josé@example.org" and note.data["skipped"] is True
     assert note.data["outbox_id"] == reply.id and "@-sign" in note.body
+    # The note says how to remove it, and that works although no mail can go there.
+    await world.op(i.ChangeParticipants(number, remove=("José@example.org",)))
+    assert "josé@example.org" not in world.repo.participants(number)

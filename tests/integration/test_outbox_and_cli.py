@@ -55,7 +55,7 @@ async def test_reply_queued_while_smtp_is_down_is_delivered_once(bot, stack):
 async def test_permanent_refusal_marks_failed_and_records_it(bot):
     await bot.app.service.apply(
         Actor.operator("@anna:example.org"),
-        OpenTicket("ningu@nowhere.invalid", "Trucada: sense connexió"),
+        OpenTicket("ningu@nowhere.example", "Trucada: sense connexió"),
     )
     await bot.app.service.apply(Actor.operator("@anna:example.org"), Reply(1, "Hola"))
 
