@@ -69,6 +69,7 @@ _CA: dict[str, str] = {
         "No s'han afegit com a participants les adreces en còpia: {addresses} "
         "(per afegir-ne una: !cc {ticket} +adreça)"
     ),
+    "entry.body_truncated": "(Missatge retallat: el correu sencer es conserva com a original.)",
     "entry.cc_not_added": (
         "Adreces en còpia no afegides com a participants: {addresses} "
         "(per afegir-ne una: !cc {ticket} +adreça)"
@@ -344,6 +345,7 @@ _ES: dict[str, str] = {
         "No se han añadido como participantes las direcciones en copia: {addresses} "
         "(para añadir una: !cc {ticket} +dirección)"
     ),
+    "entry.body_truncated": "(Mensaje recortado: el correo entero se conserva como original.)",
     "entry.cc_not_added": (
         "Direcciones en copia no añadidas como participantes: {addresses} "
         "(para añadir una: !cc {ticket} +dirección)"
@@ -617,6 +619,7 @@ _EN: dict[str, str] = {
         "Its Cc addresses were not made participants: {addresses} "
         "(to add one: !cc {ticket} +address)"
     ),
+    "entry.body_truncated": "(Message cut short: the whole mail is kept as the original.)",
     "entry.cc_not_added": (
         "Cc addresses not made participants: {addresses} (to add one: !cc {ticket} +address)"
     ),

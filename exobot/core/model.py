@@ -132,3 +132,5 @@ class IncomingMail:
     inbound_id: int | None = None
     bounce_status: str | None = None
     bounce_recipients: tuple[str, ...] = ()
+    # The parser cut the body (the whole mail stays stored as the original).
+    body_truncated: bool = False

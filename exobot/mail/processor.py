@@ -118,6 +118,7 @@ def incoming_from(parsed: ParsedMail, raw: bytes, inbound_id: int) -> IncomingMa
         inbound_id=inbound_id,
         bounce_status=bounce.status if bounce else None,
         bounce_recipients=tuple(bounce.recipients) if bounce else (),
+        body_truncated=parsed.body_truncated,
     )
 
 

@@ -342,6 +342,11 @@ class Renderer:
                 self._t(key, sender=self._sender(entry), ticket=ref),
                 mail_text(entry.body, max_lines=lines, max_chars=chars),
             )
+            if data.get("body_truncated"):
+                # The parser kept only the start of a huge text; say so wherever it shows.
+                note = self._t("entry.body_truncated")
+                described.extra.append(note)
+                described.notes.append(note)
             attachments = self._attachments(entry)
             if attachments:
                 described.extra.append(attachments)
@@ -443,6 +448,8 @@ class Renderer:
             if _kind(first) == EntryKind.COMMENT:
                 b.line(self._t("root.comment", actor=first.actor))
             b.quote(mail_text(first.body, max_lines=ROOT_LINES, max_chars=ROOT_CHARS))
+            if (first.data or {}).get("body_truncated"):
+                b.line(self._t("entry.body_truncated"))
             attachments = self._attachments(first)
             if attachments:
                 b.line(attachments)
