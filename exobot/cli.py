@@ -4,23 +4,45 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import stat
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
 
 from exobot.config import Config, ConfigError, load_config
 
 DEFAULT_CONFIG = os.environ.get("EXOBOT_CONFIG", "config.yaml")
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+# Control characters (C0, DEL, C1) and Unicode's line and paragraph separators, escaped in
+# log lines: a newline in a mail subject or a Matrix message would otherwise forge a line.
+_ESCAPES = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code != 0x09
+} | {0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+class OneLineFormatter(logging.Formatter):
+    """Every record is one line: control characters in the message (often user input) are
+    escaped; the traceback the formatter appends itself keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        """The record's line, with control characters escaped."""
+        return super().formatMessage(record).translate(_ESCAPES)
+
+
 def setup_logging(level: str = "INFO") -> None:
-    """Log lines that name their component (the logger name)."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Log lines that name their component (the logger name), one line per record."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
     for chatty in ("aioimaplib", "nio", "peewee", "apscheduler"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
@@ -34,9 +56,51 @@ def _load(path: str) -> Config:
         raise SystemExit(2) from None
 
 
+_SECRET_KEYS = frozenset({"password", "access_token", "hmac_secret"})
+
+
+def exposed_secrets_warning(path: str) -> str | None:
+    """One line when the configuration file holds a secret (a password, an access token, the
+    HMAC secret, a database URL with a password) and users other than its owner may read it
+    (group or other permission bits); None otherwise."""
+    try:
+        mode = os.stat(path).st_mode
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    if not mode & 0o077:
+        return None
+    held = sorted(_secrets_in(data))
+    if not held:
+        return None
+    return (
+        f"{path}: warning: other users can read this file (mode {stat.S_IMODE(mode):o}) and it "
+        f"holds secrets ({', '.join(held)}): chmod 600 {path}"
+    )
+
+
+def _secrets_in(data: object, where: str = "") -> list[str]:
+    found = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            dotted = f"{where}.{key}" if where else str(key)
+            if key in _SECRET_KEYS and value:
+                found.append(dotted)
+            elif dotted == "database.url" and isinstance(value, str):
+                with contextlib.suppress(ValueError):
+                    if urlsplit(value).password:
+                        found.append(dotted)
+            else:
+                found.extend(_secrets_in(value, dotted))
+    return found
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Print OK, or one line per problem."""
+    """Print OK, or one line per problem (and a warning when secrets are readable by others)."""
     _load(args.config)
+    warning = exposed_secrets_warning(args.config)
+    if warning:
+        print(warning, file=sys.stderr)
     print("OK")
     return 0
 
@@ -48,6 +112,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     setup_logging(config.logging.level)
+    warning = exposed_secrets_warning(args.config)
+    if warning:
+        logging.getLogger("exobot").warning("%s", warning)
     try:
         return asyncio.run(App(config).run_until_signal())
     except WebListenError as error:

@@ -81,14 +81,34 @@ class SessionStore:
 
     def save(self, session: Session) -> None:
         """Write the session durably: a crash leaves the old or the new file, never half."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_directory(self.directory)
         temporary = self.path.with_suffix(".tmp")
-        with open(temporary, "w") as handle:
+        # Created 0600 (it holds an access token), not made private after being written.
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # an older temporary file may exist
             json.dump(asdict(session), handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, 0o600)  # it holds an access token
         os.replace(temporary, self.path)
+
+
+def private_directory(directory: Path) -> None:
+    """Create `directory` (and its parents) with the store's directory itself 0700: what nio
+    keeps there (device keys, the access token) is nobody else's to read. An existing one is
+    made 0700 too."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+
+
+def private_files(directory: Path) -> None:
+    """Make every file under the store 0600 and every directory 0700 (nio creates its
+    database with the process umask; inside a 0700 directory nobody else could open it
+    meanwhile)."""
+    for path in directory.rglob("*"):
+        if path.is_symlink():
+            continue
+        os.chmod(path, 0o700 if path.is_dir() else 0o600)
 
 
 class MatrixClient:
@@ -111,7 +131,7 @@ class MatrixClient:
     async def connect(self) -> None:
         """Restore the saved session, or log in once and save it."""
         s = self.settings
-        s.store_path.mkdir(parents=True, exist_ok=True)
+        private_directory(s.store_path)
         self.nio = nio.AsyncClient(
             s.homeserver,
             s.user_id,
@@ -138,6 +158,7 @@ class MatrixClient:
             self.nio.restore_login(session.user_id, session.device_id, session.access_token)
             log.info("restored session of %s, device %s", session.user_id, session.device_id)
         self.session = session
+        private_files(s.store_path)  # nio opened (and maybe created) its store just now
         if self.nio.should_upload_keys:
             await self.nio.keys_upload()
 

@@ -22,6 +22,10 @@ SESSION_COOKIE = "exobot_session"
 # that must match this cookie: a double-submit token, since there is no session yet.
 PRELOGIN_COOKIE = "exobot_prelogin"
 CSRF_FIELD = "csrf"
+# Under https the cookies are named `__Host-…`: a browser then takes them only with Secure,
+# without Domain and with Path=/, so a sibling subdomain or a plain-http page cannot plant or
+# overwrite them (session fixation, CSRF token injection).
+HOST_PREFIX = "__Host-"
 MAX_FORWARDED_CHARS = 4096  # X-Forwarded-For read at most this far (from the right end)
 
 
@@ -41,7 +45,7 @@ def context(request: Request) -> WebContext:
 
 async def session_operator(request: Request) -> Operator | None:
     """The logged-in operator of a browser request, or None."""
-    token = request.cookies.get(SESSION_COOKIE)
+    token = request.cookies.get(cookie_name(request, SESSION_COOKIE))
     if not token:
         return None
     ctx = context(request)
@@ -78,7 +82,7 @@ async def start_session(request: Request, response: Response, user_id: str) -> N
             conn, user_id, ctx.settings.session_ttl, ctx.now()
         )
     response.set_cookie(
-        SESSION_COOKIE,
+        cookie_name(request, SESSION_COOKIE),
         token,
         max_age=int(ctx.settings.session_ttl.total_seconds()),
         httponly=True,
@@ -86,17 +90,34 @@ async def start_session(request: Request, response: Response, user_id: str) -> N
         secure=ctx.settings.secure,
         path="/",
     )
-    response.delete_cookie(PRELOGIN_COOKIE, path="/")
+    _delete(request, response, PRELOGIN_COOKIE)
 
 
 async def end_session(request: Request, response: Response) -> None:
     """Log the browser out (the session is deleted, not just the cookie)."""
-    token = request.cookies.get(SESSION_COOKIE)
+    token = request.cookies.get(cookie_name(request, SESSION_COOKIE))
     if token:
         ctx = context(request)
         async with ctx.repository.connection() as conn:
             await records.end_session(conn, token)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    _delete(request, response, SESSION_COOKIE)
+
+
+def cookie_name(request: Request, base: str) -> str:
+    """A cookie's name on this site: `__Host-<base>` under https, `<base>` over plain http
+    (the demo and tests), where browsers refuse the prefix."""
+    return HOST_PREFIX + base if context(request).settings.secure else base
+
+
+def _delete(request: Request, response: Response, base: str) -> None:
+    # A __Host- cookie is only replaced (here: expired) by one with the same attributes.
+    secure = context(request).settings.secure
+    response.delete_cookie(cookie_name(request, base), path="/", secure=secure, httponly=True)
+
+
+def prelogin_cookie(request: Request) -> str:
+    """The pre-login token this browser sent ("" if none)."""
+    return request.cookies.get(cookie_name(request, PRELOGIN_COOKIE), "")
 
 
 def csrf_matches(expected: str, given: object) -> bool:
@@ -106,13 +127,13 @@ def csrf_matches(expected: str, given: object) -> bool:
 
 def prelogin_token(request: Request) -> str:
     """The double-submit token of this browser's pre-login forms (new if it has none)."""
-    return request.cookies.get(PRELOGIN_COOKIE) or secrets.token_urlsafe(24)
+    return prelogin_cookie(request) or secrets.token_urlsafe(24)
 
 
 def set_prelogin_cookie(request: Request, response: Response, token: str) -> None:
     """Send the pre-login token's cookie along with a page holding a pre-login form."""
     response.set_cookie(
-        PRELOGIN_COOKIE,
+        cookie_name(request, PRELOGIN_COOKIE),
         token,
         max_age=3600,
         httponly=True,

@@ -86,7 +86,7 @@ async def login_with_password(
     """Check a Matrix user and password with the homeserver; operators get a session."""
     ctx = auth.context(request)
     say_error = "web.login.bad_password"
-    if not auth.csrf_matches(request.cookies.get(auth.PRELOGIN_COOKIE, ""), csrf):
+    if not auth.csrf_matches(auth.prelogin_cookie(request), csrf):
         return render(request, "error.html", status_code=403, message_key="web.csrf")
     user = user.strip()[: MAX_USER_CHARS + 1]  # what the page shows back, never more
     account = canonical_user_id(user, ctx.settings.server_name)
@@ -144,7 +144,7 @@ async def link_confirm(request: Request, token: str) -> Response:
 async def link_login(request: Request, token: str, csrf: str = Form("")) -> Response:
     """Spend a `!login` link and open a session."""
     ctx = auth.context(request)
-    if not auth.csrf_matches(request.cookies.get(auth.PRELOGIN_COOKIE, ""), csrf):
+    if not auth.csrf_matches(auth.prelogin_cookie(request), csrf):
         return render(request, "error.html", status_code=403, message_key="web.csrf")
     async with ctx.repository.connection() as conn:
         user_id = await records.use_login_link(conn, token, ctx.now())

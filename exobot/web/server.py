@@ -61,6 +61,7 @@ class WebServer:
         config = uvicorn.Config(
             self.app,
             log_level="warning",
+            log_config=None,  # uvicorn's records go through exobot's one-line formatter
             access_log=False,
             lifespan="off",
             server_header=False,

@@ -27,9 +27,7 @@ async def number(repo) -> int:
         subject="No tinc internet",
         body="Des d'ahir.",
     )
-    outcome = await service.apply(
-        Actor.member(mail.sender), ReceiveMail(mail, MailClass.MEMBER)
-    )
+    outcome = await service.apply(Actor.member(mail.sender), ReceiveMail(mail, MailClass.MEMBER))
     return outcome.ticket
 
 

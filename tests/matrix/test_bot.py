@@ -120,7 +120,9 @@ async def open_ticket(repo: SqlRepository, bot: MatrixBot) -> int:
         subject="No tinc internet",
         body="Des d'ahir.",
     )
-    outcome = await bot.service.apply(Actor.member(mail.sender), ReceiveMail(mail, MailClass.MEMBER))
+    outcome = await bot.service.apply(
+        Actor.member(mail.sender), ReceiveMail(mail, MailClass.MEMBER)
+    )
     return outcome.ticket
 
 

@@ -8,10 +8,9 @@ import pytest
 from tests.web.test_api import ANNA, assert_error
 from tests.web.test_api import anna as anna  # noqa: F401 - fixture
 from tests.web.test_api import world as world  # noqa: F401 - fixture
-from tests.web.test_pages import alert
+from tests.web.test_pages import alert, receive
 from tests.web.test_pages import browser as browser  # noqa: F401 - fixture
 from tests.web.test_pages import ctx as ctx  # noqa: F401 - fixture
-from tests.web.test_pages import receive
 from tests.web.test_pages import retrier as retrier  # noqa: F401 - fixture
 from tests.web.test_pages import service as service  # noqa: F401 - fixture
 

@@ -78,10 +78,20 @@ async def test_every_response_carries_the_security_headers(https):
 async def test_the_session_cookie_is_httponly_samesite_and_secure_over_https(https):
     logged = await _login(https)
     assert logged.status_code == 303
-    cookie = _cookie(logged, SESSION_COOKIE).lower()
+    cookie = _cookie(logged, "__Host-" + SESSION_COOKIE).lower()
     assert "httponly" in cookie and "samesite=lax" in cookie and "secure" in cookie
-    prelogin = _cookie(await https.get("/login"), PRELOGIN_COOKIE).lower()
+    assert "path=/" in cookie and "domain" not in cookie  # what the __Host- prefix demands
+    assert not any(  # no cookie without the prefix under https
+        v.startswith(SESSION_COOKIE) for v in logged.headers.get_list("set-cookie")
+    )
+    prelogin = _cookie(await https.get("/login"), "__Host-" + PRELOGIN_COOKIE).lower()
     assert "httponly" in prelogin and "samesite=strict" in prelogin and "secure" in prelogin
+    assert "path=/" in prelogin and "domain" not in prelogin
+    # The session works under its prefixed name, and logging out expires it the same way.
+    assert (await https.get("/")).status_code == 200
+    https.cookies.set(SESSION_COOKIE, https.cookies.get("__Host-" + SESSION_COOKIE))
+    https.cookies.delete("__Host-" + SESSION_COOKIE)
+    assert (await https.get("/")).status_code == 303  # the unprefixed name is not believed
 
 
 async def test_plain_http_cookies_are_not_marked_secure(repo):
@@ -91,6 +101,8 @@ async def test_plain_http_cookies_are_not_marked_secure(repo):
     ) as client:
         logged = await _login(client)
         assert "secure" not in _cookie(logged, SESSION_COOKIE).lower()
+        assert "__Host-" not in logged.headers.get("set-cookie", "")
+        assert (await client.get("/")).status_code == 200
         assert "strict-transport-security" not in logged.headers
 
 
@@ -119,7 +131,7 @@ async def test_an_expired_session_is_sent_to_login(https, repo):
         token, _ = await records.create_session(
             conn, VOL, timedelta(hours=1), datetime.now(UTC) - timedelta(hours=2)
         )
-    https.cookies.set(SESSION_COOKIE, token, domain="suport.example.org")
+    https.cookies.set("__Host-" + SESSION_COOKIE, token, domain="suport.example.org")
     answer = await https.get("/tickets")
     assert answer.status_code == 303
     assert answer.headers["location"] == "/login?next=/tickets"
