@@ -10,6 +10,8 @@ BENCH_MATRIX_MAILS ?= 20
 BENCH_WEB_TICKETS ?= 100000
 BENCH_WEB_ENTRIES ?= 500000
 BENCH_WEB_SAMPLES ?= 200
+BENCH_HOSTILE ?= 100
+BENCH_HOSTILE_NORMAL ?= 10
 
 .PHONY: venv stack demo test bench bench-smoke lint clean
 
@@ -37,10 +39,12 @@ bench: stack
 	$(PY) bench/bench_matrix.py --commands $(BENCH_COMMANDS) --mails $(BENCH_MATRIX_MAILS)
 	$(PY) bench/bench_web.py --tickets $(BENCH_WEB_TICKETS) --entries $(BENCH_WEB_ENTRIES) \
 		--samples $(BENCH_WEB_SAMPLES)
+	$(PY) bench/bench_hostile.py --hostile $(BENCH_HOSTILE) --normal $(BENCH_HOSTILE_NORMAL)
 
 bench-smoke:
 	$(MAKE) bench BENCH_MAILS=100 BENCH_SAMPLES=5 BENCH_COMMANDS=10 BENCH_MATRIX_MAILS=3 \
-		BENCH_WEB_TICKETS=5000 BENCH_WEB_ENTRIES=25000 BENCH_WEB_SAMPLES=20
+		BENCH_WEB_TICKETS=5000 BENCH_WEB_ENTRIES=25000 BENCH_WEB_SAMPLES=20 \
+		BENCH_HOSTILE=8 BENCH_HOSTILE_NORMAL=2
 
 lint: venv
 	$(PY) -m ruff check exobot plugins tests devstack bench
