@@ -282,10 +282,9 @@ _CA: dict[str, str] = {
         "Si necessites ajuda, escriu a {address}."
     ),
     "chat.open_room": (
-        "⚠️ Aquesta sala és oberta (regla d'entrada «{rule}»): qualsevol hi pot entrar. Per "
-        "això ningú no té drets d'operador per ser-ne membre i no faré cas de les ordres que "
-        "s'hi escriguin. Feu-la només per invitació (o amb petició d'entrada), o definiu la "
-        "llista d'operadors a matrix.operators."
+        "⚠️ Aquesta sala és oberta (regla d'entrada «{rule}»): qualsevol hi pot entrar, així "
+        "que ser-ne membre no dona drets d'operador a ningú. Feu-la només per invitació (o "
+        "amb petició d'entrada), o definiu la llista d'operadors a matrix.operators."
     ),
     "chat.login.link": (
         "Aquí tens el teu enllaç per entrar a la web de suport (un sol ús, caduca d'aquí a "
@@ -556,10 +555,9 @@ _ES: dict[str, str] = {
         "Si necesitas ayuda, escribe a {address}."
     ),
     "chat.open_room": (
-        "⚠️ Esta sala es abierta (regla de entrada «{rule}»): cualquiera puede entrar. Por "
-        "eso nadie tiene derechos de operador por ser miembro y no haré caso de las órdenes "
-        "que se escriban aquí. Hacedla solo por invitación (o con petición de entrada), o "
-        "definid la lista de operadores en matrix.operators."
+        "⚠️ Esta sala es abierta (regla de entrada «{rule}»): cualquiera puede entrar, así "
+        "que ser miembro no da derechos de operador a nadie. Hacedla solo por invitación (o "
+        "con petición de entrada), o definid la lista de operadores en matrix.operators."
     ),
     "chat.login.link": (
         "Aquí tienes tu enlace para entrar en la web de soporte (un solo uso, caduca en "
@@ -818,9 +816,9 @@ _EN: dict[str, str] = {
         "Hi! I only work in eXO's support team rooms. If you need help, please write to {address}."
     ),
     "chat.open_room": (
-        "⚠️ This room is open (join rule “{rule}”): anybody can join it. So nobody gets "
-        "operator rights by being a member, and I will not act on commands written here. "
-        "Make it invite-only (or knock), or list the operators in matrix.operators."
+        "⚠️ This room is open (join rule “{rule}”): anybody can join it, so being a member "
+        "gives nobody operator rights. Make it invite-only (or knock), or list the operators "
+        "in matrix.operators."
     ),
     "chat.login.link": (
         "Here is your link to the support website (single use, expires in {minutes} min): {url}"
