@@ -160,3 +160,22 @@ async def test_login_links_are_never_limited(repo, homeserver):
             used = await http.post(f"/login/link/{token}", data={"csrf": csrf})
             assert used.status_code == 303
             assert used.headers["location"] == "/"
+
+
+def test_trusted_proxies_are_checked_in_the_configuration():
+    from exobot.config import ConfigError, parse_config
+
+    base = {
+        "mail": {
+            "address": "suport@example.org",
+            "imap": {"host": "imap.example.org", "username": "s@example.org", "password": "pw"},
+            "smtp": {"host": "smtp.example.org"},
+        }
+    }
+    assert parse_config(base).web.proxy_networks == ()
+    good = parse_config(base | {"web": {"trusted_proxies": ["127.0.0.1", "10.0.0.0/8", "::1"]}})
+    assert [str(n) for n in good.web.proxy_networks] == ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]
+    with pytest.raises(ConfigError) as refused:
+        parse_config(base | {"web": {"trusted_proxies": ["proxy.example.org"]}})
+    [problem] = refused.value.problems
+    assert problem.startswith("web.trusted_proxies") and "proxy.example.org" in problem
