@@ -21,15 +21,19 @@ import mimetypes
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import policy
+from email._policybase import Compat32
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
 from types import MappingProxyType
 
+import charset_normalizer
 import html2text
+
+from exobot.core.addresses import BadAddress, normalize_address
 
 # Deeper MIME trees than this are not walked further; real mail stays far below it.
 MAX_DEPTH = 256
@@ -44,15 +48,48 @@ MAX_BODY_CHARS = 100_000
 # Inline text parts joined into one body at most.
 MAX_TEXT_PARTS = 100
 
-_PARSER = BytesParser(policy=policy.compat32)
+
+class _RawHeaderPolicy(Compat32):
+    """compat32, except that header values keep their 8-bit bytes (as surrogate escapes)
+    instead of becoming U+FFFD: this module decodes them itself (a raw UTF-8 file name must
+    come out right), and a boundary with a non-ASCII character must match its delimiter
+    lines, which keep their bytes too."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        """The stored value as it is."""
+        return value
+
+
+_PARSER = BytesParser(policy=_RawHeaderPolicy())
 _LINEBREAKS = re.compile(r"\r?\n|\r")
 _WHITESPACE = re.compile(r"\s+")
 # C0 controls, DEL and the Unicode line/paragraph separators all become plain spaces.
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?([^?\s]*)\?=")
+# Lenient: the payload may hold spaces (some mailers do not encode them) and folds (a long
+# word folded in its middle); it never holds "?", so the match cannot run past its end.
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?([^?]*+)\?=")
+_FOLD = re.compile(r"\r?\n[ \t]*")
+# Something that looks like an address, for a From header that getaddresses cannot split
+# ("Name addr@example.org" without angle brackets).
+_LOOSE_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
+# A header line: a field name (printable ASCII but ":") and a colon.
+_HEADER_LINE = re.compile(rb"[!-9;-~]{1,100}:")
+# Non-header lines tolerated before the first header ("---- Original message ----").
+MAX_BANNER_LINES = 5
+# Header block lines looked at when repairing continuation lines without indentation.
+MAX_HEADER_LINES = 1000
+# Charsets tried for raw 8-bit header bytes that are not UTF-8 (and not the body's).
+_HEADER_CANDIDATES = (
+    "gb18030", "big5", "cp932", "euc_jp", "cp949", "cp1251", "koi8_r", "cp1252",
+    "iso8859_2", "iso8859_7",
+)  # fmt: skip
+# Bytes of raw header values looked at to guess their charset.
+MAX_HEADER_SAMPLE = 4096
+# The charset guessed for this mail's raw 8-bit headers (see _guess_header_codec). A
+# context variable keeps parse_mail a pure function while the small helpers read it.
+_HEADER_CODEC: ContextVar[str | None] = ContextVar("exobot_header_codec", default=None)
 _PLACEHOLDER = re.compile("\ue000(\\d*)\ue001")
 _BRACKETED_ID = re.compile(r"<([^<>]*)>")
-_ADDR_SPEC = re.compile(r"^[^\s]+@[^@\s]+$")
 # Words of a plain alternative that only points at the HTML one.
 _STUB_HINT = re.compile(r"html|browser|navegador", re.I)
 _DSN_STATUS = re.compile(r"\b[245]\.\d{1,3}\.\d{1,3}\b")
@@ -143,6 +180,12 @@ def _codec(charset: str | None) -> str | None:
 def _decode_bytes(data: bytes, charset: str | None) -> str:
     """Decode bytes, trying the declared charset, then UTF-8, then cp1252 (never raises)."""
     declared = _codec(charset)
+    if declared is not None and declared.startswith("iso2022_jp"):
+        # ISO-2022-JP is 7-bit: UTF-8 would "decode" it into escape sequences.
+        try:
+            return data.decode(declared)
+        except ValueError:
+            return _decode_jis(data)
     order = [declared, "utf-8"]
     if declared in _PERMISSIVE_CODECS:
         order.reverse()
@@ -154,6 +197,50 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
         except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError
             continue
     return data.decode("cp1252", errors="replace")
+
+
+def _jis_to_cp932(data: bytes) -> bytes:
+    """ISO-2022-JP bytes rewritten as Shift_JIS, so that cp932 (which has the NEC and IBM
+    extensions Japanese mailers use: circled digits, Roman numerals) can decode them."""
+    out = bytearray()
+    mode = "ascii"
+    index = 0
+    while index < len(data):
+        byte = data[index]
+        if byte == 0x1B:
+            escape = data[index + 1 : index + 3]
+            if escape in (b"$B", b"$@"):
+                mode = "jis"
+            elif escape == b"(I":
+                mode = "kana"
+            elif escape[:1] == b"(":
+                mode = "ascii"
+            index += 3
+            continue
+        if byte in (0x0A, 0x0D) or mode == "ascii":
+            out.append(byte)
+            index += 1
+        elif mode == "kana":
+            out.append(byte | 0x80)
+            index += 1
+        else:
+            first, second = byte, data[index + 1] if index + 1 < len(data) else 0x21
+            lead = ((first - 0x21) >> 1) + 0x81
+            lead += 0x40 if lead > 0x9F else 0
+            # Odd rows map to trail bytes 0x40-0x9E (skipping 0x7F), even rows to 0x9F-0xFC.
+            trail = second + (0x1F if second < 0x60 else 0x20) if first & 1 else second + 0x7E
+            out += bytes((lead & 0xFF, trail & 0xFF))
+            index += 2
+    return bytes(out)
+
+
+def _decode_jis(data: bytes) -> str:
+    """Text labelled ISO-2022-JP that the strict codec refuses (half-width katakana, NEC
+    special characters): the extended codec, else by way of cp932."""
+    try:
+        return data.decode("iso2022_jp_ext")
+    except ValueError:
+        return _jis_to_cp932(data).decode("cp932", errors="replace")
 
 
 def _raw_to_bytes(value: str) -> bytes:
@@ -168,7 +255,8 @@ def _single_line(text: str) -> str:
 
 def _decode_encoded_word(encoding: str, payload: str) -> bytes | None:
     """Decode the payload of one RFC 2047 encoded word; None when it is not decodable."""
-    raw = payload.encode("utf-8", errors="surrogateescape")
+    # A fold inside the word is not part of it; other spaces are taken as spaces.
+    raw = _FOLD.sub("", payload).encode("utf-8", errors="surrogateescape")
     if encoding in "qQ":
         return binascii.a2b_qp(raw, header=True)
     raw = raw.rstrip(b"=")
@@ -198,7 +286,7 @@ def _decode_rfc2047(text: str) -> str:
                 out.append(_decode_bytes(bytes(pending), pending_charset))
                 pending.clear()
             if not joins:
-                out.append(between)
+                out.append(_LINEBREAKS.sub("", between))
         if decoded is None:
             out.append(match.group(0))
             previous_was_word = False
@@ -211,18 +299,84 @@ def _decode_rfc2047(text: str) -> str:
         position = match.end()
     if pending:
         out.append(_decode_bytes(bytes(pending), pending_charset))
-    out.append(text[position:])
+    out.append(_LINEBREAKS.sub("", text[position:]))
     return "".join(out)
+
+
+def _raw_text(raw: str) -> str:
+    """Raw header value -> text with its 8-bit bytes decoded (UTF-8, else the charset
+    guessed for this mail's headers, else cp1252); folds kept."""
+    data = _raw_to_bytes(raw)
+    if data.isascii():
+        return str(raw)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    guessed = _HEADER_CODEC.get()
+    if guessed:
+        try:
+            return data.decode(guessed)
+        except (UnicodeDecodeError, LookupError):
+            pass
+    return data.decode("cp1252", errors="replace")
 
 
 def _unfolded(raw: str) -> str:
     """Raw header value -> text with 8-bit bytes decoded and folding removed."""
-    return _LINEBREAKS.sub("", _decode_bytes(_raw_to_bytes(raw), "utf-8"))
+    return _LINEBREAKS.sub("", _raw_text(raw))
 
 
 def _header_text(raw: str) -> str:
     """Fully decode a raw header value into a single line of text."""
-    return _single_line(_decode_rfc2047(_unfolded(raw)))
+    return _single_line(_decode_rfc2047(_raw_text(raw)))
+
+
+def _declared_charsets(message: Message) -> list[str]:
+    """Charsets declared by the first few parts of the mail, top first (bounded walk)."""
+    found: list[str] = []
+    stack = [message]
+    seen = 0
+    while stack and seen < 50:
+        part = stack.pop()
+        seen += 1
+        charset = _charset(part)
+        if charset:
+            found.append(charset)
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            stack.extend(p for p in reversed(payload) if isinstance(p, Message))
+    return found
+
+
+def _guess_header_codec(message: Message) -> str | None:
+    """The charset of the raw 8-bit header bytes that are not UTF-8: the body's declared
+    charset when it fits them (mailers that send raw headers use the body's), else a guess
+    by charset-normalizer over all of them at once (single names are too short to tell)."""
+    sample = bytearray()
+    for _, value in message.raw_items():
+        data = _raw_to_bytes(value)
+        if data.isascii():
+            continue
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            sample += data + b" "
+        if len(sample) >= MAX_HEADER_SAMPLE:
+            break
+    if not sample:
+        return None
+    data = bytes(sample[:MAX_HEADER_SAMPLE])
+    for charset in _declared_charsets(message):
+        codec = _codec(charset)
+        if codec and codec not in ("utf-8", "ascii"):
+            try:
+                data.decode(codec)
+            except (UnicodeDecodeError, LookupError):
+                continue
+            return codec
+    best = charset_normalizer.from_bytes(data, cp_isolation=list(_HEADER_CANDIDATES)).best()
+    return best.encoding if best is not None else None
 
 
 # ------------------------------------------------------------------------------- headers
@@ -254,7 +408,11 @@ def _address_pairs(raw_values: Iterable[str]) -> list[tuple[str, str]]:
         words.append(match.group(0))
         return f"\ue000{len(words) - 1}\ue001"
 
-    texts = [_ENCODED_WORD.sub(hide, _PLACEHOLDER.sub("", _unfolded(v))) for v in raw_values]
+    # Words are hidden before unfolding: a fold inside a word is removed when decoding it.
+    texts = [
+        _LINEBREAKS.sub("", _ENCODED_WORD.sub(hide, _PLACEHOLDER.sub("", _raw_text(v))))
+        for v in raw_values
+    ]
     try:
         pairs = getaddresses(texts)
     except (ValueError, IndexError, TypeError):  # the old address parser is mostly lenient
@@ -265,10 +423,27 @@ def _address_pairs(raw_values: Iterable[str]) -> list[tuple[str, str]]:
 
     result = []
     for name, addr in pairs:
-        addr = _single_line(reveal(addr)).lower()
-        if _ADDR_SPEC.match(addr):
-            result.append((_single_line(_decode_rfc2047(reveal(name))), addr))
+        # The one address rule of exobot: what we could not write to is not an address.
+        try:
+            canonical = normalize_address(_single_line(reveal(addr)))
+        except BadAddress:
+            continue
+        result.append((_single_line(_decode_rfc2047(reveal(name))), canonical))
     return result
+
+
+def _recovered_address(raw: str) -> tuple[str, str] | None:
+    """(name, addr) from a From value getaddresses cannot split, such as
+    "Name addr@example.org" without angle brackets; None when nothing usable is in it."""
+    text = _single_line(_decode_rfc2047(_raw_text(raw)))
+    for match in _LOOSE_ADDRESS.finditer(text[:2000]):
+        try:
+            address = normalize_address(match.group(0).strip(".<>"))
+        except BadAddress:
+            continue
+        name = (text[: match.start()] + text[match.end() :]).strip(" \"'<>()")
+        return _single_line(name), address
+    return None
 
 
 def _addresses(message: Message, name: str) -> tuple[str, ...]:
@@ -278,10 +453,17 @@ def _addresses(message: Message, name: str) -> tuple[str, ...]:
 
 
 def _first_address(message: Message, name: str) -> tuple[str, str] | None:
-    """(display name, addr) of the first usable address in the first ``name`` header."""
-    values = _raw_values(message, name)
-    pairs = _address_pairs(values[:1])
-    return pairs[0] if pairs else None
+    """(display name, addr) of the first usable address of the ``name`` headers: the first
+    header that yields one (some mailers send two From headers, the first one empty), also
+    read without angle brackets."""
+    for value in _raw_values(message, name)[:10]:
+        pairs = _address_pairs([value])
+        if pairs:
+            return pairs[0]
+        recovered = _recovered_address(value)
+        if recovered is not None:
+            return recovered
+    return None
 
 
 def _return_path(message: Message) -> str | None:
@@ -952,6 +1134,9 @@ def _split_uuencoded(text: str) -> tuple[str, list[Attachment]]:
             skip_to = end  # every "begin" before `end` would stop at the same line
             continue
         kept.append(text[position : match.start()])
+        # The blank line that set the block apart goes with it.
+        if text.startswith("\n", end) and text[: match.start()].endswith("\n\n"):
+            end += 1
         position = skip_to = end
         name = _sanitize_filename(match.group(1)) or f"uuencoded-{len(files) + 1}"
         files.append(Attachment(name, _guess_type(name), data))
@@ -1126,10 +1311,48 @@ def _bounce(walk: _Walk) -> BounceInfo | None:
 # ------------------------------------------------------------------------------- parsing
 
 
+def _repair_header_block(data: bytes) -> bytes:
+    """Fix the two header block faults that lose the subject and sender: a few non-header
+    lines before the first header ("---- Original email message ----"), and a line
+    continued without indentation (the stdlib then takes it, and every header after it,
+    as the body). Only the header block is touched, and only its first lines."""
+    spans: list[tuple[int, int]] = []
+    position = 0
+    while position < len(data) and len(spans) < MAX_HEADER_LINES:
+        newline = data.find(b"\n", position)
+        end = len(data) if newline < 0 else newline + 1
+        if not data[position:end].strip():
+            break
+        spans.append((position, end))
+        position = end
+    lines = [data[start:end] for start, end in spans]
+    if not lines:
+        return data
+    is_header = [bool(_HEADER_LINE.match(line)) for line in lines]
+    first = 0
+    if not is_header[0] and not lines[0].startswith(b"From "):
+        first = next((i for i in range(min(len(lines), MAX_BANNER_LINES + 1)) if is_header[i]), -1)
+        if first < 0:
+            return data  # no header near the top: not ours to guess
+    last_header = max(i for i, header in enumerate(is_header) if header)
+    repaired = []
+    for index in range(first, len(lines)):
+        line = lines[index]
+        if index > first and not is_header[index] and line[:1] not in (b" ", b"\t"):
+            if index > last_header:
+                break  # the body starts here without a blank line: leave it so
+            line = b" " + line
+        repaired.append(line)
+    else:
+        index = len(lines)
+    rest = data[spans[index][0] :] if index < len(lines) else data[position:]
+    return b"".join(repaired) + rest
+
+
 def _parse_bytes(raw: bytes) -> tuple[Message, list[str]]:
     """Structural parse; absurdly deep nesting falls back to a headers-only parse."""
     # Blank lines or a UTF-8 BOM before the first header would hide every header.
-    data = raw.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n")
+    data = _repair_header_block(raw.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n"))
     try:
         return _PARSER.parsebytes(data), []
     except RecursionError:
@@ -1141,6 +1364,15 @@ def parse_mail(raw: bytes) -> ParsedMail:
     message, defects = _parse_bytes(bytes(raw))
     if not message.keys():
         raise MailParseError("no mail headers found")
+    token = _HEADER_CODEC.set(_guess_header_codec(message))
+    try:
+        return _parsed(message, defects)
+    finally:
+        _HEADER_CODEC.reset(token)
+
+
+def _parsed(message: Message, defects: list[str]) -> ParsedMail:
+    """The ParsedMail of a structurally parsed message."""
     walk = _walk(message) if not defects else _Walk()
     body = _select_body(message, walk) if not defects else _Body()
     text, cut = _cap_body(body.text)
