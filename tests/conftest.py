@@ -3,6 +3,9 @@
 import pytest
 
 from exobot import messages
+from exobot.db.engine import create_engine
+from exobot.db.migrate import upgrade_async
+from exobot.db.repository import SqlRepository
 
 pytest_plugins = ["stack_fixtures", "harness", "matrix_harness"]
 
@@ -11,3 +14,14 @@ pytest_plugins = ["stack_fixtures", "harness", "matrix_harness"]
 def _strict_messages(monkeypatch):
     """A bot message missing a key or a parameter fails the test instead of falling back."""
     monkeypatch.setattr(messages, "STRICT", True)
+
+
+@pytest.fixture
+async def repo(tmp_path):
+    """A fresh, migrated SQLite database behind a repository (tests/db/ has its own, on
+    SQLite and PostgreSQL)."""
+    url = f"sqlite:///{tmp_path / 'exobot.db'}"
+    await upgrade_async(url)
+    engine = create_engine(url)
+    yield SqlRepository(engine)
+    await engine.dispose()

@@ -131,16 +131,8 @@ class MatrixBot:
                 room_id,
                 join_rule,
             )
-            message = self.renderer.open_room(_one_line(join_rule))
-            try:
-                await self.client.nio.room_send(
-                    room_id,
-                    "m.room.message",
-                    message_content(message, Where(room_id)),
-                    ignore_unverified_devices=True,
-                )
-            except Exception as error:  # best effort: the log says it too
-                log.warning("could not warn %s that it is open: %s", room_id, error)
+            # Best effort: the log says it too.
+            await self._say(room_id, self.renderer.open_room(_one_line(join_rule)), "open-room")
         # A room closed again and reopened later is warned about again.
         self._warned &= still_open
 
@@ -165,7 +157,13 @@ class MatrixBot:
     async def _refuse(self, room_id: str) -> None:
         """Say, once, that the bot works only in the support rooms, then leave."""
         self._refusals.discard(room_id)
-        message = self.renderer.direct_refusal(self.settings.support_address)
+        # Best effort: the refusal is a courtesy.
+        refusal = self.renderer.direct_refusal(self.settings.support_address)
+        await self._say(room_id, refusal, "refusal")
+        await self.client.nio.room_leave(room_id)
+
+    async def _say(self, room_id: str, message: str, what: str) -> None:
+        """Send a notice outside the outbox, where losing it costs nothing: failures are logged."""
         try:
             await self.client.nio.room_send(
                 room_id,
@@ -173,9 +171,8 @@ class MatrixBot:
                 message_content(message, Where(room_id)),
                 ignore_unverified_devices=True,
             )
-        except Exception as error:  # best effort: the refusal is a courtesy
-            log.warning("could not send the refusal to %s: %s", room_id, error)
-        await self.client.nio.room_leave(room_id)
+        except Exception as error:
+            log.warning("could not send the %s notice to %s: %s", what, room_id, error)
 
     # --- messages --------------------------------------------------------------------------
 

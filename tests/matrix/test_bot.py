@@ -18,8 +18,6 @@ from exobot import messages
 from exobot.core.intents import MailClass, ReceiveMail
 from exobot.core.model import Actor, IncomingMail
 from exobot.core.service import ServiceSettings, TicketService
-from exobot.db.engine import create_engine
-from exobot.db.migrate import upgrade_async
 from exobot.db.repository import SqlRepository
 from exobot.db.tables import OutboxRow
 from exobot.mail.msgid import MessageIds
@@ -53,15 +51,6 @@ class FakeClient:
         self.nio = FakeNio()
         self.on_event = None
         self.on_invite = None
-
-
-@pytest.fixture
-async def repo(tmp_path):
-    url = f"sqlite:///{tmp_path / 'exobot.db'}"
-    await upgrade_async(url)
-    engine = create_engine(url)
-    yield SqlRepository(engine)
-    await engine.dispose()
 
 
 def make_bot(repo: SqlRepository, join_rule: str = "invite", operators=()) -> MatrixBot:
