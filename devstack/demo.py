@@ -59,6 +59,9 @@ def _write_config(stack: Stack, matrix: MatrixSetup, web: str) -> None:
         display_name="Suport eXO (demo)",
     )
     header = "# Written by `make demo`: exobot on the local stack, SQLite in var/demo/.\n"
+    # It holds passwords: readable by its owner only, as exobot asks of any config file.
+    CONFIG.touch(mode=0o600)
+    CONFIG.chmod(0o600)
     CONFIG.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 

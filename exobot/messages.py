@@ -231,6 +231,15 @@ _CA: dict[str, str] = {
     "error.bad_user": "«{text}» no és un usuari de Matrix: escriu-lo com @nom:servidor.",
     "error.bad_queue": "No hi ha cap cua «{queue}». Cues: {known}.",
     "error.bad_address": "«{text}» no és una adreça de correu utilitzable ({reason}).",
+    "address.needs_smtputf8": "té caràcters no ASCII abans de l'@, i no enviem correu internacionalitzat (SMTPUTF8)",
+    "address.reserved_domain": "el domini és un nom reservat que no rep correu",
+    "address.quoted": "no acceptem la part d'abans de l'@ entre cometes",
+    "address.no_at": "li falta l'@",
+    "address.too_long": "és massa llarga",
+    "address.bad_domain": "la part de després de l'@ no és un domini vàlid",
+    "address.bad_dots": "té punts mal posats (dos seguits, o al principi o al final)",
+    "address.bad_local": "la part d'abans de l'@ té caràcters no permesos o és buida",
+    "address.invalid": "no té la forma nom@domini",
     "error.bad_cc_argument": (
         "«{text}»: escriu +adreça per afegir un participant o -adreça per treure'l."
     ),
@@ -501,6 +510,15 @@ _ES: dict[str, str] = {
     "error.bad_user": "«{text}» no es un usuario de Matrix: escríbelo como @nombre:servidor.",
     "error.bad_queue": "No existe la cola «{queue}». Colas: {known}.",
     "error.bad_address": "«{text}» no es una dirección de correo utilizable ({reason}).",
+    "address.needs_smtputf8": "tiene caracteres no ASCII antes de la @, y no enviamos correo internacionalizado (SMTPUTF8)",
+    "address.reserved_domain": "el dominio es un nombre reservado que no recibe correo",
+    "address.quoted": "no aceptamos la parte anterior a la @ entre comillas",
+    "address.no_at": "le falta la @",
+    "address.too_long": "es demasiado larga",
+    "address.bad_domain": "la parte posterior a la @ no es un dominio válido",
+    "address.bad_dots": "tiene puntos mal colocados (dos seguidos, o al principio o al final)",
+    "address.bad_local": "la parte anterior a la @ tiene caracteres no permitidos o está vacía",
+    "address.invalid": "no tiene la forma nombre@dominio",
     "error.bad_cc_argument": (
         "«{text}»: escribe +dirección para añadir un participante o -dirección para quitarlo."
     ),
@@ -768,6 +786,15 @@ _EN: dict[str, str] = {
     "error.bad_user": "“{text}” is not a Matrix user: write it as @name:server.",
     "error.bad_queue": "There is no queue “{queue}”. Queues: {known}.",
     "error.bad_address": "“{text}” is not a usable email address ({reason}).",
+    "address.needs_smtputf8": "it has non-ASCII characters before the @, and we do not send internationalised mail (SMTPUTF8)",
+    "address.reserved_domain": "its domain is a reserved name that receives no mail",
+    "address.quoted": "a quoted part before the @ is not accepted",
+    "address.no_at": "it has no @",
+    "address.too_long": "it is too long",
+    "address.bad_domain": "the part after the @ is not a valid domain",
+    "address.bad_dots": "it has misplaced dots (two in a row, or at the start or end)",
+    "address.bad_local": "the part before the @ is empty or has characters that are not allowed",
+    "address.invalid": "it is not of the form name@domain",
     "error.bad_cc_argument": (
         "“{text}”: write +address to add a participant or -address to remove one."
     ),

@@ -21,24 +21,44 @@ from email_validator import EmailNotValidError, validate_email
 MAX_ADDRESS_LENGTH = 254
 
 
-class BadAddress(ValueError):
-    """Raised for an address exobot cannot write to; ``reason`` says why, in English."""
+# Why an address is refused, as a short code that the message catalogs translate
+# (`address.CODE`), found from email-validator's English text (first match wins).
+_CODES = (
+    ("before the @-sign are not supported", "needs_smtputf8"),
+    ("special-use or reserved", "reserved_domain"),
+    ("Quoting the part before", "quoted"),
+    ("must have an @-sign", "no_at"),
+    ("too long", "too_long"),
+    ("after the @-sign", "bad_domain"),
+    ("period", "bad_dots"),
+    ("before the @-sign", "bad_local"),
+)
 
-    def __init__(self, address: str, reason: str) -> None:
+
+class BadAddress(ValueError):
+    """Raised for an address exobot cannot write to: ``reason`` says why in English (logs,
+    the API), ``code`` names the reason for the catalogs (``address.CODE``)."""
+
+    def __init__(self, address: str, reason: str, code: str = "invalid") -> None:
         super().__init__(f"{address[:100]!r} is not a usable email address: {reason}")
         self.address = address
         self.reason = reason
+        self.code = code
+
+
+def _code(reason: str) -> str:
+    return next((code for words, code in _CODES if words in reason), "invalid")
 
 
 @lru_cache(maxsize=4096)
-def _checked(text: str) -> str | tuple[str]:
-    """The canonical address, or a 1-tuple holding the reason it is refused (cached)."""
+def _checked(text: str) -> str | tuple[str, str]:
+    """The canonical address, or (reason, code) saying why it is refused (cached)."""
     if len(text) > MAX_ADDRESS_LENGTH:
-        return (f"longer than {MAX_ADDRESS_LENGTH} characters",)
+        return f"longer than {MAX_ADDRESS_LENGTH} characters", "too_long"
     try:
         result = validate_email(text, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as error:
-        return (str(error),)
+        return str(error), _code(str(error))
     return result.ascii_email.lower()
 
 
@@ -48,7 +68,7 @@ def normalize_address(text: str) -> str:
         raise BadAddress(repr(text), "not text")
     checked = _checked(text.strip())
     if isinstance(checked, tuple):
-        raise BadAddress(text, checked[0])
+        raise BadAddress(text, *checked)
     return checked
 
 

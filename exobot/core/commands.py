@@ -439,7 +439,9 @@ def _command_address(word: str) -> str:
     try:
         return normalize_address(address)
     except BadAddress as error:
-        raise CommandError("bad_address", text=_echo(word), reason=error.reason) from None
+        raise CommandError(
+            "bad_address", text=_echo(word), reason=error.reason, reason_code=error.code
+        ) from None
 
 
 def _parse_cc(spec: CommandSpec, ticket: int, rest: str) -> ChangeParticipants:

@@ -731,5 +731,9 @@ def _address(text: str) -> str:
         return normalize_address(text)
     except BadAddress as error:
         raise InvalidRequest(
-            "bad_address", str(error), address=text[:100], reason=error.reason
+            "bad_address",
+            str(error),
+            address=text[:100],
+            reason=error.reason,
+            reason_code=error.code,
         ) from None

@@ -843,7 +843,14 @@ class Renderer:
         if code == "bad_address" and "text" not in values:
             values["text"] = values.get("address", "?")
         if code == "bad_address":
-            values["reason"] = str(values.get("reason") or "?").rstrip(".")
+            # Say why in the reader's language; the English reason only when the rule's
+            # code is unknown to the catalogs.
+            reason_key = f"address.{values.pop('reason_code', '')}"
+            values["reason"] = (
+                self._t(reason_key)[0]
+                if self._has(reason_key)
+                else str(values.get("reason") or "?").rstrip(".")
+            )
         if code in ("same_status",) and "status" in values:
             values["status"] = self._status(values["status"])
         command = str(values.get("command", ""))

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from exobot import messages
-from exobot.core.commands import COMMANDS
+from exobot.core.commands import COMMANDS, CommandError, parse_command
 from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.matrix.render import Message, Renderer, format_duration
 from exobot.messages import MESSAGES, say
@@ -683,6 +683,18 @@ def test_every_error_code_renders(renderer: Renderer, code: str) -> None:
             "unexpected_argument",
         ):
             assert value in message.body, (code, value)
+
+
+@pytest.mark.parametrize(
+    ("language", "words"),
+    [("ca", "correu internacionalitzat"), ("es", "correo internacionalizado"), ("en", "SMTPUTF8")],
+)
+def test_a_refused_address_says_why_in_the_readers_language(language: str, words: str) -> None:
+    with pytest.raises(CommandError) as refused:
+        parse_command("!new josé@example.org No va", prefix="suport", queues=("suport",))
+    message = Renderer(language).error(refused.value.code, refused.value.params)
+    assert "josé@example.org" in message.body and words in message.body
+    assert "Internationalized characters" not in message.body
 
 
 def test_error_details_catalan() -> None:
