@@ -9,6 +9,7 @@ from exobot.core.addresses import (
     is_valid_address,
     normalize_address,
 )
+from exobot.messages import LANGUAGES, MESSAGES
 
 
 @pytest.mark.parametrize(
@@ -59,3 +60,25 @@ def test_overlong_input_is_refused_before_any_parsing() -> None:
 
 def test_non_text_is_refused() -> None:
     assert address_problem(None) == "not text"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("josé@example.org", "needs_smtputf8"),
+        ("a@exa_mple.org", "bad_domain"),
+        ("a@b", "bad_domain"),
+        ("a@b..org", "bad_dots"),
+        ('"a b"@example.org', "quoted"),
+        ("x@exobot.invalid", "reserved_domain"),
+        ("no-at-sign.example.org", "no_at"),
+        ("a b@example.org", "bad_local"),
+        ("a" * 300 + "@example.org", "too_long"),
+        ("Marta <marta@example.net>", "invalid"),
+    ],
+)
+def test_each_refusal_has_a_code_the_catalogs_translate(text: str, code: str) -> None:
+    with pytest.raises(BadAddress) as raised:
+        normalize_address(text)
+    assert raised.value.code == code
+    assert all(f"address.{code}" in MESSAGES[language] for language in LANGUAGES)
