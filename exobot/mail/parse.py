@@ -22,7 +22,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email._policybase import Compat32
 from email.message import Message
@@ -34,6 +34,7 @@ import charset_normalizer
 import html2text
 
 from exobot.core.addresses import BadAddress, normalize_address
+from exobot.mail.bounds import bound_structure
 
 # Deeper MIME trees than this are not walked further; real mail stays far below it.
 MAX_DEPTH = 256
@@ -1361,14 +1362,19 @@ def _parse_bytes(raw: bytes) -> tuple[Message, list[str]]:
 
 def parse_mail(raw: bytes) -> ParsedMail:
     """Parse raw RFC 5322 bytes; raises MailParseError only when there are no headers."""
-    message, defects = _parse_bytes(bytes(raw))
+    data, cut = bound_structure(bytes(raw))
+    message, defects = _parse_bytes(data)
     if not message.keys():
         raise MailParseError("no mail headers found")
     token = _HEADER_CODEC.set(_guess_header_codec(message))
     try:
-        return _parsed(message, defects)
+        parsed = _parsed(message, defects)
     finally:
         _HEADER_CODEC.reset(token)
+    if cut is None:
+        return parsed
+    # What came after the bounds was never parsed: the body says it is cut.
+    return replace(parsed, body_truncated=True, defects=(*parsed.defects, cut))
 
 
 def _parsed(message: Message, defects: list[str]) -> ParsedMail:

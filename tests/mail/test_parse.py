@@ -11,6 +11,7 @@ from datetime import UTC
 
 import pytest
 
+from exobot.mail.bounds import MAX_MULTIPARTS
 from exobot.mail.parse import (
     Attachment,
     MailParseError,
@@ -250,14 +251,14 @@ def test_no_text_at_all() -> None:
     assert parsed.attachments[0].data == b"\x89PNG"
 
 
-@pytest.mark.parametrize("levels", [200, 1000, 5000])
+@pytest.mark.parametrize("levels", [50, 200, 1000, 5000])
 def test_deeply_nested_multipart_does_not_crash(levels: int) -> None:
     parsed = parse_mail(nested_multipart(levels))
     assert parsed.subject == "deep"
-    if levels == 200:
+    if levels <= MAX_MULTIPARTS:
         assert parsed.body == "bottom text"
-    else:  # beyond what the stdlib parser can recurse into: headers only, flagged
-        assert "NestingTooDeep" in parsed.defects
+    else:  # beyond the bound on nesting: cut before parsing, flagged
+        assert "NestingTooDeep" in parsed.defects and parsed.body_truncated
 
 
 # ------------------------------------------------------------------------- attachments
