@@ -242,15 +242,14 @@ class MailProcessor:
             log.info("mail %s from %s dropped: %s", inbound_id, parsed.from_addr, verdict.drop)
             state = "ignored" if verdict.bounce else "dropped"
             return await self._finish(inbound_id, state, error=verdict.drop, **meta)
-        if verdict.flood and inbound_id not in self._let_through:
-            # Announced once per sender and hour, not once per mail: a flood must not become
-            # a flood of chat posts too.
+        if verdict.hold and inbound_id not in self._let_through:
+            # A held mail with a key is announced once per key and hour, not once per mail.
             hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
             return await self._finish(
                 inbound_id,
                 inbound.QUARANTINED,
-                error=verdict.flood,
-                announce_key=f"flood:{parsed.from_addr}:{hour}",
+                error=verdict.hold,
+                announce_key=f"{verdict.hold_key}:{hour}" if verdict.hold_key else None,
                 **meta,
             )
         return await self._apply(inbound_id, parsed, raw, verdict, meta)
@@ -291,8 +290,9 @@ class MailProcessor:
         return "done"
 
     async def retry(self, inbound_id: int) -> str:
-        """Process a quarantined mail again at an operator's request: the per-sender limit
-        (`flood`) does not hold it back a second time; every other rule applies."""
+        """Process a quarantined mail again at an operator's request: a rule that holds mail
+        (the per-sender limit, an unusable sender) does not hold it back a second time; every
+        other rule applies."""
         self._let_through.add(inbound_id)
         try:
             return await self.process(inbound_id)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from email.utils import getaddresses
 from typing import Protocol
 
+from exobot.core.addresses import address_problem
 from exobot.core.intents import MailClass
 from exobot.core.references import find_in_subject
 from exobot.mail.msgid import MessageIds
@@ -31,7 +33,10 @@ class Verdict:
     trusted: bool = False  # carries one of our signed Message-IDs
     unverified: bool = False
     unverified_why: str | None = None  # for the log: why the sender is not taken as verified
-    flood: str | None = None  # a reason to hold the mail in quarantine (too many from one sender)
+    # A reason to hold the mail in quarantine until an operator retries it, and what its
+    # announcement is counted by (None: each held mail is announced once).
+    hold: str | None = None
+    hold_key: str | None = None
     acknowledge: bool = False
     no_ack: list[str] = field(default_factory=list)
 
@@ -223,17 +228,41 @@ class SenderFlood:
     description = "more than mail.new_tickets_per_sender_per_hour from one sender is held"
 
     async def apply(self, mail: ParsedMail, ctx: RuleContext, verdict: Verdict) -> None:
-        """Set `verdict.flood` when this mail would go past the hourly limit."""
-        if verdict.bounce or not mail.from_addr:
+        """Hold this mail when it would go past the hourly limit."""
+        if verdict.bounce or verdict.hold or not mail.from_addr:
             return
         if verdict.ticket is not None and not verdict.unverified:
             return  # a participant's reply: never limited
         limit = ctx.new_tickets_per_sender_per_hour
         if await ctx.openings_last_hour(mail.from_addr) >= limit:
-            verdict.flood = (
+            verdict.hold = (
                 f"flood: more than {limit} new tickets or unverified mails from "
                 f"{mail.from_addr} in an hour"
             )
+            # A flood must not become a flood of chat posts too.
+            verdict.hold_key = f"flood:{mail.from_addr}"
+
+
+class UnusableSender:
+    """Hold mail whose From names an address we cannot write to (`josé@example.org` needs
+    SMTPUTF8, `a@b` has no domain): a ticket would take it as its requestor and every reply
+    would fail. Kept in quarantine with the reason, for an operator to see and answer some
+    other way."""
+
+    name = "unusable-sender"
+    description = "a From address no mail can be written to is held with the reason"
+
+    async def apply(self, mail: ParsedMail, ctx: RuleContext, verdict: Verdict) -> None:
+        """Hold the mail when From is there but its address is refused by the address rule."""
+        if verdict.bounce or mail.from_addr:
+            return
+        written = header(mail, "from")
+        if not written or not written.strip():
+            return  # no From at all: nobody to answer, the ticket says so
+        address = getaddresses([written])[0][1] or written
+        problem = address_problem(address)
+        if problem:
+            verdict.hold = f"sender address cannot be written to: {address[:100]} ({problem})"
 
 
 class Acknowledge:
@@ -326,6 +355,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     ThreadBySubject(),
     VerifySender(),
     DmarcFail(),
+    UnusableSender(),
     SenderFlood(),
     Acknowledge(),
 )

@@ -146,16 +146,16 @@ def new_mail(sender: str = ATTACKER) -> bytes:
 
 async def test_a_sender_past_the_hourly_limit_is_held():
     verdict = await verdict_of(new_mail(), FakeContext(openings=10))
-    assert verdict.flood and "flood" in verdict.flood and ATTACKER in verdict.flood
+    assert verdict.hold and "flood" in verdict.hold and ATTACKER in verdict.hold
 
 
 async def test_a_sender_under_the_limit_is_not_held():
-    assert (await verdict_of(new_mail(), FakeContext(openings=9))).flood is None
+    assert (await verdict_of(new_mail(), FakeContext(openings=9))).hold is None
 
 
 async def test_unverified_mail_counts_but_a_participants_reply_never_does():
-    assert (await verdict_of(reply(ATTACKER), FakeContext(openings=10))).flood
-    assert (await verdict_of(reply(MARTA), FakeContext(openings=500))).flood is None
+    assert (await verdict_of(reply(ATTACKER), FakeContext(openings=10))).hold
+    assert (await verdict_of(reply(MARTA), FakeContext(openings=500))).hold is None
 
 
 async def test_unverified_new_mail_gets_no_acknowledgement():
@@ -163,3 +163,20 @@ async def test_unverified_new_mail_gets_no_acknowledgement():
     verdict = await verdict_of(raw(*new_mail().decode().split("\r\n\r\n")[0].split("\r\n"), dmarc("fail")), ctx)
     assert verdict.ticket is None and verdict.unverified
     assert not verdict.acknowledge and "unverified" in verdict.no_ack[0]
+
+
+async def test_a_from_address_no_mail_can_be_written_to_is_held_with_the_reason():
+    verdict = await verdict_of(raw("From: José <josé@example.org>", f"To: {OWN}", "Subject: Hola"))
+    assert verdict.hold and "josé@example.org" in verdict.hold and "@-sign" in verdict.hold
+    assert verdict.hold_key is None  # announced once per mail
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        ("From: Marta <marta@example.net>", f"To: {OWN}", "Subject: Hola"),  # usable
+        (f"To: {OWN}", "Subject: Sense remitent"),  # no From at all: not held
+    ],
+)
+async def test_usable_or_missing_senders_are_not_held(headers):
+    assert (await verdict_of(raw(*headers))).hold is None

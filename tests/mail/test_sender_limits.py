@@ -89,3 +89,19 @@ async def test_a_flood_is_held_announced_once_and_let_through_by_a_retry(repo, p
     held = results[3][0]
     assert await processor.retry(held) == "done"
     assert await processor.retry(results[4][0]) == "done"
+
+
+async def test_a_sender_no_mail_can_be_written_to_is_held_with_the_reason(repo, processor):
+    raw = (
+        "From: José <josé@example.org>\r\nTo: suport@example.org\r\nSubject: No va\r\n"
+        "Message-ID: <smtputf8-1@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "\r\nNo em funciona internet\r\n"
+    ).encode()
+    [(held, state, error)] = await store_and_process(repo, processor, raw)
+    assert state == "quarantined"
+    assert error.startswith("sender address cannot be written to: josé@example.org (")
+    async with repo.connection() as conn:
+        posts = (await conn.execute(select(O.c.payload).where(O.c.kind == "chat"))).all()
+    assert [payload["error"] for (payload,) in posts] == [error]  # announced, once
+    # An operator who retries it knowingly gets a ticket (with nobody to mail).
+    assert await processor.retry(held) == "done"
