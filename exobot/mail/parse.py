@@ -73,6 +73,8 @@ _FOLD = re.compile(r"\r?\n[ \t]*")
 # Something that looks like an address, for a From header that getaddresses cannot split
 # ("Name addr@example.org" without angle brackets).
 _LOOSE_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
+# The first <...> span of a header value (bounded: no nested brackets, no backtracking).
+_BRACKETED = re.compile(r"<([^<>]*)>")
 # A header line: a field name (printable ASCII but ":") and a colon.
 _HEADER_LINE = re.compile(rb"[!-9;-~]{1,100}:")
 # Non-header lines tolerated before the first header ("---- Original message ----").
@@ -436,8 +438,19 @@ def _address_pairs(raw_values: Iterable[str]) -> list[tuple[str, str]]:
 def _recovered_address(raw: str) -> tuple[str, str] | None:
     """(name, addr) from a From value getaddresses cannot split, such as
     "Name addr@example.org" without angle brackets; None when nothing usable is in it."""
-    text = _single_line(_decode_rfc2047(_raw_text(raw)))
-    for match in _LOOSE_ADDRESS.finditer(text[:2000]):
+    text = _single_line(_decode_rfc2047(_raw_text(raw)))[:2000]
+    # What the sender put in angle brackets is the address they gave, whole: when it is not
+    # one we can use (`"Name" <a b@example.org>`), a fragment of it ("b@example.org") would
+    # be another person's address, so nothing is recovered.
+    bracketed = _BRACKETED.search(text)
+    if bracketed is not None and "@" in bracketed.group(1):
+        try:
+            address = normalize_address(bracketed.group(1).strip().strip("."))
+        except BadAddress:
+            return None
+        name = text[: bracketed.start()].strip(" \"'")
+        return _single_line(name), address
+    for match in _LOOSE_ADDRESS.finditer(text):
         try:
             address = normalize_address(match.group(0).strip(".<>"))
         except BadAddress:

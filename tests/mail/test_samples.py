@@ -186,3 +186,21 @@ def test_the_one_address_rule_decides_the_sender(value: str, expected: str) -> N
 def test_a_sender_is_recovered_from_a_trailing_dot_but_a_cc_is_not() -> None:
     mail = parse_mail(b"From: joan@example.org.\r\nCc: pere@example.org.\r\n\r\nx")
     assert (mail.from_addr, mail.cc) == ("joan@example.org", ())
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('"Pere" <pere joan@example.net>', ("", "")),
+        ("Pere <pere@example.net.>", ("Pere", "pere@example.net")),
+        ("<josé@example.org>", ("", "")),
+    ],
+)
+def test_an_address_in_angle_brackets_is_taken_whole_or_not_at_all(
+    value: str, expected: tuple[str, str]
+) -> None:
+    # "Name" <a b c@example.net>: the bracketed address is not usable, and its tail
+    # "c@example.net" is somebody else's, so the mail has no sender (the processor then
+    # quarantines it, saying the sender address cannot be written to).
+    mail = parse_mail(f"From: {value}\r\n\r\nx".encode())
+    assert (mail.from_name, mail.from_addr) == expected
