@@ -94,7 +94,8 @@ class App:
         self._tasks: list[asyncio.Task] = []
 
     async def build(self) -> None:
-        """Migrate the database and wire the parts together (nothing runs yet)."""
+        """Migrate the database, wire the parts together and start the parsing workers
+        (nothing handles mail yet)."""
         cfg = self.config
         await upgrade_async(cfg.database.url)
         self.engine = create_engine(cfg.database.url)
@@ -128,6 +129,8 @@ class App:
         self.processor = MailProcessor(
             self.repository, self.service, rule_settings, parser=parser
         )
+        # The parsing workers start with exobot, not with its first mail.
+        await parser.warm_up()
         imap = cfg.mail.imap
         self.intake = ImapIntake(
             ImapSettings(

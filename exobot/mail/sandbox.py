@@ -42,6 +42,9 @@ MAX_TASKS_PER_WORKER = 500
 # Exit status of a worker that ran out of memory even while reporting it.
 _EXIT_OUT_OF_MEMORY = 3
 _KILL_WAIT_SECONDS = 2.0
+# Generous: a worker starts in milliseconds, but a busy machine may take its time.
+_START_WAIT_SECONDS = 60.0
+_READY = b"ready"
 
 
 class ParseRefused(Exception):
@@ -122,6 +125,7 @@ def _worker_main(conn: Connection, memory: int, parser_path: str) -> None:
 
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     parse = _load_parser(parser_path)
+    conn.send_bytes(_READY)
     while True:
         try:
             raw = conn.recv_bytes()
@@ -166,6 +170,10 @@ class _Worker:
         child_end.close()
         self.conn = parent_end
         self.tasks = 0
+        # Ready only once it has loaded the parser: a mail never waits for a start.
+        if not parent_end.poll(_START_WAIT_SECONDS) or parent_end.recv_bytes(16) != _READY:
+            self.kill()
+            raise RuntimeError(f"no answer within {_START_WAIT_SECONDS:g} s")
 
     def kill(self) -> None:
         """Stop the process now and reap it."""
@@ -207,12 +215,35 @@ class ParseSandbox:
             return
         # Preloading makes each worker a fork of a process that already imported the parser.
         module = self.settings.parser.partition(":")[0]
-        self._context.set_forkserver_preload(sorted({"exobot.mail.parse", module}))
+        # "__main__" too: otherwise each worker imports the main module again as it starts
+        # (for `exobot run`, the whole application: most of a second and its memory).
+        self._context.set_forkserver_preload(["__main__", *sorted({"exobot.mail.parse", module})])
         self._loop = asyncio.get_running_loop()
         self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="exobot-parse")
         self._idle = asyncio.Queue()
         for _ in range(self.workers):
             self._idle.put_nowait(None)  # a slot: its worker starts when first needed
+
+    async def warm_up(self) -> None:
+        """Start the fork server and every worker now, off the event loop, so that the first
+        mail after a start does not wait for them (about a second on a small machine)."""
+        self._start()
+        slots = [await self._idle.get() for _ in range(self.workers)]
+        results = await asyncio.gather(
+            *(self._loop.run_in_executor(self._threads, self._started, s) for s in slots),
+            return_exceptions=True,
+        )
+        for result in results:
+            # A worker that could not start is left to the first mail, which says why.
+            self._idle.put_nowait(result if isinstance(result, _Worker) else None)
+
+    def _started(self, worker: _Worker | None) -> _Worker:
+        """In a job thread: the slot's worker, started if it was not."""
+        if worker is not None and worker.process.is_alive():
+            return worker
+        if worker is not None:
+            self._forget(worker)
+        return self._spawn()
 
     async def parse(self, raw: bytes) -> ParsedMail:
         """Parse one mail in a worker. Raises MailParseError (not a mail at all) or
@@ -240,13 +271,10 @@ class ParseSandbox:
         try:
             if self._closed:
                 return "refused", "the helpdesk is stopping"
-            if worker is None or not worker.process.is_alive():
-                if worker is not None:
-                    self._forget(worker)
-                try:
-                    worker = self._spawn()
-                except Exception as error:
-                    raise SandboxUnavailable(f"cannot start a parsing process: {error}") from error
+            try:
+                worker = self._started(worker)
+            except Exception as error:
+                raise SandboxUnavailable(f"cannot start a parsing process: {error}") from error
             try:
                 worker.conn.send_bytes(raw)
                 del raw

@@ -102,3 +102,16 @@ async def test_close_stops_a_parse_in_progress_promptly():
     assert time.monotonic() - started < 60  # not the 600 s limit
     with pytest.raises(ParseRefused):
         await box.parse(MAIL)
+
+
+async def test_warm_up_starts_every_worker_before_the_first_mail():
+    sandbox = ParseSandbox(SandboxSettings(workers=2))
+    try:
+        await sandbox.warm_up()
+        assert len(sandbox._all) == 2
+        assert all(worker.process.is_alive() for worker in sandbox._all)
+        parsed = await sandbox.parse(b"From: a@example.net\r\nSubject: hola\r\n\r\nbody\r\n")
+        assert parsed.subject == "hola"
+        assert len(sandbox._all) == 2  # the mail used a warm worker, none was added
+    finally:
+        await sandbox.close()
