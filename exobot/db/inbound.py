@@ -113,7 +113,7 @@ class PendingMail:
     id: int
     raw: bytes
     size: int  # the mail's real size (RFC822.SIZE for a header-only row)
-    attempts: int  # processing passes started on it (see `begin_attempt`)
+    attempts: int  # processing passes started on it (see `begin_attempts`)
 
     @property
     def header_only(self) -> bool:
@@ -142,14 +142,15 @@ async def load_mail(conn: AsyncConnection, inbound_id: int) -> PendingMail | Non
     return _pending_mail(row) if row else None
 
 
-async def begin_attempt(conn: AsyncConnection, inbound_id: int) -> None:
-    """Count a processing pass started on a received mail, before it starts: a mail whose
-    passes never finish (the process died while parsing it) is recognised by its count."""
-    await conn.execute(
-        update(I)
-        .where(I.c.id == inbound_id, I.c.state == RECEIVED)
-        .values(attempts=I.c.attempts + 1)
-    )
+async def begin_attempts(conn: AsyncConnection, inbound_ids: list[int]) -> None:
+    """Count a processing pass started on received mails, before it starts: a mail whose
+    passes never finish (the process died while handling it) is recognised by its count."""
+    if inbound_ids:
+        await conn.execute(
+            update(I)
+            .where(I.c.id.in_(inbound_ids), I.c.state == RECEIVED)
+            .values(attempts=I.c.attempts + 1)
+        )
 
 
 async def undo_attempts(conn: AsyncConnection, inbound_ids: list[int]) -> None:

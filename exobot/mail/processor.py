@@ -156,9 +156,21 @@ class MailProcessor:
                 handled += len(batch)
 
     async def _process_batch(self, batch: list[inbound.PendingMail]) -> None:
-        """Parse up to one mail per worker ahead, and handle the results in arrival order."""
+        """Parse up to one mail per worker ahead, and handle the results in arrival order.
+
+        Every pass is counted on the stored mail before it starts, so that a mail during which
+        exobot died twice is set aside. Counting costs a write, so mails never tried before
+        are counted together, one write per batch (a crash then counts the whole batch once,
+        which sets nobody aside); a mail that was already being handled when exobot died is
+        counted on its own, so a second crash points at the mail that causes it."""
         started: dict[int, asyncio.Task] = {}  # parses running or done, not handled yet
         waiting = collections.deque(batch)
+        counted: set[int] = set()  # passes counted and not finished
+
+        async def count(ids: list[int]) -> None:
+            async with self.repository.connection() as conn:
+                await inbound.begin_attempts(conn, ids)
+            counted.update(ids)
 
         async def start_next() -> None:
             while waiting and len(started) < self.parser.workers:
@@ -166,23 +178,25 @@ class MailProcessor:
                 if mail.attempts >= MAX_UNFINISHED_ATTEMPTS:
                     started[mail.id] = _done(ParseRefused(_unfinished(mail.attempts)))
                     continue
-                async with self.repository.connection() as conn:
-                    await inbound.begin_attempt(conn, mail.id)
+                if mail.id not in counted:
+                    await count([mail.id])
                 started[mail.id] = asyncio.create_task(self._parse(mail))
 
         try:
+            await count([mail.id for mail in batch if mail.attempts == 0])
             for mail in batch:
                 await start_next()
                 outcome = await started[mail.id]
                 await self._handle(mail, outcome)
                 del started[mail.id]
+                counted.discard(mail.id)
         except BaseException:
             # Stopped (or the sandbox failed): the passes begun here were not the mails' fault.
             for task in started.values():
                 task.cancel()
             with contextlib.suppress(Exception):
                 async with self.repository.connection() as conn:
-                    await inbound.undo_attempts(conn, list(started))
+                    await inbound.undo_attempts(conn, sorted(counted))
             raise
 
     async def _parse(self, mail: inbound.PendingMail) -> ParsedMail | Exception:

@@ -166,10 +166,21 @@ async def test_a_crash_while_parsing_counts_and_the_third_time_it_is_set_aside(r
     (poison,) = await store(repo, mail("mata el procés"))
     for attempt in (1, 2):
         async with repo.connection() as conn:  # as the pass before a crash does
-            await inbound.begin_attempt(conn, poison)
+            await inbound.begin_attempts(conn, [poison])
         assert (await rows(repo, [poison]))[0][3] == attempt
     await processor.process_pending()
     assert (await rows(repo, [poison]))[0][0] == "quarantined"
+
+
+async def test_a_crash_in_the_middle_of_a_batch_sets_nobody_aside(repo, processor):
+    ids = await store(repo, *(mail(f"lot {n}") for n in range(5)))
+    async with repo.connection() as conn:  # what a crash leaves: the batch counted once
+        await inbound.begin_attempts(conn, ids)
+    await processor.process_pending()
+    assert [row[0] for row in await rows(repo, ids)] == ["done"] * 5
+    # Survivors of a crash were each counted on their own this time: a second crash would
+    # point at the mail being handled, not at the whole batch.
+    assert [row[3] for row in await rows(repo, ids)] == [2] * 5
 
 
 # ------------------------------------------------------------------------------ too big
