@@ -23,6 +23,10 @@ from exobot.db.repository import SqlRepository
 log = logging.getLogger("exobot.mail.intake")
 
 FETCH_CHUNK = 50  # messages per UID FETCH
+# Messages per size query. aioimaplib handles the lines that arrive in one read with one more
+# level of recursion each: a thousand-line answer (a backlog after an outage) overflows the
+# stack and drops the connection, again at every reconnection.
+SIZE_CHUNK = 200
 FETCH_BYTES = 64 * 1024 * 1024  # and at most about this many bytes of them
 HEADER_BYTES = 64 * 1024  # of a mail too big to fetch, only this much of its header
 MAX_BACKOFF_SECONDS = 300.0
@@ -271,14 +275,22 @@ class ImapIntake:
             if uid > last_uid  # `n:*` always includes the highest message, even below n
         )
         stored = 0
-        sizes: dict[int, int] = {}
-        for start in range(0, len(uids), FETCH_CHUNK * 20):
-            # Sizes first: a mail over `max_size` is never downloaded whole.
-            message_set = ",".join(map(str, uids[start : start + FETCH_CHUNK * 20]))
-            response = _ok(
-                await client.uid("fetch", message_set, "(UID RFC822.SIZE)"), "UID FETCH SIZE"
-            )
-            sizes.update(parse_sizes(response.lines))
+        for start in range(0, len(uids), SIZE_CHUNK):
+            stored += await self._fetch_chunk(client, uidvalidity, uids[start : start + SIZE_CHUNK])
+        return stored
+
+    async def _fetch_chunk(
+        self, client: aioimaplib.IMAP4, uidvalidity: int, uids: list[int]
+    ) -> int:
+        """Store the messages of `uids` (in UID order); returns how many were fetched."""
+        mailbox = self.settings.mailbox
+        # Sizes first: a mail over `max_size` is never downloaded whole.
+        response = _ok(
+            await client.uid("fetch", ",".join(map(str, uids)), "(UID RFC822.SIZE)"),
+            "UID FETCH SIZE",
+        )
+        sizes = parse_sizes(response.lines)
+        stored = 0
         for whole, big in fetch_groups(uids, sizes, self.settings.max_size):
             messages: list[tuple] = []
             if whole:
