@@ -156,7 +156,7 @@ class MailProcessor:
                 handled += len(batch)
 
     async def _process_batch(self, batch: list[inbound.PendingMail]) -> None:
-        """Parse up to one mail per worker ahead, and handle the results in arrival order.
+        """Parse up to two mails per worker ahead, and handle the results in arrival order.
 
         Every pass is counted on the stored mail before it starts, so that a mail during which
         exobot died twice is set aside. Counting costs a write, so mails never tried before
@@ -173,7 +173,9 @@ class MailProcessor:
             counted.update(ids)
 
         async def start_next() -> None:
-            while waiting and len(started) < self.parser.workers:
+            # Two per worker: one parsing, one parsed and waiting, so no worker idles while
+            # the loop applies a result.
+            while waiting and len(started) < 2 * self.parser.workers:
                 mail = waiting.popleft()
                 if mail.attempts >= MAX_UNFINISHED_ATTEMPTS:
                     started[mail.id] = _done(ParseRefused(_unfinished(mail.attempts)))
