@@ -24,6 +24,7 @@ import os
 import pickle
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -44,6 +45,8 @@ _EXIT_OUT_OF_MEMORY = 3
 _KILL_WAIT_SECONDS = 2.0
 # Generous: a worker starts in milliseconds, but a busy machine may take its time.
 _START_WAIT_SECONDS = 60.0
+# How often a wait for an answer looks whether the sandbox was closed meanwhile.
+_WAIT_SLICE_SECONDS = 0.5
 _READY = b"ready"
 
 
@@ -274,16 +277,16 @@ class ParseSandbox:
             try:
                 worker = self._started(worker)
             except Exception as error:
+                if self._closed:
+                    return "refused", "the helpdesk is stopping"
                 raise SandboxUnavailable(f"cannot start a parsing process: {error}") from error
             try:
                 worker.conn.send_bytes(raw)
                 del raw
-                if not worker.conn.poll(settings.timeout):
+                stopping = self._wait_for_answer(worker)
+                if stopping is not None:
                     self._forget(worker)
-                    return (
-                        "refused",
-                        f"parsing took longer than {_format_seconds(settings.timeout)}",
-                    )
+                    return "refused", stopping
                 # The answer is bounded by the worker's own memory limit.
                 kind, value = pickle.loads(worker.conn.recv_bytes(settings.memory))
             except (EOFError, OSError):
@@ -300,11 +303,29 @@ class ParseSandbox:
         finally:
             self._hand_back(keep)
 
+    def _wait_for_answer(self, worker: _Worker) -> str | None:
+        """Wait, at most the time limit, until the worker answers (None) or why not. Checked
+        in short slices: a sandbox closed meanwhile, or an interpreter shutting down (which
+        joins this thread before it ends any process), must not wait out a long limit."""
+        deadline = time.monotonic() + self.settings.timeout
+        while True:
+            left = deadline - time.monotonic()
+            if worker.conn.poll(max(0.0, min(left, _WAIT_SLICE_SECONDS))):
+                return None
+            if self._closed or not threading.main_thread().is_alive():
+                return "the helpdesk is stopping"
+            if left <= _WAIT_SLICE_SECONDS:
+                return f"parsing took longer than {_format_seconds(self.settings.timeout)}"
+
     def _spawn(self) -> _Worker:
         worker = _Worker(self._context, self.settings)
         with self._lock:
-            self._all.add(worker)
-        return worker
+            if not self._closed:
+                self._all.add(worker)
+                return worker
+        # close() ran while this worker started: it would never be stopped.
+        worker.kill()
+        raise RuntimeError("the helpdesk is stopping")
 
     def _forget(self, worker: _Worker) -> None:
         with self._lock:

@@ -115,3 +115,34 @@ async def test_warm_up_starts_every_worker_before_the_first_mail():
         assert len(sandbox._all) == 2  # the mail used a warm worker, none was added
     finally:
         await sandbox.close()
+
+
+async def test_a_worker_that_starts_after_close_is_stopped_at_once():
+    box = hostile_sandbox(workers=1)
+    await box.warm_up()
+    await box.close()
+    with pytest.raises(RuntimeError):
+        await asyncio.to_thread(box._spawn)  # close() ran while it started
+    assert box._all == set()
+    assert multiprocessing_children_alive(box) == []
+
+
+async def test_a_wait_ends_soon_after_close_even_for_a_worker_close_did_not_know():
+    box = hostile_sandbox(timeout=600.0, workers=1)
+    parse = asyncio.create_task(box.parse(MAIL + b"SLOW-PARSE"))
+    while not box._all:  # the worker has started and is spinning on the mail
+        await asyncio.sleep(0.05)
+    (worker,) = box._all
+    box._all.clear()  # as when close() raced with its start
+    await box.close()
+    with pytest.raises(ParseRefused) as refused:
+        await asyncio.wait_for(parse, 60)  # not the 600 s limit
+    assert refused.value.reason == "the helpdesk is stopping"
+    # Killed by the wait itself: a process object closes only once its process has ended.
+    assert worker.process._closed
+
+
+def multiprocessing_children_alive(box: ParseSandbox) -> list:
+    import multiprocessing
+
+    return [p for p in multiprocessing.active_children() if p.name == "exobot-parse"]
