@@ -10,14 +10,9 @@ MAX_NUMBER = 10**12  # references are read with at most 12 digits
 MAX_ID = 2**31 - 1
 
 
-def is_ticket_number(number: int) -> bool:
-    """Whether a ticket can have this number (positive, and storable: a bigger one names no
-    ticket instead of overflowing a query)."""
-    return 0 < number <= MAX_ID
-
-
 def is_stored_id(number: int) -> bool:
-    """Whether a number fits a database row id (larger ones name no row)."""
+    """Whether a number fits a database row id, ticket numbers included (a larger one names
+    no row, instead of overflowing a query)."""
     return 0 < number <= MAX_ID
 
 

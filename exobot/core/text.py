@@ -138,3 +138,19 @@ def one_line(text: str | None, max_chars: int) -> str:
     if not text:
         return ""
     return _truncate(" ".join(_CONTROL.sub("", text).split()), max_chars)
+
+
+_MB = 1024 * 1024
+
+
+def format_size(size: int, language: str = "en") -> str:
+    """A size for people: "25 MB", "30.5 MB" ("30,5 MB" in ca and es), "1 GB", "64 KB"
+    (binary units)."""
+    if size % (1024 * _MB) == 0:
+        return f"{size // (1024 * _MB)} GB"
+    if size % _MB == 0:
+        return f"{size // _MB} MB"
+    if size < _MB:
+        return f"{size // 1024} KB"
+    text = f"{size / _MB:.1f} MB"
+    return text.replace(".", ",") if language in ("ca", "es") else text

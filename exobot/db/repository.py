@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exobot.core.model import AttachmentInfo, Entry, EntryKind, Status, Ticket
-from exobot.core.references import is_stored_id, is_ticket_number
+from exobot.core.references import is_stored_id
 from exobot.core.search import search_terms
 from exobot.db import inbound
 from exobot.db.engine import READ_ONLY, upsert_insert
@@ -116,7 +116,7 @@ class SqlReader:
 
     async def get_ticket(self, number: int) -> Ticket | None:
         """The ticket with that number, or None (also for a number no ticket can have)."""
-        if not is_ticket_number(number):
+        if not is_stored_id(number):
             return None
         row = (await self.conn.execute(select(T).where(T.c.id == number))).first()
         return ticket_from_row(row) if row else None
@@ -292,7 +292,7 @@ class SqlReader:
 
     async def attachment(self, ticket: int, attachment_id: int) -> AttachmentInfo | None:
         """One attachment of a ticket, with its data; None when the ticket has no such one."""
-        if not (is_ticket_number(ticket) and is_stored_id(attachment_id)):
+        if not (is_stored_id(ticket) and is_stored_id(attachment_id)):
             return None
         row = (
             await self.conn.execute(
@@ -329,7 +329,7 @@ class SqlUnitOfWork(SqlReader):
         PostgreSQL, where writers run concurrently; SQLite's BEGIN IMMEDIATE already serialises
         them and SQLAlchemy renders nothing there): a ticket read, changed and written back by
         two transactions at once must not lose one of the changes."""
-        if not is_ticket_number(number):
+        if not is_stored_id(number):
             return None
         row = (await self.conn.execute(select(T).where(T.c.id == number).with_for_update())).first()
         return ticket_from_row(row) if row else None

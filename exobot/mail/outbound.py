@@ -19,11 +19,11 @@ from exobot.core.addresses import address_problem
 from exobot.core.intents import Origin, RecordDeliveryFailure
 from exobot.core.model import Actor
 from exobot.core.service import ServiceError, TicketService
+from exobot.core.text import format_size
 from exobot.db import outbox
 from exobot.db.repository import SqlRepository
 from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy
 from exobot.mail.compose import TemplateRenderer, build_message, header_safe, is_threadable_id
-from exobot.mail.sandbox import format_size
 
 log = logging.getLogger("exobot.mail.outbound")
 

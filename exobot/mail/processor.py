@@ -22,6 +22,7 @@ from exobot.core.events import OutboxQueued
 from exobot.core.intents import ReceiveMail
 from exobot.core.model import Actor, AttachmentInfo, IncomingMail
 from exobot.core.service import CHAT, ServiceError, TicketService
+from exobot.core.text import format_size
 from exobot.db import inbound
 from exobot.db.repository import SqlReader, SqlRepository, SqlUnitOfWork
 from exobot.mail.msgid import MessageIds
@@ -35,7 +36,7 @@ from exobot.mail.rules import (
     requestor_of,
     run_rules,
 )
-from exobot.mail.sandbox import MB, ParseRefused, ParseSandbox, format_size
+from exobot.mail.sandbox import MB, ParseRefused, ParseSandbox
 
 log = logging.getLogger("exobot.mail.processor")
 

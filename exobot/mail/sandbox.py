@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 from types import MappingProxyType
 from typing import Any
 
+from exobot.core.text import format_size
 from exobot.mail.parse import MailParseError, ParsedMail
 
 log = logging.getLogger("exobot.mail.sandbox")
@@ -71,19 +72,6 @@ class SandboxSettings:
     memory: int = 512 * MB  # bytes of address space per worker
     workers: int = 2
     parser: str = PARSER  # "module:function" taking raw bytes (tests swap in a slow one)
-
-
-def format_size(size: int, language: str = "en") -> str:
-    """A size for people: "25 MB", "30.5 MB" ("30,5 MB" in ca and es), "1 GB", "64 KB"
-    (binary units)."""
-    if size % (1024 * MB) == 0:
-        return f"{size // (1024 * MB)} GB"
-    if size % MB == 0:
-        return f"{size // MB} MB"
-    if size < MB:
-        return f"{size // 1024} KB"
-    text = f"{size / MB:.1f} MB"
-    return text.replace(".", ",") if language in ("ca", "es") else text
 
 
 def _format_seconds(seconds: float) -> str:

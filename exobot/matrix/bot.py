@@ -210,7 +210,7 @@ class MatrixBot:
             if is_command(typed):
                 await self._answer(key, origin, self.renderer.not_operator())
             return
-        text = _with_user_ids(typed, content)
+        text = _with_user_ids(typed, content)  # the rest of _message_text
         command = is_command(text)
         context = await self._thread_ticket(room.room_id, thread_root)
         if not command and context is None:
@@ -373,6 +373,6 @@ def pills(formatted: str) -> list[tuple[str, str]]:
 
 
 def _message_text(body: str, content: dict) -> str:
-    """The text a volunteer typed: without a reply's quoted fallback, with mention pills
-    turned back into user ids."""
+    """The text a volunteer typed, as the bot reads it once the sender is an operator: without
+    a reply's quoted fallback, with mention pills turned back into user ids."""
     return _with_user_ids(_without_reply_fallback(body, content), content)

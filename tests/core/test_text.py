@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from exobot.core import text as text_module
-from exobot.core.text import mail_text, one_line
+from exobot.core.text import format_size, mail_text, one_line
 
 
 def test_none_and_empty() -> None:
@@ -151,3 +151,17 @@ def test_core_text_imports_no_io() -> None:
         )
     }
     assert imported <= {"__future__", "re"}
+
+
+@pytest.mark.parametrize(
+    ("size", "language", "shown"),
+    [
+        (25 * 1024**2, "ca", "25 MB"),
+        (int(30.5 * 1024**2), "ca", "30,5 MB"),
+        (int(30.5 * 1024**2), "en", "30.5 MB"),
+        (1024**3, "es", "1 GB"),
+        (64 * 1024, "en", "64 KB"),
+    ],
+)
+def test_sizes_are_shown_in_the_readers_way(size: int, language: str, shown: str) -> None:
+    assert format_size(size, language) == shown

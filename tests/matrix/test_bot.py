@@ -244,13 +244,13 @@ def test_sixty_kilobytes_of_unclosed_links_yield_nothing_and_each_scan_is_local(
 
 
 def test_a_formatted_body_over_the_cap_is_not_read():
-    from exobot.matrix.bot import _message_text
+    from exobot.matrix.bot import _with_user_ids
 
     pill = '<a href="https://matrix.to/#/@anna:example.org">Anna</a>'
     content = {"formatted_body": "!give 3 " + pill}
-    assert _message_text("!give 3 Anna", content) == "!give 3 @anna:example.org"
+    assert _with_user_ids("!give 3 Anna", content) == "!give 3 @anna:example.org"
     padded = {"formatted_body": "!give 3 " + pill + " " * MAX_FORMATTED_CHARS}
-    assert _message_text("!give 3 Anna", padded) == "!give 3 Anna"
+    assert _with_user_ids("!give 3 Anna", padded) == "!give 3 Anna"
 
 
 # --- search --------------------------------------------------------------------------------
