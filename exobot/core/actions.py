@@ -101,6 +101,18 @@ class Answer:
     html: str | None = None
 
 
+class ActionRefused(Exception):
+    """A handler refuses a call (an unknown name, a bad argument): `message` is already in the
+    call's language; `code` names the refusal for the API (400). A refusal is an answer, never
+    counted as a plugin's failure."""
+
+    def __init__(self, code: str, message: str, **params: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.params = params
+
+
 IntentBuilder = Callable[[int | None, Mapping[str, Any]], Intent]
 Handler = Callable[[ActionCall], Awaitable[Intent | Answer]]
 
