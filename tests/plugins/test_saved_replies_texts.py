@@ -1,0 +1,124 @@
+"""Saved replies' pure rules, without servers: the substitution (literal, never a general
+format), the language fallback, the requestor's display name, names and the web form."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "saved-replies"))
+
+from exobot_saved_replies.texts import (  # noqa: E402
+    BAD_LANGUAGE,
+    BAD_NAME,
+    NO_TEXT,
+    TOO_LONG,
+    Values,
+    choose_language,
+    choose_text,
+    normal_name,
+    read_form,
+    requestor_name,
+    substitute,
+)
+
+MARIA = Values(name="Maria Puig", ticket="suport#7")
+
+
+def test_name_nom_and_ticket_are_replaced_literally():
+    text = "Hola {nom},\n{name}: sobre {ticket} i {ticket}."
+    assert substitute(text, MARIA) == "Hola Maria Puig,\nMaria Puig: sobre suport#7 i suport#7."
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{0.__class__}",
+        "{0.__class__.__mro__}",
+        "{x",
+        "}{",
+        "{{name}}x",
+        "{name!r}",
+        "{name:>10}",
+        "{ticket.__init__}",
+        "{NAME}",
+        "%(name)s $name ${name}",
+    ],
+)
+def test_nothing_else_is_formatted(text):
+    # The literal {name} inside "{{name}}" is still a placeholder, braces around it stay.
+    expected = text.replace("{name}", "Maria Puig")
+    assert substitute(text, MARIA) == expected
+
+
+def test_a_name_holding_a_placeholder_is_not_substituted_again():
+    sly = Values(name="{ticket} {0.__class__}", ticket="suport#7")
+    assert substitute("Hola {name} ({ticket})", sly) == "Hola {ticket} {0.__class__} (suport#7)"
+
+
+def test_an_unknown_name_leaves_nothing_behind():
+    assert substitute("Hola {nom},", Values("", "suport#1")) == "Hola ,"
+
+
+def test_the_ticket_language_comes_first_then_the_configured_one_then_any():
+    assert choose_language({"ca", "es", "en"}, "es", "ca") == "es"
+    assert choose_language({"ca", "en"}, "es", "ca") == "ca"
+    assert choose_language({"en"}, "es", "ca") == "en"
+    assert choose_language({"es", "en"}, "fr", "ca") == "es"  # exobot's order: ca, es, en
+    assert choose_language({"en"}, None, "ca") == "en"
+    assert choose_language(set(), "ca", "ca") is None
+    assert choose_text({"ca": "Hola", "en": "Hi"}, "es", "en") == ("en", "Hi")
+    assert choose_text({}, "ca", "ca") is None
+
+
+def test_the_requestors_latest_named_mail_gives_the_name():
+    mails = [
+        {"from": "maria@example.org", "from_name": "Maria"},
+        {"from": "pere@example.org", "from_name": "Pere"},  # a participant: not the requestor
+        {"from": "MARIA@example.org", "from_name": "Maria Puig"},
+        {"from": "maria@example.org", "from_name": ""},  # a later mail without a name
+        {"from": "pere@example.org", "from_name": "Pere Serra"},
+    ]
+    assert requestor_name("maria@example.org", mails) == "Maria Puig"
+    assert requestor_name("joan@example.org", mails) == ""
+    assert requestor_name("maria@example.org", []) == ""
+    assert requestor_name("a@b.org", [{"from": "a@b.org", "from_name": " A\n\tB "}]) == "A B"
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        ("benvinguda", "benvinguda"),
+        ("  Benvinguda ", "benvinguda"),
+        ("fibra-2", "fibra-2"),
+        ("a_b", "a_b"),
+        ("dues paraules", None),
+        ("", None),
+        ("-guio", None),
+        ("àccent", None),
+        ("x" * 41, None),
+        ("{name}", None),
+    ],
+)
+def test_names_are_one_lower_case_word(raw, name):
+    assert normal_name(raw) == name
+
+
+def test_the_form_is_read_and_checked():
+    good = read_form({"name": " Hola ", "language": "es", "text": "  Hola {nom}\r\nAdéu \r\n"}, 50)
+    assert (good.name, good.language, good.text, good.problems) == (
+        "hola",
+        "es",
+        "Hola {nom}\nAdéu",
+        (),
+    )
+    bad = read_form({"name": "dues paraules", "language": "fr", "text": "   "}, 50)
+    assert bad.problems == (BAD_NAME, BAD_LANGUAGE, NO_TEXT)
+    assert bad.name == "dues paraules"  # shown again as typed
+    long = read_form({"name": "x", "language": "ca", "text": "a" * 51}, 50)
+    assert long.problems == (TOO_LONG,)
+    assert read_form({"name": "x", "language": "ca", "text": "a" * 50}, 50).problems == ()
+    missing = read_form({}, 50)
+    assert missing.problems == (BAD_NAME, BAD_LANGUAGE, NO_TEXT)
