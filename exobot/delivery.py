@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
+from exobot.core.clock import Clock, SystemClock
 from exobot.db import outbox
 from exobot.db.repository import SqlRepository
 
@@ -37,15 +38,22 @@ class OutboxWorker:
 
     Subclasses implement `send(item)` (raise PermanentFailure for a refusal that retrying
     cannot fix, anything else for a temporary failure) and may override `failed(item, error)`,
-    `end_pass()` and `describe(item)`.
+    `end_pass()` and `describe(item)`. Due times, retries and stamps follow `clock`, so a test
+    moves a retry's time forward instead of waiting for it.
     """
 
     kind: str = ""
     log = logging.getLogger("exobot.outbox")
 
-    def __init__(self, repository: SqlRepository, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        repository: SqlRepository,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.repository = repository
         self.retry = retry or RetryPolicy()
+        self.clock = clock or SystemClock()
         self.wake = asyncio.Event()
 
     async def send(self, item: outbox.OutboxItem) -> None:
@@ -74,7 +82,7 @@ class OutboxWorker:
                 next_at = None
             wait = IDLE_WAIT_SECONDS
             if next_at is not None:
-                wait = min(wait, max(0.0, (next_at - datetime.now(UTC)).total_seconds()))
+                wait = min(wait, max(0.0, (next_at - self.clock.now()).total_seconds()))
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=wait or 0.01)
@@ -84,7 +92,7 @@ class OutboxWorker:
         delivered = 0
         while True:
             async with self.repository.connection() as conn:
-                items = await outbox.due(conn, self.kind, datetime.now(UTC))
+                items = await outbox.due(conn, self.kind, self.clock.now())
             if not items:
                 return delivered
             progressed = False
@@ -115,7 +123,7 @@ class OutboxWorker:
             if attempts >= self.retry.max_attempts:
                 await self._give_up(item, f"gave up after {attempts} attempts: {error}")
                 return False
-            next_try = datetime.now(UTC) + self.retry.delay(attempts)
+            next_try = self.clock.now() + self.retry.delay(attempts)
             self.log.warning(
                 "%s not delivered, attempt %d, retry at %s: %s",
                 self.describe(item),
@@ -127,12 +135,12 @@ class OutboxWorker:
                 await outbox.mark_retry(conn, item.id, str(error), next_try)
             return False
         async with self.repository.connection() as conn:
-            await outbox.mark_sent(conn, item.id)
+            await outbox.mark_sent(conn, item.id, self.clock.now())
         self.log.info("%s delivered", self.describe(item))
         return True
 
     async def _give_up(self, item: outbox.OutboxItem, error: str) -> None:
         self.log.error("%s failed for good: %s", self.describe(item), error)
         async with self.repository.connection() as conn:
-            await outbox.mark_failed(conn, item.id, error)
+            await outbox.mark_failed(conn, item.id, error, self.clock.now())
         await self.failed(item, error)

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exobot.config import Config
-from exobot.core.commands import is_user_id
+from exobot.core.addresses import is_user_id
+from exobot.core.clock import Clock, SystemClock
 from exobot.db import web as records
 from exobot.db.engine import create_engine
 from exobot.db.migrate import upgrade_async
@@ -19,8 +20,15 @@ from exobot.db.repository import SqlRepository
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-async def run_token(config: Config, action: str, name: str | None, user: str | None) -> int:
-    """Carry out one token action and print its result; returns the exit status."""
+async def run_token(
+    config: Config,
+    action: str,
+    name: str | None,
+    user: str | None,
+    clock: Clock | None = None,
+) -> int:
+    """Carry out one token action and print its result; returns the exit status. Creation and
+    revocation are stamped by `clock` (the system's unless a test gives another)."""
     if action in ("create", "revoke") and (not name or not _NAME.fullmatch(name)):
         print(
             f"token {action}: give the token a name of letters, digits, '.', '_' or '-' "
@@ -37,7 +45,7 @@ async def run_token(config: Config, action: str, name: str | None, user: str | N
     # The CLI may run before exobot ever did: make sure the tables exist.
     await upgrade_async(config.database.url)
     repository = SqlRepository(create_engine(config.database.url))
-    now = datetime.now(UTC)
+    now = (clock or SystemClock()).now()
     try:
         async with repository.connection() as conn:
             if action == "create":

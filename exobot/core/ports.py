@@ -7,7 +7,10 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from exobot.core.clock import Clock
 from exobot.core.model import AttachmentInfo, Entry, Ticket
+
+__all__ = ["Clock", "MessageIdFactory", "Repository", "UnitOfWork"]
 
 T = TypeVar("T")
 
@@ -92,12 +95,15 @@ class UnitOfWork(Protocol):
 class Repository(Protocol):
     """Storage of tickets, behind one transaction at a time."""
 
-    def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
-        """A unit of work that commits on success and rolls back on error."""
+    def transaction(self, now: datetime | None = None) -> AbstractAsyncContextManager[UnitOfWork]:
+        """A unit of work that commits on success and rolls back on error. `now` (the caller's
+        clock) is the time it stamps on what it writes; None: the system's time."""
 
-    async def run(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    async def run(
+        self, work: Callable[[UnitOfWork], Awaitable[T]], now: datetime | None = None
+    ) -> T:
         """Run `work` in one transaction (wherever the storage runs best) and return its result;
-        commits when it returns, rolls back when it raises."""
+        commits when it returns, rolls back when it raises. `now` as for `transaction()`."""
 
 
 class MessageIdFactory(Protocol):
@@ -105,10 +111,3 @@ class MessageIdFactory(Protocol):
 
     def mint(self, ticket: int) -> str:
         """A new, unique Message-ID for a mail about `ticket`."""
-
-
-class Clock(Protocol):
-    """The current time (a fake one in tests)."""
-
-    def now(self) -> datetime:
-        """An aware datetime in UTC."""

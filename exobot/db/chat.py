@@ -49,8 +49,9 @@ async def thread_by_root(conn: AsyncConnection, room_id: str, root_event_id: str
     return _thread(row) if row else None
 
 
-async def record_thread(conn: AsyncConnection, thread: Thread) -> None:
-    """Remember a root message; recording the same root twice (a retried post) is harmless."""
+async def record_thread(conn: AsyncConnection, thread: Thread, now: datetime | None = None) -> None:
+    """Remember a root message, at `now` (the caller's clock; None: the system's); recording
+    the same root twice (a retried post) is harmless."""
     await conn.execute(
         upsert_insert(conn, C)
         .values(
@@ -58,7 +59,7 @@ async def record_thread(conn: AsyncConnection, thread: Thread) -> None:
             queue=thread.queue,
             room_id=thread.room_id,
             root_event_id=thread.root_event_id,
-            created_at=datetime.now(UTC),
+            created_at=now or datetime.now(UTC),
         )
         .on_conflict_do_nothing(index_elements=[C.c.room_id, C.c.root_event_id])
     )
@@ -71,9 +72,15 @@ async def posted(conn: AsyncConnection, outbox_id: int) -> dict[int, str]:
 
 
 async def record_post(
-    conn: AsyncConnection, outbox_id: int, part: int, room_id: str, event_id: str
+    conn: AsyncConnection,
+    outbox_id: int,
+    part: int,
+    room_id: str,
+    event_id: str,
+    now: datetime | None = None,
 ) -> None:
-    """Remember that a part of an outbox row was posted as `event_id`."""
+    """Remember that a part of an outbox row was posted as `event_id`, at `now` (None: the
+    system's time)."""
     await conn.execute(
         upsert_insert(conn, CP)
         .values(
@@ -81,7 +88,7 @@ async def record_post(
             part=part,
             room_id=room_id,
             event_id=event_id,
-            created_at=datetime.now(UTC),
+            created_at=now or datetime.now(UTC),
         )
         .on_conflict_do_nothing(index_elements=[CP.c.outbox_id, CP.c.part])
     )

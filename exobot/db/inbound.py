@@ -69,17 +69,22 @@ async def set_position(conn: AsyncConnection, mailbox: str, position: ImapPositi
 
 
 async def store_many(
-    conn: AsyncConnection, mailbox: str, uidvalidity: int, messages: list[tuple]
+    conn: AsyncConnection,
+    mailbox: str,
+    uidvalidity: int,
+    messages: list[tuple],
+    now: datetime | None = None,
 ) -> None:
     """Store received messages and advance the position past them, in the caller's transaction.
 
     Each message is (UID, raw bytes), or (UID, header bytes, real size) for a mail too big to
     fetch whole: only its header is stored (see `PendingMail.header_only`).
-    A (mailbox, UIDVALIDITY, UID) stored before is left as it is.
+    A (mailbox, UIDVALIDITY, UID) stored before is left as it is. `now` (the caller's clock;
+    None: the system's) is stamped as the time they were received.
     """
     if not messages:
         return
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     rows = [
         {"mailbox": mailbox, "uidvalidity": uidvalidity, "uid": uid, "raw": raw,
          "size": size[0] if size else len(raw), "state": RECEIVED, "attempts": 0,
@@ -180,9 +185,10 @@ async def mark_inbound(
     message_id: str | None = None,
     subject: str | None = None,
     sender: str | None = None,
+    now: datetime | None = None,
 ) -> None:
-    """Record what became of a stored mail."""
-    values: dict = {"state": state, "processed_at": datetime.now(UTC), "error": error}
+    """Record what became of a stored mail, at `now` (the caller's clock; None: the system's)."""
+    values: dict = {"state": state, "processed_at": now or datetime.now(UTC), "error": error}
     if ticket is not None:
         values["ticket_id"] = ticket
     for name, value in (("message_id", message_id), ("subject", subject), ("sender", sender)):
@@ -193,16 +199,16 @@ async def mark_inbound(
     await conn.execute(update(I).where(I.c.id == inbound_id).values(**values))
 
 
-async def discard(conn: AsyncConnection, inbound_id: int) -> bool:
-    """Set a quarantined mail aside for good (kept, never processed); False when there is no
-    quarantined mail with that id. One conditional UPDATE: a retry running at the same time
-    cannot be undone by it."""
+async def discard(conn: AsyncConnection, inbound_id: int, now: datetime | None = None) -> bool:
+    """Set a quarantined mail aside for good (kept, never processed), at `now` (None: the
+    system's time); False when there is no quarantined mail with that id. One conditional
+    UPDATE: a retry running at the same time cannot be undone by it."""
     if not is_stored_id(inbound_id):
         return False
     result = await conn.execute(
         update(I)
         .where(I.c.id == inbound_id, I.c.state == QUARANTINED)
-        .values(state="discarded", processed_at=datetime.now(UTC))
+        .values(state="discarded", processed_at=now or datetime.now(UTC))
     )
     return bool(result.rowcount)
 

@@ -71,12 +71,14 @@ async def next_due_at(conn: AsyncConnection, kind: str) -> datetime | None:
     return value
 
 
-async def mark_sent(conn: AsyncConnection, item_id: int) -> None:
-    """The effect happened."""
+async def mark_sent(conn: AsyncConnection, item_id: int, now: datetime | None = None) -> None:
+    """The effect happened, at `now` (the worker's clock; None: the system's)."""
     await conn.execute(
         update(O)
         .where(O.c.id == item_id)
-        .values(state=SENT, done_at=datetime.now(UTC), attempts=O.c.attempts + 1, last_error=None)
+        .values(
+            state=SENT, done_at=now or datetime.now(UTC), attempts=O.c.attempts + 1, last_error=None
+        )
     )
 
 
@@ -89,8 +91,11 @@ async def mark_retry(conn: AsyncConnection, item_id: int, error: str, next_try: 
     )
 
 
-async def mark_failed(conn: AsyncConnection, item_id: int, error: str) -> None:
-    """A permanent failure: the item stays, visible, with its error."""
+async def mark_failed(
+    conn: AsyncConnection, item_id: int, error: str, now: datetime | None = None
+) -> None:
+    """A permanent failure: the item stays, visible, with its error (given up at `now`; None:
+    the system's time)."""
     await conn.execute(
         update(O)
         .where(O.c.id == item_id)
@@ -98,7 +103,7 @@ async def mark_failed(conn: AsyncConnection, item_id: int, error: str) -> None:
             state=FAILED,
             attempts=O.c.attempts + 1,
             last_error=error[:2000],
-            done_at=datetime.now(UTC),
+            done_at=now or datetime.now(UTC),
         )
     )
 

@@ -322,7 +322,14 @@ class SqlReader:
 
 
 class SqlUnitOfWork(SqlReader):
-    """The core's UnitOfWork on one connection inside one (write) transaction."""
+    """The core's UnitOfWork on one connection inside one (write) transaction.
+
+    What it writes is stamped with `now`, the caller's clock at the start of the transaction
+    (the system's time when the caller gave none), so a test's fake clock reaches the rows."""
+
+    def __init__(self, conn: AsyncConnection, sqlite: bool, now: datetime | None = None) -> None:
+        super().__init__(conn, sqlite)
+        self.now = now or utcnow()
 
     async def get_ticket(self, number: int) -> Ticket | None:
         """The ticket with that number, or None. Locked until the transaction ends (FOR UPDATE on
@@ -413,7 +420,7 @@ class SqlUnitOfWork(SqlReader):
         # The unique constraint decides: check-then-insert would race on PostgreSQL.
         await self.conn.execute(
             upsert_insert(self.conn, P)
-            .values(ticket_id=ticket, address=address, source=source, created_at=utcnow())
+            .values(ticket_id=ticket, address=address, source=source, created_at=self.now)
             .on_conflict_do_nothing(index_elements=[P.c.ticket_id, P.c.address])
         )
 
@@ -433,7 +440,7 @@ class SqlUnitOfWork(SqlReader):
                 ticket_id=ticket,
                 direction=direction,
                 entry_id=entry_id,
-                created_at=utcnow(),
+                created_at=self.now,
             )
         )
 
@@ -447,7 +454,7 @@ class SqlUnitOfWork(SqlReader):
         recipient: str | None = None,
     ) -> int:
         """Queue an outward effect for the workers."""
-        now = utcnow()
+        now = self.now
         return (
             await self.conn.execute(
                 insert(O)
@@ -470,7 +477,7 @@ class SqlUnitOfWork(SqlReader):
         """Record an idempotency key; False when it was recorded before."""
         inserted = await self.conn.execute(
             upsert_insert(self.conn, H)
-            .values(key=key, handled_at=utcnow())
+            .values(key=key, handled_at=self.now)
             .on_conflict_do_nothing(index_elements=[H.c.key])
             .returning(H.c.key)
         )
@@ -488,6 +495,7 @@ class SqlUnitOfWork(SqlReader):
 
     async def mark_inbound(self, inbound_id: int, state: str, **details: object) -> None:
         """Record what became of a received raw mail."""
+        details.setdefault("now", self.now)
         await inbound.mark_inbound(self.conn, inbound_id, state, **details)
 
     async def _index(self, ticket: int, entry_id: int, content: str) -> None:
@@ -555,13 +563,16 @@ class SqlRepository:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="exobot-db")
         self._writer_loop: asyncio.AbstractEventLoop | None = None
 
-    async def run(self, work: Callable[[SqlUnitOfWork], Awaitable[R]]) -> R:
-        """Run `work(uow)` in one write transaction and return its result."""
+    async def run(
+        self, work: Callable[[SqlUnitOfWork], Awaitable[R]], now: datetime | None = None
+    ) -> R:
+        """Run `work(uow)` in one write transaction and return its result; `now` is the time
+        it stamps (None: the system's)."""
         if self.sync_engine is None:
-            async with self.transaction() as uow:
+            async with self.transaction(now) as uow:
                 return await work(uow)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._run_blocking, work, False)
+        return await loop.run_in_executor(self._writer, self._run_blocking, work, False, now)
 
     async def read(self, work: Callable[[SqlReader], Awaitable[R]]) -> R:
         """Run `work(view)` in one read-only transaction (one snapshot) and return its result."""
@@ -571,14 +582,19 @@ class SqlRepository:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, self._run_blocking, work, True)
 
-    def _run_blocking(self, work: Callable[[Any], Awaitable[R]], read_only: bool) -> R:
+    def _run_blocking(
+        self, work: Callable[[Any], Awaitable[R]], read_only: bool, now: datetime | None = None
+    ) -> R:
         if self._writer_loop is None:  # the writer thread's own loop drives `work`
             self._writer_loop = asyncio.new_event_loop()
         with self.sync_engine.connect() as conn:
             if read_only:
                 conn = conn.execution_options(**self._read_options())
             with conn.begin():
-                view = (SqlReader if read_only else SqlUnitOfWork)(_Blocking(conn), self.sqlite)
+                if read_only:
+                    view = SqlReader(_Blocking(conn), self.sqlite)
+                else:
+                    view = SqlUnitOfWork(_Blocking(conn), self.sqlite, now)
                 return self._writer_loop.run_until_complete(work(view))
 
     def _read_options(self) -> dict[str, Any]:
@@ -597,10 +613,11 @@ class SqlRepository:
         await self.engine.dispose()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SqlUnitOfWork]:
-        """One write transaction: commits when the block ends, rolls back on error."""
+    async def transaction(self, now: datetime | None = None) -> AsyncIterator[SqlUnitOfWork]:
+        """One write transaction: commits when the block ends, rolls back on error; `now` is
+        the time it stamps (None: the system's)."""
         async with self.engine.begin() as conn:
-            yield SqlUnitOfWork(conn, self.sqlite)
+            yield SqlUnitOfWork(conn, self.sqlite, now)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[SqlReader]:

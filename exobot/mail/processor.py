@@ -13,11 +13,12 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
 from exobot.core.addresses import BadAddress, normalize_address
+from exobot.core.clock import Clock
 from exobot.core.events import OutboxQueued
 from exobot.core.intents import ReceiveMail
 from exobot.core.model import Actor, AttachmentInfo, IncomingMail
@@ -63,10 +64,12 @@ class MailSettings:
 
 
 class ViewContext:
-    """The rules' read-only lookups, all on one read transaction."""
+    """The rules' read-only lookups, all on one read transaction; "the last hour" and "the
+    last 24 hours" end at `now`, the processor's clock."""
 
-    def __init__(self, view: SqlReader, settings: MailSettings) -> None:
+    def __init__(self, view: SqlReader, settings: MailSettings, now: datetime) -> None:
         self.view = view
+        self.now = now
         self.own_address = settings.own_address
         self.prefix = settings.prefix
         self.ack_limit_per_day = settings.ack_limit_per_day
@@ -89,11 +92,11 @@ class ViewContext:
 
     async def acks_today(self, address: str) -> int:
         """Acknowledgements queued to `address` in the last 24 hours."""
-        return await self.view.acks_since(address, datetime.now(UTC) - timedelta(days=1))
+        return await self.view.acks_since(address, self.now - timedelta(days=1))
 
     async def openings_last_hour(self, address: str) -> int:
         """New tickets and unverified mails from `address` in the last hour."""
-        return await self.view.openings_since(address, datetime.now(UTC) - timedelta(hours=1))
+        return await self.view.openings_since(address, self.now - timedelta(hours=1))
 
 
 def dedupe_key(parsed: ParsedMail, raw: bytes) -> str:
@@ -101,8 +104,10 @@ def dedupe_key(parsed: ParsedMail, raw: bytes) -> str:
     return parsed.message_id or f"<sha256.{hashlib.sha256(raw).hexdigest()[:40]}@exobot.invalid>"
 
 
-def incoming_from(parsed: ParsedMail, raw: bytes, inbound_id: int) -> IncomingMail:
-    """The core's view of a parsed mail."""
+def incoming_from(
+    parsed: ParsedMail, raw: bytes, inbound_id: int, received_at: datetime
+) -> IncomingMail:
+    """The core's view of a parsed mail, received (taken in) at `received_at`."""
     bounce = parsed.bounce
     return IncomingMail(
         message_id=dedupe_key(parsed, raw),
@@ -115,7 +120,7 @@ def incoming_from(parsed: ParsedMail, raw: bytes, inbound_id: int) -> IncomingMa
         attachments=tuple(
             AttachmentInfo(a.filename, a.content_type, a.data) for a in parsed.attachments
         ),
-        received_at=datetime.now(UTC),
+        received_at=received_at,
         inbound_id=inbound_id,
         bounce_status=bounce.status if bounce else None,
         bounce_recipients=tuple(bounce.recipients) if bounce else (),
@@ -133,9 +138,12 @@ class MailProcessor:
         settings: MailSettings,
         rules: tuple[Rule, ...] = DEFAULT_RULES,
         parser: ParseSandbox | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.repository = repository
         self.service = service
+        # The service's clock unless told otherwise: one time for the rules and the change.
+        self.clock = clock or service.clock
         self.settings = settings
         self.rules = rules
         # Parsing runs in worker processes bounded in time and memory: no mail holds the loop.
@@ -241,7 +249,8 @@ class MailProcessor:
             known = await view.ticket_for_message(key)
             if known:
                 return known, None
-            return None, await run_rules(parsed, ViewContext(view, self.settings), self.rules)
+            context = ViewContext(view, self.settings, self.clock.now())
+            return None, await run_rules(parsed, context, self.rules)
 
         try:
             known, verdict = await self.repository.read(classify)
@@ -261,7 +270,7 @@ class MailProcessor:
             return await self._finish(inbound_id, state, error=verdict.drop, **meta)
         if verdict.hold and inbound_id not in self._let_through:
             # A held mail with a key is announced once per key and hour, not once per mail.
-            hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
+            hour = self.clock.now().strftime("%Y-%m-%dT%H")
             return await self._finish(
                 inbound_id,
                 inbound.QUARANTINED,
@@ -275,7 +284,7 @@ class MailProcessor:
         self, inbound_id: int, parsed: ParsedMail, raw: bytes, verdict: Verdict, meta: dict
     ) -> str:
         """Hand the mail to the service; its transaction also marks the stored mail done."""
-        mail = incoming_from(parsed, raw, inbound_id)
+        mail = incoming_from(parsed, raw, inbound_id, self.clock.now())
         intent = ReceiveMail(
             mail=mail,
             mail_class=verdict.mail_class,
@@ -331,8 +340,8 @@ class MailProcessor:
         if quarantined:
             log.warning("mail %s quarantined: %s", inbound_id, values.get("error"))
         mailed = False
-        async with self.repository.transaction() as uow:
-            await inbound.mark_inbound(uow.conn, inbound_id, state, **values)
+        async with self.repository.transaction(self.clock.now()) as uow:
+            await inbound.mark_inbound(uow.conn, inbound_id, state, now=uow.now, **values)
             if also is not None:
                 mailed = await also(uow)
             # Once per mail, even when a retry from the CLI quarantines it again.
@@ -401,7 +410,8 @@ class MailProcessor:
         ours, the address is unusable, the sender was told today already, or the daily cap of
         acknowledgements and notices to it is reached."""
         verdict = Verdict()
-        context = ViewContext(view, self.settings)
+        now = self.clock.now()
+        context = ViewContext(view, self.settings, now)
         for rule in (LoopMarker(), AutomaticMail()):
             await rule.apply(parsed, context, verdict)
         why_not = verdict.drop or verdict.automatic
@@ -412,7 +422,7 @@ class MailProcessor:
             why_not = why_not or f"unusable sender address ({error.reason})"
         if not why_not and sender == self.settings.own_address.lower():
             why_not = "mail from our own address"
-        since = datetime.now(UTC) - timedelta(days=1)
+        since = now - timedelta(days=1)
         if not why_not and await view.acks_since(sender, since, (TOO_BIG_TEMPLATE,)):
             why_not = "told already in the last 24 hours"
         if not why_not and await view.acks_since(sender, since) >= self.settings.ack_limit_per_day:

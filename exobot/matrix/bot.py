@@ -13,10 +13,10 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import nio
 
+from exobot.core.clock import Clock
 from exobot.core.commands import CommandError, ParsedCommand, Query, is_command, parse_command
 from exobot.core.intents import Comment, Origin
 from exobot.core.model import Actor, Status
@@ -73,8 +73,10 @@ class MatrixBot:
         settings: BotSettings,
         wake_poster: Callable[[], None] = lambda: None,
         direct_joined: Callable[[str, str], Awaitable[None]] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.client = client
+        self.clock = clock or service.clock  # "now" of ages shown in answers
         self.rooms = rooms
         self.service = service
         self.repository = repository
@@ -263,7 +265,7 @@ class MatrixBot:
             await self._answer(key, origin, self.renderer.error("internal", {}))
 
     async def _query(self, query: Query, sender: str) -> Message:
-        now = datetime.now(UTC)
+        now = self.clock.now()
         r = self.renderer
         if query.name == "help":
             return r.help(query.topic)
@@ -323,7 +325,7 @@ class MatrixBot:
                 await uow.queue_outbox(CHAT, None, also)
             return True
 
-        if await self.repository.run(work):
+        if await self.repository.run(work, now=self.clock.now()):
             self.wake_poster()
 
 

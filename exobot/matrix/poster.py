@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import nio
 
+from exobot.core.clock import Clock
 from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.core.service import CHAT
 from exobot.db import chat, outbox
@@ -65,8 +66,9 @@ class ChatSender(OutboxWorker):
         default_queue: str,
         login: LoginLinks | None = None,
         retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        super().__init__(repository, retry or RetryPolicy(base=timedelta(seconds=5)))
+        super().__init__(repository, retry or RetryPolicy(base=timedelta(seconds=5)), clock)
         self.client = client
         self.rooms = rooms
         self.renderer = renderer
@@ -161,7 +163,7 @@ class ChatSender(OutboxWorker):
         )
         thread = chat.Thread(ticket.number, queue, room_id, event_id)
         async with self.repository.connection() as conn:
-            await chat.record_thread(conn, thread)
+            await chat.record_thread(conn, thread, self.clock.now())
         return thread
 
     async def _move(
@@ -210,7 +212,7 @@ class ChatSender(OutboxWorker):
         await self._send(Where(room_id), message, await self._parts(item))
 
     async def _digest(self, item: OutboxItem) -> None:
-        now = datetime.now(UTC)
+        now = self.clock.now()
         async with self.repository.reading() as view:
             counts = await view.status_counts()
             oldest_new, _ = await view.list_tickets(
@@ -234,7 +236,7 @@ class ChatSender(OutboxWorker):
         if part.done:
             return  # an earlier attempt sent it
         user = item.payload["user"]
-        if datetime.now(UTC) - item.created_at > self.login.ttl:
+        if self.clock.now() - item.created_at > self.login.ttl:
             self._waiting.pop(user, None)
             raise PermanentFailure(f"{user} did not join the direct room in time")
         room_id = await self._direct_room(user)
@@ -247,7 +249,7 @@ class ChatSender(OutboxWorker):
             # The member just joined: learn their devices before the room key is shared, or
             # the link would reach them undecryptable.
             await self.client.nio.keys_query()
-        now = datetime.now(UTC)
+        now = self.clock.now()
         async with self.repository.connection() as conn:
             token = await web_records.create_login_link(conn, user, self.login.ttl, now)
         url = f"{self.login.root}/login/link/{token}"
@@ -280,7 +282,7 @@ class ChatSender(OutboxWorker):
             raise ConnectionError(f"could not open a direct room with {user}: {response.message}")
         self._fresh.add(response.room_id)
         async with self.repository.connection() as conn:
-            await web_records.record_direct_room(conn, user, response.room_id, datetime.now(UTC))
+            await web_records.record_direct_room(conn, user, response.room_id, self.clock.now())
         log.info("opened direct room %s with %s", response.room_id, user)
         return response.room_id
 
@@ -290,7 +292,7 @@ class ChatSender(OutboxWorker):
         if item_id is None:
             return
         async with self.repository.connection() as conn:
-            await outbox.hurry(conn, item_id, datetime.now(UTC))
+            await outbox.hurry(conn, item_id, self.clock.now())
         self.wake.set()
 
     # --- sending --------------------------------------------------------------------------
@@ -336,7 +338,9 @@ class ChatSender(OutboxWorker):
         if not isinstance(response, nio.RoomSendResponse):
             raise ConnectionError(f"the homeserver refused the message: {response.message}")
         async with self.repository.connection() as conn:
-            await chat.record_post(conn, part.row, number, room_id, response.event_id)
+            await chat.record_post(
+                conn, part.row, number, room_id, response.event_id, self.clock.now()
+            )
         return response.event_id
 
 

@@ -204,10 +204,12 @@ class FakeRepository:
         self.fail_on: set[str] = set()  # names of unit-of-work methods that should raise
         self.commits = 0
         self.rollbacks = 0
+        self.stamps: list[datetime | None] = []  # the `now` each transaction was given
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[FakeUnitOfWork]:
+    async def transaction(self, now: datetime | None = None) -> AsyncIterator[FakeUnitOfWork]:
+        self.stamps.append(now)
         async with self._lock:
             working = copy.deepcopy(self.state)
             try:
@@ -218,9 +220,9 @@ class FakeRepository:
             self.state = working
             self.commits += 1
 
-    async def run(self, work):  # noqa: ANN001, ANN201 - the Repository protocol
+    async def run(self, work, now: datetime | None = None):  # noqa: ANN001, ANN201 - the protocol
         """Run `work` in one transaction, as the SQL repository does in its writer thread."""
-        async with self.transaction() as uow:
+        async with self.transaction(now) as uow:
             return await work(uow)
 
     # --- read helpers for assertions (committed state only) ----------------------------------
