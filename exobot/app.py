@@ -7,9 +7,9 @@ import contextlib
 import logging
 import secrets
 import signal
-from datetime import UTC, datetime
 
 from exobot.config import Config
+from exobot.core.clock import Clock, SystemClock
 from exobot.core.events import EventBus, OutboxQueued
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.db import web as web_records
@@ -74,8 +74,10 @@ class App:
     """exobot as one process: mail intake and processing, the mail and chat workers, the Matrix
     client and the alert scheduler, as tasks of one event loop."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
+        # The one clock every part reads (a test may give a fake one to drive a whole App).
+        self.clock = clock or SystemClock()
         self.engine = None
         self.repository: SqlRepository | None = None
         self.service: TicketService | None = None
@@ -106,7 +108,11 @@ class App:
         )
         message_ids = MessageIds(secret, cfg.mail.address.rpartition("@")[2])
         self.service = TicketService(
-            self.repository, message_ids, service_settings(cfg), events=self.events
+            self.repository,
+            message_ids,
+            service_settings(cfg),
+            events=self.events,
+            clock=self.clock,
         )
         rule_settings = MailSettings(
             own_address=cfg.mail.address,
@@ -127,7 +133,7 @@ class App:
             )
         )
         self.processor = MailProcessor(
-            self.repository, self.service, rule_settings, parser=parser
+            self.repository, self.service, rule_settings, parser=parser, clock=self.clock
         )
         # The parsing workers start with exobot, not with its first mail.
         await parser.warm_up()
@@ -166,6 +172,7 @@ class App:
             retry=RetryPolicy(
                 cfg.mail.outbox.max_attempts, cfg.mail.outbox.retry_base, cfg.mail.outbox.retry_max
             ),
+            clock=self.clock,
         )
         self.events.subscribe(OutboxQueued, self._wake_worker)
         if cfg.matrix is not None:
@@ -195,6 +202,7 @@ class App:
             renderer,
             default_queue=cfg.tickets.default_queue,
             login=LoginLinks(cfg.web.root, cfg.web.login_link_ttl) if cfg.web.enabled else None,
+            clock=self.clock,
         )
         self.bot = MatrixBot(
             self.matrix,
@@ -211,12 +219,14 @@ class App:
             ),
             wake_poster=self.poster.wake.set,
             direct_joined=self.poster.direct_joined,
+            clock=self.clock,
         )
         sweep = AlertSweep(
             self.repository,
             self.service,
             digest_at=cfg.alerts.digest_at,
             timezone=cfg.alerts.tzinfo,
+            clock=self.clock,
         )
         self.scheduler = Scheduler(sweep, cfg.alerts.sweep_every, housekeeping=self._purge_web)
 
@@ -236,7 +246,13 @@ class App:
             server_name=cfg.matrix.user_id.partition(":")[2] if cfg.matrix else "",
             trusted_proxies=cfg.web.proxy_networks,
         )
-        context = WebContext(settings, self.repository, self.service, retry_mail=self._retry_mail)
+        context = WebContext(
+            settings,
+            self.repository,
+            self.service,
+            retry_mail=self._retry_mail,
+            now=self.clock.now,
+        )
         if self.bot is not None:
             context.is_operator = self.bot.is_operator
             context.check_password = PasswordChecker(str(cfg.matrix.homeserver))
@@ -245,7 +261,7 @@ class App:
     async def _purge_web(self) -> int:
         """Forget expired browser sessions and login links."""
         async with self.repository.connection() as conn:
-            return await web_records.purge_expired(conn, datetime.now(UTC))
+            return await web_records.purge_expired(conn, self.clock.now())
 
     async def _retry_mail(self, inbound_id: int) -> str:
         """Process a quarantined mail again (the web's retry button)."""

@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from exobot.core.clock import Clock
 from exobot.core.events import OutboxQueued
 from exobot.core.intents import RaiseAlert
 from exobot.core.model import Actor
-from exobot.core.ports import Clock
-from exobot.core.service import CHAT, ServiceError, SystemClock, TicketService
+from exobot.core.service import CHAT, ServiceError, TicketService
 from exobot.db.repository import SqlRepository
 
 log = logging.getLogger("exobot.jobs")
@@ -46,7 +46,7 @@ class AlertSweep:
         self.service = service
         self.digest_at = digest_at
         self.timezone = timezone
-        self.clock = clock or SystemClock()
+        self.clock = clock or service.clock
 
     async def run_once(self) -> int:
         """One sweep; returns how many alerts and digests were queued."""
@@ -76,7 +76,7 @@ class AlertSweep:
             await uow.queue_outbox(CHAT, None, {"type": "digest", "date": local.date().isoformat()})
             return True
 
-        queued = await self.repository.run(work)
+        queued = await self.repository.run(work, now=now)
         if queued:
             log.info("daily digest of %s queued", local.date())
             await self.service.events.emit(OutboxQueued(CHAT))
@@ -103,7 +103,7 @@ class Scheduler:
             self._sweep,
             IntervalTrigger(seconds=self.every.total_seconds()),
             id="alert-sweep",
-            next_run_time=datetime.now(UTC),
+            next_run_time=self.sweep.clock.now(),
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
@@ -113,7 +113,7 @@ class Scheduler:
                 self._housekeeping,
                 IntervalTrigger(hours=1),
                 id="housekeeping",
-                next_run_time=datetime.now(UTC),
+                next_run_time=self.sweep.clock.now(),
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,

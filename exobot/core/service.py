@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from exobot.core import intents as i
 from exobot.core.addresses import BadAddress, address_problem, normalize_address
+from exobot.core.clock import Clock, SystemClock
 from exobot.core.events import EventBus, OutboxQueued, TicketEvent
 from exobot.core.lifecycle import Happening, LifecycleError, check_status_change, status_after
 from exobot.core.model import Actor, ActorKind, Entry, EntryKind, IncomingMail, Status, Ticket
-from exobot.core.ports import Clock, MessageIdFactory, Repository, UnitOfWork
+from exobot.core.ports import MessageIdFactory, Repository, UnitOfWork
 from exobot.core.references import format_reference
 
 log = logging.getLogger("exobot.service")
@@ -82,14 +83,6 @@ class Outcome:
     outbox: list[int] = field(default_factory=list)
 
 
-class SystemClock:
-    """The real clock."""
-
-    def now(self) -> datetime:
-        """Now, in UTC."""
-        return datetime.now(UTC)
-
-
 class TicketService:
     """Checks permission and lifecycle, writes the change, its history and its outbox rows in one
     transaction, then emits domain events."""
@@ -121,6 +114,7 @@ class TicketService:
         self._authorize(actor, intent)
         handler = getattr(self, f"_do_{type(intent).__name__}")
         pending: list[object] = []
+        now = self.clock.now()  # one instant for the whole change and what it stamps
 
         async def work(uow: UnitOfWork) -> Outcome:
             key = origin.key if origin is not None else None
@@ -128,14 +122,14 @@ class TicketService:
                 # A retry learns which ticket the first request made or changed.
                 ticket = await uow.handled_ticket(key)
                 raise AlreadyHandled("already_handled", f"{key} was already handled", ticket=ticket)
-            step = _Step(self, uow, actor, pending, origin)
+            step = _Step(self, uow, actor, pending, origin, now)
             outcome = await handler(step, intent)
             await step.flush()
             if key is not None:
                 await uow.settle(key, outcome.ticket)
             return outcome
 
-        outcome = await self.repository.run(work)
+        outcome = await self.repository.run(work, now=now)
         for event in pending:
             await self.events.emit(event)
         return outcome
@@ -468,13 +462,14 @@ class _Step:
         actor: Actor,
         pending: list[object],
         origin: i.Origin | None = None,
+        now: datetime | None = None,
     ):
         self.service = service
         self.origin = origin
         self.settings = service.settings
         self.uow = uow
         self.actor = actor
-        self.now = service.clock.now()
+        self.now = now or service.clock.now()
         self.pending = pending
         self.entries: list[Entry] = []
         self._touched: dict[int, Ticket] = {}

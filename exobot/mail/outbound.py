@@ -16,6 +16,7 @@ import aiosmtplib
 
 from exobot import messages
 from exobot.core.addresses import address_problem
+from exobot.core.clock import Clock
 from exobot.core.intents import Origin, RecordDeliveryFailure
 from exobot.core.model import Actor
 from exobot.core.service import ServiceError, TicketService
@@ -57,8 +58,9 @@ class MailSender(OutboxWorker):
         from_name: str,
         loop_marker: str,
         retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        super().__init__(repository, retry)
+        super().__init__(repository, retry, clock)
         self.service = service
         self.smtp = smtp
         self.renderer = renderer
@@ -101,6 +103,7 @@ class MailSender(OutboxWorker):
             auto_submitted=bool(payload.get("auto_submitted")),
             loop_marker=self.loop_marker,
             language=payload.get("language") or "ca",
+            date=self.clock.now(),
         )
 
     def _build_notice(self, payload: dict) -> EmailMessage:
@@ -136,6 +139,7 @@ class MailSender(OutboxWorker):
             auto_submitted=True,
             loop_marker=self.loop_marker,
             language=language,
+            date=self.clock.now(),
         )
 
     async def send(self, item: outbox.OutboxItem) -> None:

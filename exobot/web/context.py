@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from ipaddress import IPv4Network, IPv6Network
 
@@ -46,10 +46,6 @@ async def _no_retry(inbound_id: int) -> str:
     raise RuntimeError("mail processing is not available here")
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass
 class WebContext:
     """The parts the pages and the API work with.
@@ -65,7 +61,12 @@ class WebContext:
     is_operator: Callable[[str], bool] = _nobody
     check_password: Callable[[str, str], Awaitable[str | None]] = no_matrix
     retry_mail: Callable[[int], Awaitable[str]] = _no_retry
-    now: Callable[[], datetime] = field(default=_utcnow)
+    # The time sessions, links and ages are measured by; None: the service's clock.
+    now: Callable[[], datetime] | None = None
+
+    def __post_init__(self) -> None:
+        if self.now is None:
+            self.now = self.service.clock.now
 
     @property
     def has_matrix(self) -> bool:
