@@ -141,6 +141,12 @@ class ActionSpec:
     domain: str = CORE_DOMAIN
     api_summary: str = ""
     api_description: str = ""
+    # The API's operation id (generated clients call it by this name); default: `name`.
+    api_operation: str = ""
+    # The name and description of the API's request body model; default: `<Name>In` and the
+    # summary. Actions sharing a body (reply and comment) name the same model.
+    api_body: str = ""
+    api_body_doc: str = ""
     owner: str = "core"
 
     def __post_init__(self) -> None:
@@ -169,6 +175,28 @@ class ActionSpec:
     def argument(self, name: str) -> Argument | None:
         """The argument called `name`, if the action has one."""
         return next((arg for arg in self.arguments if arg.name == name), None)
+
+    @property
+    def operation_id(self) -> str:
+        """The API's operation id of this action."""
+        return self.api_operation or self.name
+
+    @property
+    def body_name(self) -> str:
+        """The name of the API's request body model of this action."""
+        return self.api_body or "".join(part.title() for part in self.name.split("_")) + "In"
+
+
+async def run_handler(spec: ActionSpec, call: ActionCall) -> Intent | Answer:
+    """Run a handler action: the one place every channel calls a handler from (whoever wants
+    to count or isolate failures wraps `spec.handler` before registering it). TypeError when
+    the handler gives back something that is neither an intent nor an Answer."""
+    if spec.handler is None:
+        raise ValueError(f"action {spec.name!r} has no handler")
+    result = await spec.handler(call)
+    if not isinstance(result, Intent | Answer):
+        raise TypeError(f"the handler of {spec.name!r} returned {type(result).__name__}")
+    return result
 
 
 def _normal(word: str) -> str:
@@ -250,7 +278,8 @@ class ActionRegistry:
 
 # --- the core's actions ----------------------------------------------------------------------
 
-_TEXT = Argument("text", ArgKind.TEXT, label=N_("the text"), description="the text")
+_TEXT = Argument("text", ArgKind.TEXT, label=N_("the text"))
+_TEXT_BODY = "The text of a reply (mailed to the member) or of a comment (internal)."
 _STATUS_SHORTCUTS = {
     "open": Status.OPEN,
     "stall": Status.STALLED,
@@ -293,11 +322,13 @@ def core_actions() -> tuple[ActionSpec, ...]:
                     "owner",
                     ArgKind.USER,
                     label=N_("the user (@name:server)"),
-                    description="the new owner's Matrix id, @name:server",
+                    description="a Matrix id, @name:server",
                 ),
             ),
             intent=lambda ticket, args: intents.Give(ticket, args["owner"]),
             api_summary="Give",
+            api_body="GiveIn",
+            api_body_doc="Whom to give the ticket to.",
             api_description="Give the ticket to another operator.",
         ),
         ActionSpec(
@@ -317,6 +348,8 @@ def core_actions() -> tuple[ActionSpec, ...]:
             arguments=(_TEXT,),
             intent=lambda ticket, args: intents.Reply(ticket, args["text"]),
             api_summary="Reply",
+            api_body="TextIn",
+            api_body_doc=_TEXT_BODY,
             api_description="Mail a reply to the member (and the ticket's other participants).",
         ),
         ActionSpec(
@@ -330,6 +363,8 @@ def core_actions() -> tuple[ActionSpec, ...]:
             arguments=(_TEXT,),
             intent=lambda ticket, args: intents.Comment(ticket, args["text"]),
             api_summary="Comment",
+            api_body="TextIn",
+            api_body_doc=_TEXT_BODY,
             api_description="Add an internal comment (never mailed).",
         ),
         ActionSpec(
@@ -338,10 +373,13 @@ def core_actions() -> tuple[ActionSpec, ...]:
             N_("Renames the ticket: short and specific, to tell tickets apart."),
             aliases={"ca": ("titol", "títol")},
             arguments=(
-                Argument("title", ArgKind.TITLE, label=N_("the title"), description="the title"),
+                Argument("title", ArgKind.TITLE, label=N_("the title")),
             ),
             intent=lambda ticket, args: intents.SetTitle(ticket, args["title"]),
             api_summary="Retitle",
+            api_operation="set_title",
+            api_body="TitleIn",
+            api_body_doc="The ticket's new title.",
             api_description="Change the ticket's title.",
         ),
         ActionSpec(
@@ -350,12 +388,12 @@ def core_actions() -> tuple[ActionSpec, ...]:
             N_("Moves the ticket to another queue (for example, tresoreria)."),
             aliases={"ca": ("mou",)},
             arguments=(
-                Argument(
-                    "queue", ArgKind.QUEUE, label=N_("the queue"), description="a configured queue"
-                ),
+                Argument("queue", ArgKind.QUEUE, label=N_("the queue")),
             ),
             intent=lambda ticket, args: intents.Move(ticket, args["queue"]),
             api_summary="Move",
+            api_body="MoveIn",
+            api_body_doc="The queue to move the ticket to.",
             api_description="Move the ticket to another queue.",
         ),
         ActionSpec(
@@ -371,11 +409,14 @@ def core_actions() -> tuple[ActionSpec, ...]:
                     "status",
                     ArgKind.STATUS,
                     label=N_("the status"),
-                    description="open, stalled, resolved or rejected (or in Catalan)",
+                    description="open, stalled, resolved or rejected (Catalan words too)",
                 ),
             ),
             intent=lambda ticket, args: intents.SetStatus(ticket, args["status"]),
             api_summary="Set status",
+            api_operation="set_status",
+            api_body="StatusIn",
+            api_body_doc="The ticket's new status.",
             api_description="Change the ticket's status (resolving it mails the member).",
         ),
         _status_shortcut("open", "obre", N_("!open {ref}"), N_("Sets the ticket open.")),
@@ -477,10 +518,14 @@ def core_actions() -> tuple[ActionSpec, ...]:
                 ticket, tuple(args.get("add", ())), tuple(args.get("remove", ()))
             ),
             api_summary="Participants",
+            api_operation="participants",
+            api_body="ParticipantsIn",
+            api_body_doc="Participants to add and to remove (the requestor cannot be removed).",
+            # Line breaks as the documented schema has always had them.
             api_description=(
                 "Add and remove participants: the addresses that get copies of the replies "
-                "and whose mail to the ticket counts as the member's (as `!cc`). Body "
-                '`{"add": [...], "remove": [...]}`; a bad address answers 400 `bad_address` '
+                "and whose\nmail to the ticket counts as the member's (as `!cc`). Body "
+                '`{"add": [...], "remove":\n[...]}`; a bad address answers 400 `bad_address` '
                 "naming it."
             ),
         ),

@@ -1,5 +1,5 @@
 """The one rule for email addresses, shared by the mail parser, chat, web, API, service and
-the mail builder (and by plugins).
+the mail builder (and by plugins), and the one rule for Matrix user ids.
 
 An address is accepted only when exobot can also write to it: a dot-atom local part in ASCII
 (we do not send SMTPUTF8, so ``josé@example.org`` is refused with that reason) and a real
@@ -13,6 +13,7 @@ case-insensitively everywhere.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
@@ -84,3 +85,12 @@ def address_problem(text: str) -> str | None:
 def is_valid_address(text: str) -> bool:
     """Whether ``text`` is an address exobot accepts and can write to."""
     return address_problem(text) is None
+
+
+# A Matrix user id as typed: `@name:server` (no spaces; the server part may carry a port).
+_USER_ID = re.compile(r"@[^\s:]+:\S+")
+
+
+def is_user_id(text: str) -> bool:
+    """Whether ``text`` is written like a Matrix user id, ``@name:server``."""
+    return isinstance(text, str) and bool(_USER_ID.fullmatch(text))

@@ -1,28 +1,30 @@
-"""Chat commands: turn a volunteer's `!command …` message into an intent or a read-only query."""
+"""Chat commands: turn a volunteer's `!command …` message into an action's arguments.
+
+Which commands exist, what they take and what they do is declared once, in the action
+registry (`exobot.core.actions`); this module reads chat text by those declarations: the
+command word finds the action, its ticket use says whether a reference is taken, and each
+argument is read by the one reader of its kind.
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from exobot.core.addresses import BadAddress, normalize_address
-from exobot.core.intents import (
-    AcceptUnverified,
-    ChangeParticipants,
-    Comment,
-    Give,
-    Intent,
-    Move,
-    OpenTicket,
-    Reply,
-    SetStatus,
-    SetTitle,
-    Take,
-    Untake,
+from exobot.core.actions import (
+    ActionRegistry,
+    ActionSpec,
+    ArgKind,
+    Argument,
+    TicketUse,
+    default_registry,
 )
+from exobot.core.addresses import BadAddress, is_user_id, normalize_address
+from exobot.core.intents import Intent
+from exobot.core.languages import N_
 from exobot.core.lifecycle import STATUS_WORDS, LifecycleError, parse_status
 from exobot.core.model import Status
 from exobot.core.references import parse_reference
@@ -71,93 +73,6 @@ class CommandError(Exception):
         return self._english()
 
 
-class ArgumentKind(StrEnum):
-    """What a command expects after its (optional) ticket reference."""
-
-    NONE = "none"
-    USER = "user"
-    TEXT = "text"
-    TITLE = "title"
-    QUEUE = "queue"
-    STATUS = "status"
-    LIST = "list"
-    WORDS = "words"
-    NEW = "new"
-    TOPIC = "topic"
-    PARTICIPANTS = "participants"
-
-
-@dataclass(frozen=True)
-class CommandSpec:
-    """A command's canonical name, aliases, usage line and what arguments it takes."""
-
-    name: str
-    aliases: tuple[str, ...]
-    usage: str
-    argument: ArgumentKind
-    needs_ticket: bool
-
-    def usage_for(self, prefix: str) -> str:
-        """The usage line with the configured reference prefix instead of `suport`."""
-        return self.usage.replace("suport#N", f"{prefix}#N")
-
-
-def _spec(
-    name: str, aliases: tuple[str, ...], usage: str, argument: ArgumentKind, needs_ticket: bool
-) -> tuple[str, CommandSpec]:
-    return name, CommandSpec(name, aliases, usage, argument, needs_ticket)
-
-
-COMMANDS: dict[str, CommandSpec] = dict(
-    [
-        _spec("take", ("agafa",), "!take suport#N", ArgumentKind.NONE, True),
-        _spec("give", ("dona",), "!give suport#N @user:server", ArgumentKind.USER, True),
-        _spec("untake", ("deixa",), "!untake suport#N", ArgumentKind.NONE, True),
-        _spec("reply", ("respon",), "!reply suport#N text…", ArgumentKind.TEXT, True),
-        _spec("comment", ("comenta",), "!comment suport#N text…", ArgumentKind.TEXT, True),
-        _spec("title", ("titol", "títol"), "!title suport#N new title", ArgumentKind.TITLE, True),
-        _spec("move", ("mou",), "!move suport#N queue", ArgumentKind.QUEUE, True),
-        _spec("status", ("estat",), "!status suport#N status", ArgumentKind.STATUS, True),
-        _spec("open", ("obre",), "!open suport#N", ArgumentKind.NONE, True),
-        _spec("stall", ("atura",), "!stall suport#N", ArgumentKind.NONE, True),
-        _spec("resolve", ("resol",), "!resolve suport#N", ArgumentKind.NONE, True),
-        _spec("reject", ("rebutja",), "!reject suport#N", ArgumentKind.NONE, True),
-        _spec("show", ("mostra",), "!show suport#N", ArgumentKind.NONE, True),
-        _spec("history", ("historial",), "!history suport#N", ArgumentKind.NONE, True),
-        _spec(
-            "list",
-            ("llista",),
-            "!list [queue] [status…] [mine|unowned|all]",
-            ArgumentKind.LIST,
-            False,
-        ),
-        _spec("search", ("cerca",), "!search words…", ArgumentKind.WORDS, False),
-        _spec("new", ("nou",), "!new member@example.org title…", ArgumentKind.NEW, False),
-        _spec("accept", ("accepta",), "!accept suport#N", ArgumentKind.NONE, True),
-        _spec(
-            "cc",
-            ("copia", "còpia"),
-            "!cc suport#N +address -address…",
-            ArgumentKind.PARTICIPANTS,
-            True,
-        ),
-        _spec("login", ("entra",), "!login", ArgumentKind.NONE, False),
-        _spec("help", ("ajuda",), "!help [command]", ArgumentKind.TOPIC, False),
-    ]
-)
-
-_BY_WORD: dict[str, str] = {}
-for _spec_ in COMMANDS.values():
-    _BY_WORD[_spec_.name] = _spec_.name
-    for _alias in _spec_.aliases:
-        _BY_WORD[unicodedata.normalize("NFC", _alias)] = _spec_.name
-
-_STATUS_COMMANDS = {
-    "open": Status.OPEN,
-    "stall": Status.STALLED,
-    "resolve": Status.RESOLVED,
-    "reject": Status.REJECTED,
-}
 _LIST_MINE = {"mine", "meus", "meves"}
 _LIST_UNOWNED = {"unowned", "lliures", "sense"}
 _LIST_ALL = {"all", "tots", "totes"}
@@ -165,21 +80,17 @@ _KNOWN_STATUS_WORDS = ", ".join(STATUS_WORDS)
 
 _TOKEN = re.compile(r"\S+")
 _DIGITS = re.compile(r"[0-9]+")
-_USER_ID = re.compile(r"@[^\s:]+:\S+")
-
-
-def is_user_id(text: str) -> bool:
-    """Whether `text` is written like a Matrix user id, `@name:server`."""
-    return bool(_USER_ID.fullmatch(text))
 
 _TRAILING_PUNCTUATION = ".,;:"
 # The most addresses one `!cc` may name (the service refuses more, too).
 _MAX_CC_WORDS = 20
+# Kinds that read free text: a bare number opening them inside a thread is text, not a ticket.
+_FREE_TEXT = (ArgKind.TEXT, ArgKind.TITLE)
 
 
 @dataclass(frozen=True)
 class Query:
-    """A read-only command."""
+    """A read-only command the channel answers itself."""
 
     name: str  # "show" | "history" | "list" | "search" | "help" | "login"
     ticket: int | None = None  # show / history
@@ -192,11 +103,16 @@ class Query:
 
 @dataclass(frozen=True)
 class ParsedCommand:
-    """An understood command: its canonical name and either an intent or a query."""
+    """An understood command: the action, its ticket and arguments, and, for the core's own
+    actions, the intent it builds or the read-only query it asks (a handler action has
+    neither: the channel runs its handler with `ticket` and `args`)."""
 
     name: str
     intent: Intent | None = None
     query: Query | None = None
+    spec: ActionSpec | None = field(default=None, compare=False)
+    ticket: int | None = field(default=None, compare=False)
+    args: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 def is_command(text: str) -> bool:
@@ -205,14 +121,26 @@ def is_command(text: str) -> bool:
     return len(stripped) >= 2 and stripped[0] == COMMAND_PREFIX and stripped[1].isalpha()
 
 
-def canonical_name(word: str) -> str | None:
-    """The canonical English name of a command word or alias (without `!`), or None."""
-    return _BY_WORD.get(unicodedata.normalize("NFC", word.strip()).lower())
+def canonical_name(word: str, registry: ActionRegistry | None = None) -> str | None:
+    """The canonical name of a command word or alias (without `!`), or None."""
+    spec = (registry or default_registry()).find(word)
+    return spec.name if spec is not None else None
 
 
 def _echo(text: str) -> str:
     text = text.strip()
     return text if len(text) <= _ECHO_LIMIT else text[: _ECHO_LIMIT - 1] + "…"
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What the argument readers need besides the text."""
+
+    spec: ActionSpec
+    queues: Collection[str]
+    room_queue: str | None
+    registry: ActionRegistry
+    last: bool  # the argument is the action's last one: nothing may follow it
 
 
 def parse_command(
@@ -222,33 +150,72 @@ def parse_command(
     queues: Collection[str],
     context_ticket: int | None = None,
     room_queue: str | None = None,
+    registry: ActionRegistry | None = None,
 ) -> ParsedCommand:
     """Parse a chat command into a ParsedCommand, or raise CommandError."""
+    registry = registry or default_registry()
     body = text.replace("\r\n", "\n").replace("\r", "\n").strip()
     if not is_command(body):
         first = body.split(maxsplit=1)[0] if body else ""
         raise CommandError("unknown_command", command=_echo(first.removeprefix(COMMAND_PREFIX)))
     word = body[1:].split(maxsplit=1)[0]
-    name = canonical_name(word)
-    if name is None:
+    spec = registry.find(word)
+    if spec is None:
         raise CommandError("unknown_command", command=_echo(word))
-    spec = COMMANDS[name]
     rest = body[1 + len(word) :].strip()
 
-    if not spec.needs_ticket:
-        return _parse_unticketed(spec, rest, queues=queues, room_queue=room_queue)
+    ticket: int | None = None
+    if spec.ticket is not TicketUse.NONE:
+        free_text = bool(spec.arguments) and spec.arguments[0].kind in _FREE_TEXT
+        ticket, rest = _take_reference(
+            spec,
+            rest,
+            prefix=prefix,
+            context_ticket=context_ticket,
+            free_text=free_text,
+            required=spec.ticket is TicketUse.REQUIRED,
+        )
 
-    free_text = spec.argument in (ArgumentKind.TEXT, ArgumentKind.TITLE)
-    ticket, rest = _take_reference(
-        spec, rest, prefix=prefix, context_ticket=context_ticket, free_text=free_text
+    args: dict[str, Any] = {}
+    for index, argument in enumerate(spec.arguments):
+        reading = _Reading(spec, queues, room_queue, registry, index == len(spec.arguments) - 1)
+        rest = _READERS[argument.kind](argument, rest, reading, args).strip()
+    if rest:  # words after the reference of an action that takes nothing more
+        raise CommandError("unexpected_argument", command=spec.name, text=_echo(rest))
+
+    intent = spec.intent(ticket, args) if spec.intent is not None else None
+    query = _query(spec, ticket, args) if spec.is_query else None
+    return ParsedCommand(spec.name, intent, query, spec=spec, ticket=ticket, args=args)
+
+
+def _query(spec: ActionSpec, ticket: int | None, args: Mapping[str, Any]) -> Query:
+    """The core's read-only query of a parsed command (the channel answers it)."""
+    filters = args.get("filters") or {}
+    return Query(
+        spec.name,
+        ticket=ticket,
+        queue=filters.get("queue"),
+        statuses=filters.get("statuses", ()),
+        owner=filters.get("owner"),
+        words=args.get("words", ""),
+        topic=args.get("topic"),
     )
-    return _parse_ticketed(spec, ticket, rest, queues=queues)
+
+
+# --- the ticket reference ----------------------------------------------------------------------
 
 
 def _take_reference(
-    spec: CommandSpec, rest: str, *, prefix: str, context_ticket: int | None, free_text: bool
-) -> tuple[int, str]:
-    """Split a leading ticket reference off `rest`; returns the ticket and what follows."""
+    spec: ActionSpec,
+    rest: str,
+    *,
+    prefix: str,
+    context_ticket: int | None,
+    free_text: bool,
+    required: bool,
+) -> tuple[int | None, str]:
+    """Split a leading ticket reference off `rest`; returns the ticket and what follows (an
+    optional reference left out outside a thread gives None)."""
     first_line = rest.split("\n", 1)[0]
     tokens = list(_TOKEN.finditer(first_line))
     # Inside a thread, a bare number opening free text is text ("!reply 2 routers are down").
@@ -263,10 +230,13 @@ def _take_reference(
             break
         return number, rest[end:].strip()
     if tokens and _attempted_reference(
-        tokens[0].group(), prefix, required=context_ticket is None, free_text=free_text
+        tokens[0].group(),
+        prefix,
+        required=required and context_ticket is None,
+        free_text=free_text,
     ):
         raise CommandError("bad_reference", text=_echo(tokens[0].group()))
-    if context_ticket is None:
+    if context_ticket is None and required:
         raise CommandError("missing_reference", command=spec.name)
     return context_ticket, rest
 
@@ -289,109 +259,130 @@ def _attempted_reference(token: str, prefix: str, *, required: bool, free_text: 
     return word.startswith("#") and word[1:2].isdigit()
 
 
-def _single_word(spec: CommandSpec, rest: str, argument: str) -> str:
-    """The one word a command takes; missing or extra words are errors."""
-    words = rest.split()
+# --- one reader per kind ---------------------------------------------------------------------
+# A reader takes the argument, the text still unread, the reading context and the arguments
+# read so far; it stores what it read in `args` and returns the text it left.
+
+Reader = Callable[[Argument, str, _Reading, dict[str, Any]], str]
+
+
+def _missing(
+    reading: _Reading, argument: Argument, name: str | None = None, label: str = ""
+) -> None:
+    """Raise missing_argument; `argument` names it for the wording ("user", "text", …) and
+    `label` is the declared label (a message id) the reader is shown."""
+    raise CommandError(
+        "missing_argument",
+        command=reading.spec.name,
+        argument=name or argument.name,
+        label=label or argument.label,
+    )
+
+
+def _one_word(
+    argument: Argument, rest: str, reading: _Reading, name: str | None = None
+) -> tuple[str | None, str]:
+    """The next word, and what follows it; a missing word is an error when required, and
+    words after an action's last argument are unexpected."""
+    words = rest.split(maxsplit=1)
     if not words:
-        raise CommandError("missing_argument", command=spec.name, argument=argument)
-    if len(words) > 1:
-        raise CommandError(
-            "unexpected_argument", command=spec.name, text=_echo(rest.split(maxsplit=1)[1])
-        )
-    return words[0]
+        if argument.required:
+            _missing(reading, argument, name)
+        return None, ""
+    after = words[1] if len(words) > 1 else ""
+    if after and reading.last:
+        raise CommandError("unexpected_argument", command=reading.spec.name, text=_echo(after))
+    return words[0], after
+
+
+def _read_word(argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]) -> str:
+    word, after = _one_word(argument, rest, reading)
+    if word is not None:
+        args[argument.name] = word
+    return after
+
+
+def _read_user(argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]) -> str:
+    user, after = _one_word(argument, rest, reading, "user")
+    if user is not None:
+        if not is_user_id(user):
+            raise CommandError("bad_user", text=_echo(user))
+        args[argument.name] = user
+    return after
 
 
 def _known_queues(queues: Collection[str]) -> str:
     return ", ".join(sorted({q.lower() for q in queues}))
 
 
-def _parse_ticketed(
-    spec: CommandSpec, ticket: int, rest: str, *, queues: Collection[str]
-) -> ParsedCommand:
-    """Build the intent or query of a command that acts on one ticket."""
-    name = spec.name
-    kind = spec.argument
-    if kind is ArgumentKind.NONE:
-        if rest:
-            raise CommandError("unexpected_argument", command=name, text=_echo(rest))
-        if name in _STATUS_COMMANDS:
-            return ParsedCommand(name, intent=SetStatus(ticket, _STATUS_COMMANDS[name]))
-        if name in ("show", "history"):
-            return ParsedCommand(name, query=Query(name, ticket=ticket))
-        if name == "take":
-            return ParsedCommand(name, intent=Take(ticket))
-        if name == "untake":
-            return ParsedCommand(name, intent=Untake(ticket))
-        return ParsedCommand(name, intent=AcceptUnverified(ticket))
-    if kind is ArgumentKind.TEXT:
-        if not rest:
-            raise CommandError("missing_argument", command=name, argument="text")
-        if name == "reply":
-            return ParsedCommand(name, intent=Reply(ticket, rest))
-        return ParsedCommand(name, intent=Comment(ticket, rest))
-    if kind is ArgumentKind.PARTICIPANTS:
-        return ParsedCommand(name, intent=_parse_cc(spec, ticket, rest))
-    if kind is ArgumentKind.TITLE:
-        title = " ".join(rest.split())
-        if not title:
-            raise CommandError("missing_argument", command=name, argument="title")
-        return ParsedCommand(name, intent=SetTitle(ticket, title))
-    if kind is ArgumentKind.USER:
-        user = _single_word(spec, rest, "user")
-        if not is_user_id(user):
-            raise CommandError("bad_user", text=_echo(user))
-        return ParsedCommand(name, intent=Give(ticket, user))
-    if kind is ArgumentKind.QUEUE:
-        queue = _single_word(spec, rest, "queue").lower()
-        if queue not in {q.lower() for q in queues}:
-            raise CommandError("bad_queue", queue=_echo(queue), known=_known_queues(queues))
-        return ParsedCommand(name, intent=Move(ticket, queue))
-    # ArgumentKind.STATUS
-    word = _single_word(spec, rest, "status")
-    try:
-        status = parse_status(word)
-    except LifecycleError:
-        raise CommandError("bad_status", word=_echo(word), known=_KNOWN_STATUS_WORDS) from None
-    return ParsedCommand(name, intent=SetStatus(ticket, status))
+def _read_queue(argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]) -> str:
+    word, after = _one_word(argument, rest, reading)
+    if word is not None:
+        queue = word.lower()
+        if queue not in {q.lower() for q in reading.queues}:
+            raise CommandError(
+                "bad_queue", queue=_echo(queue), known=_known_queues(reading.queues)
+            )
+        args[argument.name] = queue
+    return after
 
 
-def _parse_unticketed(
-    spec: CommandSpec, rest: str, *, queues: Collection[str], room_queue: str | None
-) -> ParsedCommand:
-    """Build the intent or query of a command that names no existing ticket."""
-    name = spec.name
-    kind = spec.argument
-    if kind is ArgumentKind.LIST:
-        return ParsedCommand(name, query=_parse_list(rest, queues))
-    if kind is ArgumentKind.WORDS:
-        words = " ".join(rest.split())
-        if not words:
-            raise CommandError("missing_argument", command=name, argument="words")
-        return ParsedCommand(name, query=Query("search", words=words))
-    if kind is ArgumentKind.NEW:
-        return ParsedCommand(name, intent=_parse_new(spec, rest, room_queue))
-    if kind is ArgumentKind.NONE:  # !login: a link to the web, by direct message
-        if rest:
-            raise CommandError("unexpected_argument", command=name, text=_echo(rest))
-        return ParsedCommand(name, query=Query(name))
-    # ArgumentKind.TOPIC
-    words = rest.split()
-    if not words:
-        return ParsedCommand(name, query=Query("help"))
-    if len(words) > 1:
-        raise CommandError(
-            "unexpected_argument", command=name, text=_echo(rest.split(maxsplit=1)[1])
-        )
-    asked = words[0].lstrip(COMMAND_PREFIX)
-    topic = canonical_name(asked)
-    if topic is None:
-        raise CommandError("unknown_command", command=_echo(asked))
-    return ParsedCommand(name, query=Query("help", topic=topic))
+def _read_status(argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]) -> str:
+    word, after = _one_word(argument, rest, reading)
+    if word is not None:
+        try:
+            args[argument.name] = parse_status(word)
+        except LifecycleError:
+            raise CommandError(
+                "bad_status", word=_echo(word), known=_KNOWN_STATUS_WORDS
+            ) from None
+    return after
 
 
-def _parse_list(rest: str, queues: Collection[str]) -> Query:
+def _read_text(argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]) -> str:
+    """The rest of the message as typed, line breaks kept."""
+    if rest:
+        args[argument.name] = rest
+    elif argument.required:
+        _missing(reading, argument)
+    return ""
+
+
+def _read_title(argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]) -> str:
+    """The rest of the message on one line, spaces collapsed."""
+    title = " ".join(rest.split())
+    if title:
+        args[argument.name] = title
+    elif argument.required:
+        _missing(reading, argument)
+    return ""
+
+
+def _read_words(argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]) -> str:
+    """The words to search for, on one line."""
+    words = " ".join(rest.split())
+    if words:
+        args[argument.name] = words
+    elif argument.required:
+        _missing(reading, argument)
+    return ""
+
+
+def _read_topic(argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]) -> str:
+    """`!help [command]`: the canonical name of the command asked about."""
+    word, after = _one_word(argument, rest, reading)
+    if word is not None:
+        asked = word.lstrip(COMMAND_PREFIX)
+        topic = reading.registry.find(asked)
+        if topic is None:
+            raise CommandError("unknown_command", command=_echo(asked))
+        args[argument.name] = topic.name
+    return after
+
+
+def _read_list(argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]) -> str:
     """`!list` filters, in any order: a queue, status words, mine/unowned, all."""
-    known_queues = {q.lower() for q in queues}
+    known_queues = {q.lower() for q in reading.queues}
     queue: str | None = None
     owner: str | None = None
     statuses: list[Status] = []
@@ -413,23 +404,68 @@ def _parse_list(rest: str, queues: Collection[str]) -> Query:
         else:
             raise CommandError("bad_list_argument", word=_echo(raw))
     chosen = tuple(Status) if every_status else tuple(statuses)
-    return Query("list", queue=queue, statuses=chosen, owner=owner)
+    args[argument.name] = {"queue": queue, "statuses": chosen, "owner": owner}
+    return ""
 
 
-def _parse_new(spec: CommandSpec, rest: str, room_queue: str | None) -> OpenTicket:
-    """`!new member@example.org title` and, on the following lines, the text."""
+def _read_new(argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]) -> str:
+    """`!new member@example.org title` and, on the following lines, the text; the ticket goes
+    to the room's queue."""
     first_line, _, following = rest.partition("\n")
     parts = first_line.split(maxsplit=1)
     if not parts:
-        raise CommandError("missing_argument", command=spec.name, argument="address")
-    address = _command_address(parts[0])
+        _missing(reading, argument, "address")
+    address = command_address(parts[0])
     title = " ".join(parts[1].split()) if len(parts) > 1 else ""
     if not title:
-        raise CommandError("missing_argument", command=spec.name, argument="title")
-    return OpenTicket(requestor=address, title=title, text=following.strip(), queue=room_queue)
+        _missing(reading, argument, "title", N_("the title"))
+    args.update(requestor=address, title=title, text=following.strip(), queue=reading.room_queue)
+    return ""
 
 
-def _command_address(word: str) -> str:
+def _read_participants(
+    argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]
+) -> str:
+    """`+a@example.org -b@example.org`: participants to add (`add`) and remove (`remove`)."""
+    words = rest.replace(",", " ").split()
+    if not words:
+        _missing(reading, argument)
+    if len(words) > _MAX_CC_WORDS:
+        raise CommandError(
+            "unexpected_argument",
+            command=reading.spec.name,
+            text=_echo(" ".join(words[_MAX_CC_WORDS:])),
+        )
+    add: list[str] = []
+    remove: list[str] = []
+    for word in words:
+        sign, address = word[:1], word[1:]
+        if sign not in "+-" or not address:
+            raise CommandError("bad_cc_argument", text=_echo(word))
+        if sign == "+":
+            add.append(command_address(address))
+        else:  # even an unusable address can be removed: the service matches it as stored
+            remove.append(address.lower())
+    args.update(add=tuple(add), remove=tuple(remove))
+    return ""
+
+
+_READERS: dict[ArgKind, Reader] = {
+    ArgKind.USER: _read_user,
+    ArgKind.TEXT: _read_text,
+    ArgKind.TITLE: _read_title,
+    ArgKind.WORD: _read_word,
+    ArgKind.QUEUE: _read_queue,
+    ArgKind.STATUS: _read_status,
+    ArgKind.PARTICIPANTS: _read_participants,
+    ArgKind.LIST: _read_list,
+    ArgKind.WORDS: _read_words,
+    ArgKind.NEW: _read_new,
+    ArgKind.TOPIC: _read_topic,
+}
+
+
+def command_address(word: str) -> str:
     """An address typed in a command (`<a@b.org>` and `mailto:` allowed), in canonical form;
     CommandError with the reason when the one address rule refuses it."""
     address = word
@@ -442,25 +478,3 @@ def _command_address(word: str) -> str:
         raise CommandError(
             "bad_address", text=_echo(word), reason=error.reason, reason_code=error.code
         ) from None
-
-
-def _parse_cc(spec: CommandSpec, ticket: int, rest: str) -> ChangeParticipants:
-    """`!cc suport#N +a@example.org -b@example.org`: participants to add and remove."""
-    words = rest.replace(",", " ").split()
-    if not words:
-        raise CommandError("missing_argument", command=spec.name, argument="participants")
-    if len(words) > _MAX_CC_WORDS:
-        raise CommandError(
-            "unexpected_argument", command=spec.name, text=_echo(" ".join(words[_MAX_CC_WORDS:]))
-        )
-    add: list[str] = []
-    remove: list[str] = []
-    for word in words:
-        sign, address = word[:1], word[1:]
-        if sign not in "+-" or not address:
-            raise CommandError("bad_cc_argument", text=_echo(word))
-        if sign == "+":
-            add.append(_command_address(address))
-        else:  # even an unusable address can be removed: the service matches it as stored
-            remove.append(address.lower())
-    return ChangeParticipants(ticket, tuple(add), tuple(remove))

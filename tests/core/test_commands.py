@@ -4,9 +4,9 @@ import random
 
 import pytest
 
+from exobot.core.actions import default_registry
 from exobot.core.commands import (
     COMMAND_PREFIX,
-    COMMANDS,
     CommandError,
     ParsedCommand,
     Query,
@@ -29,6 +29,21 @@ from exobot.core.intents import (
 from exobot.core.model import Status
 
 QUEUES = ("suport", "tresoreria", "altes")
+# The declared label of each missing argument ("… is missing its LABEL"), a message id.
+LABELS = {
+    "user": "the user (@name:server)",
+    "text": "the text",
+    "title": "the title",
+    "queue": "the queue",
+    "status": "the status",
+    "words": "the words to search for",
+    "address": "the email address",
+}
+
+
+def missing(command: str, argument: str) -> dict:
+    """The params of a missing_argument error: the command, the argument, its label."""
+    return {"command": command, "argument": argument, "label": LABELS[argument]}
 
 
 def parse(text, *, context=None, room_queue=None, prefix="suport", queues=QUEUES):
@@ -43,7 +58,7 @@ def error(text, **kwargs) -> CommandError:
     return info.value
 
 
-# --- is_command / canonical_name / COMMANDS ---------------------------------------------
+# --- is_command / canonical_name / the registry ---------------------------------------------
 
 
 @pytest.mark.parametrize("text", ["!take", "  !agafa suport#3", "\n!X", "!é"])
@@ -99,15 +114,15 @@ def test_commands_table_is_complete_and_consistent():
         "stall", "resolve", "reject", "show", "history", "list", "search", "new", "accept",
         "help", "login", "cc",
     }  # fmt: skip
-    assert set(COMMANDS) == expected
-    for name, spec in COMMANDS.items():
-        assert spec.name == name
-        assert spec.usage.startswith(COMMAND_PREFIX + name)
-        assert spec.aliases
-        for alias in spec.aliases:
-            assert canonical_name(alias) == name
-    assert COMMANDS["take"].usage == "!take suport#N"
-    assert COMMANDS["give"].usage_for("ajuda") == "!give ajuda#N @user:server"
+    registry = default_registry()
+    assert {spec.name for spec in registry} == expected
+    for spec in registry:
+        assert spec.usage.startswith(COMMAND_PREFIX + spec.name)
+        assert spec.aliases["ca"]
+        for word in spec.all_words():
+            assert canonical_name(word) == spec.name
+    assert registry.get("take").usage == "!take {ref}"
+    assert registry.get("give").usage.format(ref="ajuda#N") == "!give ajuda#N @user:server"
 
 
 # --- references ---------------------------------------------------------------------------
@@ -285,7 +300,7 @@ def test_give_bad_user(user):
 
 def test_give_missing_and_extra():
     e = error("!give suport#3")
-    assert (e.code, e.params) == ("missing_argument", {"command": "give", "argument": "user"})
+    assert (e.code, e.params) == ("missing_argument", missing("give", "user"))
     assert error("!give", context=3).params["argument"] == "user"
     e = error("!give suport#3 @anna:exo.cat please")
     assert (e.code, e.params) == ("unexpected_argument", {"command": "give", "text": "please"})
@@ -305,7 +320,7 @@ def test_reply_and_comment_keep_internal_newlines():
 def test_reply_comment_missing_text():
     for command in ("reply", "comment"):
         e = error(f"!{command} suport#3  ")
-        assert (e.code, e.params) == ("missing_argument", {"command": command, "argument": "text"})
+        assert (e.code, e.params) == ("missing_argument", missing(command, "text"))
         assert error(f"!{command}", context=3).code == "missing_argument"
 
 
@@ -315,7 +330,7 @@ def test_title():
         "title", intent=SetTitle(3, "Nou títol")
     )
     e = error("!titol suport#3")
-    assert (e.code, e.params) == ("missing_argument", {"command": "title", "argument": "title"})
+    assert (e.code, e.params) == ("missing_argument", missing("title", "title"))
 
 
 # --- move ---------------------------------------------------------------------------------
@@ -331,7 +346,7 @@ def test_move_errors():
     assert e.code == "bad_queue"
     assert e.params == {"queue": "cuina", "known": "altes, suport, tresoreria"}
     e = error("!move suport#3")
-    assert e.params == {"command": "move", "argument": "queue"}
+    assert e.params == missing("move", "queue")
     assert error("!move suport#3 altes ara").code == "unexpected_argument"
 
 
@@ -361,7 +376,7 @@ def test_status_errors():
     assert e.params["word"] == "dormint"
     assert "stalled" in e.params["known"] and "aturat" in e.params["known"]
     e = error("!status suport#3")
-    assert e.params == {"command": "status", "argument": "status"}
+    assert e.params == missing("status", "status")
     assert error("!status suport#3 open now").code == "unexpected_argument"
 
 
@@ -425,7 +440,7 @@ def test_search():
     )
     assert parse("!cerca router", context=3).query == Query("search", words="router")
     e = error("!search   ")
-    assert (e.code, e.params) == ("missing_argument", {"command": "search", "argument": "words"})
+    assert (e.code, e.params) == ("missing_argument", missing("search", "words"))
 
 
 # --- new ----------------------------------------------------------------------------------
@@ -449,13 +464,13 @@ def test_new():
 
 def test_new_errors():
     e = error("!new")
-    assert (e.code, e.params) == ("missing_argument", {"command": "new", "argument": "address"})
+    assert (e.code, e.params) == ("missing_argument", missing("new", "address"))
     e = error("!new anna title")
     assert e.code == "bad_address" and e.params["text"] == "anna"
     assert "@-sign" in e.params["reason"]
     assert error("!new anna@localhost title").code == "bad_address"
     e = error("!new anna@example.org\nbody only")
-    assert (e.code, e.params) == ("missing_argument", {"command": "new", "argument": "title"})
+    assert (e.code, e.params) == ("missing_argument", missing("new", "title"))
 
 
 # --- help ---------------------------------------------------------------------------------
@@ -502,7 +517,7 @@ FUZZ_PIECES = [
 
 def test_fuzz_only_command_errors():
     rng = random.Random(310)
-    names = [w for spec in COMMANDS.values() for w in (spec.name, *spec.aliases)]
+    names = [word for spec in default_registry() for word in spec.all_words()]
     texts = ["", "!", "!\n", "   ", "!" + "a" * 10_000, "!reply suport#3 " + "x\n" * 5_000]
     for _ in range(1500):
         head = "!" + rng.choice(names) if rng.random() < 0.8 else rng.choice(FUZZ_PIECES)
@@ -520,7 +535,7 @@ def test_fuzz_only_command_errors():
             else:
                 assert isinstance(result, ParsedCommand)
                 assert (result.intent is None) != (result.query is None)
-                assert result.name in COMMANDS
+                assert result.name in default_registry()
 
 
 @pytest.mark.parametrize("text", ["!login", "!entra", "!LOGIN"])
