@@ -13,7 +13,7 @@ BENCH_WEB_SAMPLES ?= 200
 BENCH_HOSTILE ?= 100
 BENCH_HOSTILE_NORMAL ?= 10
 
-.PHONY: venv stack demo test bench bench-smoke lint clean
+.PHONY: venv stack demo test bench bench-smoke lint clean catalogs mo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-venv: $(STAMP)
+# Compiled catalogs (.mo, never committed) for the dev tree; cheap when nothing changed.
+MO_FILES := $(patsubst %.po,%.mo,$(wildcard exobot/locale/*/LC_MESSAGES/*.po))
+
+$(MO_FILES): %.mo: %.po $(STAMP)
+	$(PY) -m exobot.catalogs compile
+
+mo: $(MO_FILES)
+
+venv: $(STAMP) mo
+
+# After changing strings: extract the message ids (Python and templates) into exobot.pot and
+# merge them into every language's .po, for translators (Poedit, Weblate) and developers.
+catalogs: $(STAMP)
+	$(PY) -m exobot.catalogs update
+	$(PY) -m exobot.catalogs compile
 
 # Servers the tests and the demo need (Dovecot, PostgreSQL from apt; Synapse in its own venv).
 stack: venv

@@ -2,7 +2,7 @@
 
 import pytest
 
-from exobot import messages
+from exobot import i18n
 from exobot.db.engine import create_engine
 from exobot.db.migrate import upgrade_async
 from exobot.db.repository import SqlRepository
@@ -12,8 +12,9 @@ pytest_plugins = ["stack_fixtures", "harness", "matrix_harness"]
 
 @pytest.fixture(autouse=True)
 def _strict_messages(monkeypatch):
-    """A bot message missing a key or a parameter fails the test instead of falling back."""
-    monkeypatch.setattr(messages, "STRICT", True)
+    """A message without a translation, or missing a parameter, fails the test instead of
+    falling back to English."""
+    monkeypatch.setattr(i18n, "STRICT", True)
 
 
 @pytest.fixture

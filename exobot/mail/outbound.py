@@ -14,7 +14,6 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from exobot import messages
 from exobot.core.addresses import address_problem
 from exobot.core.clock import Clock
 from exobot.core.intents import Origin, RecordDeliveryFailure
@@ -24,6 +23,7 @@ from exobot.core.text import format_size
 from exobot.db import outbox
 from exobot.db.repository import SqlRepository
 from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy
+from exobot.i18n import say
 from exobot.mail.compose import TemplateRenderer, build_message, header_safe, is_threadable_id
 
 log = logging.getLogger("exobot.mail.outbound")
@@ -118,10 +118,10 @@ class MailSender(OutboxWorker):
             limit=format_size(payload["limit"], language),
             display_name=self.from_name,
         )
-        subject = messages.say(
+        subject = say(
             language,
-            "mail.too_big.subject",
-            subject=original or messages.say(language, "no_subject"),
+            "Message too big: {subject}",
+            subject=original or say(language, "(no subject)"),
         )
         in_reply_to = payload.get("in_reply_to")
         if in_reply_to and not is_threadable_id(in_reply_to):

@@ -9,15 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from exobot import messages
 from exobot.core import intents
 from exobot.core.commands import is_user_id
 from exobot.core.intents import Intent, Origin
 from exobot.core.lifecycle import LifecycleError, parse_status
 from exobot.core.model import Actor, Status
 from exobot.core.service import AlreadyHandled, Outcome, ServiceError
-from exobot.matrix.render import Renderer
+from exobot.i18n import say
 from exobot.web.context import WebContext
+from exobot.web.words import UNTAKE_BUTTON, WEB_ERRORS
+from exobot.wording import Wording
 
 log = logging.getLogger("exobot.web.actions")
 
@@ -118,14 +119,14 @@ def open_intent(fields: Mapping[str, object]) -> intents.OpenTicket:
     return intents.OpenTicket(requestor, title, raw if isinstance(raw, str) else "", queue)
 
 
-def error_message(renderer: Renderer, code: str, params: Mapping[str, object]) -> str:
-    """A refusal in the renderer's language: the web's own wording where chat's would name a
-    command (`web.error.<code>`), else the same sentence as chat."""
-    key = f"web.error.{code}"
-    if key in messages.MESSAGES[renderer.language]:
-        untake = messages.say(renderer.language, "web.action.untake")
-        return messages.say(renderer.language, key, **{"untake": untake, **params})
-    return renderer.error(code, params).body
+def error_message(wording: Wording, code: str, params: Mapping[str, object]) -> str:
+    """A refusal in the wording's language: the web's own sentence where chat's would name a
+    command (`exobot.web.words.WEB_ERRORS`), else the same sentence as chat."""
+    sentence = WEB_ERRORS.get(code)
+    if sentence is not None:
+        untake = say(wording.language, UNTAKE_BUTTON)
+        return say(wording.language, sentence, **{"untake": untake, **params})
+    return wording.error(code, params).body
 
 
 async def perform(

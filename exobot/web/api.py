@@ -18,7 +18,6 @@ from exobot.core.model import Actor
 from exobot.core.references import format_reference
 from exobot.core.service import AlreadyHandled
 from exobot.db import inbound
-from exobot.matrix.render import Renderer
 from exobot.web import actions, queries
 from exobot.web.api_errors import ApiError, install, message_of
 from exobot.web.auth import Operator, context
@@ -42,6 +41,7 @@ from exobot.web.schemas import (
     TicketListOut,
     TitleIn,
 )
+from exobot.wording import Wording
 
 # Only documents the scheme in the OpenAPI schema; ApiOperator does the checking.
 _bearer = HTTPBearer(auto_error=False, description="an API token from `exobot token create`")
@@ -83,7 +83,7 @@ def create_api(context: WebContext) -> FastAPI:
     )
     api.state.context = context
     settings = context.settings
-    api.state.renderer = Renderer("en", settings.prefix, settings.timezone)
+    api.state.renderer = Wording("en", settings.prefix, settings.timezone)
     api.include_router(router)
     install(api, api.state.renderer)
     return api
@@ -92,7 +92,7 @@ def create_api(context: WebContext) -> FastAPI:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _renderer(request: Request) -> Renderer:
+def _renderer(request: Request) -> Wording:
     return request.app.state.renderer
 
 

@@ -1,6 +1,6 @@
 """The JSON API's errors: one shape, `{"error": code, "message": text}`, with a clear status.
 
-Service and action errors are worded by the chat's Renderer in English, so an API client reads
+Service and action errors are worded by the shared wording (`exobot.wording`) in English, so an API client reads
 the same sentence a volunteer would read in Matrix.
 """
 
@@ -15,8 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from exobot.core.service import NotAllowed, ServiceError, TicketNotFound
-from exobot.matrix.render import Renderer
 from exobot.web.actions import ActionError, error_message
+from exobot.wording import Wording
 
 log = logging.getLogger("exobot.web.api")
 
@@ -69,12 +69,12 @@ def status_of(error: ServiceError) -> int:
     return 409 if error.code in CONFLICTS else 400
 
 
-def message_of(renderer: Renderer, code: str, params: Mapping[str, object]) -> str:
+def message_of(renderer: Wording, code: str, params: Mapping[str, object]) -> str:
     """The English sentence of an error code (the pages' wording)."""
     return error_message(renderer, code, params)
 
 
-def install(api: FastAPI, renderer: Renderer) -> None:
+def install(api: FastAPI, renderer: Wording) -> None:
     """Answer every error of the API app (only it) in the JSON shape."""
 
     async def api_error(request: Request, error: ApiError) -> JSONResponse:

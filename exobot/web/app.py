@@ -15,6 +15,7 @@ from exobot.web.deps import CsrfRefused, LoginRequired
 from exobot.web.ratelimit import LoginLimiter
 from exobot.web.security import SecurityHeaders
 from exobot.web.templating import render
+from exobot.web.words import CSRF_REFUSED, HTTP_ERRORS
 
 STATIC = Path(__file__).parent / "static"
 
@@ -40,11 +41,11 @@ async def _to_login(request: Request, error: LoginRequired) -> Response:
 
 
 async def _csrf_refused(request: Request, error: CsrfRefused) -> Response:
-    return render(request, "error.html", status_code=403, message_key="web.csrf")
+    return render(request, "error.html", status_code=403, message_key=CSRF_REFUSED)
 
 
 async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
-    key = {404: "web.not_found", 403: "web.forbidden"}.get(error.status_code)
+    key = HTTP_ERRORS.get(error.status_code)
     if key is None:
         return Response(str(error.detail), status_code=error.status_code)
     return render(request, "error.html", status_code=error.status_code, message_key=key)

@@ -8,8 +8,8 @@ import math
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
-from exobot import messages
-from exobot.core.commands import is_user_id
+from exobot.core.addresses import is_user_id
+from exobot.core.languages import LANGUAGES, N_
 from exobot.db import web as records
 from exobot.web import auth
 from exobot.web.homeserver import HomeserverUnavailable
@@ -55,7 +55,7 @@ def _login_page(
 ) -> Response:
     token = auth.prelogin_token(request)
     if not auth.context(request).has_matrix:
-        error, status = ("web.login.no_matrix", {}), 503
+        error, status = (N_("Logging in needs the Matrix identity, but this exobot has no Matrix server configured (the matrix section of the configuration)."), {}), 503
     response = render(
         request,
         "login.html",
@@ -85,9 +85,9 @@ async def login_with_password(
 ) -> Response:
     """Check a Matrix user and password with the homeserver; operators get a session."""
     ctx = auth.context(request)
-    say_error = "web.login.bad_password"
+    say_error = N_("The user or the password is not right.")
     if not auth.csrf_matches(auth.prelogin_cookie(request), csrf):
-        return render(request, "error.html", status_code=403, message_key="web.csrf")
+        return render(request, "error.html", status_code=403, message_key=N_("This form expired or did not come from this site. Reload the page and try again."))
     user = user.strip()[: MAX_USER_CHARS + 1]  # what the page shows back, never more
     account = canonical_user_id(user, ctx.settings.server_name)
     if account is None or not password:
@@ -99,7 +99,7 @@ async def login_with_password(
     if wait > 0:
         response = _login_page(
             request,
-            error=("web.login.limited", {"minutes": max(1, math.ceil(wait / 60))}),
+            error=(N_("Too many failed attempts. Try again in {minutes} min."), {"minutes": max(1, math.ceil(wait / 60))}),
             status=429,
             user=user,
         )
@@ -109,7 +109,7 @@ async def login_with_password(
         user_id = await ctx.check_password(account, password)
     except HomeserverUnavailable as error:
         log.warning("password login of %s: homeserver unavailable: %s", account, error)
-        return _login_page(request, error=("web.login.unavailable", {}), status=503, user=user)
+        return _login_page(request, error=(N_("We cannot reach the Matrix server right now. Try again later."), {}), status=503, user=user)
     if user_id is None:
         limiter.failed(client, account)
         log.info("password login of %s from %s refused", account, client)
@@ -117,7 +117,7 @@ async def login_with_password(
     if not ctx.is_operator(user_id):
         log.info("password login of %s refused: not an operator", user_id)
         return _login_page(
-            request, error=("web.login.not_operator", {"user": user_id}), status=403, user=user
+            request, error=(N_("{user} is not in the support team."), {"user": user_id}), status=403, user=user
         )
     limiter.succeeded(account)
     log.info("%s logged in with a password", user_id)
@@ -133,7 +133,7 @@ async def link_confirm(request: Request, token: str) -> Response:
     async with ctx.repository.reading() as view:
         user_id = await records.peek_login_link(view.conn, token, ctx.now())
     if user_id is None:
-        return render(request, "error.html", status_code=404, message_key="web.link.invalid")
+        return render(request, "error.html", status_code=404, message_key=N_("This link is not valid: it was already used or it expired. Ask for another one by typing !login in the support room."))
     csrf = auth.prelogin_token(request)
     response = render(request, "link.html", user_id=user_id, token=token, csrf=csrf)
     auth.set_prelogin_cookie(request, response, csrf)
@@ -145,13 +145,13 @@ async def link_login(request: Request, token: str, csrf: str = Form("")) -> Resp
     """Spend a `!login` link and open a session."""
     ctx = auth.context(request)
     if not auth.csrf_matches(auth.prelogin_cookie(request), csrf):
-        return render(request, "error.html", status_code=403, message_key="web.csrf")
+        return render(request, "error.html", status_code=403, message_key=N_("This form expired or did not come from this site. Reload the page and try again."))
     async with ctx.repository.connection() as conn:
         user_id = await records.use_login_link(conn, token, ctx.now())
     if user_id is None:
-        return render(request, "error.html", status_code=404, message_key="web.link.invalid")
+        return render(request, "error.html", status_code=404, message_key=N_("This link is not valid: it was already used or it expired. Ask for another one by typing !login in the support room."))
     if not ctx.is_operator(user_id):
-        return render(request, "error.html", status_code=403, message_key="web.forbidden")
+        return render(request, "error.html", status_code=403, message_key=N_("Only the support team can do this."))
     log.info("%s logged in with a link", user_id)
     response = RedirectResponse("/", status_code=303)
     await auth.start_session(request, response, user_id)
@@ -163,7 +163,7 @@ async def logout(request: Request, csrf: str = Form("")) -> Response:
     """End the session (a form with the session's CSRF token, so no site can log you out)."""
     operator = await auth.session_operator(request)
     if operator is not None and not auth.csrf_matches(operator.csrf, csrf):
-        return render(request, "error.html", status_code=403, message_key="web.csrf")
+        return render(request, "error.html", status_code=403, message_key=N_("This form expired or did not come from this site. Reload the page and try again."))
     response = RedirectResponse("/login", status_code=303)
     await auth.end_session(request, response)
     return response
@@ -175,6 +175,6 @@ async def choose_language(
 ) -> Response:
     """Remember the reader's language (a cookie; harmless without CSRF)."""
     response = RedirectResponse(_safe_next(next), status_code=303)
-    if lang in messages.LANGUAGES:
+    if lang in LANGUAGES:
         response.set_cookie(LANGUAGE_COOKIE, lang, max_age=365 * 86400, samesite="lax", path="/")
     return response

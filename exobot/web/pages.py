@@ -18,19 +18,21 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
-from exobot import messages
 from exobot.core.intents import Origin
+from exobot.core.languages import N_
 from exobot.core.model import Actor, Entry, EntryKind, Status
 from exobot.core.service import AlreadyHandled, ServiceError, TicketNotFound
 from exobot.core.text import one_line
 from exobot.db import inbound, outbox
 from exobot.db.repository import AttachmentMeta
-from exobot.matrix.render import Renderer
 from exobot.web import actions, queries
 from exobot.web.auth import Operator, context
 from exobot.web.deps import FormOperator, PageOperator
 from exobot.web.downloads import download
 from exobot.web.templating import Speaker, language, render
+from exobot.web.words import INBOUND_STATES, OUTBOX_WORDS
+from exobot.web.words import QUARANTINE_DONE as QUARANTINE_NOTICES
+from exobot.wording import Wording
 
 log = logging.getLogger("exobot.web.pages")
 
@@ -47,7 +49,7 @@ CORRESPONDENCE = {
 }
 SUBJECT_CHARS = 300
 SET_STATUSES = tuple(s for s in Status if s is not Status.NEW)  # an operator never sets new
-QUARANTINE_DONE = ("retried", "still", "discarded", "missing", "failed")
+QUARANTINE_DONE = tuple(QUARANTINE_NOTICES)
 
 
 def new_nonce() -> str:
@@ -63,9 +65,10 @@ def _key(fields: Mapping[str, object]) -> str | None:
     return None
 
 
-def _renderer(request: Request) -> Renderer:
+def _renderer(request: Request) -> Wording:
+    """The shared wording (entries, errors) in the reader's language."""
     settings = context(request).settings
-    return Renderer(language(request), settings.prefix, settings.timezone)
+    return Wording(language(request), settings.prefix, settings.timezone)
 
 
 def error_text(request: Request, code: str, params: Mapping[str, object]) -> str:
@@ -129,8 +132,7 @@ async def ticket_list(request: Request, operator: PageOperator) -> Response:
             "error.html",
             status_code=400,
             operator=operator,
-            message_key=f"error.{refused.code}",
-            message_params=refused.params,
+            message=error_text(request, refused.code, refused.params),
         )
     owner = _owner_choice(request, wanted)
     kept = {
@@ -193,7 +195,7 @@ class EntryView:
         return str(self.entry.kind)
 
 
-def _entry_views(renderer: Renderer, view: queries.TicketView) -> list[EntryView]:
+def _entry_views(renderer: Wording, view: queries.TicketView) -> list[EntryView]:
     shown = []
     for entry in view.history:
         headline, text = renderer.entry_line(view.ticket, entry)
@@ -268,7 +270,7 @@ def _no_such_ticket(request: Request, operator: Operator, number: int) -> Respon
         "error.html",
         status_code=404,
         operator=operator,
-        message_key="error.not_found",
+        message_key=N_("There is no ticket {ticket}."),
         message_params={"ticket": Speaker(request).ref(number)},
     )
 
@@ -375,27 +377,22 @@ async def quarantine(request: Request, operator: PageOperator) -> Response:
         items = await inbound.list_inbound(view.conn, inbound.QUARANTINED)
         stored = await inbound.count_by_state(view.conn)
         queued = await outbox.counts(view.conn)
+    speaker = Speaker(request)
     return render(
         request,
         "quarantine.html",
         operator=operator,
         active="quarantine",
         items=items,
-        stored=[(_word(request, "web.inbound", state), n) for state, n in sorted(stored.items())],
+        stored=[(speaker.word(INBOUND_STATES, state), n) for state, n in sorted(stored.items())],
         queued=[
-            (f"{_word(request, 'web.outbox', kind)} {_word(request, 'web.outbox', state)}", n)
+            (f"{speaker.word(OUTBOX_WORDS, kind)} {speaker.word(OUTBOX_WORDS, state)}", n)
             for (kind, state), n in sorted(queued.items())
         ],
         notice=_quarantine_notice(request),
         short=one_line,
         here="/quarantine",  # not the notice's parameters: they say what was just done
     )
-
-
-def _word(request: Request, prefix: str, value: str) -> str:
-    """A state or kind in words, or as stored when the catalog does not know it."""
-    key = f"{prefix}.{value}"
-    return Speaker(request).t(key) if key in messages.MESSAGES[language(request)] else value
 
 
 def _quarantine_notice(request: Request) -> tuple[str, dict[str, object]] | None:
@@ -409,8 +406,8 @@ def _quarantine_notice(request: Request) -> tuple[str, dict[str, object]] | None
     if done == "retried":
         state = request.query_params.get("state")
         word = state if state in inbound.STATES else "other"
-        params["state"] = Speaker(request).t(f"web.inbound.{word}")
-    return f"web.quarantine.done.{done}", params
+        params["state"] = Speaker(request).word(INBOUND_STATES, word)
+    return QUARANTINE_NOTICES[done], params
 
 
 def _back_to_quarantine(done: str, inbound_id: int, state: str | None = None) -> Response:

@@ -1,18 +1,28 @@
-"""Jinja2 for the pages: autoescaping everywhere, and helpers for language and time."""
+"""Jinja2 for the pages: autoescaping everywhere, gettext in the reader's language, time helpers.
+
+Templates call `_("English text {x}", x=…)`, `ngettext(singular, plural, n, …)` and
+`pgettext(context, text)`: message ids of the "exobot" gettext domain (the i18n extension is
+enabled, so `pybabel extract` finds them). Those callables read the language from the
+template's own context (`lang`), so concurrent requests in different languages never mix.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
 
+from babel import Locale
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from starlette.responses import HTMLResponse
 
-from exobot import messages
-from exobot.matrix.render import format_duration
-from exobot.web import messages as _web_messages  # noqa: F401 - registers the web's messages
+from exobot import i18n
+from exobot.core.languages import LANGUAGES
+from exobot.web import words
 from exobot.web.auth import context
+from exobot.wording import STATUS_WORDS, format_ago
 
 TEMPLATES = Path(__file__).parent / "templates"
 LANGUAGE_COOKIE = "exobot_lang"
@@ -21,34 +31,72 @@ templates = Jinja2Templates(directory=str(TEMPLATES))
 templates.env.autoescape = True  # every template, whatever its file name
 templates.env.trim_blocks = True
 templates.env.lstrip_blocks = True
+templates.env.add_extension("jinja2.ext.i18n")
+
+
+@pass_context
+def _gettext(ctx: Context, msgid: str, **params: object) -> str:
+    """`_()` / `gettext()` in templates: translated into the page's language, brace-filled
+    (autoescaping escapes the result)."""
+    return i18n.say(ctx.get("lang"), msgid, **params)
+
+
+@pass_context
+def _ngettext(ctx: Context, singular: str, plural: str, n: int, **params: object) -> str:
+    """`ngettext()` in templates; `{count}` is `n` unless given."""
+    return i18n.say_plural(ctx.get("lang"), singular, plural, n, **params)
+
+
+@pass_context
+def _pgettext(ctx: Context, msgctxt: str, msgid: str, **params: object) -> str:
+    """`pgettext()` in templates."""
+    text = i18n.translator(ctx.get("lang")).pgettext(msgctxt, msgid)
+    return i18n.fill(text, params)
+
+
+def language_name(code: str) -> str:
+    """A language's name in itself (`català`, `español`, `English`), from CLDR."""
+    return Locale.parse(code).get_display_name(code) or code
+
+
+# Installed as plain globals (not through install_gettext_callables, whose "newstyle" fills
+# %(name)s placeholders): the catalogs use {name}.
+templates.env.globals.update(
+    _=_gettext,
+    gettext=_gettext,
+    ngettext=_ngettext,
+    pgettext=_pgettext,
+    words=words,
+    languages=LANGUAGES,
+    language_name=language_name,
+)
 
 
 def language(request: Request) -> str:
     """The reader's language: their choice (a cookie), else the configured one."""
     chosen = request.cookies.get(LANGUAGE_COOKIE)
-    if chosen in messages.LANGUAGES:
+    if chosen in LANGUAGES:
         return chosen
-    return context(request).settings.language
+    return i18n.language_or_default(context(request).settings.language)
 
 
 class Speaker:
-    """What templates call as `t(...)`, `ago(...)`, `when(...)`: bound to one request."""
+    """What templates call as `say.ago(...)`, `say.when(...)`, …: bound to one request."""
 
     def __init__(self, request: Request) -> None:
         self.language = language(request)
         self.settings = context(request).settings
         self.now = context(request).now()
 
-    def t(self, key: str, **params: object) -> str:
-        """A catalog message in the reader's language."""
-        return messages.say(self.language, key, **params)
+    def t(self, msgid: str, **params: object) -> str:
+        """A message id translated into the reader's language and filled."""
+        return i18n.say(self.language, msgid, **params)
 
     def ago(self, moment: datetime | None) -> str:
-        """`fa 3 h` / `hace 3 h` / `3 h ago`."""
+        """`fa 3 h` / `hace 3 h` / `3 hr. ago` (Babel's wording)."""
         if moment is None:
             return ""
-        span = format_duration(self.now - moment.astimezone(UTC), self.language)
-        return messages.say(self.language, "web.ago", span=span)
+        return format_ago(self.now - moment.astimezone(UTC), self.language)
 
     def when(self, moment: datetime | None) -> str:
         """Local date and time in the configured time zone."""
@@ -61,23 +109,29 @@ class Speaker:
         return moment.astimezone(UTC).isoformat(timespec="seconds") if moment else ""
 
     def status(self, status: object) -> str:
-        """A status in words."""
-        return messages.say(self.language, f"status.{status}")
+        """A status in words (as stored when it has none)."""
+        value = getattr(status, "value", status)
+        word = STATUS_WORDS.get(str(value))
+        return self.t(word) if word is not None else str(value)
+
+    def word(self, table: dict[str, str], value: str) -> str:
+        """`value` in words from one of `exobot.web.words`' tables, or as is."""
+        found = table.get(value)
+        return self.t(found) if found is not None else value
 
     def ref(self, number: int) -> str:
         """`suport#N`."""
         return f"{self.settings.prefix}#{number}"
 
 
-def render(
-    request: Request, name: str, status_code: int = 200, **values: object
-) -> HTMLResponse:
-    """Render a page; every template gets `request`, `say` (a Speaker) and `settings`."""
+def render(request: Request, name: str, status_code: int = 200, **values: object) -> HTMLResponse:
+    """Render a page; every template gets `request`, `say` (a Speaker), `lang` and
+    `settings`."""
     say = Speaker(request)
     response = templates.TemplateResponse(
         request,
         name,
-        {"say": say, "t": say.t, "lang": say.language, "settings": say.settings, **values},
+        {"say": say, "lang": say.language, "settings": say.settings, **values},
         status_code=status_code,
     )
     response.headers["cache-control"] = "no-store"

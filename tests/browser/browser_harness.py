@@ -14,7 +14,7 @@ from harness import Instance, member_mail, unique, wait_until
 from matrix_harness import MatrixUser, body_of, sender_of, thread_root_of
 from playwright.async_api import Browser, BrowserContext, Page
 
-from exobot import messages
+from exobot import i18n
 from exobot.core.intents import Intent
 from exobot.core.model import Actor
 from exobot.mail import processor
@@ -31,9 +31,9 @@ CHROMIUM_ARGS = [
 LANGUAGE = "ca"  # the instances' configured language: what the pages say
 
 
-def say(key: str, **params: object) -> str:
-    """A catalog message as the pages show it (the configured language)."""
-    return messages.say(LANGUAGE, key, **params)
+def say(msgid: str, **params: object) -> str:
+    """A message as the pages show it (the configured language)."""
+    return i18n.say(LANGUAGE, msgid, **params)
 
 
 @dataclass
@@ -72,14 +72,14 @@ class Web:
     async def login(self, page: Page, user: str | None = None, password: str | None = None) -> None:
         """Fill the login page's password form and submit it (whatever the outcome)."""
         await page.goto(f"{self.url}/login")
-        await page.get_by_label(say("web.login.user")).fill(user or self.setup.volunteer_user_id)
-        await page.get_by_label(say("web.login.password")).fill(
+        await page.get_by_label(say("Matrix user")).fill(user or self.setup.volunteer_user_id)
+        await page.get_by_label(say("Password")).fill(
             password or self.setup.volunteer_password
         )
         async with page.expect_navigation():
             await (
                 page.locator("main form")
-                .get_by_role("button", name=say("web.login.submit"))
+                .get_by_role("button", name=say("Log in"))
                 .click()
             )
 

@@ -192,7 +192,7 @@ async def test_hostile_mail_is_escaped_without_the_csp(web: Web, monkeypatch):
     await assert_inert(page, dialogs, where)
     await assert_no_injected_elements(page, where)
     row = page.locator(f"main tr#mail-{hostile.quarantined}")
-    subject_cell = row.locator(f'td[data-label="{say("web.quarantine.subject")}"]')
+    subject_cell = row.locator(f'td[data-label="{say("Subject")}"]')
     await assert_text(subject_cell, QUARANTINED_SUBJECT, where)
     await assert_contains(row.locator(".error-text"), QUARANTINED_SUBJECT, where)
 
@@ -200,7 +200,7 @@ async def test_hostile_mail_is_escaped_without_the_csp(web: Web, monkeypatch):
     await page.goto(web.ticket_url(hostile.script))
     await assert_inert(page, dialogs, where)
     await assert_no_injected_elements(page, where)
-    assert await page.title() == f"suport#{hostile.script} · {say('web.app_name')}"
+    assert await page.title() == f"suport#{hostile.script} · {say('eXO support')}"
     await assert_text(page.locator("main h1 .title"), SCRIPT_SUBJECT, f"{where}, title")
     mail = page.locator("main article.kind-mail_in")
     await assert_text(mail.locator(".body"), IMG_BODY, f"{where}, mail text")

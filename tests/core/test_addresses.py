@@ -9,7 +9,9 @@ from exobot.core.addresses import (
     is_valid_address,
     normalize_address,
 )
-from exobot.messages import LANGUAGES, MESSAGES
+from exobot.core.languages import LANGUAGES
+from exobot.i18n import say
+from exobot.wording import ADDRESS_REASONS
 
 
 @pytest.mark.parametrize(
@@ -81,4 +83,6 @@ def test_each_refusal_has_a_code_the_catalogs_translate(text: str, code: str) ->
     with pytest.raises(BadAddress) as raised:
         normalize_address(text)
     assert raised.value.code == code
-    assert all(f"address.{code}" in MESSAGES[language] for language in LANGUAGES)
+    assert code in ADDRESS_REASONS
+    for language in LANGUAGES:  # STRICT: a missing translation raises
+        assert say(language, ADDRESS_REASONS[code])

@@ -11,7 +11,7 @@ import pytest
 from harness import Instance, member_mail, unique
 from matrix_harness import MatrixUser, body_of, reply_to_of, sender_of, thread_root_of
 
-from exobot.messages import say
+from exobot.i18n import say
 
 pytestmark = pytest.mark.asyncio
 
@@ -241,7 +241,7 @@ async def test_a_non_operator_is_refused_and_nothing_changes(chat: Chat, matrix_
     await chat.inst.start()
     _, mark = await chat.command(f"!take suport#{number}")
     refusal = await chat.bot_says(lambda e: True, after=mark, what="the refusal")
-    assert body_of(refusal) == say("ca", "not_operator")
+    assert body_of(refusal) == say("ca", "Sorry, only the support team's operators can use exobot's commands.")
     _, mark = await chat.command("una nota qualsevol", thread=root)
     await asyncio.sleep(1.5)
     assert chat.ticket(number)[:2] == ("new", None)

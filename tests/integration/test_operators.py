@@ -16,8 +16,8 @@ from harness import Instance, wait_until
 from matrix_harness import body_of, sender_of, unique_tag
 
 from devstack.matrix_setup import _call, _quote, invite
-from exobot import messages
 from exobot.db import web as records
+from exobot.i18n import say
 
 pytestmark = pytest.mark.asyncio
 
@@ -98,7 +98,7 @@ async def test_a_public_queue_room_makes_nobody_an_operator_and_says_so(
     vol = await volunteer(setup)
     inst = make_instance(matrix=setup, web=True)
     await inst.start()
-    warning = messages.say("ca", "chat.open_room", rule="public")
+    warning = say("ca", "⚠️ This room is open (join rule “{rule}”): anybody can join it, so being a member gives nobody operator rights. Make it invite-only (or knock), or list the operators in matrix.operators.", rule="public")
     await vol.wait_for(
         room,
         lambda e: sender_of(e) == setup.bot_user_id and body_of(e) == warning,
@@ -114,5 +114,5 @@ async def test_a_public_queue_room_makes_nobody_an_operator_and_says_so(
         what="the answer to !llista",
         after=mark,
     )
-    assert body_of(refusal) == messages.say("ca", "not_operator")
+    assert body_of(refusal) == say("ca", "Sorry, only the support team's operators can use exobot's commands.")
     assert not inst.app.bot.is_operator(setup.volunteer_user_id)

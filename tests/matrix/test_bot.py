@@ -14,12 +14,12 @@ import nio
 import pytest
 from sqlalchemy import select
 
-from exobot import messages
 from exobot.core.intents import MailClass, ReceiveMail
 from exobot.core.model import Actor, IncomingMail
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.db.repository import SqlRepository
 from exobot.db.tables import OutboxRow
+from exobot.i18n import say
 from exobot.mail.msgid import MessageIds
 from exobot.matrix import bot as bot_module
 from exobot.matrix.bot import MAX_FORMATTED_CHARS, BotSettings, MatrixBot, pills
@@ -144,7 +144,7 @@ async def test_an_invited_user_gets_the_refusal_and_changes_nothing(repo):
     bot = make_bot(repo)
     number = await open_ticket(repo, bot)
     await bot.handle_event(bot.client.nio.rooms[ROOM], message(PERE, f"!take suport#{number}"))
-    assert await answers(repo) == [messages.say("ca", "not_operator")]
+    assert await answers(repo) == [say("ca", "Sorry, only the support team's operators can use exobot's commands.")]
     assert (await repo.get_ticket(number)).owner is None
     await bot.handle_event(bot.client.nio.rooms[ROOM], message(ANNA, f"!take suport#{number}"))
     assert (await repo.get_ticket(number)).owner == ANNA
@@ -162,7 +162,7 @@ async def test_a_room_anybody_can_join_grants_nobody_rights(repo, rule, caplog):
         await bot.warn_open_rooms()  # once per start
     [(room_id, content)] = bot.client.nio.sent
     assert room_id == ROOM
-    assert content["body"] == messages.say("ca", "chat.open_room", rule=rule)
+    assert content["body"] == say("ca", "⚠️ This room is open (join rule “{rule}”): anybody can join it, so being a member gives nobody operator rights. Make it invite-only (or knock), or list the operators in matrix.operators.", rule=rule)
     assert "m.mentions" in content
     [record] = [r for r in caplog.records if ROOM in r.getMessage()]
     assert "not invite-only" in record.getMessage() and "matrix.operators" in record.getMessage()
@@ -215,7 +215,7 @@ async def test_a_strangers_huge_message_is_not_parsed(repo, monkeypatch):
     await bot.handle_event(bot.client.nio.rooms[ROOM], message(PERE, "!take 1", junk))
     await bot.handle_event(bot.client.nio.rooms[ROOM], message("@s:evil.example", "hola", junk))
     assert calls == []
-    assert await answers(repo) == [messages.say("ca", "not_operator")]
+    assert await answers(repo) == [say("ca", "Sorry, only the support team's operators can use exobot's commands.")]
     # An operator's message is read (that is what the spy sees).
     await bot.handle_event(bot.client.nio.rooms[ROOM], message(ANNA, "!help", "<b>!help</b>"))
     assert calls == [len("<b>!help</b>")]
@@ -265,6 +265,6 @@ async def test_search_with_a_nul_byte_is_a_clear_error(repo):
     await bot.handle_event(room, message(ANNA, "!show suport#99999999999"))
     await bot.handle_event(room, message(ANNA, "!search internet"))
     said = await answers(repo)
-    assert said[0] == messages.say("ca", "error.bad_search")
-    assert said[2] == messages.say("ca", "error.not_found", ticket="suport#99999999999")
+    assert said[0] == say("ca", "The search holds control characters (such as a NUL character) that cannot be searched: remove them and try again.")
+    assert said[2] == say("ca", "There is no ticket {ticket}.", ticket="suport#99999999999")
     assert "suport#1" in said[3]

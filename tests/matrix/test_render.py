@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import re
-import string
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from exobot import messages
-from exobot.core.commands import COMMANDS, CommandError, parse_command
+from exobot import i18n
+from exobot.core.actions import Channel, default_registry
+from exobot.core.commands import CommandError, parse_command
 from exobot.core.model import Entry, EntryKind, Status, Ticket
-from exobot.matrix.render import Message, Renderer, format_duration
-from exobot.messages import MESSAGES, say
+from exobot.i18n import say
+from exobot.matrix.render import Message, Renderer, format_ago, format_duration
+from exobot.wording import STATUS_WORDS
 
 LANGUAGES = ["ca", "es", "en"]
 NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
@@ -108,22 +109,6 @@ def renderer(request: pytest.FixtureRequest) -> Renderer:
 # -- catalog -----------------------------------------------------------------------
 
 
-def test_every_language_has_the_same_keys() -> None:
-    keys = set(MESSAGES["ca"])
-    for language in LANGUAGES:
-        assert set(MESSAGES[language]) == keys, language
-
-
-def _fields(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
-
-
-def test_every_language_uses_the_same_parameters() -> None:
-    for key, template in MESSAGES["ca"].items():
-        for language in ("es", "en"):
-            assert _fields(MESSAGES[language][key]) == _fields(template), (language, key)
-
-
 def test_status_names() -> None:
     expected = {
         "ca": ["nou", "obert", "aturat", "resolt", "rebutjat"],
@@ -131,30 +116,37 @@ def test_status_names() -> None:
         "en": ["new", "open", "stalled", "resolved", "rejected"],
     }
     for language, names in expected.items():
-        assert [say(language, f"status.{status.value}") for status in Status] == names
+        assert [say(language, STATUS_WORDS[status.value]) for status in Status] == names
 
 
 def test_say_unknown_language_is_catalan() -> None:
-    assert say("fr", "status.open") == "obert"
-    assert say("ca-ES", "status.open") == "obert"
-    assert say("EN", "status.open") == "open"
+    assert say("fr", "open") == "obert"
+    assert say("ca-ES", "open") == "obert"
+    assert say("EN", "open") == "open"
 
 
-def test_say_missing_key_raises_in_tests_and_falls_back_at_runtime(
-    monkeypatch: pytest.MonkeyPatch,
+REFUSAL = "Hi! I only work in eXO's support team rooms. If you need help, please write to {address}."
+
+
+def test_say_missing_translation_raises_in_tests_and_falls_back_at_runtime(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    with pytest.raises(i18n.MissingTranslation):
+        say("ca", "No such message")
     with pytest.raises(KeyError):
-        say("ca", "no.such.key")
-    monkeypatch.setattr(messages, "STRICT", False)
-    assert say("ca", "no.such.key") == "no.such.key"
-    monkeypatch.setitem(MESSAGES, "es", {k: v for k, v in MESSAGES["es"].items() if k != "nobody"})
-    assert say("es", "nobody") == "nobody"  # English
-    assert say("ca", "direct_refusal").startswith("Hola")
-    assert "{address}" in say("ca", "direct_refusal")  # missing parameter: no crash
+        say("ca", REFUSAL)  # a missing parameter
+    monkeypatch.setattr(i18n, "STRICT", False)
+    with caplog.at_level("WARNING", logger="exobot.i18n"):
+        assert say("ca", "No such message") == "No such message"  # the English id
+        assert say("ca", "No such message") == "No such message"
+    assert len([r for r in caplog.records if "No such message" in r.getMessage()]) == 1
+    assert say("ca", REFUSAL).startswith("Hola")
+    assert "{address}" in say("ca", REFUSAL)  # missing parameter: no crash
+    assert say("en", "Any English text, {x}", x=1) == "Any English text, 1"  # the source
 
 
 def test_say_formats() -> None:
-    assert say("ca", "direct_refusal", address="suport@example.org").endswith("suport@example.org.")
+    assert say("ca", REFUSAL, address="suport@example.org").endswith("suport@example.org.")
 
 
 # -- durations ---------------------------------------------------------------------
@@ -165,8 +157,9 @@ def test_say_formats() -> None:
     [
         (timedelta(seconds=20), "menys d'1 min", "menos de 1 min", "less than 1 min"),
         (timedelta(minutes=25), "25 min", "25 min", "25 min"),
-        (timedelta(hours=4, minutes=10), "4 h", "4 h", "4 h"),
-        (timedelta(hours=30), "30 h", "30 h", "30 h"),
+        # Babel (CLDR) words English hours "hr".
+        (timedelta(hours=4, minutes=10), "4 h", "4 h", "4 hr"),
+        (timedelta(hours=30), "30 h", "30 h", "30 hr"),
         (timedelta(days=3, hours=2), "3 dies", "3 días", "3 days"),
         (timedelta(days=2), "2 dies", "2 días", "2 days"),
         (timedelta(seconds=-5), "menys d'1 min", "menos de 1 min", "less than 1 min"),
@@ -176,6 +169,19 @@ def test_format_duration(td: timedelta, ca: str, es: str, en: str) -> None:
     assert format_duration(td, "ca") == ca
     assert format_duration(td, "es") == es
     assert format_duration(td, "en") == en
+
+
+@pytest.mark.parametrize(
+    ("td", "ca", "es", "en"),
+    [
+        (timedelta(seconds=20), "fa 1 min", "hace 1 min", "1 min. ago"),
+        (timedelta(hours=3, minutes=59), "fa 3 h", "hace 3 h", "3 hr. ago"),
+        (timedelta(hours=47), "fa 47 h", "hace 47 h", "47 hr. ago"),
+        (timedelta(days=3, hours=2), "fa 3 dies", "hace 3 días", "3 days ago"),
+    ],
+)
+def test_format_ago(td: timedelta, ca: str, es: str, en: str) -> None:
+    assert [format_ago(td, language) for language in ("ca", "es", "en")] == [ca, es, en]
 
 
 # -- root and announcements --------------------------------------------------------
@@ -192,7 +198,7 @@ def test_root_message(renderer: Renderer) -> None:
     assert "<b>suport#3</b>" in message.html
     assert MEMBER in message.body
     assert OPERATOR in message.body
-    assert say(renderer.language, "status.new") in message.body
+    assert say(renderer.language, "new") in message.body
     assert "> No tinc connexió." in message.body
     assert "<blockquote>" in message.html
     assert "Pere\n" not in message.body  # signature trimmed
@@ -254,7 +260,7 @@ def test_take_in_every_language(renderer: Renderer) -> None:
     assert message is not None
     assert "\n" not in message.body
     assert OPERATOR in message.body
-    assert say(renderer.language, "status.open") in message.body
+    assert say(renderer.language, "open") in message.body
 
 
 def test_give_and_untake() -> None:
@@ -301,7 +307,7 @@ def test_comment_concise_and_not(renderer: Renderer) -> None:
     short = renderer.announcement(make_ticket(), [comment], concise=True)
     assert short is not None
     assert "antena" not in short.body
-    assert short.body == say(renderer.language, "entry.comment_saved")
+    assert short.body == say(renderer.language, "Internal comment saved")
     assert Renderer("ca").announcement(make_ticket(), [comment], concise=True) == Message(
         "Comentari intern desat", "Comentari intern desat"
     )
@@ -322,7 +328,7 @@ def test_reply_concise_and_not(renderer: Renderer) -> None:
     assert full is not None
     assert "Reinicia el router" in full.body
     assert MEMBER in full.body
-    assert say(renderer.language, "status.open") in full.body
+    assert say(renderer.language, "open") in full.body
     short = renderer.announcement(make_ticket(), [reply, status], concise=True)
     assert short is not None
     assert "Reinicia" not in short.body
@@ -359,7 +365,7 @@ def test_member_mail_reopens(renderer: Renderer) -> None:
     assert message is not None
     first_line = message.body.split("\n")[0]
     assert "Pere Vila" in first_line
-    assert say(renderer.language, "status.resolved") in first_line
+    assert say(renderer.language, "resolved") in first_line
     assert first_line.endswith(":")
     assert "> Torna a fallar." in message.body
 
@@ -498,11 +504,11 @@ def test_alerts_and_reminders(renderer: Renderer) -> None:
 def test_digest_zero_new(renderer: Renderer) -> None:
     counts = {("suport", "open"): 3, ("tresoreria", "stalled"): 1}
     message = renderer.digest(counts, [], [make_ticket(status=Status.STALLED)], NOW)
-    assert say(renderer.language, "digest.no_new") in message.body
+    assert say(renderer.language, "No new tickets waiting 🎉") in message.body
     assert "🎉" in message.body
     assert "tresoreria" in message.body
     assert "2024-05-06" in message.body
-    assert f"{say(renderer.language, 'status.open')} 3" in message.body
+    assert f"{say(renderer.language, 'open')} 3" in message.body
 
 
 def test_digest_with_new_tickets(renderer: Renderer) -> None:
@@ -510,7 +516,7 @@ def test_digest_with_new_tickets(renderer: Renderer) -> None:
     oldest = [make_ticket(title=HOSTILE), make_ticket(number=4, created_at=NOW - timedelta(days=3))]
     message = renderer.digest(counts, oldest, [], NOW)
     assert "🎉" not in message.body
-    assert f"<b>{say(renderer.language, 'status.new')} 2</b>" in message.html
+    assert f"<b>{say(renderer.language, 'new')} 2</b>" in message.html
     assert "suport#4" in message.body
     assert format_duration(timedelta(days=3), renderer.language) in message.body
     assert_safe(message)
@@ -543,7 +549,7 @@ def test_show(renderer: Renderer) -> None:
     assert format_duration(timedelta(hours=5), renderer.language) in body
     assert "2024-05-03 14:00" in body  # created_at in Europe/Madrid
     never = renderer.show(make_ticket(last_member_mail_at=None, owner=OPERATOR), NOW)
-    assert say(renderer.language, "show.last_mail_never") in never.body
+    assert say(renderer.language, "Last mail from the requestor: never") in never.body
     assert OPERATOR in never.body
 
 
@@ -601,7 +607,7 @@ def test_ticket_list(renderer: Renderer) -> None:
     ]
     message = renderer.ticket_list(tickets, 5, NOW)
     assert "suport#3" in message.body and "suport#4" in message.body
-    assert say(renderer.language, "status.open") in message.body
+    assert say(renderer.language, "open") in message.body
     assert say(renderer.language, "nobody") in message.body
     assert OPERATOR in message.body
     assert "3" in message.body.split("\n")[-1]  # "and 3 more"
@@ -634,11 +640,11 @@ def test_search_results(renderer: Renderer) -> None:
 
 def test_help_overview_lists_every_command_and_alias(renderer: Renderer) -> None:
     message = renderer.help(None)
-    for name, spec in COMMANDS.items():
-        assert f"!{name}" in message.body
-        for alias in spec.aliases:
-            assert f"!{alias}" in message.body
-    assert message.html.count("<li>") == len(COMMANDS)
+    commands = default_registry().for_channel(Channel.CHAT)
+    for spec in commands:
+        for word in spec.all_words():
+            assert f"!{word}" in message.body
+    assert message.html.count("<li>") == len(commands)
 
 
 def test_help_topic(renderer: Renderer) -> None:
@@ -658,9 +664,10 @@ def test_help_uses_the_prefix() -> None:
 
 def test_every_command_has_usage_and_description() -> None:
     for language in LANGUAGES:
-        for name in COMMANDS:
-            assert f"help.usage.{name}" in MESSAGES[language]
-            assert f"help.desc.{name}" in MESSAGES[language]
+        for spec in default_registry():
+            # STRICT: a missing translation raises.
+            assert say(language, spec.usage, ref="suport#N").startswith("!")
+            assert say(language, spec.summary)
 
 
 # -- errors ------------------------------------------------------------------------
@@ -672,7 +679,7 @@ def test_every_error_code_renders(renderer: Renderer, code: str) -> None:
     if code == "bad_address_service":
         code, params = "bad_address", {"address": "pere-at-example", "reason": "no @-sign"}
     message = renderer.error(code, params)
-    generic_start = say(renderer.language, "error.generic", code="").split("(")[0]
+    generic_start = say(renderer.language, "That could not be done ({code}).", code="").split("(")[0]
     assert not message.body.startswith(generic_start), code
     assert "{" not in message.body and "?" not in message.body.replace("¿", "")
     for value in params.values():

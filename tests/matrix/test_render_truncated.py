@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from exobot.core.model import Entry, EntryKind, Status, Ticket
+from exobot.i18n import say
 from exobot.matrix.render import Renderer
-from exobot.messages import say
 
 NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
 TICKET = Ticket(
@@ -30,7 +30,7 @@ def mail_entry(**data: object) -> Entry:
 @pytest.mark.parametrize("language", ["ca", "es", "en"])
 def test_cut_mail_is_flagged_in_thread_root_and_web_notes(language: str) -> None:
     renderer = Renderer(language)
-    note = say(language, "entry.body_truncated")
+    note = say(language, "(Message cut short: the whole mail is kept as the original.)")
     cut = mail_entry(body_truncated=True)
     message = renderer.announcement(TICKET, [cut])
     assert message is not None and note in message.body
@@ -43,6 +43,6 @@ def test_cut_mail_is_flagged_in_thread_root_and_web_notes(language: str) -> None
 
 
 def test_catalan_wording() -> None:
-    assert say("ca", "entry.body_truncated") == (
+    assert say("ca", "(Message cut short: the whole mail is kept as the original.)") == (
         "(Missatge retallat: el correu sencer es conserva com a original.)"
     )

@@ -718,12 +718,6 @@ async def test_no_page_has_inline_script_style_or_handlers(browser, service, rep
             assert 'name="csrf"' in form, (path, form[:80])
 
 
-def test_the_web_catalogs_have_the_same_keys_in_every_language():
-    from exobot.web import messages as web_messages
-
-    assert set(web_messages._CA) == set(web_messages._ES) == set(web_messages._EN)
-
-
 async def test_choosing_a_language_comes_back_to_the_page(browser, service):
     number = await receive(service)
     listing = await browser.get("/tickets?status=new&q=hola")
