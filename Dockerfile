@@ -6,7 +6,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 RUN useradd --system --home-dir /var/lib/exobot --create-home exobot
 
 WORKDIR /opt/exobot
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY exobot ./exobot
 RUN pip install ".[postgres]"
 
