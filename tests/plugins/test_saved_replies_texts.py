@@ -122,3 +122,32 @@ def test_the_form_is_read_and_checked():
     assert read_form({"name": "x", "language": "ca", "text": "a" * 50}, 50).problems == ()
     missing = read_form({}, 50)
     assert missing.problems == (BAD_NAME, BAD_LANGUAGE, NO_TEXT)
+
+
+def test_the_plugins_catalogs_are_complete():
+    # Every message id in the plugin's code and templates, translated in ca and es, with the
+    # same placeholders (the .po files, as translators' tools open them).
+    from exobot_saved_replies import catalogs
+
+    assert catalogs.problems() == []
+
+
+def test_its_settings_are_checked_under_their_key():
+    from exobot.config import ConfigError, parse_config
+
+    base = {
+        "mail": {
+            "address": "suport@example.org",
+            "imap": {"host": "imap.example.org", "username": "suport", "password": "imap-pw"},
+            "smtp": {"host": "smtp.example.org"},
+        }
+    }
+    config = parse_config(base | {"plugins": {"saved-replies": {"max_length": 2000}}}, env={})
+    assert config.plugins["saved-replies"]["max_length"] == 2000
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            base | {"plugins": {"saved-replies": {"max_length": 5, "colour": "x"}}}, env={}
+        )
+    problems = "\n".join(caught.value.problems)
+    assert "plugins.saved-replies.max_length" in problems
+    assert "plugins.saved-replies.colour" in problems

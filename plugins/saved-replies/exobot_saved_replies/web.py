@@ -42,7 +42,7 @@ def router(plugin: SavedReplies) -> APIRouter:
             status_code,
             base=BASE,
             prefix=ctx.settings.prefix,
-            languages=[(code, LANGUAGE_NAMES.get(code, code)) for code in LANGUAGES],
+            language_choices=[(code, LANGUAGE_NAMES.get(code, code)) for code in LANGUAGES],
             **values,
         )
 
@@ -93,9 +93,9 @@ def router(plugin: SavedReplies) -> APIRouter:
         except store.NameTaken:
             problem = ctx.say(
                 reader_language(request),
-                "There already is a saved reply “{name}” in {language}.",
+                "There already is a saved reply “{name}” in {language_name}.",
                 name=form.name,
-                language=LANGUAGE_NAMES.get(form.language, form.language),
+                language_name=LANGUAGE_NAMES.get(form.language, form.language),
             )
             return form_page(request, operator, form, reply_id, [problem], 409)
         if saved is None:
