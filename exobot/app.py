@@ -9,6 +9,7 @@ import secrets
 import signal
 
 from exobot.config import Config
+from exobot.core.actions import new_registry
 from exobot.core.clock import Clock, SystemClock
 from exobot.core.events import EventBus, OutboxQueued
 from exobot.core.service import ServiceSettings, TicketService
@@ -92,6 +93,8 @@ class App:
         self.web: WebServer | None = None
         self.chat_ready = asyncio.Event()  # Matrix connected, rooms joined, workers running
         self.events = EventBus()
+        # The actions the bot, the web and the API offer: the core's, then the plugins'.
+        self.actions = new_registry()
         self._mail_arrived = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
@@ -194,7 +197,8 @@ class App:
             )
         )
         self.rooms = QueueRooms({q: queue.room for q, queue in cfg.tickets.queues.items()})
-        renderer = Renderer(cfg.language, cfg.tickets.prefix, cfg.alerts.tzinfo)
+        # One registry for what chat understands and what `!help` lists.
+        renderer = Renderer(cfg.language, cfg.tickets.prefix, cfg.alerts.tzinfo, self.actions)
         self.poster = ChatSender(
             self.repository,
             self.matrix,
@@ -220,6 +224,7 @@ class App:
             wake_poster=self.poster.wake.set,
             direct_joined=self.poster.direct_joined,
             clock=self.clock,
+            registry=self.actions,
         )
         sweep = AlertSweep(
             self.repository,
@@ -252,6 +257,7 @@ class App:
             self.service,
             retry_mail=self._retry_mail,
             now=self.clock.now,
+            actions=self.actions,
         )
         if self.bot is not None:
             context.is_operator = self.bot.is_operator

@@ -16,6 +16,17 @@ from dataclasses import dataclass
 
 import nio
 
+from exobot.core.actions import (
+    ActionCall,
+    ActionRefused,
+    ActionRegistry,
+    ActionSpec,
+    Answer,
+    Channel,
+    Permission,
+    default_registry,
+    run_handler,
+)
 from exobot.core.clock import Clock
 from exobot.core.commands import CommandError, ParsedCommand, Query, is_command, parse_command
 from exobot.core.intents import Comment, Origin
@@ -74,8 +85,11 @@ class MatrixBot:
         wake_poster: Callable[[], None] = lambda: None,
         direct_joined: Callable[[str, str], Awaitable[None]] | None = None,
         clock: Clock | None = None,
+        registry: ActionRegistry | None = None,
     ) -> None:
         self.client = client
+        # The actions chat understands; the renderer's `!help` lists the same registry.
+        self.registry = registry or getattr(renderer, "registry", None) or default_registry()
         self.clock = clock or service.clock  # "now" of ages shown in answers
         self.rooms = rooms
         self.service = service
@@ -103,6 +117,12 @@ class MatrixBot:
             room = self.client.nio.rooms.get(room_id)
             if room is not None and grants_operators(room) and is_joined(room, user_id):
                 return True
+        return False
+
+    def may_use(self, spec: ActionSpec, user_id: str) -> bool:
+        """Whether `user_id` may ask for the action (today every action is for operators)."""
+        if spec.permission is Permission.OPERATOR:
+            return self.is_operator(user_id)
         return False
 
     def open_rooms(self) -> list[tuple[str, str]]:
@@ -228,6 +248,7 @@ class MatrixBot:
                 queues=self.settings.queues,
                 context_ticket=context,
                 room_queue=room_queue,
+                registry=self.registry,
             )
         except CommandError as error:
             await self._answer(key, origin, self.renderer.error(error.code, error.params))
@@ -242,7 +263,15 @@ class MatrixBot:
         return thread.ticket if thread else None
 
     async def _run(self, parsed: ParsedCommand, sender: str, key: str, origin: dict) -> None:
-        if parsed.query is not None and parsed.query.name == "login":
+        """Carry out a parsed command by its declaration: the core's queries are answered
+        here, an intent goes through the service, a handler runs and its result is applied
+        or posted."""
+        spec = parsed.spec
+        if spec is not None and not self.may_use(spec, sender):
+            await self._answer(key, origin, self.renderer.not_operator())
+        elif spec is not None and spec.handler is not None:
+            await self._handle(spec, parsed, sender, key, origin)
+        elif parsed.query is not None and parsed.query.name == "login":
             await self._login(sender, key, origin)
         elif parsed.query is not None:
             try:
@@ -252,6 +281,29 @@ class MatrixBot:
             await self._answer(key, origin, message)
         elif parsed.intent is not None:
             await self._apply(sender, parsed.intent, key, origin)
+
+    async def _handle(
+        self, spec: ActionSpec, parsed: ParsedCommand, sender: str, key: str, origin: dict
+    ) -> None:
+        """Run a handler action: an intent it gives back is applied like a built-in one (same
+        key, same origin, same errors); an Answer is posted as the answer; a refusal is said;
+        a handler that raises is logged with its stack and answered as an internal error."""
+        call = ActionCall(
+            spec.name, sender, parsed.ticket, parsed.args, self.renderer.language, Channel.CHAT
+        )
+        try:
+            result = await run_handler(spec, call)
+        except ActionRefused as refused:  # worded by the plugin, in the call's language
+            await self._answer(key, origin, _message(Answer(refused.message)))
+            return
+        except Exception:
+            log.exception("the handler of %s failed for %s", spec.name, sender)
+            await self._answer(key, origin, self.renderer.error("internal", {}))
+            return
+        if isinstance(result, Answer):
+            await self._answer(key, origin, _message(result))
+        else:
+            await self._apply(sender, result, key, origin)
 
     async def _apply(self, sender: str, intent: object, key: str, origin: dict) -> None:
         try:
@@ -339,6 +391,14 @@ def is_joined(room: nio.MatrixRoom, user_id: str) -> bool:
     """Whether `user_id` has joined the room (nio's `users` also holds the invited)."""
     member = room.users.get(user_id)
     return member is not None and not member.invited and user_id not in room.invited_users
+
+
+def _message(answer: Answer) -> Message:
+    """An action's answer as a chat message: its HTML, or else its text escaped (line breaks
+    kept as <br>)."""
+    if answer.html is not None:
+        return Message(answer.body, answer.html)
+    return Message(answer.body, html.escape(answer.body, quote=True).replace("\n", "<br>\n"))
 
 
 def _one_line(text: str) -> str:

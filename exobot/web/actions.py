@@ -1,16 +1,32 @@
-"""What a form or an API call asks for, turned into the service's intents.
+"""What a form or an API call asks for, read by the action registry's declarations and
+carried out: an intent through the service, or the action's handler.
 
 Pages and the API share this module, so both accept exactly the same actions with the same
-checks, and both go through the one TicketService (chat sees every change in its thread).
+checks (one field reader per argument kind, the twins of chat's readers), and both go through
+the one TicketService (chat sees every change in its thread).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from exobot.core import intents
-from exobot.core.commands import is_user_id
+from exobot.core.actions import (
+    ActionCall,
+    ActionRefused,
+    ActionRegistry,
+    ActionSpec,
+    Answer,
+    ArgKind,
+    Argument,
+    Channel,
+    TicketUse,
+    default_registry,
+    run_handler,
+)
+from exobot.core.addresses import is_user_id
 from exobot.core.intents import Intent, Origin
 from exobot.core.lifecycle import LifecycleError, parse_status
 from exobot.core.model import Actor, Status
@@ -22,18 +38,6 @@ from exobot.wording import Wording
 
 log = logging.getLogger("exobot.web.actions")
 
-ACTIONS = (
-    "take",
-    "give",
-    "untake",
-    "reply",
-    "comment",
-    "title",
-    "move",
-    "status",
-    "accept",
-    "cc",
-)
 # The most addresses one change of participants may carry (the service says so clearly).
 _MAX_ADDRESS_WORDS = 50
 _KNOWN_STATUSES = ", ".join(status.value for status in Status)
@@ -49,50 +53,116 @@ class ActionError(Exception):
         self.params = params
 
 
+class HandlerFailed(ActionError):
+    """An action's handler raised: logged with its stack, answered as an internal error."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__("internal")
+        self.action = action
+
+
+def web_actions(registry: ActionRegistry) -> tuple[str, ...]:
+    """The actions a form on a ticket's page may ask for: those of the web channel that act
+    on a ticket, in declaration order."""
+    return tuple(
+        spec.name
+        for spec in registry.for_channel(Channel.WEB)
+        if spec.ticket is not TicketUse.NONE and not spec.is_query
+    )
+
+
+# The core's actions (their "done" notices are in the catalogs); plugins add theirs to a
+# registry, see `web_actions`.
+ACTIONS = web_actions(default_registry())
+
+
 def _field(fields: Mapping[str, object], name: str) -> str:
     value = fields.get(name)
     return value.strip() if isinstance(value, str) else ""
 
 
-def intent_for(action: str, ticket: int, fields: Mapping[str, object]) -> Intent:
-    """The intent of `action` on `ticket` with the submitted fields, or ActionError."""
-    if action == "take":
-        return intents.Take(ticket)
-    if action == "untake":
-        return intents.Untake(ticket)
-    if action == "accept":
-        return intents.AcceptUnverified(ticket)
-    if action == "cc":
-        # The service checks every address by the one address rule and says which is wrong.
-        return intents.ChangeParticipants(
-            ticket, _addresses(fields.get("add")), _addresses(fields.get("remove"))
-        )
-    if action == "give":
-        owner = _field(fields, "owner")
-        if not owner:
-            raise ActionError("missing_owner")
-        if not is_user_id(owner):
-            raise ActionError("bad_user", text=owner)
-        return intents.Give(ticket, owner)
-    if action in ("reply", "comment"):
-        # The text as typed (line breaks kept); the service refuses an empty one.
-        raw = fields.get("text")
-        text = raw if isinstance(raw, str) else ""
-        return (intents.Reply if action == "reply" else intents.Comment)(ticket, text)
-    if action == "title":
-        return intents.SetTitle(ticket, _field(fields, "title"))
-    if action == "move":
-        queue = _field(fields, "queue")
-        if not queue:
-            raise ActionError("missing_queue")
-        return intents.Move(ticket, queue)
-    if action == "status":
-        word = _field(fields, "status")
-        try:
-            return intents.SetStatus(ticket, parse_status(word))
-        except LifecycleError:
-            raise ActionError("bad_status", word=word, known=_KNOWN_STATUSES) from None
-    raise ActionError("unknown_action", action=action)
+# --- one reader per argument kind (the chat readers' twins for form fields and JSON) ---------
+
+Fields = Mapping[str, object]
+Args = dict[str, Any]
+FieldReader = Callable[[ActionSpec, Argument, Fields, Args], None]
+
+
+def _checked_text(spec: ActionSpec, argument: Argument, value: str) -> str:
+    """The service refuses an empty text of its own intents itself; a handler gets
+    `missing_<name>` here instead."""
+    if not value.strip() and argument.required and spec.intent is None:
+        raise ActionError(f"missing_{argument.name}")
+    return value
+
+
+def _read_text(spec: ActionSpec, argument: Argument, fields: Fields, args: Args) -> None:
+    """The text as typed, line breaks kept."""
+    raw = fields.get(argument.name)
+    args[argument.name] = _checked_text(spec, argument, raw if isinstance(raw, str) else "")
+
+
+def _read_title(spec: ActionSpec, argument: Argument, fields: Fields, args: Args) -> None:
+    args[argument.name] = _checked_text(spec, argument, _field(fields, argument.name))
+
+
+def _read_word(spec: ActionSpec, argument: Argument, fields: Fields, args: Args) -> None:
+    word = _field(fields, argument.name)
+    if not word:
+        if argument.required:
+            raise ActionError(f"missing_{argument.name}")
+        return
+    if len(word.split()) > 1:
+        raise ActionError("unexpected_argument", command=spec.name, text=word)
+    args[argument.name] = word
+
+
+def _read_user(spec: ActionSpec, argument: Argument, fields: Fields, args: Args) -> None:
+    user = _field(fields, argument.name)
+    if not user:
+        if argument.required:
+            raise ActionError(f"missing_{argument.name}")
+        return
+    if not is_user_id(user):
+        raise ActionError("bad_user", text=user)
+    args[argument.name] = user
+
+
+def _read_queue(spec: ActionSpec, argument: Argument, fields: Fields, args: Args) -> None:
+    # Whether the queue exists is the service's to say (with the known ones).
+    queue = _field(fields, argument.name)
+    if not queue:
+        if argument.required:
+            raise ActionError(f"missing_{argument.name}")
+        return
+    args[argument.name] = queue
+
+
+def _read_status(spec: ActionSpec, argument: Argument, fields: Fields, args: Args) -> None:
+    word = _field(fields, argument.name)
+    if not word and not argument.required:
+        return
+    try:
+        args[argument.name] = parse_status(word)
+    except LifecycleError:
+        raise ActionError("bad_status", word=word, known=_KNOWN_STATUSES) from None
+
+
+def _read_participants(spec: ActionSpec, argument: Argument, fields: Fields, args: Args) -> None:
+    # The service checks every address by the one address rule and says which is wrong.
+    args["add"] = _addresses(fields.get("add"))
+    args["remove"] = _addresses(fields.get("remove"))
+
+
+_READERS: dict[ArgKind, FieldReader] = {
+    ArgKind.TEXT: _read_text,
+    ArgKind.TITLE: _read_title,
+    ArgKind.WORD: _read_word,
+    ArgKind.USER: _read_user,
+    ArgKind.QUEUE: _read_queue,
+    ArgKind.STATUS: _read_status,
+    ArgKind.PARTICIPANTS: _read_participants,
+}
 
 
 def _addresses(value: object) -> tuple[str, ...]:
@@ -104,6 +174,48 @@ def _addresses(value: object) -> tuple[str, ...]:
     else:
         words = []
     return tuple(words[:_MAX_ADDRESS_WORDS + 1])  # one more than allowed: refused as too many
+
+
+def action_spec(
+    action: str, registry: ActionRegistry | None = None, channel: Channel = Channel.WEB
+) -> ActionSpec:
+    """The action a form or an API route names (its canonical name), when `channel` may ask
+    for it on a ticket; ActionError `unknown_action` otherwise."""
+    spec = (registry or default_registry()).find(action)
+    if (
+        spec is None
+        or spec.name != action
+        or channel not in spec.channels
+        or spec.ticket is TicketUse.NONE
+        or spec.is_query
+    ):
+        raise ActionError("unknown_action", action=action)
+    return spec
+
+
+def read_fields(spec: ActionSpec, fields: Mapping[str, object]) -> dict[str, Any]:
+    """The action's arguments read from submitted fields (a form or a JSON body)."""
+    args: dict[str, Any] = {}
+    for argument in spec.arguments:
+        reader = _READERS.get(argument.kind)
+        if reader is None:  # a kind only chat can write (`!list` filters, `!new`, ...)
+            raise ActionError("unknown_action", action=spec.name)
+        reader(spec, argument, fields, args)
+    return args
+
+
+def intent_for(
+    action: str,
+    ticket: int,
+    fields: Mapping[str, object],
+    registry: ActionRegistry | None = None,
+) -> Intent:
+    """The intent of `action` on `ticket` with the submitted fields, or ActionError (an action
+    done by a handler has no intent of its own: see `run_action`)."""
+    spec = action_spec(action, registry)
+    if spec.intent is None:
+        raise ActionError("unknown_action", action=action)
+    return spec.intent(ticket, read_fields(spec, fields))
 
 
 def open_intent(fields: Mapping[str, object]) -> intents.OpenTicket:
@@ -141,12 +253,48 @@ async def perform(
         return None
 
 
+async def run_action(
+    context: WebContext,
+    spec: ActionSpec,
+    ticket: int,
+    fields: Mapping[str, object],
+    user_id: str,
+    key: str | None,
+    *,
+    language: str,
+    channel: Channel,
+) -> Outcome | Answer | None:
+    """Carry out `spec` on `ticket` as operator `user_id`: an intent (its own, or the one its
+    handler gives back) goes through the service (the outcome, or None when `key` was already
+    handled); a handler's Answer is returned to be shown. ActionError, ServiceError as the
+    service refuses; HandlerFailed when the handler raised (logged with its stack)."""
+    args = read_fields(spec, fields)
+    if spec.intent is not None:
+        return await perform(context, user_id, spec.intent(ticket, args), key)
+    call = ActionCall(spec.name, user_id, ticket, args, language, channel)
+    try:
+        result = await run_handler(spec, call)
+    except (ActionRefused, ServiceError):
+        raise  # a refusal each channel words (a plugin's, or the service's): not a failure
+    except Exception:
+        log.exception("the handler of %s failed for %s on %s", spec.name, user_id, ticket)
+        raise HandlerFailed(spec.name) from None
+    if isinstance(result, Answer):
+        return result
+    return await perform(context, user_id, result, key)
+
+
 __all__ = [
     "ACTIONS",
     "ActionError",
+    "HandlerFailed",
     "ServiceError",
+    "action_spec",
     "error_message",
     "intent_for",
     "open_intent",
     "perform",
+    "read_fields",
+    "run_action",
+    "web_actions",
 ]

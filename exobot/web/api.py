@@ -6,40 +6,48 @@ change goes through the TicketService with that operator as actor, so chat sees 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import weakref
+from collections.abc import Awaitable, Callable
+from inspect import Parameter, Signature
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
+from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
 from exobot.core import intents
+from exobot.core.actions import (
+    ActionRefused,
+    ActionRegistry,
+    ActionSpec,
+    Answer,
+    Channel,
+    TicketUse,
+)
 from exobot.core.model import Actor
 from exobot.core.references import format_reference
 from exobot.core.service import AlreadyHandled
 from exobot.db import inbound
 from exobot.web import actions, queries
-from exobot.web.api_errors import ApiError, install, message_of
+from exobot.web.api_errors import ApiError, error_response, install, message_of
 from exobot.web.auth import Operator, context
 from exobot.web.context import WebContext
 from exobot.web.deps import ApiOperator
 from exobot.web.downloads import download
 from exobot.web.schemas import (
+    ActionAnswerOut,
     DashboardOut,
     ErrorOut,
-    GiveIn,
     MailStateOut,
     MeOut,
-    MoveIn,
     OpenTicketIn,
-    ParticipantsIn,
     QuarantinedOut,
     QuarantineOut,
-    StatusIn,
-    TextIn,
     TicketDetail,
     TicketListOut,
-    TitleIn,
+    body_model,
 )
 from exobot.wording import Wording
 
@@ -68,6 +76,8 @@ IdempotencyKey = Annotated[
 ]
 
 router = APIRouter(dependencies=[Depends(_bearer)], responses=_ERRORS)
+# Included after the action routes, so the schema lists them where they always were.
+quarantine_router = APIRouter(dependencies=[Depends(_bearer)], responses=_ERRORS)
 
 
 def create_api(context: WebContext) -> FastAPI:
@@ -85,7 +95,11 @@ def create_api(context: WebContext) -> FastAPI:
     settings = context.settings
     api.state.renderer = Wording("en", settings.prefix, settings.timezone)
     api.include_router(router)
+    api.state.action_routes = ActionRoutes(api, context.actions)
+    api.include_router(quarantine_router)
     install(api, api.state.renderer)
+    api.add_exception_handler(actions.HandlerFailed, _handler_failed)
+    api.add_exception_handler(ActionRefused, _refused)
     return api
 
 
@@ -116,20 +130,6 @@ async def _detail(request: Request, number: int) -> TicketDetail:
     if view is None:
         raise _not_found(request, number)
     return TicketDetail.of_view(view, ctx.settings.prefix)
-
-
-async def _act(
-    request: Request,
-    operator: Operator,
-    action: str,
-    number: int,
-    fields: Mapping[str, object],
-    header: str | None,
-) -> TicketDetail:
-    """Carry out one action as the token's operator; a retried key answers the same way."""
-    intent = actions.intent_for(action, number, fields)
-    await actions.perform(context(request), operator.user_id, intent, _key(operator, header))
-    return await _detail(request, number)
 
 
 # --- who ------------------------------------------------------------------------------------
@@ -258,96 +258,126 @@ async def open_ticket(
     )
 
 
-@router.post("/tickets/{n}/actions/take", response_model=TicketDetail, summary="Take")
-async def take(
-    request: Request, operator: ApiOperator, n: int, key: IdempotencyKey = None
-) -> TicketDetail:
-    """Become the ticket's owner."""
-    return await _act(request, operator, "take", n, {}, key)
+# The action routes, POST /tickets/{n}/actions/NAME, are made from the action registry: see
+# ActionRoutes below.
 
 
-@router.post("/tickets/{n}/actions/give", response_model=TicketDetail, summary="Give")
-async def give(
-    request: Request, operator: ApiOperator, n: int, body: GiveIn, key: IdempotencyKey = None
-) -> TicketDetail:
-    """Give the ticket to another operator."""
-    return await _act(request, operator, "give", n, body.model_dump(), key)
+class ActionRoutes:
+    """One `POST /tickets/{n}/actions/NAME` route per action of the API channel that acts on a
+    ticket, made from its declaration: the request body from its arguments, summary and
+    description from its API texts, the operation id from `api_operation`. It follows the
+    registry: an action registered later (a plugin starting) gets its route, a removed one
+    loses it, and the OpenAPI schema is made again."""
+
+    def __init__(self, api: FastAPI, registry: ActionRegistry) -> None:
+        self.api = api
+        self.routes: dict[str, APIRoute] = {}
+        for spec in registry:
+            self.add(spec)
+        # The registry outlives many apps in tests: it holds this object only weakly.
+        me = weakref.ref(self)
+
+        def changed(change: str, spec: ActionSpec) -> None:
+            routes = me()
+            if routes is None:
+                unsubscribe()
+            elif change == "added":
+                routes.add(spec)
+            else:
+                routes.remove(spec.name)
+
+        unsubscribe = registry.subscribe(changed)
+
+    def add(self, spec: ActionSpec) -> None:
+        """Add the route of `spec`, when the API may ask for it on a ticket."""
+        if (
+            Channel.API not in spec.channels
+            or spec.ticket is TicketUse.NONE
+            or spec.is_query
+            or spec.name in self.routes
+        ):
+            return
+        handled = spec.intent is None
+        self.api.router.add_api_route(
+            f"/tickets/{{n}}/actions/{spec.name}",
+            _action_endpoint(spec),
+            methods=["POST"],
+            response_model=ActionAnswerOut if handled else TicketDetail,
+            summary=spec.api_summary or spec.name.replace("_", " ").capitalize(),
+            description=spec.api_description or spec.summary,
+            name=spec.operation_id,
+            dependencies=[Depends(_bearer)],
+            responses=_ERRORS,
+        )
+        self.routes[spec.name] = self.api.router.routes[-1]
+        self.api.openapi_schema = None
+
+    def remove(self, name: str) -> None:
+        """Remove the route of the action `name` (nothing when it has none)."""
+        route = self.routes.pop(name, None)
+        if route is None:
+            return
+        self.api.router.routes[:] = [r for r in self.api.router.routes if r is not route]
+        self.api.openapi_schema = None
 
 
-@router.post("/tickets/{n}/actions/untake", response_model=TicketDetail, summary="Untake")
-async def untake(
-    request: Request, operator: ApiOperator, n: int, key: IdempotencyKey = None
-) -> TicketDetail:
-    """Leave the ticket without an owner."""
-    return await _act(request, operator, "untake", n, {}, key)
+def _action_endpoint(spec: ActionSpec) -> Callable[..., Awaitable[object]]:
+    """The endpoint of one action; its signature (what FastAPI reads) names the action's
+    body model, so each route documents and checks its own body."""
+    model = body_model(spec)
+
+    async def act(
+        request: Request, operator: Operator, n: int, key: str | None = None, body: object = None
+    ) -> object:
+        ctx = context(request)
+        fields = body.model_dump() if isinstance(body, BaseModel) else {}
+        if spec.intent is None:
+            await _detail(request, n)  # a handler never runs for a ticket that is not there
+        done = await actions.run_action(
+            ctx,
+            spec,
+            n,
+            fields,
+            operator.user_id,
+            _key(operator, key),
+            language=_renderer(request).language,
+            channel=Channel.API,
+        )
+        detail = await _detail(request, n)
+        if spec.intent is not None:
+            return detail
+        answer = done.body if isinstance(done, Answer) else None
+        return ActionAnswerOut(answer=answer, ticket=detail)
+
+    parameters = [
+        Parameter("request", Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+        Parameter("operator", Parameter.POSITIONAL_OR_KEYWORD, annotation=ApiOperator),
+        Parameter("n", Parameter.POSITIONAL_OR_KEYWORD, annotation=int),
+    ]
+    if model is not None:
+        parameters.append(Parameter("body", Parameter.POSITIONAL_OR_KEYWORD, annotation=model))
+    parameters.append(
+        Parameter("key", Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=IdempotencyKey)
+    )
+    act.__signature__ = Signature(parameters)  # type: ignore[attr-defined]
+    act.__doc__ = spec.api_description or spec.summary
+    return act
 
 
-@router.post("/tickets/{n}/actions/reply", response_model=TicketDetail, summary="Reply")
-async def reply(
-    request: Request, operator: ApiOperator, n: int, body: TextIn, key: IdempotencyKey = None
-) -> TicketDetail:
-    """Mail a reply to the member (and the ticket's other participants)."""
-    return await _act(request, operator, "reply", n, body.model_dump(), key)
+async def _handler_failed(request: Request, error: actions.HandlerFailed) -> JSONResponse:
+    # The handler's stack is in the log already.
+    return error_response(500, "internal", message_of(_renderer(request), "internal", {}))
 
 
-@router.post("/tickets/{n}/actions/comment", response_model=TicketDetail, summary="Comment")
-async def comment(
-    request: Request, operator: ApiOperator, n: int, body: TextIn, key: IdempotencyKey = None
-) -> TicketDetail:
-    """Add an internal comment (never mailed)."""
-    return await _act(request, operator, "comment", n, body.model_dump(), key)
-
-
-@router.post("/tickets/{n}/actions/title", response_model=TicketDetail, summary="Retitle")
-async def set_title(
-    request: Request, operator: ApiOperator, n: int, body: TitleIn, key: IdempotencyKey = None
-) -> TicketDetail:
-    """Change the ticket's title."""
-    return await _act(request, operator, "title", n, body.model_dump(), key)
-
-
-@router.post("/tickets/{n}/actions/move", response_model=TicketDetail, summary="Move")
-async def move(
-    request: Request, operator: ApiOperator, n: int, body: MoveIn, key: IdempotencyKey = None
-) -> TicketDetail:
-    """Move the ticket to another queue."""
-    return await _act(request, operator, "move", n, body.model_dump(), key)
-
-
-@router.post("/tickets/{n}/actions/status", response_model=TicketDetail, summary="Set status")
-async def set_status(
-    request: Request, operator: ApiOperator, n: int, body: StatusIn, key: IdempotencyKey = None
-) -> TicketDetail:
-    """Change the ticket's status (resolving it mails the member)."""
-    return await _act(request, operator, "status", n, body.model_dump(), key)
-
-
-@router.post("/tickets/{n}/actions/accept", response_model=TicketDetail, summary="Accept")
-async def accept(
-    request: Request, operator: ApiOperator, n: int, key: IdempotencyKey = None
-) -> TicketDetail:
-    """Accept the latest mail from an unverified sender as the member's."""
-    return await _act(request, operator, "accept", n, {}, key)
-
-
-@router.post("/tickets/{n}/actions/cc", response_model=TicketDetail, summary="Participants")
-async def participants(
-    request: Request,
-    operator: ApiOperator,
-    n: int,
-    body: ParticipantsIn,
-    key: IdempotencyKey = None,
-) -> TicketDetail:
-    """Add and remove participants: the addresses that get copies of the replies and whose
-    mail to the ticket counts as the member's (as `!cc`). Body `{"add": [...], "remove":
-    [...]}`; a bad address answers 400 `bad_address` naming it."""
-    return await _act(request, operator, "cc", n, body.model_dump(), key)
+async def _refused(request: Request, error: ActionRefused) -> JSONResponse:
+    # A plugin's refusal is worded by the plugin, in the call's language (English here).
+    return error_response(400, error.code, error.message)
 
 
 # --- quarantine -----------------------------------------------------------------------------
 
 
-@router.get("/quarantine", response_model=QuarantineOut, summary="Quarantined mail")
+@quarantine_router.get("/quarantine", response_model=QuarantineOut, summary="Quarantined mail")
 async def quarantine(request: Request, operator: ApiOperator) -> QuarantineOut:
     """The mails that could not be processed, newest first."""
     async with context(request).repository.connection() as conn:
@@ -363,7 +393,7 @@ async def _quarantined(request: Request, mail_id: int) -> inbound.InboundSummary
     return item
 
 
-@router.post(
+@quarantine_router.post(
     "/quarantine/{mail_id}/retry", response_model=MailStateOut, summary="Process a mail again"
 )
 async def retry(request: Request, operator: ApiOperator, mail_id: int) -> MailStateOut:
@@ -373,7 +403,7 @@ async def retry(request: Request, operator: ApiOperator, mail_id: int) -> MailSt
     return MailStateOut(id=mail_id, state=state)
 
 
-@router.post("/quarantine/{mail_id}/discard", response_model=MailStateOut, summary="Discard a mail")
+@quarantine_router.post("/quarantine/{mail_id}/discard", response_model=MailStateOut, summary="Discard a mail")
 async def discard(request: Request, operator: ApiOperator, mail_id: int) -> MailStateOut:
     """Never process a quarantined mail (it stays in the database)."""
     async with context(request).repository.connection() as conn:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from ipaddress import IPv4Network, IPv6Network
 
+from exobot.core.actions import ActionRegistry, default_registry
 from exobot.core.service import TicketService
 from exobot.db.repository import SqlRepository
 
@@ -52,7 +53,7 @@ class WebContext:
 
     `is_operator(user_id)` is the same rule as chat; `check_password(user, password)` asks the
     homeserver and returns the canonical Matrix id or None; `retry_mail(id)` processes a
-    quarantined mail again and returns its new state.
+    quarantined mail again and returns its new state; `actions` is the action registry.
     """
 
     settings: WebSettings
@@ -63,6 +64,8 @@ class WebContext:
     retry_mail: Callable[[int], Awaitable[str]] = _no_retry
     # The time sessions, links and ages are measured by; None: the service's clock.
     now: Callable[[], datetime] | None = None
+    # The actions forms and API routes offer (the exobot's own registry, plugins' included).
+    actions: ActionRegistry = field(default_factory=default_registry)
 
     def __post_init__(self) -> None:
         if self.now is None:

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
+from exobot.core.actions import ActionRefused, Answer, Channel
 from exobot.core.intents import Origin
 from exobot.core.languages import N_
 from exobot.core.model import Actor, Entry, EntryKind, Status
@@ -223,8 +224,10 @@ async def _ticket_page(
     failed: str | None = None,
     error: str | None = None,
     fields: Mapping[str, str] | None = None,
+    notice: str | None = None,
 ) -> Response:
-    """The ticket page; after a refused action, with the message next to its form."""
+    """The ticket page; after a refused action, with the message next to its form; after an
+    action that answered (a plugin's), with its answer as the notice."""
     ctx = context(request)
     view = await queries.ticket_view(ctx.repository, number)
     if view is None:
@@ -256,6 +259,7 @@ async def _ticket_page(
         error_in_form=failed in forms,
         fields=fields or {},
         done=done if done in actions.ACTIONS else None,
+        notice=notice,
         nonce=new_nonce,
         queues=ctx.settings.queues,
         set_statuses=SET_STATUSES,
@@ -334,14 +338,34 @@ async def ticket_page(request: Request, number: int, operator: PageOperator) -> 
 async def ticket_action(
     request: Request, number: int, action: str, operator: FormOperator
 ) -> Response:
-    """One action on a ticket, through the same service as chat."""
+    """One action on a ticket, through the same service as chat (an action is found in the
+    registry; one carried out by a handler may answer instead, shown on the page)."""
     ctx = context(request)
     fields = await _form_fields(request)
     try:
-        intent = actions.intent_for(action, number, fields)
-        await actions.perform(ctx, operator.user_id, intent, key=_key(fields))
+        spec = actions.action_spec(action, ctx.actions)
+        done = await actions.run_action(
+            ctx,
+            spec,
+            number,
+            fields,
+            operator.user_id,
+            _key(fields),
+            language=language(request),
+            channel=Channel.WEB,
+        )
     except TicketNotFound:
         return _no_such_ticket(request, operator, number)
+    except ActionRefused as refused:  # a plugin's refusal, worded in the reader's language
+        return await _ticket_page(
+            request,
+            operator,
+            number,
+            status_code=400,
+            failed=action,
+            error=refused.message,
+            fields=fields,
+        )
     except (actions.ActionError, ServiceError) as refused:
         return await _ticket_page(
             request,
@@ -352,6 +376,8 @@ async def ticket_action(
             error=error_text(request, refused.code, refused.params),
             fields=fields,
         )
+    if isinstance(done, Answer):
+        return await _ticket_page(request, operator, number, notice=done.body)
     return RedirectResponse(f"/tickets/{number}?done={action}#done", status_code=303)
 
 

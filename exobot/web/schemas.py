@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
+from exobot.core.actions import ActionSpec, ArgKind
 from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.core.references import format_reference
 from exobot.core.text import mail_text
@@ -194,41 +195,58 @@ class OpenTicketIn(BaseModel):
     queue: str | None = Field(None, description="the default queue when left out")
 
 
-class GiveIn(BaseModel):
-    """Whom to give the ticket to."""
+# The request bodies of the action routes are made from the actions' declared arguments
+# (`exobot.core.actions`): one field per argument, `add` and `remove` for participants.
 
-    owner: str = Field(description="a Matrix id, @name:server")
-
-
-class TextIn(BaseModel):
-    """The text of a reply (mailed to the member) or of a comment (internal)."""
-
-    text: str
+_ADDRESS_LISTS = (
+    ("add", "email addresses to add"),
+    ("remove", "email addresses to remove"),
+)
+_bodies: dict[str, tuple[tuple, type[BaseModel]]] = {}
 
 
-class TitleIn(BaseModel):
-    """The ticket's new title."""
-
-    title: str
-
-
-class MoveIn(BaseModel):
-    """The queue to move the ticket to."""
-
-    queue: str
-
-
-class ParticipantsIn(BaseModel):
-    """Participants to add and to remove (the requestor cannot be removed)."""
-
-    add: list[str] = Field(default_factory=list, description="email addresses to add")
-    remove: list[str] = Field(default_factory=list, description="email addresses to remove")
+def _body_fields(spec: ActionSpec) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for argument in spec.arguments:
+        if argument.kind is ArgKind.PARTICIPANTS:
+            for name, description in _ADDRESS_LISTS:
+                fields[name] = (list[str], Field(default_factory=list, description=description))
+            continue
+        extra = {"description": argument.description} if argument.description else {}
+        if argument.required:
+            fields[argument.name] = (str, Field(**extra)) if extra else (str, ...)
+        else:
+            fields[argument.name] = (str, Field("", **extra))
+    return fields
 
 
-class StatusIn(BaseModel):
-    """The ticket's new status."""
+def body_model(spec: ActionSpec) -> type[BaseModel] | None:
+    """The request body model of an action's API route (None when it takes no arguments),
+    named `spec.body_name`; actions naming the same body with the same arguments share one
+    model (reply and comment: TextIn). ValueError when two declare one name differently."""
+    if not spec.arguments:
+        return None
+    shape = tuple((a.name, a.kind, a.required, a.description) for a in spec.arguments)
+    known = _bodies.get(spec.body_name)
+    if known is not None:
+        if known[0] != shape:
+            raise ValueError(f"the body {spec.body_name!r} of {spec.name!r} is declared twice")
+        return known[1]
+    model = create_model(
+        spec.body_name,
+        __doc__=spec.api_body_doc or spec.api_summary or f"The arguments of {spec.name}.",
+        **_body_fields(spec),
+    )
+    _bodies[spec.body_name] = (shape, model)
+    return model
 
-    status: str = Field(description="open, stalled, resolved or rejected (Catalan words too)")
+
+class ActionAnswerOut(BaseModel):
+    """What an action carried out by a handler (a plugin's) gives back: its answer, if it
+    answered, and the ticket as it is now."""
+
+    answer: str | None = Field(description="the action's answer, or null when it acted")
+    ticket: TicketDetail
 
 
 # --- quarantine ------------------------------------------------------------------------------
