@@ -31,6 +31,7 @@ from exobot.matrix.client import MatrixClient, MatrixLoginError, MatrixSettings
 from exobot.matrix.poster import ChatSender, LoginLinks
 from exobot.matrix.render import Renderer
 from exobot.matrix.rooms import QueueRooms
+from exobot.plugins import Host, PluginManager
 from exobot.web.app import create_app
 from exobot.web.context import WebContext, WebSettings
 from exobot.web.homeserver import PasswordChecker
@@ -95,6 +96,7 @@ class App:
         self.events = EventBus()
         # The actions the bot, the web and the API offer: the core's, then the plugins'.
         self.actions = new_registry()
+        self.plugins = PluginManager(config)
         self._mail_arrived = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
@@ -102,7 +104,7 @@ class App:
         """Migrate the database, wire the parts together and start the parsing workers
         (nothing handles mail yet)."""
         cfg = self.config
-        await upgrade_async(cfg.database.url)
+        await upgrade_async(cfg.database.url, self.plugins.migration_branches())
         self.engine = create_engine(cfg.database.url)
         self.repository = SqlRepository(self.engine, create_sync_engine(cfg.database.url))
         secret = await hmac_secret(
@@ -117,6 +119,7 @@ class App:
             events=self.events,
             clock=self.clock,
         )
+        self.service.mail_hook = self.plugins.run_mail_hooks
         rule_settings = MailSettings(
             own_address=cfg.mail.address,
             prefix=cfg.tickets.prefix,
@@ -180,8 +183,21 @@ class App:
         self.events.subscribe(OutboxQueued, self._wake_worker)
         if cfg.matrix is not None:
             self._build_matrix()
+        if self.scheduler is None:  # without chat: only the plugins' jobs
+            self.scheduler = Scheduler(None, cfg.alerts.sweep_every, clock=self.clock)
         if cfg.web.enabled:
             self._build_web()
+        self.plugins.host = Host(
+            service=self.service,
+            repository=self.repository,
+            clock=self.clock,
+            actions=self.actions,
+            events=self.events,
+            language=cfg.language,
+            scheduler=self.scheduler,
+            web_app=self.web.app if self.web is not None else None,
+            announce=cfg.matrix is not None,
+        )
 
     def _build_matrix(self) -> None:
         cfg = self.config
@@ -285,6 +301,9 @@ class App:
             await self.build()
         if self.web is not None:
             self.web.bind()  # a busy port stops the start with a clear line, before anything runs
+        await self.plugins.start()  # after the core is built, before any worker runs
+        if self.matrix is None:
+            self.scheduler.start()  # with chat, it starts once Matrix is connected
         self._tasks = [
             asyncio.create_task(self._process_loop(), name="mail-processor"),
             asyncio.create_task(self.sender.run(), name="mail-sender"),
@@ -355,7 +374,11 @@ class App:
             await asyncio.sleep(ROOM_RETRY_SECONDS)
 
     async def stop(self) -> None:
-        """Stop intake first (nothing new comes in), then the workers, then the database."""
+        """Stop the plugins first, then intake (nothing new comes in), then the workers, then
+        the database."""
+        await self.plugins.stop()
+        if self.matrix is None and self.scheduler is not None:
+            self.scheduler.stop()
         for task in reversed(self._tasks):
             task.cancel()
             done, _pending = await asyncio.wait({task}, timeout=STOP_TIMEOUT_SECONDS)

@@ -1,4 +1,5 @@
-"""The `exobot` command: run, check-config, migrate, quarantine, token."""
+"""The `exobot` command: run, check-config, migrate, quarantine, token, and `exobot NAME …`
+for each installed plugin that has a command line."""
 
 from __future__ import annotations
 
@@ -123,11 +124,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    """Apply the database migrations."""
+    """Apply the database migrations: the core's and each enabled plugin's branch."""
     from exobot.db.migrate import upgrade
+    from exobot.plugins import plugin_migrations
 
     config = _load(args.config)
-    upgrade(config.database.url)
+    upgrade(config.database.url, plugins=plugin_migrations(config))
     print("database is up to date")
     return 0
 
@@ -148,6 +150,15 @@ def cmd_token(args: argparse.Namespace) -> int:
     config = _load(args.config)
     setup_logging("WARNING")
     return asyncio.run(run_token(config, args.action, args.name, args.user))
+
+
+def cmd_plugin(args: argparse.Namespace) -> int:
+    """Run an installed plugin's own command (`exobot NAME …`)."""
+    from exobot.plugins.cli import run_plugin_cli
+
+    config = _load(args.config)
+    setup_logging("WARNING")
+    return asyncio.run(run_plugin_cli(config, args.plugin, args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("action", choices=["create", "revoke", "list"])
     t.add_argument("name", nargs="?", help="the token's name (create, revoke)")
     t.add_argument("--user", help="create: the operator it acts as, @name:server")
+    from exobot.plugins.cli import add_plugin_commands
+
+    add_plugin_commands(sub, DEFAULT_CONFIG, cmd_plugin)
     return parser
 
 

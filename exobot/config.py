@@ -639,13 +639,47 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     # A section written with nothing under it ("alerts:") means "use the defaults".
     tree = {key: copy.deepcopy(value) for key, value in data.items() if value is not None}
     sources, problems = _apply_env(tree, os.environ if env is None else env)
+    installed = _installed_plugins()
+    KNOWN_PLUGINS.update(installed)
     try:
         config = Config.model_validate(tree)
     except ValidationError as error:
         raise ConfigError(problems + validation_problems(error, env_sources=sources)) from None
+    problems += _plugin_problems(config, installed, sources)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _installed_plugins() -> dict[str, type[ConfigSection] | str]:
+    """Each installed plugin's settings model, or why it cannot be loaded, by name."""
+    from exobot.plugins.discovery import installed  # the plugins import this module
+
+    return {
+        name: entry.cls.config_model if entry.cls is not None else str(entry.error)
+        for name, entry in installed().items()
+    }
+
+
+def _plugin_problems(
+    config: Config,
+    installed: Mapping[str, type[ConfigSection] | str],
+    sources: Mapping[tuple[str, ...], str],
+) -> list[str]:
+    """Each enabled plugin's settings checked by its own model (`plugins.NAME.key: …`)."""
+    problems = []
+    for name, settings in config.plugins.items():
+        model = installed.get(name)
+        if model is None:
+            continue  # a name made known by hand (tests): nothing to check it against
+        if isinstance(model, str):
+            problems.append(f"plugins.{name}: the plugin cannot be loaded ({model})")
+            continue
+        try:
+            model.model_validate(settings)
+        except ValidationError as error:
+            problems += validation_problems(error, ("plugins", name), sources)
+    return problems
 
 
 def _apply_env(

@@ -10,15 +10,17 @@ is raised at the first sweep after it starts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from exobot.core.clock import Clock
+from exobot.core.clock import Clock, SystemClock
 from exobot.core.events import OutboxQueued
 from exobot.core.intents import RaiseAlert
 from exobot.core.model import Actor
@@ -84,36 +86,59 @@ class AlertSweep:
 
 
 class Scheduler:
-    """The process's APScheduler, owning the sweep job (and, later, plugins' jobs)."""
+    """The process's APScheduler, owning the sweep job (when chat is on) and plugins' jobs."""
 
     def __init__(
         self,
-        sweep: AlertSweep,
+        sweep: AlertSweep | None,
         every: timedelta,
         housekeeping: Callable[[], Awaitable[object]] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.sweep = sweep
         self.every = every
         self.housekeeping = housekeeping  # hourly: forget expired web sessions and links
+        self.clock = clock or (sweep.clock if sweep is not None else SystemClock())
         self.scheduler = AsyncIOScheduler(timezone=UTC)
 
-    def start(self) -> None:
-        """Start sweeping now and every `every`; a sweep still running is never doubled."""
+    def add_job(
+        self, fn: Callable[[], Awaitable[object]], every: timedelta, job_id: str
+    ) -> Callable[[], None]:
+        """Run `await fn()` every `every` (first after one interval), never two at once;
+        returns the function that removes the job. `fn` handles its own failures."""
         self.scheduler.add_job(
-            self._sweep,
-            IntervalTrigger(seconds=self.every.total_seconds()),
-            id="alert-sweep",
-            next_run_time=self.sweep.clock.now(),
+            fn,
+            IntervalTrigger(seconds=every.total_seconds()),
+            id=job_id,
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
         )
+
+        def remove() -> None:
+            with contextlib.suppress(JobLookupError):
+                self.scheduler.remove_job(job_id)
+
+        return remove
+
+    def start(self) -> None:
+        """Start sweeping now and every `every`; a sweep still running is never doubled."""
+        if self.sweep is not None:
+            self.scheduler.add_job(
+                self._sweep,
+                IntervalTrigger(seconds=self.every.total_seconds()),
+                id="alert-sweep",
+                next_run_time=self.clock.now(),
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
         if self.housekeeping is not None:
             self.scheduler.add_job(
                 self._housekeeping,
                 IntervalTrigger(hours=1),
                 id="housekeeping",
-                next_run_time=self.sweep.clock.now(),
+                next_run_time=self.clock.now(),
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,

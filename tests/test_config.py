@@ -29,6 +29,16 @@ MINIMAL: dict[str, Any] = {
     }
 }
 
+
+
+@pytest.fixture(autouse=True)
+def _no_installed_plugins(monkeypatch):
+    """The core's configuration alone: plugins installed in the venv are not known here
+    (tests/plugins/ checks a plugin's settings)."""
+    monkeypatch.setattr(config_module, "KNOWN_PLUGINS", set())
+    monkeypatch.setattr(config_module, "_installed_plugins", dict)
+
+
 MATRIX: dict[str, Any] = {
     "homeserver": "https://matrix.example.org",
     "user_id": "@exobot:example.org",

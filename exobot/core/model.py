@@ -36,6 +36,7 @@ class EntryKind(StrEnum):
     PARTICIPANTS = "participants"  # an operator added or removed participants
     DELIVERY_FAILED = "delivery_failed"
     ALERT = "alert"  # a reminder raised by exobot: still new, or stalled for long
+    FLAG = "flag"  # a mark a plugin set on a new mail (data: code, source; body: its note)
 
 
 class ActorKind(StrEnum):

@@ -10,6 +10,7 @@ from exobot.core import intents as i
 from exobot.core.addresses import BadAddress, address_problem, normalize_address
 from exobot.core.clock import Clock, SystemClock
 from exobot.core.events import EventBus, OutboxQueued, TicketEvent
+from exobot.core.hooks import MailHook, NewMail
 from exobot.core.lifecycle import Happening, LifecycleError, check_status_change, status_after
 from exobot.core.model import Actor, ActorKind, Entry, EntryKind, IncomingMail, Status, Ticket
 from exobot.core.ports import MessageIdFactory, Repository, UnitOfWork
@@ -100,6 +101,8 @@ class TicketService:
         self.settings = settings
         self.events = events or EventBus()
         self.clock = clock or SystemClock()
+        # Run inside a new mail's transaction (the plugins' hooks); set by the App.
+        self.mail_hook: MailHook | None = None
 
     def reference(self, number: int) -> str:
         """The public reference of a ticket number."""
@@ -170,11 +173,17 @@ class TicketService:
                 i.MailClass.UNVERIFIED: EntryKind.UNVERIFIED_IN,
             }.get(intent.mail_class, EntryKind.MAIL_IN)
             await step.record_mail(ticket, mail, kind, cc_not_added=left_out)
+            new = await step.run_mail_hook(ticket, mail, created=True)
             outbox = []
             if intent.acknowledge:
                 outbox.append(
                     await step.queue_mail(
-                        ticket, "ack", to=[ticket.requestor], auto=True, reply_to=mail
+                        ticket,
+                        "ack",
+                        to=[ticket.requestor],
+                        auto=True,
+                        reply_to=mail,
+                        paragraphs=new.ack_paragraphs,
                     )
                 )
             await step.mark_inbound(mail, ticket)
@@ -194,6 +203,8 @@ class TicketService:
             left_out = await step.add_cc(ticket.number, mail.cc)
             ticket.last_member_mail_at = step.now
         await step.record_mail(ticket, mail, kind, cc_not_added=left_out)
+        if intent.mail_class is not i.MailClass.BOUNCE:
+            await step.run_mail_hook(ticket, mail, created=False)
         await step.transition(ticket, happening)
         await step.mark_inbound(mail, ticket)
         return step.outcome(ticket)
@@ -584,6 +595,22 @@ class _Step:
         await self.uow.record_message(mail.message_id, ticket.number, "in", entry.id)
         return entry
 
+    async def run_mail_hook(self, ticket: Ticket, mail: IncomingMail, *, created: bool) -> NewMail:
+        """Let the plugins look at a new mail in its transaction; record the flags they set."""
+        new = NewMail(ticket, mail, created, getattr(self.uow, "conn", None))
+        hook = self.service.mail_hook
+        if hook is None:
+            return new
+        await hook(new)
+        for flag in new.flags:
+            await self.add(
+                ticket,
+                EntryKind.FLAG,
+                body=flag.note or None,
+                data={"code": flag.code, "source": flag.source},
+            )
+        return new
+
     async def set_status(self, ticket: Ticket, target: Status) -> Entry:
         entry = await self.add(
             ticket, EntryKind.STATUS, data={"from": ticket.status.value, "to": target.value}
@@ -612,6 +639,7 @@ class _Step:
         auto: bool,
         text: str | None = None,
         reply_to: IncomingMail | None = None,
+        paragraphs: list[str] | None = None,
     ) -> int:
         """Queue a mail to members, with its Message-ID minted now so a retry never changes it."""
         message_id = self.service.message_ids.mint(ticket.number)
@@ -640,6 +668,8 @@ class _Step:
             "references": chain[-MAX_REFERENCES:],
             "auto_submitted": auto,
         }
+        if paragraphs:
+            payload["paragraphs"] = list(paragraphs)  # plain text the plugins added
         outbox_id = await self.uow.queue_outbox(
             "mail", ticket.number, payload, template=template, recipient=to[0] if to else None
         )

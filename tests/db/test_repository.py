@@ -13,7 +13,6 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
@@ -21,7 +20,7 @@ from exobot.core.intents import MailClass, OpenTicket, ReceiveMail, SetStatus, S
 from exobot.core.model import Actor, EntryKind, IncomingMail, Status, Ticket
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.db import chat, inbound, outbox
-from exobot.db.migrate import alembic_config, upgrade
+from exobot.db.migrate import alembic_config, core_head, upgrade
 from exobot.db.repository import SqlRepository, fold
 from exobot.db.state import get_state, set_state
 from exobot.db.tables import OutboxRow
@@ -146,7 +145,7 @@ async def test_migrations_build_the_whole_schema_and_are_idempotent(engine, db_u
         names = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
     assert names >= TABLES
-    head = ScriptDirectory.from_config(alembic_config(db_url)).get_current_head()
+    head = core_head(alembic_config(db_url))  # installed plugins' branches left aside
     assert version == head
     await asyncio.to_thread(upgrade, db_url)  # a second run (every start does one) is a no-op
     async with engine.connect() as conn:

@@ -1,0 +1,85 @@
+"""`exobot NAME …`: a plugin's own command line, run with a context over the database (no
+chat, no web, no scheduler)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from exobot.config import Config
+from exobot.plugins.discovery import installed, plugin_class
+
+
+def add_plugin_commands(
+    sub: argparse._SubParsersAction, config_default: str, func: Callable[..., int]
+) -> None:
+    """A subcommand per installed plugin that offers a command line, run by `func`."""
+    for name, entry in installed().items():
+        if entry.cls is None or not entry.cls.has_cli() or name in sub.choices:
+            continue
+        help_text = (entry.cls.__doc__ or f"the {name} plugin").strip().splitlines()[0]
+        parser = sub.add_parser(name, help=help_text, description=help_text)
+        parser.add_argument("-c", "--config", default=config_default, help="configuration file")
+        parser.set_defaults(plugin=name, func=func)
+        entry.cls().add_cli(parser)
+
+
+async def run_plugin_cli(config: Config, name: str, args: argparse.Namespace) -> int:
+    """Run `exobot NAME …` for an enabled plugin; returns the exit status."""
+    from exobot.app import hmac_secret, service_settings
+    from exobot.core.actions import new_registry
+    from exobot.core.clock import SystemClock
+    from exobot.core.events import EventBus
+    from exobot.core.service import TicketService
+    from exobot.db.engine import create_engine, create_sync_engine
+    from exobot.db.migrate import upgrade_async
+    from exobot.db.repository import SqlRepository
+    from exobot.mail.msgid import MessageIds
+    from exobot.plugins.context import PluginContext
+    from exobot.plugins.manager import Host, PluginManager, _Run
+
+    if name not in config.plugins:
+        print(f"the plugin {name} is not enabled: add `{name}: {{}}` under `plugins:`")
+        return 2
+    cls = plugin_class(name)
+    settings = cls.config_model.model_validate(config.plugins[name])
+    manager = PluginManager(config)
+    await upgrade_async(config.database.url, manager.migration_branches())
+    engine = create_engine(config.database.url)
+    repository = SqlRepository(engine, create_sync_engine(config.database.url))
+    try:
+        secret = await hmac_secret(
+            repository,
+            config.mail.hmac_secret.get_secret_value() if config.mail.hmac_secret else None,
+        )
+        clock = SystemClock()
+        events = EventBus()
+        service = TicketService(
+            repository,
+            MessageIds(secret, config.mail.address.rpartition("@")[2]),
+            service_settings(config),
+            events=events,
+            clock=clock,
+        )
+        manager.host = Host(
+            service=service,
+            repository=repository,
+            clock=clock,
+            actions=new_registry(),
+            events=events,
+            language=config.language,
+        )
+        plugin = cls()
+        run = _Run(name, plugin)
+        run.ctx = PluginContext(manager, run, settings, manager.host)
+        if cls.locale is not None:
+            from exobot import i18n
+            from exobot.plugins.base import domain_of
+
+            i18n.add_domain(domain_of(name), cls.locale)
+        try:
+            return int(await plugin.run_cli(args, run.ctx) or 0)
+        finally:
+            run.ctx.remove_all()
+    finally:
+        await repository.close()

@@ -1,0 +1,183 @@
+"""`PluginContext`: what a plugin gets at start, and the one way it registers anything.
+
+Every registration made through a context is recorded with its remover, so whatever a plugin
+registered is removed when it stops or is disabled, whatever its own `stop()` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from exobot import i18n
+from exobot.core.actions import ActionSpec
+from exobot.plugins.base import PluginConfig, domain_of
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter, Request
+    from starlette.responses import HTMLResponse
+
+    from exobot.core.clock import Clock
+    from exobot.core.service import ServiceSettings, TicketService
+    from exobot.plugins.manager import Host, PluginManager, _Run
+
+Remover = Callable[[], None]
+
+
+class PluginContext:
+    """A plugin's view of exobot: its settings, logger, clock, the ticket service, the
+    database, its messages, and the registration methods (see the README's plugin section)."""
+
+    def __init__(
+        self, manager: PluginManager, run: _Run, config: PluginConfig, host: Host
+    ) -> None:
+        self.name: str = run.name
+        self.domain: str = domain_of(run.name)
+        self.config = config
+        self.log = logging.getLogger(f"exobot.plugins.{run.name}")
+        self.clock: Clock = host.clock
+        self.service: TicketService = host.service
+        self.settings: ServiceSettings = host.service.settings
+        self._host = host
+        self._manager = manager
+        self._run = run
+        self._removers: list[Remover] = []
+
+    # --- reading and writing ------------------------------------------------------------
+
+    def reading(self) -> AbstractAsyncContextManager[Any]:
+        """The repository's read view in one read-only transaction (get_ticket, entries, …)."""
+        return self._host.repository.reading()
+
+    def connection(self) -> AbstractAsyncContextManager[Any]:
+        """An SQLAlchemy AsyncConnection in a write transaction, for the plugin's own tables."""
+        return self._host.repository.connection()
+
+    # --- words --------------------------------------------------------------------------
+
+    def say(self, language: str, msgid: str, **params: object) -> str:
+        """`msgid` in the plugin's domain (falling back to the core's), filled with params."""
+        return i18n.say(language, msgid, domain=self.domain, **params)
+
+    def translator(self, language: str) -> i18n.Translator:
+        """gettext/ngettext/pgettext of the plugin's domain in `language`."""
+        return i18n.translator(language, self.domain)
+
+    # --- registrations ------------------------------------------------------------------
+
+    def _keep(self, remover: Remover) -> None:
+        self._removers.append(remover)
+
+    def remove_all(self) -> list[BaseException]:
+        """Undo every registration, newest first; returns what failed to be undone."""
+        errors: list[BaseException] = []
+        while self._removers:
+            remover = self._removers.pop()
+            try:
+                remover()
+            except Exception as error:  # keep removing the rest
+                errors.append(error)
+        return errors
+
+    def add_action(self, spec: ActionSpec) -> None:
+        """Register an action (chat, `!help`, web forms and API are generated from it)."""
+        spec = dataclasses.replace(
+            spec,
+            domain=self.domain,
+            owner=self.name,
+            handler=self._manager.wrap_handler(self._run, spec.handler) if spec.handler else None,
+        )
+        self._keep(self._host.actions.register(spec))
+
+    def on(self, event_type: type, handler: Callable[[Any], Awaitable[None] | None]) -> None:
+        """Call `handler(event)` for each domain event of `event_type` (after its commit)."""
+        wrapped = self._manager.wrap_event_handler(self._run, handler)
+        self._keep(self._host.events.subscribe(event_type, wrapped))
+
+    def on_new_mail(self, hook: Callable[[Any], Awaitable[None]]) -> None:
+        """Run `hook(new)` inside each new mail's transaction (new ticket or mail appended).
+        It runs in exobot's database thread: use `new.execute(...)` for the plugin's tables,
+        not `connection()`."""
+        self._keep(self._manager.add_contribution("mail", self._run, hook))
+
+    def add_root_lines(self, fn: Callable[..., Awaitable[list[str]]]) -> None:
+        """`await fn(ticket, language)` → plain lines added to a ticket's root message."""
+        self._keep(self._manager.add_contribution("root", self._run, fn))
+
+    def add_panel(self, fn: Callable[..., Awaitable[Any]]) -> None:
+        """`await fn(ticket, language)` → a Panel (or None) on the ticket page."""
+        self._keep(self._manager.add_contribution("panel", self._run, fn))
+
+    def add_digest_lines(self, fn: Callable[..., Awaitable[list[str]]]) -> None:
+        """`await fn(language)` → plain lines added to the daily digest."""
+        self._keep(self._manager.add_contribution("digest", self._run, fn))
+
+    def schedule(self, fn: Callable[[], Awaitable[object]], *, every: timedelta, name: str) -> None:
+        """Run `await fn()` every `every` (first after one interval); failures are isolated."""
+        scheduler = self._host.scheduler
+        if scheduler is None:
+            self.log.debug("no scheduler in this process: job %s not scheduled", name)
+            return
+        wrapped = self._manager.wrap_job(self._run, fn, name)
+        self._keep(scheduler.add_job(wrapped, every, f"plugin:{self.name}:{name}"))
+
+    def web_router(self, router: APIRouter) -> None:
+        """Mount `router` under /plugins/NAME/ on the web server."""
+        app = self._host.web_app
+        if app is not None:
+            self._keep(_include(app, router, f"/plugins/{self.name}"))
+
+    def api_router(self, router: APIRouter) -> None:
+        """Mount `router` under /api/v1/plugins/NAME/ (bearer auth: exobot.web.deps.ApiOperator)."""
+        app = self._host.web_app
+        if app is None:
+            return
+        from starlette.routing import Mount
+
+        api = next(
+            (r.app for r in app.routes if isinstance(r, Mount) and r.path == "/api/v1"), None
+        )
+        if api is None:
+            raise RuntimeError("the web application has no API mounted at /api/v1")
+        self._keep(_include(api, router, f"/plugins/{self.name}"))
+
+    def render_page(
+        self, request: Request, template: str, status_code: int = 200, **values: object
+    ) -> HTMLResponse:
+        """Render the plugin's `template` (from its templates folder) in the core layout,
+        with `_`/`gettext`/`ngettext` bound to the plugin's domain."""
+        from exobot.plugins.web import render_plugin_page
+
+        return render_plugin_page(self, request, template, status_code, **values)
+
+    def add_data_handlers(
+        self,
+        *,
+        export: Callable[..., Awaitable[dict]] | None = None,
+        erase: Callable[..., Awaitable[int]] | None = None,
+        backup: Callable[[], Awaitable[dict]] | None = None,
+    ) -> None:
+        """Handlers of the plugin's own data about a person or a ticket (DataSubject)."""
+        for kind, fn in (("export", export), ("erase", erase), ("backup", backup)):
+            if fn is not None:
+                self._keep(self._manager.add_contribution(kind, self._run, fn))
+
+
+def _include(app: Any, router: APIRouter, prefix: str) -> Remover:
+    """Add a router's routes to a FastAPI app under `prefix`; returns what removes them."""
+    before = list(app.router.routes)
+    app.include_router(router, prefix=prefix)
+    added = [route for route in app.router.routes if route not in before]
+    app.openapi_schema = None  # the schema is built again with (or without) them
+
+    def remove() -> None:
+        for route in added:
+            if route in app.router.routes:
+                app.router.routes.remove(route)
+        app.openapi_schema = None
+
+    return remove
