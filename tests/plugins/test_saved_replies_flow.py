@@ -128,10 +128,11 @@ async def test_chat_lists_sends_and_refuses(make_instance, matrix_setup, volunte
         vol, setup, mark, lambda b: True, "the confirmation of the reply in the thread"
     )
     mails = await inst.wait_mailbox(member, 2)
-    [reply] = [m for m in mails if "Salut" in m.get_content()]
+    [reply] = [m for m in mails if "Hola Maria Puig" in m.get_content()]
+    # Literal: other braces stay; `{{name}}` holds a placeholder, so only its inside changes.
     expected = (
-        f"Hola Maria Puig,\nsobre suport#{number}: {{0.__class__}} {{x i {{{{name}}}}.\n"
-        "<b>Salut</b>"
+        f"Hola Maria Puig,\nsobre suport#{number}: "
+        + "{0.__class__} {x i {Maria Puig}.\n<b>Salut</b>"
     )
     assert expected in reply.get_content().replace("\r\n", "\n")
     assert f"[suport#{number}]" in reply["Subject"]
