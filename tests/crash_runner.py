@@ -31,7 +31,7 @@ from exobot.db import chat
 from exobot.mail.intake import ImapIntake
 from exobot.matrix.poster import ChatSender
 
-MAIL_SETTLE_SECONDS = 20.0
+MAIL_SETTLE_SECONDS = 90.0  # returns as soon as the mail is out; generous for a busy machine
 
 
 def _die() -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import DEADLINE  # every wait on Synapse uses the suite's generous deadline
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -243,7 +244,7 @@ class MatrixUser:
 
     # --------------------------------------------------------------- actions
 
-    async def join(self, room: str, timeout: float = 15) -> str:
+    async def join(self, room: str, timeout: float = DEADLINE) -> str:
         """Join a room by id or alias; returns the room id once the sync knows the room."""
         response = await self.client.join(room)
         if isinstance(response, JoinError):
@@ -251,7 +252,7 @@ class MatrixUser:
         await self._wait_room(response.room_id, timeout)
         return response.room_id
 
-    async def accept_invite(self, inviter: str, timeout: float = 20) -> str:
+    async def accept_invite(self, inviter: str, timeout: float = DEADLINE) -> str:
         """Wait for an invitation from `inviter` and join that room; returns its id."""
         deadline = time.monotonic() + timeout
         while True:
@@ -262,7 +263,7 @@ class MatrixUser:
                 pytest.fail(f"{self.user_id}: no invitation from {inviter} within {timeout} s")
             await asyncio.sleep(0.05)
 
-    async def _wait_room(self, room_id: str, timeout: float = 15) -> None:
+    async def _wait_room(self, room_id: str, timeout: float = DEADLINE) -> None:
         deadline = time.monotonic() + timeout
         while room_id not in self.client.rooms:
             if time.monotonic() > deadline:
@@ -356,7 +357,7 @@ class MatrixUser:
         self,
         room_id: str,
         predicate: Callable[[dict], bool],
-        timeout: float = 15,
+        timeout: float = DEADLINE,
         what: str = "a matching event",
         after: int = 0,
     ) -> dict:
@@ -476,7 +477,6 @@ async def request_login_link(user: MatrixUser, room_id: str, bot_id: str) -> tup
     message = await user.wait_for(
         direct,
         lambda e: sender_of(e) == bot_id and bool(_LINK.search(body_of(e) or "")),
-        timeout=30,
         what="the login link",
     )
     link = _LINK.search(body_of(message)).group(0)

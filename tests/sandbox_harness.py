@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from harness import DEADLINE
+
 from exobot.app import App
 from exobot.mail.sandbox import ParseSandbox, SandboxSettings
 
@@ -19,5 +21,5 @@ async def start_with_parser(inst, parser: str) -> App:  # noqa: ANN001 - a harne
     )
     inst.app = app
     await app.start()
-    await asyncio.wait_for(app.intake.connected.wait(), 15)
+    await asyncio.wait_for(app.intake.connected.wait(), DEADLINE)
     return app

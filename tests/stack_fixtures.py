@@ -39,6 +39,9 @@ except ImportError:
     from devstack.postgres import find_bindir
     from devstack.stack import DEFAULT_BASE_PORT, STACK_FILE, find_free_base_port
 
+# How long each server of the stack may take to answer after it is started.
+STACK_READY_SECONDS = 180.0
+
 
 def _with_postgres() -> bool:
     setting = os.environ.get("EXOBOT_STACK_POSTGRES", "")
@@ -85,6 +88,9 @@ def stack() -> Iterator[Stack]:
         base_port=base_port,
         synapse=with_synapse,
         postgres=_with_postgres(),
+        # Synapse (and its first database) can take long to start on a busy machine; each
+        # server is polled, so a generous limit costs nothing when it is quick.
+        timeout=STACK_READY_SECONDS,
     )
     try:
         yield started

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from clocks import FakeClock
 from sqlalchemy import select
 
 from exobot.core.intents import MailClass, ReceiveMail, Take
@@ -29,19 +30,6 @@ SETTINGS = ServiceSettings(
     announce=True,
 )
 OPERATOR = Actor.operator("@anna:example.org")
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, **kwargs: float) -> None:
-        self._now += timedelta(**kwargs)
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
 
-from harness import Instance, member_mail, unique, wait_until
+from harness import DEADLINE, Instance, member_mail, unique, wait_until
 from matrix_harness import MatrixUser, body_of, sender_of, thread_root_of
-from playwright.async_api import Browser, BrowserContext, Page
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from exobot import i18n
 from exobot.core.intents import Intent
@@ -60,7 +60,10 @@ class Web:
     async def context(self, **options: object) -> BrowserContext:
         """A fresh browser context (own cookies), closed at the end of the test."""
         context = await self.browser.new_context(**options)
-        context.set_default_timeout(10_000)
+        # Page actions and expect() wait as long as the suite's other waits: they return as
+        # soon as the page is ready, and a busy machine may take more than a few seconds.
+        context.set_default_timeout(DEADLINE * 1000)
+        expect.set_options(timeout=DEADLINE * 1000)
         self.contexts.append(context)
         return context
 
@@ -109,7 +112,7 @@ class Web:
         before = self.inst.scalar("SELECT count(*) FROM tickets")
         raw = msg if isinstance(msg, bytes) else msg.as_bytes(policy=email.policy.SMTP)
         await self.inst.deliver_raw(raw, parseaddr(envelope_from)[1] or envelope_from)
-        await self.inst.wait_tickets(before + 1, timeout=20)
+        await self.inst.wait_tickets(before + 1)
         return self.inst.scalar("SELECT max(id) FROM tickets")
 
     async def quarantine(self, msg: EmailMessage, envelope_from: str, monkeypatch) -> int:
@@ -134,7 +137,7 @@ class Web:
         async def quarantined() -> object:
             return self.inst.scalar(sql, m=f"%{marker}%")
 
-        return await wait_until(quarantined, 20, "the mail in quarantine")
+        return await wait_until(quarantined, what="the mail in quarantine")
 
     async def act(self, intent: Intent) -> None:
         """Apply an intent as the volunteer, straight through exobot's service."""
@@ -170,7 +173,6 @@ class Web:
             self.room(queue),
             lambda e: sender_of(e) == bot and e.get("type") == "m.room.message" and predicate(e),
             after=after,
-            timeout=20,
             what=what or "a bot message",
         )
 

@@ -169,7 +169,7 @@ async def test_a_take_in_chat_shows_on_the_page_after_reload(web: Web):
     async def taken() -> bool:
         return web.ticket(number)[1] == volunteer
 
-    await wait_until(taken, 20, "the take from chat")
+    await wait_until(taken, what="the take from chat")
     await page.reload()
     await expect(owner_on_page(page)).to_have_text(volunteer)
     await expect(page.locator("main dl.meta .status")).to_have_text(say("open"))

@@ -14,8 +14,10 @@ import copy
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
+
+from clocks import FakeClock  # noqa: F401 - the core tests' clock, shared with the others
 
 from exobot.core.model import AttachmentInfo, Entry, Ticket
 
@@ -263,16 +265,3 @@ class FakeMessageIds:
         return message_id
 
 
-class FakeClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:
-        """Move forward by `delta` or by timedelta keyword arguments (`advance(hours=2)`)."""
-        self._now += (delta or timedelta()) + timedelta(**kwargs)
-        return self._now

@@ -25,7 +25,7 @@ async def _run_until_killed(inst, point: str) -> int:
     async def ended() -> bool:
         return proc.poll() is not None
 
-    await wait_until(ended, 30, "exobot to crash")
+    await wait_until(ended, what="exobot to crash")
     return proc.returncode
 
 

@@ -56,8 +56,8 @@ async def test_stop_during_a_runaway_parse_is_prompt_and_loses_nothing(make_inst
     async def parsing() -> bool:
         return inst.scalar("SELECT attempts FROM inbound_mail") == 1
 
-    await wait_until(parsing, 30, "the parse to start")
-    await asyncio.wait_for(inst.stop(), 30)  # not the 10 minutes the parse could take
+    await wait_until(parsing, what="the parse to start")
+    await asyncio.wait_for(inst.stop(), 90)  # not the 10 minutes the parse could take
     # Stopped on purpose: the attempt does not count against the mail, which waits.
     assert inst.query("SELECT state, attempts FROM inbound_mail") == [("received", 0)]
 
@@ -90,8 +90,8 @@ async def test_a_mail_too_big_is_quarantined_from_its_header_and_its_sender_told
         assert size > 400_000 and stored < 10_000  # only the header was fetched
     assert [r[2] for r in rows] == ["Fotos del router", "Més fotos", "Informe", "Petit"]
     assert rows[3][0] == "done"
-    await inst.wait_outbox_idle(timeout=30)
-    mails = await inst.wait_mailbox(member, 2, timeout=30)  # the notice and the ack of "Petit"
+    await inst.wait_outbox_idle()
+    mails = await inst.wait_mailbox(member, 2)  # the notice and the ack of "Petit"
     notices = [m for m in mails if "massa gran" in m["Subject"]]
     assert len(notices) == 1  # once a day, not once per mail
     notice = notices[0]

@@ -310,7 +310,7 @@ async def test_intake_reconnects_when_the_server_drops_it(bot, stack, caplog):
     async def reconnected() -> bool:
         return "reconnecting" in caplog.text and bot.app.intake.connected.is_set()
 
-    await wait_until(reconnected, 20, "intake to notice the drop and reconnect")
+    await wait_until(reconnected, what="intake to notice the drop and reconnect")
     member = unique("member")
     await bot.send(member_mail(member, bot.address, subject="Després de la desconnexió"))
     await bot.wait_tickets(1)

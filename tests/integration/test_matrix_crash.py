@@ -40,7 +40,7 @@ async def _run_until_killed(inst: Instance, point: str) -> None:
         async def ended() -> bool:
             return proc.poll() is not None
 
-        await wait_until(ended, 45, f"exobot to crash at {point}")
+        await wait_until(ended, what=f"exobot to crash at {point}")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -99,7 +99,6 @@ async def test_sigkill_around_the_announcement_posts_one_root(
         await vol.wait_for(
             room,
             lambda e: _is_root(e, bot, number),
-            timeout=15,
             what=f"the root of suport#{number} posted before the crash",
         )
     else:
@@ -107,11 +106,10 @@ async def test_sigkill_around_the_announcement_posts_one_root(
         assert _roots(vol, room, bot, number) == []
 
     await inst.start()
-    await inst.wait_outbox_idle(timeout=20)
+    await inst.wait_outbox_idle()
     await vol.wait_for(
         room,
         lambda e: _is_root(e, bot, number),
-        timeout=20,
         what=f"the root of suport#{number}",
     )
     await asyncio.sleep(DUPLICATE_GRACE_SECONDS)  # a duplicate root would show up now

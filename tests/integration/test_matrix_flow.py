@@ -8,7 +8,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from harness import Instance, member_mail, unique
+from clocks import ShiftedClock
+from harness import Instance, member_mail, unique, wait_until
 from matrix_harness import MatrixUser, body_of, reply_to_of, sender_of, thread_root_of
 
 from exobot.i18n import say
@@ -48,7 +49,6 @@ class Chat:
                 sender_of(e) == self.bot_id and e.get("type") == "m.room.message" and predicate(e)
             ),
             after=after,
-            timeout=20,
             what=what or "a bot message",
         )
 
@@ -293,12 +293,16 @@ async def test_restart_reruns_nothing_and_the_next_command_works(chat: Chat):
 
 async def test_alert_for_a_new_ticket_and_none_after_take(make_instance, matrix_setup, volunteer):
     setup = matrix_setup()
+    clock = ShiftedClock()  # hours pass when the test says so, not by waiting
     inst = make_instance(
-        matrix=setup, alerts={"new_after": "4s", "repeat_every": "1h", "sweep_every": "1s"}
+        matrix=setup,
+        alerts={"new_after": "4h", "repeat_every": "8h", "sweep_every": "1s"},
+        clock=clock,
     )
     await inst.start()
     chat = Chat(inst, setup, await volunteer(setup))
     number, root, _ = await chat.mail_ticket()
+    clock.advance(hours=4, minutes=1)
     await chat.bot_says(
         lambda e: in_thread(root)(e) and "⚠" in body_of(e), what="the alert in the thread"
     )
@@ -314,7 +318,16 @@ async def test_alert_for_a_new_ticket_and_none_after_take(make_instance, matrix_
     other, other_root, _ = await chat.mail_ticket()
     _, mark = await chat.command("!take", thread=other_root)
     await chat.bot_says(in_thread(other_root), after=mark)
-    await asyncio.sleep(5.5)  # past its new_after and several sweeps
+    # A witness opened after it and left new: once its alert is raised, a sweep has passed
+    # the taken ticket's old due time too.
+    witness, _, _ = await chat.mail_ticket()
+    clock.advance(hours=4, minutes=1)
+
+    async def witness_alerted() -> bool:
+        query = "SELECT 1 FROM entries WHERE kind = 'alert' AND ticket_id = :n"
+        return bool(inst.query(query, n=witness))
+
+    await wait_until(witness_alerted, what="the alert of the ticket left new")
     alerts = inst.query("SELECT ticket_id FROM entries WHERE kind = 'alert'")
     assert (number,) in alerts and (other,) not in alerts
 

@@ -45,7 +45,7 @@ async def test_an_invited_user_is_no_operator_until_they_join(
         nio_room = app.matrix.nio.rooms.get(room)
         return nio_room is not None and pere in nio_room.invited_users
 
-    await wait_until(pere_invited, 30, "the bot to see Pere's invitation")
+    await wait_until(pere_invited, what="the bot to see Pere's invitation")
     assert app.bot.is_operator(setup.volunteer_user_id)
     async with app.repository.connection() as conn:
         session, _ = await records.create_session(conn, pere, timedelta(hours=1), datetime.now(UTC))
@@ -63,7 +63,7 @@ async def test_an_invited_user_is_no_operator_until_they_join(
     # Once Pere joins, the same session, token and password work.
     user = await matrix_login(pere, PASSWORD, setup.homeserver)
     await user.join(room)
-    await wait_until(lambda: _async(app.bot.is_operator(pere)), 30, "the bot to see Pere join")
+    await wait_until(lambda: _async(app.bot.is_operator(pere)), what="the bot to see Pere join")
     async with httpx.AsyncClient(cookies={"exobot_session": session}) as browser:
         assert (await browser.get(inst.web_url + "/")).status_code == 200
         assert (await browser.get(inst.web_url + "/api/v1/me", headers=api)).status_code == 200
@@ -102,7 +102,6 @@ async def test_a_public_queue_room_makes_nobody_an_operator_and_says_so(
     await vol.wait_for(
         room,
         lambda e: sender_of(e) == setup.bot_user_id and body_of(e) == warning,
-        timeout=30,
         what="the bot's warning that the room is open",
     )
     mark = vol.mark(room)
@@ -110,7 +109,6 @@ async def test_a_public_queue_room_makes_nobody_an_operator_and_says_so(
     refusal = await vol.wait_for(
         room,
         lambda e: sender_of(e) == setup.bot_user_id and e.get("type") == "m.room.message",
-        timeout=30,
         what="the answer to !llista",
         after=mark,
     )

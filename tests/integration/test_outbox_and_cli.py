@@ -29,7 +29,7 @@ async def test_reply_queued_while_smtp_is_down_is_delivered_once(bot, stack):
         async def retried() -> bool:
             return bot.scalar("SELECT attempts FROM outbox WHERE template = 'reply'") >= 2
 
-        await wait_until(retried, 20, "the reply to be retried")
+        await wait_until(retried, what="the reply to be retried")
         assert bot.scalar("SELECT state FROM outbox WHERE template = 'reply'") == "pending"
         assert (
             "connect"
@@ -37,7 +37,7 @@ async def test_reply_queued_while_smtp_is_down_is_delivered_once(bot, stack):
         )
     finally:
         stack.start_smtp()
-    await bot.wait_mailbox(member, 2, timeout=20)
+    await bot.wait_mailbox(member, 2)
     await asyncio.sleep(2.5)  # a second delivery would arrive within the retry period
     mails = bot.mailbox(member)
     assert len(mails) == 2
@@ -62,7 +62,7 @@ async def test_permanent_refusal_marks_failed_and_records_it(bot):
     async def failed() -> bool:
         return bot.scalar("SELECT state FROM outbox") == "failed"
 
-    await wait_until(failed, 15, "the mail to fail")
+    await wait_until(failed, what="the mail to fail")
     assert "550" in bot.scalar("SELECT last_error FROM outbox")
     assert bot.scalar("SELECT count(*) FROM entries WHERE kind = 'delivery_failed'") == 1
 
