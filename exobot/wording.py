@@ -123,18 +123,6 @@ ADDRESS_REASONS: dict[str, str] = {
     "invalid": N_("it is not of the form name@domain"),
 }
 
-#: What is missing, by argument name ("A !dona li falta l'usuari").
-ARGUMENTS: dict[str, str] = {
-    "text": N_("the text"),
-    "title": N_("the title"),
-    "user": N_("the user (@name:server)"),
-    "queue": N_("the queue"),
-    "status": N_("the status"),
-    "words": N_("the words to search for"),
-    "address": N_("the email address"),
-    "participants": N_("the addresses (+address to add, -address to remove)"),
-}
-
 
 @dataclass(frozen=True)
 class Message:
@@ -662,13 +650,13 @@ class Wording:
         if spec is not None and code != "unknown_command":
             values["command"] = self.command_word(spec)
         if code == "missing_argument":
+            # The parser names the missing argument by its declared label (a message id in
+            # the action's domain); nothing else keeps a list of arguments.
             argument = str(values.get("argument", ""))
-            label = ARGUMENTS.get(argument)
-            declared = spec.argument(argument) if spec is not None else None
-            if declared is not None and declared.label:
-                values["argument"] = say(self.language, declared.label, domain=spec.domain)
-            elif label is not None:
-                values["argument"] = self._say(label)
+            label = str(values.pop("label", "") or "")
+            if label:
+                domain = spec.domain if spec is not None else i18n.CORE_DOMAIN
+                values["argument"] = say(self.language, label, domain=domain)
             else:
                 values["argument"] = say(
                     self.language, "an argument ({argument})", argument=argument

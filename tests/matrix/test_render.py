@@ -26,7 +26,7 @@ COMMAND_CODES: dict[str, dict[str, object]] = {
     "unknown_command": {"command": "agaf"},
     "missing_reference": {"command": "take"},
     "bad_reference": {"text": "suport#x"},
-    "missing_argument": {"command": "give", "argument": "user"},
+    "missing_argument": {"command": "give", "argument": "user", "label": "the user (@name:server)"},
     "bad_status": {"word": "tancat", "known": "new, nou, open, obert"},
     "bad_user": {"text": "anna"},
     "bad_queue": {"queue": "comptes", "known": "suport, tresoreria"},
@@ -709,7 +709,10 @@ def test_error_details_catalan() -> None:
     assert r.error("same_status", {"ticket": "suport#3", "status": "stalled"}).body == (
         "suport#3 ja té l'estat aturat."
     )
-    missing = r.error("missing_argument", {"command": "give", "argument": "user"}).body
+    # As the parser says it: the argument's declared label.
+    label = "the user (@name:server)"
+    missing = r.error("missing_argument", {"command": "give", "argument": "user", "label": label})
+    missing = missing.body
     assert missing.startswith("A !dona li falta l'usuari")
     assert "Ús: !dona suport#N @usuari:servidor" in missing
     assert "agaf" in r.error("unknown_command", {"command": "agaf"}).body
@@ -728,7 +731,8 @@ def test_unknown_error_code_is_generic(renderer: Renderer) -> None:
 
 def test_errors_escape(renderer: Renderer) -> None:
     for code in ALL_CODES:
-        params = {key: HOSTILE for key in ALL_CODES[code]}
+        # A label is a declared message id, never typed text: it stays as declared.
+        params = {key: HOSTILE if key != "label" else v for key, v in ALL_CODES[code].items()}
         message = renderer.error(code, params)
         assert_safe(message)
     assert_safe(renderer.error(HOSTILE, {}))
