@@ -187,6 +187,8 @@ class App:
             self.scheduler = Scheduler(None, cfg.alerts.sweep_every, clock=self.clock)
         if cfg.web.enabled:
             self._build_web()
+        if self.poster is not None:
+            self.poster.contributions = self.plugins  # root and digest lines
         self.plugins.host = Host(
             service=self.service,
             repository=self.repository,
@@ -275,6 +277,7 @@ class App:
             now=self.clock.now,
             actions=self.actions,
         )
+        context.panels = self.plugins.panels
         if self.bot is not None:
             context.is_operator = self.bot.is_operator
             context.check_password = PasswordChecker(str(cfg.matrix.homeserver))

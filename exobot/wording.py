@@ -594,6 +594,12 @@ class Wording:
                 else N_("⚠️ Alert: new ticket nobody has taken")
             )
             return _Described(self._t(key))
+        if kind == EntryKind.FLAG:  # set by a plugin on a new mail
+            code = one_line(str(data.get("code") or "?"), TITLE_CHARS)
+            note = one_line(mail_text(entry.body or ""), ERROR_CHARS)
+            if note:
+                return _Described(self._t("🚩 Flag {code}: {note}", code=code, note=note))
+            return _Described(self._t("🚩 Flag {code}", code=code))
         return _Described(self._t("{actor}: {kind}", actor=actor, kind=kind))
 
     def entry_line(self, ticket: Ticket, entry: Entry) -> tuple[str, str]:

@@ -50,7 +50,8 @@ class NewMail:
     def add_ack_paragraph(self, text: str) -> None:
         """Add a paragraph (plain text, in the ticket's language) to the acknowledgement mail.
         Only a mail that opens a ticket is acknowledged; on other mail it has no effect."""
-        text = str(text).strip()
+        # Plain text for a text/plain mail: line breaks kept, other control characters dropped.
+        text = "".join(ch for ch in str(text) if ch in "\n\t" or ch.isprintable()).strip()
         if text:
             self.ack_paragraphs.append(text[:MAX_ACK_PARAGRAPH])
 

@@ -80,6 +80,8 @@ class MailSender(OutboxWorker):
             "requestor": payload.get("requestor", ""),
             "display_name": self.from_name,
             "text": payload.get("text") or "",
+            # Plain-text paragraphs plugins added to an acknowledgement (exobot.core.hooks).
+            "paragraphs": list(payload.get("paragraphs") or ()),
         }
         body = self.renderer.render(payload["template"], payload.get("language"), **variables)
         # A member's mail client may have sent a malformed Message-ID: thread without it

@@ -10,6 +10,7 @@ thread.
 from __future__ import annotations
 
 import logging
+from html import escape as html_escape
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -76,6 +77,8 @@ class ChatSender(OutboxWorker):
         self.login = login
         self._waiting: dict[str, int] = {}  # user id → login row waiting for their join
         self._fresh: set[str] = set()  # direct rooms created by this process, maybe unsynced
+        # The plugins' lines for roots and digests (the App sets its PluginManager here).
+        self.contributions = None
 
     def describe(self, item: OutboxItem) -> str:
         """Chat rows are named with their type."""
@@ -94,6 +97,8 @@ class ChatSender(OutboxWorker):
             await self._digest(item)
         elif kind == "login":
             await self._login_link(item)
+        elif kind == "notice":
+            await self._notice(item)
         else:
             raise PermanentFailure(f"unknown chat row type {kind!r}")
 
@@ -158,9 +163,11 @@ class ChatSender(OutboxWorker):
         reply_to = None
         if origin and _answers_origin_in_place(origin, room_id):
             reply_to = origin["event"]  # `!new` typed in this room: the root is the answer
-        event_id = await self._send(
-            Where(room_id, reply_to=reply_to), self.renderer.root(ticket, first), part
-        )
+        message = self.renderer.root(ticket, first)
+        if self.contributions is not None:
+            lines = await self.contributions.root_lines(ticket, self.renderer.language)
+            message = with_lines(message, lines)
+        event_id = await self._send(Where(room_id, reply_to=reply_to), message, part)
         thread = chat.Thread(ticket.number, queue, room_id, event_id)
         async with self.repository.connection() as conn:
             await chat.record_thread(conn, thread, self.clock.now())
@@ -222,6 +229,16 @@ class ChatSender(OutboxWorker):
                 statuses=[Status.STALLED], limit=DIGEST_OLDEST, oldest_first=True
             )
         message = self.renderer.digest(counts, oldest_new, oldest_stalled, now)
+        if self.contributions is not None:
+            lines = await self.contributions.digest_lines(self.renderer.language)
+            message = with_lines(message, lines)
+        part = await self._parts(item)
+        for room_id in self.rooms.room_ids():
+            await self._send(Where(room_id), message, part)
+
+    async def _notice(self, item: OutboxItem) -> None:
+        """A notice for every queue room (a plugin failed): plain text, escaped here."""
+        message = with_lines(Message("", ""), item.payload["body"].splitlines())
         part = await self._parts(item)
         for room_id in self.rooms.room_ids():
             await self._send(Where(room_id), message, part)
@@ -359,6 +376,17 @@ class _Parts:
 
     def txn(self, part: int) -> str:
         return f"exobot-{self.row}-{part}"
+
+
+def with_lines(message: Message, lines: list[str]) -> Message:
+    """`message` with plain lines added below it (each escaped, on its own line)."""
+    lines = [" ".join(str(line).split()) for line in lines]
+    lines = [line for line in lines if line]
+    if not lines:
+        return message
+    body = "\n".join(filter(None, [message.body, *lines]))
+    html = "<br>".join(filter(None, [message.html, *(html_escape(line) for line in lines)]))
+    return Message(body, html)
 
 
 def _same_thread(origin: dict, thread: chat.Thread) -> bool:

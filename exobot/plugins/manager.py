@@ -3,7 +3,8 @@ and isolates their failures.
 
 A plugin that fails at start is disabled (whatever it registered meanwhile is removed). A
 handler, hook, job or contribution that raises is logged with its stack and that one call is
-dropped (the core's change stands); after `MAX_CONSECUTIVE_FAILURES` failures in a row the
+dropped (the core's change stands); after `MAX_CONSECUTIVE_FAILURES` failures in a row of
+one registered thing (a hook that keeps failing while the plugin's other handlers work) the
 plugin is disabled. Each of these is reported once per plugin and start in the queue rooms
 (a chat notice through the outbox) and in the log; exobot and the other plugins keep running.
 """
@@ -61,7 +62,7 @@ class _Run:
     name: str
     plugin: Plugin
     ctx: PluginContext | None = None
-    failures: int = 0  # consecutive
+    failures: dict[int, int] = field(default_factory=dict)  # consecutive, per registered thing
     reported: set[str] = field(default_factory=set)
     disabled: bool = False
 
@@ -181,7 +182,7 @@ class PluginManager:
             except (ServiceError, ActionRefused):
                 raise  # a refusal the channel explains: an answer, not a failure
             except Exception as error:
-                self._failed(run, f"action {call.action}", error)
+                self._failed(run, handler, f"action {call.action}", error)
                 return Answer(
                     i18n.say(
                         call.language,
@@ -189,7 +190,7 @@ class PluginManager:
                         name=run.name,
                     )
                 )
-            self._succeeded(run)
+            self._succeeded(run, handler)
             return result
 
         return isolated
@@ -275,27 +276,27 @@ class PluginManager:
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                 result = await result
         except Exception as error:
-            self._failed(run, what, error)
+            self._failed(run, fn, what, error)
             return default
-        self._succeeded(run)
+        self._succeeded(run, fn)
         return result
 
-    def _succeeded(self, run: _Run) -> None:
-        run.failures = 0
+    def _succeeded(self, run: _Run, fn: Callable) -> None:
+        run.failures.pop(id(fn), None)
 
-    def _failed(self, run: _Run, what: str, error: BaseException) -> None:
+    def _failed(self, run: _Run, fn: Callable, what: str, error: BaseException) -> None:
         """Log the failure with its stack; report the first in chat; disable at the fifth."""
-        run.failures += 1
+        failures = run.failures[id(fn)] = run.failures.get(id(fn), 0) + 1
         log.error(
             "plugin %s: %s failed (%d in a row); the call was dropped",
             run.name,
             what,
-            run.failures,
+            failures,
             exc_info=error,
         )
-        if run.failures >= MAX_CONSECUTIVE_FAILURES and not run.disabled:
+        if failures >= MAX_CONSECUTIVE_FAILURES and not run.disabled:
             run.disabled = True  # no further call, from any thread, from now on
-            reason = f"{run.failures} failures in a row, the last in {what}: {error!r}"
+            reason = f"{failures} failures in a row, the last in {what}: {error!r}"
             self.disabled[run.name] = reason
             log.error("plugin %s is disabled: %s", run.name, reason)
             self._on_loop(self._disable_later(run, reason, error))

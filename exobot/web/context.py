@@ -66,6 +66,8 @@ class WebContext:
     now: Callable[[], datetime] | None = None
     # The actions forms and API routes offer (the exobot's own registry, plugins' included).
     actions: ActionRegistry = field(default_factory=default_registry)
+    # The plugins' panels of a ticket page: `await panels(ticket, language)` → [Panel].
+    panels: Callable[..., Awaitable[list]] | None = None
 
     def __post_init__(self) -> None:
         if self.now is None:

@@ -264,6 +264,7 @@ async def _ticket_page(
         queues=ctx.settings.queues,
         set_statuses=SET_STATUSES,
         here=f"/tickets/{number}",  # a refused form's page is at the form's URL: come back here
+        panels=await ctx.panels(ticket, language(request)) if ctx.panels else [],
     )
 
 
