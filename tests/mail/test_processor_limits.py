@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
+from clocks import FakeClock
 from sqlalchemy import select, update
 
 from exobot.core.service import ServiceSettings, TicketService
@@ -42,8 +43,16 @@ def message_ids() -> MessageIds:
 
 
 @pytest.fixture
-async def processor(repo, message_ids):
-    service = TicketService(repo, message_ids, ServiceSettings(own_address=OWN, announce=True))
+def clock() -> FakeClock:
+    """The processor's and the service's time: still, until a test moves it."""
+    return FakeClock(datetime.now(UTC))
+
+
+@pytest.fixture
+async def processor(repo, message_ids, clock):
+    service = TicketService(
+        repo, message_ids, ServiceSettings(own_address=OWN, announce=True), clock=clock
+    )
     settings = MailSettings(
         own_address=OWN,
         prefix="suport",
@@ -236,7 +245,7 @@ async def test_no_too_big_notice_to_automatic_mail_or_ourselves(repo, processor,
     assert await notices(repo) == []
 
 
-async def test_too_big_notice_counts_against_the_daily_acknowledgements(repo, processor):
+async def test_too_big_notice_counts_against_the_daily_acknowledgements(repo, processor, clock):
     processor.settings = MailSettings(**{**processor.settings.__dict__, "ack_limit_per_day": 1})
     first, _big = await store(
         repo, mail("Primer", sender="anna@example.net"), (header_of(mail("Gros", "anna@example.net")), 30 * MB)
@@ -245,8 +254,7 @@ async def test_too_big_notice_counts_against_the_daily_acknowledgements(repo, pr
     assert (await rows(repo, [first]))[0][0] == "done"  # acknowledged: the cap of 1 is used
     assert await notices(repo) == []
     # And the notice counts too: after one, a new ticket from the sender is not acknowledged.
-    async with repo.connection() as conn:
-        await conn.execute(update(O).values(created_at=datetime.now(UTC) - timedelta(days=2)))
+    clock.advance(days=2)  # what was queued is two days old now: the day's caps start afresh
     await store(repo, (header_of(mail("Gros 2", sender="anna@example.net")), 30 * MB))
     await store(repo, mail("Segon", sender="anna@example.net"))
     await processor.process_pending()
@@ -254,13 +262,13 @@ async def test_too_big_notice_counts_against_the_daily_acknowledgements(repo, pr
         recent = await conn.execute(
             select(O.c.template).where(
                 O.c.recipient == "anna@example.net",
-                O.c.created_at > datetime.now(UTC) - timedelta(hours=1),
+                O.c.created_at > clock.now() - timedelta(hours=1),
             )
         )
         assert [t for (t,) in recent] == ["too_big"]
 
 
-async def test_the_too_big_notice_as_the_member_reads_it(repo, processor, message_ids):
+async def test_the_too_big_notice_as_the_member_reads_it(repo, processor, message_ids, clock):
     ids = await store(repo, (header_of(mail("Fotos del router")), 30 * MB + MB // 2))
     await processor.process_pending()
     (payload,) = await notices(repo)
@@ -272,8 +280,11 @@ async def test_the_too_big_notice_as_the_member_reads_it(repo, processor, messag
         from_address=OWN,
         from_name="Suport eXO",
         loop_marker=message_ids.loop_marker(),
+        clock=clock,
     )
+    clock.advance(days=3)  # the Date header is the sender's clock when it builds the mail
     message = sender.build({k: v for k, v in payload.items() if k != "recipient"})
+    assert message["Date"].datetime == clock.now().replace(microsecond=0)
     assert message["Subject"] == "Missatge massa gran: Fotos del router"
     assert message["To"] == "marta@example.net"
     assert message["Auto-Submitted"] == "auto-replied"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
+from clocks import ShiftedClock
 
 from exobot.core.service import ServiceSettings, TicketService
-from exobot.db import web as records
 from exobot.db.repository import SqlRepository
 from exobot.mail.msgid import MessageIds
 from exobot.web.app import create_app
@@ -25,11 +25,11 @@ async def _check_password(user: str, password: str) -> str | None:
     return VOL if (user, password) == (VOL, PASSWORD) else None
 
 
-def _app(repo: SqlRepository, *, root: str, secure: bool):
+def _app(repo: SqlRepository, *, root: str, secure: bool, clock: ShiftedClock | None = None):
     settings = ServiceSettings(
         prefix="suport", default_queue="suport", queues=frozenset({"suport"}), own_address="s@x.org"
     )
-    service = TicketService(repo, MessageIds("secret" * 4, "x.org"), settings)
+    service = TicketService(repo, MessageIds("secret" * 4, "x.org"), settings, clock=clock)
     context = WebContext(
         WebSettings(root=root, secure=secure),
         repo,
@@ -126,13 +126,15 @@ async def test_logout_needs_the_sessions_token_and_ends_the_session(https, repo)
         assert (await conn.exec_driver_sql("SELECT count(*) FROM web_sessions")).scalar() == 0
 
 
-async def test_an_expired_session_is_sent_to_login(https, repo):
-    async with repo.connection() as conn:
-        token, _ = await records.create_session(
-            conn, VOL, timedelta(hours=1), datetime.now(UTC) - timedelta(hours=2)
-        )
-    https.cookies.set("__Host-" + SESSION_COOKIE, token, domain="suport.example.org")
-    answer = await https.get("/tickets")
+async def test_an_expired_session_is_sent_to_login(repo):
+    clock = ShiftedClock()  # the web reads the service's clock
+    app = _app(repo, root="http://t", secure=False, clock=clock)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await _login(c)
+        clock.advance(app.state.context.settings.session_ttl - timedelta(minutes=1))
+        assert (await c.get("/tickets")).status_code == 200
+        clock.advance(minutes=2)
+        answer = await c.get("/tickets")
     assert answer.status_code == 303
     assert answer.headers["location"] == "/login?next=/tickets"
 
