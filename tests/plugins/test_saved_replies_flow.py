@@ -240,7 +240,7 @@ async def test_web_pages_add_edit_refuse_and_delete(make_instance, matrix_setup,
         # The English page, from the plugin's catalog.
         web.cookies.set("exobot_lang", "en")
         english = await web.get(base + "/")
-        assert "Saved replies" in english.text and "Last changed" in english.text
+        assert "Saved replies" in english.text and "Add a saved reply" in english.text
         web.cookies.set("exobot_lang", "es")
         spanish = await web.get(base + "/")
         assert "Respuestas guardadas" in spanish.text
