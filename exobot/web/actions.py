@@ -92,8 +92,15 @@ def _checked_text(spec: ActionSpec, argument: Argument, value: str) -> str:
     """The service refuses an empty text of its own intents itself; a handler gets
     `missing_<name>` here instead."""
     if not value.strip() and argument.required and spec.intent is None:
-        raise ActionError(f"missing_{argument.name}")
+        _missing(spec, argument)
     return value
+
+
+def _missing(spec: ActionSpec, argument: Argument) -> None:
+    """A required argument left empty, named by its declared label (as chat says it)."""
+    raise ActionError(
+        "missing_argument", command=spec.name, argument=argument.name, label=argument.label
+    )
 
 
 def _read_text(spec: ActionSpec, argument: Argument, fields: Fields, args: Args) -> None:
@@ -110,7 +117,7 @@ def _read_word(spec: ActionSpec, argument: Argument, fields: Fields, args: Args)
     word = _field(fields, argument.name)
     if not word:
         if argument.required:
-            raise ActionError(f"missing_{argument.name}")
+            _missing(spec, argument)
         return
     if len(word.split()) > 1:
         raise ActionError("unexpected_argument", command=spec.name, text=word)

@@ -1,0 +1,93 @@
+"""The ticket page's forms dispatch by the action registry: an action registered later (a
+plugin's) is carried out from its form; a handler's answer is the page's notice, a returned
+intent goes through the service, a refusal or a failure is said next to the form."""
+
+from __future__ import annotations
+
+import pytest
+
+from exobot.core.actions import (
+    ActionCall,
+    ActionRefused,
+    ActionSpec,
+    Answer,
+    ArgKind,
+    Argument,
+    new_registry,
+)
+from exobot.core.intents import Comment
+from exobot.web.context import WebContext, WebSettings
+from tests.web.test_pages import QUEUES, VOL, alert, receive, redirect_of
+from tests.web.test_pages import browser as browser  # noqa: F401 - fixture
+from tests.web.test_pages import retrier as retrier  # noqa: F401 - fixture
+from tests.web.test_pages import service as service  # noqa: F401 - fixture
+
+
+async def stamp(call: ActionCall) -> Answer | Comment:
+    word = call.args["word"]
+    if word == "refuse":
+        raise ActionRefused("bad_word", f"No: {word}")
+    if word == "boom":
+        raise RuntimeError("a plugin bug")
+    if word == "note":
+        return Comment(call.ticket, f"stamped by {call.actor} <{call.channel}>")
+    return Answer(f"Stamp {word} on #{call.ticket} <{call.language}>")
+
+
+STAMP = ActionSpec(
+    "stamp",
+    "!stamp {ref} word",
+    "Stamps the ticket.",
+    arguments=(Argument("word", ArgKind.WORD),),  # no label: named by its field
+    handler=stamp,
+    owner="test",
+)
+
+
+@pytest.fixture
+def ctx(repo, service, retrier) -> WebContext:  # noqa: F811 - this module's registry
+    settings = WebSettings(
+        root="http://test", secure=False, prefix="suport", queues=QUEUES, default_queue="suport"
+    )
+    registry = new_registry()
+    registry.register(STAMP)
+    return WebContext(
+        settings,
+        repo,
+        service,
+        is_operator=lambda user: user == VOL,
+        retry_mail=retrier,
+        actions=registry,
+    )
+
+
+async def test_a_handlers_answer_is_the_notice(browser, service):
+    number = await receive(service)
+    response = await browser.act(number, "stamp", word="verd")
+    assert response.status_code == 200
+    assert f"Stamp verd on #{number} &lt;ca&gt;" in response.text  # escaped, reader's language
+
+
+async def test_a_returned_intent_goes_through_the_service(browser, service, repo):
+    number = await receive(service)
+    response = await browser.act(number, "stamp", word="note")
+    assert redirect_of(response) == f"/tickets/{number}?done=stamp#done"
+    async with repo.reading() as view:
+        bodies = [entry.body for entry in await view.history(number)]
+    assert f"stamped by {VOL} <web>" in bodies
+
+
+async def test_refusals_and_failures_are_said(browser, service, ctx):
+    number = await receive(service)
+    missing = await browser.act(number, "stamp")
+    assert missing.status_code == 400
+    assert alert(missing.text).startswith("A !stamp li falta un argument (word).")
+    refused = await browser.act(number, "stamp", word="refuse")
+    assert (refused.status_code, alert(refused.text)) == (400, "No: refuse")
+    failed = await browser.act(number, "stamp", word="boom")
+    assert failed.status_code == 400 and alert(failed.text)
+    # Gone from the registry, gone from the forms.
+    ctx.actions.unregister("stamp")
+    gone = await browser.act(number, "stamp", word="verd")
+    assert gone.status_code == 400
+    assert "stamp" in alert(gone.text)
