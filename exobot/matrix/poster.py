@@ -10,9 +10,9 @@ thread.
 from __future__ import annotations
 
 import logging
-from html import escape as html_escape
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from html import escape as html_escape
 
 import nio
 

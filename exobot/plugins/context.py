@@ -46,6 +46,10 @@ class PluginContext:
         self._manager = manager
         self._run = run
         self._removers: list[Remover] = []
+        # A plugin without catalogs speaks through the core's (its own words then show as
+        # written, and count as missing translations).
+        has_catalogs = type(run.plugin).locale is not None
+        self.words_domain = self.domain if has_catalogs else i18n.CORE_DOMAIN
 
     # --- reading and writing ------------------------------------------------------------
 
@@ -61,11 +65,11 @@ class PluginContext:
 
     def say(self, language: str, msgid: str, **params: object) -> str:
         """`msgid` in the plugin's domain (falling back to the core's), filled with params."""
-        return i18n.say(language, msgid, domain=self.domain, **params)
+        return i18n.say(language, msgid, domain=self.words_domain, **params)
 
     def translator(self, language: str) -> i18n.Translator:
         """gettext/ngettext/pgettext of the plugin's domain in `language`."""
-        return i18n.translator(language, self.domain)
+        return i18n.translator(language, self.words_domain)
 
     # --- registrations ------------------------------------------------------------------
 

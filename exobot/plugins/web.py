@@ -58,10 +58,10 @@ def render_plugin_page(
     lang = language(request)
 
     def gettext(msgid: str, **params: Any) -> str:
-        return i18n.say(lang, msgid, domain=ctx.domain, **params)
+        return i18n.say(lang, msgid, domain=ctx.words_domain, **params)
 
     def ngettext(singular: str, plural: str, n: int, **params: Any) -> str:
-        return i18n.say_plural(lang, singular, plural, n, domain=ctx.domain, **params)
+        return i18n.say_plural(lang, singular, plural, n, domain=ctx.words_domain, **params)
 
     def pgettext(msgctxt: str, msgid: str, **params: Any) -> str:
         return i18n.fill(ctx.translator(lang).pgettext(msgctxt, msgid), params)
