@@ -8,7 +8,9 @@ RUN useradd --system --home-dir /var/lib/exobot --create-home exobot
 WORKDIR /opt/exobot
 COPY pyproject.toml setup.py README.md ./
 COPY exobot ./exobot
-RUN pip install ".[postgres]"
+COPY plugins ./plugins
+# exobot and every bundled plugin (plugins/NAME/ with a pyproject.toml), in one pip run.
+RUN pip install ".[postgres]" $(for p in plugins/*/pyproject.toml; do echo "./${p%/pyproject.toml}"; done)
 
 USER exobot
 WORKDIR /var/lib/exobot

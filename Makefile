@@ -15,10 +15,14 @@ BENCH_HOSTILE_NORMAL ?= 10
 
 .PHONY: venv stack demo test bench bench-smoke lint clean catalogs mo
 
-$(STAMP): pyproject.toml
+# The bundled plugins (plugins/NAME/, each its own distribution) are installed with exobot,
+# in one pip run; a change to any of their pyproject files installs again.
+PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
+
+$(STAMP): pyproject.toml $(PLUGIN_PROJECTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' $(foreach project,$(PLUGIN_PROJECTS),-e $(dir $(project)))
 	touch $(STAMP)
 
 # Compiled catalogs (.mo, never committed) for the dev tree; cheap when nothing changed.
