@@ -158,6 +158,14 @@ class PluginContext:
 
         return render_plugin_page(self, request, template, status_code, **values)
 
+    def render_mail(self, what: str, language: str, **values: object) -> str:
+        """The plugin's mail template `<language>/<what>.txt.j2` (from its `templates` folder)
+        rendered as plain text, e.g. the text of a `Reply` intent; the default language's file
+        when the ticket's language has none."""
+        from exobot.plugins.mail import render_mail
+
+        return render_mail(self, what, language, **values)
+
     def add_data_handlers(
         self,
         *,

@@ -86,6 +86,11 @@ class PluginManager:
         """The plugins running now, in start order."""
         return [name for name, run in self._runs.items() if not run.disabled]
 
+    def context(self, name: str) -> PluginContext | None:
+        """The context of a running plugin (tools, tests), or None."""
+        run = self._runs.get(name)
+        return run.ctx if run is not None and not run.disabled else None
+
     def migration_branches(self) -> dict[str, Path]:
         """Each enabled plugin's migrations folder, by name (for `exobot migrate` and start)."""
         return plugin_migrations(self.config)

@@ -71,6 +71,14 @@ async def test_everything_registered_works_and_is_removed_at_stop(
     assert await app.plugins.erase(subject) == {"sample": 1}
     assert await app.plugins.backup() == {"sample": {"rows": 0}}
 
+    # Its mail template, in the ticket's language or else exobot's, as plain text.
+    ctx = app.plugins.context("sample")
+    note = "Hola Núria,\n\nAixò és una nota del connector <sample> & prou.\n"
+    assert ctx.render_mail("note", "ca", name="Núria") == note
+    assert ctx.render_mail("note", "es", name="Núria") == note  # no es/ file: exobot's ca
+    with pytest.raises(LookupError):
+        ctx.render_mail("nosuch", "ca")
+
     handlers_before = len(app.events._handlers[TicketEvent])
     await app.plugins.stop()
     assert app.plugins.enabled == []
