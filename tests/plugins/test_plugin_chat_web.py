@@ -35,7 +35,7 @@ async def test_root_line_failure_notice_panel_page_and_api(
     # The root message of a new ticket carries the plugin's line, escaped.
     mark = vol.mark(room)
     member = unique("membre")
-    await inst.send(member_mail(member, inst.address, subject="Sense connexió"))
+    await inst.send(member_mail(member, inst.address, subject="Sense connexió, urgent"))
     await inst.wait_tickets(1)
     number = inst.scalar("SELECT max(id) FROM tickets")
     root = await vol.wait_for(
@@ -89,7 +89,9 @@ async def test_root_line_failure_notice_panel_page_and_api(
         page = await web.get(f"/tickets/{number}")
         assert page.status_code == 200, page.text
         assert "Sample &lt;panel&gt;" in page.text
-        assert "Sense connexió sample-panel-body" in page.text
+        assert "Sense connexió, urgent sample-panel-body" in page.text
+        # The flag the new-mail hook set is in the history, in the reader's language.
+        assert "🚩 Marca sample-urgent: the subject says urgent" in page.text
         own = await web.get("/plugins/sample/")
         assert own.status_code == 200, own.text
         assert f"sample page for {setup.volunteer_user_id}" in own.text
