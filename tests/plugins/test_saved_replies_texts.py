@@ -3,14 +3,8 @@ format), the language fallback, the requestor's display name, names and the web 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "saved-replies"))
-
-from exobot_saved_replies.texts import (  # noqa: E402
+from exobot_saved_replies.texts import (
     BAD_LANGUAGE,
     BAD_NAME,
     NO_TEXT,
