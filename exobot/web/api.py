@@ -93,7 +93,7 @@ def create_api(context: WebContext) -> FastAPI:
     )
     api.state.context = context
     settings = context.settings
-    api.state.renderer = Wording("en", settings.prefix, settings.timezone)
+    api.state.renderer = Wording("en", settings.prefix, settings.timezone, context.actions)
     api.include_router(router)
     api.state.action_routes = ActionRoutes(api, context.actions)
     api.include_router(quarantine_router)

@@ -68,8 +68,10 @@ def _key(fields: Mapping[str, object]) -> str | None:
 
 def _renderer(request: Request) -> Wording:
     """The shared wording (entries, errors) in the reader's language."""
-    settings = context(request).settings
-    return Wording(language(request), settings.prefix, settings.timezone)
+    ctx = context(request)
+    settings = ctx.settings
+    # The exobot's registry: an error about a plugin's action names it in its own words.
+    return Wording(language(request), settings.prefix, settings.timezone, ctx.actions)
 
 
 def error_text(request: Request, code: str, params: Mapping[str, object]) -> str:

@@ -5,7 +5,10 @@ intent goes through the service, a refusal or a failure is said next to the form
 from __future__ import annotations
 
 import pytest
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
 
+from exobot import i18n
 from exobot.core.actions import (
     ActionCall,
     ActionRefused,
@@ -16,6 +19,7 @@ from exobot.core.actions import (
     new_registry,
 )
 from exobot.core.intents import Comment
+from exobot.core.languages import LANGUAGES
 from exobot.web.context import WebContext, WebSettings
 from tests.web.test_pages import QUEUES, VOL, alert, receive, redirect_of
 from tests.web.test_pages import browser as browser  # noqa: F401 - fixture
@@ -40,17 +44,52 @@ STAMP = ActionSpec(
     "Stamps the ticket.",
     arguments=(Argument("word", ArgKind.WORD),),  # no label: named by its field
     handler=stamp,
+    domain="pagestest",
+    owner="test",
+)
+
+
+DOMAIN = "pagestest"
+TAG = ActionSpec(
+    "tag",
+    "!tag {ref} name",
+    "Tags the ticket.",
+    arguments=(Argument("name", ArgKind.WORD, label="the tag's name"),),
+    handler=stamp,
+    domain=DOMAIN,
     owner="test",
 )
 
 
 @pytest.fixture
-def ctx(repo, service, retrier) -> WebContext:  # noqa: F811 - this module's registry
+def test_domain(tmp_path):
+    """The tag action's catalogs (a plugin ships its own), compiled with Babel."""
+    texts = {
+        "!stamp {ref} word": "!segella {ref} paraula",
+        "!tag {ref} name": "!etiqueta {ref} nom",
+        "the tag's name": "el nom de l'etiqueta",
+    }
+    for language in LANGUAGES:
+        catalog = Catalog(locale=language, domain=DOMAIN)
+        for msgid, text in texts.items():
+            catalog.add(msgid, text)
+        folder = tmp_path / language / "LC_MESSAGES"
+        folder.mkdir(parents=True)
+        with open(folder / f"{DOMAIN}.mo", "wb") as out:
+            write_mo(out, catalog)
+    i18n.add_domain(DOMAIN, tmp_path)
+    yield
+    i18n.remove_domain(DOMAIN)
+
+
+@pytest.fixture
+def ctx(repo, service, retrier, test_domain) -> WebContext:  # noqa: F811 - this module's registry
     settings = WebSettings(
         root="http://test", secure=False, prefix="suport", queues=QUEUES, default_queue="suport"
     )
     registry = new_registry()
     registry.register(STAMP)
+    registry.register(TAG)
     return WebContext(
         settings,
         repo,
@@ -81,7 +120,7 @@ async def test_refusals_and_failures_are_said(browser, service, ctx):
     number = await receive(service)
     missing = await browser.act(number, "stamp")
     assert missing.status_code == 400
-    assert alert(missing.text).startswith("A !stamp li falta un argument (word).")
+    assert alert(missing.text).startswith("A !segella li falta un argument (word).")
     refused = await browser.act(number, "stamp", word="refuse")
     assert (refused.status_code, alert(refused.text)) == (400, "No: refuse")
     failed = await browser.act(number, "stamp", word="boom")
@@ -91,3 +130,10 @@ async def test_refusals_and_failures_are_said(browser, service, ctx):
     gone = await browser.act(number, "stamp", word="verd")
     assert gone.status_code == 400
     assert "stamp" in alert(gone.text)
+
+
+async def test_a_missing_argument_is_named_in_the_actions_own_words(browser, service):
+    number = await receive(service)
+    missing = await browser.act(number, "tag")
+    assert missing.status_code == 400
+    assert alert(missing.text).startswith("A !etiqueta li falta el nom de l'etiqueta.")
