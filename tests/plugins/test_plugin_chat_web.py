@@ -30,7 +30,7 @@ async def test_root_line_failure_notice_panel_page_and_api(
     async def operator_known() -> bool:
         return app.bot.is_operator(setup.volunteer_user_id)
 
-    await wait_until(operator_known, 30, "the volunteer known as an operator")
+    await wait_until(operator_known, what="the volunteer known as an operator")
 
     # The root message of a new ticket carries the plugin's line, escaped.
     mark = vol.mark(room)

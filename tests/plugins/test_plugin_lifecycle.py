@@ -140,7 +140,7 @@ async def test_a_failing_hook_is_dropped_and_five_in_a_row_disable_the_plugin(
         for n, member in enumerate(members[1:], start=2):
             await inst.send(member_mail(member, inst.address, subject=f"urgent {n}"))
             await inst.wait_tickets(n)
-        await wait_until(_async(lambda: not app.plugins.enabled), 30, "the plugin disabled")
+        await wait_until(_async(lambda: not app.plugins.enabled), what="the plugin disabled")
         await wait_until(
             _async(lambda: "samplehello" not in app.actions), 30, "its action removed"
         )

@@ -97,7 +97,6 @@ async def test_the_readme_plugin_works_from_chat_and_the_api(
                 room,
                 lambda e: sender_of(e) == setup.bot_user_id and predicate(body_of(e) or ""),
                 after=mark,
-                timeout=30,
                 what=what,
             )
 

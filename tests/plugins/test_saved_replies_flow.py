@@ -65,7 +65,7 @@ async def started(make_instance, matrix_setup, volunteer, *, web: bool = False):
     async def operator() -> bool:
         return app.bot.is_operator(setup.volunteer_user_id)
 
-    await wait_until(operator, 30, "the bot to see the volunteer in the queue room")
+    await wait_until(operator, what="the bot to see the volunteer in the queue room")
     return inst, setup, vol
 
 
@@ -81,7 +81,6 @@ async def mail_ticket(inst: Instance, vol: MatrixUser, setup, name: str) -> tupl
         room,
         lambda e: sender_of(e) == setup.bot_user_id and f"suport#{number}" in (body_of(e) or ""),
         after=mark,
-        timeout=30,
         what="the ticket's root message",
     )
     await inst.wait_mailbox(member, 1)  # the acknowledgement
@@ -97,7 +96,6 @@ async def bot_answer(vol: MatrixUser, setup, mark: int, predicate, what: str) ->
             and predicate(body_of(e) or "")
         ),
         after=mark,
-        timeout=30,
         what=what,
     )
 
