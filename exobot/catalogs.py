@@ -94,6 +94,9 @@ def extract(source: Path | None = None, cfg: Path | None = None) -> Catalog:
 
 
 def _write(catalog: Catalog, path: Path) -> None:
+    for message in catalog:
+        # A hand-written "#: file" reads back without a line, which Babel cannot sort.
+        message.locations = [(name, line or 0) for name, line in message.locations]
     buffer = io.BytesIO()
     write_po(buffer, catalog, width=100, ignore_obsolete=True, sort_by_file=True)
     path.parent.mkdir(parents=True, exist_ok=True)
