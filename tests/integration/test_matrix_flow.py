@@ -64,10 +64,31 @@ class Chat:
             lambda e: f"suport#{number}" in (body_of(e) or "") and thread_root_of(e) is None,
             what=f"the root message of suport#{number}",
         )
+        await self.settle()
         return number, root["event_id"], member
 
+    async def settle(self) -> None:
+        """Wait until exobot has posted everything it queued for chat and the volunteer's
+        client has received it. On a busy machine a ticket's later posts (the text of a mail
+        or of `!new`) can arrive after the root: without this, they would land after the
+        next command's mark and pass for its answer."""
+        rooms = set(self.setup.rooms.values()) & set(self.vol.client.rooms)
+
+        async def delivered() -> bool:
+            pending = "SELECT count(*) FROM outbox WHERE kind = 'chat' AND state = 'pending'"
+            if self.inst.scalar(pending):
+                return False
+            seen = {e["event_id"] for room in rooms for e in self.vol.events(room)}
+            posts = self.inst.query("SELECT room_id, event_id FROM chat_posts")
+            return all(event in seen for room, event in posts if room in rooms)
+
+        await wait_until(delivered, what="exobot's chat posts to reach the volunteer")
+
     async def command(self, text: str, *, thread: str | None = None, queue: str = "suport"):
-        """Send a command; returns (event id, mark) where mark precedes the bot's answers."""
+        """Send a command; returns (event id, mark) where mark precedes the bot's answers
+        (and follows everything exobot posted before, while it runs)."""
+        if self.inst.app is not None:
+            await self.settle()
         mark = self.vol.mark(self.room(queue))
         event_id = await self.vol.send(self.room(queue), text, thread_root=thread)
         return event_id, mark
@@ -76,6 +97,16 @@ class Chat:
         return self.inst.query(
             "SELECT status, owner, queue, title FROM tickets WHERE id = :n", n=number
         )[0]
+
+    async def wait_ticket(self, number: int, status: str, owner: str | None) -> None:
+        """Wait until the ticket has this status and owner. A bot message in the thread is
+        not proof of a change: on a busy machine an earlier post (the text of `!new`) may
+        arrive after the command was sent."""
+
+        async def settled() -> bool:
+            return self.ticket(number)[:2] == (status, owner)
+
+        await wait_until(settled, what=f"suport#{number} to be {status}, owner {owner}")
 
 
 @pytest.fixture
@@ -417,10 +448,10 @@ async def test_new_give_untake_and_accept(chat: Chat, matrix_setup):
     other = matrix_setup().volunteer_user_id
     _, mark = await chat.command(f"!give {other}", thread=root["event_id"])
     await chat.bot_says(in_thread(root["event_id"]), after=mark)
-    assert chat.ticket(number)[:2] == ("open", other)
+    await chat.wait_ticket(number, "open", other)
     _, mark = await chat.command("!deixa", thread=root["event_id"])
     await chat.bot_says(in_thread(root["event_id"]), after=mark)
-    assert chat.ticket(number)[1] is None
+    await chat.wait_ticket(number, "open", None)
 
     # A mail naming the ticket from a stranger: shown as unverified, accepted with !accept.
     mark = chat.vol.mark(chat.room())
@@ -437,10 +468,12 @@ async def test_new_give_untake_and_accept(chat: Chat, matrix_setup):
     )
     _, mark = await chat.command("!accepta", thread=root["event_id"])
     await chat.bot_says(in_thread(root["event_id"]), after=mark)
-    participants = chat.inst.query(
-        "SELECT address FROM participants WHERE ticket_id = :n", n=number
-    )
-    assert (stranger,) in participants
+
+    async def accepted() -> bool:
+        query = "SELECT address FROM participants WHERE ticket_id = :n"
+        return (stranger,) in chat.inst.query(query, n=number)
+
+    await wait_until(accepted, what=f"{stranger} to become a participant")
 
 
 async def test_a_stranger_writing_directly_gets_one_refusal(chat: Chat, matrix_login, stack):
