@@ -407,6 +407,6 @@ async def retry(request: Request, operator: ApiOperator, mail_id: int) -> MailSt
 async def discard(request: Request, operator: ApiOperator, mail_id: int) -> MailStateOut:
     """Never process a quarantined mail (it stays in the database)."""
     async with context(request).repository.connection() as conn:
-        if not await inbound.discard(conn, mail_id):
+        if not await inbound.discard(conn, mail_id, context(request).now()):
             raise ApiError(404, "mail_not_found", f"no quarantined mail with id {mail_id}")
     return MailStateOut(id=mail_id, state="discarded")

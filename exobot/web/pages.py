@@ -469,7 +469,7 @@ async def quarantine_retry(request: Request, inbound_id: int, operator: FormOper
 async def quarantine_discard(request: Request, inbound_id: int, operator: FormOperator) -> Response:
     """Set a quarantined mail aside for good (it stays in the database, never processed)."""
     async with context(request).repository.connection() as conn:
-        if not await inbound.discard(conn, inbound_id):
+        if not await inbound.discard(conn, inbound_id, context(request).now()):
             return _back_to_quarantine("missing", inbound_id)
     log.info("%s discarded quarantined mail %d", operator.user_id, inbound_id)
     return _back_to_quarantine("discarded", inbound_id)
