@@ -1,5 +1,5 @@
-"""The sample plugin with Matrix (real Synapse) and the web: its line in a ticket's root
-message, its failure reported once in the queue room, its panel on the ticket page, its own
+"""The sample plugin with Matrix (real Synapse) and the web: its lines in the daily digest
+and in a ticket's root message, its failure reported once in the queue room, its panel on the ticket page, its own
 page in the core layout, and its API route behind a bearer token."""
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ async def test_root_line_failure_notice_panel_page_and_api(
     sample_installed, make_plugin_instance, matrix_setup, volunteer
 ):
     setup = matrix_setup()
-    inst: Instance = make_plugin_instance({"sample": {}}, matrix=setup, web=True)
+    # A digest due at once: the first sweep posts it, with the plugin's line.
+    inst: Instance = make_plugin_instance(
+        {"sample": {}}, matrix=setup, web=True, alerts={"digest_at": "00:00"}
+    )
     app = await inst.start()
     assert app.plugins.enabled == ["sample"], app.plugins.disabled
     vol = await volunteer(setup)
@@ -31,6 +34,12 @@ async def test_root_line_failure_notice_panel_page_and_api(
         return app.bot.is_operator(setup.volunteer_user_id)
 
     await wait_until(operator_known, what="the volunteer known as an operator")
+    await vol.wait_for(
+        room,
+        lambda e: sender_of(e) == setup.bot_user_id
+        and "sample digest line" in (body_of(e) or ""),
+        what="the digest with the plugin's line",
+    )
 
     # The root message of a new ticket carries the plugin's line, escaped.
     mark = vol.mark(room)
@@ -43,7 +52,6 @@ async def test_root_line_failure_notice_panel_page_and_api(
         lambda e: sender_of(e) == setup.bot_user_id
         and f"sample root line for #{number}" in (body_of(e) or ""),
         after=mark,
-        timeout=60,
         what="the root with the plugin's line",
     )
     html = root["content"].get("formatted_body", "")
@@ -58,17 +66,16 @@ async def test_root_line_failure_notice_panel_page_and_api(
     async def two_comments() -> bool:
         return inst.scalar("SELECT count(*) FROM entries WHERE kind = 'comment'") == 2
 
-    await wait_until(two_comments, 60, "both comments stored")
+    await wait_until(two_comments, what="both comments stored")
     notice = await vol.wait_for(
         room,
         lambda e: sender_of(e) == setup.bot_user_id and "sample" in (body_of(e) or "")
         and "⚠️" in (body_of(e) or ""),
         after=mark,
-        timeout=60,
         what="the plugin's failure notice",
     )
     assert "RuntimeError" in body_of(notice)
-    await inst.wait_outbox_idle(60)
+    await inst.wait_outbox_idle()
     notices = [
         e for e in vol.events(room)[mark:] if "⚠️" in (body_of(e) or "") and "sample" in body_of(e)
     ]

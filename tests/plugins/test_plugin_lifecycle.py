@@ -55,8 +55,7 @@ async def test_everything_registered_works_and_is_removed_at_stop(
     assert text.index("act fast") < text.index("Salutacions")
     await wait_until(
         _async(lambda: any(c[0] == "event-seen" for c in sample_installed.CALLS)),
-        30,
-        "the plugin's event handler",
+        what="the plugin's event handler",
     )
 
     ticket = await app.repository.get_ticket(number)
@@ -142,7 +141,7 @@ async def test_a_failing_hook_is_dropped_and_five_in_a_row_disable_the_plugin(
             await inst.wait_tickets(n)
         await wait_until(_async(lambda: not app.plugins.enabled), what="the plugin disabled")
         await wait_until(
-            _async(lambda: "samplehello" not in app.actions), 30, "its action removed"
+            _async(lambda: "samplehello" not in app.actions), what="its action removed"
         )
     assert "5 failures in a row" in app.plugins.disabled["sample"]
     failures = [r for r in caplog.records if "new-mail hook failed" in r.getMessage()]
@@ -162,7 +161,7 @@ async def test_a_scheduled_job_runs(sample_installed, make_plugin_instance):
     async def ran() -> bool:
         return inst.scalar("SELECT count(*) FROM sample_seen WHERE what = 'job'") >= 2
 
-    await wait_until(ran, 60, "the plugin's job to run twice")
+    await wait_until(ran, what="the plugin's job to run twice")
 
 
 async def test_a_plugin_command_line(sample_installed, make_plugin_instance):
