@@ -124,3 +124,22 @@ async def test_its_own_migration_branch(sample_installed, backend, tmp_path, req
         await upgrade_async(url)
         with sqlite3.connect(tmp_path / "exobot.db") as conn:
             assert conn.execute("SELECT count(*) FROM sample_seen").fetchone() == (0,)
+
+
+def test_exobot_migrate_applies_the_plugin_branch(sample_installed, tmp_path):
+    db = tmp_path / "exobot.db"
+    path = tmp_path / "config.yaml"
+    data = MINIMAL | {"database": {"url": f"sqlite:///{db}"}, "plugins": {"sample": {}}}
+    path.write_text(yaml.safe_dump(data))
+    path.chmod(0o600)
+    run = subprocess.run(
+        [sys.executable, "-m", "exobot.cli", "migrate", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (run.returncode, run.stdout.strip()) == (0, "database is up to date"), run.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM sample_seen").fetchone() == (0,)
+        versions = {row[0] for row in conn.execute("SELECT version_num FROM alembic_version")}
+    assert "sample001" in versions and len(versions) == 2
