@@ -3,8 +3,9 @@
 `make catalogs` runs `python -m exobot.catalogs update` (extract the message ids from the
 source and the templates into `exobot.pot`, merge them into every language's `.po`) after
 strings change; `python -m exobot.catalogs compile` (every `make` target, and the package's
-build hook) writes the `.mo` files, which are never committed. The test suite uses
-`extract` and `problems` to prove the catalogs complete.
+build hook) writes the `.mo` files, which are never committed; `… check` lists what is
+missing. A plugin's own domain is handled the same way with `--plugin plugins/NAME`. The test
+suite uses `extract`, `problems` and `check` to prove the catalogs complete.
 
 This module imports nothing from exobot (the build hook loads it by path, before exobot's
 dependencies are installed) and only Babel.
@@ -16,6 +17,7 @@ import io
 import string
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from babel.messages.catalog import Catalog
@@ -54,12 +56,36 @@ HEADER = """\
 #"""
 
 
-def new_catalog(language: str | None) -> Catalog:
+@dataclass(frozen=True)
+class Domain:
+    """One gettext domain's files: the folder its ids are extracted from (with the `babel.cfg`
+    there) and the `locale/` folder of its catalogs."""
+
+    name: str
+    source: Path
+    locale_dir: Path
+    project: str
+
+
+CORE = Domain(DOMAIN, ROOT, LOCALE_DIR, "exobot")
+
+
+def plugin_domain(folder: Path) -> Domain:
+    """The domain of the plugin distribution in `folder` (`plugins/NAME`, with its `babel.cfg`
+    and one package holding `locale/`): named after the plugin, `-` → `_`."""
+    folder = folder.resolve()
+    found = sorted(folder.glob("*/locale"))
+    if len(found) != 1 or not (folder / "babel.cfg").exists():
+        raise ValueError(f"{folder} is not a plugin with one package/locale and a babel.cfg")
+    return Domain(folder.name.replace("-", "_"), folder, found[0], f"exobot-{folder.name}")
+
+
+def new_catalog(language: str | None, domain: Domain = CORE) -> Catalog:
     """An empty catalog with exobot's header (a template when `language` is None)."""
     return Catalog(
         locale=language,
-        domain=DOMAIN,
-        project="exobot",
+        domain=domain.name,
+        project=domain.project,
         version="0.1",
         copyright_holder="eXO",
         header_comment=HEADER.format(language=language or "template"),
@@ -74,12 +100,14 @@ def method_map(cfg: Path | None = None) -> tuple[list[tuple[str, str]], dict[str
         return parse_mapping_cfg(handle)
 
 
-def extract(source: Path | None = None, cfg: Path | None = None) -> Catalog:
-    """Every message id used under `source` (the package directory's parent), as a template
+def extract(
+    source: Path | None = None, cfg: Path | None = None, domain: Domain = CORE
+) -> Catalog:
+    """Every message id used under `source` (by default the domain's folder), as a template
     catalog."""
-    source = source or ROOT
-    methods, options = method_map(cfg)
-    template = new_catalog(None)
+    source = source or domain.source
+    methods, options = method_map(cfg or domain.source / "babel.cfg")
+    template = new_catalog(None, domain)
     for filename, lineno, message, comments, context in extract_from_dir(
         str(source), methods, options, keywords=KEYWORDS
     ):
@@ -114,14 +142,14 @@ def read(path: Path, language: str) -> Catalog:
         return read_po(handle, locale=language)
 
 
-def update(source: Path | None = None, locale_dir: Path = LOCALE_DIR) -> None:
-    """Extract into `exobot.pot` and merge into every language's `.po` (new ids untranslated,
+def update(domain: Domain = CORE) -> None:
+    """Extract into `DOMAIN.pot` and merge into every language's `.po` (new ids untranslated,
     vanished ones dropped)."""
-    template = extract(source)
-    _write(template, locale_dir / f"{DOMAIN}.pot")
+    template = extract(domain=domain)
+    _write(template, domain.locale_dir / f"{domain.name}.pot")
     for language in LANGUAGES:
-        path = po_path(language, locale_dir)
-        catalog = read(path, language) if path.exists() else new_catalog(language)
+        path = po_path(language, domain.locale_dir, domain.name)
+        catalog = read(path, language) if path.exists() else new_catalog(language, domain)
         catalog.update(template, no_fuzzy_matching=True)
         _write(catalog, path)
 
@@ -197,27 +225,52 @@ def problems(catalog: Catalog, template: Catalog, *, complete: bool) -> list[str
     return found
 
 
+def check(domain: Domain = CORE) -> list[str]:
+    """Every problem of the domain's catalogs against the ids its source uses, each line
+    starting with its language (empty: complete; English may leave ids untranslated)."""
+    template = extract(domain=domain)
+    found = []
+    for language in LANGUAGES:
+        path = po_path(language, domain.locale_dir, domain.name)
+        if not path.exists():
+            found.append(f"{language}: no catalog at {path}")
+            continue
+        catalog = read(path, language)
+        complete = language != SOURCE_LANGUAGE
+        found.extend(
+            f"{language}: {problem}"
+            for problem in problems(catalog, template, complete=complete)
+        )
+    return found
+
+
+USAGE = "usage: python -m exobot.catalogs [--plugin plugins/NAME] update|compile|check"
+
+
 def main(argv: Iterable[str] | None = None) -> int:
-    """`python -m exobot.catalogs update|compile|check`."""
+    """`python -m exobot.catalogs [--plugin plugins/NAME] update|compile|check`."""
     args = list(sys.argv[1:] if argv is None else argv)
+    domain = CORE
+    if args[:1] == ["--plugin"] and len(args) >= 2:
+        try:
+            domain = plugin_domain(Path(args[1]))
+        except ValueError as error:
+            print(error, file=sys.stderr)
+            return 2
+        args = args[2:]
     command = args[0] if args else "compile"
     if command == "update":
-        update()
+        update(domain)
         return 0
     if command == "compile":
-        for mo in compile_all():
-            print(mo.relative_to(ROOT))
+        for mo in compile_all(domain.locale_dir, domain.name):
+            print(mo)
         return 0
     if command == "check":
-        template = extract()
-        bad = 0
-        for language in LANGUAGES:
-            catalog = read(po_path(language), language)
-            for problem in problems(catalog, template, complete=language != SOURCE_LANGUAGE):
-                print(f"{language}: {problem}")
-                bad += 1
-        return 1 if bad else 0
-    print("usage: python -m exobot.catalogs update|compile|check", file=sys.stderr)
+        found = check(domain)
+        print("\n".join(found) or "complete")
+        return 1 if found else 0
+    print(USAGE, file=sys.stderr)
     return 2
 
 

@@ -1,23 +1,27 @@
 """Build hook: compile the plugin's gettext catalogs (.po → .mo) when it is built or installed,
-so wheels, `pip install -e` and the container image all carry them (`.mo` is never committed)."""
+so wheels, `pip install -e` and the container image all carry them (`.mo` is never committed).
+Updating and checking them is `python -m exobot.catalogs --plugin plugins/saved-replies …`."""
 
-import importlib.util
+import io
 from pathlib import Path
 
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
 from setuptools import setup
 from setuptools.command.build_py import build_py
 from setuptools.command.develop import develop
 
-HERE = Path(__file__).resolve().parent
+LOCALE = Path(__file__).resolve().parent / "exobot_saved_replies" / "locale"
 
 
 def _compile() -> None:
-    # Loaded by path: the package's __init__ imports exobot, which the build may not have.
-    path = HERE / "exobot_saved_replies" / "catalogs.py"
-    spec = importlib.util.spec_from_file_location("_saved_replies_catalogs", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.compile_all()
+    # Babel alone (a build requirement): exobot itself may not be installed in the build.
+    for po in sorted(LOCALE.glob("*/LC_MESSAGES/*.po")):
+        with po.open("rb") as handle:
+            catalog = read_po(handle, locale=po.parent.parent.name)
+        buffer = io.BytesIO()
+        write_mo(buffer, catalog)
+        po.with_suffix(".mo").write_bytes(buffer.getvalue())
 
 
 class BuildPy(build_py):
