@@ -348,21 +348,13 @@ def _read_text(argument: Argument, rest: str, reading: _Reading, args: dict[str,
     return ""
 
 
-def _read_title(argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]) -> str:
-    """The rest of the message on one line, spaces collapsed."""
-    title = " ".join(rest.split())
-    if title:
-        args[argument.name] = title
-    elif argument.required:
-        _missing(reading, argument)
-    return ""
-
-
-def _read_words(argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]) -> str:
-    """The words to search for, on one line."""
-    words = " ".join(rest.split())
-    if words:
-        args[argument.name] = words
+def _read_one_line(
+    argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]
+) -> str:
+    """The rest of the message on one line, spaces collapsed (a title, the words to search)."""
+    line = " ".join(rest.split())
+    if line:
+        args[argument.name] = line
     elif argument.required:
         _missing(reading, argument)
     return ""
@@ -453,13 +445,13 @@ def _read_participants(
 _READERS: dict[ArgKind, Reader] = {
     ArgKind.USER: _read_user,
     ArgKind.TEXT: _read_text,
-    ArgKind.TITLE: _read_title,
+    ArgKind.TITLE: _read_one_line,
     ArgKind.WORD: _read_word,
     ArgKind.QUEUE: _read_queue,
     ArgKind.STATUS: _read_status,
     ArgKind.PARTICIPANTS: _read_participants,
     ArgKind.LIST: _read_list,
-    ArgKind.WORDS: _read_words,
+    ArgKind.WORDS: _read_one_line,
     ArgKind.NEW: _read_new,
     ArgKind.TOPIC: _read_topic,
 }
