@@ -6,6 +6,7 @@ Everything else about the package is in pyproject.toml.
 """
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from setuptools import setup
@@ -18,6 +19,7 @@ def _compile_catalogs() -> None:
     path = Path(__file__).resolve().parent / "exobot" / "catalogs.py"
     spec = importlib.util.spec_from_file_location("_exobot_catalogs", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while it loads
     spec.loader.exec_module(module)
     module.compile_all()
 
@@ -30,4 +32,5 @@ class BuildPyWithCatalogs(build_py):
         super().run()
 
 
-setup(cmdclass={"build_py": BuildPyWithCatalogs})
+if __name__ == "__main__":  # as setuptools runs it; a test loads the hook without building
+    setup(cmdclass={"build_py": BuildPyWithCatalogs})

@@ -4,6 +4,7 @@ and the web never reaches into the chat adapter for its words."""
 from __future__ import annotations
 
 import ast
+import runpy
 import shutil
 from pathlib import Path
 
@@ -77,6 +78,15 @@ def test_the_compiled_catalogs_load(tmp_path: Path) -> None:
         assert plural == {"ca": "{count} tickets:", "es": "{count} tickets:"}.get(
             language, "{count} tickets:"
         )
+
+
+def test_the_build_hook_compiles_the_catalogs() -> None:
+    # setup.py loads exobot/catalogs.py by path, before exobot's dependencies exist: that
+    # loading must work on its own (a wheel or the image is built this way).
+    hook = runpy.run_path(str(PACKAGE.parent / "setup.py"), run_name="exobot_build_hook")
+    hook["_compile_catalogs"]()
+    for language in catalogs.LANGUAGES:
+        assert (PACKAGE / "locale" / language / "LC_MESSAGES" / "exobot.mo").stat().st_size > 0
 
 
 def test_a_plugin_domain_falls_back_to_the_core(tmp_path: Path) -> None:
