@@ -546,6 +546,25 @@ class _Blocking:
         """Run one statement now."""
         return self._conn.execute(*args, **kwargs)
 
+    async def begin_nested(self) -> _BlockingSavepoint:
+        """A savepoint, as AsyncConnection.begin_nested() gives one (commit or roll back)."""
+        return _BlockingSavepoint(self._conn.begin_nested())
+
+
+class _BlockingSavepoint:
+    """A blocking savepoint behind the awaitable `commit`/`rollback` of an async one."""
+
+    def __init__(self, nested: Any) -> None:
+        self._nested = nested
+
+    async def commit(self) -> None:
+        """Keep what was done since the savepoint."""
+        self._nested.commit()
+
+    async def rollback(self) -> None:
+        """Undo what was done since the savepoint; the transaction goes on."""
+        self._nested.rollback()
+
 
 class SqlRepository:
     """The core's Repository over SQLAlchemy.

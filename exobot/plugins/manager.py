@@ -36,6 +36,8 @@ log = logging.getLogger("exobot.plugins")
 MAX_CONSECUTIVE_FAILURES = 5
 ERROR_SHOWN = 200  # characters of an error shown in chat
 
+_FAILED = object()  # what a dropped call returns, told apart from any value a plugin gives
+
 # What a plugin can contribute, by kind: ("mail", hook), ("root", fn), ("panel", fn), …
 KINDS = ("mail", "root", "panel", "digest", "export", "erase", "backup")
 
@@ -219,12 +221,20 @@ class PluginManager:
     # --- what the core asks for ----------------------------------------------------------
 
     async def run_mail_hooks(self, new: NewMail) -> None:
-        """Run every new-mail hook in the mail's transaction (the service calls this); a
-        failing hook's flags and paragraphs are dropped."""
+        """Run every new-mail hook in the mail's transaction (the service calls this), each
+        behind a savepoint: a failing hook's flags, paragraphs and statements are undone."""
+        begin = getattr(new.connection, "begin_nested", None)
         for run, hook in list(self._contributions["mail"]):
             view = new.scoped(run.name)
-            if await self._call(run, "new-mail hook", hook, view, default=False) is not False:
-                new.merge(view)
+            savepoint = await begin() if begin is not None else None
+            outcome = await self._call(run, "new-mail hook", hook, view, default=_FAILED)
+            if outcome is _FAILED:
+                if savepoint is not None:
+                    await savepoint.rollback()
+                continue
+            if savepoint is not None:
+                await savepoint.commit()
+            new.merge(view)
 
     async def root_lines(self, ticket: Ticket, language: str) -> list[str]:
         """The plugins' plain lines for a ticket's root message."""

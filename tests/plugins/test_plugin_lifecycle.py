@@ -154,6 +154,21 @@ async def test_a_failing_hook_is_dropped_and_five_in_a_row_disable_the_plugin(
     assert "5" in notices[1]
 
 
+async def test_a_hook_failing_after_a_write_leaves_no_row(sample_installed, make_plugin_instance):
+    inst: Instance = make_plugin_instance({"sample": {}})
+    await inst.start()
+    sample_installed.FAIL.add("mail-after-write")
+    member = unique("membre")
+    await inst.send(member_mail(member, inst.address, subject="urgent please"))
+    await inst.wait_tickets(1)
+    await inst.wait_mailbox(member, 1)
+    # The hook wrote its row, then failed: the savepoint took the row back, the ticket stands.
+    assert ("mail-after-write",) in sample_installed.CALLS
+    assert inst.scalar("SELECT count(*) FROM sample_seen") == 0
+    assert inst.scalar("SELECT count(*) FROM entries WHERE kind = 'flag'") == 0
+    assert inst.scalar("SELECT count(*) FROM tickets") == 1
+
+
 async def test_a_scheduled_job_runs(sample_installed, make_plugin_instance):
     inst: Instance = make_plugin_instance({"sample": {"every": 1}})
     await inst.start()

@@ -87,6 +87,7 @@ class Sample(Plugin):
         async def on_mail(new) -> None:  # noqa: ANN001 - exobot.plugins.NewMail
             _maybe_fail("mail")
             await new.execute(seen.insert().values(ticket=new.ticket.number, what="mail"))
+            _maybe_fail("mail-after-write")  # its row must not outlive the failure
             if cfg.flag_word in new.mail.subject.lower():
                 new.flag("sample-urgent", f"the subject says {cfg.flag_word}")
                 new.add_ack_paragraph(f"{cfg.greeting}: we saw it is <urgent> & act fast.")
