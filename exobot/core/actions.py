@@ -11,7 +11,7 @@ touching any of them.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -66,17 +66,24 @@ ALL_CHANNELS = frozenset(Channel)
 CHAT_ONLY = frozenset({Channel.CHAT})
 
 
+#: `await suggest(ticket, language)` → values a web form offers for an argument (the saved
+#: replies' names, say) as it is typed; chat and the API ignore it.
+Suggest = Callable[[int | None, str], Awaitable[Sequence[str]]]
+
+
 @dataclass(frozen=True)
 class Argument:
     """One argument of an action: its field name (form field, JSON key), its kind, whether
-    it is required, a label for "is missing …" (a message id) and an English description for
-    the API schema."""
+    it is required, a label for "is missing …" and the web form's field (a message id), an
+    English description for the API schema and, optionally, what a web form suggests for it
+    (`Suggest`)."""
 
     name: str
     kind: ArgKind
     required: bool = True
     label: str = ""
     description: str = ""
+    suggest: Suggest | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

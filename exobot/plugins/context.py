@@ -89,10 +89,22 @@ class PluginContext:
 
     def add_action(self, spec: ActionSpec) -> None:
         """Register an action (chat, `!help`, web forms and API are generated from it)."""
+        arguments = tuple(
+            dataclasses.replace(
+                argument,
+                suggest=self._manager.wrap_suggest(
+                    self._run, argument.suggest, f"suggestions for {spec.name} {argument.name}"
+                ),
+            )
+            if argument.suggest is not None
+            else argument
+            for argument in spec.arguments
+        )
         spec = dataclasses.replace(
             spec,
             domain=self.domain,
             owner=self.name,
+            arguments=arguments,
             handler=self._manager.wrap_handler(self._run, spec.handler) if spec.handler else None,
         )
         self._keep(self._host.actions.register(spec))

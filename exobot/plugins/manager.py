@@ -202,6 +202,18 @@ class PluginManager:
 
         return isolated
 
+    def wrap_suggest(self, run: _Run, suggest: Callable, what: str) -> Callable:
+        """An argument's suggestions whose failure is counted against its plugin: the form
+        shows without suggestions (`[]`), the failure is logged."""
+
+        async def isolated(ticket: int | None, language: str) -> list[str]:
+            found = await self._call(run, what, suggest, ticket, language, default=None)
+            if found is None:
+                return []
+            return [str(value) for value in found]
+
+        return isolated
+
     def wrap_event_handler(self, run: _Run, handler: Callable) -> Callable:
         """An event handler whose failure is counted against its plugin, not raised."""
 

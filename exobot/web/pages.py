@@ -30,8 +30,9 @@ from exobot.web import actions, queries
 from exobot.web.auth import Operator, context
 from exobot.web.deps import FormOperator, PageOperator
 from exobot.web.downloads import download
+from exobot.web.forms import action_forms, generated_actions
 from exobot.web.templating import Speaker, language, render
-from exobot.web.words import INBOUND_STATES, OUTBOX_WORDS
+from exobot.web.words import ACTION_DONE, INBOUND_STATES, OUTBOX_WORDS
 from exobot.web.words import QUARANTINE_DONE as QUARANTINE_NOTICES
 from exobot.wording import Wording
 
@@ -229,7 +230,8 @@ async def _ticket_page(
     notice: str | None = None,
 ) -> Response:
     """The ticket page; after a refused action, with the message next to its form; after an
-    action that answered (a plugin's), with its answer as the notice."""
+    action that answered (a plugin's), with its answer as the notice. The registry's other
+    web actions (plugins') get forms generated from their declarations."""
     ctx = context(request)
     view = await queries.ticket_view(ctx.repository, number)
     if view is None:
@@ -246,6 +248,18 @@ async def _ticket_page(
     if unverified:
         forms.append("accept")
     done = request.query_params.get("done") if status_code == 200 else None
+    speaker = Speaker(request)
+    more = await action_forms(
+        generated_actions(ctx.actions, actions.ACTIONS),
+        ticket=number,
+        language=speaker.language,
+        queues=ctx.settings.queues,
+        statuses=SET_STATUSES,
+        status_words={status: speaker.status(status) for status in SET_STATUSES},
+    )
+    more_done = next((form for form in more if form.name == done), None)
+    if more_done is not None and notice is None:  # a generated form's intent was applied
+        notice = speaker.t(ACTION_DONE, action=more_done.word)
     return render(
         request,
         "ticket.html",
@@ -256,9 +270,10 @@ async def _ticket_page(
         ticket=ticket,
         entries=_entry_views(_renderer(request), view),
         forms=forms,
+        more_forms=more,
         failed=failed,
         error=error,
-        error_in_form=failed in forms,
+        error_in_form=failed in forms or any(form.name == failed for form in more),
         fields=fields or {},
         done=done if done in actions.ACTIONS else None,
         notice=notice,

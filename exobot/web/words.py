@@ -40,6 +40,9 @@ DONE: dict[str, str] = {
     "cc": N_("Participants changed."),
 }
 
+#: What an action without a notice of its own did (a plugin's form), by its word.
+ACTION_DONE = N_("Done: {action}.")
+
 #: The orders of the ticket list.
 LIST_ORDERS: dict[str, str] = {
     "newest": N_("Newest first"),

@@ -68,6 +68,9 @@ def test_domain(tmp_path):
         "!stamp {ref} word": "!segella {ref} paraula",
         "!tag {ref} name": "!etiqueta {ref} nom",
         "the tag's name": "el nom de l'etiqueta",
+        # Their summaries describe their forms on the ticket page.
+        "Stamps the ticket.": "Segella el tiquet.",
+        "Tags the ticket.": "Etiqueta el tiquet.",
     }
     for language in LANGUAGES:
         catalog = Catalog(locale=language, domain=DOMAIN)

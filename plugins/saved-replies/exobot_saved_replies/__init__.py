@@ -92,6 +92,7 @@ class SavedReplies(Plugin):
                     required=False,
                     label=N_("the saved reply's name"),
                     description="the saved reply's name (one word, lower case)",
+                    suggest=self.names,
                 ),
             ),
             ticket=TicketUse.OPTIONAL,
@@ -143,6 +144,12 @@ class SavedReplies(Plugin):
             ticket=format_reference(self.ctx.settings.prefix, ticket.number),
         )
         return intents.Reply(ticket.number, substitute(chosen[1], values))
+
+    async def names(self, ticket: int | None, language: str) -> list[str]:
+        """The names of the saved replies, alphabetically (the web form suggests them)."""
+        async with self.ctx.connection() as conn:
+            replies = await store.all_replies(conn)
+        return sorted({reply.name for reply in replies})
 
     async def _list(self, language: str) -> Answer:
         async with self.ctx.connection() as conn:
