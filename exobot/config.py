@@ -40,6 +40,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from exobot.core.languages import DEFAULT_LANGUAGE, LANGUAGES
+
 __all__ = [
     "ENV_PREFIX",
     "KNOWN_PLUGINS",
@@ -226,6 +228,7 @@ def _at_least(minimum: int, written: str) -> AfterValidator:
 ClockTime = Annotated[time, BeforeValidator(_clock_time)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Security = Literal["ssl", "starttls", "none"]
+Language = Literal[LANGUAGES]  # the languages with catalogs, declared once
 Slug = Annotated[str, _matching(r"[a-z0-9][a-z0-9-]*", "lowercase letters, digits and hyphens")]
 MatrixUserId = Annotated[str, _matching(r"@[^:\s]+:\S+", "a Matrix user id like @name:example.org")]
 MatrixRoom = Annotated[
@@ -553,7 +556,7 @@ class Config(ConfigSection):
     mail: MailConfig
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
-    language: Literal["ca", "es", "en"] = "ca"
+    language: Language = DEFAULT_LANGUAGE
     plugins: dict[PluginName, PluginSettings] = Field(default_factory=dict)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 

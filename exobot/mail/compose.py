@@ -16,8 +16,8 @@ from pathlib import Path
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
 
 from exobot.core.addresses import normalize_address
+from exobot.core.languages import LANGUAGES
 
-LANGUAGES = ("ca", "es", "en")
 TEMPLATE_NAMES = ("ack", "reply", "resolved", "too_big")
 MAX_REFERENCES = 20
 
