@@ -3,6 +3,10 @@
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+# fping: the connectivity plugin's ICMP probe (Debian's, as SmokePing uses). Its raw socket
+# needs the container to have the NET_RAW capability; the TCP probe works without it.
+RUN apt-get update && apt-get install -y --no-install-recommends fping \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --home-dir /var/lib/exobot --create-home exobot
 
 WORKDIR /opt/exobot

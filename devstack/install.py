@@ -65,6 +65,17 @@ def install_dovecot() -> None:
     _log(f"installed {' '.join(missing)} (dovecot {dovecot_version()}) in {elapsed:.1f}s")
 
 
+def install_fping() -> None:
+    """apt-get install Debian's `fping` (the connectivity plugin's ICMP probe, the one
+    SmokePing uses) unless it is already there."""
+    if _dpkg_installed("fping") and shutil.which("fping", path="/usr/bin:/usr/sbin:/bin"):
+        _log("fping already installed: nothing to do")
+        return
+    started = time.monotonic()
+    _apt_install_or_update(["fping"], "fping")
+    _log(f"installed fping in {time.monotonic() - started:.1f}s")
+
+
 def install_postgres() -> None:
     """apt-get install Debian's `postgresql` unless an initdb is already there (any version)."""
     bindir = find_bindir()
@@ -147,10 +158,11 @@ def install_chromium() -> None:
 
 
 def install_all() -> None:
-    """Install everything the stack needs: Dovecot, PostgreSQL, openssl and Chromium, the
+    """Install everything the stack needs: Dovecot, fping, PostgreSQL, openssl and Chromium, the
     Synapse venv."""
     install_openssl()
     install_chromium()
     install_dovecot()
+    install_fping()
     install_postgres()
     install_synapse()
