@@ -4,6 +4,7 @@ netem) delaying each one by 50 ms and dropping 10 % (seeded). Needs root (namesp
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -181,3 +182,29 @@ async def test_missing_fping_gives_a_clear_error(monkeypatch):
     result = await probe_icmp("127.0.0.1", count=3, interval=0.05)
     assert result.error and "fping is not installed" in result.error
     assert (result.sent, result.received, result.loss) == (3, 0, 1.0)
+
+
+async def test_probes_do_not_block_the_event_loop(test_host):
+    """While both probes run a burst, a ticker on the same loop keeps running (a blocking
+    probe would stall it for the whole burst, ~2 s)."""
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.01)
+            now = loop.time()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.create_task(ticker())
+    try:
+        await asyncio.gather(
+            probe_icmp(test_host.host, count=40, interval=0.05, timeout=1.0),
+            probe_tcp(test_host.tcp_host, TCP_PORT, count=40, interval=0.05, timeout=0.5),
+        )
+    finally:
+        task.cancel()
+    assert len(gaps) > 20
+    assert max(gaps) < 1.0, max(gaps)
