@@ -159,6 +159,38 @@ def test_smoke_shows_where_rtts_vary():
     assert is_grey(inner) and is_grey(outer) and inner[0] < outer[0]
 
 
+def test_a_gap_in_probing_stays_empty():
+    start = END - dt.timedelta(hours=24)
+    spread = [10.0 + k for k in range(20)]
+    points = [round_at(i, start, rtts=spread) for i in range(288) if not 100 <= i < 140]
+    fig, image = draw([Series("192.0.2.1", points)])
+    ax = fig.axes[0]
+    for i in range(104, 136, 4):
+        x, y_top = to_pixel(fig, ax, start + STEP * i, 29.0)
+        _, y_bottom = to_pixel(fig, ax, start + STEP * i, 10.0)
+        column = [image.getpixel((x, y)) for y in range(y_top, y_bottom + 1)]
+        assert not any(is_grey(p) or near(p, GREEN) for p in column), i
+    x, y = to_pixel(fig, ax, start + STEP * 90, 19.5)
+    assert any(near(p, GREEN) for p in pixels_around(image, x, y))
+
+
+def test_a_week_keeps_a_single_dead_round_visible():
+    """Seven days are consolidated into columns; one round that lost everything still
+    shows its red mark, and its column's median line shows the loss."""
+    start = END - dt.timedelta(days=7)
+    dead = 1000
+    points = [round_at(i, start, lost=20 if i == dead else 0) for i in range(2016)]
+    fig, image = draw([Series("192.0.2.1", points)], hours=168)
+    ax = fig.axes[0]
+    top = round(fig.bbox.height - ax.transAxes.transform((0, 0.97))[1])
+    x, y = to_pixel(fig, ax, start + STEP * dead, 20.0)
+    assert near(image.getpixel((x, top)), RED)
+    assert not any(near(p, GREEN) for p in pixels_around(image, x, y, 0))
+    far, _ = to_pixel(fig, ax, start + STEP * (dead + 200), 20.0)
+    assert not near(image.getpixel((far, top)), RED)
+    assert any(near(p, GREEN) for p in pixels_around(image, far, y))
+
+
 def test_blank_input_gives_a_no_data_image():
     start = END - dt.timedelta(hours=24)
     blank = render_graph([Series("192.0.2.1", [])], start=start, end=END, timezone=TZ,
