@@ -1,0 +1,163 @@
+"""When each monitor's next round runs, and what happens to its result.
+
+`MonitorScheduler.run_due()` is called every tick (a few seconds) by the plugin's job: it
+starts a round for every running monitor whose step has passed (a new one at once), as tasks
+bounded by a semaphore, and returns without waiting for them, so the job is never held by a
+slow burst and a new monitor's first round starts within one tick. Time comes from the
+injected clock; the next round is due `step` after the last one's start, read back from the
+database, so probing continues after a restart where it left off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exobot.core.clock import Clock
+from exobot_connectivity import store
+from exobot_connectivity.store import Monitor, StoredRound
+
+log = logging.getLogger("exobot.plugins.connectivity.scheduler")
+
+Connect = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+
+
+class RoundLike(Protocol):
+    """What a probe returns for one burst (`probes.Round` is one)."""
+
+    sent: int
+    received: int
+    rtts: Sequence[float]
+    error: str | None
+
+
+class Prober(Protocol):
+    """Runs one burst against a target, off the event loop (fping or TCP connects)."""
+
+    def __call__(self, target: str, kind: str, host: str, port: int | None) -> Awaitable[RoundLike]:
+        """One round's figures for `target`."""
+
+
+#: Called after each stored round with the monitor, the round and the alert change
+#: ("alert", "recovered" or None), for the thread notes of a later piece.
+OnRound = Callable[[Monitor, StoredRound, str | None], Awaitable[None]]
+
+
+class MonitorScheduler:
+    """Runs the running monitors' rounds every `step` and stores them (see the module)."""
+
+    def __init__(
+        self,
+        connection: Connect,
+        prober: Prober,
+        clock: Clock,
+        step: timedelta,
+        count: int,
+        *,
+        concurrency: int = 16,
+        loss_alert: float = 0.2,
+        alert_rounds: int = 2,
+        on_round: OnRound | None = None,
+    ) -> None:
+        self.connection = connection
+        self.prober = prober
+        self.clock = clock
+        self.step = step
+        self.count = count
+        self.loss_alert = loss_alert
+        self.alert_rounds = alert_rounds
+        self.on_round = on_round
+        self._bound = asyncio.Semaphore(concurrency)
+        self._busy: dict[int, asyncio.Task[StoredRound | None]] = {}
+
+    async def due(self, now: datetime) -> list[Monitor]:
+        """The running monitors whose next round is due at `now` (never run: at once), not
+        counting those whose round is still in progress."""
+        async with self.connection() as conn:
+            candidates = await store.running(conn)
+        return [
+            monitor
+            for monitor in candidates
+            if monitor.id not in self._busy
+            and (monitor.last_round_at is None or monitor.last_round_at + self.step <= now)
+        ]
+
+    async def run_due(self) -> list[asyncio.Task[StoredRound | None]]:
+        """Start the due rounds as tasks (at most `concurrency` probing at once) and return
+        them without waiting; `drain()` waits for them."""
+        started = []
+        for monitor in await self.due(self.clock.now()):
+            task = asyncio.create_task(self._round(monitor), name=f"connectivity:{monitor.id}")
+            self._busy[monitor.id] = task
+            task.add_done_callback(lambda _t, key=monitor.id: self._busy.pop(key, None))
+            started.append(task)
+        return started
+
+    async def drain(self) -> None:
+        """Wait until every round in progress is stored."""
+        while self._busy:
+            tasks = list(self._busy.values())
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for task in tasks:  # the done callbacks may not have run yet
+                self._busy = {key: busy for key, busy in self._busy.items() if busy is not task}
+
+    async def close(self) -> None:
+        """Cancel the rounds in progress (the plugin stops); nothing half-stored remains."""
+        tasks = list(self._busy.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _round(self, monitor: Monitor) -> StoredRound | None:
+        at = self.clock.now()
+        try:
+            async with self._bound:
+                result = await self.prober(monitor.target, monitor.kind, monitor.host, monitor.port)
+            sent, received = result.sent, result.received
+            rtts, error = list(result.rtts), result.error
+        except asyncio.CancelledError:
+            raise
+        except Exception as error_raised:  # a probe's failure is a lost round, not a crash
+            log.warning("probe of %s failed", monitor.target, exc_info=True)
+            sent, received, rtts = self.count, 0, []
+            error = f"{type(error_raised).__name__}: {error_raised}"
+        try:
+            async with self.connection() as conn:
+                stored = await store.record_round(
+                    conn, monitor.id, at=at, sent=sent, received=received, rtts=rtts, error=error
+                )
+                change = await store.update_alert(
+                    conn,
+                    monitor.id,
+                    lossy=stored.loss > self.loss_alert,
+                    rounds_needed=self.alert_rounds,
+                    now=at,
+                )
+        except Exception:  # e.g. the database is away: the next tick tries again
+            log.exception("storing a round of %s failed", monitor.target)
+            return None
+        if self.on_round is not None:
+            try:
+                await self.on_round(monitor, stored, change)
+            except Exception:
+                log.exception("handling a round of %s failed", monitor.target)
+        return stored
+
+    async def stop_for_ticket(self, ticket: int, reason: str) -> list[Monitor]:
+        """Stop every monitor of a ticket (resolved, rejected, or an operator's stop); a round
+        already in progress is still stored, no further one starts."""
+        async with self.connection() as conn:
+            return await store.stop(
+                conn, ticket=ticket, target=None, reason=reason, now=self.clock.now()
+            )
+
+    async def purge(self, now: datetime, retention: timedelta) -> int:
+        """Delete the rounds older than `retention`; returns how many."""
+        async with self.connection() as conn:
+            return await store.purge(conn, now - retention)

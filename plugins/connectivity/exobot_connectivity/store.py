@@ -1,0 +1,405 @@
+"""The monitors, their rounds and their alert state (SQLAlchemy Core on the plugin's own
+MetaData); the tables are created by the plugin's Alembic branch (`migrations/`).
+
+A monitor is one target probed for one ticket, or a reference target (`ticket` None) probed
+all the time. Each round is one burst of pings: sent, received, the sorted RTTs in ms
+(compact JSON) and their median. Queries take `now` from their caller (the one clock).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exobot.db.tables import UtcDateTime
+
+metadata = sa.MetaData()
+
+PER_TICKET_LIMIT = 5
+TOTAL_LIMIT = 100
+
+#: Why a monitor stopped: an operator's `stop`, the ticket resolved or rejected, or a
+#: reference target no longer in the configuration.
+STOP_REASONS = ("operator", "resolved", "rejected", "config")
+
+monitors = sa.Table(
+    "connectivity_monitors",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("ticket", sa.Integer, nullable=True),  # None: a reference target
+    sa.Column("target", sa.String(300), nullable=False),  # as the operator wrote it
+    sa.Column("kind", sa.String(8), nullable=False),  # "icmp" or "tcp"
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("port", sa.Integer, nullable=True),
+    sa.Column("started_by", sa.String(255), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("stopped_at", UtcDateTime(), nullable=True),
+    sa.Column("stop_reason", sa.String(20), nullable=True),
+    sa.Column("last_round_at", UtcDateTime(), nullable=True),
+    # One running monitor per target and ticket, even with two operators at once.
+    sa.Index(
+        "uq_connectivity_monitors_running",
+        "ticket",
+        "target",
+        unique=True,
+        sqlite_where=sa.text("stopped_at IS NULL"),
+        postgresql_where=sa.text("stopped_at IS NULL"),
+    ),
+)
+
+rounds = sa.Table(
+    "connectivity_rounds",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "monitor_id",
+        sa.Integer,
+        sa.ForeignKey("connectivity_monitors.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("sent", sa.Integer, nullable=False),
+    sa.Column("received", sa.Integer, nullable=False),
+    sa.Column("rtts", sa.Text, nullable=False),  # JSON list of sorted ms, 0.01 ms precision
+    sa.Column("median", sa.Float, nullable=True),  # None: nothing answered
+    sa.Column("error", sa.String(300), nullable=True),
+    # "The rounds of a monitor in a period", the graph's query.
+    sa.Index("ix_connectivity_rounds_monitor_at", "monitor_id", "at"),
+    # Retention deletes by age alone.
+    sa.Index("ix_connectivity_rounds_at", "at"),
+)
+
+alerts = sa.Table(
+    "connectivity_alerts",
+    metadata,
+    sa.Column(
+        "monitor_id",
+        sa.Integer,
+        sa.ForeignKey("connectivity_monitors.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("in_alert", sa.Boolean, nullable=False, default=False),
+    sa.Column("lossy_rounds", sa.Integer, nullable=False, default=0),
+    sa.Column("changed_at", UtcDateTime(), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """One probed target: for a ticket, or a reference target (`ticket` None)."""
+
+    id: int
+    ticket: int | None
+    target: str
+    kind: str
+    host: str
+    port: int | None
+    started_by: str
+    started_at: datetime
+    stopped_at: datetime | None
+    stop_reason: str | None
+    last_round_at: datetime | None
+
+    @property
+    def running(self) -> bool:
+        """Whether it is still probed."""
+        return self.stopped_at is None
+
+    @property
+    def reference(self) -> bool:
+        """Whether it is a reference target (probed for every ticket's comparison)."""
+        return self.ticket is None
+
+
+@dataclass(frozen=True)
+class StoredRound:
+    """One stored round: a burst's figures at a time."""
+
+    monitor_id: int
+    at: datetime
+    sent: int
+    received: int
+    rtts: tuple[float, ...]
+    median: float | None
+    error: str | None
+
+    @property
+    def loss(self) -> float:
+        """The lost share, 0.0 … 1.0 (1.0 when nothing was sent)."""
+        return 1.0 - self.received / self.sent if self.sent else 1.0
+
+
+class Refused(Exception):
+    """A monitor that may not start; `reason` says which rule ("duplicate", "ticket_limit",
+    "total_limit"), `limit` the limit that was reached."""
+
+    def __init__(self, reason: str, limit: int | None = None) -> None:
+        super().__init__(reason, limit)
+        self.reason = reason
+        self.limit = limit
+
+
+def _monitor(row: Any) -> Monitor:
+    return Monitor(
+        row.id,
+        row.ticket,
+        row.target,
+        row.kind,
+        row.host,
+        row.port,
+        row.started_by,
+        row.started_at,
+        row.stopped_at,
+        row.stop_reason,
+        row.last_round_at,
+    )
+
+
+def _round(row: Any) -> StoredRound:
+    return StoredRound(
+        row.monitor_id,
+        row.at,
+        row.sent,
+        row.received,
+        tuple(json.loads(row.rtts)),
+        row.median,
+        row.error,
+    )
+
+
+def _running(ticket: int | None) -> sa.ColumnElement[bool]:
+    by_ticket = monitors.c.ticket.is_(None) if ticket is None else monitors.c.ticket == ticket
+    return sa.and_(by_ticket, monitors.c.stopped_at.is_(None))
+
+
+async def _count(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> int:
+    query = sa.select(sa.func.count()).select_from(monitors).where(where)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def start(
+    conn: AsyncConnection,
+    *,
+    ticket: int | None,
+    target: str,
+    kind: str,
+    host: str,
+    port: int | None,
+    by: str,
+    now: datetime,
+    per_ticket: int = PER_TICKET_LIMIT,
+    total: int = TOTAL_LIMIT,
+) -> Monitor:
+    """Start probing `target` for `ticket` (None: a reference target, outside the limits).
+    Refused when the same target already runs for this ticket, or a limit is reached."""
+    running_same = sa.select(monitors.c.id).where(_running(ticket), monitors.c.target == target)
+    if (await conn.execute(running_same)).first() is not None:
+        raise Refused("duplicate")
+    if ticket is not None:
+        if await _count(conn, _running(ticket)) >= per_ticket:
+            raise Refused("ticket_limit", per_ticket)
+        on_tickets = sa.and_(monitors.c.ticket.is_not(None), monitors.c.stopped_at.is_(None))
+        if await _count(conn, on_tickets) >= total:
+            raise Refused("total_limit", total)
+    values = {
+        "ticket": ticket,
+        "target": target,
+        "kind": kind,
+        "host": host,
+        "port": port,
+        "started_by": by,
+        "started_at": now,
+    }
+    try:
+        async with conn.begin_nested():
+            result = await conn.execute(sa.insert(monitors).values(**values))
+    except IntegrityError as error:  # another operator started it at the same moment
+        raise Refused("duplicate") from error
+    monitor_id = int(result.inserted_primary_key[0])
+    return Monitor(monitor_id, ticket, target, kind, host, port, by, now, None, None, None)
+
+
+async def stop(
+    conn: AsyncConnection,
+    *,
+    ticket: int | None,
+    target: str | None,
+    reason: str,
+    now: datetime,
+) -> list[Monitor]:
+    """Stop one running target of a ticket (or every one: `target` None); returns what was
+    stopped (empty: nothing was running)."""
+    if reason not in STOP_REASONS:
+        raise ValueError(f"unknown stop reason {reason!r}")
+    where = _running(ticket)
+    if target is not None:
+        where = sa.and_(where, monitors.c.target == target)
+    stopping = [_monitor(row) for row in await conn.execute(sa.select(monitors).where(where))]
+    if stopping:
+        ids = [monitor.id for monitor in stopping]
+        await conn.execute(
+            sa.update(monitors)
+            .where(monitors.c.id.in_(ids), monitors.c.stopped_at.is_(None))
+            .values(stopped_at=now, stop_reason=reason)
+        )
+    return [
+        Monitor(**{**monitor.__dict__, "stopped_at": now, "stop_reason": reason})
+        for monitor in stopping
+    ]
+
+
+async def running(conn: AsyncConnection) -> list[Monitor]:
+    """Every running monitor (tickets' and reference targets), by ticket, then start."""
+    return await _running_where(conn, monitors.c.stopped_at.is_(None))
+
+
+async def ticket_running(conn: AsyncConnection, ticket: int) -> list[Monitor]:
+    """A ticket's running monitors, oldest first."""
+    return await _running_where(conn, _running(ticket))
+
+
+async def references(conn: AsyncConnection) -> list[Monitor]:
+    """The running reference targets, oldest first."""
+    return await _running_where(conn, _running(None))
+
+
+async def _running_where(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> list[Monitor]:
+    query = sa.select(monitors).where(where)
+    query = query.order_by(monitors.c.ticket, monitors.c.started_at, monitors.c.id)
+    return [_monitor(row) for row in await conn.execute(query)]
+
+
+async def by_ticket(conn: AsyncConnection) -> dict[int | None, list[Monitor]]:
+    """The running monitors grouped by ticket (None: the reference targets), for `!monitors`."""
+    grouped: dict[int | None, list[Monitor]] = {}
+    for monitor in await running(conn):
+        grouped.setdefault(monitor.ticket, []).append(monitor)
+    return grouped
+
+
+async def ticket_monitors(conn: AsyncConnection, ticket: int) -> list[Monitor]:
+    """Every monitor a ticket ever had, running or stopped, oldest first (its page, its graph)."""
+    query = (
+        sa.select(monitors)
+        .where(monitors.c.ticket == ticket)
+        .order_by(monitors.c.started_at, monitors.c.id)
+    )
+    return [_monitor(row) for row in await conn.execute(query)]
+
+
+async def get(conn: AsyncConnection, monitor_id: int) -> Monitor | None:
+    """The monitor with this id, or None."""
+    row = (await conn.execute(sa.select(monitors).where(monitors.c.id == monitor_id))).first()
+    return _monitor(row) if row is not None else None
+
+
+def encode_rtts(rtts: Sequence[float]) -> str:
+    """Sorted RTTs in ms as compact JSON (0.01 ms is far below what a ping measures)."""
+    return json.dumps([round(rtt, 2) for rtt in sorted(rtts)], separators=(",", ":"))
+
+
+async def record_round(
+    conn: AsyncConnection,
+    monitor_id: int,
+    *,
+    at: datetime,
+    sent: int,
+    received: int,
+    rtts: Sequence[float],
+    error: str | None = None,
+) -> StoredRound:
+    """Store one round (at: when it started) and move the monitor's `last_round_at` to it."""
+    ordered = tuple(sorted(rtts))
+    median = statistics.median(ordered) if ordered else None
+    await conn.execute(
+        sa.insert(rounds).values(
+            monitor_id=monitor_id,
+            at=at,
+            sent=sent,
+            received=received,
+            rtts=encode_rtts(ordered),
+            median=median,
+            error=error[:300] if error else None,
+        )
+    )
+    await conn.execute(
+        sa.update(monitors)
+        .where(
+            monitors.c.id == monitor_id,
+            sa.or_(monitors.c.last_round_at.is_(None), monitors.c.last_round_at < at),
+        )
+        .values(last_round_at=at)
+    )
+    stored = tuple(json.loads(encode_rtts(ordered)))
+    return StoredRound(monitor_id, at, sent, received, stored, median, error)
+
+
+async def rounds_between(
+    conn: AsyncConnection, monitor_id: int, since: datetime, until: datetime | None = None
+) -> list[StoredRound]:
+    """A monitor's rounds from `since` (included) to `until` (excluded), oldest first."""
+    query = sa.select(rounds).where(rounds.c.monitor_id == monitor_id, rounds.c.at >= since)
+    if until is not None:
+        query = query.where(rounds.c.at < until)
+    return [_round(row) for row in await conn.execute(query.order_by(rounds.c.at, rounds.c.id))]
+
+
+async def latest_round(conn: AsyncConnection, monitor_id: int) -> StoredRound | None:
+    """A monitor's newest round, or None."""
+    query = (
+        sa.select(rounds)
+        .where(rounds.c.monitor_id == monitor_id)
+        .order_by(rounds.c.at.desc(), rounds.c.id.desc())
+        .limit(1)
+    )
+    row = (await conn.execute(query)).first()
+    return _round(row) if row is not None else None
+
+
+async def purge(conn: AsyncConnection, before: datetime) -> int:
+    """Delete the rounds older than `before` (the retention); returns how many."""
+    result = await conn.execute(sa.delete(rounds).where(rounds.c.at < before))
+    return int(result.rowcount or 0)
+
+
+async def update_alert(
+    conn: AsyncConnection,
+    monitor_id: int,
+    *,
+    lossy: bool,
+    rounds_needed: int,
+    now: datetime,
+) -> str | None:
+    """Count a round as lossy or not; returns "alert" when the monitor has just had
+    `rounds_needed` lossy rounds in a row, "recovered" on the first good round after an
+    alert, None otherwise (so one note each, never a flood)."""
+    row = (await conn.execute(sa.select(alerts).where(alerts.c.monitor_id == monitor_id))).first()
+    in_alert = bool(row.in_alert) if row is not None else False
+    lossy_rounds = (row.lossy_rounds if row is not None else 0) + 1 if lossy else 0
+    change: str | None = None
+    if lossy and not in_alert and lossy_rounds >= rounds_needed:
+        in_alert, change = True, "alert"
+    elif not lossy and in_alert:
+        in_alert, change = False, "recovered"
+    values = {"in_alert": in_alert, "lossy_rounds": lossy_rounds, "changed_at": now}
+    if row is None:
+        await conn.execute(sa.insert(alerts).values(monitor_id=monitor_id, **values))
+    else:
+        await conn.execute(
+            sa.update(alerts).where(alerts.c.monitor_id == monitor_id).values(**values)
+        )
+    return change
+
+
+async def in_alert(conn: AsyncConnection, monitor_id: int) -> bool:
+    """Whether the monitor is in alert (lost packets for enough rounds, not yet recovered)."""
+    query = sa.select(alerts.c.in_alert).where(alerts.c.monitor_id == monitor_id)
+    return bool((await conn.execute(query)).scalar())
