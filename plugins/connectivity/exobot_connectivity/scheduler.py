@@ -29,12 +29,24 @@ Connect = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 
 
 class RoundLike(Protocol):
-    """What a probe returns for one burst (`probes.Round` is one)."""
+    """What a probe returns for one burst (`probes.Round` is one); read-only, so a frozen
+    dataclass fits."""
 
-    sent: int
-    received: int
-    rtts: Sequence[float]
-    error: str | None
+    @property
+    def sent(self) -> int:
+        """Pings sent."""
+
+    @property
+    def received(self) -> int:
+        """Answers received."""
+
+    @property
+    def rtts(self) -> Sequence[float]:
+        """Round-trip times in ms."""
+
+    @property
+    def error(self) -> str | None:
+        """Why the probe could not run, if it could not."""
 
 
 class Prober(Protocol):
