@@ -296,6 +296,26 @@ class MatrixClient:
                 )
         self.session.undecrypted = still
 
+    async def upload(
+        self, data: bytes, mimetype: str, filename: str, *, encrypt: bool
+    ) -> dict[str, Any]:
+        """Put `data` in the homeserver's content repository; returns what an `m.image` (or
+        `m.file`) content needs to point at it: `{"url": mxc}` in the clear, or
+        `{"file": EncryptedFile}` (the mxc plus the key, iv and hash, v2) when `encrypt`, as
+        an encrypted room requires (the homeserver then stores ciphertext only)."""
+        response, keys = await self.nio.upload(
+            lambda _limited, _timeouts: data,
+            content_type=mimetype,
+            filename=filename,
+            encrypt=encrypt,
+            filesize=len(data),  # AES-CTR: the ciphertext is as long as the data
+        )
+        if not isinstance(response, nio.UploadResponse):
+            raise ConnectionError(f"the homeserver refused the upload: {response.message}")
+        if encrypt:
+            return {"file": {**keys, "url": response.content_uri}}
+        return {"url": response.content_uri}
+
     async def close(self) -> None:
         """Close the HTTP session (the device and tokens stay saved for the next start)."""
         if self.nio is not None:

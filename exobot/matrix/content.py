@@ -29,12 +29,18 @@ def message_content(message: Message, where: Where) -> dict[str, Any]:
         "m.mentions": {},
     }
     if where.thread_root:
-        content["m.relates_to"] = {
-            "rel_type": "m.thread",
-            "event_id": where.thread_root,
-            "is_falling_back": where.reply_to is None,
-            "m.in_reply_to": {"event_id": where.reply_to or where.thread_root},
-        }
+        content["m.relates_to"] = thread_relation(where)
     elif where.reply_to:
         content["m.relates_to"] = {"m.in_reply_to": {"event_id": where.reply_to}}
     return content
+
+
+def thread_relation(where: Where) -> dict[str, Any]:
+    """The `m.relates_to` of a message in `where`'s thread (a reply fallback for clients
+    without threads)."""
+    return {
+        "rel_type": "m.thread",
+        "event_id": where.thread_root,
+        "is_falling_back": where.reply_to is None,
+        "m.in_reply_to": {"event_id": where.reply_to or where.thread_root},
+    }

@@ -9,6 +9,7 @@ thread.
 
 from __future__ import annotations
 
+import base64
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from exobot.db.outbox import OutboxItem
 from exobot.db.repository import SqlRepository
 from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy
 from exobot.matrix.client import MatrixClient
-from exobot.matrix.content import Where, message_content
+from exobot.matrix.content import Where, message_content, thread_relation
 from exobot.matrix.render import Message, Renderer
 from exobot.matrix.rooms import QueueRooms
 
@@ -99,6 +100,10 @@ class ChatSender(OutboxWorker):
             await self._login_link(item)
         elif kind == "notice":
             await self._notice(item)
+        elif kind == "thread_post":
+            await self._thread_post(item)
+        elif kind == "room_post":
+            await self._room_post(item)
         else:
             raise PermanentFailure(f"unknown chat row type {kind!r}")
 
@@ -243,6 +248,69 @@ class ChatSender(OutboxWorker):
         for room_id in self.rooms.room_ids():
             await self._send(Where(room_id), message, part)
 
+    async def _room_post(self, item: OutboxItem) -> None:
+        """A plugin's plain-text note in one queue's room (None: the default queue's)."""
+        room_id = self._room(item.payload.get("queue") or self.default_queue)
+        if room_id is None:
+            return  # that queue has no room: nowhere to say it
+        message = plain_message(item.payload["body"])
+        await self._send(Where(room_id), message, await self._parts(item))
+
+    async def _thread_post(self, item: OutboxItem) -> None:
+        """A plugin's plain-text note and/or image in the ticket's current thread.
+
+        Parts: 1 is the ticket's root when it has none yet, 2 the post. With an image the text
+        is its caption (`body` ≠ `filename`, spec v1.10 / MSC2530): one event, so a note and
+        its figure can neither be separated nor half posted, and clients without captions
+        still show the text as the image's description (its alt text). The bytes are uploaded
+        only while part 2 is not recorded: a crash between the upload and the send uploads
+        again (an orphan in the media store is harmless), never sends twice."""
+        async with self.repository.reading() as view:
+            ticket = await view.get_ticket(item.ticket_id)
+            thread = await chat.current_thread(view.conn, item.ticket_id)
+            part = _Parts(item.id, await chat.posted(view.conn, item.id))
+        if ticket is None:
+            raise PermanentFailure(f"ticket {item.ticket_id} does not exist")
+        if thread is None:
+            thread = await self._new_root(ticket, ticket.queue, None, part, None)
+            if thread is None:
+                return  # the ticket's queue has no room: nothing to show in chat
+        else:
+            part.next()  # the root's number, taken or not, so the post is always part 2
+        where = Where(thread.room_id, thread.root_event_id)
+        text = item.payload.get("body") or ""
+        image = item.payload.get("image")
+        if image is None:
+            await self._send(where, plain_message(text), part)
+            return
+        number = part.next()
+        if number in part.done:
+            return
+        room = self.client.nio.rooms.get(thread.room_id)
+        if room is None:
+            raise RoomNotReady(f"room {thread.room_id} is not known to the bot yet")
+        data = base64.b64decode(image["data"])
+        filename = image.get("filename") or "image.png"
+        mimetype = image.get("mimetype") or "image/png"
+        info: dict = {"mimetype": mimetype, "size": len(data)}
+        if image.get("width"):
+            info["w"] = image["width"]
+        if image.get("height"):
+            info["h"] = image["height"]
+        content: dict = {
+            "msgtype": "m.image",
+            "body": text or filename,
+            "filename": filename,
+            "info": info,
+            "m.mentions": {},  # a caption quoting "@room" pings nobody
+            **await self.client.upload(data, mimetype, filename, encrypt=room.encrypted),
+        }
+        if text:
+            caption = plain_message(text)
+            content.update(format="org.matrix.custom.html", formatted_body=caption.html)
+        content["m.relates_to"] = thread_relation(where)
+        await self._post_part(part, number, thread.room_id, "m.room.message", content)
+
     # --- login links ----------------------------------------------------------------------
 
     async def _login_link(self, item: OutboxItem) -> None:
@@ -349,6 +417,13 @@ class ChatSender(OutboxWorker):
         number = part.next()
         if number in part.done:
             return part.done[number]
+        return await self._post_part(part, number, room_id, event_type, content)
+
+    async def _post_part(
+        self, part: _Parts, number: int, room_id: str, event_type: str, content: dict
+    ) -> str:
+        """Send part `number` of a row (its transaction id makes a resend return the first
+        event) and record it."""
         response = await self.client.nio.room_send(
             room_id, event_type, content, tx_id=part.txn(number), ignore_unverified_devices=True
         )
@@ -387,6 +462,12 @@ def with_lines(message: Message, lines: list[str]) -> Message:
     body = "\n".join(filter(None, [message.body, *lines]))
     html = "<br>".join(filter(None, [message.html, *(html_escape(line) for line in lines)]))
     return Message(body, html)
+
+
+def plain_message(text: str) -> Message:
+    """Plain text as a message: the body as given, the HTML escaped line by line (no markup,
+    no pills, no links of its own)."""
+    return Message(text, "<br>".join(html_escape(line) for line in text.splitlines()))
 
 
 def _same_thread(origin: dict, thread: chat.Thread) -> bool:

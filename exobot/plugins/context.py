@@ -6,6 +6,7 @@ registered is removed when it stops or is disabled, whatever its own `stop()` do
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from exobot.plugins.manager import Host, PluginManager, _Run
 
 Remover = Callable[[], None]
+
+# The largest image a plugin may post (its base64 travels in an outbox row).
+MAX_IMAGE_BYTES = 2 * 1024 * 1024
 
 
 class PluginContext:
@@ -60,6 +64,62 @@ class PluginContext:
     def connection(self) -> AbstractAsyncContextManager[Any]:
         """An SQLAlchemy AsyncConnection in a write transaction, for the plugin's own tables."""
         return self._host.repository.connection()
+
+    # --- chat ----------------------------------------------------------------------------
+
+    async def post_to_thread(
+        self,
+        ticket: int,
+        body: str,
+        *,
+        image: bytes | None = None,
+        filename: str = "image.png",
+        mimetype: str = "image/png",
+        width: int | None = None,
+        height: int | None = None,
+    ) -> None:
+        """Post plain text (escaped, pinging nobody) and/or an image into the ticket's chat
+        thread, exactly once, through the outbox (queued in its own transaction; the text is
+        the image's caption). Nothing is queued when exobot has no chat. ValueError: no such
+        ticket, nothing to post, or an image over MAX_IMAGE_BYTES."""
+        if image is not None and len(image) > MAX_IMAGE_BYTES:
+            raise ValueError(f"image of {len(image)} bytes; at most {MAX_IMAGE_BYTES}")
+        if image is None and not body.strip():
+            raise ValueError("nothing to post: no text and no image")
+        payload: dict[str, Any] = {"type": "thread_post", "body": body}
+        if image is not None:
+            payload["image"] = {
+                "data": base64.b64encode(image).decode("ascii"),
+                "filename": filename,
+                "mimetype": mimetype,
+                "width": width,
+                "height": height,
+            }
+        await self._queue_chat(ticket, payload)
+
+    async def post_to_room(self, queue: str | None, body: str) -> None:
+        """Post a plain-text note (escaped, pinging nobody) in one queue's room (None: the
+        default queue's), exactly once, through the outbox; nothing when exobot has no chat.
+        ValueError: an unknown queue or an empty body."""
+        if queue is not None and queue not in self.settings.queues:
+            raise ValueError(f"unknown queue {queue!r}")
+        if not body.strip():
+            raise ValueError("nothing to post")
+        await self._queue_chat(None, {"type": "room_post", "queue": queue, "body": body})
+
+    async def _queue_chat(self, ticket: int | None, payload: dict[str, Any]) -> None:
+        from exobot.core.events import OutboxQueued
+        from exobot.core.service import CHAT
+
+        async def work(uow: Any) -> None:
+            if ticket is not None and await uow.get_ticket(ticket) is None:
+                raise ValueError(f"no ticket {ticket}")
+            if self._host.announce:
+                await uow.queue_outbox(CHAT, ticket, payload)
+
+        await self._host.repository.run(work, now=self.clock.now())
+        if self._host.announce:
+            await self._host.events.emit(OutboxQueued(CHAT))
 
     # --- words --------------------------------------------------------------------------
 
