@@ -12,6 +12,8 @@ BENCH_WEB_ENTRIES ?= 500000
 BENCH_WEB_SAMPLES ?= 200
 BENCH_HOSTILE ?= 100
 BENCH_HOSTILE_NORMAL ?= 10
+BENCH_CONNECTIVITY_TARGETS ?= 100
+BENCH_CONNECTIVITY_ROUNDS ?= 5
 
 .PHONY: venv stack demo test bench bench-smoke lint clean catalogs mo
 
@@ -58,11 +60,14 @@ bench: stack
 	$(PY) bench/bench_web.py --tickets $(BENCH_WEB_TICKETS) --entries $(BENCH_WEB_ENTRIES) \
 		--samples $(BENCH_WEB_SAMPLES)
 	$(PY) bench/bench_hostile.py --hostile $(BENCH_HOSTILE) --normal $(BENCH_HOSTILE_NORMAL)
+	$(PY) bench/bench_connectivity.py --targets $(BENCH_CONNECTIVITY_TARGETS) \
+		--rounds $(BENCH_CONNECTIVITY_ROUNDS)
 
 bench-smoke:
 	$(MAKE) bench BENCH_MAILS=100 BENCH_SAMPLES=5 BENCH_COMMANDS=10 BENCH_MATRIX_MAILS=3 \
 		BENCH_WEB_TICKETS=5000 BENCH_WEB_ENTRIES=25000 BENCH_WEB_SAMPLES=20 \
-		BENCH_HOSTILE=8 BENCH_HOSTILE_NORMAL=2
+		BENCH_HOSTILE=8 BENCH_HOSTILE_NORMAL=2 \
+		BENCH_CONNECTIVITY_TARGETS=20 BENCH_CONNECTIVITY_ROUNDS=2
 
 lint: venv
 	$(PY) -m ruff check exobot plugins tests devstack bench
