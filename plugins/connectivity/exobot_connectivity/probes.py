@@ -101,6 +101,13 @@ async def probe_icmp(
         process.kill()
         await process.wait()
         return _round(count, [], f"fping did not finish within {deadline:.0f} s.")
+    except asyncio.CancelledError:
+        # The plugin stops mid-burst: end fping and reap it while the loop still runs, so
+        # no transport is left to a closed loop.
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        raise
     text = stderr.decode(errors="replace") + stdout.decode(errors="replace")
     rtts = parse_fping(text, address, count)
     if rtts is None:

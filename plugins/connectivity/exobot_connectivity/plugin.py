@@ -1,0 +1,858 @@
+"""The connectivity plugin: `!monitor`, `!monitors` and `!graph`, the rounds job, the thread
+notes (loss compared with the reference targets, recovery, the last summary on resolve), the
+root-message offer for addresses in a new ticket's mail, the SmokePing export and the data
+handlers. The pieces it drives are in targets.py, probes.py, store.py, scheduler.py, graph.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import re
+import statistics
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from markupsafe import Markup, escape
+from pydantic import Field, field_validator
+
+from exobot.config import Duration
+from exobot.core.actions import (
+    ActionCall,
+    ActionRefused,
+    ActionSpec,
+    Answer,
+    ArgKind,
+    Argument,
+    TicketUse,
+)
+from exobot.core.events import TicketEvent
+from exobot.core.languages import N_
+from exobot.core.model import EntryKind, Status
+from exobot.core.references import format_reference
+from exobot.core.service import TicketNotFound
+from exobot.plugins import DataSubject, Plugin, PluginConfig, PluginContext
+from exobot_connectivity import store
+from exobot_connectivity.graph import GraphLabels, Point, Series, graph_size, render_graph
+from exobot_connectivity.probes import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Round, probe
+from exobot_connectivity.scheduler import MonitorScheduler
+from exobot_connectivity.store import Monitor, StoredRound
+from exobot_connectivity.targets import TargetError, check_address, parse_target, resolve
+
+HERE = Path(__file__).parent
+NAME = "connectivity"
+TICK = timedelta(seconds=5)  # how often due rounds are looked for: a new monitor's first
+PURGE_EVERY = timedelta(hours=6)  # round starts within one tick
+PERIODS = {"3h": timedelta(hours=3), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+DEFAULT_PERIOD = "24h"
+STOP_WORDS = frozenset({"stop", "prou", "para", "atura"})
+MAX_OFFERED = 3  # addresses offered in a root message
+CLOSED = {Status.RESOLVED.value, Status.REJECTED.value}
+GRAPH_TIMEZONE = "Europe/Madrid"  # the core's alerts.timezone is not reachable by plugins
+
+#: Refusals of a target, by TargetError code, in the plugin's domain.
+TARGET_WORDS = {
+    "empty": N_("No target given: write an IP address or a host name."),
+    "bad_syntax": N_("“{target}” is not a target: write HOST or HOST tcp:PORT."),
+    "bad_host": N_("“{target}” is neither an IP address nor a valid host name."),
+    "bad_port": N_("The TCP port in “{target}” is out of range (1-65535)."),
+    "does_not_resolve": N_("“{target}” does not resolve to any address."),
+    "multicast": N_("“{target}” is a multicast address: it cannot be probed."),
+    "broadcast": N_("“{target}” is the broadcast address: it cannot be probed."),
+    "unspecified": N_("“{target}” is the unspecified address: it cannot be probed."),
+    "not_allowed": N_("“{target}” is outside the networks this exobot may probe."),
+}
+
+__all__ = ["Connectivity", "ConnectivityConfig"]
+
+
+class ConnectivityConfig(PluginConfig):
+    """Settings under `plugins.connectivity.`."""
+
+    #: How often each target gets a round (a burst of `pings`).
+    step: Duration = timedelta(minutes=5)
+    #: Pings per round (SmokePing's default is 20).
+    pings: int = Field(20, ge=1, le=100)
+    #: The association's own targets, probed all the time and drawn beside each ticket's.
+    reference_targets: list[str] = Field(default_factory=list)
+    #: The lost share (0-1) above which a round counts as lossy.
+    loss_alert: float = Field(0.2, ge=0.0, lt=1.0)
+    #: Lossy rounds in a row before the thread gets a note.
+    alert_rounds: int = Field(2, ge=1, le=100)
+    #: Rounds older than this are deleted.
+    retention: Duration = timedelta(days=90)
+    #: The networks that may be probed (CIDR); empty or absent: any unicast address.
+    allowed_networks: list[str] | None = None
+    #: Running monitors per ticket, and on all tickets together.
+    max_per_ticket: int = Field(5, ge=1, le=100)
+    max_total: int = Field(100, ge=1, le=10_000)
+
+    @field_validator("reference_targets")
+    @classmethod
+    def _targets(cls, values: list[str]) -> list[str]:
+        normal = []
+        for value in values:
+            try:
+                target = parse_target(value)
+            except TargetError as error:
+                raise ValueError(error.message) from None
+            literal = _literal(target.host)
+            if literal is not None:
+                try:
+                    check_address(literal)
+                except TargetError as error:
+                    raise ValueError(error.message) from None
+            if str(target) not in normal:
+                normal.append(str(target))
+        return normal
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, values: list[str] | None) -> list[str] | None:
+        if not values:
+            return None
+        normal = []
+        for value in values:
+            try:
+                normal.append(str(ipaddress.ip_network(str(value).strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"{value!r} is not a network in CIDR form (10.0.0.0/8)") from None
+        return normal
+
+
+def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def round_interval(step: timedelta, pings: int) -> float:
+    """Seconds between the pings of a burst: SmokePing's 1 s, shorter when a burst would
+    otherwise take more than half the step (fping accepts 10 ms without root)."""
+    return max(0.01, min(DEFAULT_INTERVAL, step.total_seconds() / 2 / max(pings, 1)))
+
+
+def summary_of(rounds: Sequence[StoredRound]) -> tuple[int, float | None, float | None]:
+    """Rounds, overall lost share and median RTT (ms) of a monitor's rounds."""
+    sent = sum(r.sent for r in rounds)
+    received = sum(r.received for r in rounds)
+    rtts = sorted(rtt for r in rounds for rtt in r.rtts)
+    loss = (sent - received) / sent if sent else None
+    return len(rounds), loss, statistics.median(rtts) if rtts else None
+
+
+_TOKEN_STRIP = "\"'()[]<>{},;.!?«»“”"
+
+
+def addresses_in(text: str, allowed: Sequence[str] | None, limit: int = MAX_OFFERED) -> list[str]:
+    """The distinct unicast IP addresses written in `text` that may be probed, in order."""
+    found: list[str] = []
+    for token in re.split(r"[\s,;]+", text or ""):
+        token = token.strip(_TOKEN_STRIP)
+        if not token or ("." not in token and ":" not in token):
+            continue
+        address = _literal(token)
+        if address is None:
+            continue
+        try:
+            check_address(address, allowed)
+        except TargetError:
+            continue
+        if str(address) not in found:
+            found.append(str(address))
+        if len(found) >= limit:
+            break
+    return found
+
+
+def smokeping_targets(grouped: dict[int | None, list[Monitor]], prefix: str) -> str:
+    """The running monitors as a SmokePing `Targets` include: a `+ exobot` section, one `++`
+    section per ticket (and one for the reference targets), one `+++` per target."""
+    lines = [
+        "# Written by `exobot connectivity smokeping-targets`: the monitors exobot runs.",
+        "# Include it under *** Targets *** (@include); FPing and TCPPing must be in *** Probes ***.",
+        "",
+        "+ exobot",
+        "menu = exobot",
+        "title = exobot: monitored tickets",
+    ]
+    for ticket in sorted(grouped, key=lambda t: (t is not None, t or 0)):
+        monitors = grouped[ticket]
+        name = "references" if ticket is None else f"ticket_{ticket}"
+        title = "reference targets" if ticket is None else format_reference(prefix, ticket)
+        lines += ["", f"++ {name}", f"menu = {title}", f"title = {title}"]
+        for monitor in monitors:
+            lines += [
+                "",
+                f"+++ m{monitor.id}",
+                f"menu = {monitor.target}",
+                f"title = {title}: {monitor.target}",
+                f"probe = {'TCPPing' if monitor.kind == 'tcp' else 'FPing'}",
+                f"host = {monitor.host}",
+            ]
+            if monitor.kind == "tcp":
+                lines.append(f"port = {monitor.port}")
+    return "\n".join(lines) + "\n"
+
+
+class Connectivity(Plugin):
+    """SmokePing-style connectivity monitor for tickets (`!monitor`, `!graph`)."""
+
+    name = NAME
+    config_model = ConnectivityConfig
+    migrations = HERE / "migrations"
+    locale = HERE / "locale"
+    templates = HERE / "templates" if (HERE / "templates").is_dir() else None
+
+    ctx: PluginContext
+    config: ConnectivityConfig
+    scheduler: MonitorScheduler | None = None
+
+    # --- life -------------------------------------------------------------------------------
+
+    async def start(self, ctx: PluginContext) -> None:
+        """Register the actions, jobs, notes, root lines and data handlers; keep the reference
+        targets running as configured."""
+        self.ctx = ctx
+        self.config = ctx.config  # type: ignore[assignment]
+        self.scheduler = MonitorScheduler(
+            ctx.connection,
+            self.prober,
+            ctx.clock,
+            self.config.step,
+            self.config.pings,
+            loss_alert=self.config.loss_alert,
+            alert_rounds=self.config.alert_rounds,
+            on_round=self.on_round,
+        )
+        await self.sync_references()
+        for spec in self.actions():
+            ctx.add_action(spec)
+        ctx.schedule(self.tick, every=TICK, name="rounds")
+        ctx.schedule(self.purge, every=PURGE_EVERY, name="retention")
+        ctx.on(TicketEvent, self.on_event)
+        ctx.add_root_lines(self.root_lines)
+        ctx.add_data_handlers(export=self.export, erase=self.erase)
+        if (HERE / "web.py").exists():
+            from exobot_connectivity import web
+
+            web.register_web(
+                ctx, settings=self.config, read_rounds=self.read_rounds, timezone=_zone()
+            )
+
+    async def stop(self) -> None:
+        """Cancel the rounds in progress."""
+        if self.scheduler is not None:
+            await self.scheduler.close()
+
+    async def sync_references(self) -> None:
+        """Start the configured reference targets that do not run; stop the ones removed."""
+        wanted = list(self.config.reference_targets)
+        now = self.ctx.clock.now()
+        async with self.ctx.connection() as conn:
+            running = {monitor.target: monitor for monitor in await store.references(conn)}
+            for target in running:
+                if target not in wanted:
+                    await store.stop(conn, ticket=None, target=target, reason="config", now=now)
+            for text in wanted:
+                if text in running:
+                    continue
+                target = parse_target(text)
+                await store.start(
+                    conn,
+                    ticket=None,
+                    target=str(target),
+                    kind=target.kind,
+                    host=target.host,
+                    port=target.port,
+                    by="config",
+                    now=now,
+                )
+
+    async def tick(self) -> None:
+        """The rounds job: start the due rounds (returns at once)."""
+        assert self.scheduler is not None
+        await self.scheduler.run_due()
+
+    async def purge(self) -> None:
+        """The retention job."""
+        assert self.scheduler is not None
+        await self.scheduler.purge(self.ctx.clock.now(), self.config.retention)
+
+    async def prober(self, target: str, kind: str, host: str, port: int | None) -> Round:
+        """One round: resolve and re-check the target now (a name may have moved), then probe
+        its first address; a refusal or a name that does not resolve is a lost round."""
+        count = self.config.pings
+        try:
+            parsed = parse_target(target)
+            addresses = await resolve(parsed, self.config.allowed_networks)
+        except TargetError as error:
+            return Round(sent=count, received=0, error=error.message)
+        return await probe(
+            parsed,
+            addresses[0],
+            count=count,
+            interval=round_interval(self.config.step, count),
+            timeout=DEFAULT_TIMEOUT,
+        )
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def actions(self) -> list[ActionSpec]:
+        """`monitor`, `monitors` and `graph`, declared once for chat, `!help`, web and API."""
+        rest = Argument(
+            "target",
+            ArgKind.TITLE,
+            required=False,
+            label=N_("the target"),
+            description="HOST, HOST tcp:PORT, or `stop [TARGET]`",
+        )
+        return [
+            ActionSpec(
+                "monitor",
+                N_("!monitor {ref} TARGET | stop [TARGET]"),
+                N_(
+                    "Probes TARGET (an address, a host name, or HOST tcp:PORT) every few "
+                    "minutes for the ticket; stop (prou) ends it."
+                ),
+                aliases={"ca": ("vigila",), "es": ("vigila",)},
+                arguments=(rest,),
+                ticket=TicketUse.REQUIRED,
+                handler=self.monitor,
+                api_summary="Start or stop probing a target for a ticket",
+                api_description=(
+                    'Body `{"target": "10.1.2.3"}` (or `"host tcp:443"`) starts probing; '
+                    '`{"target": "stop"}` or `"stop 10.1.2.3"` stops. Refusals answer 400.'
+                ),
+            ),
+            ActionSpec(
+                "monitors",
+                N_("!monitors [{ref}]"),
+                N_("Lists the targets being probed, per ticket."),
+                aliases={"ca": ("vigilats",), "es": ("vigilados",)},
+                ticket=TicketUse.OPTIONAL,
+                handler=self.monitors,
+                api_summary="List the running monitors",
+            ),
+            ActionSpec(
+                "graph",
+                N_("!graph {ref} [TARGET] [3h|24h|7d]"),
+                N_("Posts the connectivity graph of the ticket's targets into its thread."),
+                aliases={"ca": ("grafic", "gràfic"), "es": ("grafico", "gráfico")},
+                arguments=(
+                    Argument(
+                        "target",
+                        ArgKind.TITLE,
+                        required=False,
+                        label=N_("the target and period"),
+                        description="optional TARGET and period (3h, 24h or 7d)",
+                    ),
+                ),
+                ticket=TicketUse.REQUIRED,
+                handler=self.graph,
+                api_summary="Post the connectivity graph into the ticket's thread",
+            ),
+        ]
+
+    def _ref(self, number: int) -> str:
+        return format_reference(self.ctx.settings.prefix, number)
+
+    async def _ticket(self, number: int | None) -> Any:
+        if number is None:
+            raise ActionRefused("missing_ticket", "?")
+        async with self.ctx.reading() as reader:
+            ticket = await reader.get_ticket(number)
+        if ticket is None:
+            reference = self._ref(number)
+            raise TicketNotFound("not_found", f"{reference} does not exist", ticket=reference)
+        return ticket
+
+    def _target_refusal(self, language: str, error: TargetError, text: str) -> ActionRefused:
+        words = TARGET_WORDS.get(error.code)
+        message = self.ctx.say(language, words, target=text) if words else error.message
+        return ActionRefused(f"target_{error.code}", message)
+
+    async def monitor(self, call: ActionCall) -> Answer:
+        """`!monitor suport#N TARGET` starts; `!monitor suport#N stop [TARGET]` stops."""
+        ticket = await self._ticket(call.ticket)
+        text = str(call.args.get("target") or "").strip()
+        words = text.split()
+        language = call.language
+        if words and words[0].lower() in STOP_WORDS:
+            return await self._stop(call, ticket.number, " ".join(words[1:]))
+        if not words:
+            raise ActionRefused(
+                "missing_target",
+                self.ctx.say(
+                    language,
+                    "Which target? Write !monitor {ref} ADDRESS (or HOST tcp:PORT).",
+                    ref=self._ref(ticket.number),
+                ),
+            )
+        if ticket.status.value in CLOSED:
+            raise ActionRefused(
+                "ticket_closed",
+                self.ctx.say(
+                    language,
+                    "{ref} is closed: reopen it before probing.",
+                    ref=self._ref(ticket.number),
+                ),
+            )
+        try:
+            target = parse_target(text)
+            addresses = await resolve(target, self.config.allowed_networks)
+        except TargetError as error:
+            raise self._target_refusal(language, error, text) from None
+        try:
+            async with self.ctx.connection() as conn:
+                await store.start(
+                    conn,
+                    ticket=ticket.number,
+                    target=str(target),
+                    kind=target.kind,
+                    host=target.host,
+                    port=target.port,
+                    by=call.actor,
+                    now=self.ctx.clock.now(),
+                    per_ticket=self.config.max_per_ticket,
+                    total=self.config.max_total,
+                )
+        except store.Refused as refused:
+            message = {
+                "duplicate": N_("{target} is already being probed for {ref}."),
+                "ticket_limit": N_("{ref} already has {limit} targets probed, the most allowed."),
+                "total_limit": N_("{limit} targets are already probed, the most allowed."),
+            }[refused.reason]
+            raise ActionRefused(
+                refused.reason,
+                self.ctx.say(
+                    language,
+                    message,
+                    target=str(target),
+                    ref=self._ref(ticket.number),
+                    limit=refused.limit or 0,
+                ),
+            ) from None
+        shown = str(target)
+        if str(addresses[0]) != target.host:
+            shown = f"{target} ({addresses[0]})"
+        body = self.ctx.say(
+            language,
+            "Probing {target} for {ref}: {pings} pings every {step}. "
+            "Stop it with !monitor {ref} stop.",
+            target=shown,
+            ref=self._ref(ticket.number),
+            pings=self.config.pings,
+            step=_duration_text(self.config.step),
+        )
+        return Answer(body, str(escape(body)))
+
+    async def _stop(self, call: ActionCall, number: int, text: str) -> Answer:
+        target: str | None = None
+        if text:
+            try:
+                target = str(parse_target(text))
+            except TargetError as error:
+                raise self._target_refusal(call.language, error, text) from None
+        async with self.ctx.connection() as conn:
+            stopped = await store.stop(
+                conn, ticket=number, target=target, reason="operator", now=self.ctx.clock.now()
+            )
+        if not stopped:
+            ref = self._ref(number)
+            raise ActionRefused(
+                "not_monitored",
+                self.ctx.say(call.language, "Nothing is being probed for {ref}.", ref=ref)
+                if target is None
+                else self.ctx.say(
+                    call.language, "{target} is not being probed for {ref}.", ref=ref, target=target
+                ),
+            )
+        body = self.ctx.say(
+            call.language,
+            "Stopped probing for {ref}: {targets}.",
+            ref=self._ref(number),
+            targets=", ".join(monitor.target for monitor in stopped),
+        )
+        return Answer(body, str(escape(body)))
+
+    async def monitors(self, call: ActionCall) -> Answer:
+        """`!monitors [suport#N]`: what runs, per ticket (and the reference targets)."""
+        async with self.ctx.reading() as reader:
+            grouped = await store.by_ticket(reader.conn)
+        if call.ticket is not None:
+            grouped = {key: value for key, value in grouped.items() if key == call.ticket}
+        tickets = {key: value for key, value in grouped.items() if key is not None}
+        if not tickets:
+            body = (
+                self.ctx.say(call.language, "Nothing is being probed for {ref}.", ref=self._ref(call.ticket))
+                if call.ticket is not None
+                else self.ctx.say(call.language, "No ticket has targets being probed.")
+            )
+            return Answer(body, str(escape(body)))
+        head = self.ctx.say(call.language, "Targets being probed:")
+        lines = [
+            f"• {self._ref(number)}: {', '.join(m.target for m in monitors)}"
+            for number, monitors in sorted(tickets.items())
+        ]
+        references = grouped.get(None) or []
+        tail = []
+        if references:
+            tail = [
+                self.ctx.say(
+                    call.language,
+                    "Reference targets: {targets}",
+                    targets=", ".join(m.target for m in references),
+                )
+            ]
+        html = Markup("<p>{}</p><ul>{}</ul>{}").format(
+            head,
+            Markup("").join(
+                Markup("<li>{}: {}</li>").format(
+                    self._ref(number), ", ".join(m.target for m in monitors)
+                )
+                for number, monitors in sorted(tickets.items())
+            ),
+            Markup("").join(Markup("<p>{}</p>").format(line) for line in tail),
+        )
+        return Answer("\n".join([head, *lines, *tail]), str(html))
+
+    async def graph(self, call: ActionCall) -> Answer:
+        """`!graph suport#N [TARGET] [3h|24h|7d]`: the PNG into the ticket's thread."""
+        ticket = await self._ticket(call.ticket)
+        words = str(call.args.get("target") or "").split()
+        period = DEFAULT_PERIOD
+        if words and words[-1].lower() in PERIODS:
+            period = words.pop().lower()
+        target: str | None = None
+        if words:
+            try:
+                target = str(parse_target(" ".join(words)))
+            except TargetError as error:
+                raise self._target_refusal(call.language, error, " ".join(words)) from None
+        now = self.ctx.clock.now()
+        since = now - PERIODS[period]
+        series = await self.read_rounds(ticket.number, target, since, language=call.language)
+        if not any(not s.reference for s in series):
+            raise ActionRefused(
+                "not_monitored",
+                self.ctx.say(
+                    call.language,
+                    "{ref} has no probed targets: start one with !monitor {ref} ADDRESS.",
+                    ref=self._ref(ticket.number),
+                )
+                if target is None
+                else self.ctx.say(
+                    call.language,
+                    "{target} is not being probed for {ref}.",
+                    ref=self._ref(ticket.number),
+                    target=target,
+                ),
+            )
+        labels = self.labels(call.language)
+        title = self.ctx.say(
+            call.language, "{ref}: connectivity, last {period}", ref=self._ref(ticket.number),
+            period=period,
+        )
+        png = await asyncio.to_thread(
+            render_graph,
+            series,
+            start=since,
+            end=now,
+            timezone=_zone(),
+            title=title,
+            labels=labels,
+        )
+        width, height = graph_size(len(series))
+        await self.ctx.post_to_thread(
+            ticket.number,
+            title,
+            image=png,
+            filename=f"{self.ctx.settings.prefix}-{ticket.number}-{period}.png",
+            mimetype="image/png",
+            width=width,
+            height=height,
+        )
+        body = self.ctx.say(
+            call.language, "The graph of {ref} ({period}) is in its thread.",
+            ref=self._ref(ticket.number), period=period,
+        )
+        return Answer(body, str(escape(body)))
+
+    def labels(self, language: str) -> GraphLabels:
+        """The graph's texts in `language`."""
+        say = self.ctx.say
+        return GraphLabels(
+            rtt_axis=say(language, "RTT (ms)"),
+            loss=say(language, "loss"),
+            median=say(language, "median"),
+            reference=say(language, "reference"),
+            no_data=say(language, "No data for this period"),
+            all_lost=say(language, "all lost"),
+            decimal_separator="." if language == "en" else ",",
+        )
+
+    async def read_rounds(
+        self, ticket: int | None, target: str | None, since: datetime, *, language: str = ""
+    ) -> list[Series]:
+        """The series of a ticket's targets (all, or the one named) since `since`, then the
+        reference targets' (for the graph and the web panel)."""
+        series: list[Series] = []
+        async with self.ctx.reading() as reader:
+            conn = reader.conn
+            own = await store.ticket_monitors(conn, ticket) if ticket is not None else []
+            if target is not None:
+                own = [monitor for monitor in own if monitor.target == target]
+            # A target probed several times (stopped, started again) is one series.
+            by_target: dict[str, list[Point]] = {}
+            for monitor in own:
+                rounds = await store.rounds_between(conn, monitor.id, since)
+                by_target.setdefault(monitor.target, []).extend(_points(rounds))
+            for name, points in by_target.items():
+                series.append(Series(name, sorted(points, key=lambda p: p.at)))
+            for monitor in await store.references(conn):
+                rounds = await store.rounds_between(conn, monitor.id, since)
+                series.append(Series(monitor.target, _points(rounds), reference=True))
+        return series
+
+    # --- notes ------------------------------------------------------------------------------
+
+    async def on_round(self, monitor: Monitor, stored: StoredRound, change: str | None) -> None:
+        """The scheduler's hook: one note when a target starts losing packets (compared with
+        the reference targets in the same period), one on recovery."""
+        if change is None:
+            return
+        language = self.ctx.settings.language
+        loss = _percent(stored.loss)
+        if monitor.reference:
+            text = (
+                self.ctx.say(
+                    language,
+                    "⚠️ The reference target {target} is losing packets ({loss} in the last "
+                    "round): tickets' targets may be affected by our own network.",
+                    target=monitor.target,
+                    loss=loss,
+                )
+                if change == "alert"
+                else self.ctx.say(
+                    language,
+                    "✅ The reference target {target} answers normally again.",
+                    target=monitor.target,
+                )
+            )
+            await self.ctx.post_to_room(None, text)
+            return
+        assert monitor.ticket is not None
+        if change == "recovered":
+            text = self.ctx.say(
+                language,
+                "✅ {target} answers normally again (loss {loss} in the last round).",
+                target=monitor.target,
+                loss=loss,
+            )
+        else:
+            text = await self.alert_text(monitor, stored, language)
+        await self.ctx.post_to_thread(monitor.ticket, text)
+
+    async def alert_text(self, monitor: Monitor, stored: StoredRound, language: str) -> str:
+        """The loss note, saying whether the reference targets were fine in the same period."""
+        head = self.ctx.say(
+            language,
+            "⚠️ {target} is losing packets: {loss} in the last round, for {rounds} rounds in "
+            "a row.",
+            target=monitor.target,
+            loss=_percent(stored.loss),
+            rounds=self.config.alert_rounds,
+        )
+        # The period of the lossy rounds (one step of slack for the references' timing).
+        since = stored.at - self.config.step * (self.config.alert_rounds + 1)
+        lossy: list[str] = []
+        fine: list[str] = []
+        async with self.ctx.connection() as conn:
+            for reference in await store.references(conn):
+                rounds = await store.rounds_between(conn, reference.id, since)
+                if not rounds:
+                    continue
+                _n, loss, _median = summary_of(rounds)
+                (lossy if loss is not None and loss > self.config.loss_alert else fine).append(
+                    reference.target
+                )
+        if lossy:
+            tail = self.ctx.say(
+                language,
+                "The reference target {targets} lost packets too in the same period: the "
+                "fault is likely ours.",
+                targets=", ".join(lossy),
+            )
+        elif fine:
+            tail = self.ctx.say(
+                language,
+                "The reference target {targets} answered normally in the same period: the "
+                "fault is probably on the member's link.",
+                targets=", ".join(fine),
+            )
+        else:
+            return head
+        return f"{head} {tail}"
+
+    async def on_event(self, event: TicketEvent) -> None:
+        """A ticket resolved or rejected: stop its monitors and post the summary; reopened:
+        offer the command again (probing does not restart by itself)."""
+        if event.kind is not EntryKind.STATUS:
+            return
+        before, after = str(event.data.get("from")), str(event.data.get("to"))
+        language = self.ctx.settings.language
+        ref = self._ref(event.ticket)
+        if after in CLOSED and self.scheduler is not None:
+            stopped = await self.scheduler.stop_for_ticket(event.ticket, after)
+            if not stopped:
+                return
+            lines = [
+                self.ctx.say(language, "Probing stopped: {ref} is closed. Summary:", ref=ref)
+            ]
+            async with self.ctx.connection() as conn:
+                for monitor in stopped:
+                    rounds = await store.rounds_between(conn, monitor.id, monitor.started_at)
+                    count, loss, median = summary_of(rounds)
+                    lines.append(
+                        self.ctx.say(
+                            language,
+                            "• {target}: {rounds} rounds, loss {loss}, median {median}",
+                            target=monitor.target,
+                            rounds=count,
+                            loss=_percent(loss) if loss is not None else "—",
+                            median=_ms(median),
+                        )
+                    )
+            await self.ctx.post_to_thread(event.ticket, "\n".join(lines))
+        elif before in CLOSED and after not in CLOSED:
+            async with self.ctx.connection() as conn:
+                had = await store.ticket_monitors(conn, event.ticket)
+            targets = list(dict.fromkeys(monitor.target for monitor in had))
+            if not targets:
+                return
+            commands = " ; ".join(f"!monitor {ref} {target}" for target in targets[:MAX_OFFERED])
+            text = self.ctx.say(
+                language,
+                "{ref} is open again; probing does not restart by itself. To probe again: {commands}",
+                ref=ref,
+                commands=commands,
+            )
+            await self.ctx.post_to_thread(event.ticket, text)
+
+    async def root_lines(self, ticket: Any, language: str) -> list[str]:
+        """For a new ticket whose first mail names IP addresses: the `!monitor` commands."""
+        async with self.ctx.reading() as reader:
+            history = await reader.history(ticket.number)
+        first = next((entry for entry in history if entry.kind is EntryKind.MAIL_IN), None)
+        if first is None:
+            return []
+        found = addresses_in(first.body or "", self.config.allowed_networks)
+        ref = self._ref(ticket.number)
+        return [
+            self.ctx.say(language, "To probe {address}: !monitor {ref} {address}", address=a, ref=ref)
+            for a in found
+        ]
+
+    # --- data -------------------------------------------------------------------------------
+
+    async def export(self, subject: DataSubject) -> dict | None:
+        """A ticket's monitors and their rounds (nothing is kept about a person's address)."""
+        if subject.ticket is None:
+            return None
+        async with self.ctx.connection() as conn:
+            monitors = await store.ticket_monitors(conn, subject.ticket)
+            result = []
+            for monitor in monitors:
+                rounds = await store.rounds_between(conn, monitor.id, monitor.started_at)
+                result.append(
+                    {
+                        "target": monitor.target,
+                        "started_by": monitor.started_by,
+                        "started_at": monitor.started_at.isoformat(),
+                        "stopped_at": monitor.stopped_at.isoformat() if monitor.stopped_at else None,
+                        "rounds": [
+                            {
+                                "at": r.at.isoformat(),
+                                "sent": r.sent,
+                                "received": r.received,
+                                "rtts": list(r.rtts),
+                                "error": r.error,
+                            }
+                            for r in rounds
+                        ],
+                    }
+                )
+        return {"monitors": result} if result else None
+
+    async def erase(self, subject: DataSubject) -> int:
+        """Delete a ticket's monitors, rounds and alert state; returns the rows deleted."""
+        if subject.ticket is None:
+            return 0
+        async with self.ctx.connection() as conn:
+            ids = sa.select(store.monitors.c.id).where(store.monitors.c.ticket == subject.ticket)
+            deleted = 0
+            for table in (store.rounds, store.alerts):
+                result = await conn.execute(sa.delete(table).where(table.c.monitor_id.in_(ids)))
+                deleted += int(result.rowcount or 0)
+            result = await conn.execute(
+                sa.delete(store.monitors).where(store.monitors.c.ticket == subject.ticket)
+            )
+            return deleted + int(result.rowcount or 0)
+
+    # --- command line -----------------------------------------------------------------------
+
+    def add_cli(self, parser: argparse.ArgumentParser) -> None:
+        """`exobot connectivity smokeping-targets [-o FILE]`."""
+        # A positional choice, not a nested subparser, so `-c CONFIG` may come anywhere.
+        parser.add_argument(
+            "command",
+            choices=["smokeping-targets"],
+            help="smokeping-targets: write the running monitors as a SmokePing Targets include",
+        )
+        parser.add_argument("-o", "--output", help="file to write (default: standard output)")
+
+    async def run_cli(self, args: argparse.Namespace, ctx: PluginContext) -> int:
+        """Run the command."""
+        async with ctx.reading() as reader:  # a read: no write lock beside a running exobot
+            grouped = await store.by_ticket(reader.conn)
+        text = smokeping_targets(grouped, ctx.settings.prefix)
+        if args.output:
+            Path(args.output).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        return 0
+
+
+def _points(rounds: Sequence[StoredRound]) -> list[Point]:
+    return [Point(r.at, r.sent, r.received, tuple(r.rtts)) for r in rounds]
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} ms"
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:.0f} %"
+
+
+def _duration_text(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def _zone() -> ZoneInfo:
+    try:
+        return ZoneInfo(GRAPH_TIMEZONE)
+    except ZoneInfoNotFoundError:  # a system without tzdata
+        return ZoneInfo("UTC")
