@@ -167,10 +167,12 @@ class _Worker:
             raise RuntimeError(f"no answer within {_START_WAIT_SECONDS:g} s")
 
     def kill(self) -> None:
-        """Stop the process now and reap it."""
+        """Stop the process now and reap it (twice is harmless: close() and a job thread may
+        both stop the same worker, and a closed process object refuses even `join`)."""
         with contextlib.suppress(Exception):
             self.process.kill()
-        self.process.join(_KILL_WAIT_SECONDS)
+        with contextlib.suppress(ValueError):
+            self.process.join(_KILL_WAIT_SECONDS)
         with contextlib.suppress(Exception):
             self.conn.close()
         with contextlib.suppress(Exception):
@@ -325,8 +327,12 @@ class ParseSandbox:
         if self._closed:
             self._forget(worker)
             return "the helpdesk is stopping"
-        worker.process.join(_KILL_WAIT_SECONDS)
-        code = worker.process.exitcode
+        try:
+            worker.process.join(_KILL_WAIT_SECONDS)
+            code = worker.process.exitcode
+        except ValueError:  # close() reaped it meanwhile: the helpdesk is stopping
+            self._forget(worker)
+            return "the helpdesk is stopping"
         self._forget(worker)
         if code == _EXIT_OUT_OF_MEMORY:
             return self._memory_reason()
