@@ -199,6 +199,7 @@ class App:
             scheduler=self.scheduler,
             web_app=self.web.app if self.web is not None else None,
             announce=cfg.matrix is not None,
+            timezone=cfg.alerts.tzinfo,
         )
 
     def _build_matrix(self) -> None:

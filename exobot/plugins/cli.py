@@ -68,6 +68,7 @@ async def run_plugin_cli(config: Config, name: str, args: argparse.Namespace) ->
             actions=new_registry(),
             events=events,
             language=config.language,
+            timezone=config.alerts.tzinfo,
         )
         plugin = cls()
         run = _Run(name, plugin)

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from exobot import i18n
@@ -46,6 +46,8 @@ class PluginContext:
         self.clock: Clock = host.clock
         self.service: TicketService = host.service
         self.settings: ServiceSettings = host.service.settings
+        #: The configured time zone (`alerts.timezone`): local times shown to people, graphs.
+        self.timezone: tzinfo = host.timezone
         self._host = host
         self._manager = manager
         self._run = run

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ class Host:
     scheduler: Any = None  # exobot.jobs.Scheduler (add_job)
     web_app: Any = None  # the FastAPI application
     announce: bool = False  # whether chat notices can be posted (Matrix configured)
+    timezone: tzinfo = UTC  # the configured alerts.timezone (the App and the CLI pass it)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -177,6 +178,14 @@ async def test_a_scheduled_job_runs(sample_installed, make_plugin_instance):
         return inst.scalar("SELECT count(*) FROM sample_seen WHERE what = 'job'") >= 2
 
     await wait_until(ran, what="the plugin's job to run twice")
+
+
+async def test_a_plugin_sees_the_configured_time_zone(sample_installed, make_plugin_instance):
+    inst: Instance = make_plugin_instance(
+        {"sample": {}}, alerts={"timezone": "America/Montevideo"}
+    )
+    app = await inst.start()
+    assert app.plugins.context("sample").timezone == ZoneInfo("America/Montevideo")
 
 
 async def test_a_plugin_command_line(sample_installed, make_plugin_instance):

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from markupsafe import Markup, escape
@@ -54,7 +53,6 @@ DEFAULT_PERIOD = "24h"
 STOP_WORDS = frozenset({"stop", "prou", "para", "atura"})
 MAX_OFFERED = 3  # addresses offered in a root message
 CLOSED = {Status.RESOLVED.value, Status.REJECTED.value}
-GRAPH_TIMEZONE = "Europe/Madrid"  # the core's alerts.timezone is not reachable by plugins
 
 #: Refusals of a target, by TargetError code, in the plugin's domain.
 TARGET_WORDS = {
@@ -244,7 +242,7 @@ class Connectivity(Plugin):
             from exobot_connectivity import web
 
             web.register_web(
-                ctx, settings=self.config, read_rounds=self.read_rounds, timezone=_zone()
+                ctx, settings=self.config, read_rounds=self.read_rounds, timezone=ctx.timezone
             )
 
     async def stop(self) -> None:
@@ -566,7 +564,7 @@ class Connectivity(Plugin):
             series,
             start=since,
             end=now,
-            timezone=_zone(),
+            timezone=self.ctx.timezone,
             title=title,
             labels=labels,
         )
@@ -850,9 +848,3 @@ def _duration_text(delta: timedelta) -> str:
             return f"{seconds // size} {unit}"
     return f"{seconds} s"
 
-
-def _zone() -> ZoneInfo:
-    try:
-        return ZoneInfo(GRAPH_TIMEZONE)
-    except ZoneInfoNotFoundError:  # a system without tzdata
-        return ZoneInfo("UTC")

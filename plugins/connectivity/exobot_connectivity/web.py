@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Request
 from markupsafe import escape
@@ -65,7 +64,6 @@ def N_(msgid: str) -> str:
 
 # How each period is named in links and titles (msgids of the plugin's domain).
 PERIOD_NAMES = {"3h": N_("3 hours"), "24h": N_("24 hours"), "7d": N_("7 days")}
-DEFAULT_TIMEZONE = ZoneInfo("Europe/Madrid")  # the core's default alerts.timezone
 
 #: ``await read_rounds(ticket, target, since)`` → the ticket's series (only ``target`` when
 #: given) followed by the reference targets' series, each with its rounds since ``since``.
@@ -131,10 +129,11 @@ def register_web(
 
     ``settings`` is the plugin's config model (not needed by the pages today, kept so the
     plugin passes what it has); ``read_rounds`` defaults to ``store_reader(ctx)``;
-    ``timezone`` is the time axis' and the figures' zone (``alerts.timezone``).
+    ``timezone`` is the time axis' and the figures' zone (default: ``ctx.timezone``, the
+    configured ``alerts.timezone``).
     """
     read = read_rounds or store_reader(ctx)
-    zone = timezone or DEFAULT_TIMEZONE
+    zone = timezone or ctx.timezone
     reference = ctx.settings.prefix
 
     async def series_for(ticket: int, target: str | None, period: str) -> list[Series]:

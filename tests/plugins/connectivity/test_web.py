@@ -10,6 +10,7 @@ import io
 import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import exobot_connectivity
 import httpx
@@ -54,6 +55,7 @@ class Ctx:
         self.app = app
         self.panels: list = []
         self.domain = "connectivity"
+        self.timezone = ZoneInfo("Europe/Madrid")  # alerts.timezone
 
     def connection(self):
         return self.repo.connection()
