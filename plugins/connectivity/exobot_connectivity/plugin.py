@@ -37,8 +37,8 @@ from exobot.core.model import EntryKind, Status
 from exobot.core.references import format_reference
 from exobot.core.service import TicketNotFound
 from exobot.plugins import DataSubject, Plugin, PluginConfig, PluginContext
-from exobot_connectivity import store
-from exobot_connectivity.graph import GraphLabels, Point, Series, graph_size, render_graph
+from exobot_connectivity import store, web
+from exobot_connectivity.graph import GraphLabels, Series, graph_size, render_graph
 from exobot_connectivity.probes import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Round, probe
 from exobot_connectivity.scheduler import MonitorScheduler
 from exobot_connectivity.store import Monitor, StoredRound
@@ -238,12 +238,9 @@ class Connectivity(Plugin):
         ctx.on(TicketEvent, self.on_event)
         ctx.add_root_lines(self.root_lines)
         ctx.add_data_handlers(export=self.export, erase=self.erase)
-        if (HERE / "web.py").exists():
-            from exobot_connectivity import web
-
-            web.register_web(
-                ctx, settings=self.config, read_rounds=self.read_rounds, timezone=ctx.timezone
-            )
+        web.register_web(
+            ctx, settings=self.config, read_rounds=self.read_rounds, timezone=ctx.timezone
+        )
 
     async def stop(self) -> None:
         """Cancel the rounds in progress."""
@@ -602,23 +599,8 @@ class Connectivity(Plugin):
     ) -> list[Series]:
         """The series of a ticket's targets (all, or the one named) since `since`, then the
         reference targets' (for the graph and the web panel)."""
-        series: list[Series] = []
         async with self.ctx.reading() as reader:
-            conn = reader.conn
-            own = await store.ticket_monitors(conn, ticket) if ticket is not None else []
-            if target is not None:
-                own = [monitor for monitor in own if monitor.target == target]
-            # A target probed several times (stopped, started again) is one series.
-            by_target: dict[str, list[Point]] = {}
-            for monitor in own:
-                rounds = await store.rounds_between(conn, monitor.id, since)
-                by_target.setdefault(monitor.target, []).extend(_points(rounds))
-            for name, points in by_target.items():
-                series.append(Series(name, sorted(points, key=lambda p: p.at)))
-            for monitor in await store.references(conn):
-                rounds = await store.rounds_between(conn, monitor.id, since)
-                series.append(Series(monitor.target, _points(rounds), reference=True))
-        return series
+            return await web.read_series(reader.conn, ticket, target, since)
 
     # --- notes ------------------------------------------------------------------------------
 
@@ -827,10 +809,6 @@ class Connectivity(Plugin):
         else:
             sys.stdout.write(text)
         return 0
-
-
-def _points(rounds: Sequence[StoredRound]) -> list[Point]:
-    return [Point(r.at, r.sent, r.received, tuple(r.rtts)) for r in rounds]
 
 
 def _ms(value: float | None) -> str:

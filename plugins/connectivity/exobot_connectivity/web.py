@@ -74,28 +74,34 @@ def _points(rounds: Sequence[store.StoredRound]) -> list[Point]:
     return [Point(r.at, r.sent, r.received, r.rtts) for r in rounds]
 
 
-def store_reader(ctx: Any) -> ReadRounds:
-    """A ``ReadRounds`` over ``store.py`` and ``ctx.connection()``.
+async def read_series(
+    conn: Any, ticket: int | None, target: str | None, since: datetime
+) -> list[Series]:
+    """A ticket's series (all its targets, or the one named) since `since`, then the
+    reference targets'. A target started, stopped and started again is one series (its
+    monitors' rounds together). References are the running reference targets."""
+    mine = await store.ticket_monitors(conn, ticket) if ticket is not None else []
+    if target is not None:
+        mine = [m for m in mine if m.target == target]
+    by_target: dict[str, list[Point]] = {}
+    for monitor in mine:
+        rounds = await store.rounds_between(conn, monitor.id, since)
+        by_target.setdefault(monitor.target, []).extend(_points(rounds))
+    series = [
+        Series(name, sorted(points, key=lambda p: p.at)) for name, points in by_target.items()
+    ]
+    for monitor in await store.references(conn):
+        rounds = await store.rounds_between(conn, monitor.id, since)
+        series.append(Series(monitor.target, _points(rounds), reference=True))
+    return series
 
-    A target started, stopped and started again is one series (its monitors' rounds
-    together). References are the running reference targets.
-    """
+
+def store_reader(ctx: Any) -> ReadRounds:
+    """A ``ReadRounds`` over ``read_series`` and ``ctx.connection()``."""
 
     async def read(ticket: int | None, target: str | None, since: datetime) -> list[Series]:
         async with ctx.connection() as conn:
-            mine = await store.ticket_monitors(conn, ticket) if ticket is not None else []
-            if target is not None:
-                mine = [m for m in mine if m.target == target]
-            by_target: dict[str, list[Point]] = {}
-            for monitor in mine:
-                rounds = await store.rounds_between(conn, monitor.id, since)
-                by_target.setdefault(monitor.target, []).extend(_points(rounds))
-            series = [Series(name, sorted(points, key=lambda p: p.at))
-                      for name, points in by_target.items()]
-            for monitor in await store.references(conn):
-                rounds = await store.rounds_between(conn, monitor.id, since)
-                series.append(Series(monitor.target, _points(rounds), reference=True))
-        return series
+            return await read_series(conn, ticket, target, since)
 
     return read
 
