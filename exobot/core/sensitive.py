@@ -1,0 +1,260 @@
+"""Finding and masking sensitive values in free text: IBANs, payment cards, Spanish identity
+numbers and credentials written after a password word.
+
+Pure and bounded: every pattern is a bounded regular expression without nested ambiguous
+quantifiers, candidates are checked with python-stdnum's validators (a look-alike failing its
+checksum is left alone), and at most the first SCAN_LIMIT characters are scanned, so the time
+is linear in min(len(text), SCAN_LIMIT).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from enum import StrEnum
+
+from stdnum import iban as stdnum_iban
+from stdnum import luhn, numdb
+from stdnum.es import nif as stdnum_nif
+
+# Mail bodies beyond this are not scanned (a bound on time; callers cap what they keep anyway).
+SCAN_LIMIT = 1 << 20
+
+
+class SensitiveKind(StrEnum):
+    """What kind of value a finding is."""
+
+    IBAN = "iban"
+    CARD = "card"
+    IDENTITY = "identity"
+    CREDENTIAL = "credential"
+
+
+ALL_KINDS: frozenset[SensitiveKind] = frozenset(SensitiveKind)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A sensitive value: its kind and its span [start, end) in the scanned text."""
+
+    kind: SensitiveKind
+    start: int
+    end: int
+
+
+# A country code, two check digits, then 11–30 letters/digits with at most one space (or dash)
+# between any two of them. The optional separator cannot match a letter or digit, so each
+# repetition has one way to match: linear.
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?:[ -]?[A-Za-z0-9]){11,30}(?![A-Za-z0-9])")
+
+_IBAN_DB = numdb.get("iban")
+
+# Runs of digit groups separated by one space or dash; cards are looked for inside a run.
+_DIGIT_RUN = re.compile(r"(?<![A-Za-z0-9])[0-9]+(?:[ -][0-9]+)*(?![A-Za-z0-9])")
+
+# DNI (8 digits + letter, dots allowed as 12.345.678), NIE (X/Y/Z + 7 digits + letter) and the
+# K/L/M NIFs of persons; the letter is the checksum stdnum verifies.
+_IDENTITY = re.compile(
+    r"(?<![A-Za-z0-9])(?:[XYZKLMxyzklm][ -]?)?[0-9]{1,2}\.?[0-9]{3}\.?[0-9]{3}[ -]?[A-Za-z](?![A-Za-z0-9])"
+)
+
+# Words after which the rest of the line is a secret (ca/es/en), then up to three more words
+# ("contrasenya PPP", "clau wifi", "key del router"), then ':' or '=' and the value.
+_CREDENTIAL_WORDS = (
+    "passwords?",
+    "passwd",
+    "passphrase",
+    "pass",
+    "pwd",
+    "contrasenyes",
+    "contrasenya",
+    "contrassenya",
+    "contraseñas?",
+    "contrasenas?",
+    "claus?",
+    "claves?",
+    "keys?",
+    "pin",
+    "token",
+    "secret",
+    "secreto",
+)
+_CREDENTIAL = re.compile(
+    r"(?<![^\W_])(?:" + "|".join(_CREDENTIAL_WORDS) + r")(?![^\W_])"
+    r"(?:[^\S\n]{1,10}[^\W_][\w./-]{0,30}){0,3}"
+    r"[^\S\n]{0,10}[:=][^\S\n]{0,10}"
+    r"(?P<value>[^\s][^\n]{0,199})",
+    re.IGNORECASE,
+)
+
+# Card networks by prefix, with the lengths they issue. Maestro and UnionPay span many lengths.
+_CARD_NETWORKS: tuple[tuple[tuple[str, ...], frozenset[int]], ...] = (
+    (("4",), frozenset({13, 16, 19})),  # Visa
+    (tuple(str(p) for p in range(51, 56)), frozenset({16})),  # Mastercard
+    (tuple(str(p) for p in range(2221, 2721)), frozenset({16})),  # Mastercard 2-series
+    (("34", "37"), frozenset({15})),  # American Express
+    (("6011", "65", "644", "645", "646", "647", "648", "649"), frozenset(range(16, 20))),  # Discover
+    (("5018", "5020", "5038", "5893", "6304", "6759", "6761", "6762", "6763"), frozenset(range(13, 20))),  # Maestro
+    (tuple(str(p) for p in range(3528, 3590)), frozenset(range(16, 20))),  # JCB
+    (("300", "301", "302", "303", "304", "305", "36", "38", "39"), frozenset(range(14, 20))),  # Diners
+    (("62",), frozenset(range(16, 20))),  # UnionPay
+)
+
+
+def _is_card(digits: str) -> bool:
+    """True for 13–19 digits of a known network's prefix and length that pass Luhn."""
+    if not 13 <= len(digits) <= 19:
+        return False
+    for prefixes, lengths in _CARD_NETWORKS:
+        if len(digits) in lengths and digits.startswith(prefixes):
+            return luhn.is_valid(digits)
+    return False
+
+
+def _find_ibans(text: str) -> list[Finding]:
+    """IBANs (any country stdnum knows), written compact or in groups."""
+    found: list[Finding] = []
+    pos = 0
+    while (match := _IBAN.search(text, pos)) is not None:
+        hit = _longest_iban(text, match.start(), match.end())
+        if hit is None:
+            # Nothing valid starts here; go on after this position.
+            pos = match.start() + 1
+            continue
+        found.append(Finding(SensitiveKind.IBAN, match.start(), hit))
+        pos = hit
+    return found
+
+
+@functools.lru_cache(maxsize=256)
+def _iban_length(country: str) -> int | None:
+    """The length of a country's IBANs from stdnum's registry; None for an unknown country."""
+    info = _IBAN_DB.info(country)
+    bban = info[0][1].get("bban") if info else None
+    if not bban:
+        return None
+    return 4 + sum(int(n) for n in re.findall(r"[0-9]+", bban))
+
+
+def _longest_iban(text: str, start: int, end: int) -> int | None:
+    """End of the valid IBAN starting at start within [start, end), exactly as long as its
+    country's IBANs and ending before a separator or at end; None when there is none."""
+    length = _iban_length(text[start : start + 2].upper())
+    if length is None:
+        return None
+    count = 0
+    for i in range(start, end):
+        if text[i].isalnum():
+            count += 1
+            if count == length:
+                stop = i + 1
+                if stop < end and text[stop].isalnum():
+                    return None
+                compact = re.sub(r"[ -]", "", text[start:stop]).upper()
+                return stop if stdnum_iban.is_valid(compact) else None
+    return None
+
+
+def _find_cards(text: str) -> list[Finding]:
+    """Card numbers: inside each run of digit groups, the longest valid window of whole groups
+    from each group start; a run is scanned once, windows are at most 19 digits."""
+    found: list[Finding] = []
+    for run in _DIGIT_RUN.finditer(text):
+        groups = [(m.start(), m.end()) for m in re.finditer(r"[0-9]+", run.group())]
+        base = run.start()
+        i = 0
+        while i < len(groups):
+            best: int | None = None
+            digits = ""
+            for j in range(i, len(groups)):
+                digits += run.group()[groups[j][0] : groups[j][1]]
+                if len(digits) > 19:
+                    break
+                if _is_card(digits):
+                    best = j
+            if best is None:
+                i += 1
+                continue
+            found.append(Finding(SensitiveKind.CARD, base + groups[i][0], base + groups[best][1]))
+            i = best + 1
+    return found
+
+
+def _find_identities(text: str) -> list[Finding]:
+    """DNI, NIE and the K/L/M NIFs of persons with a valid control letter."""
+    found = []
+    for match in _IDENTITY.finditer(text):
+        compact = re.sub(r"[ .-]", "", match.group()).upper()
+        if len(compact) == 9 and not compact[0].isdigit() and compact[0] not in "XYZKLM":
+            continue
+        if stdnum_nif.is_valid(compact):
+            found.append(Finding(SensitiveKind.IDENTITY, match.start(), match.end()))
+    return found
+
+
+def _find_credentials(text: str) -> list[Finding]:
+    """The value after a password word and ':' or '=' (rest of the line, trimmed); a value
+    already masked (only '*') is not one."""
+    found = []
+    for match in _CREDENTIAL.finditer(text):
+        value = match.group("value").rstrip()
+        if not value.strip("*"):
+            continue
+        start = match.start("value")
+        found.append(Finding(SensitiveKind.CREDENTIAL, start, start + len(value)))
+    return found
+
+
+# Earlier kinds win where findings overlap (an IBAN's digits are not also a card).
+_PRIORITY = (SensitiveKind.IBAN, SensitiveKind.CARD, SensitiveKind.IDENTITY, SensitiveKind.CREDENTIAL)
+_FINDERS = {
+    SensitiveKind.IBAN: _find_ibans,
+    SensitiveKind.CARD: _find_cards,
+    SensitiveKind.IDENTITY: _find_identities,
+    SensitiveKind.CREDENTIAL: _find_credentials,
+}
+
+
+def find_sensitive(text: str, kinds: Collection[SensitiveKind] = ALL_KINDS) -> list[Finding]:
+    """The sensitive values of the given kinds in text (its first SCAN_LIMIT characters),
+    non-overlapping, in order of position."""
+    text = text[:SCAN_LIMIT]
+    wanted = set(kinds)
+    kept: list[Finding] = []
+    for kind in _PRIORITY:
+        # IBANs are always looked for: they shadow card and identity look-alikes inside them.
+        if kind not in wanted and kind is not SensitiveKind.IBAN:
+            continue
+        for finding in _FINDERS[kind](text):
+            if not any(finding.start < other.end and other.start < finding.end for other in kept):
+                kept.append(finding)
+    return sorted((f for f in kept if f.kind in wanted), key=lambda f: f.start)
+
+
+def _mask(kind: SensitiveKind, value: str) -> str:
+    """The masked form of one value: enough left to tell which one it was, never enough to use."""
+    if kind is SensitiveKind.IBAN:
+        compact = re.sub(r"[ -]", "", value).upper()
+        stars = " ".join(["****"] * -(-(len(compact) - 8) // 4))
+        return f"{compact[:4]} {stars} {compact[-4:]}"
+    if kind is SensitiveKind.CARD:
+        return "**** **** **** " + re.sub(r"[ -]", "", value)[-4:]
+    if kind is SensitiveKind.IDENTITY:
+        return "****" + re.sub(r"[ .-]", "", value).upper()[-4:]
+    return "********"
+
+
+def mask_sensitive(text: str) -> str:
+    """text with every value find_sensitive finds replaced by its masked form: IBAN
+    "ES91 **** **** **** **** 1332", card "**** **** **** 1234", DNI/NIE "****678Z", a
+    credential "********". Text beyond SCAN_LIMIT is kept as it is."""
+    parts = []
+    pos = 0
+    for finding in find_sensitive(text):
+        parts.append(text[pos : finding.start])
+        parts.append(_mask(finding.kind, text[finding.start : finding.end]))
+        pos = finding.end
+    parts.append(text[pos:])
+    return "".join(parts)
