@@ -12,6 +12,9 @@ from pathlib import Path
 from devstack.config import dovecot_version
 from devstack.paths import SYNAPSE_VENV
 from devstack.postgres import find_bindir, server_version
+from devstack.smokeping import SMOKEPING_ROOT
+from devstack.smokeping import installed as smokeping_installed
+from devstack.smokeping import unpack as unpack_smokeping
 
 DOVECOT_PACKAGES = ["dovecot-imapd", "dovecot-lmtpd"]
 # Debian's metapackage: the current major version. Debian's policy keeps the package from
@@ -74,6 +77,23 @@ def install_fping() -> None:
     started = time.monotonic()
     _apt_install_or_update(["fping"], "fping")
     _log(f"installed fping in {time.monotonic() - started:.1f}s")
+
+
+def install_smokeping() -> None:
+    """Unpack Debian's SmokePing and the Perl modules `smokeping --check` needs into
+    .stack/smokeping (apt-get download + dpkg-deb -x: no MTA, no service, nothing system-wide),
+    for the test that validates the connectivity plugin's SmokePing include."""
+    if smokeping_installed():
+        _log(f"smokeping already unpacked in {SMOKEPING_ROOT}: nothing to do")
+        return
+    started = time.monotonic()
+    lines = unpack_smokeping(log=_log)
+    version = next((line.split()[1] for line in lines if line.startswith("smokeping ")), "?")
+    elapsed = time.monotonic() - started
+    _log(
+        f"unpacked smokeping {version} and {len(lines) - 1} dependencies into {SMOKEPING_ROOT} "
+        f"in {elapsed:.1f}s"
+    )
 
 
 def install_postgres() -> None:
@@ -159,10 +179,11 @@ def install_chromium() -> None:
 
 def install_all() -> None:
     """Install everything the stack needs: Dovecot, fping, PostgreSQL, openssl and Chromium, the
-    Synapse venv."""
+    Synapse venv, and SmokePing unpacked for its `--check`."""
     install_openssl()
     install_chromium()
     install_dovecot()
     install_fping()
+    install_smokeping()
     install_postgres()
     install_synapse()

@@ -170,12 +170,23 @@ def addresses_in(text: str, allowed: Sequence[str] | None, limit: int = MAX_OFFE
     return found
 
 
+def smokeping_probe(monitor: Monitor) -> str:
+    """The SmokePing probe for a monitor: TCPPing for `HOST tcp:PORT`, FPing6 for an IPv6
+    address (SmokePing's FPing passes `-4` to fping), FPing otherwise (a host name: its IPv4
+    address, as SmokePing's FPing resolves it)."""
+    if monitor.kind == "tcp":
+        return "TCPPing"
+    literal = _literal(monitor.host)
+    return "FPing6" if literal is not None and literal.version == 6 else "FPing"
+
+
 def smokeping_targets(grouped: dict[int | None, list[Monitor]], prefix: str) -> str:
     """The running monitors as a SmokePing `Targets` include: a `+ exobot` section, one `++`
     section per ticket (and one for the reference targets), one `+++` per target."""
     lines = [
         "# Written by `exobot connectivity smokeping-targets`: the monitors exobot runs.",
-        "# Include it under *** Targets *** (@include); FPing and TCPPing must be in *** Probes ***.",
+        "# Include it under *** Targets *** (@include); FPing, FPing6 and TCPPing must be in",
+        "# *** Probes *** (FPing6 may use the same fping binary; TCPPing needs tcpping).",
         "",
         "+ exobot",
         "menu = exobot",
@@ -192,7 +203,7 @@ def smokeping_targets(grouped: dict[int | None, list[Monitor]], prefix: str) -> 
                 f"+++ m{monitor.id}",
                 f"menu = {monitor.target}",
                 f"title = {title}: {monitor.target}",
-                f"probe = {'TCPPing' if monitor.kind == 'tcp' else 'FPing'}",
+                f"probe = {smokeping_probe(monitor)}",
                 f"host = {monitor.host}",
             ]
             if monitor.kind == "tcp":

@@ -142,7 +142,7 @@ def test_smokeping_targets_include():
     }
     assert by_name["m3"]["probe"] == "TCPPing"
     assert (by_name["m3"]["host"], by_name["m3"]["port"]) == ("gw.example.org", "443")
-    assert by_name["m4"]["host"] == "2001:db8::5"
+    assert (by_name["m4"]["host"], by_name["m4"]["probe"]) == ("2001:db8::5", "FPing6")
     assert parse_smokeping(smokeping_targets({}, "suport")) == [
         (1, "exobot", {"menu": "exobot", "title": "exobot: monitored tickets"})
     ]
