@@ -1,17 +1,22 @@
 """The connectivity plugin end to end on the real stack (Synapse, Dovecot, SMTP, fping against
 loopback addresses): the root message offers `!monitor` for the addresses in the member's
 mail; `!vigila` starts probing and the first round is stored within 10 s; refused and unknown
-targets and the per-ticket limit get clear answers; `!vigilats` lists; `prou` stops one;
-`!resolve` stops the rest and posts the summary in the thread; the SmokePing CLI writes
-what runs."""
+targets and the per-ticket limit get clear answers; `!vigilats` lists; `!gràfic` posts the PNG
+encrypted into the thread of an encrypted queue room and the volunteer's client decrypts it;
+`prou` stops one; `!resolve` stops the rest and posts the summary in the thread; the SmokePing
+CLI writes what runs."""
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timedelta
 
 import pytest
 from harness import Instance, member_mail, unique, wait_until
 from matrix_harness import body_of, sender_of
+from nio import MemoryDownloadResponse
+from nio.crypto.attachments import decrypt_attachment
+from PIL import Image
 
 from exobot.i18n import say
 
@@ -31,7 +36,7 @@ def words(msgid: str, **params: object) -> str:
 
 
 async def test_monitor_from_chat_on_the_real_stack(make_plugin_instance, matrix_setup, volunteer):
-    setup = matrix_setup()
+    setup = matrix_setup(encrypted={"suport"})
     inst: Instance = make_plugin_instance({"connectivity": SETTINGS}, matrix=setup)
     app = await inst.start()
     assert "connectivity" in app.plugins.enabled, app.plugins.disabled
@@ -146,9 +151,24 @@ async def test_monitor_from_chat_on_the_real_stack(make_plugin_instance, matrix_
         after=mark,
         what="the graph in the thread",
     )
-    assert image["content"].get("m.relates_to", {}).get("event_id") == thread
-    assert image["content"]["info"]["mimetype"] == "image/png"
-    assert title in str(image["content"].get("body"))
+    content = image["content"]
+    assert content.get("m.relates_to", {}).get("event_id") == thread
+    assert content["info"]["mimetype"] == "image/png"
+    assert title in str(content.get("body"))
+    # Encrypted on the wire and as a file: the volunteer's client downloads and decrypts it.
+    assert vol.wire_type(image["event_id"]) == "m.room.encrypted"
+    assert "url" not in content
+    file = content["file"]
+    downloaded = await vol.client.download(file["url"])
+    assert isinstance(downloaded, MemoryDownloadResponse), downloaded
+    assert not downloaded.body.startswith(b"\x89PNG")  # the homeserver holds ciphertext
+    png = decrypt_attachment(downloaded.body, file["key"]["k"], file["hashes"]["sha256"], file["iv"])
+    assert len(png) == content["info"]["size"]
+    with Image.open(io.BytesIO(png)) as picture:
+        assert picture.format == "PNG"
+        assert picture.size == (content["info"]["w"], content["info"]["h"])
+        colours = picture.convert("RGB").getcolors(maxcolors=1 << 16)
+    assert colours is not None and len(colours) > 16, colours  # drawn, not a blank canvas
 
     # prou stops one target.
     mark = vol.mark(room)
