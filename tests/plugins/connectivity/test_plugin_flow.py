@@ -3,14 +3,18 @@ loopback addresses): the root message offers `!monitor` for the addresses in the
 mail; `!vigila` starts probing and the first round is stored within 10 s; refused and unknown
 targets and the per-ticket limit get clear answers; `!vigilats` lists; `!gràfic` posts the PNG
 encrypted into the thread of an encrypted queue room and the volunteer's client decrypts it;
-`prou` stops one; `!resolve` stops the rest and posts the summary in the thread; the SmokePing
-CLI writes what runs."""
+the ticket page shows the Connectivity panel to a logged-in operator (figures as text, period
+links; the image and each link a PNG, not cached); `prou` stops one; `!resolve` stops the rest
+and posts the summary in the thread; the SmokePing CLI writes what runs."""
 
 from __future__ import annotations
 
+import html
 import io
-from datetime import datetime, timedelta
+import re
+from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from harness import Instance, member_mail, unique, wait_until
 from matrix_harness import body_of, sender_of
@@ -18,7 +22,9 @@ from nio import MemoryDownloadResponse
 from nio.crypto.attachments import decrypt_attachment
 from PIL import Image
 
+from exobot.db import web as records
 from exobot.i18n import say
+from exobot.web.auth import SESSION_COOKIE
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +41,16 @@ def words(msgid: str, **params: object) -> str:
     return say("ca", msgid, domain=DOMAIN, **params)
 
 
+def figures_pattern(target: str) -> re.Pattern:
+    """The panel's text line for a target that answered: its loss and median in Catalan."""
+    loss = re.escape(words("loss {percent} %", percent="PCT")).replace("PCT", r"\d+,\d")
+    median = re.escape(words("median {ms} ms", ms="MS")).replace("MS", r"\d+,\d")
+    return re.compile(re.escape(target) + ": " + loss + ", " + median)
+
+
 async def test_monitor_from_chat_on_the_real_stack(make_plugin_instance, matrix_setup, volunteer):
     setup = matrix_setup(encrypted={"suport"})
-    inst: Instance = make_plugin_instance({"connectivity": SETTINGS}, matrix=setup)
+    inst: Instance = make_plugin_instance({"connectivity": SETTINGS}, matrix=setup, web=True)
     app = await inst.start()
     assert "connectivity" in app.plugins.enabled, app.plugins.disabled
     vol = await volunteer(setup)
@@ -169,6 +182,40 @@ async def test_monitor_from_chat_on_the_real_stack(make_plugin_instance, matrix_
         assert picture.size == (content["info"]["w"], content["info"]["h"])
         colours = picture.convert("RGB").getcolors(maxcolors=1 << 16)
     assert colours is not None and len(colours) > 16, colours  # drawn, not a blank canvas
+
+    # The ticket page, for a logged-in operator: the Connectivity panel with the figures as
+    # text, the period links, and the image and each link served as a PNG, not cached.
+    async with app.repository.connection() as conn:
+        cookie, _session = await records.create_session(
+            conn, setup.volunteer_user_id, timedelta(hours=1), datetime.now(UTC)
+        )
+    async with httpx.AsyncClient(
+        base_url=inst.web_url, cookies={SESSION_COOKIE: cookie}, timeout=60
+    ) as web:
+        page = await web.get(f"/tickets/{number}")
+        assert page.status_code == 200, page.text
+        heading = rf'<h2 id="panel-\d+-title">{re.escape(words("Connectivity"))}</h2>'
+        assert re.search(heading, page.text), page.text
+        assert figures_pattern("127.0.0.2").search(page.text), page.text
+        reference = words("reference")
+        assert figures_pattern(f"127.0.0.1 ({reference})").search(page.text), page.text
+        graph = f"/plugins/connectivity/tickets/{number}/graph.png"
+        sources = [html.unescape(src) for src in re.findall(r'<img src="([^"]+)"', page.text)]
+        shown = [src for src in sources if src.startswith(graph)]
+        assert shown == [f"{graph}?period=24h"], sources
+        links = [
+            html.unescape(href)
+            for href in re.findall(r'href="([^"]+)"', page.text)
+            if html.unescape(href).startswith(graph)
+        ]
+        assert links == [f"{graph}?period={period}" for period in ("3h", "24h", "7d")], links
+        for url in [*shown, *links]:
+            response = await web.get(url)
+            assert response.status_code == 200, (url, response.text)
+            assert response.headers["content-type"] == "image/png", url
+            assert response.headers["cache-control"] == "no-store", url
+            with Image.open(io.BytesIO(response.content)) as picture:
+                assert picture.format == "PNG", url
 
     # prou stops one target.
     mark = vol.mark(room)
