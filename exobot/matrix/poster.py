@@ -139,6 +139,10 @@ class ChatSender(OutboxWorker):
             thread = await self._new_root(ticket, ticket.queue, None, part, None)
             if thread is None:
                 return  # the ticket's queue has no room: nothing to say in chat
+        else:
+            # The root's number, taken or not: a retry finds the thread the first attempt
+            # recorded, and its later parts must keep their numbers (else one is skipped).
+            part.next()
         in_thread = bool(origin) and _same_thread(origin, thread)
         alerts = [e for e in rest if e.kind is EntryKind.ALERT]
         others = [e for e in rest if e.kind is not EntryKind.ALERT]
