@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from markupsafe import Markup, escape
 from pydantic import Field, field_validator
 
+from exobot import i18n
 from exobot.config import Duration
 from exobot.core.actions import (
     ActionCall,
@@ -431,31 +432,39 @@ class Connectivity(Plugin):
                     total=self.config.max_total,
                 )
         except store.Refused as refused:
+            limit = refused.limit or 0
+            words = self.ctx.translator(language)
             message = {
-                "duplicate": N_("{target} is already being probed for {ref}."),
-                "ticket_limit": N_("{ref} already has {limit} targets probed, the most allowed."),
-                "total_limit": N_("{limit} targets are already probed, the most allowed."),
+                "duplicate": words.gettext("{target} is already being probed for {ref}."),
+                "ticket_limit": words.ngettext(
+                    "{ref} already has {count} target probed, the most allowed.",
+                    "{ref} already has {count} targets probed, the most allowed.",
+                    limit,
+                ),
+                "total_limit": words.ngettext(
+                    "{count} target is already probed, the most allowed.",
+                    "{count} targets are already probed, the most allowed.",
+                    limit,
+                ),
             }[refused.reason]
             raise ActionRefused(
                 refused.reason,
-                self.ctx.say(
-                    language,
-                    message,
-                    target=str(target),
-                    ref=self._ref(ticket.number),
-                    limit=refused.limit or 0,
-                ),
+                _fill(message, target=str(target), ref=self._ref(ticket.number), count=limit),
             ) from None
         shown = str(target)
         if str(addresses[0]) != target.host:
             shown = f"{target} ({addresses[0]})"
-        body = self.ctx.say(
-            language,
-            "Probing {target} for {ref}: {pings} pings every {step}. "
-            "Stop it with !monitor {ref} stop.",
+        body = _fill(
+            self.ctx.translator(language).ngettext(
+                "Probing {target} for {ref}: {count} ping every {step}. "
+                "Stop it with !monitor {ref} stop.",
+                "Probing {target} for {ref}: {count} pings every {step}. "
+                "Stop it with !monitor {ref} stop.",
+                self.config.pings,
+            ),
             target=shown,
             ref=self._ref(ticket.number),
-            pings=self.config.pings,
+            count=self.config.pings,
             step=_duration_text(self.config.step),
         )
         return Answer(body, str(escape(body)))
@@ -654,13 +663,17 @@ class Connectivity(Plugin):
 
     async def alert_text(self, monitor: Monitor, stored: StoredRound, language: str) -> str:
         """The loss note, saying whether the reference targets were fine in the same period."""
-        head = self.ctx.say(
-            language,
-            "⚠️ {target} is losing packets: {loss} in the last round, for {rounds} rounds in "
-            "a row.",
+        # One lossy round is enough when alert_rounds is 1: no "for 1 round in a row".
+        head = _fill(
+            self.ctx.translator(language).ngettext(
+                "⚠️ {target} is losing packets: {loss} in the last round.",
+                "⚠️ {target} is losing packets: {loss} in the last round, for {count} rounds "
+                "in a row.",
+                self.config.alert_rounds,
+            ),
             target=monitor.target,
             loss=_percent(stored.loss),
-            rounds=self.config.alert_rounds,
+            count=self.config.alert_rounds,
         )
         # The period of the lossy rounds (one step of slack for the references' timing).
         since = stored.at - self.config.step * (self.config.alert_rounds + 1)
@@ -708,16 +721,20 @@ class Connectivity(Plugin):
             lines = [
                 self.ctx.say(language, "Probing stopped: {ref} is closed. Summary:", ref=ref)
             ]
+            words = self.ctx.translator(language)
             async with self.ctx.connection() as conn:
                 for monitor in stopped:
                     rounds = await store.rounds_between(conn, monitor.id, monitor.started_at)
                     count, loss, median = summary_of(rounds)
                     lines.append(
-                        self.ctx.say(
-                            language,
-                            "• {target}: {rounds} rounds, loss {loss}, median {median}",
+                        _fill(
+                            words.ngettext(
+                                "• {target}: {count} round, loss {loss}, median {median}",
+                                "• {target}: {count} rounds, loss {loss}, median {median}",
+                                count,
+                            ),
                             target=monitor.target,
-                            rounds=count,
+                            count=count,
                             loss=_percent(loss) if loss is not None else "—",
                             median=_ms(median),
                         )
@@ -820,6 +837,11 @@ class Connectivity(Plugin):
         else:
             sys.stdout.write(text)
         return 0
+
+
+def _fill(text: str, **params: object) -> str:
+    """A translated text (e.g. the form ngettext chose) filled with its parameters."""
+    return i18n.fill(text, params, domain=NAME)
 
 
 def _ms(value: float | None) -> str:

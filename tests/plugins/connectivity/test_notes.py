@@ -46,6 +46,9 @@ class Ctx:
     def say(self, language: str, msgid: str, **params: object) -> str:
         return i18n.say(language, msgid, domain="connectivity", **params)
 
+    def translator(self, language: str) -> i18n.Translator:
+        return i18n.translator(language, "connectivity")
+
     async def post_to_thread(self, ticket: int, body: str, **image: object) -> None:
         assert not image
         self.threads.append((ticket, body))
@@ -158,7 +161,7 @@ async def test_a_reopened_ticket_is_offered_the_command_and_probing_does_not_res
     [(ticket, summary)] = ctx.threads
     assert ticket == 7
     assert summary.startswith("Probing stopped: suport#7 is closed. Summary:\n")
-    assert f"• {MEMBER}: 1 rounds, loss 0 %" in summary
+    assert f"• {MEMBER}: 1 round, loss 0 %" in summary
     reopened = TicketEvent(7, EntryKind.STATUS, "@op:test", {"from": "resolved", "to": "open"})
     await plugin.on_event(reopened)
     assert ctx.threads[1:] == [
@@ -171,3 +174,46 @@ async def test_a_reopened_ticket_is_offered_the_command_and_probing_does_not_res
     assert prober.calls[calls:] == [REFERENCE, REFERENCE]
     async with plugin.ctx.connection() as conn:
         assert await store.ticket_running(conn, 7) == []
+
+
+@pytest.mark.parametrize(
+    ("language", "one", "two"),
+    [
+        ("en", "1 round, loss 0 %", "2 rounds, loss 0 %"),
+        ("ca", "1 ronda, pèrdua 0 %", "2 rondes, pèrdua 0 %"),
+        ("es", "1 ronda, pérdida 0 %", "2 rondas, pérdida 0 %"),
+    ],
+)
+async def test_the_summary_counts_rounds_in_the_singular_and_the_plural(world, language, one, two):
+    plugin, _prober, clock = world
+    ctx = plugin.ctx
+    ctx.settings = ServiceSettings(language=language)
+    await rounds(plugin, clock, 1)
+    async with ctx.connection() as conn:  # ticket 8's target misses ticket 7's first round
+        await store.start(conn, ticket=8, target="192.0.2.11", kind="icmp", host="192.0.2.11",
+                          port=None, by="@op:test", now=clock.now())
+    await rounds(plugin, clock, 1)
+    for ticket in (7, 8):
+        await plugin.on_event(TicketEvent(ticket, EntryKind.STATUS, "@op:test",
+                                          {"from": "open", "to": "resolved"}))
+    (seven, summary7), (eight, summary8) = ctx.threads
+    assert (seven, eight) == (7, 8)
+    assert f"• {MEMBER}: {two}" in summary7
+    assert f"• 192.0.2.11: {one}" in summary8
+
+
+async def test_with_alert_rounds_at_1_the_note_does_not_count_rounds(world):
+    plugin, prober, clock = world
+    ctx = plugin.ctx
+    plugin.config = plugin.config.model_copy(update={"alert_rounds": 1})
+    plugin.scheduler = MonitorScheduler(
+        ctx.connection, prober, clock, STEP, 20,
+        loss_alert=0.2, alert_rounds=1, on_round=plugin.on_round,
+    )
+    prober.loss = {MEMBER: 10}
+    await rounds(plugin, clock, 1)
+    assert ctx.threads == [
+        (7, f"⚠️ {MEMBER} is losing packets: 50 % in the last round. "
+            f"The reference target {REFERENCE} answered normally in the same period: the "
+            "fault is probably on the member's link.")
+    ]

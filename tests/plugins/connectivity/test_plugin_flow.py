@@ -23,7 +23,7 @@ from nio.crypto.attachments import decrypt_attachment
 from PIL import Image
 
 from exobot.db import web as records
-from exobot.i18n import say
+from exobot.i18n import say, say_plural
 from exobot.web.auth import SESSION_COOKIE
 
 pytestmark = pytest.mark.integration
@@ -140,7 +140,14 @@ async def test_monitor_from_chat_on_the_real_stack(make_plugin_instance, matrix_
     mark = vol.mark(room)
     await vol.send(room, f"!monitor {ref} 127.0.0.3 tcp:9")
     await vol.wait_for(room, from_bot(lambda b: "127.0.0.3 tcp:9" in b), after=mark, what="2nd")
-    limit = words("{ref} already has {limit} targets probed, the most allowed.", ref=ref, limit=2)
+    limit = say_plural(
+        "ca",
+        "{ref} already has {count} target probed, the most allowed.",
+        "{ref} already has {count} targets probed, the most allowed.",
+        2,
+        domain=DOMAIN,
+        ref=ref,
+    )
     mark = vol.mark(room)
     await vol.send(room, f"!monitor {ref} 127.0.0.4")
     await vol.wait_for(room, from_bot(lambda b: limit in b), after=mark, what="the limit")
