@@ -522,22 +522,22 @@ class Procedures(Plugin):
         self.config = ctx.config  # type: ignore[assignment]
         language = ctx.settings.language
 
-        def say(msgid: str, **params: object) -> str:
+        def _t(msgid: str, **params: object) -> str:
             return ctx.say(language, msgid, **params)
 
         try:
             data = Path(args.file).read_bytes()
         except OSError as error:
-            print(say("Cannot read {file}: {error}", file=args.file, error=error.strerror),
+            print(_t("Cannot read {file}: {error}", file=args.file, error=error.strerror),
                   file=sys.stderr)
             return 2
         rows, problems = members.read_members_csv(data, self.config.members_csv, self.config)
         if problems:
             for problem in problems:
-                text = say(members.ROW_PROBLEMS[problem.code], **problem.params)
-                print(say("line {line}: {problem}", line=problem.line, problem=text),
+                text = _t(members.ROW_PROBLEMS[problem.code], **problem.params)
+                print(_t("line {line}: {problem}", line=problem.line, problem=text),
                       file=sys.stderr)
-            print(say("Nothing was imported: correct the file and import it again."),
+            print(_t("Nothing was imported: correct the file and import it again."),
                   file=sys.stderr)
             return 1
         actor = f"cli:{_user()}"
@@ -555,11 +555,11 @@ class Procedures(Plugin):
             pass
         assert summary is not None
         head = (
-            say("Dry run: nothing was changed. The import would give:")
+            _t("Dry run: nothing was changed. The import would give:")
             if args.dry_run
-            else say("Member directory imported from {file}:", file=args.file)
+            else _t("Member directory imported from {file}:", file=args.file)
         )
-        print("\n".join([head, *members.summary_lines(summary, say)]))
+        print("\n".join([head, *members.summary_lines(summary, _t)]))
         return 0
 
 

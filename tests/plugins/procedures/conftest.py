@@ -5,16 +5,28 @@ repository, and a fake clock."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import exobot_procedures
 import pytest
+import sqlalchemy as sa
 from clocks import FakeClock
 
+from exobot.app import service_settings
+from exobot.config import parse_config
+from exobot.core import intents
+from exobot.core.actions import ActionCall, Channel, new_registry
+from exobot.core.events import EventBus
+from exobot.core.model import Actor, IncomingMail
+from exobot.core.service import TicketService
 from exobot.db.engine import create_engine
 from exobot.db.migrate import upgrade_async
 from exobot.db.repository import SqlRepository
+from exobot.mail.msgid import MessageIds
+from exobot.plugins.manager import Host, PluginManager
 
 HERE = Path(exobot_procedures.__file__).parent
 BRANCHES = {"procedures": HERE / "migrations"}
@@ -52,3 +64,97 @@ async def sqlite_repository(tmp_path):
     engine = create_engine(url)
     yield SqlRepository(engine)
     await engine.dispose()
+
+
+MINIMAL = {
+    "mail": {
+        "address": "suport@example.org",
+        "imap": {"host": "imap.example.org", "username": "suport", "password": "secret-imap"},
+        "smtp": {"host": "smtp.example.org"},
+    },
+    "tickets": {"queues": {"suport": {}, "tresoreria": {}}},
+}
+
+
+@dataclass
+class World:
+    """The plugin started by the real PluginManager over the real TicketService and
+    repository (a migrated SQLite database), with a fake clock and no chat."""
+
+    repository: SqlRepository
+    service: TicketService
+    manager: PluginManager
+    clock: FakeClock
+    plugin: Any
+
+    async def mail(self, sender: str, subject: str = "Vull canviar el compte",
+                   body: str = "Hola, vull canviar les dades bancàries.") -> int:
+        """A member's mail opening a ticket (acknowledged); returns its number."""
+        incoming = IncomingMail(
+            message_id=f"<m{uuid.uuid4().hex}@example.net>",
+            sender=sender,
+            sender_name="Marta",
+            requestor=sender,
+            subject=subject,
+            body=body,
+        )
+        outcome = await self.service.apply(
+            Actor.member(sender),
+            intents.ReceiveMail(incoming, intents.MailClass.MEMBER, acknowledge=True),
+        )
+        return outcome.ticket
+
+    async def ticket(self, number: int):
+        async with self.repository.reading() as reader:
+            return await reader.get_ticket(number)
+
+    async def history(self, number: int):
+        async with self.repository.reading() as reader:
+            return await reader.history(number)
+
+    async def query(self, sql: str, **params: object) -> list:
+        async with self.repository.connection() as conn:
+            return list(await conn.execute(sa.text(sql), params))
+
+    def call(self, action: str, *, ticket: int | None = None, language: str = "en",
+             actor: str = "@treasurer:example.org", **args: object) -> ActionCall:
+        return ActionCall(action, actor, ticket, args, language, Channel.CHAT)
+
+
+def world_config(settings: dict | None = None, **top: object):
+    """A parsed configuration with both queues and the plugin enabled with `settings`."""
+    return parse_config(MINIMAL | top | {"plugins": {"procedures": settings or {}}}, env={})
+
+
+@pytest.fixture
+async def make_world(tmp_path):
+    """Factory: a World with the plugin's `settings`; stopped at the end."""
+    made: list[tuple[PluginManager, Any]] = []
+
+    async def make(settings: dict | None = None, language: str = "ca") -> World:
+        config = world_config(settings, language=language)
+        url = f"sqlite:///{tmp_path / f'exobot-{len(made)}.db'}"
+        await upgrade_async(url, BRANCHES)
+        engine = create_engine(url)
+        repository = SqlRepository(engine)
+        clock = FakeClock(START)
+        events = EventBus()
+        service = TicketService(
+            repository, MessageIds("k" * 32, "example.org"), service_settings(config),
+            events=events, clock=clock,
+        )
+        manager = PluginManager(config, Host(
+            service=service, repository=repository, clock=clock, actions=new_registry(),
+            events=events, language=config.language,
+        ))
+        service.mail_hook = manager.run_mail_hooks
+        await manager.start()
+        assert manager.enabled == ["procedures"], manager.disabled
+        made.append((manager, engine))
+        plugin = manager._runs["procedures"].plugin
+        return World(repository, service, manager, clock, plugin)
+
+    yield make
+    for manager, engine in made:
+        await manager.stop()
+        await engine.dispose()
