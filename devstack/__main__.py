@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
-        "install", help="install Dovecot and PostgreSQL (apt) and Synapse (own venv)"
+        "install",
+        help="install Dovecot, PostgreSQL, fping, Chromium (apt), SmokePing (unpacked, for "
+        "its --check) and Synapse (own venv)",
     )
     start = commands.add_parser("start", help="write configs under DIR and start the servers")
     start.add_argument(

@@ -154,8 +154,8 @@ def register_web(
     async def png(ticket: int, target: str | None, period: str, language: str) -> Response:
         series = await series_for(ticket, target, period)
         end = ctx.clock.now()
-        title = ctx.say(language, "{ref}: connectivity, last {period}",
-                        ref=f"{reference}#{ticket}", period=period)
+        ref = reference + "#" + str(ticket)
+        title = ctx.say(language, "{ref}: connectivity, last {period}", ref=ref, period=period)
         image = await asyncio.to_thread(
             render_graph, series, start=end - PERIODS[period], end=end, timezone=zone,
             title=title, labels=graph_labels(ctx, language))
