@@ -405,22 +405,34 @@ async def search(
 ) -> list[Procedure]:
     """The procedures `where` selects, newest first."""
     c = procedures.c
-    query = sa.select(procedures)
-    if where.type is not None:
-        query = query.where(c.type == where.type)
-    if where.state is not None:
-        query = query.where(c.state == where.state)
-    if where.member is not None:
-        member = where.member.strip()
-        query = query.where(c.member == (member.lower() if "@" in member else member))
-    if where.ticket is not None:
-        query = query.where(c.ticket == where.ticket)
-    if where.since is not None:
-        query = query.where(c.asked_at >= where.since)
-    if where.until is not None:
-        query = query.where(c.asked_at < where.until)
+    query = sa.select(procedures).where(*_conditions(where))
     query = query.order_by(c.asked_at.desc(), c.id.desc()).limit(limit).offset(offset)
     return [_procedure(row) for row in await conn.execute(query)]
+
+
+async def count(conn: Any, where: ProcedureFilter) -> int:
+    """How many procedures `where` selects (the web list's count and paging)."""
+    query = sa.select(sa.func.count()).select_from(procedures).where(*_conditions(where))
+    return int((await conn.execute(query)).scalar_one())
+
+
+def _conditions(where: ProcedureFilter) -> list[Any]:
+    c = procedures.c
+    found: list[Any] = []
+    if where.type is not None:
+        found.append(c.type == where.type)
+    if where.state is not None:
+        found.append(c.state == where.state)
+    if where.member is not None:
+        member = where.member.strip()
+        found.append(c.member == (member.lower() if "@" in member else member))
+    if where.ticket is not None:
+        found.append(c.ticket == where.ticket)
+    if where.since is not None:
+        found.append(c.asked_at >= where.since)
+    if where.until is not None:
+        found.append(c.asked_at < where.until)
+    return found
 
 
 async def pending_since(conn: Any, cutoff: datetime) -> list[Procedure]:
