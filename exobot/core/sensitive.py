@@ -54,6 +54,8 @@ _IBAN_DB = numdb.get("iban")
 # Runs of digit groups separated by one space or dash; cards are looked for inside a run.
 _DIGIT_RUN = re.compile(r"(?<![A-Za-z0-9])[0-9]+(?:[ -][0-9]+)*(?![A-Za-z0-9])")
 
+_DIGITS = re.compile(r"[0-9]+")
+
 # DNI (8 digits + letter, dots allowed as 12.345.678), NIE (X/Y/Z + 7 digits + letter) and the
 # K/L/M NIFs of persons; the letter is the checksum stdnum verifies.
 _IDENTITY = re.compile(
@@ -85,7 +87,7 @@ _CREDENTIAL = re.compile(
     r"(?<![^\W_])(?:" + "|".join(_CREDENTIAL_WORDS) + r")(?![^\W_])"
     r"(?:[^\S\n]{1,10}[^\W_][\w./-]{0,30}){0,3}"
     r"[^\S\n]{0,10}[:=][^\S\n]{0,10}"
-    r"(?P<value>[^\s][^\n]{0,199})",
+    r"(?P<value>[^\s][^\n]*)",
     re.IGNORECASE,
 )
 
@@ -138,6 +140,16 @@ def _iban_length(country: str) -> int | None:
     return 4 + sum(int(n) for n in re.findall(r"[0-9]+", bban))
 
 
+@functools.lru_cache(maxsize=1024)
+def _valid_iban(compact: str) -> bool:
+    """stdnum's IBAN check (structure and national check digits), after a cheap mod-97 test
+    that rejects most look-alikes first."""
+    rearranged = compact[4:] + compact[:4]
+    if int("".join(str(int(c, 36)) for c in rearranged)) % 97 != 1:
+        return False
+    return stdnum_iban.is_valid(compact)
+
+
 def _longest_iban(text: str, start: int, end: int) -> int | None:
     """End of the valid IBAN starting at start within [start, end), exactly as long as its
     country's IBANs and ending before a separator or at end; None when there is none."""
@@ -153,26 +165,30 @@ def _longest_iban(text: str, start: int, end: int) -> int | None:
                 if stop < end and text[stop].isalnum():
                     return None
                 compact = re.sub(r"[ -]", "", text[start:stop]).upper()
-                return stop if stdnum_iban.is_valid(compact) else None
+                return stop if _valid_iban(compact) else None
     return None
 
 
 def _find_cards(text: str) -> list[Finding]:
     """Card numbers: inside each run of digit groups, the longest valid window of whole groups
-    from each group start; a run is scanned once, windows are at most 19 digits."""
+    from each group start; a run is scanned once, windows are at most 19 digits. Cards are
+    written in groups of 2 or more digits: a lone digit is never part of one (which also keeps
+    "4 4 4 …" from costing a window at every character)."""
     found: list[Finding] = []
     for run in _DIGIT_RUN.finditer(text):
-        groups = [(m.start(), m.end()) for m in re.finditer(r"[0-9]+", run.group())]
+        run_text = run.group()
+        groups = [(m.start(), m.end()) for m in _DIGITS.finditer(run_text)]
         base = run.start()
         i = 0
         while i < len(groups):
             best: int | None = None
             digits = ""
             for j in range(i, len(groups)):
-                digits += run.group()[groups[j][0] : groups[j][1]]
-                if len(digits) > 19:
+                group_start, group_end = groups[j]
+                digits += run_text[group_start:group_end]
+                if group_end - group_start < 2 or len(digits) > 19:
                     break
-                if _is_card(digits):
+                if len(digits) >= 13 and _is_card(digits):
                     best = j
             if best is None:
                 i += 1
@@ -207,30 +223,43 @@ def _find_credentials(text: str) -> list[Finding]:
     return found
 
 
-# Earlier kinds win where findings overlap (an IBAN's digits are not also a card).
-_PRIORITY = (SensitiveKind.IBAN, SensitiveKind.CARD, SensitiveKind.IDENTITY, SensitiveKind.CREDENTIAL)
-_FINDERS = {
-    SensitiveKind.IBAN: _find_ibans,
-    SensitiveKind.CARD: _find_cards,
-    SensitiveKind.IDENTITY: _find_identities,
-    SensitiveKind.CREDENTIAL: _find_credentials,
-}
+# Earlier kinds win where numbers overlap (an IBAN's digits are not also a card).
+_NUMBER_FINDERS = (
+    (SensitiveKind.IBAN, _find_ibans),
+    (SensitiveKind.CARD, _find_cards),
+    (SensitiveKind.IDENTITY, _find_identities),
+)
+
+
+def _without_overlaps(findings: list[Finding], blockers: list[Finding]) -> list[Finding]:
+    """The findings that overlap none of blockers; both sorted by start and each free of
+    overlaps within itself, so one merge pass does it."""
+    kept = []
+    index = 0
+    for finding in findings:
+        while index < len(blockers) and blockers[index].end <= finding.start:
+            index += 1
+        if index < len(blockers) and blockers[index].start < finding.end:
+            continue
+        kept.append(finding)
+    return kept
 
 
 def find_sensitive(text: str, kinds: Collection[SensitiveKind] = ALL_KINDS) -> list[Finding]:
     """The sensitive values of the given kinds in text (its first SCAN_LIMIT characters),
-    non-overlapping, in order of position."""
+    non-overlapping, in order of position. A credential's value covers any number inside it
+    (so masking hides the whole value); asked without credentials, that number is reported."""
     text = text[:SCAN_LIMIT]
     wanted = set(kinds)
-    kept: list[Finding] = []
-    for kind in _PRIORITY:
+    credentials = _find_credentials(text) if SensitiveKind.CREDENTIAL in wanted else []
+    numbers: list[Finding] = []
+    for kind, finder in _NUMBER_FINDERS:
         # IBANs are always looked for: they shadow card and identity look-alikes inside them.
         if kind not in wanted and kind is not SensitiveKind.IBAN:
             continue
-        for finding in _FINDERS[kind](text):
-            if not any(finding.start < other.end and other.start < finding.end for other in kept):
-                kept.append(finding)
-    return sorted((f for f in kept if f.kind in wanted), key=lambda f: f.start)
+        numbers = sorted(numbers + _without_overlaps(finder(text), numbers), key=lambda f: f.start)
+    numbers = [f for f in numbers if f.kind in wanted]
+    return sorted(credentials + _without_overlaps(numbers, credentials), key=lambda f: f.start)
 
 
 def _mask(kind: SensitiveKind, value: str) -> str:
