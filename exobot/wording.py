@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from babel.dates import format_timedelta
 
 from exobot import i18n
+from exobot.core.flags import ActiveFlag
 from exobot.core.languages import N_
 from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.core.references import format_reference
@@ -94,6 +95,10 @@ ERRORS: dict[str, str] = {
     ),
     "same_status": N_("{ticket} is already {status}."),
     "no_unverified": N_("{ticket} has no mail from an unverified sender to accept."),
+    "no_flag": N_("{ticket} has no active flag “{flag}”."),
+    "unusable_requestor": N_(
+        "No mail can be written to the requestor of {ticket} ({address}): nothing was sent."
+    ),
     "bad_search": N_(
         "The search holds control characters (such as a NUL character) that cannot be searched: remove them and try again."
     ),
@@ -404,6 +409,11 @@ class Wording:
             names=one_line(", ".join(names), 300),
         )
 
+    def flag_line(self, flag: ActiveFlag) -> tuple[str, str]:
+        """One active flag as a line: "🚩 " and its note (its code when it has none)."""
+        text = one_line(mail_text(flag.note or ""), ERROR_CHARS) or one_line(flag.code, TITLE_CHARS)
+        return self._t("🚩 {flag}", flag=text)
+
     def _header(self, ticket: Ticket) -> tuple[str, str]:
         ref = self._ref(ticket, bold=True)
         title = self._title(ticket.title)
@@ -483,6 +493,13 @@ class Wording:
                 return _Described(self._t("Acknowledgement sent to {to}", to=to))
             if template == "resolved":
                 return _Described(self._t("Resolution notice sent to {to}", to=to))
+            if data.get("notice"):
+                if concise:
+                    return _Described(self._t("Notice sent to {to}", to=to))
+                return _Described(
+                    self._t("📣 {actor} sent a notice to {to}:", actor=actor, to=to),
+                    mail_text(entry.body, max_lines=lines, max_chars=chars),
+                )
             if template == "reply" or entry.body:
                 if concise:
                     return _Described(self._t("Reply sent to {to}", to=to))
@@ -594,9 +611,22 @@ class Wording:
                 else N_("⚠️ Alert: new ticket nobody has taken")
             )
             return _Described(self._t(key))
-        if kind == EntryKind.FLAG:  # set by a plugin on a new mail
+        if kind == EntryKind.FLAG:  # set by a plugin on a new mail, or cleared
             code = one_line(str(data.get("code") or "?"), TITLE_CHARS)
             note = one_line(mail_text(entry.body or ""), ERROR_CHARS)
+            if data.get("cleared"):
+                if note:
+                    return _Described(
+                        self._t(
+                            "🏳️ Flag {code} cleared by {actor}: {note}",
+                            code=code,
+                            actor=actor,
+                            note=note,
+                        )
+                    )
+                return _Described(
+                    self._t("🏳️ Flag {code} cleared by {actor}", code=code, actor=actor)
+                )
             if note:
                 return _Described(self._t("🚩 Flag {code}: {note}", code=code, note=note))
             return _Described(self._t("🚩 Flag {code}", code=code))

@@ -137,6 +137,25 @@ class RaiseAlert:
 
 
 @dataclass(frozen=True)
+class Notify:
+    """A notice mailed to the ticket's requestor only (no Cc), recorded as an outgoing mail and
+    shown like a reply; it never changes the ticket's status or owner. Operators and exobot
+    itself (plugins) may send one."""
+
+    ticket: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ClearFlag:
+    """An operator clears an active flag (a plugin's mark on the ticket), with a note why."""
+
+    ticket: int
+    code: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Origin:
     """Where a request came from, for the channel's own needs.
 
@@ -165,6 +184,8 @@ Intent = (
     | ChangeParticipants
     | RecordDeliveryFailure
     | RaiseAlert
+    | Notify
+    | ClearFlag
 )
 
 OPERATOR_INTENTS = (
@@ -179,4 +200,5 @@ OPERATOR_INTENTS = (
     SetStatus,
     AcceptUnverified,
     ChangeParticipants,
+    ClearFlag,
 )

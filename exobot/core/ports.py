@@ -55,6 +55,9 @@ class UnitOfWork(Protocol):
     async def last_entry(self, ticket: int, kinds: Sequence[str]) -> Entry | None:
         """The newest history entry of one of these kinds."""
 
+    async def entries_of(self, ticket: int, kinds: Sequence[str]) -> list[Entry]:
+        """The ticket's history entries of these kinds, oldest first."""
+
     async def update_entry(self, entry: Entry) -> None:
         """Write back a changed entry (its kind and data)."""
 

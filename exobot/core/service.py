@@ -10,6 +10,7 @@ from exobot.core import intents as i
 from exobot.core.addresses import BadAddress, address_problem, normalize_address
 from exobot.core.clock import Clock, SystemClock
 from exobot.core.events import EventBus, OutboxQueued, TicketEvent
+from exobot.core.flags import active_flags
 from exobot.core.hooks import MailHook, NewMail
 from exobot.core.lifecycle import Happening, LifecycleError, check_status_change, status_after
 from exobot.core.model import Actor, ActorKind, Entry, EntryKind, IncomingMail, Status, Ticket
@@ -147,6 +148,8 @@ class TicketService:
             and actor.kind is not ActorKind.SYSTEM
         ):
             raise NotAllowed("not_allowed", "only exobot itself does that")
+        if isinstance(intent, i.Notify) and actor.kind is ActorKind.MEMBER:
+            raise NotAllowed("not_operator", "only operators and exobot send notices")
 
     # --- mail -----------------------------------------------------------------------------
 
@@ -292,6 +295,51 @@ class TicketService:
             )
         await step.transition(ticket, Happening.REPLY)
         return step.outcome(ticket, outbox=[outbox_id])
+
+    async def _do_Notify(self, step: _Step, intent: i.Notify) -> Outcome:
+        """A notice to the requestor only; status and owner stay as they are."""
+        text = _required_text(intent.text, "write the text of the notice")
+        ticket = await step.ticket(intent.ticket)
+        problem = address_problem(ticket.requestor)
+        if problem is not None:
+            reference = self.reference(ticket.number)
+            raise InvalidRequest(
+                "unusable_requestor",
+                f"no mail can be written to the requestor of {reference}: {problem}",
+                ticket=reference,
+                address=ticket.requestor,
+            )
+        outbox_id = await step.queue_mail(
+            ticket,
+            "reply",
+            to=[ticket.requestor],
+            # exobot's own notices are automatic mail: auto-responders must not answer them.
+            auto=step.actor.kind is ActorKind.SYSTEM,
+            text=text,
+            notice=True,
+        )
+        return step.outcome(ticket, outbox=[outbox_id])
+
+    async def _do_ClearFlag(self, step: _Step, intent: i.ClearFlag) -> Outcome:
+        """Clear an active flag: a FLAG entry marked cleared, with the operator's note."""
+        ticket = await step.ticket(intent.ticket)
+        code = " ".join(intent.code.split())
+        flags = await step.uow.entries_of(ticket.number, [EntryKind.FLAG.value])
+        if code not in {flag.code for flag in active_flags(flags)}:
+            reference = self.reference(ticket.number)
+            raise InvalidRequest(
+                "no_flag",
+                f"{reference} has no active flag {code!r}",
+                ticket=reference,
+                flag=code[:64],
+            )
+        await step.add(
+            ticket,
+            EntryKind.FLAG,
+            body=intent.note.strip() or None,
+            data={"code": code, "source": step.actor.id, "cleared": True},
+        )
+        return step.outcome(ticket)
 
     async def _do_Comment(self, step: _Step, intent: i.Comment) -> Outcome:
         text = _required_text(intent.text, "write the text of the comment")
@@ -640,6 +688,7 @@ class _Step:
         text: str | None = None,
         reply_to: IncomingMail | None = None,
         paragraphs: list[str] | None = None,
+        notice: bool = False,
     ) -> int:
         """Queue a mail to members, with its Message-ID minted now so a retry never changes it."""
         message_id = self.service.message_ids.mint(ticket.number)
@@ -684,7 +733,8 @@ class _Step:
                 "cc": cc or [],
                 "message_id": message_id,
                 "outbox_id": outbox_id,
-            },
+            }
+            | ({"notice": True} if notice else {}),
         )
         self.pending.append(OutboxQueued("mail"))
         return outbox_id

@@ -150,6 +150,13 @@ class SqlReader:
         ).first()
         return entry_from_row(row) if row else None
 
+    async def entries_of(self, ticket: int, kinds: Sequence[str]) -> list[Entry]:
+        """The ticket's entries of these kinds, oldest first."""
+        rows = await self.conn.execute(
+            select(E).where(E.c.ticket_id == ticket, E.c.kind.in_(list(kinds))).order_by(E.c.id)
+        )
+        return [entry_from_row(r) for r in rows]
+
     async def ticket_for_message(self, message_id: str) -> tuple[int, str] | None:
         """The ticket a Message-ID belongs to and its direction ("out" preferred), or None."""
         row = (

@@ -29,8 +29,9 @@ from exobot.core.actions import (
 )
 from exobot.core.clock import Clock
 from exobot.core.commands import CommandError, ParsedCommand, Query, is_command, parse_command
+from exobot.core.flags import active_flags
 from exobot.core.intents import Comment, Origin
-from exobot.core.model import Actor, Status
+from exobot.core.model import Actor, EntryKind, Status
 from exobot.core.service import CHAT, AlreadyHandled, ServiceError, TicketService
 from exobot.db import chat
 from exobot.db.repository import SqlRepository
@@ -328,7 +329,8 @@ class MatrixBot:
                     reference = self.service.reference(query.ticket)
                     return r.error("not_found", {"ticket": reference})
                 if query.name == "show":
-                    return r.show(ticket, now)
+                    flags = await view.entries_of(ticket.number, [EntryKind.FLAG.value])
+                    return r.show(ticket, now, active_flags(flags))
                 return r.history(ticket, await view.history(ticket.number), now)
             if query.name == "list":
                 tickets, total = await view.list_tickets(

@@ -18,6 +18,7 @@ from html import escape as html_escape
 import nio
 
 from exobot.core.clock import Clock
+from exobot.core.flags import active_flags
 from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.core.service import CHAT
 from exobot.db import chat, outbox
@@ -172,7 +173,9 @@ class ChatSender(OutboxWorker):
         reply_to = None
         if origin and _answers_origin_in_place(origin, room_id):
             reply_to = origin["event"]  # `!new` typed in this room: the root is the answer
-        message = self.renderer.root(ticket, first)
+        async with self.repository.reading() as view:
+            flags = active_flags(await view.entries_of(ticket.number, [EntryKind.FLAG.value]))
+        message = self.renderer.root(ticket, first, flags)
         if self.contributions is not None:
             lines = await self.contributions.root_lines(ticket, self.renderer.language)
             message = with_lines(message, lines)

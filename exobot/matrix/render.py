@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from exobot.core.actions import ActionSpec, Channel
+from exobot.core.flags import ActiveFlag
 from exobot.core.languages import N_
 from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.core.text import mail_text, one_line
@@ -49,8 +50,11 @@ class Renderer(Wording):
 
     # -- thread messages -------------------------------------------------------------
 
-    def root(self, ticket: Ticket, first: Entry | None) -> Message:
-        """The root message of a ticket's thread: metadata and the first lines of its text."""
+    def root(
+        self, ticket: Ticket, first: Entry | None, flags: Sequence[ActiveFlag] = ()
+    ) -> Message:
+        """The root message of a ticket's thread: metadata, its active flags and the first
+        lines of its text."""
         b = _Builder()
         b.line(self._header(ticket))
         meta = [
@@ -61,6 +65,8 @@ class Renderer(Wording):
         if ticket.owner:
             meta.append(self._t("Owner: {owner}", owner=ticket.owner))
         b.line((" · ".join(p for p, _ in meta), " · ".join(h for _, h in meta)))
+        for flag in flags:
+            b.line(self.flag_line(flag))
         if first is not None:
             if _kind(first) == EntryKind.COMMENT:
                 b.line(self._t("💬 {actor} added an internal comment:", actor=first.actor))
@@ -322,8 +328,9 @@ class Renderer(Wording):
 
     # -- answers to queries ----------------------------------------------------------
 
-    def show(self, ticket: Ticket, now: datetime) -> Message:
-        """`!show`: reference, title, people, queue, status, age, time since the last mail."""
+    def show(self, ticket: Ticket, now: datetime, flags: Sequence[ActiveFlag] = ()) -> Message:
+        """`!show`: reference, title, people, queue, status, age, time since the last mail,
+        and the active flags."""
         b = _Builder()
         b.line(self._header(ticket))
         b.line(self._t("Requestor: {requestor}", requestor=ticket.requestor))
@@ -347,6 +354,8 @@ class Renderer(Wording):
                     age=self._duration(_since(now, ticket.last_member_mail_at)),
                 )
             )
+        for flag in flags:
+            b.line(self.flag_line(flag))
         return b.build()
 
     def history(self, ticket: Ticket, entries: Sequence[Entry], now: datetime) -> Message:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from exobot.core.flags import ActiveFlag, active_flags
 from exobot.core.model import Entry, Status, Ticket
 from exobot.core.search import check_page
 from exobot.db.repository import AttachmentMeta, SqlRepository
@@ -102,6 +103,11 @@ class TicketView:
     history: list[Entry]
     participants: list[str]
     attachments: dict[int, list[AttachmentMeta]] = field(default_factory=dict)  # by entry id
+
+    @property
+    def flags(self) -> list[ActiveFlag]:
+        """The ticket's active flags, from its history."""
+        return active_flags(self.history)
 
 
 async def ticket_list(repository: SqlRepository, wanted: TicketFilter) -> TicketPage:

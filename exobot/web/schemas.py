@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field, create_model
 
 from exobot.core.actions import ActionSpec, ArgKind
+from exobot.core.flags import ActiveFlag
 from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.core.references import format_reference
 from exobot.core.text import mail_text
@@ -117,10 +118,27 @@ class EntryOut(BaseModel):
         )
 
 
+class FlagOut(BaseModel):
+    """An active flag: a plugin's mark on the ticket, not cleared since."""
+
+    code: str = Field(description="the flag's short code, e.g. non-member")
+    note: str = Field(description="plain text saying why (may be empty)")
+    source: str = Field(description="who set it (a plugin's name)")
+    since: datetime
+
+    @classmethod
+    def of(cls, flag: ActiveFlag) -> FlagOut:
+        """The API's view of an active flag."""
+        return cls(code=flag.code, note=flag.note, source=flag.source, since=utc(flag.since))
+
+
 class TicketDetail(TicketOut):
-    """A ticket with its participants and its whole history, oldest first."""
+    """A ticket with its participants, its active flags and its whole history, oldest first."""
 
     participants: list[str] = Field(description="the addresses that get the replies")
+    flags: list[FlagOut] = Field(
+        default_factory=list, description="the active flags, in the order they were set"
+    )
     history: list[EntryOut]
 
     @classmethod
@@ -129,6 +147,7 @@ class TicketDetail(TicketOut):
         return cls(
             **_ticket_fields(view.ticket, prefix),
             participants=view.participants,
+            flags=[FlagOut.of(flag) for flag in view.flags],
             history=[
                 EntryOut.of(entry, view.attachments.get(entry.id or 0, []))
                 for entry in view.history

@@ -144,6 +144,15 @@ class FakeUnitOfWork:
                 return copy.deepcopy(entry)
         return None
 
+    async def entries_of(self, ticket: int, kinds: Sequence[str]) -> list[Entry]:
+        self._maybe_fail("entries_of")
+        wanted = {str(k) for k in kinds}
+        return [
+            copy.deepcopy(e)
+            for e in self.state.entries
+            if e.ticket_number == ticket and e.kind.value in wanted
+        ]
+
     async def update_entry(self, entry: Entry) -> None:
         self._maybe_fail("update_entry")
         for stored in self.state.entries:
