@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,3 +75,34 @@ def render_plugin_page(
     return render(
         request, f"plugins/{ctx.name}/{template}", status_code=status_code, **(bound | values)
     )
+
+
+@dataclass(frozen=True)
+class PanelPage:
+    """The ticket page a panel is being drawn for: who reads it, their session's CSRF token
+    (every form a panel draws must carry it as the `csrf` field, else 403), and the page's
+    query parameters (e.g. what a plugin's route redirected back with)."""
+
+    user_id: str
+    csrf: str
+    query: Mapping[str, str] = field(default_factory=dict)
+
+
+_PANEL_PAGE: ContextVar[PanelPage | None] = ContextVar("exobot_panel_page", default=None)
+
+
+def panel_page() -> PanelPage | None:
+    """The page the panel being drawn is on; None outside the core's ticket page (an API
+    client, a test calling the panel directly): a panel then draws no forms."""
+    return _PANEL_PAGE.get()
+
+
+@contextmanager
+def drawing_panels(page: PanelPage) -> Iterator[None]:
+    """While the core's ticket page asks the plugins for their panels (a context variable,
+    so concurrent requests each see their own page)."""
+    token = _PANEL_PAGE.set(page)
+    try:
+        yield
+    finally:
+        _PANEL_PAGE.reset(token)

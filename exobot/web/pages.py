@@ -26,6 +26,7 @@ from exobot.core.service import AlreadyHandled, ServiceError, TicketNotFound
 from exobot.core.text import one_line
 from exobot.db import inbound, outbox
 from exobot.db.repository import AttachmentMeta
+from exobot.plugins.web import PanelPage, drawing_panels
 from exobot.web import actions, queries
 from exobot.web.auth import Operator, context
 from exobot.web.deps import FormOperator, PageOperator
@@ -260,6 +261,11 @@ async def _ticket_page(
     more_done = next((form for form in more if form.name == done), None)
     if more_done is not None and notice is None:  # a generated form's intent was applied
         notice = speaker.t(ACTION_DONE, action=more_done.word)
+    panels = []
+    if ctx.panels:
+        page = PanelPage(operator.user_id, operator.csrf, dict(request.query_params))
+        with drawing_panels(page):  # a panel's forms need the reader's CSRF token
+            panels = await ctx.panels(ticket, language(request))
     return render(
         request,
         "ticket.html",
@@ -281,7 +287,7 @@ async def _ticket_page(
         queues=ctx.settings.queues,
         set_statuses=SET_STATUSES,
         here=f"/tickets/{number}",  # a refused form's page is at the form's URL: come back here
-        panels=await ctx.panels(ticket, language(request)) if ctx.panels else [],
+        panels=panels,
     )
 
 
