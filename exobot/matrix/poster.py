@@ -240,13 +240,18 @@ class ChatSender(OutboxWorker):
             oldest_stalled, _ = await view.list_tickets(
                 statuses=[Status.STALLED], limit=DIGEST_OLDEST, oldest_first=True
             )
-        message = self.renderer.digest(counts, oldest_new, oldest_stalled, now)
+        digest = self.renderer.digest(counts, oldest_new, oldest_stalled, now)
+        parts = []
         if self.contributions is not None:
-            lines = await self.contributions.digest_lines(self.renderer.language)
-            message = with_lines(message, lines)
+            parts = await self.contributions.digest_parts(self.renderer.language)
         part = await self._parts(item)
         for room_id in self.rooms.room_ids():
-            await self._send(Where(room_id), message, part)
+            # Each room gets the plugins' lines for every room and those for its own queues.
+            queues = self.rooms.queues_of(room_id)
+            lines = [
+                line for queue, got in parts if queue is None or queue in queues for line in got
+            ]
+            await self._send(Where(room_id), with_lines(digest, lines), part)
 
     async def _notice(self, item: OutboxItem) -> None:
         """A notice for every queue room (a plugin failed): plain text, escaped here."""

@@ -32,6 +32,10 @@ class QueueRooms:
         """The queue a room serves, or None for any other room."""
         return next((q for q, r in self._room_of.items() if r == room_id), None)
 
+    def queues_of(self, room_id: str) -> list[str]:
+        """Every queue a joined room serves (queues may share a room)."""
+        return [q for q, r in self._room_of.items() if r == room_id]
+
     def room_ids(self) -> list[str]:
         """The distinct joined queue rooms."""
         return list(dict.fromkeys(self._room_of.values()))

@@ -32,6 +32,9 @@ class Plugin:
     migrations: ClassVar[Path | None] = None
     locale: ClassVar[Path | None] = None
     templates: ClassVar[Path | None] = None
+    # Extra names for `exobot NAME …` (e.g. ("members",) for `exobot members import FILE`); a
+    # name already taken by exobot's own commands or another plugin is left out.
+    cli_aliases: ClassVar[tuple[str, ...]] = ()
 
     async def start(self, ctx: PluginContext) -> None:
         """Register actions, handlers, hooks, jobs and routes through `ctx`."""

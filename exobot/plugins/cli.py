@@ -13,12 +13,17 @@ from exobot.plugins.discovery import installed, plugin_class
 def add_plugin_commands(
     sub: argparse._SubParsersAction, config_default: str, func: Callable[..., int]
 ) -> None:
-    """A subcommand per installed plugin that offers a command line, run by `func`."""
+    """A subcommand per installed plugin that offers a command line, run by `func`, also
+    under the plugin's free `cli_aliases`; `args.plugin` is always the plugin's name."""
     for name, entry in installed().items():
         if entry.cls is None or not entry.cls.has_cli() or name in sub.choices:
             continue
         help_text = (entry.cls.__doc__ or f"the {name} plugin").strip().splitlines()[0]
-        parser = sub.add_parser(name, help=help_text, description=help_text)
+        aliases = [
+            alias for alias in dict.fromkeys(entry.cls.cli_aliases) if alias not in sub.choices
+        ]
+        aliases = [alias for alias in aliases if alias != name]
+        parser = sub.add_parser(name, aliases=aliases, help=help_text, description=help_text)
         parser.add_argument("-c", "--config", default=config_default, help="configuration file")
         parser.set_defaults(plugin=name, func=func)
         entry.cls().add_cli(parser)

@@ -190,9 +190,15 @@ class PluginContext:
         """`await fn(ticket, language)` → a Panel (or None) on the ticket page."""
         self._keep(self._manager.add_contribution("panel", self._run, fn))
 
-    def add_digest_lines(self, fn: Callable[..., Awaitable[list[str]]]) -> None:
-        """`await fn(language)` → plain lines added to the daily digest."""
-        self._keep(self._manager.add_contribution("digest", self._run, fn))
+    def add_digest_lines(
+        self, fn: Callable[..., Awaitable[list[str]]], *, queue: str | None = None
+    ) -> None:
+        """`await fn(language)` → plain lines added to the daily digest: in every queue room's
+        digest, or with `queue` only in that queue's room's (nowhere when it has no room).
+        ValueError for an unknown queue."""
+        if queue is not None and queue not in self.settings.queues:
+            raise ValueError(f"unknown queue {queue!r}")
+        self._keep(self._manager.add_contribution("digest", self._run, QueueLines(fn, queue)))
 
     def schedule(self, fn: Callable[[], Awaitable[object]], *, every: timedelta, name: str) -> None:
         """Run `await fn()` every `every` (first after one interval); failures are isolated."""
@@ -251,6 +257,17 @@ class PluginContext:
         for kind, fn in (("export", export), ("erase", erase), ("backup", backup)):
             if fn is not None:
                 self._keep(self._manager.add_contribution(kind, self._run, fn))
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueLines:
+    """A plugin's digest lines, for one queue's room (`queue`) or for every room (None)."""
+
+    fn: Callable[..., Awaitable[list[str]]]
+    queue: str | None = None
+
+    def __call__(self, *args: Any) -> Awaitable[list[str]]:
+        return self.fn(*args)
 
 
 def _include(app: Any, router: APIRouter, prefix: str) -> Remover:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
@@ -254,9 +254,25 @@ class PluginManager:
         """The plugins' plain lines for a ticket's root message."""
         return await self._lines("root", ticket, language)
 
-    async def digest_lines(self, language: str) -> list[str]:
-        """The plugins' plain lines for the daily digest."""
-        return await self._lines("digest", language)
+    async def digest_lines(self, language: str, queues: Collection[str] | None = None) -> list[str]:
+        """The plugins' plain lines for the daily digest: for a room serving `queues`, the
+        lines meant for every room and those meant for one of these queues; None: all."""
+        return [
+            line
+            for queue, lines in await self.digest_parts(language)
+            if queues is None or queue is None or queue in queues
+            for line in lines
+        ]
+
+    async def digest_parts(self, language: str) -> list[tuple[str | None, list[str]]]:
+        """Each digest contribution's lines with the queue they are for (None: every room),
+        each plugin asked once."""
+        parts: list[tuple[str | None, list[str]]] = []
+        for run, fn in list(self._contributions["digest"]):
+            got = await self._call(run, "digest lines", fn, language, default=None)
+            if got:
+                parts.append((getattr(fn, "queue", None), [str(line) for line in got]))
+        return parts
 
     async def panels(self, ticket: Ticket, language: str) -> list[Panel]:
         """The plugins' panels for a ticket's page."""

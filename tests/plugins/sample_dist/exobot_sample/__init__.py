@@ -47,6 +47,7 @@ class SampleConfig(PluginConfig):
     greeting: str = "Hola"
     every: int = 3600  # seconds between two runs of its job
     flag_word: str = "urgent"
+    digest_queue: str | None = None  # a queue whose room alone gets one more digest line
 
 
 class Sample(Plugin):
@@ -55,6 +56,8 @@ class Sample(Plugin):
     config_model = SampleConfig
     migrations = HERE / "migrations"
     templates = HERE / "templates"
+    # `exobot sampletool …` too; "migrate" is exobot's own command and stays exobot's.
+    cli_aliases = ("sampletool", "migrate")
 
     async def start(self, ctx: PluginContext) -> None:
         """Register one of everything."""
@@ -111,6 +114,13 @@ class Sample(Plugin):
             return ["sample digest line"]
 
         ctx.add_digest_lines(digest)
+
+        if cfg.digest_queue:
+
+            async def queue_digest(language: str) -> list[str]:
+                return [f"sample digest line for {cfg.digest_queue} only"]
+
+            ctx.add_digest_lines(queue_digest, queue=cfg.digest_queue)
 
         async def job() -> None:
             _maybe_fail("job")
