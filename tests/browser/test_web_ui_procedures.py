@@ -8,7 +8,6 @@ the test's tmp dir."""
 
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 
@@ -36,24 +35,9 @@ def words(msgid: str, **params: object) -> str:
     return i18n.say("ca", msgid, domain=PLUGIN, **params)
 
 
-def _digest_queue_shim(monkeypatch) -> None:
-    # TEMPORARY, until the core's add_digest_lines(fn, queue=…) lands (issue 12, helper CORE).
-    from exobot.plugins.context import PluginContext
-
-    original = PluginContext.add_digest_lines
-    if "queue" in inspect.signature(original).parameters:
-        return
-
-    def add_digest_lines(self, fn, *, queue=None):  # noqa: ANN001
-        original(self, fn)
-
-    monkeypatch.setattr(PluginContext, "add_digest_lines", add_digest_lines)
-
-
 @pytest.fixture
-async def web(browser, make_instance, matrix_setup, matrix_login, monkeypatch):
+async def web(browser, make_instance, matrix_setup, matrix_login):
     """An exobot with Matrix, the web and the procedures plugin on."""
-    _digest_queue_shim(monkeypatch)
     setup = matrix_setup()
     inst: Instance = make_instance(matrix=setup, web=True)
     data = yaml.safe_load(inst.config_path.read_text())

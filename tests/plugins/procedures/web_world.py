@@ -10,14 +10,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import exobot_procedures
 import httpx
 import pytest
 from clocks import FakeClock
-from conftest import BRANCHES, START, world_config
 
 from exobot.app import service_settings
+from exobot.config import parse_config
 from exobot.core import intents
 from exobot.core.actions import new_registry
 from exobot.core.events import EventBus
@@ -34,6 +36,19 @@ from exobot.web.auth import SESSION_COOKIE
 from exobot.web.context import WebContext, WebSettings
 
 TREASURER = "@treasurer:example.org"
+# Not imported from the folder's conftest.py: another folder's conftest may hold that name.
+BRANCHES = {"procedures": Path(exobot_procedures.__file__).parent / "migrations"}
+START = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+CONFIG = {
+    "language": "ca",
+    "mail": {
+        "address": "suport@example.org",
+        "imap": {"host": "imap.example.org", "username": "suport", "password": "secret-imap"},
+        "smtp": {"host": "smtp.example.org"},
+    },
+    "tickets": {"queues": {"suport": {}, "tresoreria": {}}},
+    "plugins": {"procedures": {}},
+}
 
 
 @dataclass
@@ -73,27 +88,10 @@ class WebWorld:
             return await reader.history(number)
 
 
-def _digest_queue_shim(monkeypatch) -> None:
-    # TEMPORARY, until the core's add_digest_lines(fn, queue=…) lands (issue 12, helper CORE).
-    import inspect
-
-    from exobot.plugins.context import PluginContext
-
-    original = PluginContext.add_digest_lines
-    if "queue" in inspect.signature(original).parameters:
-        return
-
-    def add_digest_lines(self, fn, *, queue=None):  # noqa: ANN001
-        original(self, fn)
-
-    monkeypatch.setattr(PluginContext, "add_digest_lines", add_digest_lines)
-
-
 @pytest.fixture(name="web_world")
-async def web_world_fixture(tmp_path, monkeypatch):
+async def web_world_fixture(tmp_path):
     """A WebWorld with the plugin's default settings (language ca), stopped at the end."""
-    _digest_queue_shim(monkeypatch)
-    config = world_config({}, language="ca")
+    config = parse_config(CONFIG, env={})
     url = f"sqlite:///{tmp_path / 'exobot.db'}"
     await upgrade_async(url, BRANCHES)
     engine = create_engine(url)
