@@ -105,14 +105,18 @@ _CARD_NETWORKS: tuple[tuple[tuple[str, ...], frozenset[int]], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
+def _card_lengths(prefix: str) -> frozenset[int]:
+    """The lengths a card starting with these (4) digits may have; empty: no known network."""
+    for prefixes, lengths in _CARD_NETWORKS:
+        if prefix.startswith(prefixes):
+            return lengths
+    return frozenset()
+
+
 def _is_card(digits: str) -> bool:
     """True for 13–19 digits of a known network's prefix and length that pass Luhn."""
-    if not 13 <= len(digits) <= 19:
-        return False
-    for prefixes, lengths in _CARD_NETWORKS:
-        if len(digits) in lengths and digits.startswith(prefixes):
-            return luhn.is_valid(digits)
-    return False
+    return len(digits) in _card_lengths(digits[:4]) and luhn.is_valid(digits)
 
 
 def _find_ibans(text: str) -> list[Finding]:
@@ -183,12 +187,17 @@ def _find_cards(text: str) -> list[Finding]:
         while i < len(groups):
             best: int | None = None
             digits = ""
+            lengths: frozenset[int] | None = None
             for j in range(i, len(groups)):
                 group_start, group_end = groups[j]
                 digits += run_text[group_start:group_end]
                 if group_end - group_start < 2 or len(digits) > 19:
                     break
-                if len(digits) >= 13 and _is_card(digits):
+                if lengths is None and len(digits) >= 4:
+                    lengths = _card_lengths(digits[:4])
+                    if not lengths:
+                        break  # no network starts so: no card starts at this group
+                if lengths and len(digits) in lengths and luhn.is_valid(digits):
                     best = j
             if best is None:
                 i += 1
