@@ -114,11 +114,6 @@ def _card_lengths(prefix: str) -> frozenset[int]:
     return frozenset()
 
 
-def _is_card(digits: str) -> bool:
-    """True for 13–19 digits of a known network's prefix and length that pass Luhn."""
-    return len(digits) in _card_lengths(digits[:4]) and luhn.is_valid(digits)
-
-
 def _find_ibans(text: str) -> list[Finding]:
     """IBANs (any country stdnum knows), written compact or in groups."""
     found: list[Finding] = []
