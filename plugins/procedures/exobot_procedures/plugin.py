@@ -1,7 +1,7 @@
 """The procedures plugin: `!procedure`, `!procedures`, `!done`, `!cancel` and `!member` (with
 their Catalan and Spanish words), the members-only scope on new mail, the pending procedures
 in the treasury room's digest, the job that settles effects a crash left unapplied, the
-requestor's notices (templates/mail/) and `exobot members import FILE.csv`.
+requestor's notices (templates/<language>/) and `exobot members import FILE.csv`.
 
 The one path that creates and finishes procedures is service.py (chat here, the web and the
 API too); store.py keeps them; effects.py applies their effects on the ticket.
@@ -18,7 +18,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
 from markupsafe import Markup, escape
 
 from exobot.core import intents
@@ -36,7 +35,6 @@ from exobot.core.languages import N_
 from exobot.core.model import Actor
 from exobot.core.references import format_reference
 from exobot.core.service import InvalidRequest
-from exobot.i18n import language_or_default
 from exobot.plugins import NewMail, Plugin, PluginContext
 from exobot_procedures import effects, members, service, store
 from exobot_procedures.config import ProceduresConfig
@@ -84,16 +82,6 @@ PARSE_WORDS = {
 
 
 @functools.cache
-def _mail_environment(folder: str) -> Environment:
-    return Environment(
-        loader=FileSystemLoader(folder),
-        autoescape=False,  # text/plain: escaping would only corrupt "<", "&" and quotes
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
 def duration_text(delta: timedelta) -> str:
     """`7 d`, `36 h`, `90 min`: a configured duration as people read it."""
     seconds = int(delta.total_seconds())
@@ -148,17 +136,9 @@ class Procedures(Plugin):
         return format_reference(self.ctx.settings.prefix, number)
 
     def render_mail(self, what: str, language: str, **values: object) -> str:
-        """The notice `templates/mail/<language>/<what>.txt.j2` as plain text (exobot's
-        language's when the ticket's has none)."""
-        env = _mail_environment(str(HERE / "templates" / "mail"))
-        wanted = language_or_default(language)
-        for lang in dict.fromkeys([wanted, language_or_default(self.ctx.settings.language)]):
-            try:
-                template = env.get_template(f"{lang}/{what}.txt.j2")
-            except TemplateNotFound:
-                continue
-            return template.render(**values).strip() + "\n"
-        raise LookupError(f"no notice template {what!r} in {wanted}")
+        """The notice `templates/<language>/<what>.txt.j2` as plain text (exobot's language's
+        when the ticket's has none)."""
+        return self.ctx.render_mail(what, language, **values)
 
     async def settle(self) -> int:
         """The job: apply the effects a crash left unapplied."""
