@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import exobot_procedures
 import pytest
 import sqlalchemy as sa
 from clocks import FakeClock
+from procedures_settings import BRANCHES, MINIMAL, START
 
 from exobot.app import service_settings
 from exobot.config import parse_config
@@ -27,10 +25,6 @@ from exobot.db.migrate import upgrade_async
 from exobot.db.repository import SqlRepository
 from exobot.mail.msgid import MessageIds
 from exobot.plugins.manager import Host, PluginManager
-
-HERE = Path(exobot_procedures.__file__).parent
-BRANCHES = {"procedures": HERE / "migrations"}
-START = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -64,16 +58,6 @@ async def sqlite_repository(tmp_path):
     engine = create_engine(url)
     yield SqlRepository(engine)
     await engine.dispose()
-
-
-MINIMAL = {
-    "mail": {
-        "address": "suport@example.org",
-        "imap": {"host": "imap.example.org", "username": "suport", "password": "secret-imap"},
-        "smtp": {"host": "smtp.example.org"},
-    },
-    "tickets": {"queues": {"suport": {}, "tresoreria": {}}},
-}
 
 
 @dataclass

@@ -7,7 +7,6 @@ and the settings' checks."""
 from __future__ import annotations
 
 import pytest
-from conftest import MINIMAL
 from exobot_procedures.config import ProceduresConfig, default_types, fold
 from exobot_procedures.members import read_members_csv
 from exobot_procedures.plugin import Procedures
@@ -24,6 +23,7 @@ from exobot_procedures.procedures import (
     type_words,
 )
 from exobot_procedures.store import MemberRow
+from procedures_settings import MINIMAL
 
 from exobot.config import ConfigError, parse_config
 from exobot.plugins import installed

@@ -11,9 +11,9 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import START
 from exobot_procedures import store
 from exobot_procedures.store import MemberRow, ProcedureFilter
+from procedures_settings import START
 
 
 async def create(repository, clock, **kwargs):

@@ -10,13 +10,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import exobot_procedures
 import httpx
 import pytest
 from clocks import FakeClock
+from procedures_settings import BRANCHES, MINIMAL, START
 
 from exobot.app import service_settings
 from exobot.config import parse_config
@@ -36,19 +35,7 @@ from exobot.web.auth import SESSION_COOKIE
 from exobot.web.context import WebContext, WebSettings
 
 TREASURER = "@treasurer:example.org"
-# Not imported from the folder's conftest.py: another folder's conftest may hold that name.
-BRANCHES = {"procedures": Path(exobot_procedures.__file__).parent / "migrations"}
-START = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
-CONFIG = {
-    "language": "ca",
-    "mail": {
-        "address": "suport@example.org",
-        "imap": {"host": "imap.example.org", "username": "suport", "password": "secret-imap"},
-        "smtp": {"host": "smtp.example.org"},
-    },
-    "tickets": {"queues": {"suport": {}, "tresoreria": {}}},
-    "plugins": {"procedures": {}},
-}
+CONFIG = {"language": "ca", **MINIMAL, "plugins": {"procedures": {}}}
 
 
 @dataclass
