@@ -55,6 +55,7 @@ __all__ = [
     "MailConfig",
     "MatrixConfig",
     "OutboxConfig",
+    "PrivacyConfig",
     "QueueConfig",
     "SmtpConfig",
     "TicketsConfig",
@@ -536,6 +537,28 @@ class WebConfig(ConfigSection):
         return _split_listen(self.listen)[1]
 
 
+class PrivacyConfig(ConfigSection):
+    """Data protection: masking of sensitive values in mail and how long texts are kept."""
+
+    mask: bool = True  # detect and mask sensitive values (IBAN, DNI/NIE, cards, passwords)
+    # Per-language text replacing the default (catalog) text of the advice mail.
+    advice: dict[Language, str] = Field(default_factory=dict)
+    # Closed (resolved/rejected) tickets: their texts are purged this long after closing.
+    retention: Duration = timedelta(days=730)
+    # Raw intake mails are dropped this long after processing (the dedupe record stays).
+    raw_mail_retention: Duration = timedelta(days=30)
+    # Processed mail is expunged from the IMAP folder this long after arrival; None: never.
+    mailbox_retention: Duration | None = None
+
+    @field_validator("retention", "raw_mail_retention", "mailbox_retention")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        # A zero retention would purge what was just stored, before anyone read it.
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+
 class LoggingConfig(ConfigSection):
     """Logging threshold of the whole process."""
 
@@ -559,6 +582,7 @@ class Config(ConfigSection):
     language: Language = DEFAULT_LANGUAGE
     plugins: dict[PluginName, PluginSettings] = Field(default_factory=dict)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
 
 # --------------------------------------------------------------------------- loading
