@@ -37,6 +37,7 @@ class EntryKind(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     ALERT = "alert"  # a reminder raised by exobot: still new, or stalled for long
     FLAG = "flag"  # a mark a plugin set on a new mail (data: code, source; body: its note)
+    REVEAL = "reveal"  # an operator saw the original (unmasked) text of an entry (data: entry)
 
 
 class ActorKind(StrEnum):
@@ -135,3 +136,8 @@ class IncomingMail:
     bounce_recipients: tuple[str, ...] = ()
     # The parser cut the body (the whole mail stays stored as the original).
     body_truncated: bool = False
+    # The kinds of sensitive value (SensitiveKind values) found in the body or the subject,
+    # sorted; when any, `body`/`subject` are masked and `originals` holds (original body,
+    # original subject), each None when that part had nothing to mask.
+    sensitive: tuple[str, ...] = ()
+    originals: tuple[str | None, str | None] | None = None

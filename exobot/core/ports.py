@@ -35,6 +35,23 @@ class UnitOfWork(Protocol):
     ) -> None:
         """Store a mail's attachments."""
 
+    async def add_original(
+        self,
+        ticket: int,
+        entry_id: int,
+        body: str | None,
+        subject: str | None,
+        kinds: Sequence[str],
+    ) -> None:
+        """Keep the original text of an entry stored masked (read only by the reveal action)."""
+
+    async def original(self, ticket: int, entry_id: int) -> Any:
+        """The original text kept for an entry (body, subject, kinds), or None."""
+
+    async def acks_since(self, address: str, since: datetime) -> int:
+        """How many mails counted against the daily acknowledgement cap went to `address`
+        since `since`."""
+
     async def participants(self, ticket: int) -> set[str]:
         """The addresses that may write to the ticket."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from exobot.db import inbound
 from exobot.db.engine import READ_ONLY, upsert_insert
 from exobot.db.tables import (
     AttachmentRow,
+    EntryOriginalRow,
     EntryRow,
     HandledKeyRow,
     MailMessageRow,
@@ -36,6 +38,7 @@ M = MailMessageRow.__table__
 O = OutboxRow.__table__  # noqa: E741
 A = AttachmentRow.__table__
 H = HandledKeyRow.__table__
+EO = EntryOriginalRow.__table__
 
 R = TypeVar("R")
 
@@ -50,8 +53,21 @@ class AttachmentMeta:
     content_type: str
     size: int
 
-# Mails counted against `mail.ack_limit_per_day`: acknowledgements and the too-big notice.
-ACK_TEMPLATES = ("ack", "too_big")
+@dataclass(frozen=True)
+class EntryOriginal:
+    """The original (unmasked) text of an entry: body and mail subject, each None when that
+    part held nothing to mask, and the kinds of value that were masked."""
+
+    entry_id: int
+    ticket: int
+    body: str | None
+    subject: str | None
+    kinds: tuple[str, ...]
+
+
+# Mails counted against `mail.ack_limit_per_day`: acknowledgements, the too-big notice and the
+# advice about sensitive data.
+ACK_TEMPLATES = ("ack", "too_big", "advice")
 TITLE_ENTRY = 0  # search_index row holding a ticket's title
 # On SQLite a search_index row's rowid is (ticket << 32) + entry id (see search_rowid), so the
 # FTS index alone yields the matching tickets: reading its stored ticket_id column instead costs
@@ -310,6 +326,27 @@ class SqlReader:
         ).first()
         return AttachmentInfo(row.filename, row.content_type, bytes(row.data)) if row else None
 
+    async def masked_entries(self, ticket: int) -> set[int]:
+        """The ids of the ticket's entries whose text was masked (an original is kept)."""
+        rows = await self.conn.execute(select(EO.c.entry_id).where(EO.c.ticket_id == ticket))
+        return {r[0] for r in rows}
+
+    async def original(self, ticket: int, entry_id: int) -> EntryOriginal | None:
+        """The original text of one of the ticket's entries; None when none is kept. Only the
+        reveal action reads it."""
+        if not (is_stored_id(ticket) and is_stored_id(entry_id)):
+            return None
+        row = (
+            await self.conn.execute(
+                select(EO).where(EO.c.ticket_id == ticket, EO.c.entry_id == entry_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        return EntryOriginal(
+            row.entry_id, row.ticket_id, row.body, row.subject, tuple(json.loads(row.kinds))
+        )
+
     async def status_counts(self) -> dict[tuple[str, str], int]:
         """How many tickets there are per (queue, status)."""
         rows = await self.conn.execute(
@@ -401,6 +438,26 @@ class SqlUnitOfWork(SqlReader):
         """Write back an entry's kind and data."""
         await self.conn.execute(
             update(E).where(E.c.id == entry.id).values(kind=entry.kind.value, data=entry.data)
+        )
+
+    async def add_original(
+        self,
+        ticket: int,
+        entry_id: int,
+        body: str | None,
+        subject: str | None,
+        kinds: Sequence[str],
+    ) -> None:
+        """Keep the original text of an entry stored masked (see entry_originals)."""
+        await self.conn.execute(
+            insert(EO).values(
+                entry_id=entry_id,
+                ticket_id=ticket,
+                body=body,
+                subject=subject,
+                kinds=json.dumps(sorted(set(kinds))),
+                created_at=self.now,
+            )
         )
 
     async def add_attachments(

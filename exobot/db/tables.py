@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -80,6 +90,24 @@ class EntryRow(SQLModel, table=True):
     created_at: datetime = _dt(nullable=False)
     body: str | None = None
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class EntryOriginalRow(SQLModel, table=True):
+    """The original text of an entry whose stored body or subject was masked (sensitive values
+    found in it): read only by an operator's explicit reveal, purged with the entry."""
+
+    __tablename__ = "entry_originals"
+
+    entry_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    ticket_id: int = Field(index=True)
+    body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    subject: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    kinds: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of SensitiveKind
+    created_at: datetime = _dt(nullable=False)
 
 
 class ParticipantRow(SQLModel, table=True):

@@ -52,6 +52,15 @@ class InboundMark:
 
 
 @dataclass
+class OriginalRow:
+    entry_id: int
+    ticket: int
+    body: str | None
+    subject: str | None
+    kinds: tuple[str, ...]
+
+
+@dataclass
 class StoredState:
     """Everything the fake database holds; copied for each transaction."""
 
@@ -63,6 +72,7 @@ class StoredState:
     outbox: list[OutboxRow] = field(default_factory=list)
     inbound: dict[int, InboundMark] = field(default_factory=dict)
     keys: dict[str, int | None] = field(default_factory=dict)  # key → ticket it acted on
+    originals: dict[int, OriginalRow] = field(default_factory=dict)  # by entry id
 
 
 class _Sequence:
@@ -113,6 +123,32 @@ class FakeUnitOfWork:
     ) -> None:
         self._maybe_fail("add_attachments")
         self.state.attachments.extend((ticket, entry_id, a) for a in attachments)
+
+    async def add_original(
+        self,
+        ticket: int,
+        entry_id: int,
+        body: str | None,
+        subject: str | None,
+        kinds: Sequence[str],
+    ) -> None:
+        self._maybe_fail("add_original")
+        assert entry_id not in self.state.originals, f"second original for entry {entry_id}"
+        self.state.originals[entry_id] = OriginalRow(
+            entry_id, ticket, body, subject, tuple(sorted(set(kinds)))
+        )
+
+    async def original(self, ticket: int, entry_id: int) -> OriginalRow | None:
+        row = self.state.originals.get(entry_id)
+        return copy.deepcopy(row) if row is not None and row.ticket == ticket else None
+
+    async def acks_since(self, address: str, since: datetime) -> int:
+        # The fake keeps no times on outbox rows: every counted mail counts.
+        return sum(
+            1
+            for row in self.state.outbox
+            if row.recipient == address and row.template in ("ack", "too_big", "advice")
+        )
 
     async def participants(self, ticket: int) -> set[str]:
         self._maybe_fail("participants")

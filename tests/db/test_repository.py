@@ -40,7 +40,7 @@ TABLES = {
     "tickets", "entries", "participants", "mail_messages", "inbound_mail", "outbox",
     "attachments", "state", "search_index", "alembic_version",
     "handled_keys", "chat_threads", "chat_posts",
-    "web_sessions", "login_links", "api_tokens", "direct_rooms",
+    "web_sessions", "login_links", "api_tokens", "direct_rooms", "entry_originals",
 }  # fmt: skip
 
 
