@@ -38,6 +38,7 @@ class EntryKind(StrEnum):
     ALERT = "alert"  # a reminder raised by exobot: still new, or stalled for long
     FLAG = "flag"  # a mark a plugin set on a new mail (data: code, source; body: its note)
     REVEAL = "reveal"  # an operator saw the original (unmasked) text of an entry (data: entry)
+    PURGE = "purge"  # the retention policy purged the ticket's texts (data: what, counted)
 
 
 class ActorKind(StrEnum):
