@@ -252,9 +252,12 @@ class PluginContext:
         export: Callable[..., Awaitable[dict]] | None = None,
         erase: Callable[..., Awaitable[int]] | None = None,
         backup: Callable[[], Awaitable[dict]] | None = None,
+        related: Callable[[str], Awaitable[set[str]]] | None = None,
     ) -> None:
-        """Handlers of the plugin's own data about a person or a ticket (DataSubject)."""
-        for kind, fn in (("export", export), ("erase", erase), ("backup", backup)):
+        """Handlers of the plugin's own data about a person or a ticket (DataSubject); `related`
+        answers the other addresses the plugin knows for the same person (`exobot privacy`)."""
+        kinds = (("export", export), ("erase", erase), ("backup", backup), ("related", related))
+        for kind, fn in kinds:
             if fn is not None:
                 self._keep(self._manager.add_contribution(kind, self._run, fn))
 

@@ -40,7 +40,7 @@ ERROR_SHOWN = 200  # characters of an error shown in chat
 _FAILED = object()  # what a dropped call returns, told apart from any value a plugin gives
 
 # What a plugin can contribute, by kind: ("mail", hook), ("root", fn), ("panel", fn), …
-KINDS = ("mail", "root", "panel", "digest", "export", "erase", "backup")
+KINDS = ("mail", "root", "panel", "digest", "export", "erase", "backup", "related")
 
 
 @dataclass
@@ -290,6 +290,13 @@ class PluginManager:
     async def erase(self, subject: DataSubject) -> dict[str, int]:
         """Erase each plugin's data about `subject`; rows erased, by plugin name."""
         return await self._collect("erase", subject)
+
+    async def related(self, address: str) -> set[str]:
+        """The other addresses the plugins know for the person at `address` (lower case)."""
+        found: set[str] = set()
+        for got in (await self._collect("related", address)).values():
+            found.update(str(a).strip().lower() for a in got or () if str(a).strip())
+        return found
 
     async def backup(self) -> dict[str, dict]:
         """Each plugin's own data for a backup, by plugin name."""

@@ -36,7 +36,7 @@ from exobot.core.model import Actor
 from exobot.core.references import format_reference
 from exobot.core.service import InvalidRequest
 from exobot.plugins import NewMail, Plugin, PluginContext
-from exobot_procedures import effects, members, service, store
+from exobot_procedures import effects, members, personal, service, store
 from exobot_procedures.config import ProceduresConfig
 from exobot_procedures.procedures import (
     ParseError,
@@ -122,6 +122,13 @@ class Procedures(Plugin):
         ctx.on_new_mail(self.on_new_mail)
         ctx.add_digest_lines(self.digest_lines, queue=self.config.queue)
         ctx.schedule(self.settle, every=effects.SETTLE_EVERY, name="settle")
+        # `exobot privacy export|erase ADDRESS`: the member's addresses, directory entry and
+        # procedures (personal.py).
+        ctx.add_data_handlers(
+            export=functools.partial(personal.export, ctx),
+            erase=functools.partial(personal.erase, ctx),
+            related=functools.partial(personal.related, ctx),
+        )
         # The web pages and API routes live in their own modules (web.py, api.py), each with
         # `register(plugin)`; the plugin works without them.
         for module in ("web", "api"):
