@@ -1,4 +1,4 @@
-"""The `exobot` command: run, check-config, migrate, quarantine, token, and `exobot NAME …`
+"""The `exobot` command: run, check-config, migrate, quarantine, token, privacy, and `exobot NAME …`
 for each installed plugin that has a command line."""
 
 from __future__ import annotations
@@ -152,6 +152,15 @@ def cmd_token(args: argparse.Namespace) -> int:
     return asyncio.run(run_token(config, args.action, args.name, args.user))
 
 
+def cmd_privacy(args: argparse.Namespace) -> int:
+    """Export or erase everything held about one person (their address)."""
+    from exobot.privacy.cli import run_privacy
+
+    config = _load(args.config)
+    setup_logging("WARNING")
+    return asyncio.run(run_privacy(config, args))
+
+
 def cmd_plugin(args: argparse.Namespace) -> int:
     """Run an installed plugin's own command (`exobot NAME …`)."""
     from exobot.plugins.cli import run_plugin_cli
@@ -182,6 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("action", choices=["create", "revoke", "list"])
     t.add_argument("name", nargs="?", help="the token's name (create, revoke)")
     t.add_argument("--user", help="create: the operator it acts as, @name:server")
+    d = add(
+        "privacy",
+        cmd_privacy,
+        "a person's data: export it into a zip archive, or erase it everywhere",
+    )
+    d.add_argument("action", choices=["export", "erase"])
+    d.add_argument("address", help="the person's email address (their other ones are found)")
+    d.add_argument("-o", "--output", help="export: the archive to write (default: in this folder)")
+    d.add_argument(
+        "--dry-run", action="store_true", help="erase: count what would change, change nothing"
+    )
     from exobot.plugins.cli import add_plugin_commands
 
     add_plugin_commands(sub, DEFAULT_CONFIG, cmd_plugin)

@@ -611,6 +611,13 @@ class Wording:
                 else N_("⚠️ Alert: new ticket nobody has taken")
             )
             return _Described(self._t(key))
+        if kind == "erase":  # `exobot privacy erase`: never who
+            return _Described(
+                self._t(
+                    "🗑️ A person's data was erased from {ticket} at their request (data protection)",
+                    ticket=ref,
+                )
+            )
         if kind == EntryKind.FLAG:  # set by a plugin on a new mail, or cleared
             code = one_line(str(data.get("code") or "?"), TITLE_CHARS)
             note = one_line(mail_text(entry.body or ""), ERROR_CHARS)

@@ -39,6 +39,7 @@ class EntryKind(StrEnum):
     FLAG = "flag"  # a mark a plugin set on a new mail (data: code, source; body: its note)
     REVEAL = "reveal"  # an operator saw the original (unmasked) text of an entry (data: entry)
     PURGE = "purge"  # the retention policy purged the ticket's texts (data: what, counted)
+    ERASE = "erase"  # a person's data was erased on request (data: counts, never who)
 
 
 class ActorKind(StrEnum):

@@ -105,6 +105,8 @@ class ChatSender(OutboxWorker):
             await self._thread_post(item)
         elif kind == "room_post":
             await self._room_post(item)
+        elif kind == "redact":
+            await self._redact(item)
         else:
             raise PermanentFailure(f"unknown chat row type {kind!r}")
 
@@ -322,6 +324,30 @@ class ChatSender(OutboxWorker):
             content.update(format="org.matrix.custom.html", formatted_body=caption.html)
         content["m.relates_to"] = thread_relation(where)
         await self._post_part(part, number, thread.room_id, "m.room.message", content)
+
+    async def _redact(self, item: OutboxItem) -> None:
+        """Redact the bot's own posts (`exobot privacy erase`): `event_ids` holds [room id,
+        event id] pairs. Part n redacts the n-th with a transaction id of its own, so a retry
+        redacts nothing twice; an event the homeserver no longer has, or a room the bot has
+        left, is skipped (recorded as done with an empty id)."""
+        reason = item.payload.get("reason") or None
+        part = await self._parts(item)
+        for room_id, event_id in item.payload.get("event_ids") or []:
+            number = part.next()
+            if number in part.done:
+                continue
+            response = await self.client.nio.room_redact(
+                room_id, event_id, reason=reason, tx_id=part.txn(number)
+            )
+            if isinstance(response, nio.RoomRedactResponse):
+                done = response.event_id
+            elif getattr(response, "status_code", None) in ("M_NOT_FOUND", "M_FORBIDDEN"):
+                log.warning("could not redact %s in %s: %s", event_id, room_id, response.message)
+                done = ""
+            else:
+                raise ConnectionError(f"the homeserver refused the redaction: {response.message}")
+            async with self.repository.connection() as conn:
+                await chat.record_post(conn, part.row, number, room_id, done, self.clock.now())
 
     # --- login links ----------------------------------------------------------------------
 

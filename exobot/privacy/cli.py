@@ -1,0 +1,40 @@
+"""`exobot privacy export ADDRESS [--output FILE]` and `exobot privacy erase ADDRESS
+[--dry-run]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from exobot.config import Config
+from exobot.core.addresses import BadAddress, normalize_address
+
+
+async def run_privacy(config: Config, args: argparse.Namespace) -> int:
+    """Run one privacy command; prints what it did. Exit status 2 for an unusable address."""
+    from exobot.privacy.erase import erase_person
+    from exobot.privacy.export import export_person
+    from exobot.privacy.session import privacy_session
+
+    try:
+        address = normalize_address(args.address)
+    except BadAddress:
+        address = args.address.strip().lower()
+    if "@" not in address or any(ch.isspace() for ch in address):
+        print(f"{args.address!r} is not an email address")
+        return 2
+    async with privacy_session(config) as session:
+        if args.action == "export":
+            result = await export_person(
+                session, address, Path(args.output) if args.output else None
+            )
+            print(
+                f"{result.path}: {result.tickets} ticket(s), {result.entries} entries, "
+                f"{result.attachments} attachment(s), {result.mails} raw mail(s), plugins: "
+                f"{', '.join(result.plugins) or 'none'}"
+            )
+            return 0
+        report = await erase_person(session, address, dry_run=args.dry_run)
+        for line in report.lines():
+            print(line)
+        return 0

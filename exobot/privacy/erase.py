@@ -1,0 +1,559 @@
+"""`exobot privacy erase ADDRESS`: remove or anonymise one person's data everywhere.
+
+The person is every address the plugins relate to the given one (the procedures plugin knows
+a member's two). In one database transaction:
+
+- tickets they requested: the requestor becomes a placeholder (`erased-<random>@invalid`,
+  one per run) and the title `[erased]`; their mails, our mails to them, bounces about them
+  and the title changes lose their texts; their participant rows, attachments, originals
+  (`entry_originals`), raw mails (`inbound_mail`: raw and sender) and search rows go;
+- on other tickets only their own entries (and the Cc naming them) change: other people's
+  text stays, with the address replaced wherever it is written;
+- outbox rows addressed to them go; Message-IDs naming the address go; the bot's Matrix
+  posts about those tickets get a `redact` chat row each, which the chat worker carries out
+  once (now, or at the bot's next start);
+- each ticket changed gets one ERASE entry (counts only, never who).
+
+Then each plugin's erase handler runs (a person's address; each of their tickets). A second
+run finds the address nowhere and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exobot import i18n
+from exobot.core.languages import N_
+from exobot.core.model import EntryKind
+from exobot.core.service import CHAT
+from exobot.db.repository import TITLE_ENTRY, fold, search_rowid
+from exobot.db.tables import (
+    AttachmentRow,
+    ChatPostRow,
+    EntryRow,
+    HandledKeyRow,
+    InboundMailRow,
+    MailMessageRow,
+    OutboxRow,
+    ParticipantRow,
+    TicketRow,
+)
+from exobot.plugins.base import DataSubject
+from exobot.privacy.session import PrivacySession
+
+T = TicketRow.__table__
+E = EntryRow.__table__
+P = ParticipantRow.__table__
+M = MailMessageRow.__table__
+O = OutboxRow.__table__  # noqa: E741
+A = AttachmentRow.__table__
+H = HandledKeyRow.__table__
+I = InboundMailRow.__table__  # noqa: E741
+CP = ChatPostRow.__table__
+
+ERASED_TITLE = "[erased]"
+SYSTEM = "exobot"
+REDACT_REASON = N_("Removed at the request of the person it was about (data protection).")
+
+# Mail a person sent (their text), by kind.
+_THEIR_MAIL = {
+    EntryKind.MAIL_IN.value,
+    EntryKind.AUTOMATIC_IN.value,
+    EntryKind.UNVERIFIED_IN.value,
+    EntryKind.BOUNCE.value,
+}
+# Data kept in an erased entry: nothing personal, enough to say what it was.
+_KEPT = ("template", "notice", "skipped", "outbox_id")
+_ADDRESS_KEYS = ("from", "recipient")
+_ADDRESS_LISTS = ("to", "recipients")
+
+
+def placeholder_address() -> str:
+    """The address an erased requestor becomes: random (a hash of the address would let
+    anyone who knows it find the person again), in the reserved `.invalid` domain."""
+    return f"erased-{secrets.token_hex(5)}@invalid"
+
+
+def address_pattern(addresses: set[str]) -> re.Pattern[str]:
+    """The addresses anywhere in a text, in any case, but not inside a longer address."""
+    alternatives = "|".join(re.escape(a) for a in sorted(addresses, key=len, reverse=True))
+    return re.compile(rf"(?<![\w.%+-])(?:{alternatives})(?!\.?[\w-])", re.IGNORECASE)
+
+
+def scrub(value: Any, pattern: re.Pattern[str], placeholder: str) -> Any:
+    """`value` (text, or JSON data) with every address of `pattern` replaced."""
+    if isinstance(value, str):
+        return pattern.sub(placeholder, value)
+    if isinstance(value, list):
+        return [scrub(v, pattern, placeholder) for v in value]
+    if isinstance(value, dict):
+        return {k: scrub(v, pattern, placeholder) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class EraseReport:
+    """What an erasure did (or, dry, would do), counted per kind."""
+
+    addresses: list[str]
+    tickets_anonymised: int = 0
+    tickets_changed: int = 0
+    entries_erased: int = 0
+    entries_edited: int = 0
+    participants: int = 0
+    attachments: int = 0
+    originals: int = 0
+    raw_mails: int = 0
+    outbox_deleted: int = 0
+    outbox_edited: int = 0
+    message_ids: int = 0
+    handled_keys: int = 0
+    matrix_posts: int = 0
+    plugins: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False
+
+    def core_counts(self) -> dict[str, int]:
+        """The core's counts by name, in a fixed order."""
+        names = (
+            "tickets_anonymised", "tickets_changed", "entries_erased", "entries_edited",
+            "participants", "attachments", "originals", "raw_mails", "outbox_deleted",
+            "outbox_edited", "message_ids", "handled_keys", "matrix_posts",
+        )  # fmt: skip
+        return {name: getattr(self, name) for name in names}
+
+    @property
+    def nothing(self) -> bool:
+        """True when nothing was (or would be) changed anywhere."""
+        return not any(self.core_counts().values()) and not any(self.plugins.values())
+
+    def lines(self) -> list[str]:
+        """The report as printed: one line per kind with a count."""
+        verb = "would change" if self.dry_run else "changed"
+        if self.nothing:
+            return [f"nothing to erase: no data about {', '.join(self.addresses)}"]
+        found = [f"erasing {', '.join(self.addresses)}{' (dry run)' if self.dry_run else ''}"]
+        found += [f"  {name.replace('_', ' ')}: {n}" for name, n in self.core_counts().items() if n]
+        for name, n in sorted(self.plugins.items()):
+            found.append(f"  plugin {name}: {n} row(s) {verb}")
+        return found
+
+
+async def erase_person(
+    session: PrivacySession, address: str, *, dry_run: bool = False
+) -> EraseReport:
+    """Erase the person at `address` (and their related addresses); see the module's text."""
+    first = address.strip().lower()
+    addresses = {first}
+    if session.plugins.host is not None:
+        addresses |= await session.plugins.related(first)
+    report = EraseReport(sorted(addresses), dry_run=dry_run)
+    now = session.clock.now()
+    repository = session.repository
+    requested: list[int] = []
+    async with repository.engine.connect() as conn:
+        if repository.sqlite:
+            # Freed pages are overwritten: the erased text does not linger in the file.
+            await conn.exec_driver_sql("PRAGMA secure_delete = ON")
+            await conn.commit()
+        transaction = await conn.begin()
+        try:
+            eraser = _CoreEraser(conn, repository.sqlite, addresses, report, now, session)
+            requested = await eraser.run()
+        except BaseException:
+            await transaction.rollback()
+            raise
+        if dry_run:
+            await transaction.rollback()
+        else:
+            await transaction.commit()
+    if dry_run:
+        return report
+    for each in sorted(addresses):
+        _add(report.plugins, await session.plugins.erase(DataSubject(address=each)))
+    for number in requested:
+        _add(report.plugins, await session.plugins.erase(DataSubject(ticket=number)))
+    if repository.sqlite and report.entries_erased + report.tickets_anonymised:
+        # FTS5 keeps deleted terms in its segments until they are merged.
+        async with repository.connection() as conn:
+            await conn.exec_driver_sql("INSERT INTO search_index(search_index) VALUES('optimize')")
+    return report
+
+
+def _add(total: dict[str, int], counts: dict[str, Any]) -> None:
+    for name, n in counts.items():
+        total[name] = total.get(name, 0) + int(n or 0)
+
+
+class _CoreEraser:
+    """The core's part, on one connection inside one transaction."""
+
+    def __init__(
+        self,
+        conn: AsyncConnection,
+        sqlite: bool,
+        addresses: set[str],
+        report: EraseReport,
+        now: datetime,
+        session: PrivacySession,
+    ) -> None:
+        self.conn = conn
+        self.sqlite = sqlite
+        self.addresses = addresses
+        self.pattern = address_pattern(addresses)
+        self.placeholder = placeholder_address()
+        self.report = report
+        self.now = now
+        self.config = session.config
+        self.likes = [f"%{a}%" for a in addresses]
+        self.erased_entries: set[int] = set()
+        self._erased_on: dict[int, int] = {}  # erased entries per ticket
+        self._originals: bool | None = None  # whether entry_originals exists
+
+    def _mentions(self, column: Any) -> Any:
+        return sa.or_(*(column.ilike(like) for like in self.likes))
+
+    def _is_theirs(self, address: str | None) -> bool:
+        return (address or "").strip().lower() in self.addresses
+
+    async def run(self) -> list[int]:
+        """Erase; returns the tickets the person requested (for the plugins' handlers)."""
+        c = self.conn
+        lowered = list(self.addresses)
+        requested = [
+            r[0]
+            for r in await c.execute(
+                sa.select(T.c.id).where(sa.func.lower(T.c.requestor).in_(lowered))
+            )
+        ]
+        others = {
+            r[0]
+            for r in await c.execute(
+                sa.select(P.c.ticket_id).where(sa.func.lower(P.c.address).in_(lowered))
+            )
+        }
+        others |= {
+            r[0]
+            for r in await c.execute(
+                sa.select(E.c.ticket_id)
+                .where(
+                    sa.or_(
+                        sa.func.lower(E.c.actor).in_(lowered),
+                        self._mentions(E.c.body),
+                        self._mentions(sa.cast(E.c.data, sa.Text)),
+                    )
+                )
+                .distinct()
+            )
+        }
+        others |= {r[0] for r in await c.execute(sa.select(T.c.id).where(self._mentions(T.c.title)))}
+        others -= set(requested)
+        changed: set[int] = set()
+        for number in requested:
+            if await self._ticket(number, requested=True):
+                changed.add(number)
+        for number in sorted(others):
+            if await self._ticket(number, requested=False):
+                changed.add(number)
+        await self._inbound(requested, changed)
+        await self._message_ids()
+        await self._handled_keys()
+        await self._outbox(requested, changed)
+        for number in sorted(changed):
+            await c.execute(
+                sa.insert(E).values(
+                    ticket_id=number,
+                    kind=EntryKind.ERASE.value,
+                    actor=SYSTEM,
+                    created_at=self.now,
+                    body=None,
+                    data={"entries": self._erased_on.get(number, 0)},
+                )
+            )
+        self.report.tickets_changed = len(changed)
+        return requested
+
+    async def _ticket(self, number: int, *, requested: bool) -> bool:
+        """One ticket's rows; True when anything changed."""
+        c = self.conn
+        changed = False
+        ticket = (await c.execute(sa.select(T).where(T.c.id == number))).first()
+        if ticket is None:
+            return False
+        if requested:
+            await c.execute(
+                sa.update(T)
+                .where(T.c.id == number)
+                .values(requestor=self.placeholder, title=ERASED_TITLE)
+            )
+            await self._reindex(number, TITLE_ENTRY, ERASED_TITLE)
+            self.report.tickets_anonymised += 1
+            changed = True
+        else:
+            title = scrub(ticket.title, self.pattern, self.placeholder)
+            if title != ticket.title:
+                await c.execute(sa.update(T).where(T.c.id == number).values(title=title))
+                await self._reindex(number, TITLE_ENTRY, title)
+                changed = True
+        removed = await c.execute(
+            P.delete().where(
+                P.c.ticket_id == number, sa.func.lower(P.c.address).in_(list(self.addresses))
+            )
+        )
+        if removed.rowcount:
+            self.report.participants += removed.rowcount
+            changed = True
+        rows = (await c.execute(sa.select(E).where(E.c.ticket_id == number).order_by(E.c.id))).all()
+        for row in rows:
+            if row.kind == EntryKind.ERASE.value:
+                continue
+            data = dict(row.data or {})
+            if self._erases(row.kind, row.actor, data, requested):
+                await self._erase_entry(row, data)
+                self._erased_on[number] = self._erased_on.get(number, 0) + 1
+                changed = True
+                continue
+            body = scrub(row.body, self.pattern, self.placeholder)
+            new_data = scrub(data, self.pattern, self.placeholder)
+            actor = self.placeholder if self._is_theirs(row.actor) else row.actor
+            if (body, new_data, actor) != (row.body, data, row.actor):
+                await c.execute(
+                    sa.update(E).where(E.c.id == row.id).values(body=body, data=new_data, actor=actor)
+                )
+                if body != row.body or new_data.get("subject") != data.get("subject"):
+                    await self._reindex(number, row.id, _searchable(body, new_data))
+                self.report.entries_edited += 1
+                changed = True
+            await self._scrub_original(row.id)
+        return changed
+
+    def _erases(self, kind: str, actor: str, data: dict, requested: bool) -> bool:
+        """Whether an entry is the person's text (or ours to them) and loses it."""
+        if data.get("erased"):
+            return False
+        if kind in _THEIR_MAIL and self._is_theirs(actor):
+            return True
+        if kind == EntryKind.MAIL_OUT.value and any(self._is_theirs(a) for a in data.get("to") or []):
+            return True
+        if kind == EntryKind.BOUNCE.value and any(
+            self._is_theirs(a) for a in data.get("recipients") or []
+        ):
+            return True
+        if kind == EntryKind.DELIVERY_FAILED.value and self._is_theirs(data.get("recipient")):
+            return True
+        return requested and kind == EntryKind.TITLE.value
+
+    async def _erase_entry(self, row: Any, data: dict) -> None:
+        c = self.conn
+        if row.kind == EntryKind.TITLE.value:
+            kept: dict[str, Any] = {"from": ERASED_TITLE, "to": ERASED_TITLE}
+        else:
+            kept = {k: data[k] for k in _KEPT if k in data}
+            kept |= {k: self.placeholder for k in _ADDRESS_KEYS if k in data}
+            kept |= {k: [self.placeholder] for k in _ADDRESS_LISTS if k in data}
+        kept["erased"] = True
+        actor = self.placeholder if self._is_theirs(row.actor) else row.actor
+        await c.execute(
+            sa.update(E).where(E.c.id == row.id).values(body=None, data=kept, actor=actor)
+        )
+        await self._reindex(row.ticket_id, row.id, "")
+        gone = await c.execute(A.delete().where(A.c.entry_id == row.id))
+        self.report.attachments += gone.rowcount or 0
+        if await self._has_originals():
+            gone = await c.execute(
+                sa.text("DELETE FROM entry_originals WHERE entry_id = :e"), {"e": row.id}
+            )
+            self.report.originals += gone.rowcount or 0
+        self.erased_entries.add(row.id)
+        self.report.entries_erased += 1
+
+    async def _has_originals(self) -> bool:
+        if self._originals is None:
+            self._originals = await self.conn.run_sync(
+                lambda sync: sa.inspect(sync).has_table("entry_originals")
+            )
+        return self._originals
+
+    async def _scrub_original(self, entry_id: int) -> None:
+        """The address out of an entry's original (unmasked) text, when it has one."""
+        if not await self._has_originals():
+            return
+        row = (
+            await self.conn.execute(
+                sa.text("SELECT body, subject FROM entry_originals WHERE entry_id = :e"),
+                {"e": entry_id},
+            )
+        ).first()
+        if row is None:
+            return
+        body, subject = (scrub(v, self.pattern, self.placeholder) for v in (row.body, row.subject))
+        if (body, subject) != (row.body, row.subject):
+            await self.conn.execute(
+                sa.text("UPDATE entry_originals SET body = :b, subject = :s WHERE entry_id = :e"),
+                {"b": body, "s": subject, "e": entry_id},
+            )
+
+    async def _reindex(self, ticket: int, entry_id: int, content: str) -> None:
+        """Replace an entry's (or the title's) search row by `content` (none when empty)."""
+        c = self.conn
+        if self.sqlite:
+            rowid = search_rowid(ticket, entry_id)
+            await c.execute(sa.text("DELETE FROM search_index WHERE rowid = :r"), {"r": rowid})
+            if content:
+                await c.execute(
+                    sa.text(
+                        "INSERT INTO search_index (rowid, ticket_id, entry_id, content)"
+                        " VALUES (:r, :t, :e, :c)"
+                    ),
+                    {"r": rowid, "t": ticket, "e": entry_id, "c": content},
+                )
+            return
+        await c.execute(
+            sa.text("DELETE FROM search_index WHERE ticket_id = :t AND entry_id = :e"),
+            {"t": ticket, "e": entry_id},
+        )
+        if content:
+            await c.execute(
+                sa.text("INSERT INTO search_index (ticket_id, entry_id, content) VALUES (:t, :e, :c)"),
+                {"t": ticket, "e": entry_id, "c": fold(content)},
+            )
+
+    async def _inbound(self, requested: list[int], changed: set[int]) -> None:
+        """Raw mails: theirs lose raw, sender and subject; others' on the same tickets lose
+        their raw when it names the person (headers, quotes)."""
+        c = self.conn
+        lowered = list(self.addresses)
+        theirs = sa.func.lower(I.c.sender).in_(lowered)
+        wipe = {"raw": b"", "sender": None, "subject": None, "error": None}
+        rows = (await c.execute(sa.select(I.c.id, I.c.state, I.c.message_id).where(theirs))).all()
+        for row in rows:
+            values = dict(wipe)
+            if row.message_id and self.pattern.search(row.message_id):
+                values["message_id"] = None
+            if row.state in ("received", "quarantined"):
+                values["state"] = "discarded"
+            await c.execute(sa.update(I).where(I.c.id == row.id).values(**values))
+            self.report.raw_mails += 1
+        tickets = sorted(set(requested) | changed)
+        if not tickets:
+            return
+        ids = [
+            r[0]
+            for r in await c.execute(
+                sa.select(I.c.id).where(I.c.ticket_id.in_(tickets), sa.func.length(I.c.raw) > 0)
+            )
+        ]
+        needles = [a.encode("utf-8") for a in self.addresses]
+        for inbound_id in ids:  # one raw mail in memory at a time
+            row = (
+                await c.execute(sa.select(I.c.raw, I.c.subject).where(I.c.id == inbound_id))
+            ).first()
+            raw = bytes(row.raw).lower()
+            if any(needle in raw for needle in needles):
+                subject = scrub(row.subject, self.pattern, self.placeholder)
+                await c.execute(
+                    sa.update(I).where(I.c.id == inbound_id).values(raw=b"", subject=subject)
+                )
+                self.report.raw_mails += 1
+
+    async def _message_ids(self) -> None:
+        gone = await self.conn.execute(M.delete().where(self._mentions(M.c.message_id)))
+        self.report.message_ids += gone.rowcount or 0
+
+    async def _handled_keys(self) -> None:
+        gone = await self.conn.execute(H.delete().where(self._mentions(H.c.key)))
+        self.report.handled_keys += gone.rowcount or 0
+
+    async def _outbox(self, requested: list[int], changed: set[int]) -> None:
+        """Mails to them go; the bot's posts about them are redacted (a `redact` row per
+        ticket) and the chat rows holding their text go; other rows lose the address."""
+        c = self.conn
+        gone = await c.execute(
+            O.delete().where(sa.func.lower(O.c.recipient).in_(list(self.addresses)))
+        )
+        self.report.outbox_deleted += gone.rowcount or 0
+        reference = re.compile(rf"\b{re.escape(self.config.tickets.prefix)}#(\d+)\b")
+        requested_set = set(requested)
+        redact: dict[int | None, list[list[str]]] = {}
+        candidates = sa.or_(
+            O.c.ticket_id.in_(sorted(requested_set | changed)),
+            self._mentions(sa.cast(O.c.payload, sa.Text)),
+            self._mentions(O.c.last_error),
+            sa.and_(O.c.kind == CHAT, O.c.ticket_id.is_(None)),
+        )
+        rows = (await c.execute(sa.select(O).where(candidates).order_by(O.c.id))).all()
+        for row in rows:
+            payload = dict(row.payload or {})
+            kind = payload.get("type")
+            if row.kind == CHAT and kind != "redact":
+                about = self._chat_about(row.ticket_id, payload, requested_set, reference)
+                if about:
+                    posts = (
+                        await c.execute(
+                            sa.select(CP.c.room_id, CP.c.event_id)
+                            .where(CP.c.outbox_id == row.id)
+                            .order_by(CP.c.part)
+                        )
+                    ).all()
+                    redact.setdefault(row.ticket_id, []).extend(
+                        [p.room_id, p.event_id] for p in posts if p.event_id
+                    )
+                    if kind != "ticket" or row.state == "pending":
+                        # Its payload holds text (or it would post the erased ticket).
+                        await c.execute(O.delete().where(O.c.id == row.id))
+                        self.report.outbox_deleted += 1
+                    continue
+            new_payload = scrub(payload, self.pattern, self.placeholder)
+            error = scrub(row.last_error, self.pattern, self.placeholder)
+            if (new_payload, error) != (payload, row.last_error):
+                await c.execute(
+                    sa.update(O).where(O.c.id == row.id).values(payload=new_payload, last_error=error)
+                )
+                self.report.outbox_edited += 1
+        reason = i18n.say(self.config.language, REDACT_REASON)
+        for ticket, events in redact.items():
+            if not events:
+                continue
+            await c.execute(
+                sa.insert(O).values(
+                    kind=CHAT,
+                    ticket_id=ticket,
+                    payload={"type": "redact", "event_ids": events, "reason": reason},
+                    state="pending",
+                    attempts=0,
+                    next_try_at=self.now,
+                    created_at=self.now,
+                )
+            )
+            self.report.matrix_posts += len(events)
+
+    def _chat_about(
+        self,
+        ticket: int | None,
+        payload: dict,
+        requested: set[int],
+        reference: re.Pattern[str],
+    ) -> bool:
+        """Whether a chat row's posts are about the person: any post about a ticket they
+        requested, the announcement of one of their entries, or a text naming them (or one
+        of their tickets)."""
+        if ticket is not None and ticket in requested:
+            return True
+        if set(payload.get("entries") or ()) & self.erased_entries:
+            return True
+        text = json.dumps(payload, ensure_ascii=False)
+        if self.pattern.search(text):
+            return True
+        return ticket is None and any(int(n) in requested for n in reference.findall(text))
+
+
+def _searchable(body: str | None, data: dict) -> str:
+    """What the search index holds for an entry (as the repository writes it)."""
+    return " ".join(filter(None, [data.get("subject"), body]))
