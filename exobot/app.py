@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 import signal
+from datetime import timedelta
 
 from exobot.config import Config
 from exobot.core.actions import new_registry
@@ -32,6 +33,7 @@ from exobot.matrix.poster import ChatSender, LoginLinks
 from exobot.matrix.render import Renderer
 from exobot.matrix.rooms import QueueRooms
 from exobot.plugins import Host, PluginManager
+from exobot.retention import Retention
 from exobot.web.app import create_app
 from exobot.web.context import WebContext, WebSettings
 from exobot.web.homeserver import PasswordChecker
@@ -91,6 +93,7 @@ class App:
         self.poster: ChatSender | None = None
         self.bot: MatrixBot | None = None
         self.scheduler: Scheduler | None = None
+        self.retention: Retention | None = None
         self.web: WebServer | None = None
         self.chat_ready = asyncio.Event()  # Matrix connected, rooms joined, workers running
         self.events = EventBus()
@@ -155,9 +158,11 @@ class App:
                 poll_interval=imap.poll_interval.total_seconds(),
                 idle_timeout=imap.idle_timeout.total_seconds(),
                 max_size=cfg.mail.max_size,
+                expunge_after=cfg.privacy.mailbox_retention,
             ),
             self.repository,
             on_stored=self._mail_arrived.set,
+            clock=self.clock,
         )
         smtp = cfg.mail.smtp
         self.sender = MailSender(
@@ -183,8 +188,19 @@ class App:
         self.events.subscribe(OutboxQueued, self._wake_worker)
         if cfg.matrix is not None:
             self._build_matrix()
-        if self.scheduler is None:  # without chat: only the plugins' jobs
+        if self.scheduler is None:  # without chat: the plugins' jobs and retention
             self.scheduler = Scheduler(None, cfg.alerts.sweep_every, clock=self.clock)
+        self.retention = Retention(
+            self.repository,
+            retention=cfg.privacy.retention,
+            raw_mail_retention=cfg.privacy.raw_mail_retention,
+            clock=self.clock,
+        )
+        # Daily, and a few minutes after each start (a process restarted daily would otherwise
+        # never reach its first run).
+        self.scheduler.add_job(
+            self._retain, timedelta(days=1), "retention", first_after=timedelta(minutes=5)
+        )
         if cfg.web.enabled:
             self._build_web()
         if self.poster is not None:
@@ -283,6 +299,13 @@ class App:
             context.is_operator = self.bot.is_operator
             context.check_password = PasswordChecker(str(cfg.matrix.homeserver))
         self.web = WebServer(create_app(context), cfg.web.host, cfg.web.port)
+
+    async def _retain(self) -> None:
+        """One pass of the retention policy; a failure waits for the next day's pass."""
+        try:
+            await self.retention.run_once()
+        except Exception:
+            log.exception("retention pass failed")
 
     async def _purge_web(self) -> int:
         """Forget expired browser sessions and login links."""

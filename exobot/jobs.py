@@ -102,10 +102,20 @@ class Scheduler:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
 
     def add_job(
-        self, fn: Callable[[], Awaitable[object]], every: timedelta, job_id: str
+        self,
+        fn: Callable[[], Awaitable[object]],
+        every: timedelta,
+        job_id: str,
+        *,
+        first_after: timedelta | None = None,
     ) -> Callable[[], None]:
-        """Run `await fn()` every `every` (first after one interval), never two at once;
-        returns the function that removes the job. `fn` handles its own failures."""
+        """Run `await fn()` every `every` (first after one interval, or after `first_after`),
+        never two at once; returns the function that removes the job. `fn` handles its own
+        failures."""
+        first = {}
+        if first_after is not None:
+            # A daily job must not wait a whole day after each restart: it might never run.
+            first["next_run_time"] = datetime.now(UTC) + first_after
         self.scheduler.add_job(
             fn,
             IntervalTrigger(seconds=every.total_seconds()),
@@ -113,6 +123,7 @@ class Scheduler:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
+            **first,
         )
 
         def remove() -> None:

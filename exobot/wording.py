@@ -618,6 +618,13 @@ class Wording:
                     ticket=ref,
                 )
             )
+        if kind == EntryKind.PURGE:
+            return _Described(
+                self._t(
+                    "🧹 Texts purged by the retention policy: the mails, comments and attachments of {ticket} (its history of changes stays)",
+                    ticket=ref,
+                )
+            )
         if kind == EntryKind.FLAG:  # set by a plugin on a new mail, or cleared
             code = one_line(str(data.get("code") or "?"), TITLE_CHARS)
             note = one_line(mail_text(entry.body or ""), ERROR_CHARS)
@@ -644,6 +651,9 @@ class Wording:
         text through `mail_text`; empty when the entry has none). Both are plain text: the
         caller escapes them."""
         described = self._describe(ticket, entry, concise=False, lines=10**6, chars=10**7)
+        if (entry.data or {}).get("purged") and not described.quote:
+            # In place of the text the retention policy purged (see the PURGE entry).
+            return described.head[0], say(self.language, "(Text purged by the retention policy.)")
         return described.head[0], described.quote
 
     def entry_notes(self, ticket: Ticket, entry: Entry) -> list[str]:

@@ -12,13 +12,18 @@ import contextlib
 import logging
 import re
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from aioimaplib import aioimaplib
+from sqlalchemy import select
 
+from exobot.core.clock import Clock, SystemClock
 from exobot.db import inbound
 from exobot.db.repository import SqlRepository
+from exobot.db.tables import InboundMailRow
 
 log = logging.getLogger("exobot.mail.intake")
 
@@ -33,6 +38,7 @@ MAX_BACKOFF_SECONDS = 300.0
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _FETCH_UID = re.compile(rb"UID (\d+)")
 _FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 class ImapError(Exception):
@@ -53,6 +59,10 @@ class ImapSettings:
     idle_timeout: float = 25 * 60.0  # renew IDLE before servers drop it (RFC 2177: 29 min)
     timeout: float = 30.0
     max_size: int = 25 * 1024 * 1024  # a bigger mail is stored as its header only
+    # `privacy.mailbox_retention`: processed mail older than this is expunged from the folder
+    # (None: never), looked for at most every `expunge_every` seconds.
+    expunge_after: timedelta | None = None
+    expunge_every: float = 3600.0
 
     @property
     def mailbox(self) -> str:
@@ -125,11 +135,14 @@ class ImapIntake:
         settings: ImapSettings,
         repository: SqlRepository,
         on_stored: Callable[[], None] = lambda: None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.repository = repository
         self.on_stored = on_stored
+        self.clock = clock or SystemClock()
         self.connected = asyncio.Event()
+        self._expunged_at: float | None = None  # monotonic time of the last look
 
     async def run(self) -> None:
         """Run until cancelled, reconnecting with exponential backoff."""
@@ -214,6 +227,7 @@ class ImapIntake:
         self.connected.set()
         log.info("IMAP %s: watching %s", self.settings.host, self.settings.folder)
         await self.fetch_new(client, uidvalidity)
+        await self._expunge_due(client, uidvalidity)
         use_idle = client.has_capability("IDLE")
         while True:
             if use_idle:
@@ -223,6 +237,62 @@ class ImapIntake:
             # A NOOP makes the server show messages another connection appended.
             _ok(await client.noop(), "NOOP")
             await self.fetch_new(client, uidvalidity)
+            await self._expunge_due(client, uidvalidity)
+
+    async def _expunge_due(self, client: aioimaplib.IMAP4, uidvalidity: int) -> None:
+        if self.settings.expunge_after is None:
+            return
+        now = time.monotonic()
+        if self._expunged_at is not None and now - self._expunged_at < self.settings.expunge_every:
+            return
+        self._expunged_at = now
+        await self.expunge_processed(client, uidvalidity)
+
+    async def expunge_processed(self, client: aioimaplib.IMAP4, uidvalidity: int) -> int:
+        """Delete from the folder the messages older than `expunge_after` that are stored and
+        processed (a final state: done, duplicate, dropped, ignored, discarded); a message
+        still received or quarantined stays. Returns how many were expunged."""
+        cutoff = self.clock.now() - self.settings.expunge_after
+        # The server's own view bounds the list: only messages still in the folder, by their
+        # internal (arrival) date; BEFORE is whole days, so up to a day more is kept.
+        before = f"{cutoff.day}-{_MONTHS[cutoff.month - 1]}-{cutoff.year}"  # not the locale's
+        response = _ok(await client.uid_search(f"BEFORE {before}", charset=None), "UID SEARCH")
+        old = sorted(
+            int(token)
+            for line in response.lines[:-1]
+            if isinstance(line, bytes)
+            for token in line.split()
+            if token.isdigit()
+        )
+        table = InboundMailRow.__table__
+        processed: list[int] = []
+        for start in range(0, len(old), SIZE_CHUNK):
+            chunk = old[start : start + SIZE_CHUNK]
+            async with self.repository.connection() as conn:
+                rows = await conn.execute(
+                    select(table.c.uid).where(
+                        table.c.mailbox == self.settings.mailbox,
+                        table.c.uidvalidity == uidvalidity,
+                        table.c.uid.in_(chunk),
+                        table.c.state.in_(inbound.FINAL_STATES),
+                    )
+                )
+                processed += sorted(r[0] for r in rows)
+        if not processed:
+            return 0
+        uidplus = client.has_capability("UIDPLUS")
+        for start in range(0, len(processed), SIZE_CHUNK):
+            uids = ",".join(map(str, processed[start : start + SIZE_CHUNK]))
+            _ok(await client.uid("store", uids, "+FLAGS.SILENT", r"(\Deleted)"), "UID STORE")
+            if uidplus:  # only these messages, not others a person marked deleted
+                _ok(await client.uid("expunge", uids), "UID EXPUNGE")
+        if not uidplus:
+            _ok(await client.expunge(), "EXPUNGE")
+        log.info(
+            "IMAP %s: %d processed messages older than %s expunged",
+            self.settings.mailbox, len(processed), self.settings.expunge_after,
+        )  # fmt: skip
+        return len(processed)
 
     @staticmethod
     def _uidvalidity(response: aioimaplib.Response) -> int:
