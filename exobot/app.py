@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import signal
@@ -38,6 +39,7 @@ from exobot.web.app import create_app
 from exobot.web.context import WebContext, WebSettings
 from exobot.web.homeserver import PasswordChecker
 from exobot.web.server import WebServer
+from exobot.wording import sensitive_note
 
 log = logging.getLogger("exobot.app")
 
@@ -71,6 +73,8 @@ def service_settings(config: Config) -> ServiceSettings:
         repeat_every=config.alerts.repeat_every,
         stalled_every=config.alerts.stalled_every,
         announce=config.matrix is not None,
+        mask=config.privacy.mask,
+        ack_limit_per_day=config.mail.ack_limit_per_day,
     )
 
 
@@ -123,6 +127,7 @@ class App:
             clock=self.clock,
         )
         self.service.mail_hook = self.plugins.run_mail_hooks
+        self.service.sensitive_note = functools.partial(sensitive_note, cfg.language)
         rule_settings = MailSettings(
             own_address=cfg.mail.address,
             prefix=cfg.tickets.prefix,
@@ -133,6 +138,7 @@ class App:
             language=cfg.language,
             trusted_authserv_id=cfg.mail.trusted_authserv_id,
             new_tickets_per_sender_per_hour=cfg.mail.new_tickets_per_sender_per_hour,
+            mask=cfg.privacy.mask,
         )
         parser = ParseSandbox(
             SandboxSettings(
@@ -180,6 +186,7 @@ class App:
             from_address=cfg.mail.address,
             from_name=cfg.mail.display_name,
             loop_marker=message_ids.loop_marker(),
+            advice=cfg.privacy.advice,
             retry=RetryPolicy(
                 cfg.mail.outbox.max_attempts, cfg.mail.outbox.retry_base, cfg.mail.outbox.retry_max
             ),
@@ -379,6 +386,8 @@ class App:
                 backoff = min(backoff * 2, 60.0)
         # An open queue room grants nobody operator rights: say so in the log and the room.
         await self.bot.warn_open_rooms()
+        # So is a queue room that is not end-to-end encrypted (in the room once, ever).
+        await self.bot.warn_unencrypted_rooms()
         workers = [
             asyncio.create_task(self.matrix.run(), name="matrix-sync"),
             asyncio.create_task(self.poster.run(), name="chat-sender"),

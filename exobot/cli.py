@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from exobot.config import Config, ConfigError, load_config
+from exobot.core.sensitive import mask_sensitive
 
 DEFAULT_CONFIG = os.environ.get("EXOBOT_CONFIG", "config.yaml")
 
@@ -39,10 +40,36 @@ class OneLineFormatter(logging.Formatter):
         return super().formatMessage(record).translate(_ESCAPES)
 
 
+# A log message longer than this is cut before it is masked: the masking pass stays short on
+# the event loop, and a log line has no business holding a whole mail.
+MAX_LOG_MESSAGE = 16 * 1024
+
+
+class SensitiveFilter(logging.Filter):
+    """Masks sensitive values (IBANs, cards, DNI/NIE, passwords: exobot.core.sensitive) in the
+    formatted message and the traceback of every record, whatever logged it: a subject or an
+    error quoting mail text reaches the log masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Replace the record's message (and traceback text) by its masked form; keep it."""
+        message = record.getMessage()
+        if len(message) > MAX_LOG_MESSAGE:
+            cut = len(message) - MAX_LOG_MESSAGE
+            message = f"{message[:MAX_LOG_MESSAGE]}… [{cut} characters cut]"
+        record.msg, record.args = mask_sensitive(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_sensitive(record.exc_text[: 4 * MAX_LOG_MESSAGE])
+        return True
+
+
 def setup_logging(level: str = "INFO") -> None:
-    """Log lines that name their component (the logger name), one line per record."""
+    """Log lines that name their component (the logger name), one line per record, with
+    sensitive values masked."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLineFormatter(LOG_FORMAT))
+    handler.addFilter(SensitiveFilter())
     logging.basicConfig(level=level, handlers=[handler])
     for chatty in ("aioimaplib", "nio", "peewee", "apscheduler"):
         logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -111,6 +111,9 @@ ERRORS: dict[str, str] = {
     "missing_requestor": N_("The requestor's email address is missing."),
     "missing_words": N_("Say what to search for."),
     "unknown_action": N_("I don't know the action “{action}”."),
+    "no_original": N_(
+        "{ticket} keeps no original text for that entry (nothing was masked in it, or it was purged)."
+    ),
 }
 
 #: Why an address is not usable, by the address rule's reason code.
@@ -127,6 +130,24 @@ ADDRESS_REASONS: dict[str, str] = {
     "bad_local": N_("the part before the @ is empty or has characters that are not allowed"),
     "invalid": N_("it is not of the form name@domain"),
 }
+
+
+#: The kinds of sensitive value (exobot.core.sensitive.SensitiveKind), named for people.
+SENSITIVE_KINDS: dict[str, str] = {
+    "iban": N_("IBAN"),
+    "card": N_("card number"),
+    "identity": N_("DNI/NIE"),
+    "credential": N_("password"),
+}
+
+
+def sensitive_note(language: str, kinds: Iterable[str]) -> str:
+    """The note of the sensitive-data flag: which kinds of value a mail brought (never the
+    values), in `language`."""
+    names = ", ".join(
+        say(language, SENSITIVE_KINDS[k]) if k in SENSITIVE_KINDS else k for k in kinds
+    )
+    return say(language, "sensitive data in a mail: {kinds}", kinds=names)
 
 
 @dataclass(frozen=True)
@@ -611,17 +632,25 @@ class Wording:
                 else N_("⚠️ Alert: new ticket nobody has taken")
             )
             return _Described(self._t(key))
-        if kind == "erase":  # `exobot privacy erase`: never who
-            return _Described(
-                self._t(
-                    "🗑️ A person's data was erased from {ticket} at their request (data protection)",
-                    ticket=ref,
-                )
-            )
         if kind == EntryKind.PURGE:
             return _Described(
                 self._t(
                     "🧹 Texts purged by the retention policy: the mails, comments and attachments of {ticket} (its history of changes stays)",
+                    ticket=ref,
+                )
+            )
+        if kind == EntryKind.REVEAL:  # never the text: only who saw which entry's original
+            return _Described(
+                self._t(
+                    "👁 {actor} revealed the original (unmasked) text of entry {entry}",
+                    actor=actor,
+                    entry=one_line(str(data.get("entry") or "?"), 20),
+                )
+            )
+        if kind == "erase":  # `exobot privacy erase`: never who
+            return _Described(
+                self._t(
+                    "🗑️ A person's data was erased from {ticket} at their request (data protection)",
                     ticket=ref,
                 )
             )

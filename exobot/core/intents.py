@@ -156,6 +156,15 @@ class ClearFlag:
 
 
 @dataclass(frozen=True)
+class RevealOriginal:
+    """An operator asks to see the original (unmasked) text of one of the ticket's entries;
+    recorded in the history (who, when, which entry; never the text)."""
+
+    ticket: int
+    entry_id: int
+
+
+@dataclass(frozen=True)
 class Origin:
     """Where a request came from, for the channel's own needs.
 
@@ -186,6 +195,7 @@ Intent = (
     | RaiseAlert
     | Notify
     | ClearFlag
+    | RevealOriginal
 )
 
 OPERATOR_INTENTS = (
@@ -201,4 +211,5 @@ OPERATOR_INTENTS = (
     AcceptUnverified,
     ChangeParticipants,
     ClearFlag,
+    RevealOriginal,
 )

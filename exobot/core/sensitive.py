@@ -116,16 +116,24 @@ def _card_lengths(prefix: str) -> frozenset[int]:
 
 def _find_ibans(text: str) -> list[Finding]:
     """IBANs (any country stdnum knows), written compact or in groups."""
-    found: list[Finding] = []
+    return [f for f, valid in _iban_shapes(text) if valid]
+
+
+def _iban_shapes(text: str) -> list[tuple[Finding, bool]]:
+    """Everything shaped exactly like an IBAN of a known country (its length, ending before a
+    separator), each with whether it is a valid one. An invalid one is a look-alike failing its
+    checksum: the digits inside it are no card or identity number either."""
+    found: list[tuple[Finding, bool]] = []
     pos = 0
     while (match := _IBAN.search(text, pos)) is not None:
         hit = _longest_iban(text, match.start(), match.end())
         if hit is None:
-            # Nothing valid starts here; go on after this position.
+            # Nothing IBAN-shaped starts here; go on after this position.
             pos = match.start() + 1
             continue
-        found.append(Finding(SensitiveKind.IBAN, match.start(), hit))
-        pos = hit
+        stop, valid = hit
+        found.append((Finding(SensitiveKind.IBAN, match.start(), stop), valid))
+        pos = stop
     return found
 
 
@@ -149,9 +157,10 @@ def _valid_iban(compact: str) -> bool:
     return stdnum_iban.is_valid(compact)
 
 
-def _longest_iban(text: str, start: int, end: int) -> int | None:
-    """End of the valid IBAN starting at start within [start, end), exactly as long as its
-    country's IBANs and ending before a separator or at end; None when there is none."""
+def _longest_iban(text: str, start: int, end: int) -> tuple[int, bool] | None:
+    """End of the IBAN-shaped text starting at start within [start, end), exactly as long as
+    its country's IBANs and ending before a separator or at end, and whether it is a valid
+    IBAN; None when nothing there has the shape."""
     length = _iban_length(text[start : start + 2].upper())
     if length is None:
         return None
@@ -164,7 +173,7 @@ def _longest_iban(text: str, start: int, end: int) -> int | None:
                 if stop < end and text[stop].isalnum():
                     return None
                 compact = re.sub(r"[ -]", "", text[start:stop]).upper()
-                return stop if _valid_iban(compact) else None
+                return stop, _valid_iban(compact)
     return None
 
 
@@ -257,11 +266,17 @@ def find_sensitive(text: str, kinds: Collection[SensitiveKind] = ALL_KINDS) -> l
     wanted = set(kinds)
     credentials = _find_credentials(text) if SensitiveKind.CREDENTIAL in wanted else []
     numbers: list[Finding] = []
+    # IBANs are always looked for: they shadow card and identity look-alikes inside them, and
+    # so does an IBAN look-alike failing its checksum (its digits are an account, not a card).
+    shapes = _iban_shapes(text)
+    numbers = [f for f, valid in shapes if valid]
+    blockers = [f for f, _valid in shapes]  # sorted, without overlaps, like numbers
     for kind, finder in _NUMBER_FINDERS:
-        # IBANs are always looked for: they shadow card and identity look-alikes inside them.
-        if kind not in wanted and kind is not SensitiveKind.IBAN:
+        if kind is SensitiveKind.IBAN or kind not in wanted:
             continue
-        numbers = sorted(numbers + _without_overlaps(finder(text), numbers), key=lambda f: f.start)
+        fresh = _without_overlaps(finder(text), blockers)
+        numbers = sorted(numbers + fresh, key=lambda f: f.start)
+        blockers = sorted(blockers + fresh, key=lambda f: f.start)
     numbers = [f for f in numbers if f.kind in wanted]
     return sorted(credentials + _without_overlaps(numbers, credentials), key=lambda f: f.start)
 
@@ -283,11 +298,26 @@ def mask_sensitive(text: str) -> str:
     """text with every value find_sensitive finds replaced by its masked form: IBAN
     "ES91 **** **** **** **** 1332", card "**** **** **** 1234", DNI/NIE "****678Z", a
     credential "********". Text beyond SCAN_LIMIT is kept as it is."""
+    return mask_findings(text, find_sensitive(text))
+
+
+def mask_findings(text: str, findings: list[Finding]) -> str:
+    """text with these findings of find_sensitive(text) masked (to mask and learn what was
+    found with one scan)."""
     parts = []
     pos = 0
-    for finding in find_sensitive(text):
+    for finding in findings:
         parts.append(text[pos : finding.start])
         parts.append(_mask(finding.kind, text[finding.start : finding.end]))
         pos = finding.end
     parts.append(text[pos:])
     return "".join(parts)
+
+
+def mask_and_kinds(text: str) -> tuple[str, tuple[str, ...]]:
+    """text masked (as mask_sensitive) and the kinds of value found in it (SensitiveKind
+    values, sorted, unique; empty when nothing was masked). One scan."""
+    findings = find_sensitive(text) if text else []
+    if not findings:
+        return text, ()
+    return mask_findings(text, findings), tuple(sorted({f.kind.value for f in findings}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -16,6 +17,7 @@ from exobot.core.lifecycle import Happening, LifecycleError, check_status_change
 from exobot.core.model import Actor, ActorKind, Entry, EntryKind, IncomingMail, Status, Ticket
 from exobot.core.ports import MessageIdFactory, Repository, UnitOfWork
 from exobot.core.references import format_reference
+from exobot.core.sensitive import mask_and_kinds
 
 log = logging.getLogger("exobot.service")
 
@@ -27,6 +29,23 @@ MAX_REFERENCES = 20
 MAX_CC_PARTICIPANTS = 10
 # At most this many addresses in one change of participants.
 MAX_PARTICIPANT_CHANGES = 20
+# The flag set on a ticket when a mail brought sensitive data, and the mail advising against it.
+SENSITIVE_FLAG = "sensitive"
+ADVICE_TEMPLATE = "advice"
+# The kinds of sensitive value in the flag's note when no wording is given (the App gives the
+# configured language's).
+SENSITIVE_KIND_NAMES = {
+    "iban": "IBAN",
+    "card": "card number",
+    "identity": "DNI/NIE",
+    "credential": "password",
+}
+
+
+def sensitive_note_en(kinds: Sequence[str]) -> str:
+    """The flag's note naming the kinds of value (never the values), in English."""
+    names = ", ".join(SENSITIVE_KIND_NAMES.get(k, k) for k in kinds)
+    return f"sensitive data in a mail: {names}"
 
 
 class ServiceError(Exception):
@@ -69,6 +88,10 @@ class ServiceSettings:
     stalled_every: timedelta | None = timedelta(days=7)
     # Whether changes are announced in chat (an outbox row per change for the chat worker).
     announce: bool = False
+    # privacy.mask: operators' texts (new tickets, titles, comments) are stored masked too.
+    mask: bool = True
+    # mail.ack_limit_per_day: the advice about sensitive data counts with acknowledgements.
+    ack_limit_per_day: int | None = None
 
 
 CHAT = "chat"  # outbox kind of chat posts
@@ -104,6 +127,8 @@ class TicketService:
         self.clock = clock or SystemClock()
         # Run inside a new mail's transaction (the plugins' hooks); set by the App.
         self.mail_hook: MailHook | None = None
+        # The note of the sensitive-data flag, in the configured language; set by the App.
+        self.sensitive_note: Callable[[Sequence[str]], str] = sensitive_note_en
 
     def reference(self, number: int) -> str:
         """The public reference of a ticket number."""
@@ -189,6 +214,7 @@ class TicketService:
                         paragraphs=new.ack_paragraphs,
                     )
                 )
+            outbox += await step.sensitive_mail(ticket, mail, intent.mail_class)
             await step.mark_inbound(mail, ticket)
             return step.outcome(ticket, created=True, outbox=outbox)
 
@@ -208,9 +234,10 @@ class TicketService:
         await step.record_mail(ticket, mail, kind, cc_not_added=left_out)
         if intent.mail_class is not i.MailClass.BOUNCE:
             await step.run_mail_hook(ticket, mail, created=False)
+        outbox = await step.sensitive_mail(ticket, mail, intent.mail_class)
         await step.transition(ticket, happening)
         await step.mark_inbound(mail, ticket)
-        return step.outcome(ticket)
+        return step.outcome(ticket, outbox=outbox)
 
     async def _do_RecordDeliveryFailure(
         self, step: _Step, intent: i.RecordDeliveryFailure
@@ -229,10 +256,16 @@ class TicketService:
 
     async def _do_OpenTicket(self, step: _Step, intent: i.OpenTicket) -> Outcome:
         requestor = _address(intent.requestor)
-        ticket = await step.create(title=intent.title, requestor=requestor, queue=intent.queue)
+        title, title_kinds = step.masked(_clean_title(intent.title))
+        ticket = await step.create(title=title, requestor=requestor, queue=intent.queue)
+        if title_kinds:
+            # The original title is kept with the entry that records the creation.
+            await step.uow.add_original(
+                ticket.number, step.entries[-1].id, None, _clean_title(intent.title), title_kinds
+            )
         await step.add_participant(ticket.number, requestor, "operator")
         if intent.text.strip():
-            await step.add(ticket, EntryKind.COMMENT, body=intent.text.strip())
+            await step.add_masked(ticket, EntryKind.COMMENT, intent.text.strip())
         return step.outcome(ticket, created=True)
 
     async def _do_Take(self, step: _Step, intent: i.Take) -> Outcome:
@@ -341,22 +374,39 @@ class TicketService:
         )
         return step.outcome(ticket)
 
+    async def _do_RevealOriginal(self, step: _Step, intent: i.RevealOriginal) -> Outcome:
+        """Record that an operator saw an entry's original text (the channel then shows it)."""
+        ticket = await step.ticket(intent.ticket)
+        original = await step.uow.original(ticket.number, intent.entry_id)
+        if original is None:
+            reference = self.reference(ticket.number)
+            raise InvalidRequest(
+                "no_original",
+                f"{reference} keeps no original text for entry {intent.entry_id}",
+                ticket=reference,
+            )
+        await step.add(ticket, EntryKind.REVEAL, data={"entry": intent.entry_id})
+        return step.outcome(ticket)
+
     async def _do_Comment(self, step: _Step, intent: i.Comment) -> Outcome:
         text = _required_text(intent.text, "write the text of the comment")
         ticket = await step.ticket(intent.ticket)
-        await step.add(ticket, EntryKind.COMMENT, body=text)
+        await step.add_masked(ticket, EntryKind.COMMENT, text)
         return step.outcome(ticket)
 
     async def _do_SetTitle(self, step: _Step, intent: i.SetTitle) -> Outcome:
-        title = _clean_title(intent.title)
-        if not title:
+        typed = _clean_title(intent.title)
+        if not typed:
             raise InvalidRequest("missing_title", "write the new title")
+        title, kinds = step.masked(typed)
         ticket = await step.ticket(intent.ticket)
         if title == ticket.title:
             raise InvalidRequest(
                 "same_title", "that is already the title", ticket=self.reference(ticket.number)
             )
-        await step.add(ticket, EntryKind.TITLE, data={"from": ticket.title, "to": title})
+        entry = await step.add(ticket, EntryKind.TITLE, data={"from": ticket.title, "to": title})
+        if kinds:
+            await step.uow.add_original(ticket.number, entry.id, None, typed, kinds)
         ticket.title = title
         return step.outcome(ticket)
 
@@ -585,6 +635,60 @@ class _Step:
         self.pending.append(TicketEvent(ticket.number, kind, self.actor.id, dict(entry.data)))
         return entry
 
+    def masked(self, text: str) -> tuple[str, tuple[str, ...]]:
+        """An operator's (short) text as stored: masked when privacy.mask is on, with the
+        kinds of value found (empty: nothing masked)."""
+        if not self.settings.mask:
+            return text, ()
+        return mask_and_kinds(text)
+
+    async def add_masked(self, ticket: Ticket, kind: EntryKind, text: str) -> Entry:
+        """An entry with an operator's text, stored masked (the original kept aside)."""
+        body, kinds = self.masked(text)
+        entry = await self.add(ticket, kind, body=body)
+        if kinds:
+            await self.uow.add_original(ticket.number, entry.id, text, None, kinds)
+        return entry
+
+    async def sensitive_mail(
+        self, ticket: Ticket, mail: IncomingMail, mail_class: i.MailClass
+    ) -> list[int]:
+        """A mail brought sensitive values (masked already): flag the ticket (unless the flag
+        is active) naming their kinds, and advise its sender once per ticket to keep such data
+        out of mail. Never for automatic, unverified or bounced mail, nor over the daily cap
+        of acknowledgements. Returns the outbox row of the advice, if one was queued."""
+        if not mail.sensitive or mail_class is not i.MailClass.MEMBER:
+            return []
+        flags = await self.uow.entries_of(ticket.number, [EntryKind.FLAG.value])
+        if SENSITIVE_FLAG not in {flag.code for flag in active_flags(flags)}:
+            await self.add(
+                ticket,
+                EntryKind.FLAG,
+                body=self.service.sensitive_note(mail.sensitive),
+                data={"code": SENSITIVE_FLAG, "source": "exobot", "kinds": list(mail.sensitive)},
+            )
+        sent = await self.uow.entries_of(ticket.number, [EntryKind.MAIL_OUT.value])
+        if any(e.data.get("template") == ADVICE_TEMPLATE for e in sent):
+            return []
+        try:
+            recipient = normalize_address(mail.sender)
+        except BadAddress:
+            log.info("no advice about sensitive data on %s: unusable sender", ticket.number)
+            return []
+        limit = self.settings.ack_limit_per_day
+        if limit is not None:
+            today = await self.uow.acks_since(recipient, self.now - timedelta(days=1))
+            if today >= limit:
+                log.info(
+                    "no advice about sensitive data on %s: daily cap of %d reached",
+                    ticket.number,
+                    limit,
+                )
+                return []
+        return [
+            await self.queue_mail(ticket, ADVICE_TEMPLATE, to=[recipient], auto=True, reply_to=mail)
+        ]
+
     async def add_participant(self, number: int, address: str, source: str) -> bool:
         """Make a usable address a participant; False (nothing done) for an address no mail
         can be written to, or for our own."""
@@ -638,6 +742,9 @@ class _Step:
         if cc_not_added:
             data["cc_not_added"] = list(cc_not_added)
         entry = await self.add(ticket, kind, body=mail.body, data=data)
+        if mail.originals is not None and mail.sensitive:
+            body, subject = mail.originals
+            await self.uow.add_original(ticket.number, entry.id, body, subject, mail.sensitive)
         if mail.attachments:
             await self.uow.add_attachments(ticket.number, entry.id, mail.attachments)
         await self.uow.record_message(mail.message_id, ticket.number, "in", entry.id)

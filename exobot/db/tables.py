@@ -99,9 +99,7 @@ class EntryOriginalRow(SQLModel, table=True):
     __tablename__ = "entry_originals"
 
     entry_id: int = Field(
-        sa_column=Column(
-            Integer, ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True
-        )
+        sa_column=Column(Integer, ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True)
     )
     ticket_id: int = Field(index=True)
     body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

@@ -18,7 +18,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, S
 from exobot.core.addresses import normalize_address
 from exobot.core.languages import LANGUAGES
 
-TEMPLATE_NAMES = ("ack", "reply", "resolved", "too_big")
+TEMPLATE_NAMES = ("ack", "reply", "resolved", "too_big", "advice")
 MAX_REFERENCES = 20
 
 _ATEXT = r"-A-Za-z0-9!#$%&'*+/=?^_`{|}~"  # RFC 5322 atom characters ("-" first: literal)

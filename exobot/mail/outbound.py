@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -57,10 +58,13 @@ class MailSender(OutboxWorker):
         from_address: str,
         from_name: str,
         loop_marker: str,
+        advice: Mapping[str, str] | None = None,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(repository, retry, clock)
+        # privacy.advice: per language, the text replacing the advice mail's default one.
+        self.advice = dict(advice or {})
         self.service = service
         self.smtp = smtp
         self.renderer = renderer
@@ -82,6 +86,7 @@ class MailSender(OutboxWorker):
             "text": payload.get("text") or "",
             # Plain-text paragraphs plugins added to an acknowledgement (exobot.core.hooks).
             "paragraphs": list(payload.get("paragraphs") or ()),
+            "advice": self.advice.get(payload.get("language") or "ca", ""),
         }
         body = self.renderer.render(payload["template"], payload.get("language"), **variables)
         # A member's mail client may have sent a malformed Message-ID: thread without it

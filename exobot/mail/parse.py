@@ -34,6 +34,7 @@ import charset_normalizer
 import html2text
 
 from exobot.core.addresses import BadAddress, normalize_address
+from exobot.core.sensitive import find_sensitive, mask_findings
 from exobot.mail.bounds import bound_structure
 
 # Deeper MIME trees than this are not walked further; real mail stays far below it.
@@ -159,6 +160,12 @@ class ParsedMail:
     is_report: bool
     bounce: BounceInfo | None
     defects: tuple[str, ...]
+    # Sensitive values (exobot.core.sensitive) found in the subject or the body: their kinds,
+    # sorted, and the masked text of each part that held one (None: nothing to mask there).
+    # Found here, in the parse worker, because detection costs CPU on attacker-sized text.
+    sensitive: tuple[str, ...] = ()
+    masked_subject: str | None = None
+    masked_body: str | None = None
 
 
 # --------------------------------------------------------------------------- text decoding
@@ -1384,10 +1391,32 @@ def parse_mail(raw: bytes) -> ParsedMail:
         parsed = _parsed(message, defects)
     finally:
         _HEADER_CODEC.reset(token)
+    parsed = with_sensitive(parsed)
     if cut is None:
         return parsed
     # What came after the bounds was never parsed: the body says it is cut.
     return replace(parsed, body_truncated=True, defects=(*parsed.defects, cut))
+
+
+def with_sensitive(parsed: ParsedMail) -> ParsedMail:
+    """The parsed mail with the sensitive values of its subject and body found and masked."""
+    kinds: set[str] = set()
+    masked = [_masked(parsed.subject, kinds), _masked(parsed.body, kinds)]
+    if not kinds:
+        return parsed
+    return replace(
+        parsed, sensitive=tuple(sorted(kinds)), masked_subject=masked[0], masked_body=masked[1]
+    )
+
+
+def _masked(text: str, kinds: set[str]) -> str | None:
+    """text with its sensitive values masked (their kinds added to `kinds`); None when it holds
+    none."""
+    findings = find_sensitive(text) if text else []
+    if not findings:
+        return None
+    kinds.update(f.kind.value for f in findings)
+    return mask_findings(text, findings)
 
 
 def _parsed(message: Message, defects: list[str]) -> ParsedMail:

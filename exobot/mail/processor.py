@@ -61,6 +61,7 @@ class MailSettings:
     new_tickets_per_sender_per_hour: int = 10
     max_size: int = 25 * MB  # a bigger mail is only fetched as its header (see intake)
     language: str = "ca"  # of notices that belong to no ticket (the too-big notice)
+    mask: bool = True  # privacy.mask: store mail text with sensitive values masked
 
 
 class ViewContext:
@@ -104,18 +105,28 @@ def dedupe_key(parsed: ParsedMail, raw: bytes) -> str:
     return parsed.message_id or f"<sha256.{hashlib.sha256(raw).hexdigest()[:40]}@exobot.invalid>"
 
 
+def shown_subject(parsed: ParsedMail, mask: bool = True) -> str:
+    """The subject as exobot stores and shows it: masked when it held sensitive values."""
+    if mask and parsed.masked_subject is not None:
+        return parsed.masked_subject
+    return parsed.subject
+
+
 def incoming_from(
-    parsed: ParsedMail, raw: bytes, inbound_id: int, received_at: datetime
+    parsed: ParsedMail, raw: bytes, inbound_id: int, received_at: datetime, mask: bool = True
 ) -> IncomingMail:
-    """The core's view of a parsed mail, received (taken in) at `received_at`."""
+    """The core's view of a parsed mail, received (taken in) at `received_at`. With `mask`,
+    its subject and body are masked where the parser found sensitive values, and the
+    originals travel along for entry_originals."""
     bounce = parsed.bounce
+    masked = mask and bool(parsed.sensitive)
     return IncomingMail(
         message_id=dedupe_key(parsed, raw),
         sender=parsed.from_addr,
         sender_name=parsed.from_name,
         requestor=requestor_of(parsed),
-        subject=parsed.subject,
-        body=parsed.body,
+        subject=shown_subject(parsed, mask),
+        body=parsed.masked_body if masked and parsed.masked_body is not None else parsed.body,
         cc=tuple(parsed.cc),
         attachments=tuple(
             AttachmentInfo(a.filename, a.content_type, a.data) for a in parsed.attachments
@@ -125,6 +136,15 @@ def incoming_from(
         bounce_status=bounce.status if bounce else None,
         bounce_recipients=tuple(bounce.recipients) if bounce else (),
         body_truncated=parsed.body_truncated,
+        sensitive=parsed.sensitive if masked else (),
+        originals=(
+            (
+                parsed.body if parsed.masked_body is not None else None,
+                parsed.subject if parsed.masked_subject is not None else None,
+            )
+            if masked
+            else None
+        ),
     )
 
 
@@ -240,7 +260,7 @@ class MailProcessor:
 
         meta = {
             "message_id": parsed.message_id,
-            "subject": parsed.subject,
+            "subject": shown_subject(parsed, self.settings.mask),
             "sender": parsed.from_addr,
         }
         key = dedupe_key(parsed, raw)
@@ -284,7 +304,7 @@ class MailProcessor:
         self, inbound_id: int, parsed: ParsedMail, raw: bytes, verdict: Verdict, meta: dict
     ) -> str:
         """Hand the mail to the service; its transaction also marks the stored mail done."""
-        mail = incoming_from(parsed, raw, inbound_id, self.clock.now())
+        mail = incoming_from(parsed, raw, inbound_id, self.clock.now(), self.settings.mask)
         intent = ReceiveMail(
             mail=mail,
             mail_class=verdict.mail_class,
@@ -376,7 +396,7 @@ class MailProcessor:
         parsed = outcome
         meta = {
             "message_id": parsed.message_id,
-            "subject": parsed.subject,
+            "subject": shown_subject(parsed, self.settings.mask),
             "sender": parsed.from_addr,
         }
 
@@ -389,7 +409,7 @@ class MailProcessor:
                 "template": TOO_BIG_TEMPLATE,
                 "language": self.settings.language,
                 "to": [recipient],
-                "subject": parsed.subject,
+                "subject": shown_subject(parsed, self.settings.mask),
                 "size": mail.size,
                 "limit": self.settings.max_size,
                 # Ticket 0 is no ticket: a reply to the notice opens a new one.

@@ -35,6 +35,7 @@ from exobot.core.model import Actor, EntryKind, Status
 from exobot.core.service import CHAT, AlreadyHandled, ServiceError, TicketService
 from exobot.db import chat
 from exobot.db.repository import SqlRepository
+from exobot.db.state import get_state, set_state
 from exobot.matrix.client import MatrixClient
 from exobot.matrix.content import Where, message_content
 from exobot.matrix.render import Message, Renderer
@@ -44,6 +45,8 @@ log = logging.getLogger("exobot.matrix.bot")
 
 DEFAULT_LIST_STATUSES = (Status.NEW, Status.OPEN)
 LIST_LIMIT = 30
+# State key (followed by the room id) of the one notice that a queue room is not encrypted.
+UNENCRYPTED_WARNED = "matrix.unencrypted_warned:"
 SEARCH_LIMIT = 20
 # A mention pill. Linear on any input: the opening tag cannot run past the next "<", and the
 # label stops at the next "<a" or "</a", so every attempt ends at the next link; a run of
@@ -158,6 +161,36 @@ class MatrixBot:
             await self._say(room_id, self.renderer.open_room(_one_line(join_rule)), "open-room")
         # A room closed again and reopened later is warned about again.
         self._warned &= still_open
+
+    async def warn_unencrypted_rooms(self) -> None:
+        """Say in the log, at every start, that a queue room is not end-to-end encrypted, and
+        once ever in the room itself (remembered in the state table once the notice went)."""
+        for room_id in self.rooms.room_ids():
+            room = self.client.nio.rooms.get(room_id)
+            if room is None or room.encrypted:
+                continue
+            log.warning(
+                "the queue room %s is not end-to-end encrypted: ticket texts posted there are "
+                "readable on the homeserver; turn on encryption in the room's settings",
+                room_id,
+            )
+            key = UNENCRYPTED_WARNED + room_id
+            async with self.repository.connection() as conn:
+                if await get_state(conn, key) is not None:
+                    continue
+            try:
+                sent = await self.client.nio.room_send(
+                    room_id,
+                    "m.room.message",
+                    message_content(self.renderer.unencrypted_room(), Where(room_id)),
+                    ignore_unverified_devices=True,
+                )
+            except Exception as error:
+                log.warning("could not warn %s that it is not encrypted: %s", room_id, error)
+                continue
+            if isinstance(sent, nio.RoomSendResponse):
+                async with self.repository.connection() as conn:
+                    await set_state(conn, key, sent.event_id)
 
     # --- invites ---------------------------------------------------------------------------
 

@@ -492,6 +492,14 @@ class Renderer(Wording):
             )
         )
 
+    def unencrypted_room(self) -> Message:
+        """In a queue room that is not end-to-end encrypted (said once, ever)."""
+        return Message(
+            *self._t(
+                "⚠️ This room is not end-to-end encrypted: what exobot posts here about tickets (members' addresses, titles and mail text) can be read by whoever runs the homeserver. Please turn on encryption in the room's settings (it cannot be turned off again).",
+            )
+        )
+
     def login_sent(self) -> Message:
         """At `!login`: the link went (or is going) by direct message."""
         return Message(*self._t("I have sent you a login link by direct message."))

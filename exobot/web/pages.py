@@ -19,13 +19,13 @@ from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
 from exobot.core.actions import ActionRefused, Answer, Channel
-from exobot.core.intents import Origin
+from exobot.core.intents import Origin, RevealOriginal
 from exobot.core.languages import N_
 from exobot.core.model import Actor, Entry, EntryKind, Status
 from exobot.core.service import AlreadyHandled, ServiceError, TicketNotFound
 from exobot.core.text import one_line
 from exobot.db import inbound, outbox
-from exobot.db.repository import AttachmentMeta
+from exobot.db.repository import AttachmentMeta, EntryOriginal
 from exobot.plugins.web import PanelPage, drawing_panels
 from exobot.web import actions, queries
 from exobot.web.auth import Operator, context
@@ -229,8 +229,10 @@ async def _ticket_page(
     error: str | None = None,
     fields: Mapping[str, str] | None = None,
     notice: str | None = None,
+    revealed: Mapping[int, EntryOriginal] | None = None,
 ) -> Response:
-    """The ticket page; after a refused action, with the message next to its form; after an
+    """The ticket page (with `revealed`: the originals an operator just asked to see, by entry
+    id); after a refused action, with the message next to its form; after an
     action that answered (a plugin's), with its answer as the notice. The registry's other
     web actions (plugins') get forms generated from their declarations."""
     ctx = context(request)
@@ -288,6 +290,7 @@ async def _ticket_page(
         set_statuses=SET_STATUSES,
         here=f"/tickets/{number}",  # a refused form's page is at the form's URL: come back here
         panels=panels,
+        revealed=revealed or {},
     )
 
 
@@ -403,6 +406,32 @@ async def ticket_action(
     if isinstance(done, Answer):
         return await _ticket_page(request, operator, number, notice=done.body)
     return RedirectResponse(f"/tickets/{number}?done={action}#done", status_code=303)
+
+
+@router.post("/tickets/{number:int}/entries/{entry_id:int}/reveal")
+async def reveal_original(
+    request: Request, number: int, entry_id: int, operator: FormOperator
+) -> Response:
+    """Show an entry's original (unmasked) text, once, to this operator: the service records
+    the reveal in the ticket's history first; the page is never cached."""
+    ctx = context(request)
+    try:
+        await ctx.service.apply(Actor.operator(operator.user_id), RevealOriginal(number, entry_id))
+    except TicketNotFound:
+        return _no_such_ticket(request, operator, number)
+    except ServiceError as refused:
+        message = error_text(request, refused.code, refused.params)
+        return await _ticket_page(request, operator, number, status_code=400, error=message)
+    async with ctx.repository.reading() as view:
+        original = await view.original(number, entry_id)
+    log.info(
+        "%s revealed the original text of entry %s of ticket %s", operator.user_id, entry_id, number
+    )
+    response = await _ticket_page(
+        request, operator, number, revealed={entry_id: original} if original else {}
+    )
+    response.headers["cache-control"] = "no-store"
+    return response
 
 
 @router.get("/tickets/{number:int}/attachments/{attachment_id:int}")

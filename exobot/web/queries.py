@@ -103,6 +103,8 @@ class TicketView:
     history: list[Entry]
     participants: list[str]
     attachments: dict[int, list[AttachmentMeta]] = field(default_factory=dict)  # by entry id
+    # The entries stored masked (an original is kept, shown only through the reveal action).
+    masked: frozenset[int] = frozenset()
 
     @property
     def flags(self) -> list[ActiveFlag]:
@@ -156,4 +158,5 @@ async def ticket_view(repository: SqlRepository, number: int) -> TicketView | No
         attachments: dict[int, list[AttachmentMeta]] = {}
         for meta in await view.attachments(number):
             attachments.setdefault(meta.entry_id, []).append(meta)
-    return TicketView(ticket, history, participants, attachments)
+        masked = frozenset(await view.masked_entries(number))
+    return TicketView(ticket, history, participants, attachments, masked)
