@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 
 import pytest
 from fakes import FakeRepository
-from test_service import MEMBER, NEIGHBOUR, SETTINGS, World
+from test_service import MEMBER, NEIGHBOUR, OPERATOR, SETTINGS, World
 
 from exobot.core import intents as i
 from exobot.core.flags import active_flags
-from exobot.core.model import EntryKind
-from exobot.core.service import TicketService
+from exobot.core.model import Actor, EntryKind
+from exobot.core.service import InvalidRequest, NotAllowed, TicketService
 from exobot.mail.parse import parse_mail
 from exobot.mail.processor import incoming_from
 
@@ -165,3 +165,19 @@ async def test_masking_off_stores_operator_texts_as_typed():
     number = (await world.op(i.OpenTicket(MEMBER, "Trucada", text=f"compte {IBAN}"))).ticket
     assert world.repo.entries(number, "comment")[0].body == f"compte {IBAN}"
     assert world.repo.state.originals == {}
+
+
+async def test_reveal_is_recorded_without_the_text_and_refused_without_an_original(world):
+    number = (await world.receive(incoming("Compte", f"compte {IBAN}"))).ticket
+    [mail_in] = world.repo.entries(number, "mail_in")
+    outcome = await world.op(i.RevealOriginal(number, mail_in.id))
+    [reveal] = world.repo.entries(number, "reveal")
+    assert [e.kind for e in outcome.entries] == [EntryKind.REVEAL]
+    assert (reveal.actor, reveal.body, reveal.data) == (OPERATOR.id, None, {"entry": mail_in.id})
+    [created] = world.repo.entries(number, "created")
+    with pytest.raises(InvalidRequest) as refused:
+        await world.op(i.RevealOriginal(number, created.id))
+    assert refused.value.code == "no_original"
+    with pytest.raises(NotAllowed):
+        await world.service.apply(Actor.member(MEMBER), i.RevealOriginal(number, mail_in.id))
+    assert len(world.repo.entries(number, "reveal")) == 1
