@@ -75,7 +75,12 @@ PANEL_NOTICES = {
 }
 
 #: What an event of the history says.
-EVENT_WORDS = {"created": N_("created"), "done": N_("done"), "cancelled": N_("cancelled")}
+EVENT_WORDS = {
+    "created": N_("created"),
+    "done": N_("done"),
+    "cancelled": N_("cancelled"),
+    "erased": N_("personal data erased"),  # exobot privacy erase (personal.py)
+}
 #: What a directory change says.
 CHANGE_WORDS = {
     "added": N_("added"),
@@ -83,6 +88,7 @@ CHANGE_WORDS = {
     "deactivated": N_("deactivated"),
     "reactivated": N_("reactivated"),
     "linked": N_("ticket linked"),
+    "erased": N_("personal data erased"),
 }
 
 
