@@ -70,6 +70,12 @@ def sender_of(source: dict) -> str | None:
     return source.get("sender")
 
 
+def is_room_notice(source: dict) -> bool:
+    """Whether the event is one of the bot's notices about the room itself (e.g. that it is
+    not end-to-end encrypted), said once, apart from the ticket traffic."""
+    return "org.exo.exobot.room_notice" in (source.get("content") or {})
+
+
 def reply_to_of(source: dict) -> str | None:
     """The event id in `m.in_reply_to`, if any."""
     relates = (source.get("content") or {}).get("m.relates_to") or {}

@@ -47,6 +47,9 @@ DEFAULT_LIST_STATUSES = (Status.NEW, Status.OPEN)
 LIST_LIMIT = 30
 # State key (followed by the room id) of the one notice that a queue room is not encrypted.
 UNENCRYPTED_WARNED = "matrix.unencrypted_warned:"
+# A content key marking the bot's notices about a room itself (not about a ticket), so that
+# clients and scripts can tell them from the ticket traffic.
+ROOM_NOTICE_KEY = "org.exo.exobot.room_notice"
 SEARCH_LIMIT = 20
 # A mention pill. Linear on any input: the opening tag cannot run past the next "<", and the
 # label stops at the next "<a" or "</a", so every attempt ends at the next link; a run of
@@ -178,12 +181,11 @@ class MatrixBot:
             async with self.repository.connection() as conn:
                 if await get_state(conn, key) is not None:
                     continue
+            content = message_content(self.renderer.unencrypted_room(), Where(room_id))
+            content[ROOM_NOTICE_KEY] = "unencrypted"
             try:
                 sent = await self.client.nio.room_send(
-                    room_id,
-                    "m.room.message",
-                    message_content(self.renderer.unencrypted_room(), Where(room_id)),
-                    ignore_unverified_devices=True,
+                    room_id, "m.room.message", content, ignore_unverified_devices=True
                 )
             except Exception as error:
                 log.warning("could not warn %s that it is not encrypted: %s", room_id, error)

@@ -10,7 +10,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from clocks import ShiftedClock
 from harness import Instance, member_mail, unique, wait_until
-from matrix_harness import MatrixUser, body_of, reply_to_of, sender_of, thread_root_of
+from matrix_harness import (
+    MatrixUser,
+    body_of,
+    is_room_notice,
+    reply_to_of,
+    sender_of,
+    thread_root_of,
+)
 
 from exobot.i18n import say
 
@@ -36,7 +43,9 @@ class Chat:
         return [
             e
             for e in self.vol.events(self.room(queue))[after:]
-            if sender_of(e) == self.bot_id and e.get("type") == "m.room.message"
+            if sender_of(e) == self.bot_id
+            and e.get("type") == "m.room.message"
+            and not is_room_notice(e)  # the unencrypted room's warning, said at start
         ]
 
     async def bot_says(
@@ -46,7 +55,10 @@ class Chat:
         return await self.vol.wait_for(
             self.room(queue),
             lambda e: (
-                sender_of(e) == self.bot_id and e.get("type") == "m.room.message" and predicate(e)
+                sender_of(e) == self.bot_id
+                and e.get("type") == "m.room.message"
+                and not is_room_notice(e)
+                and predicate(e)
             ),
             after=after,
             what=what or "a bot message",

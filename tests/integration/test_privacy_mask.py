@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from harness import Instance, member_mail, unique, wait_until
-from matrix_harness import body_of, sender_of
+from matrix_harness import body_of, is_room_notice, sender_of
 
 from exobot.cli import LOG_FORMAT, OneLineFormatter, SensitiveFilter
 from exobot.db import web as records
@@ -62,6 +62,9 @@ async def test_a_mail_with_an_iban_is_masked_everywhere_and_revealed_on_request(
     # The room is not encrypted: said in it once (Catalan, the configured language), recorded.
     def is_warning(event: dict) -> bool:
         return sender_of(event) == setup.bot_user_id and "xifratge" in (body_of(event) or "")
+
+    warning = await vol.wait_for(room, is_warning, what="the warning about the unencrypted room")
+    assert is_room_notice(warning)
 
     await vol.wait_for(room, is_warning, what="the warning about the unencrypted room")
     assert inst.scalar("SELECT value FROM state WHERE key = :k", k=UNENCRYPTED_WARNED + room)
