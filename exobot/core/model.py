@@ -89,6 +89,9 @@ class Ticket:
     updated_at: datetime
     owner: str | None = None
     last_member_mail_at: datetime | None = None
+    # Our last reply or notice to the member (not the automatic acknowledgement): with
+    # last_member_mail_at it says whose move it is (exobot.core.waiting).
+    last_answer_at: datetime | None = None
     next_alert_at: datetime | None = None
     language: str = "ca"
 
@@ -143,3 +146,6 @@ class IncomingMail:
     # original subject), each None when that part had nothing to mask.
     sensitive: tuple[str, ...] = ()
     originals: tuple[str | None, str | None] | None = None
+    # The language the mail is written in, when its text tells (exobot.mail.language): a
+    # ticket this mail opens speaks it to the member; None keeps the configured language.
+    language: str | None = None

@@ -13,6 +13,7 @@ from exobot.core.clock import Clock, SystemClock
 from exobot.core.events import EventBus, OutboxQueued, TicketEvent
 from exobot.core.flags import active_flags
 from exobot.core.hooks import MailHook, NewMail
+from exobot.core.languages import LANGUAGES
 from exobot.core.lifecycle import Happening, LifecycleError, check_status_change, status_after
 from exobot.core.model import Actor, ActorKind, Entry, EntryKind, IncomingMail, Status, Ticket
 from exobot.core.ports import MessageIdFactory, Repository, UnitOfWork
@@ -129,6 +130,9 @@ class TicketService:
         self.mail_hook: MailHook | None = None
         # The note of the sensitive-data flag, in the configured language; set by the App.
         self.sensitive_note: Callable[[Sequence[str]], str] = sensitive_note_en
+        # Who may own tickets (`Give`): the operators' rule, set by the App when it knows
+        # it (Matrix); None gives to anybody.
+        self.may_own: Callable[[str], bool] | None = None
 
     def reference(self, number: int) -> str:
         """The public reference of a ticket number."""
@@ -190,6 +194,7 @@ class TicketService:
                 requestor=mail.requestor,
                 queue=intent.queue,
                 member_mail=not (automatic or unverified),
+                language=mail.language,
             )
             # A sender our mail server says may be forged brings nobody else in.
             people = (mail.requestor,) if unverified else (mail.requestor, mail.sender)
@@ -275,6 +280,10 @@ class TicketService:
         owner = intent.owner.strip()
         if not owner:
             raise InvalidRequest("missing_user", "say who to give the ticket to")
+        if self.may_own is not None and not self.may_own(owner):
+            raise InvalidRequest(
+                "owner_not_operator", f"{owner} is not an operator", owner=owner[:100]
+            )
         return await self._set_owner(step, intent.ticket, owner, Happening.GIVE)
 
     async def _do_Untake(self, step: _Step, intent: i.Untake) -> Outcome:
@@ -284,8 +293,13 @@ class TicketService:
         self, step: _Step, number: int, owner: str | None, happening: Happening
     ) -> Outcome:
         ticket = await step.ticket(number)
-        if ticket.owner == owner and happening is not Happening.TAKE:
+        if ticket.owner == owner:
             reference = self.reference(number)
+            if happening is Happening.TAKE:
+                # Said, not silently ignored: the volunteer learns it was theirs already.
+                raise InvalidRequest(
+                    "already_yours", f"{reference} is already yours", ticket=reference
+                )
             if owner is None:
                 raise InvalidRequest(
                     "already_unowned", f"{reference} already has no owner", ticket=reference
@@ -296,9 +310,8 @@ class TicketService:
                 ticket=reference,
                 owner=owner,
             )
-        if ticket.owner != owner:
-            await step.add(ticket, EntryKind.OWNER, data={"from": ticket.owner, "to": owner})
-            ticket.owner = owner
+        await step.add(ticket, EntryKind.OWNER, data={"from": ticket.owner, "to": owner})
+        ticket.owner = owner
         await step.transition(ticket, happening)
         return step.outcome(ticket)
 
@@ -326,6 +339,7 @@ class TicketService:
                 body=problem,
                 data={"outbox_id": outbox_id, "recipient": address, "skipped": True},
             )
+        ticket.last_answer_at = step.now  # the member's move now (exobot.core.waiting)
         await step.transition(ticket, Happening.REPLY)
         return step.outcome(ticket, outbox=[outbox_id])
 
@@ -351,6 +365,7 @@ class TicketService:
             text=text,
             notice=True,
         )
+        ticket.last_answer_at = step.now
         return step.outcome(ticket, outbox=[outbox_id])
 
     async def _do_ClearFlag(self, step: _Step, intent: i.ClearFlag) -> Outcome:
@@ -595,8 +610,16 @@ class _Step:
         return ticket
 
     async def create(
-        self, *, title: str, requestor: str, queue: str | None, member_mail: bool = False
+        self,
+        *,
+        title: str,
+        requestor: str,
+        queue: str | None,
+        member_mail: bool = False,
+        language: str | None = None,
     ) -> Ticket:
+        """A new ticket, speaking `language` to the member (the configured one when None or
+        not one exobot has catalogs for)."""
         queue = (queue or self.settings.default_queue).lower()
         if queue not in self.settings.queues:
             known = ", ".join(sorted(self.settings.queues))
@@ -612,7 +635,7 @@ class _Step:
             status=Status.NEW,
             created_at=now,
             updated_at=now,
-            language=self.settings.language,
+            language=language if language in LANGUAGES else self.settings.language,
             next_alert_at=now + self.settings.new_after if self.settings.new_after else None,
             last_member_mail_at=now if member_mail else None,
         )

@@ -105,6 +105,7 @@ def ticket_from_row(row: Any) -> Ticket:
         updated_at=row.updated_at,
         owner=row.owner,
         last_member_mail_at=row.last_member_mail_at,
+        last_answer_at=row.last_answer_at,
         next_alert_at=row.next_alert_at,
         language=row.language,
     )
@@ -594,6 +595,7 @@ def _ticket_values(ticket: Ticket) -> dict[str, Any]:
         "created_at": ticket.created_at,
         "updated_at": ticket.updated_at,
         "last_member_mail_at": ticket.last_member_mail_at,
+        "last_answer_at": ticket.last_answer_at,
         "next_alert_at": ticket.next_alert_at,
     }
 

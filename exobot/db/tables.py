@@ -70,6 +70,7 @@ class TicketRow(SQLModel, table=True):
     created_at: datetime = _dt(nullable=False)
     updated_at: datetime = _dt(nullable=False)
     last_member_mail_at: datetime | None = _dt(nullable=True)
+    last_answer_at: datetime | None = _dt(nullable=True)  # our last reply/notice (0006)
     next_alert_at: datetime | None = _dt(nullable=True)
 
 
