@@ -507,6 +507,36 @@ def core_actions() -> tuple[ActionSpec, ...]:
             api_description="Accept the latest mail from an unverified sender as the member's.",
         ),
         ActionSpec(
+            "unflag",
+            N_("!unflag {ref} FLAG [note]"),
+            N_(
+                "Clears a flag (🚩) of the ticket once it is dealt with, e.g. `sensitive` "
+                "after the data was moved to the management tool; the note says how."
+            ),
+            aliases={"ca": ("desmarca",)},
+            arguments=(
+                Argument(
+                    "code",
+                    ArgKind.WORD,
+                    label=N_("the flag"),
+                    description="The flag's code, as shown on the ticket (e.g. sensitive).",
+                ),
+                Argument(
+                    "note",
+                    ArgKind.TEXT,
+                    required=False,
+                    label=N_("the note"),
+                    description="Why or how it was dealt with (optional).",
+                ),
+            ),
+            intent=lambda ticket, args: intents.ClearFlag(
+                ticket, args["code"], args.get("note") or ""
+            ),
+            api_summary="Clear a flag",
+            api_description="Clear one of the ticket's active flags; 400 `no_flag` when it "
+            "has no such flag.",
+        ),
+        ActionSpec(
             "cc",
             N_("!cc {ref} +address -address…"),
             N_(

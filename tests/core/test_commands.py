@@ -112,7 +112,7 @@ def test_commands_table_is_complete_and_consistent():
     expected = {
         "take", "give", "untake", "reply", "comment", "title", "move", "status", "open",
         "stall", "resolve", "reject", "show", "history", "list", "search", "new", "accept",
-        "help", "login", "cc",
+        "help", "login", "cc", "unflag",
     }  # fmt: skip
     registry = default_registry()
     assert {spec.name for spec in registry} == expected

@@ -351,6 +351,17 @@ async def test_every_action_works_and_is_recorded_with_the_tokens_user(world, an
     assert changed["data"] == {"added": ["germana@example.net"], "removed": ["desconegut@example.net"]}
     assert "germana@example.net" in after["participants"]
     assert "desconegut@example.net" not in after["participants"]
+    before = after
+
+    # A member's mail with an IBAN flags the ticket `sensitive`; an operator clears the flag.
+    await world.mail(MEMBER, number, sensitive=("iban",))
+    before = (await world.client.get(f"/tickets/{number}", headers=anna)).json()
+    assert [f["code"] for f in before["flags"]] == ["sensitive"]
+    after = await act("unflag", {"code": "sensitive", "note": "Dades a la gestió."})
+    [cleared] = new_entries(after, before)
+    assert (cleared["kind"], cleared["actor"]) == ("flag", ANNA)
+    assert cleared["data"]["cleared"] is True and cleared["body"] == "Dades a la gestió."
+    assert after["flags"] == []
 
     assert sorted(done) == sorted(actions.ACTIONS)
 
