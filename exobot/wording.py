@@ -51,6 +51,12 @@ STATUS_WORDS: dict[str, str] = {
 }
 
 #: Error and refusal sentences, by the service's or the parser's error code.
+#: Whose move it is (exobot.core.waiting.Waiting values), in words; NOBODY says nothing.
+WAITING_WORDS: dict[str, str] = {
+    "us": N_("waiting for us"),
+    "member": N_("waiting for the member"),
+}
+
 ERRORS: dict[str, str] = {
     "unknown_command": N_("I don't know the command !{command}. Type !help to see the commands."),
     "missing_reference": N_(
@@ -429,6 +435,11 @@ class Wording:
             count,
             names=one_line(", ".join(names), 300),
         )
+
+    def waiting(self, waiting: object) -> str:
+        """Whose move it is, in words ("waiting for us"); empty for a closed ticket."""
+        word = WAITING_WORDS.get(str(getattr(waiting, "value", waiting) or ""))
+        return self._say(word) if word is not None else ""
 
     def flag_line(self, flag: ActiveFlag) -> tuple[str, str]:
         """One active flag as a line: "🚩 " and its note (its code when it has none)."""

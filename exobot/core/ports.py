@@ -89,6 +89,14 @@ class UnitOfWork(Protocol):
     ) -> int:
         """Queue an outward effect (a mail, a chat post) for the workers; returns its id."""
 
+    async def queue_later(
+        self, kind: str, ticket: int, payload: dict[str, Any], *, key: str, due: datetime
+    ) -> int:
+        """Queue an effect due at `due` that stands for every change until then: a pending
+        row of the same kind, ticket and key that is not due yet is moved to `due` (never
+        earlier) instead of adding another. Such a row waits for the ticket's earlier rows
+        but never holds back its later ones. Returns the row's id."""
+
     async def claim(self, key: str) -> bool:
         """Record an idempotency key (e.g. a chat event id); False when it was recorded before."""
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
@@ -15,6 +15,10 @@ from exobot.db.tables import OutboxRow
 O = OutboxRow.__table__  # noqa: E741
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
+# The template of a row queued with `queue_later` starts so: such a row waits for the earlier
+# rows of its ticket but never holds back the later ones (a root edit due in 5 s must not
+# delay the thread's posts).
+LATER = "later:"
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,8 @@ class OutboxItem:
 
 
 def _head_of_line():  # noqa: ANN202 - an SQL expression
-    """True for a pending item with no earlier pending item of the same kind and ticket."""
+    """True for a pending item with no earlier pending item of the same kind and ticket
+    (rows queued for later, LATER, hold nothing back)."""
     earlier = aliased(O)
     return ~exists().where(
         and_(
@@ -38,6 +43,7 @@ def _head_of_line():  # noqa: ANN202 - an SQL expression
             earlier.c.kind == O.c.kind,
             earlier.c.ticket_id == O.c.ticket_id,
             earlier.c.id < O.c.id,
+            or_(earlier.c.template.is_(None), ~earlier.c.template.startswith(LATER)),
         )
     )
 

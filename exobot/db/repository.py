@@ -20,6 +20,7 @@ from exobot.core.references import is_stored_id
 from exobot.core.search import search_terms
 from exobot.db import inbound
 from exobot.db.engine import READ_ONLY, upsert_insert
+from exobot.db.outbox import LATER
 from exobot.db.tables import (
     AttachmentRow,
     EntryOriginalRow,
@@ -533,6 +534,50 @@ class SqlUnitOfWork(SqlReader):
                     attempts=0,
                     next_try_at=now,
                     created_at=now,
+                )
+                .returning(O.c.id)
+            )
+        ).scalar_one()
+
+    async def queue_later(
+        self, kind: str, ticket: int, payload: dict[str, Any], *, key: str, due: datetime
+    ) -> int:
+        """Queue an effect due at `due`, coalesced with a pending row of the same kind, ticket
+        and key that is not due yet (one already due may be in a worker's hands right now:
+        a fresh row follows it instead, so no change goes unseen)."""
+        template = f"{LATER}{key}"
+        waiting = (
+            await self.conn.execute(
+                select(O.c.id, O.c.next_try_at)
+                .where(
+                    O.c.kind == kind,
+                    O.c.ticket_id == ticket,
+                    O.c.template == template,
+                    O.c.state == "pending",
+                    O.c.next_try_at > self.now,
+                )
+                .order_by(O.c.id.desc())
+                .limit(1)
+            )
+        ).first()
+        if waiting is not None:
+            if waiting.next_try_at < due:
+                await self.conn.execute(
+                    update(O).where(O.c.id == waiting.id).values(next_try_at=due, payload=payload)
+                )
+            return waiting.id
+        return (
+            await self.conn.execute(
+                insert(O)
+                .values(
+                    kind=kind,
+                    ticket_id=ticket,
+                    template=template,
+                    payload=payload,
+                    state="pending",
+                    attempts=0,
+                    next_try_at=due,
+                    created_at=self.now,
                 )
                 .returning(O.c.id)
             )

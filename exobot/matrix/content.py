@@ -44,3 +44,25 @@ def thread_relation(where: Where) -> dict[str, Any]:
         "is_falling_back": where.reply_to is None,
         "m.in_reply_to": {"event_id": where.reply_to or where.thread_root},
     }
+
+
+def edit_content(message: Message, event_id: str) -> dict[str, Any]:
+    """The content of an edit (`m.replace`) of the bot's message `event_id` so that it shows
+    `message`: the new content in `m.new_content`, a "* " fallback for clients without edits;
+    an edit pings nobody (a root message names people but must not call them every time)."""
+    new = {
+        "msgtype": "m.notice",
+        "body": message.body,
+        "format": "org.matrix.custom.html",
+        "formatted_body": message.html,
+        "m.mentions": {},
+    }
+    return {
+        "msgtype": "m.notice",
+        "body": f"* {message.body}",
+        "format": "org.matrix.custom.html",
+        "formatted_body": f"* {message.html}",
+        "m.new_content": new,
+        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+        "m.mentions": {},
+    }

@@ -14,20 +14,21 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape as html_escape
+from urllib.parse import quote
 
 import nio
 
 from exobot.core.clock import Clock
 from exobot.core.flags import active_flags
 from exobot.core.model import Entry, EntryKind, Status, Ticket
-from exobot.core.service import CHAT
+from exobot.core.service import CHAT, ROOT_EDIT
 from exobot.db import chat, outbox
 from exobot.db import web as web_records
 from exobot.db.outbox import OutboxItem
 from exobot.db.repository import SqlRepository
 from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy
 from exobot.matrix.client import MatrixClient
-from exobot.matrix.content import Where, message_content, thread_relation
+from exobot.matrix.content import Where, edit_content, message_content, thread_relation
 from exobot.matrix.render import Message, Renderer
 from exobot.matrix.rooms import QueueRooms
 
@@ -107,6 +108,8 @@ class ChatSender(OutboxWorker):
             await self._room_post(item)
         elif kind == "redact":
             await self._redact(item)
+        elif kind == ROOT_EDIT:
+            await self._root_edit(item)
         else:
             raise PermanentFailure(f"unknown chat row type {kind!r}")
 
@@ -175,29 +178,83 @@ class ChatSender(OutboxWorker):
         reply_to = None
         if origin and _answers_origin_in_place(origin, room_id):
             reply_to = origin["event"]  # `!new` typed in this room: the root is the answer
-        async with self.repository.reading() as view:
-            flags = active_flags(await view.entries_of(ticket.number, [EntryKind.FLAG.value]))
-        message = self.renderer.root(ticket, first, flags)
-        if self.contributions is not None:
-            lines = await self.contributions.root_lines(ticket, self.renderer.language)
-            message = with_lines(message, lines)
+        message = await self._root_message(ticket, first)
         event_id = await self._send(Where(room_id, reply_to=reply_to), message, part)
         thread = chat.Thread(ticket.number, queue, room_id, event_id)
         async with self.repository.connection() as conn:
             await chat.record_thread(conn, thread, self.clock.now())
         return thread
 
+    async def _root_message(
+        self, ticket: Ticket, first: Entry | None, *, moved: chat.Thread | None = None
+    ) -> Message:
+        """A ticket's root message as the ticket is now: its state, active flags, whether it
+        was reopened, the plugins' lines and the first lines of `first`. With `moved` (the
+        new root after a move) it ends with a link to where the thread continues."""
+        async with self.repository.reading() as view:
+            flags = active_flags(await view.entries_of(ticket.number, [EntryKind.FLAG.value]))
+            last_status = await view.last_entry(ticket.number, [EntryKind.STATUS.value])
+        reopened = (
+            ticket.status is Status.OPEN
+            and last_status is not None
+            and last_status.data.get("from") in (Status.RESOLVED.value, Status.REJECTED.value)
+        )
+        message = self.renderer.root(ticket, first, flags, reopened=reopened)
+        if self.contributions is not None:
+            lines = await self.contributions.root_lines(ticket, self.renderer.language)
+            message = with_lines(message, lines)
+        if moved is not None:
+            link = permalink(moved.room_id, moved.root_event_id)
+            message = self.renderer.with_moved_line(message, ticket, moved.queue, link)
+        return message
+
+    async def _first(self, number: int) -> Entry | None:
+        """The entry a root quotes: the ticket's first mail or comment."""
+        async with self.repository.reading() as view:
+            history = await view.history(number)
+        return next((e for e in history if e.kind in (EntryKind.MAIL_IN, EntryKind.COMMENT)), None)
+
+    async def _root_edit(self, item: OutboxItem) -> None:
+        """Edit the ticket's current root message to show the ticket as it is now (the row
+        stands for every change since it was queued). One edit per row: part 1, its
+        transaction id making a retry return the first edit."""
+        async with self.repository.reading() as view:
+            ticket = await view.get_ticket(item.ticket_id)
+            thread = await chat.current_thread(view.conn, item.ticket_id)
+            part = _Parts(item.id, await chat.posted(view.conn, item.id))
+        if ticket is None:
+            raise PermanentFailure(f"ticket {item.ticket_id} does not exist")
+        if thread is None:
+            return  # no root (its queue has no room): nothing to edit
+        message = await self._root_message(ticket, await self._first(ticket.number))
+        await self._post(
+            part, thread.room_id, "m.room.message", edit_content(message, thread.root_event_id)
+        )
+
     async def _move(
         self, ticket: Ticket, entry: Entry, thread: chat.Thread | None, part: _Parts
     ) -> chat.Thread | None:
+        """A move: the new root in the new queue's room, then, in the old thread, a pointer
+        saying who moved it with a link to the new root, and the old root edited to say
+        where the ticket went (scanning the old room no longer shows it as its own)."""
         old_queue, new_queue = entry.data.get("from"), entry.data.get("to")
+        first = await self._first(ticket.number)
+        new = await self._new_root(ticket, new_queue, first, part, None)
         if thread is not None:
-            pointer = self.renderer.moved_pointer(ticket, old_queue, new_queue)
+            link = permalink(new.room_id, new.root_event_id) if new is not None else None
+            pointer = self.renderer.moved_pointer(
+                ticket, old_queue, new_queue, by=entry.actor, link=link
+            )
             await self._send(Where(thread.room_id, thread.root_event_id), pointer, part)
-        async with self.repository.reading() as view:
-            history = await view.history(ticket.number)
-        first = next((e for e in history if e.kind in (EntryKind.MAIL_IN, EntryKind.COMMENT)), None)
-        return await self._new_root(ticket, new_queue, first, part, None) or thread
+            if new is not None:
+                old_root = await self._root_message(ticket, first, moved=new)
+                await self._post(
+                    part,
+                    thread.room_id,
+                    "m.room.message",
+                    edit_content(old_root, thread.root_event_id),
+                )
+        return new or thread
 
     async def _alert(self, ticket: Ticket, alert: Entry, thread: chat.Thread, part: _Parts) -> None:
         since = alert.data.get("since")
@@ -506,6 +563,15 @@ def plain_message(text: str) -> Message:
     """Plain text as a message: the body as given, the HTML escaped line by line (no markup,
     no pills, no links of its own)."""
     return Message(text, "<br>".join(html_escape(line) for line in text.splitlines()))
+def permalink(room_id: str, event_id: str) -> str:
+    """A matrix.to link to an event (the ids percent-encoded where they need it, and the
+    room's server as the server to ask, so clients not in the room can find it)."""
+    server = room_id.partition(":")[2]
+    safe = "!$:@"
+    link = f"https://matrix.to/#/{quote(room_id, safe=safe)}/{quote(event_id, safe=safe)}"
+    return f"{link}?via={quote(server, safe='')}" if server else link
+
+
 
 
 def _same_thread(origin: dict, thread: chat.Thread) -> bool:

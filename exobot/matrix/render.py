@@ -18,6 +18,7 @@ from exobot.core.languages import N_
 from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.core.text import mail_text, one_line
 from exobot.i18n import say
+from exobot.core.waiting import Waiting, waiting_on
 from exobot.wording import (
     _ALERT,
     _STATUS_ORDER,
@@ -51,20 +52,33 @@ class Renderer(Wording):
     # -- thread messages -------------------------------------------------------------
 
     def root(
-        self, ticket: Ticket, first: Entry | None, flags: Sequence[ActiveFlag] = ()
+        self,
+        ticket: Ticket,
+        first: Entry | None,
+        flags: Sequence[ActiveFlag] = (),
+        *,
+        reopened: bool = False,
     ) -> Message:
-        """The root message of a ticket's thread: metadata, its active flags and the first
-        lines of its text."""
+        """The root message of a ticket's thread, kept current by edits: reference and title;
+        status (marked when `reopened`), owner, queue and whose move it is, so a glance at
+        the room tells what is taken, done or waiting; the requestor, the active flags and
+        the first lines of its text."""
         b = _Builder()
         b.line(self._header(ticket))
-        meta = [
-            self._t("Requestor: {requestor}", requestor=ticket.requestor),
-            self._t("Queue: {queue}", queue=ticket.queue),
-            self._t("Status: {status}", status=self._status(ticket.status)),
-        ]
-        if ticket.owner:
-            meta.append(self._t("Owner: {owner}", owner=ticket.owner))
-        b.line((" · ".join(p for p, _ in meta), " · ".join(h for _, h in meta)))
+        # A reopened ticket says so in place of its status word (it is open again).
+        label = self._say("reopened") if reopened else self._status(ticket.status)
+        icon = "🔄" if reopened else ROOT_STATUS_ICONS.get(ticket.status, "")
+        plain, rich = self._t("Status: {status}", status=f"{icon} {label}".strip())
+        state = [(plain, f"<b>{rich}</b>")]
+        state.append(self._t("Owner: {owner}", owner=self._owner(ticket.owner)))
+        state.append(self._t("Queue: {queue}", queue=ticket.queue))
+        whose = waiting_on(ticket)
+        waiting = self.waiting(whose)
+        if waiting:
+            marker = ROOT_WAITING_ICONS[whose]
+            state.append((f"{marker} {waiting}", f"{marker} {_esc(waiting)}"))
+        b.line((" · ".join(p for p, _ in state), " · ".join(h for _, h in state)))
+        b.line(self._t("Requestor: {requestor}", requestor=ticket.requestor))
         for flag in flags:
             b.line(self.flag_line(flag))
         if first is not None:
@@ -150,11 +164,20 @@ class Renderer(Wording):
             b.line(self._alert(ticket, _since(entry.created_at, ticket.created_at)))
         return b
 
-    def moved_pointer(self, ticket: Ticket, old_queue: str, new_queue: str) -> Message:
-        """Posted in the old thread: the ticket moved to another queue and room."""
-        return Message(
-            *self._t(
-                "➡️ {ticket} moved from queue {old} to queue {new}. The thread continues in the {new} room.",
+    def moved_pointer(
+        self,
+        ticket: Ticket,
+        old_queue: str,
+        new_queue: str,
+        *,
+        by: str | None = None,
+        link: str | None = None,
+    ) -> Message:
+        """Posted in the old thread: who moved the ticket to another queue, and (`link`, a
+        matrix.to permalink of the new root) where its thread continues."""
+        if by is None:
+            head = self._t(
+                "➡️ {ticket} moved from queue {old} to queue {new}.",
                 ticket=self._ref(ticket),
                 old=old_queue,
                 new=new_queue,
@@ -186,7 +209,24 @@ class Renderer(Wording):
             "⏰ {ticket} has been stalled for {duration}. Pick it up again or close it? !open {ticket} · !resolve {ticket}",
             ticket=self._ref(ticket),
             duration=self._duration(stalled_for),
-        )
+        else:
+            head = self._t(
+                "➡️ {actor} moved {ticket} from queue {old} to queue {new}.",
+                actor=self._owner(by),
+                ticket=self._ref(ticket),
+                old=old_queue,
+                new=new_queue,
+            )
+        if link is None:
+            tail = self._t("The thread continues in the {new} room.", new=new_queue)
+        else:
+            tail = self._t("The thread continues here: {link}", link=_link(link))
+        return Message(f"{head[0]} {tail[0]}", f"{head[1]} {tail[1]}")
+
+    def with_moved_line(self, message: Message, ticket: Ticket, queue: str, link: str) -> Message:
+        """An old root message after a move: what it showed, then where the ticket went."""
+        moved = self._t("➡️ Moved to queue {queue}: {link}", queue=queue, link=_link(link))
+        return Message(f"{message.body}\n{moved[0]}", f"{message.html}<br>{moved[1]}")
 
     def alert(self, ticket: Ticket, waited: timedelta) -> Message:
         """In the ticket's thread: still new after `waited`, nobody took it."""
@@ -522,3 +562,16 @@ class Renderer(Wording):
 
 
 __all__ = ["Message", "Renderer", "format_ago", "format_duration"]
+
+
+def _link(url: str) -> _Rich:
+    """A link the bot made itself (a matrix.to permalink): the address as its own text."""
+    return _Rich(url, f'<a href="{_esc(url)}">{_esc(url)}</a>')
+
+
+# Before whose move it is in a root message: ours stands out, the member's is calm.
+ROOT_WAITING_ICONS = {Waiting.US: "⏳", Waiting.MEMBER: "✉️"}
+# Before the status word of a closed ticket in its root message: done at a glance.
+ROOT_STATUS_ICONS = {Status.RESOLVED: "✅", Status.REJECTED: "🚫"}
+# The catalog's word for a ticket open again after it was closed.
+REOPENED = N_("reopened")

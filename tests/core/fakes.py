@@ -34,6 +34,7 @@ class OutboxRow:
     payload: dict[str, Any]
     template: str | None
     recipient: str | None
+    due: datetime | None = None  # set for rows queued with queue_later
 
 
 @dataclass
@@ -210,6 +211,24 @@ class FakeUnitOfWork:
         self._maybe_fail("queue_outbox")
         row = OutboxRow(
             self._repo.outbox_ids.next(), kind, ticket, copy.deepcopy(payload), template, recipient
+        )
+        self.state.outbox.append(row)
+        return row.id
+
+    async def queue_later(
+        self, kind: str, ticket: int, payload: dict[str, Any], *, key: str, due: datetime
+    ) -> int:
+        """Like the database's: coalesced with the last row of that kind, ticket and key (the
+        fakes deliver nothing, so every such row is still waiting)."""
+        self._maybe_fail("queue_outbox")
+        template = f"later:{key}"
+        for row in reversed(self.state.outbox):
+            if (row.kind, row.ticket, row.template) == (kind, ticket, template):
+                row.due = max(row.due or due, due)
+                row.payload = copy.deepcopy(payload)
+                return row.id
+        row = OutboxRow(
+            self._repo.outbox_ids.next(), kind, ticket, copy.deepcopy(payload), template, None, due
         )
         self.state.outbox.append(row)
         return row.id

@@ -13,6 +13,7 @@ from exobot.core import intents as i
 from exobot.core.model import Actor, EntryKind, Status
 from exobot.core.service import (
     CHAT,
+    ROOT_EDIT,
     AlreadyHandled,
     InvalidRequest,
     NotAllowed,
@@ -41,7 +42,20 @@ class ChatWorld:
         return (await self.service.apply(Actor.member(MEMBER), intent)).ticket
 
     def posts(self, number: int | None = None):
-        return [row for row in self.repo.outbox(number) if row.kind == CHAT]
+        """The ticket's chat posts (not the root edits queued for later)."""
+        return [
+            row
+            for row in self.repo.outbox(number)
+            if row.kind == CHAT and row.payload.get("type") != ROOT_EDIT
+        ]
+
+    def root_edits(self, number: int | None = None):
+        """The rows that will edit the ticket's root message."""
+        return [
+            row
+            for row in self.repo.outbox(number)
+            if row.kind == CHAT and row.payload.get("type") == ROOT_EDIT
+        ]
 
 
 @pytest.fixture
@@ -201,3 +215,48 @@ async def test_refusing_a_non_operator_has_a_code(world):
     with pytest.raises(NotAllowed) as raised:
         await world.service.apply(Actor.member(MEMBER), i.Take(number))
     assert raised.value.code == "not_operator"
+
+
+# -- root edits --------------------------------------------------------------------------
+
+
+async def test_a_new_ticket_queues_no_root_edit(world):
+    number = await world.new_ticket()
+    assert world.root_edits(number) == []
+
+
+async def test_a_burst_of_changes_queues_one_root_edit_due_after_the_last(world):
+    number = await world.new_ticket()
+    changes = [
+        i.Take(number),
+        i.SetTitle(number, "Sense connexió a Gràcia"),
+        i.Reply(number, "Ho mirem."),
+        i.SetStatus(number, Status.STALLED),
+        i.SetStatus(number, Status.OPEN),
+    ]
+    for change in changes:
+        world.clock.advance(seconds=1)
+        await world.service.apply(OPERATOR, change)
+    [edit] = world.root_edits(number)
+    assert edit.payload == {"type": ROOT_EDIT}
+    assert edit.due == world.clock.now() + SETTINGS.root_edit_after
+    assert SETTINGS.root_edit_after == timedelta(seconds=5)
+    assert len(world.posts(number)) == 1 + len(changes)  # each change still posted at once
+
+
+async def test_comments_and_moves_leave_the_root_alone(world):
+    number = await world.new_ticket()
+    await world.service.apply(OPERATOR, i.Comment(number, "Truco demà"))
+    await world.service.apply(OPERATOR, i.Move(number, "tresoreria"))  # posts a new root
+    assert world.root_edits(number) == []
+    await world.service.apply(
+        Actor.member(MEMBER), i.ReceiveMail(mail(), i.MailClass.MEMBER, number)
+    )
+    assert len(world.root_edits(number)) == 1  # now it waits for us again
+
+
+async def test_no_root_edit_without_chat():
+    world = ChatWorld(announce=False)
+    number = await world.new_ticket()
+    await world.service.apply(OPERATOR, i.Take(number))
+    assert world.root_edits(number) == []
