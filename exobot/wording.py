@@ -50,13 +50,13 @@ STATUS_WORDS: dict[str, str] = {
     "rejected": N_("rejected"),
 }
 
-#: Error and refusal sentences, by the service's or the parser's error code.
 #: Whose move it is (exobot.core.waiting.Waiting values), in words; NOBODY says nothing.
 WAITING_WORDS: dict[str, str] = {
     "us": N_("waiting for us"),
     "member": N_("waiting for the member"),
 }
 
+#: Error and refusal sentences, by the service's or the parser's error code.
 ERRORS: dict[str, str] = {
     "unknown_command": N_("I don't know the command !{command}. Type !help to see the commands."),
     "missing_reference": N_(
@@ -406,6 +406,11 @@ class Wording:
     def _time(self, moment: datetime) -> str:
         return _as_utc(moment).astimezone(self.timezone).strftime("%Y-%m-%d %H:%M")
 
+    def waiting(self, waiting: object) -> str:
+        """Whose move it is, in words ("waiting for us"); empty for a closed ticket."""
+        word = WAITING_WORDS.get(str(getattr(waiting, "value", waiting) or ""))
+        return self._say(word) if word is not None else ""
+
     def _owner(self, owner: str | None) -> str:
         return owner if owner else say(self.language, "nobody")
 
@@ -435,11 +440,6 @@ class Wording:
             count,
             names=one_line(", ".join(names), 300),
         )
-
-    def waiting(self, waiting: object) -> str:
-        """Whose move it is, in words ("waiting for us"); empty for a closed ticket."""
-        word = WAITING_WORDS.get(str(getattr(waiting, "value", waiting) or ""))
-        return self._say(word) if word is not None else ""
 
     def flag_line(self, flag: ActiveFlag) -> tuple[str, str]:
         """One active flag as a line: "🚩 " and its note (its code when it has none)."""

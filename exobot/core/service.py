@@ -89,17 +89,20 @@ class ServiceSettings:
     stalled_every: timedelta | None = timedelta(days=7)
     # Whether changes are announced in chat (an outbox row per change for the chat worker).
     announce: bool = False
-    # privacy.mask: operators' texts (new tickets, titles, comments) are stored masked too.
     # The ticket's root message in chat is edited this long after its last change (a burst
     # of changes makes one edit).
     root_edit_after: timedelta = timedelta(seconds=5)
+    # privacy.mask: operators' texts (new tickets, titles, comments) are stored masked too.
+    mask: bool = True
+    # mail.ack_limit_per_day: the advice about sensitive data counts with acknowledgements.
+    ack_limit_per_day: int | None = None
+    # privacy.mask: operators' texts (new tickets, titles, comments) are stored masked too.
     mask: bool = True
     # mail.ack_limit_per_day: the advice about sensitive data counts with acknowledgements.
     ack_limit_per_day: int | None = None
 
 
 CHAT = "chat"  # outbox kind of chat posts
-
 ROOT_EDIT = "root_edit"  # the chat row that edits a ticket's root message (type and key)
 # Changes that alter what a ticket's root message shows: status, owner, title, flags, and
 # whose move it is (a member's mail, our reply or notice). A move posts a new root itself.
@@ -114,6 +117,7 @@ ROOT_KINDS = frozenset(
         EntryKind.ACCEPTED,
     }
 )
+
 
 @dataclass
 class Outcome:
@@ -912,6 +916,19 @@ class _Step:
                 await self.uow.update_ticket(ticket, title_changed=ticket.title != stored.title)
             if entries and self.settings.announce:
                 await self._announce(number, entries)
+                if number not in self._created and any(
+                    entry.kind in ROOT_KINDS
+                    for entry in self.entries
+                    if entry.ticket_number == number
+                ):
+                    # A new root shows the ticket as it is; a changed one is edited later.
+                    await self.uow.queue_later(
+                        CHAT,
+                        number,
+                        {"type": ROOT_EDIT},
+                        key=ROOT_EDIT,
+                        due=self.now + self.settings.root_edit_after,
+                    )
 
     async def _announce(self, number: int, entries: list[int]) -> None:
         """One chat post per change and ticket, in the change's transaction, so a crash after
@@ -942,19 +959,6 @@ def _stored_address(text: str) -> str:
     """An address as participants are stored: canonical when it is usable, else lowercased."""
     try:
         return normalize_address(text)
-                if number not in self._created and any(
-                    entry.kind in ROOT_KINDS
-                    for entry in self.entries
-                    if entry.ticket_number == number
-                ):
-                    # A new root shows the ticket as it is; a changed one is edited later.
-                    await self.uow.queue_later(
-                        CHAT,
-                        number,
-                        {"type": ROOT_EDIT},
-                        key=ROOT_EDIT,
-                        due=self.now + self.settings.root_edit_after,
-                    )
     except BadAddress:
         return text.strip().lower()[:254]
 

@@ -17,8 +17,8 @@ from exobot.core.flags import ActiveFlag
 from exobot.core.languages import N_
 from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.core.text import mail_text, one_line
-from exobot.i18n import say
 from exobot.core.waiting import Waiting, waiting_on
+from exobot.i18n import say
 from exobot.wording import (
     _ALERT,
     _STATUS_ORDER,
@@ -182,7 +182,24 @@ class Renderer(Wording):
                 old=old_queue,
                 new=new_queue,
             )
-        )
+        else:
+            head = self._t(
+                "➡️ {actor} moved {ticket} from queue {old} to queue {new}.",
+                actor=self._owner(by),
+                ticket=self._ref(ticket),
+                old=old_queue,
+                new=new_queue,
+            )
+        if link is None:
+            tail = self._t("The thread continues in the {new} room.", new=new_queue)
+        else:
+            tail = self._t("The thread continues here: {link}", link=_link(link))
+        return Message(f"{head[0]} {tail[0]}", f"{head[1]} {tail[1]}")
+
+    def with_moved_line(self, message: Message, ticket: Ticket, queue: str, link: str) -> Message:
+        """An old root message after a move: what it showed, then where the ticket went."""
+        moved = self._t("➡️ Moved to queue {queue}: {link}", queue=queue, link=_link(link))
+        return Message(f"{message.body}\n{moved[0]}", f"{message.html}<br>{moved[1]}")
 
     def opened(self, ticket: Ticket) -> Message:
         """The answer to `!new` typed away from the new ticket's room."""
@@ -209,24 +226,7 @@ class Renderer(Wording):
             "⏰ {ticket} has been stalled for {duration}. Pick it up again or close it? !open {ticket} · !resolve {ticket}",
             ticket=self._ref(ticket),
             duration=self._duration(stalled_for),
-        else:
-            head = self._t(
-                "➡️ {actor} moved {ticket} from queue {old} to queue {new}.",
-                actor=self._owner(by),
-                ticket=self._ref(ticket),
-                old=old_queue,
-                new=new_queue,
-            )
-        if link is None:
-            tail = self._t("The thread continues in the {new} room.", new=new_queue)
-        else:
-            tail = self._t("The thread continues here: {link}", link=_link(link))
-        return Message(f"{head[0]} {tail[0]}", f"{head[1]} {tail[1]}")
-
-    def with_moved_line(self, message: Message, ticket: Ticket, queue: str, link: str) -> Message:
-        """An old root message after a move: what it showed, then where the ticket went."""
-        moved = self._t("➡️ Moved to queue {queue}: {link}", queue=queue, link=_link(link))
-        return Message(f"{message.body}\n{moved[0]}", f"{message.html}<br>{moved[1]}")
+        )
 
     def alert(self, ticket: Ticket, waited: timedelta) -> Message:
         """In the ticket's thread: still new after `waited`, nobody took it."""
