@@ -76,6 +76,13 @@ def is_room_notice(source: dict) -> bool:
     return "org.exo.exobot.room_notice" in (source.get("content") or {})
 
 
+def is_edit(source: dict) -> bool:
+    """Whether the event edits another (`m.replace`): a client shows it in place of the
+    original, not as a message of its own (exobot keeps its root messages current so)."""
+    relates = (source.get("content") or {}).get("m.relates_to") or {}
+    return relates.get("rel_type") == "m.replace"
+
+
 def reply_to_of(source: dict) -> str | None:
     """The event id in `m.in_reply_to`, if any."""
     relates = (source.get("content") or {}).get("m.relates_to") or {}

@@ -204,9 +204,14 @@ class ChatSender(OutboxWorker):
             lines = await self.contributions.root_lines(ticket, self.renderer.language)
             message = with_lines(message, lines)
         if moved is not None:
-            link = permalink(moved.room_id, moved.root_event_id)
+            link = permalink(moved.room_id, moved.root_event_id, self._server)
             message = self.renderer.with_moved_line(message, ticket, moved.queue, link)
         return message
+
+    @property
+    def _server(self) -> str | None:
+        """The bot's homeserver name (its user id's server): it is in every queue room."""
+        return (getattr(self.client.nio, "user_id", "") or "").partition(":")[2] or None
 
     async def _first(self, number: int) -> Entry | None:
         """The entry a root quotes: the ticket's first mail or comment."""
@@ -241,7 +246,7 @@ class ChatSender(OutboxWorker):
         first = await self._first(ticket.number)
         new = await self._new_root(ticket, new_queue, first, part, None)
         if thread is not None:
-            link = permalink(new.room_id, new.root_event_id) if new is not None else None
+            link = permalink(new.room_id, new.root_event_id, self._server) if new else None
             pointer = self.renderer.moved_pointer(
                 ticket, old_queue, new_queue, by=entry.actor, link=link
             )
@@ -559,19 +564,20 @@ def with_lines(message: Message, lines: list[str]) -> Message:
     return Message(body, html)
 
 
-def plain_message(text: str) -> Message:
-    """Plain text as a message: the body as given, the HTML escaped line by line (no markup,
-    no pills, no links of its own)."""
-    return Message(text, "<br>".join(html_escape(line) for line in text.splitlines()))
-def permalink(room_id: str, event_id: str) -> str:
-    """A matrix.to link to an event (the ids percent-encoded where they need it, and the
-    room's server as the server to ask, so clients not in the room can find it)."""
-    server = room_id.partition(":")[2]
+def permalink(room_id: str, event_id: str, via: str | None = None) -> str:
+    """A matrix.to link to an event (the ids percent-encoded where they need it) with a
+    server to ask, so clients can find the room: the room id's own, or `via` (recent room
+    versions' ids name no server)."""
+    server = room_id.partition(":")[2] or via
     safe = "!$:@"
     link = f"https://matrix.to/#/{quote(room_id, safe=safe)}/{quote(event_id, safe=safe)}"
     return f"{link}?via={quote(server, safe='')}" if server else link
 
 
+def plain_message(text: str) -> Message:
+    """Plain text as a message: the body as given, the HTML escaped line by line (no markup,
+    no pills, no links of its own)."""
+    return Message(text, "<br>".join(html_escape(line) for line in text.splitlines()))
 
 
 def _same_thread(origin: dict, thread: chat.Thread) -> bool:

@@ -89,6 +89,9 @@ def test_permalink_encodes_ids_and_names_the_server():
     assert LINK == "https://matrix.to/#/!abc:example.org/$ev-1_x?via=example.org"
     odd = permalink("!a/b?c:example.org", "$e#f")
     assert "/#/!a%2Fb%3Fc:example.org/$e%23f?via=example.org" in odd
+    # Room version 12 ids name no server: the bot's own is asked.
+    assert permalink("!abc", "$e", "example.org").endswith("/#/!abc/$e?via=example.org")
+    assert permalink("!abc", "$e") == "https://matrix.to/#/!abc/$e"
 
 
 def test_edit_content_replaces_the_root_and_pings_nobody():
