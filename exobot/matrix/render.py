@@ -430,12 +430,19 @@ class Renderer(Wording):
                 b.line(extra)
         return b.build()
 
+    def _list_status(self, ticket: Ticket) -> str:
+        """A ticket's status in a list, with whose move it is ("open · ⏳ waiting for us")."""
+        whose = waiting_on(ticket)
+        waiting = self.waiting(whose)
+        status = self._status(ticket.status)
+        return f"{status} · {ROOT_WAITING_ICONS[whose]} {waiting}" if waiting else status
+
     def _ticket_items(self, tickets: Sequence[Ticket], now: datetime) -> list[tuple[str, str]]:
         return [
             self._t(
                 "{ticket} · {status} · {queue} · {owner} · {age} · {title}",
                 ticket=self._ref(ticket, bold=True),
-                status=self._status(ticket.status),
+                status=self._list_status(ticket),
                 queue=ticket.queue,
                 owner=self._owner(ticket.owner),
                 age=self._duration(_since(now, ticket.created_at)),

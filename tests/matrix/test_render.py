@@ -621,7 +621,7 @@ def test_ticket_list_catalan() -> None:
     message = Renderer("ca").ticket_list([make_ticket()], 3, NOW)
     assert message.body.split("\n") == [
         "3 tickets:",
-        "• suport#3 · nou · suport · ningú · 5 h · No em funciona internet",
+        "• suport#3 · nou · ⏳ ens toca · suport · ningú · 5 h · No em funciona internet",
         "… i 2 més",
     ]
     assert Renderer("ca").ticket_list([], 0, NOW).body == "Cap ticket"

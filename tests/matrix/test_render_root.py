@@ -103,3 +103,13 @@ def test_edit_content_replaces_the_root_and_pings_nobody():
     assert content["body"] == f"* {message.body}"
     assert content["m.mentions"] == {} and content["m.new_content"]["m.mentions"] == {}
     assert "m.relates_to" not in content["m.new_content"]
+
+
+def test_list_lines_say_whose_move_it_is(renderer):
+    answered = replace(TICKET, number=8, last_answer_at=T0 + timedelta(minutes=1))
+    closed = replace(TICKET, number=9, status=Status.RESOLVED)
+    lines = renderer.ticket_list([TICKET, answered, closed], 3, T0).body.split("\n")[1:]
+    us, member = (say(renderer.language, WAITING_WORDS[w]) for w in (Waiting.US, Waiting.MEMBER))
+    assert f"⏳ {us}" in lines[0] and member not in lines[0]
+    assert f"✉️ {member}" in lines[1]
+    assert "⏳" not in lines[2] and "✉️" not in lines[2]
