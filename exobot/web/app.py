@@ -29,11 +29,17 @@ def create_app(context: WebContext) -> FastAPI:
     app.include_router(pages.router)
     app.mount("/api/v1", api.create_api(context), name="api")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     app.add_exception_handler(LoginRequired, _to_login)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(SecurityHeaders, secure=context.settings.secure, csp=context.settings.csp)
     return app
+
+
+async def _favicon() -> Response:
+    """Browsers that ask for /favicon.ico get the page's icon (an SVG)."""
+    return RedirectResponse("/static/favicon.svg", status_code=301)
 
 
 async def _to_login(request: Request, error: LoginRequired) -> Response:

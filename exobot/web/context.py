@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from ipaddress import IPv4Network, IPv6Network
 
 from exobot.core.actions import ActionRegistry, default_registry
+from exobot.core.people import IdOnly, People
 from exobot.core.service import TicketService
 from exobot.db.repository import SqlRepository
 
@@ -43,6 +44,10 @@ async def no_matrix(user: str, password: str) -> str | None:
     return None
 
 
+def _no_operators() -> list[tuple[str, str]]:
+    return []
+
+
 async def _no_retry(inbound_id: int) -> str:
     raise RuntimeError("mail processing is not available here")
 
@@ -53,7 +58,8 @@ class WebContext:
 
     `is_operator(user_id)` is the same rule as chat; `check_password(user, password)` asks the
     homeserver and returns the canonical Matrix id or None; `retry_mail(id)` processes a
-    quarantined mail again and returns its new state; `actions` is the action registry.
+    quarantined mail again and returns its new state; `actions` is the action registry;
+    `people` names Matrix ids; `operators()` lists who may own tickets.
     """
 
     settings: WebSettings
@@ -68,6 +74,11 @@ class WebContext:
     actions: ActionRegistry = field(default_factory=default_registry)
     # The plugins' panels of a ticket page: `await panels(ticket, language)` → [Panel].
     panels: Callable[..., Awaitable[list]] | None = None
+    # People's display names (the Matrix rooms'); without Matrix, ids as they are.
+    people: People = field(default_factory=IdOnly)
+    # The operators a ticket may be given to, as (Matrix id, display name); empty: the
+    # give field is a free-text Matrix id.
+    operators: Callable[[], list[tuple[str, str]]] = _no_operators
 
     def __post_init__(self) -> None:
         if self.now is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
@@ -19,7 +20,7 @@ from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
 from exobot.core.actions import ActionRefused, Answer, Channel
-from exobot.core.intents import Origin, RevealOriginal
+from exobot.core.intents import Origin, RevealOriginal, SetStatus
 from exobot.core.languages import N_
 from exobot.core.model import Actor, Entry, EntryKind, Status
 from exobot.core.service import AlreadyHandled, ServiceError, TicketNotFound
@@ -33,7 +34,7 @@ from exobot.web.deps import FormOperator, PageOperator
 from exobot.web.downloads import download
 from exobot.web.forms import action_forms, generated_actions
 from exobot.web.templating import Speaker, language, render
-from exobot.web.words import ACTION_DONE, INBOUND_STATES, OUTBOX_WORDS
+from exobot.web.words import ACTION_DONE, DONE, INBOUND_STATES, OUTBOX_WORDS
 from exobot.web.words import QUARANTINE_DONE as QUARANTINE_NOTICES
 from exobot.wording import Wording
 
@@ -52,6 +53,11 @@ CORRESPONDENCE = {
 }
 SUBJECT_CHARS = 300
 SET_STATUSES = tuple(s for s in Status if s is not Status.NEW)  # an operator never sets new
+# The history's last entries shown open; the earlier ones are folded (one click away), so the
+# reply box sits near the top of a long ticket.
+RECENT_ENTRIES = 3
+# What "reply and …" may set after the reply, in one step.
+THEN_STATUSES = {Status.RESOLVED.value: Status.RESOLVED, Status.STALLED.value: Status.STALLED}
 QUARANTINE_DONE = tuple(QUARANTINE_NOTICES)
 
 
@@ -73,7 +79,9 @@ def _renderer(request: Request) -> Wording:
     ctx = context(request)
     settings = ctx.settings
     # The exobot's registry: an error about a plugin's action names it in its own words.
-    return Wording(language(request), settings.prefix, settings.timezone, ctx.actions)
+    return Wording(
+        language(request), settings.prefix, settings.timezone, ctx.actions, people=ctx.people
+    )
 
 
 def error_text(request: Request, code: str, params: Mapping[str, object]) -> str:
@@ -107,7 +115,7 @@ def list_url(**params: object) -> str:
 async def dashboard(request: Request, operator: PageOperator) -> Response:
     """The overview: new tickets first, then counts, the oldest waiting and the stalled."""
     ctx = context(request)
-    figures = await queries.dashboard(ctx.repository, ctx.settings.queues)
+    figures = await queries.dashboard(ctx.repository, ctx.settings.queues, operator.user_id)
     return render(
         request,
         "dashboard.html",
@@ -164,9 +172,28 @@ async def ticket_list(request: Request, operator: PageOperator) -> Response:
         pages=pages,
         statuses=list(Status),
         orders=queries.ORDERS,
+        filtering=_filtering(Speaker(request), wanted, owner),
         pending_url=list_url(status=[Status.NEW.value, Status.OPEN.value]),
         mine_url=list_url(status=[Status.NEW.value, Status.OPEN.value], owner="mine"),
     )
+
+
+def _filtering(speaker: Speaker, wanted: queries.TicketFilter, owner: str) -> str:
+    """The filters in force, in a few words (the folded filter panel's summary)."""
+    parts = []
+    if wanted.queue:
+        parts.append(wanted.queue)
+    if wanted.statuses:
+        parts.append(", ".join(speaker.status(s) for s in wanted.statuses))
+    if owner == "mine":
+        parts.append(speaker.t(N_("Mine")))
+    elif owner == "none":
+        parts.append(speaker.t(N_("No owner")))
+    elif owner:
+        parts.append(speaker.person(owner))
+    if wanted.words:
+        parts.append(f"“{wanted.words}”")
+    return " · ".join(parts)
 
 
 def _owner_choice(request: Request, wanted: queries.TicketFilter) -> str:
@@ -200,10 +227,20 @@ class EntryView:
         return str(self.entry.kind)
 
 
+def _without_emoji(headline: str) -> str:
+    """A headline without the leading emoji chat uses (✉, 📨…): they need a font not every
+    browser has; the page marks the entry's kind with its own icon and colours."""
+    stripped = headline.lstrip()
+    while stripped and unicodedata.category(stripped[0]) in ("So", "Sk", "Mn", "Cf"):
+        stripped = stripped[1:].lstrip()
+    return stripped or headline
+
+
 def _entry_views(renderer: Wording, view: queries.TicketView) -> list[EntryView]:
     shown = []
     for entry in view.history:
         headline, text = renderer.entry_line(view.ticket, entry)
+        headline = _without_emoji(headline)
         if entry.kind in CORRESPONDENCE:
             group = "correspondence"
         elif entry.kind is EntryKind.COMMENT:
@@ -283,15 +320,28 @@ async def _ticket_page(
         error=error,
         error_in_form=failed in forms or any(form.name == failed for form in more),
         fields=fields or {},
-        done=done if done in actions.ACTIONS else None,
+        done=done if done in actions.ACTIONS or done in DONE else None,
         notice=notice,
         nonce=new_nonce,
         queues=ctx.settings.queues,
         set_statuses=SET_STATUSES,
         here=f"/tickets/{number}",  # a refused form's page is at the form's URL: come back here
         panels=panels,
+        recent=RECENT_ENTRIES,
+        operators=_operators(ctx),
         revealed=revealed or {},
     )
+
+
+def _operators(ctx) -> list[tuple[str, str]]:
+    """The operators a ticket may be given to, (Matrix id, display name), by name; a failure
+    to list them leaves the free-text field (logged), never a broken page."""
+    try:
+        found = list(ctx.operators())
+    except Exception:
+        log.exception("listing the operators failed")
+        return []
+    return sorted(found, key=lambda pair: (pair[1].casefold(), pair[0]))
 
 
 def _no_such_ticket(request: Request, operator: Operator, number: int) -> Response:
@@ -405,6 +455,28 @@ async def ticket_action(
         )
     if isinstance(done, Answer):
         return await _ticket_page(request, operator, number, notice=done.body)
+    then = THEN_STATUSES.get(fields.get("then", "")) if action == "reply" else None
+    if then is not None:
+        # "Reply and resolve/stall": the status change is an intent of its own, after the reply
+        # (its own idempotency key); when it is refused, the reply stays sent and the page says
+        # so next to the refusal.
+        key = _key(fields)
+        try:
+            await actions.perform(
+                ctx, operator.user_id, SetStatus(number, then), f"{key}:then" if key else None
+            )
+        except ServiceError as refused:
+            return await _ticket_page(
+                request,
+                operator,
+                number,
+                status_code=409,
+                error=Speaker(request).t(
+                    N_("The reply was sent, but the status was not changed: {reason}"),
+                    reason=error_text(request, refused.code, refused.params),
+                ),
+            )
+        return RedirectResponse(f"/tickets/{number}?done=reply_{then.value}#done", status_code=303)
     return RedirectResponse(f"/tickets/{number}?done={action}#done", status_code=303)
 
 

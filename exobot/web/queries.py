@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
+
 from exobot.core.flags import ActiveFlag, active_flags
-from exobot.core.model import Entry, Status, Ticket
+from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.core.search import check_page
-from exobot.db.repository import AttachmentMeta, SqlRepository
+from exobot.core.waiting import Waiting, waiting_on
+from exobot.db.repository import AttachmentMeta, SqlReader, SqlRepository
+from exobot.db.tables import EntryRow
 
 PER_PAGE = 50
 MAX_PER_PAGE = 200
@@ -16,6 +20,11 @@ ORDERS = ("newest", "oldest", "updated")
 WAITING = (Status.NEW, Status.OPEN)
 DASHBOARD_OLDEST = 10
 DASHBOARD_STALLED = 10
+DASHBOARD_MINE = 20
+# A volunteer's own tickets: everything not closed.
+MINE = (Status.NEW, Status.OPEN, Status.STALLED)
+# The most tickets with pending unverified mail the dashboard names one by one.
+DASHBOARD_UNVERIFIED = 20
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,14 @@ class TicketPage:
     tickets: list[Ticket]
     total: int
     filter: TicketFilter
+    # The numbers of the shown tickets that hold mail from an unverified sender, not accepted.
+    unverified: frozenset[int] = frozenset()
+    # Every ticket holding such mail (the list names them above the filters).
+    unverified_all: tuple[int, ...] = ()
+
+    def waiting(self, ticket: Ticket) -> Waiting:
+        """Whose move it is on `ticket` (exobot.core.waiting)."""
+        return waiting_on(ticket)
 
     @property
     def pages(self) -> int:
@@ -93,6 +110,14 @@ class Dashboard:
     oldest_waiting: list[Ticket]
     stalled: list[Ticket]
     stalled_total: int
+    mine: list[Ticket] = field(default_factory=list)  # the reader's own, not closed
+    mine_total: int = 0
+    unverified: list[Ticket] = field(default_factory=list)  # holding unaccepted mail
+    unverified_total: int = 0
+
+    def waiting(self, ticket: Ticket) -> Waiting:
+        """Whose move it is on `ticket` (exobot.core.waiting)."""
+        return waiting_on(ticket)
 
 
 @dataclass(frozen=True)
@@ -111,6 +136,16 @@ class TicketView:
         """The ticket's active flags, from its history."""
         return active_flags(self.history)
 
+    @property
+    def waiting(self) -> Waiting:
+        """Whose move it is (exobot.core.waiting)."""
+        return waiting_on(self.ticket)
+
+    @property
+    def unverified(self) -> bool:
+        """Whether mail from an unverified sender waits to be accepted."""
+        return any(entry.kind is EntryKind.UNVERIFIED_IN for entry in self.history)
+
 
 async def ticket_list(repository: SqlRepository, wanted: TicketFilter) -> TicketPage:
     """The tickets matching `wanted`, one page of them; InvalidRequest for a page beyond any
@@ -127,11 +162,28 @@ async def ticket_list(repository: SqlRepository, wanted: TicketFilter) -> Ticket
             limit=wanted.per_page,
             offset=(wanted.page - 1) * wanted.per_page,
         )
-    return TicketPage(tickets, total, wanted)
+        unverified_all = await unverified_tickets(view)
+    shown = {t.number for t in tickets}
+    unverified = frozenset(n for n in unverified_all if n in shown)
+    return TicketPage(tickets, total, wanted, unverified, tuple(unverified_all))
 
 
-async def dashboard(repository: SqlRepository, queues: tuple[str, ...]) -> Dashboard:
-    """The dashboard's figures, from one snapshot."""
+async def unverified_tickets(view: SqlReader, numbers: list[int] | None = None) -> list[int]:
+    """The tickets (among `numbers`, or all) holding mail from an unverified sender that no
+    operator accepted yet (accepting turns the entry into correspondence), oldest first."""
+    E = EntryRow.__table__
+    query = select(E.c.ticket_id).where(E.c.kind == EntryKind.UNVERIFIED_IN.value).distinct()
+    if numbers is not None:
+        if not numbers:
+            return []
+        query = query.where(E.c.ticket_id.in_(numbers))
+    return sorted(row[0] for row in await view.conn.execute(query))
+
+
+async def dashboard(
+    repository: SqlRepository, queues: tuple[str, ...], user_id: str = ""
+) -> Dashboard:
+    """The dashboard's figures, from one snapshot (`user_id`: whose "my tickets" block)."""
     async with repository.reading() as view:
         counts_by_pair = await view.status_counts()
         oldest, _ = await view.list_tickets(
@@ -140,11 +192,29 @@ async def dashboard(repository: SqlRepository, queues: tuple[str, ...]) -> Dashb
         stalled, stalled_total = await view.list_tickets(
             statuses=(Status.STALLED,), order="oldest", limit=DASHBOARD_STALLED
         )
+        mine: list[Ticket] = []
+        mine_total = 0
+        if user_id:
+            mine, mine_total = await view.list_tickets(
+                statuses=MINE, owner=user_id, order="updated", limit=DASHBOARD_MINE
+            )
+        unverified_numbers = await unverified_tickets(view)
+        unverified = await view.tickets(unverified_numbers[:DASHBOARD_UNVERIFIED])
     counts: dict[str, dict[str, int]] = {q: {s.value: 0 for s in Status} for q in queues}
     for (queue, status), n in counts_by_pair.items():
         counts.setdefault(queue, {s.value: 0 for s in Status})[status] = n
     new = sum(per_status.get(Status.NEW.value, 0) for per_status in counts.values())
-    return Dashboard(new, counts, oldest, stalled, stalled_total)
+    return Dashboard(
+        new,
+        counts,
+        oldest,
+        stalled,
+        stalled_total,
+        mine,
+        mine_total,
+        unverified,
+        len(unverified_numbers),
+    )
 
 
 async def ticket_view(repository: SqlRepository, number: int) -> TicketView | None:

@@ -87,6 +87,7 @@ class Speaker:
         self.language = language(request)
         self.settings = context(request).settings
         self.now = context(request).now()
+        self.people = context(request).people
 
     def t(self, msgid: str, **params: object) -> str:
         """A message id translated into the reader's language and filled."""
@@ -122,6 +123,12 @@ class Speaker:
     def ref(self, number: int) -> str:
         """`suport#N`."""
         return f"{self.settings.prefix}#{number}"
+
+    def person(self, user_id: str | None) -> str:
+        """A person's display name (a Matrix id's; anything else as it is)."""
+        if not user_id:
+            return ""
+        return self.people.name(user_id)
 
 
 def render(request: Request, name: str, status_code: int = 200, **values: object) -> HTMLResponse:

@@ -38,6 +38,9 @@ DONE: dict[str, str] = {
     "status": N_("Status changed."),
     "accept": N_("Mail accepted as correspondence."),
     "cc": N_("Participants changed."),
+    # "Reply and …" in one step: the reply and then the status change.
+    "reply_resolved": N_("Reply saved and the ticket resolved."),
+    "reply_stalled": N_("Reply saved and the ticket stalled."),
 }
 
 #: What an action without a notice of its own did (a plugin's form), by its word.

@@ -11,6 +11,7 @@ from playwright.async_api import Page, expect
 
 from exobot.core.intents import SetStatus
 from exobot.core.model import Status
+from exobot.core.people import localpart
 
 pytestmark = pytest.mark.asyncio
 
@@ -171,5 +172,7 @@ async def test_a_take_in_chat_shows_on_the_page_after_reload(web: Web):
 
     await wait_until(taken, what="the take from chat")
     await page.reload()
-    await expect(owner_on_page(page)).to_have_text(volunteer)
+    # By display name (Synapse's default is the localpart), the Matrix id on hover.
+    await expect(owner_on_page(page)).to_have_text(localpart(volunteer))
+    await expect(owner_on_page(page).locator(".person")).to_have_attribute("title", volunteer)
     await expect(page.locator("main dl.meta .status")).to_have_text(say("open"))

@@ -28,3 +28,9 @@ window.addEventListener("pageshow", function (event) {
     button.disabled = false;
   });
 });
+
+// The ticket list's filters: folded on a phone, open (one line) on a wide screen.
+(function () {
+  var panel = document.querySelector("details.filter-panel");
+  if (panel && window.matchMedia("(min-width: 60rem)").matches) panel.open = true;
+})();
