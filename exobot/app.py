@@ -268,6 +268,9 @@ class App:
             clock=self.clock,
             registry=self.actions,
         )
+        # Chat names volunteers by their display names; tickets go to operators only.
+        renderer.people = self.bot.names
+        self.service.may_own = self.bot.is_operator
         sweep = AlertSweep(
             self.repository,
             self.service,
@@ -304,6 +307,8 @@ class App:
         context.panels = self.plugins.panels
         if self.bot is not None:
             context.is_operator = self.bot.is_operator
+            context.people = self.bot.names
+            context.operators = self.bot.operators
             context.check_password = PasswordChecker(str(cfg.matrix.homeserver))
         self.web = WebServer(create_app(context), cfg.web.host, cfg.web.port)
 

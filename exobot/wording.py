@@ -21,6 +21,7 @@ from exobot import i18n
 from exobot.core.flags import ActiveFlag
 from exobot.core.languages import N_
 from exobot.core.model import Entry, EntryKind, Status, Ticket
+from exobot.core.people import IdOnly, People
 from exobot.core.references import format_reference
 from exobot.core.text import mail_text, one_line
 from exobot.i18n import language_or_default, say
@@ -59,6 +60,10 @@ WAITING_WORDS: dict[str, str] = {
 #: Error and refusal sentences, by the service's or the parser's error code.
 ERRORS: dict[str, str] = {
     "unknown_command": N_("I don't know the command !{command}. Type !help to see the commands."),
+    # unknown_command with the nearest command word (`suggestion`) there is one.
+    "unknown_command_suggestion": N_(
+        "I don't know the command !{command}. Did you mean !{suggestion}? Type !help to see the commands."
+    ),
     "missing_reference": N_(
         "!{command} needs a ticket reference (for example, {prefix}#3); inside a ticket's thread it can be left out."
     ),
@@ -91,6 +96,10 @@ ERRORS: dict[str, str] = {
     "not_operator": N_("Only the support team's operators can do this."),
     "already_unowned": N_("{ticket} already has no owner."),
     "already_owner": N_("{owner} already owns {ticket}."),
+    "already_yours": N_("{ticket} is already yours: nothing to change."),
+    "owner_not_operator": N_(
+        "{owner} is not one of the support team's operators: a ticket can only be given to an operator."
+    ),
     "missing_text": N_("The text is missing: write it after the ticket reference."),
     "missing_title": N_("The new title is missing."),
     "same_title": N_("{ticket} already has that title."),
@@ -158,10 +167,12 @@ def sensitive_note(language: str, kinds: Iterable[str]) -> str:
 
 @dataclass(frozen=True)
 class Message:
-    """A bot message: plain body and the HTML formatted body (every untrusted piece escaped)."""
+    """A bot message: plain body and the HTML formatted body (every untrusted piece escaped);
+    `mentions` are the Matrix ids the message deliberately pings (empty: nobody)."""
 
     body: str
     html: str
+    mentions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -309,6 +320,13 @@ class _Builder:
         return Message(plain, "".join(rich))
 
 
+def _pill(user_id: str, name: str) -> str:
+    """A mention pill of a Matrix user, labelled with their name (both escaped)."""
+    if not user_id.startswith("@"):
+        return _esc(name)
+    return f'<a href="https://matrix.to/#/{_esc(user_id)}">{_esc(name)}</a>'
+
+
 def _insert_suffix(text: str, suffix: str) -> str:
     if text.endswith(":"):
         return f"{text[:-1]} · {suffix}:"
@@ -348,11 +366,13 @@ class _Described:
     quote: str = ""
     extra: list[tuple[str, str]] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)  # also shown on the web
+    mentions: list[str] = field(default_factory=list)  # Matrix ids a chat post pings
 
 
 class Wording:
     """What every channel says about tickets, in one language: entries, statuses, durations,
-    errors. `registry` names the commands an error refers to (default: the core's)."""
+    errors. `registry` names the commands an error refers to (default: the core's); `people`
+    names the volunteers (default: their Matrix ids as they are)."""
 
     def __init__(
         self,
@@ -360,11 +380,13 @@ class Wording:
         prefix: str = "suport",
         timezone: tzinfo = UTC,
         registry: ActionRegistry | None = None,
+        people: People | None = None,
     ):
         self.language = language_or_default(language)
         self.prefix = prefix
         self.timezone = timezone
         self._registry = registry
+        self.people: People = people or IdOnly()
 
     # -- small helpers ---------------------------------------------------------------
 
@@ -412,7 +434,24 @@ class Wording:
         return self._say(word) if word is not None else ""
 
     def _owner(self, owner: str | None) -> str:
-        return owner if owner else say(self.language, "nobody")
+        return self.person(owner) if owner else say(self.language, "nobody")
+
+    def person(self, user_id: str | None) -> str:
+        """How a reader sees a volunteer: their display name ("Anna Puig"); an id that is no
+        Matrix id (an address, "exobot") as it is."""
+        if not user_id:
+            return say(self.language, "(unknown)")
+        if not user_id.startswith("@"):
+            return one_line(user_id, NAME_CHARS)
+        return one_line(self.people.name(user_id), NAME_CHARS) or user_id
+
+    def person_with_id(self, user_id: str | None) -> str:
+        """A volunteer's display name with their id in brackets, "Anna Puig (@anna:x.org)",
+        where the id itself matters (`!show`); the id alone when no name is known."""
+        name = self.person(user_id)
+        if user_id and name != user_id:
+            return f"{name} ({user_id})"
+        return name
 
     def _title(self, title: str, limit: int = TITLE_CHARS) -> str:
         return one_line(title, limit) or say(self.language, "(no subject)")
@@ -454,12 +493,20 @@ class Wording:
     # -- describing entries ----------------------------------------------------------
 
     def _describe(
-        self, ticket: Ticket, entry: Entry, *, concise: bool, lines: int, chars: int
+        self,
+        ticket: Ticket,
+        entry: Entry,
+        *,
+        concise: bool,
+        lines: int,
+        chars: int,
+        mention: bool = False,
     ) -> _Described:
-        """Headline, quote and extra lines of one history entry."""
+        """Headline, quote and extra lines of one history entry; with `mention`, the one
+        person an entry is addressed to (a former owner) is a pill and in `mentions`."""
         kind = _kind(entry)
         data = entry.data or {}
-        actor = entry.actor or say(self.language, "(unknown)")
+        actor = self.person(entry.actor)
         ref = self._ref(ticket)
         if kind == EntryKind.CREATED:
             return _Described(
@@ -475,11 +522,28 @@ class Wording:
                 return _Described(
                     self._t("{actor} left {ticket} without an owner", actor=actor, ticket=ref)
                 )
+            former = data.get("from")
+            if new_owner == entry.actor and former and former != new_owner:
+                # Taken from someone: said so, and in chat that one person is pinged.
+                name = self.person(former)
+                shown = _Rich(name, _pill(former, name)) if mention else name
+                return _Described(
+                    self._t(
+                        "{actor} took {ticket} from {former}",
+                        actor=actor,
+                        ticket=ref,
+                        former=shown,
+                    ),
+                    mentions=[former] if mention and former.startswith("@") else [],
+                )
             if new_owner == entry.actor:
                 return _Described(self._t("{actor} took {ticket}", actor=actor, ticket=ref))
             return _Described(
                 self._t(
-                    "{actor} assigned {ticket} to {owner}", actor=actor, ticket=ref, owner=new_owner
+                    "{actor} assigned {ticket} to {owner}",
+                    actor=actor,
+                    ticket=ref,
+                    owner=self.person(new_owner),
                 )
             )
         if kind == EntryKind.STATUS:
@@ -723,6 +787,8 @@ class Wording:
         for key in ("text", "word", "queue", "command", "owner", "address"):
             if key in values:
                 values[key] = one_line(values[key], SHORT_TITLE_CHARS)
+        if str(values.get("owner", "")).startswith("@"):
+            values["owner"] = self.person_with_id(values["owner"])
         if code == "bad_address" and "text" not in values:
             values["text"] = values.get("address", "?")
         if code == "bad_address":
@@ -755,6 +821,8 @@ class Wording:
                     self.language, "an argument ({argument})", argument=argument
                 )
         sentence = ERRORS.get(code)
+        if code == "unknown_command" and values.get("suggestion"):
+            sentence = ERRORS["unknown_command_suggestion"]
         if sentence is None:
             return Message(*self._t("That could not be done ({code}).", code=code))
         b = _Builder()

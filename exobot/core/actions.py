@@ -295,13 +295,15 @@ _STATUS_SHORTCUTS = {
 }
 
 
-def _status_shortcut(name: str, alias: str, usage: str, summary: str) -> ActionSpec:
+def _status_shortcut(
+    name: str, alias: str | tuple[str, ...], usage: str, summary: str
+) -> ActionSpec:
     status = _STATUS_SHORTCUTS[name]
     return ActionSpec(
         name,
         usage,
         summary,
-        aliases={"ca": (alias,)},
+        aliases={"ca": (alias,) if isinstance(alias, str) else alias},
         intent=lambda ticket, args: intents.SetStatus(ticket, status),
         channels=CHAT_ONLY,
     )
@@ -432,7 +434,7 @@ def core_actions() -> tuple[ActionSpec, ...]:
         ),
         _status_shortcut(
             "resolve",
-            "resol",
+            ("resol", "tanca"),
             N_("!resolve {ref}"),
             N_("Marks the ticket resolved and mails the requestor the notice."),
         ),

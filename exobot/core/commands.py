@@ -8,6 +8,7 @@ argument is read by the one reader of its kind.
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Callable, Collection, Mapping
@@ -82,6 +83,11 @@ _TOKEN = re.compile(r"\S+")
 _DIGITS = re.compile(r"[0-9]+")
 
 _TRAILING_PUNCTUATION = ".,;:"
+# `!help all` / `!ajuda tot`: the whole list instead of the short one.
+HELP_ALL = "all"
+_HELP_ALL_WORDS = {"all", "tot", "totes", "tots", "todo", "todos"}
+# How alike a mistyped word must be to a command word to be suggested (difflib's ratio).
+_SUGGEST_CUTOFF = 0.6
 # The most addresses one `!cc` may name (the service refuses more, too).
 _MAX_CC_WORDS = 20
 # Kinds that read free text: a bare number opening them inside a thread is text, not a ticket.
@@ -127,6 +133,25 @@ def canonical_name(word: str, registry: ActionRegistry | None = None) -> str | N
     return spec.name if spec is not None else None
 
 
+def suggest_command(word: str, registry: ActionRegistry | None = None) -> str | None:
+    """The command word (any language's) nearest to a mistyped one, or None when none is
+    alike enough: `!agaf` → `agafa`, `!resolv` → `resolve`."""
+    typed = unicodedata.normalize("NFC", word.strip().lstrip(COMMAND_PREFIX)).lower()
+    if not typed or len(typed) > _ECHO_LIMIT:
+        return None
+    words = [w for spec in (registry or default_registry()) for w in spec.all_words()]
+    found = difflib.get_close_matches(typed, words, n=1, cutoff=_SUGGEST_CUTOFF)
+    return found[0] if found else None
+
+
+def _unknown(word: str, registry: ActionRegistry) -> CommandError:
+    """The error for a word that names no command, with the nearest one when there is one."""
+    nearest = suggest_command(word, registry)
+    if nearest is None:
+        return CommandError("unknown_command", command=_echo(word))
+    return CommandError("unknown_command", command=_echo(word), suggestion=nearest)
+
+
 def _echo(text: str) -> str:
     text = text.strip()
     return text if len(text) <= _ECHO_LIMIT else text[: _ECHO_LIMIT - 1] + "…"
@@ -161,7 +186,7 @@ def parse_command(
     word = body[1:].split(maxsplit=1)[0]
     spec = registry.find(word)
     if spec is None:
-        raise CommandError("unknown_command", command=_echo(word))
+        raise _unknown(word, registry)
     rest = body[1 + len(word) :].strip()
 
     ticket: int | None = None
@@ -361,13 +386,17 @@ def _read_one_line(
 
 
 def _read_topic(argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]) -> str:
-    """`!help [command]`: the canonical name of the command asked about."""
+    """`!help [command]`: the canonical name of the command asked about, or HELP_ALL for
+    the whole list (`!help all`, `!ajuda tot`)."""
     word, after = _one_word(argument, rest, reading)
     if word is not None:
         asked = word.lstrip(COMMAND_PREFIX)
+        if asked.lower() in _HELP_ALL_WORDS:
+            args[argument.name] = HELP_ALL
+            return after
         topic = reading.registry.find(asked)
         if topic is None:
-            raise CommandError("unknown_command", command=_echo(asked))
+            raise _unknown(asked, reading.registry)
         args[argument.name] = topic.name
     return after
 

@@ -73,6 +73,7 @@ STATUS_WORDS: dict[str, Status] = {
     "resolved": Status.RESOLVED,
     "resolve": Status.RESOLVED,
     "resolt": Status.RESOLVED,
+    "tancat": Status.RESOLVED,  # "closed", as volunteers say it
     "rejected": Status.REJECTED,
     "reject": Status.REJECTED,
     "rebutjat": Status.REJECTED,

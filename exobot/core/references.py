@@ -29,7 +29,7 @@ def subject_tag(prefix: str, number: int) -> str:
 def _reference_pattern(prefix: str) -> re.Pattern[str]:
     p = re.escape(prefix)
     return re.compile(
-        rf"^\s*(?:(?:ticket\s+de\s+)?{p}\s*#?\s*|#\s*)?([0-9]{{1,12}})\s*$",
+        rf"^\s*(?:(?:(?:ticket|tiquet)\s+de\s+)?{p}\s*#?\s*|#\s*)?([0-9]{{1,12}})\s*$",
         re.IGNORECASE,
     )
 
@@ -37,7 +37,8 @@ def _reference_pattern(prefix: str) -> re.Pattern[str]:
 def parse_reference(text: str, prefix: str) -> int | None:
     """Parse a whole reference as operators write it.
 
-    Accepts `suport#310`, `Suport #310`, `suport 310`, `ticket de suport 310`, `#310`, `310`.
+    Accepts `suport#310`, `Suport #310`, `suport 310`, `ticket de suport 310` (or `tiquet de
+    suport 310`, as TERMCAT writes it), `#310`, `310`.
     Returns the number, or None when `text` is not a reference.
     """
     match = _reference_pattern(prefix).match(text)

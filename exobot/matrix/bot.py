@@ -38,6 +38,7 @@ from exobot.db.repository import SqlRepository
 from exobot.db.state import get_state, set_state
 from exobot.matrix.client import MatrixClient
 from exobot.matrix.content import Where, message_content
+from exobot.matrix.names import DisplayNames
 from exobot.matrix.render import Message, Renderer
 from exobot.matrix.rooms import QueueRooms
 
@@ -107,6 +108,8 @@ class MatrixBot:
         self.direct_joined = direct_joined  # (room id, user id): someone joined a non-queue room
         self._refusals: set[str] = set()  # rooms joined only to say no
         self._warned: set[str] = set()  # open queue rooms told so since this start
+        # Volunteers' display names, from the rooms' member events (the queue rooms first).
+        self.names = DisplayNames(self._rooms_for_names)
         client.on_event = self.handle_event
         client.on_invite = self.handle_invite
 
@@ -125,6 +128,32 @@ class MatrixBot:
             if room is not None and grants_operators(room) and is_joined(room, user_id):
                 return True
         return False
+
+    def operators(self) -> list[tuple[str, str]]:
+        """The operators as (user id, display name), by name: the configured list, or else
+        the joined members of the queue rooms that grant rights (never the bot itself). What
+        the web offers when a ticket is given to someone."""
+        if self.settings.operators:
+            ids = set(self.settings.operators)
+        else:
+            ids = set()
+            for room_id in self.rooms.room_ids():
+                room = self.client.nio.rooms.get(room_id)
+                if room is not None and grants_operators(room):
+                    ids.update(user for user in room.users if is_joined(room, user))
+        ids.discard(self.client.user_id)
+        people = [(user, self.names.display_name(user)) for user in ids]
+        return sorted(people, key=lambda person: (person[1].casefold(), person[0]))
+
+    def _rooms_for_names(self) -> list[nio.MatrixRoom]:
+        """The rooms display names are looked up in: the queue rooms, then the others."""
+        if self.client.nio is None:
+            return []
+        rooms = self.client.nio.rooms
+        queue_ids = list(self.rooms.room_ids())
+        first = [rooms[room_id] for room_id in queue_ids if room_id in rooms]
+        rest = [room for room_id, room in rooms.items() if room_id not in queue_ids]
+        return first + rest
 
     def may_use(self, spec: ActionSpec, user_id: str) -> bool:
         """Whether `user_id` may ask for the action (today every action is for operators)."""

@@ -19,14 +19,16 @@ class Where:
 
 
 def message_content(message: Message, where: Where) -> dict[str, Any]:
-    """The content of a bot message: a notice, escaped HTML, mentioning nobody."""
+    """The content of a bot message: a notice, escaped HTML, mentioning nobody but the
+    people the message names on purpose (`Message.mentions`)."""
     content: dict[str, Any] = {
         "msgtype": "m.notice",
         "body": message.body,
         "format": "org.matrix.custom.html",
         "formatted_body": message.html,
-        # Present and empty: mail text quoted in it ("@room", a user id) pings nobody.
-        "m.mentions": {},
+        # Present and empty: mail text quoted in it ("@room", a user id) pings nobody; only
+        # the ids the message itself chose are pinged.
+        "m.mentions": {"user_ids": list(message.mentions)} if message.mentions else {},
     }
     if where.thread_root:
         content["m.relates_to"] = thread_relation(where)

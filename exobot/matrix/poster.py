@@ -290,7 +290,11 @@ class ChatSender(OutboxWorker):
         if room_id is None:
             return
         message = self.renderer.quarantine(
-            p["inbound_id"], p.get("sender"), p.get("subject"), p.get("error") or ""
+            p["inbound_id"],
+            p.get("sender"),
+            p.get("subject"),
+            p.get("error") or "",
+            web_root=self.login.root if self.login is not None else None,
         )
         await self._send(Where(room_id), message, await self._parts(item))
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from exobot.core.actions import ActionSpec, Channel
+from exobot.core.commands import HELP_ALL
 from exobot.core.flags import ActiveFlag
 from exobot.core.languages import N_
 from exobot.core.model import Entry, EntryKind, Status, Ticket
@@ -22,7 +23,6 @@ from exobot.i18n import say
 from exobot.wording import (
     _ALERT,
     _STATUS_ORDER,
-    ERROR_CHARS,
     HISTORY_CHARS,
     HISTORY_LINES,
     HISTORY_MAX_ENTRIES,
@@ -44,6 +44,33 @@ from exobot.wording import (
     format_ago,
     format_duration,
 )
+
+# Why a mail was quarantined, in words, by the start of the technical error the processor
+# recorded (the error itself is on the web's quarantine page and in the log).
+_QUARANTINE_REASONS = (
+    ("too big", N_("it is bigger than the size limit for mail")),
+    ("not a mail", N_("it could not be read as a mail")),
+    ("parse failed", N_("it could not be read as a mail")),
+    ("flood", N_("its sender opened too many tickets within an hour")),
+    (
+        "sender address cannot be written to",
+        N_("its sender's address cannot receive our replies"),
+    ),
+)
+_QUARANTINE_OTHER = N_("something failed while processing it (the details are in the log)")
+
+
+def quarantine_reason(error: str) -> str:
+    """The message id saying, for a person, why a mail was quarantined."""
+    lowered = (error or "").strip().lower()
+    for start, reason in _QUARANTINE_REASONS:
+        if lowered.startswith(start):
+            return reason
+    return _QUARANTINE_OTHER
+
+
+# The commands `!help` lists first: what a volunteer does on most evenings.
+SHORT_HELP = ("take", "reply", "comment", "resolve", "list")
 
 
 class Renderer(Wording):
@@ -83,7 +110,9 @@ class Renderer(Wording):
             b.line(self.flag_line(flag))
         if first is not None:
             if _kind(first) == EntryKind.COMMENT:
-                b.line(self._t("💬 {actor} added an internal comment:", actor=first.actor))
+                b.line(
+                    self._t("💬 {actor} added an internal comment:", actor=self.person(first.actor))
+                )
             b.quote(mail_text(first.body, max_lines=ROOT_LINES, max_chars=ROOT_CHARS))
             if (first.data or {}).get("body_truncated"):
                 b.line(self._t("(Message cut short: the whole mail is kept as the original.)"))
@@ -122,6 +151,7 @@ class Renderer(Wording):
             return None
 
         b = _Builder()
+        mentions: list[str] = []
         first_line: int | None = None
         for entry in main:
             if _kind(entry) == _ALERT:
@@ -131,8 +161,9 @@ class Renderer(Wording):
                 b.extend(alert)
                 continue
             described = self._describe(
-                ticket, entry, concise=concise, lines=ROOT_LINES, chars=ROOT_CHARS
+                ticket, entry, concise=concise, lines=ROOT_LINES, chars=ROOT_CHARS, mention=True
             )
+            mentions.extend(m for m in described.mentions if m not in mentions)
             if first_line is None:
                 first_line = len(b.parts)
             b.line(described.head)
@@ -152,7 +183,8 @@ class Renderer(Wording):
                     "resolution notice sent to {to}", to=_join(data.get("to")) or ticket.requestor
                 )
             b.add_suffix(first_line, suffix)
-        return b.build()
+        built = b.build()
+        return Message(built.body, built.html, tuple(mentions)) if mentions else built
 
     def _alert_builder(self, ticket: Ticket, entry: Entry) -> _Builder:
         """An ALERT entry rendered as the alert or reminder it stands for."""
@@ -333,9 +365,15 @@ class Renderer(Wording):
         return b.build()
 
     def quarantine(
-        self, inbound_id: int, sender: str | None, subject: str | None, error: str
+        self,
+        inbound_id: int,
+        sender: str | None,
+        subject: str | None,
+        error: str,
+        web_root: str | None = None,
     ) -> Message:
-        """For operators: a received mail was set aside; how to look at it with the CLI."""
+        """For operators: a received mail was set aside, why (in words, not the technical
+        error) and where to look at it: the web's quarantine page when the web is on."""
         b = _Builder()
         b.line(
             self._t(
@@ -350,20 +388,20 @@ class Renderer(Wording):
                 subject=one_line(subject, TITLE_CHARS) or say(self.language, "(no subject)"),
             )
         )
-        b.line(self._t("Error: {error}", error=one_line(error, ERROR_CHARS) or "?"))
-        commands = {
-            action: _Rich(
-                f"exobot quarantine {action} {inbound_id}",
-                f"<code>exobot quarantine {action} {_esc(inbound_id)}</code>",
+        b.line(self._t("Why: {reason}", reason=self._say(quarantine_reason(error))))
+        if web_root:
+            url = f"{web_root.rstrip('/')}/quarantine#mail-{int(inbound_id)}"
+            link = _Rich(url, f'<a href="{_esc(url)}">{_esc(url)}</a>')
+            b.line(
+                self._t(
+                    "You can look at it, try again or discard it on the support website: {url}",
+                    url=link,
+                )
             )
-            for action in ("show", "retry", "discard")
-        }
-        b.line(
-            self._t(
-                "To look at it: {show} · to try again: {retry} · to discard it: {discard}",
-                **commands,
+        else:
+            b.line(
+                self._t("The administrators can look at it, try again or discard it on the server.")
             )
-        )
         return b.build()
 
     # -- answers to queries ----------------------------------------------------------
@@ -374,7 +412,8 @@ class Renderer(Wording):
         b = _Builder()
         b.line(self._header(ticket))
         b.line(self._t("Requestor: {requestor}", requestor=ticket.requestor))
-        b.line(self._t("Owner: {owner}", owner=self._owner(ticket.owner)))
+        owner = self.person_with_id(ticket.owner) if ticket.owner else self._owner(None)
+        b.line(self._t("Owner: {owner}", owner=owner))
         queue = self._t("Queue: {queue}", queue=ticket.queue)
         status = self._t("Status: {status}", status=self._status(ticket.status))
         b.line((f"{queue[0]} · {status[0]}", f"{queue[1]} · {status[1]}"))
@@ -489,9 +528,28 @@ class Renderer(Wording):
         return plain, rich
 
     def help(self, topic: str | None) -> Message:
-        """`!help`: every command with its aliases, or the usage of one."""
+        """`!help`: the few commands used every day and how to ask for more; `!help all`
+        (HELP_ALL): every command with its aliases; `!help COMMAND`: the usage of one."""
         commands = self.registry.for_channel(Channel.CHAT)
+        helper = self.registry.find("help")
+        word = self.command_word(helper) if helper is not None else "help"
         if topic is None or not topic.strip():
+            b = _Builder()
+            b.line(
+                self._t(
+                    "The commands used most (inside a ticket's thread the reference can be left out):"
+                )
+            )
+            daily = [self.registry.find(name) for name in SHORT_HELP]
+            b.items([self._help_item(spec) for spec in daily if spec in commands])
+            b.line(
+                self._t(
+                    "More about one command: !{help} COMMAND · every command: !{help} all",
+                    help=word,
+                )
+            )
+            return b.build()
+        if topic == HELP_ALL:
             b = _Builder()
             b.line(
                 self._t("exobot commands (inside a ticket's thread the reference can be left out):")
@@ -499,8 +557,9 @@ class Renderer(Wording):
             b.items([self._help_item(spec) for spec in commands])
             b.line(
                 self._t(
-                    "References: {prefix}#310, {prefix} 310, ticket de {prefix} 310, #310 or 310. Details of one command: !help take",
+                    "References: {prefix}#310, {prefix} 310, tiquet de {prefix} 310, #310 or 310. More about one command: !{help} COMMAND",
                     prefix=self.prefix,
+                    help=word,
                 )
             )
             return b.build()
@@ -548,8 +607,12 @@ class Renderer(Wording):
         )
 
     def login_sent(self) -> Message:
-        """At `!login`: the link went (or is going) by direct message."""
-        return Message(*self._t("I have sent you a login link by direct message."))
+        """At `!login`: the link goes by direct message, once the invitation is accepted."""
+        return Message(
+            *self._t(
+                "I am sending you a login link by direct message. If I invite you to a direct chat, accept the invitation first: the link arrives once you are in."
+            )
+        )
 
     def login_no_web(self) -> Message:
         """At `!login` when the web server is off."""

@@ -109,6 +109,7 @@ WORDS = [
     ("obert", OPEN),
     ("aturat", STALLED),
     ("resolt", RESOLVED),
+    ("tancat", RESOLVED),
     ("rebutjat", REJECTED),
 ]
 
@@ -123,7 +124,7 @@ def test_status_words_ignore_case_and_spaces(word, status):
     assert parse_status(f"  {word.upper()} ") is status
 
 
-@pytest.mark.parametrize("word", ["", "closed", "tancat", "opened", "obert!", "res olt", "suport"])
+@pytest.mark.parametrize("word", ["", "closed", "tancada", "opened", "obert!", "res olt", "suport"])
 def test_unknown_status_words_are_refused(word):
     with pytest.raises(LifecycleError, match="unknown status"):
         parse_status(word)

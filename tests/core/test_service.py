@@ -346,12 +346,34 @@ async def test_take_keeps_other_statuses(world, status):
     assert world.repo.ticket(number).owner == ANNA
 
 
-async def test_taking_my_own_ticket_again_records_nothing(world):
+async def test_taking_my_own_ticket_again_is_said_and_records_nothing(world):
     number = await world.new_ticket()
     await world.op(i.Take(number))
     entries = len(world.repo.entries(number))
-    await world.op(i.Take(number))
+    with pytest.raises(InvalidRequest) as refused:
+        await world.op(i.Take(number))
+    assert (refused.value.code, refused.value.params) == ("already_yours", {"ticket": "suport#1"})
     assert len(world.repo.entries(number)) == entries
+
+
+async def test_taking_someone_elses_ticket_records_whose_it_was(world):
+    number = await world.new_ticket()
+    await world.op(i.Give(number, PERE))
+    await world.op(i.Take(number))
+    assert world.repo.ticket(number).owner == ANNA
+    assert world.repo.entries(number, "owner")[-1].data == {"from": PERE, "to": ANNA}
+
+
+async def test_give_only_to_whom_the_operators_rule_allows(world):
+    world.service.may_own = {ANNA}.__contains__
+    number = await world.new_ticket()
+    before = world.snapshot()
+    with pytest.raises(InvalidRequest) as refused:
+        await world.op(i.Give(number, PERE))
+    assert (refused.value.code, refused.value.params) == ("owner_not_operator", {"owner": PERE})
+    assert world.snapshot() == before
+    await world.op(i.Give(number, ANNA))
+    assert world.repo.ticket(number).owner == ANNA
 
 
 async def test_give_assigns_someone_else_and_opens_a_new_ticket(world):

@@ -10,10 +10,16 @@ import pytest
 
 from exobot import i18n
 from exobot.core.actions import Channel, default_registry
-from exobot.core.commands import CommandError, parse_command
+from exobot.core.commands import HELP_ALL, CommandError, parse_command
 from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.i18n import say
-from exobot.matrix.render import Message, Renderer, format_ago, format_duration
+from exobot.matrix.render import (
+    Message,
+    Renderer,
+    format_ago,
+    format_duration,
+    quarantine_reason,
+)
 from exobot.wording import STATUS_WORDS
 
 LANGUAGES = ["ca", "es", "en"]
@@ -40,6 +46,8 @@ SERVICE_CODES: dict[str, dict[str, object]] = {
     "not_operator": {},
     "already_unowned": {"ticket": "suport#3"},
     "already_owner": {"ticket": "suport#3", "owner": OPERATOR},
+    "already_yours": {"ticket": "suport#3"},
+    "owner_not_operator": {"owner": "@pere:example.org"},
     "missing_text": {},
     "missing_title": {},
     "same_title": {"ticket": "suport#3"},
@@ -529,11 +537,43 @@ def test_digest_empty() -> None:
 
 def test_quarantine(renderer: Renderer) -> None:
     message = renderer.quarantine(12, HOSTILE, HOSTILE, HOSTILE)
-    for action in ("show", "retry", "discard"):
-        assert f"exobot quarantine {action} 12" in message.body
-        assert f"<code>exobot quarantine {action} 12</code>" in message.html
+    # Worded for a person: no shell commands, no technical error.
+    assert "exobot quarantine" not in message.body
+    assert HOSTILE not in message.body.split("\n", 2)[2]  # the error is not shown as is
+    assert say(renderer.language, quarantine_reason(HOSTILE)) in message.body
+    assert "/quarantine" not in message.body
     assert_safe(message)
     assert renderer.quarantine(1, None, None, "").body
+
+
+def test_quarantine_links_the_web_page_and_says_why(renderer: Renderer) -> None:
+    message = renderer.quarantine(
+        12, "anna@example.org", "Hola", "too big: 30 MB, limit 25 MB", web_root="https://s.example/"
+    )
+    url = "https://s.example/quarantine#mail-12"
+    assert url in message.body
+    assert f'<a href="{url}">{url}</a>' in message.html
+    assert say(renderer.language, "it is bigger than the size limit for mail") in message.body
+    assert "30 MB" not in message.body
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        ("too big: 30 MB, limit 25 MB", "it is bigger than the size limit for mail"),
+        ("not a mail: no header", "it could not be read as a mail"),
+        ("parse failed: boom", "it could not be read as a mail"),
+        ("flood: more than 5 new tickets", "its sender opened too many tickets within an hour"),
+        (
+            "sender address cannot be written to: a@b (no domain)",
+            "its sender's address cannot receive our replies",
+        ),
+        ("RuntimeError('x')", "something failed while processing it (the details are in the log)"),
+    ],
+)
+def test_quarantine_reasons_in_words(error: str, reason: str) -> None:
+    assert quarantine_reason(error) == reason
+    assert Renderer("ca").quarantine(1, None, None, error).body.count("\n") == 3
 
 
 # -- queries -----------------------------------------------------------------------
@@ -638,8 +678,24 @@ def test_search_results(renderer: Renderer) -> None:
 # -- help --------------------------------------------------------------------------
 
 
-def test_help_overview_lists_every_command_and_alias(renderer: Renderer) -> None:
+def test_help_is_short_and_says_how_to_get_more(renderer: Renderer) -> None:
     message = renderer.help(None)
+    assert message.html.count("<li>") == 5
+    for name in ("take", "reply", "comment", "resolve", "list"):
+        spec = default_registry().get(name)
+        assert renderer.usage(spec) in message.body
+    assert "!give" not in message.body
+    last = message.body.splitlines()[-1]
+    expected = {
+        "ca": "!ajuda ORDRE per a més · totes les ordres: !ajuda tot",
+        "es": "Más sobre una orden: !help ORDEN · todas las órdenes: !help all",
+        "en": "More about one command: !help COMMAND · every command: !help all",
+    }[renderer.language]
+    assert last == expected
+
+
+def test_help_all_lists_every_command_and_alias(renderer: Renderer) -> None:
+    message = renderer.help(HELP_ALL)
     commands = default_registry().for_channel(Channel.CHAT)
     for spec in commands:
         for word in spec.all_words():

@@ -1,0 +1,33 @@
+"""How people are named where a person reads about them: a Matrix id becomes a display name.
+
+The core only knows ids (`@anna:example.org`); the channel that knows people's names (the
+Matrix client sees room members' display names) gives a `People` to whatever words things
+for a reader (chat, the web, the digest). Without one, ids are shown as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class People(Protocol):
+    """Names of people by their id."""
+
+    def name(self, user_id: str) -> str:
+        """The name to show for `user_id` (the id itself when no better one is known)."""
+        ...
+
+
+class IdOnly:
+    """The People that knows no names: every id is shown as it is."""
+
+    def name(self, user_id: str) -> str:
+        """`user_id` unchanged."""
+        return user_id
+
+
+def localpart(user_id: str) -> str:
+    """The name part of a Matrix id (`anna` of `@anna:example.org`); other ids unchanged."""
+    if user_id.startswith("@") and ":" in user_id:
+        return user_id[1:].partition(":")[0] or user_id
+    return user_id
