@@ -36,6 +36,8 @@ import html2text
 from exobot.core.addresses import BadAddress, normalize_address
 from exobot.core.sensitive import find_sensitive, mask_findings
 from exobot.mail.bounds import bound_structure
+from exobot.mail.language import detect_language
+from exobot.mail.language import warm_up as warm_up_language
 
 # Deeper MIME trees than this are not walked further; real mail stays far below it.
 MAX_DEPTH = 256
@@ -166,6 +168,9 @@ class ParsedMail:
     sensitive: tuple[str, ...] = ()
     masked_subject: str | None = None
     masked_body: str | None = None
+    # The language the text is written in (one of exobot.core.languages.LANGUAGES), None
+    # when it does not tell (exobot.mail.language); detected here, off the event loop.
+    language: str | None = None
 
 
 # --------------------------------------------------------------------------- text decoding
@@ -1392,10 +1397,17 @@ def parse_mail(raw: bytes) -> ParsedMail:
     finally:
         _HEADER_CODEC.reset(token)
     parsed = with_sensitive(parsed)
+    parsed = replace(parsed, language=detect_language(parsed.subject, parsed.body))
     if cut is None:
         return parsed
     # What came after the bounds was never parsed: the body says it is cut.
     return replace(parsed, body_truncated=True, defects=(*parsed.defects, cut))
+
+
+def warm_up() -> None:
+    """Load what the first mail would otherwise wait for (the language models); the parse
+    worker calls it before it says it is ready."""
+    warm_up_language()
 
 
 def with_sensitive(parsed: ParsedMail) -> ParsedMail:

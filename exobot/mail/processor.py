@@ -145,6 +145,7 @@ def incoming_from(
             if masked
             else None
         ),
+        language=parsed.language,
     )
 
 
