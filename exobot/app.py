@@ -187,6 +187,7 @@ class App:
             from_name=cfg.mail.display_name,
             loop_marker=message_ids.loop_marker(),
             advice=cfg.privacy.advice,
+            first_answer=cfg.mail.first_answer,
             retry=RetryPolicy(
                 cfg.mail.outbox.max_attempts, cfg.mail.outbox.retry_base, cfg.mail.outbox.retry_max
             ),

@@ -417,6 +417,9 @@ class MailConfig(ConfigSection):
     smtp: SmtpConfig
     hmac_secret: SecretStr | None = None
     ack_limit_per_day: int = Field(5, ge=0)
+    # Per language, the acknowledgement's sentence saying when a first answer can be
+    # expected, replacing the default (catalog) one.
+    first_answer: dict[Language, str] = Field(default_factory=dict)
     # New tickets and unverified mails one sender may cause per hour; later ones are held in
     # quarantine ("flood") until an operator lets them through.
     new_tickets_per_sender_per_hour: int = Field(10, ge=1)

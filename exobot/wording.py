@@ -19,7 +19,7 @@ from babel.dates import format_timedelta
 
 from exobot import i18n
 from exobot.core.flags import ActiveFlag
-from exobot.core.languages import N_
+from exobot.core.languages import LANGUAGE_NAMES, N_
 from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.core.people import IdOnly, People
 from exobot.core.references import format_reference
@@ -111,6 +111,8 @@ ERRORS: dict[str, str] = {
     "same_status": N_("{ticket} is already {status}."),
     "no_unverified": N_("{ticket} has no mail from an unverified sender to accept."),
     "no_flag": N_("{ticket} has no active flag “{flag}”."),
+    "unknown_language": N_("There is no language “{lang}”: use one of {known}."),
+    "same_language": N_("{ticket} is already mailed in {lang}."),
     "unusable_requestor": N_(
         "No mail can be written to the requestor of {ticket} ({address}): nothing was sent."
     ),
@@ -412,6 +414,12 @@ class Wording:
         """`msgid` translated and filled, plain text."""
         return say(self.language, msgid, **params)
 
+    def language_name(self, code: object) -> str:
+        """A member's language by its name in the reader's language (“Spanish”), the code
+        itself when it is not one of ours."""
+        name = LANGUAGE_NAMES.get(str(code or ""))
+        return self._say(name) if name else one_line(str(code or "?"), 16)
+
     def _ref(self, ticket: Ticket | int, *, bold: bool = False) -> _Rich:
         number = ticket if isinstance(ticket, int) else ticket.number
         text = format_reference(self.prefix, number)
@@ -573,6 +581,15 @@ class Wording:
                     actor=actor,
                     ticket=ref,
                     **{"from": data.get("from") or "?", "to": data.get("to") or "?"},
+                )
+            )
+        if kind == EntryKind.LANGUAGE:
+            return _Described(
+                self._t(
+                    "{actor} set the language of the mails of {ticket} to {lang}",
+                    actor=actor,
+                    ticket=ref,
+                    lang=self.language_name(data.get("to")),
                 )
             )
         if kind == EntryKind.COMMENT:
@@ -802,6 +819,10 @@ class Wording:
             )
         if code in ("same_status",) and "status" in values:
             values["status"] = self._status(values["status"])
+        if code == "same_language" and "lang" in values:
+            values["lang"] = self.language_name(values["lang"])
+        if code == "unknown_language" and "lang" in values:
+            values["lang"] = one_line(values["lang"], SHORT_TITLE_CHARS)
         command = str(values.get("command", ""))
         spec = self.registry.find(command) if command else None
         if spec is not None and spec.name != command:

@@ -18,7 +18,7 @@ from typing import Any
 
 from exobot.core import intents
 from exobot.core.intents import Intent
-from exobot.core.languages import N_
+from exobot.core.languages import LANGUAGES, N_
 from exobot.core.model import Status
 
 CORE_DOMAIN = "exobot"
@@ -309,6 +309,11 @@ def _status_shortcut(
     )
 
 
+async def _language_suggestions(ticket: int | None, language: str) -> Sequence[str]:
+    """The languages a member can be written to in (the web form's suggestions)."""
+    return LANGUAGES
+
+
 def core_actions() -> tuple[ActionSpec, ...]:
     """The actions exobot has without plugins, in the order `!help` lists them."""
     return (
@@ -567,6 +572,31 @@ def core_actions() -> tuple[ActionSpec, ...]:
                 '`{"add": [...], "remove":\n[...]}`; a bad address answers 400 `bad_address` '
                 "naming it."
             ),
+        ),
+        ActionSpec(
+            "language",
+            N_("!language {ref} ca|es|en"),
+            N_(
+                "Sets the language of the mails to the member: ca, es or en. A new ticket "
+                "takes the language its first mail is written in."
+            ),
+            aliases={"ca": ("idioma",)},
+            arguments=(
+                Argument(
+                    "language",
+                    ArgKind.WORD,
+                    label=N_("the language (ca, es or en)"),
+                    description="ca, es or en (or the language's name: català, español…)",
+                    suggest=_language_suggestions,
+                ),
+            ),
+            intent=lambda ticket, args: intents.SetLanguage(ticket, args["language"]),
+            api_summary="Set language",
+            api_operation="set_language",
+            api_body="LanguageIn",
+            api_body_doc="The language the member is written to in.",
+            api_description="Set the language of the mails to the member (ca, es or en); 400 "
+            "`unknown_language` for another.",
         ),
         ActionSpec(
             "login",

@@ -165,6 +165,14 @@ class RevealOriginal:
 
 
 @dataclass(frozen=True)
+class SetLanguage:
+    """An operator sets the language exobot writes to the member in (one of LANGUAGES)."""
+
+    ticket: int
+    language: str
+
+
+@dataclass(frozen=True)
 class Origin:
     """Where a request came from, for the channel's own needs.
 
@@ -196,6 +204,7 @@ Intent = (
     | Notify
     | ClearFlag
     | RevealOriginal
+    | SetLanguage
 )
 
 OPERATOR_INTENTS = (
@@ -212,4 +221,5 @@ OPERATOR_INTENTS = (
     ChangeParticipants,
     ClearFlag,
     RevealOriginal,
+    SetLanguage,
 )

@@ -40,6 +40,7 @@ class EntryKind(StrEnum):
     REVEAL = "reveal"  # an operator saw the original (unmasked) text of an entry (data: entry)
     PURGE = "purge"  # the retention policy purged the ticket's texts (data: what, counted)
     ERASE = "erase"  # a person's data was erased on request (data: counts, never who)
+    LANGUAGE = "language"  # an operator changed the language mailed to the member (from, to)
 
 
 class ActorKind(StrEnum):

@@ -13,12 +13,13 @@ from exobot.core.clock import Clock, SystemClock
 from exobot.core.events import EventBus, OutboxQueued, TicketEvent
 from exobot.core.flags import active_flags
 from exobot.core.hooks import MailHook, NewMail
-from exobot.core.languages import LANGUAGES
+from exobot.core.languages import LANGUAGES, language_code
 from exobot.core.lifecycle import Happening, LifecycleError, check_status_change, status_after
 from exobot.core.model import Actor, ActorKind, Entry, EntryKind, IncomingMail, Status, Ticket
 from exobot.core.ports import MessageIdFactory, Repository, UnitOfWork
 from exobot.core.references import format_reference
 from exobot.core.sensitive import mask_and_kinds
+from exobot.core.text import greeting_name
 
 log = logging.getLogger("exobot.service")
 
@@ -92,10 +93,6 @@ class ServiceSettings:
     # The ticket's root message in chat is edited this long after its last change (a burst
     # of changes makes one edit).
     root_edit_after: timedelta = timedelta(seconds=5)
-    # privacy.mask: operators' texts (new tickets, titles, comments) are stored masked too.
-    mask: bool = True
-    # mail.ack_limit_per_day: the advice about sensitive data counts with acknowledgements.
-    ack_limit_per_day: int | None = None
     # privacy.mask: operators' texts (new tickets, titles, comments) are stored masked too.
     mask: bool = True
     # mail.ack_limit_per_day: the advice about sensitive data counts with acknowledgements.
@@ -487,6 +484,29 @@ class TicketService:
             )
         return step.outcome(ticket, outbox=outbox)
 
+    async def _do_SetLanguage(self, step: _Step, intent: i.SetLanguage) -> Outcome:
+        """The language mailed to the member from now on (acknowledgements are past)."""
+        language = language_code(intent.language)
+        if language is None:
+            raise InvalidRequest(
+                "unknown_language",
+                f"unknown language {intent.language!r} (known: {', '.join(LANGUAGES)})",
+                lang=intent.language[:40],
+                known=", ".join(LANGUAGES),
+            )
+        ticket = await step.ticket(intent.ticket)
+        if language == ticket.language:
+            reference = self.reference(ticket.number)
+            raise InvalidRequest(
+                "same_language",
+                f"{reference} already speaks {language}",
+                ticket=reference,
+                lang=language,
+            )
+        await step.add(ticket, EntryKind.LANGUAGE, data={"from": ticket.language, "to": language})
+        ticket.language = language
+        return step.outcome(ticket)
+
     async def _do_RaiseAlert(self, step: _Step, intent: i.RaiseAlert) -> Outcome:
         ticket = await step.ticket(intent.ticket)
         due = ticket.next_alert_at
@@ -847,12 +867,16 @@ class _Step:
             chain = [reply_to.message_id]  # all a ticket opened by this mail has
         else:
             chain = await self.uow.ticket_message_ids(ticket.number)
+        requestor = ticket.requestor.lower()
         if reply_to is not None:
             in_reply_to = reply_to.message_id
+            named = reply_to.sender_name if reply_to.sender.lower() == requestor else None
         else:
             # Answer the member's latest mail, not an out-of-office or a bounce.
             last = await self.uow.last_entry(ticket.number, [EntryKind.MAIL_IN.value])
             in_reply_to = last.data.get("message_id") if last else (chain[-1] if chain else None)
+            sender = str(last.data.get("from") or "").lower() if last else ""
+            named = last.data.get("from_name") if last and sender == requestor else None
         payload = {
             "template": template,
             "language": ticket.language,
@@ -867,6 +891,8 @@ class _Step:
             "in_reply_to": in_reply_to,
             "references": chain[-MAX_REFERENCES:],
             "auto_submitted": auto,
+            # The requestor's name from their latest mail, when fit to greet them with.
+            "name": greeting_name(named if isinstance(named, str) else None),
         }
         if paragraphs:
             payload["paragraphs"] = list(paragraphs)  # plain text the plugins added

@@ -154,3 +154,35 @@ def format_size(size: int, language: str = "en") -> str:
         return f"{size // 1024} KB"
     text = f"{size / _MB:.1f} MB"
     return text.replace(".", ",") if language in ("ca", "es") else text
+
+
+#: A display name longer than this is not used to greet (a company's, a slogan, a spammer's).
+MAX_GREETING_NAME = 40
+# Characters no person's name has, but addresses, links and tricks do.
+_NOT_IN_NAMES = re.compile(r"[@<>/\\:;=|{}\[\]#$%&*+~^\"`]|\d")
+
+
+def greeting_name(display_name: str | None) -> str | None:
+    """The name a member gave in their mail's From, fit to greet them with ("Hola Anna
+    Puig,"), or None: no name, one that looks like an address, a link, a number or a word
+    joined by dots (a mailbox name), or one longer than MAX_GREETING_NAME. A name in capitals
+    is written as a name. Plain text: it goes into a mail's body, never a header."""
+    if not display_name:
+        return None
+    name = " ".join(display_name.split()).strip("'\"\u2018\u2019\u201c\u201d ")
+    if not name or len(name) > MAX_GREETING_NAME or _NOT_IN_NAMES.search(name):
+        return None
+    if not any(c.isalpha() for c in name):
+        return None
+    if " " not in name and ("." in name or "_" in name):
+        return None  # "marta.puig", "info_exo": a mailbox, not a name
+    if not all(c.isprintable() for c in name):
+        return None
+    family, comma, given = name.partition(",")
+    if comma:
+        if "," in given or not family.strip() or not given.strip():
+            return None
+        name = f"{given.strip()} {family.strip()}"  # "Puig Garcia, Anna": a directory's order
+    if name.isupper():
+        name = name.title()
+    return name

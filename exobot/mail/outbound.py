@@ -18,9 +18,10 @@ import aiosmtplib
 from exobot.core.addresses import address_problem
 from exobot.core.clock import Clock
 from exobot.core.intents import Origin, RecordDeliveryFailure
+from exobot.core.languages import N_
 from exobot.core.model import Actor
 from exobot.core.service import ServiceError, TicketService
-from exobot.core.text import format_size
+from exobot.core.text import format_size, greeting_name
 from exobot.db import outbox
 from exobot.db.repository import SqlRepository
 from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy
@@ -28,6 +29,10 @@ from exobot.i18n import say
 from exobot.mail.compose import TemplateRenderer, build_message, header_safe, is_threadable_id
 
 log = logging.getLogger("exobot.mail.outbound")
+
+#: The acknowledgement's sentence about when a first answer can be expected, unless
+#: mail.first_answer says otherwise for the ticket's language.
+FIRST_ANSWER = N_("We usually answer within two working days.")
 
 
 @dataclass(frozen=True)
@@ -59,12 +64,16 @@ class MailSender(OutboxWorker):
         from_name: str,
         loop_marker: str,
         advice: Mapping[str, str] | None = None,
+        first_answer: Mapping[str, str] | None = None,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(repository, retry, clock)
         # privacy.advice: per language, the text replacing the advice mail's default one.
         self.advice = dict(advice or {})
+        # mail.first_answer: per language, the acknowledgement's sentence about when a first
+        # answer can be expected (the catalogs' FIRST_ANSWER otherwise).
+        self.first_answer = dict(first_answer or {})
         self.service = service
         self.smtp = smtp
         self.renderer = renderer
@@ -87,6 +96,10 @@ class MailSender(OutboxWorker):
             # Plain-text paragraphs plugins added to an acknowledgement (exobot.core.hooks).
             "paragraphs": list(payload.get("paragraphs") or ()),
             "advice": self.advice.get(payload.get("language") or "ca", ""),
+            # The member's name when their mail gave one fit for a greeting (never a header).
+            "member_name": greeting_name(payload.get("name")),
+            "first_answer": self.first_answer.get(payload.get("language") or "ca")
+            or say(payload.get("language") or "ca", FIRST_ANSWER),
         }
         body = self.renderer.render(payload["template"], payload.get("language"), **variables)
         # A member's mail client may have sent a malformed Message-ID: thread without it

@@ -72,7 +72,7 @@ def test_ack_warns_about_sensitive_data(language):
 
 def test_catalan_is_the_default_language():
     text = TemplateRenderer().render("ack", **VARIABLES)
-    assert "ticket de suport 12" in text
+    assert "tiquet de suport 12" in text
     assert "«No tinc connexió»" in text
 
 
@@ -369,3 +369,37 @@ def test_date_keeps_the_timezone_and_must_be_aware():
 def test_default_date_is_now():
     _, parsed = roundtrip(make(date=None))
     assert abs(parsed["Date"].datetime - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+# --- greeting and the first answer -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("language", "greeting"),
+    [("ca", "Hola, Anna Puig,\n"), ("es", "Hola, Anna Puig:\n"), ("en", "Hello Anna Puig,\n")],
+)
+@pytest.mark.parametrize("name", ["ack", "advice", "resolved"])
+def test_a_known_name_is_greeted(name, language, greeting):
+    text = TemplateRenderer().render(name, language, **VARIABLES, member_name="Anna Puig", advice="")
+    assert text.startswith(greeting)
+
+
+@pytest.mark.parametrize(
+    ("language", "greeting"), [("ca", "Hola,\n"), ("es", "Hola:\n"), ("en", "Hello,\n")]
+)
+def test_without_a_name_the_greeting_is_plain(language, greeting):
+    text = TemplateRenderer().render("ack", language, **VARIABLES, member_name=None)
+    assert text.startswith(greeting)
+
+
+def test_the_ack_says_when_a_first_answer_can_be_expected():
+    sentence = "Normalment responem en dos dies feiners."
+    text = TemplateRenderer().render("ack", "ca", **VARIABLES, first_answer=sentence)
+    assert f"tan aviat com pugui. {sentence} Si vols" in text
+
+
+@pytest.mark.parametrize("name", ["ack", "advice", "reply", "resolved"])
+def test_catalan_mails_say_tiquet(name):
+    text = TemplateRenderer().render(name, "ca", **VARIABLES, advice="")
+    assert "tiquet de suport 12" in text
+    assert "ticket" not in text.lower()
