@@ -3,15 +3,17 @@ to play the member.
 
 python -m devstack.demo run                 start the stack, the Matrix accounts and rooms, and
                                             exobot; Ctrl-C stops what it started
-python -m devstack.demo send [--from A] [--subject S] [--body B]
-                                            send a member's mail to the support address
+python -m devstack.demo send [--from A] [--subject S] [--body B] [--ticket N]
+                                            send a member's mail to the support address;
+                                            with --ticket, as the member's reply to suport#N
 python -m devstack.demo inbox [ADDRESS]     show the mails a member received
 
 `run` registers the bot @exobot:localhost and the volunteer @voluntari:localhost (password
 "voluntari-demo"), whose rooms #suport:localhost and #tresoreria:localhost the bot is
 invited to. Log in as the volunteer with any Matrix client (e.g. Element) pointed at the
 homeserver URL it prints, and to the web address it prints (same user and password, or
-`!login` in #suport); everything listens on 127.0.0.1 only.
+`!login` in #suport); everything listens on 127.0.0.1 only. exobot's log goes to
+var/demo/exobot.log, so the addresses stay on screen once it is ready.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import email
 import email.policy
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +43,9 @@ DEMO_DIR = ROOT / "var" / "demo"
 STACK_DIR = DEMO_DIR / "stack"
 CONFIG = DEMO_DIR / "config.yaml"
 BOT_PID = DEMO_DIR / "exobot.pid"
+BOT_LOG = DEMO_DIR / "exobot.log"
+# How long exobot may take to start (its web server answering) before the demo says so.
+READY_WAIT = 180.0
 SUPPORT = "suport@example.org"
 MEMBER = "membre@example.org"
 MATRIX_STORE = DEMO_DIR / "matrix"
@@ -108,8 +114,7 @@ def cmd_run(_args: argparse.Namespace) -> int:
     _write_config(stack, matrix, web)
     me = f"{sys.executable} -m devstack.demo"
     rooms = ", ".join(matrix.aliases.values())
-    print(
-        f"""
+    banner = f"""
 exobot demo
   support address  {SUPPORT}  (database {DEMO_DIR / "exobot.db"})
   config           {CONFIG}
@@ -129,14 +134,28 @@ Log in to the web at http://{web}/ with the same user and password, or type !log
 In another terminal:
   send a member's mail:   {me} send --subject "No em funciona internet"
   see the member's inbox: {me} inbox {MEMBER}
+  reply as the member:     {me} send --ticket 1 --body "Encara no funciona"
+  see the member's inbox: {me} inbox {MEMBER}
   quarantine:             .venv/bin/exobot quarantine list -c {CONFIG}
+  exobot's log:           tail -f {BOT_LOG}
 Ctrl-C stops exobot{" and the stack" if started_here else ""}.
-""",
-        flush=True,
-    )
+"""
     _stop_leftover_bot()
-    bot = subprocess.Popen([sys.executable, "-m", "exobot.cli", "run", "-c", str(CONFIG)], cwd=ROOT)
+    print(f"starting exobot (its log: {BOT_LOG}) …", flush=True)
+    # The log goes to a file: start-up lines would push the addresses above off the screen.
+    with BOT_LOG.open("ab") as log:
+        bot = subprocess.Popen(
+            [sys.executable, "-m", "exobot.cli", "run", "-c", str(CONFIG)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     BOT_PID.write_text(str(bot.pid))
+    if _wait_ready(bot, web):
+        print(banner, flush=True)
+    else:
+        print(f"demo: exobot did not start; the end of its log ({BOT_LOG}):", file=sys.stderr)
+        print(_log_tail(), file=sys.stderr)
     # SIGTERM (a closed terminal, `kill`) stops everything too, like Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
@@ -151,6 +170,30 @@ Ctrl-C stops exobot{" and the stack" if started_here else ""}.
         if started_here:
             stack.stop()
             print("demo stack stopped")
+
+
+def _wait_ready(bot: subprocess.Popen, web: str) -> bool:
+    """Wait until exobot's web server answers (start-up done); False when exobot stopped or
+    did not get there within READY_WAIT."""
+    host, _, port = web.rpartition(":")
+    deadline = time.monotonic() + READY_WAIT
+    while time.monotonic() < deadline:
+        if bot.poll() is not None:
+            return False
+        try:
+            socket.create_connection((host, int(port)), timeout=1.0).close()
+            return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def _log_tail(lines: int = 20) -> str:
+    """The last lines of exobot's log."""
+    try:
+        return "\n".join(BOT_LOG.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 def _stop_leftover_bot() -> None:
@@ -174,15 +217,30 @@ def cmd_send(args: argparse.Namespace) -> int:
     if stack is None:
         print("demo: the stack is not running; start it with `make demo`", file=sys.stderr)
         return 1
+    subject = args.subject
+    if args.ticket is not None:
+        # A member's reply: the reference in the subject threads it into the ticket.
+        subject = f"Re: [{_prefix()}#{args.ticket}] {subject or ''}".rstrip()
+    elif subject is None:
+        subject = "No em funciona internet"
     msg = EmailMessage()
     msg["From"] = args.sender
     msg["To"] = SUPPORT
-    msg["Subject"] = args.subject
+    msg["Subject"] = subject
     msg["Message-ID"] = make_msgid(domain="example.org")
     msg.set_content(args.body)
     stack.send_mail(msg.as_bytes(policy=email.policy.SMTP), args.sender, [SUPPORT])
-    print(f"sent {msg['Message-ID']} from {args.sender}: {args.subject!r}")
+    print(f"sent {msg['Message-ID']} from {args.sender}: {subject!r}")
     return 0
+
+
+def _prefix() -> str:
+    """The demo's ticket prefix (tickets.prefix of its config), `suport` by default."""
+    try:
+        config = yaml.safe_load(CONFIG.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return "suport"
+    return str((config.get("tickets") or {}).get("prefix") or "suport")
 
 
 def cmd_inbox(args: argparse.Namespace) -> int:
@@ -212,9 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run").set_defaults(func=cmd_run)
     send = sub.add_parser("send")
     send.add_argument("--from", dest="sender", default=MEMBER)
-    send.add_argument("--subject", default="No em funciona internet")
+    send.add_argument("--subject", default=None, help="default: No em funciona internet")
     send.add_argument(
         "--body", default="Hola,\n\ndes d'ahir a la tarda no tinc connexió.\n\nGràcies"
+    )
+    send.add_argument(
+        "--ticket",
+        type=int,
+        metavar="N",
+        help="send it as the member's reply to ticket N (its reference in the subject)",
     )
     send.set_defaults(func=cmd_send)
     inbox = sub.add_parser("inbox")
