@@ -98,7 +98,7 @@ async def test_every_command_and_its_no_op_cases_are_answered(chat: Chat):
             ("!idioma es", ca("Spanish")),
             (
                 "!idioma es",
-                ca("{ticket} is already mailed in {language}.", ticket=ref, language=ca("Spanish")),
+                ca("{ticket} is already mailed in {lang}.", ticket=ref, lang=ca("Spanish")),
             ),
             ("!idioma ca", None),
         ],
