@@ -112,7 +112,7 @@ def test_commands_table_is_complete_and_consistent():
     expected = {
         "take", "give", "untake", "reply", "comment", "title", "move", "status", "open",
         "stall", "resolve", "reject", "show", "history", "list", "search", "new", "accept",
-        "help", "login", "cc", "unflag",
+        "help", "login", "cc", "unflag", "language",
     }  # fmt: skip
     registry = default_registry()
     assert {spec.name for spec in registry} == expected
@@ -549,3 +549,4 @@ def test_login_takes_no_argument():
     with pytest.raises(CommandError) as caught:
         parse_command("!login ara", prefix="suport", queues=QUEUES)
     assert caught.value.code == "unexpected_argument"
+

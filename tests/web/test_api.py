@@ -362,6 +362,17 @@ async def test_every_action_works_and_is_recorded_with_the_tokens_user(world, an
     assert (cleared["kind"], cleared["actor"]) == ("flag", ANNA)
     assert cleared["data"]["cleared"] is True and cleared["body"] == "Dades a la gestió."
     assert after["flags"] == []
+    before = after
+
+    # The member's language: a code or a name; the mails after it are in that language.
+    after = await act("language", {"language": "español"})
+    [changed] = new_entries(after, before)
+    assert (changed["kind"], changed["data"]) == ("language", {"from": "ca", "to": "es"})
+    assert after["language"] == "es"
+    same = await world.client.post(
+        f"/tickets/{number}/actions/language", json={"language": "es"}, headers=anna
+    )
+    assert (same.status_code, same.json()["error"]) == (400, "same_language")
 
     assert sorted(done) == sorted(actions.ACTIONS)
 
