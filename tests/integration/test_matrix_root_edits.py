@@ -1,5 +1,5 @@
 """Root messages kept current on the real Synapse: a burst of changes makes one edit
-(m.replace) about 5 s after the last one, showing the final state; a reopened ticket is
+(m.replace), due the configured delay after the last one, showing the final state; a reopened ticket is
 marked; a root edit delivered again (a crash before it was recorded) edits nothing twice;
 `!move` says who moved the ticket and links the new root."""
 
