@@ -29,7 +29,8 @@ BIG_SUBJECT = (BIG_UNIT * (1_000_000 // len(BIG_UNIT) + 1))[:1_000_000]
 INJECTED = {
     "img[src=x]": "main img[src=x]",
     "inline script": "main script:not([src])",
-    "svg": "main svg",
+    # The pages' own icons are inline SVG (class "icon icon-NAME"); any other is the mail's.
+    "svg": 'main svg:not([class^="icon icon-"])',
     "event handler attribute": "main [onerror], main [onload], main [onmouseover]",
     "javascript: URL": 'main [href^="javascript:" i], main [src^="javascript:" i]',
     "<b> from a name": 'main b:has-text("Evil")',
