@@ -456,7 +456,7 @@ async def test_queries_answer_in_place(chat: Chat):
     assert f"suport#{number}" not in body_of(answer)
 
 
-async def test_new_give_untake_and_accept(chat: Chat, matrix_setup):
+async def test_new_give_untake_and_accept(chat: Chat, matrix_setup, matrix_login, stack):
     # !new in the room: the new ticket's root answers the command.
     event_id, mark = await chat.command(
         "!new veina@example.org Trucada: sense connexió\nVa trucar."
@@ -471,7 +471,19 @@ async def test_new_give_untake_and_accept(chat: Chat, matrix_setup):
     assert chat.inst.scalar("SELECT requestor FROM tickets WHERE id = :n", n=number) == (
         "veina@example.org"
     )
-    other = matrix_setup().volunteer_user_id
+    # Tickets go to operators only: the other volunteer joins the room first.
+    from devstack.matrix_setup import invite
+
+    other_setup = matrix_setup()
+    other = other_setup.volunteer_user_id
+    invite(stack, chat.setup.volunteer_access_token, chat.room(), other)
+    other_client = await matrix_login(
+        other, other_setup.volunteer_password, other_setup.homeserver
+    )
+    await other_client.join(chat.room())
+    await wait_until(
+        lambda: _true(chat.inst.app.bot.is_operator(other)), what="the bot to see them join"
+    )
     _, mark = await chat.command(f"!give {other}", thread=root["event_id"])
     await chat.bot_says(in_thread(root["event_id"]), after=mark)
     await chat.wait_ticket(number, "open", other)
@@ -554,14 +566,15 @@ async def test_a_quarantined_mail_is_announced_once(
     await inst.start()
     chat = Chat(inst, setup, await volunteer(setup))
     await inst.send(member_mail(unique("membre"), inst.address, subject="X-Trigger <i>trencat</i>"))
-    notice = await chat.bot_says(lambda e: "quarantine" in body_of(e), what="the announcement")
+    notice = await chat.bot_says(lambda e: "(quarantena núm. " in body_of(e), what="the announcement")
     inbound_id = inst.scalar("SELECT id FROM inbound_mail WHERE state = 'quarantined'")
-    assert f"quarantine show {inbound_id}" in body_of(notice)
+    assert f"(quarantena núm. {inbound_id})" in body_of(notice)
+    assert "exobot quarantine" not in body_of(notice)  # worded for a person, no shell commands
     assert "&lt;i&gt;trencat" in notice["content"]["formatted_body"]
     # Retried and quarantined again: not announced again.
     assert await inst.app.processor.process(inbound_id) == "quarantined"
     await asyncio.sleep(1.5)
-    announced = [e for e in chat.bot_events() if "quarantine" in (body_of(e) or "")]
+    announced = [e for e in chat.bot_events() if "(quarantena núm. " in (body_of(e) or "")]
     assert len(announced) == 1
 
 
@@ -676,3 +689,7 @@ async def test_a_command_from_another_room_is_answered_there_too(chat: Chat):
     there = await chat.bot_says(in_thread(root), after=mark_suport, what="the thread post")
     assert body_of(here) == body_of(there)
     assert chat.ticket(number)[:2] == ("open", chat.setup.volunteer_user_id)
+
+
+async def _true(value: bool) -> bool:
+    return value
