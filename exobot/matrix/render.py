@@ -95,7 +95,8 @@ class Renderer(Wording):
         # A reopened ticket says so in place of its status word (it is open again).
         label = self._say("reopened") if reopened else self._status(ticket.status)
         icon = "🔄" if reopened else ROOT_STATUS_ICONS.get(ticket.status, "")
-        plain, rich = self._t("Status: {status}", status=f"{icon} {label}".strip())
+        shown = " ".join(part for part in (icon, label) if part)
+        plain, rich = self._t("Status: {status}", status=shown)
         state = [(plain, f"<b>{rich}</b>")]
         state.append(self._t("Owner: {owner}", owner=self._owner(ticket.owner)))
         state.append(self._t("Queue: {queue}", queue=ticket.queue))
