@@ -518,9 +518,9 @@ class SqlUnitOfWork(SqlReader):
         *,
         template: str | None = None,
         recipient: str | None = None,
+        due: datetime | None = None,
     ) -> int:
-        """Queue an outward effect for the workers."""
-        now = self.now
+        """Queue an outward effect for the workers, due now or at `due`."""
         return (
             await self.conn.execute(
                 insert(O)
@@ -532,8 +532,8 @@ class SqlUnitOfWork(SqlReader):
                     payload=payload,
                     state="pending",
                     attempts=0,
-                    next_try_at=now,
-                    created_at=now,
+                    next_try_at=due or self.now,
+                    created_at=self.now,
                 )
                 .returning(O.c.id)
             )
@@ -566,22 +566,7 @@ class SqlUnitOfWork(SqlReader):
                     update(O).where(O.c.id == waiting.id).values(next_try_at=due, payload=payload)
                 )
             return waiting.id
-        return (
-            await self.conn.execute(
-                insert(O)
-                .values(
-                    kind=kind,
-                    ticket_id=ticket,
-                    template=template,
-                    payload=payload,
-                    state="pending",
-                    attempts=0,
-                    next_try_at=due,
-                    created_at=self.now,
-                )
-                .returning(O.c.id)
-            )
-        ).scalar_one()
+        return await self.queue_outbox(kind, ticket, payload, template=template, due=due)
 
     async def claim(self, key: str) -> bool:
         """Record an idempotency key; False when it was recorded before."""
