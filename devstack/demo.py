@@ -134,8 +134,7 @@ Log in to the web at http://{web}/ with the same user and password, or type !log
 In another terminal:
   send a member's mail:   {me} send --subject "No em funciona internet"
   see the member's inbox: {me} inbox {MEMBER}
-  reply as the member:     {me} send --ticket 1 --body "Encara no funciona"
-  see the member's inbox: {me} inbox {MEMBER}
+  reply as the member:    {me} send --ticket 1 --body "Encara no funciona"
   quarantine:             .venv/bin/exobot quarantine list -c {CONFIG}
   exobot's log:           tail -f {BOT_LOG}
 Ctrl-C stops exobot{" and the stack" if started_here else ""}.
