@@ -19,8 +19,11 @@ async def test_password_login_lands_on_the_dashboard_and_logout_ends_it(web: Web
     await web.login(page)
     assert page.url == f"{web.url}/"
     await expect(page.get_by_role("heading", level=1)).to_have_text(say("Dashboard"))
-    who = say("Logged in as {user}", user=web.setup.volunteer_user_id)
+    # Named as a person reads it (Synapse's display name: the localpart), the id on hover.
+    name = web.setup.volunteer_user_id.split(":")[0][1:]
+    who = say("Logged in as {user}", user=name)
     await expect(page.get_by_text(who)).to_be_visible()
+    await expect(page.locator(".who")).to_have_attribute("title", web.setup.volunteer_user_id)
 
     await page.get_by_role("button", name=say("Log out")).click()
     await page.wait_for_url(f"{web.url}/login")
