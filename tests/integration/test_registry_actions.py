@@ -131,8 +131,8 @@ async def test_an_action_registered_after_start_works_everywhere_and_goes_away(
     assert "la paraula" in body_of(missing)
     assert "!pica suport#N paraula" in body_of(missing)
 
-    # !help lists the actions and explains each one.
-    _, mark = await chat.command("!ajuda")
+    # `!ajuda tot` lists every action and explains each one (`!ajuda` alone is short).
+    _, mark = await chat.command("!ajuda tot")
     listed = await chat.bot_says(lambda e: "!pica" in (body_of(e) or ""), after=mark, what="help")
     assert "Respon pong amb la paraula." in body_of(listed)
     assert "!nota suport#N text…" in body_of(listed)
@@ -199,7 +199,7 @@ async def test_an_action_registered_after_start_works_everywhere_and_goes_away(
     )
     assert "pong" not in body_of(unknown)
     assert "!pica" in body_of(unknown)
-    _, mark = await chat.command("!ajuda")
+    _, mark = await chat.command("!ajuda tot")
     listed = await chat.bot_says(lambda e: "!agafa" in (body_of(e) or ""), after=mark)
     assert "!pica" not in body_of(listed) and "!nota" not in body_of(listed)
     _, mark = await chat.command("!help ping")

@@ -6,6 +6,7 @@ one queue reaches only that queue's room."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -84,9 +85,13 @@ async def test_flag_shown_cleared_and_a_notice_mailed_once(
     async with web, api:
         page = await web.get(f"/tickets/{number}")
         assert page.status_code == 200, page.text
-        assert '<li class="flag" data-code="sample-urgent">🚩 the subject says urgent</li>' in (
-            page.text
-        )
+        # The badge: the flag's icon (inline SVG) and its note.
+        assert re.search(
+            r'<li class="flag" data-code="sample-urgent"><svg[^>]*>.*?</svg> '
+            r"the subject says urgent</li>",
+            page.text,
+            re.S,
+        ), page.text
         detail = (await api.get(f"/tickets/{number}")).json()
         [flag] = detail["flags"]
         assert (flag["code"], flag["note"], flag["source"]) == (

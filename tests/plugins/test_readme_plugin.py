@@ -1,7 +1,7 @@
 """The README's smallest plugin, taken from the README itself: its fenced `pyproject.toml` and
 module are written into a folder on sys.path with the `*.dist-info/entry_points.txt` pip would
 leave (the entry point read from that pyproject), and its `!ping` is then used from chat
-(real Synapse), listed in `!help`, and called through the API (and found in its OpenAPI
+(real Synapse), listed in `!help all`, and called through the API (and found in its OpenAPI
 schema), without any core file naming it: the proof issue 10 asks for."""
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ async def test_the_readme_plugin_works_from_chat_and_the_api(
         assert body_of(await bot_says(mark, lambda b: "pong" in b, "pong")) == "pong"
 
         mark = vol.mark(room)
-        await vol.send(room, "!ajuda")
+        await vol.send(room, "!ajuda tot")
         helped = await bot_says(mark, lambda b: "!ping" in b, "!ping in the help")
         assert "Answers pong." in body_of(helped)
 
