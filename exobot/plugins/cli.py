@@ -31,50 +31,16 @@ def add_plugin_commands(
 
 async def run_plugin_cli(config: Config, name: str, args: argparse.Namespace) -> int:
     """Run `exobot NAME …` for an enabled plugin; returns the exit status."""
-    from exobot.app import hmac_secret, service_settings
-    from exobot.core.actions import new_registry
-    from exobot.core.clock import SystemClock
-    from exobot.core.events import EventBus
-    from exobot.core.service import TicketService
-    from exobot.db.engine import create_engine, create_sync_engine
-    from exobot.db.migrate import upgrade_async
-    from exobot.db.repository import SqlRepository
-    from exobot.mail.msgid import MessageIds
+    from exobot.offline import offline_plugins
     from exobot.plugins.context import PluginContext
-    from exobot.plugins.manager import Host, PluginManager, _Run
+    from exobot.plugins.manager import _Run
 
     if name not in config.plugins:
         print(f"the plugin {name} is not enabled: add `{name}: {{}}` under `plugins:`")
         return 2
     cls = plugin_class(name)
     settings = cls.config_model.model_validate(config.plugins[name])
-    manager = PluginManager(config)
-    await upgrade_async(config.database.url, manager.migration_branches())
-    engine = create_engine(config.database.url)
-    repository = SqlRepository(engine, create_sync_engine(config.database.url))
-    try:
-        secret = await hmac_secret(
-            repository,
-            config.mail.hmac_secret.get_secret_value() if config.mail.hmac_secret else None,
-        )
-        clock = SystemClock()
-        events = EventBus()
-        service = TicketService(
-            repository,
-            MessageIds(secret, config.mail.address.rpartition("@")[2]),
-            service_settings(config),
-            events=events,
-            clock=clock,
-        )
-        manager.host = Host(
-            service=service,
-            repository=repository,
-            clock=clock,
-            actions=new_registry(),
-            events=events,
-            language=config.language,
-            timezone=config.alerts.tzinfo,
-        )
+    async with offline_plugins(config) as manager:
         plugin = cls()
         run = _Run(name, plugin)
         run.ctx = PluginContext(manager, run, settings, manager.host)
@@ -87,5 +53,3 @@ async def run_plugin_cli(config: Config, name: str, args: argparse.Namespace) ->
             return int(await plugin.run_cli(args, run.ctx) or 0)
         finally:
             run.ctx.remove_all()
-    finally:
-        await repository.close()

@@ -29,47 +29,12 @@ async def privacy_session(
 ) -> AsyncIterator[PrivacySession]:
     """Migrate, open the database and start the enabled plugins the way `exobot NAME …` does
     (no chat, no web, no scheduler: nothing is posted or scheduled); stop them at the end."""
-    from exobot.app import hmac_secret, service_settings
-    from exobot.core.actions import new_registry
-    from exobot.core.events import EventBus
-    from exobot.core.service import TicketService
-    from exobot.db.engine import create_engine, create_sync_engine
-    from exobot.db.migrate import upgrade_async
-    from exobot.mail.msgid import MessageIds
-    from exobot.plugins.manager import Host
+    from exobot.offline import offline_plugins
 
     clock = clock or SystemClock()
-    manager = PluginManager(config)
-    await upgrade_async(config.database.url, manager.migration_branches())
-    repository = SqlRepository(
-        create_engine(config.database.url), create_sync_engine(config.database.url)
-    )
-    try:
-        secret = await hmac_secret(
-            repository,
-            config.mail.hmac_secret.get_secret_value() if config.mail.hmac_secret else None,
-        )
-        events = EventBus()
-        service = TicketService(
-            repository,
-            MessageIds(secret, config.mail.address.rpartition("@")[2]),
-            service_settings(config),
-            events=events,
-            clock=clock,
-        )
-        manager.host = Host(
-            service=service,
-            repository=repository,
-            clock=clock,
-            actions=new_registry(),
-            events=events,
-            language=config.language,
-            timezone=config.alerts.tzinfo,
-        )
+    async with offline_plugins(config, clock) as manager:
         await manager.start()
         try:
-            yield PrivacySession(config, repository, manager, clock)
+            yield PrivacySession(config, manager.host.repository, manager, clock)
         finally:
             await manager.stop()
-    finally:
-        await repository.close()
