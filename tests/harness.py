@@ -273,3 +273,24 @@ async def bot(make_instance):
     await inst.start()
     yield inst
     await inst.stop()
+
+
+async def operator_clients(inst: Instance, user_id: str, token_name: str):
+    """A logged-in web client (session cookie), an API client (bearer token) on the running
+    instance's web server, and the session (its CSRF token), for `user_id`."""
+    from datetime import UTC, datetime, timedelta
+
+    import httpx
+
+    from exobot.db import web as records
+    from exobot.web.auth import SESSION_COOKIE
+
+    now = datetime.now(UTC)
+    async with inst.app.repository.connection() as conn:
+        cookie, session = await records.create_session(conn, user_id, timedelta(hours=1), now)
+        token = await records.create_api_token(conn, token_name, user_id, now)
+    web = httpx.AsyncClient(base_url=inst.web_url, cookies={SESSION_COOKIE: cookie}, timeout=30)
+    api = httpx.AsyncClient(
+        base_url=inst.web_url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    return web, api, session

@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import io
 import logging
-from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
-from harness import Instance, member_mail, unique, wait_until
+from harness import Instance, member_mail, operator_clients, unique, wait_until
 from markupsafe import escape
 from matrix_harness import body_of, is_room_notice, sender_of
 
 from exobot.cli import LOG_FORMAT, OneLineFormatter, SensitiveFilter
-from exobot.db import web as records
 from exobot.i18n import say
 from exobot.matrix.bot import UNENCRYPTED_WARNED
-from exobot.web.auth import SESSION_COOKIE
 
 REVEAL_LINE = "👁 {actor} revealed the original (unmasked) text of entry {entry}"
 
@@ -107,18 +103,7 @@ async def test_a_mail_with_an_iban_is_masked_everywhere_and_revealed_on_request(
     for mail in mails:
         assert_masked(str(mail["Subject"]) + mail.get_content(), "a mail to the member")
 
-    now = datetime.now(UTC)
-    async with app.repository.connection() as conn:
-        cookie, session = await records.create_session(
-            conn, setup.volunteer_user_id, timedelta(hours=1), now
-        )
-        token = await records.create_api_token(conn, "mask", setup.volunteer_user_id, now)
-    web = httpx.AsyncClient(base_url=inst.web_url, cookies={SESSION_COOKIE: cookie}, timeout=30)
-    api = httpx.AsyncClient(
-        base_url=inst.web_url + "/api/v1",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
+    web, api, session = await operator_clients(inst, setup.volunteer_user_id, "mask")
     async with web, api:
         # The web page: masked, with a reveal form for the mail's entry.
         page = await web.get(f"/tickets/{number}")

@@ -7,18 +7,15 @@ one queue reaches only that queue's room."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-import httpx
 import pytest
-from harness import Instance, member_mail, unique, wait_until
+from harness import Instance, member_mail, operator_clients, unique, wait_until
 from matrix_harness import body_of, sender_of
 
 from exobot.core import intents as i
 from exobot.core.model import Actor
 from exobot.core.service import AlreadyHandled, InvalidRequest
-from exobot.db import web as records
-from exobot.web.auth import SESSION_COOKIE
 
 pytestmark = pytest.mark.integration
 
@@ -70,18 +67,7 @@ async def test_flag_shown_cleared_and_a_notice_mailed_once(
     [ack] = await inst.wait_mailbox(member, 1)
 
     # The web page's badge and the API's flags.
-    now = datetime.now(UTC)
-    async with app.repository.connection() as conn:
-        cookie, _session = await records.create_session(
-            conn, setup.volunteer_user_id, timedelta(hours=1), now
-        )
-        token = await records.create_api_token(conn, "flags", setup.volunteer_user_id, now)
-    web = httpx.AsyncClient(base_url=inst.web_url, cookies={SESSION_COOKIE: cookie}, timeout=30)
-    api = httpx.AsyncClient(
-        base_url=inst.web_url + "/api/v1",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
+    web, api, _session = await operator_clients(inst, setup.volunteer_user_id, "flags")
     async with web, api:
         page = await web.get(f"/tickets/{number}")
         assert page.status_code == 200, page.text
