@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from exobot.core.imports import ImportedTicket
 from exobot.core.model import IncomingMail, Status
 
 
@@ -173,6 +174,14 @@ class SetLanguage:
 
 
 @dataclass(frozen=True)
+class ImportTicket:
+    """A ticket from another helpdesk (exobot.core.imports), written with its own number and
+    history and announced nowhere; only exobot itself (the importer) does it."""
+
+    ticket: ImportedTicket
+
+
+@dataclass(frozen=True)
 class Origin:
     """Where a request came from, for the channel's own needs.
 
@@ -205,6 +214,7 @@ Intent = (
     | ClearFlag
     | RevealOriginal
     | SetLanguage
+    | ImportTicket
 )
 
 OPERATOR_INTENTS = (
