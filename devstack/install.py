@@ -12,6 +12,7 @@ from pathlib import Path
 from devstack.config import dovecot_version
 from devstack.paths import SYNAPSE_VENV
 from devstack.postgres import find_bindir, server_version
+from devstack.rt_install import install_rt
 from devstack.smokeping import SMOKEPING_ROOT
 from devstack.smokeping import installed as smokeping_installed
 from devstack.smokeping import unpack as unpack_smokeping
@@ -179,7 +180,8 @@ def install_chromium() -> None:
 
 def install_all() -> None:
     """Install everything the stack needs: Dovecot, fping, PostgreSQL, openssl and Chromium, the
-    Synapse venv, and SmokePing unpacked for its `--check`."""
+    Synapse venv, SmokePing unpacked for its `--check`, and Request Tracker 5 and 4.4 (the
+    importer's tests)."""
     install_openssl()
     install_chromium()
     install_dovecot()
@@ -187,3 +189,4 @@ def install_all() -> None:
     install_smokeping()
     install_postgres()
     install_synapse()
+    install_rt()
