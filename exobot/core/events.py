@@ -24,6 +24,18 @@ class TicketEvent:
 
 
 @dataclass(frozen=True)
+class TicketImported:
+    """A ticket was written (`created`) or brought up to date by an import from another
+    helpdesk, with `entries` history entries. Nobody acts on it: imported history is past,
+    announced nowhere and raising no alert."""
+
+    ticket: int
+    created: bool
+    entries: int
+    source: str
+
+
+@dataclass(frozen=True)
 class OutboxQueued:
     """An outward effect was queued: workers may want to wake up."""
 

@@ -18,11 +18,35 @@ T = TypeVar("T")
 class UnitOfWork(Protocol):
     """The operations of one database transaction; everything in it commits or nothing does."""
 
-    async def get_ticket(self, number: int) -> Ticket | None:
-        """The ticket with that number, or None."""
+    async def get_ticket(self, number: int, *, aliases: bool = True) -> Ticket | None:
+        """The ticket with that number, or None; a number merged into another ticket gives
+        the surviving one unless `aliases` is False."""
 
-    async def create_ticket(self, ticket: Ticket) -> Ticket:
-        """Insert a ticket; its number is assigned here and never reused."""
+    async def create_ticket(self, ticket: Ticket, *, number: int | None = None) -> Ticket:
+        """Insert a ticket; its number is assigned here and never reused (or it is `number`,
+        an imported ticket's own, and later numbers continue above it)."""
+
+    async def alias_of(self, number: int) -> int | None:
+        """The surviving ticket a merged number names, or None."""
+
+    async def add_alias(self, number: int, ticket: int, source: str) -> None:
+        """Make a merged number name `ticket` (idempotent)."""
+
+    async def imported_ticket(self, source: str, external_id: str) -> int | None:
+        """The ticket an import from `source` made of the other system's ticket."""
+
+    async def imported_among(self, source: str, kind: str, external_ids: Sequence[str]) -> set[str]:
+        """Those of the other system's ids (kind "ticket" or "entry") imported already."""
+
+    async def record_import(
+        self, source: str, kind: str, external_id: str, ticket: int, entry_id: int | None = None
+    ) -> None:
+        """Note what an import wrote, by the other system's id."""
+
+    async def record_message_once(
+        self, message_id: str, ticket: int, direction: str, entry_id: int | None
+    ) -> bool:
+        """record_message, leaving a Message-ID already recorded as it is (False)."""
 
     async def update_ticket(self, ticket: Ticket, *, title_changed: bool = True) -> None:
         """Write back a changed ticket (`title_changed` says whether to re-index the title)."""

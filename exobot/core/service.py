@@ -10,14 +10,15 @@ from datetime import datetime, timedelta
 from exobot.core import intents as i
 from exobot.core.addresses import BadAddress, address_problem, normalize_address
 from exobot.core.clock import Clock, SystemClock
-from exobot.core.events import EventBus, OutboxQueued, TicketEvent
+from exobot.core.events import EventBus, OutboxQueued, TicketEvent, TicketImported
 from exobot.core.flags import active_flags
 from exobot.core.hooks import MailHook, NewMail
+from exobot.core.imports import ImportedEntry, ImportedTicket
 from exobot.core.languages import LANGUAGES, language_code
 from exobot.core.lifecycle import Happening, LifecycleError, check_status_change, status_after
 from exobot.core.model import Actor, ActorKind, Entry, EntryKind, IncomingMail, Status, Ticket
 from exobot.core.ports import MessageIdFactory, Repository, UnitOfWork
-from exobot.core.references import format_reference
+from exobot.core.references import format_reference, is_stored_id
 from exobot.core.sensitive import mask_and_kinds
 from exobot.core.text import greeting_name
 
@@ -70,6 +71,11 @@ class NotAllowed(ServiceError):
 
 class InvalidRequest(ServiceError):
     """The request is malformed or breaks a rule (bad status, unknown queue, empty text)."""
+
+
+class ImportCollision(ServiceError):
+    """A number to import is taken here by a ticket (or a merged number) that was not
+    imported from the same place: nothing of that ticket is written."""
 
 
 class AlreadyHandled(ServiceError):
@@ -191,7 +197,7 @@ class TicketService:
         if isinstance(intent, i.ReceiveMail) and actor.kind is ActorKind.OPERATOR:
             raise NotAllowed("not_allowed", "operators cannot inject mail")
         if (
-            isinstance(intent, i.RecordDeliveryFailure | i.RaiseAlert)
+            isinstance(intent, i.RecordDeliveryFailure | i.RaiseAlert | i.ImportTicket)
             and actor.kind is not ActorKind.SYSTEM
         ):
             raise NotAllowed("not_allowed", "only exobot itself does that")
@@ -274,6 +280,66 @@ class TicketService:
             | ({"skipped": True} if intent.skipped else {}),
         )
         return step.outcome(ticket)
+
+    # --- imports ------------------------------------------------------------------------
+
+    async def _do_ImportTicket(self, step: _Step, intent: i.ImportTicket) -> Outcome:
+        """A ticket from another helpdesk with its own number, history, authors and times;
+        what an earlier run imported is skipped. Nothing is announced, mailed or alerted:
+        imported `new` and `stalled` tickets start their alert clocks now."""
+        imported = intent.ticket
+        step.quiet = True
+        queue = imported.queue.strip().lower()
+        if queue not in self.settings.queues:
+            known = ", ".join(sorted(self.settings.queues))
+            raise InvalidRequest(
+                "unknown_queue", f"unknown queue {queue!r}", queue=queue, known=known
+            )
+        if not is_stored_id(imported.number):
+            raise InvalidRequest(
+                "bad_number", f"{imported.number} is no ticket number", number=imported.number
+            )
+        ticket, created = await step.imported_ticket(imported, queue)
+        for number in dict.fromkeys(imported.merged):
+            if number != ticket.number:
+                await step.import_alias(ticket, number, imported.source)
+        # Already imported (into this ticket, or into another before RT merged them).
+        seen = await step.uow.imported_among(
+            imported.source, "entry", [e.external_id for e in imported.entries]
+        )
+        fresh = [e for e in imported.entries if e.external_id not in seen]
+        # Oldest first, so the history reads in order (ties keep the importer's order).
+        fresh.sort(key=lambda e: e.created_at)
+        if created and not any(e.kind is EntryKind.CREATED for e in fresh):
+            await step.import_entry(
+                ticket,
+                ImportedEntry(
+                    external_id="",  # exobot's own line: not recorded as imported
+                    kind=EntryKind.CREATED,
+                    actor=ticket.requestor or step.actor.id,
+                    created_at=imported.created_at,
+                    data={"queue": queue, "requestor": ticket.requestor},
+                ),
+                imported.source,
+            )
+        found: set[str] = set()
+        for entry in dict((e.external_id, e) for e in fresh).values():
+            found.update(await step.import_entry(ticket, entry, imported.source))
+        if created and step.title_original is not None:
+            # Kept with the entry that records the creation, as for `!new`.
+            first = next(e for e in step.entries if e.kind is EntryKind.CREATED)
+            typed, kinds = step.title_original
+            await step.uow.add_original(ticket.number, first.id, None, typed, kinds)
+        for address in dict.fromkeys((imported.requestor, *imported.participants)):
+            if address:
+                await step.add_participant(ticket.number, address, "import")
+        if found:
+            await step.import_sensitive_flag(ticket, found)
+        step.updated_at[ticket.number] = imported.updated_at
+        step.pending.append(
+            TicketImported(ticket.number, created, len(step.entries), imported.source)
+        )
+        return step.outcome(ticket, created=created)
 
     # --- operators --------------------------------------------------------------------------
 
@@ -527,9 +593,7 @@ class TicketService:
         ticket.next_alert_at = step.now + repeat
         return step.outcome(ticket)
 
-    async def _do_ChangeParticipants(
-        self, step: _Step, intent: i.ChangeParticipants
-    ) -> Outcome:
+    async def _do_ChangeParticipants(self, step: _Step, intent: i.ChangeParticipants) -> Outcome:
         """Add and remove participants (who get copies of the replies and may write)."""
         if not intent.add and not intent.remove:
             raise InvalidRequest("missing_participants", "say which addresses to add or remove")
@@ -640,6 +704,11 @@ class _Step:
         self._touched: dict[int, Ticket] = {}
         self._stored: dict[int, Ticket] = {}  # each touched ticket as it is in storage
         self._created: set[int] = set()
+        # An import: no chat post, no root edit, and the tickets' own last-change times.
+        self.quiet = False
+        self.updated_at: dict[int, datetime] = {}
+        # An imported title that was masked: (the original, the kinds of value found).
+        self.title_original: tuple[str, tuple[str, ...]] | None = None
 
     async def ticket(self, number: int) -> Ticket:
         ticket = await self.uow.get_ticket(number)
@@ -688,6 +757,141 @@ class _Step:
             ticket, EntryKind.CREATED, data={"queue": queue, "requestor": ticket.requestor}
         )
         return ticket
+
+    async def imported_ticket(self, imported: ImportedTicket, queue: str) -> tuple[Ticket, bool]:
+        """The ticket an import writes into: the one an earlier run made of the same ticket
+        (brought up to date: title, queue, status, owner), or a new one with the imported
+        number (True). ImportCollision when that number is taken otherwise."""
+        typed = _clean_title(imported.title)
+        title, kinds = self.masked(typed)
+        title = title or PLACEHOLDER_TITLE
+        status = Status(imported.status)
+        earlier = await self.uow.imported_ticket(imported.source, imported.external_id)
+        if earlier is not None:
+            ticket = await self.ticket(earlier)
+            if ticket.status is not status:
+                ticket.next_alert_at = self.import_alert_at(status)
+            ticket.title, ticket.queue, ticket.status = title, queue, status
+            ticket.owner = imported.owner
+            return ticket, False
+        number = imported.number
+        if await self.uow.get_ticket(number, aliases=False) or await self.uow.alias_of(number):
+            raise ImportCollision(
+                "import_collision",
+                f"{self.service.reference(number)} exists already and was not imported from"
+                f" {imported.source}",
+                ticket=self.service.reference(number),
+                number=number,
+            )
+        if kinds:
+            self.title_original = (typed, kinds)
+        language = imported.language
+        ticket = Ticket(
+            number=0,
+            title=title,
+            requestor=_stored_address(imported.requestor) if imported.requestor else "",
+            queue=queue,
+            status=status,
+            created_at=imported.created_at,
+            updated_at=imported.updated_at,
+            owner=imported.owner,
+            language=language if language in LANGUAGES else self.settings.language,
+            next_alert_at=self.import_alert_at(status),
+        )
+        ticket = await self.uow.create_ticket(ticket, number=number)
+        await self.uow.record_import(imported.source, "ticket", imported.external_id, number)
+        self._touched[number] = ticket
+        self._stored[number] = replace(ticket)
+        self._created.add(number)
+        return ticket, True
+
+    def import_alert_at(self, status: Status) -> datetime | None:
+        """When an imported ticket's first alert is due: its clock starts at the import."""
+        if status is Status.NEW and self.settings.new_after:
+            return self.now + self.settings.new_after
+        if status is Status.STALLED and self.settings.stalled_every:
+            return self.now + self.settings.stalled_every
+        return None
+
+    async def import_alias(self, ticket: Ticket, number: int, source: str) -> None:
+        """Make a number merged into `ticket` name it; ImportCollision when the number is a
+        ticket of its own here or names another ticket."""
+        reference = self.service.reference(number)
+        if not is_stored_id(number):
+            raise InvalidRequest("bad_number", f"{number} is no ticket number", number=number)
+        survivor = await self.uow.alias_of(number)
+        if survivor == ticket.number:
+            return
+        if survivor is not None or await self.uow.get_ticket(number, aliases=False):
+            raise ImportCollision(
+                "import_collision",
+                f"{reference}, merged into {self.service.reference(ticket.number)}, exists"
+                " already here as a ticket or names another one",
+                ticket=reference,
+                number=number,
+            )
+        await self.uow.add_alias(number, ticket.number, source)
+
+    async def import_entry(self, ticket: Ticket, item: ImportedEntry, source: str) -> set[str]:
+        """Write one imported history item with its own author and time, masked like mail
+        (the original kept aside), with its attachments and Message-IDs (one recorded before
+        is left as it is). No event: imported history makes nobody act. Returns the kinds of
+        sensitive value masked."""
+        body, data = item.body, dict(item.data)
+        found: set[str] = set()
+        original_body = original_subject = None
+        if body:
+            body, kinds = self.masked(body)
+            if kinds:
+                original_body, found = item.body, found | set(kinds)
+        text_key = "to" if item.kind is EntryKind.TITLE else "subject"
+        if isinstance(data.get(text_key), str):
+            data[text_key], kinds = self.masked(data[text_key])
+            if kinds:
+                original_subject, found = item.data[text_key], found | set(kinds)
+        if item.kind is EntryKind.TITLE and isinstance(data.get("from"), str):
+            data["from"] = self.masked(data["from"])[0]
+        entry = await self.uow.add_entry(
+            Entry(ticket.number, item.kind, item.actor, item.created_at, body=body, data=data)
+        )
+        self.entries.append(entry)
+        if found:
+            await self.uow.add_original(
+                ticket.number, entry.id, original_body, original_subject, sorted(found)
+            )
+        if item.attachments:
+            await self.uow.add_attachments(ticket.number, entry.id, item.attachments)
+        for message in item.message_ids:
+            message_id = _message_id(message.message_id)
+            if message_id is not None:
+                direction = "out" if message.direction == "out" else "in"
+                await self.uow.record_message_once(message_id, ticket.number, direction, entry.id)
+        if item.external_id:
+            await self.uow.record_import(source, "entry", item.external_id, ticket.number, entry.id)
+        # Whose move it is (exobot.core.waiting), from the imported correspondence.
+        if item.kind is EntryKind.MAIL_IN:
+            ticket.last_member_mail_at = _latest(ticket.last_member_mail_at, item.created_at)
+        elif item.kind is EntryKind.MAIL_OUT:
+            ticket.last_answer_at = _latest(ticket.last_answer_at, item.created_at)
+        return found
+
+    async def import_sensitive_flag(self, ticket: Ticket, kinds: set[str]) -> None:
+        """Imported text held sensitive values (masked already): flag the ticket, unless the
+        flag is active, naming their kinds. No advice mail: the history is past."""
+        flags = await self.uow.entries_of(ticket.number, [EntryKind.FLAG.value])
+        if SENSITIVE_FLAG in {flag.code for flag in active_flags(flags)}:
+            return
+        entry = await self.uow.add_entry(
+            Entry(
+                ticket.number,
+                EntryKind.FLAG,
+                self.actor.id,
+                self.now,
+                body=self.service.sensitive_note(sorted(kinds)),
+                data={"code": SENSITIVE_FLAG, "source": "exobot", "kinds": sorted(kinds)},
+            )
+        )
+        self.entries.append(entry)
 
     async def add(
         self, ticket: Ticket, kind: EntryKind, *, body: str | None = None, data: dict | None = None
@@ -936,11 +1140,11 @@ class _Step:
         for number, ticket in self._touched.items():
             stored = self._stored[number]
             entries = [entry.id for entry in self.entries if entry.ticket_number == number]
-            if entries:
-                ticket.updated_at = self.now
+            if entries or number in self.updated_at:
+                ticket.updated_at = self.updated_at.get(number, self.now)
             if ticket != stored:  # a new ticket with nothing more to say is already written
                 await self.uow.update_ticket(ticket, title_changed=ticket.title != stored.title)
-            if entries and self.settings.announce:
+            if entries and self.settings.announce and not self.quiet:
                 await self._announce(number, entries)
                 if number not in self._created and any(
                     entry.kind in ROOT_KINDS
@@ -967,6 +1171,19 @@ class _Step:
         }
         await self.uow.queue_outbox(CHAT, number, payload)
         self.pending.append(OutboxQueued(CHAT))
+
+
+def _latest(known: datetime | None, when: datetime) -> datetime:
+    return when if known is None or when > known else known
+
+
+def _message_id(value: str) -> str | None:
+    """A Message-ID as mail_messages keeps them: "<local@domain>", no spaces; None when
+    there is nothing usable (or it is longer than a mail header line)."""
+    core = "".join(value.split()).strip("<>")
+    if not core or len(core) > 900:
+        return None
+    return f"<{core}>"
 
 
 def _clean_title(title: str) -> str:

@@ -20,15 +20,18 @@ from exobot.core.references import is_stored_id
 from exobot.core.search import search_terms
 from exobot.db import inbound
 from exobot.db.engine import READ_ONLY, upsert_insert
+from exobot.db.numbering import ensure_next_number
 from exobot.db.outbox import LATER
 from exobot.db.tables import (
     AttachmentRow,
     EntryOriginalRow,
     EntryRow,
     HandledKeyRow,
+    ImportedRecordRow,
     MailMessageRow,
     OutboxRow,
     ParticipantRow,
+    TicketAliasRow,
     TicketRow,
 )
 
@@ -40,6 +43,8 @@ O = OutboxRow.__table__  # noqa: E741
 A = AttachmentRow.__table__
 H = HandledKeyRow.__table__
 EO = EntryOriginalRow.__table__
+TA = TicketAliasRow.__table__
+IR = ImportedRecordRow.__table__
 
 R = TypeVar("R")
 
@@ -53,6 +58,7 @@ class AttachmentMeta:
     filename: str
     content_type: str
     size: int
+
 
 @dataclass(frozen=True)
 class EntryOriginal:
@@ -132,12 +138,85 @@ class SqlReader:
         self.conn = conn
         self.sqlite = sqlite
 
-    async def get_ticket(self, number: int) -> Ticket | None:
-        """The ticket with that number, or None (also for a number no ticket can have)."""
+    async def get_ticket(self, number: int, *, aliases: bool = True) -> Ticket | None:
+        """The ticket with that number, or None (also for a number no ticket can have). A
+        number merged into another ticket (ticket_aliases) gives the surviving ticket, unless
+        `aliases` is False."""
         if not is_stored_id(number):
             return None
         row = (await self.conn.execute(select(T).where(T.c.id == number))).first()
+        if row is None and aliases:
+            row = (
+                await self.conn.execute(
+                    select(T).join(TA, TA.c.ticket_id == T.c.id).where(TA.c.number == number)
+                )
+            ).first()
         return ticket_from_row(row) if row else None
+
+    async def alias_of(self, number: int) -> int | None:
+        """The surviving ticket a merged number names, or None when it is no alias."""
+        if not is_stored_id(number):
+            return None
+        return (
+            await self.conn.execute(select(TA.c.ticket_id).where(TA.c.number == number))
+        ).scalar_one_or_none()
+
+    async def imported_ticket(self, source: str, external_id: str) -> int | None:
+        """The ticket an import from `source` made of the other system's ticket `external_id`."""
+        return (
+            await self.conn.execute(
+                select(IR.c.ticket_id).where(
+                    IR.c.source == source, IR.c.kind == "ticket", IR.c.external_id == external_id
+                )
+            )
+        ).scalar_one_or_none()
+
+    async def imported_entry_ids(self, source: str, external_ticket_id: str) -> set[str]:
+        """The other system's ids of the history items already imported from `source` into
+        the ticket made of its ticket `external_ticket_id` (empty when none was imported)."""
+        ticket = await self.imported_ticket(source, external_ticket_id)
+        if ticket is None:
+            return set()
+        rows = await self.conn.execute(
+            select(IR.c.external_id).where(
+                IR.c.source == source, IR.c.kind == "entry", IR.c.ticket_id == ticket
+            )
+        )
+        return {r[0] for r in rows}
+
+    async def imported_among(self, source: str, kind: str, external_ids: Sequence[str]) -> set[str]:
+        """Those of `external_ids` (of `kind` "ticket" or "entry") already imported from
+        `source`, into whichever ticket."""
+        wanted = sorted(set(external_ids))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):  # bounded IN lists
+            rows = await self.conn.execute(
+                select(IR.c.external_id).where(
+                    IR.c.source == source,
+                    IR.c.kind == kind,
+                    IR.c.external_id.in_(wanted[start : start + 500]),
+                )
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    async def import_collisions(self, source: str, numbers: Sequence[int]) -> list[int]:
+        """Those of `numbers` that a ticket or a merged number already has here without
+        having been imported from `source` (importing them would stop), ascending."""
+        wanted = sorted({n for n in numbers if is_stored_id(n)})
+        taken: set[int] = set()
+        for start in range(0, len(wanted), 500):  # bounded IN lists
+            chunk = wanted[start : start + 500]
+            mine = select(IR.c.ticket_id).where(IR.c.source == source, IR.c.kind == "ticket")
+            rows = await self.conn.execute(
+                select(T.c.id).where(T.c.id.in_(chunk), T.c.id.not_in(mine))
+            )
+            taken.update(r[0] for r in rows)
+            rows = await self.conn.execute(
+                select(TA.c.number).where(TA.c.number.in_(chunk), TA.c.source != source)
+            )
+            taken.update(r[0] for r in rows)
+        return sorted(taken)
 
     async def history(self, number: int) -> list[Entry]:
         """A ticket's whole history, oldest first."""
@@ -377,22 +456,32 @@ class SqlUnitOfWork(SqlReader):
         super().__init__(conn, sqlite)
         self.now = now or utcnow()
 
-    async def get_ticket(self, number: int) -> Ticket | None:
+    async def get_ticket(self, number: int, *, aliases: bool = True) -> Ticket | None:
         """The ticket with that number, or None. Locked until the transaction ends (FOR UPDATE on
         PostgreSQL, where writers run concurrently; SQLite's BEGIN IMMEDIATE already serialises
         them and SQLAlchemy renders nothing there): a ticket read, changed and written back by
-        two transactions at once must not lose one of the changes."""
+        two transactions at once must not lose one of the changes. A merged number gives the
+        surviving ticket unless `aliases` is False."""
         if not is_stored_id(number):
             return None
         row = (await self.conn.execute(select(T).where(T.c.id == number).with_for_update())).first()
+        if row is None and aliases:
+            survivor = await self.alias_of(number)
+            if survivor is not None:
+                return await self.get_ticket(survivor, aliases=False)
         return ticket_from_row(row) if row else None
 
-    async def create_ticket(self, ticket: Ticket) -> Ticket:
-        """Insert a ticket; the database assigns its number."""
+    async def create_ticket(self, ticket: Ticket, *, number: int | None = None) -> Ticket:
+        """Insert a ticket; the database assigns its number, or it gets `number` (an imported
+        ticket keeps its own), and later automatic numbers continue above it."""
         values = _ticket_values(ticket)
+        if number is not None:
+            values["id"] = number
         number = (
             await self.conn.execute(insert(T).values(**values).returning(T.c.id))
         ).scalar_one()
+        if "id" in values:
+            await ensure_next_number(self.conn, number + 1)
         ticket.number = number
         await self._index(number, TITLE_ENTRY, ticket.title)
         return ticket
@@ -492,9 +581,7 @@ class SqlUnitOfWork(SqlReader):
 
     async def remove_participant(self, ticket: int, address: str) -> None:
         """Stop an address being a participant; not being one is fine."""
-        await self.conn.execute(
-            P.delete().where(P.c.ticket_id == ticket, P.c.address == address)
-        )
+        await self.conn.execute(P.delete().where(P.c.ticket_id == ticket, P.c.address == address))
 
     async def record_message(
         self, message_id: str, ticket: int, direction: str, entry_id: int | None
@@ -509,6 +596,51 @@ class SqlUnitOfWork(SqlReader):
                 created_at=self.now,
             )
         )
+
+    async def record_message_once(
+        self, message_id: str, ticket: int, direction: str, entry_id: int | None
+    ) -> bool:
+        """Like record_message, but a Message-ID already recorded in that direction is left
+        as it is (False) instead of being an error."""
+        inserted = await self.conn.execute(
+            upsert_insert(self.conn, M)
+            .values(
+                message_id=message_id,
+                ticket_id=ticket,
+                direction=direction,
+                entry_id=entry_id,
+                created_at=self.now,
+            )
+            .on_conflict_do_nothing(index_elements=[M.c.message_id, M.c.direction])
+            .returning(M.c.id)
+        )
+        return inserted.first() is not None
+
+    async def record_import(
+        self, source: str, kind: str, external_id: str, ticket: int, entry_id: int | None = None
+    ) -> None:
+        """Note that an import from `source` wrote the other system's `kind` ("ticket" or
+        "entry") `external_id` as this ticket (and entry)."""
+        await self.conn.execute(
+            insert(IR).values(
+                source=source,
+                kind=kind,
+                external_id=external_id,
+                ticket_id=ticket,
+                entry_id=entry_id,
+                created_at=self.now,
+            )
+        )
+
+    async def add_alias(self, number: int, ticket: int, source: str) -> None:
+        """Make a merged number name `ticket` (already so: nothing done); later automatic
+        numbers continue above it."""
+        await self.conn.execute(
+            upsert_insert(self.conn, TA)
+            .values(number=number, ticket_id=ticket, source=source, created_at=self.now)
+            .on_conflict_do_nothing(index_elements=[TA.c.number])
+        )
+        await ensure_next_number(self.conn, number + 1)
 
     async def queue_outbox(
         self,
@@ -749,7 +881,7 @@ class SqlRepository:
             yield conn
 
     async def get_ticket(self, number: int) -> Ticket | None:
-        """Read one ticket."""
+        """Read one ticket (a merged number: the surviving one)."""
         async with self.reading() as view:
             return await view.get_ticket(number)
 

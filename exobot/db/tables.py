@@ -293,3 +293,30 @@ class DirectRoomRow(SQLModel, table=True):
     user_id: str = Field(primary_key=True)
     room_id: str
     created_at: datetime = _dt(nullable=False)
+
+
+class TicketAliasRow(SQLModel, table=True):
+    """A number that names another ticket: a ticket merged into it in the system it was
+    imported from (Request Tracker's merge). Mail, chat and the web resolve it (0007)."""
+
+    __tablename__ = "ticket_aliases"
+
+    number: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    source: str  # the system the merge happened in, e.g. "rt:https://rt.example.org/"
+    created_at: datetime = _dt(nullable=False)
+
+
+class ImportedRecordRow(SQLModel, table=True):
+    """Something an import wrote, by the other system's id: a ticket (`kind` "ticket") or a
+    history item (`kind` "entry", with the entry it became). Makes an import idempotent and
+    tells an imported number from a collision (0007)."""
+
+    __tablename__ = "imported_records"
+
+    source: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)  # "ticket" | "entry"
+    external_id: str = Field(primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    entry_id: int | None = None
+    created_at: datetime = _dt(nullable=False)

@@ -41,6 +41,7 @@ TABLES = {
     "attachments", "state", "search_index", "alembic_version",
     "handled_keys", "chat_threads", "chat_posts",
     "web_sessions", "login_links", "api_tokens", "direct_rooms", "entry_originals",
+    "ticket_aliases", "imported_records",
 }  # fmt: skip
 
 
