@@ -47,6 +47,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from devstack.paths import PROJECT_ROOT
 from devstack.procs import HOST, StackError, http_check, stop_pid, wait_ready
@@ -258,6 +259,8 @@ class RtServer:
     user: str = ROOT_USER
     password: str = ROOT_PASSWORD
     start_seconds: float = 0.0
+    # What devstack.rt_seed.seed made on this server (a Seeded), None until seeded.
+    seeded: Any = None
 
     @property
     def url(self) -> str:
