@@ -59,6 +59,7 @@ SECOND_QUEUE = "Altes"
 # RT takes a few seconds to compile its Mason components on the first request.
 START_SECONDS = 120.0
 MAILGATE_SECONDS = 120.0
+WORKERS = 3
 
 
 def rt_dir(version: int) -> Path:
@@ -327,6 +328,10 @@ class RtServer:
                     HOST,
                     "--port",
                     str(port),
+                    # Starlet's default is 10 workers (about 1.2 GB); 3 serve a test and a
+                    # mail gateway at once in about a third of that.
+                    "--max-workers",
+                    str(WORKERS),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
