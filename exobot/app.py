@@ -111,7 +111,9 @@ class App:
         """Migrate the database, wire the parts together and start the parsing workers
         (nothing handles mail yet)."""
         cfg = self.config
-        await upgrade_async(cfg.database.url, self.plugins.migration_branches())
+        await upgrade_async(
+            cfg.database.url, self.plugins.migration_branches(), cfg.tickets.first_number
+        )
         self.engine = create_engine(cfg.database.url)
         self.repository = SqlRepository(self.engine, create_sync_engine(cfg.database.url))
         secret = await hmac_secret(
@@ -139,6 +141,7 @@ class App:
             trusted_authserv_id=cfg.mail.trusted_authserv_id,
             new_tickets_per_sender_per_hour=cfg.mail.new_tickets_per_sender_per_hour,
             mask=cfg.privacy.mask,
+            legacy_tags=tuple(cfg.tickets.legacy_tags),
         )
         parser = ParseSandbox(
             SandboxSettings(

@@ -327,6 +327,21 @@ class TicketsConfig(ConfigSection):
     # Declared before default_queue so its validator can see the validated queues.
     queues: dict[Slug, QueueConfig] = Field(default_factory=lambda: {"suport": QueueConfig()})
     default_queue: Slug = Field("suport", validate_default=True)
+    # The number of the first ticket of a fresh installation (applied at start and by
+    # `exobot migrate` while the database has no ticket); None: 1.
+    first_number: int | None = Field(None, ge=1, le=2**31 - 2)
+    # The names in the subject tags of a helpdesk exobot replaced: `[NAME #N]` and `[NAME#N]`
+    # thread like `[prefix#N]` (Request Tracker's rtname, e.g. "eXO").
+    legacy_tags: list[str] = Field(default_factory=list)
+
+    @field_validator("legacy_tags")
+    @classmethod
+    def _tag_names(cls, names: list[str]) -> list[str]:
+        cleaned = [" ".join(name.split()) for name in names]
+        for name in cleaned:
+            if not name or len(name) > 100 or any(c in name for c in "[]#"):
+                raise ValueError(f"{name!r} is no tag name (1-100 characters, without [, ] or #)")
+        return list(dict.fromkeys(cleaned))
 
     @field_validator("queues")
     @classmethod

@@ -29,7 +29,9 @@ async def offline_plugins(config: Config, clock: Clock | None = None) -> AsyncIt
 
     clock = clock or SystemClock()
     manager = PluginManager(config)
-    await upgrade_async(config.database.url, manager.migration_branches())
+    await upgrade_async(
+        config.database.url, manager.migration_branches(), config.tickets.first_number
+    )
     repository = SqlRepository(
         create_engine(config.database.url), create_sync_engine(config.database.url)
     )

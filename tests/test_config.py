@@ -123,6 +123,15 @@ def test_minimal_config_gets_the_defaults() -> None:
     assert cfg.logging.level == "INFO"
 
 
+def test_ticket_numbering_and_legacy_tags() -> None:
+    defaults = parse_config(MINIMAL, env={}).tickets
+    assert (defaults.first_number, defaults.legacy_tags) == (None, [])
+    data = with_value(minimal(), "tickets.first_number", 5000)
+    data = with_value(data, "tickets.legacy_tags", [" eXO ", "rt  exo", "eXO"])
+    tickets = parse_config(data, env={}).tickets
+    assert (tickets.first_number, tickets.legacy_tags) == (5000, ["eXO", "rt exo"])
+
+
 def test_parse_config_does_not_modify_its_input() -> None:
     data = minimal()
     before = copy.deepcopy(data)
@@ -423,6 +432,12 @@ def test_env_errors_name_the_variable(env: dict[str, str], expected: str) -> Non
             "tickets.queues.Suport Tècnic: must be lowercase letters, digits and hyphens",
         ),
         ("tickets.queues", {}, "tickets.queues: must define at least one queue"),
+        ("tickets.first_number", 0, "tickets.first_number: must be at least 1 (got 0)"),
+        (
+            "tickets.legacy_tags",
+            ["eXO #1"],
+            "tickets.legacy_tags: 'eXO #1' is no tag name (1-100 characters, without [, ] or #)",
+        ),
         (
             "tickets.queues.suport.room",
             "suport",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Sequence
 
 MAX_NUMBER = 10**12  # references are read with at most 12 digits
 # The largest id every database stores: ids are INTEGER columns, 32 bits on PostgreSQL (SQLite
@@ -48,12 +50,26 @@ def parse_reference(text: str, prefix: str) -> int | None:
     return number if 0 < number < MAX_NUMBER else None
 
 
-def find_in_subject(subject: str, prefix: str) -> int | None:
-    """Find the reference in a mail subject: `[suport#N]` first, then a bare `suport#N`."""
-    p = re.escape(prefix)
-    for pattern in (rf"\[\s*{p}\s*#\s*([0-9]{{1,12}})\s*\]", rf"(?<![\w#]){p}#([0-9]{{1,12}})\b"):
-        for match in re.finditer(pattern, subject, re.IGNORECASE):
+def find_in_subject(subject: str, prefix: str, legacy: Sequence[str] = ()) -> int | None:
+    """Find the reference in a mail subject: `[suport#N]` first, then a bare `suport#N`, then
+    the tag of a helpdesk exobot replaced, `[NAME #N]` or `[NAME#N]` for NAME in `legacy`
+    (Request Tracker's rtname; case does not matter)."""
+    for pattern in _subject_patterns(prefix, tuple(legacy)):
+        for match in pattern.finditer(subject):
             number = int(match.group(1))
             if 0 < number < MAX_NUMBER:
                 return number
     return None
+
+
+@functools.lru_cache(maxsize=32)
+def _subject_patterns(prefix: str, legacy: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    # Each pattern is literal text around bounded runs of spaces and digits: linear time on
+    # any subject, however hostile.
+    p = re.escape(prefix)
+    patterns = [rf"\[\s*{p}\s*#\s*([0-9]{{1,12}})\s*\]", rf"(?<![\w#]){p}#([0-9]{{1,12}})\b"]
+    names = [" ".join(name.split()) for name in legacy]
+    names = [re.escape(name).replace(r"\ ", r"\s+") for name in names if name]
+    if names:
+        patterns.append(rf"\[\s*(?:{'|'.join(names)})\s*#\s*([0-9]{{1,12}})\s*\]")
+    return tuple(re.compile(pattern, re.IGNORECASE) for pattern in patterns)

@@ -12,11 +12,13 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 
 from exobot.db.engine import ensure_sqlite_dir, sync_url
+from exobot.db.numbering import apply_first_number_blocking
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 CORE_VERSIONS = MIGRATIONS / "versions"
@@ -63,19 +65,36 @@ def core_head(cfg: AlembicConfig) -> str:
     return heads[0].revision
 
 
-def upgrade(url: str, revision: str = "head", plugins: Mapping[str, Path] | None = None) -> None:
+def upgrade(
+    url: str,
+    revision: str = "head",
+    plugins: Mapping[str, Path] | None = None,
+    first_number: int | None = None,
+) -> None:
     """Bring the database at `url` up to `revision` of the core ("head": the newest) and, with
-    `plugins`, every plugin's branch to its head (blocking: run it in a thread)."""
+    `plugins`, every plugin's branch to its head (blocking: run it in a thread). With
+    `first_number` (tickets.first_number), a database with no ticket yet numbers its first
+    ticket so."""
     ensure_sqlite_dir(url)
     cfg = alembic_config(url, plugins)
     if cfg.get_main_option("version_locations") is None:
         command.upgrade(cfg, revision)  # no plugin installed: the core's chain alone
-        return
-    command.upgrade(cfg, core_head(cfg) if revision == "head" else revision)
-    for name in plugins or ():
-        command.upgrade(cfg, f"{name}@head")
+    else:
+        command.upgrade(cfg, core_head(cfg) if revision == "head" else revision)
+        for name in plugins or ():
+            command.upgrade(cfg, f"{name}@head")
+    if first_number:
+        engine = sa.create_engine(sync_url(url))
+        try:
+            with engine.begin() as conn:
+                apply_first_number_blocking(conn, first_number)
+        finally:
+            engine.dispose()
 
 
-async def upgrade_async(url: str, plugins: Mapping[str, Path] | None = None) -> None:
-    """Apply pending migrations (the core's and the given plugins') without blocking the loop."""
-    await asyncio.to_thread(upgrade, url, "head", plugins)
+async def upgrade_async(
+    url: str, plugins: Mapping[str, Path] | None = None, first_number: int | None = None
+) -> None:
+    """Apply pending migrations (the core's and the given plugins') without blocking the loop
+    (and tickets.first_number, as `upgrade`)."""
+    await asyncio.to_thread(upgrade, url, "head", plugins, first_number)

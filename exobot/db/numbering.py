@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import text
@@ -53,6 +54,36 @@ async def ensure_next_number(conn: Any, at_least: int) -> int:
         {"q": await _pg_sequence(conn), "n": at_least},
     )
     return at_least
+
+
+async def apply_first_number(conn: Any, first_number: int | None) -> bool:
+    """`tickets.first_number`: on a database with no ticket yet (nor a merged number), the
+    first automatic number is `first_number`. True when it was applied (or already so)."""
+    if not first_number:
+        return False
+    tickets = (await conn.execute(text("SELECT COUNT(*) FROM tickets"))).scalar_one()
+    aliases = (await conn.execute(text("SELECT COUNT(*) FROM ticket_aliases"))).scalar_one()
+    if tickets or aliases:
+        return False
+    await ensure_next_number(conn, first_number)
+    return True
+
+
+def apply_first_number_blocking(conn: Any, first_number: int | None) -> bool:
+    """apply_first_number on a blocking connection (the migrations' own)."""
+    return asyncio.run(apply_first_number(_Awaitable(conn), first_number))
+
+
+class _Awaitable:
+    """A blocking connection behind the awaitable `execute` the functions above use."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.dialect = conn.dialect
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        """Run one statement now."""
+        return self._conn.execute(*args, **kwargs)
 
 
 async def _pg_sequence(conn: Any) -> str:

@@ -62,6 +62,7 @@ class MailSettings:
     max_size: int = 25 * MB  # a bigger mail is only fetched as its header (see intake)
     language: str = "ca"  # of notices that belong to no ticket (the too-big notice)
     mask: bool = True  # privacy.mask: store mail text with sensitive values masked
+    legacy_tags: tuple[str, ...] = ()  # tickets.legacy_tags
 
 
 class ViewContext:
@@ -77,15 +78,17 @@ class ViewContext:
         self.message_ids = settings.message_ids
         self.trusted_authserv_id = settings.trusted_authserv_id
         self.new_tickets_per_sender_per_hour = settings.new_tickets_per_sender_per_hour
+        self.legacy_tags = settings.legacy_tags
 
     async def ticket_for_message(self, message_id: str) -> int | None:
         """The ticket a known Message-ID belongs to."""
         found = await self.view.ticket_for_message(message_id)
         return found[0] if found else None
 
-    async def ticket_exists(self, number: int) -> bool:
-        """Whether the ticket exists."""
-        return await self.view.get_ticket(number) is not None
+    async def ticket_number(self, number: int) -> int | None:
+        """The ticket the number names (a merged number: the surviving one), or None."""
+        ticket = await self.view.get_ticket(number)
+        return ticket.number if ticket is not None else None
 
     async def participants(self, number: int) -> set[str]:
         """The ticket's participants."""

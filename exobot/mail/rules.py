@@ -68,12 +68,15 @@ class RuleContext(Protocol):
     trusted_authserv_id: str | None
     # `mail.new_tickets_per_sender_per_hour`.
     new_tickets_per_sender_per_hour: int
+    # `tickets.legacy_tags`: the subject tags of a helpdesk exobot replaced (`[NAME #N]`).
+    legacy_tags: tuple[str, ...]
 
     async def ticket_for_message(self, message_id: str) -> int | None:
         """The ticket a known Message-ID belongs to."""
 
-    async def ticket_exists(self, number: int) -> bool:
-        """Whether a ticket with that number exists."""
+    async def ticket_number(self, number: int) -> int | None:
+        """The ticket a number names: itself, the surviving ticket of a merged number
+        (imported from another helpdesk), or None when there is none."""
 
     async def participants(self, number: int) -> set[str]:
         """The participants of a ticket."""
@@ -143,7 +146,8 @@ class Bounce:
         original = mail.bounce.original_message_id
         if original:
             ticket = ctx.message_ids.verify(original) or await ctx.ticket_for_message(original)
-            if ticket and await ctx.ticket_exists(ticket):
+            ticket = ticket and await ctx.ticket_number(ticket)
+            if ticket:
                 verdict.ticket, verdict.threaded_by = ticket, "bounced Message-ID"
 
 
@@ -159,15 +163,17 @@ class ThreadByMessageId:
             return
         for message_id in (*mail.in_reply_to, *reversed(mail.references)):
             signed = ctx.message_ids.verify(message_id)
-            ticket = signed or await ctx.ticket_for_message(message_id)
-            if ticket and await ctx.ticket_exists(ticket):
+            named = signed or await ctx.ticket_for_message(message_id)
+            ticket = named and await ctx.ticket_number(named)
+            if ticket:
                 verdict.ticket, verdict.threaded_by = ticket, "Message-ID"
-                verdict.trusted = signed == ticket
+                verdict.trusted = signed == named
                 return
 
 
 class ThreadBySubject:
-    """Thread by the reference in the subject: `[suport#N]`, or a bare `suport#N`."""
+    """Thread by the reference in the subject: `[suport#N]`, a bare `suport#N`, or the tag
+    of a helpdesk exobot replaced (`[rtname #N]`, tickets.legacy_tags)."""
 
     name = "thread-subject"
     description = "the ticket reference in the subject"
@@ -176,9 +182,10 @@ class ThreadBySubject:
         """Find the ticket named in the subject, if it exists."""
         if verdict.ticket is not None:
             return
-        number = find_in_subject(mail.subject, ctx.prefix)
-        if number and await ctx.ticket_exists(number):
-            verdict.ticket, verdict.threaded_by = number, "subject"
+        number = find_in_subject(mail.subject, ctx.prefix, ctx.legacy_tags)
+        ticket = number and await ctx.ticket_number(number)
+        if ticket:
+            verdict.ticket, verdict.threaded_by = ticket, "subject"
 
 
 class VerifySender:

@@ -1,5 +1,7 @@
 """Public ticket references: parsing what operators write and finding the tag in subjects."""
 
+import time
+
 import pytest
 
 from exobot.core.references import (
@@ -119,3 +121,36 @@ def test_bracketed_tag_wins_over_a_bare_reference():
 def test_subject_with_other_prefix_from_config():
     assert find_in_subject("Re: [tresoreria#4]", "tresoreria") == 4
     assert find_in_subject("Re: [suport#4]", "tresoreria") is None
+
+
+@pytest.mark.parametrize(
+    ("subject", "number"),
+    [
+        ("Re: [eXO #310] Router", 310),  # Request Tracker's tag has a space
+        ("Re: [exo#310] Router", 310),
+        ("RE: [ EXO  #  310 ]", 310),
+        ("[rt.exo.cat #9] dotted rtname", 9),
+        ("[rt  exo #4] a name with a space", 4),
+        ("[suport#3] [eXO #310]", 3),  # exobot's own tag first
+    ],
+)
+def test_legacy_tags_in_subject(subject, number):
+    assert find_in_subject(subject, "suport", ["eXO", "rt.exo.cat", "rt exo"]) == number
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["[altre #310]", "[rtXexoYcat #9]", "eXO #310", "[eXO #0]", "[eXOs #310]", "[xeXO #310]"],
+)
+def test_legacy_tags_not_configured_or_not_tags(subject):
+    assert find_in_subject(subject, "suport", ["eXO", "rt.exo.cat"]) is None
+    assert find_in_subject("[eXO #310]", "suport") is None  # no legacy names: no legacy tag
+
+
+def test_legacy_tags_take_linear_time_on_hostile_subjects():
+    hostile = ["[eXO #" + " " * 200_000 + "1" * 13, "[eXO " * 100_000, "[ " * 200_000]
+    started = time.process_time()
+    for subject in hostile:
+        assert find_in_subject(subject, "suport", ["eXO", "e x o"]) is None
+    # Linear: milliseconds here; a backtracking pattern would take minutes.
+    assert time.process_time() - started < 5

@@ -15,6 +15,8 @@ from exobot.core.imports import ImportedEntry, ImportedMessageId, ImportedTicket
 from exobot.core.intents import ImportTicket, MailClass, ReceiveMail, SetStatus
 from exobot.core.model import Actor, AttachmentInfo, EntryKind, IncomingMail, Status
 from exobot.core.service import ImportCollision, NotAllowed, ServiceSettings, TicketService
+from exobot.db.engine import create_engine
+from exobot.db.migrate import upgrade_async
 from exobot.db.numbering import ensure_next_number, next_number
 from exobot.db.repository import SqlRepository
 from exobot.db.tables import ImportedRecordRow, OutboxRow
@@ -300,3 +302,21 @@ async def test_ensure_next_number_raises_and_never_lowers(repo, backend):
         assert await next_number(conn) == 1001
         with pytest.raises(ValueError):
             await ensure_next_number(conn, 0)
+
+
+async def test_first_number_numbers_a_fresh_installation_only(db_url, clock):
+    await upgrade_async(db_url, first_number=5000)
+    engine = create_engine(db_url)
+    repo = SqlRepository(engine)
+    try:
+        svc = TicketService(repo, MessageIds("secret" * 4, "example.org"), SETTINGS, clock=clock)
+        mail = IncomingMail("<a@member.example.net>", MEMBER, "Marta", MEMBER, "Hola", "Hola")
+        first = await svc.apply(Actor.member(MEMBER), ReceiveMail(mail, MailClass.MEMBER))
+        assert first.ticket == 5000
+        # Every start applies it again: with tickets in the database it changes nothing.
+        await upgrade_async(db_url, first_number=9000)
+        mail = IncomingMail("<b@member.example.net>", MEMBER, "Marta", MEMBER, "Hola", "Hola")
+        second = await svc.apply(Actor.member(MEMBER), ReceiveMail(mail, MailClass.MEMBER))
+        assert second.ticket == 5001
+    finally:
+        await engine.dispose()

@@ -52,12 +52,15 @@ class FakeContext:
     prefix: str = "suport"
     ack_limit_per_day: int = 5
     message_ids: MessageIds = IDS
+    legacy_tags: tuple[str, ...] = ()
+    aliases: dict[int, int] = field(default_factory=dict)  # merged number → surviving ticket
 
     async def ticket_for_message(self, message_id: str) -> int | None:
         return self.known.get(message_id)
 
-    async def ticket_exists(self, number: int) -> bool:
-        return number in self.tickets
+    async def ticket_number(self, number: int) -> int | None:
+        number = self.aliases.get(number, number)
+        return number if number in self.tickets else None
 
     async def participants(self, number: int) -> set[str]:
         return self.tickets[number]
@@ -397,6 +400,31 @@ async def test_the_reference_in_the_subject_threads(subject):
 )
 async def test_a_subject_without_an_existing_reference_threads_nothing(subject):
     assert (await apply(ThreadBySubject(), parsed(subject=subject))).ticket is None
+
+
+@pytest.mark.parametrize(
+    ("subject", "ticket"),
+    [
+        ("Re: [eXO #1] Internet", 1),  # Request Tracker's own form, with the space
+        ("RE: [exo#1] Internet", 1),
+        ("Re: [eXO #7] merged into 1", 1),  # a merged number names the surviving ticket
+        ("Re: [suport#1] [eXO #99]", 1),  # exobot's own tag first
+        ("Re: [altre #1] another RT", None),  # not a configured name
+        ("Re: eXO #1 without brackets", None),
+    ],
+)
+async def test_a_legacy_subject_tag_threads(subject, ticket):
+    ctx = FakeContext(legacy_tags=("eXO",), aliases={7: 1})
+    verdict = await apply(ThreadBySubject(), parsed(subject=subject), ctx)
+    assert verdict.ticket == ticket
+
+
+async def test_a_merged_number_threads_to_the_surviving_ticket_and_its_participants():
+    ctx = FakeContext(aliases={7: 1}, known={"<old@rt.example.org>": 7})
+    by_subject = await apply(ThreadBySubject(), parsed(subject="Re: [suport#7]"), ctx)
+    by_id = await apply(ThreadByMessageId(), parsed(in_reply_to=("<old@rt.example.org>",)), ctx)
+    assert by_subject.ticket == by_id.ticket == 1
+    assert not (await apply(VerifySender(), parsed(), ctx, ticket=by_subject.ticket)).unverified
 
 
 async def test_the_subject_does_not_override_a_ticket_already_found():
