@@ -870,6 +870,11 @@ def _html_to_text(source: str) -> tuple[str, bool]:
     return _BLANK_RUNS.sub("\n\n", text).strip("\n"), truncated
 
 
+def html_to_text(source: str) -> str:
+    """Readable plain text of an HTML body (the conversion mail bodies get), size capped."""
+    return _html_to_text(source)[0]
+
+
 # ---------------------------------------------------------------------------------- body
 
 

@@ -1,0 +1,296 @@
+"""Request Tracker's records (exobot.importer.rt_source) as ImportedTickets: pure mapping.
+
+Who acted: a member (an unprivileged RT user) by their address, staff by the Matrix id the
+owners file gives (else "rt:NAME"), RT itself (RT_System, Nobody) as "system". What: staff
+correspondence is MAIL_OUT, a member's MAIL_IN, comments COMMENT, status, owner, queue and
+subject changes STATUS/OWNER/QUEUE/TITLE with {"from", "to"}, the ticket's Create a CREATED
+entry plus its first mail. RT's EmailRecord transactions (the mails RT sent) give no entry:
+their Message-IDs are kept on the entry they were sent for, so replies to them thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from exobot.core.imports import ImportedEntry, ImportedMessageId, ImportedTicket
+from exobot.core.model import AttachmentInfo, EntryKind, Status
+from exobot.importer.rt_source import RtPart, RtTicket, RtTransaction, RtUser, message_id_of
+
+# An imported body longer than this (characters) is cut, with a note saying so.
+MAX_BODY_CHARS = 100_000
+SYSTEM_USERS = frozenset({"RT_System", "Nobody", "1", "6"})
+_OWNER_TYPES = frozenset({"Take", "Untake", "Give", "Steal", "Force"})
+_RECORD_TYPES = frozenset({"EmailRecord", "CommentEmailRecord"})
+_NO_CONTENT = "This transaction appears to have no content"
+
+
+@dataclass(frozen=True)
+class MappingRules:
+    """How RT's names become exobot's: `queues` RT queue → exobot queue (an RT queue not in
+    it is skipped), `owners` RT user name → Matrix id, `source` the import's source label."""
+
+    source: str
+    queues: dict[str, str]
+    owners: dict[str, str] = field(default_factory=dict)
+    max_body: int = MAX_BODY_CHARS
+    # exobot's queues: an RT queue that `queues` does not map goes to the one of its name.
+    same_name: frozenset[str] = frozenset()
+
+    def queue_for(self, rt_queue: str) -> str | None:
+        """The exobot queue of an RT queue, None when it is not imported."""
+        mapped = self.queues.get(rt_queue)
+        if mapped is None and rt_queue.lower() in self.same_name:
+            mapped = rt_queue.lower()
+        return mapped
+
+
+@dataclass
+class Mapped:
+    """One RT ticket's fate: the ImportedTicket, or why it is skipped; and what to report."""
+
+    rt_id: int
+    ticket: ImportedTicket | None = None
+    skipped: str | None = None  # the reason, when not imported
+    unknown_owner: str | None = None  # an RT owner the owners file does not name
+    too_big: list[str] = field(default_factory=list)  # attachments left out (name, size)
+    new_entries: int = 0
+
+
+Users = Callable[[str], RtUser]
+QueueNames = Callable[[str], str]
+
+
+def status_of(rt_status: str) -> Status | None:
+    """RT's status as exobot's (the five default ones map one to one); None otherwise."""
+    try:
+        return Status(rt_status.strip().lower())
+    except ValueError:
+        return None
+
+
+def skip_reason(ticket: RtTicket, rules: MappingRules) -> str | None:
+    """Why this RT ticket is not imported (deleted, unknown status, unmapped queue), or None."""
+    if ticket.status.lower() == "deleted":
+        return "deleted"
+    if status_of(ticket.status) is None:
+        return f"status {ticket.status!r}"
+    if rules.queue_for(ticket.queue) is None:
+        return f"queue {ticket.queue!r} not mapped"
+    return None
+
+
+def owner_of(name: str, rules: MappingRules) -> tuple[str | None, str | None]:
+    """(the Matrix id of RT's owner or None, the owner's name when the owners file lacks it)."""
+    if not name or name in SYSTEM_USERS:
+        return None, None
+    mapped = rules.owners.get(name)
+    return (mapped, None) if mapped else (None, name)
+
+
+def actor_of(user: RtUser, rules: MappingRules) -> str:
+    """Who an RT user is in exobot's history."""
+    if user.name in SYSTEM_USERS or user.id in ("1", "6"):
+        return "system"
+    if user.privileged:
+        return rules.owners.get(user.name) or f"rt:{user.name}"
+    return (user.email or user.name).lower()
+
+
+def _bounded(text: str, limit: int) -> str:
+    text = text.replace("\r\n", "\n").strip("\n")
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[… {len(text) - limit} characters cut on import]"
+
+
+def body_of(txn: RtTransaction, limit: int = MAX_BODY_CHARS) -> str:
+    """The text of a mail transaction: RT's own text (REST 1.0), else the text/plain part,
+    else the text/html part as text; bounded."""
+    from exobot.mail.parse import html_to_text
+
+    text = txn.content
+    if text is None or text.startswith(_NO_CONTENT):
+        text = None
+        plain = _first(txn.parts, "text/plain")
+        html = _first(txn.parts, "text/html")
+        if plain is not None and plain.content is not None:
+            text = plain.content.decode("utf-8", "replace")
+        elif html is not None and html.content is not None:
+            text = html_to_text(html.content.decode("utf-8", "replace"))
+    elif _looks_html(text):
+        text = html_to_text(text)
+    return _bounded(text or "", limit)
+
+
+def _first(parts: list[RtPart], content_type: str) -> RtPart | None:
+    for part in parts:
+        if not part.filename and part.content_type.lower() == content_type:
+            return part
+    return None
+
+
+def _looks_html(text: str) -> bool:
+    head = text.lstrip()[:200].lower()
+    return head.startswith(("<html", "<!doctype html", "<div", "<p>", "<body"))
+
+
+def _message_ids(txn: RtTransaction, direction: str) -> tuple[ImportedMessageId, ...]:
+    seen = dict.fromkeys(p.message_id for p in txn.parts if p.message_id)
+    return tuple(ImportedMessageId(m, direction) for m in seen)
+
+
+def map_ticket(
+    ticket: RtTicket, rules: MappingRules, users: Users, queue_names: QueueNames
+) -> Mapped:
+    """The ImportedTicket of an RT ticket whose history was read (or why it is skipped)."""
+    result = Mapped(ticket.id)
+    result.skipped = skip_reason(ticket, rules)
+    if result.skipped:
+        return result
+    status = status_of(ticket.status)
+    assert status is not None
+    owner, result.unknown_owner = owner_of(ticket.owner, rules)
+    queue = rules.queue_for(ticket.queue) or ""
+    requestors = [a.lower() for a in ticket.requestors if "@" in a]
+    participants = tuple(dict.fromkeys(requestors + [a.lower() for a in ticket.cc if "@" in a]))
+    requestor = requestors[0] if requestors else ""
+
+    def queue_label(value: str) -> str:
+        name = queue_names(value)
+        return rules.queue_for(name) or name
+
+    def owner_label(value: str) -> str | None:
+        if not value or value in ("0",):
+            return None
+        user = users(value)
+        if user.name in SYSTEM_USERS:
+            return None
+        return rules.owners.get(user.name) or f"rt:{user.name}"
+
+    entries: list[ImportedEntry] = []
+    for txn in ticket.transactions:
+        user = users(txn.creator)
+        actor = actor_of(user, rules)
+        member = actor != "system" and not user.privileged
+        ext = str(txn.id)
+        if txn.type in _RECORD_TYPES:
+            sent = message_id_of(txn.data)
+            ids = (ImportedMessageId(sent, "out"),) if sent else ()
+            if (
+                ids
+                and entries
+                and entries[-1].kind
+                in (
+                    EntryKind.MAIL_IN,
+                    EntryKind.MAIL_OUT,
+                    EntryKind.COMMENT,
+                    EntryKind.CREATED,
+                )
+            ):
+                last = entries[-1]
+                merged_ids = tuple(dict.fromkeys(last.message_ids + ids))
+                entries[-1] = ImportedEntry(
+                    last.external_id,
+                    last.kind,
+                    last.actor,
+                    last.created_at,
+                    last.body,
+                    last.data,
+                    last.attachments,
+                    merged_ids,
+                )
+            continue
+        if txn.type in ("Create", "Correspond", "Comment"):
+            attachments, too_big = _attachments(txn)
+            result.too_big.extend(too_big)
+            if txn.type == "Create" and txn.ticket == ticket.id:
+                entries.append(
+                    ImportedEntry(
+                        ext,
+                        EntryKind.CREATED,
+                        actor,
+                        txn.created,
+                        data={"queue": queue, "requestor": requestor},
+                    )
+                )
+                ext = f"{txn.id}/mail"
+            if txn.type == "Comment":
+                kind, direction = EntryKind.COMMENT, "out"
+            elif member:
+                kind, direction = EntryKind.MAIL_IN, "in"
+            else:
+                kind, direction = EntryKind.MAIL_OUT, "out"
+            body = body_of(txn, rules.max_body)
+            if body or attachments or txn.type != "Create":
+                entries.append(
+                    ImportedEntry(
+                        ext,
+                        kind,
+                        actor,
+                        txn.created,
+                        body=body,
+                        attachments=attachments,
+                        message_ids=_message_ids(txn, direction),
+                    )
+                )
+            continue
+        change = _change(txn, queue_label, owner_label)
+        if change is not None:
+            kind, data = change
+            entries.append(ImportedEntry(ext, kind, actor, txn.created, data=data))
+    result.ticket = ImportedTicket(
+        source=rules.source,
+        external_id=str(ticket.id),
+        number=ticket.id,
+        title=ticket.subject.strip() or f"RT #{ticket.id}",
+        requestor=requestor,
+        queue=queue,
+        status=status,
+        created_at=ticket.created,
+        updated_at=ticket.updated,
+        owner=owner,
+        participants=participants,
+        entries=tuple(entries),
+        merged=ticket.merged,
+    )
+    return result
+
+
+def _change(
+    txn: RtTransaction,
+    queue_label: Callable[[str], str],
+    owner_label: Callable[[str], str | None],
+) -> tuple[EntryKind, dict] | None:
+    field_name = txn.field
+    if txn.type == "Status" or (txn.type == "Set" and field_name == "Status"):
+        return EntryKind.STATUS, {"from": txn.old_value.lower(), "to": txn.new_value.lower()}
+    if txn.type in _OWNER_TYPES or (txn.type == "Set" and field_name == "Owner"):
+        return EntryKind.OWNER, {
+            "from": owner_label(txn.old_value),
+            "to": owner_label(txn.new_value),
+        }
+    if txn.type == "Set" and field_name == "Queue":
+        return EntryKind.QUEUE, {
+            "from": queue_label(txn.old_value),
+            "to": queue_label(txn.new_value),
+        }
+    if txn.type == "Set" and field_name == "Subject":
+        return EntryKind.TITLE, {"from": txn.old_value, "to": txn.new_value}
+    return None
+
+
+def _attachments(txn: RtTransaction) -> tuple[tuple[AttachmentInfo, ...], list[str]]:
+    kept, too_big = [], []
+    for part in txn.parts:
+        if not part.filename:
+            continue
+        if part.too_big or part.content is None:
+            too_big.append(f"#{txn.ticket} {part.filename} ({part.size} bytes)")
+            continue
+        kept.append(
+            AttachmentInfo(
+                part.filename, part.content_type or "application/octet-stream", part.content
+            )
+        )
+    return tuple(kept), too_big

@@ -1,0 +1,331 @@
+"""The import itself: plan (or dry run), collision check, the loop with its progress line,
+numbering, the rooms' summary lines and the final report.
+
+Each ticket goes to the ticket service as one `ImportTicket` (one transaction), so an import
+killed at any point leaves whole tickets behind, and running it again skips what is there
+(the service records every RT ticket and transaction it wrote; a ticket whose RT update
+time has not moved since is not even read again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TextIO
+
+from exobot.core.intents import ImportTicket
+from exobot.core.model import Actor
+from exobot.importer.rt_mapping import MappingRules, map_ticket, owner_of, skip_reason
+from exobot.importer.rt_source import RtGap, RtSource, RtTicket
+
+log = logging.getLogger("exobot.importer")
+
+# The progress line is written at most this often (seconds) when stderr is no terminal.
+PROGRESS_EVERY = 5.0
+
+
+class CollisionError(Exception):
+    """Numbers to import are taken here by tickets that were not imported from this RT."""
+
+    def __init__(self, numbers: list[int]) -> None:
+        super().__init__(f"{len(numbers)} number(s) already taken here: {numbers[:20]}")
+        self.numbers = numbers
+
+
+@dataclass
+class ImportReport:
+    """What an import (or a dry run) found and did."""
+
+    api: str = ""
+    listed: int = 0  # tickets RT listed (merged ones excluded: they live in their survivor)
+    planned: int = 0  # tickets to import (not skipped)
+    created: int = 0  # tickets new here
+    updated: int = 0  # tickets that were here and got new history
+    unchanged: int = 0  # tickets that were here with nothing new
+    entries: int = 0  # history entries written
+    skipped: dict[int, str] = field(default_factory=dict)  # RT number → reason
+    unknown_owners: Counter = field(default_factory=Counter)  # RT owner → tickets
+    unmapped_queues: Counter = field(default_factory=Counter)  # RT queue → tickets
+    too_big: list[str] = field(default_factory=list)
+    collisions: list[int] = field(default_factory=list)
+    merged: dict[int, int] = field(default_factory=dict)  # merged number → survivor
+    per_queue: Counter = field(default_factory=Counter)  # exobot queue → tickets planned
+    per_status: Counter = field(default_factory=Counter)
+    per_owner: Counter = field(default_factory=Counter)
+    done_per_queue: dict[str, Counter] = field(default_factory=dict)
+    next_number: int | None = None
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def lines(self, dry_run: bool = False) -> list[str]:
+        """The report, one fact per line."""
+        out = [f"RT REST {self.api}: {self.listed} ticket(s) listed, {self.planned} to import"]
+        if dry_run:
+            for title, counts in (
+                ("queue", self.per_queue),
+                ("status", self.per_status),
+                ("owner", self.per_owner),
+            ):
+                shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                out.append(f"  per {title}: {shown or '-'}")
+        else:
+            rate = self.planned / self.seconds if self.seconds else 0.0
+            out.append(
+                f"imported: {self.created} new, {self.updated} updated, {self.unchanged} "
+                f"unchanged; {self.entries} history entries; {self.seconds:.1f} s "
+                f"({rate:.1f} tickets/s)"
+            )
+            if self.next_number is not None:
+                out.append(f"new tickets here start at {self.next_number}")
+        if self.merged:
+            out.append(
+                "merged numbers: "
+                + ", ".join(f"{a}→{b}" for a, b in sorted(self.merged.items())[:50])
+            )
+        if self.collisions:
+            out.append(
+                f"COLLISIONS (taken here, not imported from this RT): "
+                f"{', '.join(map(str, self.collisions[:50]))}"
+                + (" …" if len(self.collisions) > 50 else "")
+            )
+        if self.unmapped_queues:
+            out.append(
+                "unmapped RT queues (skipped; map them with --queue RTQUEUE=QUEUE): "
+                + ", ".join(f"{q} ({n})" for q, n in sorted(self.unmapped_queues.items()))
+            )
+        if self.unknown_owners:
+            out.append(
+                "unknown owners (imported unowned; name them in --owners): "
+                + ", ".join(f"{o} ({n})" for o, n in sorted(self.unknown_owners.items()))
+            )
+        reasons = Counter(self.skipped.values())
+        if reasons:
+            out.append(
+                "skipped: "
+                + ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
+                + " ("
+                + ", ".join(f"#{k}" for k in sorted(self.skipped)[:30])
+                + (" …" if len(self.skipped) > 30 else "")
+                + ")"
+            )
+        if self.too_big:
+            out.append(f"attachments too big, left out ({len(self.too_big)}):")
+            out.extend(f"  {item}" for item in self.too_big[:100])
+        out.extend(f"problem: {p}" for p in self.problems)
+        return out
+
+
+class Progress:
+    """Tickets done, rate and time left on stderr: one rewritten line on a terminal, else a
+    line every few seconds."""
+
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.done = 0
+
+    def step(self, done: int, force: bool = False) -> None:
+        """Report `done` tickets of the total."""
+        self.done = done
+        now = time.monotonic()
+        if not force and not self.tty and now - self.last < PROGRESS_EVERY:
+            return
+        self.last = now
+        elapsed = now - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        left = (self.total - done) / rate if rate > 0 else 0.0
+        width = 30
+        filled = int(width * done / self.total) if self.total else width
+        bar = "#" * filled + "-" * (width - filled)
+        line = f"[{bar}] {done}/{self.total} tickets, {rate:.1f}/s, {_duration(left)} left"
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if done >= self.total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+async def _in_thread(func: Any, *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.to_thread(func, *args, **kwargs)
+
+
+async def plan(
+    source: RtSource, rules: MappingRules, since: datetime | None
+) -> tuple[list[RtTicket], ImportReport]:
+    """List RT's tickets, find its merged and deleted numbers, and count what would be
+    imported (per queue, status, owner), what is skipped and which owners are unknown."""
+    report = ImportReport(api=source.api)
+    tickets = await _in_thread(source.ticket_list, since)
+    report.listed = len(tickets)
+    gaps: list[RtGap] = [] if since is not None else await _in_thread(source.gaps, tickets)
+    for gap in gaps:
+        if gap.effective != gap.id:
+            report.merged[gap.id] = gap.effective
+        elif gap.status.lower() == "deleted":
+            report.skipped[gap.id] = "deleted"
+    wanted = []
+    for ticket in tickets:
+        reason = skip_reason(ticket, rules)
+        if reason:
+            report.skipped[ticket.id] = reason
+            if reason.startswith("queue "):
+                report.unmapped_queues[ticket.queue] += 1
+            continue
+        wanted.append(ticket)
+        owner, unknown = owner_of(ticket.owner, rules)
+        if unknown:
+            report.unknown_owners[unknown] += 1
+        report.per_queue[f"{ticket.queue}→{rules.queue_for(ticket.queue)}"] += 1
+        report.per_status[ticket.status.lower()] += 1
+        report.per_owner[owner or (f"{unknown} (unknown)" if unknown else "nobody")] += 1
+    report.planned = len(wanted)
+    # Numbers merged into a skipped ticket are not imported either.
+    report.merged = {a: b for a, b in report.merged.items() if b in {t.id for t in wanted}}
+    return wanted, report
+
+
+async def run_import(
+    source: RtSource,
+    service: Any,
+    repository: Any,
+    rules: MappingRules,
+    *,
+    since: datetime | None = None,
+    dry_run: bool = False,
+    progress: TextIO | None = None,
+    announce: bool = False,
+    language: str | None = None,
+) -> ImportReport:
+    """Import RT's tickets into exobot (see the module docstring). Raises CollisionError,
+    before writing anything, when numbers to import are taken here."""
+    started = time.monotonic()
+    tickets, report = await plan(source, rules, since)
+    numbers = [t.id for t in tickets] + list(report.merged)
+    report.collisions = await repository.read(
+        lambda reader: reader.import_collisions(rules.source, numbers)
+    )
+    if dry_run:
+        return report
+    if report.collisions:
+        raise CollisionError(report.collisions)
+    bar = Progress(len(tickets), progress)
+    bar.step(0, force=True)
+    highest = max(numbers, default=0)
+    for done, ticket in enumerate(tickets, 1):
+        await _import_one(source, service, repository, rules, ticket, report)
+        bar.step(done, force=done == len(tickets))
+    if highest:
+        report.next_number = await repository.run(lambda uow: _ensure_next(uow, highest + 1))
+    report.seconds = time.monotonic() - started
+    if announce:
+        await _summaries(repository, report, language)
+    return report
+
+
+async def _ensure_next(uow: Any, at_least: int) -> int:
+    from exobot.db.numbering import ensure_next_number
+
+    return await ensure_next_number(uow.conn, at_least)
+
+
+async def _import_one(
+    source: RtSource,
+    service: Any,
+    repository: Any,
+    rules: MappingRules,
+    ticket: RtTicket,
+    report: ImportReport,
+) -> None:
+    external = str(ticket.id)
+
+    async def known(reader: Any) -> tuple[Any, set[str]]:
+        here = await reader.imported_ticket(rules.source, external)
+        if here is None:
+            return None, set()
+        return await reader.get_ticket(here, aliases=False), await reader.imported_entry_ids(
+            rules.source, external
+        )
+
+    existing, done_ids = await repository.read(known)
+    counts = report.done_per_queue.setdefault(rules.queue_for(ticket.queue) or "", Counter())
+    if existing is not None and _same_time(existing.updated_at, ticket.updated):
+        report.unchanged += 1
+        counts["unchanged"] += 1
+        return
+    skip = {int(x.split("/")[0]) for x in done_ids if x.split("/")[0].isdigit()}
+    await _in_thread(source.history, ticket, skip)
+    mapped = map_ticket(ticket, rules, source.user, source.queue_name)
+    report.too_big.extend(mapped.too_big)
+    if mapped.ticket is None:  # the queue or status changed since the plan
+        report.skipped[ticket.id] = mapped.skipped or "skipped"
+        return
+    from exobot.core.service import ImportCollision
+
+    try:
+        outcome = await service.apply(Actor.system("import"), ImportTicket(mapped.ticket))
+    except ImportCollision as error:
+        raise CollisionError([ticket.id]) from error
+    report.entries += len(outcome.entries)
+    for number in mapped.ticket.merged:
+        report.merged[number] = ticket.id
+    if outcome.created:
+        report.created += 1
+        counts["created"] += 1
+    elif outcome.entries:
+        report.updated += 1
+        counts["updated"] += 1
+    else:
+        report.unchanged += 1
+        counts["unchanged"] += 1
+
+
+def _same_time(here: datetime | None, there: datetime) -> bool:
+    if here is None:
+        return False
+    if here.tzinfo is None:
+        from datetime import UTC
+
+        here = here.replace(tzinfo=UTC)
+    return abs((here - there).total_seconds()) < 1
+
+
+async def _summaries(repository: Any, report: ImportReport, language: str | None) -> None:
+    """One line per queue in its room, through the chat outbox (posted once by exobot)."""
+    from exobot import i18n
+    from exobot.core.service import CHAT
+
+    lines = {}
+    for queue, counts in sorted(report.done_per_queue.items()):
+        total = sum(counts.values())
+        if not total:
+            continue
+        lines[queue] = i18n.say_plural(
+            language,
+            "Imported from Request Tracker: {count} ticket ({created} new, {updated} with new history).",
+            "Imported from Request Tracker: {count} tickets ({created} new, {updated} with new history).",
+            total,
+            created=counts["created"],
+            updated=counts["updated"],
+        )
+
+    async def work(uow: Any) -> None:
+        for queue, body in lines.items():
+            await uow.queue_outbox(CHAT, None, {"type": "room_post", "queue": queue, "body": body})
+
+    if lines:
+        await repository.run(work)
