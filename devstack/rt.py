@@ -32,6 +32,8 @@ RT behaviour notes, observed on these servers (RT 5.0.3 and 4.4.6, Debian 12):
   off by default): the seed adds its Cc through REST.
 - rt-mailgate prints only "ok": the seed reads ticket numbers back through REST (a fresh
   server numbers tickets 1.. in creation order).
+- Times: RT stores UTC; REST 1.0 prints them in $Timezone, which these servers set to UTC
+  (e.g. `Created: Sat Nov 28 10:20:07 2026`); REST 2 prints ISO 8601 with Z.
 - Deleted tickets keep their row and answer REST 1.0 show with `Status: deleted`.
 - REST 2 is built into RT 5 only; Debian has no package of the RT 4.4 REST2 extension, so
   `RtServer.rest2` is None on RT 4.4 and REST 2 is tested on RT 5 alone.
@@ -242,8 +244,7 @@ def pristine_database(version: int) -> Path:
                     f"rt-setup-database-{version} {' '.join(args)} failed:\n"
                     f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
                 )
-        database.rename(target.with_suffix(".tmp" + build.name))
-        target.with_suffix(".tmp" + build.name).rename(target)
+        database.rename(target)  # atomic on one file system
     return target
 
 
