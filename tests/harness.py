@@ -241,6 +241,7 @@ async def make_instance(stack, tmp_path_factory):
         alerts: dict | None = None,
         web: bool = False,
         clock: Clock | None = None,
+        tickets: dict | None = None,
         **mail_overrides: object,
     ) -> Instance:
         tmp = tmp_path_factory.mktemp("exobot")
@@ -248,6 +249,7 @@ async def make_instance(stack, tmp_path_factory):
         data = instance_config(
             stack, tmp, matrix=matrix, alerts=alerts, web=listen, **mail_overrides
         )
+        data["tickets"].update(tickets or {})  # e.g. legacy_tags, first_number
         path = tmp / "config.yaml"
         path.write_text(yaml.safe_dump(data))
         inst = Instance(

@@ -276,6 +276,10 @@ async def _ticket_page(
     view = await queries.ticket_view(ctx.repository, number)
     if view is None:
         return _no_such_ticket(request, operator, number)
+    if view.ticket.number != number and status_code == 200:
+        # A merged number (imported from Request Tracker): the surviving ticket's page.
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"/tickets/{view.ticket.number}{query}", status_code=302)
     ticket = view.ticket
     unverified = any(e.kind is EntryKind.UNVERIFIED_IN for e in view.history)
     forms = ["give", "reply", "comment", "title", "status", "cc"]

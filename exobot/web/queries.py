@@ -218,11 +218,13 @@ async def dashboard(
 
 
 async def ticket_view(repository: SqlRepository, number: int) -> TicketView | None:
-    """A ticket with its whole history, participants and attachments; None if unknown."""
+    """A ticket with its whole history, participants and attachments; None if unknown. A
+    number merged into another ticket (an import) gives the surviving ticket."""
     async with repository.reading() as view:
         ticket = await view.get_ticket(number)
         if ticket is None:
             return None
+        number = ticket.number
         history = await view.history(number)
         participants = sorted(await view.participants(number))
         attachments: dict[int, list[AttachmentMeta]] = {}
