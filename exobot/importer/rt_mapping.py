@@ -11,7 +11,7 @@ their Message-IDs are kept on the entry they were sent for, so replies to them t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from exobot.core.imports import ImportedEntry, ImportedMessageId, ImportedTicket
 from exobot.core.model import AttachmentInfo, EntryKind, Status
@@ -169,37 +169,25 @@ def map_ticket(
         return rules.owners.get(user.name) or f"rt:{user.name}"
 
     entries: list[ImportedEntry] = []
+    pending: list[ImportedMessageId] = []
     for txn in ticket.transactions:
+        if pending and entries:  # ids of RT's mails sent before the first entry
+            entries[-1] = _with_ids(entries[-1], pending)
+            pending = []
         user = users(txn.creator)
         actor = actor_of(user, rules)
         member = actor != "system" and not user.privileged
         ext = str(txn.id)
         if txn.type in _RECORD_TYPES:
+            # A mail RT sent (an acknowledgement, a reply, a resolution notice): its
+            # Message-ID goes with the entry it was sent for, the one just before it (or
+            # the next one when it comes first), so that a reply to it threads.
             sent = message_id_of(txn.data)
-            ids = (ImportedMessageId(sent, "out"),) if sent else ()
-            if (
-                ids
-                and entries
-                and entries[-1].kind
-                in (
-                    EntryKind.MAIL_IN,
-                    EntryKind.MAIL_OUT,
-                    EntryKind.COMMENT,
-                    EntryKind.CREATED,
-                )
-            ):
-                last = entries[-1]
-                merged_ids = tuple(dict.fromkeys(last.message_ids + ids))
-                entries[-1] = ImportedEntry(
-                    last.external_id,
-                    last.kind,
-                    last.actor,
-                    last.created_at,
-                    last.body,
-                    last.data,
-                    last.attachments,
-                    merged_ids,
-                )
+            if sent:
+                pending.append(ImportedMessageId(sent, "out"))
+            if pending and entries:
+                entries[-1] = _with_ids(entries[-1], pending)
+                pending = []
             continue
         if txn.type in ("Create", "Correspond", "Comment"):
             attachments, too_big = _attachments(txn)
@@ -216,12 +204,24 @@ def map_ticket(
                 )
                 ext = f"{txn.id}/mail"
             if txn.type == "Comment":
-                kind, direction = EntryKind.COMMENT, "out"
+                kind, direction = EntryKind.COMMENT, "in" if member else "out"
             elif member:
                 kind, direction = EntryKind.MAIL_IN, "in"
             else:
                 kind, direction = EntryKind.MAIL_OUT, "out"
             body = body_of(txn, rules.max_body)
+            ids = _message_ids(txn, direction)
+            subject = txn.data.strip() if txn.type != "Create" else ""
+            data: dict = {"subject": subject or ticket.subject}
+            if member:
+                data["from"] = actor
+            if ids:
+                data["message_id"] = f"<{ids[0].message_id}>"
+            if attachments:
+                data["attachments"] = [
+                    {"filename": a.filename, "content_type": a.content_type, "size": a.size}
+                    for a in attachments
+                ]
             if body or attachments or txn.type != "Create":
                 entries.append(
                     ImportedEntry(
@@ -230,8 +230,9 @@ def map_ticket(
                         actor,
                         txn.created,
                         body=body,
+                        data=data,
                         attachments=attachments,
-                        message_ids=_message_ids(txn, direction),
+                        message_ids=ids,
                     )
                 )
             continue
@@ -239,6 +240,8 @@ def map_ticket(
         if change is not None:
             kind, data = change
             entries.append(ImportedEntry(ext, kind, actor, txn.created, data=data))
+    if pending and entries:
+        entries[-1] = _with_ids(entries[-1], pending)
     result.ticket = ImportedTicket(
         source=rules.source,
         external_id=str(ticket.id),
@@ -255,6 +258,10 @@ def map_ticket(
         merged=ticket.merged,
     )
     return result
+
+
+def _with_ids(entry: ImportedEntry, ids: list[ImportedMessageId]) -> ImportedEntry:
+    return replace(entry, message_ids=tuple(dict.fromkeys((*entry.message_ids, *ids))))
 
 
 def _change(
