@@ -1,4 +1,4 @@
-"""The `exobot` command: run, check-config, migrate, quarantine, token, privacy, and `exobot NAME …`
+"""The `exobot` command: run, check-config, migrate, quarantine, token, privacy, import, and `exobot NAME …`
 for each installed plugin that has a command line."""
 
 from __future__ import annotations
@@ -192,6 +192,15 @@ def cmd_privacy(args: argparse.Namespace) -> int:
     return asyncio.run(run_privacy(config, args))
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import another helpdesk's tickets (Request Tracker) with their numbers and history."""
+    from exobot.importer.cli import run_import_cli
+
+    config = _load(args.config)
+    setup_logging("WARNING")
+    return asyncio.run(run_import_cli(config, args))
+
+
 def cmd_plugin(args: argparse.Namespace) -> int:
     """Run an installed plugin's own command (`exobot NAME …`)."""
     from exobot.plugins.cli import run_plugin_cli
@@ -233,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--dry-run", action="store_true", help="erase: count what would change, change nothing"
     )
+    imp = add(
+        "import",
+        cmd_import,
+        "import Request Tracker's tickets with their numbers, history and threading",
+    )
+    from exobot.importer.cli import add_arguments as add_import_arguments
+
+    add_import_arguments(imp)
     from exobot.plugins.cli import add_plugin_commands
 
     add_plugin_commands(sub, DEFAULT_CONFIG, cmd_plugin)

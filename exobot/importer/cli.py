@@ -13,6 +13,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -61,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=10.0,
         help="attachments above this size are left out and reported (default 10)",
+    )
+    parser.add_argument(
+        "--timezone",
+        default="UTC",
+        help="RT's $Timezone (e.g. Europe/Madrid): REST 1.0 shows ticket times in it (default UTC)",
     )
     parser.add_argument(
         "--source", help="the name this RT's records are kept under (default: rt:HOST/PATH)"
@@ -142,6 +148,10 @@ async def run_import_cli(config: Config, args: argparse.Namespace) -> int:
     )
     since = parse_since(args.since)
     try:
+        timezone = ZoneInfo(args.timezone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise SystemExit(f"--timezone {args.timezone!r}: unknown time zone") from None
+    try:
         source = open_source(
             args.url,
             args.user,
@@ -149,6 +159,7 @@ async def run_import_cli(config: Config, args: argparse.Namespace) -> int:
             token=token,
             api=args.api,
             max_attachment=int(args.max_attachment_mb * 1024 * 1024),
+            timezone=timezone,
         )
     except (RtError, ValueError) as error:
         print(f"RT: {error}", file=sys.stderr)

@@ -250,7 +250,14 @@ def map_ticket(
         requestor=requestor,
         queue=queue,
         status=status,
-        created_at=ticket.created,
+        created_at=next(
+            (
+                t.created
+                for t in ticket.transactions
+                if t.type == "Create" and t.ticket == ticket.id
+            ),
+            ticket.created,
+        ),
         updated_at=ticket.updated,
         owner=owner,
         participants=participants,

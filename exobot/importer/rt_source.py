@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 log = logging.getLogger("exobot.importer")
@@ -108,13 +108,17 @@ class RtTicket:
         return tuple(sorted({t.ticket for t in self.transactions} - {self.id}))
 
 
-def parse_time(value: Any) -> datetime | None:
-    """An RT time (REST 1.0's "2026-11-28 10:00:00" or "Sat Nov 28 10:00:00 2026", REST 2's
-    ISO form) as an aware UTC datetime; None for RT's "Not set" and empty values."""
+def parse_time(value: Any, local: tzinfo = UTC) -> datetime | None:
+    """An RT time as an aware UTC datetime; None for RT's "Not set" and empty values.
+    REST 1.0 gives history times as stored ("2026-11-28 10:00:00", UTC) and ticket times as
+    shown to its user ("Sat Nov 28 10:00:00 2026", in RT's $Timezone: `local`); REST 2 ISO."""
     text = str(value or "").strip()
     if not text or text.lower().startswith("not set") or text.startswith("1970-01-01"):
         return None
-    for form in ("%Y-%m-%d %H:%M:%S", "%a %b %d %H:%M:%S %Y", "%Y-%m-%dT%H:%M:%SZ"):
+    with contextlib.suppress(ValueError):
+        shown = datetime.strptime(text, "%a %b %d %H:%M:%S %Y")
+        return shown.replace(tzinfo=local).astimezone(UTC)
+    for form in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"):
         with contextlib.suppress(ValueError):
             return datetime.strptime(text, form).replace(tzinfo=UTC)
     with contextlib.suppress(ValueError):
@@ -166,8 +170,11 @@ class RtSource:
 
     api = ""
 
-    def __init__(self, max_attachment: int = DEFAULT_MAX_ATTACHMENT) -> None:
+    def __init__(
+        self, max_attachment: int = DEFAULT_MAX_ATTACHMENT, timezone: tzinfo = UTC
+    ) -> None:
         self.max_attachment = max_attachment
+        self.timezone = timezone  # RT's $Timezone, in which REST 1.0 shows ticket times
         self._users: dict[str, RtUser] = {}
         self._queues: dict[str, str] = {}
 
@@ -282,7 +289,7 @@ class Rest1Source(RtSource):
             ident = str(row.get("numerical_id") or row.get("id", "")).rpartition("/")[2]
             if not ident.isdigit():
                 continue
-            created = parse_time(row.get("Created")) or datetime.now(UTC)
+            created = parse_time(row.get("Created"), self.timezone) or datetime.now(UTC)
             tickets.append(
                 RtTicket(
                     id=int(ident),
@@ -293,7 +300,7 @@ class Rest1Source(RtSource):
                     requestors=_names(row.get("Requestors")),
                     cc=_names(row.get("Cc")),
                     created=created,
-                    updated=parse_time(row.get("LastUpdated")) or created,
+                    updated=parse_time(row.get("LastUpdated"), self.timezone) or created,
                 )
             )
         return sorted(tickets, key=lambda t: t.id)
@@ -656,6 +663,7 @@ def open_source(
     token: str | None = None,
     api: str = "auto",
     max_attachment: int = DEFAULT_MAX_ATTACHMENT,
+    timezone: tzinfo = UTC,
 ) -> RtSource:
     """A reader of the RT at `url` (its base, without /REST/…): REST 2 for api "2", REST 1.0
     for "1" (which needs a password: it knows no tokens), "auto": REST 2, else REST 1.0."""
@@ -672,6 +680,6 @@ def open_source(
     if password is None:
         raise RtError("; ".join([*errors, "REST 1.0 needs a password (--password-file)"]))
     try:
-        return Rest1Source(url, user, password, max_attachment=max_attachment)
+        return Rest1Source(url, user, password, max_attachment=max_attachment, timezone=timezone)
     except RtError as error:
         raise RtError("; ".join([*errors, str(error)])) from error
