@@ -15,7 +15,7 @@ from exobot.core.imports import ImportedEntry, ImportedMessageId, ImportedTicket
 from exobot.core.intents import ImportTicket, MailClass, ReceiveMail, SetStatus
 from exobot.core.model import Actor, AttachmentInfo, EntryKind, IncomingMail, Status
 from exobot.core.service import ImportCollision, NotAllowed, ServiceSettings, TicketService
-from exobot.db.engine import create_engine
+from exobot.db.engine import create_engine, create_sync_engine
 from exobot.db.migrate import upgrade_async
 from exobot.db.numbering import ensure_next_number, next_number
 from exobot.db.repository import SqlRepository
@@ -37,6 +37,18 @@ SETTINGS = ServiceSettings(
     announce=True,  # an import must stay silent even where changes are announced
 )
 PDF = AttachmentInfo("factura-març.pdf", "application/pdf", b"%PDF-1.4 imported")
+
+
+@pytest.fixture(params=["writer-thread", "async"])
+async def repo(request: pytest.FixtureRequest, engine, db_url: str):
+    """The repository as the App builds it (its transactions in a writer thread on a
+    blocking connection), and on the async engine alone."""
+    if request.param == "async":
+        yield SqlRepository(engine)
+        return
+    repository = SqlRepository(engine, create_sync_engine(db_url))
+    yield repository
+    await repository.close()
 
 
 @pytest.fixture
