@@ -7,6 +7,7 @@ owners; a collision stops the import before it writes anything."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -359,3 +360,31 @@ def test_an_import_killed_half_way_then_run_again_equals_an_uninterrupted_one(
     code, out, err = run_cli(import_argv(rt5, config), capsys)
     assert code == 0, out + err
     assert snapshot(config) == expected
+
+
+def test_one_summary_line_per_queue_and_nothing_else_is_queued(rt5, tmp_path, capsys):
+    config = write_config(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["matrix"] = {
+        "homeserver": "https://matrix.example.org",
+        "user_id": "@exobot:example.org",
+        "password": "x",
+    }
+    config.write_text(yaml.safe_dump(data))
+    code, out, err = run_cli(import_argv(rt5, config), capsys)
+    assert code == 0, out + err
+    path = data["database"]["url"].removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT kind, ticket_id, payload FROM outbox ORDER BY id").fetchall()
+    posts = {json.loads(p)["queue"]: json.loads(p) for kind, ticket, p in rows}
+    # No mail and no ticket post for the imported history: only the two summaries.
+    assert [(kind, ticket) for kind, ticket, _ in rows] == [("chat", None), ("chat", None)]
+    assert set(posts) == {"suport", "altes"}
+    assert all(p["type"] == "room_post" for p in posts.values())
+    general = sum(
+        1
+        for t in rt5.seeded.tickets.values()
+        if t.queue == "General" and t.status != "deleted" and not t.merged_into
+    )
+    # Catalan by default: "Importats de Request Tracker: N tiquets (N nous, 0 amb …)".
+    assert posts["suport"]["body"].startswith(f"Importats de Request Tracker: {general} tiquets")
