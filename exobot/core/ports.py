@@ -38,6 +38,10 @@ class UnitOfWork(Protocol):
     async def imported_among(self, source: str, kind: str, external_ids: Sequence[str]) -> set[str]:
         """Those of the other system's ids (kind "ticket" or "entry") imported already."""
 
+    async def import_collisions(self, source: str, numbers: Sequence[int]) -> list[int]:
+        """Those numbers a ticket or merged number has here without being imported from
+        `source`."""
+
     async def record_import(
         self, source: str, kind: str, external_id: str, ticket: int, entry_id: int | None = None
     ) -> None:

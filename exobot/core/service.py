@@ -814,23 +814,25 @@ class _Step:
         return None
 
     async def import_alias(self, ticket: Ticket, number: int, source: str) -> None:
-        """Make a number merged into `ticket` name it; ImportCollision when the number is a
-        ticket of its own here or names another ticket."""
-        reference = self.service.reference(number)
+        """Make a number merged into `ticket` name it. ImportCollision when the number is a
+        ticket here that was not imported from `source`, or a merged number of another
+        source. A ticket (or merged number) imported from `source` before the merge keeps
+        its own history and number: it is left as it is, so nothing imported is lost."""
         if not is_stored_id(number):
             raise InvalidRequest("bad_number", f"{number} is no ticket number", number=number)
-        survivor = await self.uow.alias_of(number)
-        if survivor == ticket.number:
-            return
-        if survivor is not None or await self.uow.get_ticket(number, aliases=False):
+        if await self.uow.import_collisions(source, [number]):
+            reference = self.service.reference(number)
             raise ImportCollision(
                 "import_collision",
                 f"{reference}, merged into {self.service.reference(ticket.number)}, exists"
-                " already here as a ticket or names another one",
+                f" already here and was not imported from {source}",
                 ticket=reference,
                 number=number,
             )
-        await self.uow.add_alias(number, ticket.number, source)
+        if await self.uow.alias_of(number) is None and not await self.uow.get_ticket(
+            number, aliases=False
+        ):
+            await self.uow.add_alias(number, ticket.number, source)
 
     async def import_entry(self, ticket: Ticket, item: ImportedEntry, source: str) -> set[str]:
         """Write one imported history item with its own author and time, masked like mail

@@ -253,9 +253,15 @@ async def test_merged_numbers_resolve_to_the_surviving_ticket(service, repo):
     # A merged number cannot be imported as a ticket of its own from elsewhere.
     with pytest.raises(ImportCollision):
         await service.apply(IMPORTER, ImportTicket(rt_ticket(305, source="rt:other")))
+    # Merged in RT after both were imported: the earlier ticket stays as it was imported.
+    await service.apply(IMPORTER, ImportTicket(rt_ticket(320)))
+    await service.apply(IMPORTER, ImportTicket(rt_ticket(330, merged=(320, 305, 400))))
+    async with repo.reading() as view:
+        assert (await view.get_ticket(320)).number == 320
+        assert await view.alias_of(305) == 310
     # Automatic numbers continue above merged numbers too.
     async with repo.connection() as conn:
-        assert await next_number(conn) == 311
+        assert await next_number(conn) == 401
 
 
 async def test_imported_text_is_masked_and_flagged_without_advice(service, repo):
