@@ -30,6 +30,8 @@ MAX_REFERENCES = 20
 # At most this many participants are taken from the Cc of one mail; the rest are listed on
 # its entry for an operator to add deliberately (`!cc`).
 MAX_CC_PARTICIPANTS = 10
+# An imported history item's text is cut to this many characters, as a mail's body is.
+MAX_IMPORTED_BODY = 100_000
 # At most this many addresses in one change of participants.
 MAX_PARTICIPANT_CHANGES = 20
 # The flag set on a ticket when a mail brought sensitive data, and the mail advising against it.
@@ -840,12 +842,15 @@ class _Step:
         is left as it is). No event: imported history makes nobody act. Returns the kinds of
         sensitive value masked."""
         body, data = item.body, dict(item.data)
+        if body is not None and len(body) > MAX_IMPORTED_BODY:
+            # The same bound as a received mail's body (the web shows it as cut).
+            body, data["body_truncated"] = body[:MAX_IMPORTED_BODY], True
         found: set[str] = set()
         original_body = original_subject = None
         if body:
             body, kinds = self.masked(body)
             if kinds:
-                original_body, found = item.body, found | set(kinds)
+                original_body, found = item.body[:MAX_IMPORTED_BODY], found | set(kinds)
         text_key = "to" if item.kind is EntryKind.TITLE else "subject"
         if isinstance(data.get(text_key), str):
             data[text_key], kinds = self.masked(data[text_key])

@@ -14,7 +14,13 @@ from exobot.core.events import TicketEvent, TicketImported
 from exobot.core.imports import ImportedEntry, ImportedMessageId, ImportedTicket
 from exobot.core.intents import ImportTicket, MailClass, ReceiveMail, SetStatus
 from exobot.core.model import Actor, AttachmentInfo, EntryKind, IncomingMail, Status
-from exobot.core.service import ImportCollision, NotAllowed, ServiceSettings, TicketService
+from exobot.core.service import (
+    MAX_IMPORTED_BODY,
+    ImportCollision,
+    NotAllowed,
+    ServiceSettings,
+    TicketService,
+)
 from exobot.db.engine import create_engine, create_sync_engine
 from exobot.db.migrate import upgrade_async
 from exobot.db.numbering import ensure_next_number, next_number
@@ -338,3 +344,11 @@ async def test_first_number_numbers_a_fresh_installation_only(db_url, clock):
         assert second.ticket == 5001
     finally:
         await engine.dispose()
+
+
+async def test_a_huge_imported_text_is_cut_like_a_mail(service, repo):
+    huge = "línia llarga\n" * 20_000  # 260,000 characters
+    ticket = rt_ticket(entries=(entry(3001, EntryKind.COMMENT, 0, actor="rt:pere", body=huge),))
+    await service.apply(IMPORTER, ImportTicket(ticket))
+    comment = (await repo.history(310))[-1]
+    assert len(comment.body) == MAX_IMPORTED_BODY and comment.data["body_truncated"] is True
