@@ -215,12 +215,12 @@ def check_against_seed(server, snap: dict) -> None:
 
 def sent_message_ids(server, skip: list[int] = ()) -> list[str]:
     """The Message-IDs of the mails RT sent (without <>), but for tickets in `skip`."""
-    from email import message_from_bytes
+    from email import message_from_bytes, policy
 
     ids = []
     tags = [f"[{server.rtname} #{n}]" for n in skip]
     for raw in server.sent_mail():
-        mail = message_from_bytes(raw)
+        mail = message_from_bytes(raw, policy=policy.default)
         value = mail.get("Message-ID", "")
         if value and not any(tag in str(mail.get("Subject", "")) for tag in tags):
             ids.append(value.strip().strip("<>"))
