@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -388,3 +389,49 @@ def test_one_summary_line_per_queue_and_nothing_else_is_queued(rt5, tmp_path, ca
     )
     # Catalan by default: "Importats de Request Tracker: N tiquets (N nous, 0 amb …)".
     assert posts["suport"]["body"].startswith(f"Importats de Request Tracker: {general} tiquets")
+
+
+def test_a_later_run_brings_only_what_rt_received_meanwhile(rt5_fresh, tmp_path, capsys):
+    import rt.rest1
+
+    from devstack.rt_seed import MEMBER, _mail
+
+    server = rt5_fresh
+    config = write_config(tmp_path)
+    assert run_cli(import_argv(server, config), capsys)[0] == 0
+    before = snapshot(config)
+
+    # RT keeps receiving mail until the switch-over: a reply on #1, a new ticket, an answer.
+    raw, reply_id = _mail(f"Re: [{server.rtname} #1] encara", "Encara no va.\n")
+    server.mailgate(raw)
+    raw, new_id = _mail("Una consulta nova", "Com canvio la contrasenya?\n", sender=MEMBER)
+    server.mailgate(raw)
+    staff = rt.rest1.Rt(server.rest1, server.user, server.password)
+    assert staff.login()
+    newest = max(server.seeded.tickets) + 1
+    assert staff.get_ticket(newest)["Subject"] == "Una consulta nova"
+    assert staff.reply(newest, text="Des de l'àrea de socis.\n")
+
+    # --since: only tickets RT updated after the first run's newest change.
+    last = max(t["updated_at"] for t in before["tickets"].values()) + timedelta(seconds=1)
+    since = last.strftime("%Y-%m-%dT%H:%M:%S")
+    code, out, err = run_cli(import_argv(server, config, "--since", since), capsys)
+    assert code == 0, out + err
+    assert "2 ticket(s) listed, 2 to import" in out
+    assert "imported: 1 new, 1 updated, 0 unchanged" in out
+    after = snapshot(config)
+    assert {n: t for n, t in after["tickets"].items() if n not in (1, newest)} == {
+        n: t for n, t in before["tickets"].items() if n != 1
+    }
+    old, new = before["tickets"][1]["entries"], after["tickets"][1]["entries"]
+    assert new[: len(old)] == old
+    assert [(e[0], e[3]) for e in new[len(old) :]] == [("mail_in", "Encara no va.")]
+    assert f"<{reply_id}>" in after["tickets"][1]["message_ids"]
+    bodies = [(e[0], e[3]) for e in after["tickets"][newest]["entries"]]
+    assert ("mail_in", "Com canvio la contrasenya?") in bodies
+    assert ("mail_out", "Des de l'àrea de socis.") in bodies
+    assert f"<{new_id}>" in after["tickets"][newest]["message_ids"]
+    # And once more: nothing.
+    code, out, err = run_cli(import_argv(server, config), capsys)
+    assert "0 new, 0 updated" in out
+    assert snapshot(config) == after
