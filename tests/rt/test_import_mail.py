@@ -39,9 +39,7 @@ def mail_in_bodies(inst, number: int) -> list[str]:
     return [r[0].strip() for r in rows]
 
 
-async def test_member_replies_to_rt_mail_land_in_the_imported_tickets(
-    make_instance, rt5, tmp_path
-):
+async def test_member_replies_to_rt_mail_land_in_the_imported_tickets(make_instance, rt5, tmp_path):
     inst = make_instance(tickets={"legacy_tags": [rt5.rtname]})
     await inst.start()
     secret = tmp_path / "rt-password"

@@ -1,0 +1,155 @@
+"""The pure parts of the RT importer (exobot.importer.rt_mapping and the time and size readers
+of rt_source) on hand-made records: what a real RT gives is in test_import_rt.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from exobot.core.model import EntryKind, Status
+from exobot.importer.rt_mapping import MappingRules, body_of, map_ticket, skip_reason
+from exobot.importer.rt_source import (
+    RtPart,
+    RtTicket,
+    RtTransaction,
+    RtUser,
+    message_id_of,
+    parse_size,
+    parse_time,
+)
+
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+USERS = {
+    "anna@example.net": RtUser("30", "anna@example.net", "anna@example.net", False),
+    "nuria": RtUser("20", "nuria", "nuria@example.org", True),
+    "pere": RtUser("21", "pere", "pere@example.org", True),
+    "RT_System": RtUser("1", "RT_System", "", True),
+    "Nobody": RtUser("6", "Nobody", "", False),
+}
+BY_ID = {u.id: u for u in USERS.values()}
+RULES = MappingRules(
+    "rt:rt.example.org", {"General": "suport"}, {"nuria": "@nuria:example.org"},
+    same_name=frozenset({"suport", "altes"}),
+)  # fmt: skip
+
+
+def users(key: str) -> RtUser:
+    return USERS.get(key) or BY_ID[key]
+
+
+def queue_names(key: str) -> str:
+    return {"1": "General", "3": "Altes"}.get(key, key)
+
+
+def txn(n: int, kind: str, creator: str, **kw) -> RtTransaction:
+    return RtTransaction(
+        id=n, ticket=kw.pop("ticket", 310), type=kind, field=kw.pop("field", ""),
+        old_value=kw.pop("old", ""), new_value=kw.pop("new", ""), creator=creator,
+        created=T0.replace(minute=n % 60), **kw,
+    )  # fmt: skip
+
+
+def ticket(*transactions: RtTransaction, **kw) -> RtTicket:
+    fields = {
+        "id": 310, "queue": "General", "subject": "El router", "status": "open",
+        "owner": "nuria", "requestors": ("Anna@Example.net",), "cc": ("marta@example.net",),
+        "created": T0, "updated": T0.replace(hour=12),
+    } | kw  # fmt: skip
+    return RtTicket(**fields, transactions=list(transactions))
+
+
+def test_a_ticket_maps_with_authors_directions_changes_and_sent_message_ids():
+    rt = ticket(
+        txn(1, "Create", "anna@example.net", content="Hola", data="",
+            parts=[RtPart(11, 1, 0, "text/plain", "", 4, message_id="first@example.net")]),
+        txn(2, "EmailRecord", "RT_System", data="<ack@rt.example.org>"),
+        txn(3, "Correspond", "nuria", content="Mirem-ho", data="Re: El router\n"),
+        txn(4, "EmailRecord", "RT_System", data="<answer@rt.example.org>"),
+        txn(5, "Comment", "pere", content="Nota"),
+        txn(6, "Set", "nuria", field="Owner", old="6", new="20"),
+        txn(7, "SetWatcher", "nuria", field="Owner", old="6", new="20"),
+        txn(8, "Set", "nuria", field="Queue", old="1", new="3"),
+        txn(9, "Set", "nuria", field="Subject", old="Router", new="El router"),
+        txn(10, "Status", "RT_System", field="Status", old="new", new="resolved"),
+        txn(12, "EmailRecord", "RT_System", data="<resolved@rt.example.org>"),
+        txn(13, "AddLink", "nuria", field="MergedInto"),
+    )  # fmt: skip
+    mapped = map_ticket(rt, RULES, users, queue_names)
+    imported = mapped.ticket
+    assert mapped.skipped is None and mapped.unknown_owner is None
+    assert (imported.number, imported.queue, imported.status) == (310, "suport", Status.OPEN)
+    assert imported.owner == "@nuria:example.org"
+    assert imported.requestor == "anna@example.net"
+    assert imported.participants == ("anna@example.net", "marta@example.net")
+    got = [(e.external_id, e.kind, e.actor, e.data) for e in imported.entries]
+    assert got == [
+        ("1", EntryKind.CREATED, "anna@example.net", {"queue": "suport", "requestor": "anna@example.net"}),
+        ("1/mail", EntryKind.MAIL_IN, "anna@example.net",
+         {"subject": "El router", "from": "anna@example.net", "message_id": "<first@example.net>"}),
+        ("3", EntryKind.MAIL_OUT, "@nuria:example.org", {"subject": "Re: El router"}),
+        ("5", EntryKind.COMMENT, "rt:pere", {"subject": "El router"}),
+        ("6", EntryKind.OWNER, "@nuria:example.org", {"from": None, "to": "@nuria:example.org"}),
+        ("8", EntryKind.QUEUE, "@nuria:example.org", {"from": "suport", "to": "altes"}),
+        ("9", EntryKind.TITLE, "@nuria:example.org", {"from": "Router", "to": "El router"}),
+        ("10", EntryKind.STATUS, "system", {"from": "new", "to": "resolved"}),
+    ]  # fmt: skip
+    ids = {
+        e.external_id: [(m.message_id, m.direction) for m in e.message_ids]
+        for e in imported.entries
+    }
+    assert ids["1/mail"] == [("first@example.net", "in"), ("ack@rt.example.org", "out")]
+    assert ids["3"] == [("answer@rt.example.org", "out")]
+    assert ids["10"] == [("resolved@rt.example.org", "out")]  # a resolution notice
+
+
+def test_merged_tickets_history_is_kept_and_their_numbers_listed():
+    rt = ticket(
+        txn(1, "Create", "anna@example.net", ticket=305, content="Primer"),
+        txn(2, "Create", "anna@example.net", content="Segon"),
+    )
+    imported = map_ticket(rt, RULES, users, queue_names).ticket
+    assert imported.merged == (305,)
+    kinds = [(e.external_id, e.kind) for e in imported.entries]
+    # One CREATED, the survivor's; the merged ticket's creation is its first mail.
+    assert kinds == [
+        ("1", EntryKind.MAIL_IN),
+        ("2", EntryKind.CREATED),
+        ("2/mail", EntryKind.MAIL_IN),
+    ]
+
+
+def test_skipped_tickets_and_unknown_owners():
+    assert skip_reason(ticket(status="deleted"), RULES) == "deleted"
+    assert skip_reason(ticket(status="waiting"), RULES) == "status 'waiting'"
+    assert skip_reason(ticket(queue="Vendes"), RULES) == "queue 'Vendes' not mapped"
+    assert skip_reason(ticket(queue="Altes"), RULES) is None  # named like an exobot queue
+    mapped = map_ticket(ticket(owner="pere"), RULES, users, queue_names)
+    assert (mapped.ticket.owner, mapped.unknown_owner) == (None, "pere")
+
+
+def test_bodies_html_and_size_bound_and_attachments_over_the_cap():
+    html = RtPart(2, 1, 1, "text/html", "", 30, content=b"<p>Hola <b>m\xc3\xb3n</b></p>")
+    assert body_of(txn(1, "Correspond", "anna@example.net", parts=[html])) == "Hola **món**"
+    assert body_of(txn(1, "Correspond", "x", content="a" * 50), limit=10).startswith(
+        "a" * 10 + "\n[…"
+    )
+    big = RtPart(3, 1, 1, "application/pdf", "factura-març.pdf", 50_000_000, too_big=True)
+    small = RtPart(4, 1, 1, "application/pdf", "rebut.pdf", 3, content=b"pdf")
+    mapped = map_ticket(
+        ticket(txn(1, "Correspond", "anna@example.net", content="adjunt", parts=[big, small])),
+        RULES, users, queue_names,
+    )  # fmt: skip
+    assert mapped.too_big == ["#310 factura-març.pdf (50000000 bytes)"]
+    (entry,) = mapped.ticket.entries
+    assert [a.filename for a in entry.attachments] == ["rebut.pdf"]
+
+
+def test_rt_times_sizes_and_message_ids():
+    assert parse_time("2025-03-01 09:00:00") == T0  # REST 1.0 history: stored UTC
+    assert parse_time("2025-03-01T09:00:00Z") == T0  # REST 2
+    shown = parse_time("Sat Mar 01 10:00:00 2025", ZoneInfo("Europe/Madrid"))  # RT's $Timezone
+    assert shown == T0
+    assert parse_time("Not set") is None and parse_time("") is None
+    assert (parse_size("3b"), parse_size("12k"), parse_size("1.5m")) == (3, 12288, 1572864)
+    assert message_id_of("<a.b@rt.example.org>\n") == "a.b@rt.example.org"
+    assert message_id_of("") == ""
