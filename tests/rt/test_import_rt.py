@@ -21,7 +21,13 @@ import pytest
 import yaml
 from sqlalchemy import text
 
-from devstack.rt_seed import SECOND_MEMBER
+from devstack.rt_seed import (
+    PDF_BYTES,
+    PDF_NAME,
+    SECOND_MEMBER,
+    TEXT_ATTACHMENT,
+    TEXT_ATTACHMENT_NAME,
+)
 from exobot.cli import main
 from exobot.core.model import EntryKind
 from exobot.db.engine import create_engine
@@ -201,6 +207,10 @@ def check_against_seed(server, snap: dict) -> None:
                 and body.strip() in {t.strip() for t in want.texts}
             ):
                 assert actor in (STAFF_MATRIX, "rt:root", *want.requestors), (number, actor)
+    # Attachments byte for byte (sizes here; the REST 1.0 / REST 2 comparison covers the rest).
+    sizes = {a[0]: a[2] for t in tickets.values() for a in t["attachments"]}
+    assert sizes[PDF_NAME] == len(PDF_BYTES)
+    assert sizes[TEXT_ATTACHMENT_NAME] == len(TEXT_ATTACHMENT)
     # Changes, as the core writes them.
     t1 = tickets[1]["entries"]
     assert ("owner", {"from": None, "to": STAFF_MATRIX}) in [(e[0], e[4]) for e in t1]
