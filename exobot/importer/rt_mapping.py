@@ -212,6 +212,8 @@ def map_ticket(
             body = body_of(txn, rules.max_body)
             ids = _message_ids(txn, direction)
             subject = txn.data.strip() if txn.type != "Create" else ""
+            if subject == "No Subject":  # RT's word for a reply written in RT without one
+                subject = ""
             data: dict = {"subject": subject or ticket.subject}
             if member:
                 data["from"] = actor
