@@ -88,11 +88,24 @@ def owner_of(name: str, rules: MappingRules) -> tuple[str | None, str | None]:
     return (mapped, None) if mapped else (None, name)
 
 
-def actor_of(user: RtUser, rules: MappingRules) -> str:
-    """Who an RT user is in exobot's history."""
+def is_staff(user: RtUser, ticket: RtTicket | None = None) -> bool:
+    """Whether an RT user acts as staff: RT's Privileged flag when RT showed the user; for a
+    user it would not show (an importer without the right to see disabled users), a named
+    account that is none of the ticket's requestors or Cc, since RT names the members it
+    creates from their mail by their address."""
+    if user.known:
+        return user.privileged
+    name = user.name.strip().lower()
+    people = {a.lower() for a in (*ticket.requestors, *ticket.cc)} if ticket else set()
+    return bool(name) and "@" not in name and name not in people
+
+
+def actor_of(user: RtUser, rules: MappingRules, ticket: RtTicket | None = None) -> str:
+    """Who an RT user is in exobot's history (`ticket`: the one it acted on, for a user RT
+    would not show)."""
     if user.name in SYSTEM_USERS or user.id in ("1", "6"):
         return "system"
-    if user.privileged:
+    if is_staff(user, ticket):
         return rules.owners.get(user.name) or f"rt:{user.name}"
     return (user.email or user.name).lower()
 
@@ -175,8 +188,8 @@ def map_ticket(
             entries[-1] = _with_ids(entries[-1], pending)
             pending = []
         user = users(txn.creator)
-        actor = actor_of(user, rules)
-        member = actor != "system" and not user.privileged
+        actor = actor_of(user, rules, ticket)
+        member = actor != "system" and not is_staff(user, ticket)
         ext = str(txn.id)
         if txn.type in _RECORD_TYPES:
             # A mail RT sent (an acknowledgement, a reply, a resolution notice): its

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
+from urllib.parse import quote
 
 log = logging.getLogger("exobot.importer")
 
@@ -38,12 +39,14 @@ class RtError(Exception):
 
 @dataclass(frozen=True)
 class RtUser:
-    """An RT user: `privileged` users are staff, the others members (by their address)."""
+    """An RT user: `privileged` users are staff, the others members (by their address).
+    `known` is False when RT would not show the user (only its name is known then)."""
 
     id: str
     name: str
     email: str
     privileged: bool
+    known: bool = True
 
 
 @dataclass
@@ -232,7 +235,7 @@ class RtSource:
                 self._users[key] = self._load_user(key)
             except Exception as error:  # noqa: BLE001 - a missing user must not stop an import
                 log.debug("RT user %r unreadable: %s", key, error)
-                self._users[key] = RtUser(key, key, key if "@" in key else "", False)
+                self._users[key] = RtUser(key, key, key if "@" in key else "", False, known=False)
             user = self._users[key]
             self._users.setdefault(user.name, user)
         return self._users[key]
@@ -404,12 +407,17 @@ class Rest1Source(RtSource):
         return None
 
     def _load_user(self, key: str) -> RtUser:
-        data = self.client.get_user(key)
-        if not data:
+        # Not the library's get_user (`user/NAME`): for a disabled user RT answers it with
+        # "No user named NAME exists"; `user/NAME/show` shows disabled users too.
+        response = self.client.session.get(
+            self.client.url + f"user/{quote(key, safe='@')}/show", timeout=HTTP_TIMEOUT
+        )
+        data = _rest1_fields(response.content.decode("utf-8", "replace"))
+        if response.status_code != 200 or not data.get("Name"):
             raise RtError(f"no user {key}")
         return RtUser(
             id=str(data.get("id", "")).rpartition("/")[2],
-            name=str(data.get("Name", key)),
+            name=str(data["Name"]),
             email=str(data.get("EmailAddress", "") or ""),
             privileged=str(data.get("Privileged", "0")).strip() not in ("", "0"),
         )
@@ -629,6 +637,16 @@ class Rest2Source(RtSource):
 
     def _load_queue(self, key: str) -> str:
         return str(self._get(f"queue/{key}").get("Name") or key)
+
+
+def _rest1_fields(text: str) -> dict[str, str]:
+    """The "Key: value" lines of a REST 1.0 answer (its status line and comments skipped)."""
+    fields = {}
+    for line in text.splitlines()[1:]:
+        key, sep, value = line.partition(":")
+        if sep and key and not key.startswith(("#", " ")):
+            fields[key.strip()] = value.strip()
+    return fields
 
 
 def _field_name(value: Any) -> str:

@@ -153,3 +153,34 @@ def test_rt_times_sizes_and_message_ids():
     assert (parse_size("3b"), parse_size("12k"), parse_size("1.5m")) == (3, 12288, 1572864)
     assert message_id_of("<a.b@rt.example.org>\n") == "a.b@rt.example.org"
     assert message_id_of("") == ""
+
+
+def test_a_user_rt_would_not_show_is_staff_when_a_named_account_not_on_the_ticket():
+    """RT hides disabled users from an importer without the right to see them: the source
+    gives them as unknown; a named account that is no requestor or Cc acted as staff."""
+    hidden = {
+        "nuria": RtUser("nuria", "nuria", "", False, known=False),
+        "marta@example.net": RtUser("marta@example.net", "marta@example.net",
+                                    "marta@example.net", False, known=False),
+        "anna": RtUser("anna", "anna", "", False, known=False),
+    }  # fmt: skip
+
+    def hiding(key: str) -> RtUser:
+        return hidden.get(key) or users(key)
+
+    rt = ticket(
+        txn(1, "Create", "anna@example.net", content="Hola"),
+        txn(2, "Correspond", "nuria", content="Mirem-ho"),
+        txn(3, "Comment", "nuria", content="Nota"),
+        txn(4, "Correspond", "marta@example.net", content="Jo també"),
+        txn(5, "Correspond", "anna", content="Sóc l'Anna"),
+    )
+    mapped = map_ticket(rt, RULES, hiding, queue_names).ticket
+    said = {e.body: (e.kind, e.actor) for e in mapped.entries if e.body}
+    assert said["Mirem-ho"] == (EntryKind.MAIL_OUT, "@nuria:example.org")
+    assert said["Nota"] == (EntryKind.COMMENT, "@nuria:example.org")
+    assert said["Jo també"] == (EntryKind.MAIL_IN, "marta@example.net")
+    # A named account that RT lists as a requestor is a member.
+    rt.requestors = ("anna@example.net", "anna")
+    mapped = map_ticket(rt, RULES, hiding, queue_names).ticket
+    assert {e.body: e.kind for e in mapped.entries}["Sóc l'Anna"] == EntryKind.MAIL_IN

@@ -445,3 +445,71 @@ def test_a_later_run_brings_only_what_rt_received_meanwhile(rt5_fresh, tmp_path,
     code, out, err = run_cli(import_argv(server, config), capsys)
     assert "0 new, 0 updated" in out
     assert snapshot(config) == after
+
+
+def _disable_staff_and_import(server, tmp_path, capsys, apis: tuple[str, ...]) -> None:
+    """Disable the seed's staff user through RT's API, import over each of `apis`: her
+    answers stay staff mail, her comments comments, her tickets hers."""
+    import rt.rest1
+
+    root = rt.rest1.Rt(server.rest1, server.user, server.password)
+    assert root.login()
+    staff = server.seeded.staff_user
+    assert root.edit_user(staff, Disabled=1)
+    # RT's REST 1.0 `user/NAME` now says "No user named nuria exists" (the importer asks
+    # `user/NAME/show`, which shows disabled users).
+    assert "Name" not in (root.get_user(staff) or {})
+    staff_texts = {
+        t.strip(): number
+        for number, ticket in server.seeded.tickets.items()
+        for t in ticket.texts
+        if number in (1, 7) and "Núria" in t or "router nou" in t or "Nota interna" in t
+    }
+    assert len(staff_texts) == 3
+    for api in apis:
+        directory = tmp_path / f"api{api}"
+        directory.mkdir()
+        config = write_config(directory)
+        code, out, err = run_cli(import_argv(server, config, api=api), capsys)
+        assert code == 0, out + err
+        snap = snapshot(config)
+        check_against_seed(server, snap)
+        entries = {
+            (e[3] or "").strip(): (e[0], e[1])
+            for t in snap["tickets"].values()
+            for e in t["entries"]
+        }
+        assert entries["Nota interna: el servidor SMTP tenia la cua plena."] == (
+            "comment",
+            STAFF_MATRIX,
+        )
+        for said in staff_texts:
+            if "Nota interna" not in said:
+                assert entries[said] == ("mail_out", STAFF_MATRIX), (api, said)
+        assert snap["tickets"][1]["owner"] == STAFF_MATRIX
+        assert snap["tickets"][4]["owner"] == STAFF_MATRIX
+        # Without the owners file she is still staff, as rt:NAME, and an unknown owner.
+        bare = directory / "bare"
+        bare.mkdir()
+        config = write_config(bare)
+        argv = import_argv(server, config, api=api)
+        (bare / "none.yaml").write_text("{}\n")
+        argv[argv.index("--owners") + 1] = str(bare / "none.yaml")
+        code, out, err = run_cli(argv, capsys)
+        assert code == 0, out + err
+        snap = snapshot(config)
+        assert snap["tickets"][1]["owner"] is None
+        entries = {
+            (e[3] or "").strip(): (e[0], e[1]) for t in snap["tickets"].values() for e in t["entries"]
+        }
+        for said in staff_texts:
+            assert entries[said][1] == f"rt:{staff}", (api, said)
+
+
+def test_a_disabled_staff_user_stays_staff_on_rt5(rt5_fresh, tmp_path, capsys):
+    _disable_staff_and_import(rt5_fresh, tmp_path, capsys, ("2", "1"))
+
+
+def test_a_disabled_staff_user_stays_staff_on_rt4(rt4_fresh, tmp_path, capsys):
+    _disable_staff_and_import(rt4_fresh, tmp_path, capsys, ("1",))
+
