@@ -194,6 +194,14 @@ async def plan(
         report.per_status[ticket.status.lower()] += 1
         report.per_owner[owner or (f"{unknown} (unknown)" if unknown else "nobody")] += 1
     report.planned = len(wanted)
+    if since is not None:
+        # An incremental run probes no gaps: the numbers merged into its tickets come from
+        # their histories (a merge updates the survivor, so it is listed), so that the
+        # collision check knows every number the run will write.
+        for ticket in wanted:
+            await _in_thread(source.history, ticket, (), False)
+            for number in ticket.merged:
+                report.merged[number] = ticket.id
     # Numbers merged into a skipped ticket are not imported either.
     report.merged = {a: b for a, b in report.merged.items() if b in {t.id for t in wanted}}
     return wanted, report

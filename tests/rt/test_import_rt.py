@@ -513,3 +513,63 @@ def test_a_disabled_staff_user_stays_staff_on_rt5(rt5_fresh, tmp_path, capsys):
 def test_a_disabled_staff_user_stays_staff_on_rt4(rt4_fresh, tmp_path, capsys):
     _disable_staff_and_import(rt4_fresh, tmp_path, capsys, ("1",))
 
+
+def test_a_later_run_stops_before_writing_when_rt_reaches_a_number_taken_here(
+    rt5_fresh, tmp_path, capsys
+):
+    """--since probes no gaps: the numbers merged into the tickets it lists come from their
+    histories, so a number RT merged away that exobot has given meanwhile stops the run
+    before its first ticket is written, like a listed one."""
+    import rt.rest1
+
+    from devstack.rt_seed import MEMBER, _mail
+    from exobot.config import load_config
+    from exobot.core.intents import OpenTicket
+    from exobot.core.model import Actor
+    from exobot.offline import offline_plugins
+
+    server = rt5_fresh
+    config = write_config(tmp_path)
+    assert run_cli(import_argv(server, config), capsys)[0] == 0
+    before = snapshot(config)
+    highest = max(max(server.seeded.tickets), *server.seeded.merged)
+
+    # exobot goes on: two tickets opened here take the next free numbers.
+    async def open_two() -> list[int]:
+        async with offline_plugins(load_config(config)) as manager:
+            return [
+                (
+                    await manager.host.service.apply(
+                        Actor.operator(STAFF_MATRIX), OpenTicket("pau@example.org", title)
+                    )
+                ).ticket
+                for title in ("Trucada: factura", "Trucada: router")
+            ]
+
+    ours = asyncio.run(open_two())
+    assert ours == [highest + 1, highest + 2]
+    ours_snap = snapshot(config)
+
+    # RT too: a reply on #4 (listed first by --since), then two new tickets with the same
+    # numbers, the first of them merged into #7 (so RT's searches no longer list it).
+    raw, _ = _mail(f"Re: [{server.rtname} #4] Canvi de quota", "Ja està?\n")
+    server.mailgate(raw)
+    root = rt.rest1.Rt(server.rest1, server.user, server.password)
+    assert root.login()
+    for title in ("Nova consulta", "Una altra consulta"):
+        server.mailgate(_mail(title, "Hola.\n", sender=MEMBER)[0])
+    assert root.get_ticket(ours[1])["Subject"] == "Una altra consulta"
+    assert root.merge_ticket(ours[0], 7)
+
+    since = (
+        max(t["updated_at"] for t in before["tickets"].values()) + timedelta(seconds=1)
+    ).strftime("%Y-%m-%dT%H:%M:%S")
+    code, out, err = run_cli(import_argv(server, config, "--since", since, "--dry-run"), capsys)
+    assert code == 3, out + err
+    assert f"{ours[0]}, {ours[1]}" in out
+    code, out, err = run_cli(import_argv(server, config, "--since", since), capsys)
+    assert code == 3, out + err
+    assert "before writing anything" in err and f"{ours[0]}, {ours[1]}" in err
+    # Nothing written: #4 has no new entry, our two tickets are as they were.
+    assert snapshot(config) == ours_snap
+    assert ours_snap["tickets"][4] == before["tickets"][4]
