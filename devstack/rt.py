@@ -391,6 +391,31 @@ class RtServer:
             )
         return result.stdout.decode(errors="replace")
 
+    def create_token(self, user: str = ROOT_USER, description: str = "exobot import") -> str:
+        """A new RT auth token (RT::Authen::Token, built into RT 5) for `user`, made with RT's
+        own libraries against this server's config and database; the string REST 2 takes in
+        "Authorization: token …"."""
+        if self.version < 5:
+            raise StackError("RT 4.4 has no auth tokens (RT::Authen::Token is an extension)")
+        script = (
+            "use RT; RT::LoadConfig(); RT::Init();"
+            "my $u = RT::User->new(RT->SystemUser); $u->Load($ARGV[0]) or die qq{no user\\n};"
+            "my $t = RT::AuthToken->new(RT::CurrentUser->new($u));"
+            "my ($id, $msg, $auth) = $t->Create(Owner => $u->id, Description => $ARGV[1]);"
+            "die qq{$msg\\n} unless $id; print qq{TOKEN $auth\\n};"
+        )
+        result = subprocess.run(
+            ["perl", f"-I{rt_dir(self.version) / 'lib'}", "-e", script, user, description],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=START_SECONDS,
+        )
+        for line in result.stdout.splitlines():
+            if line.startswith("TOKEN "):
+                return line.removeprefix("TOKEN ").strip()
+        raise StackError(f"RT token for {user} not created: {result.stdout} {result.stderr}")
+
     def sent_mail(self) -> list[bytes]:
         """Every message RT has mailed out so far, oldest first (raw bytes)."""
         return [path.read_bytes() for path in sorted(self.sent_dir.glob("*.eml"))]

@@ -573,3 +573,25 @@ def test_a_later_run_stops_before_writing_when_rt_reaches_a_number_taken_here(
     # Nothing written: #4 has no new entry, our two tickets are as they were.
     assert snapshot(config) == ours_snap
     assert ours_snap["tickets"][4] == before["tickets"][4]
+
+def test_an_rt5_auth_token_imports_over_rest2(rt5_fresh, tmp_path, capsys):
+    """--token-file with a real RT::Authen::Token of root's: the same import as with the
+    password; a wrong token, or REST 1.0 (which knows no tokens), is refused with exit 1."""
+    server = rt5_fresh
+    config = write_config(tmp_path)
+    token = tmp_path / "rt-token"
+    token.write_text(server.create_token(server.user) + "\n", encoding="utf-8")
+    argv = import_argv(server, config)
+    at = argv.index("--password-file")
+    argv[at : at + 2] = ["--token-file", str(token)]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 0, out + err
+    assert "REST 2" in out
+    check_against_seed(server, snapshot(config))
+
+    token.write_text("1-1-" + "0" * 32 + "\n", encoding="utf-8")
+    code, out, err = run_cli(argv, capsys)
+    assert code == 1 and "401" in err, out + err
+    argv[argv.index("--api") + 1] = "1"
+    code, out, err = run_cli(argv, capsys)
+    assert code == 1 and "REST 1.0 needs a password" in err, out + err
