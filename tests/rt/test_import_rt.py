@@ -574,6 +574,7 @@ def test_a_later_run_stops_before_writing_when_rt_reaches_a_number_taken_here(
     assert snapshot(config) == ours_snap
     assert ours_snap["tickets"][4] == before["tickets"][4]
 
+
 def test_an_rt5_auth_token_imports_over_rest2(rt5_fresh, tmp_path, capsys):
     """--token-file with a real RT::Authen::Token of root's: the same import as with the
     password; a wrong token, or REST 1.0 (which knows no tokens), is refused with exit 1."""
