@@ -63,8 +63,16 @@ class ImportReport:
     problems: list[str] = field(default_factory=list)
 
     def lines(self, dry_run: bool = False) -> list[str]:
-        """The report, one fact per line."""
-        out = [f"RT REST {self.api}: {self.listed} ticket(s) listed, {self.planned} to import"]
+        """The report, one fact per line; what an administrator checks before the switch-over
+        (collisions, unknown owners, unmapped queues, attachments left out) is always said,
+        "none" included, so that a missing line is never mistaken for a good one."""
+        out = []
+        if dry_run:
+            out.append("DRY RUN: nothing was written. Without --dry-run the import would do this:")
+        out.append(
+            f"Request Tracker, REST {self.api}: {_count(self.listed, 'ticket')} listed, "
+            f"{self.planned} to import"
+        )
         if dry_run:
             for title, counts in (
                 ("queue", self.per_queue),
@@ -77,32 +85,42 @@ class ImportReport:
             rate = self.planned / self.seconds if self.seconds else 0.0
             out.append(
                 f"imported: {self.created} new, {self.updated} updated, {self.unchanged} "
-                f"unchanged; {self.entries} history entries; {self.seconds:.1f} s "
-                f"({rate:.1f} tickets/s)"
+                f"unchanged; {_count(self.entries, 'history entry', 'history entries')} in "
+                f"{self.seconds:.1f} s ({rate:.1f} tickets/s)"
             )
             if self.next_number is not None:
                 out.append(f"new tickets here start at {self.next_number}")
         if self.merged:
             out.append(
-                "merged numbers: "
+                "merged numbers (each opens its surviving ticket): "
                 + ", ".join(f"{a}→{b}" for a, b in sorted(self.merged.items())[:50])
+                + (" …" if len(self.merged) > 50 else "")
             )
-        if self.collisions:
+        if dry_run or self.collisions:
             out.append(
-                f"COLLISIONS (taken here, not imported from this RT): "
-                f"{', '.join(map(str, self.collisions[:50]))}"
-                + (" …" if len(self.collisions) > 50 else "")
+                (
+                    "COLLISIONS (taken here, not imported from this RT): "
+                    + ", ".join(map(str, self.collisions[:50]))
+                    + (" …" if len(self.collisions) > 50 else "")
+                    + "; the import stops before writing anything"
+                )
+                if self.collisions
+                else "collisions: none"
             )
         if self.unmapped_queues:
             out.append(
                 "unmapped RT queues (skipped; map them with --queue RTQUEUE=QUEUE): "
                 + ", ".join(f"{q} ({n})" for q, n in sorted(self.unmapped_queues.items()))
             )
+        else:
+            out.append("unmapped RT queues: none")
         if self.unknown_owners:
             out.append(
                 "unknown owners (imported unowned; name them in --owners): "
                 + ", ".join(f"{o} ({n})" for o, n in sorted(self.unknown_owners.items()))
             )
+        else:
+            out.append("unknown owners: none")
         reasons = Counter(self.skipped.values())
         if reasons:
             out.append(
@@ -113,16 +131,29 @@ class ImportReport:
                 + (" …" if len(self.skipped) > 30 else "")
                 + ")"
             )
+        else:
+            out.append("skipped: none")
         if self.too_big:
             out.append(f"attachments too big, left out ({len(self.too_big)}):")
             out.extend(f"  {item}" for item in self.too_big[:100])
+            if len(self.too_big) > 100:
+                out.append(f"  … and {len(self.too_big) - 100} more")
+        elif not dry_run:  # sizes are only known once the history is read
+            out.append("attachments too big: none")
         out.extend(f"problem: {p}" for p in self.problems)
         return out
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """`n` with its noun in the right number ("1 ticket", "2 tickets")."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 class Progress:
-    """Tickets done, rate and time left on stderr: one rewritten line on a terminal, else a
-    line every few seconds."""
+    """Tickets done, rate and time left on stderr: a bar redrawn in place on a terminal,
+    else a plain line every few seconds (a log file gets no carriage returns)."""
+
+    WIDTH = 30
 
     def __init__(self, total: int, stream: TextIO | None = None) -> None:
         self.total = total
@@ -131,6 +162,8 @@ class Progress:
         self.started = time.monotonic()
         self.last = 0.0
         self.done = 0
+        self.drawn = 0  # length of the bar line on the terminal, to blank what it leaves
+        self.closed = False
 
     def step(self, done: int, force: bool = False) -> None:
         """Report `done` tickets of the total."""
@@ -140,24 +173,45 @@ class Progress:
             return
         self.last = now
         elapsed = now - self.started
-        rate = done / elapsed if elapsed > 0 else 0.0
-        left = (self.total - done) / rate if rate > 0 else 0.0
-        width = 30
-        filled = int(width * done / self.total) if self.total else width
-        bar = "#" * filled + "-" * (width - filled)
-        line = f"[{bar}] {done}/{self.total} tickets, {rate:.1f}/s, {_duration(left)} left"
+        if done >= self.total:
+            tail = f"done in {_duration(elapsed)}"
+        elif done and elapsed > 0:
+            rate = done / elapsed
+            tail = f"{rate:.1f} tickets/s, about {_duration((self.total - done) / rate)} left"
+        else:
+            tail = "estimating the time left"
+        filled = self.WIDTH * done // self.total if self.total else self.WIDTH
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        line = f"importing [{bar}] {done}/{self.total} tickets, {tail}"
         if self.tty:
-            self.stream.write("\r" + line + ("\n" if done >= self.total else ""))
+            # Pad to the last line's length: a shorter line must not leave the old one's end.
+            self.stream.write("\r" + line.ljust(self.drawn))
+            self.drawn = len(line)
+            if done >= self.total:
+                self.close()
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
 
+    def close(self) -> None:
+        """End the bar's line on a terminal (also when the import stops half-way), so what
+        is printed next starts on a line of its own."""
+        if self.tty and self.drawn and not self.closed:
+            self.stream.write("\n")
+            self.stream.flush()
+        self.closed = True
+
 
 def _duration(seconds: float) -> str:
-    seconds = int(seconds)
+    """A duration as people read it: "<1s", "4s", "2m05s", "1h07m"."""
+    if seconds < 0.5:
+        return "<1s"
+    seconds = int(seconds + 0.5)
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
 
 
 async def _in_thread(func: Any, *args: Any, **kwargs: Any) -> Any:
@@ -222,6 +276,9 @@ async def run_import(
     """Import RT's tickets into exobot (see the module docstring). Raises CollisionError,
     before writing anything, when numbers to import are taken here."""
     started = time.monotonic()
+    if progress is not None:  # listing a big RT takes a while: say what is going on
+        progress.write(f"Request Tracker, REST {source.api}: reading the ticket list …\n")
+        progress.flush()
     tickets, report = await plan(source, rules, since)
     numbers = [t.id for t in tickets] + list(report.merged)
     report.collisions = await repository.read(
@@ -234,9 +291,12 @@ async def run_import(
     bar = Progress(len(tickets), progress)
     bar.step(0, force=True)
     highest = max(numbers, default=0)
-    for done, ticket in enumerate(tickets, 1):
-        await _import_one(source, service, repository, rules, ticket, report)
-        bar.step(done, force=done == len(tickets))
+    try:
+        for done, ticket in enumerate(tickets, 1):
+            await _import_one(source, service, repository, rules, ticket, report)
+            bar.step(done, force=done == len(tickets))
+    finally:
+        bar.close()
     if highest:
         report.next_number = await repository.run(lambda uow: _ensure_next(uow, highest + 1))
     report.seconds = time.monotonic() - started

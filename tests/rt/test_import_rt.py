@@ -246,7 +246,7 @@ def test_rt5_import_matches_the_seed_and_a_second_run_adds_nothing(rt5, tmp_path
     config = write_config(tmp_path)
     code, out, err = run_cli(import_argv(rt5, config, api=api), capsys)
     assert code == 0, out + err
-    assert f"RT REST {api}:" in out
+    assert f"Request Tracker, REST {api}:" in out
     assert "skipped: 1 deleted (#5)" in out
     total = len(rt5.seeded.tickets) - len(rt5.seeded.merged) - len(rt5.seeded.deleted)
     assert f"] {total}/{total} tickets, " in err and "left" in err  # the progress line
@@ -268,7 +268,7 @@ def test_rt4_import_over_rest1_matches_the_seed(rt4, tmp_path, capsys):
     config = write_config(tmp_path)
     code, out, err = run_cli(import_argv(rt4, config), capsys)  # auto: REST 2 absent on 4.4
     assert code == 0, out + err
-    assert "RT REST 1:" in out
+    assert "Request Tracker, REST 1:" in out
     check_against_seed(rt4, snapshot(config))
 
 
@@ -427,7 +427,7 @@ def test_a_later_run_brings_only_what_rt_received_meanwhile(rt5_fresh, tmp_path,
     since = last.strftime("%Y-%m-%dT%H:%M:%S")
     code, out, err = run_cli(import_argv(server, config, "--since", since), capsys)
     assert code == 0, out + err
-    assert "2 ticket(s) listed, 2 to import" in out
+    assert "2 tickets listed, 2 to import" in out
     assert "imported: 1 new, 1 updated, 0 unchanged" in out
     after = snapshot(config)
     assert {n: t for n, t in after["tickets"].items() if n not in (1, newest)} == {
