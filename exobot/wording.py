@@ -21,7 +21,7 @@ from exobot import i18n
 from exobot.core.flags import ActiveFlag
 from exobot.core.languages import LANGUAGE_NAMES, N_
 from exobot.core.model import Entry, EntryKind, Status, Ticket
-from exobot.core.people import IdOnly, People
+from exobot.core.people import IdOnly, People, imported_name
 from exobot.core.references import format_reference
 from exobot.core.text import mail_text, one_line
 from exobot.i18n import language_or_default, say
@@ -216,8 +216,12 @@ def format_ago(td: timedelta, language: str) -> str:
         unit, size, length = "minute", 60, "short"
     elif seconds < 48 * 3600:
         unit, size, length = "hour", 3600, "short"
-    else:
+    elif seconds < 60 * 86400:
         unit, size, length = "day", 86400, "long"
+    elif seconds < 730 * 86400:  # an imported ticket's history: "20 months ago", not 612 days
+        unit, size, length = "month", 30 * 86400, "long"
+    else:
+        unit, size, length = "year", 365 * 86400, "long"
     return format_timedelta(
         -timedelta(seconds=seconds // size * size),
         granularity=unit,
@@ -445,12 +449,13 @@ class Wording:
         return self.person(owner) if owner else say(self.language, "nobody")
 
     def person(self, user_id: str | None) -> str:
-        """How a reader sees a volunteer: their display name ("Anna Puig"); an id that is no
-        Matrix id (an address, "exobot") as it is."""
+        """How a reader sees a volunteer: their display name ("Anna Puig"); an imported
+        helpdesk's unmapped staff as "nuria (Request Tracker)"; any other id that is no Matrix
+        id (an address, "exobot") as it is."""
         if not user_id:
             return say(self.language, "(unknown)")
         if not user_id.startswith("@"):
-            return one_line(user_id, NAME_CHARS)
+            return one_line(imported_name(user_id) or user_id, NAME_CHARS)
         return one_line(self.people.name(user_id), NAME_CHARS) or user_id
 
     def person_with_id(self, user_id: str | None) -> str:

@@ -31,3 +31,18 @@ def localpart(user_id: str) -> str:
     if user_id.startswith("@") and ":" in user_id:
         return user_id[1:].partition(":")[0] or user_id
     return user_id
+
+
+# Ids an import gives to the old helpdesk's staff that the owners file did not map to an
+# operator ("rt:nuria"), with the helpdesk's name for readers.
+IMPORTED_SYSTEMS = {"rt": "Request Tracker"}
+
+
+def imported_name(user_id: str) -> str | None:
+    """How to show an unmapped staff member of an imported helpdesk: "nuria (Request
+    Tracker)" for "rt:nuria", so a reader sees who wrote and where; None for other ids."""
+    system, sep, name = user_id.partition(":")
+    label = IMPORTED_SYSTEMS.get(system) if sep else None
+    if label is None or not name or user_id.startswith("@"):
+        return None
+    return f"{name} ({label})"

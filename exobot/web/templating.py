@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse
 
 from exobot import i18n
 from exobot.core.languages import LANGUAGES
+from exobot.core.people import imported_name
 from exobot.web import words
 from exobot.web.auth import context
 from exobot.wording import STATUS_WORDS, format_ago
@@ -125,10 +126,11 @@ class Speaker:
         return f"{self.settings.prefix}#{number}"
 
     def person(self, user_id: str | None) -> str:
-        """A person's display name (a Matrix id's; anything else as it is)."""
+        """A person's display name (a Matrix id's; an imported helpdesk's unmapped staff as
+        "nuria (Request Tracker)"; anything else as it is)."""
         if not user_id:
             return ""
-        return self.people.name(user_id)
+        return imported_name(user_id) or self.people.name(user_id)
 
 
 def render(request: Request, name: str, status_code: int = 200, **values: object) -> HTMLResponse:

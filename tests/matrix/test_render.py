@@ -12,6 +12,7 @@ from exobot import i18n
 from exobot.core.actions import Channel, default_registry
 from exobot.core.commands import HELP_ALL, CommandError, parse_command
 from exobot.core.model import Entry, EntryKind, Status, Ticket
+from exobot.core.people import imported_name
 from exobot.i18n import say
 from exobot.matrix.render import (
     Message,
@@ -186,10 +187,30 @@ def test_format_duration(td: timedelta, ca: str, es: str, en: str) -> None:
         (timedelta(hours=3, minutes=59), "fa 3 h", "hace 3 h", "3 hr. ago"),
         (timedelta(hours=47), "fa 47 h", "hace 47 h", "47 hr. ago"),
         (timedelta(days=3, hours=2), "fa 3 dies", "hace 3 días", "3 days ago"),
+        # An imported ticket's old history: months, then years, not hundreds of days.
+        (timedelta(days=59), "fa 59 dies", "hace 59 días", "59 days ago"),
+        (timedelta(days=634), "fa 21 mesos", "hace 21 meses", "21 months ago"),
+        (timedelta(days=1100), "fa 3 anys", "hace 3 años", "3 years ago"),
     ],
 )
 def test_format_ago(td: timedelta, ca: str, es: str, en: str) -> None:
     assert [format_ago(td, language) for language in ("ca", "es", "en")] == [ca, es, en]
+
+
+def test_an_imported_helpdesks_unmapped_staff_is_named_with_the_helpdesk(
+    renderer: Renderer,
+) -> None:
+    """An RT user the owners file did not map ("rt:nuria") reads as "nuria (Request
+    Tracker)" in chat, as on the web; Matrix ids, addresses and other ids are untouched."""
+    assert imported_name("rt:nuria") == "nuria (Request Tracker)"
+    assert [imported_name(x) for x in ("@rt:example.org", MEMBER, "system", "rt:", "xx:y")] == [
+        None
+    ] * 5
+    message = renderer.announcement(
+        make_ticket(), [entry(EntryKind.COMMENT, "rt:nuria", "Cal retornar el rebut.")]
+    )
+    assert message is not None
+    assert "nuria (Request Tracker)" in message.body and "rt:nuria" not in message.body
 
 
 # -- root and announcements --------------------------------------------------------
