@@ -21,6 +21,7 @@ import nio
 from exobot.core.clock import Clock
 from exobot.core.flags import active_flags
 from exobot.core.model import Entry, EntryKind, Status, Ticket
+from exobot.core.people import IMPORTED_SYSTEMS
 from exobot.core.service import CHAT, ROOT_EDIT
 from exobot.db import chat, outbox
 from exobot.db import web as web_records
@@ -142,7 +143,13 @@ class ChatSender(OutboxWorker):
             else:
                 rest.append(entry)
         if thread is None:
-            thread = await self._new_root(ticket, ticket.queue, None, part, None)
+            # A ticket whose thread starts late (imported, or from before its queue had a
+            # room): its root quotes its first mail as every later edit of the root will,
+            # unless that mail is among what is announced now.
+            first = await self._first(ticket.number)
+            if first is not None and first.id in {e.id for e in rest}:
+                first = None
+            thread = await self._new_root(ticket, ticket.queue, first, part, None)
             if thread is None:
                 return  # the ticket's queue has no room: nothing to say in chat
         else:
@@ -194,12 +201,14 @@ class ChatSender(OutboxWorker):
         async with self.repository.reading() as view:
             flags = active_flags(await view.entries_of(ticket.number, [EntryKind.FLAG.value]))
             last_status = await view.last_entry(ticket.number, [EntryKind.STATUS.value])
+            source = await chat.import_source(view.conn, ticket.number)
         reopened = (
             ticket.status is Status.OPEN
             and last_status is not None
             and last_status.data.get("from") in (Status.RESOLVED.value, Status.REJECTED.value)
         )
-        message = self.renderer.root(ticket, first, flags, reopened=reopened)
+        imported = (IMPORTED_SYSTEMS.get(source.partition(":")[0]) or source) if source else None
+        message = self.renderer.root(ticket, first, flags, reopened=reopened, imported=imported)
         if self.contributions is not None:
             lines = await self.contributions.root_lines(ticket, self.renderer.language)
             message = with_lines(message, lines)
@@ -352,7 +361,9 @@ class ChatSender(OutboxWorker):
         if ticket is None:
             raise PermanentFailure(f"ticket {item.ticket_id} does not exist")
         if thread is None:
-            thread = await self._new_root(ticket, ticket.queue, None, part, None)
+            # Quoting its first mail, as every later edit of the root will.
+            first = await self._first(ticket.number)
+            thread = await self._new_root(ticket, ticket.queue, first, part, None)
             if thread is None:
                 return  # the ticket's queue has no room: nothing to show in chat
         else:

@@ -85,11 +85,14 @@ class Renderer(Wording):
         flags: Sequence[ActiveFlag] = (),
         *,
         reopened: bool = False,
+        imported: str | None = None,
     ) -> Message:
         """The root message of a ticket's thread, kept current by edits: reference and title;
         status (marked when `reopened`), owner, queue and whose move it is, so a glance at
         the room tells what is taken, done or waiting; the requestor, the active flags and
-        the first lines of its text."""
+        the first lines of its text. A ticket `imported` from another helpdesk (its name)
+        says so with the day it was opened there: its thread starts at its first new event,
+        maybe years later, and the text quoted is that old first mail, not a new one."""
         b = _Builder()
         b.line(self._header(ticket))
         # A reopened ticket says so in place of its status word (it is open again).
@@ -109,6 +112,14 @@ class Renderer(Wording):
         b.line(self._t("Requestor: {requestor}", requestor=ticket.requestor))
         for flag in flags:
             b.line(self.flag_line(flag))
+        if imported:
+            b.line(
+                self._t(
+                    "📥 Imported from {system}; opened there on {when}.",
+                    system=imported,
+                    when=self._time(ticket.created_at),
+                )
+            )
         if first is not None:
             if _kind(first) == EntryKind.COMMENT:
                 b.line(

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from harness import member_mail, operator_clients, unique, wait_until
-from matrix_harness import body_of, reply_to_of
+from matrix_harness import body_of, reply_to_of, thread_root_of
 from test_matrix_flow import Chat
 
 from exobot.core.imports import ImportedEntry, ImportedMessageId, ImportedTicket
@@ -102,6 +102,25 @@ async def test_replies_to_rt_mail_thread_into_the_imported_ticket(
         "Ara parpelleja en taronja.",
         "Aquesta era la consulta antiga.",
     ]
+    # The first new event gave the imported ticket its root: it says where and when the
+    # ticket was opened (local time), above the quote of that old first mail, which is not
+    # announced as new; the member's new mails are posted in the thread.
+    root = await chat.bot_says(
+        lambda e: "suport#310" in (body_of(e) or "") and thread_root_of(e) is None,
+        what="the root message of suport#310",
+    )
+    lines = (body_of(root) or "").split("\n")
+    opened = "📥 Importat de Request Tracker; s'hi va obrir el 2025-10-06 10:15."
+    assert opened in lines
+    quoted = next(i for i, line in enumerate(lines) if "Des d'ahir el router no connecta." in line)
+    assert lines.index(opened) < quoted
+    await chat.bot_says(
+        lambda e: thread_root_of(e) == root["event_id"] and "Reiniciat, res." in (body_of(e) or ""),
+        what="the member's first new mail in the imported ticket's thread",
+    )
+    await chat.settle()
+    in_thread = [e for e in chat.bot_events() if thread_root_of(e) == root["event_id"]]
+    assert not any("Des d'ahir" in (body_of(e) or "") for e in in_thread)
     # The member's mails made the ticket theirs to wait on again; no acknowledgement for
     # replies, and the import mailed nothing: the member's mailbox stays empty.
     assert inst.scalar("SELECT count(*) FROM entries WHERE kind = 'unverified_in'") == 0

@@ -113,3 +113,27 @@ def test_list_lines_say_whose_move_it_is(renderer):
     assert f"⏳ {us}" in lines[0] and member not in lines[0]
     assert f"✉️ {member}" in lines[1]
     assert "⏳" not in lines[2] and "✉️" not in lines[2]
+
+
+def test_an_imported_tickets_root_says_where_and_when_it_was_opened(renderer):
+    """Its thread starts at its first new event, maybe years later: the root says it came
+    from the other helpdesk and the day it was opened there (local time), above the quote of
+    that old first mail, so nobody reads that mail as a new one."""
+    from zoneinfo import ZoneInfo
+
+    from exobot.core.model import Entry, EntryKind
+
+    renderer = Renderer(renderer.language, timezone=ZoneInfo("Europe/Madrid"))
+    old = datetime(2025, 3, 4, 9, 12, tzinfo=UTC)
+    ticket = replace(TICKET, created_at=old)
+    first = Entry(7, EntryKind.MAIL_IN, "marta@example.net", old, "El rebut surt duplicat.")
+    body = renderer.root(ticket, first, imported="Request Tracker").body
+    said = {
+        "ca": "📥 Importat de Request Tracker; s'hi va obrir el 2025-03-04 10:12.",
+        "es": "📥 Importado de Request Tracker; se abrió allí el 2025-03-04 10:12.",
+        "en": "📥 Imported from Request Tracker; opened there on 2025-03-04 10:12.",
+    }[renderer.language]
+    lines = body.split("\n")
+    assert said in lines
+    assert lines.index(said) < next(i for i, x in enumerate(lines) if "rebut surt duplicat" in x)
+    assert "📥" not in renderer.root(ticket, first).body
