@@ -38,6 +38,11 @@ def localpart(user_id: str) -> str:
 IMPORTED_SYSTEMS = {"rt": "Request Tracker"}
 
 
+def imported_system(source: str) -> str:
+    """The name of the helpdesk an import `source` names ("rt:…" → "Request Tracker")."""
+    return IMPORTED_SYSTEMS.get(source.partition(":")[0]) or source
+
+
 def imported_name(user_id: str) -> str | None:
     """How to show an unmapped staff member of an imported helpdesk: "nuria (Request
     Tracker)" for "rt:nuria", so a reader sees who wrote and where; None for other ids."""

@@ -92,15 +92,3 @@ async def record_post(
         )
         .on_conflict_do_nothing(index_elements=[CP.c.outbox_id, CP.c.part])
     )
-
-
-async def import_source(conn: AsyncConnection, ticket: int) -> str | None:
-    """The other helpdesk a ticket was imported from (its source name, e.g.
-    "rt:rt.example.org"), or None: its root message says so."""
-    from exobot.db.tables import ImportedRecordRow
-
-    rows = ImportedRecordRow.__table__
-    found = await conn.execute(
-        select(rows.c.source).where(rows.c.ticket_id == ticket, rows.c.kind == "ticket").limit(1)
-    )
-    return found.scalar_one_or_none()

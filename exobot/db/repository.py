@@ -161,6 +161,24 @@ class SqlReader:
             await self.conn.execute(select(TA.c.ticket_id).where(TA.c.number == number))
         ).scalar_one_or_none()
 
+    async def merged_into(self, ticket: int) -> list[int]:
+        """The numbers merged into `ticket` (an import's aliases), ascending."""
+        rows = await self.conn.execute(
+            select(TA.c.number).where(TA.c.ticket_id == ticket).order_by(TA.c.number)
+        )
+        return [r[0] for r in rows]
+
+    async def import_source(self, ticket: int) -> str | None:
+        """The other helpdesk a ticket was imported from (its source, e.g.
+        "rt:rt.example.org"), or None when exobot opened it."""
+        return (
+            await self.conn.execute(
+                select(IR.c.source)
+                .where(IR.c.ticket_id == ticket, IR.c.kind == "ticket")
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+
     async def imported_ticket(self, source: str, external_id: str) -> int | None:
         """The ticket an import from `source` made of the other system's ticket `external_id`."""
         return (

@@ -21,7 +21,7 @@ import nio
 from exobot.core.clock import Clock
 from exobot.core.flags import active_flags
 from exobot.core.model import Entry, EntryKind, Status, Ticket
-from exobot.core.people import IMPORTED_SYSTEMS
+from exobot.core.people import imported_system
 from exobot.core.service import CHAT, ROOT_EDIT
 from exobot.db import chat, outbox
 from exobot.db import web as web_records
@@ -201,13 +201,13 @@ class ChatSender(OutboxWorker):
         async with self.repository.reading() as view:
             flags = active_flags(await view.entries_of(ticket.number, [EntryKind.FLAG.value]))
             last_status = await view.last_entry(ticket.number, [EntryKind.STATUS.value])
-            source = await chat.import_source(view.conn, ticket.number)
+            source = await view.import_source(ticket.number)
         reopened = (
             ticket.status is Status.OPEN
             and last_status is not None
             and last_status.data.get("from") in (Status.RESOLVED.value, Status.REJECTED.value)
         )
-        imported = (IMPORTED_SYSTEMS.get(source.partition(":")[0]) or source) if source else None
+        imported = imported_system(source) if source else None
         message = self.renderer.root(ticket, first, flags, reopened=reopened, imported=imported)
         if self.contributions is not None:
             lines = await self.contributions.root_lines(ticket, self.renderer.language)

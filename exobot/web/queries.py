@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from exobot.core.flags import ActiveFlag, active_flags
 from exobot.core.model import Entry, EntryKind, Status, Ticket
+from exobot.core.people import imported_system
 from exobot.core.search import check_page
 from exobot.core.waiting import Waiting, waiting_on
 from exobot.db.repository import AttachmentMeta, SqlReader, SqlRepository
@@ -130,6 +131,9 @@ class TicketView:
     attachments: dict[int, list[AttachmentMeta]] = field(default_factory=dict)  # by entry id
     # The entries stored masked (an original is kept, shown only through the reveal action).
     masked: frozenset[int] = frozenset()
+    # An imported ticket: the helpdesk it came from (its source) and the numbers merged into it.
+    imported_from: str | None = None
+    merged: tuple[int, ...] = ()
 
     @property
     def flags(self) -> list[ActiveFlag]:
@@ -231,4 +235,7 @@ async def ticket_view(repository: SqlRepository, number: int) -> TicketView | No
         for meta in await view.attachments(number):
             attachments.setdefault(meta.entry_id, []).append(meta)
         masked = frozenset(await view.masked_entries(number))
-    return TicketView(ticket, history, participants, attachments, masked)
+        source = await view.import_source(number)
+        merged = tuple(await view.merged_into(number))
+    imported = imported_system(source) if source else None
+    return TicketView(ticket, history, participants, attachments, masked, imported, merged)

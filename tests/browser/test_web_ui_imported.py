@@ -138,6 +138,10 @@ async def test_an_imported_ticket_reads_with_its_authors_and_dates(web: Web, tmp
     await page.goto(web.ticket_url(305))
     await expect(page).to_have_url(web.ticket_url(310))
     await expect(page.locator("main h1")).to_contain_text("Rebut duplicat")
+    # ... and the survivor's details say where it came from and which number was merged in.
+    await expect(page.locator(".meta .imported dd")).to_have_text("Request Tracker")
+    await expect(page.locator(".meta .merged dd")).to_have_text("suport#305")
+    await expect(page.locator(".meta .merged dt")).to_have_text(say("Merged into this one"))
 
     # The list (every status) and the search find it.
     await page.goto(f"{web.url}/tickets?status=resolved")
