@@ -35,6 +35,7 @@ from exobot.matrix.render import Renderer
 from exobot.matrix.rooms import QueueRooms
 from exobot.plugins import Host, PluginManager
 from exobot.retention import Retention
+from exobot.runlock import RunLock
 from exobot.web.app import create_app
 from exobot.web.context import WebContext, WebSettings
 from exobot.web.homeserver import PasswordChecker
@@ -106,6 +107,8 @@ class App:
         self.plugins = PluginManager(config)
         self._mail_arrived = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        # "exobot runs on this database" (exobot.runlock), held from start to stop.
+        self.run_lock: RunLock | None = None
 
     async def build(self) -> None:
         """Migrate the database, wire the parts together and start the parsing workers
@@ -339,9 +342,20 @@ class App:
             self.poster.wake.set()
 
     async def start(self) -> None:
-        """Build, then start every worker as a task of this loop."""
+        """Take the run lock (LockHeld: another exobot runs on this database), build, then
+        start every worker as a task of this loop."""
+        if self.run_lock is None:
+            lock = RunLock(self.config.database.url)
+            # Shared on PostgreSQL (several instances may serve one database); on SQLite the
+            # lock file's flock is exclusive: a second run refuses before touching anything.
+            await asyncio.to_thread(lock.acquire, True)
+            self.run_lock = lock
         if self.repository is None:
-            await self.build()
+            try:
+                await self.build()
+            except BaseException:
+                self._release_run_lock()
+                raise
         if self.web is not None:
             self.web.bind()  # a busy port stops the start with a clear line, before anything runs
         await self.plugins.start()  # after the core is built, before any worker runs
@@ -439,7 +453,13 @@ class App:
             await self.processor.parser.close()  # a parse still running is refused, not waited
         if self.repository is not None:
             await self.repository.close()
+        self._release_run_lock()
         log.info("exobot stopped")
+
+    def _release_run_lock(self) -> None:
+        if self.run_lock is not None:
+            self.run_lock.release()
+            self.run_lock = None
 
     async def run_until_signal(self) -> int:
         """Run until SIGTERM or SIGINT, then stop cleanly; returns the exit status (1 when a

@@ -136,6 +136,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run exobot until SIGTERM/SIGINT."""
     from exobot.app import App
+    from exobot.runlock import LockHeld, running_message
     from exobot.web.server import WebListenError
 
     config = _load(args.config)
@@ -147,6 +148,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return asyncio.run(App(config).run_until_signal())
     except WebListenError as error:
         print(error, file=sys.stderr)
+        return 1
+    except LockHeld as error:
+        print(running_message(error), file=sys.stderr)
         return 1
 
 
@@ -201,6 +205,24 @@ def cmd_import(args: argparse.Namespace) -> int:
     return asyncio.run(run_import_cli(config, args))
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Copy the database and the Matrix store into a new directory, while exobot runs."""
+    from exobot.backup import run_backup
+
+    config = _load(args.config)
+    setup_logging("WARNING")
+    return run_backup(config, args.directory)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Bring a backup back (refused while exobot runs)."""
+    from exobot.backup import run_restore
+
+    config = _load(args.config)
+    setup_logging("WARNING")
+    return run_restore(config, args.directory)
+
+
 def cmd_plugin(args: argparse.Namespace) -> int:
     """Run an installed plugin's own command (`exobot NAME …`)."""
     from exobot.plugins.cli import run_plugin_cli
@@ -250,6 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
     from exobot.importer.cli import add_arguments as add_import_arguments
 
     add_import_arguments(imp)
+    b = add(
+        "backup",
+        cmd_backup,
+        "copy the database and the Matrix store into a new directory (while exobot runs)",
+    )
+    b.add_argument("directory", help="where to write the backup: a new or empty directory")
+    r = add(
+        "restore",
+        cmd_restore,
+        "bring a backup's database and Matrix store back (exobot must be stopped)",
+    )
+    r.add_argument("directory", help="a directory written by exobot backup")
     from exobot.plugins.cli import add_plugin_commands
 
     add_plugin_commands(sub, DEFAULT_CONFIG, cmd_plugin)
