@@ -1,27 +1,52 @@
-# exobot for deployments: `docker build -t exobot .`, then run it with a config file and a
-# volume for its data (SQLite database, Matrix store). See README.md, "Deploying".
-FROM python:3.11-slim
+# exobot for deployments (README.md, "Deploying"): `podman build --format docker -t exobot .`
+# (or `docker build -t exobot .`), then run it with a config file and a volume for its data.
+#
+# The base is Debian bookworm slim with Debian's own Python 3.11. BASE names the registry image;
+# without a registry, a base made with `debootstrap --variant=minbase bookworm` and imported
+# under the same name is the same thing (`devstack/image_check.py` does that).
+ARG BASE=docker.io/library/debian:bookworm-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
-# fping: the connectivity plugin's ICMP probe (Debian's, as SmokePing uses). Its raw socket
-# needs the container to have the NET_RAW capability; the TCP probe works without it.
-RUN apt-get update && apt-get install -y --no-install-recommends fping \
+# ---- build stage: exobot and the bundled plugins in a venv, catalogs compiled by their builds
+FROM ${BASE} AS build
+ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
     && rm -rf /var/lib/apt/lists/*
-RUN useradd --system --home-dir /var/lib/exobot --create-home exobot
-
-WORKDIR /opt/exobot
-COPY pyproject.toml setup.py README.md ./
+RUN python3 -m venv /opt/exobot/venv
+WORKDIR /src
+COPY pyproject.toml setup.py README.md babel.cfg ./
 COPY exobot ./exobot
 COPY plugins ./plugins
-# exobot and every bundled plugin (plugins/NAME/ with a pyproject.toml), in one pip run.
-RUN pip install ".[postgres]" $(for p in plugins/*/pyproject.toml; do echo "./${p%/pyproject.toml}"; done)
+# exobot (with the PostgreSQL driver) and every bundled plugin (plugins/NAME/ with a
+# pyproject.toml) in one pip run; each build compiles its .po into .mo (setup.py hooks).
+# pip and setuptools are not needed at run time.
+RUN /opt/exobot/venv/bin/pip install ".[postgres]" \
+        $(for p in plugins/*/pyproject.toml; do echo "./${p%/pyproject.toml}"; done) \
+    && /opt/exobot/venv/bin/pip uninstall -y -q pip setuptools
+
+# ---- run stage: Debian's python3 and the tools exobot calls, no compiler, no pip
+FROM ${BASE}
+ENV DEBIAN_FRONTEND=noninteractive PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    PATH=/opt/exobot/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# fping: the connectivity plugin's ICMP probe (Debian's, as SmokePing uses); its raw socket
+# needs the NET_RAW capability (the TCP probe works without it). postgresql-client: pg_dump
+# and psql for backups of a PostgreSQL database (its major version, 15, is the newest server
+# it can dump).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 fping postgresql-client ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+# A fixed uid/gid, so a host directory or volume can be given to it (chown 10001:10001).
+RUN groupadd --system --gid 10001 exobot \
+    && useradd --system --uid 10001 --gid exobot --home-dir /var/lib/exobot --create-home \
+       --shell /usr/sbin/nologin exobot
+COPY --from=build /opt/exobot/venv /opt/exobot/venv
 
 USER exobot
 WORKDIR /var/lib/exobot
+# Relative paths in the config (sqlite:///var/exobot.db, var/matrix) resolve under the volume.
 VOLUME ["/var/lib/exobot"]
-# The web pages and the JSON API: set `web.listen: "0.0.0.0:8080"` in the config to publish it
-# (behind a TLS proxy; `web.base_url` is the public https address).
+# The web pages, the JSON API and /healthz: set `web.listen: "0.0.0.0:8080"` in the config to
+# publish it (behind a TLS proxy; `web.base_url` is the public https address).
 EXPOSE 8080
-# Relative paths in the config (database, store_path) resolve under the volume.
 ENTRYPOINT ["exobot"]
 CMD ["run", "-c", "/etc/exobot/config.yaml"]
