@@ -8,7 +8,11 @@ import functools
 import logging
 import secrets
 import signal
+import sqlite3
 from datetime import timedelta
+from urllib.parse import quote
+
+from sqlalchemy.engine import make_url
 
 from exobot.config import Config
 from exobot.core.actions import new_registry
@@ -16,11 +20,12 @@ from exobot.core.clock import Clock, SystemClock
 from exobot.core.events import EventBus, OutboxQueued
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.db import web as web_records
-from exobot.db.engine import create_engine, create_sync_engine
+from exobot.db.engine import READ_ONLY, create_engine, create_sync_engine, is_sqlite
 from exobot.db.migrate import upgrade_async
 from exobot.db.repository import SqlRepository
 from exobot.db.state import get_state, set_state
 from exobot.delivery import RetryPolicy
+from exobot.health import FAILING, OFF, OK, Health
 from exobot.jobs import AlertSweep, Scheduler
 from exobot.mail.compose import TemplateRenderer
 from exobot.mail.intake import ImapIntake, ImapSettings
@@ -33,13 +38,15 @@ from exobot.matrix.client import MatrixClient, MatrixLoginError, MatrixSettings
 from exobot.matrix.poster import ChatSender, LoginLinks
 from exobot.matrix.render import Renderer
 from exobot.matrix.rooms import QueueRooms
+from exobot.metrics import Metrics
 from exobot.plugins import Host, PluginManager
 from exobot.retention import Retention
 from exobot.runlock import RunLock
 from exobot.web.app import create_app
 from exobot.web.context import WebContext, WebSettings
+from exobot.web.health import add_health_route
 from exobot.web.homeserver import PasswordChecker
-from exobot.web.server import WebServer
+from exobot.web.server import WebListenError, WebServer
 from exobot.wording import sensitive_note
 
 log = logging.getLogger("exobot.app")
@@ -48,6 +55,19 @@ HMAC_SECRET_KEY = "mail.hmac_secret"
 PROCESSOR_SWEEP_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 ROOM_RETRY_SECONDS = 60.0
+
+
+def _read_sqlite_header(url: str) -> None:
+    """Open the SQLite file anew, read-write as the App uses it, and read its schema version:
+    raises when the file is gone, unreadable or not a database."""
+    path = make_url(url).database
+    if not path or path == ":memory:":
+        return
+    conn = sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True, timeout=1.0)
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+    finally:
+        conn.close()
 
 
 async def hmac_secret(repository: SqlRepository, configured: str | None) -> str:
@@ -107,6 +127,11 @@ class App:
         self.plugins = PluginManager(config)
         self._mail_arrived = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        # What /healthz reports and what metrics.listen serves; the parts report into them.
+        self.health = Health(self.clock)
+        self.metrics = Metrics(self.clock)
+        self.metrics_port: int | None = None  # bound once started, when metrics.listen is set
+        self._plugins_started_at = None
         # "exobot runs on this database" (exobot.runlock), held from start to stop.
         self.run_lock: RunLock | None = None
 
@@ -200,10 +225,15 @@ class App:
             clock=self.clock,
         )
         self.events.subscribe(OutboxQueued, self._wake_worker)
+        self._watch_core()
         if cfg.matrix is not None:
             self._build_matrix()
+        else:
+            self.health.component("matrix").enabled = False
         if self.scheduler is None:  # without chat: the plugins' jobs and retention
             self.scheduler = Scheduler(None, cfg.alerts.sweep_every, clock=self.clock)
+        self.health.add(self.scheduler.health)
+        self.health.probes["plugins"] = self._plugins_health
         self.retention = Retention(
             self.repository,
             retention=cfg.privacy.retention,
@@ -286,6 +316,42 @@ class App:
             clock=self.clock,
         )
         self.scheduler = Scheduler(sweep, cfg.alerts.sweep_every, housekeeping=self._purge_web)
+        self.matrix.health.clock = self.clock
+        self.health.add(self.matrix.health)
+        self.health.add(self.poster.health, "chat")
+        self.metrics.watch_worker(self.poster)
+        self.bot.on_command = self.metrics.observe_command
+
+    def _watch_core(self) -> None:
+        """Register the mail parts with the health registry and the metrics."""
+        self.health.database_check = self._check_database
+        self.health.add(self.intake.health)
+        self.health.add(self.sender.health, "smtp")
+        self.metrics.watch_intake(self.intake)
+        self.metrics.watch_worker(self.sender)
+        self.processor.on_parsed = self.metrics.observe_parse
+
+    async def _check_database(self) -> None:
+        """Raise unless the database answers; for SQLite, also unless its file is still there
+        and readable (a pooled connection keeps working on a deleted or moved file)."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**READ_ONLY)
+            await conn.exec_driver_sql("SELECT 1")
+        url = self.config.database.url
+        if is_sqlite(url):
+            await asyncio.to_thread(_read_sqlite_header, url)
+
+    def _plugins_health(self) -> dict:
+        """The plugins' part of /healthz: off without plugins, failing when one is disabled."""
+        if not self.config.plugins:
+            return {"state": OFF, "last_success": None}
+        started = self._plugins_started_at
+        return {
+            "state": FAILING if self.plugins.disabled else OK,
+            "last_success": started.isoformat(timespec="seconds") if started else None,
+            "running": self.plugins.enabled,
+            "disabled": sorted(self.plugins.disabled),
+        }
 
     def _build_web(self) -> None:
         cfg = self.config
@@ -318,6 +384,7 @@ class App:
             context.operators = self.bot.operators
             context.check_password = PasswordChecker(str(cfg.matrix.homeserver))
         self.web = WebServer(create_app(context), cfg.web.host, cfg.web.port)
+        add_health_route(self.web.app, self.health)
 
     async def _retain(self) -> None:
         """One pass of the retention policy; a failure waits for the next day's pass."""
@@ -358,13 +425,17 @@ class App:
                 raise
         if self.web is not None:
             self.web.bind()  # a busy port stops the start with a clear line, before anything runs
+        if self.config.metrics is not None and self.metrics_port is None:
+            self._serve_metrics()
         await self.plugins.start()  # after the core is built, before any worker runs
+        self._plugins_started_at = self.clock.now()
         if self.matrix is None:
             self.scheduler.start()  # with chat, it starts once Matrix is connected
         self._tasks = [
             asyncio.create_task(self._process_loop(), name="mail-processor"),
             asyncio.create_task(self.sender.run(), name="mail-sender"),
             asyncio.create_task(self.intake.run(), name="imap-intake"),
+            asyncio.create_task(self.metrics.watch_loop(), name="event-loop-lag"),
         ]
         if self.matrix is not None:
             self._tasks.append(asyncio.create_task(self._matrix_loop(), name="matrix"))
@@ -427,6 +498,18 @@ class App:
             await asyncio.gather(*workers, return_exceptions=True)
             await self.matrix.close()
 
+    def _serve_metrics(self) -> None:
+        """Serve the metrics on metrics.listen (a busy port: a clear line, nothing started)."""
+        listen = self.config.metrics
+        self.metrics.watch_database(create_sync_engine(self.config.database.url))
+        try:
+            self.metrics_port = self.metrics.serve(listen.host, listen.port)
+        except OSError as error:
+            raise WebListenError(
+                f"metrics.listen: cannot listen on {listen.listen}: {error.strerror}"
+            ) from None
+        log.info("metrics on http://%s:%d/metrics", listen.host, self.metrics_port)
+
     async def _keep_rooms(self) -> None:
         """Retry queue rooms that could not be joined at start (not created yet, no invite)."""
         while not await self.rooms.ensure_joined(self.matrix):
@@ -449,6 +532,8 @@ class App:
                     task.get_stack(),
                 )
         self._tasks = []
+        self.metrics.close()
+        self.metrics_port = None
         if self.processor is not None:
             await self.processor.parser.close()  # a parse still running is refused, not waited
         if self.repository is not None:

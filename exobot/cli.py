@@ -133,6 +133,23 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """GET the running exobot's /healthz: exit 0 on 200, 1 otherwise (a container's check)."""
+    from exobot.healthcheck import check, healthz_url
+
+    if args.url:
+        return check(args.url)
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"unhealthy: {args.config}: {'; '.join(error.problems)}", file=sys.stderr)
+        return 1
+    if not config.web.enabled:
+        print("unhealthy: web.enabled is false, so there is no /healthz", file=sys.stderr)
+        return 1
+    return check(healthz_url(config))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run exobot until SIGTERM/SIGINT."""
     from exobot.app import App
@@ -223,6 +240,24 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return run_restore(config, args.directory)
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    """Database tools: `exobot db copy --to URL [--from URL]`."""
+    from exobot.db.copy import CopyError, copy_database
+    from exobot.plugins import plugin_migrations
+
+    config = _load(args.config)
+    setup_logging("WARNING")
+    source = args.source or config.database.url
+    try:
+        report = copy_database(source, args.to, plugin_migrations(config), progress=print)
+    except CopyError as error:
+        print(f"exobot db copy: {error}", file=sys.stderr)
+        return 1
+    for line in report.lines():
+        print(line)
+    return 0
+
+
 def cmd_plugin(args: argparse.Namespace) -> int:
     """Run an installed plugin's own command (`exobot NAME …`)."""
     from exobot.plugins.cli import run_plugin_cli
@@ -246,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("run", cmd_run, "run exobot (mail intake, processing, outbox)")
     add("check-config", cmd_check_config, "validate a configuration file")
     add("migrate", cmd_migrate, "apply database migrations")
+    h = add(
+        "healthcheck",
+        cmd_healthcheck,
+        "ask the running exobot's /healthz (on web.listen): exit 0 when healthy, 1 otherwise",
+    )
+    h.add_argument("--url", help="the /healthz URL to ask instead of web.listen's")
     q = add("quarantine", cmd_quarantine, "mails that could not be processed")
     q.add_argument("action", choices=["list", "show", "retry", "discard"])
     q.add_argument("id", nargs="?", type=int, help="the stored mail's id (show, retry, discard)")
@@ -284,6 +325,24 @@ def build_parser() -> argparse.ArgumentParser:
         "bring a backup's database and Matrix store back (exobot must be stopped)",
     )
     r.add_argument("directory", help="a directory written by exobot backup")
+    db = add("db", cmd_db, "database tools: copy this installation's database into another")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_copy = db_sub.add_parser(
+        "copy",
+        help="copy every table (core and plugins) into another, empty database",
+        description="Migrate the target, copy every table of the source (core and enabled"
+        " plugins) in batches, check the counts, set the sequences and rebuild the search"
+        " index. exobot must be stopped; a target holding tickets is refused.",
+    )
+    db_copy.add_argument(
+        "-c", "--config", default=argparse.SUPPRESS, help="configuration file (plugins, source)"
+    )
+    db_copy.add_argument(
+        "--to", required=True, help="the target's URL, e.g. postgresql+psycopg://user@host/db"
+    )
+    db_copy.add_argument(
+        "--from", dest="source", help="the source's URL (default: the configured database)"
+    )
     from exobot.plugins.cli import add_plugin_commands
 
     add_plugin_commands(sub, DEFAULT_CONFIG, cmd_plugin)

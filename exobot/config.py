@@ -555,6 +555,28 @@ class WebConfig(ConfigSection):
         return _split_listen(self.listen)[1]
 
 
+class MetricsConfig(ConfigSection):
+    """Prometheus metrics, served on an address of their own (the section's absence: none)."""
+
+    listen: str = "127.0.0.1:9108"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        _split_listen(value)
+        return value
+
+    @property
+    def host(self) -> str:
+        """Host part of ``listen`` (IPv6 without brackets)."""
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """Port part of ``listen``."""
+        return _split_listen(self.listen)[1]
+
+
 class PrivacyConfig(ConfigSection):
     """Data protection: masking of sensitive values in mail and how long texts are kept."""
 
@@ -597,6 +619,7 @@ class Config(ConfigSection):
     mail: MailConfig
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    metrics: MetricsConfig | None = None  # off unless the section is there
     language: Language = DEFAULT_LANGUAGE
     plugins: dict[PluginName, PluginSettings] = Field(default_factory=dict)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

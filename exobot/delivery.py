@@ -12,6 +12,7 @@ from datetime import timedelta
 from exobot.core.clock import Clock, SystemClock
 from exobot.db import outbox
 from exobot.db.repository import SqlRepository
+from exobot.health import Component
 
 IDLE_WAIT_SECONDS = 30.0
 
@@ -55,6 +56,9 @@ class OutboxWorker:
         self.retry = retry or RetryPolicy()
         self.clock = clock or SystemClock()
         self.wake = asyncio.Event()
+        # Health: a delivery is progress; pending items are work waiting (exobot.health).
+        self.health = Component(self.kind or "outbox", self.clock, critical=True)
+        self.failed_attempts = 0  # since start, for the metrics
 
     async def send(self, item: outbox.OutboxItem) -> None:
         """Deliver one item."""
@@ -79,7 +83,10 @@ class OutboxWorker:
                     next_at = await outbox.next_due_at(conn, self.kind)
             except Exception:  # the database may be briefly unavailable; keep the worker alive
                 self.log.exception("%s worker pass failed", self.kind)
+                self.health.failed()
                 next_at = None
+            else:
+                self.health.waiting(next_at is not None)
             wait = IDLE_WAIT_SECONDS
             if next_at is not None:
                 wait = min(wait, max(0.0, (next_at - self.clock.now()).total_seconds()))
@@ -113,12 +120,16 @@ class OutboxWorker:
         except asyncio.CancelledError:
             raise
         except PermanentFailure as error:
+            self.failed_attempts += 1
             await self._give_up(item, str(error))
             return False
         except (ValueError, KeyError, TypeError) as error:  # a payload we cannot deliver
+            self.failed_attempts += 1
             await self._give_up(item, f"cannot deliver it: {error!r}")
             return False
         except Exception as error:
+            self.health.failed()
+            self.failed_attempts += 1
             attempts = item.attempts + 1
             if attempts >= self.retry.max_attempts:
                 await self._give_up(item, f"gave up after {attempts} attempts: {error}")
@@ -136,10 +147,14 @@ class OutboxWorker:
             return False
         async with self.repository.connection() as conn:
             await outbox.mark_sent(conn, item.id, self.clock.now())
+        self.health.succeeded()
         self.log.info("%s delivered", self.describe(item))
         return True
 
     async def _give_up(self, item: outbox.OutboxItem, error: str) -> None:
+        # The item leaves the backlog: the worker moved on, which is progress (the failure
+        # itself is told in the ticket and counted in the metrics).
+        self.health.succeeded()
         self.log.error("%s failed for good: %s", self.describe(item), error)
         async with self.repository.connection() as conn:
             await outbox.mark_failed(conn, item.id, error, self.clock.now())

@@ -26,6 +26,7 @@ from exobot.core.intents import RaiseAlert
 from exobot.core.model import Actor
 from exobot.core.service import CHAT, ServiceError, TicketService
 from exobot.db.repository import SqlRepository
+from exobot.health import Component
 
 log = logging.getLogger("exobot.jobs")
 
@@ -100,6 +101,9 @@ class Scheduler:
         self.housekeeping = housekeeping  # hourly: forget expired web sessions and links
         self.clock = clock or (sweep.clock if sweep is not None else SystemClock())
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        # Health: a job that ran is progress; off until started (exobot.health).
+        self.health = Component("scheduler", self.clock)
+        self.health.enabled = False
 
     def add_job(
         self,
@@ -112,12 +116,13 @@ class Scheduler:
         """Run `await fn()` every `every` (first after one interval, or after `first_after`),
         never two at once; returns the function that removes the job. `fn` handles its own
         failures."""
+        job = self._recorded(fn)
         first = {}
         if first_after is not None:
             # A daily job must not wait a whole day after each restart: it might never run.
             first["next_run_time"] = datetime.now(UTC) + first_after
         self.scheduler.add_job(
-            fn,
+            job,
             IntervalTrigger(seconds=every.total_seconds()),
             id=job_id,
             max_instances=1,
@@ -131,6 +136,19 @@ class Scheduler:
                 self.scheduler.remove_job(job_id)
 
         return remove
+
+    def _recorded(self, fn: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+        """`fn` with its outcome recorded in the scheduler's health."""
+
+        async def job() -> None:
+            try:
+                await fn()
+            except Exception:
+                self.health.failed()
+                raise  # APScheduler logs it
+            self.health.succeeded()
+
+        return job
 
     def start(self) -> None:
         """Start sweeping now and every `every`; a sweep still running is never doubled."""
@@ -155,20 +173,28 @@ class Scheduler:
                 misfire_grace_time=None,
             )
         self.scheduler.start()
+        self.health.enabled = True
 
     async def _housekeeping(self) -> None:
         try:
             await self.housekeeping()
         except Exception:  # the next hour tries again
             log.exception("housekeeping failed")
+            self.health.failed()
+        else:
+            self.health.succeeded()
 
     async def _sweep(self) -> None:
         try:
             await self.sweep.run_once()
         except Exception:  # a database hiccup: the next sweep tries again
             log.exception("alert sweep failed")
+            self.health.failed()
+        else:
+            self.health.succeeded()
 
     def stop(self) -> None:
         """Stop the scheduler without waiting for a running sweep."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        self.health.enabled = False

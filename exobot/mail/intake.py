@@ -24,6 +24,7 @@ from exobot.core.clock import Clock, SystemClock
 from exobot.db import inbound
 from exobot.db.repository import SqlRepository
 from exobot.db.tables import InboundMailRow
+from exobot.health import Component
 
 log = logging.getLogger("exobot.mail.intake")
 
@@ -143,10 +144,14 @@ class ImapIntake:
         self.clock = clock or SystemClock()
         self.connected = asyncio.Event()
         self._expunged_at: float | None = None  # monotonic time of the last look
+        # Health: watching the folder is progress; not being connected is work waiting.
+        self.health = Component("imap", self.clock, critical=True)
+        self.ingested = 0  # messages stored since start, for the metrics
 
     async def run(self) -> None:
         """Run until cancelled, reconnecting with exponential backoff."""
         backoff = 1.0
+        self.health.waiting(True)
         while True:
             try:
                 await self._session()
@@ -154,6 +159,8 @@ class ImapIntake:
                 raise
             except Exception as error:
                 self.connected.clear()
+                self.health.failed()
+                self.health.waiting(True)
                 log.warning(
                     "IMAP %s: %s; reconnecting in %.0f s", self.settings.host, error, backoff
                 )
@@ -225,6 +232,8 @@ class ImapIntake:
         response = _ok(await client.select(self.settings.folder), "SELECT")
         uidvalidity = self._uidvalidity(response)
         self.connected.set()
+        self.health.succeeded()
+        self.health.waiting(False)
         log.info("IMAP %s: watching %s", self.settings.host, self.settings.folder)
         await self.fetch_new(client, uidvalidity)
         await self._expunge_due(client, uidvalidity)
@@ -238,6 +247,7 @@ class ImapIntake:
             _ok(await client.noop(), "NOOP")
             await self.fetch_new(client, uidvalidity)
             await self._expunge_due(client, uidvalidity)
+            self.health.succeeded()
 
     async def _expunge_due(self, client: aioimaplib.IMAP4, uidvalidity: int) -> None:
         if self.settings.expunge_after is None:
@@ -391,5 +401,6 @@ class ImapIntake:
                 await inbound.store_many(conn, mailbox, uidvalidity, messages)
             if messages:
                 stored += len(messages)
+                self.ingested += len(messages)
                 self.on_stored()
         return stored

@@ -11,6 +11,7 @@ import collections
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -174,6 +175,8 @@ class MailProcessor:
         self.parser = parser or ParseSandbox()
         self._lock = asyncio.Lock()
         self._let_through: set[int] = set()  # mails an operator retries: no sender limit
+        # Called with each parse's duration in seconds (the App's metrics observe it).
+        self.on_parsed: Callable[[float], None] = lambda _seconds: None
 
     async def process_pending(self) -> int:
         """Process every stored mail not processed yet; returns how many were handled."""
@@ -237,10 +240,13 @@ class MailProcessor:
     async def _parse(self, mail: inbound.PendingMail) -> ParsedMail | Exception:
         """The parsed mail, or the reason it could not be parsed (SandboxUnavailable and
         cancellation propagate: they are not about the mail)."""
+        started = time.perf_counter()
         try:
             return await self.parser.parse(mail.raw)
         except (MailParseError, ParseRefused) as error:
             return error
+        finally:
+            self.on_parsed(time.perf_counter() - started)
 
     async def process(self, inbound_id: int) -> str:
         """Process one stored mail (an operator's retry); returns the state it ends in."""

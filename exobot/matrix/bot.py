@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -107,6 +108,8 @@ class MatrixBot:
         self.wake_poster = wake_poster
         self.direct_joined = direct_joined  # (room id, user id): someone joined a non-queue room
         self._refusals: set[str] = set()  # rooms joined only to say no
+        # Called with (command, seconds) once a command is answered (the App's metrics).
+        self.on_command: Callable[[str, float], None] = lambda _name, _seconds: None
         self._warned: set[str] = set()  # open queue rooms told so since this start
         # Volunteers' display names, from the rooms' member events (the queue rooms first).
         self.names = DisplayNames(self._rooms_for_names)
@@ -318,7 +321,11 @@ class MatrixBot:
         except CommandError as error:
             await self._answer(key, origin, self.renderer.error(error.code, error.params))
             return
-        await self._run(parsed, event.sender, key, origin)
+        started = time.perf_counter()
+        try:
+            await self._run(parsed, event.sender, key, origin)
+        finally:
+            self.on_command(parsed.name, time.perf_counter() - started)
 
     async def _thread_ticket(self, room_id: str, thread_root: str | None) -> int | None:
         if thread_root is None:

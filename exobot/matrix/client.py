@@ -22,6 +22,8 @@ from typing import Any
 
 import nio
 
+from exobot.health import Component
+
 log = logging.getLogger("exobot.matrix")
 
 SESSION_FILE = "session.json"
@@ -122,6 +124,9 @@ class MatrixClient:
         self.on_event: EventHandler | None = None
         self.on_invite: InviteHandler | None = None
         self._key_requests: set[asyncio.Task] = set()  # referenced until done
+        # Health: a completed sync is progress; failing to sync is work waiting. The App gives
+        # it its clock.
+        self.health = Component("matrix", critical=True)
 
     @property
     def user_id(self) -> str:
@@ -191,9 +196,13 @@ class MatrixClient:
             try:
                 await self._sync_once(timeout=self.settings.sync_timeout_ms)
                 backoff = BACKOFF_START
+                self.health.succeeded()
+                self.health.waiting(False)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # network down, homeserver restarting, a bad response
+                self.health.failed()
+                self.health.waiting(True)
                 log.warning("sync failed (%s); retrying in %.0f s", error, backoff)
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, BACKOFF_MAX)
