@@ -462,6 +462,7 @@ class App:
         """Connect to Matrix (retrying while the homeserver is away), join the queue rooms, then
         run the sync loop, the chat worker and the scheduler. Mail keeps flowing meanwhile."""
         backoff = 1.0
+        self.matrix.health.waiting(True)  # until the first sync: unreachable for long is a stall
         while True:
             try:
                 await self.matrix.connect()
@@ -474,6 +475,7 @@ class App:
                 log.error("Matrix refused the bot's credentials: check the matrix section")
                 raise
             except Exception as error:
+                self.matrix.health.failed()
                 log.warning("cannot reach Matrix (%s); retrying in %.0f s", error, backoff)
                 await self.matrix.close()
                 await asyncio.sleep(backoff)

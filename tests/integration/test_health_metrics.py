@@ -198,3 +198,42 @@ async def test_metrics_listen_on_a_busy_port_stops_the_start_with_one_line(make_
         busy.listen()
         with pytest.raises(WebListenError, match=f"metrics.listen: cannot listen on 127.0.0.1:{port}"):
             await inst.start()
+
+
+async def test_a_homeserver_unreachable_since_the_start_stalls_after_two_minutes(
+    make_instance, tmp_path
+):
+    from exobot.config import MatrixConfig
+
+    clock = ShiftedClock()
+    inst = make_instance(web=True, clock=clock)
+    inst.config.matrix = MatrixConfig(
+        homeserver=f"http://127.0.0.1:{free_port()}",  # nobody listens there
+        user_id="@exobot:example.org",
+        password="a-password-nobody-checks",
+        store_path=tmp_path / "matrix",
+    )
+    app = inst.app = await _start_without_chat(inst)
+
+    async def refused() -> bool:
+        return app.matrix.health.last_failure is not None
+
+    await wait_until(refused, what="a refused connection to the homeserver")
+    body = await wait_health(inst, 200, "mail still working")
+    assert body["components"]["matrix"]["state"] == "failing"
+    assert body["components"]["scheduler"]["state"] == "off"  # it starts with chat
+    clock.advance(minutes=2, seconds=5)
+    body = await wait_health(inst, 503, "the stalled Matrix connection")
+    assert body["components"]["matrix"]["stalled"] is True
+    assert body["components"]["imap"]["state"] == "ok"
+
+
+async def _start_without_chat(inst):
+    """Start the instance's App without waiting for chat (it never comes)."""
+    from exobot.app import App
+
+    app = App(inst.config, clock=inst.clock)
+    inst.app = app
+    await app.start()
+    await asyncio.wait_for(app.intake.connected.wait(), 90)
+    return app
