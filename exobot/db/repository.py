@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import re
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +88,29 @@ def fold(value: str) -> str:
     """Lower case without diacritics ("CONNEXIÓ" → "connexio"), for searching."""
     decomposed = unicodedata.normalize("NFKD", value.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+# Characters FTS5's unicode61 tokenizer keeps in tokens are letters, numbers and private-use
+# characters ("L* N* Co"); every other one separates tokens. Python's \w is letters and numbers
+# plus "_", which is punctuation to FTS5.
+_SEPARATORS = re.compile(r"[^\w\ue000-\uf8ff\U000f0000-\U0010ffff]+|_+")
+
+
+@functools.cache
+def _combining() -> dict[int, None]:
+    """str.translate's table dropping every combining character (built once, on first use)."""
+    return {c: None for c in range(0x110000) if unicodedata.combining(chr(c))}
+
+
+def search_text(value: str) -> str:
+    """The words of a text as the PostgreSQL search index holds them: lower case, without
+    diacritics, split where SQLite's FTS5 (unicode61, remove_diacritics 2) splits them and
+    joined by single spaces ("L'OFICINA, connexió!" → "l oficina connexio"), so that the
+    PostgreSQL parser sees only plain words and both backends find the same tickets."""
+    lowered = value.lower()
+    if not lowered.isascii():
+        lowered = unicodedata.normalize("NFD", lowered).translate(_combining())
+    return " ".join(_SEPARATORS.sub(" ", lowered).split())
 
 
 def search_rowid(ticket: int, entry_id: int) -> int:
@@ -327,11 +352,20 @@ class SqlReader:
                 f"SELECT rowid >> {SEARCH_ROWID_SHIFT} FROM search_index"
                 " WHERE search_index MATCH :q"
             ).bindparams(q=query)
-        clauses = " AND ".join(f"content ILIKE :t{n}" for n in range(len(terms)))
-        # LIKE's own wildcards in user input are literal too (backslash is the default escape
-        # character).
-        params = {f"t{n}": "%" + _like_literal(fold(t)) + "%" for n, t in enumerate(terms)}
-        return text(f"SELECT ticket_id FROM search_index WHERE {clauses}").bindparams(**params)
+        # The same words as FTS5 reads in each quoted term: a term of several words ("e-mail")
+        # is a phrase, one without any word ("%") is left out, and with no word at all nothing
+        # matches. Each term is a bound parameter that phraseto_tsquery reads as plain words,
+        # never as tsquery syntax; f_unaccent as on the indexed side (migration 0008).
+        phrases = [w for w in (search_text(t) for t in terms) if w]
+        if not phrases:
+            return text("SELECT ticket_id FROM search_index WHERE false")
+        query = " && ".join(
+            f"phraseto_tsquery('simple', f_unaccent(:t{n}))" for n in range(len(phrases))
+        )
+        params = {f"t{n}": phrase for n, phrase in enumerate(phrases)}
+        return text(f"SELECT ticket_id FROM search_index WHERE tsv @@ ({query})").bindparams(
+            **params
+        )
 
     async def search(self, words: str, limit: int = 50) -> list[int]:
         """Tickets whose title or one of whose texts contains all the words, newest first."""
@@ -744,7 +778,8 @@ class SqlUnitOfWork(SqlReader):
         await inbound.mark_inbound(self.conn, inbound_id, state, **details)
 
     async def _index(self, ticket: int, entry_id: int, content: str) -> None:
-        # FTS5 folds case and diacritics itself; the plain table elsewhere holds folded text.
+        # FTS5 folds case and diacritics itself; PostgreSQL's table holds search_text(content),
+        # from which its generated tsv column is computed (migration 0008).
         if self.sqlite:
             await self.conn.execute(
                 text(
@@ -756,12 +791,8 @@ class SqlUnitOfWork(SqlReader):
             return
         await self.conn.execute(
             text("INSERT INTO search_index (ticket_id, entry_id, content) VALUES (:t, :e, :c)"),
-            {"t": ticket, "e": entry_id, "c": fold(content)},
+            {"t": ticket, "e": entry_id, "c": search_text(content)},
         )
-
-
-def _like_literal(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _ticket_values(ticket: Ticket) -> dict[str, Any]:

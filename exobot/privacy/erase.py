@@ -34,7 +34,7 @@ from exobot import i18n
 from exobot.core.languages import N_
 from exobot.core.model import EntryKind
 from exobot.core.service import CHAT
-from exobot.db.repository import TITLE_ENTRY, fold, search_rowid
+from exobot.db.repository import TITLE_ENTRY, search_rowid, search_text
 from exobot.db.tables import (
     AttachmentRow,
     ChatPostRow,
@@ -422,7 +422,7 @@ class _CoreEraser:
         if content:
             await c.execute(
                 sa.text("INSERT INTO search_index (ticket_id, entry_id, content) VALUES (:t, :e, :c)"),
-                {"t": ticket, "e": entry_id, "c": fold(content)},
+                {"t": ticket, "e": entry_id, "c": search_text(content)},
             )
 
     async def _inbound(self, requested: list[int], changed: set[int]) -> None:
