@@ -237,3 +237,47 @@ async def _start_without_chat(inst):
     await app.start()
     await asyncio.wait_for(app.intake.connected.wait(), 90)
     return app
+
+
+async def test_postgresql_refusing_connections_is_503_until_it_accepts_again(make_instance, stack):
+    if stack.postgres_port is None:
+        pytest.skip("the test stack runs without PostgreSQL")
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = stack.postgres_url()
+    dbname = make_url(url).database
+    admin_url = make_url(url).set(drivername="postgresql", database="postgres")
+    inst = make_instance(web=True)
+    inst.config.database.url = url
+    inst.config.metrics = MetricsConfig(listen=f"127.0.0.1:{free_port()}")
+    app = await inst.start()
+    app.metrics.database.cache_seconds = 0
+    await wait_health(inst, 200, "a healthy exobot on PostgreSQL")
+
+    def admin(sql: str) -> None:
+        dsn = admin_url.render_as_string(hide_password=False)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql)
+
+    async def scrape() -> dict:
+        async with httpx.AsyncClient(timeout=30) as client:
+            response = await client.get(f"http://127.0.0.1:{app.metrics_port}/metrics")
+        return samples(response.text)
+
+    assert (await scrape())[("exobot_database_up", ())] == 1
+    # As a stopped server looks to exobot: every connection cut, no new one accepted.
+    await asyncio.to_thread(admin, f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+    try:
+        await asyncio.to_thread(
+            admin,
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{dbname}'",
+        )
+        body = await wait_health(inst, 503, "the refused database")
+        assert body["components"]["database"]["state"] == "failing"
+        assert (await scrape())[("exobot_database_up", ())] == 0
+    finally:
+        await asyncio.to_thread(admin, f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+    body = await wait_health(inst, 200, "the database accepting again")
+    assert body["components"]["database"]["state"] == "ok"
+    assert (await scrape())[("exobot_database_up", ())] == 1
