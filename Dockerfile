@@ -11,7 +11,7 @@ FROM ${BASE} AS build
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get clean && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/exobot/venv
 WORKDIR /src
 COPY pyproject.toml setup.py README.md babel.cfg ./
@@ -34,7 +34,7 @@ ENV DEBIAN_FRONTEND=noninteractive PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 
 # it can dump).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 fping postgresql-client ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get clean && rm -rf /var/lib/apt/lists/*
 # A fixed uid/gid, so a host directory or volume can be given to it (chown 10001:10001).
 RUN groupadd --system --gid 10001 exobot \
     && useradd --system --uid 10001 --gid exobot --home-dir /var/lib/exobot --create-home \
@@ -48,5 +48,9 @@ VOLUME ["/var/lib/exobot"]
 # The web pages, the JSON API and /healthz: set `web.listen: "0.0.0.0:8080"` in the config to
 # publish it (behind a TLS proxy; `web.base_url` is the public https address).
 EXPOSE 8080
+# `exobot healthcheck` GETs /healthz on web.listen (0.0.0.0 is asked on 127.0.0.1): exit 0 on 200.
+# (podman keeps HEALTHCHECK only in docker-format images: `podman build --format docker`.)
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["exobot", "healthcheck", "-c", "/etc/exobot/config.yaml"]
 ENTRYPOINT ["exobot"]
 CMD ["run", "-c", "/etc/exobot/config.yaml"]

@@ -16,7 +16,7 @@ between this machine and the package index). What it checks, each step timed:
    connectivity plugin's TCP probe (and fping, with NET_RAW) answers in a process running as
    the image's user; /healthz answers 200 and `podman healthcheck run` passes; SIGTERM stops
    it cleanly;
-4. compose.yaml: parsed by podman-compose (Debian's package, installed when missing).
+4. compose.yaml: parsed by podman-compose (a dev extra: Debian's 1.0 has no `config`).
 
 Exit 0 when everything passed, 1 with one line `image check FAILED: STEP: why` otherwise.
 """
@@ -54,8 +54,8 @@ IMAGE = "localhost/exobot:check"
 WORKDIR = Path(tempfile.gettempdir()) / "exobot-image-check"
 UID = 10001  # the image's user (Dockerfile)
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+BUILD_CA = "/run/host-ca-certificates.crt"  # where RUN steps see the host's bundle
 PACKAGES = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap"}
-COMPOSE_PACKAGE = "podman-compose"
 # As Debian's official slim images: no manuals, docs or translations of other programs.
 SLIM_DPKG = """\
 path-exclude /usr/share/doc/*
@@ -66,6 +66,12 @@ path-exclude /usr/share/info/*
 path-exclude /usr/share/lintian/*
 path-exclude /usr/share/linda/*
 path-exclude /usr/share/locale/*
+"""
+SLIM_APT = """\
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
 """
 CATALOG_PACKAGES = ("exobot", "exobot_connectivity", "exobot_procedures", "exobot_saved_replies")
 LANGUAGES = ("ca", "es", "en")
@@ -131,16 +137,16 @@ class Check:
         self, *args: str, options: list[str] = (), check: bool = True
     ) -> subprocess.CompletedProcess:
         """`podman run --rm` of the image with `options` before it and `args` after it."""
-        cmd = [*self.podman, "run", "--rm", *self.ulimits, *options, self.args.image, *args]
+        # No HEALTHCHECK timers for one-off commands (podman would ask systemd for them).
+        cmd = [*self.podman, "run", "--rm", "--no-healthcheck", *self.ulimits, *options]
+        cmd = [*cmd, self.args.image, *args]
         return self.sh(cmd, check=check, timeout=600)
 
     # ------------------------------------------------------------------- steps
 
     def tools(self) -> None:
-        """podman, runc and debootstrap (and podman-compose) from Debian, when missing."""
+        """podman, runc and debootstrap from Debian, when missing."""
         missing = [pkg for cmd, pkg in PACKAGES.items() if shutil.which(cmd) is None]
-        if not self.args.no_compose and shutil.which("podman-compose") is None:
-            missing.append(COMPOSE_PACKAGE)
         if missing:
             env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
             subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True)
@@ -164,6 +170,7 @@ class Check:
             log="debootstrap.log",
         )
         (rootfs / "etc/dpkg/dpkg.cfg.d/docker").write_text(SLIM_DPKG)
+        (rootfs / "etc/apt/apt.conf.d/docker-clean").write_text(SLIM_APT)
         for path in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for item in (rootfs / path).glob("*"):
                 if item.is_file():
@@ -198,10 +205,11 @@ class Check:
         """`podman build` without any registry; the old image of this tag is removed after."""
         old = image_id(self.args.image)
         pip_conf = self.work / "pip.conf"
-        pip_conf.write_text(f"[global]\ncert = {CA_BUNDLE}\n")
-        volumes = ["-v", f"{pip_conf}:/etc/pip.conf:ro"]
+        volumes = []
         if Path(CA_BUNDLE).exists():
-            volumes += ["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"]
+            # Beside, not over, the image's own bundle: installing ca-certificates replaces it.
+            pip_conf.write_text(f"[global]\ncert = {BUILD_CA}\n")
+            volumes = ["-v", f"{CA_BUNDLE}:{BUILD_CA}:ro", "-v", f"{pip_conf}:/etc/pip.conf:ro"]
         self.sh(
             [
                 *self.podman,
@@ -232,7 +240,7 @@ class Check:
         config = inspect[0]["Config"]
         if config.get("User") != "exobot":
             raise CheckFailed(f"the image runs as {config.get('User')!r}, not exobot")
-        health = (inspect[0].get("HealthCheck") or config.get("Healthcheck") or {}).get("Test")
+        health = (inspect[0].get("Healthcheck") or config.get("Healthcheck") or {}).get("Test")
         if not health:
             raise CheckFailed("the image has no HEALTHCHECK")
         probe = (
@@ -255,7 +263,9 @@ class Check:
         if missing:
             raise CheckFailed(f"compiled catalogs missing in the image: {', '.join(missing)}")
         for tool in (["fping", "--version"], ["pg_dump", "--version"]):
-            out = self.run_image(*tool[1:], options=["--entrypoint", tool[0]]).stdout
+            # Debian's fping carries cap_net_raw: it cannot even start without NET_RAW.
+            options = ["--entrypoint", tool[0], "--cap-add", "NET_RAW"]
+            out = self.run_image(*tool[1:], options=options).stdout
             print(f"   {out.decode(errors='replace').strip().splitlines()[0]}")
 
     def commands(self, example: Path, config: Path, pg_config: Path | None) -> None:
@@ -396,7 +406,8 @@ class Check:
             time.sleep(0.5)
 
     def compose(self, src: Path) -> None:
-        """compose.yaml parses for podman-compose, with the services the README names."""
+        """compose.yaml parses for podman-compose (the dev extra's, which has `config`), with
+        the services the README names."""
         spec = yaml.safe_load((src / "compose.yaml").read_text())
         if set(spec.get("services", {})) != {"exobot", "postgres"}:
             raise CheckFailed(f"compose.yaml services: {sorted(spec.get('services', {}))}")
@@ -408,7 +419,7 @@ class Check:
             "POSTGRES_PASSWORD": "check",
         }
         out = subprocess.run(
-            ["podman-compose", "-f", str(src / "compose.yaml"), "config"],
+            [str(Path(sys.executable).parent / "podman-compose"), "-f", "compose.yaml", "config"],
             capture_output=True,
             env=env,
             cwd=src,
@@ -477,10 +488,10 @@ def free_port() -> int:
 
 
 def write_config(path: Path, data: dict) -> Path:
-    """A config file the image's user can read."""
+    """A config file only the image's user can read (exobot warns about any other mode)."""
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    os.chown(path, 0, UID)
-    path.chmod(0o640)
+    os.chown(path, UID, UID)
+    path.chmod(0o600)
     return path
 
 
@@ -512,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         shutil.rmtree(args.workdir, ignore_errors=True)
         args.workdir.mkdir(parents=True)
-        with check.step("tools (podman, runc, debootstrap, podman-compose)"):
+        with check.step("tools (podman, runc, debootstrap)"):
             check.tools()
         with check.step(f"base image {args.base}"):
             check.base()
