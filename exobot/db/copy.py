@@ -99,8 +99,10 @@ def _copy(
             _set_sequences(src, dst, tables)
             report.search_rows = _copy_search_rows(src, dst, progress)
         if target.dialect.name == "postgresql":
+            # Statistics for the planner, the visibility map for index-only scans, and GIN's
+            # pending list merged into the index (the rows came in one go).
             with target.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(sa.text("ANALYZE"))
+                conn.execute(sa.text("VACUUM ANALYZE"))
         report.seconds = time.monotonic() - started
         return report
     finally:
@@ -192,11 +194,12 @@ def _copy_table(
     )
     order = [reading.c[c.key] for c in table.primary_key.columns] or list(reading.c)
     binary = any(isinstance(c.type, sa.LargeBinary) for c in columns)
-    result = src.execution_options(yield_per=BINARY_BATCH if binary else BATCH).execute(
-        sa.select(reading).order_by(*order)
-    )
+    size = BINARY_BATCH if binary else BATCH
+    # yield_per streams the rows; partitions(size) is what makes each batch one executemany
+    # (without a size it follows the DBAPI cursor's arraysize: one row at a time on SQLite).
+    result = src.execution_options(yield_per=size).execute(sa.select(reading).order_by(*order))
     copied = 0
-    for part in result.partitions():
+    for part in result.partitions(size):
         dst.execute(table.insert(), [dict(row._mapping) for row in part])
         copied += len(part)
     expected = src.execute(sa.select(sa.func.count()).select_from(reading)).scalar_one()
@@ -268,7 +271,7 @@ def _copy_search_rows(
         sa.text("SELECT ticket_id, entry_id, content FROM search_index")
     )
     copied = 0
-    for part in result.partitions():
+    for part in result.partitions(BATCH):
         rows = [
             {
                 "r": search_rowid(r.ticket_id, r.entry_id),
