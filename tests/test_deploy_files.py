@@ -60,6 +60,14 @@ def test_dockerfile_base_user_and_entrypoint():
     assert 'CMD ["exobot", "healthcheck", "-c", "/etc/exobot/config.yaml"]' in text
 
 
+def test_dockerfile_copies_every_bundled_plugin_for_its_dependency_layer():
+    text = (ROOT / "Dockerfile").read_text()
+    for project in sorted(ROOT.glob("plugins/*/pyproject.toml")):
+        name = project.parent.name
+        line = f"COPY plugins/{name}/pyproject.toml plugins/{name}/"
+        assert line in text, f"the Dockerfile misses {line!r}"
+
+
 @pytest.mark.skipif(not PODMAN_COMPOSE.exists(), reason="podman-compose (dev extra) missing")
 @pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
 def test_podman_compose_accepts_it_and_requires_the_password(tmp_path):
