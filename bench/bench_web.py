@@ -1,6 +1,7 @@
 """Web benchmark: server time of the ticket list, filtered lists, ticket pages and searches.
 
     .venv/bin/python bench/bench_web.py [--tickets N] [--entries M] [--samples K]
+                                        [--database sqlite|postgresql]
 
 Seeds a fresh SQLite database (the real migrations, then bulk SQL, not the service) with N
 tickets (default 100,000) and M history entries (default 500,000) with their search index, in a
@@ -10,6 +11,11 @@ through httpx's ASGI transport, so the time around each request is the server's 
 the session check, the queries and the template. K timed samples per scenario (after a few
 warm-up requests): the ticket list, filtered lists, deep pages, ticket pages and searches for
 words of varying frequency. Goal: p95 < 100 ms for each.
+
+With `--database postgresql` the seeded SQLite file is moved into a private PostgreSQL cluster
+that the bench starts through devstack (Debian's `postgresql` must be installed) with
+`exobot db copy`'s own code (timed: the copy of a large installation), and the same requests
+are measured there.
 
 Exit code 0 whether or not the goal is met (it is a measurement); 1 when the run itself fails
 (e.g. a page answers with an error); 130 when interrupted.
@@ -42,7 +48,9 @@ import httpx
 # root on sys.path, so it comes before exobot.
 from common import PARAGRAPHS, SUBJECTS, BenchError, percentile
 
+from devstack.stack import Stack, StackError, find_free_base_port
 from exobot.core.service import ServiceSettings, TicketService
+from exobot.db.copy import CopyError, copy_database
 from exobot.db.engine import create_engine, create_sync_engine
 from exobot.db.migrate import upgrade
 from exobot.db.repository import SqlRepository, search_rowid
@@ -53,6 +61,7 @@ from exobot.web.auth import SESSION_COOKIE
 from exobot.web.context import WebContext, WebSettings
 
 GOAL_P95_MS = 100.0
+PG_BASE_PORT = 27600  # first base port tried for the PostgreSQL stack (free ones are found)
 WARMUP_REQUESTS = 5
 HISTORY_YEARS = 3
 BIG_TICKET_ENTRIES = 200
@@ -545,9 +554,8 @@ def scenarios(stats: SeedStats, rng: random.Random, path: Path) -> list[Scenario
 SURFACES = {"pages": "", "API": "/api/v1"}  # the same paths under each prefix
 
 
-async def measure_all(path: Path, plan: list[Scenario], samples: int, seed: int, api: bool) -> None:
+async def measure_all(url: str, plan: list[Scenario], samples: int, seed: int, api: bool) -> None:
     """Build the web app over the seeded database and time every scenario's requests."""
-    url = f"sqlite:///{path}"
     repository = SqlRepository(create_engine(url), create_sync_engine(url))
     service = TicketService(
         repository,
@@ -597,12 +605,15 @@ async def measure_all(path: Path, plan: list[Scenario], samples: int, seed: int,
 # ------------------------------------------------------------------------------------ report
 
 
-def report(stats: SeedStats, plan: list[Scenario], load: tuple[float, float]) -> str:
+def report(
+    stats: SeedStats, plan: list[Scenario], load: tuple[float, float], backend: str = "SQLite"
+) -> str:
     """The final block of figures."""
     mix = ", ".join(f"{s} {n}" for s, n in sorted(stats.statuses.items(), key=lambda kv: -kv[1]))
     lines = [
         "",
         "=" * 78,
+        f"backend: {backend}",
         f"database: {stats.tickets} tickets ({mix}), {stats.entries} entries, "
         f"{stats.index_rows} search index rows, {stats.size_mb:.0f} MB",
         f"  seeded in {stats.seconds:.1f} s"
@@ -683,6 +694,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-api", action="store_true", help="skip the JSON API's equivalents (/api/v1/...)"
     )
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="measure on SQLite (default) or on a private PostgreSQL the bench starts",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="exobot's INFO logs too")
     args = parser.parse_args(argv)
     if args.tickets < 10 or args.samples < 1:
@@ -702,7 +719,8 @@ def header(args: argparse.Namespace) -> str:
         f"bench_web: {os.cpu_count()} cores ({platform.machine()}), "
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
         f"{platform.platform()}\n"
-        f"settings: --tickets {args.tickets} --entries {args.entries} --samples {args.samples}; "
+        f"settings: --tickets {args.tickets} --entries {args.entries} --samples {args.samples}"
+        f" --database {args.database}; "
         "in-process ASGI requests as a logged-in operator"
     )
 
@@ -716,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header(args), flush=True)
     started = time.perf_counter()
-    workdir = None
+    workdir = stack_dir = stack = None
     if args.db is None:
         workdir = Path(tempfile.mkdtemp(prefix="exobot-bench-web-"))
         path = workdir / "exobot.db"
@@ -732,22 +750,46 @@ def main(argv: list[str] | None = None) -> int:
             stats = seed_database(path, args.tickets, args.entries, args.seed, not args.no_analyze)
             print(f"seeded in {stats.seconds:.1f} s", flush=True)
         plan = scenarios(stats, random.Random(args.seed), path)
+        url, backend = f"sqlite:///{path}", f"SQLite {sqlite3.sqlite_version}"
+        if args.database == "postgresql":
+            stack_dir = Path(tempfile.mkdtemp(prefix="exobot-bench-pg-"))
+            stack, url = start_postgres(stack_dir)
+            print(f"copying into PostgreSQL {stack.postgres_version} ...", flush=True)
+            began = time.perf_counter()
+            copy_database(f"sqlite:///{path}", url)
+            backend = (
+                f"PostgreSQL {stack.postgres_version} (copied from SQLite by exobot db copy"
+                f" in {time.perf_counter() - began:.1f} s)"
+            )
+            print(backend, flush=True)
         print(f"measuring {len(plan)} scenarios × {args.samples} requests ...", flush=True)
         load_start = os.getloadavg()[0]
-        asyncio.run(measure_all(path, plan, args.samples, args.seed, not args.no_api))
+        asyncio.run(measure_all(url, plan, args.samples, args.seed, not args.no_api))
         load = (load_start, os.getloadavg()[0])
-    except BenchError as error:
+    except (BenchError, StackError, CopyError) as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
+        if stack is not None:
+            stack.stop()
+        if stack_dir is not None:
+            shutil.rmtree(stack_dir, ignore_errors=True)
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(report(stats, plan, load))
+    print(report(stats, plan, load, backend))
     print(f"total run time {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def start_postgres(directory: Path) -> tuple[Stack, str]:
+    """A private PostgreSQL cluster (devstack's, on free ports) and a fresh database's URL."""
+    stack = Stack.start(
+        directory, base_port=find_free_base_port(PG_BASE_PORT), synapse=False, postgres=True
+    )
+    return stack, stack.postgres_url("exobot_bench")
 
 
 def seed_stats(path: Path) -> SeedStats:

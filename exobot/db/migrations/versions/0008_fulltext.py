@@ -23,7 +23,8 @@ def upgrade() -> None:
     the unaccent extension, an IMMUTABLE wrapper of it (unaccent() itself is STABLE, since its
     dictionary could change, and a generated column needs IMMUTABLE), the rows' content
     rewritten as search_text() words, and a generated tsvector column (the `simple`
-    configuration over the unaccented words) with a GIN index. SQLite's FTS5 needs nothing."""
+    configuration over the unaccented words) with a GIN index; and an index on entries'
+    (kind, ticket_id). SQLite's FTS5 needs nothing."""
     conn = op.get_bind()
     if conn.dialect.name != "postgresql":
         return
@@ -46,6 +47,9 @@ def upgrade() -> None:
     )
     op.execute("CREATE INDEX ix_search_index_tsv ON search_index USING gin (tsv)")
     op.execute("ANALYZE search_index")
+    # Every ticket list asks which tickets hold unaccepted mail (entries of one kind):
+    # PostgreSQL read the whole (ticket_id, kind) index for it, 40 ms at 500,000 entries.
+    op.create_index("ix_entries_kind_ticket", "entries", ["kind", "ticket_id"])
 
 
 def _rewrite_contents(conn: sa.Connection) -> None:
@@ -69,6 +73,7 @@ def downgrade() -> None:
     """Undo this migration (the rows keep their search_text() words, which ILIKE also finds)."""
     if op.get_bind().dialect.name != "postgresql":
         return
+    op.drop_index("ix_entries_kind_ticket", "entries")
     op.execute("DROP INDEX IF EXISTS ix_search_index_tsv")
     op.execute("ALTER TABLE search_index DROP COLUMN IF EXISTS tsv")
     op.execute("DROP FUNCTION IF EXISTS f_unaccent(text)")
