@@ -69,6 +69,8 @@ class RunLock:
             self._acquire_advisory(shared)
 
     def _acquire_file(self) -> None:
+        if make_url(self.url).database in (None, "", ":memory:"):
+            return  # a private in-memory database: no other process can reach it
         ensure_sqlite_dir(self.url)
         path = lock_path(self.url)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
