@@ -16,7 +16,7 @@ BENCH_CONNECTIVITY_TARGETS ?= 100
 BENCH_CONNECTIVITY_ROUNDS ?= 5
 BENCH_SENSITIVE_SIZE ?= 1048576
 
-.PHONY: venv stack demo test bench bench-smoke lint clean catalogs mo
+.PHONY: venv stack demo test bench bench-smoke lint clean catalogs mo image-check
 
 # The bundled plugins (plugins/NAME/, each its own distribution) are installed with exobot,
 # in one pip run; a change to any of their pyproject files installs again.
@@ -70,6 +70,11 @@ bench-smoke:
 		BENCH_WEB_TICKETS=5000 BENCH_WEB_ENTRIES=25000 BENCH_WEB_SAMPLES=20 \
 		BENCH_HOSTILE=8 BENCH_HOSTILE_NORMAL=2 \
 		BENCH_CONNECTIVITY_TARGETS=20 BENCH_CONNECTIVITY_ROUNDS=2 BENCH_SENSITIVE_SIZE=65536
+
+# Build the container image from a clean clone with podman and run it against the test stack
+# (root; installs podman, runc and debootstrap when missing): devstack/image_check.py.
+image-check: stack
+	$(PY) -m devstack.image_check
 
 lint: venv
 	$(PY) -m ruff check exobot plugins tests devstack bench
