@@ -14,8 +14,8 @@ between this machine and the package index). What it checks, each step timed:
 3. `run` on the host network against the devstack (Dovecot, SMTP relay; no Synapse): a mail
    to the support address becomes a ticket and its acknowledgement reaches the member; the
    connectivity plugin's TCP probe (and fping, with NET_RAW) answers in a process running as
-   the image's user; /healthz answers 200 and `podman healthcheck run` passes; SIGTERM stops
-   it cleanly;
+   the image's user; /healthz answers 200 and `podman healthcheck run` passes; `exobot backup`
+   works while it runs (and with the image's pg_dump on PostgreSQL); SIGTERM stops it cleanly;
 4. compose.yaml: parsed by podman-compose (a dev extra: Debian's 1.0 has no `config`).
 
 Exit 0 when everything passed, 1 with one line `image check FAILED: STEP: why` otherwise.
@@ -290,6 +290,13 @@ class Check:
         if pg_config is not None:
             mount = ["-v", f"{pg_config}:/etc/exobot/config.yaml:ro", "--network", "host"]
             self.run_image("migrate", "-c", "/etc/exobot/config.yaml", options=mount)
+            # The image's pg_dump against the stack's server (a backup needs it).
+            target = "/var/lib/exobot/backups/postgresql"
+            self.run_image(
+                "backup", target, "-c", "/etc/exobot/config.yaml", options=[*mount, *data]
+            )
+            written = sorted(p.name for p in (self.work / "data/backups/postgresql").iterdir())
+            print(f"   PostgreSQL backup by the image's pg_dump: {', '.join(written)}")
 
     def run(self, stack: Stack, config: Path, web: str) -> None:
         """`exobot run` in the image against the stack: mail → ticket → ack; probes; health."""
@@ -388,6 +395,16 @@ class Check:
             raise CheckFailed(f"/healthz answered {status}")
         self.sh([*self.podman, "healthcheck", "run", name])
         print("   /healthz 200; the image's HEALTHCHECK passes")
+        backup = [
+            "exobot",
+            "backup",
+            "/var/lib/exobot/backups/live",
+            "-c",
+            "/etc/exobot/config.yaml",
+        ]
+        self.sh([*self.podman, "exec", name, *backup])
+        written = sorted(p.name for p in (self.work / "data/backups/live").iterdir())
+        print(f"   backup while it runs: {', '.join(written)}")
 
     def wait(self, name: str, what: str, condition, deadline: float):
         """Poll `condition` until it returns something; fail if the container stops first."""
@@ -559,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
             config = write_config(args.workdir / "config.yaml", settings)
             pg = {**settings, "database": {"url": stack.postgres_url()}}
             pg_config = write_config(args.workdir / "config-pg.yaml", pg)
-        with check.step("--help, check-config, migrate"):
+        with check.step("--help, check-config, migrate, backup"):
             check.commands(src / "config.yaml.example", config, pg_config)
         with check.step("run: mail → ticket → acknowledgement, probes, /healthz"):
             check.run(stack, config, web)
@@ -578,11 +595,8 @@ def main(argv: list[str] | None = None) -> int:
         if stack is not None:
             stack.stop()
     total = time.monotonic() - started
-    print(
-        "image check passed in "
-        + f"{total:.0f}s: "
-        + ", ".join(f"{name.split(' ')[0]} {secs:.0f}s" for name, secs in check.timings)
-    )
+    steps = "; ".join(f"{name} {secs:.0f}s" for name, secs in check.timings)
+    print(f"image check passed in {total:.0f}s ({steps})")
     return 0
 
 
