@@ -18,6 +18,8 @@ from sqlalchemy import (
     Connection,
     Engine,
     Integer,
+    any_,
+    cast,
     column,
     distinct,
     func,
@@ -26,6 +28,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exobot.core.model import AttachmentInfo, Entry, EntryKind, Status, Ticket
@@ -93,6 +96,9 @@ TITLE_ENTRY = 0  # search_index row holding a ticket's title
 # FTS index alone yields the matching tickets: reading its stored ticket_id column instead costs
 # a lookup per matching row, and a common word matches tens of thousands of rows.
 SEARCH_ROWID_SHIFT = 32
+# PostgreSQL: search words matching at most this many search rows fetch their tickets by id
+# (see SqlReader._matching_clause).
+FEW_ROWS = 2000
 
 
 def fold(value: str) -> str:
@@ -378,13 +384,35 @@ class SqlReader:
             **params
         )
 
+    async def _matching_clause(self, words: str) -> tuple[Any | None, bool]:
+        """The condition on tickets.id for the search words (None: no words), and whether it
+        is one of a few rows (PostgreSQL only, see below; always False on SQLite)."""
+        matching = self._matching(words)
+        if matching is None or self.sqlite:
+            return (None if matching is None else T.c.id.in_(matching)), False
+        # PostgreSQL's planner cannot tell a rare word from a common one well enough: for a
+        # newest-first page it walks every ticket backwards looking for matches, which finds
+        # a common word's at once but reads the whole index for a rare one. A probe that stops
+        # after FEW_ROWS matching rows (the GIN bitmap is cheap, the rows are not) tells them
+        # apart; a rare word's few tickets are then fetched first, by their ids.
+        probe = matching.columns(column("ticket_id", Integer)).subquery("probe")
+        limited = select(probe.c.ticket_id).limit(FEW_ROWS + 1).subquery("limited")
+        count = select(func.count()).select_from(limited)
+        if (await self.conn.execute(count)).scalar_one() > FEW_ROWS:
+            return T.c.id.in_(matching), False
+        found = matching.columns(column("ticket_id", Integer)).subquery("found")
+        # An array computed once (an InitPlan), then tickets' primary key looked up by it; the
+        # cast keeps `= ANY (…)` from reading the subquery as a set of rows.
+        ids = cast(select(func.array_agg(found.c.ticket_id)).scalar_subquery(), ARRAY(Integer))
+        return T.c.id == any_(ids), True
+
     async def search(self, words: str, limit: int = 50) -> list[int]:
         """Tickets whose title or one of whose texts contains all the words, newest first."""
-        matching = self._matching(words)
-        if matching is None:
+        clause, _few = await self._matching_clause(words)
+        if clause is None:
             return []
         rows = await self.conn.execute(
-            select(T.c.id).where(T.c.id.in_(matching)).order_by(T.c.id.desc()).limit(limit)
+            select(T.c.id).where(clause).order_by(T.c.id.desc()).limit(limit)
         )
         return [r[0] for r in rows]
 
@@ -428,14 +456,14 @@ class SqlReader:
             where.append(T.c.owner == owner)
         if unowned:
             where.append(T.c.owner.is_(None))
-        matching = self._matching(words)
-        if matching is not None:
-            where.append(T.c.id.in_(matching))
-        if matching is not None and len(where) == 1 and not self.sqlite:
-            # Words alone: the distinct tickets of the matching rows (every search row's ticket
-            # exists; tickets are never deleted), which spares PostgreSQL a join with every
-            # ticket when a common word matches tens of thousands.
-            found = matching.columns(column("ticket_id", Integer)).subquery("found")
+        clause, few = await self._matching_clause(words)
+        if clause is not None:
+            where.append(clause)
+        if clause is not None and len(where) == 1 and not (self.sqlite or few):
+            # Words alone, many rows: the distinct tickets of the matching rows (every search
+            # row's ticket exists; tickets are never deleted), which spares PostgreSQL a join
+            # with every ticket when a common word matches tens of thousands.
+            found = self._matching(words).columns(column("ticket_id", Integer)).subquery("found")
             count = select(func.count(distinct(found.c.ticket_id)))
         else:
             count = select(func.count()).select_from(T).where(*where)
