@@ -60,6 +60,8 @@ bench: stack
 	$(PY) bench/bench_matrix.py --commands $(BENCH_COMMANDS) --mails $(BENCH_MATRIX_MAILS)
 	$(PY) bench/bench_web.py --tickets $(BENCH_WEB_TICKETS) --entries $(BENCH_WEB_ENTRIES) \
 		--samples $(BENCH_WEB_SAMPLES)
+	$(PY) bench/bench_web.py --tickets $(BENCH_WEB_TICKETS) --entries $(BENCH_WEB_ENTRIES) \
+		--samples $(BENCH_WEB_SAMPLES) --database postgresql --no-api
 	$(PY) bench/bench_hostile.py --hostile $(BENCH_HOSTILE) --normal $(BENCH_HOSTILE_NORMAL)
 	$(PY) bench/bench_connectivity.py --targets $(BENCH_CONNECTIVITY_TARGETS) \
 		--rounds $(BENCH_CONNECTIVITY_ROUNDS)
