@@ -97,9 +97,12 @@ async def test_healthz_and_metrics_with_every_component(
         async with httpx.AsyncClient(timeout=30) as client:
             response = await client.get(f"http://127.0.0.1:{app.metrics_port}/metrics")
         got = samples(response.text)
-        return got if got.get(("exobot_command_seconds_count", (("command", "show"),))) else None
+        answered = got.get(("exobot_command_seconds_count", (("command", "show"),)))
+        # The root's edit (due a few seconds after a change) may still be queued for chat.
+        posted = got.get(("exobot_outbox_backlog", (("kind", "chat"),))) == 0
+        return got if answered and posted else None
 
-    got = await wait_until(command_counted, what="the command in the metrics")
+    got = await wait_until(command_counted, what="the command and chat posts in the metrics")
     assert got[("exobot_mails_ingested_total", ())] == 1
     assert got[("exobot_mail_parse_seconds_count", ())] == 1
     assert 0 < got[("exobot_mail_parse_seconds_sum", ())] < 30
