@@ -493,7 +493,29 @@ class AlertsConfig(ConfigSection):
         return ZoneInfo(self.timezone)
 
 
-class WebConfig(ConfigSection):
+class ListeningSection(ConfigSection):
+    """A section with a ``listen`` address (``host:port``), validated, with its parts."""
+
+    listen: str
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        _split_listen(value)
+        return value
+
+    @property
+    def host(self) -> str:
+        """Host part of ``listen`` (IPv6 without brackets)."""
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """Port part of ``listen``."""
+        return _split_listen(self.listen)[1]
+
+
+class WebConfig(ListeningSection):
     """The web server; ``base_url`` is how links in mail and Matrix point to it."""
 
     enabled: bool = True
@@ -504,12 +526,6 @@ class WebConfig(ConfigSection):
     # The TLS proxies in front (IPs or CIDRs): only a request from one of them has its
     # X-Forwarded-For believed, for the login limiter's client address.
     trusted_proxies: list[str] = Field(default_factory=list)
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        _split_listen(value)
-        return value
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -544,37 +560,11 @@ class WebConfig(ConfigSection):
         """``base_url`` without its trailing slash, for building links."""
         return str(self.base_url).rstrip("/")
 
-    @property
-    def host(self) -> str:
-        """Host part of ``listen`` (IPv6 without brackets)."""
-        return _split_listen(self.listen)[0]
 
-    @property
-    def port(self) -> int:
-        """Port part of ``listen``."""
-        return _split_listen(self.listen)[1]
-
-
-class MetricsConfig(ConfigSection):
+class MetricsConfig(ListeningSection):
     """Prometheus metrics, served on an address of their own (the section's absence: none)."""
 
     listen: str = "127.0.0.1:9108"
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        _split_listen(value)
-        return value
-
-    @property
-    def host(self) -> str:
-        """Host part of ``listen`` (IPv6 without brackets)."""
-        return _split_listen(self.listen)[0]
-
-    @property
-    def port(self) -> int:
-        """Port part of ``listen``."""
-        return _split_listen(self.listen)[1]
 
 
 class PrivacyConfig(ConfigSection):
