@@ -219,7 +219,7 @@ async def get_attachment(
     ctx = context(request)
     async with ctx.repository.reading() as view:
         ticket = await view.get_ticket(n)
-        found = await view.attachment(n, attachment_id) if ticket else None
+        found = await view.attachment(ticket.number, attachment_id) if ticket else None
     if ticket is None:
         raise _not_found(request, n)
     if found is None:

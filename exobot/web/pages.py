@@ -516,7 +516,8 @@ async def attachment(
 ) -> Response:
     """An attachment, always as a download: never shown inline, whatever it claims to be."""
     async with context(request).repository.reading() as view:
-        found = await view.attachment(number, attachment_id)
+        ticket = await view.get_ticket(number)  # a merged number names its survivor's files
+        found = await view.attachment(ticket.number, attachment_id) if ticket else None
     if found is None:
         raise HTTPException(404)
     return download(found)

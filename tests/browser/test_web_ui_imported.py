@@ -133,6 +133,12 @@ async def test_an_imported_ticket_reads_with_its_authors_and_dates(web: Web, tmp
     download = await info.value
     assert download.suggested_filename == FILE_NAME
     assert Path(await download.path()).read_bytes() == FILE_BYTES
+    # The same file through the merged number (a link kept from before the merge).
+    href = await link.get_attribute("href")
+    assert href is not None and href.startswith("/tickets/310/attachments/")
+    merged = await page.request.get(web.url + href.replace("/310/", "/305/", 1))
+    assert merged.status == 200
+    assert await merged.body() == FILE_BYTES
 
     # The merged number lands on the survivor.
     await page.goto(web.ticket_url(305))
