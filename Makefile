@@ -15,6 +15,7 @@ BENCH_HOSTILE_NORMAL ?= 10
 BENCH_CONNECTIVITY_TARGETS ?= 100
 BENCH_CONNECTIVITY_ROUNDS ?= 5
 BENCH_SENSITIVE_SIZE ?= 1048576
+BENCH_E2E_MAILS ?= 1000
 
 .PHONY: venv stack demo test bench bench-smoke lint clean catalogs mo image-check
 
@@ -56,6 +57,7 @@ test: stack
 	$(PY) -m pytest -q
 
 bench: stack
+	$(PY) bench/bench_e2e.py --mails $(BENCH_E2E_MAILS)
 	$(PY) bench/bench_mail.py --mails $(BENCH_MAILS) --latency-samples $(BENCH_SAMPLES)
 	$(PY) bench/bench_matrix.py --commands $(BENCH_COMMANDS) --mails $(BENCH_MATRIX_MAILS)
 	$(PY) bench/bench_web.py --tickets $(BENCH_WEB_TICKETS) --entries $(BENCH_WEB_ENTRIES) \
@@ -71,7 +73,8 @@ bench-smoke:
 	$(MAKE) bench BENCH_MAILS=100 BENCH_SAMPLES=5 BENCH_COMMANDS=10 BENCH_MATRIX_MAILS=3 \
 		BENCH_WEB_TICKETS=5000 BENCH_WEB_ENTRIES=25000 BENCH_WEB_SAMPLES=20 \
 		BENCH_HOSTILE=8 BENCH_HOSTILE_NORMAL=2 \
-		BENCH_CONNECTIVITY_TARGETS=20 BENCH_CONNECTIVITY_ROUNDS=2 BENCH_SENSITIVE_SIZE=65536
+		BENCH_CONNECTIVITY_TARGETS=20 BENCH_CONNECTIVITY_ROUNDS=2 BENCH_SENSITIVE_SIZE=65536 \
+		BENCH_E2E_MAILS=50
 
 # Build the container image from a clean clone with podman and run it against the test stack
 # (root; installs podman, runc and debootstrap when missing): devstack/image_check.py.

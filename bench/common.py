@@ -77,9 +77,11 @@ def run_with_stack(
     synapse: bool,
     workdir_prefix: str,
     measure: Callable[[Stack, Path], Awaitable[str]],
+    postgres: bool = False,
 ) -> int:
     """Run `measure` on a fresh stack in a temporary directory and print the report it returns.
 
+    With `postgres` the stack runs its private PostgreSQL too (`Stack.postgres_url`).
     Sets up logging (`args.verbose`), stops the stack on SIGTERM as on Ctrl-C, and removes the
     directory at the end unless `args.keep`. Returns the exit code: 0 when the run completed,
     1 on BenchError, 130 when interrupted; any other exception propagates (after the cleanup).
@@ -94,8 +96,11 @@ def run_with_stack(
     try:
         base_port = find_free_base_port(DEFAULT_BASE_PORT + (os.getpid() % 1000) * 10)
         what = "the stack with Synapse" if synapse else "the mail stack"
+        what += " and PostgreSQL" if postgres else ""
         print(f"starting {what} in {workdir} (base port {base_port}) ...", flush=True)
-        stack = Stack.start(workdir / "stack", base_port=base_port, synapse=synapse)
+        stack = Stack.start(
+            workdir / "stack", base_port=base_port, synapse=synapse, postgres=postgres
+        )
         text = asyncio.run(measure(stack, workdir))
     except BenchError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
@@ -146,3 +151,88 @@ PARAGRAPHS = [
     "Quan vaig intentar entrar a l'àrea de socis em diu que la contrasenya no és correcta.",
     "Gràcies per la feina que feu, sé que sou voluntaris i que aneu de bòlit.",
 ]
+
+
+# --------------------------------------------------------------------------- processes
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of a process (Linux: /proc/PID/task/TID/children); [] if gone."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as file:
+                found += [int(child) for child in file.read().split()]
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, depth first."""
+    found = []
+    for child in children(pid):
+        found.append(child)
+        found += descendants(child)
+    return found
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line, arguments joined by spaces ("" when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def cpu_seconds(pid: int, reaped_children: bool = True) -> float:
+    """User + system CPU seconds of a process (0 when it is gone), with those of its children
+    it has already waited for (`reaped_children`)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            fields = file.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # Fields after the name: state ppid ... utime(12) stime(13) cutime(14) cstime(15).
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / CLOCK_TICKS
+
+
+def forkservers(pid: int) -> list[int]:
+    """The multiprocessing fork servers started by `pid` (the parse workers are their
+    children)."""
+    return [c for c in children(pid) if "multiprocessing.forkserver" in cmdline(c)]
+
+
+def parse_worker_cpu(pid: int) -> float:
+    """CPU seconds of the parse workers of exobot process `pid`, the fork server included:
+    the fork server's own and its reaped children's, plus every live worker's."""
+    total = 0.0
+    for server in forkservers(pid):
+        total += cpu_seconds(server)
+        total += sum(cpu_seconds(worker) for worker in descendants(server))
+    return total
+
+
+def memory_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process in kB from /proc/PID/smaps_rollup; (0, 0) when it is gone."""
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as file:
+            for line in file:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, pss

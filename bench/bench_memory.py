@@ -1,0 +1,222 @@
+"""Memory at rest: `exobot run` with Matrix, the web server and the bundled plugins, after a few
+mails, as RSS and PSS summed over the exobot process and its children.
+
+    .venv/bin/python bench/bench_memory.py [--mails N]
+
+Starts its own stack (Dovecot, the SMTP relay, Synapse) in a temporary directory on free ports
+and stops it at the end (`make bench` runs this through bench_e2e.py, on that stack). exobot runs
+as its own process, `exobot run -c CONFIG` (SQLite, Matrix room, web on, plugins enabled as in
+bench_e2e.py, privacy masking on). N member mails are sent through SMTP; once every ticket is
+committed and every acknowledgement and chat post delivered, and a few seconds more have passed,
+the resident memory of the exobot process and of every process below it (the multiprocessing
+fork server and resource tracker, the parse workers) is read from /proc/PID/smaps_rollup:
+
+- RSS counts every page a process has in memory, shared ones included (the goal is on RSS);
+- PSS divides each shared page among the processes that map it, so its sum is what the
+  processes together cost the machine.
+
+Goal: < 150 MB RSS summed. Exit code 0 when measured, 1 when the run fails, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from bench_e2e import UNDELIVERED_SQL, production_config
+from bench_mail import SMTP_POLICY, MailFactory
+from common import (
+    BenchError,
+    cmdline,
+    connect_db,
+    descendants,
+    forkservers,
+    memory_kb,
+    run_with_stack,
+    scalar,
+)
+
+from devstack.matrix_setup import setup_matrix
+from devstack.stack import Stack
+
+GOAL_MB = 150.0
+READY_TIMEOUT = 120.0  # exobot started, every mail handled
+SETTLE_SECONDS = 5.0  # "at rest": after the last delivery, before reading memory
+STOP_TIMEOUT = 30.0
+POLL_SECONDS = 0.2
+
+
+@dataclass
+class ProcessMemory:
+    """One process's resident memory, in kB."""
+
+    pid: int
+    role: str
+    rss: int
+    pss: int
+
+
+@dataclass
+class MemoryResult:
+    """The processes of one exobot at rest."""
+
+    processes: list[ProcessMemory] = field(default_factory=list)
+
+    @property
+    def rss_mb(self) -> float:
+        """RSS summed over the processes, in MB (2^20 bytes)."""
+        return sum(p.rss for p in self.processes) / 1024
+
+    @property
+    def pss_mb(self) -> float:
+        """PSS summed over the processes, in MB."""
+        return sum(p.pss for p in self.processes) / 1024
+
+    def line(self) -> str:
+        """The one-line figure `make bench` prints."""
+        met = "met" if self.rss_mb < GOAL_MB else "NOT MET"
+        return (
+            f"memory at rest: {self.rss_mb:.0f} MB RSS summed over {len(self.processes)} "
+            f"processes (PSS {self.pss_mb:.0f} MB); goal < {GOAL_MB:.0f} MB RSS {met}"
+        )
+
+    def detail_lines(self) -> list[str]:
+        """One line per process."""
+        return [
+            f"  {p.role:<18} pid {p.pid:>7}: RSS {p.rss / 1024:6.1f} MB, PSS {p.pss / 1024:6.1f} MB"
+            for p in self.processes
+        ]
+
+
+def read_memory(main: int) -> MemoryResult:
+    """RSS and PSS of `main` and every process below it. The parse workers are forks of the
+    fork server, with its command line: they are told apart by their parent."""
+    result = MemoryResult()
+    servers = set(forkservers(main))
+    workers = {worker for server in servers for worker in descendants(server)}
+    for pid in [main, *descendants(main)]:
+        if pid == main:
+            role = "exobot run"
+        elif pid in servers:
+            role = "fork server"
+        elif pid in workers:
+            role = "parse worker"
+        elif "multiprocessing.resource_tracker" in cmdline(pid):
+            role = "resource tracker"
+        else:
+            role = cmdline(pid)[:18] or "?"
+        rss, pss = memory_kb(pid)
+        if rss:
+            result.processes.append(ProcessMemory(pid, role, rss, pss))
+    return result
+
+
+def exobot_command() -> list[str]:
+    """`exobot` of this interpreter's environment."""
+    script = Path(sys.executable).parent / "exobot"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from exobot.cli import main; sys.exit(main())"]
+
+
+def measure_memory(stack: Stack, directory: Path, mails: int, run_id: str) -> MemoryResult:
+    """Run exobot at rest with Matrix, web and plugins after `mails` mails; read its memory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    address = f"suport-mem.{run_id}@example.org"
+    setup = setup_matrix(stack, tag=f"-m{run_id}", queues=("suport",))
+    database = directory / "exobot.db"
+    data = production_config(
+        stack, directory, address=address, database_url=f"sqlite:///{database}", matrix=setup
+    )
+    data["logging"] = {"level": "WARNING"}
+    config = directory / "config.yaml"
+    config.write_text(yaml.safe_dump(data, allow_unicode=True))
+    print(f"memory: exobot run with Matrix, web and plugins; {mails} mails ...", flush=True)
+    log = (directory / "exobot.log").open("wb")
+    process = subprocess.Popen(
+        [*exobot_command(), "run", "-c", str(config)],
+        cwd=directory,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not database.exists() or not _has_tables(database):
+            _check_alive(process, deadline, directory)
+            time.sleep(POLL_SECONDS)
+        factory = MailFactory(address, f"mem{run_id}", members=max(1, mails), seed=11)
+        for _ in range(mails):
+            msg, sender, _name = factory.new_request("plain")
+            stack.send_mail(msg.as_bytes(policy=SMTP_POLICY), sender, [address])
+        reader = connect_db(database)
+        try:
+            while not (
+                scalar(reader, "SELECT count(*) FROM tickets") >= mails
+                and scalar(reader, UNDELIVERED_SQL) == 0
+                and scalar(reader, "SELECT count(*) FROM outbox WHERE kind = 'chat'") >= mails
+            ):
+                _check_alive(process, deadline, directory)
+                time.sleep(POLL_SECONDS)
+        finally:
+            reader.close()
+        time.sleep(SETTLE_SECONDS)
+        _check_alive(process, deadline + SETTLE_SECONDS, directory)
+        return read_memory(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _has_tables(database: Path) -> bool:
+    conn = connect_db(database)
+    try:
+        return bool(scalar(conn, "SELECT count(*) FROM sqlite_master WHERE name = 'outbox'"))
+    except Exception:
+        return False
+    finally:
+        conn.close()
+
+
+def _check_alive(process: subprocess.Popen, deadline: float, directory: Path) -> None:
+    if process.poll() is not None:
+        tail = (directory / "exobot.log").read_text(errors="replace")[-2000:]
+        raise BenchError(f"exobot run ended with status {process.returncode}:\n{tail}")
+    if time.monotonic() > deadline:
+        raise BenchError(f"exobot did not handle the mails within {READY_TIMEOUT:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure once on a fresh stack and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mails", type=int, default=5, metavar="N", help="default 5")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("-v", "--verbose", action="store_true", help="INFO logs of the bench")
+    args = parser.parse_args(argv)
+
+    async def measure(stack: Stack, workdir: Path) -> str:
+        import asyncio
+        import uuid
+
+        result = await asyncio.to_thread(
+            measure_memory, stack, workdir / "memory", max(1, args.mails), uuid.uuid4().hex[:6]
+        )
+        return "\n".join([result.line(), *result.detail_lines()])
+
+    return run_with_stack(args, synapse=True, workdir_prefix="exobot-mem-", measure=measure)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
