@@ -17,7 +17,7 @@ BENCH_CONNECTIVITY_ROUNDS ?= 5
 BENCH_SENSITIVE_SIZE ?= 1048576
 BENCH_E2E_MAILS ?= 1000
 
-.PHONY: venv stack demo test bench bench-smoke lint clean catalogs mo image-check
+.PHONY: venv stack demo test test-long bench bench-smoke lint clean catalogs mo image-check
 
 # The bundled plugins (plugins/NAME/, each its own distribution) are installed with exobot,
 # in one pip run; a change to any of their pyproject files installs again.
@@ -55,6 +55,11 @@ demo: stack
 test: stack
 	$(PY) -m ruff check exobot plugins tests devstack bench
 	$(PY) -m pytest -q
+
+# The soak (tests/long): a real `exobot run` under four writers for EXOBOT_SOAK_SECONDS
+# (default 600) on SQLite, then on PostgreSQL; its figures are printed at the end.
+test-long: stack
+	$(PY) -m pytest -q -m long tests/long
 
 bench: stack
 	$(PY) bench/bench_e2e.py --mails $(BENCH_E2E_MAILS)
