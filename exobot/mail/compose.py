@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime, getaddresses, parseaddr, quote
@@ -125,9 +126,7 @@ def build_message(
         raise ValueError(f"invalid language tag {language!r}")
 
     msg = EmailMessage(policy=SMTP_POLICY)
-    # Address objects rather than formataddr() strings: the string would be re-parsed, and a
-    # name such as "Núria <x@y>" came out as a bare second address in the serialised header.
-    msg["From"] = Address(header_safe(from_name), addr_spec=_check_addr_spec(from_address))
+    msg["From"] = _from_header(from_name, from_address)
     msg["To"] = [_parse_address(a) for a in to]
     if cc:
         msg["Cc"] = [_parse_address(a) for a in cc]
@@ -140,14 +139,32 @@ def build_message(
     if chain:
         msg["References"] = " ".join(chain)
     if auto_submitted:
-        msg["Auto-Submitted"] = "auto-replied"
-    msg["X-Exobot-Loop"] = _check_token(loop_marker, "loop marker")
+        msg["Auto-Submitted"] = _fixed_header("Auto-Submitted", "auto-replied")
+    msg["X-Exobot-Loop"] = _fixed_header("X-Exobot-Loop", _check_token(loop_marker, "loop marker"))
     # Quoted-printable keeps every line 7-bit and short, so it survives relays without
     # 8BITMIME and members' long unwrapped paragraphs; set_content also adds MIME-Version.
     msg.set_content(body, subtype="plain", charset="utf-8", cte="quoted-printable")
     # Only now: set_content() deletes every existing Content-* header, this one included.
-    msg["Content-Language"] = language
+    msg["Content-Language"] = _fixed_header("Content-Language", language)
     return msg
+
+
+# The headers every message of an instance shares are parsed once (parsing a header is most of
+# the cost of building a message); header objects are immutable, so messages can share them.
+
+
+@functools.lru_cache(maxsize=64)
+def _from_header(from_name: str, from_address: str) -> BaseHeader:
+    # Address objects rather than formataddr() strings: the string would be re-parsed, and a
+    # name such as "Núria <x@y>" came out as a bare second address in the serialised header.
+    address = Address(header_safe(from_name), addr_spec=_check_addr_spec(from_address))
+    return SMTP_POLICY.header_factory("From", address)
+
+
+@functools.lru_cache(maxsize=64)
+def _fixed_header(name: str, value: str) -> BaseHeader:
+    """The header object for a value checked already (no line break can be in it)."""
+    return SMTP_POLICY.header_factory(name, value)
 
 
 def _check_language(language: str) -> str:
@@ -346,4 +363,26 @@ def _single_header(folded):
     return folded
 
 
-SMTP_POLICY = _SMTPPolicy(linesep="\r\n")
+class _CachedHeaderRegistry(HeaderRegistry):
+    """The stdlib registry, except that each header name's class is made once: the stock
+    `__getitem__` builds a new class with `type()` on every call (every header set and every
+    header folded), which was most of the cost of building an acknowledgement."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+    def map_to_type(self, name: str, cls: type) -> None:
+        """Register a class for a header name (and forget the one made for it before)."""
+        super().map_to_type(name, cls)
+        self._classes.pop(name.lower(), None)
+
+
+SMTP_POLICY = _SMTPPolicy(linesep="\r\n", header_factory=_CachedHeaderRegistry())
