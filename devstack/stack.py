@@ -266,6 +266,55 @@ class Stack:
         self._start_smtp(timeout)
         self._save()
 
+    # Restartable services and the signal/grace each is stopped with (see stop()).
+    RESTARTABLE = ("smtp", "dovecot", "synapse", "postgres")
+
+    def stop_service(self, name: str) -> None:
+        """Stop one service (to simulate an outage or a restart); its port is freed and its
+        data (mailboxes, Synapse's and PostgreSQL's databases) is kept for start_service."""
+        if name not in self.RESTARTABLE:
+            raise StackError(f"unknown service {name!r} (one of {', '.join(self.RESTARTABLE)})")
+        pid = self.pids.get(name)
+        if pid:
+            if name == "postgres":
+                # pg_ctl's "fast" shutdown, as in stop(): clients see their connections end.
+                stop_pid(
+                    pid, self._pid_token(name), grace=10.0,
+                    first_signal=signal.SIGINT, signal_group=False,
+                )  # fmt: skip
+                self._remove_temp_socket_dir()
+            else:
+                stop_pid(pid, self._pid_token(name))
+        self.pids[name] = None
+        self._save()
+
+    def start_service(self, name: str, timeout: float = READY_TIMEOUT) -> None:
+        """Start one service again on its ports, with its kept data, and wait until it
+        answers (as at Stack.start); a service still running is left alone."""
+        if name not in self.RESTARTABLE:
+            raise StackError(f"unknown service {name!r} (one of {', '.join(self.RESTARTABLE)})")
+        pid = self.pids.get(name)
+        if pid and pid_matches(pid, self._pid_token(name)):
+            return
+        if name == "smtp":
+            self._start_smtp(timeout)
+        elif name == "dovecot":
+            self._start_dovecot(timeout)
+        elif name == "synapse":
+            if not self.synapse_url:
+                raise StackError("this stack runs without Synapse")
+            self._start_synapse(None, timeout)
+        else:
+            if self.postgres_port is None:
+                raise StackError("this stack runs without PostgreSQL")
+            self._start_postgres(timeout)
+        self._save()
+
+    def restart_service(self, name: str, timeout: float = READY_TIMEOUT) -> None:
+        """stop_service then start_service: a server restart as an upgrade would do it."""
+        self.stop_service(name)
+        self.start_service(name, timeout)
+
     # ------------------------------------------------------------------ internals
 
     def _pid_token(self, name: str) -> str:
@@ -315,6 +364,16 @@ class Stack:
     def _start_services(
         self, keygen: subprocess.Popen | None, synapse: bool, timeout: float
     ) -> None:
+        self._start_dovecot(timeout)
+        self._start_smtp(timeout)
+        if self.postgres_port is not None:
+            self._start_postgres(timeout)
+        if synapse:
+            self._start_synapse(keygen, timeout)
+
+    # Dovecot
+
+    def _start_dovecot(self, timeout: float) -> None:
         dovecot = self._spawn_dovecot()
         wait_ready(
             "dovecot IMAP",
@@ -338,13 +397,6 @@ class Stack:
             self._log("dovecot"),
             timeout,
         )
-        self._start_smtp(timeout)
-        if self.postgres_port is not None:
-            self._start_postgres(timeout)
-        if synapse:
-            self._start_synapse(keygen, timeout)
-
-    # Dovecot
 
     def _spawn_dovecot(self) -> subprocess.Popen:
         base = self.dir / "dovecot"

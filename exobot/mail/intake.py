@@ -35,7 +35,9 @@ FETCH_CHUNK = 50  # messages per UID FETCH
 SIZE_CHUNK = 200
 FETCH_BYTES = 64 * 1024 * 1024  # and at most about this many bytes of them
 HEADER_BYTES = 64 * 1024  # of a mail too big to fetch, only this much of its header
-MAX_BACKOFF_SECONDS = 300.0
+# Reconnection attempts are cheap; a server back after a long outage (a restart, an upgrade)
+# must be watched again within a minute, so the wait between them stays short.
+MAX_BACKOFF_SECONDS = 30.0
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _FETCH_UID = re.compile(rb"UID (\d+)")
 _FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
@@ -147,17 +149,23 @@ class ImapIntake:
         # Health: watching the folder is progress; not being connected is work waiting.
         self.health = Component("imap", self.clock, critical=True)
         self.ingested = 0  # messages stored since start, for the metrics
+        self._watched = False  # whether the current session got as far as storing new mail
 
     async def run(self) -> None:
         """Run until cancelled, reconnecting with exponential backoff."""
         backoff = 1.0
         self.health.waiting(True)
         while True:
+            self._watched = False
             try:
                 await self._session()
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                if self._watched:
+                    # The session worked: this is a new outage, not the same one going on, so
+                    # the backoff starts over (a session always ends in an error).
+                    backoff = 1.0
                 self.connected.clear()
                 self.health.failed()
                 self.health.waiting(True)
@@ -236,6 +244,8 @@ class ImapIntake:
         self.health.waiting(False)
         log.info("IMAP %s: watching %s", self.settings.host, self.settings.folder)
         await self.fetch_new(client, uidvalidity)
+        # A working session (a database down makes the fetch fail: that outage goes on).
+        self._watched = True
         await self._expunge_due(client, uidvalidity)
         use_idle = client.has_capability("IDLE")
         while True:
