@@ -27,6 +27,7 @@ from exobot.db.state import get_state, set_state
 from exobot.delivery import RetryPolicy
 from exobot.health import FAILING, OFF, OK, Health
 from exobot.jobs import AlertSweep, Scheduler
+from exobot.leader import Leadership
 from exobot.mail.compose import TemplateRenderer
 from exobot.mail.intake import ImapIntake, ImapSettings
 from exobot.mail.msgid import MessageIds
@@ -55,6 +56,9 @@ HMAC_SECRET_KEY = "mail.hmac_secret"
 PROCESSOR_SWEEP_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 ROOM_RETRY_SECONDS = 60.0
+# On PostgreSQL another instance (a follower serving the web and the API) may queue outbox
+# rows: the leader's workers look for due rows at least this often (one cheap query each).
+SHARED_DATABASE_POLL_SECONDS = 1.0
 
 
 def _read_sqlite_header(url: str) -> None:
@@ -101,7 +105,12 @@ def service_settings(config: Config) -> ServiceSettings:
 
 class App:
     """exobot as one process: mail intake and processing, the mail and chat workers, the Matrix
-    client and the alert scheduler, as tasks of one event loop."""
+    client and the alert scheduler, as tasks of one event loop.
+
+    Those are the leader's parts (exobot.leader): they run while this instance leads, which on
+    SQLite is always. The web, the API, /healthz, the metrics and the event-loop lag run in
+    every instance from the start.
+    """
 
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
@@ -126,7 +135,10 @@ class App:
         self.actions = new_registry()
         self.plugins = PluginManager(config)
         self._mail_arrived = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task] = []  # every instance's tasks
+        self._leader_tasks: list[asyncio.Task] = []  # the leader's, while it leads
+        # Who leads on this database; made at start unless a test gives one.
+        self.leadership: Leadership | None = None
         # What /healthz reports and what metrics.listen serves; the parts report into them.
         self.health = Health(self.clock)
         self.metrics = Metrics(self.clock)
@@ -429,23 +441,90 @@ class App:
             self._serve_metrics()
         await self.plugins.start()  # after the core is built, before any worker runs
         self._plugins_started_at = self.clock.now()
+        if self.leadership is None:
+            self.leadership = Leadership.for_database(self.config.database.url)
+        leadership = self.leadership
+        self.health.is_leader = lambda: leadership.is_leader
+        self.metrics.watch_leadership(lambda: leadership.is_leader)
+        if not is_sqlite(self.config.database.url):
+            for worker in (self.sender, self.poster):
+                if worker is not None:
+                    worker.idle_wait = SHARED_DATABASE_POLL_SECONDS
+        self._tasks = [asyncio.create_task(self.metrics.watch_loop(), name="event-loop-lag")]
+        if self.web is not None:
+            self._tasks.append(asyncio.create_task(self.web.run(), name="web"))
+        if leadership.is_leader:
+            self._start_leader_parts()  # SQLite: at once, as a lone instance always did
+        else:
+            for component in self._leader_components():
+                component.enabled = False  # "off" on /healthz until this instance leads
+        self._tasks += [
+            asyncio.create_task(leadership.run(), name="leadership"),
+            asyncio.create_task(self._lead(), name="leader-parts"),
+        ]
+        log.info(
+            "exobot started: %s, mail %s, %s",
+            self.config.database.url.split("://")[0],
+            self.config.mail.address,
+            "leading" if leadership.is_leader else "following (waiting for the leader lock)",
+        )
+
+    def _leader_components(self) -> list:
+        """The health components of the leader's parts (off while following)."""
+        parts = [self.intake.health, self.sender.health]
+        if self.matrix is not None:
+            parts += [self.matrix.health, self.poster.health]
+        return parts
+
+    def _start_leader_parts(self) -> None:
+        """This instance leads: fetch and process mail, deliver the outbox, run the Matrix
+        client and the scheduled jobs (with chat, the scheduler starts once Matrix is
+        connected)."""
+        for component in self._leader_components():
+            component.enabled = True
         if self.matrix is None:
-            self.scheduler.start()  # with chat, it starts once Matrix is connected
-        self._tasks = [
+            self.scheduler.start()
+        self._leader_tasks = [
             asyncio.create_task(self._process_loop(), name="mail-processor"),
             asyncio.create_task(self.sender.run(), name="mail-sender"),
             asyncio.create_task(self.intake.run(), name="imap-intake"),
-            asyncio.create_task(self.metrics.watch_loop(), name="event-loop-lag"),
         ]
         if self.matrix is not None:
-            self._tasks.append(asyncio.create_task(self._matrix_loop(), name="matrix"))
-        if self.web is not None:
-            self._tasks.append(asyncio.create_task(self.web.run(), name="web"))
-        log.info(
-            "exobot started: %s, mail %s",
-            self.config.database.url.split("://")[0],
-            self.config.mail.address,
-        )
+            self._leader_tasks.append(asyncio.create_task(self._matrix_loop(), name="matrix"))
+
+    async def _stop_leader_parts(self) -> None:
+        """Stop the leader's parts (intake first, so nothing new comes in), each given
+        STOP_TIMEOUT_SECONDS: cancelling closes the Matrix client, the IMAP session and the SMTP
+        connection of a pass under way."""
+        self.scheduler.pause()
+        tasks, self._leader_tasks = self._leader_tasks, []
+        await _cancel_all(reversed(tasks))
+        self.chat_ready.clear()
+        self.intake.connected.clear()
+        for component in self._leader_components():
+            component.waiting(False)  # a follower has no backlog of its own: never stalled
+            component.enabled = False
+
+    async def _lead(self) -> None:
+        """Start the leader's parts whenever this instance is elected, stop them when it is
+        deposed. A leader's part ending on its own ends this task (and so exobot, as before)."""
+        leadership = self.leadership
+        while True:
+            await leadership.elected.wait()
+            if not self._leader_tasks:
+                self._start_leader_parts()
+            deposed = asyncio.create_task(leadership.deposed.wait(), name="deposed")
+            try:
+                done, _ = await asyncio.wait(
+                    [deposed, *self._leader_tasks], return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                deposed.cancel()
+            for task in done - {deposed}:
+                error = None if task.cancelled() else task.exception()
+                raise RuntimeError(f"{task.get_name()} ended: {error!r}") from error
+            log.warning("stopping the leader's parts: another instance may lead now")
+            await self._stop_leader_parts()
 
     async def _process_loop(self) -> None:
         """Process stored mail when intake stores some, and sweep now and then (CLI retries)."""
@@ -494,7 +573,7 @@ class App:
         try:
             await asyncio.gather(*workers)
         finally:
-            self.scheduler.stop()
+            self.scheduler.pause()  # resumed when this instance leads again; stop() ends it
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
@@ -521,19 +600,17 @@ class App:
         """Stop the plugins first, then intake (nothing new comes in), then the workers, then
         the database."""
         await self.plugins.stop()
-        if self.matrix is None and self.scheduler is not None:
+        tasks, self._tasks = self._tasks, []
+        # The election first (the leader's parts are not started again), then those parts,
+        # then the web and the rest.
+        await _cancel_all(reversed(tasks[-2:]))
+        if self._leader_tasks:
+            await self._stop_leader_parts()
+        if self.scheduler is not None:
             self.scheduler.stop()
-        for task in reversed(self._tasks):
-            task.cancel()
-            done, _pending = await asyncio.wait({task}, timeout=STOP_TIMEOUT_SECONDS)
-            if not done:
-                log.error(
-                    "%s did not stop within %s s: %s",
-                    task.get_name(),
-                    STOP_TIMEOUT_SECONDS,
-                    task.get_stack(),
-                )
-        self._tasks = []
+        await _cancel_all(reversed(tasks[:-2]))
+        if self.leadership is not None and self.leadership.lock is not None:
+            await asyncio.to_thread(self.leadership.lock.release)  # at once, not in the background
         self.metrics.close()
         self.metrics_port = None
         if self.processor is not None:
@@ -561,7 +638,7 @@ class App:
         try:
             done, _ = await asyncio.wait(
                 [waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED
-            )
+            )  # a leader's part ending ends the "leader-parts" task
             for task in done - {waiter}:
                 status = 1
                 error = None if task.cancelled() else task.exception()
@@ -571,3 +648,17 @@ class App:
             log.info("stopping")
             await self.stop()
         return status
+
+
+async def _cancel_all(tasks) -> None:  # noqa: ANN001 - an iterable of tasks
+    """Cancel each task in turn and wait for it, up to STOP_TIMEOUT_SECONDS each."""
+    for task in tasks:
+        task.cancel()
+        done, _pending = await asyncio.wait({task}, timeout=STOP_TIMEOUT_SECONDS)
+        if not done:
+            log.error(
+                "%s did not stop within %s s: %s",
+                task.get_name(),
+                STOP_TIMEOUT_SECONDS,
+                task.get_stack(),
+            )

@@ -59,6 +59,9 @@ class OutboxWorker:
         # Health: a delivery is progress; pending items are work waiting (exobot.health).
         self.health = Component(self.kind or "outbox", self.clock, critical=True)
         self.failed_attempts = 0  # since start, for the metrics
+        # The longest wait between passes when not woken: another instance on the same
+        # PostgreSQL database queues rows this process is never told about (exobot.app).
+        self.idle_wait = IDLE_WAIT_SECONDS
 
     async def send(self, item: outbox.OutboxItem) -> None:
         """Deliver one item."""
@@ -87,7 +90,7 @@ class OutboxWorker:
                 next_at = None
             else:
                 self.health.waiting(next_at is not None)
-            wait = IDLE_WAIT_SECONDS
+            wait = self.idle_wait
             if next_at is not None:
                 wait = min(wait, max(0.0, (next_at - self.clock.now()).total_seconds()))
             self.wake.clear()
@@ -114,26 +117,51 @@ class OutboxWorker:
                 return delivered
 
     async def deliver(self, item: outbox.OutboxItem) -> bool:
-        """Try one item; returns True when it was delivered."""
+        """Try one item; returns True when it was delivered.
+
+        On PostgreSQL the item is first claimed (exobot.db.outbox.claim) in a transaction that
+        stays open while it is sent and marked: a row another worker holds is skipped, and a
+        worker killed mid-send leaves its row pending (sent again later, same Message-ID)."""
+        if getattr(self.repository, "sqlite", True):
+            delivered, given_up = await self._attempt(item, None)
+        else:
+            async with self.repository.connection() as claim:
+                if not await outbox.claim(claim, item.id):
+                    return False  # another worker has it, or it was done meanwhile
+                delivered, given_up = await self._attempt(item, claim)
+        if given_up is not None:  # told once the row is marked failed for all to see
+            await self.failed(item, given_up)
+        return delivered
+
+    @contextlib.asynccontextmanager
+    async def _marking(self, claim):  # noqa: ANN001, ANN202 - a connection or None
+        """The claim's connection, or a transaction of its own (SQLite)."""
+        if claim is not None:
+            yield claim
+        else:
+            async with self.repository.connection() as conn:
+                yield conn
+
+    async def _attempt(self, item: outbox.OutboxItem, claim) -> tuple[bool, str | None]:  # noqa: ANN001
+        """Send one item and mark it (through `claim` when given); returns whether it was
+        delivered and, when it was given up, why."""
         try:
             await self.send(item)
         except asyncio.CancelledError:
             raise
         except PermanentFailure as error:
             self.failed_attempts += 1
-            await self._give_up(item, str(error))
-            return False
+            return False, await self._give_up(item, str(error), claim)
         except (ValueError, KeyError, TypeError) as error:  # a payload we cannot deliver
             self.failed_attempts += 1
-            await self._give_up(item, f"cannot deliver it: {error!r}")
-            return False
+            return False, await self._give_up(item, f"cannot deliver it: {error!r}", claim)
         except Exception as error:
             self.health.failed()
             self.failed_attempts += 1
             attempts = item.attempts + 1
             if attempts >= self.retry.max_attempts:
-                await self._give_up(item, f"gave up after {attempts} attempts: {error}")
-                return False
+                reason = f"gave up after {attempts} attempts: {error}"
+                return False, await self._give_up(item, reason, claim)
             next_try = self.clock.now() + self.retry.delay(attempts)
             self.log.warning(
                 "%s not delivered, attempt %d, retry at %s: %s",
@@ -142,20 +170,21 @@ class OutboxWorker:
                 next_try.isoformat(timespec="seconds"),
                 error,
             )
-            async with self.repository.connection() as conn:
+            async with self._marking(claim) as conn:
                 await outbox.mark_retry(conn, item.id, str(error), next_try)
-            return False
-        async with self.repository.connection() as conn:
+            return False, None
+        async with self._marking(claim) as conn:
             await outbox.mark_sent(conn, item.id, self.clock.now())
         self.health.succeeded()
         self.log.info("%s delivered", self.describe(item))
-        return True
+        return True, None
 
-    async def _give_up(self, item: outbox.OutboxItem, error: str) -> None:
+    async def _give_up(self, item: outbox.OutboxItem, error: str, claim) -> str:  # noqa: ANN001
+        """Mark the item failed; returns `error`, for `failed()` once the mark is committed."""
         # The item leaves the backlog: the worker moved on, which is progress (the failure
         # itself is told in the ticket and counted in the metrics).
         self.health.succeeded()
         self.log.error("%s failed for good: %s", self.describe(item), error)
-        async with self.repository.connection() as conn:
+        async with self._marking(claim) as conn:
             await outbox.mark_failed(conn, item.id, error, self.clock.now())
-        await self.failed(item, error)
+        return error

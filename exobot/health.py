@@ -123,6 +123,8 @@ class Health:
         self.probes: dict[str, Callable[[], dict[str, Any]]] = {}
         self.database_check: Callable[[], Awaitable[None]] | None = None
         self.database = Component("database", self.clock)
+        # Whether this instance leads (exobot.leader); a lone instance always does.
+        self.is_leader: Callable[[], bool] = lambda: True
         self.cache_seconds = REPORT_CACHE_SECONDS
         self._cached: tuple[float, Report] | None = None
         self._lock = asyncio.Lock()
@@ -182,7 +184,11 @@ class Health:
                 log.exception("health: the %s probe failed", name)
                 components[name] = {"state": FAILING, "last_success": None}
         healthy = database_ok and not stalled
-        body = {"status": OK if healthy else FAILING, "components": components}
+        body = {
+            "status": OK if healthy else FAILING,
+            "leader": bool(self.is_leader()),
+            "components": components,
+        }
         return Report(healthy, body)
 
 

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exobot.core.clock import Clock, SystemClock
@@ -151,7 +152,12 @@ class Scheduler:
         return job
 
     def start(self) -> None:
-        """Start sweeping now and every `every`; a sweep still running is never doubled."""
+        """Start sweeping now and every `every`; a sweep still running is never doubled. After
+        `pause()` (an instance that stopped leading leads again) the jobs resume."""
+        if self.scheduler.state == STATE_PAUSED:
+            self.scheduler.resume()
+            self.health.enabled = True
+            return
         if self.sweep is not None:
             self.scheduler.add_job(
                 self._sweep,
@@ -192,6 +198,13 @@ class Scheduler:
             self.health.failed()
         else:
             self.health.succeeded()
+
+    def pause(self) -> None:
+        """Run no job until `start()` again (this instance no longer leads); a job running
+        now finishes."""
+        if self.scheduler.state == STATE_RUNNING:
+            self.scheduler.pause()
+        self.health.enabled = False
 
     def stop(self) -> None:
         """Stop the scheduler without waiting for a running sweep."""

@@ -61,6 +61,11 @@ class Metrics:
             "How late the event loop ran a timer (measured every second)",
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "exobot_leader",
+            "1 while this instance leads (fetches mail, delivers the outbox), else 0",
+            registry=self.registry,
+        )
         self.counters = _Counters()
         self.registry.register(self.counters)
         self.database: DatabaseCollector | None = None
@@ -76,6 +81,10 @@ class Metrics:
     def watch_worker(self, worker: Any) -> None:
         """Count the failed attempts of an outbox worker, by its kind."""
         self.counters.workers.append(worker)
+
+    def watch_leadership(self, is_leader: Callable[[], bool]) -> None:
+        """Read whether this instance leads at scrape time."""
+        self.leader.set_function(lambda: 1.0 if is_leader() else 0.0)
 
     def observe_command(self, command: str, seconds: float) -> None:
         """One chat command answered."""

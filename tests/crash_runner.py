@@ -10,6 +10,8 @@ Usage: python crash_runner.py POINT CONFIG, POINT being
                        (chat_posts): only the Matrix transaction id can prevent a duplicate
   before-thread-record when a root message was posted and recorded as a post, before it was
                        recorded as the ticket's thread (chat_threads)
+  during-smtp-send     when the SMTP server accepted a mail (after DATA), before its outbox row
+                       is marked sent: the row is sent again by whoever delivers next
 
 The chat points first let the mail worker finish what is pending, so the kill lands inside the
 chat worker only (a kill during an SMTP exchange may send a mail twice, which is another story).
@@ -29,6 +31,7 @@ from exobot.cli import main
 from exobot.core.service import TicketService
 from exobot.db import chat
 from exobot.mail.intake import ImapIntake
+from exobot.mail.outbound import MailSender
 from exobot.matrix.poster import ChatSender
 
 MAIL_SETTLE_SECONDS = 90.0  # returns as soon as the mail is out; generous for a busy machine
@@ -103,6 +106,14 @@ def install(point: str) -> None:
             return outcome
 
         TicketService.apply = apply_then_die_if_created
+    elif point == "during-smtp-send":
+        original_send = MailSender._send
+
+        async def send_then_die(self, message):  # noqa: ANN001
+            await original_send(self, message)  # the server answered 250 to DATA
+            _die()
+
+        MailSender._send = send_then_die
     elif point in ("before-chat-send", "before-post-record", "before-thread-record"):
         _install_chat(point)
     else:

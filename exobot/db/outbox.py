@@ -63,6 +63,23 @@ async def due(conn: AsyncConnection, kind: str, now: datetime, limit: int = 50) 
     ]
 
 
+async def claim(conn: AsyncConnection, item_id: int) -> bool:
+    """PostgreSQL: lock a still pending item for the rest of `conn`'s transaction, or return
+    False at once when another transaction holds it (SKIP LOCKED) or it is no longer pending.
+    The worker keeps that transaction open while it sends and marks the item, so two workers
+    (two instances, for a moment both believing they lead) never send the same row.
+
+    FOR NO KEY UPDATE, not FOR UPDATE: it excludes every other claimer and update of the row
+    alike, but not the key-share lock a foreign key check takes, so the worker's own records
+    that point at the row (chat posts) are written meanwhile in other transactions."""
+    row = await conn.execute(
+        select(O.c.id)
+        .where(O.c.id == item_id, O.c.state == PENDING)
+        .with_for_update(key_share=True, skip_locked=True)
+    )
+    return row.first() is not None
+
+
 async def next_due_at(conn: AsyncConnection, kind: str) -> datetime | None:
     """When the next deliverable item of `kind` is due (items waiting behind an earlier one of
     their ticket do not count), or None when there is none."""

@@ -126,6 +126,8 @@ class MatrixBot:
             return False
         if self.settings.operators:
             return user_id in self.settings.operators
+        if self.client.nio is None:
+            return False  # not connected (a follower instance): no room tells who operates
         for room_id in self.rooms.room_ids():
             room = self.client.nio.rooms.get(room_id)
             if room is not None and grants_operators(room) and is_joined(room, user_id):
@@ -138,6 +140,8 @@ class MatrixBot:
         the web offers when a ticket is given to someone."""
         if self.settings.operators:
             ids = set(self.settings.operators)
+        elif self.client.nio is None:
+            ids = set()  # not connected (a follower instance)
         else:
             ids = set()
             for room_id in self.rooms.room_ids():
