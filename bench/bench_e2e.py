@@ -355,7 +355,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated, of {', '.join(VARIANTS)} (default: all)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=None, help="seconds per variant (default max(180, N/4))"
+        "--timeout", type=float, default=None, help="seconds per variant (default max(300, N/2))"
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory at rest")
     parser.add_argument("--memory-mails", type=int, default=5, help="mails before measuring")
@@ -367,7 +367,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown or not args.variants or args.mails < 1:
         parser.error(f"unknown variants {sorted(unknown)} or --mails < 1")
     if args.timeout is None:
-        args.timeout = max(180.0, args.mails / 4)
+        args.timeout = max(300.0, args.mails / 2)
     return args
 
 

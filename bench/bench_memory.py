@@ -118,6 +118,26 @@ def read_memory(main: int) -> MemoryResult:
     return result
 
 
+def top_mappings(pid: int, count: int = 10) -> list[tuple[str, int, int]]:
+    """The `count` largest mapped files (and [heap], anonymous) of a process by RSS:
+    (name, RSS kB, PSS kB), from /proc/PID/smaps."""
+    totals: dict[str, list[int]] = {}
+    name = "?"
+    try:
+        with open(f"/proc/{pid}/smaps") as file:
+            for line in file:
+                first = line.split(maxsplit=6)
+                if len(first) >= 5 and "-" in first[0] and ":" in first[3]:
+                    name = first[5].strip() if len(first) > 5 else "[anonymous]"
+                elif first[0] in ("Rss:", "Pss:"):
+                    entry = totals.setdefault(name, [0, 0])
+                    entry[0 if first[0] == "Rss:" else 1] += int(first[1])
+    except OSError:
+        return []
+    ranked = sorted(totals.items(), key=lambda item: -item[1][0])[:count]
+    return [(name, rss, pss) for name, (rss, pss) in ranked]
+
+
 def exobot_command() -> list[str]:
     """`exobot` of this interpreter's environment."""
     script = Path(sys.executable).parent / "exobot"
@@ -126,8 +146,11 @@ def exobot_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from exobot.cli import main; sys.exit(main())"]
 
 
-def measure_memory(stack: Stack, directory: Path, mails: int, run_id: str) -> MemoryResult:
-    """Run exobot at rest with Matrix, web and plugins after `mails` mails; read its memory."""
+def measure_memory(
+    stack: Stack, directory: Path, mails: int, run_id: str, mappings: bool = False
+) -> MemoryResult:
+    """Run exobot at rest with Matrix, web and plugins after `mails` mails; read its memory
+    (with `mappings`, print each process's largest mappings too)."""
     directory.mkdir(parents=True, exist_ok=True)
     address = f"suport-mem.{run_id}@example.org"
     setup = setup_matrix(stack, tag=f"-m{run_id}", queues=("suport",))
@@ -169,7 +192,13 @@ def measure_memory(stack: Stack, directory: Path, mails: int, run_id: str) -> Me
             reader.close()
         time.sleep(SETTLE_SECONDS)
         _check_alive(process, deadline + SETTLE_SECONDS, directory)
-        return read_memory(process.pid)
+        result = read_memory(process.pid)
+        if mappings:
+            for p in result.processes:
+                print(f"{p.role} {p.pid}:")
+                for name, rss, pss in top_mappings(p.pid):
+                    print(f"  {rss / 1024:7.1f} MB RSS {pss / 1024:7.1f} MB PSS  {name}")
+        return result
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -202,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     """Measure once on a fresh stack and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mails", type=int, default=5, metavar="N", help="default 5")
+    parser.add_argument(
+        "--mappings", action="store_true", help="print each process's largest mappings"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("-v", "--verbose", action="store_true", help="INFO logs of the bench")
     args = parser.parse_args(argv)
@@ -211,7 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         import uuid
 
         result = await asyncio.to_thread(
-            measure_memory, stack, workdir / "memory", max(1, args.mails), uuid.uuid4().hex[:6]
+            measure_memory,
+            stack,
+            workdir / "memory",
+            max(1, args.mails),
+            uuid.uuid4().hex[:6],
+            args.mappings,
         )
         return "\n".join([result.line(), *result.detail_lines()])
 

@@ -65,6 +65,8 @@ class ParseRefused(Exception):
 # mapped (it embeds every language's model) and about 100 MB resident.
 WARM_UP = "exobot.mail.parse:warm_up"
 WARM_UP_RESERVE = 256 * MB
+# Imported by the fork server when workers warm up: it loads those models there once.
+LANGUAGE_PRELOAD = "exobot.mail.language_preload"
 
 
 class SandboxUnavailable(Exception):
@@ -238,7 +240,12 @@ class ParseSandbox:
         module = self.settings.parser.partition(":")[0]
         # "__main__" too: otherwise each worker imports the main module again as it starts
         # (for `exobot run`, the whole application: most of a second and its memory).
-        self._context.set_forkserver_preload(["__main__", *sorted({"exobot.mail.parse", module})])
+        preload = ["__main__", *sorted({"exobot.mail.parse", module})]
+        if self.settings.warm_up:
+            # The language models load once, in the fork server: the workers share its pages
+            # (about 100 MB) instead of each loading a copy (the reserve still covers them).
+            preload.append(LANGUAGE_PRELOAD)
+        self._context.set_forkserver_preload(preload)
         self._loop = asyncio.get_running_loop()
         self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="exobot-parse")
         self._idle = asyncio.Queue()

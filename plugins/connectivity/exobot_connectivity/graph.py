@@ -28,19 +28,14 @@ import io
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless everywhere, even if pyplot is imported elsewhere
-
-import matplotlib.dates as mdates  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+# matplotlib and numpy are imported by the drawing functions, on the first graph, not with
+# the plugin: together about 40 MB that a running exobot does not need until someone looks
+# at a graph.
+if TYPE_CHECKING:
+    import numpy as np
+    from matplotlib.figure import Figure
 
 __all__ = [
     "LOSS_SCALE",
@@ -177,6 +172,7 @@ def _number(value: float, labels: GraphLabels) -> str:
 
 def _step_days(times: np.ndarray) -> float:
     """The probing step, from the data: the median gap between rounds (in days)."""
+    import numpy as np
     if len(times) < 2:
         return 5 / (24 * 60)  # the default step, 5 min
     return float(np.median(np.diff(times)))
@@ -207,6 +203,8 @@ def _consolidate(points: Sequence[Point], column: float) -> tuple[list[Point], l
 
 def _configure_time_axis(ax, start: dt.datetime, end: dt.datetime, tz) -> None:
     """Ticks that read well for 3 h, 24 h and 7 d windows, in the given timezone."""
+    import matplotlib.dates as mdates
+    from matplotlib.ticker import FuncFormatter
     span_h = (end - start).total_seconds() / 3600
     if span_h <= 6:
         major = mdates.MinuteLocator(byminute=(0, 30), tz=tz)
@@ -233,6 +231,11 @@ def _configure_time_axis(ax, start: dt.datetime, end: dt.datetime, tz) -> None:
 
 def _panel(ax, series: Series, *, step: float, x0: float, x1: float,
            labels: GraphLabels) -> None:
+    import matplotlib.dates as mdates
+    import numpy as np
+    from matplotlib.collections import LineCollection
+    from matplotlib.ticker import MaxNLocator
+
     points = sorted(series.points, key=lambda p: p.at)
     title = series.name + (f" ({labels.reference})" if series.reference else "")
     ax.set_facecolor("white")
@@ -349,6 +352,14 @@ def build_figure(series: Sequence[Series], *, start: dt.datetime, end: dt.dateti
     ``render_graph`` is the usual entry point; tests use the figure's transforms to
     find where a given time and RTT land in the image.
     """
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless everywhere, even if pyplot is imported elsewhere
+    import matplotlib.dates as mdates
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
     labels = labels or GraphLabels()
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be aware datetimes")
