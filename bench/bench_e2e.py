@@ -380,13 +380,22 @@ def main(argv: list[str] | None = None) -> int:
     async def measure(stack: Stack, workdir: Path) -> str:
         run_id = uuid.uuid4().hex[:6]
         results = []
+        failures = []
         for variant in args.variants:
-            result = await run_variant(stack, workdir, variant, args.mails, args.timeout, run_id)
+            # A variant that fails (a timeout) does not lose the others' figures.
+            try:
+                result = await run_variant(
+                    stack, workdir, variant, args.mails, args.timeout, run_id
+                )
+            except BenchError as error:
+                failures.append(f"{variant}: {error}")
+                print(f"{variant} FAILED: {error}", flush=True)
+                continue
             for warning in sanity_warnings(result):
                 log.warning("check: %s", warning)
             results.append(result)
-            print(report_lines([result])[3], flush=True)
-        lines = report_lines(results)
+            print("\n".join(report_lines([result])[3:-1]), flush=True)
+        lines = report_lines(results) if results else ["", "=" * 78, "=" * 78]
         if not args.no_memory:
             from bench_memory import measure_memory
 
@@ -395,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             lines.insert(-1, memory.line())
             lines[-1:-1] = memory.detail_lines()
+        if failures:
+            print("\n".join(lines), flush=True)
+            raise BenchError("; ".join(failures))
         return "\n".join(lines)
 
     return run_with_stack(
