@@ -10,12 +10,22 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Execution options of a read-only transaction (see SqlRepository.reading): on SQLite it
 # begins DEFERRED, so it neither takes nor waits for the write lock (WAL readers never block).
 READ_ONLY = {"exobot_read_only": True}
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be reached right now (a server restarting, a
+    connection cut, SQLite locked past its busy timeout) rather than that the work is wrong:
+    the work is worth doing again later, unchanged."""
+    return isinstance(error, (OperationalError, InterfaceError)) or bool(
+        getattr(error, "connection_invalidated", False)
+    )
 
 
 def upsert_insert(conn: AsyncConnection, table: Table) -> Any:

@@ -35,6 +35,7 @@ from exobot.core.intents import Comment, Origin
 from exobot.core.model import Actor, EntryKind, Status
 from exobot.core.service import CHAT, AlreadyHandled, ServiceError, TicketService
 from exobot.db import chat
+from exobot.db.engine import database_unavailable
 from exobot.db.repository import SqlRepository
 from exobot.db.state import get_state, set_state
 from exobot.matrix.client import MatrixClient
@@ -388,7 +389,9 @@ class MatrixBot:
             log.info("%s was already handled", key)
         except ServiceError as error:
             await self._answer(key, origin, self.renderer.error(error.code, error.params))
-        except Exception:
+        except Exception as error:
+            if database_unavailable(error):
+                raise  # not an internal error: the sync is retried once the database is back
             log.exception("applying %r for %s failed", intent, sender)
             await self._answer(key, origin, self.renderer.error("internal", {}))
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import nio
 
+from exobot.db.engine import database_unavailable
 from exobot.health import Component
 
 log = logging.getLogger("exobot.matrix")
@@ -267,7 +268,12 @@ class MatrixClient:
             await handler(*args)
         except asyncio.CancelledError:
             raise
-        except Exception:  # one bad event must not stop the others, nor the sync loop
+        except Exception as error:  # one bad event must not stop the others, nor the sync loop
+            if database_unavailable(error):
+                # Not the event's fault: fail this sync before its position is saved, so the
+                # same events come again once the database is back (those already handled
+                # are recognised by their event id and not run twice).
+                raise
             log.exception("handling a Matrix event failed")
 
     def _keep_undecrypted(self, room_id: str, event: nio.MegolmEvent) -> None:
