@@ -21,13 +21,13 @@ from exobot.core.events import EventBus, OutboxQueued
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.db import web as web_records
 from exobot.db.engine import READ_ONLY, create_engine, create_sync_engine, is_sqlite
-from exobot.db.migrate import upgrade_async
+from exobot.db.migrate import upgrade, upgrade_async
 from exobot.db.repository import SqlRepository
-from exobot.db.state import get_state, set_state
+from exobot.db.state import get_state, set_state_once
 from exobot.delivery import RetryPolicy
 from exobot.health import FAILING, OFF, OK, Health
 from exobot.jobs import AlertSweep, Scheduler
-from exobot.leader import Leadership
+from exobot.leader import Leadership, migrating_alone
 from exobot.mail.compose import TemplateRenderer
 from exobot.mail.intake import ImapIntake, ImapSettings
 from exobot.mail.msgid import MessageIds
@@ -74,6 +74,12 @@ def _read_sqlite_header(url: str) -> None:
         conn.close()
 
 
+def _migrate_alone(url: str, branches: dict, first_number: int | None) -> None:
+    """Apply the migrations holding the migration lock (blocking: run it in a thread)."""
+    with migrating_alone(url):
+        upgrade(url, "head", branches, first_number)
+
+
 async def hmac_secret(repository: SqlRepository, configured: str | None) -> str:
     """The configured secret, or one generated on first start and kept in the database."""
     if configured:
@@ -81,8 +87,7 @@ async def hmac_secret(repository: SqlRepository, configured: str | None) -> str:
     async with repository.connection() as conn:
         stored = await get_state(conn, HMAC_SECRET_KEY)
         if stored is None:
-            stored = secrets.token_hex(32)
-            await set_state(conn, HMAC_SECRET_KEY, stored)
+            stored = await set_state_once(conn, HMAC_SECRET_KEY, secrets.token_hex(32))
         return stored
 
 
@@ -151,9 +156,14 @@ class App:
         """Migrate the database, wire the parts together and start the parsing workers
         (nothing handles mail yet)."""
         cfg = self.config
-        await upgrade_async(
-            cfg.database.url, self.plugins.migration_branches(), cfg.tickets.first_number
-        )
+        branches = self.plugins.migration_branches()
+        if is_sqlite(cfg.database.url):
+            await upgrade_async(cfg.database.url, branches, cfg.tickets.first_number)
+        else:
+            # Another instance may be starting too: its migrations first, then ours (none left).
+            await asyncio.to_thread(
+                _migrate_alone, cfg.database.url, branches, cfg.tickets.first_number
+            )
         self.engine = create_engine(cfg.database.url)
         self.repository = SqlRepository(self.engine, create_sync_engine(cfg.database.url))
         secret = await hmac_secret(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Protocol
 
 from sqlalchemy import Connection, text
@@ -31,6 +32,9 @@ log = logging.getLogger("exobot.leader")
 # The advisory lock key of "the leader on this database"; it spells "exobotLD" (the run lock,
 # exobot.runlock.RUNNING_KEY, is another key, held shared by every instance).
 LEADER_KEY = 0x65786F626F744C44
+# Held (waiting for it) around the migrations at start: two instances started together must
+# not both run the same migration. It spells "exobotMG".
+MIGRATION_KEY = 0x65786F626F744D47
 # How often a follower tries to take the lock: a dead leader's work resumes within this (plus
 # the time the leader's parts take to start).
 LEADER_RETRY_SECONDS = 2.0
@@ -111,6 +115,29 @@ class AdvisoryLock:
         if engine is not None:
             with contextlib.suppress(Exception):
                 engine.dispose()
+
+
+@contextlib.contextmanager
+def migrating_alone(url: str) -> Iterator[None]:
+    """PostgreSQL: hold the migration lock for the block, waiting for another instance's
+    migrations to end first (blocking). SQLite: nothing (one process only)."""
+    if is_sqlite(url):
+        yield
+        return
+    from sqlalchemy import create_engine
+
+    engine = create_engine(sync_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_KEY})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_KEY})
+                conn.commit()
+    finally:
+        engine.dispose()
 
 
 class Leadership:

@@ -6,9 +6,9 @@
   exclusively too, so neither overlaps the other. The kernel drops an flock when its process
   dies, even by SIGKILL: a stale lock file never blocks a start.
 - PostgreSQL: a session advisory lock on a connection of its own, kept open while exobot
-  runs. `run` holds it *shared* (several instances on one database are the plan of the
-  leader lock, which will be a second key), `restore` needs it exclusively. PostgreSQL drops
-  it when the session ends, a killed process included.
+  runs. `run` holds it *shared* (several instances may run on one database; which of them
+  leads is another key, exobot.leader.LEADER_KEY), `restore` needs it exclusively.
+  PostgreSQL drops it when the session ends, a killed process included.
 """
 
 from __future__ import annotations

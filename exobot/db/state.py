@@ -21,3 +21,11 @@ async def set_state(conn: AsyncConnection, key: str, value: str) -> None:
     # One statement: update-then-insert would race between concurrent PostgreSQL writers.
     stmt = upsert_insert(conn, S).values(key=key, value=value)
     await conn.execute(stmt.on_conflict_do_update(index_elements=[S.c.key], set_={"value": value}))
+
+
+async def set_state_once(conn: AsyncConnection, key: str, value: str) -> str:
+    """Store `value` under `key` unless a value is there already; returns the stored one
+    (two instances starting together agree on the first writer's value)."""
+    stmt = upsert_insert(conn, S).values(key=key, value=value)
+    await conn.execute(stmt.on_conflict_do_nothing(index_elements=[S.c.key]))
+    return await get_state(conn, key)

@@ -265,12 +265,13 @@ async def test_the_follower_takes_over_a_killed_leader_and_nothing_is_lost_or_do
         new_leader = await two.wait_one_leader("the follower to lead")
         led = time.monotonic() - killed
         assert new_leader is second
-        await writers
-        # The first mail the new leader handles: the next one sent after it leads.
+        # A mail sent the moment the follower leads: how long until the member has its
+        # acknowledgement (IMAP login, processing, SMTP), counted from the kill.
         late = unique("member")
         await send(stack, two.address, member_mail(late, two.address, subject="Després"))
         await wait_mails(stack, late, 1)
         handled = time.monotonic() - killed
+        await writers
         print(
             f"failover: kill -9 -> follower leads in {led:.1f} s; -> a new mail acknowledged"
             f" after {handled:.1f} s"
@@ -303,9 +304,14 @@ async def test_the_follower_takes_over_a_killed_leader_and_nothing_is_lost_or_do
         )
         assert all(replies[c] == 1 for c in commands), (replies, commands)
         assert all("Abans" in body_of(e) for e in vol.events(room) if reply_to_of(e) in commands)
+        doubled = []
         for who in [*members, late]:
             got = await asyncio.to_thread(mailbox, stack, who)
-            assert len(got) == 1, (who, [m["Subject"] for m in got])
+            if len(got) == 2 and got[0]["Message-ID"] == got[1]["Message-ID"]:
+                doubled.append(who)  # the kill fell inside that one SMTP exchange
+            else:
+                assert len(got) == 1, (who, [m["Subject"] for m in got])
+        assert len(doubled) <= 1, doubled  # one send was under way at most
         subjects = [row[0] for row in two.query("SELECT title FROM tickets ORDER BY id")]
         assert sorted(subjects) == sorted(["Abans", *(f"M{i}" for i in range(8)), "Després"])
         mail_in = two.scalar("SELECT count(*) FROM entries WHERE kind = 'mail_in'")

@@ -272,16 +272,19 @@ class Connectivity(Plugin):
                 if text in running:
                     continue
                 target = parse_target(text)
-                await store.start(
-                    conn,
-                    ticket=None,
-                    target=str(target),
-                    kind=target.kind,
-                    host=target.host,
-                    port=target.port,
-                    by="config",
-                    now=now,
-                )
+                try:
+                    await store.start(
+                        conn,
+                        ticket=None,
+                        target=str(target),
+                        kind=target.kind,
+                        host=target.host,
+                        port=target.port,
+                        by="config",
+                        now=now,
+                    )
+                except store.Refused:  # a second instance started it at the same moment
+                    continue
 
     async def tick(self) -> None:
         """The rounds job: start the due rounds (returns at once)."""
