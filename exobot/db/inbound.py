@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exobot.core.references import is_stored_id
@@ -175,6 +175,9 @@ async def load_raw(conn: AsyncConnection, inbound_id: int) -> tuple[bytes, str] 
     return (bytes(row[0]), row[1]) if row else None
 
 
+_MARK_INBOUND = update(I).where(I.c.id == bindparam("_inbound_id"))
+
+
 async def mark_inbound(
     conn: AsyncConnection,
     inbound_id: int,
@@ -196,7 +199,10 @@ async def mark_inbound(
             values[name] = value[:500]
     if state == QUARANTINED:
         values["attempts"] = I.c.attempts + 1
-    await conn.execute(update(I).where(I.c.id == inbound_id).values(**values))
+        await conn.execute(update(I).where(I.c.id == inbound_id).values(**values))
+        return
+    # Every processed mail comes here: the statement is built once, the values bound to it.
+    await conn.execute(_MARK_INBOUND, {"_inbound_id": inbound_id, **values})
 
 
 async def discard(conn: AsyncConnection, inbound_id: int, now: datetime | None = None) -> bool:
