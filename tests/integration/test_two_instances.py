@@ -367,3 +367,65 @@ async def test_a_second_run_on_sqlite_refuses_to_start(make_instance):
     assert done.returncode != 0
     assert "exobot is already running on this database" in done.stderr, done.stderr
     assert inst.app.leadership.is_leader  # on SQLite the one instance always leads
+
+
+async def test_the_leaders_parts_start_on_election_and_stop_on_step_down(make_instance):
+    """One App whose leader lock is a fake (tests/test_leader.py): nothing is fetched while it
+    follows, everything runs once elected, and stepping down stops intake and the workers."""
+    from test_leader import FakeLock
+
+    from exobot.app import App
+    from exobot.leader import Leadership
+
+    inst = make_instance(web=True)
+    lock = FakeLock()
+    inst.app = app = App(inst.config)
+    app.leadership = Leadership(lock, retry_seconds=0.05, check_seconds=0.05)
+    await app.start()
+    member = unique("member")
+    await inst.send(member_mail(member, inst.address, subject="Qui llegeix?"))
+
+    async def health() -> dict:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return (await client.get(inst.web_url + "/healthz")).json()
+
+    body = await health()
+    assert body["leader"] is False and body["components"]["imap"]["state"] == "off"
+    assert app._leader_tasks == [] and not app.intake.connected.is_set()
+    await asyncio.sleep(1.0)  # a follower fetching the mail would store it by now
+    assert inst.scalar("SELECT count(*) FROM inbound_mail") == 0
+
+    lock.taken_elsewhere = False  # the leader went away
+    await asyncio.wait_for(app.intake.connected.wait(), DEADLINE)
+    await wait_mails(inst.stack, member, 1)  # fetched, processed, acknowledged
+
+    async def leads() -> bool:
+        body = await health()
+        return body["leader"] and body["components"]["imap"]["state"] != "off"
+
+    await wait_until(leads, what="/healthz to say it leads")
+
+    lock.taken_elsewhere, lock.broken = True, True  # its lock connection failed
+
+    async def followed() -> bool:
+        return not app.leadership.is_leader and not app._leader_tasks
+
+    await wait_until(followed, what="the leader's parts stopped")
+    assert not app.intake.connected.is_set()
+    assert app.sender.health.enabled is False
+    assert not any(task.done() for task in app._tasks)  # web and the rest go on
+
+
+    async def says_follower() -> bool:  # the report is cached for a second
+        body = await health()
+        return body["leader"] is False and body["components"]["imap"]["state"] == "off"
+
+    await wait_until(says_follower, what="/healthz to say it follows")
+
+    lock.taken_elsewhere = False  # elected again: the same parts start anew
+    await asyncio.wait_for(app.intake.connected.wait(), DEADLINE)
+    again = unique("member")
+    await inst.send(member_mail(again, inst.address, subject="Altra vegada"))
+    await wait_mails(inst.stack, again, 1)
+    assert app.scheduler.health.enabled  # resumed
+    assert len(inst.mailbox(member)) == 1  # nothing sent twice
