@@ -30,6 +30,10 @@ log = logging.getLogger("exobot.matrix")
 SESSION_FILE = "session.json"
 # An event that cannot be decrypted is retried for this long before it is given up (logged).
 UNDECRYPTED_KEEP_SECONDS = 24 * 3600
+# Without new to-device messages (room keys travel so), they are retried only this often: nio
+# logs a warning at every attempt whose key is missing (the soak saw one event make 2,700
+# lines in 10 minutes when it was retried after every sync).
+UNDECRYPTED_RETRY_SECONDS = 60.0
 BACKOFF_START, BACKOFF_MAX = 1.0, 60.0
 
 EventHandler = Callable[[nio.MatrixRoom, nio.Event], Awaitable[None]]
@@ -125,6 +129,7 @@ class MatrixClient:
         self.on_event: EventHandler | None = None
         self.on_invite: InviteHandler | None = None
         self._key_requests: set[asyncio.Task] = set()  # referenced until done
+        self._undecrypted_tried = time.monotonic()
         # Health: a completed sync is progress; failing to sync is work waiting. The App gives
         # it its clock.
         self.health = Component("matrix", critical=True)
@@ -227,7 +232,8 @@ class MatrixClient:
         await self._keep_keys()
         if not skip_timeline:
             await self._dispatch(response)
-        await self._retry_undecrypted()
+        if self._retry_due(response):
+            await self._retry_undecrypted()
         self.session.next_batch = response.next_batch
         self.store.save(self.session)
 
@@ -288,6 +294,17 @@ class MatrixClient:
     async def _request_key(self, event: nio.MegolmEvent) -> None:
         with contextlib.suppress(Exception):  # already requested, or the server is busy
             await self.nio.request_room_key(event)
+
+    def _retry_due(self, response: nio.SyncResponse) -> bool:
+        """Whether to try the undecryptable events again after this sync: when it brought
+        to-device messages (a room key may be among them), else once a minute."""
+        if not self.session.undecrypted:
+            return False
+        now = time.monotonic()
+        if response.to_device_events or now - self._undecrypted_tried >= UNDECRYPTED_RETRY_SECONDS:
+            self._undecrypted_tried = now
+            return True
+        return False
 
     async def _retry_undecrypted(self) -> None:
         still: list[dict[str, Any]] = []

@@ -5,11 +5,13 @@ from __future__ import annotations
 import stat
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import nio
 
 from exobot.matrix.client import (
     UNDECRYPTED_KEEP_SECONDS,
+    UNDECRYPTED_RETRY_SECONDS,
     MatrixClient,
     MatrixSettings,
     Session,
@@ -82,6 +84,21 @@ async def test_an_undecryptable_event_is_kept_and_handled_when_its_key_arrives(t
     client.nio.keys_arrived = True
     await client._retry_undecrypted()
     assert handled == ["!ajuda"] and client.session.undecrypted == []
+
+
+def test_undecryptable_events_are_retried_when_to_device_messages_come_else_once_a_minute(
+    tmp_path,
+):
+    client = MatrixClient(settings(tmp_path))
+    client.session = Session("http://hs", "@bot:x", "DEV", "token")
+    quiet, keys = SimpleNamespace(to_device_events=[]), SimpleNamespace(to_device_events=[{}])
+    assert not client._retry_due(keys)  # nothing waiting
+    client.session.undecrypted.append({"room_id": "!r:x", "source": MEGOLM, "seen": time.time()})
+    assert not client._retry_due(quiet)  # nio would log a warning at each vain attempt
+    assert client._retry_due(keys)
+    client._undecrypted_tried -= UNDECRYPTED_RETRY_SECONDS
+    assert client._retry_due(quiet)
+    assert not client._retry_due(quiet)
 
 
 async def test_an_event_never_decrypted_is_given_up_after_a_day(tmp_path, caplog):
