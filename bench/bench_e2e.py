@@ -39,6 +39,7 @@ import math
 import os
 import resource
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -157,10 +158,15 @@ def epoch(value: Any) -> float:
     return db_time(value)
 
 
+# Set when the run is interrupted: the polling threads stop at once instead of at their
+# deadline (an interpreter shutting down waits for them).
+STOPPING = threading.Event()
+
+
 def wait_until(reader: Reader, checks: list[tuple[str, str, int]], deadline: float) -> float:
     """Poll until every (sql, comparison, target) holds; the perf_counter time it did.
-    Comparison ">=" or "==". BenchError at the monotonic `deadline`."""
-    while True:
+    Comparison ">=" or "==". BenchError at the monotonic `deadline` or when STOPPING."""
+    while not STOPPING.is_set():
         values = [reader.scalar(sql) or 0 for sql, _, _ in checks]
         if all(
             value >= target if op == ">=" else value == target
@@ -171,6 +177,7 @@ def wait_until(reader: Reader, checks: list[tuple[str, str, int]], deadline: flo
             have = ", ".join(f"{sql!r}: {v}" for v, (sql, _, _) in zip(values, checks, strict=True))
             raise BenchError(f"timed out ({have})")
         time.sleep(POLL_SECONDS)
+    raise BenchError("interrupted")
 
 
 def relay_accepted(stack: Stack, sender: str) -> int:
@@ -264,6 +271,9 @@ async def run_variant(
         )
         result.exobot_cpu = self_cpu() - cpu0
         result.worker_cpu = parse_worker_cpu(os.getpid()) - workers0
+    except BaseException:
+        STOPPING.set()  # Ctrl-C or SIGTERM: the polling thread must not hold the exit
+        raise
     finally:
         await app.stop()
     try:
