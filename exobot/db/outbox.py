@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, bindparam, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
@@ -94,15 +94,17 @@ async def next_due_at(conn: AsyncConnection, kind: str) -> datetime | None:
     return value
 
 
+# Every delivered item is marked so: the statement is built once, its values bound per item.
+_MARK_SENT = (
+    update(O)
+    .where(O.c.id == bindparam("_item_id"))
+    .values(state=SENT, done_at=bindparam("_done_at"), attempts=O.c.attempts + 1, last_error=None)
+)
+
+
 async def mark_sent(conn: AsyncConnection, item_id: int, now: datetime | None = None) -> None:
     """The effect happened, at `now` (the worker's clock; None: the system's)."""
-    await conn.execute(
-        update(O)
-        .where(O.c.id == item_id)
-        .values(
-            state=SENT, done_at=now or datetime.now(UTC), attempts=O.c.attempts + 1, last_error=None
-        )
-    )
+    await conn.execute(_MARK_SENT, {"_item_id": item_id, "_done_at": now or datetime.now(UTC)})
 
 
 async def mark_retry(conn: AsyncConnection, item_id: int, error: str, next_try: datetime) -> None:
