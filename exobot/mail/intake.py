@@ -150,6 +150,7 @@ class ImapIntake:
         self.health = Component("imap", self.clock, critical=True)
         self.ingested = 0  # messages stored since start, for the metrics
         self._watched = False  # whether the current session got as far as storing new mail
+        self._announced = False  # the server announced a message since the last fetch began
 
     async def run(self) -> None:
         """Run until cancelled, reconnecting with exponential backoff."""
@@ -243,21 +244,39 @@ class ImapIntake:
         self.health.succeeded()
         self.health.waiting(False)
         log.info("IMAP %s: watching %s", self.settings.host, self.settings.folder)
+        self._note_announcements(client)
+        self._announced = False
         await self.fetch_new(client, uidvalidity)
         # A working session (a database down makes the fetch fail: that outage goes on).
         self._watched = True
         await self._expunge_due(client, uidvalidity)
         use_idle = client.has_capability("IDLE")
         while True:
-            if use_idle:
+            if use_idle and not self._announced:
                 await self._idle(client)
-            else:
+            elif not use_idle:
                 await asyncio.sleep(self.settings.poll_interval)
             # A NOOP makes the server show messages another connection appended.
             _ok(await client.noop(), "NOOP")
+            self._announced = False
             await self.fetch_new(client, uidvalidity)
             await self._expunge_due(client, uidvalidity)
             self.health.succeeded()
+
+    def _note_announcements(self, client: aioimaplib.IMAP4) -> None:
+        """Note every new-message announcement (EXISTS) the server makes. One that comes in
+        the answer to a fetch's command is dropped by aioimaplib (only IDLE and NOOP collect
+        them) and the server never repeats it: IDLE would then sleep on a message until the
+        next poll. A noted one makes the loop fetch again instead of idling."""
+        protocol = client.protocol
+        untagged = protocol._untagged_response  # aioimaplib's handler of "* ..." lines
+
+        def noting(line: bytes):  # noqa: ANN202 - aioimaplib's Command
+            if line.endswith(b"EXISTS"):
+                self._announced = True
+            return untagged(line)
+
+        protocol._untagged_response = noting
 
     async def _expunge_due(self, client: aioimaplib.IMAP4, uidvalidity: int) -> None:
         if self.settings.expunge_after is None:

@@ -446,7 +446,10 @@ async def test_postgresql_restarted_exobot_reconnects_and_loses_nothing(
     await asyncio.gather(*replies)
     await inst.wait_tickets(6)
     await room.wait_answers(commands)
-    await wait_healthy(inst, "database", "imap", "matrix")
+    body = await wait_healthy(inst, "database", "imap", "matrix")
+    # The restart ended the leader lock's session: the instance stepped down and led again.
+    assert body["leader"] is True
+    assert inst.app.leadership is not None and inst.app.leadership.is_leader
     await inst.wait_outbox_idle()
     for number in range(1, 7):
         await room.wait_root(number)
