@@ -332,7 +332,8 @@ async def test_soak(backend, stack, matrix_setup, matrix_login, tmp_path, long_r
                 failures.append("exobot did not stop within 60 s of SIGTERM")
     if process.returncode != 0:
         failures.append(f"exobot exited with {process.returncode}")
-    failures += _check_log(log_path.read_text(errors="replace"))
+    log_text = log_path.read_text(errors="replace")
+    failures += _check_log(log_text)
 
     counts = Counter(c["verb"] for c in figures.commands)
     latencies = [c["latency"] for c in figures.commands if c["latency"] is not None]
@@ -383,6 +384,8 @@ async def test_soak(backend, stack, matrix_setup, matrix_login, tmp_path, long_r
             f"{rss_end / 2**20:.0f} MB ({procs_end} processes); PSS start "
             f"{pss_start / 2**20:.0f} MB, end {pss_end / 2**20:.0f} MB",
             f"  processes at start: {listing}",
+            f"  RSS over time: {_memory_curve(figures.memory)}",
+            f"  log: {_log_summary(log_text)}",
             f"  {'FAILED: ' + '; '.join(failures) if failures else 'all checks passed'}",
         ]
     )
@@ -770,3 +773,20 @@ def _check_log(log: str) -> list[str]:
             continue
         bad.append(line[:300])
     return [f"{len(bad)} log problems, e.g. {bad[:5]}"] if bad else []
+
+
+def _memory_curve(samples: list[tuple[float, int, int]]) -> str:
+    """RSS at five points of the run (a steady climb would be a leak)."""
+    if not samples:
+        return "no samples"
+    points = [samples[round(i * (len(samples) - 1) / 4)] for i in range(5)]
+    return ", ".join(f"{t:.0f} s {rss / 2**20:.0f} MB" for t, rss, _ in points)
+
+
+def _log_summary(log: str) -> str:
+    """Lines and warnings, with the most repeated warning (log spam shows here)."""
+    lines = log.splitlines()
+    warnings = Counter(line.split(" WARNING ", 1)[1][:80] for line in lines if " WARNING " in line)
+    top = warnings.most_common(1)
+    most = f"; most repeated warning x{top[0][1]}: {top[0][0]!r}" if top else ""
+    return f"{len(lines)} lines, {sum(warnings.values())} warnings{most}"
