@@ -7,6 +7,7 @@ ticket's history and leaves it visible; it never blocks the mails queued after i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
@@ -33,6 +34,10 @@ log = logging.getLogger("exobot.mail.outbound")
 #: The acknowledgement's sentence about when a first answer can be expected, unless
 #: mail.first_answer says otherwise for the ticket's language.
 FIRST_ANSWER = N_("We usually answer within two working days.")
+#: Seconds an SMTP connection is kept open after a pass, for the next pass to reuse: while
+#: mail keeps coming (a burst, acknowledged one pass at a time) there is no connect, EHLO and
+#: QUIT per pass; an idle one is closed well before any server's idle timeout (RFC 5321: 5 min).
+KEEP_CONNECTION_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,8 @@ class MailSender(OutboxWorker):
         self.from_name = from_name
         self.loop_marker = loop_marker
         self._client: aiosmtplib.SMTP | None = None
+        self._idle_close: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task | None = None  # an idle connection being closed
 
     def build(self, payload: dict) -> EmailMessage:
         """The message for an outbox payload (rendered from its template)."""
@@ -188,16 +195,41 @@ class MailSender(OutboxWorker):
                 if refusal.code != "already_handled":
                     log.error("could not note the skipped Cc %s: %s", address, refusal)
 
+    async def run(self) -> None:
+        """Deliver forever (see OutboxWorker.run); the connection is closed when stopped."""
+        try:
+            await super().run()
+        finally:
+            await self._disconnect()
+
     async def end_pass(self) -> None:
-        """One SMTP connection per pass: close it."""
-        await self._disconnect()
+        """Keep the connection for the next pass, and close it when none comes soon."""
+        self._cancel_idle_close()
+        if self._client is not None:
+            self._idle_close = asyncio.get_running_loop().call_later(
+                KEEP_CONNECTION_SECONDS, self._close_idle
+            )
+
+    def _close_idle(self) -> None:
+        self._idle_close = None
+        self._closing = asyncio.create_task(self._disconnect(), name="smtp-idle-close")
+
+    def _cancel_idle_close(self) -> None:
+        if self._idle_close is not None:
+            self._idle_close.cancel()
+            self._idle_close = None
 
     def describe(self, item: outbox.OutboxItem) -> str:
         """Mails are named with their recipient in the logs."""
         return f"mail {item.id} (ticket {item.ticket_id}) to {item.payload.get('to')}"
 
     async def _connection(self) -> aiosmtplib.SMTP:
-        """The open SMTP connection of this pass (one for all its mails), made when needed."""
+        """The open SMTP connection (one for all the mails of a pass, and of the passes that
+        follow it closely), made when needed."""
+        self._cancel_idle_close()
+        if self._closing is not None:  # an idle close under way: let it finish first
+            closing, self._closing = self._closing, None
+            await closing
         if self._client is None or not self._client.is_connected:
             smtp = self.smtp
             client = aiosmtplib.SMTP(
@@ -214,6 +246,7 @@ class MailSender(OutboxWorker):
         return self._client
 
     async def _disconnect(self) -> None:
+        self._cancel_idle_close()
         client, self._client = self._client, None
         if client is not None and client.is_connected:
             with contextlib.suppress(Exception):  # the server may have gone already
