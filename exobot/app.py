@@ -35,7 +35,9 @@ from exobot.mail.outbound import MailSender, SmtpSettings
 from exobot.mail.processor import MailProcessor, MailSettings
 from exobot.mail.sandbox import ParseSandbox, SandboxSettings
 from exobot.matrix.bot import BotSettings, MatrixBot
+from exobot.matrix.catchup import hurry_chat
 from exobot.matrix.client import MatrixClient, MatrixLoginError, MatrixSettings
+from exobot.matrix.operators import OperatorRecord
 from exobot.matrix.poster import ChatSender, LoginLinks
 from exobot.matrix.render import Renderer
 from exobot.matrix.rooms import QueueRooms
@@ -131,6 +133,8 @@ class App:
         self.rooms: QueueRooms | None = None
         self.poster: ChatSender | None = None
         self.bot: MatrixBot | None = None
+        # The leader's record of who operates, read by the instances that do not sync.
+        self.operator_record: OperatorRecord | None = None
         self.scheduler: Scheduler | None = None
         self.retention: Retention | None = None
         self.web: WebServer | None = None
@@ -330,6 +334,10 @@ class App:
         # Chat names volunteers by their display names; tickets go to operators only.
         renderer.people = self.bot.names
         self.service.may_own = self.bot.is_operator
+        self.bot.rooms_live = False  # until this instance leads and has synced
+        self.operator_record = OperatorRecord(self.repository, self.bot)
+        self.matrix.on_synced = self.operator_record.publish
+        self.matrix.on_recovered = self._matrix_recovered
         sweep = AlertSweep(
             self.repository,
             self.service,
@@ -463,6 +471,8 @@ class App:
         self._tasks = [asyncio.create_task(self.metrics.watch_loop(), name="event-loop-lag")]
         if self.web is not None:
             self._tasks.append(asyncio.create_task(self.web.run(), name="web"))
+        if self.operator_record is not None:
+            self._tasks.append(asyncio.create_task(self.operator_record.follow(), name="operators"))
         if leadership.is_leader:
             self._start_leader_parts()  # SQLite: at once, as a lone instance always did
         else:
@@ -569,6 +579,12 @@ class App:
                 await self.matrix.close()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60.0)
+        # This instance's own sync knows the rooms now: it answers who operates, and records
+        # it for the other instances.
+        self.bot.rooms_live = True
+        await self.operator_record.publish()
+        if backoff > 1.0:  # the homeserver was away: what backed off meanwhile is due now
+            await self._matrix_recovered()
         # An open queue room grants nobody operator rights: say so in the log and the room.
         await self.bot.warn_open_rooms()
         # So is a queue room that is not end-to-end encrypted (in the room once, ever).
@@ -583,11 +599,26 @@ class App:
         try:
             await asyncio.gather(*workers)
         finally:
+            self.bot.rooms_live = False  # the record says who operates until the next sync
+            self.operator_record.forget()
             self.scheduler.pause()  # resumed when this instance leads again; stop() ends it
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             await self.matrix.close()
+
+    async def _matrix_recovered(self) -> None:
+        """The homeserver answers again after failing: chat rows that backed off while it was
+        away (up to an hour) are made due now, in one statement, and the chat worker woken."""
+        try:
+            hurried = await hurry_chat(self.repository, self.clock.now())
+        except Exception as error:  # the worker's own backoff still brings them, later
+            log.warning("cannot make the waiting chat rows due: %s", error)
+            return
+        if hurried:
+            log.info("Matrix is back: %d waiting chat rows are due now", hurried)
+        if self.poster is not None:
+            self.poster.wake.set()
 
     def _serve_metrics(self) -> None:
         """Serve the metrics on metrics.listen (a busy port: a clear line, nothing started)."""

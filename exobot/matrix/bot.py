@@ -114,6 +114,11 @@ class MatrixBot:
         self._warned: set[str] = set()  # open queue rooms told so since this start
         # Volunteers' display names, from the rooms' member events (the queue rooms first).
         self.names = DisplayNames(self._rooms_for_names)
+        # Whether this instance's own sync knows the rooms. The App sets it only while this
+        # instance leads and has synced; otherwise who operates comes from the leader's record
+        # (exobot.matrix.operators), as it does whenever the client is not connected.
+        self.rooms_live = True
+        self.shared_operators: dict[str, str] = {}  # user id -> display name, the record's
         client.on_event = self.handle_event
         client.on_invite = self.handle_invite
 
@@ -127,8 +132,9 @@ class MatrixBot:
             return False
         if self.settings.operators:
             return user_id in self.settings.operators
-        if self.client.nio is None:
-            return False  # not connected (a follower instance): no room tells who operates
+        if not self.rooms_live or self.client.nio is None:
+            # A follower (or a leader before its first sync): the leader's record says.
+            return user_id in self.shared_operators
         for room_id in self.rooms.room_ids():
             room = self.client.nio.rooms.get(room_id)
             if room is not None and grants_operators(room) and is_joined(room, user_id):
@@ -141,17 +147,30 @@ class MatrixBot:
         the web offers when a ticket is given to someone."""
         if self.settings.operators:
             ids = set(self.settings.operators)
-        elif self.client.nio is None:
-            ids = set()  # not connected (a follower instance)
+        elif not self.rooms_live or self.client.nio is None:
+            people = [
+                item for item in self.shared_operators.items() if item[0] != self.client.user_id
+            ]
+            return sorted(people, key=lambda person: (person[1].casefold(), person[0]))
         else:
-            ids = set()
-            for room_id in self.rooms.room_ids():
-                room = self.client.nio.rooms.get(room_id)
-                if room is not None and grants_operators(room):
-                    ids.update(user for user in room.users if is_joined(room, user))
+            ids = set(self.room_operators())
         ids.discard(self.client.user_id)
         people = [(user, self.names.display_name(user)) for user in ids]
         return sorted(people, key=lambda person: (person[1].casefold(), person[0]))
+
+    def room_operators(self) -> dict[str, str]:
+        """The joined members of the queue rooms that grant rights, by this instance's own
+        sync, as {user id: display name} (never the bot itself); empty before it synced.
+        What the leader records for the followers."""
+        if self.client.nio is None:
+            return {}
+        ids: set[str] = set()
+        for room_id in self.rooms.room_ids():
+            room = self.client.nio.rooms.get(room_id)
+            if room is not None and grants_operators(room):
+                ids.update(user for user in room.users if is_joined(room, user))
+        ids.discard(self.client.user_id)
+        return {user: self.names.display_name(user) for user in ids}
 
     def _rooms_for_names(self) -> list[nio.MatrixRoom]:
         """The rooms display names are looked up in: the queue rooms, then the others."""

@@ -128,6 +128,11 @@ class MatrixClient:
         self.nio: nio.AsyncClient | None = None
         self.on_event: EventHandler | None = None
         self.on_invite: InviteHandler | None = None
+        # Called after every completed sync (the leader records the operators then), and after
+        # the first one that completes after a failed one (the homeserver is back: chat rows
+        # that backed off meanwhile are made due). Neither may stop the loop.
+        self.on_synced: Callable[[], Awaitable[None]] | None = None
+        self.on_recovered: Callable[[], Awaitable[None]] | None = None
         self._key_requests: set[asyncio.Task] = set()  # referenced until done
         self._undecrypted_tried = time.monotonic()
         # Health: a completed sync is progress; failing to sync is work waiting. The App gives
@@ -198,6 +203,7 @@ class MatrixClient:
     async def run(self) -> None:
         """Long-poll sync forever; reconnect with backoff; never let a handler stop it."""
         backoff = BACKOFF_START
+        failing = False
         while True:
             try:
                 await self._sync_once(timeout=self.settings.sync_timeout_ms)
@@ -207,11 +213,18 @@ class MatrixClient:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # network down, homeserver restarting, a bad response
+                failing = True
                 self.health.failed()
                 self.health.waiting(True)
                 log.warning("sync failed (%s); retrying in %.0f s", error, backoff)
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            if failing:
+                failing = False
+                log.info("sync works again")
+                await self._notify(self.on_recovered)
+            await self._notify(self.on_synced)
 
     async def _sync_once(
         self, *, timeout: int, full_state: bool = False, skip_timeline: bool = False
@@ -266,6 +279,17 @@ class MatrixClient:
                     self._keep_undecrypted(room_id, event)
                     continue
                 await self._call(self.on_event, room, event)
+
+    async def _notify(self, hook: Callable[[], Awaitable[None]] | None) -> None:
+        """Call a hook of the sync loop; whatever it raises is logged, never ends the loop."""
+        if hook is None:
+            return
+        try:
+            await hook()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("a hook after the sync failed")
 
     async def _call(self, handler: Callable[..., Awaitable[None]] | None, *args: Any) -> None:
         if handler is None:

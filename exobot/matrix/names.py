@@ -51,6 +51,13 @@ class DisplayNames:
             return user_id
         return self.display_name(user_id)
 
+    def remember(self, user_id: str, name: str) -> None:
+        """Know `user_id` by `name` when no room at hand names them (a follower instance
+        learns names from the leader's record of the operators)."""
+        cleaned = _clean(name)
+        if cleaned:
+            self._remember(user_id, cleaned)
+
     def _remember(self, user_id: str, name: str) -> None:
         self._seen[user_id] = name
         self._seen.move_to_end(user_id)

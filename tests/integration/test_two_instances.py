@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import re
 import subprocess
 import sys
 import time
@@ -415,7 +416,6 @@ async def test_the_leaders_parts_start_on_election_and_stop_on_step_down(make_in
     assert app.sender.health.enabled is False
     assert not any(task.done() for task in app._tasks)  # web and the rest go on
 
-
     async def says_follower() -> bool:  # the report is cached for a second
         body = await health()
         return body["leader"] is False and body["components"]["imap"]["state"] == "off"
@@ -429,3 +429,117 @@ async def test_the_leaders_parts_start_on_election_and_stop_on_step_down(make_in
     await wait_mails(inst.stack, again, 1)
     assert app.scheduler.health.enabled  # resumed
     assert len(inst.mailbox(member)) == 1  # nothing sent twice
+
+
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+KICK_LIMIT_SECONDS = 20.0  # the leader's next sync plus a follower's refresh, with room to spare
+
+
+async def test_a_follower_knows_the_queue_rooms_operators_and_forgets_a_kicked_one(
+    pair, stack, matrix_setup, volunteer
+):
+    """No matrix.operators: the leader records the queue rooms' members, so a volunteer who
+    joins logs in to the follower's web with the password form and acts through its API; once
+    kicked from the room, the follower refuses both within seconds."""
+    from urllib.parse import quote
+
+    from devstack.matrix_setup import _call
+
+    setup = matrix_setup()
+    await volunteer(setup)
+    room = setup.rooms["suport"]
+    helper = matrix_setup()  # another volunteer, in none of these rooms yet
+    two = pair(matrix=setup)  # no operators configured: the rooms say who operates
+    first, second = two.runners
+    first.start()
+    try:
+        assert await two.wait_one_leader("the first instance to lead") is first
+        second.start()
+        found = await wait_until(two.leaders, what="both instances answering /healthz")
+        assert found == {"a": True, "b": False}, two.tails()
+        follower = second
+        member = unique("member")
+        await send(stack, two.address, member_mail(member, two.address, subject="Seguidor"))
+        await wait_mails(stack, member, 1)
+        number = two.scalar("SELECT max(id) FROM tickets")
+        token = await create_token(follower.config, helper.volunteer_user_id)
+        headers = {"Authorization": f"Bearer {token}"}
+
+        async with httpx.AsyncClient(timeout=30) as http:
+
+            async def api_status() -> int:
+                got = await http.get(f"{follower.web_url}/api/v1/me", headers=headers)
+                return got.status_code
+
+            # Not in the room: the follower refuses the token.
+            assert await api_status() in (401, 403)
+
+            # Invited and joined: the leader's sync sees it, records it, the follower reads it.
+            room_path = quote(room, safe="")
+            await asyncio.to_thread(
+                _call,
+                stack,
+                "POST",
+                f"/_matrix/client/v3/rooms/{room_path}/invite",
+                setup.volunteer_access_token,
+                {"user_id": helper.volunteer_user_id},
+            )
+            await asyncio.to_thread(
+                _call,
+                stack,
+                "POST",
+                f"/_matrix/client/v3/join/{room_path}",
+                helper.volunteer_access_token,
+                {},
+            )
+
+            async def accepted() -> bool:
+                return await api_status() == 200
+
+            await wait_until(accepted, what="the follower to accept the joined volunteer")
+            replied = await http.post(
+                f"{follower.web_url}/api/v1/tickets/{number}/actions/reply",
+                headers=headers,
+                json={"text": "Resposta del voluntari nou"},
+            )
+            assert replied.status_code == 200, replied.text
+            await wait_mails(stack, member, 2)
+
+            # The password form on the follower's web (the homeserver checks the password).
+            async with httpx.AsyncClient(timeout=30) as browser:
+                form = await browser.get(follower.web_url + "/login")
+                fields = {
+                    "user": helper.volunteer_user_id,
+                    "password": helper.volunteer_password,
+                    "csrf": _CSRF.search(form.text).group(1),
+                }
+                logged = await browser.post(follower.web_url + "/login", data=fields)
+                assert logged.status_code == 303, logged.text
+                assert (await browser.get(follower.web_url + "/")).status_code == 200
+
+                # Kicked: the follower refuses the session and the token within seconds.
+                kicked = time.monotonic()
+                await asyncio.to_thread(
+                    _call,
+                    stack,
+                    "POST",
+                    f"/_matrix/client/v3/rooms/{room_path}/kick",
+                    setup.volunteer_access_token,
+                    {"user_id": helper.volunteer_user_id, "reason": "test"},
+                )
+
+                async def refused() -> bool:
+                    page = await browser.get(follower.web_url + "/")
+                    return page.status_code != 200 and await api_status() in (401, 403)
+
+                await wait_until(refused, what="the follower to refuse the kicked volunteer")
+                took = time.monotonic() - kicked
+                print(f"kicked -> refused by the follower after {took:.1f} s")
+                assert took < KICK_LIMIT_SECONDS, two.tails()
+                # The record on the database says the same.
+                record = two.scalar("SELECT value FROM state WHERE key = 'matrix.operators'")
+                assert helper.volunteer_user_id not in record
+                assert setup.volunteer_user_id in record
+    except BaseException:
+        print(two.tails())
+        raise
