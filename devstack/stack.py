@@ -228,18 +228,7 @@ class Stack:
         # SMTP first: it depends on LMTP, and a test's last mail should not hit a half-down
         # Dovecot.
         for name in ("smtp", "synapse", "dovecot", "postgres"):
-            pid = self.pids.get(name)
-            if pid:
-                if name == "postgres":
-                    # SIGINT to the postmaster alone is pg_ctl's "fast" shutdown: it ends its
-                    # backends and exits cleanly; SIGKILL to the group only as a fallback.
-                    stop_pid(
-                        pid, self._pid_token(name), grace=10.0,
-                        first_signal=signal.SIGINT, signal_group=False,
-                    )  # fmt: skip
-                else:
-                    stop_pid(pid, self._pid_token(name))
-                self.pids[name] = None
+            self._stop_one(name)
         self._remove_temp_socket_dir()
         self._save()
 
@@ -253,18 +242,11 @@ class Stack:
 
     def stop_smtp(self) -> None:
         """Stop only the SMTP relay (to simulate an outage); its port is freed."""
-        pid = self.pids.get("smtp")
-        if pid:
-            stop_pid(pid, self._pid_token("smtp"))
-        self.pids["smtp"] = None
-        self._save()
+        self.stop_service("smtp")
 
     def start_smtp(self, timeout: float = READY_TIMEOUT) -> None:
         """Start the SMTP relay again on the same port (after stop_smtp)."""
-        if self.pids.get("smtp") and pid_matches(self.pids["smtp"], self._pid_token("smtp")):
-            return
-        self._start_smtp(timeout)
-        self._save()
+        self.start_service("smtp", timeout)
 
     # Restartable services and the signal/grace each is stopped with (see stop()).
     RESTARTABLE = ("smtp", "dovecot", "synapse", "postgres")
@@ -274,19 +256,26 @@ class Stack:
         data (mailboxes, Synapse's and PostgreSQL's databases) is kept for start_service."""
         if name not in self.RESTARTABLE:
             raise StackError(f"unknown service {name!r} (one of {', '.join(self.RESTARTABLE)})")
+        self._stop_one(name)
+        if name == "postgres":
+            self._remove_temp_socket_dir()
+        self._save()
+
+    def _stop_one(self, name: str) -> None:
+        """Stop one service by its recorded PID (checked against its command line)."""
         pid = self.pids.get(name)
         if pid:
             if name == "postgres":
-                # pg_ctl's "fast" shutdown, as in stop(): clients see their connections end.
+                # SIGINT to the postmaster alone is pg_ctl's "fast" shutdown: it ends its
+                # backends (clients see their connections end) and exits cleanly; SIGKILL to
+                # the group only as a fallback.
                 stop_pid(
                     pid, self._pid_token(name), grace=10.0,
                     first_signal=signal.SIGINT, signal_group=False,
                 )  # fmt: skip
-                self._remove_temp_socket_dir()
             else:
                 stop_pid(pid, self._pid_token(name))
         self.pids[name] = None
-        self._save()
 
     def start_service(self, name: str, timeout: float = READY_TIMEOUT) -> None:
         """Start one service again on its ports, with its kept data, and wait until it

@@ -212,7 +212,7 @@ class Leadership:
                 elif not await self._try():
                     await asyncio.sleep(self.retry_seconds)
         finally:
-            self._step_down("exobot stops")
+            self._step_down("exobot stops", logging.INFO)  # a normal stop: no warning
 
     async def _try(self) -> bool:
         if self._releasing is not None:  # the last session must be gone before a new try
@@ -237,7 +237,7 @@ class Leadership:
         except Exception as error:
             self._step_down(f"the leader lock's connection failed: {error!r}")
 
-    def _step_down(self, why: str) -> None:
+    def _step_down(self, why: str, level: int = logging.WARNING) -> None:
         if self.lock is None:
             return
         was_leader = self.is_leader
@@ -249,4 +249,4 @@ class Leadership:
             self._releasing = asyncio.get_running_loop().run_in_executor(None, lock.release)
         if was_leader:
             self.changes += 1
-            log.warning("this instance steps down as leader: %s", why)
+            log.log(level, "this instance steps down as leader: %s", why)

@@ -18,6 +18,7 @@ Environment variables:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -80,9 +81,17 @@ def stack() -> Iterator[Stack]:
     if existing is not None:
         yield existing
         return
+    with private_stack("exobot-stack-", _first_base_port()) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def private_stack(prefix: str, first_base_port: int) -> Iterator[Stack]:
+    """A new stack in a fresh directory (Synapse unless EXOBOT_STACK_SYNAPSE=0, PostgreSQL
+    when installed), stopped and removed at the end."""
     with_synapse = os.environ.get("EXOBOT_STACK_SYNAPSE", "1") != "0"
-    base_port = find_free_base_port(_first_base_port())
-    directory = Path(tempfile.mkdtemp(prefix="exobot-stack-"))
+    base_port = find_free_base_port(first_base_port)
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
     started = Stack.start(
         directory,
         base_port=base_port,

@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import smtplib
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,10 +31,9 @@ from harness import (
     wait_until,
 )
 from matrix_harness import body_of, is_edit, is_room_notice, reply_to_of, sender_of, thread_root_of
-from stack_fixtures import STACK_READY_SECONDS, _with_postgres
+from stack_fixtures import STACK_READY_SECONDS, private_stack
 
 from devstack import Stack
-from devstack.stack import find_free_base_port
 from exobot.config import load_config
 
 pytestmark = pytest.mark.integration
@@ -56,21 +53,8 @@ PRIVATE_BASE_PORT = 30000
 def stack() -> Iterator[Stack]:
     """A private stack for this module (Dovecot, SMTP, Synapse unless EXOBOT_STACK_SYNAPSE=0,
     PostgreSQL when installed): its servers are restarted by the tests."""
-    with_synapse = os.environ.get("EXOBOT_STACK_SYNAPSE", "1") != "0"
-    directory = Path(tempfile.mkdtemp(prefix="exobot-faults-"))
-    base = find_free_base_port(PRIVATE_BASE_PORT + (os.getpid() % 1000) * 10)
-    started = Stack.start(
-        directory,
-        base_port=base,
-        synapse=with_synapse,
-        postgres=_with_postgres(),
-        timeout=STACK_READY_SECONDS,
-    )
-    try:
+    with private_stack("exobot-faults-", PRIVATE_BASE_PORT + (os.getpid() % 1000) * 10) as started:
         yield started
-    finally:
-        started.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -547,3 +531,52 @@ async def test_a_command_seen_while_postgresql_refuses_connections_is_handled_on
     assert room.comments() == ["sense base de dades"]
     assert len(room.answers(command)) == 1, [body_of(e) for e in room.answers(command)]
     await wait_healthy(inst, "database", "matrix")
+
+
+# A chat row that fails while Synapse is down waits this long before its next attempt: far
+# longer than the test's deadline, so only the catch-up after the sync recovers can bring it.
+LONG_BACKOFF = {"retry_base": "10m", "retry_max": "1h", "max_attempts": 1000}
+
+
+async def test_a_root_that_backed_off_long_is_posted_as_soon_as_synapse_is_back(
+    stack: Stack, tmp_path, instances, matrix_setup, volunteer
+):
+    """A ticket opened while Synapse is down: its root's chat row fails and backs off 10
+    minutes; once the sync works again the row is made due at once, and the root is posted
+    within the deadline (well before its backoff would end)."""
+    setup = matrix_setup()
+    data = instance_config(stack, tmp_path, matrix=setup, web=None, outbox=LONG_BACKOFF)
+    data["matrix"]["store_path"] = str(tmp_path / "matrix")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path, env={})
+    inst = Instance(stack, path, config, data["mail"]["address"], tmp_path / "exobot.db")
+    instances.append(inst)
+    await inst.start()
+    vol = await volunteer(setup)
+    room = Room(inst, setup, vol)
+    await asyncio.wait_for(inst.app.chat_ready.wait(), DEADLINE)
+
+    await asyncio.to_thread(stack.stop_service, "synapse")
+    member = unique("membre")
+    await inst.send(member_mail(member, inst.address, subject="Durant una caiguda llarga"))
+    await inst.wait_tickets(1)
+
+    async def backed_off() -> bool:
+        rows = inst.query(
+            "SELECT attempts FROM outbox WHERE kind = 'chat' AND state = 'pending' AND attempts > 0"
+        )
+        return bool(rows)
+
+    await wait_until(backed_off, what="the root's chat row to fail and back off")
+    [(attempts, next_try)] = inst.query(
+        "SELECT attempts, next_try_at FROM outbox WHERE kind = 'chat' AND state = 'pending'"
+    )
+    assert attempts >= 1
+    await asyncio.to_thread(stack.start_service, "synapse", STACK_READY_SECONDS)
+    back = time.monotonic()
+    await room.wait_root(1)
+    took = time.monotonic() - back
+    print(f"root posted {took:.1f} s after Synapse was back (its row was due at {next_try})")
+    await inst.wait_outbox_idle()
+    assert len(room.roots(1)) == 1

@@ -50,6 +50,7 @@ from matrix_harness import (
 from sqlalchemy.pool import NullPool
 
 from devstack.matrix_setup import invite, join
+from devstack.processes import cmdline, cpu_seconds, descendants, forkservers, memory_kb
 
 pytestmark = [pytest.mark.long, pytest.mark.asyncio]
 
@@ -94,93 +95,46 @@ class Db:
         return rows[0][0] if rows else None
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return []
-    found: list[int] = []
-    for task in tasks:
-        try:
-            found += [int(p) for p in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
 def process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants (exobot's parse workers), from /proc."""
-    pids, i = [pid], 0
-    while i < len(pids):
-        pids += _children(pids[i])
-        i += 1
-    return pids
+    """`pid` and its descendants (exobot's fork server and parse workers), from /proc."""
+    return [pid, *descendants(pid)]
 
 
 def tree_rss(pid: int) -> tuple[int, int]:
     """(RSS in bytes summed over the process tree, number of processes)."""
-    total = count = 0
-    for p in process_tree(pid):
-        try:
-            status = Path(f"/proc/{p}/status").read_text()
-        except OSError:
-            continue
-        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
-        if match:
-            total += int(match.group(1)) * 1024
-            count += 1
-    return total, count
+    sizes = [memory_kb(p)[0] for p in process_tree(pid)]
+    return sum(sizes) * 1024, sum(1 for size in sizes if size)
 
 
 def tree_pss(pid: int) -> int:
     """PSS in bytes summed over the process tree: shared pages (forked workers share most of
     theirs with the parent) counted once in all, unlike RSS."""
-    total = 0
-    for p in process_tree(pid):
-        try:
-            rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
-        except OSError:
-            continue
-        match = re.search(r"^Pss:\s+(\d+) kB", rollup, re.M)
-        total += int(match.group(1)) * 1024 if match else 0
-    return total
+    return sum(memory_kb(p)[1] for p in process_tree(pid)) * 1024
 
 
 def tree_listing(pid: int) -> str:
     """Each process of the tree: what it is and its RSS."""
+    servers = set(forkservers(pid))
     parts = []
     for p in process_tree(pid):
-        try:
-            command = Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
-            status = Path(f"/proc/{p}/status").read_text()
-        except OSError:
+        rss = memory_kb(p)[0]
+        if not rss:
             continue
-        parent = re.search(r"^PPid:\s+(\d+)", status, re.M)
         if p == pid:
             name = "exobot run"
-        elif "resource_tracker" in command:
-            name = "resource tracker"
-        elif "forkserver" in command and parent and int(parent.group(1)) == pid:
+        elif p in servers:
             name = "forkserver"
+        elif "resource_tracker" in cmdline(p):
+            name = "resource tracker"
         else:
             name = "parse worker"
-        rss = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
-        parts.append(f"{name} {int(rss.group(1)) / 1024 if rss else 0:.0f} MB")
+        parts.append(f"{name} {rss / 1024:.0f} MB")
     return ", ".join(parts)
 
 
 def tree_cpu(pid: int) -> float:
     """CPU seconds (user + system) of the process tree, waited-for children included."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for p in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[0] is field 3 (state): utime 14, stime 15, cutime 16, cstime 17.
-        total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / tick
-    return total
+    return sum(cpu_seconds(p) for p in process_tree(pid))
 
 
 def percentile(values: list[float], q: float) -> float:
