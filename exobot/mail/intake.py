@@ -269,7 +269,10 @@ class ImapIntake:
         them) and the server never repeats it: IDLE would then sleep on a message until the
         next poll. A noted one makes the loop fetch again instead of idling."""
         protocol = client.protocol
-        untagged = protocol._untagged_response  # aioimaplib's handler of "* ..." lines
+        untagged = getattr(protocol, "_untagged_response", None)  # aioimaplib's "* ..." handler
+        if untagged is None:  # another aioimaplib: IDLE still works, such a mail waits a poll
+            log.warning("IMAP: cannot watch announcements made during a fetch (aioimaplib)")
+            return
 
         def noting(line: bytes):  # noqa: ANN202 - aioimaplib's Command
             if line.endswith(b"EXISTS"):
