@@ -35,7 +35,8 @@ class PermanentFailure(Exception):
 
 
 class OutboxWorker:
-    """Delivers the pending outbox items of one kind, each ticket's items in order.
+    """Delivers the pending outbox items of one kind, each ticket's items in order (several
+    tickets at once, up to `concurrency`).
 
     Subclasses implement `send(item)` (raise PermanentFailure for a refusal that retrying
     cannot fix, anything else for a temporary failure) and may override `failed(item, error)`,
@@ -45,6 +46,10 @@ class OutboxWorker:
 
     kind: str = ""
     log = logging.getLogger("exobot.outbox")
+    #: How many lanes (tickets) one pass delivers at once; subclasses set their own.
+    concurrency: int = 1
+    #: Whether items of no ticket are taken before the tickets' (exobot.db.outbox.due).
+    unattached_first: bool = False
 
     def __init__(
         self,
@@ -98,23 +103,77 @@ class OutboxWorker:
                 await asyncio.wait_for(self.wake.wait(), timeout=wait or 0.01)
 
     async def deliver_due(self) -> int:
-        """Deliver every item whose time has come; returns how many were delivered."""
+        """Deliver every item whose time has come; returns how many were delivered.
+
+        A batch of due items is split into lanes (see `lanes`): one ticket's items go one
+        after the other in one lane, and up to `concurrency` lanes are delivered at once, so a
+        slow server's round trip is paid for several tickets together. A lane that fails (the
+        database went away) stops there, the others go on while they progress; the pass then
+        fails with its error, as a sequential pass did at once."""
         delivered = 0
+        errors: list[Exception] = []
         while True:
             async with self.repository.connection() as conn:
-                items = await outbox.due(conn, self.kind, self.clock.now())
+                items = await outbox.due(
+                    conn, self.kind, self.clock.now(), unattached_first=self.unattached_first
+                )
             if not items:
-                return delivered
-            progressed = False
+                break
             try:
-                for item in items:
-                    if await self.deliver(item):
-                        delivered += 1
-                        progressed = True
+                counts, stopped = await self._deliver_lanes(self.lanes(items))
             finally:
                 await self.end_pass()
-            if not progressed:
-                return delivered
+            delivered += sum(counts)
+            errors += stopped
+            if not any(counts):
+                break
+        if errors:  # after the other lanes' work: the pass is told as failed (run())
+            raise errors[0]
+        return delivered
+
+    def lanes(self, items: list[outbox.OutboxItem]) -> list[list[outbox.OutboxItem]]:
+        """The batch as sequential lanes, in the order they start: one per ticket, and one for
+        every item of no ticket (delivered one after the other in id order, as they always
+        were: such rows, e.g. one volunteer's answers, may depend on each other)."""
+        by_ticket: dict[int | None, list[outbox.OutboxItem]] = {}
+        for item in items:  # `due` gives them in the order they are to go
+            by_ticket.setdefault(item.ticket_id, []).append(item)
+        return list(by_ticket.values())
+
+    async def _deliver_lanes(
+        self, lanes: list[list[outbox.OutboxItem]]
+    ) -> tuple[list[int], list[Exception]]:
+        """Deliver `lanes`, at most `concurrency` at once, each started in its turn; returns
+        how many items each lane runner delivered and the errors that stopped lanes."""
+        waiting = iter(lanes)
+        errors: list[Exception] = []
+
+        async def runner() -> int:
+            done = 0
+            for lane in waiting:  # the shared iterator: each lane is taken by one runner
+                try:
+                    for item in lane:
+                        if await self.deliver(item):
+                            done += 1
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # this lane stops; the rest of the batch goes on
+                    self.log.warning("%s: its lane stopped: %r", self.describe(lane[0]), error)
+                    errors.append(error)
+            return done
+
+        width = max(1, min(self.concurrency, len(lanes)))
+        if width == 1:
+            return [await runner()], errors
+        tasks = [asyncio.create_task(runner()) for _ in range(width)]
+        try:
+            counts = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return list(counts), errors
 
     async def deliver(self, item: outbox.OutboxItem) -> bool:
         """Try one item; returns True when it was delivered.

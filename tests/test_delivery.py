@@ -3,6 +3,7 @@ backoff instead of waiting for it (on a real SQLite database)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -124,3 +125,116 @@ async def test_the_service_stamps_its_rows_with_its_clock(repo, clock):
     async with repo.connection() as conn:
         stamps = (await conn.execute(select(O.c.created_at, O.c.next_try_at))).all()
     assert stamps and {aware(s) for pair in stamps for s in pair} == {T0}
+
+
+# ------------------------------------------------------------------------------------ lanes
+
+
+class LaneWorker(OutboxWorker):
+    """Records the order of its sends and how many were in flight at once; each send yields to
+    the loop a few times, so lanes running side by side overlap."""
+
+    kind = CHAT
+
+    def __init__(self, repository, clock, concurrency: int, broken: int | None = None) -> None:  # noqa: ANN001
+        super().__init__(repository, POLICY, clock)
+        self.concurrency = concurrency
+        self.broken = broken  # the ticket whose lane stops (its row cannot be marked)
+        self.flaky = set[int]()  # tickets whose sends fail for a while
+        self.sent: list[tuple[int | None, str]] = []
+        self.in_flight = 0
+        self.most = 0
+
+    async def deliver(self, item: outbox.OutboxItem) -> bool:
+        if item.ticket_id is not None and item.ticket_id == self.broken:
+            raise RuntimeError("the database went away")
+        return await super().deliver(item)
+
+    async def send(self, item: outbox.OutboxItem) -> None:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            for _ in range(5):
+                await asyncio.sleep(0)
+            if item.ticket_id in self.flaky:
+                raise ConnectionError("homeserver away")
+        finally:
+            self.in_flight -= 1
+        self.sent.append((item.ticket_id, item.payload["name"]))
+
+
+async def queue_rows(repo, clock: FakeClock, rows: list[tuple[int | None, str, bool]]) -> None:  # noqa: ANN001
+    """Queue (ticket, name, later) rows in that order; `later` rows are due at once."""
+
+    async def work(uow) -> None:  # noqa: ANN001
+        for ticket, name, later in rows:
+            if later:
+                await uow.queue_later(CHAT, ticket, {"name": name}, key=name, due=clock.now())
+            else:
+                await uow.queue_outbox(CHAT, ticket, {"name": name})
+
+    await repo.run(work, now=clock.now())
+
+
+def names_of(sent: list[tuple[int | None, str]], ticket: int | None) -> list[str]:
+    return [name for number, name in sent if number == ticket]
+
+
+async def test_lanes_keep_each_tickets_order_and_the_limit(repo, clock):
+    rows = []
+    for n in range(3):
+        for ticket in range(1, 7):
+            rows.append((ticket, f"t{ticket}-{n}", False))
+        rows.append((2, f"t2-later{n}", True))  # waits for earlier rows, holds none back
+        rows.append((None, f"free{n}", False))
+    await queue_rows(repo, clock, rows)
+    worker = LaneWorker(repo, clock, concurrency=3)
+
+    assert await worker.deliver_due() == len(rows)
+    assert worker.most == 3  # side by side, never more than the limit
+    for ticket in range(1, 7):
+        expected = [f"t{ticket}-{n}" for n in range(3)]
+        if ticket == 2:
+            expected = [name for n in range(3) for name in (f"t2-{n}", f"t2-later{n}")]
+        assert names_of(worker.sent, ticket) == expected
+    assert names_of(worker.sent, None) == ["free0", "free1", "free2"]  # one lane, in order
+
+
+async def test_one_worker_at_a_time_when_the_limit_is_one(repo, clock):
+    await queue_rows(repo, clock, [(t, f"t{t}", False) for t in range(1, 5)])
+    worker = LaneWorker(repo, clock, concurrency=1)
+    assert await worker.deliver_due() == 4
+    assert worker.most == 1 and [name for _t, name in worker.sent] == ["t1", "t2", "t3", "t4"]
+
+
+async def test_a_failing_lane_does_not_stop_the_others(repo, clock):
+    await queue_rows(repo, clock, [(t, f"t{t}-{n}", False) for n in range(2) for t in (1, 2, 3)])
+    worker = LaneWorker(repo, clock, concurrency=2, broken=2)
+    worker.flaky = {3}
+
+    with pytest.raises(RuntimeError, match="database went away"):
+        await worker.deliver_due()  # the pass fails with the stopped lane's error
+    # Ticket 1 went on (both rows, in order); ticket 3's send failed and waits its backoff;
+    # ticket 2's row is still pending, nothing after it was tried.
+    assert worker.sent == [(1, "t1-0"), (1, "t1-1")]
+    async with repo.connection() as conn:
+        pending = (
+            await conn.execute(
+                select(O.c.ticket_id, O.c.attempts).where(O.c.state == "pending").order_by(O.c.id)
+            )
+        ).all()
+    assert [tuple(r) for r in pending] == [(2, 0), (3, 1), (2, 0), (3, 0)]
+
+    worker.broken, worker.flaky = None, set()
+    clock.advance(POLICY.base)
+    assert await worker.deliver_due() == 4
+    assert names_of(worker.sent, 2) == ["t2-0", "t2-1"]
+    assert names_of(worker.sent, 3) == ["t3-0", "t3-1"]
+
+
+async def test_rows_of_no_ticket_go_first_when_the_worker_says_so(repo, clock):
+    await queue_rows(repo, clock, [(1, "t1", False), (2, "t2", False), (None, "answer", False)])
+    worker = LaneWorker(repo, clock, concurrency=1)
+    worker.unattached_first = True
+    await worker.deliver_due()
+    assert [name for _t, name in worker.sent] == ["answer", "t1", "t2"]

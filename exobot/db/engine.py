@@ -14,6 +14,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: PostgreSQL connections kept per process, and how many more a busy moment may open.
+PG_POOL_SIZE, PG_OVERFLOW = 10, 20
 # Execution options of a read-only transaction (see SqlRepository.reading): on SQLite it
 # begins DEFERRED, so it neither takes nor waits for the write lock (WAL readers never block).
 READ_ONLY = {"exobot_read_only": True}
@@ -83,7 +85,12 @@ def create_engine(url: str) -> AsyncEngine:
     """The app's async engine. SQLite gets WAL, a busy timeout and write-ahead BEGIN IMMEDIATE."""
     ensure_sqlite_dir(url)
     if not is_sqlite(url):
-        return create_async_engine(async_url(url), pool_pre_ping=True)
+        # The outbox workers' lanes each hold a claimed row's transaction while they send,
+        # and a chat lane reads and records meanwhile on a second connection: room for both
+        # workers' lanes beside intake, the web and the jobs.
+        return create_async_engine(
+            async_url(url), pool_pre_ping=True, pool_size=PG_POOL_SIZE, max_overflow=PG_OVERFLOW
+        )
     engine = create_async_engine(
         async_url(url), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     )

@@ -48,13 +48,25 @@ def _head_of_line():  # noqa: ANN202 - an SQL expression
     )
 
 
-async def due(conn: AsyncConnection, kind: str, now: datetime, limit: int = 50) -> list[OutboxItem]:
+async def due(
+    conn: AsyncConnection,
+    kind: str,
+    now: datetime,
+    limit: int = 50,
+    *,
+    unattached_first: bool = False,
+) -> list[OutboxItem]:
     """Pending items of `kind` whose time has come, oldest first, never overtaking an earlier
-    pending item of the same ticket (so a ticket's effects arrive in order)."""
+    pending item of the same ticket (so a ticket's effects arrive in order).
+
+    With `unattached_first`, the items of no ticket (answers to chat commands, login links,
+    notices) come before every ticket's, still oldest first among themselves: a volunteer's
+    answer does not wait behind a burst of announcements. Each ticket's order is unchanged."""
+    order = (O.c.ticket_id.is_not(None), O.c.id) if unattached_first else (O.c.id,)
     rows = await conn.execute(
         select(O.c.id, O.c.kind, O.c.ticket_id, O.c.payload, O.c.attempts, O.c.created_at)
         .where(O.c.state == PENDING, O.c.kind == kind, O.c.next_try_at <= now, _head_of_line())
-        .order_by(O.c.id)
+        .order_by(*order)
         .limit(limit)
     )
     return [

@@ -38,6 +38,9 @@ FIRST_ANSWER = N_("We usually answer within two working days.")
 #: mail keeps coming (a burst, acknowledged one pass at a time) there is no connect, EHLO and
 #: QUIT per pass; an idle one is closed well before any server's idle timeout (RFC 5321: 5 min).
 KEEP_CONNECTION_SECONDS = 2.0
+#: SMTP connections open at once, one per lane (exobot.delivery): each acknowledgement waits
+#: for the relay's answer, so several tickets' mails are handed over side by side.
+SMTP_CONNECTIONS = 4
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class MailSender(OutboxWorker):
 
     kind = "mail"
     log = log
+    concurrency = SMTP_CONNECTIONS
 
     def __init__(
         self,
@@ -85,9 +89,11 @@ class MailSender(OutboxWorker):
         self.from_address = from_address
         self.from_name = from_name
         self.loop_marker = loop_marker
-        self._client: aiosmtplib.SMTP | None = None
+        # Open connections no lane is using; a lane takes one for each mail and gives it
+        # back, so there are never more than `concurrency` of them.
+        self._idle: list[aiosmtplib.SMTP] = []
         self._idle_close: asyncio.TimerHandle | None = None
-        self._closing: asyncio.Task | None = None  # an idle connection being closed
+        self._closing: asyncio.Task | None = None  # idle connections being closed
 
     def build(self, payload: dict) -> EmailMessage:
         """The message for an outbox payload (rendered from its template)."""
@@ -203,9 +209,9 @@ class MailSender(OutboxWorker):
             await self._disconnect()
 
     async def end_pass(self) -> None:
-        """Keep the connection for the next pass, and close it when none comes soon."""
+        """Keep the connections for the next pass, and close them when none comes soon."""
         self._cancel_idle_close()
-        if self._client is not None:
+        if self._idle:
             self._idle_close = asyncio.get_running_loop().call_later(
                 KEEP_CONNECTION_SECONDS, self._close_idle
             )
@@ -224,31 +230,50 @@ class MailSender(OutboxWorker):
         return f"mail {item.id} (ticket {item.ticket_id}) to {item.payload.get('to')}"
 
     async def _connection(self) -> aiosmtplib.SMTP:
-        """The open SMTP connection (one for all the mails of a pass, and of the passes that
-        follow it closely), made when needed."""
+        """An open SMTP connection for one mail: an idle one kept from an earlier mail (of
+        this pass or of one that closely preceded it), else a new one. Give it back with
+        `_release`."""
         self._cancel_idle_close()
         if self._closing is not None:  # an idle close under way: let it finish first
             closing, self._closing = self._closing, None
             await closing
-        if self._client is None or not self._client.is_connected:
-            smtp = self.smtp
-            client = aiosmtplib.SMTP(
-                hostname=smtp.host,
-                port=smtp.port,
-                use_tls=smtp.security == "ssl",
-                start_tls=smtp.security == "starttls",
-                timeout=smtp.timeout,
-            )
-            await client.connect()
-            if smtp.username:
+        while self._idle:
+            client = self._idle.pop()
+            if client.is_connected:
+                return client
+        smtp = self.smtp
+        client = aiosmtplib.SMTP(
+            hostname=smtp.host,
+            port=smtp.port,
+            use_tls=smtp.security == "ssl",
+            start_tls=smtp.security == "starttls",
+            timeout=smtp.timeout,
+        )
+        await client.connect()
+        if smtp.username:
+            try:
                 await client.login(smtp.username, smtp.password or "")
-            self._client = client
-        return self._client
+            except BaseException:
+                client.close()
+                raise
+        return client
+
+    def _release(self, client: aiosmtplib.SMTP) -> None:
+        """A connection that carried its mail (or was reset after a refusal): kept for the
+        next one."""
+        if client.is_connected:
+            self._idle.append(client)
 
     async def _disconnect(self) -> None:
+        """Close every idle connection (when idle for a while, and when the worker stops)."""
         self._cancel_idle_close()
-        client, self._client = self._client, None
-        if client is not None and client.is_connected:
+        clients, self._idle = self._idle, []
+        for client in clients:
+            await self._close(client)
+
+    @staticmethod
+    async def _close(client: aiosmtplib.SMTP) -> None:
+        if client.is_connected:
             with contextlib.suppress(Exception):  # the server may have gone already
                 await client.quit()
 
@@ -257,31 +282,37 @@ class MailSender(OutboxWorker):
         try:
             errors, _response = await client.send_message(message)
         except aiosmtplib.SMTPRecipientsRefused as error:
-            await self._reset()
+            await self._reset(client)
             codes = [r.code for r in error.recipients]
             text = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in error.recipients)
             if all(code >= 500 for code in codes):
                 raise PermanentFailure(text) from None
             raise
         except aiosmtplib.SMTPResponseException as error:
-            await self._reset()
+            await self._reset(client)
             if error.code >= 500:
                 raise PermanentFailure(f"{error.code} {error.message}") from None
             raise
-        except Exception:
-            await self._disconnect()  # a broken connection: the next mail opens a new one
+        except asyncio.CancelledError:
+            client.close()  # stopped mid-mail: drop the connection without a word
             raise
+        except Exception:
+            await self._close(client)  # a broken connection: the next mail opens a new one
+            raise
+        self._release(client)
         for recipient, (code, text) in (errors or {}).items():
             log.warning(
                 "recipient %s refused (%s %s); the others got the mail", recipient, code, text
             )
 
-    async def _reset(self) -> None:
+    async def _reset(self, client: aiosmtplib.SMTP) -> None:
         """Leave the failed transaction so the connection can carry the next mail."""
         try:
-            await self._client.rset()
+            await client.rset()
         except Exception:
-            await self._disconnect()
+            await self._close(client)
+        else:
+            self._release(client)
 
     async def failed(self, item: outbox.OutboxItem, error: str) -> None:
         """Record the failure in the ticket's history, where operators see it."""

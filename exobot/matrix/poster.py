@@ -36,6 +36,8 @@ from exobot.matrix.rooms import QueueRooms
 log = logging.getLogger("exobot.matrix.poster")
 
 DIGEST_OLDEST = 5
+#: Chat rows of different tickets in flight at once (exobot.delivery lanes).
+CHAT_SENDS = 6
 REACTION_DONE = "✅"
 
 
@@ -60,6 +62,13 @@ class ChatSender(OutboxWorker):
 
     kind = CHAT
     log = log
+    # Rows of different tickets are posted side by side (each waits for the homeserver's
+    # answer): a ticket's rows touch only its own threads and posts, and nio lets concurrent
+    # sends to one encrypted room wait for a single key share. Rows of no ticket (answers,
+    # login links with their direct rooms and `_waiting`, notices, digests) stay in one lane,
+    # in order, and go first (exobot.db.outbox.due).
+    concurrency = CHAT_SENDS
+    unattached_first = True
 
     def __init__(
         self,
