@@ -35,7 +35,7 @@ from exobot.mail.outbound import MailSender, SmtpSettings
 from exobot.mail.processor import MailProcessor, MailSettings
 from exobot.mail.sandbox import ParseSandbox, SandboxSettings
 from exobot.matrix.bot import BotSettings, MatrixBot
-from exobot.matrix.catchup import hurry_chat
+from exobot.matrix.catchup import PatientRetry, hurry_chat
 from exobot.matrix.client import MatrixClient, MatrixLoginError, MatrixSettings
 from exobot.matrix.operators import OperatorRecord
 from exobot.matrix.poster import ChatSender, LoginLinks
@@ -58,6 +58,9 @@ HMAC_SECRET_KEY = "mail.hmac_secret"
 PROCESSOR_SWEEP_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 ROOM_RETRY_SECONDS = 60.0
+# The chat worker's retries (as its own default): 5 s doubling up to an hour, ten attempts,
+# counted only while the homeserver answers.
+CHAT_RETRY = RetryPolicy(base=timedelta(seconds=5))
 # On PostgreSQL another instance (a follower serving the web and the API) may queue outbox
 # rows: the leader's workers look for due rows at least this often (one cheap query each).
 SHARED_DATABASE_POLL_SECONDS = 1.0
@@ -312,6 +315,8 @@ class App:
             default_queue=cfg.tickets.default_queue,
             login=LoginLinks(cfg.web.root, cfg.web.login_link_ttl) if cfg.web.enabled else None,
             clock=self.clock,
+            # No row given up because the homeserver was away for hours (exobot.matrix.catchup).
+            retry=PatientRetry(CHAT_RETRY, lambda: self.matrix.unreachable),
         )
         self.bot = MatrixBot(
             self.matrix,

@@ -133,6 +133,9 @@ class MatrixClient:
         # that backed off meanwhile are made due). Neither may stop the loop.
         self.on_synced: Callable[[], Awaitable[None]] | None = None
         self.on_recovered: Callable[[], Awaitable[None]] | None = None
+        # True from a failed sync to the next completed one: the homeserver is away (or
+        # refuses the bot), so the chat worker gives no row up meanwhile (catchup.py).
+        self.unreachable = False
         self._key_requests: set[asyncio.Task] = set()  # referenced until done
         self._undecrypted_tried = time.monotonic()
         # Health: a completed sync is progress; failing to sync is work waiting. The App gives
@@ -203,7 +206,6 @@ class MatrixClient:
     async def run(self) -> None:
         """Long-poll sync forever; reconnect with backoff; never let a handler stop it."""
         backoff = BACKOFF_START
-        failing = False
         while True:
             try:
                 await self._sync_once(timeout=self.settings.sync_timeout_ms)
@@ -213,15 +215,15 @@ class MatrixClient:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # network down, homeserver restarting, a bad response
-                failing = True
+                self.unreachable = True
                 self.health.failed()
                 self.health.waiting(True)
                 log.warning("sync failed (%s); retrying in %.0f s", error, backoff)
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
-            if failing:
-                failing = False
+            if self.unreachable:
+                self.unreachable = False
                 log.info("sync works again")
                 await self._notify(self.on_recovered)
             await self._notify(self.on_synced)

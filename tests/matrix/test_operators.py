@@ -17,7 +17,7 @@ from exobot.db.state import get_state, set_state
 from exobot.db.tables import OutboxRow
 from exobot.delivery import OutboxWorker, RetryPolicy
 from exobot.matrix import client as client_module
-from exobot.matrix.catchup import hurry_chat
+from exobot.matrix.catchup import PatientRetry, hurry_chat
 from exobot.matrix.client import MatrixClient, MatrixSettings
 from exobot.matrix.operators import STATE_KEY, OperatorRecord, decode
 from tests.matrix.test_bot import ANNA, BOT, PERE, ROOM, make_bot
@@ -126,11 +126,49 @@ async def test_chat_rows_that_backed_off_an_hour_are_due_when_the_homeserver_is_
     worker.away = False  # the sync works again: without a hurry nothing moves for an hour
     assert await worker.deliver_due() == 0
     assert await hurry_chat(repo, clock.now()) == 1
+    async with repo.connection() as conn:
+        [item] = await outbox.due(conn, CHAT, clock.now())
+    assert item.id == chat and item.attempts == 0  # the outage's attempts do not count
     assert await worker.deliver_due() == 1 and worker.sent == [chat]
     table = OutboxRow.__table__
     async with repo.connection() as conn:
         rows = dict((await conn.execute(select(table.c.id, table.c.state))).all())
     assert rows == {chat: "sent", mail: "pending"}  # other kinds are not touched
+
+
+async def test_no_chat_row_is_given_up_while_the_homeserver_is_unreachable(repo):
+    clock = FakeClock(T0)
+
+    async def work(uow) -> int:  # noqa: ANN001
+        return await uow.queue_outbox(CHAT, None, {"type": "notice"})
+
+    item_id = await repo.run(work, now=clock.now())
+    worker = AwayWorker(repo, clock)
+    sync_failing = True
+    policy = RetryPolicy(max_attempts=3, base=timedelta(minutes=1), maximum=timedelta(hours=1))
+    worker.retry = PatientRetry(policy, lambda: sync_failing)
+    table = OutboxRow.__table__
+
+    async def state() -> tuple[str, int]:
+        async with repo.connection() as conn:
+            found = await conn.execute(
+                select(table.c.state, table.c.attempts).where(table.c.id == item_id)
+            )
+            return tuple(found.one())
+
+    for _ in range(6):  # twice the policy's attempts: the server is down, the row waits
+        clock.advance(hours=1)
+        await worker.deliver_due()
+    assert await state() == ("pending", 6)
+    sync_failing = False  # the server answers, and refuses this row: given up at the third
+    assert await hurry_chat(repo, clock.now()) == 1  # the sync recovered: counted anew
+    assert await state() == ("pending", 0)
+    for _ in range(2):
+        await worker.deliver_due()
+        clock.advance(hours=1)
+    assert await state() == ("pending", 2)
+    await worker.deliver_due()
+    assert await state() == ("failed", 3)
 
 
 def client_settings(tmp_path: Path) -> MatrixSettings:
