@@ -570,6 +570,9 @@ class App:
         while True:
             try:
                 await self.matrix.connect()
+                # From here the client's own rooms say who operates: catch_up() below handles
+                # the commands said while exobot was away, with the rooms its sync brings.
+                self.bot.rooms_live = True
                 # Rooms first: what was said in them while exobot was away is handled by
                 # catch_up(), which needs to know which rooms are queue rooms.
                 await self.rooms.ensure_joined(self.matrix)
@@ -579,14 +582,14 @@ class App:
                 log.error("Matrix refused the bot's credentials: check the matrix section")
                 raise
             except Exception as error:
+                self.bot.rooms_live = False  # not synced: the last record says meanwhile
                 self.matrix.health.failed()
                 log.warning("cannot reach Matrix (%s); retrying in %.0f s", error, backoff)
                 await self.matrix.close()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60.0)
-        # This instance's own sync knows the rooms now: it answers who operates, and records
-        # it for the other instances.
-        self.bot.rooms_live = True
+        # This instance's own sync knows the rooms now: it records who operates for the
+        # other instances.
         await self.operator_record.publish()
         if backoff > 1.0:  # the homeserver was away: what backed off meanwhile is due now
             await self._matrix_recovered()
