@@ -37,7 +37,7 @@ log = logging.getLogger("exobot.matrix.poster")
 
 DIGEST_OLDEST = 5
 #: Chat rows of different tickets in flight at once (exobot.delivery lanes).
-CHAT_SENDS = 6
+CHAT_SENDS = 8
 REACTION_DONE = "✅"
 
 
