@@ -149,6 +149,7 @@ class App:
         self._mail_arrived = asyncio.Event()
         self._tasks: list[asyncio.Task] = []  # every instance's tasks
         self._leader_tasks: list[asyncio.Task] = []  # the leader's, while it leads
+        self._election_tasks: list[asyncio.Task] = []  # the leader lock's loop and its follower
         # Who leads on this database; made at start unless a test gives one.
         self.leadership: Leadership | None = None
         # What /healthz reports and what metrics.listen serves; the parts report into them.
@@ -483,7 +484,7 @@ class App:
         else:
             for component in self._leader_components():
                 component.enabled = False  # "off" on /healthz until this instance leads
-        self._tasks += [
+        self._election_tasks = [
             asyncio.create_task(leadership.run(), name="leadership"),
             asyncio.create_task(self._lead(), name="leader-parts"),
         ]
@@ -493,6 +494,12 @@ class App:
             self.config.mail.address,
             "leading" if leadership.is_leader else "following (waiting for the leader lock)",
         )
+
+    @property
+    def tasks(self) -> list[asyncio.Task]:
+        """Every task of this instance that lives as long as it runs (the leader's parts run
+        inside "leader-parts", which ends when one of them does)."""
+        return [*self._tasks, *self._election_tasks]
 
     def _leader_components(self) -> list:
         """The health components of the leader's parts (off while following)."""
@@ -649,15 +656,16 @@ class App:
         """Stop the plugins first, then intake (nothing new comes in), then the workers, then
         the database."""
         await self.plugins.stop()
-        tasks, self._tasks = self._tasks, []
         # The election first (the leader's parts are not started again), then those parts,
         # then the web and the rest.
-        await _cancel_all(reversed(tasks[-2:]))
+        election, self._election_tasks = self._election_tasks, []
+        await _cancel_all(reversed(election))
         if self._leader_tasks:
             await self._stop_leader_parts()
         if self.scheduler is not None:
             self.scheduler.stop()
-        await _cancel_all(reversed(tasks[:-2]))
+        tasks, self._tasks = self._tasks, []
+        await _cancel_all(reversed(tasks))
         if self.leadership is not None and self.leadership.lock is not None:
             await asyncio.to_thread(self.leadership.lock.release)  # at once, not in the background
         self.metrics.close()
@@ -686,7 +694,7 @@ class App:
         status = 0
         try:
             done, _ = await asyncio.wait(
-                [waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED
+                [waiter, *self.tasks], return_when=asyncio.FIRST_COMPLETED
             )  # a leader's part ending ends the "leader-parts" task
             for task in done - {waiter}:
                 status = 1

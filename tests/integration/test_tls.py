@@ -109,7 +109,7 @@ async def test_untrusted_certificate_is_logged_and_retried(
 
     await wait_until(retried, what="a second refused connection attempt")
     assert not inst.app.intake.connected.is_set()
-    assert not any(task.done() for task in inst.app._tasks)  # nothing crashed
+    assert not any(task.done() for task in inst.app.tasks)  # nothing crashed
     warnings = intake_warnings()
     assert all("CERTIFICATE_VERIFY_FAILED" in w and "certificate" in w for w in warnings), warnings
     assert all("reconnecting in" in w for w in warnings), warnings

@@ -414,7 +414,7 @@ async def test_the_leaders_parts_start_on_election_and_stop_on_step_down(make_in
     await wait_until(followed, what="the leader's parts stopped")
     assert not app.intake.connected.is_set()
     assert app.sender.health.enabled is False
-    assert not any(task.done() for task in app._tasks)  # web and the rest go on
+    assert not any(task.done() for task in app.tasks)  # web and the rest go on
 
     async def says_follower() -> bool:  # the report is cached for a second
         body = await health()
