@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from exobot.core.clock import Clock, SystemClock
 from exobot.db import outbox
@@ -64,6 +64,10 @@ class OutboxWorker:
         # Health: a delivery is progress; pending items are work waiting (exobot.health).
         self.health = Component(self.kind or "outbox", self.clock, critical=True)
         self.failed_attempts = 0  # since start, for the metrics
+        # Items the receiving side accepted whose mark did not commit (the database went away
+        # between the two): marked before anything else is sent, never sent again by this
+        # process (another instance taking over meanwhile may send one of them once more).
+        self._sent_unmarked: dict[int, datetime] = {}
         # The longest wait between passes when not woken: another instance on the same
         # PostgreSQL database queues rows this process is never told about (exobot.app).
         self.idle_wait = IDLE_WAIT_SECONDS
@@ -110,7 +114,7 @@ class OutboxWorker:
         slow server's round trip is paid for several tickets together. A lane that fails (the
         database went away) stops there, the others go on while they progress; the pass then
         fails with its error, as a sequential pass did at once."""
-        delivered = 0
+        delivered = await self._mark_unmarked()
         errors: list[Exception] = []
         while True:
             async with self.repository.connection() as conn:
@@ -130,6 +134,17 @@ class OutboxWorker:
         if errors:  # after the other lanes' work: the pass is told as failed (run())
             raise errors[0]
         return delivered
+
+    async def _mark_unmarked(self) -> int:
+        """Mark the items sent whose mark failed earlier (raises while the database is still
+        away: the pass fails before anything is sent twice); returns how many were marked."""
+        marked = 0
+        for item_id, sent_at in list(self._sent_unmarked.items()):
+            async with self.repository.connection() as conn:
+                await outbox.mark_sent(conn, item_id, sent_at)
+            del self._sent_unmarked[item_id]
+            marked += 1
+        return marked
 
     def lanes(self, items: list[outbox.OutboxItem]) -> list[list[outbox.OutboxItem]]:
         """The batch as sequential lanes, in the order they start: one per ticket, and one for
@@ -184,10 +199,16 @@ class OutboxWorker:
         if getattr(self.repository, "sqlite", True):
             delivered, given_up = await self._attempt(item, None)
         else:
-            async with self.repository.connection() as claim:
-                if not await outbox.claim(claim, item.id):
-                    return False  # another worker has it, or it was done meanwhile
-                delivered, given_up = await self._attempt(item, claim)
+            delivered = False
+            try:
+                async with self.repository.connection() as claim:
+                    if not await outbox.claim(claim, item.id):
+                        return False  # another worker has it, or it was done meanwhile
+                    delivered, given_up = await self._attempt(item, claim)
+            except Exception:
+                if delivered:  # sent and marked, but the claim's commit failed
+                    self._sent_unmarked.setdefault(item.id, self.clock.now())
+                raise
         if given_up is not None:  # told once the row is marked failed for all to see
             await self.failed(item, given_up)
         return delivered
@@ -232,8 +253,13 @@ class OutboxWorker:
             async with self._marking(claim) as conn:
                 await outbox.mark_retry(conn, item.id, str(error), next_try)
             return False, None
-        async with self._marking(claim) as conn:
-            await outbox.mark_sent(conn, item.id, self.clock.now())
+        sent_at = self.clock.now()
+        try:
+            async with self._marking(claim) as conn:
+                await outbox.mark_sent(conn, item.id, sent_at)
+        except Exception:
+            self._sent_unmarked[item.id] = sent_at  # marked by the next pass, not sent again
+            raise
         self.health.succeeded()
         self.log.info("%s delivered", self.describe(item))
         return True, None

@@ -238,3 +238,30 @@ async def test_rows_of_no_ticket_go_first_when_the_worker_says_so(repo, clock):
     worker.unattached_first = True
     await worker.deliver_due()
     assert [name for _t, name in worker.sent] == ["answer", "t1", "t2"]
+
+
+async def test_an_item_sent_whose_mark_failed_is_marked_next_pass_not_sent_again(
+    repo, clock, monkeypatch
+):
+    """The database goes away between the server's acceptance and the mark: the next pass
+    marks the item before anything else and never sends it a second time."""
+    item_id = await queue_one(repo, clock)
+    worker = FlakyWorker(repo, clock, failures=0)
+    real_mark = outbox.mark_sent
+    broken = {"times": 1}
+
+    async def mark_then_fail(conn, item, now=None):  # noqa: ANN001, ANN202
+        if broken["times"]:
+            broken["times"] -= 1
+            raise ConnectionError("the database went away")
+        await real_mark(conn, item, now)
+
+    monkeypatch.setattr(outbox, "mark_sent", mark_then_fail)
+    with pytest.raises(ConnectionError):
+        await worker.deliver_due()
+    assert worker.sent == [item_id] and (await row(repo, item_id)).state == outbox.PENDING
+
+    assert await worker.deliver_due() == 1  # the mark, not a second send
+    assert worker.sent == [item_id]
+    assert (await row(repo, item_id)).state == outbox.SENT
+    assert await worker.deliver_due() == 0 and worker.sent == [item_id]
