@@ -35,11 +35,9 @@ from bench_mail import SMTP_POLICY, MailFactory
 from common import (
     ROOT,
     BenchError,
-    cmdline,
     connect_db,
-    descendants,
-    forkservers,
     memory_kb,
+    process_roles,
     run_with_stack,
     scalar,
 )
@@ -100,19 +98,7 @@ def read_memory(main: int) -> MemoryResult:
     """RSS and PSS of `main` and every process below it. The parse workers are forks of the
     fork server, with its command line: they are told apart by their parent."""
     result = MemoryResult()
-    servers = set(forkservers(main))
-    workers = {worker for server in servers for worker in descendants(server)}
-    for pid in [main, *descendants(main)]:
-        if pid == main:
-            role = "exobot run"
-        elif pid in servers:
-            role = "fork server"
-        elif pid in workers:
-            role = "parse worker"
-        elif "multiprocessing.resource_tracker" in cmdline(pid):
-            role = "resource tracker"
-        else:
-            role = cmdline(pid)[:18] or "?"
+    for pid, role in process_roles(main):
         rss, pss = memory_kb(pid)
         if rss:
             result.processes.append(ProcessMemory(pid, role, rss, pss))

@@ -86,3 +86,25 @@ def memory_kb(pid: int) -> tuple[int, int]:
     except OSError:
         pass
     return rss, pss
+
+
+def process_roles(main: int) -> list[tuple[int, str]]:
+    """`main` (an exobot process) and every process below it, each with what it is: "exobot
+    run", "fork server", "parse worker" (forks of the fork server, told apart by their parent
+    since they share its command line), "resource tracker", or the start of its command line."""
+    servers = set(forkservers(main))
+    workers = {worker for server in servers for worker in descendants(server)}
+    roles = []
+    for pid in [main, *descendants(main)]:
+        if pid == main:
+            role = "exobot run"
+        elif pid in servers:
+            role = "fork server"
+        elif pid in workers:
+            role = "parse worker"
+        elif "multiprocessing.resource_tracker" in cmdline(pid):
+            role = "resource tracker"
+        else:
+            role = cmdline(pid)[:18] or "?"
+        roles.append((pid, role))
+    return roles

@@ -296,3 +296,23 @@ async def operator_clients(inst: Instance, user_id: str, token_name: str):
         base_url=inst.web_url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
     )
     return web, api, session
+
+
+async def create_token_cli(
+    config: Path, user: str, name: str = "t1", env: dict | None = None
+) -> str:
+    """An API token for `user`, made by `exobot token create` in a subprocess (as an
+    administrator would, against the running instance's configuration)."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "exobot.cli", "token", "create", name, "--user", user]
+        + ["-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env or {**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    [token] = [line for line in done.stdout.splitlines() if line.startswith("exo_")]
+    return token

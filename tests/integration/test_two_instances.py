@@ -18,7 +18,16 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from harness import DEADLINE, ROOT, free_port, instance_config, member_mail, unique, wait_until
+from harness import (
+    DEADLINE,
+    ROOT,
+    create_token_cli,
+    free_port,
+    instance_config,
+    member_mail,
+    unique,
+    wait_until,
+)
 from matrix_harness import body_of, is_edit, reply_to_of, sender_of
 from sqlalchemy import create_engine, text
 
@@ -188,22 +197,6 @@ async def send(stack, address: str, msg) -> None:
     await asyncio.to_thread(stack.send_mail, raw, msg["From"], [address])
 
 
-async def create_token(config: Path, user: str) -> str:
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "exobot.cli", "token", "create", "t1", "--user", user]
-        + ["-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert done.returncode == 0, done.stderr
-    [token] = [line for line in done.stdout.splitlines() if line.startswith("exo_")]
-    return token
-
-
 async def test_the_follower_takes_over_a_killed_leader_and_nothing_is_lost_or_doubled(
     pair, stack, matrix_setup, volunteer
 ):
@@ -229,7 +222,7 @@ async def test_the_follower_takes_over_a_killed_leader_and_nothing_is_lost_or_do
         await send(stack, two.address, member_mail(member, two.address, subject="Abans"))
         [ack] = await wait_mails(stack, member, 1)
         number = two.scalar("SELECT max(id) FROM tickets")
-        token = await create_token(follower.config, setup.volunteer_user_id)
+        token = await create_token_cli(follower.config, setup.volunteer_user_id)
         async with httpx.AsyncClient(
             base_url=follower.web_url + "/api/v1",
             headers={"Authorization": f"Bearer {token}"},
@@ -462,7 +455,7 @@ async def test_a_follower_knows_the_queue_rooms_operators_and_forgets_a_kicked_o
         await send(stack, two.address, member_mail(member, two.address, subject="Seguidor"))
         await wait_mails(stack, member, 1)
         number = two.scalar("SELECT max(id) FROM tickets")
-        token = await create_token(follower.config, helper.volunteer_user_id)
+        token = await create_token_cli(follower.config, helper.volunteer_user_id)
         headers = {"Authorization": f"Bearer {token}"}
 
         async with httpx.AsyncClient(timeout=30) as http:

@@ -39,7 +39,7 @@ import httpx
 import pytest
 import sqlalchemy
 import yaml
-from harness import DEADLINE, ROOT, free_port, instance_config, unique
+from harness import DEADLINE, ROOT, create_token_cli, free_port, instance_config, unique
 from matrix_harness import (
     MatrixUser,
     is_edit,
@@ -50,7 +50,7 @@ from matrix_harness import (
 from sqlalchemy.pool import NullPool
 
 from devstack.matrix_setup import invite, join
-from devstack.processes import cmdline, cpu_seconds, descendants, forkservers, memory_kb
+from devstack.processes import cpu_seconds, descendants, memory_kb, process_roles
 
 pytestmark = [pytest.mark.long, pytest.mark.asyncio]
 
@@ -114,21 +114,11 @@ def tree_pss(pid: int) -> int:
 
 def tree_listing(pid: int) -> str:
     """Each process of the tree: what it is and its RSS."""
-    servers = set(forkservers(pid))
     parts = []
-    for p in process_tree(pid):
+    for p, name in process_roles(pid):
         rss = memory_kb(p)[0]
-        if not rss:
-            continue
-        if p == pid:
-            name = "exobot run"
-        elif p in servers:
-            name = "forkserver"
-        elif "resource_tracker" in cmdline(p):
-            name = "resource tracker"
-        else:
-            name = "parse worker"
-        parts.append(f"{name} {rss / 1024:.0f} MB")
+        if rss:
+            parts.append(f"{name} {rss / 1024:.0f} MB")
     return ", ".join(parts)
 
 
@@ -225,7 +215,7 @@ async def test_soak(backend, stack, matrix_setup, matrix_login, tmp_path, long_r
         async with httpx.AsyncClient(base_url=base, timeout=60) as probe:
             await _wait_healthy(probe, process, log_path)
         await _wait_chat_ready(vols[0], suport, setup.bot_user_id, process)
-        token = await _token(config, setup.volunteer_user_id, env)
+        token = await create_token_cli(config, setup.volunteer_user_id, "soak", env)
         rss_start, procs_start = tree_rss(process.pid)
         pss_start = tree_pss(process.pid)
         listing = tree_listing(process.pid)
@@ -395,22 +385,6 @@ async def _wait_chat_ready(vol: MatrixUser, room: str, bot: str, process) -> Non
                 return
             await asyncio.sleep(0.1)
     pytest.fail("exobot never answered !ajuda")
-
-
-async def _token(config: Path, user: str, env: dict) -> str:
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "exobot.cli", "token", "create", "soak", "--user", user]
-        + ["-c", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    [token] = [line for line in done.stdout.splitlines() if line.startswith("exo_")]
-    return token
 
 
 # ----------------------------------------------------------------------------- writers
