@@ -201,18 +201,20 @@ class App:
             mask=cfg.privacy.mask,
             legacy_tags=tuple(cfg.tickets.legacy_tags),
         )
+        # The parsing workers start with the first mail (a follower never starts them) and
+        # stop after mail.parse_idle_seconds without one.
         parser = ParseSandbox(
             SandboxSettings(
                 timeout=cfg.mail.parse_timeout.total_seconds(),
                 memory=cfg.mail.parse_memory,
                 workers=cfg.mail.parse_workers,
-            )
+                idle_seconds=cfg.mail.parse_idle_seconds,
+            ),
+            clock=self.clock,
         )
         self.processor = MailProcessor(
             self.repository, self.service, rule_settings, parser=parser, clock=self.clock
         )
-        # The parsing workers start with exobot, not with its first mail.
-        await parser.warm_up()
         imap = cfg.mail.imap
         self.intake = ImapIntake(
             ImapSettings(
@@ -589,7 +591,7 @@ class App:
                 log.error("Matrix refused the bot's credentials: check the matrix section")
                 raise
             except Exception as error:
-                self.bot.rooms_live = False  # not synced: the last record says meanwhile
+                self.bot.stop_syncing()  # not synced: the last record says meanwhile
                 self.matrix.health.failed()
                 log.warning("cannot reach Matrix (%s); retrying in %.0f s", error, backoff)
                 await self.matrix.close()
@@ -614,7 +616,7 @@ class App:
         try:
             await asyncio.gather(*workers)
         finally:
-            self.bot.rooms_live = False  # the record says who operates until the next sync
+            self.bot.stop_syncing()  # the record says who operates until the next sync
             self.operator_record.forget()
             self.scheduler.pause()  # resumed when this instance leads again; stop() ends it
             for worker in workers:

@@ -448,6 +448,9 @@ class MailConfig(ConfigSection):
     parse_timeout: Duration = timedelta(seconds=10)
     parse_memory: Annotated[Size, _at_least(128 * 1024**2, "128MB")] = 512 * 1024**2
     parse_workers: int = Field(2, ge=1, le=32)
+    # The workers start with the first mail and stop after this many seconds without one
+    # (0: they run until exobot stops).
+    parse_idle_seconds: float = Field(60.0, ge=0)
     # A bigger mail is not fetched: its header is quarantined and its sender told once a day.
     max_size: Annotated[Size, _at_least(64 * 1024, "64KB")] = 25 * 1024**2
 

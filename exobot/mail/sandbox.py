@@ -7,9 +7,15 @@ parses one mail at a time under `RLIMIT_AS`; a worker that runs past the time li
 and replaced, one that runs out of memory reports it and is replaced. The caller gets either the
 parsed mail or a :class:`ParseRefused` whose text says why ("parsing took longer than 10 s").
 
-Workers are forked from a fork server (started once, with the parser preloaded) rather than
-from this process, which runs threads and an event loop: a fork server child starts in a few
-milliseconds and inherits nothing but the imports.
+Workers are forked from a fork server (started with the parser and the language models
+preloaded) rather than from this process, which runs threads and an event loop: a fork server
+child starts in a few milliseconds and inherits nothing but the imports.
+
+The processes run only while there is mail: the first mail starts the fork server and the
+workers (about a second on a small machine), and once no mail was parsed for
+`SandboxSettings.idle_seconds` the workers, the fork server and multiprocessing's resource
+tracker are stopped, leaving exobot alone at rest. An instance that never parses (a follower)
+never starts them.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from multiprocessing.connection import Connection
 from types import MappingProxyType
 from typing import Any
 
+from exobot.core.clock import Clock, SystemClock
 from exobot.core.text import format_size
 from exobot.mail.parse import MailParseError, ParsedMail
 
@@ -48,6 +56,8 @@ _KILL_WAIT_SECONDS = 2.0
 _START_WAIT_SECONDS = 60.0
 # How often a wait for an answer looks whether the sandbox was closed meanwhile.
 _WAIT_SLICE_SECONDS = 0.5
+# How soon an idle check that found a mail being parsed looks again.
+_IDLE_RECHECK_SECONDS = 1.0
 _READY = b"ready"
 
 
@@ -61,10 +71,11 @@ class ParseRefused(Exception):
 
 
 # The language models (exobot.mail.language) load as a worker starts. Measured with lingua's
-# three languages: 230 MB of address space at the peak, of which 100 MB is its library
-# mapped (it embeds every language's model) and about 100 MB resident.
+# low-accuracy mode and fastText's lite model: 142 MB of address space at the peak for the
+# whole worker (the interpreter and the parser 33 MB, lingua's library 100 MB mapped: it embeds
+# every language's model), of which 44 MB resident; the reserve leaves room above that.
 WARM_UP = "exobot.mail.parse:warm_up"
-WARM_UP_RESERVE = 256 * MB
+WARM_UP_RESERVE = 160 * MB
 # Imported by the fork server when workers warm up: it loads those models there once.
 LANGUAGE_PRELOAD = "exobot.mail.language_preload"
 
@@ -85,6 +96,9 @@ class SandboxSettings:
     # what it loads takes, on top of `memory` so that a mail keeps all of that.
     warm_up: str | None = WARM_UP
     reserve: int = WARM_UP_RESERVE
+    # Workers, fork server and resource tracker stop once no mail was parsed for this long;
+    # the next mail starts them again. 0: they run until close().
+    idle_seconds: float = 60.0
 
     @property
     def address_space(self) -> int:
@@ -175,26 +189,70 @@ def _worker_main(
 
 # --------------------------------------------------------------------------- the parent side
 
+# The fork server and the resource tracker are multiprocessing's, one per process, shared by
+# every sandbox of it (tests make several): they are stopped only when no worker of any sandbox
+# is alive or starting. A worker holds the fork server's "alive" pipe, so stopping the server
+# under a live worker would wait for that worker; this count, under this lock, rules it out.
+_SERVER_LOCK = threading.Lock()
+_server_users = 0
+
+
+def _use_server(delta: int) -> None:
+    global _server_users
+    with _SERVER_LOCK:
+        _server_users += delta
+
+
+def _stop_fork_server() -> bool:
+    """Stop multiprocessing's fork server and resource tracker if no worker uses them (True
+    when they were stopped). Both start again by themselves with the next worker. Their
+    `_stop()` is private API (the standard library's own tests use it; Python 3.11 to 3.14 have
+    it): when it is missing, the processes are left running, which costs memory, never mail."""
+    from multiprocessing import forkserver, resource_tracker
+
+    with _SERVER_LOCK:
+        if _server_users:
+            return False
+        stopped = False
+        server = getattr(forkserver, "_forkserver", None)
+        if getattr(server, "_forkserver_pid", None) is not None and hasattr(server, "_stop"):
+            server._stop()
+            stopped = True
+        # The tracker after the server: the server holds the tracker's pipe too. Nothing of
+        # exobot registers resources with it (no named semaphore, no shared memory).
+        tracker = getattr(resource_tracker, "_resource_tracker", None)
+        if getattr(tracker, "_fd", None) is not None and hasattr(tracker, "_stop"):
+            tracker._stop()
+            stopped = True
+        return stopped
+
 
 class _Worker:
     """One worker process and the parent's end of its pipe."""
 
     def __init__(self, context: Any, settings: SandboxSettings) -> None:
-        parent_end, child_end = context.Pipe(duplex=True)
-        self.process = context.Process(
-            target=_worker_main,
-            args=(child_end, settings.address_space, settings.parser, settings.warm_up),
-            name="exobot-parse",
-            daemon=True,  # never outlives exobot, even when it dies without stopping us
-        )
-        self.process.start()
-        child_end.close()
-        self.conn = parent_end
+        _use_server(+1)  # counted from before its start: the fork server is not stopped now
+        self._counted = True
+        self.process: Any = None
+        self.conn: Connection | None = None
         self.tasks = 0
-        # Ready only once it has loaded the parser: a mail never waits for a start.
-        if not parent_end.poll(_START_WAIT_SECONDS) or parent_end.recv_bytes(16) != _READY:
+        try:
+            parent_end, child_end = context.Pipe(duplex=True)
+            self.conn = parent_end
+            self.process = context.Process(
+                target=_worker_main,
+                args=(child_end, settings.address_space, settings.parser, settings.warm_up),
+                name="exobot-parse",
+                daemon=True,  # never outlives exobot, even when it dies without stopping us
+            )
+            self.process.start()
+            child_end.close()
+            # Ready only once it has loaded the parser: a mail never waits for a start.
+            if not parent_end.poll(_START_WAIT_SECONDS) or parent_end.recv_bytes(16) != _READY:
+                raise RuntimeError(f"no answer within {_START_WAIT_SECONDS:g} s")
+        except BaseException:
             self.kill()
-            raise RuntimeError(f"no answer within {_START_WAIT_SECONDS:g} s")
+            raise
 
     def kill(self) -> None:
         """Stop the process now and reap it (twice is harmless: close() and a job thread may
@@ -207,6 +265,10 @@ class _Worker:
             self.conn.close()
         with contextlib.suppress(Exception):
             self.process.close()
+        with _SERVER_LOCK:
+            counted, self._counted = self._counted, False
+        if counted:
+            _use_server(-1)
 
 
 class ParseSandbox:
@@ -215,11 +277,13 @@ class ParseSandbox:
     Each worker parses one mail at a time. A mail that takes longer than the timeout gets its
     worker killed and replaced; one that needs more memory than allowed ends its worker too.
     Either way the mail is refused with the reason and the next mail gets a healthy worker.
-    Workers start on first use; `close()` stops them (a parse in progress is refused).
+    Workers start on first use and retire after `settings.idle_seconds` without mail (by
+    `clock`); `close()` stops them (a parse in progress is refused).
     """
 
-    def __init__(self, settings: SandboxSettings | None = None) -> None:
+    def __init__(self, settings: SandboxSettings | None = None, clock: Clock | None = None) -> None:
         self.settings = settings or SandboxSettings()
+        self.clock = clock or SystemClock()
         self._context = multiprocessing.get_context("forkserver")
         self._idle: asyncio.Queue[_Worker | None] | None = None
         self._threads: ThreadPoolExecutor | None = None
@@ -227,6 +291,12 @@ class ParseSandbox:
         self._lock = threading.Lock()  # _all is touched by the job threads too
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._parsing = 0  # parse() calls under way (waiting for a slot included)
+        self._last_used = self.clock.now()
+        self._retiring = False
+        self._idle_watch: asyncio.Task | None = None
+        #: How many times the workers retired (for tests and the logs).
+        self.retirements = 0
 
     @property
     def workers(self) -> int:
@@ -243,7 +313,7 @@ class ParseSandbox:
         preload = ["__main__", *sorted({"exobot.mail.parse", module})]
         if self.settings.warm_up:
             # The language models load once, in the fork server: the workers share its pages
-            # (about 100 MB) instead of each loading a copy (the reserve still covers them).
+            # (about 20 MB) instead of each loading a copy (the reserve still covers them).
             preload.append(LANGUAGE_PRELOAD)
         self._context.set_forkserver_preload(preload)
         self._loop = asyncio.get_running_loop()
@@ -253,8 +323,9 @@ class ParseSandbox:
             self._idle.put_nowait(None)  # a slot: its worker starts when first needed
 
     async def warm_up(self) -> None:
-        """Start the fork server and every worker now, off the event loop, so that the first
-        mail after a start does not wait for them (about a second on a small machine)."""
+        """Start the fork server and every worker now, off the event loop, so that the next
+        mail does not wait for them (about a second on a small machine). exobot itself leaves
+        that to its first mail; they retire after `idle_seconds` all the same."""
         self._start()
         slots = [await self._idle.get() for _ in range(self.workers)]
         results = await asyncio.gather(
@@ -264,6 +335,8 @@ class ParseSandbox:
         for result in results:
             # A worker that could not start is left to the first mail, which says why.
             self._idle.put_nowait(result if isinstance(result, _Worker) else None)
+        self._last_used = self.clock.now()
+        self._watch_idle()  # started without mail, they still retire when none comes
 
     def _started(self, worker: _Worker | None) -> _Worker:
         """In a job thread: the slot's worker, started if it was not."""
@@ -279,10 +352,18 @@ class ParseSandbox:
         if self._closed:
             raise ParseRefused("the helpdesk is stopping")
         self._start()
-        worker = await self._idle.get()
-        # Cancelled while the job thread runs, the thread still finishes (or close() kills its
-        # worker) and hands the slot back itself.
-        kind, value = await self._loop.run_in_executor(self._threads, self._run, worker, raw)
+        self._parsing += 1
+        try:
+            # While the workers retire, their slots are out of the queue: this waits for them
+            # to come back (empty), then starts a fresh worker.
+            worker = await self._idle.get()
+            # Cancelled while the job thread runs, the thread still finishes (or close() kills
+            # its worker) and hands the slot back itself.
+            kind, value = await self._loop.run_in_executor(self._threads, self._run, worker, raw)
+        finally:
+            self._parsing -= 1
+            self._last_used = self.clock.now()
+            self._watch_idle()
         if kind == "ok":
             return value
         if kind == "not-mail":
@@ -394,9 +475,81 @@ class ParseSandbox:
             if worker is not None:
                 self._forget(worker)
 
+    # ----------------------------------------------------------------------- retiring when idle
+
+    def _watch_idle(self) -> None:
+        """Make sure a task will retire the workers once they are idle long enough."""
+        if not self.settings.idle_seconds or self._closed:
+            return
+        if self._idle_watch is None or self._idle_watch.done():
+            self._idle_watch = asyncio.create_task(self._retire_when_idle(), name="parse-idle")
+
+    async def _retire_when_idle(self) -> None:
+        """Sleep until the workers have been idle for `idle_seconds`, retire them, end. A mail
+        parsed meanwhile moves the deadline; the next mail after a retirement starts this again."""
+        idle = timedelta(seconds=self.settings.idle_seconds)
+        while not self._closed:
+            left = (self._last_used + idle - self.clock.now()).total_seconds()
+            if left > 0:
+                await asyncio.sleep(left)
+            elif not self._parsing and not self._has_processes():
+                return  # nothing runs (every worker failed or was replaced by none)
+            elif await self.retire_idle():
+                return
+            else:
+                await asyncio.sleep(_IDLE_RECHECK_SECONDS)  # a mail is being parsed
+
+    def _has_processes(self) -> bool:
+        """Whether this sandbox has a worker, or this process a fork server, to retire."""
+        from multiprocessing import forkserver
+
+        with self._lock:
+            if self._all:
+                return True
+        return (
+            getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None) is not None
+        )
+
+    async def retire_idle(self) -> bool:
+        """Stop the workers (and, when no other sandbox of this process has workers, the fork
+        server and the resource tracker) if no mail was parsed for `idle_seconds` and none is
+        being parsed; True when they were stopped. A mail that comes meanwhile waits for the
+        slots, then starts a fresh worker: it is parsed once, by that worker."""
+        idle = self.settings.idle_seconds
+        if not idle or self._closed or self._retiring or self._idle is None:
+            return False
+        # On the event loop: no slot can be taken or handed back between these checks and
+        # taking every slot below.
+        if self._parsing or self._idle.qsize() < self.workers:
+            return False
+        if self.clock.now() - self._last_used < timedelta(seconds=idle):
+            return False
+        if not self._has_processes():
+            return False
+        self._retiring = True
+        slots = [self._idle.get_nowait() for _ in range(self.workers)]
+        try:
+            await asyncio.shield(self._loop.run_in_executor(None, self._retire, slots))
+        finally:
+            for _ in slots:
+                self._idle.put_nowait(None)  # a mail that waited starts a fresh worker
+            self._retiring = False
+        self.retirements += 1
+        log.info("parse workers retired after %g s without mail", idle)
+        return True
+
+    def _retire(self, slots: list[_Worker | None]) -> None:
+        """In a thread: stop the slots' workers, then the fork server if nothing uses it."""
+        for worker in slots:
+            if worker is not None:
+                self._forget(worker)
+        _stop_fork_server()
+
     async def close(self) -> None:
         """Stop every worker now; a parse in progress is refused ("stopping")."""
         self._closed = True
+        if self._idle_watch is not None:
+            self._idle_watch.cancel()
         with self._lock:
             workers = list(self._all)
             self._all.clear()

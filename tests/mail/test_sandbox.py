@@ -7,6 +7,7 @@ import pickle
 import time
 
 import pytest
+from clocks import FakeClock
 
 from exobot.mail.parse import MailParseError, parse_mail
 from exobot.mail.sandbox import MB, ParseRefused, ParseSandbox, SandboxSettings, dumps
@@ -147,3 +148,130 @@ def multiprocessing_children_alive(box: ParseSandbox) -> list:
     import multiprocessing
 
     return [p for p in multiprocessing.active_children() if p.name == "exobot-parse"]
+
+
+# ------------------------------------------------------------------ only while there is mail
+
+
+def fork_server_pid():
+    from multiprocessing import forkserver
+
+    return forkserver._forkserver._forkserver_pid
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (and was reaped by whoever was its parent)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+async def wait_until(condition, what: str, deadline: float = 60.0) -> None:
+    """Poll a condition (not a fixed sleep) with a generous deadline."""
+    end = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < end, f"not within {deadline:g} s: {what}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def clocked():
+    clock = FakeClock()
+    box = hostile_sandbox(timeout=600.0, workers=2, idle_seconds=60.0)
+    box.clock = clock
+    box._last_used = clock.now()
+    yield box, clock
+    await box.close()
+
+
+async def test_no_worker_starts_before_the_first_mail(clocked):
+    box, clock = clocked
+    clock.advance(hours=5)
+    assert not await box.retire_idle()  # nothing to retire: nothing ever started
+    assert box._all == set()
+    assert multiprocessing_children_alive(box) == []
+    assert (await box.parse(MAIL)).subject == "Hola"
+    assert len(box._all) == 1  # one mail, one worker: the other slot starts when needed
+
+
+async def test_idle_workers_retire_with_the_fork_server_and_the_next_mail_starts_them_again(
+    clocked,
+):
+    box, clock = clocked
+    await asyncio.gather(box.parse(MAIL), box.parse(MAIL))
+    workers = [worker.process.pid for worker in box._all]
+    server = fork_server_pid()
+    assert len(workers) == 2 and server is not None
+    clock.advance(seconds=59)
+    assert not await box.retire_idle()  # not idle long enough
+    assert len(box._all) == 2
+    clock.advance(seconds=2)
+    assert await box.retire_idle()
+    assert box._all == set() and box.retirements == 1
+    assert fork_server_pid() is None  # the fork server stopped too (no other sandbox runs)
+    await wait_until(lambda: all(gone(pid) for pid in [*workers, server]), "processes ended")
+    # The next mail starts a fork server and a worker again, and is parsed by it.
+    assert (await box.parse(MAIL)).subject == "Hola"
+    assert len(box._all) == 1 and fork_server_pid() not in (None, server)
+
+
+async def test_a_mail_parsed_meanwhile_moves_the_deadline(clocked):
+    box, clock = clocked
+    await box.parse(MAIL)
+    clock.advance(seconds=50)
+    await box.parse(MAIL)
+    clock.advance(seconds=50)
+    assert not await box.retire_idle()  # 50 s since the last mail
+    clock.advance(seconds=11)
+    assert await box.retire_idle()
+
+
+async def test_workers_busy_with_a_mail_never_retire(clocked):
+    box, clock = clocked
+    await box.parse(MAIL)  # both slots used once: one worker started
+    slow = asyncio.create_task(box.parse(MAIL + b"SLOW-PARSE"))
+    await wait_until(lambda: box._parsing == 1 and box._idle.qsize() < box.workers, "busy")
+    clock.advance(hours=2)
+    assert not await box.retire_idle()
+    assert box._all and all(worker.process.is_alive() for worker in box._all)
+    await box.close()
+    with pytest.raises(ParseRefused):
+        await asyncio.wait_for(slow, 60)
+
+
+async def test_a_mail_arriving_while_the_workers_retire_is_parsed_once_by_a_fresh_worker(clocked):
+    box, clock = clocked
+    await asyncio.gather(box.parse(MAIL), box.parse(MAIL))
+    old = {worker.process.pid for worker in box._all}
+    clock.advance(minutes=2)
+    retiring = asyncio.create_task(box.retire_idle())
+    await wait_until(lambda: box._retiring, "retiring")  # every slot is taken by it now
+    parse = asyncio.create_task(box.parse(MAIL))
+    assert await retiring
+    parsed = await asyncio.wait_for(parse, 60)
+    assert parsed.subject == "Hola"
+    (worker,) = box._all  # one fresh worker, which parsed it once
+    assert worker.process.pid not in old and worker.tasks == 1
+
+
+async def test_the_workers_retire_by_themselves():
+    """Without a fake clock: the idle watch retires them once `idle_seconds` have passed (the
+    wait is for that to happen, with a generous deadline, not a fixed sleep)."""
+    box = hostile_sandbox(workers=1, idle_seconds=0.2)
+    try:
+        await box.parse(MAIL)
+        (pid,) = [worker.process.pid for worker in box._all]
+        await wait_until(lambda: box.retirements == 1, "retired")
+        assert box._all == set()
+        await wait_until(lambda: gone(pid), "worker ended")
+        assert (await box.parse(MAIL)).subject == "Hola"
+    finally:
+        await box.close()
+
+
+async def test_a_follower_like_instance_that_parses_nothing_never_has_workers():
+    box = ParseSandbox(SandboxSettings(workers=2))
+    await box.close()  # an instance that stops without ever parsing
+    assert box._all == set() and box._idle is None
