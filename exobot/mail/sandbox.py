@@ -259,7 +259,8 @@ class _Worker:
         both stop the same worker, and a closed process object refuses even `join`)."""
         with contextlib.suppress(Exception):
             self.process.kill()
-        with contextlib.suppress(ValueError):
+        # ValueError: closed already; AssertionError: it never started (its start failed).
+        with contextlib.suppress(ValueError, AssertionError, AttributeError):
             self.process.join(_KILL_WAIT_SECONDS)
         with contextlib.suppress(Exception):
             self.conn.close()
