@@ -158,6 +158,17 @@ class MatrixBot:
         people = [(user, self.names.display_name(user)) for user in ids]
         return sorted(people, key=lambda person: (person[1].casefold(), person[0]))
 
+    def stop_syncing(self) -> None:
+        """This instance no longer syncs (it stepped down, or lost the homeserver): from now
+        on the leader's record says who operates. Until that record is read again, this
+        instance's own last view stands in for it, so that stepping down because the
+        database went away revokes nobody (the record cannot be read then either)."""
+        if self.rooms_live:
+            own = self.room_operators()
+            if own:
+                self.shared_operators = own
+        self.rooms_live = False
+
     def room_operators(self) -> dict[str, str]:
         """The joined members of the queue rooms that grant rights, by this instance's own
         sync, as {user id: display name} (never the bot itself); empty before it synced.

@@ -68,6 +68,24 @@ async def test_the_leader_writes_the_record_only_when_its_view_changes(repo):
         assert decode(await get_state(conn, STATE_KEY)) == {ANNA: "Anna"}
 
 
+async def test_a_leader_that_steps_down_keeps_its_last_view_until_the_record_is_read(repo):
+    """Stepping down because the database went away must revoke nobody: the record cannot
+    be read then either (seen as 403s on the API through a PostgreSQL restart)."""
+    bot = make_bot(repo)
+    record = OperatorRecord(repo, bot)
+    assert bot.is_operator(ANNA)
+
+    bot.stop_syncing()
+    bot.client.nio = None  # the Matrix client closed
+    assert not bot.rooms_live
+    assert bot.is_operator(ANNA) and not bot.is_operator(PERE)
+    assert bot.operators() == [(ANNA, "Anna")]
+
+    # Once the record can be read it says again (here: it was never written, so nobody).
+    await record.refresh()
+    assert not bot.is_operator(ANNA)
+
+
 async def test_configured_operators_win_over_the_record(repo):
     await OperatorRecord(repo, make_bot(repo)).publish()
     follower = make_bot(repo, operators=[PERE])
