@@ -205,7 +205,7 @@ class OutboxWorker:
                     if not await outbox.claim(claim, item.id):
                         return False  # another worker has it, or it was done meanwhile
                     delivered, given_up = await self._attempt(item, claim)
-            except Exception:
+            except BaseException:  # a failed commit, or cancelled in it (stepping down)
                 if delivered:  # sent and marked, but the claim's commit failed
                     self._sent_unmarked.setdefault(item.id, self.clock.now())
                 raise
@@ -257,7 +257,7 @@ class OutboxWorker:
         try:
             async with self._marking(claim) as conn:
                 await outbox.mark_sent(conn, item.id, sent_at)
-        except Exception:
+        except BaseException:  # also cancelled while marking: the leader stepping down
             self._sent_unmarked[item.id] = sent_at  # marked by the next pass, not sent again
             raise
         self.health.succeeded()
