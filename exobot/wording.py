@@ -123,6 +123,9 @@ ERRORS: dict[str, str] = {
     "internal": N_(
         "Something went wrong on our side and it was logged. Please try again in a while and, if it keeps failing, tell the administrators."
     ),
+    "unavailable": N_(
+        "The helpdesk's database cannot be reached right now. Please try again in a minute."
+    ),
     "missing_owner": N_("Say whom to give it to: a Matrix user, @name:server."),
     "missing_queue": N_("Say which queue to move it to."),
     "missing_requestor": N_("The requestor's email address is missing."),

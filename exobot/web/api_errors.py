@@ -11,14 +11,20 @@ from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from exobot.core.service import NotAllowed, ServiceError, TicketNotFound
+from exobot.db.engine import database_unavailable
 from exobot.web.actions import ActionError, error_message
 from exobot.wording import Wording
 
 log = logging.getLogger("exobot.web.api")
+
+#: Seconds a client is asked to wait when the database cannot be reached (a restart takes
+#: seconds; a client that retries sooner only adds load).
+RETRY_AFTER_SECONDS = 30
 
 # Service codes that mean "valid, but not in the ticket's current state": 409, not 400.
 CONFLICTS = frozenset(
@@ -55,8 +61,13 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
-    """The one error shape; 401s also name the scheme, as HTTP asks."""
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    """The one error shape; 401s also name the scheme and 503s say when to come back, as HTTP
+    asks."""
+    headers = None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return JSONResponse({"error": code, "message": message}, status, headers=headers)
 
 
@@ -100,6 +111,18 @@ def install(api: FastAPI, renderer: Wording) -> None:
             message = f"{request.url.path} does not accept {request.method}"
         return error_response(error.status_code, code, message)
 
+    async def database_error(request: Request, error: DBAPIError) -> JSONResponse:
+        if not database_unavailable(error):
+            raise error  # a wrong statement is a bug: the 500 below, with its traceback
+        # An outage, not a bug: one line, no traceback per request while it lasts.
+        log.warning(
+            "API request %s %s: the database cannot be reached: %s",
+            request.method,
+            request.url.path,
+            error.orig or error,
+        )
+        return error_response(503, "unavailable", message_of(renderer, "unavailable", {}))
+
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         # The server logs the traceback (the exception goes on up); this names the request.
         log.error("API request %s %s failed: %r", request.method, request.url.path, error)
@@ -110,6 +133,7 @@ def install(api: FastAPI, renderer: Wording) -> None:
     api.add_exception_handler(ActionError, action_error)
     api.add_exception_handler(RequestValidationError, invalid)
     api.add_exception_handler(StarletteHTTPException, http_error)
+    api.add_exception_handler(DBAPIError, database_error)
     api.add_exception_handler(Exception, unexpected)
 
 

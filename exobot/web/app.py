@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
+from exobot.db.engine import database_unavailable
 from exobot.web import api, login, pages
+from exobot.web.api_errors import RETRY_AFTER_SECONDS
 from exobot.web.context import WebContext
 from exobot.web.deps import CsrfRefused, LoginRequired
 from exobot.web.ratelimit import LoginLimiter
 from exobot.web.security import SecurityHeaders
 from exobot.web.templating import render
 from exobot.web.words import CSRF_REFUSED, HTTP_ERRORS
+from exobot.wording import ERRORS
 
 STATIC = Path(__file__).parent / "static"
+
+log = logging.getLogger("exobot.web")
 
 
 def create_app(context: WebContext) -> FastAPI:
@@ -33,6 +40,7 @@ def create_app(context: WebContext) -> FastAPI:
     app.add_exception_handler(LoginRequired, _to_login)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_middleware(SecurityHeaders, secure=context.settings.secure, csp=context.settings.csp)
     return app
 
@@ -48,6 +56,20 @@ async def _to_login(request: Request, error: LoginRequired) -> Response:
 
 async def _csrf_refused(request: Request, error: CsrfRefused) -> Response:
     return render(request, "error.html", status_code=403, message_key=CSRF_REFUSED)
+
+
+async def _database_error(request: Request, error: DBAPIError) -> Response:
+    if not database_unavailable(error):
+        raise error  # a bug: the server's 500, with its traceback logged
+    log.warning(
+        "page %s %s: the database cannot be reached: %s",
+        request.method,
+        request.url.path,
+        error.orig or error,
+    )
+    response = render(request, "error.html", status_code=503, message_key=ERRORS["unavailable"])
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 async def _http_error(request: Request, error: StarletteHTTPException) -> Response:

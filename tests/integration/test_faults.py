@@ -362,15 +362,20 @@ async def test_synapse_restarted_commands_once_and_roots_posted_once(
 # -------------------------------------------------------------------------- PostgreSQL
 
 
-async def api_retrying(api: httpx.AsyncClient, path: str, body: dict, key: str) -> httpx.Response:
+async def api_retrying(
+    api: httpx.AsyncClient, path: str, body: dict, key: str, refusals: list[int] | None = None
+) -> httpx.Response:
     """POST with an Idempotency-Key until the server answers 2xx (as a careful API client
-    does through an outage: the key makes a repeat of a request that did land harmless)."""
+    does through an outage: the key makes a repeat of a request that did land harmless).
+    The status of every answer that was not a success goes to `refusals`."""
 
     async def answered() -> httpx.Response | None:
         try:
             response = await api.post(path, json=body, headers={"Idempotency-Key": key})
         except httpx.HTTPError:
             return None
+        if not response.is_success and refusals is not None:
+            refusals.append(response.status_code)
         return response if response.is_success else None
 
     return await wait_until(answered, timeout=3 * DEADLINE, what=f"POST {path} ({key})")
@@ -396,7 +401,7 @@ async def test_postgresql_restarted_exobot_reconnects_and_loses_nothing(
     await inst.wait_tickets(1)
     root = (await room.wait_root(1))["event_id"]
     await inst.wait_mailbox(first, 1)
-    _web, api, _session = await operator_clients(inst, setup.volunteer_user_id, "faults")
+    web, api, _session = await operator_clients(inst, setup.volunteer_user_id, "faults")
     members = [first]
 
     async def mail(i: int) -> None:
@@ -408,13 +413,20 @@ async def test_postgresql_restarted_exobot_reconnects_and_loses_nothing(
     await asyncio.to_thread(stack.stop_service, "postgres")
     response = await healthz(inst)
     assert response is not None and response.status_code == 503, response
+    # A page and an API call meanwhile are told to come back later, not a 500.
+    for client in (web, api):
+        refused = await client.get("/tickets/1")
+        assert refused.status_code == 503 and "retry-after" in refused.headers, refused.text
     # While the database is down: mails arrive, commands are given, an API reply is tried.
     for i in (1, 2, 3):
         await mail(i)
     commands = [await vol.send(room.id, f"!comment caiguda {i}", thread_root=root) for i in (1, 2)]
+    refusals: list[int] = []
     replies = [
         asyncio.create_task(
-            api_retrying(api, "/tickets/1/actions/reply", {"text": "Resposta 1"}, "fault-r1")
+            api_retrying(
+                api, "/tickets/1/actions/reply", {"text": "Resposta 1"}, "fault-r1", refusals
+            )
         )
     ]
     await asyncio.to_thread(stack.start_service, "postgres", STACK_READY_SECONDS)
@@ -423,11 +435,16 @@ async def test_postgresql_restarted_exobot_reconnects_and_loses_nothing(
     commands.append(await vol.send(room.id, "!comment tornada", thread_root=root))
     replies.append(
         asyncio.create_task(
-            api_retrying(api, "/tickets/1/actions/reply", {"text": "Resposta 2"}, "fault-r2")
+            api_retrying(
+                api, "/tickets/1/actions/reply", {"text": "Resposta 2"}, "fault-r2", refusals
+            )
         )
     )
 
     await asyncio.gather(*replies)
+    # The outage was answered as one: 503 (come back later), never a 500, nor a 403 from
+    # an instance that stepped down and forgot who operates.
+    assert set(refusals) <= {503}, refusals
     await inst.wait_tickets(6)
     await room.wait_answers(commands)
     body = await wait_healthy(inst, "database", "imap", "matrix")
@@ -456,7 +473,7 @@ async def test_postgresql_restarted_exobot_reconnects_and_loses_nothing(
         assert len(inst.mailbox(member)) == 1, member
     assert inst.query("SELECT DISTINCT state FROM outbox") == [("sent",)]
     await api.aclose()
-    await _web.aclose()
+    await web.aclose()
 
 
 async def test_a_command_seen_while_postgresql_refuses_connections_is_handled_once_after(

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import yaml
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from exobot import cli
 from exobot.core import intents
@@ -594,6 +595,37 @@ async def test_an_unexpected_failure_is_500_in_the_same_shape(world, anna):
     async with httpx.AsyncClient(transport=transport, base_url="http://test/api/v1") as client:
         response = await client.post(f"/quarantine/{mail_id}/retry", headers=anna)
     assert "try again" in assert_error(response, 500, "internal")
+
+
+async def test_a_database_outage_is_503_with_a_time_to_come_back(world, anna, caplog):
+    mail_id = await quarantined(world, 1, "parse error")
+
+    async def unreachable(inbound_id: int) -> str:
+        # What SQLAlchemy raises when the server is restarting (psycopg's words).
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    world.context.retry_mail = unreachable
+    transport = httpx.ASGITransport(app=world.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/v1") as client:
+        response = await client.post(f"/quarantine/{mail_id}/retry", headers=anna)
+    assert "try again in a minute" in assert_error(response, 503, "unavailable")
+    assert response.headers["retry-after"] == "30"
+    # One line in the log, not a traceback per request while the outage lasts.
+    (record,) = [r for r in caplog.records if "cannot be reached" in r.getMessage()]
+    assert record.exc_info is None and "connection refused" in record.getMessage()
+
+
+async def test_a_failing_statement_is_still_a_500_not_an_outage(world, anna):
+    mail_id = await quarantined(world, 1, "parse error")
+
+    async def wrong(inbound_id: int) -> str:
+        raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+
+    world.context.retry_mail = wrong
+    transport = httpx.ASGITransport(app=world.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/v1") as client:
+        response = await client.post(f"/quarantine/{mail_id}/retry", headers=anna)
+    assert_error(response, 500, "internal")
 
 
 # --- the token CLI -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from exobot.core.intents import Comment, MailClass, Move, ReceiveMail, Reply, SetStatus, Take
 from exobot.core.model import Actor, AttachmentInfo, EntryKind, IncomingMail, Status
@@ -22,6 +23,7 @@ from exobot.db import inbound
 from exobot.db import web as records
 from exobot.db.repository import SqlRepository
 from exobot.mail.msgid import MessageIds
+from exobot.web import queries
 from exobot.web.app import create_app
 from exobot.web.auth import SESSION_COOKIE
 from exobot.web.context import WebContext, WebSettings
@@ -357,6 +359,20 @@ async def test_an_unknown_ticket_is_404(browser):
     assert page.status_code == 404
     assert alert(page.text) == "No existeix el ticket suport#999."
     assert (await browser.get("/tickets/abc")).status_code == 404
+
+
+async def test_a_database_outage_is_a_503_page_that_says_so(browser, monkeypatch):
+    async def unreachable(*args, **kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(queries, "ticket_view", unreachable)
+    page = await browser.get("/tickets/1")
+    assert page.status_code == 503
+    assert page.headers["retry-after"] == "30"
+    assert alert(page.text) == (
+        "Ara mateix no es pot accedir a la base de dades del servei de suport. "
+        "Torna-ho a provar d'aquí a un minut."
+    )
 
 
 async def test_the_page_speaks_the_chosen_language(browser, service):
