@@ -247,8 +247,11 @@ async def test_a_mail_arriving_while_the_workers_retire_is_parsed_once_by_a_fres
     old = {worker.process.pid for worker in box._all}
     clock.advance(minutes=2)
     retiring = asyncio.create_task(box.retire_idle())
-    await wait_until(lambda: box._retiring, "retiring")  # every slot is taken by it now
     parse = asyncio.create_task(box.parse(MAIL))
+    # One step of each: the retirement has taken every slot (its thread stops the workers),
+    # the mail waits for one. The retirement's end needs at least two more steps of the loop.
+    await asyncio.sleep(0)
+    assert box._retiring and box._idle.qsize() == 0 and not parse.done()
     assert await retiring
     parsed = await asyncio.wait_for(parse, 60)
     assert parsed.subject == "Hola"
