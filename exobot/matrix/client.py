@@ -35,6 +35,11 @@ UNDECRYPTED_KEEP_SECONDS = 24 * 3600
 # lines in 10 minutes when it was retried after every sync).
 UNDECRYPTED_RETRY_SECONDS = 60.0
 BACKOFF_START, BACKOFF_MAX = 1.0, 60.0
+# The sync position is written (with an fsync) at most this often while only it changes: every
+# post of the bot's own comes back in a sync, and a write per sync blocked the event loop tens
+# of times a second in a burst. A crash loses at most this much of the position, and the events
+# synced again are recognised (handled commands by their event id; see `_call`).
+SESSION_SAVE_SECONDS = 2.0
 
 EventHandler = Callable[[nio.MatrixRoom, nio.Event], Awaitable[None]]
 InviteHandler = Callable[[str, str | None], Awaitable[None]]
@@ -137,6 +142,9 @@ class MatrixClient:
         # refuses the bot), so the chat worker gives no row up meanwhile (catchup.py).
         self.unreachable = False
         self._key_requests: set[asyncio.Task] = set()  # referenced until done
+        self._saved_at: float | None = None  # monotonic time of the last session save
+        self._unsaved = False  # the session changed since (its sync position)
+        self._must_save = False  # ... in a way that cannot wait (undecryptable events)
         self._undecrypted_tried = time.monotonic()
         # Health: a completed sync is progress; failing to sync is work waiting. The App gives
         # it its clock.
@@ -177,6 +185,7 @@ class MatrixClient:
             self.nio.restore_login(session.user_id, session.device_id, session.access_token)
             log.info("restored session of %s, device %s", session.user_id, session.device_id)
         self.session = session
+        self._saved_at = time.monotonic()
         private_files(s.store_path)  # nio opened (and maybe created) its store just now
         if self.nio.should_upload_keys:
             await self.nio.keys_upload()
@@ -249,8 +258,25 @@ class MatrixClient:
             await self._dispatch(response)
         if self._retry_due(response):
             await self._retry_undecrypted()
+        first = self.session.next_batch is None
         self.session.next_batch = response.next_batch
+        self._unsaved = True
+        self._save_session(now=first or self._must_save)
+
+    def _save_session(self, *, now: bool = False) -> None:
+        """Write the session when `now`, or when the last write is SESSION_SAVE_SECONDS old.
+        The first position is written at once: a session without one skips the backlog at
+        the next start (commands said meanwhile would be lost)."""
+        if not self._unsaved:
+            return
+        recent = self._saved_at is not None and (
+            time.monotonic() - self._saved_at < SESSION_SAVE_SECONDS
+        )
+        if recent and not now:
+            return
         self.store.save(self.session)
+        self._saved_at = time.monotonic()
+        self._unsaved = self._must_save = False
 
     async def _keep_keys(self) -> None:
         client = self.nio
@@ -313,6 +339,7 @@ class MatrixClient:
         self.session.undecrypted.append(
             {"room_id": room_id, "source": event.source, "seen": time.time()}
         )
+        self._must_save = True
         task = asyncio.ensure_future(self._request_key(event))
         self._key_requests.add(task)
         task.add_done_callback(self._key_requests.discard)
@@ -352,6 +379,8 @@ class MatrixClient:
                     item["source"].get("event_id"),
                     item["room_id"],
                 )
+        if len(still) != len(self.session.undecrypted):
+            self._must_save = True
         self.session.undecrypted = still
 
     async def upload(
@@ -375,6 +404,12 @@ class MatrixClient:
         return {"url": response.content_uri}
 
     async def close(self) -> None:
-        """Close the HTTP session (the device and tokens stay saved for the next start)."""
+        """Close the HTTP session (the device and tokens stay saved for the next start), after
+        writing the sync position if it is not written yet."""
+        if self.session is not None:
+            try:
+                self._save_session(now=True)
+            except OSError as error:  # the events since are synced again at the next start
+                log.warning("could not save the Matrix session: %s", error)
         if self.nio is not None:
             await self.nio.close()

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from html import escape as html_escape
 from urllib.parse import quote
 
@@ -55,6 +57,27 @@ class LoginLinks:
 
     root: str  # the web's base URL, without the trailing slash
     ttl: timedelta
+
+
+@dataclass(frozen=True)
+class _RootFacts:
+    """What a ticket's root message shows besides the ticket itself, read with the row."""
+
+    flags: list
+    last_status: Entry | None
+    source: str | None  # the other helpdesk it was imported from
+    first: Entry | None  # the entry the root quotes (None: not read, or none)
+
+
+@dataclass
+class _Row:
+    """Everything a ticket's chat row needs from the database, read in one transaction."""
+
+    ticket: Ticket | None
+    entries: list[Entry]
+    thread: chat.Thread | None
+    part: _Parts
+    root: _RootFacts | None  # read when the row may post or edit a root
 
 
 class ChatSender(OutboxWorker):
@@ -125,13 +148,33 @@ class ChatSender(OutboxWorker):
 
     # --- ticket announcements -------------------------------------------------------------
 
-    async def _ticket(self, item: OutboxItem) -> None:
+    async def _read(self, item: OutboxItem, entry_ids: list[int] | None = None) -> _Row:
+        """The row's ticket, entries, current thread and posted parts, and what a root needs
+        when the row may post or edit one, in one read transaction: one hand-off to the
+        repository's thread for the lot (a statement on the async engine costs several)."""
         payload = item.payload
-        async with self.repository.reading() as view:
+        created = bool(payload.get("created"))
+        edits_root = payload.get("type") == ROOT_EDIT
+
+        async def work(view) -> _Row:  # noqa: ANN001 - the repository's reader
             ticket = await view.get_ticket(item.ticket_id)
-            entries = await view.entries(payload["entries"])
+            entries = await view.entries(entry_ids) if entry_ids else []
             thread = await chat.current_thread(view.conn, item.ticket_id)
             part = _Parts(item.id, await chat.posted(view.conn, item.id))
+            root = None
+            moves = any(e.kind is EntryKind.QUEUE for e in entries)
+            if ticket is not None and (created or moves or thread is None or edits_root):
+                # The first mail is in the row's own entries when the row opens the ticket.
+                first = None if created else await _first_entry(view, ticket.number)
+                root = await _root_facts(view, ticket.number, first)
+            return _Row(ticket, entries, thread, part, root)
+
+        return await self.repository.read(work)
+
+    async def _ticket(self, item: OutboxItem) -> None:
+        payload = item.payload
+        row = await self._read(item, payload["entries"])
+        ticket, entries, thread, part = row.ticket, row.entries, row.thread, row.part
         if ticket is None:
             raise PermanentFailure(f"ticket {item.ticket_id} does not exist")
         origin = payload.get("origin") or None
@@ -141,24 +184,24 @@ class ChatSender(OutboxWorker):
             first = next(
                 (e for e in entries if e.kind in (EntryKind.MAIL_IN, EntryKind.COMMENT)), None
             )
-            thread = await self._new_root(ticket, queue, first, part, origin)
+            thread = await self._new_root(ticket, queue, first, row.root, part, origin)
             if origin and thread and not _answers_origin_in_place(origin, thread.room_id):
                 await self._send(self._origin_where(origin), self.renderer.opened(ticket), part)
             return
         rest: list[Entry] = []
         for entry in entries:
             if entry.kind is EntryKind.QUEUE:
-                thread = await self._move(ticket, entry, thread, part)
+                thread = await self._move(ticket, entry, thread, row.root, part)
             else:
                 rest.append(entry)
         if thread is None:
             # A ticket whose thread starts late (imported, or from before its queue had a
             # room): its root quotes its first mail as every later edit of the root will,
             # unless that mail is among what is announced now.
-            first = await self._first(ticket.number)
+            first = row.root.first
             if first is not None and first.id in {e.id for e in rest}:
                 first = None
-            thread = await self._new_root(ticket, ticket.queue, first, part, None)
+            thread = await self._new_root(ticket, ticket.queue, first, row.root, part, None)
             if thread is None:
                 return  # the ticket's queue has no room: nothing to say in chat
         else:
@@ -185,6 +228,7 @@ class ChatSender(OutboxWorker):
         ticket: Ticket,
         queue: str,
         first: Entry | None,
+        facts: _RootFacts,
         part: _Parts,
         origin: dict | None,
     ) -> chat.Thread | None:
@@ -194,30 +238,44 @@ class ChatSender(OutboxWorker):
         reply_to = None
         if origin and _answers_origin_in_place(origin, room_id):
             reply_to = origin["event"]  # `!new` typed in this room: the root is the answer
-        message = await self._root_message(ticket, first)
-        event_id = await self._send(Where(room_id, reply_to=reply_to), message, part)
-        thread = chat.Thread(ticket.number, queue, room_id, event_id)
-        async with self.repository.connection() as conn:
-            await chat.record_thread(conn, thread, self.clock.now())
-        return thread
+        message = await self._root_message(ticket, first, facts)
+
+        async def record(conn, event_id: str) -> None:  # noqa: ANN001 - a connection
+            # In the transaction that records the post: the root and its thread go together.
+            await chat.record_thread(
+                conn, chat.Thread(ticket.number, queue, room_id, event_id), self.clock.now()
+            )
+
+        event_id = await self._post(
+            part,
+            room_id,
+            "m.room.message",
+            message_content(message, Where(room_id, reply_to=reply_to)),
+            also=record,
+        )
+        return chat.Thread(ticket.number, queue, room_id, event_id)
 
     async def _root_message(
-        self, ticket: Ticket, first: Entry | None, *, moved: chat.Thread | None = None
+        self,
+        ticket: Ticket,
+        first: Entry | None,
+        facts: _RootFacts,
+        *,
+        moved: chat.Thread | None = None,
     ) -> Message:
         """A ticket's root message as the ticket is now: its state, active flags, whether it
         was reopened, the plugins' lines and the first lines of `first`. With `moved` (the
         new root after a move) it ends with a link to where the thread continues."""
-        async with self.repository.reading() as view:
-            flags = active_flags(await view.entries_of(ticket.number, [EntryKind.FLAG.value]))
-            last_status = await view.last_entry(ticket.number, [EntryKind.STATUS.value])
-            source = await view.import_source(ticket.number)
+        last_status = facts.last_status
         reopened = (
             ticket.status is Status.OPEN
             and last_status is not None
             and last_status.data.get("from") in (Status.RESOLVED.value, Status.REJECTED.value)
         )
-        imported = imported_system(source) if source else None
-        message = self.renderer.root(ticket, first, flags, reopened=reopened, imported=imported)
+        imported = imported_system(facts.source) if facts.source else None
+        message = self.renderer.root(
+            ticket, first, facts.flags, reopened=reopened, imported=imported
+        )
         if self.contributions is not None:
             lines = await self.contributions.root_lines(ticket, self.renderer.language)
             message = with_lines(message, lines)
@@ -231,38 +289,35 @@ class ChatSender(OutboxWorker):
         """The bot's homeserver name (its user id's server): it is in every queue room."""
         return (getattr(self.client.nio, "user_id", "") or "").partition(":")[2] or None
 
-    async def _first(self, number: int) -> Entry | None:
-        """The entry a root quotes: the ticket's first mail or comment."""
-        async with self.repository.reading() as view:
-            history = await view.history(number)
-        return next((e for e in history if e.kind in (EntryKind.MAIL_IN, EntryKind.COMMENT)), None)
-
     async def _root_edit(self, item: OutboxItem) -> None:
         """Edit the ticket's current root message to show the ticket as it is now (the row
         stands for every change since it was queued). One edit per row: part 1, its
         transaction id making a retry return the first edit."""
-        async with self.repository.reading() as view:
-            ticket = await view.get_ticket(item.ticket_id)
-            thread = await chat.current_thread(view.conn, item.ticket_id)
-            part = _Parts(item.id, await chat.posted(view.conn, item.id))
+        row = await self._read(item)
+        ticket, thread, part = row.ticket, row.thread, row.part
         if ticket is None:
             raise PermanentFailure(f"ticket {item.ticket_id} does not exist")
         if thread is None:
             return  # no root (its queue has no room): nothing to edit
-        message = await self._root_message(ticket, await self._first(ticket.number))
+        message = await self._root_message(ticket, row.root.first, row.root)
         await self._post(
             part, thread.room_id, "m.room.message", edit_content(message, thread.root_event_id)
         )
 
     async def _move(
-        self, ticket: Ticket, entry: Entry, thread: chat.Thread | None, part: _Parts
+        self,
+        ticket: Ticket,
+        entry: Entry,
+        thread: chat.Thread | None,
+        facts: _RootFacts,
+        part: _Parts,
     ) -> chat.Thread | None:
         """A move: the new root in the new queue's room, then, in the old thread, a pointer
         saying who moved it with a link to the new root, and the old root edited to say
         where the ticket went (scanning the old room no longer shows it as its own)."""
         old_queue, new_queue = entry.data.get("from"), entry.data.get("to")
-        first = await self._first(ticket.number)
-        new = await self._new_root(ticket, new_queue, first, part, None)
+        first = facts.first
+        new = await self._new_root(ticket, new_queue, first, facts, part, None)
         if thread is not None:
             link = permalink(new.room_id, new.root_event_id, self._server) if new else None
             pointer = self.renderer.moved_pointer(
@@ -270,7 +325,7 @@ class ChatSender(OutboxWorker):
             )
             await self._send(Where(thread.room_id, thread.root_event_id), pointer, part)
             if new is not None:
-                old_root = await self._root_message(ticket, first, moved=new)
+                old_root = await self._root_message(ticket, first, facts, moved=new)
                 await self._post(
                     part,
                     thread.room_id,
@@ -363,16 +418,15 @@ class ChatSender(OutboxWorker):
         still show the text as the image's description (its alt text). The bytes are uploaded
         only while part 2 is not recorded: a crash between the upload and the send uploads
         again (an orphan in the media store is harmless), never sends twice."""
-        async with self.repository.reading() as view:
-            ticket = await view.get_ticket(item.ticket_id)
-            thread = await chat.current_thread(view.conn, item.ticket_id)
-            part = _Parts(item.id, await chat.posted(view.conn, item.id))
+        row = await self._read(item)
+        ticket, thread, part = row.ticket, row.thread, row.part
         if ticket is None:
             raise PermanentFailure(f"ticket {item.ticket_id} does not exist")
         if thread is None:
             # Quoting its first mail, as every later edit of the root will.
-            first = await self._first(ticket.number)
-            thread = await self._new_root(ticket, ticket.queue, first, part, None)
+            thread = await self._new_root(
+                ticket, ticket.queue, row.root.first, row.root, part, None
+            )
             if thread is None:
                 return  # the ticket's queue has no room: nothing to show in chat
         else:
@@ -432,8 +486,16 @@ class ChatSender(OutboxWorker):
                 done = ""
             else:
                 raise ConnectionError(f"the homeserver refused the redaction: {response.message}")
-            async with self.repository.connection() as conn:
-                await chat.record_post(conn, part.row, number, room_id, done, self.clock.now())
+            await self._write(
+                partial(
+                    chat.record_post,
+                    outbox_id=part.row,
+                    part=number,
+                    room_id=room_id,
+                    event_id=done,
+                    now=self.clock.now(),
+                )
+            )
 
     # --- login links ----------------------------------------------------------------------
 
@@ -517,8 +579,8 @@ class ChatSender(OutboxWorker):
         return Where(origin["room"], origin.get("thread"), origin["event"])
 
     async def _parts(self, item: OutboxItem) -> _Parts:
-        async with self.repository.reading() as view:
-            return _Parts(item.id, await chat.posted(view.conn, item.id))
+        done = await self.repository.read(lambda view: chat.posted(view.conn, item.id))
+        return _Parts(item.id, done)
 
     async def _send(self, where: Where, message: Message, part: _Parts) -> str:
         return await self._post(
@@ -535,29 +597,82 @@ class ChatSender(OutboxWorker):
         }
         await self._post(part, origin["room"], "m.reaction", content)
 
-    async def _post(self, part: _Parts, room_id: str, event_type: str, content: dict) -> str:
+    async def _post(
+        self,
+        part: _Parts,
+        room_id: str,
+        event_type: str,
+        content: dict,
+        *,
+        also: _Also | None = None,
+    ) -> str:
         """Post one part, unless an earlier attempt did; the transaction id covers a crash
-        between the post and its record."""
+        between the post and its record. `also(conn, event_id)` is written with the part's
+        record (or alone, when an earlier attempt posted the part)."""
         number = part.next()
         if number in part.done:
-            return part.done[number]
-        return await self._post_part(part, number, room_id, event_type, content)
+            event_id = part.done[number]
+            if also is not None:
+                await self._write(lambda conn: also(conn, event_id))
+            return event_id
+        return await self._post_part(part, number, room_id, event_type, content, also=also)
 
     async def _post_part(
-        self, part: _Parts, number: int, room_id: str, event_type: str, content: dict
+        self,
+        part: _Parts,
+        number: int,
+        room_id: str,
+        event_type: str,
+        content: dict,
+        *,
+        also: _Also | None = None,
     ) -> str:
         """Send part `number` of a row (its transaction id makes a resend return the first
-        event) and record it."""
+        event) and record it, with `also` in the same transaction."""
         response = await self.client.nio.room_send(
             room_id, event_type, content, tx_id=part.txn(number), ignore_unverified_devices=True
         )
         if not isinstance(response, nio.RoomSendResponse):
             raise ConnectionError(f"the homeserver refused the message: {response.message}")
-        async with self.repository.connection() as conn:
-            await chat.record_post(
-                conn, part.row, number, room_id, response.event_id, self.clock.now()
-            )
-        return response.event_id
+        event_id = response.event_id
+        now = self.clock.now()
+
+        async def record(conn) -> None:  # noqa: ANN001 - a connection
+            await chat.record_post(conn, part.row, number, room_id, event_id, now)
+            if also is not None:
+                await also(conn, event_id)
+
+        await self._write(record)
+        return event_id
+
+    async def _write(self, work: Callable[..., Awaitable[None]]) -> None:
+        """Run `work(conn)` in one write transaction on the repository's thread (one hand-off,
+        the statements on a blocking connection)."""
+
+        async def run(uow) -> None:  # noqa: ANN001 - the repository's unit of work
+            await work(uow.conn)
+
+        await self.repository.run(run, self.clock.now())
+
+
+#: Written with a part's record: (connection, the part's event id).
+_Also = Callable[..., Awaitable[None]]
+
+
+async def _first_entry(view, number: int) -> Entry | None:  # noqa: ANN001 - a reader
+    """The entry a root quotes: the ticket's first mail or comment."""
+    history = await view.history(number)
+    return next((e for e in history if e.kind in (EntryKind.MAIL_IN, EntryKind.COMMENT)), None)
+
+
+async def _root_facts(view, number: int, first: Entry | None) -> _RootFacts:  # noqa: ANN001
+    """What the root shows of the ticket's history (read in the caller's transaction)."""
+    return _RootFacts(
+        flags=active_flags(await view.entries_of(number, [EntryKind.FLAG.value])),
+        last_status=await view.last_entry(number, [EntryKind.STATUS.value]),
+        source=await view.import_source(number),
+        first=first,
+    )
 
 
 class _Parts:

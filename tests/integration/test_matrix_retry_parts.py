@@ -46,11 +46,11 @@ async def test_the_announcement_after_a_late_root_survives_a_failed_send(
     real_post_part = poster._post_part
     failed: list[int] = []
 
-    async def fail_part_two_once(part, number_, room_id, event_type, content):  # noqa: ANN001
+    async def fail_part_two_once(part, number_, room_id, event_type, content, **also):  # noqa: ANN001, ANN003
         if number_ == 2 and not failed:
             failed.append(part.row)
             raise ConnectionError("the homeserver went away (test)")
-        return await real_post_part(part, number_, room_id, event_type, content)
+        return await real_post_part(part, number_, room_id, event_type, content, **also)
 
     poster._post_part = fail_part_two_once
     note = unique("a volunteer's note")
