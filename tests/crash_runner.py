@@ -28,7 +28,7 @@ import time
 from sqlalchemy import text
 
 from exobot.cli import main
-from exobot.core.service import TicketService
+from exobot.core.service import Outcome, TicketService
 from exobot.db import chat
 from exobot.mail.intake import ImapIntake
 from exobot.mail.outbound import MailSender
@@ -79,13 +79,16 @@ def _install_chat(point: str) -> None:
 def install(point: str) -> None:
     """Patch the crash into the running code."""
     if point == "after-ticket-commit":
-        original = TicketService.apply
+        # apply() and apply_decided() (incoming mail) both commit through _apply().
+        original = TicketService._apply
 
         async def apply_then_die(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-            await original(self, *args, **kwargs)
-            _die()
+            outcome = await original(self, *args, **kwargs)
+            if isinstance(outcome, Outcome):  # else nothing was applied (a dropped mail)
+                _die()
+            return outcome
 
-        TicketService.apply = apply_then_die
+        TicketService._apply = apply_then_die
     elif point == "after-store":
         original_fetch = ImapIntake.fetch_new
 
@@ -97,15 +100,15 @@ def install(point: str) -> None:
 
         ImapIntake.fetch_new = fetch_then_die
     elif point == "after-ticket-created":
-        original_apply = TicketService.apply
+        original_apply = TicketService._apply
 
         async def apply_then_die_if_created(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
             outcome = await original_apply(self, *args, **kwargs)
-            if outcome.created:
+            if isinstance(outcome, Outcome) and outcome.created:
                 _die()
             return outcome
 
-        TicketService.apply = apply_then_die_if_created
+        TicketService._apply = apply_then_die_if_created
     elif point == "during-smtp-send":
         original_send = MailSender._send
 

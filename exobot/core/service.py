@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -171,11 +171,32 @@ class TicketService:
 
         With an `origin` key the intent takes effect at most once per key."""
         self._authorize(actor, intent)
-        handler = getattr(self, f"_do_{type(intent).__name__}")
+        return await self._apply(lambda _uow: _ready(actor, intent), origin)
+
+    async def apply_decided(
+        self, decide: Callable[[UnitOfWork], Awaitable[tuple[Actor, i.Intent] | object]]
+    ) -> Outcome | object:
+        """Apply the intent that `decide(uow)` returns as (actor, intent), deciding in the same
+        transaction (one transaction where a read one and a write one would be two: incoming
+        mail's rules). When `decide` returns anything else, nothing is written and that value
+        is returned."""
+        return await self._apply(decide, None)
+
+    async def _apply(
+        self,
+        decide: Callable[[UnitOfWork], Awaitable[tuple[Actor, i.Intent] | object]],
+        origin: i.Origin | None,
+    ) -> Outcome | object:
         pending: list[object] = []
         now = self.clock.now()  # one instant for the whole change and what it stamps
 
-        async def work(uow: UnitOfWork) -> Outcome:
+        async def work(uow: UnitOfWork) -> Outcome | object:
+            decided = await decide(uow)
+            if not (isinstance(decided, tuple) and isinstance(decided[-1], i.Intent)):
+                return _Undecided(decided)
+            actor, intent = decided
+            self._authorize(actor, intent)
+            handler = getattr(self, f"_do_{type(intent).__name__}")
             key = origin.key if origin is not None else None
             if key is not None and not await uow.claim(key):
                 # A retry learns which ticket the first request made or changed.
@@ -189,6 +210,8 @@ class TicketService:
             return outcome
 
         outcome = await self.repository.run(work, now=now)
+        if isinstance(outcome, _Undecided):
+            return outcome.value
         for event in pending:
             await self.events.emit(event)
         return outcome
@@ -681,6 +704,17 @@ class TicketService:
         ticket.last_member_mail_at = step.now
         await step.transition(ticket, Happening.MEMBER_MAIL)
         return step.outcome(ticket)
+
+
+async def _ready(actor: Actor, intent: i.Intent) -> tuple[Actor, i.Intent]:
+    return actor, intent
+
+
+@dataclass(frozen=True)
+class _Undecided:
+    """What `apply_decided`'s decide step returned instead of an intent."""
+
+    value: object
 
 
 class _Step:

@@ -275,55 +275,42 @@ class MailProcessor:
         }
         key = dedupe_key(parsed, raw)
 
-        async def classify(view: SqlReader) -> tuple[tuple[int, str] | None, Verdict | None]:
-            known = await view.ticket_for_message(key)
-            if known:
-                return known, None
-            context = ViewContext(view, self.settings, self.clock.now())
-            return None, await run_rules(parsed, context, self.rules)
+        now = self.clock.now()
 
+        async def decide(uow: SqlUnitOfWork) -> object:
+            # The rules read in the transaction that records the mail: one transaction per
+            # mail, not a read one and a write one.
+            try:
+                known = await uow.ticket_for_message(key)
+                if known:
+                    return _Known(known)
+                verdict = await run_rules(parsed, ViewContext(uow, self.settings, now), self.rules)
+            except Exception as error:
+                raise _RulesFailed(error) from error
+            if verdict.drop or (verdict.hold and inbound_id not in self._let_through):
+                return verdict
+            mail = incoming_from(parsed, raw, inbound_id, now, self.settings.mask)
+            intent = ReceiveMail(
+                mail=mail,
+                mail_class=verdict.mail_class,
+                ticket=verdict.ticket,
+                acknowledge=verdict.acknowledge,
+            )
+            actor = (
+                Actor.system("mail") if verdict.bounce else Actor.member(mail.sender or "unknown")
+            )
+            decided.append(verdict)
+            return actor, intent
+
+        decided: list[Verdict] = []
         try:
-            known, verdict = await self.repository.read(classify)
-        except Exception as error:
-            log.exception("rules failed on stored mail %s", inbound_id)
+            outcome = await self.service.apply_decided(decide)
+        except _RulesFailed as failed:
+            error = failed.__cause__
+            log.error("rules failed on stored mail %s", inbound_id, exc_info=error)
             return await self._finish(
                 inbound_id, inbound.QUARANTINED, error=f"rules failed: {error!r}", **meta
             )
-        if known:
-            ticket, direction = known
-            state = "duplicate" if direction == "in" else "dropped"
-            log.info("mail %s (%s) already known in ticket %s: %s", inbound_id, key, ticket, state)
-            return await self._finish(inbound_id, state, ticket=ticket, **meta)
-        if verdict.drop:
-            log.info("mail %s from %s dropped: %s", inbound_id, parsed.from_addr, verdict.drop)
-            state = "ignored" if verdict.bounce else "dropped"
-            return await self._finish(inbound_id, state, error=verdict.drop, **meta)
-        if verdict.hold and inbound_id not in self._let_through:
-            # A held mail with a key is announced once per key and hour, not once per mail.
-            hour = self.clock.now().strftime("%Y-%m-%dT%H")
-            return await self._finish(
-                inbound_id,
-                inbound.QUARANTINED,
-                error=verdict.hold,
-                announce_key=f"{verdict.hold_key}:{hour}" if verdict.hold_key else None,
-                **meta,
-            )
-        return await self._apply(inbound_id, parsed, raw, verdict, meta)
-
-    async def _apply(
-        self, inbound_id: int, parsed: ParsedMail, raw: bytes, verdict: Verdict, meta: dict
-    ) -> str:
-        """Hand the mail to the service; its transaction also marks the stored mail done."""
-        mail = incoming_from(parsed, raw, inbound_id, self.clock.now(), self.settings.mask)
-        intent = ReceiveMail(
-            mail=mail,
-            mail_class=verdict.mail_class,
-            ticket=verdict.ticket,
-            acknowledge=verdict.acknowledge,
-        )
-        actor = Actor.system("mail") if verdict.bounce else Actor.member(mail.sender or "unknown")
-        try:
-            outcome = await self.service.apply(actor, intent)
         except IntegrityError:
             # Another pass recorded the same Message-ID first: the mail is already in a ticket.
             return await self._finish(inbound_id, "duplicate", **meta)
@@ -332,10 +319,33 @@ class MailProcessor:
         except Exception as error:
             log.exception("applying stored mail %s failed", inbound_id)
             return await self._finish(inbound_id, inbound.QUARANTINED, error=repr(error), **meta)
+        if isinstance(outcome, _Known):
+            ticket, direction = outcome.found
+            state = "duplicate" if direction == "in" else "dropped"
+            log.info("mail %s (%s) already known in ticket %s: %s", inbound_id, key, ticket, state)
+            return await self._finish(inbound_id, state, ticket=ticket, **meta)
+        if isinstance(outcome, Verdict):
+            verdict = outcome
+            if verdict.drop:
+                log.info(
+                    "mail %s from %s dropped: %s", inbound_id, parsed.from_addr, verdict.drop
+                )
+                state = "ignored" if verdict.bounce else "dropped"
+                return await self._finish(inbound_id, state, error=verdict.drop, **meta)
+            # A held mail with a key is announced once per key and hour, not once per mail.
+            hour = now.strftime("%Y-%m-%dT%H")
+            return await self._finish(
+                inbound_id,
+                inbound.QUARANTINED,
+                error=verdict.hold,
+                announce_key=f"{verdict.hold_key}:{hour}" if verdict.hold_key else None,
+                **meta,
+            )
+        verdict = decided[-1]
         log.info(
             "mail %s from %s → %s (%s%s%s)",
             inbound_id,
-            mail.sender,
+            parsed.from_addr,
             self.service.reference(outcome.ticket),
             "new ticket" if outcome.created else f"threaded by {verdict.threaded_by}",
             f", {verdict.mail_class.value}",
@@ -461,6 +471,17 @@ class MailProcessor:
             log.info("no too-big notice to %s: %s", parsed.from_addr, why_not)
             return None
         return sender
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A mail whose Message-ID is known already: (ticket, direction) of the recorded one."""
+
+    found: tuple[int, str]
+
+
+class _RulesFailed(Exception):
+    """The rules raised (the cause): the mail is quarantined, not the pass stopped."""
 
 
 def _done(value: object) -> asyncio.Future:
