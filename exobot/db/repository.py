@@ -18,6 +18,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Integer,
+    String,
     any_,
     bindparam,
     cast,
@@ -25,7 +26,9 @@ from sqlalchemy import (
     distinct,
     func,
     insert,
+    literal,
     select,
+    table,
     text,
     update,
 )
@@ -151,6 +154,40 @@ SEARCH_ROWID_SHIFT = 32
 # PostgreSQL: search words matching at most this many search rows fetch their tickets by id
 # (see SqlReader._matching_clause).
 FEW_ROWS = 2000
+
+_ENTRY_COLUMNS = tuple(c.name for c in E.c if c.name != "id")
+_SEARCH_INDEX = table("search_index", column("ticket_id"), column("entry_id"), column("content"))
+
+
+def _indexed_insert(target: Any, columns: Sequence[str], returning: Sequence[Any], rows: Any) -> Any:
+    """PostgreSQL: one statement that inserts a row into `target` (its `columns` bound by name)
+    and its search_index row (`rows(new)`: the new row's ticket and entry id, from the
+    `returning` columns), with the bound `content`; it returns the search row's entry_id and
+    ticket_id. One round trip where two statements would be two."""
+    new = (
+        insert(target)
+        .values({name: bindparam(name, type_=target.c[name].type) for name in columns})
+        .returning(*returning)
+        .cte("new_row")
+    )
+    return (
+        insert(_SEARCH_INDEX)
+        .from_select(
+            ["ticket_id", "entry_id", "content"],
+            select(*rows(new), bindparam("content", type_=String)),
+        )
+        .returning(_SEARCH_INDEX.c.entry_id, _SEARCH_INDEX.c.ticket_id)
+    )
+
+
+# An entry and its search row; a ticket and its title's search row.
+_INSERT_ENTRY_INDEXED = _indexed_insert(
+    E, _ENTRY_COLUMNS, (E.c.id, E.c.ticket_id), lambda new: (new.c.ticket_id, new.c.id)
+)
+_TICKET_COLUMNS = tuple(c.name for c in T.c if c.name != "id")
+_INSERT_TICKET_INDEXED = _indexed_insert(
+    T, _TICKET_COLUMNS, (T.c.id,), lambda new: (new.c.id, literal(TITLE_ENTRY, Integer))
+)
 
 
 def fold(value: str) -> str:
@@ -601,6 +638,10 @@ class SqlUnitOfWork(SqlReader):
         values = _ticket_values(ticket)
         if number is not None:
             values["id"] = number
+        if not self.sqlite and number is None and ticket.title:
+            values["content"] = search_text(ticket.title)
+            ticket.number = (await self.conn.execute(_INSERT_TICKET_INDEXED, values)).first()[1]
+            return ticket
         number = (await self.conn.execute(_INSERT_TICKET, values)).scalar_one()
         if "id" in values:
             await ensure_next_number(self.conn, number + 1)
@@ -636,8 +677,12 @@ class SqlUnitOfWork(SqlReader):
             "body": entry.body,
             "data": entry.data,
         }
-        entry.id = (await self.conn.execute(_INSERT_ENTRY, values)).scalar_one()
         searchable = " ".join(filter(None, [entry.data.get("subject"), entry.body]))
+        if searchable and not self.sqlite:
+            values["content"] = search_text(searchable)
+            entry.id = (await self.conn.execute(_INSERT_ENTRY_INDEXED, values)).first()[0]
+            return entry
+        entry.id = (await self.conn.execute(_INSERT_ENTRY, values)).scalar_one()
         if searchable:
             await self._index(entry.ticket_number, entry.id, searchable)
         return entry
