@@ -62,6 +62,13 @@ def test_a_lone_ambiguous_word_leaves_the_choice_to_the_configuration(subject):
     assert detect_language(subject, "") is None
 
 
+@pytest.mark.parametrize(
+    ("subject", "body"), [("urgent", "router"), ("router wifi", ""), ("internet", "ok ok")]
+)
+def test_words_every_language_uses_leave_the_choice_to_the_configuration(subject, body):
+    assert detect_language(subject, body) is None
+
+
 def test_quoted_text_and_the_signature_are_not_read():
     body = (
         "Bon dia, encara no tinc connexió i ja he reiniciat el router dues vegades.\n\n"
