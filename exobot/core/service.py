@@ -1013,6 +1013,8 @@ class _Step:
     async def add_cc(self, number: int, cc: tuple[str, ...] | list[str]) -> list[str]:
         """Make the Cc of a mail participants: at most MAX_CC_PARTICIPANTS new ones, and
         only usable addresses. Returns the addresses left out."""
+        if not cc:  # most mails: no query
+            return []
         known = await self.uow.participants(number)
         own = self.settings.own_address.lower()
         fresh = [a for a in dict.fromkeys(a.lower() for a in cc) if a not in known and a != own]

@@ -71,6 +71,40 @@ class _Run:
     disabled: bool = False
 
 
+class _SavepointOnUse:
+    """A new-mail hook's view of the mail's transaction: a savepoint is begun before the
+    hook's first statement (when the connection has savepoints), and `end` keeps or undoes
+    what the hook did since."""
+
+    _STATEMENTS = frozenset(
+        {"execute", "scalar", "scalars", "exec_driver_sql", "stream", "stream_scalars", "run_sync"}
+    )
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+        self._savepoint: Any = None
+        self._begun = False
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._connection, name)
+        if name not in self._STATEMENTS or not callable(attribute):
+            return attribute
+
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            if not self._begun:
+                self._begun = True
+                begin = getattr(self._connection, "begin_nested", None)
+                self._savepoint = await begin() if begin is not None else None
+            return await attribute(*args, **kwargs)
+
+        return guarded
+
+    async def end(self, *, keep: bool) -> None:
+        """Release the savepoint (`keep`) or roll back to it; nothing when none was begun."""
+        if self._savepoint is not None:
+            await (self._savepoint.commit() if keep else self._savepoint.rollback())
+
+
 class PluginManager:
     """The enabled plugins of one exobot: `start()`, `stop()`, and what they contribute."""
 
@@ -236,19 +270,18 @@ class PluginManager:
 
     async def run_mail_hooks(self, new: NewMail) -> None:
         """Run every new-mail hook in the mail's transaction (the service calls this), each
-        behind a savepoint: a failing hook's flags, paragraphs and statements are undone."""
-        begin = getattr(new.connection, "begin_nested", None)
+        behind a savepoint begun before its first statement: a failing hook's flags,
+        paragraphs and statements are undone, and a hook that runs no statement (most look
+        only at new tickets) costs no round trip."""
         for run, hook in list(self._contributions["mail"]):
             view = new.scoped(run.name)
-            savepoint = await begin() if begin is not None else None
+            guarded = _SavepointOnUse(new.connection) if new.connection is not None else None
+            view.connection = guarded
             outcome = await self._call(run, "new-mail hook", hook, view, default=_FAILED)
-            if outcome is _FAILED:
-                if savepoint is not None:
-                    await savepoint.rollback()
-                continue
-            if savepoint is not None:
-                await savepoint.commit()
-            new.merge(view)
+            if guarded is not None:
+                await guarded.end(keep=outcome is not _FAILED)
+            if outcome is not _FAILED:
+                new.merge(view)
 
     async def root_lines(self, ticket: Ticket, language: str) -> list[str]:
         """The plugins' plain lines for a ticket's root message."""
