@@ -123,6 +123,22 @@ def private_files(directory: Path) -> None:
         os.chmod(path, 0o700 if path.is_dir() else 0o600)
 
 
+def skip_empty_room_saves(store: Any) -> None:
+    """Make nio's store skip saving an empty set of newly encrypted rooms. nio saves the set
+    after every sync, almost always empty: a read of the account in a transaction of its own,
+    on the event loop, for every sync (each of the bot's own posts ends one). An empty set
+    writes nothing, so skipping it changes nothing stored."""
+    if store is None or not hasattr(store, "save_encrypted_rooms"):
+        return
+    save = store.save_encrypted_rooms
+
+    def save_unless_empty(rooms: Any) -> None:
+        if rooms:
+            save(rooms)
+
+    store.save_encrypted_rooms = save_unless_empty
+
+
 class MatrixClient:
     """A logged-in nio client plus the sync loop that feeds the bot's handlers."""
 
@@ -186,6 +202,7 @@ class MatrixClient:
             log.info("restored session of %s, device %s", session.user_id, session.device_id)
         self.session = session
         self._saved_at = time.monotonic()
+        skip_empty_room_saves(self.nio.store)
         private_files(s.store_path)  # nio opened (and maybe created) its store just now
         if self.nio.should_upload_keys:
             await self.nio.keys_upload()

@@ -158,15 +158,17 @@ class ChatSender(OutboxWorker):
 
         async def work(view) -> _Row:  # noqa: ANN001 - the repository's reader
             ticket = await view.get_ticket(item.ticket_id)
-            entries = await view.entries(entry_ids) if entry_ids else []
+            entries = await chat.entries(view.conn, entry_ids or [])
+            if entries is None:  # ids too far apart for a range
+                entries = await view.entries(entry_ids)
             thread = await chat.current_thread(view.conn, item.ticket_id)
             part = _Parts(item.id, await chat.posted(view.conn, item.id))
             root = None
             moves = any(e.kind is EntryKind.QUEUE for e in entries)
             if ticket is not None and (created or moves or thread is None or edits_root):
                 # The first mail is in the row's own entries when the row opens the ticket.
-                first = None if created else await _first_entry(view, ticket.number)
-                root = await _root_facts(view, ticket.number, first)
+                first = None if created else await chat.first_quoted(view.conn, ticket.number)
+                root = await _root_facts(view.conn, ticket.number, first)
             return _Row(ticket, entries, thread, part, root)
 
         return await self.repository.read(work)
@@ -659,18 +661,12 @@ class ChatSender(OutboxWorker):
 _Also = Callable[..., Awaitable[None]]
 
 
-async def _first_entry(view, number: int) -> Entry | None:  # noqa: ANN001 - a reader
-    """The entry a root quotes: the ticket's first mail or comment."""
-    history = await view.history(number)
-    return next((e for e in history if e.kind in (EntryKind.MAIL_IN, EntryKind.COMMENT)), None)
-
-
-async def _root_facts(view, number: int, first: Entry | None) -> _RootFacts:  # noqa: ANN001
+async def _root_facts(conn, number: int, first: Entry | None) -> _RootFacts:  # noqa: ANN001
     """What the root shows of the ticket's history (read in the caller's transaction)."""
     return _RootFacts(
-        flags=active_flags(await view.entries_of(number, [EntryKind.FLAG.value])),
-        last_status=await view.last_entry(number, [EntryKind.STATUS.value]),
-        source=await view.import_source(number),
+        flags=active_flags(await chat.flag_entries(conn, number)),
+        last_status=await chat.last_status(conn, number),
+        source=await chat.import_source(conn, number),
         first=first,
     )
 

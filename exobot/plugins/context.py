@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from exobot import i18n
 from exobot.core.actions import ActionSpec
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from exobot.plugins.manager import Host, PluginManager, _Run
 
 Remover = Callable[[], None]
+R = TypeVar("R")
 
 # The largest image a plugin may post (its base64 travels in an outbox row).
 MAX_IMAGE_BYTES = 2 * 1024 * 1024
@@ -66,6 +67,12 @@ class PluginContext:
     def connection(self) -> AbstractAsyncContextManager[Any]:
         """An SQLAlchemy AsyncConnection in a write transaction, for the plugin's own tables."""
         return self._host.repository.connection()
+
+    async def read(self, work: Callable[[Any], Awaitable[R]]) -> R:
+        """`await work(view)` on the repository's read view in one read-only transaction, run
+        on the repository's own thread: cheaper than `reading()` on hot paths (one hand-off,
+        not several per statement); `work` must only await the view's queries."""
+        return await self._host.repository.read(work)
 
     # --- chat ----------------------------------------------------------------------------
 

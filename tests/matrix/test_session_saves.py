@@ -8,7 +8,13 @@ from types import SimpleNamespace
 
 import nio
 
-from exobot.matrix.client import SESSION_SAVE_SECONDS, MatrixClient, MatrixSettings, Session
+from exobot.matrix.client import (
+    SESSION_SAVE_SECONDS,
+    MatrixClient,
+    MatrixSettings,
+    Session,
+    skip_empty_room_saves,
+)
 
 MEGOLM = {
     "type": "m.room.encrypted",
@@ -98,3 +104,13 @@ async def test_an_event_kept_for_decryption_is_written_at_once(tmp_path):
     assert kept.next_batch == "s2" and [e["source"]["event_id"] for e in kept.undecrypted] == [
         "$late"
     ]
+
+
+def test_nio_saves_newly_encrypted_rooms_but_not_an_empty_set_after_every_sync():
+    saved_sets = []
+    store = SimpleNamespace(save_encrypted_rooms=saved_sets.append)
+    skip_empty_room_saves(store)
+    store.save_encrypted_rooms(set())
+    store.save_encrypted_rooms({"!r:x"})
+    assert saved_sets == [{"!r:x"}]
+    skip_empty_room_saves(None)  # no store (encryption unavailable): nothing to wrap

@@ -760,8 +760,8 @@ class Connectivity(Plugin):
 
     async def root_lines(self, ticket: Any, language: str) -> list[str]:
         """For a new ticket whose first mail names IP addresses: the `!monitor` commands."""
-        async with self.ctx.reading() as reader:
-            history = await reader.history(ticket.number)
+        # Run on the repository's thread: this is asked for every new root in chat.
+        history = await self.ctx.read(lambda reader: reader.history(ticket.number))
         first = next((entry for entry in history if entry.kind is EntryKind.MAIL_IN), None)
         if first is None:
             return []
