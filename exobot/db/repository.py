@@ -146,6 +146,25 @@ class EntryOriginal:
 # Mails counted against `mail.ack_limit_per_day`: acknowledgements, the too-big notice and the
 # advice about sensitive data.
 ACK_TEMPLATES = ("ack", "too_big", "advice")
+# What the rules count for a new mail's sender, in one statement (see SqlReader.sender_counts).
+_SENDER_COUNTS = select(
+    select(func.count())
+    .select_from(E)
+    .where(
+        E.c.actor == bindparam("address"),
+        E.c.created_at >= bindparam("openings_since"),
+        E.c.kind.in_([EntryKind.CREATED.value, EntryKind.UNVERIFIED_IN.value]),
+    )
+    .scalar_subquery(),
+    select(func.count())
+    .select_from(O)
+    .where(
+        O.c.template.in_(ACK_TEMPLATES),
+        O.c.recipient == bindparam("address"),
+        O.c.created_at >= bindparam("acks_since"),
+    )
+    .scalar_subquery(),
+)
 TITLE_ENTRY = 0  # search_index row holding a ticket's title
 # On SQLite a search_index row's rowid is (ticket << 32) + entry id (see search_rowid), so the
 # FTS index alone yields the matching tickets: reading its stored ticket_id column instead costs
@@ -413,6 +432,17 @@ class SqlReader:
         since `since`."""
         params = {"templates": list(templates), "address": address, "since": since}
         return (await self.conn.execute(_ACKS_SINCE, params)).scalar_one()
+
+    async def sender_counts(
+        self, address: str, openings_since: datetime, acks_since: datetime
+    ) -> tuple[int, int]:
+        """`openings_since(address, openings_since)` and `acks_since(address, acks_since)`
+        in one statement (the rules ask both about most new mails' senders)."""
+        params = {
+            "address": address, "openings_since": openings_since, "acks_since": acks_since
+        }  # fmt: skip
+        row = (await self.conn.execute(_SENDER_COUNTS, params)).one()
+        return row[0], row[1]
 
     async def openings_since(self, address: str, since: datetime) -> int:
         """How many tickets `address` opened by mail, plus how many of its mails were kept as

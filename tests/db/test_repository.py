@@ -439,6 +439,29 @@ async def test_acks_since(service, repo):
     assert await acks_since(repo, MEMBER, after) == 0
 
 
+async def test_sender_counts_are_openings_and_acks_in_one_statement(service, repo):
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    await receive(service)
+    await receive(service, subject="Un altre problema")
+    await receive(service, sender=NEIGHBOUR)
+    after = datetime.now(UTC) + timedelta(seconds=1)
+
+    async with repo.reading() as view:
+        for address, since_hour, since_day in (
+            (MEMBER, before, before),
+            (MEMBER, after, before),
+            (MEMBER, before, after),
+            (NEIGHBOUR, before, before),
+            ("silenci@example.net", before, before),
+        ):
+            expected = (
+                await view.openings_since(address, since_hour),
+                await view.acks_since(address, since_day),
+            )
+            assert await view.sender_counts(address, since_hour, since_day) == expected
+        assert await view.sender_counts(MEMBER, before, before) == (2, 2)
+
+
 # ----------------------------------------------------------------------------- search
 
 
