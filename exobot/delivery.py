@@ -91,8 +91,9 @@ class OutboxWorker:
         while True:
             try:
                 await self.deliver_due()
-                async with self.repository.connection() as conn:
-                    next_at = await outbox.next_due_at(conn, self.kind)
+                next_at = await self.repository.write(
+                    lambda conn: outbox.next_due_at(conn, self.kind)
+                )
             except Exception:  # the database may be briefly unavailable; keep the worker alive
                 self.log.exception("%s worker pass failed", self.kind)
                 self.health.failed()
@@ -117,10 +118,11 @@ class OutboxWorker:
         delivered = await self._mark_unmarked()
         errors: list[Exception] = []
         while True:
-            async with self.repository.connection() as conn:
-                items = await outbox.due(
+            items = await self.repository.write(
+                lambda conn: outbox.due(
                     conn, self.kind, self.clock.now(), unattached_first=self.unattached_first
                 )
+            )
             if not items:
                 break
             try:
@@ -140,8 +142,11 @@ class OutboxWorker:
         away: the pass fails before anything is sent twice); returns how many were marked."""
         marked = 0
         for item_id, sent_at in list(self._sent_unmarked.items()):
-            async with self.repository.connection() as conn:
-                await outbox.mark_sent(conn, item_id, sent_at)
+            await self.repository.write(
+                lambda conn, item_id=item_id, sent_at=sent_at: outbox.mark_sent(
+                    conn, item_id, sent_at
+                )
+            )
             del self._sent_unmarked[item_id]
             marked += 1
         return marked
@@ -213,14 +218,13 @@ class OutboxWorker:
             await self.failed(item, given_up)
         return delivered
 
-    @contextlib.asynccontextmanager
-    async def _marking(self, claim):  # noqa: ANN001, ANN202 - a connection or None
-        """The claim's connection, or a transaction of its own (SQLite)."""
+    async def _mark(self, claim, work) -> None:  # noqa: ANN001 - a connection or None; a callable
+        """Run `work(conn)` on the claim's connection, or in a write transaction of its own
+        (SQLite: in the repository's writer thread, see SqlRepository.write)."""
         if claim is not None:
-            yield claim
+            await work(claim)
         else:
-            async with self.repository.connection() as conn:
-                yield conn
+            await self.repository.write(work)
 
     async def _attempt(self, item: outbox.OutboxItem, claim) -> tuple[bool, str | None]:  # noqa: ANN001
         """Send one item and mark it (through `claim` when given); returns whether it was
@@ -250,13 +254,14 @@ class OutboxWorker:
                 next_try.isoformat(timespec="seconds"),
                 error,
             )
-            async with self._marking(claim) as conn:
-                await outbox.mark_retry(conn, item.id, str(error), next_try)
+            reason = str(error)
+            await self._mark(
+                claim, lambda conn: outbox.mark_retry(conn, item.id, reason, next_try)
+            )
             return False, None
         sent_at = self.clock.now()
         try:
-            async with self._marking(claim) as conn:
-                await outbox.mark_sent(conn, item.id, sent_at)
+            await self._mark(claim, lambda conn: outbox.mark_sent(conn, item.id, sent_at))
         except BaseException:  # also cancelled while marking: the leader stepping down
             self._sent_unmarked[item.id] = sent_at  # marked by the next pass, not sent again
             raise
@@ -270,6 +275,6 @@ class OutboxWorker:
         # itself is told in the ticket and counted in the metrics).
         self.health.succeeded()
         self.log.error("%s failed for good: %s", self.describe(item), error)
-        async with self._marking(claim) as conn:
-            await outbox.mark_failed(conn, item.id, error, self.clock.now())
+        now = self.clock.now()
+        await self._mark(claim, lambda conn: outbox.mark_failed(conn, item.id, error, now))
         return error

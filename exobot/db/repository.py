@@ -1039,6 +1039,16 @@ class SqlRepository:
             self.sync_engine.dispose()
         await self.engine.dispose()
 
+    async def write(self, work: Callable[[Any], Awaitable[R]]) -> R:
+        """Run `work(conn)` (statements awaited on `conn`) in one write transaction. On SQLite
+        through the writer thread, where the mails' transactions run: one writer, so neither
+        sleeps in SQLite's busy handler for the other's lock. Else on a pooled connection of
+        its own (PostgreSQL runs writers side by side)."""
+        if self.sqlite and self.sync_engine is not None:
+            return await self.run(lambda uow: work(uow.conn))
+        async with self.connection() as conn:
+            return await work(conn)
+
     @asynccontextmanager
     async def transaction(self, now: datetime | None = None) -> AsyncIterator[SqlUnitOfWork]:
         """One write transaction: commits when the block ends, rolls back on error; `now` is

@@ -213,8 +213,7 @@ class MailProcessor:
         counted: set[int] = set()  # passes counted and not finished
 
         async def count(ids: list[int]) -> None:
-            async with self.repository.connection() as conn:
-                await inbound.begin_attempts(conn, ids)
+            await self.repository.write(lambda conn: inbound.begin_attempts(conn, ids))
             counted.update(ids)
 
         async def start_next() -> None:
@@ -242,8 +241,9 @@ class MailProcessor:
             for task in started.values():
                 task.cancel()
             with contextlib.suppress(Exception):
-                async with self.repository.connection() as conn:
-                    await inbound.undo_attempts(conn, sorted(counted))
+                await self.repository.write(
+                    lambda conn: inbound.undo_attempts(conn, sorted(counted))
+                )
             raise
 
     async def _parse(self, mail: inbound.PendingMail) -> ParsedMail | Exception:
