@@ -366,8 +366,7 @@ class ImapIntake:
     async def fetch_new(self, client: aioimaplib.IMAP4, uidvalidity: int) -> int:
         """Store every message above the saved position; returns how many were fetched."""
         mailbox = self.settings.mailbox
-        async with self.repository.connection() as conn:
-            position = await inbound.get_position(conn, mailbox)
+        position = await self.repository.write(lambda conn: inbound.get_position(conn, mailbox))
         last_uid = 0
         if position is not None and position.uidvalidity == uidvalidity:
             last_uid = position.last_uid
@@ -429,8 +428,11 @@ class ImapIntake:
                     # as header only.
                     messages.append((uid, header, max(sizes[uid], len(header) + 1)))
             messages.sort(key=lambda message: message[0])
-            async with self.repository.connection() as conn:
-                await inbound.store_many(conn, mailbox, uidvalidity, messages)
+            await self.repository.write(
+                lambda conn, messages=messages: inbound.store_many(
+                    conn, mailbox, uidvalidity, messages
+                )
+            )
             if messages:
                 stored += len(messages)
                 self.ingested += len(messages)
