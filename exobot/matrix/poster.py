@@ -649,7 +649,10 @@ class ChatSender(OutboxWorker):
 
     async def _write(self, work: Callable[..., Awaitable[None]]) -> None:
         """Run `work(conn)` in one write transaction on the repository's thread (one hand-off,
-        the statements on a blocking connection)."""
+        the statements on a blocking connection). On PostgreSQL the lane waits for it while
+        holding its row's claim (FOR NO KEY UPDATE of that outbox row alone); nothing run on
+        that thread updates or deletes a due outbox row, so it never waits for a lane that is
+        waiting for it (the post's foreign key takes a key-share lock, which the claim allows)."""
 
         async def run(uow) -> None:  # noqa: ANN001 - the repository's unit of work
             await work(uow.conn)
