@@ -648,16 +648,11 @@ class ChatSender(OutboxWorker):
         return event_id
 
     async def _write(self, work: Callable[..., Awaitable[None]]) -> None:
-        """Run `work(conn)` in one write transaction on the repository's thread (one hand-off,
-        the statements on a blocking connection). On PostgreSQL the lane waits for it while
-        holding its row's claim (FOR NO KEY UPDATE of that outbox row alone); nothing run on
-        that thread updates or deletes a due outbox row, so it never waits for a lane that is
-        waiting for it (the post's foreign key takes a key-share lock, which the claim allows)."""
-
-        async def run(uow) -> None:  # noqa: ANN001 - the repository's unit of work
-            await work(uow.conn)
-
-        await self.repository.run(run, self.clock.now())
+        """Run `work(conn)` in one write transaction (SqlRepository.write: on SQLite through
+        the repository's thread, one hand-off for the lot; on PostgreSQL on a pooled
+        connection of its own, never queued behind the thread while the lane holds its
+        row's claim)."""
+        await self.repository.write(work)
 
 
 #: Written with a part's record: (connection, the part's event id).
