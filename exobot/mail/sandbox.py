@@ -78,6 +78,8 @@ WARM_UP = "exobot.mail.parse:warm_up"
 WARM_UP_RESERVE = 160 * MB
 # Imported by the fork server when workers warm up: it loads those models there once.
 LANGUAGE_PRELOAD = "exobot.mail.language_preload"
+# Imported first by the fork server: the workers skip re-running exobot's main module.
+FORKSERVER_PRELOAD = "exobot.mail.forkserver_preload"
 
 
 class SandboxUnavailable(Exception):
@@ -307,11 +309,10 @@ class ParseSandbox:
     def _start(self) -> None:
         if self._idle is not None:
             return
-        # Preloading makes each worker a fork of a process that already imported the parser.
+        # Preloading makes each worker a fork of a process that already imported the parser,
+        # and one that does not import the main module again (see FORKSERVER_PRELOAD).
         module = self.settings.parser.partition(":")[0]
-        # "__main__" too: otherwise each worker imports the main module again as it starts
-        # (for `exobot run`, the whole application: most of a second and its memory).
-        preload = ["__main__", *sorted({"exobot.mail.parse", module})]
+        preload = [FORKSERVER_PRELOAD, *sorted({"exobot.mail.parse", module})]
         if self.settings.warm_up:
             # The language models load once, in the fork server: the workers share its pages
             # (about 20 MB) instead of each loading a copy (the reserve still covers them).

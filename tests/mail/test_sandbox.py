@@ -278,3 +278,39 @@ async def test_a_follower_like_instance_that_parses_nothing_never_has_workers():
     box = ParseSandbox(SandboxSettings(workers=2))
     await box.close()  # an instance that stops without ever parsing
     assert box._all == set() and box._idle is None
+
+
+WORKER_SCRIPT = """
+import asyncio, os, sys
+with open(sys.argv[1], "a") as log:  # every run of this module, as __main__ or again
+    log.write(f"{os.getpid()}\\n")
+
+from exobot.mail.sandbox import ParseSandbox, SandboxSettings
+
+async def main():
+    box = ParseSandbox(SandboxSettings(workers=2, warm_up=None, idle_seconds=0))
+    mail = b"From: a@example.net\\r\\nSubject: Hola\\r\\n\\r\\nBon dia.\\r\\n"
+    parsed = await asyncio.gather(*(box.parse(mail) for _ in range(4)))
+    await box.close()
+    print(parsed[0].subject)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_the_workers_never_run_the_main_module_again(tmp_path):
+    """`exobot run` is a script: a worker that ran it again would import the whole
+    application (seconds of CPU and 100 MB per worker); CPython's fork server does not
+    preload it, so the sandbox's preload turns that re-run off."""
+    import subprocess
+    import sys
+
+    script, log = tmp_path / "main_script.py", tmp_path / "runs.log"
+    script.write_text(WORKER_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(log)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Hola"
+    assert len(log.read_text().split()) == 1  # the script itself, no worker
