@@ -240,11 +240,22 @@ async def test_rows_of_no_ticket_go_first_when_the_worker_says_so(repo, clock):
     assert [name for _t, name in worker.sent] == ["answer", "t1", "t2"]
 
 
+@pytest.mark.parametrize(
+    "interruption",
+    [
+        # The database goes away between the server's acceptance and the mark.
+        ConnectionError("the database went away"),
+        # The leader steps down (its parts are cancelled) in the mark's commit: seen as a
+        # member's second acknowledgement through a PostgreSQL restart.
+        asyncio.CancelledError(),
+    ],
+    ids=["database-gone", "cancelled"],
+)
 async def test_an_item_sent_whose_mark_failed_is_marked_next_pass_not_sent_again(
-    repo, clock, monkeypatch
+    repo, clock, monkeypatch, interruption
 ):
-    """The database goes away between the server's acceptance and the mark: the next pass
-    marks the item before anything else and never sends it a second time."""
+    """The mark after the server's acceptance does not commit: the next pass marks the item
+    before anything else and never sends it a second time."""
     item_id = await queue_one(repo, clock)
     worker = FlakyWorker(repo, clock, failures=0)
     real_mark = outbox.mark_sent
@@ -253,11 +264,11 @@ async def test_an_item_sent_whose_mark_failed_is_marked_next_pass_not_sent_again
     async def mark_then_fail(conn, item, now=None):  # noqa: ANN001, ANN202
         if broken["times"]:
             broken["times"] -= 1
-            raise ConnectionError("the database went away")
+            raise interruption
         await real_mark(conn, item, now)
 
     monkeypatch.setattr(outbox, "mark_sent", mark_then_fail)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(type(interruption)):
         await worker.deliver_due()
     assert worker.sent == [item_id] and (await row(repo, item_id)).state == outbox.PENDING
 
@@ -265,30 +276,3 @@ async def test_an_item_sent_whose_mark_failed_is_marked_next_pass_not_sent_again
     assert worker.sent == [item_id]
     assert (await row(repo, item_id)).state == outbox.SENT
     assert await worker.deliver_due() == 0 and worker.sent == [item_id]
-
-
-async def test_an_item_sent_then_cancelled_while_marking_is_not_sent_again(
-    repo, clock, monkeypatch
-):
-    """The leader steps down (its parts are cancelled) between the server's acceptance and
-    the mark's commit: when it leads again, the item is marked, not sent a second time
-    (seen as a member's second acknowledgement through a PostgreSQL restart)."""
-    item_id = await queue_one(repo, clock)
-    worker = FlakyWorker(repo, clock, failures=0)
-    real_mark = outbox.mark_sent
-    cancelled = {"times": 1}
-
-    async def mark_cancelled(conn, item, now=None):  # noqa: ANN001, ANN202
-        if cancelled["times"]:
-            cancelled["times"] -= 1
-            raise asyncio.CancelledError
-        await real_mark(conn, item, now)
-
-    monkeypatch.setattr(outbox, "mark_sent", mark_cancelled)
-    with pytest.raises(asyncio.CancelledError):
-        await worker.deliver_due()
-    assert worker.sent == [item_id] and (await row(repo, item_id)).state == outbox.PENDING
-
-    assert await worker.deliver_due() == 1  # the mark, not a second send
-    assert worker.sent == [item_id]
-    assert (await row(repo, item_id)).state == outbox.SENT

@@ -15,20 +15,7 @@ from exobot.matrix.client import (
     Session,
     skip_empty_room_saves,
 )
-
-MEGOLM = {
-    "type": "m.room.encrypted",
-    "event_id": "$late",
-    "sender": "@anna:x",
-    "origin_server_ts": 1,
-    "content": {
-        "algorithm": "m.megolm.v1.aes-sha2",
-        "ciphertext": "AwgA",
-        "device_id": "DEV",
-        "sender_key": "key",
-        "session_id": "sess",
-    },
-}
+from tests.matrix.test_client import MEGOLM
 
 
 class SyncingNio:

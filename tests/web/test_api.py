@@ -349,7 +349,10 @@ async def test_every_action_works_and_is_recorded_with_the_tokens_user(world, an
     after = await act("cc", {"add": ["Germana@Example.net"], "remove": ["desconegut@example.net"]})
     [changed] = new_entries(after, before)
     assert (changed["kind"], changed["actor"]) == ("participants", ANNA)
-    assert changed["data"] == {"added": ["germana@example.net"], "removed": ["desconegut@example.net"]}
+    assert changed["data"] == {
+        "added": ["germana@example.net"],
+        "removed": ["desconegut@example.net"],
+    }
     assert "germana@example.net" in after["participants"]
     assert "desconegut@example.net" not in after["participants"]
     before = after
@@ -583,31 +586,31 @@ async def test_quarantine_list_retry_and_discard(world, anna):
     assert (await world.client.post(f"/quarantine/{first}/discard")).status_code == 401
 
 
-async def test_an_unexpected_failure_is_500_in_the_same_shape(world, anna):
+async def retry_failing_with(world: World, anna: dict[str, str], error: Exception):
+    """A quarantined mail's retry through the API, the retry raising `error`; the answer."""
     mail_id = await quarantined(world, 1, "parse error")
 
-    async def broken(inbound_id: int) -> str:
-        raise RuntimeError("mail processing is not available here")
+    async def failing(inbound_id: int) -> str:
+        raise error
 
-    world.context.retry_mail = broken
+    world.context.retry_mail = failing
     # As a real server: the app answers, then lets the exception go on up to be logged.
     transport = httpx.ASGITransport(app=world.app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test/api/v1") as client:
-        response = await client.post(f"/quarantine/{mail_id}/retry", headers=anna)
+        return await client.post(f"/quarantine/{mail_id}/retry", headers=anna)
+
+
+async def test_an_unexpected_failure_is_500_in_the_same_shape(world, anna):
+    response = await retry_failing_with(
+        world, anna, RuntimeError("mail processing is not available here")
+    )
     assert "try again" in assert_error(response, 500, "internal")
 
 
 async def test_a_database_outage_is_503_with_a_time_to_come_back(world, anna, caplog):
-    mail_id = await quarantined(world, 1, "parse error")
-
-    async def unreachable(inbound_id: int) -> str:
-        # What SQLAlchemy raises when the server is restarting (psycopg's words).
-        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
-
-    world.context.retry_mail = unreachable
-    transport = httpx.ASGITransport(app=world.app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/v1") as client:
-        response = await client.post(f"/quarantine/{mail_id}/retry", headers=anna)
+    # What SQLAlchemy raises when the server is restarting (psycopg's words).
+    unreachable = OperationalError("SELECT 1", {}, Exception("connection refused"))
+    response = await retry_failing_with(world, anna, unreachable)
     assert "try again in a minute" in assert_error(response, 503, "unavailable")
     assert response.headers["retry-after"] == "30"
     # One line in the log, not a traceback per request while the outage lasts.
@@ -616,16 +619,8 @@ async def test_a_database_outage_is_503_with_a_time_to_come_back(world, anna, ca
 
 
 async def test_a_failing_statement_is_still_a_500_not_an_outage(world, anna):
-    mail_id = await quarantined(world, 1, "parse error")
-
-    async def wrong(inbound_id: int) -> str:
-        raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
-
-    world.context.retry_mail = wrong
-    transport = httpx.ASGITransport(app=world.app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/v1") as client:
-        response = await client.post(f"/quarantine/{mail_id}/retry", headers=anna)
-    assert_error(response, 500, "internal")
+    wrong = IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+    assert_error(await retry_failing_with(world, anna, wrong), 500, "internal")
 
 
 # --- the token CLI -------------------------------------------------------------------------
