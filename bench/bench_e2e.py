@@ -49,7 +49,7 @@ from typing import Any
 
 # bench/ modules (bench_mail imports common, which puts the repository root on sys.path).
 from bench_mail import deliver_lmtp, make_workload
-from common import BenchError, db_time, parse_worker_cpu, run_with_stack
+from common import BenchError, db_time, parse_worker_cpu, run_with_stack, tree_cpu
 from sqlalchemy import create_engine, text
 
 from devstack.exobot_config import exobot_config
@@ -205,6 +205,9 @@ class Result:
     exobot_cpu: float = 0.0  # seconds, App.start() until end to end
     worker_cpu: float = 0.0
     commit_cpu: float = 0.0  # exobot + workers until commit-only
+    # The stack's servers (Synapse, PostgreSQL, Dovecot, the relay), App.start() until end to
+    # end: they share the machine's cores with exobot, so they bound the figure too.
+    server_cpu: dict[str, float] = field(default_factory=dict)
     outbox: dict[str, int] = field(default_factory=dict)  # "kind state" -> rows
     states: dict[str, int] = field(default_factory=dict)
     relay: int = 0  # messages the relay accepted from the support address
@@ -218,6 +221,11 @@ class Result:
     def e2e_rate(self) -> float:
         """Mails per second until every acknowledgement (and chat post) was delivered."""
         return self.mails / self.e2e_seconds
+
+
+def servers_cpu(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each server the stack runs, by name."""
+    return {name: tree_cpu(pid) for name, pid in stack.pids.items() if pid}
 
 
 def self_cpu() -> float:
@@ -260,6 +268,7 @@ async def run_variant(
     deadline = time.monotonic() + timeout
     try:
         cpu0, workers0 = self_cpu(), parse_worker_cpu(os.getpid())
+        servers0 = servers_cpu(stack)
         epoch0, t0 = time.time(), time.perf_counter()
         await app.start()
         committed = await asyncio.to_thread(
@@ -271,6 +280,9 @@ async def run_variant(
         )
         result.exobot_cpu = self_cpu() - cpu0
         result.worker_cpu = parse_worker_cpu(os.getpid()) - workers0
+        result.server_cpu = {
+            name: seconds - servers0.get(name, 0.0) for name, seconds in servers_cpu(stack).items()
+        }
     except BaseException:
         STOPPING.set()  # Ctrl-C or SIGTERM: the polling thread must not hold the exit
         raise
@@ -326,6 +338,11 @@ def report_lines(results: list[Result]) -> list[str]:
             f"  CPU per mail: {cpu:.1f} ms = exobot process {r.exobot_cpu / r.mails * 1000:.1f} ms"
             f" + parse workers {r.worker_cpu / r.mails * 1000:.1f} ms "
             f"(until commit-only: {r.commit_cpu / r.mails * 1000:.1f} ms)",
+            "  servers' CPU per mail (same cores): "
+            + ", ".join(
+                f"{name} {seconds / r.mails * 1000:.1f} ms"
+                for name, seconds in sorted(r.server_cpu.items(), key=lambda kv: -kv[1])
+            ),
             f"  {r.tickets} tickets (expected {r.expected_tickets}); inbound "
             + ", ".join(f"{k} {v}" for k, v in sorted(r.states.items()))
             + "; outbox "

@@ -57,6 +57,12 @@ def cpu_seconds(pid: int, reaped_children: bool = True) -> float:
     return ticks / CLOCK_TICKS
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and of every live process below it (a server's workers, e.g.
+    PostgreSQL's backends), with the children each has already waited for."""
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in descendants(pid))
+
+
 def forkservers(pid: int) -> list[int]:
     """The multiprocessing fork servers started by `pid` (the parse workers are their
     children)."""
