@@ -110,7 +110,7 @@ def run_with_stack(
         stack = Stack.start(
             workdir / "stack", base_port=base_port, synapse=synapse, postgres=postgres
         )
-        # The event loop `exobot run` uses (uvloop when installed), for in-process runs.
+        # The event loop `exobot run` uses, for in-process runs.
         from exobot.app import run_loop
 
         text = run_loop(measure(stack, workdir))
