@@ -31,6 +31,7 @@ from harness import (
 from matrix_harness import body_of, is_edit, reply_to_of, sender_of
 from sqlalchemy import create_engine, text
 
+from devstack.processes import forkservers
 from exobot.db.engine import sync_url
 
 pytestmark = pytest.mark.integration
@@ -237,6 +238,8 @@ async def test_the_follower_takes_over_a_killed_leader_and_nothing_is_lost_or_do
         print(f"reply through the follower mailed in {time.monotonic() - asked:.1f} s")
         [answer] = [m for m in mails if m["Message-ID"] != ack["Message-ID"]]
         assert "Resposta pel seguidor" in answer.get_content()
+        # Parse workers start with the first mail: the leader has them, the follower never.
+        assert forkservers(first.proc.pid) and not forkservers(follower.proc.pid)
 
         # The leader is killed while mails keep arriving and the volunteer sends commands.
         members = [unique("member") for _ in range(8)]
