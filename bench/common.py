@@ -7,6 +7,7 @@ installed package), so import it before devstack and exobot.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -110,10 +111,7 @@ def run_with_stack(
         stack = Stack.start(
             workdir / "stack", base_port=base_port, synapse=synapse, postgres=postgres
         )
-        # The event loop `exobot run` uses, for in-process runs.
-        from exobot.app import run_loop
-
-        text = run_loop(measure(stack, workdir))
+        text = asyncio.run(measure(stack, workdir))
     except BenchError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         return 1

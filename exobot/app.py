@@ -9,9 +9,7 @@ import logging
 import secrets
 import signal
 import sqlite3
-from collections.abc import Coroutine
 from datetime import timedelta
-from typing import Any, TypeVar
 from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
@@ -56,8 +54,6 @@ from exobot.wording import sensitive_note
 
 log = logging.getLogger("exobot.app")
 
-T = TypeVar("T")
-
 HMAC_SECRET_KEY = "mail.hmac_secret"
 PROCESSOR_SWEEP_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
@@ -68,19 +64,6 @@ CHAT_RETRY = RetryPolicy(base=timedelta(seconds=5))
 # On PostgreSQL another instance (a follower serving the web and the API) may queue outbox
 # rows: the leader's workers look for due rows at least this often (one cheap query each).
 SHARED_DATABASE_POLL_SECONDS = 1.0
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """The event loop `exobot run` uses: asyncio's own. (uvloop was tried: paired runs of
-    1,000 mails showed 6.4–6.9 against 6.8–7.1 ms of CPU a mail, within noise, not worth a
-    dependency.)"""
-    return asyncio.new_event_loop()
-
-
-def run_loop(main: Coroutine[Any, Any, T]) -> T:
-    """Run `main` to its end on a new event loop (`new_event_loop`), as asyncio.run does."""
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(main)
 
 
 def _read_sqlite_header(url: str) -> None:

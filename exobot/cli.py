@@ -152,7 +152,7 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run exobot until SIGTERM/SIGINT."""
-    from exobot.app import App, run_loop
+    from exobot.app import App
     from exobot.runlock import LockHeld, running_message
     from exobot.web.server import WebListenError
 
@@ -162,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if warning:
         logging.getLogger("exobot").warning("%s", warning)
     try:
-        return run_loop(App(config).run_until_signal())
+        return asyncio.run(App(config).run_until_signal())
     except WebListenError as error:
         print(error, file=sys.stderr)
         return 1

@@ -201,7 +201,7 @@ class OutboxWorker:
         On PostgreSQL the item is first claimed (exobot.db.outbox.claim) in a transaction that
         stays open while it is sent and marked: a row another worker holds is skipped, and a
         worker killed mid-send leaves its row pending (sent again later, same Message-ID)."""
-        if getattr(self.repository, "sqlite", True):
+        if self.repository.sqlite:
             delivered, given_up = await self._attempt(item, None)
         else:
             delivered = False

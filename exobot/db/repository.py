@@ -86,24 +86,37 @@ _TICKET_FOR_MESSAGE = (
     .order_by(M.c.direction.desc())
     .limit(1)
 )
-_ACKS_SINCE = (
-    select(func.count())
-    .select_from(O)
-    .where(
-        O.c.template.in_(bindparam("templates", expanding=True)),
-        O.c.recipient == bindparam("address"),
-        O.c.created_at >= bindparam("since"),
+
+
+def _openings_count(since: str) -> Any:
+    """How many tickets the sender `address` opened by mail, plus its mails kept unverified,
+    since the parameter named `since`."""
+    return (
+        select(func.count())
+        .select_from(E)
+        .where(
+            E.c.actor == bindparam("address"),
+            E.c.created_at >= bindparam(since),
+            E.c.kind.in_([EntryKind.CREATED.value, EntryKind.UNVERIFIED_IN.value]),
+        )
     )
-)
-_OPENINGS_SINCE = (
-    select(func.count())
-    .select_from(E)
-    .where(
-        E.c.actor == bindparam("address"),
-        E.c.created_at >= bindparam("since"),
-        E.c.kind.in_([EntryKind.CREATED.value, EntryKind.UNVERIFIED_IN.value]),
+
+
+def _acks_count(since: str, templates: Any) -> Any:
+    """How many mails of `templates` were queued to `address` since the parameter `since`."""
+    return (
+        select(func.count())
+        .select_from(O)
+        .where(
+            O.c.template.in_(templates),
+            O.c.recipient == bindparam("address"),
+            O.c.created_at >= bindparam(since),
+        )
     )
-)
+
+
+_ACKS_SINCE = _acks_count("since", bindparam("templates", expanding=True))
+_OPENINGS_SINCE = _openings_count("since")
 _UPDATE_TICKET = update(T).where(T.c.id == bindparam("_number"))
 _INDEX_SQLITE = text(
     "INSERT INTO search_index (rowid, ticket_id, entry_id, content) VALUES (:r, :t, :e, :c)"
@@ -148,22 +161,8 @@ class EntryOriginal:
 ACK_TEMPLATES = ("ack", "too_big", "advice")
 # What the rules count for a new mail's sender, in one statement (see SqlReader.sender_counts).
 _SENDER_COUNTS = select(
-    select(func.count())
-    .select_from(E)
-    .where(
-        E.c.actor == bindparam("address"),
-        E.c.created_at >= bindparam("openings_since"),
-        E.c.kind.in_([EntryKind.CREATED.value, EntryKind.UNVERIFIED_IN.value]),
-    )
-    .scalar_subquery(),
-    select(func.count())
-    .select_from(O)
-    .where(
-        O.c.template.in_(ACK_TEMPLATES),
-        O.c.recipient == bindparam("address"),
-        O.c.created_at >= bindparam("acks_since"),
-    )
-    .scalar_subquery(),
+    _openings_count("openings_since").scalar_subquery(),
+    _acks_count("acks_since", ACK_TEMPLATES).scalar_subquery(),
 )
 TITLE_ENTRY = 0  # search_index row holding a ticket's title
 # On SQLite a search_index row's rowid is (ticket << 32) + entry id (see search_rowid), so the
@@ -178,7 +177,9 @@ _ENTRY_COLUMNS = tuple(c.name for c in E.c if c.name != "id")
 _SEARCH_INDEX = table("search_index", column("ticket_id"), column("entry_id"), column("content"))
 
 
-def _indexed_insert(target: Any, columns: Sequence[str], returning: Sequence[Any], rows: Any) -> Any:
+def _indexed_insert(
+    target: Any, columns: Sequence[str], returning: Sequence[Any], rows: Any
+) -> Any:
     """PostgreSQL: one statement that inserts a row into `target` (its `columns` bound by name)
     and its search_index row (`rows(new)`: the new row's ticket and entry id, from the
     `returning` columns), with the bound `content`; it returns the search row's entry_id and
