@@ -40,6 +40,14 @@ BACKOFF_START, BACKOFF_MAX = 1.0, 60.0
 # of times a second in a burst. A crash loses at most this much of the position, and the events
 # synced again are recognised (handled commands by their event id; see `_call`).
 SESSION_SAVE_SECONDS = 2.0
+# Events per room a sync brings at most. When more happened since the last sync (the bot was
+# stopped, or busy through a burst), the homeserver marks the timeline "limited" and leaves
+# the older ones out: those are fetched page by page (`_missed_events`), never skipped.
+TIMELINE_LIMIT = 50
+MISSED_PAGE = 100
+# A gap longer than this (a bot away for days in a busy room) is fetched up to this many of
+# its newest events; the older ones are logged as not handled.
+MISSED_MAX = 2000
 
 EventHandler = Callable[[nio.MatrixRoom, nio.Event], Awaitable[None]]
 InviteHandler = Callable[[str, str | None], Awaitable[None]]
@@ -258,7 +266,8 @@ class MatrixClient:
         self, *, timeout: int, full_state: bool = False, skip_timeline: bool = False
     ) -> None:
         client = self.nio
-        sync_filter = {"room": {"timeline": {"limit": 0}}} if skip_timeline else None
+        limit = 0 if skip_timeline else TIMELINE_LIMIT
+        sync_filter = {"room": {"timeline": {"limit": limit}}}
         sends = asyncio.ensure_future(client.send_to_device_messages())
         response = await client.sync(
             timeout=timeout,
@@ -319,11 +328,45 @@ class MatrixClient:
             room = self.nio.rooms.get(room_id)
             if room is None:
                 continue
-            for event in info.timeline.events:
+            events = info.timeline.events
+            if info.timeline.limited and info.timeline.prev_batch and self.session.next_batch:
+                missed = await self._missed_events(
+                    room_id, info.timeline.prev_batch, self.session.next_batch
+                )
+                events = [*missed, *events]
+            for event in events:
                 if isinstance(event, nio.MegolmEvent):
                     self._keep_undecrypted(room_id, event)
                     continue
                 await self._call(self.on_event, room, event)
+
+    async def _missed_events(self, room_id: str, start: str, since: str) -> list[nio.Event]:
+        """The events of a room between the last sync's position (`since`) and the start of
+        a limited timeline (`start`), oldest first. A failure raises, so the sync is not
+        counted and comes again from the same position (nothing skipped)."""
+        pages: list[list[nio.Event]] = []
+        fetched = 0
+        token = start
+        while fetched < MISSED_MAX:
+            response = await self.nio.room_messages(
+                room_id, start=token, end=since, limit=MISSED_PAGE
+            )
+            if not isinstance(response, nio.RoomMessagesResponse):
+                raise ConnectionError(f"could not fetch the missed events: {response.message}")
+            pages.append(response.chunk)
+            fetched += len(response.chunk)
+            if not response.chunk or not response.end or response.end == token:
+                break
+            token = response.end
+        else:
+            log.error(
+                "more than %d events in %s since the last sync: only the newest %d are handled",
+                MISSED_MAX,
+                room_id,
+                fetched,
+            )
+        log.info("fetched %d events a limited sync left out in %s", fetched, room_id)
+        return [event for page in reversed(pages) for event in reversed(page)]
 
     async def _notify(self, hook: Callable[[], Awaitable[None]] | None) -> None:
         """Call a hook of the sync loop; whatever it raises is logged, never ends the loop."""

@@ -21,6 +21,7 @@ from matrix_harness import (
 )
 
 from exobot.i18n import say
+from exobot.matrix import client as matrix_client
 
 pytestmark = pytest.mark.asyncio
 
@@ -347,6 +348,35 @@ async def test_restart_reruns_nothing_and_the_next_command_works(chat: Chat):
     comments = [r[0] for r in chat.inst.query("SELECT body FROM entries WHERE kind='comment'")]
     assert comments == ["abans de reiniciar", "mentre estava aturat", "després de reiniciar"]
     assert len(chat.bot_events()) == posts_before + 2  # nothing old posted or answered again
+
+
+async def test_more_commands_while_away_than_a_sync_brings_all_run_once(chat: Chat, monkeypatch):
+    """A sync brings at most TIMELINE_LIMIT events a room; the homeserver leaves older ones
+    out ("limited"). Those are fetched page by page, so every command said while exobot was
+    stopped runs, once and in order (here 11 commands against a limit of 3, pages of 4)."""
+    monkeypatch.setattr(matrix_client, "TIMELINE_LIMIT", 3)
+    monkeypatch.setattr(matrix_client, "MISSED_PAGE", 4)
+    number, root, _ = await chat.mail_ticket()
+    _, mark = await chat.command("!comment abans", thread=root)
+    await chat.bot_says(in_thread(root), after=mark)
+    await chat.settle()
+    answers_before = len([e for e in chat.bot_events() if in_thread(root)(e)])
+    await chat.inst.stop()
+    said = [f"nota {i}" for i in range(11)]
+    for text in said:
+        await chat.command(f"!comment {text}", thread=root)
+    await chat.inst.start()
+
+    async def all_answered() -> bool:
+        answers = [e for e in chat.bot_events() if in_thread(root)(e)]
+        return len(answers) >= answers_before + len(said)
+
+    await wait_until(all_answered, what="an answer to each command said while away")
+    await chat.settle()
+    comments = [r[0] for r in chat.inst.query("SELECT body FROM entries WHERE kind='comment'")]
+    assert comments == ["abans", *said]
+    answers = [e for e in chat.bot_events() if in_thread(root)(e)]
+    assert len(answers) == answers_before + len(said)  # none answered twice
 
 
 async def test_alert_for_a_new_ticket_and_none_after_take(make_instance, matrix_setup, volunteer):

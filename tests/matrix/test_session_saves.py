@@ -36,7 +36,11 @@ class SyncingNio:
         self.batch += 1
         events = [nio.Event.parse_event(MEGOLM)] if self.undecryptable else []
         self.undecryptable = False
-        join = {"!r:x": SimpleNamespace(timeline=SimpleNamespace(events=events))}
+        join = {
+            "!r:x": SimpleNamespace(
+                timeline=SimpleNamespace(events=events, limited=False, prev_batch=None)
+            )
+        }
         return SimpleNamespace(
             next_batch=f"s{self.batch}",
             rooms=SimpleNamespace(invite={}, join=join),
