@@ -35,6 +35,7 @@ from nio import (
     JoinError,
     LoginError,
     MegolmEvent,
+    RoomMessagesResponse,
     RoomSendError,
     SyncError,
 )
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 _tags = itertools.count(1)
 
 SYNC_TIMEOUT_MS = 30_000
+# A sync brings at most this many events a room; when more happened since the last one (the
+# test busy through a burst of posts), the events it leaves out are fetched with /messages.
+TIMELINE_LIMIT = 100
 
 
 # ----------------------------------------------------------------- event helpers
@@ -176,7 +180,12 @@ class MatrixUser:
     # --------------------------------------------------------------- syncing
 
     async def _sync_once(self, timeout: int = SYNC_TIMEOUT_MS, full_state: bool = False) -> None:
-        response = await self.client.sync(timeout=timeout, full_state=full_state or None)
+        since = self.client.next_batch
+        response = await self.client.sync(
+            timeout=timeout,
+            full_state=full_state or None,
+            sync_filter={"room": {"timeline": {"limit": TIMELINE_LIMIT}}},
+        )
         if isinstance(response, SyncError):
             raise RuntimeError(f"sync failed: {response.message}")
         for room_id, info in response.rooms.invite.items():
@@ -191,10 +200,27 @@ class MatrixUser:
             )
         for room_id, info in response.rooms.join.items():
             self.invites.pop(room_id, None)
+            if info.timeline.limited and info.timeline.prev_batch and since:
+                for event in await self._missed(room_id, info.timeline.prev_batch, since):
+                    self._record(room_id, event)
             for event in info.timeline.events:
                 self._record(room_id, event)
         self._retry_decryption()
         await self._key_maintenance()
+
+    async def _missed(self, room_id: str, start: str, since: str) -> list[Any]:
+        """The events a limited sync left out (between `since` and `start`), oldest first."""
+        pages: list[list[Any]] = []
+        token = start
+        while True:
+            response = await self.client.room_messages(room_id, start=token, end=since, limit=100)
+            if not isinstance(response, RoomMessagesResponse):
+                raise RuntimeError(f"/messages failed: {response.message}")
+            pages.append(response.chunk)
+            if not response.chunk or not response.end or response.end == token:
+                break
+            token = response.end
+        return [event for page in reversed(pages) for event in reversed(page)]
 
     async def _key_maintenance(self) -> None:
         """What sync_forever does after each sync: to-device messages and key management."""
@@ -405,6 +431,19 @@ class MatrixUser:
             ),
             what=f"{user_id} {membership}",
         )
+
+    async def pause(self) -> None:
+        """Stop the background sync (the position stays): what a client away or busy does."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def resume(self) -> None:
+        """Sync again from where `pause` left off."""
+        if self._task is None and not self._closed:
+            self._task = asyncio.create_task(self._sync_loop(), name=f"matrix-sync {self.user_id}")
 
     async def close(self) -> None:
         """Stop syncing and close the HTTP session (the device stays registered)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import urllib.parse
 
+import matrix_harness
 import pytest
 import yaml
 from matrix_harness import body_of, reply_to_of, sender_of, thread_root_of
@@ -199,6 +200,27 @@ async def test_a_fresh_login_records_history_once(matrix_setup, volunteer):
     await second.wait_for(room, lambda e: e["event_id"] == sent)
     ids = [e["event_id"] for e in second.events(room)]
     assert len(ids) == len(set(ids))
+
+
+async def test_events_a_limited_sync_leaves_out_are_recorded_in_order(
+    matrix_setup, volunteer, matrix_login, monkeypatch
+):
+    """More events than a sync brings (here 9 against 3, encrypted): the client fetches
+    the left-out ones, so a test waiting for a post never misses it in a burst."""
+    monkeypatch.setattr(matrix_harness, "TIMELINE_LIMIT", 3)
+    setup = matrix_setup(queues=("suport",), encrypted={"suport"})
+    room = setup.rooms["suport"]
+    vol = await volunteer(setup)
+    bot = await matrix_login(setup.bot_user_id, setup.bot_password)
+    await bot.join(room)
+    await vol.wait_member(room, bot.user_id)
+    await vol.pause()
+    sent = [await bot.send(room, f"missatge {i}") for i in range(9)]
+    vol.resume()
+    await vol.wait_for(room, lambda e: e["event_id"] == sent[-1], what="the last message")
+    seen = [e for e in vol.events(room) if e["event_id"] in sent]
+    assert [e["event_id"] for e in seen] == sent
+    assert [body_of(e) for e in seen] == [f"missatge {i}" for i in range(9)]
 
 
 def test_exobot_config_with_matrix_validates(stack, matrix_setup, tmp_path):
