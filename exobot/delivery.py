@@ -255,9 +255,7 @@ class OutboxWorker:
                 error,
             )
             reason = str(error)
-            await self._mark(
-                claim, lambda conn: outbox.mark_retry(conn, item.id, reason, next_try)
-            )
+            await self._mark(claim, lambda conn: outbox.mark_retry(conn, item.id, reason, next_try))
             return False, None
         sent_at = self.clock.now()
         try:
