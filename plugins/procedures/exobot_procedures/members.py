@@ -194,11 +194,7 @@ async def check_new_mail(
     when it flagged."""
     if not new.created:
         return False
-    conn = new.connection
-    if await store.directory_size(conn) == 0:
-        return False
-    member = await store.member_by_address(conn, new.ticket.requestor)
-    if member is not None and member.active:
+    if not await store.is_stranger(new.connection, new.ticket.requestor):
         return False
     new.flag(FLAG, say(exobot_language, NON_MEMBER_NOTE))
     new.add_ack_paragraph(non_member_paragraph(config, new.ticket.language, say))

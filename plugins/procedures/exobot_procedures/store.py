@@ -471,6 +471,23 @@ async def directory_size(conn: Any) -> int:
     return int((await conn.execute(sa.select(sa.func.count()).select_from(members))).scalar_one())
 
 
+async def is_stranger(conn: Any, address: str) -> bool:
+    """Whether the directory holds members and no active one has `address` (either of its
+    two, any case): the members-only check, in every new mail's transaction, so one
+    statement, and EXISTS, which stops at the first row where a count reads the directory."""
+    address = address.strip().lower()
+    question = sa.exists(sa.select(members.c.number))
+    if address:
+        active_match = sa.exists(
+            sa.select(members.c.number).where(
+                members.c.active,
+                sa.or_(members.c.address == address, members.c.address2 == address),
+            )
+        )
+        question = sa.and_(question, sa.not_(active_match))
+    return bool((await conn.execute(sa.select(question))).scalar_one())
+
+
 async def member_by_address(conn: Any, address: str) -> Member | None:
     """The member one of whose two addresses is `address` (case-insensitive); an active one
     first when several share it."""

@@ -118,6 +118,7 @@ async def test_import_refresh_and_directory_changes(repository, clock):
     ]
     async with repository.connection() as conn:
         assert await store.directory_size(conn) == 0
+        assert not await store.is_stranger(conn, "nobody@example.org")  # no directory
         summary = await store.import_members(conn, rows, actor="cli:admin", now=clock.now())
     assert (summary.added, summary.updated, summary.deactivated) == (["1", "2", "3"], [], [])
     clock.advance(days=30)
@@ -141,6 +142,12 @@ async def test_import_refresh_and_directory_changes(repository, clock):
         assert (await store.member_by_address(conn, "OTHER@example.org")).number == "1"
         assert await store.member_by_address(conn, "billing@example.org") is None
         assert (await store.member_by_address(conn, "two@example.org")).active is False
+        # A stranger: no active member has the address (either one, any case).
+        assert not await store.is_stranger(conn, " One@Example.org ")
+        assert not await store.is_stranger(conn, "OTHER@example.org")
+        assert await store.is_stranger(conn, "two@example.org")  # inactive
+        assert await store.is_stranger(conn, "nobody@example.org")
+        assert await store.is_stranger(conn, "")
         # The same file again changes nothing; 2 comes back as active again.
         clock.advance(days=1)
         back = [*again, MemberRow("2", "two@example.org", None)]
