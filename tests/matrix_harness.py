@@ -35,13 +35,13 @@ from nio import (
     JoinError,
     LoginError,
     MegolmEvent,
-    RoomMessagesResponse,
     RoomSendError,
     SyncError,
 )
 from nio.exceptions import EncryptionError
 
 from devstack.matrix_setup import DEFAULT_QUEUES, MatrixSetup, setup_matrix
+from exobot.matrix.client import missed_events
 
 log = logging.getLogger(__name__)
 _tags = itertools.count(1)
@@ -201,26 +201,14 @@ class MatrixUser:
         for room_id, info in response.rooms.join.items():
             self.invites.pop(room_id, None)
             if info.timeline.limited and info.timeline.prev_batch and since:
-                for event in await self._missed(room_id, info.timeline.prev_batch, since):
+                # exobot's own fetch: the same /messages paging back to the last position.
+                missed = await missed_events(self.client, room_id, info.timeline.prev_batch, since)
+                for event in missed:
                     self._record(room_id, event)
             for event in info.timeline.events:
                 self._record(room_id, event)
         self._retry_decryption()
         await self._key_maintenance()
-
-    async def _missed(self, room_id: str, start: str, since: str) -> list[Any]:
-        """The events a limited sync left out (between `since` and `start`), oldest first."""
-        pages: list[list[Any]] = []
-        token = start
-        while True:
-            response = await self.client.room_messages(room_id, start=token, end=since, limit=100)
-            if not isinstance(response, RoomMessagesResponse):
-                raise RuntimeError(f"/messages failed: {response.message}")
-            pages.append(response.chunk)
-            if not response.chunk or not response.end or response.end == token:
-                break
-            token = response.end
-        return [event for page in reversed(pages) for event in reversed(page)]
 
     async def _key_maintenance(self) -> None:
         """What sync_forever does after each sync: to-device messages and key management."""

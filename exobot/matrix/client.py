@@ -42,7 +42,7 @@ BACKOFF_START, BACKOFF_MAX = 1.0, 60.0
 SESSION_SAVE_SECONDS = 2.0
 # Events per room a sync brings at most. When more happened since the last sync (the bot was
 # stopped, or busy through a burst), the homeserver marks the timeline "limited" and leaves
-# the older ones out: those are fetched page by page (`_missed_events`), never skipped.
+# the older ones out: those are fetched page by page (`missed_events`), never skipped.
 TIMELINE_LIMIT = 50
 MISSED_PAGE = 100
 # A gap longer than this (a bot away for days in a busy room) is fetched up to this many of
@@ -51,6 +51,36 @@ MISSED_MAX = 2000
 
 EventHandler = Callable[[nio.MatrixRoom, nio.Event], Awaitable[None]]
 InviteHandler = Callable[[str, str | None], Awaitable[None]]
+
+
+async def missed_events(
+    client: nio.AsyncClient, room_id: str, start: str, since: str
+) -> list[nio.Event]:
+    """The events of a room between a sync position (`since`) and the start of a limited
+    timeline (`start`), oldest first, decrypted where the keys are known. A failure raises
+    ConnectionError, so the caller's sync is not counted and comes again from the same
+    position (nothing skipped)."""
+    pages: list[list[nio.Event]] = []
+    fetched = 0
+    token = start
+    while fetched < MISSED_MAX:
+        response = await client.room_messages(room_id, start=token, end=since, limit=MISSED_PAGE)
+        if not isinstance(response, nio.RoomMessagesResponse):
+            raise ConnectionError(f"could not fetch the missed events: {response.message}")
+        pages.append(response.chunk)
+        fetched += len(response.chunk)
+        if not response.chunk or not response.end or response.end == token:
+            break
+        token = response.end
+    else:
+        log.error(
+            "more than %d events in %s since the last sync: only the newest %d are handled",
+            MISSED_MAX,
+            room_id,
+            fetched,
+        )
+    log.info("fetched %d events a limited sync left out in %s", fetched, room_id)
+    return [event for page in reversed(pages) for event in reversed(page)]
 
 
 class MatrixLoginError(Exception):
@@ -330,8 +360,8 @@ class MatrixClient:
                 continue
             events = info.timeline.events
             if info.timeline.limited and info.timeline.prev_batch and self.session.next_batch:
-                missed = await self._missed_events(
-                    room_id, info.timeline.prev_batch, self.session.next_batch
+                missed = await missed_events(
+                    self.nio, room_id, info.timeline.prev_batch, self.session.next_batch
                 )
                 events = [*missed, *events]
             for event in events:
@@ -339,34 +369,6 @@ class MatrixClient:
                     self._keep_undecrypted(room_id, event)
                     continue
                 await self._call(self.on_event, room, event)
-
-    async def _missed_events(self, room_id: str, start: str, since: str) -> list[nio.Event]:
-        """The events of a room between the last sync's position (`since`) and the start of
-        a limited timeline (`start`), oldest first. A failure raises, so the sync is not
-        counted and comes again from the same position (nothing skipped)."""
-        pages: list[list[nio.Event]] = []
-        fetched = 0
-        token = start
-        while fetched < MISSED_MAX:
-            response = await self.nio.room_messages(
-                room_id, start=token, end=since, limit=MISSED_PAGE
-            )
-            if not isinstance(response, nio.RoomMessagesResponse):
-                raise ConnectionError(f"could not fetch the missed events: {response.message}")
-            pages.append(response.chunk)
-            fetched += len(response.chunk)
-            if not response.chunk or not response.end or response.end == token:
-                break
-            token = response.end
-        else:
-            log.error(
-                "more than %d events in %s since the last sync: only the newest %d are handled",
-                MISSED_MAX,
-                room_id,
-                fetched,
-            )
-        log.info("fetched %d events a limited sync left out in %s", fetched, room_id)
-        return [event for page in reversed(pages) for event in reversed(page)]
 
     async def _notify(self, hook: Callable[[], Awaitable[None]] | None) -> None:
         """Call a hook of the sync loop; whatever it raises is logged, never ends the loop."""

@@ -360,7 +360,11 @@ async def test_more_commands_while_away_than_a_sync_brings_all_run_once(chat: Ch
     _, mark = await chat.command("!comment abans", thread=root)
     await chat.bot_says(in_thread(root), after=mark)
     await chat.settle()
-    answers_before = len([e for e in chat.bot_events() if in_thread(root)(e)])
+
+    def answers() -> int:
+        return len([e for e in chat.bot_events() if in_thread(root)(e)])
+
+    answers_before = answers()
     await chat.inst.stop()
     said = [f"nota {i}" for i in range(11)]
     for text in said:
@@ -368,15 +372,13 @@ async def test_more_commands_while_away_than_a_sync_brings_all_run_once(chat: Ch
     await chat.inst.start()
 
     async def all_answered() -> bool:
-        answers = [e for e in chat.bot_events() if in_thread(root)(e)]
-        return len(answers) >= answers_before + len(said)
+        return answers() >= answers_before + len(said)
 
     await wait_until(all_answered, what="an answer to each command said while away")
     await chat.settle()
     comments = [r[0] for r in chat.inst.query("SELECT body FROM entries WHERE kind='comment'")]
     assert comments == ["abans", *said]
-    answers = [e for e in chat.bot_events() if in_thread(root)(e)]
-    assert len(answers) == answers_before + len(said)  # none answered twice
+    assert answers() == answers_before + len(said)  # none answered twice
 
 
 async def test_alert_for_a_new_ticket_and_none_after_take(make_instance, matrix_setup, volunteer):
