@@ -10,6 +10,7 @@ is raised at the first sweep after it starts.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -102,6 +103,10 @@ class Scheduler:
         self.housekeeping = housekeeping  # hourly: forget expired web sessions and links
         self.clock = clock or (sweep.clock if sweep is not None else SystemClock())
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        # The jobs running now: pause() cancels them, so that an instance that stopped leading
+        # does not go on beside the one that leads now.
+        self._running: set[asyncio.Task] = set()
+        self._paused: set[asyncio.Task] = set()  # cancelled by pause(), not by a stop
         # Health: a job that ran is progress; off until started (exobot.health).
         self.health = Component("scheduler", self.clock)
         self.health.enabled = False
@@ -117,7 +122,7 @@ class Scheduler:
         """Run `await fn()` every `every` (first after one interval, or after `first_after`),
         never two at once; returns the function that removes the job. `fn` handles its own
         failures."""
-        job = self._recorded(fn)
+        job = self._cancellable(self._recorded(fn), job_id)
         first = {}
         if first_after is not None:
             # A daily job must not wait a whole day after each restart: it might never run.
@@ -151,6 +156,27 @@ class Scheduler:
 
         return job
 
+    def _cancellable(
+        self, fn: Callable[[], Awaitable[None]], job_id: str
+    ) -> Callable[[], Awaitable[None]]:
+        """`fn` as a job that pause() can cancel; so cancelled, it ends with a line in the log
+        instead of APScheduler's error."""
+
+        async def job() -> None:
+            task = asyncio.current_task()
+            self._running.add(task)
+            try:
+                await fn()
+            except asyncio.CancelledError:
+                if task not in self._paused:
+                    raise
+                log.info("job %s cancelled: this instance no longer leads", job_id)
+            finally:
+                self._running.discard(task)
+                self._paused.discard(task)
+
+        return job
+
     def start(self) -> None:
         """Start sweeping now and every `every`; a sweep still running is never doubled. After
         `pause()` (an instance that stopped leading leads again) the jobs resume."""
@@ -160,7 +186,7 @@ class Scheduler:
             return
         if self.sweep is not None:
             self.scheduler.add_job(
-                self._sweep,
+                self._cancellable(self._sweep, "alert-sweep"),
                 IntervalTrigger(seconds=self.every.total_seconds()),
                 id="alert-sweep",
                 next_run_time=self.clock.now(),
@@ -170,7 +196,7 @@ class Scheduler:
             )
         if self.housekeeping is not None:
             self.scheduler.add_job(
-                self._housekeeping,
+                self._cancellable(self._housekeeping, "housekeeping"),
                 IntervalTrigger(hours=1),
                 id="housekeeping",
                 next_run_time=self.clock.now(),
@@ -200,10 +226,13 @@ class Scheduler:
             self.health.succeeded()
 
     def pause(self) -> None:
-        """Run no job until `start()` again (this instance no longer leads); a job running
-        now finishes."""
+        """Run no job until `start()` again (this instance no longer leads); the jobs running
+        now are cancelled (what each committed stays: a job's changes are transactions)."""
         if self.scheduler.state == STATE_RUNNING:
             self.scheduler.pause()
+        for task in self._running - self._paused:
+            self._paused.add(task)
+            task.cancel()
         self.health.enabled = False
 
     def stop(self) -> None:

@@ -1,8 +1,11 @@
 """The alert sweep on a real SQLite database with a fake clock: due alerts once, repeats,
-none after a restart, the daily digest once a day."""
+none after a restart, the daily digest once a day; the scheduler cancels its running jobs
+when the instance stops leading."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,7 +20,7 @@ from exobot.db.engine import create_engine
 from exobot.db.migrate import upgrade_async
 from exobot.db.repository import SqlRepository
 from exobot.db.tables import EntryRow, OutboxRow
-from exobot.jobs import AlertSweep
+from exobot.jobs import AlertSweep, Scheduler
 from exobot.mail.msgid import MessageIds
 
 E = EntryRow.__table__
@@ -120,3 +123,49 @@ async def test_no_digest_when_disabled(world):
     clock.advance(hours=12)
     assert await sweep(world, None).run_once() == 0
     assert await chat_rows(repo, "digest") == 0
+
+
+async def test_a_job_running_when_the_instance_stops_leading_is_cancelled_quietly(caplog):
+    """pause() (the instance was deposed) cancels the job under way, so it does not go on
+    beside the new leader's; the scheduler's health records no failure, and start() (it
+    leads again) runs jobs again."""
+    caplog.set_level(logging.INFO)
+    started, cancelled = asyncio.Event(), asyncio.Event()
+    runs = 0
+
+    async def slow_job() -> None:
+        nonlocal runs
+        runs += 1
+        started.set()
+        try:
+            await asyncio.Event().wait()  # never set: only a cancellation ends it
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    scheduler = Scheduler(None, timedelta(hours=1))
+    scheduler.add_job(slow_job, timedelta(hours=1), "slow", first_after=timedelta(0))
+    scheduler.start()
+    try:
+        await asyncio.wait_for(started.wait(), 60)
+        scheduler.pause()
+        await asyncio.wait_for(cancelled.wait(), 60)
+        # Then the job ends: no longer counted as running (APScheduler would refuse to start
+        # it again, max_instances=1, if it were not over).
+        for _ in range(1200):
+            if not scheduler._running:
+                break
+            await asyncio.sleep(0.05)
+        assert not scheduler._running
+        assert not scheduler.health.enabled
+        assert "job slow cancelled: this instance no longer leads" in caplog.text
+        assert "Error running job" not in caplog.text
+
+        started.clear()
+        scheduler.start()
+        scheduler.scheduler.modify_job("slow", next_run_time=datetime.now(UTC))
+        await asyncio.wait_for(started.wait(), 60)
+        assert runs == 2
+        assert scheduler.health.enabled
+    finally:
+        scheduler.stop()
