@@ -343,6 +343,7 @@ def report_lines(results: list[Result]) -> list[str]:
                 f"{name} {seconds / r.mails * 1000:.1f} ms"
                 for name, seconds in sorted(r.server_cpu.items(), key=lambda kv: -kv[1])
             ),
+            ceiling_line(r),
             f"  {r.tickets} tickets (expected {r.expected_tickets}); inbound "
             + ", ".join(f"{k} {v}" for k, v in sorted(r.states.items()))
             + "; outbox "
@@ -351,6 +352,18 @@ def report_lines(results: list[Result]) -> list[str]:
         ]
     lines.append("=" * 78)
     return lines
+
+
+def ceiling_line(r: Result, cores: int | None = None) -> str:
+    """What the CPU of every process bounds the rate to: all of them share this machine's
+    cores, so no run can go faster than cores / (CPU seconds per mail)."""
+    cores = cores or len(os.sched_getaffinity(0))
+    per_mail = (r.exobot_cpu + r.worker_cpu + sum(r.server_cpu.values())) / r.mails
+    ceiling = cores / per_mail if per_mail > 0 else math.inf
+    return (
+        f"  all processes: {per_mail * 1000:.1f} ms CPU per mail → at most {ceiling:.0f} mails/s"
+        f" on this machine's {cores} cores (the figure reaches {r.e2e_rate / ceiling:.0%} of it)"
+    )
 
 
 def sanity_warnings(r: Result) -> list[str]:
