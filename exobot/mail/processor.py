@@ -26,6 +26,7 @@ from exobot.core.model import Actor, AttachmentInfo, IncomingMail
 from exobot.core.service import CHAT, ServiceError, TicketService
 from exobot.core.text import format_size
 from exobot.db import inbound
+from exobot.db.engine import database_unavailable
 from exobot.db.repository import SqlReader, SqlRepository, SqlUnitOfWork
 from exobot.mail.msgid import MessageIds
 from exobot.mail.parse import MailParseError, ParsedMail
@@ -295,6 +296,8 @@ class MailProcessor:
                     return _Known(known)
                 verdict = await run_rules(parsed, ViewContext(uow, self.settings, now), self.rules)
             except Exception as error:
+                if database_unavailable(error):
+                    raise  # not the rules' fault (see below)
                 raise _RulesFailed(error) from error
             if verdict.drop or (verdict.hold and inbound_id not in self._let_through):
                 return verdict
@@ -326,6 +329,10 @@ class MailProcessor:
         except ServiceError as error:
             return await self._finish(inbound_id, inbound.QUARANTINED, error=str(error), **meta)
         except Exception as error:
+            if database_unavailable(error):
+                # The database went away (a restart, a cut connection): not the mail's fault.
+                # It stays waiting, and the pass fails, to be tried again.
+                raise
             log.exception("applying stored mail %s failed", inbound_id)
             return await self._finish(inbound_id, inbound.QUARANTINED, error=repr(error), **meta)
         if isinstance(outcome, _Known):
@@ -336,9 +343,7 @@ class MailProcessor:
         if isinstance(outcome, Verdict):
             verdict = outcome
             if verdict.drop:
-                log.info(
-                    "mail %s from %s dropped: %s", inbound_id, parsed.from_addr, verdict.drop
-                )
+                log.info("mail %s from %s dropped: %s", inbound_id, parsed.from_addr, verdict.drop)
                 state = "ignored" if verdict.bounce else "dropped"
                 return await self._finish(inbound_id, state, error=verdict.drop, **meta)
             # A held mail with a key is announced once per key and hour, not once per mail.

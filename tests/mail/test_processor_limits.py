@@ -1,5 +1,6 @@
 """The mail processor with its parsing sandbox: runaways quarantined with the reason, mails after
-them still handled in order, unfinished attempts counted, over-size mails told once a day."""
+them still handled in order, unfinished attempts counted, a database gone away not blamed on
+the mail, over-size mails told once a day."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from email.message import EmailMessage
 import pytest
 from clocks import FakeClock
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.db import inbound
 from exobot.db.tables import InboundMailRow, OutboxRow
+from exobot.mail import processor as processor_module
 from exobot.mail.compose import TemplateRenderer
 from exobot.mail.msgid import MessageIds
 from exobot.mail.outbound import MailSender, SmtpSettings
@@ -192,6 +195,44 @@ async def test_a_crash_in_the_middle_of_a_batch_sets_nobody_aside(repo, processo
     assert [row[3] for row in await rows(repo, ids)] == [2] * 5
 
 
+@pytest.mark.parametrize("where", ["rules", "apply"])
+async def test_a_database_gone_while_handling_leaves_the_mail_waiting_not_quarantined(
+    repo, processor, monkeypatch, where
+):
+    """A cut database connection while the rules read or while a mail is recorded is not the
+    mail's fault: the pass fails, the mail is neither quarantined nor counted, and the next
+    pass makes its ticket."""
+    first, second = await store(repo, mail("primer"), mail("segon"))
+    calls = 0
+
+    def cut_second(real):
+        async def call(*args):
+            nonlocal calls
+            calls += 1
+            if calls == 2:  # the second mail: the connection is cut under it
+                raise OperationalError("SELECT ...", {}, ConnectionError("closed"))
+            return await real(*args)
+
+        return call
+
+    if where == "rules":
+        monkeypatch.setattr(processor_module, "run_rules", cut_second(processor_module.run_rules))
+    else:
+        processor.service.apply_decided = cut_second(processor.service.apply_decided)
+    with pytest.raises(OperationalError):
+        await processor.process_pending()
+    assert await rows(repo, [first, second]) == [
+        ("done", None, 1, 1),
+        ("received", None, None, 0),
+    ]
+    async with repo.connection() as conn:
+        announced = await conn.execute(select(O.c.payload).where(O.c.kind == "chat"))
+        assert [p for (p,) in announced if p.get("type") == "quarantine"] == []
+
+    assert await processor.process_pending() == 1
+    assert (await rows(repo, [second]))[0][:3] == ("done", None, 2)
+
+
 # ------------------------------------------------------------------------------ too big
 
 
@@ -248,7 +289,9 @@ async def test_no_too_big_notice_to_automatic_mail_or_ourselves(repo, processor,
 async def test_too_big_notice_counts_against_the_daily_acknowledgements(repo, processor, clock):
     processor.settings = MailSettings(**{**processor.settings.__dict__, "ack_limit_per_day": 1})
     first, _big = await store(
-        repo, mail("Primer", sender="anna@example.net"), (header_of(mail("Gros", "anna@example.net")), 30 * MB)
+        repo,
+        mail("Primer", sender="anna@example.net"),
+        (header_of(mail("Gros", "anna@example.net")), 30 * MB),
     )
     await processor.process_pending()
     assert (await rows(repo, [first]))[0][0] == "done"  # acknowledged: the cap of 1 is used
@@ -320,7 +363,9 @@ def _hostile_parts():
         st.builds(lambda t: ("text/plain; charset=utf-8", t), text),
         st.builds(lambda h: ("text/html", h), html),
         st.builds(lambda h: ("text/html", "<pre>" + " " * h + "x</pre>"), st.integers(0, 5000)),
-        st.builds(lambda b: ("application/octet-stream; name=\"f\"", b.hex()), st.binary(max_size=64)),
+        st.builds(
+            lambda b: ('application/octet-stream; name="f"', b.hex()), st.binary(max_size=64)
+        ),
         st.builds(lambda c, t: (f"text/plain; charset={c}", t), text, text),
     )
     return st.recursive(
