@@ -132,7 +132,7 @@ class MatrixBot:
             return False
         if self.settings.operators:
             return user_id in self.settings.operators
-        if not self.rooms_live or self.client.nio is None:
+        if not self._own_view():
             # A follower (or a leader before its first sync): the leader's record says.
             return user_id in self.shared_operators
         for room_id in self.rooms.room_ids():
@@ -147,7 +147,7 @@ class MatrixBot:
         the web offers when a ticket is given to someone."""
         if self.settings.operators:
             ids = set(self.settings.operators)
-        elif not self.rooms_live or self.client.nio is None:
+        elif not self._own_view():
             people = [
                 item for item in self.shared_operators.items() if item[0] != self.client.user_id
             ]
@@ -157,6 +157,11 @@ class MatrixBot:
         ids.discard(self.client.user_id)
         people = [(user, self.names.display_name(user)) for user in ids]
         return sorted(people, key=lambda person: (person[1].casefold(), person[0]))
+
+    def _own_view(self) -> bool:
+        """Whether this instance's own sync says who operates: it leads, and its client has
+        synced since it connected (a restored session knows no rooms before that)."""
+        return self.rooms_live and self.client.nio is not None and self.client.synced
 
     def stop_syncing(self) -> None:
         """This instance no longer syncs (it stepped down, or lost the homeserver): from now

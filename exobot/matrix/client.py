@@ -185,6 +185,9 @@ class MatrixClient:
         self.store = SessionStore(settings.store_path)
         self.session: Session | None = None
         self.nio: nio.AsyncClient | None = None
+        # Whether a sync of this connection has brought the rooms: until then the client's
+        # rooms (and so who is in them) are not known, even with a restored session.
+        self.synced = False
         self.on_event: EventHandler | None = None
         self.on_invite: InviteHandler | None = None
         # Called after every completed sync (the leader records the operators then), and after
@@ -213,6 +216,7 @@ class MatrixClient:
         """Restore the saved session, or log in once and save it."""
         s = self.settings
         private_directory(s.store_path)
+        self.synced = False
         self.nio = nio.AsyncClient(
             s.homeserver,
             s.user_id,
@@ -309,6 +313,7 @@ class MatrixClient:
             await sends
         if isinstance(response, nio.SyncError):
             raise ConnectionError(f"sync refused: {response.message}")
+        self.synced = True  # nio has applied the rooms' state of the response
         await self._keep_keys()
         if not skip_timeline:
             await self._dispatch(response)
@@ -468,6 +473,7 @@ class MatrixClient:
     async def close(self) -> None:
         """Close the HTTP session (the device and tokens stay saved for the next start), after
         writing the sync position if it is not written yet."""
+        self.synced = False
         if self.session is not None:
             try:
                 self._save_session(now=True)

@@ -49,6 +49,7 @@ class FakeClient:
     def __init__(self) -> None:
         self.user_id = BOT
         self.nio = FakeNio()
+        self.synced = True
         self.on_event = None
         self.on_invite = None
 

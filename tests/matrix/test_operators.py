@@ -86,6 +86,23 @@ async def test_a_leader_that_steps_down_keeps_its_last_view_until_the_record_is_
     assert not bot.is_operator(ANNA)
 
 
+async def test_a_leader_again_answers_from_its_last_view_until_its_first_sync(repo):
+    """Elected again (the PostgreSQL restart ended its lock's session), the instance leads
+    at once, but its restored Matrix session knows no rooms before its first sync: until
+    then its last view answers, not the empty rooms (seen as a 403 on the API)."""
+    bot = make_bot(repo)
+    bot.stop_syncing()  # stepped down
+    connected = bot.client.nio
+    connected.rooms = {}  # connected again with a restored session: no rooms yet
+    bot.client.synced = False
+    bot.rooms_live = True  # leads again
+    assert bot.is_operator(ANNA) and not bot.is_operator(PERE)
+    assert bot.operators() == [(ANNA, "Anna")]
+
+    bot.client.synced = True  # the first sync brought the rooms: its own view says
+    assert not bot.is_operator(ANNA)  # (here: the rooms are still empty)
+
+
 async def test_configured_operators_win_over_the_record(repo):
     await OperatorRecord(repo, make_bot(repo)).publish()
     follower = make_bot(repo, operators=[PERE])
