@@ -131,6 +131,7 @@ class Scheduler:
             job,
             IntervalTrigger(seconds=every.total_seconds()),
             id=job_id,
+            name=job_id,  # APScheduler's log lines name it
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
@@ -189,6 +190,7 @@ class Scheduler:
                 self._cancellable(self._sweep, "alert-sweep"),
                 IntervalTrigger(seconds=self.every.total_seconds()),
                 id="alert-sweep",
+                name="alert-sweep",
                 next_run_time=self.clock.now(),
                 max_instances=1,
                 coalesce=True,
@@ -199,6 +201,7 @@ class Scheduler:
                 self._cancellable(self._housekeeping, "housekeeping"),
                 IntervalTrigger(hours=1),
                 id="housekeeping",
+                name="housekeeping",
                 next_run_time=self.clock.now(),
                 max_instances=1,
                 coalesce=True,
