@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
 
+from exobot.cancelling import cancel_and_wait
 from exobot.config import Config
 from exobot.core.actions import new_registry
 from exobot.core.clock import Clock, SystemClock
@@ -619,9 +620,7 @@ class App:
             self.bot.stop_syncing()  # the record says who operates until the next sync
             self.operator_record.forget()
             self.scheduler.pause()  # resumed when this instance leads again; stop() ends it
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await cancel_and_wait(workers)  # a cancelled gather asked them already
             await self.matrix.close()
 
     async def _matrix_recovered(self) -> None:

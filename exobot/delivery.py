@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from exobot.cancelling import cancel_and_wait
 from exobot.core.clock import Clock, SystemClock
 from exobot.db import outbox
 from exobot.db.repository import SqlRepository
@@ -28,6 +29,12 @@ class RetryPolicy:
     def delay(self, attempts: int) -> timedelta:
         """The wait after the `attempts`-th failed attempt."""
         return min(self.maximum, self.base * (2 ** max(0, attempts - 1)))
+
+
+# An item under way when the worker is stopped (the leader stepping down, SIGTERM) is given
+# this long to be sent, marked and committed: cut off mid-send, a mail the server accepted
+# would be sent again by whoever delivers next.
+FINISH_SECONDS = 5.0
 
 
 class PermanentFailure(Exception):
@@ -189,14 +196,28 @@ class OutboxWorker:
         try:
             counts = await asyncio.gather(*tasks)
         except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)  # a cancelled gather asked them already
             raise
         return list(counts), errors
 
     async def deliver(self, item: outbox.OutboxItem) -> bool:
         """Try one item; returns True when it was delivered.
+
+        Cancelled meanwhile, the item still gets up to FINISH_SECONDS to be sent and marked
+        (the SMTP server may have taken it already), then the cancellation goes on."""
+        under_way = asyncio.ensure_future(self._deliver(item))
+        try:
+            return await asyncio.shield(under_way)
+        except asyncio.CancelledError:
+            try:
+                await asyncio.wait({under_way}, timeout=FINISH_SECONDS)
+            finally:  # still not done, or cancelled again while waiting: cut it off
+                under_way.cancel()
+                under_way.add_done_callback(_outcome_seen)  # it no longer matters here
+            raise
+
+    async def _deliver(self, item: outbox.OutboxItem) -> bool:
+        """`deliver` without the grace when cancelled.
 
         On PostgreSQL the item is first claimed (exobot.db.outbox.claim) in a transaction that
         stays open while it is sent and marked: a row another worker holds is skipped, and a
@@ -276,3 +297,10 @@ class OutboxWorker:
         now = self.clock.now()
         await self._mark(claim, lambda conn: outbox.mark_failed(conn, item.id, error, now))
         return error
+
+
+def _outcome_seen(task: asyncio.Future) -> None:
+    """Retrieve a finished task's exception, so that asyncio does not report it as never
+    retrieved (what happened to the item is in the log and the outbox row)."""
+    if not task.cancelled():
+        task.exception()

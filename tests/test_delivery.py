@@ -1,5 +1,6 @@
 """The outbox worker's retries and stamps follow the injected clock: a test moves time past a
-backoff instead of waiting for it (on a real SQLite database)."""
+backoff instead of waiting for it (on a real SQLite database); an item under way when the
+worker stops is finished, not cut off."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from clocks import FakeClock
 from sqlalchemy import select
 
+from exobot import delivery
 from exobot.core.intents import OpenTicket
 from exobot.core.model import Actor
 from exobot.core.service import CHAT, ServiceSettings, TicketService
@@ -276,3 +278,57 @@ async def test_an_item_sent_whose_mark_failed_is_marked_next_pass_not_sent_again
     assert worker.sent == [item_id]
     assert (await row(repo, item_id)).state == outbox.SENT
     assert await worker.deliver_due() == 0 and worker.sent == [item_id]
+
+
+class SlowWorker(OutboxWorker):
+    """Sends each item only when told: a server slow to say it took the mail."""
+
+    kind = CHAT
+
+    def __init__(self, repository, clock) -> None:  # noqa: ANN001
+        super().__init__(repository, POLICY, clock)
+        self.started, self.release = asyncio.Event(), asyncio.Event()
+        self.sent: list[int] = []
+
+    async def send(self, item: outbox.OutboxItem) -> None:
+        self.started.set()
+        await self.release.wait()
+        self.sent.append(item.id)
+
+
+async def stop_mid_send(worker: SlowWorker) -> asyncio.Task:
+    """Start a pass, cancel it while its item is being sent (the leader stepping down),
+    and let the cancellation reach the item before the server answers."""
+    task = asyncio.create_task(worker.deliver_due())
+    await asyncio.wait_for(worker.started.wait(), 60)
+    task.cancel()
+    for _ in range(20):  # a few turns of the loop: the cancellation arrives in `deliver`
+        await asyncio.sleep(0)
+    return task
+
+
+async def test_an_item_under_way_when_the_worker_stops_is_sent_and_marked_once(repo, clock):
+    """Cut off mid-send, a mail the SMTP server took would be sent again by whoever
+    delivers next (a duplicate acknowledgement after every step-down or SIGTERM)."""
+    item_id = await queue_one(repo, clock)
+    worker = SlowWorker(repo, clock)
+    task = await stop_mid_send(worker)
+    worker.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert worker.sent == [item_id]
+    assert (await row(repo, item_id)).state == "sent"
+
+
+async def test_an_item_that_does_not_finish_in_the_grace_is_cut_off_and_kept(
+    repo, clock, monkeypatch
+):
+    monkeypatch.setattr(delivery, "FINISH_SECONDS", 0.05)
+    item_id = await queue_one(repo, clock)
+    worker = SlowWorker(repo, clock)
+    task = await stop_mid_send(worker)  # never released: a hung server
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 60)
+    assert worker.sent == []
+    stored = await row(repo, item_id)
+    assert (stored.state, stored.attempts) == ("pending", 0)  # tried again at the next pass

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from exobot.cancelling import cancel
 from exobot.core.addresses import BadAddress, normalize_address
 from exobot.core.clock import Clock
 from exobot.core.events import OutboxQueued
@@ -239,8 +240,7 @@ class MailProcessor:
                 counted.discard(mail.id)
         except BaseException:
             # Stopped (or the sandbox failed): the passes begun here were not the mails' fault.
-            for task in started.values():
-                task.cancel()
+            cancel(started.values())
             with contextlib.suppress(Exception):
                 await self.repository.write(
                     lambda conn: inbound.undo_attempts(conn, sorted(counted))
