@@ -106,6 +106,7 @@ class _Client:
 
     def __init__(self, rooms: dict[str, nio.MatrixRoom]) -> None:
         self.nio = SimpleNamespace(rooms=rooms)
+        self.synced = True  # the rooms are known
         self.on_event = self.on_invite = None
 
 
