@@ -354,10 +354,10 @@ def report_lines(results: list[Result]) -> list[str]:
     return lines
 
 
-def ceiling_line(r: Result, cores: int | None = None) -> str:
+def ceiling_line(r: Result) -> str:
     """What the CPU of every process bounds the rate to: all of them share this machine's
     cores, so no run can go faster than cores / (CPU seconds per mail)."""
-    cores = cores or len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0))
     per_mail = (r.exobot_cpu + r.worker_cpu + sum(r.server_cpu.values())) / r.mails
     ceiling = cores / per_mail if per_mail > 0 else math.inf
     return (

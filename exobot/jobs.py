@@ -22,6 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
+from exobot.cancelling import cancel
 from exobot.core.clock import Clock, SystemClock
 from exobot.core.events import OutboxQueued
 from exobot.core.intents import RaiseAlert
@@ -106,7 +107,6 @@ class Scheduler:
         # The jobs running now: pause() cancels them, so that an instance that stopped leading
         # does not go on beside the one that leads now.
         self._running: set[asyncio.Task] = set()
-        self._paused: set[asyncio.Task] = set()  # cancelled by pause(), not by a stop
         # Health: a job that ran is progress; off until started (exobot.health).
         self.health = Component("scheduler", self.clock)
         self.health.enabled = False
@@ -169,12 +169,11 @@ class Scheduler:
             try:
                 await fn()
             except asyncio.CancelledError:
-                if task not in self._paused:
+                if self.scheduler.state != STATE_PAUSED:  # a stop, not pause(): it goes on
                     raise
                 log.info("job %s cancelled: this instance no longer leads", job_id)
             finally:
                 self._running.discard(task)
-                self._paused.discard(task)
 
         return job
 
@@ -233,9 +232,7 @@ class Scheduler:
         now are cancelled (what each committed stays: a job's changes are transactions)."""
         if self.scheduler.state == STATE_RUNNING:
             self.scheduler.pause()
-        for task in self._running - self._paused:
-            self._paused.add(task)
-            task.cancel()
+        cancel(self._running)
         self.health.enabled = False
 
     def stop(self) -> None:

@@ -9,6 +9,7 @@ import logging
 import uuid
 
 import pytest
+from harness import wait_until
 from sqlalchemy import text
 
 from exobot.cancelling import cancel, cancel_and_wait
@@ -26,11 +27,12 @@ async def pg_engine(stack):
     await engine.dispose()
 
 
-async def _sleeping(engine, marker: str) -> int:
+async def _waiting(engine, marker: str) -> int:
+    """How many queries carrying `marker` the server is running now."""
     async with engine.connect() as conn:
         found = await conn.execute(
             text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE :q AND state = 'active'"),
-            {"q": f"%{marker}%pg_sleep%"},
+            {"q": f"%{marker}%"},
         )
         return found.scalar_one()
 
@@ -40,10 +42,14 @@ async def test_lanes_cancelled_with_their_worker_cancel_their_queries_cleanly(pg
     asked once, their queries end in the server, and psycopg warns of nothing."""
     caplog.set_level(logging.WARNING, logger="psycopg")
     marker = f"lane_{uuid.uuid4().hex[:8]}"
+    key = uuid.uuid4().int % 2**31
+    # The test holds an advisory lock; each lane's query waits for it until it is cancelled.
+    holder = await pg_engine.connect()
+    await holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
 
     async def lane() -> None:
         async with pg_engine.connect() as conn:
-            await conn.execute(text(f"SELECT '{marker}', pg_sleep(60)"))
+            await conn.execute(text(f"SELECT '{marker}', pg_advisory_lock({key})"))
 
     lanes = [asyncio.create_task(lane()) for _ in range(3)]
 
@@ -55,21 +61,24 @@ async def test_lanes_cancelled_with_their_worker_cancel_their_queries_cleanly(pg
             raise
 
     running = asyncio.create_task(worker())
-    for _ in range(1200):
-        if await _sleeping(pg_engine, marker) == 3:
-            break
-        await asyncio.sleep(0.05)
-    assert await _sleeping(pg_engine, marker) == 3
-    running.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await running
-    assert all(task.cancelled() for task in lanes)
-    assert INTERRUPTED not in caplog.text
-    for _ in range(1200):  # the server ended the queries (cancelled, not left running)
-        if await _sleeping(pg_engine, marker) == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert await _sleeping(pg_engine, marker) == 0
+    try:
+
+        async def all_waiting() -> bool:
+            return await _waiting(pg_engine, marker) == 3
+
+        await wait_until(all_waiting, what="the three lanes' queries waiting in the server")
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert all(task.cancelled() for task in lanes)
+        assert INTERRUPTED not in caplog.text
+
+        async def none_left() -> bool:  # cancelled in the server, not left waiting
+            return await _waiting(pg_engine, marker) == 0
+
+        await wait_until(none_left, what="the lanes' queries cancelled in the server")
+    finally:
+        await holder.close()
 
 
 async def test_cancel_asks_a_running_task_once_and_leaves_done_ones():

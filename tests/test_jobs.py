@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from clocks import FakeClock
+from harness import wait_until
 from sqlalchemy import select
 
 from exobot.core.intents import MailClass, ReceiveMail, Take
@@ -150,13 +151,13 @@ async def test_a_job_running_when_the_instance_stops_leading_is_cancelled_quietl
         await asyncio.wait_for(started.wait(), 60)
         scheduler.pause()
         await asyncio.wait_for(cancelled.wait(), 60)
+
         # Then the job ends: no longer counted as running (APScheduler would refuse to start
         # it again, max_instances=1, if it were not over).
-        for _ in range(1200):
-            if not scheduler._running:
-                break
-            await asyncio.sleep(0.05)
-        assert not scheduler._running
+        async def over() -> bool:
+            return not scheduler._running
+
+        await wait_until(over, what="the cancelled job to end")
         assert not scheduler.health.enabled
         assert "job slow cancelled: this instance no longer leads" in caplog.text
         assert "Error running job" not in caplog.text

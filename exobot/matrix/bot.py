@@ -161,7 +161,7 @@ class MatrixBot:
     def _own_view(self) -> bool:
         """Whether this instance's own sync says who operates: it leads, and its client has
         synced since it connected (a restored session knows no rooms before that)."""
-        return self.rooms_live and self.client.nio is not None and self.client.synced
+        return self.rooms_live and self.client.synced
 
     def stop_syncing(self) -> None:
         """This instance no longer syncs (it stepped down, or lost the homeserver): from now
