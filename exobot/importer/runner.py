@@ -162,7 +162,7 @@ class Progress:
         self.started = time.monotonic()
         self.last = 0.0
         self.done = 0
-        self.drawn = 0  # length of the bar line on the terminal, to blank what it leaves
+        self.drawn = 0  # length of the bar's line on the terminal, to blank what it leaves
         self.closed = False
 
     def step(self, done: int, force: bool = False) -> None:
@@ -184,9 +184,9 @@ class Progress:
         bar = "#" * filled + "-" * (self.WIDTH - filled)
         line = f"importing [{bar}] {done}/{self.total} tickets, {tail}"
         if self.tty:
-            # Pad to the last line's length: a shorter line must not leave the old one's end.
+            # Pad to the longest line drawn: a shorter line must not leave an old one's end.
             self.stream.write("\r" + line.ljust(self.drawn))
-            self.drawn = len(line)
+            self.drawn = max(self.drawn, len(line))
             if done >= self.total:
                 self.close()
         else:
