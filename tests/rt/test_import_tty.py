@@ -128,15 +128,17 @@ def test_off_a_terminal_the_progress_is_plain_lines():
 
 
 def test_a_line_shorter_twice_in_a_row_is_padded_to_the_longest_drawn(monkeypatch):
-    # The time left shrinks over two draws (as in one CI run, where it made the test above fail):
-    # every draw must cover the longest line, so the written lengths never go down.
+    # The time left shrinks over two draws (as in one CI run, where it made
+    # test_the_import_draws_a_bar_in_place_then_the_report fail): every draw must cover the
+    # longest line, so the written lengths never go down.
     clock = iter([0.0, 10.0, 10.1, 10.2])
     monkeypatch.setattr("exobot.importer.runner.time.monotonic", lambda: next(clock))
     terminal = _Terminal()
     bar = Progress(1000, terminal)
     for done in (100, 200, 900):  # about 1m30s, 40s, then 1s left
         bar.step(done)
-    drawn = [len(m) for m in terminal.getvalue().split("\r")[1:]]
-    lines = [m.rstrip() for m in terminal.getvalue().split("\r")[1:]]
+    draws = terminal.getvalue().split("\r")[1:]
+    drawn = [len(draw) for draw in draws]
+    lines = [draw.rstrip() for draw in draws]
     assert len(lines[0]) > len(lines[1]) > len(lines[2]), lines  # the case itself
     assert all(b >= a for a, b in zip(drawn, drawn[1:], strict=False)), drawn
