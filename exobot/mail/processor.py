@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy.exc import IntegrityError
 
@@ -45,6 +46,10 @@ from exobot.mail.sandbox import MB, ParseRefused, ParseSandbox
 log = logging.getLogger("exobot.mail.processor")
 
 PENDING_BATCH = 20
+# At most this many parsed mails are applied in one transaction: in a burst, one commit and one
+# hand-off to the database's writer per group instead of per mail (most of a mail's time on
+# PostgreSQL is spent waiting for round trips, not working).
+GROUP_MAX = 8
 # A mail whose processing was started this many times without ever finishing (the process died
 # each time, e.g. killed for memory while parsing it) is quarantined instead of tried again.
 MAX_UNFINISHED_ATTEMPTS = 2
@@ -219,9 +224,9 @@ class MailProcessor:
             counted.update(ids)
 
         async def start_next() -> None:
-            # Two per worker: one parsing, one parsed and waiting, so no worker idles while
-            # the loop applies a result.
-            while waiting and len(started) < 2 * self.parser.workers:
+            # Parse ahead: at least one mail per worker parsing and one parsed and waiting, so
+            # no worker idles while the loop applies a result, and a group's worth ready.
+            while waiting and len(started) < max(2 * self.parser.workers, GROUP_MAX):
                 mail = waiting.popleft()
                 if mail.attempts >= MAX_UNFINISHED_ATTEMPTS:
                     started[mail.id] = _done(ParseRefused(_unfinished(mail.attempts)))
@@ -232,12 +237,25 @@ class MailProcessor:
 
         try:
             await count([mail.id for mail in batch if mail.attempts == 0])
-            for mail in batch:
+            at = 0
+            while at < len(batch):
                 await start_next()
-                outcome = await started[mail.id]
-                await self._handle(mail, outcome)
-                del started[mail.id]
-                counted.discard(mail.id)
+                mail = batch[at]
+                group = [(mail, await started[mail.id])]
+                # The mails after it whose parse is done already join it (none is waited for).
+                for later in batch[at + 1 : at + GROUP_MAX] if _groupable(*group[0]) else ():
+                    parse = started.get(later.id)
+                    if parse is None or not parse.done() or not _groupable(later, parse.result()):
+                        break
+                    group.append((later, parse.result()))
+                if len(group) == 1:
+                    await self._handle(mail, group[0][1])
+                else:
+                    await self._handle_group(group)
+                for handled, _outcome in group:
+                    del started[handled.id]
+                    counted.discard(handled.id)
+                at += len(group)
         except BaseException:
             # Stopped (or the sandbox failed): the passes begun here were not the mails' fault.
             cancel(started.values())
@@ -267,7 +285,7 @@ class MailProcessor:
 
     async def _handle(self, mail: inbound.PendingMail, outcome: ParsedMail | Exception) -> str:
         """Turn a parsed mail into a ticket, an entry or a quarantine item."""
-        inbound_id, raw = mail.id, mail.raw
+        inbound_id = mail.id
         if mail.header_only:
             return await self._too_big(mail, outcome)
         if isinstance(outcome, MailParseError):
@@ -276,69 +294,102 @@ class MailProcessor:
             )
         if isinstance(outcome, ParseRefused):
             return await self._finish(inbound_id, inbound.QUARANTINED, error=outcome.reason)
-        parsed = outcome
-
-        meta = {
-            "message_id": parsed.message_id,
-            "subject": shown_subject(parsed, self.settings.mask),
-            "sender": parsed.from_addr,
-        }
-        key = dedupe_key(parsed, raw)
-
-        now = self.clock.now()
-
-        async def decide(uow: SqlUnitOfWork) -> object:
-            # The rules read in the transaction that records the mail: one transaction per
-            # mail, not a read one and a write one.
-            try:
-                known = await uow.ticket_for_message(key)
-                if known:
-                    return _Known(known)
-                verdict = await run_rules(parsed, ViewContext(uow, self.settings, now), self.rules)
-            except Exception as error:
-                if database_unavailable(error):
-                    raise  # not the rules' fault (see below)
-                raise _RulesFailed(error) from error
-            if verdict.drop or (verdict.hold and inbound_id not in self._let_through):
-                return verdict
-            mail = incoming_from(parsed, raw, inbound_id, now, self.settings.mask)
-            intent = ReceiveMail(
-                mail=mail,
-                mail_class=verdict.mail_class,
-                ticket=verdict.ticket,
-                acknowledge=verdict.acknowledge,
-            )
-            actor = (
-                Actor.system("mail") if verdict.bounce else Actor.member(mail.sender or "unknown")
-            )
-            decided.append(verdict)
-            return actor, intent
-
-        decided: list[Verdict] = []
+        pending = self._prepare(mail, outcome)
         try:
-            outcome = await self.service.apply_decided(decide)
+            applied = await self.service.apply_decided(partial(self._decide, pending))
         except _RulesFailed as failed:
             error = failed.__cause__
             log.error("rules failed on stored mail %s", inbound_id, exc_info=error)
             return await self._finish(
-                inbound_id, inbound.QUARANTINED, error=f"rules failed: {error!r}", **meta
+                inbound_id, inbound.QUARANTINED, error=f"rules failed: {error!r}", **pending.meta
             )
         except IntegrityError:
             # Another pass recorded the same Message-ID first: the mail is already in a ticket.
-            return await self._finish(inbound_id, "duplicate", **meta)
+            return await self._finish(inbound_id, "duplicate", **pending.meta)
         except ServiceError as error:
-            return await self._finish(inbound_id, inbound.QUARANTINED, error=str(error), **meta)
+            return await self._finish(
+                inbound_id, inbound.QUARANTINED, error=str(error), **pending.meta
+            )
         except Exception as error:
             if database_unavailable(error):
                 # The database went away (a restart, a cut connection): not the mail's fault.
                 # It stays waiting, and the pass fails, to be tried again.
                 raise
             log.exception("applying stored mail %s failed", inbound_id)
-            return await self._finish(inbound_id, inbound.QUARANTINED, error=repr(error), **meta)
+            return await self._finish(
+                inbound_id, inbound.QUARANTINED, error=repr(error), **pending.meta
+            )
+        return await self._settle(pending, applied)
+
+    async def _handle_group(self, group: list[tuple[inbound.PendingMail, ParsedMail]]) -> None:
+        """Apply parsed mails in one transaction, in arrival order. If one of them fails,
+        nothing of the group is kept and each is handled alone, which tells which one failed
+        and why, exactly as if there had been no group."""
+        prepared = [self._prepare(mail, parsed) for mail, parsed in group]
+        try:
+            applied = await self.service.apply_decided_all(
+                [partial(self._decide, pending) for pending in prepared]
+            )
+        except Exception as error:
+            if database_unavailable(error):
+                raise
+            log.info("a group of %d mails failed (%r); handling them one by one", len(group), error)
+            for mail, parsed in group:
+                await self._handle(mail, parsed)
+            return
+        for pending, outcome in zip(prepared, applied, strict=True):
+            await self._settle(pending, outcome)
+
+    def _prepare(self, mail: inbound.PendingMail, parsed: ParsedMail) -> _Pending:
+        """A parsed mail ready to be decided on and applied."""
+        meta = {
+            "message_id": parsed.message_id,
+            "subject": shown_subject(parsed, self.settings.mask),
+            "sender": parsed.from_addr,
+        }
+        return _Pending(mail, parsed, dedupe_key(parsed, mail.raw), meta, self.clock.now())
+
+    async def _decide(self, pending: _Pending, uow: SqlUnitOfWork) -> object:
+        """What to do with a mail, decided in the transaction that records it (one
+        transaction per mail, not a read one and a write one): (actor, intent) to apply, or
+        why not (_Known, a Verdict that drops or holds it)."""
+        parsed, inbound_id, now = pending.parsed, pending.mail.id, pending.now
+        try:
+            known = await uow.ticket_for_message(pending.key)
+            if known:
+                return _Known(known)
+            verdict = await run_rules(parsed, ViewContext(uow, self.settings, now), self.rules)
+        except Exception as error:
+            if database_unavailable(error):
+                raise  # not the rules' fault (see _handle)
+            raise _RulesFailed(error) from error
+        if verdict.drop or (verdict.hold and inbound_id not in self._let_through):
+            return verdict
+        incoming = incoming_from(parsed, pending.mail.raw, inbound_id, now, self.settings.mask)
+        intent = ReceiveMail(
+            mail=incoming,
+            mail_class=verdict.mail_class,
+            ticket=verdict.ticket,
+            acknowledge=verdict.acknowledge,
+        )
+        sender = incoming.sender or "unknown"
+        actor = Actor.system("mail") if verdict.bounce else Actor.member(sender)
+        pending.verdict = verdict
+        return actor, intent
+
+    async def _settle(self, pending: _Pending, outcome: object) -> str:
+        """Record what became of an applied mail (a duplicate, dropped, held or done)."""
+        inbound_id, parsed, meta = pending.mail.id, pending.parsed, pending.meta
         if isinstance(outcome, _Known):
             ticket, direction = outcome.found
             state = "duplicate" if direction == "in" else "dropped"
-            log.info("mail %s (%s) already known in ticket %s: %s", inbound_id, key, ticket, state)
+            log.info(
+                "mail %s (%s) already known in ticket %s: %s",
+                inbound_id,
+                pending.key,
+                ticket,
+                state,
+            )
             return await self._finish(inbound_id, state, ticket=ticket, **meta)
         if isinstance(outcome, Verdict):
             verdict = outcome
@@ -347,7 +398,7 @@ class MailProcessor:
                 state = "ignored" if verdict.bounce else "dropped"
                 return await self._finish(inbound_id, state, error=verdict.drop, **meta)
             # A held mail with a key is announced once per key and hour, not once per mail.
-            hour = now.strftime("%Y-%m-%dT%H")
+            hour = pending.now.strftime("%Y-%m-%dT%H")
             return await self._finish(
                 inbound_id,
                 inbound.QUARANTINED,
@@ -355,7 +406,7 @@ class MailProcessor:
                 announce_key=f"{verdict.hold_key}:{hour}" if verdict.hold_key else None,
                 **meta,
             )
-        verdict = decided[-1]
+        verdict = pending.verdict
         log.info(
             "mail %s from %s → %s (%s%s%s)",
             inbound_id,
@@ -485,6 +536,26 @@ class MailProcessor:
             log.info("no too-big notice to %s: %s", parsed.from_addr, why_not)
             return None
         return sender
+
+
+@dataclass
+class _Pending:
+    """A parsed mail on its way into a ticket: its de-duplication key, what its log lines and
+    inbound row say of it, its instant and, once decided, the rules' verdict."""
+
+    mail: inbound.PendingMail
+    parsed: ParsedMail
+    key: str
+    meta: dict[str, str | None]
+    now: datetime
+    verdict: Verdict | None = None
+
+
+def _groupable(mail: inbound.PendingMail, outcome: object) -> bool:
+    """Whether a mail may be applied in a group: parsed, whole, and never tried before (a
+    mail that was being handled when exobot died goes alone, so that a second death points
+    at it and not at the mails grouped with it)."""
+    return isinstance(outcome, ParsedMail) and not mail.header_only and mail.attempts == 0
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,9 @@ async def test_a_database_gone_while_handling_leaves_the_mail_waiting_not_quaran
     """A cut database connection while the rules read or while a mail is recorded is not the
     mail's fault: the pass fails, the mail is neither quarantined nor counted, and the next
     pass makes its ticket."""
+    # Mail by mail, so that the first is done before the cut (a group of mails stays waiting
+    # whole: tests/mail/test_processor_groups.py).
+    monkeypatch.setattr(processor_module, "GROUP_MAX", 1)
     first, second = await store(repo, mail("primer"), mail("segon"))
     calls = 0
 
