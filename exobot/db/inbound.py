@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exobot.core.references import is_stored_id
@@ -133,10 +133,23 @@ def _pending_mail(row) -> PendingMail:  # noqa: ANN001 - a result row
     return PendingMail(row[0], bytes(row[1]), row[2], row[3])
 
 
-async def pending_mails(conn: AsyncConnection, limit: int = 20) -> list[PendingMail]:
-    """Stored mails not processed yet, oldest first."""
+async def pending_mails(
+    conn: AsyncConnection, limit: int = 20, max_bytes: int | None = None
+) -> list[PendingMail]:
+    """Stored mails not processed yet, oldest first: at most `limit` of them and, with
+    `max_bytes`, only as many as fit in it together (the first one always, whatever its size):
+    a backlog of big mails must not all be held in memory at once."""
+    oldest = (
+        select(I.c.id, I.c.size).where(I.c.state == RECEIVED).order_by(I.c.id).limit(limit)
+    ).subquery()
+    running = select(
+        oldest.c.id,
+        func.sum(oldest.c.size).over(order_by=oldest.c.id).label("total"),
+        func.row_number().over(order_by=oldest.c.id).label("place"),
+    ).subquery()
+    fits = true() if max_bytes is None else or_(running.c.place == 1, running.c.total <= max_bytes)
     rows = await conn.execute(
-        select(*_PENDING_COLUMNS).where(I.c.state == RECEIVED).order_by(I.c.id).limit(limit)
+        select(*_PENDING_COLUMNS).join(running, running.c.id == I.c.id).where(fits).order_by(I.c.id)
     )
     return [_pending_mail(r) for r in rows]
 

@@ -45,7 +45,11 @@ from exobot.mail.sandbox import MB, ParseRefused, ParseSandbox
 
 log = logging.getLogger("exobot.mail.processor")
 
-PENDING_BATCH = 20
+# A pass reads the stored mails in batches of at most this many, and of this many bytes
+# together (one bigger mail goes alone): a burst waits on few reads, a backlog of big mails
+# does not fill the memory.
+PENDING_BATCH = 50
+PENDING_BYTES = 32 * MB
 # At most this many parsed mails are applied in one transaction: in a burst, one commit and one
 # hand-off to the database's writer per group instead of per mail (most of a mail's time on
 # PostgreSQL is spent waiting for round trips, not working).
@@ -200,7 +204,7 @@ class MailProcessor:
         async with self._lock:  # one pass at a time keeps arrival order and de-duplication simple
             while True:
                 batch = await self.repository.read(
-                    lambda view: inbound.pending_mails(view.conn, PENDING_BATCH)
+                    lambda view: inbound.pending_mails(view.conn, PENDING_BATCH, PENDING_BYTES)
                 )
                 if not batch:
                     return handled
