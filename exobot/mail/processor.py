@@ -354,9 +354,9 @@ class MailProcessor:
         return _Pending(mail, parsed, dedupe_key(parsed, mail.raw), meta, self.clock.now())
 
     async def _decide(self, pending: _Pending, uow: SqlUnitOfWork) -> object:
-        """What to do with a mail, decided in the transaction that records it (one
-        transaction per mail, not a read one and a write one): (actor, intent) to apply, or
-        why not (_Known, a Verdict that drops or holds it)."""
+        """What to do with a mail, decided in the transaction that records it (the rules read
+        there, not in a read transaction of their own): (actor, intent) to apply, or why not
+        (_Known, a Verdict that drops or holds it)."""
         parsed, inbound_id, now = pending.parsed, pending.mail.id, pending.now
         try:
             known = await uow.ticket_for_message(pending.key)

@@ -15,6 +15,7 @@ import pytest
 from clocks import FakeClock
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
+from test_processor_limits import store
 
 from exobot.core.events import OutboxQueued
 from exobot.core.service import ServiceSettings, TicketService
@@ -122,16 +123,6 @@ def grouped(processor: MailProcessor, raws: list[bytes]) -> list[int]:
 
     processor.service.apply_decided_all = counting
     return sizes
-
-
-async def store(repo, *messages: bytes) -> list[int]:
-    rows = [(next(_uids), message) for message in messages]
-    async with repo.connection() as conn:
-        await inbound.store_many(conn, "INBOX", 1, rows)
-        found = await conn.execute(
-            select(I.c.id).where(I.c.uid.in_([r[0] for r in rows])).order_by(I.c.uid)
-        )
-        return [row[0] for row in found]
 
 
 async def states(repo, ids: list[int]) -> list[tuple]:
