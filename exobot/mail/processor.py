@@ -231,13 +231,17 @@ class MailProcessor:
             # Parse ahead: at least one mail per worker parsing and one parsed and waiting, so
             # no worker idles while the loop applies a result, and a group's worth ready.
             while waiting and len(started) < max(2 * self.parser.workers, GROUP_MAX):
-                mail = waiting.popleft()
+                mail = waiting[0]
                 if mail.attempts >= MAX_UNFINISHED_ATTEMPTS:
-                    started[mail.id] = _done(ParseRefused(_unfinished(mail.attempts)))
+                    started[waiting.popleft().id] = _done(ParseRefused(_unfinished(mail.attempts)))
                     continue
                 if mail.id not in counted:
+                    # A survivor of a crash is counted when nothing before it is in flight, so
+                    # that a second crash is counted against it and not the mails parsed ahead.
+                    if started:
+                        return
                     await count([mail.id])
-                started[mail.id] = asyncio.create_task(self._parse(mail))
+                started[waiting.popleft().id] = asyncio.create_task(self._parse(mail))
 
         try:
             await count([mail.id for mail in batch if mail.attempts == 0])

@@ -195,6 +195,25 @@ async def test_a_crash_in_the_middle_of_a_batch_sets_nobody_aside(repo, processo
     assert [row[3] for row in await rows(repo, ids)] == [2] * 5
 
 
+async def test_survivors_of_a_crash_are_counted_one_at_a_time(repo, processor):
+    """A second crash must be counted against the mail being handled only: the survivors
+    after it are not counted yet (nor parsed ahead) while it is handled."""
+    ids = await store(repo, *(mail(f"lot {n}") for n in range(4)))
+    async with repo.connection() as conn:  # what a crash leaves: the batch counted once
+        await inbound.begin_attempts(conn, ids)
+    seen = []
+    handle = processor._handle
+
+    async def noting(pending_mail, outcome):
+        seen.append([row[3] for row in await rows(repo, ids)])
+        return await handle(pending_mail, outcome)
+
+    processor._handle = noting
+    await processor.process_pending()
+    assert seen == [[2, 1, 1, 1], [2, 2, 1, 1], [2, 2, 2, 1], [2, 2, 2, 2]]
+    assert [row[0] for row in await rows(repo, ids)] == ["done"] * 4
+
+
 @pytest.mark.parametrize("where", ["rules", "apply"])
 async def test_a_database_gone_while_handling_leaves_the_mail_waiting_not_quarantined(
     repo, processor, monkeypatch, where
