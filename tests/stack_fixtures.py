@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,3 +107,20 @@ def private_stack(prefix: str, first_base_port: int) -> Iterator[Stack]:
     finally:
         started.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def fresh_database_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
+    """A fresh, empty database: an SQLite file under `tmp_path`, or a new database in the
+    stack's PostgreSQL (the test is skipped when the stack runs without one)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'exobot.db'}"
+    stack = request.getfixturevalue("stack")
+    if stack.postgres_port is None:
+        pytest.skip("the test stack runs without PostgreSQL (EXOBOT_STACK_POSTGRES / install)")
+    return stack.postgres_url(f"t_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database, once on SQLite and once on PostgreSQL."""
+    return fresh_database_url(request, request.param, tmp_path)

@@ -22,6 +22,10 @@ from exobot.core.references import format_reference, is_stored_id
 from exobot.core.sensitive import mask_and_kinds
 from exobot.core.text import greeting_name
 
+# What decides a change inside its transaction: (actor, intent) to apply, or anything else to
+# write nothing and hand that value back (see TicketService.apply_decided).
+Decide = Callable[[UnitOfWork], Awaitable[tuple[Actor, i.Intent] | object]]
+
 log = logging.getLogger("exobot.service")
 
 PLACEHOLDER_TITLE = "(sense assumpte)"
@@ -173,53 +177,53 @@ class TicketService:
         self._authorize(actor, intent)
         return await self._apply(lambda _uow: _ready(actor, intent), origin)
 
-    async def apply_decided(
-        self, decide: Callable[[UnitOfWork], Awaitable[tuple[Actor, i.Intent] | object]]
-    ) -> Outcome | object:
+    async def apply_decided(self, decide: Decide) -> Outcome | object:
         """Apply the intent that `decide(uow)` returns as (actor, intent), deciding in the same
         transaction (one transaction where a read one and a write one would be two: incoming
         mail's rules). When `decide` returns anything else, nothing is written and that value
         is returned."""
         return await self._apply(decide, None)
 
-    async def apply_decided_all(
-        self, decides: Sequence[Callable[[UnitOfWork], Awaitable[tuple[Actor, i.Intent] | object]]]
-    ) -> list[Outcome | object]:
+    async def apply_decided_all(self, decides: Sequence[Decide]) -> list[Outcome | object]:
         """`apply_decided` for each of `decides`, in order, in one transaction: each decides
         on what the ones before it wrote. All or nothing: when one raises, nothing is kept
         and the error propagates (the caller can then apply them one by one). A burst of
         mail costs one commit and one hand-off to the writer instead of one per mail."""
-        pending: list[object] = []
-        now = self.clock.now()
-
-        async def work(uow: UnitOfWork) -> list[Outcome | object]:
-            return [await self._decide_and_apply(uow, d, None, pending, now) for d in decides]
-
-        results = await self.repository.run(work, now=now)
-        for event in pending:
-            await self.events.emit(event)
+        results = await self._run([(decide, None) for decide in decides])
         return [r.value if isinstance(r, _Undecided) else r for r in results]
 
     async def _apply(
         self,
-        decide: Callable[[UnitOfWork], Awaitable[tuple[Actor, i.Intent] | object]],
+        decide: Decide,
         origin: i.Origin | None,
     ) -> Outcome | object:
+        [outcome] = await self._run([(decide, origin)])
+        return outcome.value if isinstance(outcome, _Undecided) else outcome
+
+    async def _run(
+        self,
+        changes: Sequence[tuple[Decide, i.Origin | None]],
+    ) -> list[Outcome | _Undecided]:
+        """Decide and apply each (decide, origin) in order in one transaction, then emit the
+        events they caused (only after the commit)."""
         pending: list[object] = []
         now = self.clock.now()  # one instant for the whole change and what it stamps
-        outcome = await self.repository.run(
-            lambda uow: self._decide_and_apply(uow, decide, origin, pending, now), now=now
-        )
-        if isinstance(outcome, _Undecided):
-            return outcome.value
+
+        async def work(uow: UnitOfWork) -> list[Outcome | _Undecided]:
+            return [
+                await self._decide_and_apply(uow, decide, origin, pending, now)
+                for decide, origin in changes
+            ]
+
+        results = await self.repository.run(work, now=now)
         for event in pending:
             await self.events.emit(event)
-        return outcome
+        return results
 
     async def _decide_and_apply(
         self,
         uow: UnitOfWork,
-        decide: Callable[[UnitOfWork], Awaitable[tuple[Actor, i.Intent] | object]],
+        decide: Decide,
         origin: i.Origin | None,
         pending: list[object],
         now: datetime,

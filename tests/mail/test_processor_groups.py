@@ -15,10 +15,9 @@ import pytest
 from clocks import FakeClock
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
-from test_processor_limits import store
+from test_processor_limits import processor_for, store
 
 from exobot.core.events import OutboxQueued
-from exobot.core.service import ServiceSettings, TicketService
 from exobot.db import inbound
 from exobot.db.engine import create_engine, create_sync_engine
 from exobot.db.migrate import upgrade_async
@@ -26,7 +25,7 @@ from exobot.db.repository import SqlRepository
 from exobot.db.tables import InboundMailRow, OutboxRow, TicketRow
 from exobot.mail import processor as processor_module
 from exobot.mail.msgid import MessageIds
-from exobot.mail.processor import GROUP_MAX, MailProcessor, MailSettings
+from exobot.mail.processor import GROUP_MAX, MailProcessor
 from exobot.mail.sandbox import MB, ParseSandbox, SandboxSettings
 
 OWN = "suport@example.org"
@@ -46,18 +45,11 @@ def mail(subject: str, sender: str = "marta@example.net", **headers: str) -> byt
     return bytes(msg)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def repo(request: pytest.FixtureRequest, tmp_path):
+@pytest.fixture
+async def repo(db_url):
     """A migrated database behind a repository with its writer thread, as the App makes it."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'exobot.db'}"
-    else:
-        stack = request.getfixturevalue("stack")
-        if stack.postgres_port is None:
-            pytest.skip("the test stack runs without PostgreSQL (EXOBOT_STACK_POSTGRES / install)")
-        url = stack.postgres_url(f"t_{uuid.uuid4().hex[:16]}")
-    await upgrade_async(url)
-    made = SqlRepository(create_engine(url), create_sync_engine(url))
+    await upgrade_async(db_url)
+    made = SqlRepository(create_engine(db_url), create_sync_engine(db_url))
     yield made
     await made.close()
 
@@ -94,20 +86,8 @@ async def sandbox():
 
 @pytest.fixture
 def processor(repo, sandbox):
-    message_ids = MessageIds("secret" * 4, "example.org")
     clock = FakeClock(datetime.now(UTC))
-    service = TicketService(
-        repo, message_ids, ServiceSettings(own_address=OWN, announce=True), clock=clock
-    )
-    settings = MailSettings(
-        own_address=OWN,
-        prefix="suport",
-        ack_limit_per_day=5,
-        message_ids=message_ids,
-        announce=True,
-        max_size=25 * MB,
-    )
-    return MailProcessor(repo, service, settings, parser=sandbox)
+    return processor_for(repo, MessageIds("secret" * 4, "example.org"), clock, sandbox)
 
 
 def group_sizes(processor: MailProcessor) -> list[int]:

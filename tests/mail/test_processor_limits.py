@@ -51,8 +51,8 @@ def clock() -> FakeClock:
     return FakeClock(datetime.now(UTC))
 
 
-@pytest.fixture
-async def processor(repo, message_ids, clock):
+def processor_for(repo, message_ids, clock, sandbox: ParseSandbox) -> MailProcessor:
+    """A processor as these tests use it: announcing in chat, 5 acknowledgements a day."""
     service = TicketService(
         repo, message_ids, ServiceSettings(own_address=OWN, announce=True), clock=clock
     )
@@ -64,10 +64,15 @@ async def processor(repo, message_ids, clock):
         announce=True,
         max_size=25 * MB,
     )
+    return MailProcessor(repo, service, settings, parser=sandbox)
+
+
+@pytest.fixture
+async def processor(repo, message_ids, clock):
     sandbox = ParseSandbox(
         SandboxSettings(timeout=1.0, memory=256 * MB, workers=2, parser="parse_hooks:hostile")
     )
-    made = MailProcessor(repo, service, settings, parser=sandbox)
+    made = processor_for(repo, message_ids, clock, sandbox)
     yield made
     await sandbox.close()
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import uuid
 
 import pytest
 import yaml
+from stack_fixtures import fresh_database_url
 
 from exobot.config import ConfigError, parse_config
 from exobot.db.migrate import upgrade_async
@@ -90,13 +90,7 @@ def test_check_config_checks_plugin_settings(sample_installed, tmp_path):
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_its_own_migration_branch(sample_installed, backend, tmp_path, request):
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'exobot.db'}"
-    else:
-        stack = request.getfixturevalue("stack")
-        if stack.postgres_port is None:
-            pytest.skip("the test stack runs without PostgreSQL")
-        url = stack.postgres_url(f"t_{uuid.uuid4().hex[:16]}")
+    url = fresh_database_url(request, backend, tmp_path)
     config = parse_config(MINIMAL | {"database": {"url": url}, "plugins": {"sample": {}}}, env={})
     branches = plugin_migrations(config)
     assert branches == {"sample": sample_installed.Sample.migrations}

@@ -33,19 +33,12 @@ def clock():
     return FakeClock(START)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def repository(request, tmp_path):
+@pytest.fixture
+async def repository(db_url):
     """The real repository over a database migrated with the plugin's branch, on SQLite and
     (when the stack runs it) PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'exobot.db'}"
-    else:
-        stack = request.getfixturevalue("stack")
-        if stack.postgres_port is None:
-            pytest.skip("the test stack runs without PostgreSQL")
-        url = stack.postgres_url(f"t_{uuid.uuid4().hex[:16]}")
-    await upgrade_async(url, BRANCHES)
-    engine = create_engine(url)
+    await upgrade_async(db_url, BRANCHES)
+    engine = create_engine(db_url)
     yield SqlRepository(engine)
     await engine.dispose()
 
