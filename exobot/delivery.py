@@ -227,7 +227,7 @@ class OutboxWorker:
         else:
             delivered = False
             try:
-                async with self.repository.connection() as claim:
+                async with self.repository.holding() as claim:
                     if not await outbox.claim(claim, item.id):
                         return False  # another worker has it, or it was done meanwhile
                     delivered, given_up = await self._attempt(item, claim)

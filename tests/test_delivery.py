@@ -1,6 +1,7 @@
 """The outbox worker's retries and stamps follow the injected clock: a test moves time past a
-backoff instead of waiting for it (on a real SQLite database); an item under way when the
-worker stops is finished, not cut off."""
+backoff instead of waiting for it; an item under way when the worker stops is finished, not
+cut off. On SQLite and on PostgreSQL, with the repository as the app builds it (its writer
+thread, and on PostgreSQL the side threads where a claim's statements run)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from exobot.core.intents import OpenTicket
 from exobot.core.model import Actor
 from exobot.core.service import CHAT, ServiceSettings, TicketService
 from exobot.db import outbox
+from exobot.db.engine import create_engine, create_sync_engine
+from exobot.db.migrate import upgrade_async
+from exobot.db.repository import SqlRepository
 from exobot.db.tables import OutboxRow
 from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy
 from exobot.mail.msgid import MessageIds
@@ -52,6 +56,14 @@ class FlakyWorker(OutboxWorker):
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(T0)
+
+
+@pytest.fixture
+async def repo(db_url: str):
+    await upgrade_async(db_url)
+    repository = SqlRepository(create_engine(db_url), create_sync_engine(db_url))
+    yield repository
+    await repository.close()
 
 
 async def queue_one(repo, clock: FakeClock) -> int:  # noqa: ANN001
@@ -138,9 +150,21 @@ class LaneWorker(OutboxWorker):
 
     kind = CHAT
 
-    def __init__(self, repository, clock, concurrency: int, broken: int | None = None) -> None:  # noqa: ANN001
+    def __init__(
+        self,
+        repository,  # noqa: ANN001
+        clock: FakeClock,
+        concurrency: int,
+        broken: int | None = None,
+        together: bool = False,
+    ) -> None:
         super().__init__(repository, POLICY, clock)
         self.concurrency = concurrency
+        # The first sends wait until `concurrency` of them are in flight at once (a claim's
+        # statements take real time on PostgreSQL, so lanes start apart).
+        self.all_in_flight = asyncio.Event()
+        if not together:
+            self.all_in_flight.set()
         self.broken = broken  # the ticket whose lane stops (its row cannot be marked)
         self.flaky = set[int]()  # tickets whose sends fail for a while
         self.sent: list[tuple[int | None, str]] = []
@@ -155,7 +179,10 @@ class LaneWorker(OutboxWorker):
     async def send(self, item: outbox.OutboxItem) -> None:
         self.in_flight += 1
         self.most = max(self.most, self.in_flight)
+        if self.in_flight == self.concurrency:
+            self.all_in_flight.set()
         try:
+            await asyncio.wait_for(self.all_in_flight.wait(), 60)
             for _ in range(5):
                 await asyncio.sleep(0)
             if item.ticket_id in self.flaky:
@@ -190,7 +217,7 @@ async def test_lanes_keep_each_tickets_order_and_the_limit(repo, clock):
         rows.append((2, f"t2-later{n}", True))  # waits for earlier rows, holds none back
         rows.append((None, f"free{n}", False))
     await queue_rows(repo, clock, rows)
-    worker = LaneWorker(repo, clock, concurrency=3)
+    worker = LaneWorker(repo, clock, concurrency=3, together=True)
 
     assert await worker.deliver_due() == len(rows)
     assert worker.most == 3  # side by side, never more than the limit

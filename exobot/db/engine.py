@@ -14,8 +14,13 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-#: PostgreSQL connections kept per process, and how many more a busy moment may open.
-PG_POOL_SIZE, PG_OVERFLOW = 10, 20
+#: PostgreSQL connections kept per process, and how many more a busy moment may open: on the
+#: async engine (the web, intake, the chat commands, the jobs) and on the blocking one, where
+#: the repository's writer and side threads (exobot.db.repository.SIDE_THREADS) and the outbox
+#: lanes' claims (4 mail lanes, 16 chat lanes) each hold one at a time; kept, not reopened per
+#: use (a new PostgreSQL session costs more CPU than the transaction it serves).
+PG_POOL_SIZE, PG_OVERFLOW = 10, 10
+PG_SYNC_POOL_SIZE, PG_SYNC_OVERFLOW = 30, 5
 # Execution options of a read-only transaction (see SqlRepository.reading): on SQLite it
 # begins DEFERRED, so it neither takes nor waits for the write lock (WAL readers never block).
 READ_ONLY = {"exobot_read_only": True}
@@ -72,7 +77,12 @@ def create_sync_engine(url: str) -> Engine:
     """A blocking engine for the repository's writer thread, with the same SQLite settings."""
     ensure_sqlite_dir(url)
     if not is_sqlite(url):
-        return sa_create_engine(sync_url(url), pool_pre_ping=True)
+        return sa_create_engine(
+            sync_url(url),
+            pool_pre_ping=True,
+            pool_size=PG_SYNC_POOL_SIZE,
+            max_overflow=PG_SYNC_OVERFLOW,
+        )
     engine = sa_create_engine(
         sync_url(url),
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -85,9 +95,6 @@ def create_engine(url: str) -> AsyncEngine:
     """The app's async engine. SQLite gets WAL, a busy timeout and write-ahead BEGIN IMMEDIATE."""
     ensure_sqlite_dir(url)
     if not is_sqlite(url):
-        # The outbox workers' lanes each hold a claimed row's transaction while they send,
-        # and a chat lane reads and records meanwhile on a second connection: room for both
-        # workers' lanes beside intake, the web and the jobs.
         return create_async_engine(
             async_url(url), pool_pre_ping=True, pool_size=PG_POOL_SIZE, max_overflow=PG_OVERFLOW
         )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import re
+import threading
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,6 +72,9 @@ IR = ImportedRecordRow.__table__
 
 R = TypeVar("R")
 
+#: PostgreSQL: threads for the workers' transactions beside the writer thread (SqlRepository).
+SIDE_THREADS = 8
+
 # The statements every mail runs, built once: building a statement and computing its cache key
 # cost about as much CPU as running it on SQLite. Values are bound at execution (an INSERT or
 # UPDATE executed with a dict of column values writes those columns).
@@ -78,7 +83,10 @@ _INSERT_ENTRY = insert(E).returning(E.c.id)
 _INSERT_MESSAGE = insert(M)
 _INSERT_OUTBOX = insert(O).returning(O.c.id)
 _TICKET = select(T).where(T.c.id == bindparam("number"))
-_TICKET_FOR_UPDATE = _TICKET.with_for_update()
+# FOR NO KEY UPDATE: it excludes every other writer of the ticket alike, but not the key-share
+# lock a foreign key check takes, so rows that only point at the ticket (a chat thread's record
+# from a side thread) are written meanwhile instead of waiting for a burst's group to commit.
+_TICKET_FOR_UPDATE = _TICKET.with_for_update(key_share=True)
 _PARTICIPANTS = select(P.c.address).where(P.c.ticket_id == bindparam("ticket"))
 _TICKET_FOR_MESSAGE = (
     select(M.c.ticket_id, M.c.direction)
@@ -649,8 +657,8 @@ class SqlUnitOfWork(SqlReader):
         self.now = now or utcnow()
 
     async def get_ticket(self, number: int, *, aliases: bool = True) -> Ticket | None:
-        """The ticket with that number, or None. Locked until the transaction ends (FOR UPDATE on
-        PostgreSQL, where writers run concurrently; SQLite's BEGIN IMMEDIATE already serialises
+        """The ticket with that number, or None. Locked until the transaction ends (FOR NO KEY
+        UPDATE on PostgreSQL, where writers run concurrently; SQLite's BEGIN IMMEDIATE already serialises
         them and SQLAlchemy renders nothing there): a ticket read, changed and written back by
         two transactions at once must not lose one of the changes. A merged number gives the
         surviving ticket unless `aliases` is False."""
@@ -975,13 +983,69 @@ class _BlockingSavepoint:
         self._nested.rollback()
 
 
+class _Held:
+    """A blocking connection in one transaction, used from the event loop: each statement runs
+    in the side threads, its result read there in full (see SqlRepository.holding)."""
+
+    def __init__(self, engine: Engine, executor: ThreadPoolExecutor) -> None:
+        self._engine = engine
+        self._executor = executor
+        self._conn: Connection | None = None
+        self._last: Future | None = None  # the last call handed to a side thread
+        self.dialect = engine.dialect
+
+    def open(self) -> None:
+        """Check a connection out of the pool and begin (in a side thread)."""
+        conn = self._engine.connect()
+        try:
+            conn.begin()
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    async def call(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run `fn(*args)` in a side thread. Once started it runs to its end even if the caller
+        is cancelled (`finish` waits for it), so nothing is cut in half or left open."""
+        self._last = self._executor.submit(fn, *args)
+        return await asyncio.shield(asyncio.wrap_future(self._last))
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        """Run one statement; its rows are fetched before the result comes back."""
+        return await self.call(self._execute, args, kwargs)
+
+    def _execute(self, args: tuple, kwargs: dict) -> Any:
+        result = self._conn.execute(*args, **kwargs)
+        return result.freeze()() if result.returns_rows else result
+
+    async def finish(self, *, commit: bool) -> None:
+        """Commit or roll back, and give the connection back to the pool."""
+        if self._last is not None and not self._last.done():  # the caller was cancelled in it
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(self._last)
+        if self._conn is not None:
+            await self.call(self._end, commit)
+
+    def _end(self, commit: bool) -> None:
+        try:
+            if commit:
+                self._conn.commit()
+            else:
+                self._conn.rollback()
+        finally:
+            self._conn.close()
+            self._conn = None
+
+
 class SqlRepository:
     """The core's Repository over SQLAlchemy.
 
     `run()` (what the TicketService uses) executes a whole transaction in one writer thread on a
     blocking connection: one hand-off per transaction instead of several per statement, and the
-    event loop never blocks. `transaction()`, `reading()` and `connection()` serve the workers
-    and tests on the async engine.
+    event loop never blocks. On PostgreSQL, the workers' own transactions (`write`, `read`,
+    `holding`) run so too, in side threads of their own: side by side with the writer and
+    never queued behind a burst of mail. `transaction()`, `reading()` and `connection()` serve
+    the web, the jobs and the tests on the async engine.
     """
 
     def __init__(self, engine: AsyncEngine, sync_engine: Engine | None = None) -> None:
@@ -989,7 +1053,14 @@ class SqlRepository:
         self.sync_engine = sync_engine
         self.sqlite = engine.dialect.name == "sqlite"
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="exobot-db")
-        self._writer_loop: asyncio.AbstractEventLoop | None = None
+        # PostgreSQL runs transactions side by side: the workers' go to threads of their own.
+        self._side = (
+            ThreadPoolExecutor(SIDE_THREADS, thread_name_prefix="exobot-db-side")
+            if sync_engine is not None and not self.sqlite
+            else None
+        )
+        self._thread = threading.local()  # each thread's own loop that drives `work`
+        self._loops: list[asyncio.AbstractEventLoop] = []
 
     async def run(
         self, work: Callable[[SqlUnitOfWork], Awaitable[R]], now: datetime | None = None
@@ -1008,13 +1079,13 @@ class SqlRepository:
             async with self.reading() as view:
                 return await work(view)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._run_blocking, work, True)
+        return await loop.run_in_executor(
+            self._side or self._writer, self._run_blocking, work, True
+        )
 
     def _run_blocking(
         self, work: Callable[[Any], Awaitable[R]], read_only: bool, now: datetime | None = None
     ) -> R:
-        if self._writer_loop is None:  # the writer thread's own loop drives `work`
-            self._writer_loop = asyncio.new_event_loop()
         with self.sync_engine.connect() as conn:
             if read_only:
                 conn = conn.execution_options(**self._read_options())
@@ -1023,7 +1094,15 @@ class SqlRepository:
                     view = SqlReader(_Blocking(conn), self.sqlite)
                 else:
                     view = SqlUnitOfWork(_Blocking(conn), self.sqlite, now)
-                return self._writer_loop.run_until_complete(work(view))
+                return self._thread_loop().run_until_complete(work(view))
+
+    def _thread_loop(self) -> asyncio.AbstractEventLoop:
+        """The calling thread's own loop, which drives a `work` whose statements block."""
+        loop = getattr(self._thread, "loop", None)
+        if loop is None:
+            loop = self._thread.loop = asyncio.new_event_loop()
+            self._loops.append(loop)
+        return loop
 
     def _read_options(self) -> dict[str, Any]:
         options = dict(READ_ONLY)
@@ -1032,10 +1111,13 @@ class SqlRepository:
         return options
 
     async def close(self) -> None:
-        """Stop the writer thread and close every connection."""
-        await asyncio.get_running_loop().run_in_executor(None, self._writer.shutdown)
-        if self._writer_loop is not None:
-            self._writer_loop.close()
+        """Stop the database threads and close every connection."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._writer.shutdown)
+        if self._side is not None:
+            await loop.run_in_executor(None, self._side.shutdown)
+        for thread_loop in self._loops:
+            thread_loop.close()
         if self.sync_engine is not None:
             self.sync_engine.dispose()
         await self.engine.dispose()
@@ -1043,12 +1125,36 @@ class SqlRepository:
     async def write(self, work: Callable[[Any], Awaitable[R]]) -> R:
         """Run `work(conn)` (statements awaited on `conn`) in one write transaction. On SQLite
         through the writer thread, where the mails' transactions run: one writer, so neither
-        sleeps in SQLite's busy handler for the other's lock. Else on a pooled connection of
-        its own (PostgreSQL runs writers side by side)."""
-        if self.sqlite and self.sync_engine is not None:
-            return await self.run(lambda uow: work(uow.conn))
-        async with self.connection() as conn:
-            return await work(conn)
+        sleeps in SQLite's busy handler for the other's lock. On PostgreSQL in a side thread
+        (writers run side by side there)."""
+        if self.sync_engine is None:
+            async with self.connection() as conn:
+                return await work(conn)
+        executor = self._writer if self._side is None else self._side
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            executor, self._run_blocking, lambda uow: work(uow.conn), False
+        )
+
+    @asynccontextmanager
+    async def holding(self) -> AsyncIterator[Any]:
+        """A write transaction held open across awaits, e.g. while a claimed outbox row is
+        sent: committed when the block ends, rolled back on error. On PostgreSQL a blocking
+        connection whose statements each run in a side thread (a statement through the async
+        driver costs several times the CPU); else the async engine's connection."""
+        if self._side is None:
+            async with self.connection() as conn:
+                yield conn
+            return
+        held = _Held(self.sync_engine, self._side)
+        await held.call(held.open)
+        try:
+            yield held
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error that stopped the block is told
+                await held.finish(commit=False)
+            raise
+        await held.finish(commit=True)
 
     @asynccontextmanager
     async def transaction(self, now: datetime | None = None) -> AsyncIterator[SqlUnitOfWork]:

@@ -40,11 +40,12 @@ log = logging.getLogger("exobot.matrix.poster")
 DIGEST_OLDEST = 5
 #: Chat rows of different tickets in flight at once (exobot.delivery lanes). With 8, Synapse's
 #: main thread sat idle a quarter of a burst, waiting for the next post; with 32 the bench gave
-#: 44-63 mails/s end to end with Matrix against 34-46. On PostgreSQL each lane holds two pooled
-#: connections (its claim, and its records in transactions of their own), so the figure there
-#: stays well inside the pool (exobot.db.engine.PG_POOL_SIZE + PG_OVERFLOW).
+#: 44-63 mails/s end to end with Matrix against 34-46. On PostgreSQL each lane holds a pooled
+#: connection for its claim (its records go through the repository's side threads), so the
+#: lanes stay within the connections the pool keeps (exobot.db.engine.PG_SYNC_POOL_SIZE);
+#: 32 gave no more than 16 there (27-33 against 26-27 mails/s).
 CHAT_SENDS_SQLITE = 32
-CHAT_SENDS_POSTGRESQL = 8
+CHAT_SENDS_POSTGRESQL = 16
 REACTION_DONE = "✅"
 
 
