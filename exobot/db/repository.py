@@ -994,15 +994,18 @@ class _Held:
         self._last: Future | None = None  # the last call handed to a side thread
         self.dialect = engine.dialect
 
-    def open(self) -> None:
-        """Check a connection out of the pool and begin (in a side thread)."""
-        conn = self._engine.connect()
-        try:
-            conn.begin()
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
+    def _open(self) -> Connection:
+        """Check a connection out of the pool and begin: done with the first statement, in the
+        same hand-off (a hand-off to a thread costs the loop and the writer thread their turn)."""
+        if self._conn is None:
+            conn = self._engine.connect()
+            try:
+                conn.begin()
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
 
     async def call(self, fn: Callable[..., R], *args: Any) -> R:
         """Run `fn(*args)` in a side thread. Once started it runs to its end even if the caller
@@ -1015,7 +1018,7 @@ class _Held:
         return await self.call(self._execute, args, kwargs)
 
     def _execute(self, args: tuple, kwargs: dict) -> Any:
-        result = self._conn.execute(*args, **kwargs)
+        result = self._open().execute(*args, **kwargs)
         return result.freeze()() if result.returns_rows else result
 
     async def finish(self, *, commit: bool) -> None:
@@ -1033,8 +1036,9 @@ class _Held:
             else:
                 self._conn.rollback()
         finally:
-            self._conn.close()
-            self._conn = None
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 class SqlRepository:
@@ -1147,7 +1151,6 @@ class SqlRepository:
                 yield conn
             return
         held = _Held(self.sync_engine, self._side)
-        await held.call(held.open)
         try:
             yield held
         except BaseException:
