@@ -658,9 +658,9 @@ class SqlUnitOfWork(SqlReader):
 
     async def get_ticket(self, number: int, *, aliases: bool = True) -> Ticket | None:
         """The ticket with that number, or None. Locked until the transaction ends (FOR NO KEY
-        UPDATE on PostgreSQL, where writers run concurrently; SQLite's BEGIN IMMEDIATE already serialises
-        them and SQLAlchemy renders nothing there): a ticket read, changed and written back by
-        two transactions at once must not lose one of the changes. A merged number gives the
+        UPDATE on PostgreSQL, where writers run concurrently; SQLite's BEGIN IMMEDIATE already
+        serialises them and SQLAlchemy renders nothing there): a ticket read, changed and
+        written back by two transactions at once must not lose one of the changes. A merged number gives the
         surviving ticket unless `aliases` is False."""
         if not is_stored_id(number):
             return None
@@ -953,7 +953,7 @@ def _ticket_values(ticket: Ticket) -> dict[str, Any]:
 
 class _Blocking:
     """A blocking connection behind the awaitable `execute` the queries are written against:
-    inside the writer thread nothing is awaited for real, so a statement costs no thread hop."""
+    inside a database thread nothing is awaited for real, so a statement costs no thread hop."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
@@ -1083,9 +1083,7 @@ class SqlRepository:
             async with self.reading() as view:
                 return await work(view)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._side or self._writer, self._run_blocking, work, True
-        )
+        return await loop.run_in_executor(self._workers, self._run_blocking, work, True)
 
     def _run_blocking(
         self, work: Callable[[Any], Awaitable[R]], read_only: bool, now: datetime | None = None
@@ -1099,6 +1097,12 @@ class SqlRepository:
                 else:
                     view = SqlUnitOfWork(_Blocking(conn), self.sqlite, now)
                 return self._thread_loop().run_until_complete(work(view))
+
+    @property
+    def _workers(self) -> ThreadPoolExecutor:
+        """Where the workers' own transactions run: the side threads on PostgreSQL, the one
+        writer thread on SQLite (one writer, so none sleeps in SQLite's busy handler)."""
+        return self._writer if self._side is None else self._side
 
     def _thread_loop(self) -> asyncio.AbstractEventLoop:
         """The calling thread's own loop, which drives a `work` whose statements block."""
@@ -1134,10 +1138,9 @@ class SqlRepository:
         if self.sync_engine is None:
             async with self.connection() as conn:
                 return await work(conn)
-        executor = self._writer if self._side is None else self._side
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            executor, self._run_blocking, lambda uow: work(uow.conn), False
+            self._workers, self._run_blocking, lambda uow: work(uow.conn), False
         )
 
     @asynccontextmanager

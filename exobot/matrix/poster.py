@@ -654,10 +654,9 @@ class ChatSender(OutboxWorker):
         return event_id
 
     async def _write(self, work: Callable[..., Awaitable[None]]) -> None:
-        """Run `work(conn)` in one write transaction (SqlRepository.write: on SQLite through
-        the repository's thread, one hand-off for the lot; on PostgreSQL on a pooled
-        connection of its own, never queued behind the thread while the lane holds its
-        row's claim)."""
+        """Run `work(conn)` in one write transaction (SqlRepository.write: one hand-off for
+        the lot, to the repository's writer thread on SQLite, to a side thread on PostgreSQL,
+        never queued behind a burst of mail while the lane holds its row's claim)."""
         await self.repository.write(work)
 
 
