@@ -24,10 +24,14 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from exobot.db.engine import create_engine, create_sync_engine
+from exobot.db.migrate import upgrade_async
+from exobot.db.repository import SqlRepository
 
 try:
     from devstack import Stack
@@ -124,3 +128,22 @@ def fresh_database_url(request: pytest.FixtureRequest, backend: str, tmp_path: P
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database, once on SQLite and once on PostgreSQL."""
     return fresh_database_url(request, request.param, tmp_path)
+
+
+@contextlib.asynccontextmanager
+async def app_repository(url: str) -> AsyncIterator[SqlRepository]:
+    """The repository as the App builds it (its writer thread, and on PostgreSQL its side
+    threads, on a blocking engine) over the database at `url`, migrated; closed at the end."""
+    await upgrade_async(url)
+    repository = SqlRepository(create_engine(url), create_sync_engine(url))
+    try:
+        yield repository
+    finally:
+        await repository.close()
+
+
+@pytest.fixture
+async def app_repo(db_url: str) -> AsyncIterator[SqlRepository]:
+    """`app_repository` over a fresh database, once on SQLite and once on PostgreSQL."""
+    async with app_repository(db_url) as repository:
+        yield repository

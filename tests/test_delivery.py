@@ -17,9 +17,6 @@ from exobot.core.intents import OpenTicket
 from exobot.core.model import Actor
 from exobot.core.service import CHAT, ServiceSettings, TicketService
 from exobot.db import outbox
-from exobot.db.engine import create_engine, create_sync_engine
-from exobot.db.migrate import upgrade_async
-from exobot.db.repository import SqlRepository
 from exobot.db.tables import OutboxRow
 from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy
 from exobot.mail.msgid import MessageIds
@@ -59,11 +56,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def repo(db_url: str):
-    await upgrade_async(db_url)
-    repository = SqlRepository(create_engine(db_url), create_sync_engine(db_url))
-    yield repository
-    await repository.close()
+def repo(app_repo):  # noqa: ANN001, ANN201 - the repository as the App builds it, both backends
+    return app_repo
 
 
 async def queue_one(repo, clock: FakeClock) -> int:  # noqa: ANN001

@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, insert, select, text
-from stack_fixtures import fresh_database_url
+from stack_fixtures import app_repository, fresh_database_url
 
-from exobot.db.engine import create_engine, create_sync_engine
-from exobot.db.migrate import upgrade_async
 from exobot.db.repository import SqlRepository
 from exobot.db.tables import OutboxRow
 
@@ -21,24 +19,10 @@ O = OutboxRow.__table__  # noqa: E741
 LOCK = 4242  # an advisory lock the test holds to keep a statement of the block waiting
 
 
-async def app_repository(url: str) -> SqlRepository:
-    """The repository as the app builds it (with its blocking engine), on a fresh database."""
-    await upgrade_async(url)
-    return SqlRepository(create_engine(url), create_sync_engine(url))
-
-
-@pytest.fixture
-async def app_repo(db_url: str):
-    repository = await app_repository(db_url)
-    yield repository
-    await repository.close()
-
-
 @pytest.fixture
 async def pg_repo(request: pytest.FixtureRequest, tmp_path: Path):
-    repository = await app_repository(fresh_database_url(request, "postgresql", tmp_path))
-    yield repository
-    await repository.close()
+    async with app_repository(fresh_database_url(request, "postgresql", tmp_path)) as repository:
+        yield repository
 
 
 def a_row(name: str) -> dict:

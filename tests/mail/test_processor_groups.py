@@ -19,9 +19,6 @@ from test_processor_limits import processor_for, store
 
 from exobot.core.events import OutboxQueued
 from exobot.db import inbound
-from exobot.db.engine import create_engine, create_sync_engine
-from exobot.db.migrate import upgrade_async
-from exobot.db.repository import SqlRepository
 from exobot.db.tables import InboundMailRow, OutboxRow, TicketRow
 from exobot.mail import processor as processor_module
 from exobot.mail.msgid import MessageIds
@@ -46,12 +43,8 @@ def mail(subject: str, sender: str = "marta@example.net", **headers: str) -> byt
 
 
 @pytest.fixture
-async def repo(db_url):
-    """A migrated database behind a repository with its writer thread, as the App makes it."""
-    await upgrade_async(db_url)
-    made = SqlRepository(create_engine(db_url), create_sync_engine(db_url))
-    yield made
-    await made.close()
+def repo(app_repo):  # noqa: ANN001, ANN201 - the repository as the App builds it, both backends
+    return app_repo
 
 
 class HeldFirst:
