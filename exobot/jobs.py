@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, time, timedelta
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from apscheduler.jobstores.base import JobLookupError
@@ -31,6 +32,7 @@ from exobot.core.service import CHAT, ServiceError, TicketService
 from exobot.db.repository import SqlRepository
 from exobot.health import Component
 
+T = TypeVar("T")
 log = logging.getLogger("exobot.jobs")
 
 ALERTS = Actor.system("alerts")
@@ -156,6 +158,15 @@ class Scheduler:
             self.health.succeeded()
 
         return job
+
+    def start_task(self, work: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+        """Run `work` as a task that pause() cancels like a job under way: the work a job
+        starts without waiting for it (the connectivity plugin's probing rounds), so that an
+        instance that stopped leading does not finish it beside the new leader."""
+        task = asyncio.create_task(work, name=name)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return task
 
     def _cancellable(
         self, fn: Callable[[], Awaitable[None]], job_id: str

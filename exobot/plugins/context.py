@@ -6,10 +6,11 @@ registered is removed when it stops or is disabled, whatever its own `stop()` do
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -215,6 +216,16 @@ class PluginContext:
             return
         wrapped = self._manager.wrap_job(self._run, fn, name)
         self._keep(scheduler.add_job(wrapped, every, f"plugin:{self.name}:{name}"))
+
+    def start_task(self, work: Coroutine[Any, Any, R], *, name: str) -> asyncio.Task[R]:
+        """Run `work` as a task that belongs to the scheduled jobs: a job's work that it does
+        not wait for (the connectivity plugin's probing rounds). When this instance stops
+        leading, it is cancelled with the jobs under way, so it never finishes beside the new
+        leader's. Start such work from a job only."""
+        scheduler = self._host.scheduler
+        if scheduler is None:
+            return asyncio.create_task(work, name=name)
+        return scheduler.start_task(work, f"plugin:{self.name}:{name}")
 
     def web_router(self, router: APIRouter) -> None:
         """Mount `router` under /plugins/NAME/ on the web server."""

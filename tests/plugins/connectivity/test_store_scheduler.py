@@ -11,16 +11,24 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import exobot_connectivity
 import pytest
 from clocks import FakeClock
-from exobot_connectivity import store
+from exobot_connectivity import Connectivity, ConnectivityConfig, store
 from exobot_connectivity.scheduler import MonitorScheduler
+from harness import DEADLINE, wait_until
 
+from exobot.core.actions import ActionRegistry
+from exobot.core.events import EventBus
+from exobot.core.service import ServiceSettings
 from exobot.db.engine import create_engine
 from exobot.db.migrate import upgrade_async
 from exobot.db.repository import SqlRepository
+from exobot.jobs import Scheduler
+from exobot.plugins.context import PluginContext
+from exobot.plugins.manager import Host, PluginManager, _Run
 
 MIGRATIONS = Path(exobot_connectivity.__file__).parent / "migrations"
 BRANCHES = {"connectivity": MIGRATIONS}
@@ -320,3 +328,53 @@ async def test_the_migration_on_postgresql(request):
         assert await scheduler.stop_for_ticket(7, "rejected")
     finally:
         await engine.dispose()
+
+
+async def test_rounds_under_way_are_cancelled_when_the_instance_stops_leading(repository, clock):
+    """The plugin starts its rounds through `ctx.start_task`: when this instance stops leading
+    (the host's scheduler pauses), a round still probing is cancelled with the jobs, stores
+    nothing, and is due again for the new leader (or this one, elected again)."""
+    host_scheduler = Scheduler(None, timedelta(hours=1), clock=clock)
+    host = Host(
+        service=SimpleNamespace(settings=ServiceSettings()),
+        repository=repository,
+        clock=clock,
+        actions=ActionRegistry(),
+        events=EventBus(),
+        scheduler=host_scheduler,
+    )
+    manager = PluginManager(SimpleNamespace(plugins={}), host)
+    plugin = Connectivity()
+    plugin.prober = prober = FakeProber(gate=asyncio.Event())  # type: ignore[method-assign]
+    run = _Run("connectivity", plugin)
+    ctx = PluginContext(manager, run, ConnectivityConfig(reference_targets=["192.0.2.1"]), host)
+    await plugin.start(ctx)
+    try:
+        await plugin.tick()
+        [round_task] = plugin.scheduler._busy.values()
+        await wait_until(_async(lambda: prober.active == 1), what="the round to probe")
+
+        host_scheduler.pause()
+        await asyncio.wait([round_task], timeout=DEADLINE)
+        assert round_task.cancelled()
+        async with repository.connection() as conn:
+            [reference] = await store.references(conn)
+        assert await all_rounds(repository, reference.id) == []
+        assert plugin.scheduler._busy == {}
+        assert host_scheduler._running == set()
+
+        # Leading again: the round is due at once, and this time it is stored.
+        prober.gate.set()
+        await plugin.tick()
+        await plugin.scheduler.drain()
+        assert len(await all_rounds(repository, reference.id)) == 1
+    finally:
+        await plugin.stop()
+        ctx.remove_all()
+
+
+def _async(condition):
+    async def check() -> object:
+        return condition()
+
+    return check
