@@ -5,7 +5,7 @@ A plugin that fails at start is disabled (whatever it registered meanwhile is re
 handler, hook, job or contribution that raises is logged with its stack and that one call is
 dropped (the core's change stands); after `MAX_CONSECUTIVE_FAILURES` failures in a row of
 one registered thing (a hook that keeps failing while the plugin's other handlers work) the
-plugin is disabled. Each of these is reported once per plugin and start in the queue rooms
+plugin is disabled; a new-mail hook failing again on a mail handled again counts once. Each of these is reported once per plugin and start in the queue rooms
 (a chat notice through the outbox) and in the log; exobot and the other plugins keep running.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
@@ -35,6 +36,8 @@ from exobot.plugins.discovery import installed, plugin_class
 log = logging.getLogger("exobot.plugins")
 
 MAX_CONSECUTIVE_FAILURES = 5
+# How many mails a new-mail hook's failures are remembered for (more than a group of mails).
+RECENT_FAILURES = 64
 ERROR_SHOWN = 200  # characters of an error shown in chat
 
 _FAILED = object()  # what a dropped call returns, told apart from any value a plugin gives
@@ -67,6 +70,9 @@ class _Run:
     plugin: Plugin
     ctx: PluginContext | None = None
     failures: dict[int, int] = field(default_factory=dict)  # consecutive, per registered thing
+    # The mails each new-mail hook failed on lately: a mail handled again (its group of mails
+    # was undone by another's failure, or exobot stopped before its commit) counts it once.
+    failed_on: dict[int, deque[object]] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
     disabled: bool = False
 
@@ -103,6 +109,22 @@ class _SavepointOnUse:
         """Release the savepoint (`keep`) or roll back to it; nothing when none was begun."""
         if self._savepoint is not None:
             await (self._savepoint.commit() if keep else self._savepoint.rollback())
+
+
+def _mail_key(new: NewMail) -> object:
+    """What tells a mail apart when it is handled again: its stored row, else its Message-ID."""
+    return new.mail.inbound_id if new.mail.inbound_id is not None else new.mail.message_id
+
+
+def _failed_before(run: _Run, fn: Callable, subject: object) -> bool:
+    """Whether `fn` failed on `subject` lately (it is being handled again); noted if not."""
+    if subject is None:
+        return False
+    recent = run.failed_on.setdefault(id(fn), deque(maxlen=RECENT_FAILURES))
+    if subject in recent:
+        return True
+    recent.append(subject)
+    return False
 
 
 class PluginManager:
@@ -277,7 +299,9 @@ class PluginManager:
             view = new.scoped(run.name)
             guarded = _SavepointOnUse(new.connection) if new.connection is not None else None
             view.connection = guarded
-            outcome = await self._call(run, "new-mail hook", hook, view, default=_FAILED)
+            outcome = await self._call(
+                run, "new-mail hook", hook, view, default=_FAILED, subject=_mail_key(new)
+            )
             if guarded is not None:
                 await guarded.end(keep=outcome is not _FAILED)
             if outcome is not _FAILED:
@@ -353,7 +377,16 @@ class PluginManager:
 
     # --- failure isolation ---------------------------------------------------------------
 
-    async def _call(self, run: _Run, what: str, fn: Callable, *args: Any, default: Any = None):
+    async def _call(
+        self,
+        run: _Run,
+        what: str,
+        fn: Callable,
+        *args: Any,
+        default: Any = None,
+        subject: object = None,
+    ):
+        """`fn(*args)`, its failure counted against the plugin once per `subject` (a mail)."""
         if run.disabled:
             return default
         try:
@@ -361,6 +394,15 @@ class PluginManager:
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                 result = await result
         except Exception as error:
+            if _failed_before(run, fn, subject):
+                log.error(
+                    "plugin %s: %s failed again on the same mail (handled again); the call "
+                    "was dropped, the failure counted once",
+                    run.name,
+                    what,
+                    exc_info=error,
+                )
+                return default
             self._failed(run, fn, what, error)
             return default
         self._succeeded(run, fn)

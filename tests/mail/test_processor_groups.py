@@ -10,6 +10,7 @@ import itertools
 import uuid
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from types import SimpleNamespace
 
 import pytest
 from clocks import FakeClock
@@ -24,6 +25,9 @@ from exobot.mail import processor as processor_module
 from exobot.mail.msgid import MessageIds
 from exobot.mail.processor import GROUP_MAX, MailProcessor
 from exobot.mail.sandbox import MB, ParseSandbox, SandboxSettings
+from exobot.plugins import Plugin
+from exobot.plugins.context import PluginContext
+from exobot.plugins.manager import Host, PluginManager, _Run
 
 OWN = "suport@example.org"
 I = InboundMailRow.__table__  # noqa: E741
@@ -175,6 +179,57 @@ async def test_one_failing_mail_leaves_the_rest_of_its_group_as_if_alone(
     async with repo.connection() as conn:
         error = (await conn.execute(select(I.c.error).where(I.c.id == ids[5]))).scalar()
     assert error == 'rules failed: ValueError("a rule\'s bug")'
+
+
+class Broken(Plugin):
+    """A plugin whose new-mail hook raises on every mail."""
+
+    name = "broken"
+
+
+async def test_a_hook_failing_in_a_group_that_is_undone_counts_once_per_mail(
+    repo, processor, monkeypatch
+):
+    """Three mails whose plugin hook fails, then one whose rules raise: the group is undone and
+    its mails handled again one by one, the hook failing again on each. Its failures count once
+    per mail (three, not six), so the plugin is not disabled at the fifth."""
+    manager = PluginManager(
+        SimpleNamespace(plugins={}), Host(processor.service, repo, None, None, None)
+    )
+    await manager.start()  # no plugin configured: only the manager's loop
+    run = _Run("broken", Broken())
+    manager._runs["broken"] = run
+    ctx = PluginContext(manager, run, Broken.config_model(), manager.host)
+
+    async def hook(new) -> None:  # noqa: ANN001 - a NewMail
+        raise RuntimeError("the hook's bug")
+
+    ctx.on_new_mail(hook)
+    processor.service.mail_hook = manager.run_mail_hooks
+    raws = [mail(f"Avaria {n}", sender=f"veí{n}@example.net") for n in range(3)]
+    raws.append(mail("trenca les regles", sender="trenca@example.net"))
+    real_rules = processor_module.run_rules
+
+    async def rules(parsed, context, rules):
+        if parsed.from_addr == "trenca@example.net":
+            raise ValueError("a rule's bug")
+        return await real_rules(parsed, context, rules)
+
+    monkeypatch.setattr(processor_module, "run_rules", rules)
+    processor.parser = HeldFirst(processor.parser, raws[0], len(raws) - 1)
+    sizes = group_sizes(processor)
+    ids = await store(repo, *raws)
+    try:
+        await processor.process_pending()
+
+        assert sizes == [4]  # tried together, then one by one
+        assert [state for state, _t, _a in await states(repo, ids)] == ["done"] * 3 + [
+            "quarantined"
+        ]
+        assert run.failures == {id(hook): 3}
+        assert manager.enabled == ["broken"]
+    finally:
+        await manager.stop()
 
 
 async def test_a_database_gone_during_a_group_leaves_the_whole_group_waiting(
