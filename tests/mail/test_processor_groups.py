@@ -120,6 +120,21 @@ async def count(repo, table, *where) -> int:
         return (await conn.execute(select(func.count()).select_from(table).where(*where))).scalar()
 
 
+BREAKER = "trenca@example.net"
+
+
+def break_rules_for(sender: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mail rules raise for a mail from `sender` (a rule's bug), as usual for the rest."""
+    real_rules = processor_module.run_rules
+
+    async def rules(parsed, context, rules):  # noqa: ANN001, ANN202
+        if parsed.from_addr == sender:
+            raise ValueError("a rule's bug")
+        return await real_rules(parsed, context, rules)
+
+    monkeypatch.setattr(processor_module, "run_rules", rules)
+
+
 async def test_a_burst_is_applied_in_groups_as_if_mail_by_mail(repo, processor):
     first = mail("No em funciona internet", Message_ID="<primer@example.net>")
     raws = [
@@ -156,15 +171,8 @@ async def test_one_failing_mail_leaves_the_rest_of_its_group_as_if_alone(
     repo, processor, monkeypatch
 ):
     raws = [mail(f"Avaria {n}", sender=f"veí{n}@example.net") for n in range(GROUP_MAX)]
-    raws[5] = mail("trenca les regles", sender="trenca@example.net")
-    real_rules = processor_module.run_rules
-
-    async def rules(parsed, context, rules):
-        if parsed.from_addr == "trenca@example.net":
-            raise ValueError("a rule's bug")
-        return await real_rules(parsed, context, rules)
-
-    monkeypatch.setattr(processor_module, "run_rules", rules)
+    raws[5] = mail("trenca les regles", sender=BREAKER)
+    break_rules_for(BREAKER, monkeypatch)
     sizes = grouped(processor, raws)
     ids = await store(repo, *raws)
 
@@ -207,15 +215,8 @@ async def test_a_hook_failing_in_a_group_that_is_undone_counts_once_per_mail(
     ctx.on_new_mail(hook)
     processor.service.mail_hook = manager.run_mail_hooks
     raws = [mail(f"Avaria {n}", sender=f"veí{n}@example.net") for n in range(3)]
-    raws.append(mail("trenca les regles", sender="trenca@example.net"))
-    real_rules = processor_module.run_rules
-
-    async def rules(parsed, context, rules):
-        if parsed.from_addr == "trenca@example.net":
-            raise ValueError("a rule's bug")
-        return await real_rules(parsed, context, rules)
-
-    monkeypatch.setattr(processor_module, "run_rules", rules)
+    raws.append(mail("trenca les regles", sender=BREAKER))
+    break_rules_for(BREAKER, monkeypatch)
     processor.parser = HeldFirst(processor.parser, raws[0], len(raws) - 1)
     sizes = group_sizes(processor)
     ids = await store(repo, *raws)
