@@ -5,8 +5,9 @@ A plugin that fails at start is disabled (whatever it registered meanwhile is re
 handler, hook, job or contribution that raises is logged with its stack and that one call is
 dropped (the core's change stands); after `MAX_CONSECUTIVE_FAILURES` failures in a row of
 one registered thing (a hook that keeps failing while the plugin's other handlers work) the
-plugin is disabled; a new-mail hook failing again on a mail handled again counts once. Each of these is reported once per plugin and start in the queue rooms
-(a chat notice through the outbox) and in the log; exobot and the other plugins keep running.
+plugin is disabled; a new-mail hook failing again on a mail handled again counts once. Each
+of these is reported once per plugin and start in the queue rooms (a chat notice through the
+outbox) and in the log; exobot and the other plugins keep running.
 """
 
 from __future__ import annotations
