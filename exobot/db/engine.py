@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InterfaceError, InvalidatePoolError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -22,14 +21,6 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: use (a new PostgreSQL session costs more CPU than the transaction it serves).
 PG_POOL_SIZE, PG_OVERFLOW = 10, 10
 PG_SYNC_POOL_SIZE, PG_SYNC_OVERFLOW = 30, 5
-#: A pooled PostgreSQL connection idle for longer than this is pinged before it is used again
-#: (a restarted server or a cut network leaves dead connections in the pool); one given back
-#: moments ago is not. SQLAlchemy's pool_pre_ping pings at every checkout: an extra round trip
-#: for most of the workers' short transactions. A connection that dies unpinged fails its
-#: statement as `database_unavailable`, which every caller takes as "try again later", and
-#: SQLAlchemy then renews the whole pool.
-PING_AFTER_IDLE_SECONDS = 1.0
-_IDLE_SINCE = "exobot_idle_since"
 # Execution options of a read-only transaction (see SqlRepository.reading): on SQLite it
 # begins DEFERRED, so it neither takes nor waits for the write lock (WAL readers never block).
 READ_ONLY = {"exobot_read_only": True}
@@ -82,38 +73,16 @@ def ensure_sqlite_dir(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def ping_when_idle(engine: Engine) -> None:
-    """Ping a pooled connection at checkout only when it was idle for longer than
-    PING_AFTER_IDLE_SECONDS; a dead one renews the pool, as pool_pre_ping does."""
-    dialect = engine.dialect
-
-    @event.listens_for(engine, "checkin")
-    def _idle_since(dbapi_connection, record) -> None:  # noqa: ANN001 - SQLAlchemy's
-        if dbapi_connection is not None:
-            record.info[_IDLE_SINCE] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _ping_if_idle(dbapi_connection, record, proxy) -> None:  # noqa: ANN001 - SQLAlchemy's
-        since = record.info.get(_IDLE_SINCE)  # none on a new connection: nothing to check
-        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
-            return
-        try:
-            dialect.do_ping(dbapi_connection)
-        except dialect.loaded_dbapi.Error as error:
-            if dialect.is_disconnect(error, dbapi_connection, None):
-                raise InvalidatePoolError(f"the idle connection is gone: {error}") from error
-            raise
-
-
 def create_sync_engine(url: str) -> Engine:
     """A blocking engine for the repository's writer thread, with the same SQLite settings."""
     ensure_sqlite_dir(url)
     if not is_sqlite(url):
-        engine = sa_create_engine(
-            sync_url(url), pool_size=PG_SYNC_POOL_SIZE, max_overflow=PG_SYNC_OVERFLOW
+        return sa_create_engine(
+            sync_url(url),
+            pool_pre_ping=True,
+            pool_size=PG_SYNC_POOL_SIZE,
+            max_overflow=PG_SYNC_OVERFLOW,
         )
-        ping_when_idle(engine)
-        return engine
     engine = sa_create_engine(
         sync_url(url),
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -126,11 +95,9 @@ def create_engine(url: str) -> AsyncEngine:
     """The app's async engine. SQLite gets WAL, a busy timeout and write-ahead BEGIN IMMEDIATE."""
     ensure_sqlite_dir(url)
     if not is_sqlite(url):
-        engine = create_async_engine(
-            async_url(url), pool_size=PG_POOL_SIZE, max_overflow=PG_OVERFLOW
+        return create_async_engine(
+            async_url(url), pool_pre_ping=True, pool_size=PG_POOL_SIZE, max_overflow=PG_OVERFLOW
         )
-        ping_when_idle(engine.sync_engine)
-        return engine
     engine = create_async_engine(
         async_url(url), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     )
