@@ -159,7 +159,7 @@ class Scheduler:
 
         return job
 
-    def start_task(self, work: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+    def start_task(self, work: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
         """Run `work` as a task that pause() cancels like a job under way: the work a job
         starts without waiting for it (the connectivity plugin's probing rounds), so that an
         instance that stopped leading does not finish it beside the new leader."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import inspect
 import itertools
 import os
 import socket
@@ -42,12 +43,17 @@ def unique(prefix: str) -> str:
 
 
 async def wait_until(
-    condition: Callable[[], Awaitable[object]], timeout: float = DEADLINE, what: str = "condition"
+    condition: Callable[[], Awaitable[object] | object],
+    timeout: float = DEADLINE,
+    what: str = "condition",
 ) -> object:
-    """Poll an async condition until it is truthy; fail the test with `what` on timeout."""
+    """Poll a condition (plain or async) until it is truthy; fail the test with `what` on
+    timeout."""
     deadline = time.monotonic() + timeout
     while True:
-        value = await condition()
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:

@@ -225,7 +225,7 @@ class PluginContext:
         scheduler = self._host.scheduler
         if scheduler is None:
             return asyncio.create_task(work, name=name)
-        return scheduler.start_task(work, f"plugin:{self.name}:{name}")
+        return scheduler.start_task(work, name=f"plugin:{self.name}:{name}")
 
     def web_router(self, router: APIRouter) -> None:
         """Mount `router` under /plugins/NAME/ on the web server."""

@@ -72,7 +72,7 @@ class _Run:
     ctx: PluginContext | None = None
     failures: dict[int, int] = field(default_factory=dict)  # consecutive, per registered thing
     # The mails each new-mail hook failed on lately: a mail handled again (its group of mails
-    # was undone by another's failure, or exobot stopped before its commit) counts it once.
+    # was undone by another's failure, or the pass failed before its commit) counts it once.
     failed_on: dict[int, deque[object]] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
     disabled: bool = False

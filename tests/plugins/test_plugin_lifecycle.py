@@ -55,7 +55,7 @@ async def test_everything_registered_works_and_is_removed_at_stop(
     assert "Bon dia: we saw it is <urgent> & act fast." in text
     assert text.index("act fast") < text.index("Salutacions")
     await wait_until(
-        _async(lambda: any(c[0] == "event-seen" for c in sample_installed.CALLS)),
+        lambda: any(c[0] == "event-seen" for c in sample_installed.CALLS),
         what="the plugin's event handler",
     )
 
@@ -140,9 +140,9 @@ async def test_a_failing_hook_is_dropped_and_five_in_a_row_disable_the_plugin(
         for n, member in enumerate(members[1:], start=2):
             await inst.send(member_mail(member, inst.address, subject=f"urgent {n}"))
             await inst.wait_tickets(n)
-        await wait_until(_async(lambda: not app.plugins.enabled), what="the plugin disabled")
+        await wait_until(lambda: not app.plugins.enabled, what="the plugin disabled")
         await wait_until(
-            _async(lambda: "samplehello" not in app.actions), what="its action removed"
+            lambda: "samplehello" not in app.actions, what="its action removed"
         )
     assert "5 failures in a row" in app.plugins.disabled["sample"]
     failures = [r for r in caplog.records if "new-mail hook failed" in r.getMessage()]
@@ -206,8 +206,3 @@ async def test_a_plugin_command_line(sample_installed, make_plugin_instance):
     assert (done.returncode, done.stdout.strip()) == (0, "Ei: 0 rows"), done.stderr
 
 
-def _async(check):  # noqa: ANN001, ANN202
-    async def condition() -> bool:
-        return check()
-
-    return condition

@@ -241,7 +241,7 @@ class Connectivity(Plugin):
             loss_alert=self.config.loss_alert,
             alert_rounds=self.config.alert_rounds,
             on_round=self.on_round,
-            start_task=lambda work, name: ctx.start_task(work, name=name),
+            start_task=ctx.start_task,
         )
         await self.sync_references()
         for spec in self.actions():

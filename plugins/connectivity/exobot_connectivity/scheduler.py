@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -59,8 +59,8 @@ class Prober(Protocol):
 #: Called after each stored round with the monitor, the round and the alert change
 #: ("alert", "recovered" or None), for the thread notes of a later piece.
 OnRound = Callable[[Monitor, StoredRound, str | None], Awaitable[None]]
-#: Runs a round as a task, named: (coroutine, name) -> task.
-StartTask = Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]]
+#: Runs a round as a task: start_task(coroutine, name=…), as asyncio.create_task does.
+StartTask = Callable[..., asyncio.Task[Any]]
 
 
 class MonitorScheduler:
@@ -90,7 +90,7 @@ class MonitorScheduler:
         self.on_round = on_round
         # The plugin passes ctx.start_task: its rounds are then cancelled with the jobs when
         # this instance stops leading.
-        self.start_task = start_task or (lambda work, name: asyncio.create_task(work, name=name))
+        self.start_task: StartTask = start_task or asyncio.create_task
         self._bound = asyncio.Semaphore(concurrency)
         self._busy: dict[int, asyncio.Task[StoredRound | None]] = {}
 
@@ -111,7 +111,7 @@ class MonitorScheduler:
         them without waiting; `drain()` waits for them."""
         started = []
         for monitor in await self.due(self.clock.now()):
-            task = self.start_task(self._round(monitor), f"round {monitor.id}")
+            task = self.start_task(self._round(monitor), name=f"round {monitor.id}")
             self._busy[monitor.id] = task
             task.add_done_callback(lambda _t, key=monitor.id: self._busy.pop(key, None))
             started.append(task)

@@ -352,7 +352,7 @@ async def test_rounds_under_way_are_cancelled_when_the_instance_stops_leading(re
     try:
         await plugin.tick()
         [round_task] = plugin.scheduler._busy.values()
-        await wait_until(_async(lambda: prober.active == 1), what="the round to probe")
+        await wait_until(lambda: prober.active == 1, what="the round to probe")
 
         host_scheduler.pause()
         await asyncio.wait([round_task], timeout=DEADLINE)
@@ -371,10 +371,3 @@ async def test_rounds_under_way_are_cancelled_when_the_instance_stops_leading(re
     finally:
         await plugin.stop()
         ctx.remove_all()
-
-
-def _async(condition):
-    async def check() -> object:
-        return condition()
-
-    return check
