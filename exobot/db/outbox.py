@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +49,23 @@ def _head_of_line():  # noqa: ANN202 - an SQL expression
     )
 
 
+@functools.cache
+def _due(unattached_first: bool):  # noqa: ANN202 - a statement
+    """The statement of `due`, built once per order: the workers ask it at every pass."""
+    order = (O.c.ticket_id.is_not(None), O.c.id) if unattached_first else (O.c.id,)
+    return (
+        select(O.c.id, O.c.kind, O.c.ticket_id, O.c.payload, O.c.attempts, O.c.created_at)
+        .where(
+            O.c.state == PENDING,
+            O.c.kind == bindparam("kind"),
+            O.c.next_try_at <= bindparam("now"),
+            _head_of_line(),
+        )
+        .order_by(*order)
+        .limit(bindparam("limit"))
+    )
+
+
 async def due(
     conn: AsyncConnection,
     kind: str,
@@ -62,17 +80,19 @@ async def due(
     With `unattached_first`, the items of no ticket (answers to chat commands, login links,
     notices) come before every ticket's, still oldest first among themselves: a volunteer's
     answer does not wait behind a burst of announcements. Each ticket's order is unchanged."""
-    order = (O.c.ticket_id.is_not(None), O.c.id) if unattached_first else (O.c.id,)
-    rows = await conn.execute(
-        select(O.c.id, O.c.kind, O.c.ticket_id, O.c.payload, O.c.attempts, O.c.created_at)
-        .where(O.c.state == PENDING, O.c.kind == kind, O.c.next_try_at <= now, _head_of_line())
-        .order_by(*order)
-        .limit(limit)
-    )
+    rows = await conn.execute(_due(unattached_first), {"kind": kind, "now": now, "limit": limit})
     return [
         OutboxItem(r.id, r.kind, r.ticket_id, dict(r.payload), r.attempts, r.created_at)
         for r in rows
     ]
+
+
+# Every item sent on PostgreSQL is claimed: the statement is built once, the id bound per item.
+_CLAIM = (
+    select(O.c.id)
+    .where(O.c.id == bindparam("item_id"), O.c.state == PENDING)
+    .with_for_update(key_share=True, skip_locked=True)
+)
 
 
 async def claim(conn: AsyncConnection, item_id: int) -> bool:
@@ -84,11 +104,7 @@ async def claim(conn: AsyncConnection, item_id: int) -> bool:
     FOR NO KEY UPDATE, not FOR UPDATE: it excludes every other claimer and update of the row
     alike, but not the key-share lock a foreign key check takes, so the worker's own records
     that point at the row (chat posts) are written meanwhile in other transactions."""
-    row = await conn.execute(
-        select(O.c.id)
-        .where(O.c.id == item_id, O.c.state == PENDING)
-        .with_for_update(key_share=True, skip_locked=True)
-    )
+    row = await conn.execute(_CLAIM, {"item_id": item_id})
     return row.first() is not None
 
 

@@ -80,7 +80,9 @@ SIDE_THREADS = 8
 # UPDATE executed with a dict of column values writes those columns).
 _INSERT_TICKET = insert(T).returning(T.c.id)
 _INSERT_ENTRY = insert(E).returning(E.c.id)
-_INSERT_MESSAGE = insert(M)
+# No RETURNING of the new row's key where nobody reads it: SQLAlchemy adds one to an INSERT
+# unless it is `inline()`, and fetching it costs more CPU than the insert itself.
+_INSERT_MESSAGE = insert(M).inline()
 _INSERT_OUTBOX = insert(O).returning(O.c.id)
 _TICKET = select(T).where(T.c.id == bindparam("number"))
 # FOR NO KEY UPDATE: it excludes every other writer of the ticket alike, but not the key-share
@@ -138,7 +140,8 @@ _INDEX_POSTGRESQL = text(
 def _add_participant(dialect: str) -> Any:
     """The participant upsert of a dialect (built once per dialect)."""
     insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
-    return insert_(P).on_conflict_do_nothing(index_elements=[P.c.ticket_id, P.c.address])
+    upsert = insert_(P).on_conflict_do_nothing(index_elements=[P.c.ticket_id, P.c.address])
+    return upsert.inline()  # no RETURNING: see _INSERT_MESSAGE
 
 
 @dataclass(frozen=True)
