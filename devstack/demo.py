@@ -54,8 +54,15 @@ BOT_PASSWORD = "exobot-demo"
 WEB_PORT = 8080
 
 
-def _write_config(stack: Stack, matrix: MatrixSetup, web: str) -> None:
-    data = exobot_config(
+# One person plays every member, from one address, and the demo's database outlives a session:
+# the guards against a mail loop or a flood from one sender (by default 5 acknowledgements a
+# day and 10 new tickets an hour) would leave the member's mails unanswered after a few tries.
+SENDER_LIMITS = {"ack_limit_per_day": 100, "new_tickets_per_sender_per_hour": 100}
+
+
+def demo_config(stack: Stack, matrix: MatrixSetup, web: str) -> dict:
+    """exobot's configuration for the demo (as data)."""
+    return exobot_config(
         stack,
         address=SUPPORT,
         database_url=f"sqlite:///{DEMO_DIR / 'exobot.db'}",
@@ -63,7 +70,12 @@ def _write_config(stack: Stack, matrix: MatrixSetup, web: str) -> None:
         matrix_store=str(MATRIX_STORE),
         web=web,
         display_name="Suport eXO (demo)",
+        **SENDER_LIMITS,
     )
+
+
+def _write_config(stack: Stack, matrix: MatrixSetup, web: str) -> None:
+    data = demo_config(stack, matrix, web)
     header = "# Written by `make demo`: exobot on the local stack, SQLite in var/demo/.\n"
     # It holds passwords: readable by its owner only, as exobot asks of any config file.
     CONFIG.touch(mode=0o600)
