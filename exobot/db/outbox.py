@@ -108,18 +108,19 @@ async def claim(conn: AsyncConnection, item_id: int) -> bool:
     return row.first() is not None
 
 
+# Asked after every pass of every worker, as `due` is: built once.
+_NEXT_DUE_AT = (
+    select(O.c.next_try_at)
+    .where(O.c.state == PENDING, O.c.kind == bindparam("kind"), _head_of_line())
+    .order_by(O.c.next_try_at)
+    .limit(1)
+)
+
+
 async def next_due_at(conn: AsyncConnection, kind: str) -> datetime | None:
     """When the next deliverable item of `kind` is due (items waiting behind an earlier one of
     their ticket do not count), or None when there is none."""
-    value = (
-        await conn.execute(
-            select(O.c.next_try_at)
-            .where(O.c.state == PENDING, O.c.kind == kind, _head_of_line())
-            .order_by(O.c.next_try_at)
-            .limit(1)
-        )
-    ).scalar_one_or_none()
-    return value
+    return (await conn.execute(_NEXT_DUE_AT, {"kind": kind})).scalar_one_or_none()
 
 
 # Every delivered item is marked so: the statement is built once, its values bound per item.

@@ -81,7 +81,7 @@ SIDE_THREADS = 8
 _INSERT_TICKET = insert(T).returning(T.c.id)
 _INSERT_ENTRY = insert(E).returning(E.c.id)
 # No RETURNING of the new row's key where nobody reads it: SQLAlchemy adds one to an INSERT
-# unless it is `inline()`, and fetching it costs more CPU than the insert itself.
+# unless it is `inline()`, and fetching and processing that row is CPU spent for nothing.
 _INSERT_MESSAGE = insert(M).inline()
 _INSERT_OUTBOX = insert(O).returning(O.c.id)
 _TICKET = select(T).where(T.c.id == bindparam("number"))
