@@ -425,6 +425,19 @@ class SqlReader:
         ).first()
         return entry_from_row(row) if row else None
 
+    async def first_entry(self, ticket: int, kinds: Sequence[str]) -> Entry | None:
+        """The oldest entry of the ticket with one of these kinds (one row, however long the
+        ticket's history)."""
+        row = (
+            await self.conn.execute(
+                select(E)
+                .where(E.c.ticket_id == ticket, E.c.kind.in_(list(kinds)))
+                .order_by(E.c.id)
+                .limit(1)
+            )
+        ).first()
+        return entry_from_row(row) if row else None
+
     async def entries_of(self, ticket: int, kinds: Sequence[str]) -> list[Entry]:
         """The ticket's entries of these kinds, oldest first."""
         rows = await self.conn.execute(

@@ -92,6 +92,29 @@ async def test_what_a_root_shows_is_read_as_the_repository_reads_it(chat_repo):
     assert source is None
 
 
+async def test_the_first_entry_of_a_kind_is_the_oldest_of_the_ticket(chat_repo):
+    """What a plugin's root lines read for every root, however long the ticket."""
+    service = TicketService(chat_repo, MessageIds("secret" * 4, "example.org"), SETTINGS)
+    first = await new_ticket(service, "marta@example.net")
+    other = await new_ticket(service, "pere@example.net")
+    for text in ("Primer", "Segon"):
+        await service.apply(OPERATOR, Comment(first, text))
+    await service.apply(OPERATOR, Comment(other, "Un altre"))
+
+    async def read(view):
+        return (
+            await view.history(first),
+            await view.first_entry(first, [EntryKind.MAIL_IN.value]),
+            await view.first_entry(first, [EntryKind.COMMENT.value, EntryKind.STATUS.value]),
+            await view.first_entry(first, [EntryKind.BOUNCE.value]),
+        )
+
+    history, mail, comment, none = await chat_repo.read(read)
+    assert mail == next(e for e in history if e.kind is EntryKind.MAIL_IN)
+    assert comment.kind is EntryKind.COMMENT and comment.body == "Primer"
+    assert comment.ticket_number == first and none is None
+
+
 async def test_a_post_and_its_thread_are_recorded_once_in_one_transaction(chat_repo):
     service = TicketService(chat_repo, MessageIds("secret" * 4, "example.org"), SETTINGS)
     number = await new_ticket(service, "marta@example.net")

@@ -761,9 +761,11 @@ class Connectivity(Plugin):
 
     async def root_lines(self, ticket: Any, language: str) -> list[str]:
         """For a new ticket whose first mail names IP addresses: the `!monitor` commands."""
-        # Run on the repository's thread: this is asked for every new root in chat.
-        history = await self.ctx.read(lambda reader: reader.history(ticket.number))
-        first = next((entry for entry in history if entry.kind is EntryKind.MAIL_IN), None)
+        # Run on the repository's thread: this is asked for every root in chat, edits of a
+        # long ticket's root included, so it reads one row rather than the whole history.
+        first = await self.ctx.read(
+            lambda reader: reader.first_entry(ticket.number, [EntryKind.MAIL_IN.value])
+        )
         if first is None:
             return []
         found = addresses_in(first.body or "", self.config.allowed_networks)
