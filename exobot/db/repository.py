@@ -98,6 +98,14 @@ _TICKET_FOR_MESSAGE = (
 )
 
 
+def _among(column: Any, values: Sequence[str]) -> Any:
+    """`column IN (values)` for a fixed list, with one plain parameter per value. SQLAlchemy
+    renders an IN of a Python list as an "expanding" parameter, whose SQL it rewrites at every
+    execution: on the sender counts, asked for most new mails, about a fifth of their CPU on
+    PostgreSQL (measured: 161 against 124 µs a statement)."""
+    return column.in_([literal(value) for value in values])
+
+
 def _openings_count(since: str) -> Any:
     """How many tickets the sender `address` opened by mail, plus its mails kept unverified,
     since the parameter named `since`."""
@@ -107,25 +115,26 @@ def _openings_count(since: str) -> Any:
         .where(
             E.c.actor == bindparam("address"),
             E.c.created_at >= bindparam(since),
-            E.c.kind.in_([EntryKind.CREATED.value, EntryKind.UNVERIFIED_IN.value]),
+            _among(E.c.kind, [EntryKind.CREATED.value, EntryKind.UNVERIFIED_IN.value]),
         )
     )
 
 
 def _acks_count(since: str, templates: Any) -> Any:
-    """How many mails of `templates` were queued to `address` since the parameter `since`."""
+    """How many mails whose template meets `templates` (a condition on the template column)
+    were queued to `address` since the parameter `since`."""
     return (
         select(func.count())
         .select_from(O)
         .where(
-            O.c.template.in_(templates),
+            templates,
             O.c.recipient == bindparam("address"),
             O.c.created_at >= bindparam(since),
         )
     )
 
 
-_ACKS_SINCE = _acks_count("since", bindparam("templates", expanding=True))
+_ACKS_SINCE = _acks_count("since", O.c.template.in_(bindparam("templates", expanding=True)))
 _OPENINGS_SINCE = _openings_count("since")
 _UPDATE_TICKET = update(T).where(T.c.id == bindparam("_number"))
 _INDEX_SQLITE = text(
@@ -173,7 +182,7 @@ ACK_TEMPLATES = ("ack", "too_big", "advice")
 # What the rules count for a new mail's sender, in one statement (see SqlReader.sender_counts).
 _SENDER_COUNTS = select(
     _openings_count("openings_since").scalar_subquery(),
-    _acks_count("acks_since", ACK_TEMPLATES).scalar_subquery(),
+    _acks_count("acks_since", _among(O.c.template, ACK_TEMPLATES)).scalar_subquery(),
 )
 TITLE_ENTRY = 0  # search_index row holding a ticket's title
 # On SQLite a search_index row's rowid is (ticket << 32) + entry id (see search_rowid), so the
