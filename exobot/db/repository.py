@@ -424,24 +424,20 @@ class SqlReader:
 
     async def last_entry(self, ticket: int, kinds: Sequence[str]) -> Entry | None:
         """The newest entry of the ticket with one of these kinds."""
-        row = (
-            await self.conn.execute(
-                select(E)
-                .where(E.c.ticket_id == ticket, E.c.kind.in_(list(kinds)))
-                .order_by(E.c.id.desc())
-                .limit(1)
-            )
-        ).first()
-        return entry_from_row(row) if row else None
+        return await self._one_entry(ticket, kinds, E.c.id.desc())
 
     async def first_entry(self, ticket: int, kinds: Sequence[str]) -> Entry | None:
         """The oldest entry of the ticket with one of these kinds (one row, however long the
         ticket's history)."""
+        return await self._one_entry(ticket, kinds, E.c.id)
+
+    async def _one_entry(self, ticket: int, kinds: Sequence[str], order: Any) -> Entry | None:
+        """The ticket's first entry of these kinds in `order`."""
         row = (
             await self.conn.execute(
                 select(E)
                 .where(E.c.ticket_id == ticket, E.c.kind.in_(list(kinds)))
-                .order_by(E.c.id)
+                .order_by(order)
                 .limit(1)
             )
         ).first()
