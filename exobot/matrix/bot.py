@@ -121,6 +121,7 @@ class MatrixBot:
         self.shared_operators: dict[str, str] = {}  # user id -> display name, the record's
         client.on_event = self.handle_event
         client.on_invite = self.handle_invite
+        client.on_undecryptable = self.handle_undecryptable
 
     # --- who may act ---------------------------------------------------------------------
 
@@ -366,6 +367,22 @@ class MatrixBot:
             await self._run(parsed, event.sender, key, origin)
         finally:
             self.on_command(parsed.name, time.perf_counter() - started)
+
+    async def handle_undecryptable(self, room: nio.MatrixRoom, event: nio.MegolmEvent) -> bool:
+        """An operator's message in a queue room that stayed unreadable (its room key never
+        reached the bot): answered where it was said, "I could not read it, send it again",
+        under the event's own key, so it never runs if the key comes later. Anything else
+        (another room, a stranger, the bot itself) is left to the client's retries: False."""
+        if self.rooms.queue_of(room.room_id) is None or not self.is_operator(event.sender):
+            return False
+        # A relation stays in the clear in an encrypted event (the server aggregates threads).
+        relates = event.source.get("content", {}).get("m.relates_to") or {}
+        if relates.get("rel_type") == "m.replace":
+            return True  # an edit never runs a command: nothing to answer
+        thread_root = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
+        origin = {"room": room.room_id, "event": event.event_id, "thread": thread_root}
+        await self._answer(f"matrix:{event.event_id}", origin, self.renderer.undecryptable())
+        return True
 
     async def _thread_ticket(self, room_id: str, thread_root: str | None) -> int | None:
         if thread_root is None:

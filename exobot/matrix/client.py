@@ -3,7 +3,8 @@
 matrix-nio does the protocol and the encryption; this module adds what a long-running bot
 needs around it: the device, access token and sync token kept under `store_path` (no new
 device per start, no backlog replayed), long-poll syncs with reconnection and backoff, key
-upkeep, and events that could not be decrypted yet kept and retried instead of dropped.
+upkeep, and events that could not be decrypted yet kept and retried instead of dropped; one
+still unreadable after a while is offered to the bot, which tells its sender so (never silence).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ log = logging.getLogger("exobot.matrix")
 SESSION_FILE = "session.json"
 # An event that cannot be decrypted is retried for this long before it is given up (logged).
 UNDECRYPTED_KEEP_SECONDS = 24 * 3600
+# A key that comes at all comes within seconds (a to-device message a sync behind its event);
+# an event still unreadable this long after it was seen is offered to `on_undecryptable`, so a
+# volunteer's command is answered ("send it again") instead of waiting in silence for a day.
+UNDECRYPTED_NOTICE_SECONDS = 30.0
 # Without new to-device messages (room keys travel so), they are retried only this often: nio
 # logs a warning at every attempt whose key is missing (the soak saw one event make 2,700
 # lines in 10 minutes when it was retried after every sync).
@@ -50,6 +55,9 @@ MISSED_PAGE = 100
 MISSED_MAX = 2000
 
 EventHandler = Callable[[nio.MatrixRoom, nio.Event], Awaitable[None]]
+# Given an event that stayed undecryptable: True once it is answered for good (it is then
+# dropped, never run later); False to keep retrying it as before.
+UndecryptableHandler = Callable[[nio.MatrixRoom, nio.MegolmEvent], Awaitable[bool]]
 InviteHandler = Callable[[str, str | None], Awaitable[None]]
 
 
@@ -190,6 +198,7 @@ class MatrixClient:
         self.synced = False
         self.on_event: EventHandler | None = None
         self.on_invite: InviteHandler | None = None
+        self.on_undecryptable: UndecryptableHandler | None = None
         # Called after every completed sync (the leader records the operators then), and after
         # the first one that completes after a failed one (the homeserver is back: chat rows
         # that backed off meanwhile are made due). Neither may stop the loop.
@@ -436,9 +445,23 @@ class MatrixClient:
                 event.room_id = item["room_id"]
                 with contextlib.suppress(Exception):
                     decrypted = self.nio.decrypt_event(event)
+            age = time.time() - item["seen"]
             if decrypted is not None and not isinstance(decrypted, nio.MegolmEvent):
                 await self._call(self.on_event, room, decrypted)
-            elif time.time() - item["seen"] < UNDECRYPTED_KEEP_SECONDS:
+            elif (
+                age >= UNDECRYPTED_NOTICE_SECONDS
+                and room is not None
+                and isinstance(event, nio.MegolmEvent)
+                and await self._answered_unreadable(room, event)
+            ):
+                log.warning(
+                    "gave up decrypting %s in %s after %.0f s: the bot answered it as unreadable,"
+                    " and it will not run if its key comes later",
+                    event.event_id,
+                    room.room_id,
+                    age,
+                )
+            elif age < UNDECRYPTED_KEEP_SECONDS:
                 still.append(item)
             else:
                 log.error(
@@ -449,6 +472,21 @@ class MatrixClient:
         if len(still) != len(self.session.undecrypted):
             self._must_save = True
         self.session.undecrypted = still
+
+    async def _answered_unreadable(self, room: nio.MatrixRoom, event: nio.MegolmEvent) -> bool:
+        """Offer an event that stayed unreadable to `on_undecryptable`; whatever it raises is
+        logged (the event is kept and offered again), except a database that is away."""
+        if self.on_undecryptable is None:
+            return False
+        try:
+            return await self.on_undecryptable(room, event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if database_unavailable(error):
+                raise
+            log.exception("answering the undecryptable %s failed", event.event_id)
+            return False
 
     async def upload(
         self, data: bytes, mimetype: str, filename: str, *, encrypt: bool

@@ -592,6 +592,14 @@ class Renderer(Wording):
             *self._t("Sorry, only the support team's operators can use exobot's commands.")
         )
 
+    def undecryptable(self) -> Message:
+        """At a volunteer's message the bot could not decrypt: it did nothing with it."""
+        return Message(
+            *self._t(
+                "I could not read this message: its encryption key never reached me. I have not acted on it; if it was a command or a comment, please send it again."
+            )
+        )
+
     def direct_refusal(self, support_address: str) -> Message:
         """To a stranger writing to the bot directly: I only work in the support rooms."""
         return Message(

@@ -444,6 +444,46 @@ async def test_an_encrypted_queue_room_works_end_to_end(make_instance, matrix_se
     assert chat.ticket(number)[:2] == ("open", setup.volunteer_user_id)
 
 
+async def test_a_command_the_bot_cannot_decrypt_is_answered_and_never_runs(
+    make_instance, matrix_setup, volunteer, monkeypatch
+):
+    # The room key is made not to reach the bot (the volunteer's client withholds it from the
+    # bot's device), as when its to-device message is lost. No waiting a real half minute.
+    monkeypatch.setattr(matrix_client, "UNDECRYPTED_NOTICE_SECONDS", 0.0)
+    monkeypatch.setattr(matrix_client, "UNDECRYPTED_RETRY_SECONDS", 0.5)
+    setup = matrix_setup(encrypted={"suport"})
+    inst = make_instance(matrix=setup)
+    await inst.start()
+    vol = await volunteer(setup)
+    room = setup.rooms["suport"]
+    await vol.wait_member(room, setup.bot_user_id)
+    chat = Chat(inst, setup, vol)
+    number, root, _ = await chat.mail_ticket(subject="Sense clau")
+    bot_devices = list(vol.client.device_store.active_user_devices(setup.bot_user_id))
+    assert bot_devices, "the volunteer's client knows the bot's device"
+    for device in bot_devices:
+        vol.client.blacklist_device(device)  # also starts a new room key, not shared with it
+
+    command, mark = await chat.command("!take", thread=root)
+    notice = await chat.bot_says(
+        lambda e: reply_to_of(e) == command, after=mark, what="the answer to the unreadable command"
+    )
+    assert thread_root_of(notice) == root
+    assert body_of(notice).endswith(
+        say("ca", "I could not read this message: its encryption key never reached me. I have not acted on it; if it was a command or a comment, please send it again.")
+    )
+    assert chat.ticket(number)[:2] == ("new", None)
+
+    for device in bot_devices:
+        vol.client.unblacklist_device(device)  # a new room key, shared with the bot again
+    again, mark = await chat.command("!take", thread=root)
+    await chat.wait_ticket(number, "open", setup.volunteer_user_id)
+    await chat.bot_says(lambda e: reply_to_of(e) == again, after=mark, what="the second answer")
+    await chat.settle()
+    answers = [e for e in chat.bot_events() if reply_to_of(e) in (command, again)]
+    assert len(answers) == 2  # one each: the unreadable one was answered once and never ran
+
+
 def _room_state(stack, setup, room_id: str) -> list[dict]:
     from devstack.matrix_setup import room_state
 

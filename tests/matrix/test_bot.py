@@ -269,3 +269,63 @@ async def test_search_with_a_nul_byte_is_a_clear_error(repo):
     assert said[0] == say("ca", "The search holds control characters (such as a NUL character) that cannot be searched: remove them and try again.")
     assert said[2] == say("ca", "There is no ticket {ticket}.", ticket="suport#99999999999")
     assert "suport#1" in said[3]
+
+
+# --- a message the bot cannot decrypt ------------------------------------------------------
+
+
+def unreadable(sender: str, relates: dict | None = None) -> nio.MegolmEvent:
+    """An encrypted message whose room key never reached the bot (relations stay in clear)."""
+    content = {
+        "algorithm": "m.megolm.v1.aes-sha2",
+        "ciphertext": "AwgA",
+        "device_id": "DEV",
+        "sender_key": "key",
+        "session_id": "sess",
+    }
+    if relates is not None:
+        content["m.relates_to"] = relates
+    return nio.MegolmEvent.from_dict(
+        {
+            "type": "m.room.encrypted",
+            "event_id": f"$e{next(_events)}",
+            "sender": sender,
+            "origin_server_ts": 1,
+            "content": content,
+        }
+    )
+
+
+async def test_an_operators_unreadable_message_is_answered_in_its_thread_and_never_runs(repo):
+    bot = make_bot(repo)
+    number = await open_ticket(repo, bot)
+    room = bot.client.nio.rooms[ROOM]
+    thread = {"rel_type": "m.thread", "event_id": "$root", "is_falling_back": True}
+    event = unreadable(ANNA, thread)
+    assert await bot.handle_undecryptable(room, event)
+    table = OutboxRow.__table__
+    async with repo.connection() as conn:
+        (payload,) = (await conn.execute(select(table.c.payload))).scalars()
+    assert payload["origin"] == {"room": ROOM, "event": event.event_id, "thread": "$root"}
+    assert payload["body"] == say("ca", "I could not read this message: its encryption key never reached me. I have not acted on it; if it was a command or a comment, please send it again.")
+    # Its key comes after all: the same event, decrypted, is recognised and not run.
+    content = {"msgtype": "m.text", "body": f"!take suport#{number}"}
+    late = nio.RoomMessageText.from_dict(
+        {**event.source, "type": "m.room.message", "content": content}
+    )
+    await bot.handle_event(room, late)
+    assert (await repo.get_ticket(number)).owner is None
+    assert len(await answers(repo)) == 1
+
+
+async def test_unreadable_messages_not_from_an_operator_or_edits_are_not_answered(repo):
+    bot = make_bot(repo)
+    room = bot.client.nio.rooms[ROOM]
+    assert not await bot.handle_undecryptable(room, unreadable(PERE))  # only invited
+    assert not await bot.handle_undecryptable(room, unreadable("@stranger:example.org"))
+    other = nio.MatrixRoom("!other:example.org", BOT)
+    other.add_member(ANNA, "Anna", None)
+    assert not await bot.handle_undecryptable(other, unreadable(ANNA))  # not a queue room
+    edit = unreadable(ANNA, {"rel_type": "m.replace", "event_id": "$old"})
+    assert await bot.handle_undecryptable(room, edit)  # an edit never runs: done, unsaid
+    assert await answers(repo) == []

@@ -11,6 +11,7 @@ import nio
 
 from exobot.matrix.client import (
     UNDECRYPTED_KEEP_SECONDS,
+    UNDECRYPTED_NOTICE_SECONDS,
     UNDECRYPTED_RETRY_SECONDS,
     MatrixClient,
     MatrixSettings,
@@ -110,6 +111,54 @@ async def test_an_event_never_decrypted_is_given_up_after_a_day(tmp_path, caplog
     await client._retry_undecrypted()
     assert client.session.undecrypted == []
     assert "gave up decrypting $late" in caplog.text
+
+
+async def test_an_event_still_unreadable_after_a_while_is_answered_once_and_dropped(
+    tmp_path, caplog
+):
+    client = MatrixClient(settings(tmp_path))
+    client.nio = FakeNio()
+    client.session = Session("http://hs", "@bot:x", "DEV", "token")
+    offered: list[tuple[str, str]] = []
+    answer = False
+
+    async def on_undecryptable(room, event):
+        offered.append((room.room_id, event.event_id))
+        return answer
+
+    client.on_undecryptable = on_undecryptable
+    fresh = time.time()
+    client.session.undecrypted.append({"room_id": "!r:x", "source": MEGOLM, "seen": fresh})
+    await client._retry_undecrypted()
+    assert offered == [] and len(client.session.undecrypted) == 1  # its key may still come
+
+    client.session.undecrypted[0]["seen"] = fresh - UNDECRYPTED_NOTICE_SECONDS
+    await client._retry_undecrypted()  # the bot declines (not an operator's): kept, retried
+    assert offered == [("!r:x", "$late")] and len(client.session.undecrypted) == 1
+
+    answer = True
+    await client._retry_undecrypted()
+    assert len(offered) == 2 and client.session.undecrypted == []
+    assert "gave up decrypting $late in !r:x after" in caplog.text
+    client.nio.keys_arrived = True  # too late: it is no longer kept, so it never runs
+    await client._retry_undecrypted()
+    assert len(offered) == 2
+
+
+async def test_a_failing_undecryptable_handler_keeps_the_event(tmp_path, caplog):
+    client = MatrixClient(settings(tmp_path))
+    client.nio = FakeNio()
+    client.session = Session("http://hs", "@bot:x", "DEV", "token")
+
+    async def on_undecryptable(room, event):
+        raise RuntimeError("boom")
+
+    client.on_undecryptable = on_undecryptable
+    old = time.time() - UNDECRYPTED_NOTICE_SECONDS
+    client.session.undecrypted.append({"room_id": "!r:x", "source": MEGOLM, "seen": old})
+    await client._retry_undecrypted()
+    assert len(client.session.undecrypted) == 1
+    assert "answering the undecryptable $late failed" in caplog.text
 
 
 async def test_a_failing_handler_is_logged_and_contained(tmp_path, caplog):
