@@ -38,7 +38,7 @@ from nio import (
     RoomSendError,
     SyncError,
 )
-from nio.exceptions import EncryptionError
+from nio.exceptions import EncryptionError, LocalProtocolError
 
 from devstack.matrix_setup import DEFAULT_QUEUES, MatrixSetup, setup_matrix
 from exobot.matrix.client import missed_events
@@ -340,6 +340,12 @@ class MatrixUser:
     ) -> str:
         """Send any event content (encrypted in encrypted rooms); returns its event id."""
         await self._wait_room(room_id)
+        if self.client.should_query_keys:
+            # As Element does: a changed device list (a device that just appeared) is queried
+            # before a room key is shared, or that device would not get the key. The sync loop
+            # may have queried meanwhile ("no key query required").
+            with contextlib.suppress(LocalProtocolError):
+                await self.client.keys_query()
         response = await self.client.room_send(
             room_id, message_type, content, ignore_unverified_devices=True
         )
