@@ -42,6 +42,7 @@ import yaml
 from harness import DEADLINE, ROOT, create_token_cli, free_port, instance_config, unique
 from matrix_harness import (
     MatrixUser,
+    body_of,
     is_edit,
     is_room_notice,
     reply_to_of,
@@ -51,6 +52,7 @@ from sqlalchemy.pool import NullPool
 
 from devstack.matrix_setup import invite, join
 from devstack.processes import cpu_seconds, descendants, memory_kb, process_roles
+from exobot.matrix.render import Renderer
 
 pytestmark = [pytest.mark.long, pytest.mark.asyncio]
 
@@ -61,6 +63,8 @@ DRAIN_SECONDS = max(300.0, DEADLINE)
 ANSWER_SECONDS = 2 * DEADLINE
 HEALTH_EVERY = 2.0
 QUIET_AFTER_BURST = 15.0
+# The bot's answer to a command it could not decrypt (exobot's language is Catalan here).
+UNREADABLE = Renderer("ca").undecryptable().body
 MEMORY_EVERY = 5.0
 PLUGINS = {"saved-replies": {}, "procedures": {}, "connectivity": {}}
 IBAN = "ES91 2100 0418 4502 0005 1332"  # a valid test IBAN: masked, flags the ticket
@@ -233,7 +237,18 @@ async def test_soak(backend, stack, matrix_setup, matrix_login, tmp_path, long_r
             asyncio.create_task(_mail_writer(stack, address, db, figures, rng, deadline)),
             *(
                 asyncio.create_task(
-                    _chat_writer(vol, suport, setup.bot_user_id, db, figures, rng, deadline)
+                    _chat_writer(
+                        vol,
+                        suport,
+                        setup.bot_user_id,
+                        db,
+                        figures,
+                        rng,
+                        deadline,
+                        # One command, a third into the run, whose room key the first
+                        # volunteer withholds from the bot: the "send it again" path under load.
+                        withhold_at=soak_start + SOAK_SECONDS / 3 if vol is vols[0] else None,
+                    )
                 )
                 for vol in vols
             ),
@@ -259,6 +274,7 @@ async def test_soak(backend, stack, matrix_setup, matrix_login, tmp_path, long_r
 
         failures += await _check_mails(db, figures)
         failures += _check_commands(figures, vols, suport, setup.bot_user_id)
+        failures += _check_withheld(figures)
         failures += await _check_outbox(db)
         bad_health = [s for s in figures.health if s[0] != 200]
         if bad_health or not figures.health:
@@ -300,6 +316,7 @@ async def test_soak(backend, stack, matrix_setup, matrix_login, tmp_path, long_r
         if c["latency"] is not None
         and all(not 0 <= c["at"] - t < QUIET_AFTER_BURST for t, _ in figures.bursts)
     ]
+    unreadable = [c for c in figures.commands if c["unreadable"] is not None]
     refused = Counter(
         f"{where} {what} {status}"
         for where, calls in (("web", figures.web), ("API", figures.api))
@@ -321,6 +338,14 @@ async def test_soak(backend, stack, matrix_setup, matrix_login, tmp_path, long_r
             f"  commands away from bursts ({len(quiet)}, sent {QUIET_AFTER_BURST:.0f} s or more "
             f"after a burst began): p50 {ms(percentile(quiet, 50))}, p95 "
             f"{ms(percentile(quiet, 95))}",
+            '  commands the bot could not decrypt (answered "send it again", sent again): '
+            + (
+                ", ".join(
+                    f"{c['text'][:20]!r} at {c['at']:.0f} s, told after {c['unreadable']:.0f} s"
+                    for c in unreadable
+                )
+                or "none"
+            ),
             "  slowest commands: "
             + ", ".join(
                 f"{c['text'][:20]!r} {ms(c['latency'])} at {c['at']:.0f} s" for c in slowest
@@ -477,38 +502,75 @@ async def _threads(db: Db, room: str) -> list[tuple[int, str]]:
     )
 
 
-async def _chat_writer(vol: MatrixUser, room, bot, db: Db, figures, rng, deadline) -> None:  # noqa: ANN001
-    """One volunteer: a command in a random ticket's thread, the answer awaited, a pause."""
+async def _chat_writer(  # noqa: ANN001
+    vol: MatrixUser, room, bot, db: Db, figures, rng, deadline, withhold_at: float | None = None
+) -> None:
+    """One volunteer: a command in a random ticket's thread, the answer awaited, a pause. The
+    first command after `withhold_at` is sent with its room key withheld from the bot."""
+    resend: tuple[str, str, str] | None = None  # (thread root, verb, text) to send again
     while time.monotonic() < deadline:
         threads = await _threads(db, room)
         if not threads:
             await asyncio.sleep(1)
             continue
-        _, root = rng.choice(threads)
-        verb, text = rng.choice(COMMANDS)
-        text = text.format(note=f"nota {uuid.uuid4().hex[:8]} de {vol.user_id}")
+        if resend is None:
+            _, root = rng.choice(threads)
+            verb, text = rng.choice(COMMANDS)
+            text = text.format(note=f"nota {uuid.uuid4().hex[:8]} de {vol.user_id}")
+        else:
+            root, verb, text = resend
+        withheld = withhold_at is not None and time.monotonic() >= withhold_at
         mark = vol.mark(room)
         sent_at = time.monotonic()
-        event_id = await vol.send(room, text, thread_root=root)
-        latency = None
-        while time.monotonic() - sent_at < ANSWER_SECONDS:
-            if any(
-                sender_of(e) == bot and reply_to_of(e) == event_id for e in vol.events(room)[mark:]
-            ):
-                latency = time.monotonic() - sent_at
-                break
-            await asyncio.sleep(0.02)
+        if withheld:
+            withhold_at = None
+            event_id = await _send_withheld_from(vol, bot, room, text, root)
+        else:
+            event_id = await vol.send(room, text, thread_root=root)
+        answer = None
+        while answer is None and time.monotonic() - sent_at < ANSWER_SECONDS:
+            answer = next(
+                (
+                    e
+                    for e in vol.events(room)[mark:]
+                    if sender_of(e) == bot and reply_to_of(e) == event_id
+                ),
+                None,
+            )
+            if answer is None:
+                await asyncio.sleep(0.02)
+        waited = time.monotonic() - sent_at
+        # The bot could not decrypt it (its room key never reached the bot's device) and said
+        # so: a volunteer sends it again, as told. Its wait is not a command's latency.
+        unreadable = answer is not None and UNREADABLE in (body_of(answer) or "")
         figures.commands.append(
             {
                 "volunteer": vol.user_id,
                 "verb": verb,
                 "text": text,
                 "event": event_id,
-                "latency": latency,
+                "latency": waited if answer is not None and not unreadable else None,
+                "unreadable": waited if unreadable else None,
+                "withheld": withheld,
                 "at": sent_at - figures.t0,
             }
         )
-        await _pause(rng, 0.5, 2.0, deadline)
+        resend = (root, verb, text) if unreadable else None
+        if resend is None:
+            await _pause(rng, 0.5, 2.0, deadline)
+
+
+async def _send_withheld_from(vol: MatrixUser, bot: str, room: str, text: str, root: str) -> str:
+    """Send a command in a new room key that the bot's devices do not get (as when its
+    to-device message is lost): blocked for the send, unblocked after, each a new key."""
+    devices = list(vol.client.device_store.active_user_devices(bot))
+    for device in devices:
+        vol.client.blacklist_device(device)
+    try:
+        return await vol.send(room, text, thread_root=root)
+    finally:
+        for device in devices:
+            vol.client.unblacklist_device(device)
 
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -696,6 +758,16 @@ def _check_commands(figures: Figures, vols, room: str, bot: str) -> list[str]:  
                 problems.append(f"{command['text']!r} answered {n} times (seen by {vol.user_id})")
     if problems:
         return [f"{len(problems)} command problems, e.g. {problems[:5]}"]
+    return []
+
+
+def _check_withheld(figures: Figures) -> list[str]:
+    """The command sent without its key for the bot was answered "send it again"."""
+    withheld = [c for c in figures.commands if c["withheld"]]
+    if len(withheld) != 1:
+        return [f"{len(withheld)} commands sent with their key withheld from the bot, not 1"]
+    if withheld[0]["unreadable"] is None:
+        return [f"the command withheld from the bot was not answered as unreadable: {withheld}"]
     return []
 
 
