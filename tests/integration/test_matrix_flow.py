@@ -470,7 +470,7 @@ async def test_a_command_the_bot_cannot_decrypt_is_answered_and_never_runs(
     )
     assert thread_root_of(notice) == root
     assert body_of(notice).endswith(
-        say("ca", "I could not read this message: its encryption key never reached me. I have not acted on it; if it was a command or a comment, please send it again.")
+        say("ca", "I could not read this message: its encryption key has not reached me. I have not acted on it; if it was a command or a comment, please send it again.")
     )
     assert chat.ticket(number)[:2] == ("new", None)
 
