@@ -422,16 +422,22 @@ async def test_alert_for_a_new_ticket_and_none_after_take(make_instance, matrix_
     assert (number,) in alerts and (other,) not in alerts
 
 
-async def test_an_encrypted_queue_room_works_end_to_end(make_instance, matrix_setup, volunteer):
+@pytest.fixture
+async def encrypted_chat(make_instance, matrix_setup, volunteer) -> Chat:
+    """exobot with an encrypted queue room, and a volunteer who has seen the bot join it."""
     setup = matrix_setup(encrypted={"suport"})
     inst = make_instance(matrix=setup)
     await inst.start()
     vol = await volunteer(setup)
-    room = setup.rooms["suport"]
-    await vol.wait_member(room, setup.bot_user_id)
+    await vol.wait_member(setup.rooms["suport"], setup.bot_user_id)
+    return Chat(inst, setup, vol)
+
+
+async def test_an_encrypted_queue_room_works_end_to_end(encrypted_chat: Chat):
+    chat = encrypted_chat
+    inst, setup, vol, room = chat.inst, chat.setup, chat.vol, chat.room()
     state = await asyncio.to_thread(_room_state, inst.stack, setup, room)
     assert any(e["type"] == "m.room.encryption" for e in state)
-    chat = Chat(inst, setup, vol)
     number, root, _ = await chat.mail_ticket(subject="Xifrat")
     assert vol.wire_type(root) == "m.room.encrypted"
     assert "Xifrat" in body_of(vol.event(root))  # the volunteer's client decrypted it
@@ -445,19 +451,14 @@ async def test_an_encrypted_queue_room_works_end_to_end(make_instance, matrix_se
 
 
 async def test_a_command_the_bot_cannot_decrypt_is_answered_and_never_runs(
-    make_instance, matrix_setup, volunteer, monkeypatch
+    encrypted_chat: Chat, monkeypatch
 ):
     # The room key is made not to reach the bot (the volunteer's client withholds it from the
     # bot's device), as when its to-device message is lost. No waiting a real half minute.
     monkeypatch.setattr(matrix_client, "UNDECRYPTED_NOTICE_SECONDS", 0.0)
     monkeypatch.setattr(matrix_client, "UNDECRYPTED_RETRY_SECONDS", 0.5)
-    setup = matrix_setup(encrypted={"suport"})
-    inst = make_instance(matrix=setup)
-    await inst.start()
-    vol = await volunteer(setup)
-    room = setup.rooms["suport"]
-    await vol.wait_member(room, setup.bot_user_id)
-    chat = Chat(inst, setup, vol)
+    chat = encrypted_chat
+    setup, vol = chat.setup, chat.vol
     number, root, _ = await chat.mail_ticket(subject="Sense clau")
     bot_devices = list(vol.client.device_store.active_user_devices(setup.bot_user_id))
     assert bot_devices, "the volunteer's client knows the bot's device"
