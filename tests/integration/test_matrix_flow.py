@@ -22,6 +22,7 @@ from matrix_harness import (
 
 from exobot.i18n import say
 from exobot.matrix import client as matrix_client
+from exobot.matrix.render import Renderer
 
 pytestmark = pytest.mark.asyncio
 
@@ -453,36 +454,45 @@ async def test_an_encrypted_queue_room_works_end_to_end(encrypted_chat: Chat):
 async def test_a_command_the_bot_cannot_decrypt_is_answered_and_never_runs(
     encrypted_chat: Chat, monkeypatch
 ):
-    # The room key is made not to reach the bot (the volunteer's client withholds it from the
-    # bot's device), as when its to-device message is lost. No waiting a real half minute.
+    # The volunteer's room key is made not to reach the bot, as when its to-device message is
+    # lost: the key stays in use, so every message in it is unreadable until the sender
+    # discards it (Element's /discardsession, the answer's advice). No real half-minute wait.
     monkeypatch.setattr(matrix_client, "UNDECRYPTED_NOTICE_SECONDS", 0.0)
     monkeypatch.setattr(matrix_client, "UNDECRYPTED_RETRY_SECONDS", 0.5)
     chat = encrypted_chat
-    setup, vol = chat.setup, chat.vol
+    setup, vol, room = chat.setup, chat.vol, chat.room()
     number, root, _ = await chat.mail_ticket(subject="Sense clau")
+    olm = vol.client.olm
     bot_devices = list(vol.client.device_store.active_user_devices(setup.bot_user_id))
     assert bot_devices, "the volunteer's client knows the bot's device"
     for device in bot_devices:
-        vol.client.blacklist_device(device)  # also starts a new room key, not shared with it
+        olm.blacklist_device(device)
+    vol.client.invalidate_outbound_session(room)  # the next message starts a key without it
+    commands = []
 
-    command, mark = await chat.command("!take", thread=root)
-    notice = await chat.bot_says(
-        lambda e: reply_to_of(e) == command, after=mark, what="the answer to the unreadable command"
-    )
-    assert thread_root_of(notice) == root
-    assert body_of(notice).endswith(
-        say("ca", "I could not read this message: its encryption key has not reached me. I have not acted on it; if it was a command or a comment, please send it again.")
-    )
+    async def unreadable_answer() -> None:
+        command, mark = await chat.command("!take", thread=root)
+        commands.append(command)
+        notice = await chat.bot_says(
+            lambda e: reply_to_of(e) == command, after=mark, what="the unreadable command's answer"
+        )
+        assert thread_root_of(notice) == root
+        assert body_of(notice).endswith(Renderer("ca").undecryptable().body)
+
+    await unreadable_answer()
+    for device in bot_devices:
+        olm.unblacklist_device(device)  # too late for the key in use: it never reaches the bot
+    await unreadable_answer()
     assert chat.ticket(number)[:2] == ("new", None)
 
-    for device in bot_devices:
-        vol.client.unblacklist_device(device)  # a new room key, shared with the bot again
+    vol.client.invalidate_outbound_session(room)  # /discardsession: a new key, for the bot too
     again, mark = await chat.command("!take", thread=root)
+    commands.append(again)
     await chat.wait_ticket(number, "open", setup.volunteer_user_id)
-    await chat.bot_says(lambda e: reply_to_of(e) == again, after=mark, what="the second answer")
+    await chat.bot_says(lambda e: reply_to_of(e) == again, after=mark, what="the last answer")
     await chat.settle()
-    answers = [e for e in chat.bot_events() if reply_to_of(e) in (command, again)]
-    assert len(answers) == 2  # one each: the unreadable one was answered once and never ran
+    answers = [reply_to_of(e) for e in chat.bot_events() if reply_to_of(e) in commands]
+    assert sorted(answers) == sorted(commands)  # each answered once; the unreadable never ran
 
 
 def _room_state(stack, setup, room_id: str) -> list[dict]:
