@@ -525,7 +525,8 @@ async def _chat_writer(  # noqa: ANN001
                 # The answer's advice when it comes again: /discardsession, which in Element
                 # drops the room's outbound key, so the next message starts a new one.
                 vol.client.invalidate_outbound_session(room)
-        withheld = withhold_at is not None and time.monotonic() >= withhold_at
+        # Never a command sent again: its count of unreadable answers in a row is its own.
+        withheld = resend is None and withhold_at is not None and time.monotonic() >= withhold_at
         mark = vol.mark(room)
         sent_at = time.monotonic()
         if withheld:
