@@ -329,12 +329,11 @@ class MatrixBot:
         if not isinstance(event, nio.RoomMessageText):
             return
         content = event.source.get("content", {})
-        relates = content.get("m.relates_to") or {}
-        if relates.get("rel_type") == "m.replace":
+        said = _where_said(room.room_id, event)
+        if said is None:
             return  # an edit never runs a command again
-        thread_root = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
-        origin = {"room": room.room_id, "event": event.event_id, "thread": thread_root}
-        key = f"matrix:{event.event_id}"
+        key, origin = said
+        thread_root = origin["thread"]
         typed = _without_reply_fallback(event.body, content)
         if not self.is_operator(event.sender):
             # Checked before anything else is read: what a stranger writes costs no parsing.
@@ -375,13 +374,9 @@ class MatrixBot:
         (another room, a stranger, the bot itself) is left to the client's retries: False."""
         if self.rooms.queue_of(room.room_id) is None or not self.is_operator(event.sender):
             return False
-        # A relation stays in the clear in an encrypted event (the server aggregates threads).
-        relates = event.source.get("content", {}).get("m.relates_to") or {}
-        if relates.get("rel_type") == "m.replace":
-            return True  # an edit never runs a command: nothing to answer
-        thread_root = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
-        origin = {"room": room.room_id, "event": event.event_id, "thread": thread_root}
-        await self._answer(f"matrix:{event.event_id}", origin, self.renderer.undecryptable())
+        said = _where_said(room.room_id, event)
+        if said is not None:  # an edit never runs a command: nothing to answer
+            await self._answer(*said, self.renderer.undecryptable())
         return True
 
     async def _thread_ticket(self, room_id: str, thread_root: str | None) -> int | None:
@@ -511,6 +506,18 @@ class MatrixBot:
 
         if await self.repository.run(work, now=self.clock.now()):
             self.wake_poster()
+
+
+def _where_said(room_id: str, event: nio.Event) -> tuple[str, dict] | None:
+    """A message's handling key and origin (room, event, thread), where its answer goes; None
+    for an edit, which is never run. A relation stays in the clear in an encrypted event (the
+    server aggregates threads), so this reads an undecryptable one too."""
+    relates = event.source.get("content", {}).get("m.relates_to") or {}
+    if relates.get("rel_type") == "m.replace":
+        return None
+    thread_root = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
+    origin = {"room": room_id, "event": event.event_id, "thread": thread_root}
+    return f"matrix:{event.event_id}", origin
 
 
 def grants_operators(room: nio.MatrixRoom) -> bool:

@@ -441,7 +441,8 @@ class MatrixClient:
             room = self.nio.rooms.get(item["room_id"])
             event = nio.Event.parse_event(item["source"])
             decrypted = None
-            if isinstance(event, nio.MegolmEvent) and room is not None:
+            encrypted = isinstance(event, nio.MegolmEvent) and room is not None
+            if encrypted:
                 event.room_id = item["room_id"]
                 with contextlib.suppress(Exception):
                     decrypted = self.nio.decrypt_event(event)
@@ -449,9 +450,8 @@ class MatrixClient:
             if decrypted is not None and not isinstance(decrypted, nio.MegolmEvent):
                 await self._call(self.on_event, room, decrypted)
             elif (
-                age >= UNDECRYPTED_NOTICE_SECONDS
-                and room is not None
-                and isinstance(event, nio.MegolmEvent)
+                encrypted
+                and age >= UNDECRYPTED_NOTICE_SECONDS
                 and await self._answered_unreadable(room, event)
             ):
                 log.warning(
