@@ -596,7 +596,8 @@ class Renderer(Wording):
         """At a volunteer's message the bot could not decrypt: it did nothing with it."""
         return Message(
             *self._t(
-                "I could not read this message: its encryption key has not reached me. I have not acted on it: please send it again. If I cannot read it again, type /discardsession in this room first (Element on the web or desktop: it starts a new encryption key)."
+                "I could not read this message: its encryption key has not reached me. I have not acted on it: please send it again. If I cannot read it again, type {command} in this room first (Element on the web or desktop: it starts a new encryption key).",
+                command=_Rich("/discardsession", "<code>/discardsession</code>"),
             )
         )
 
