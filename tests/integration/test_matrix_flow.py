@@ -495,6 +495,36 @@ async def test_a_command_the_bot_cannot_decrypt_is_answered_and_never_runs(
     assert sorted(answers) == sorted(commands)  # each answered once; the unreadable never ran
 
 
+async def test_a_volunteers_new_device_reads_the_bots_next_posts(
+    encrypted_chat: Chat, matrix_login
+):
+    # A volunteer logs in on a new phone while the bot's room key is in use: the bot learns
+    # of the device (its key query after a sync) and its next post is readable there (nio
+    # starts a new key when a member's devices change; it shares a key in use with nobody new).
+    chat = encrypted_chat
+    setup, vol, room = chat.setup, chat.vol, chat.room()
+    _, before, _ = await chat.mail_ticket(subject="Abans del mòbil nou")
+    phone = await matrix_login(setup.volunteer_user_id, setup.volunteer_password, setup.homeserver)
+    bot = chat.inst.app.matrix.nio
+
+    async def bot_knows_the_phone() -> bool:
+        devices = bot.device_store.active_user_devices(setup.volunteer_user_id)
+        return phone.device_id in {device.id for device in devices}
+
+    await wait_until(bot_knows_the_phone, what="the bot to learn of the volunteer's new device")
+    number, root, _ = await chat.mail_ticket(subject="Després del mòbil nou")
+    await phone.wait_for(room, lambda e: e["event_id"] == root, what="the root on the phone")
+
+    async def decrypted() -> bool:
+        return phone.event(root).get("type") == "m.room.message"
+
+    await wait_until(decrypted, what=f"the phone to decrypt the root of suport#{number}")
+    assert "Després del mòbil nou" in body_of(phone.event(root))
+    assert "Després del mòbil nou" in body_of(vol.event(root))  # and the first device still
+    session = vol.raw_event(root)["content"]["session_id"]
+    assert session != vol.raw_event(before)["content"]["session_id"]
+
+
 def _room_state(stack, setup, room_id: str) -> list[dict]:
     from devstack.matrix_setup import room_state
 
