@@ -50,6 +50,8 @@ SYNC_TIMEOUT_MS = 30_000
 # A sync brings at most this many events a room; when more happened since the last one (the
 # test busy through a burst of posts), the events it leaves out are fetched with /messages.
 TIMELINE_LIMIT = 100
+# Times a room key is shared before a message when a member's device keeps missing it.
+KEY_SHARE_ATTEMPTS = 3
 
 
 # ----------------------------------------------------------------- event helpers
@@ -135,6 +137,7 @@ class MatrixUser:
         self._closed = False
         self.sync_errors: list[str] = []
         self.invites: dict[str, str | None] = {}  # room id → who invited us (not joined yet)
+        self.key_share_misses: list[tuple[str, list[tuple[str, str]]]] = []  # room, devices
 
     # Helpers also reachable from an instance.
     thread_root_of = staticmethod(thread_root_of)
@@ -346,12 +349,50 @@ class MatrixUser:
             # may have queried meanwhile ("no key query required").
             with contextlib.suppress(LocalProtocolError):
                 await self.client.keys_query()
+        await self._share_room_key(room_id)
         response = await self.client.room_send(
             room_id, message_type, content, ignore_unverified_devices=True
         )
         if isinstance(response, RoomSendError):
             raise RuntimeError(f"{self.user_id} could not send to {room_id}: {response.message}")
         return response.event_id
+
+    async def _share_room_key(self, room_id: str) -> None:
+        """Share a new room key before sending, and share a fresh one again while a member's
+        device missed it, as Element does: nio marks a key shared even when a to-device
+        request failed, and then every message in that key is unreadable to that device.
+        Each miss is logged and kept in `key_share_misses`."""
+        room = self.client.rooms.get(room_id)
+        if (
+            room is None
+            or not room.encrypted
+            or not self.client.olm.should_share_group_session(room_id)
+        ):
+            return
+        for _attempt in range(KEY_SHARE_ATTEMPTS):
+            await self.client.share_group_session(room_id, ignore_unverified_devices=True)
+            missed = self._missing_room_key(room_id)
+            if not missed:
+                return
+            self.key_share_misses.append((room_id, missed))
+            log.warning(
+                "%s: room key for %s missed %s; sharing a new one", self.user_id, room_id, missed
+            )
+
+    def _missing_room_key(self, room_id: str) -> list[tuple[str, str]]:
+        """The room members' devices that neither got nor were meant to skip the room key in
+        use (the same test as nio's own, before it marks the key shared regardless)."""
+        session = self.client.olm.outbound_group_sessions.get(room_id)
+        room = self.client.rooms.get(room_id)
+        if session is None or room is None:
+            return []
+        return [
+            (user_id, device.id)
+            for user_id in room.users
+            for device in self.client.device_store.active_user_devices(user_id)
+            if (user_id, device.id) not in session.users_shared_with
+            and (user_id, device.id) not in session.users_ignored
+        ]
 
     # -------------------------------------------------------------- reading
 

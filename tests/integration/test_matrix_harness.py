@@ -9,6 +9,7 @@ import matrix_harness
 import pytest
 import yaml
 from matrix_harness import body_of, reply_to_of, sender_of, thread_root_of
+from nio import ShareGroupSessionResponse
 
 from devstack.exobot_config import exobot_config
 from devstack.matrix_setup import (
@@ -279,3 +280,33 @@ async def test_messages_without_a_key_are_kept_as_undecrypted(
     )
     assert seen["type"] == "m.room.message"
     assert [e["event_id"] for e in bot.undecrypted(room)] == [early]
+
+
+async def test_a_room_key_a_device_missed_is_shared_again(matrix_setup, volunteer, matrix_login):
+    # nio marks a room key shared even when the to-device request that carries it failed;
+    # the harness, as Element, shares a new key until every member's device has one.
+    setup = matrix_setup(queues=("suport",), encrypted={"suport"})
+    room = setup.rooms["suport"]
+    vol = await volunteer(setup)
+    bot = await matrix_login(setup.bot_user_id, setup.bot_password)
+    await bot.join(room)
+    await vol.wait_member(room, bot.user_id)
+    failed = []
+    send = vol.client._send
+
+    async def lose_the_first_key(response_class, *args, **kwargs):
+        if response_class is ShareGroupSessionResponse and not failed:
+            failed.append(args)
+            raise TimeoutError("the to-device request timed out")
+        return await send(response_class, *args, **kwargs)
+
+    vol.client._send = lose_the_first_key
+    sent = await vol.send(room, "amb clau")
+    seen = await bot.wait_for(
+        room,
+        lambda e: e["event_id"] == sent and body_of(e) == "amb clau",
+        what="the message, decrypted",
+    )
+    assert seen["type"] == "m.room.message"
+    assert failed, "the first key's to-device request was made to fail"
+    assert vol.key_share_misses == [(room, [(bot.user_id, bot.device_id)])]

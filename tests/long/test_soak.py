@@ -347,6 +347,20 @@ async def test_soak(backend, stack, matrix_setup, matrix_login, tmp_path, long_r
                 )
                 or "none"
             ),
+            "  volunteers' room keys that missed a device and were shared again: "
+            + (
+                ", ".join(
+                    f"{v.user_id.split(':')[0]} {len(v.key_share_misses)} ("
+                    + "; ".join(
+                        " ".join(device for _user, device in missed)
+                        for _room, missed in v.key_share_misses[:3]
+                    )
+                    + ")"
+                    for v in vols
+                    if v.key_share_misses
+                )
+                or "none"
+            ),
             "  slowest commands: "
             + ", ".join(
                 f"{c['text'][:20]!r} {ms(c['latency'])} at {c['at']:.0f} s" for c in slowest
