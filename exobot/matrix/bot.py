@@ -257,9 +257,7 @@ class MatrixBot:
             content = message_content(self.renderer.unencrypted_room(), Where(room_id))
             content[ROOM_NOTICE_KEY] = "unencrypted"
             try:
-                sent = await self.client.nio.room_send(
-                    room_id, "m.room.message", content, ignore_unverified_devices=True
-                )
+                sent = await self.client.send(room_id, "m.room.message", content)
             except Exception as error:
                 log.warning("could not warn %s that it is not encrypted: %s", room_id, error)
                 continue
@@ -296,11 +294,8 @@ class MatrixBot:
     async def _say(self, room_id: str, message: str, what: str) -> None:
         """Send a notice outside the outbox, where losing it costs nothing: failures are logged."""
         try:
-            await self.client.nio.room_send(
-                room_id,
-                "m.room.message",
-                message_content(message, Where(room_id)),
-                ignore_unverified_devices=True,
+            await self.client.send(
+                room_id, "m.room.message", message_content(message, Where(room_id))
             )
         except Exception as error:
             log.warning("could not send the %s notice to %s: %s", what, room_id, error)

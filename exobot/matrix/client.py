@@ -25,6 +25,7 @@ import nio
 
 from exobot.db.engine import database_unavailable
 from exobot.health import Component
+from exobot.matrix.room_keys import ensure_room_key
 
 log = logging.getLogger("exobot.matrix")
 
@@ -487,6 +488,16 @@ class MatrixClient:
                 raise
             log.exception("answering the undecryptable %s failed", event.event_id)
             return False
+
+    async def send(
+        self, room_id: str, event_type: str, content: dict, tx_id: str | None = None
+    ) -> nio.RoomSendResponse | nio.RoomSendError:
+        """Send an event (encrypted in an encrypted room, in a room key every member's device
+        has: see room_keys); `tx_id` makes a resend return the first event."""
+        await ensure_room_key(self.nio, room_id)
+        return await self.nio.room_send(
+            room_id, event_type, content, tx_id=tx_id, ignore_unverified_devices=True
+        )
 
     async def upload(
         self, data: bytes, mimetype: str, filename: str, *, encrypt: bool

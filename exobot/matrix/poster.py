@@ -637,9 +637,7 @@ class ChatSender(OutboxWorker):
     ) -> str:
         """Send part `number` of a row (its transaction id makes a resend return the first
         event) and record it, with `also` in the same transaction."""
-        response = await self.client.nio.room_send(
-            room_id, event_type, content, tx_id=part.txn(number), ignore_unverified_devices=True
-        )
+        response = await self.client.send(room_id, event_type, content, tx_id=part.txn(number))
         if not isinstance(response, nio.RoomSendResponse):
             raise ConnectionError(f"the homeserver refused the message: {response.message}")
         event_id = response.event_id

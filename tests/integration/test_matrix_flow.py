@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import nio
 import pytest
 from clocks import ShiftedClock
 from harness import Instance, member_mail, unique, wait_until
@@ -301,7 +303,9 @@ async def test_a_non_operator_is_refused_and_nothing_changes(chat: Chat, matrix_
     await chat.inst.start()
     _, mark = await chat.command(f"!take suport#{number}")
     refusal = await chat.bot_says(lambda e: True, after=mark, what="the refusal")
-    assert body_of(refusal) == say("ca", "Sorry, only the support team's operators can use exobot's commands.")
+    assert body_of(refusal) == say(
+        "ca", "Sorry, only the support team's operators can use exobot's commands."
+    )
     _, mark = await chat.command("una nota qualsevol", thread=root)
     await asyncio.sleep(1.5)
     assert chat.ticket(number)[:2] == ("new", None)
@@ -525,6 +529,74 @@ async def test_a_volunteers_new_device_reads_the_bots_next_posts(
     assert session != vol.raw_event(before)["content"]["session_id"]
 
 
+@contextlib.contextmanager
+def _room_keys_lost(chat: Chat, count: int):
+    """The next `count` requests that carry the bot's room keys fail (the homeserver
+    restarting, a timeout), from a new key on; yields the list of the failed ones. nio marks
+    such a key shared all the same."""
+    bot = chat.inst.app.matrix.nio
+    bot.invalidate_outbound_session(chat.room())  # the next post starts a new key
+    failed = []
+    send = bot._send
+
+    async def losing(response_class, *args, **kwargs):
+        if response_class is nio.ShareGroupSessionResponse and len(failed) < count:
+            failed.append(args)
+            raise TimeoutError("the to-device request timed out")
+        return await send(response_class, *args, **kwargs)
+
+    bot._send = losing
+    try:
+        yield failed
+    finally:
+        bot._send = send
+
+
+async def test_a_room_key_the_homeserver_did_not_take_is_shared_again(encrypted_chat: Chat, caplog):
+    # Without more, every post in a key that missed the volunteer's device would be
+    # unreadable there until the key changes (100 messages). The post's first attempt shares
+    # a new key three times, all lost, and fails; its retry gets one through.
+    chat = encrypted_chat
+    with _room_keys_lost(chat, 4) as failed:
+        number, root, _ = await chat.mail_ticket(subject="Clau perduda")
+    assert len(failed) == 4
+    assert "Clau perduda" in body_of(chat.vol.event(root))  # the volunteer's client decrypted it
+    [(attempts,)] = chat.inst.query(
+        "SELECT attempts FROM outbox WHERE kind = 'chat' AND state = 'sent' AND ticket_id = :n"
+        " AND payload LIKE '%\"created\": true%'",
+        n=number,
+    )
+    assert attempts == 2  # the attempt whose three keys were lost, then the one that posted
+    assert caplog.text.count("did not reach 1 device(s) (") == 4  # a new key after each
+
+
+async def test_posts_at_once_wait_for_one_room_key_that_reached_everyone(encrypted_chat: Chat):
+    # A burst: several tickets' roots go out side by side (one lane each) while the first key
+    # is lost. Only one key is shared at a time (nio refuses two), the others' posts wait
+    # for it, and none goes out in the lost one.
+    chat = encrypted_chat
+    inst = chat.inst
+    subjects = [f"Ràfega {n}" for n in range(6)]
+    before = inst.scalar("SELECT count(*) FROM tickets")
+    with _room_keys_lost(chat, 1) as failed:
+        for subject in subjects:
+            await inst.send(member_mail(unique("membre"), inst.address, subject=subject))
+        await inst.wait_tickets(before + len(subjects))
+        for subject in subjects:
+            await chat.bot_says(
+                lambda e, s=subject: s in (body_of(e) or "") and thread_root_of(e) is None,
+                what=f"the readable root of {subject!r}",
+            )
+    assert len(failed) == 1
+    # Each root posted at its first attempt: none tried to share a key of its own meanwhile.
+    roots = inst.query(
+        "SELECT attempts FROM outbox WHERE kind = 'chat' AND state = 'sent' AND ticket_id > :n"
+        " AND payload LIKE '%\"created\": true%'",
+        n=before,
+    )
+    assert [attempts for (attempts,) in roots] == [1] * len(subjects)
+
+
 def _room_state(stack, setup, room_id: str) -> list[dict]:
     from devstack.matrix_setup import room_state
 
@@ -591,9 +663,7 @@ async def test_new_give_untake_and_accept(chat: Chat, matrix_setup, matrix_login
     other_setup = matrix_setup()
     other = other_setup.volunteer_user_id
     invite(stack, chat.setup.volunteer_access_token, chat.room(), other)
-    other_client = await matrix_login(
-        other, other_setup.volunteer_password, other_setup.homeserver
-    )
+    other_client = await matrix_login(other, other_setup.volunteer_password, other_setup.homeserver)
     await other_client.join(chat.room())
     await wait_until(
         lambda: _true(chat.inst.app.bot.is_operator(other)), what="the bot to see them join"
@@ -680,7 +750,9 @@ async def test_a_quarantined_mail_is_announced_once(
     await inst.start()
     chat = Chat(inst, setup, await volunteer(setup))
     await inst.send(member_mail(unique("membre"), inst.address, subject="X-Trigger <i>trencat</i>"))
-    notice = await chat.bot_says(lambda e: "(quarantena núm. " in body_of(e), what="the announcement")
+    notice = await chat.bot_says(
+        lambda e: "(quarantena núm. " in body_of(e), what="the announcement"
+    )
     inbound_id = inst.scalar("SELECT id FROM inbound_mail WHERE state = 'quarantined'")
     assert f"(quarantena núm. {inbound_id})" in body_of(notice)
     assert "exobot quarantine" not in body_of(notice)  # worded for a person, no shell commands

@@ -53,6 +53,9 @@ class FakeClient:
         self.on_event = None
         self.on_invite = None
 
+    async def send(self, room_id, event_type, content, tx_id=None):  # noqa: ANN001
+        return await self.nio.room_send(room_id, event_type, content, tx_id=tx_id)
+
 
 def make_bot(repo: SqlRepository, join_rule: str = "invite", operators=()) -> MatrixBot:
     client = FakeClient()
