@@ -62,7 +62,15 @@ async def _share_if_needed(client: nio.AsyncClient, room_id: str) -> None:
     while client.olm.should_share_group_session(room_id):
         sharing = client.sharing_session.get(room_id)
         if sharing is None:
-            await client.share_group_session(room_id, ignore_unverified_devices=True)
+            try:
+                await client.share_group_session(room_id, ignore_unverified_devices=True)
+            finally:
+                # When claiming one-time keys fails (the homeserver away), nio raises before
+                # it clears its "being shared" mark: every later post in the room would wait
+                # on it forever. Cleared nio's own way; nothing else ran in between.
+                stuck = client.sharing_session.pop(room_id, None)
+                if stuck is not None:
+                    stuck.set()
             return
         await sharing.wait()
 

@@ -530,19 +530,20 @@ async def test_a_volunteers_new_device_reads_the_bots_next_posts(
 
 
 @contextlib.contextmanager
-def _room_keys_lost(chat: Chat, count: int):
-    """The next `count` requests that carry the bot's room keys fail (the homeserver
-    restarting, a timeout), from a new key on; yields the list of the failed ones. nio marks
-    such a key shared all the same."""
+def _room_keys_lost(chat: Chat, count: int, request=nio.ShareGroupSessionResponse):
+    """The next `count` requests that carry the bot's room keys (or, with `request`, another
+    of the requests that sharing a key makes) fail, as when the homeserver restarts or times
+    out, from a new key on; yields the list of the failed ones. nio marks a key shared even
+    when its to-device requests failed."""
     bot = chat.inst.app.matrix.nio
     bot.invalidate_outbound_session(chat.room())  # the next post starts a new key
     failed = []
     send = bot._send
 
     async def losing(response_class, *args, **kwargs):
-        if response_class is nio.ShareGroupSessionResponse and len(failed) < count:
+        if response_class is request and len(failed) < count:
             failed.append(args)
-            raise TimeoutError("the to-device request timed out")
+            raise TimeoutError("the homeserver did not answer")
         return await send(response_class, *args, **kwargs)
 
     bot._send = losing
@@ -595,6 +596,33 @@ async def test_posts_at_once_wait_for_one_room_key_that_reached_everyone(encrypt
         n=before,
     )
     assert [attempts for (attempts,) in roots] == [1] * len(subjects)
+
+
+async def test_a_failed_key_claim_does_not_hold_the_rooms_posts(encrypted_chat: Chat, matrix_login):
+    # A volunteer's new device has no Olm session with the bot yet, so sharing the next room
+    # key first claims one of its one-time keys; that request fails. nio then raises before
+    # clearing its "a key is being shared" mark, and every later post in the room would wait
+    # on it forever. The post fails instead, and its retry (5 s later) goes out readable.
+    chat = encrypted_chat
+    setup, room = chat.setup, chat.room()
+    phone = await matrix_login(setup.volunteer_user_id, setup.volunteer_password, setup.homeserver)
+    bot = chat.inst.app.matrix.nio
+
+    async def bot_knows_the_phone() -> bool:
+        devices = bot.device_store.active_user_devices(setup.volunteer_user_id)
+        return phone.device_id in {device.id for device in devices}
+
+    await wait_until(bot_knows_the_phone, what="the bot to learn of the volunteer's new device")
+    with _room_keys_lost(chat, 1, request=nio.KeysClaimResponse) as failed:
+        number, root, _ = await chat.mail_ticket(subject="Sense sessió")
+    assert failed, "the key claim was made to fail"
+    await phone.wait_for(room, lambda e: e["event_id"] == root, what="the root on the phone")
+
+    async def decrypted() -> bool:
+        return phone.event(root).get("type") == "m.room.message"
+
+    await wait_until(decrypted, what=f"the phone to decrypt the root of suport#{number}")
+    assert "Sense sessió" in body_of(chat.vol.event(root))
 
 
 def _room_state(stack, setup, room_id: str) -> list[dict]:
