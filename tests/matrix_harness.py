@@ -42,6 +42,7 @@ from nio.exceptions import EncryptionError, LocalProtocolError
 
 from devstack.matrix_setup import DEFAULT_QUEUES, MatrixSetup, setup_matrix
 from exobot.matrix.client import missed_events
+from exobot.matrix.room_keys import devices_missing_key
 
 log = logging.getLogger(__name__)
 _tags = itertools.count(1)
@@ -371,28 +372,13 @@ class MatrixUser:
             return
         for _attempt in range(KEY_SHARE_ATTEMPTS):
             await self.client.share_group_session(room_id, ignore_unverified_devices=True)
-            missed = self._missing_room_key(room_id)
+            missed = devices_missing_key(self.client, room_id)
             if not missed:
                 return
             self.key_share_misses.append((room_id, missed))
             log.warning(
                 "%s: room key for %s missed %s; sharing a new one", self.user_id, room_id, missed
             )
-
-    def _missing_room_key(self, room_id: str) -> list[tuple[str, str]]:
-        """The room members' devices that neither got nor were meant to skip the room key in
-        use (the same test as nio's own, before it marks the key shared regardless)."""
-        session = self.client.olm.outbound_group_sessions.get(room_id)
-        room = self.client.rooms.get(room_id)
-        if session is None or room is None:
-            return []
-        return [
-            (user_id, device.id)
-            for user_id in room.users
-            for device in self.client.device_store.active_user_devices(user_id)
-            if (user_id, device.id) not in session.users_shared_with
-            and (user_id, device.id) not in session.users_ignored
-        ]
 
     # -------------------------------------------------------------- reading
 

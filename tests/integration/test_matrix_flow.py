@@ -499,15 +499,9 @@ async def test_a_command_the_bot_cannot_decrypt_is_answered_and_never_runs(
     assert sorted(answers) == sorted(commands)  # each answered once; the unreadable never ran
 
 
-async def test_a_volunteers_new_device_reads_the_bots_next_posts(
-    encrypted_chat: Chat, matrix_login
-):
-    # A volunteer logs in on a new phone while the bot's room key is in use: the bot learns
-    # of the device (its key query after a sync) and its next post is readable there (nio
-    # starts a new key when a member's devices change; it shares a key in use with nobody new).
-    chat = encrypted_chat
-    setup, vol, room = chat.setup, chat.vol, chat.room()
-    _, before, _ = await chat.mail_ticket(subject="Abans del mòbil nou")
+async def _new_device(chat: Chat, matrix_login) -> MatrixUser:  # noqa: ANN001
+    """The volunteer logs in on a new device (a phone); returns it once the bot knows it."""
+    setup = chat.setup
     phone = await matrix_login(setup.volunteer_user_id, setup.volunteer_password, setup.homeserver)
     bot = chat.inst.app.matrix.nio
 
@@ -516,13 +510,31 @@ async def test_a_volunteers_new_device_reads_the_bots_next_posts(
         return phone.device_id in {device.id for device in devices}
 
     await wait_until(bot_knows_the_phone, what="the bot to learn of the volunteer's new device")
-    number, root, _ = await chat.mail_ticket(subject="Després del mòbil nou")
-    await phone.wait_for(room, lambda e: e["event_id"] == root, what="the root on the phone")
+    return phone
+
+
+async def _readable(user: MatrixUser, room: str, event_id: str, what: str) -> None:
+    """Wait until `user`'s client has the event and has decrypted it."""
+    await user.wait_for(room, lambda e: e["event_id"] == event_id, what=f"{what} to arrive")
 
     async def decrypted() -> bool:
-        return phone.event(root).get("type") == "m.room.message"
+        return user.event(event_id).get("type") == "m.room.message"
 
-    await wait_until(decrypted, what=f"the phone to decrypt the root of suport#{number}")
+    await wait_until(decrypted, what=f"{what} to be decrypted")
+
+
+async def test_a_volunteers_new_device_reads_the_bots_next_posts(
+    encrypted_chat: Chat, matrix_login
+):
+    # A volunteer logs in on a new phone while the bot's room key is in use: the bot learns
+    # of the device (its key query after a sync) and its next post is readable there (nio
+    # starts a new key when a member's devices change; it shares a key in use with nobody new).
+    chat = encrypted_chat
+    vol, room = chat.vol, chat.room()
+    _, before, _ = await chat.mail_ticket(subject="Abans del mòbil nou")
+    phone = await _new_device(chat, matrix_login)
+    number, root, _ = await chat.mail_ticket(subject="Després del mòbil nou")
+    await _readable(phone, room, root, f"the root of suport#{number}")
     assert "Després del mòbil nou" in body_of(phone.event(root))
     assert "Després del mòbil nou" in body_of(vol.event(root))  # and the first device still
     session = vol.raw_event(root)["content"]["session_id"]
@@ -604,24 +616,12 @@ async def test_a_failed_key_claim_does_not_hold_the_rooms_posts(encrypted_chat: 
     # clearing its "a key is being shared" mark, and every later post in the room would wait
     # on it forever. The post fails instead, and its retry (5 s later) goes out readable.
     chat = encrypted_chat
-    setup, room = chat.setup, chat.room()
-    phone = await matrix_login(setup.volunteer_user_id, setup.volunteer_password, setup.homeserver)
-    bot = chat.inst.app.matrix.nio
-
-    async def bot_knows_the_phone() -> bool:
-        devices = bot.device_store.active_user_devices(setup.volunteer_user_id)
-        return phone.device_id in {device.id for device in devices}
-
-    await wait_until(bot_knows_the_phone, what="the bot to learn of the volunteer's new device")
+    room = chat.room()
+    phone = await _new_device(chat, matrix_login)
     with _room_keys_lost(chat, 1, request=nio.KeysClaimResponse) as failed:
         number, root, _ = await chat.mail_ticket(subject="Sense sessió")
     assert failed, "the key claim was made to fail"
-    await phone.wait_for(room, lambda e: e["event_id"] == root, what="the root on the phone")
-
-    async def decrypted() -> bool:
-        return phone.event(root).get("type") == "m.room.message"
-
-    await wait_until(decrypted, what=f"the phone to decrypt the root of suport#{number}")
+    await _readable(phone, room, root, f"the root of suport#{number}")
     assert "Sense sessió" in body_of(chat.vol.event(root))
 
 

@@ -105,15 +105,22 @@ def test_encrypted_room_is_encrypted_before_anyone_else_joins(stack, matrix_setu
     assert timeline[encryption]["content"]["algorithm"] == MEGOLM
 
 
-async def test_encrypted_messages_are_decrypted_and_were_encrypted_on_the_wire(
-    matrix_setup, volunteer, matrix_login
-):
+async def _encrypted_room(matrix_setup, volunteer, matrix_login):  # noqa: ANN001, ANN202
+    """An encrypted queue room with the volunteer and a harness client as the bot, each
+    having seen the other join: (room id, volunteer, bot)."""
     setup = matrix_setup(queues=("suport",), encrypted={"suport"})
     room = setup.rooms["suport"]
     vol = await volunteer(setup)
     bot = await matrix_login(setup.bot_user_id, setup.bot_password)
     assert await bot.join(setup.aliases["suport"]) == room
     await vol.wait_member(room, bot.user_id)
+    return room, vol, bot
+
+
+async def test_encrypted_messages_are_decrypted_and_were_encrypted_on_the_wire(
+    matrix_setup, volunteer, matrix_login
+):
+    room, vol, bot = await _encrypted_room(matrix_setup, volunteer, matrix_login)
     assert vol.client.rooms[room].encrypted
 
     mark = bot.mark(room)
@@ -285,12 +292,7 @@ async def test_messages_without_a_key_are_kept_as_undecrypted(
 async def test_a_room_key_a_device_missed_is_shared_again(matrix_setup, volunteer, matrix_login):
     # nio marks a room key shared even when the to-device request that carries it failed;
     # the harness, as Element, shares a new key until every member's device has one.
-    setup = matrix_setup(queues=("suport",), encrypted={"suport"})
-    room = setup.rooms["suport"]
-    vol = await volunteer(setup)
-    bot = await matrix_login(setup.bot_user_id, setup.bot_password)
-    await bot.join(room)
-    await vol.wait_member(room, bot.user_id)
+    room, vol, bot = await _encrypted_room(matrix_setup, volunteer, matrix_login)
     failed = []
     send = vol.client._send
 
