@@ -36,6 +36,7 @@ from nio import (
     LoginError,
     MegolmEvent,
     RoomSendError,
+    ShareGroupSessionResponse,
     SyncError,
 )
 from nio.exceptions import EncryptionError, LocalProtocolError
@@ -100,7 +101,8 @@ def reply_to_of(source: dict) -> str | None:
 
 
 class _RecordingClient(AsyncClient):
-    """AsyncClient that remembers the wire form of each encrypted timeline event.
+    """AsyncClient that remembers the wire form of each encrypted timeline event, and why a
+    request carrying a room key failed.
 
     nio replaces a decrypted MegolmEvent by the plaintext event inside its sync handling;
     this hook (nio 0.26's `_handle_timeline_event`) sees the original first.
@@ -109,6 +111,21 @@ class _RecordingClient(AsyncClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.wire: dict[str, dict] = {}
+        # Why requests that carry a room key failed (nio drops the reason): an exception or
+        # the homeserver's error answer.
+        self.key_share_failures: list[str] = []
+
+    async def _send(self, response_class, *args: Any, **kwargs: Any):  # noqa: ANN001, ANN202
+        if response_class is not ShareGroupSessionResponse:
+            return await super()._send(response_class, *args, **kwargs)
+        try:
+            response = await super()._send(response_class, *args, **kwargs)
+        except Exception as error:
+            self.key_share_failures.append(repr(error))
+            raise
+        if not isinstance(response, ShareGroupSessionResponse):
+            self.key_share_failures.append(repr(response))
+        return response
 
     def _handle_timeline_event(self, event, room_id, room, encrypted_rooms):  # type: ignore[override]
         if isinstance(event, MegolmEvent):

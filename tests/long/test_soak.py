@@ -355,6 +355,8 @@ async def test_soak(backend, stack, matrix_setup, matrix_login, tmp_path, long_r
                         " ".join(device for _user, device in missed)
                         for _room, missed in v.key_share_misses[:3]
                     )
+                    + "; why: "
+                    + ("; ".join(v.client.key_share_failures[:3]) or "not told")
                     + ")"
                     for v in vols
                     if v.key_share_misses
