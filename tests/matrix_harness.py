@@ -43,7 +43,7 @@ from nio.exceptions import EncryptionError, LocalProtocolError
 
 from devstack.matrix_setup import DEFAULT_QUEUES, MatrixSetup, setup_matrix
 from exobot.matrix.client import missed_events
-from exobot.matrix.room_keys import devices_missing_key
+from exobot.matrix.room_keys import RoomKeyNotShared, ensure_room_key
 
 log = logging.getLogger(__name__)
 _tags = itertools.count(1)
@@ -52,8 +52,6 @@ SYNC_TIMEOUT_MS = 30_000
 # A sync brings at most this many events a room; when more happened since the last one (the
 # test busy through a burst of posts), the events it leaves out are fetched with /messages.
 TIMELINE_LIMIT = 100
-# Times a room key is shared before a message when a member's device keeps missing it.
-KEY_SHARE_ATTEMPTS = 3
 
 
 # ----------------------------------------------------------------- event helpers
@@ -376,26 +374,17 @@ class MatrixUser:
         return response.event_id
 
     async def _share_room_key(self, room_id: str) -> None:
-        """Share a new room key before sending, and share a fresh one again while a member's
-        device missed it, as Element does: nio marks a key shared even when a to-device
-        request failed, and then every message in that key is unreadable to that device.
-        Each miss is logged and kept in `key_share_misses`."""
-        room = self.client.rooms.get(room_id)
-        if (
-            room is None
-            or not room.encrypted
-            or not self.client.olm.should_share_group_session(room_id)
-        ):
-            return
-        for _attempt in range(KEY_SHARE_ATTEMPTS):
-            await self.client.share_group_session(room_id, ignore_unverified_devices=True)
-            missed = devices_missing_key(self.client, room_id)
-            if not missed:
-                return
-            self.key_share_misses.append((room_id, missed))
-            log.warning(
-                "%s: room key for %s missed %s; sharing a new one", self.user_id, room_id, missed
-            )
+        """Share a new room key before sending while a member's device missed the one in use,
+        as Element does (nio marks a key shared even when a to-device request failed, and
+        every message in it is then unreadable to that device): the bot's own policy, each
+        miss kept in `key_share_misses`. After its last try the message goes all the same,
+        as a client's would."""
+
+        def missed(devices: list[tuple[str, str]]) -> None:
+            self.key_share_misses.append((room_id, devices))
+
+        with contextlib.suppress(RoomKeyNotShared):
+            await ensure_room_key(self.client, room_id, on_miss=missed)
 
     # -------------------------------------------------------------- reading
 

@@ -14,6 +14,7 @@ keys left) never blocks a post: nio cannot reach it at all, as before.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import nio
 
@@ -27,10 +28,15 @@ class RoomKeyNotShared(ConnectionError):
     """A room key did not reach every member's device: the post is tried again later."""
 
 
-async def ensure_room_key(client: nio.AsyncClient, room_id: str) -> None:
+async def ensure_room_key(
+    client: nio.AsyncClient,
+    room_id: str,
+    on_miss: Callable[[list[tuple[str, str]]], None] | None = None,
+) -> None:
     """Make sure the room key that the next message in `room_id` goes in has reached every
     member's device that can have it (nothing to do in an unencrypted room); raises
-    RoomKeyNotShared when it did not after KEY_SHARE_ATTEMPTS new keys."""
+    RoomKeyNotShared when it did not after KEY_SHARE_ATTEMPTS new keys. `on_miss` is told
+    the (user, device) pairs each missed key left out."""
     room = client.rooms.get(room_id)
     if room is None or not room.encrypted or client.olm is None:
         return
@@ -46,6 +52,8 @@ async def ensure_room_key(client: nio.AsyncClient, room_id: str) -> None:
         missing = devices_missing_key(client, room_id)
         if not missing:
             return
+        if on_miss is not None:
+            on_miss(missing)
         log.warning(
             "the room key for %s did not reach %d device(s) (%s): sharing a new one",
             room_id,

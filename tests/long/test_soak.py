@@ -348,21 +348,7 @@ async def test_soak(backend, stack, matrix_setup, matrix_login, tmp_path, long_r
                 or "none"
             ),
             "  volunteers' room keys that missed a device and were shared again: "
-            + (
-                ", ".join(
-                    f"{v.user_id.split(':')[0]} {len(v.key_share_misses)} ("
-                    + "; ".join(
-                        " ".join(device for _user, device in missed)
-                        for _room, missed in v.key_share_misses[:3]
-                    )
-                    + "; why: "
-                    + ("; ".join(v.client.key_share_failures[:3]) or "not told")
-                    + ")"
-                    for v in vols
-                    if v.key_share_misses
-                )
-                or "none"
-            ),
+            + _key_share_misses(vols),
             "  slowest commands: "
             + ", ".join(
                 f"{c['text'][:20]!r} {ms(c['latency'])} at {c['at']:.0f} s" for c in slowest
@@ -785,6 +771,24 @@ def _check_commands(figures: Figures, vols, room: str, bot: str) -> list[str]:  
     if problems:
         return [f"{len(problems)} command problems, e.g. {problems[:5]}"]
     return []
+
+
+def _key_share_misses(vols) -> str:  # noqa: ANN001 - MatrixUser
+    """Per volunteer whose room key missed a device: how many times, the first devices, and
+    why the requests failed (as the harness recorded them)."""
+    return (
+        ", ".join(
+            f"{v.user_id.split(':')[0]} {len(v.key_share_misses)} ("
+            + "; ".join(
+                " ".join(device for _user, device in missed)
+                for _room, missed in v.key_share_misses[:3]
+            )
+            + f"; why: {'; '.join(v.client.key_share_failures[:3]) or 'not told'})"
+            for v in vols
+            if v.key_share_misses
+        )
+        or "none"
+    )
 
 
 def _check_unreadable(figures: Figures) -> list[str]:
