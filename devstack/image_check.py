@@ -45,6 +45,7 @@ from pathlib import Path
 import yaml
 
 from devstack.exobot_config import exobot_config
+from devstack.install import install_container_tools
 from devstack.procs import port_is_free
 from devstack.stack import Stack, find_free_base_port
 
@@ -55,7 +56,6 @@ WORKDIR = Path(tempfile.gettempdir()) / "exobot-image-check"
 UID = 10001  # the image's user (Dockerfile)
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 BUILD_CA = "/run/host-ca-certificates.crt"  # where RUN steps see the host's bundle
-PACKAGES = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap"}
 # As Debian's official slim images: no manuals, docs or translations of other programs.
 SLIM_DPKG = """\
 path-exclude /usr/share/doc/*
@@ -145,17 +145,11 @@ class Check:
     # ------------------------------------------------------------------- steps
 
     def tools(self) -> None:
-        """podman, runc and debootstrap from Debian, when missing."""
-        missing = [pkg for cmd, pkg in PACKAGES.items() if shutil.which(cmd) is None]
-        if missing:
-            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True)
-            result = subprocess.run(
-                ["apt-get", "install", "-y", "-q", *missing], env=env, capture_output=True
-            )
-            if result.returncode != 0:
-                print(result.stderr.decode(errors="replace")[-2000:], file=sys.stderr)
-                raise CheckFailed(f"apt-get install {' '.join(missing)} failed")
+        """podman, runc and debootstrap from Debian, when missing (as `make stack` does)."""
+        try:
+            install_container_tools()
+        except SystemExit as failed:  # the installer's clear line, as this check's failure
+            raise CheckFailed(str(failed)) from None
 
     def base(self) -> None:
         """The image FROM names: kept when present, else made with debootstrap."""

@@ -21,16 +21,20 @@ DOVECOT_PACKAGES = ["dovecot-imapd", "dovecot-lmtpd"]
 # Debian's metapackage: the current major version. Debian's policy keeps the package from
 # starting anything we use: the stack always runs its own cluster (devstack/postgres.py).
 POSTGRES_PACKAGES = ["postgresql"]
+# The container tools: the compose file's test (podman-compose calls podman) and the image
+# check. With their recommended packages (networking, rootless helpers), which podman runs on.
+CONTAINER_TOOLS = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap"}
 
 
 def _log(message: str) -> None:
     print(f"[devstack install] {message}", flush=True)
 
 
-def _apt_install(packages: list[str]) -> subprocess.CompletedProcess:
+def _apt_install(packages: list[str], recommends: bool = False) -> subprocess.CompletedProcess:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    options = [] if recommends else ["--no-install-recommends"]
     return subprocess.run(
-        ["apt-get", "install", "-y", "--no-install-recommends", *packages],
+        ["apt-get", "install", "-y", *options, *packages],
         env=env,
         capture_output=True,
         text=True,
@@ -44,14 +48,14 @@ def _dpkg_installed(package: str) -> bool:
     return result.returncode == 0 and result.stdout.endswith(" installed")
 
 
-def _apt_install_or_update(packages: list[str], what: str) -> None:
-    result = _apt_install(packages)
+def _apt_install_or_update(packages: list[str], what: str, recommends: bool = False) -> None:
+    result = _apt_install(packages, recommends)
     if result.returncode != 0:
         # Fresh containers often ship without package lists; refresh them only when needed
         # because `apt-get update` is the slow part.
         _log("apt-get install failed, running apt-get update and retrying")
         subprocess.run(["apt-get", "update"], check=True, capture_output=True)
-        result = _apt_install(packages)
+        result = _apt_install(packages, recommends)
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-2000:] + result.stderr[-2000:])
         raise SystemExit(f"apt-get install of {what} failed")
@@ -178,10 +182,22 @@ def install_chromium() -> None:
     _log(f"installed chromium in {time.monotonic() - started:.1f}s")
 
 
+def install_container_tools() -> None:
+    """apt-get install podman, runc and debootstrap (with what Debian recommends beside them)
+    when one of the commands is missing."""
+    missing = [pkg for cmd, pkg in CONTAINER_TOOLS.items() if shutil.which(cmd) is None]
+    if not missing:
+        _log("podman, runc and debootstrap already installed: nothing to do")
+        return
+    started = time.monotonic()
+    _apt_install_or_update(missing, "podman, runc and debootstrap", recommends=True)
+    _log(f"installed {' '.join(missing)} in {time.monotonic() - started:.1f}s")
+
+
 def install_all() -> None:
-    """Install everything the stack needs: Dovecot, fping, PostgreSQL, openssl and Chromium, the
-    Synapse venv, SmokePing unpacked for its `--check`, and Request Tracker 5 and 4.4 (the
-    importer's tests)."""
+    """Install everything the stack and the tests need: Dovecot, fping, PostgreSQL, openssl and
+    Chromium, the Synapse venv, SmokePing unpacked for its `--check`, Request Tracker 5 and 4.4
+    (the importer's tests), and podman (the compose file's test and the image check)."""
     install_openssl()
     install_chromium()
     install_dovecot()
@@ -190,3 +206,4 @@ def install_all() -> None:
     install_postgres()
     install_synapse()
     install_rt()
+    install_container_tools()
