@@ -10,8 +10,8 @@ For each variant (mail-only or with Matrix, on SQLite or on PostgreSQL) N member
 (bench_mail.py's workload) are delivered by LMTP into a fresh support mailbox *before* exobot
 starts. exobot then runs in-process as configured for production: the bundled plugins enabled
 (connectivity, saved replies, procedures), privacy masking on, the web server on, and in the
-Matrix variants a queue room in Synapse. The clock starts at `App.start()` (migrations before
-it are not counted) and reads:
+Matrix variants an end-to-end encrypted queue room in Synapse. The clock starts at
+`App.start()` (migrations before it are not counted) and reads:
 
 - commit-only: every stored mail has left the `received` state (its ticket committed);
 - end-to-end: that, and every acknowledgement accepted by the SMTP server (no outbox `mail` row
@@ -248,8 +248,9 @@ async def run_variant(
     await asyncio.to_thread(deliver_lmtp, stack, address, work.mails)
     setup = None
     if chat == "matrix":
+        # Encrypted, as a deployment's rooms are (the bot warns about a room that is not).
         setup = await asyncio.to_thread(
-            setup_matrix, stack, tag=f"-e{tag}{run_id}", queues=(QUEUE,)
+            setup_matrix, stack, tag=f"-e{tag}{run_id}", queues=(QUEUE,), encrypted=(QUEUE,)
         )
     if backend == "postgresql":
         url = await asyncio.to_thread(stack.postgres_url, f"exobot_e2e_{tag}_{run_id}")
