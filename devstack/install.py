@@ -185,12 +185,13 @@ def install_chromium() -> None:
 def install_container_tools() -> None:
     """apt-get install podman, runc and debootstrap (with what Debian recommends beside them)
     when one of the commands is missing."""
+    names = ", ".join(CONTAINER_TOOLS.values())
     missing = [pkg for cmd, pkg in CONTAINER_TOOLS.items() if shutil.which(cmd) is None]
     if not missing:
-        _log("podman, runc and debootstrap already installed: nothing to do")
+        _log(f"{names} already installed: nothing to do")
         return
     started = time.monotonic()
-    _apt_install_or_update(missing, "podman, runc and debootstrap", recommends=True)
+    _apt_install_or_update(missing, names, recommends=True)
     _log(f"installed {' '.join(missing)} in {time.monotonic() - started:.1f}s")
 
 
