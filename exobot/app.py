@@ -29,12 +29,12 @@ from exobot.delivery import RetryPolicy
 from exobot.health import FAILING, OFF, OK, Health
 from exobot.jobs import AlertSweep, Scheduler
 from exobot.leader import Leadership, migrating_alone
-from exobot.mail.compose import TemplateRenderer
 from exobot.mail.intake import ImapIntake, ImapSettings
 from exobot.mail.msgid import MessageIds
-from exobot.mail.outbound import MailSender, SmtpSettings
+from exobot.mail.outbound import MailSender, mail_sender
 from exobot.mail.processor import MailProcessor, MailSettings
 from exobot.mail.sandbox import ParseSandbox, SandboxSettings
+from exobot.mail.send_helper import HelperSetup, SendHelper
 from exobot.matrix.bot import BotSettings, MatrixBot
 from exobot.matrix.catchup import PatientRetry, hurry_chat
 from exobot.matrix.client import MatrixClient, MatrixLoginError, MatrixSettings
@@ -234,29 +234,12 @@ class App:
             on_stored=self._mail_arrived.set,
             clock=self.clock,
         )
-        smtp = cfg.mail.smtp
-        self.sender = MailSender(
-            self.repository,
-            self.service,
-            SmtpSettings(
-                host=smtp.host,
-                port=smtp.port,
-                security=smtp.security,
-                username=smtp.username,
-                password=smtp.password.get_secret_value() if smtp.password else None,
-                timeout=smtp.timeout.total_seconds(),
-            ),
-            TemplateRenderer(cfg.language, cfg.mail.templates_dir),
-            from_address=cfg.mail.address,
-            from_name=cfg.mail.display_name,
-            loop_marker=message_ids.loop_marker(),
-            advice=cfg.privacy.advice,
-            first_answer=cfg.mail.first_answer,
-            retry=RetryPolicy(
-                cfg.mail.outbox.max_attempts, cfg.mail.outbox.retry_base, cfg.mail.outbox.retry_max
-            ),
-            clock=self.clock,
+        self.sender = mail_sender(
+            cfg, self.repository, self.service, message_ids.loop_marker(), self.clock
         )
+        if not is_sqlite(cfg.database.url) and cfg.mail.send_helper:
+            setup = HelperSetup(cfg, message_ids.loop_marker())
+            self.sender.helper = SendHelper(setup)
         self.events.subscribe(OutboxQueued, self._wake_worker)
         self._watch_core()
         if cfg.matrix is not None:

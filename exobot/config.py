@@ -451,6 +451,9 @@ class MailConfig(ConfigSection):
     # The workers start with the first mail and stop after this many seconds without one
     # (0: they run until exobot stops).
     parse_idle_seconds: float = Field(60.0, ge=0)
+    # On PostgreSQL a burst of outgoing mail is sent from a second process, started for the
+    # burst and gone when it is over (exobot.mail.send_helper); false: all from this one.
+    send_helper: bool = True
     # A bigger mail is not fetched: its header is quarantined and its sender told once a day.
     max_size: Annotated[Size, _at_least(64 * 1024, "64KB")] = 25 * 1024**2
 

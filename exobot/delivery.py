@@ -132,6 +132,10 @@ class OutboxWorker:
             )
             if not items:
                 break
+            handed = await self.hand_over(items)
+            if handed is not None:  # delivered elsewhere; what it left is due again
+                delivered += handed
+                continue
             try:
                 counts, stopped = await self._deliver_lanes(self.lanes(items))
             finally:
@@ -157,6 +161,13 @@ class OutboxWorker:
             del self._sent_unmarked[item_id]
             marked += 1
         return marked
+
+    async def hand_over(self, items: list[outbox.OutboxItem]) -> int | None:
+        """Have the due `items` (and whatever becomes due meanwhile) delivered elsewhere and
+        return how many were, or None to deliver them here (the default). A hand-over that
+        delivers nothing must return None for the same items next time, or the pass never
+        ends."""
+        return None
 
     def lanes(self, items: list[outbox.OutboxItem]) -> list[list[outbox.OutboxItem]]:
         """The batch as sequential lanes, in the order they start: one per ticket, and one for
@@ -278,6 +289,12 @@ class OutboxWorker:
             reason = str(error)
             await self._mark(claim, lambda conn: outbox.mark_retry(conn, item.id, reason, next_try))
             return False, None
+        await self._mark_delivered(item, claim)
+        return True, None
+
+    async def _mark_delivered(self, item: outbox.OutboxItem, claim) -> None:  # noqa: ANN001
+        """Mark a sent item (through `claim` when given); a mark that fails is kept, to be
+        made before anything else is sent."""
         sent_at = self.clock.now()
         try:
             await self._mark(claim, lambda conn: outbox.mark_sent(conn, item.id, sent_at))
@@ -286,7 +303,6 @@ class OutboxWorker:
             raise
         self.health.succeeded()
         self.log.info("%s delivered", self.describe(item))
-        return True, None
 
     async def _give_up(self, item: outbox.OutboxItem, error: str, claim) -> str:  # noqa: ANN001
         """Mark the item failed; returns `error`, for `failed()` once the mark is committed."""

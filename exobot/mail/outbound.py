@@ -13,11 +13,12 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
 
 import aiosmtplib
 
 from exobot.core.addresses import address_problem
-from exobot.core.clock import Clock
+from exobot.core.clock import Clock, SystemClock
 from exobot.core.intents import Origin, RecordDeliveryFailure
 from exobot.core.languages import N_
 from exobot.core.model import Actor
@@ -28,6 +29,10 @@ from exobot.db.repository import SqlRepository
 from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy
 from exobot.i18n import say
 from exobot.mail.compose import TemplateRenderer, build_message, header_safe, is_threadable_id
+
+if TYPE_CHECKING:
+    from exobot.config import Config
+    from exobot.mail.send_helper import SendHelper
 
 log = logging.getLogger("exobot.mail.outbound")
 
@@ -94,6 +99,8 @@ class MailSender(OutboxWorker):
         self._idle: list[aiosmtplib.SMTP] = []
         self._idle_close: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task | None = None  # idle connections being closed
+        # On PostgreSQL, the process a burst is handed to (exobot.mail.send_helper).
+        self.helper: SendHelper | None = None
 
     def build(self, payload: dict) -> EmailMessage:
         """The message for an outbox payload (rendered from its template)."""
@@ -202,11 +209,26 @@ class MailSender(OutboxWorker):
                     log.error("could not note the skipped Cc %s: %s", address, refusal)
 
     async def run(self) -> None:
-        """Deliver forever (see OutboxWorker.run); the connection is closed when stopped."""
+        """Deliver forever (see OutboxWorker.run); the connections are closed and the send
+        helper stopped when stopped."""
         try:
             await super().run()
         finally:
-            await self._disconnect()
+            if self.helper is not None:
+                await self.helper.stop()
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the SMTP connections kept for the next mail."""
+        await self._disconnect()
+
+    async def hand_over(self, items: list[outbox.OutboxItem]) -> int | None:
+        """A burst (exobot.mail.send_helper.BURST_MAILS due within seconds) is sent by the
+        send helper, a process of its own, while this worker waits for it to stop; what it
+        left is delivered here as usual."""
+        if self.helper is None or not self.helper.wants(items):
+            return None
+        return await self.helper.run(on_sent=lambda _count: self.health.succeeded())
 
     async def end_pass(self) -> None:
         """Keep the connections for the next pass, and close them when none comes soon."""
@@ -339,3 +361,38 @@ def usable_cc(payload: dict) -> tuple[list[str], list[tuple[str, str]]]:
         else:
             unusable.append((str(address), problem))
     return usable, unusable
+
+
+def mail_sender(
+    config: Config,
+    repository: SqlRepository,
+    service: TicketService | None,
+    loop_marker: str,
+    clock: Clock | None = None,
+    *,
+    cls: type[MailSender] | None = None,
+) -> MailSender:
+    """The mail worker as `config` sets it up: the App's, and the send helper's (no service:
+    it leaves every mail that would change a ticket to the App's)."""
+    cfg = config.mail
+    smtp = cfg.smtp
+    return (cls or MailSender)(
+        repository,
+        service,
+        SmtpSettings(
+            host=smtp.host,
+            port=smtp.port,
+            security=smtp.security,
+            username=smtp.username,
+            password=smtp.password.get_secret_value() if smtp.password else None,
+            timeout=smtp.timeout.total_seconds(),
+        ),
+        TemplateRenderer(config.language, cfg.templates_dir),
+        from_address=cfg.address,
+        from_name=cfg.display_name,
+        loop_marker=loop_marker,
+        advice=config.privacy.advice,
+        first_answer=cfg.first_answer,
+        retry=RetryPolicy(cfg.outbox.max_attempts, cfg.outbox.retry_base, cfg.outbox.retry_max),
+        clock=clock or SystemClock(),
+    )

@@ -1,0 +1,309 @@
+"""The send helper: a second process that sends a burst's mails on PostgreSQL.
+
+One exobot process runs its event loop, the mails' transactions and the outbox workers under
+one interpreter lock, so in a burst (an outage makes dozens of members write within minutes)
+the acknowledgements and the mails' transactions take turns on one core. On PostgreSQL, where
+each outbox row is claimed while it is sent (exobot.db.outbox.claim), the leader's mail worker
+hands a burst to this helper, which sends from a process of its own, on the other core, and
+stops once it has found nothing to send for IDLE_SECONDS. At rest there is no such process.
+
+The helper only sends. A mail it cannot send (a refusal, the server away, a Cc address to be
+noted on the ticket) is left pending and untouched for the leader's own worker, which retries,
+gives up and records as it always did once the helper has stopped: every change to a ticket
+still goes through the leader's service. The helper reads its settings from its standard
+input and stops, finishing the mails under way, when that closes (the leader stepping down,
+stopping or killed) or on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from exobot.cancelling import cancel_and_wait
+from exobot.delivery import FINISH_SECONDS
+
+if TYPE_CHECKING:
+    from exobot.config import Config
+    from exobot.db import outbox
+
+log = logging.getLogger("exobot.mail.send_helper")
+
+#: A burst, for the helper: this many mails due within BURST_SECONDS (counted at each pass of
+#: the leader's worker). Fewer are sent here sooner than a process starts (about a second).
+BURST_MAILS = 20
+BURST_SECONDS = 5.0
+#: The helper stops after this long without a mail to send.
+IDLE_SECONDS = 2.0
+#: How often the helper looks for due mails (the leader's wake-ups do not reach it).
+POLL_SECONDS = 0.05
+#: After a helper that sent nothing (the server away, every due mail left to the leader),
+#: none is started for this long: the leader's worker retries with its backoff meanwhile.
+REST_SECONDS = 60.0
+#: How long the leader waits for a helper told to stop before it kills it: the mails under
+#: way get FINISH_SECONDS to be sent and marked.
+STOP_SECONDS = FINISH_SECONDS + 3.0
+
+
+@dataclass(frozen=True)
+class HelperSetup:
+    """What the helper process needs to send as the leader would (passed on its stdin)."""
+
+    config: Config
+    loop_marker: str  # the X-Loop value of our Message-IDs' secret (exobot.mail.msgid)
+
+
+class SendHelper:
+    """The leader's handle on the helper: started for a burst, waited for until it stops on
+    its own, and stopped with the worker (see the module's docstring)."""
+
+    def __init__(self, setup: HelperSetup, *, burst: int = BURST_MAILS) -> None:
+        self._setup = pickle.dumps(setup)
+        self.burst = burst
+        self._seen: deque[tuple[float, int]] = deque()  # (time.monotonic(), mails due)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._rest_until: float | None = None  # time.monotonic()
+        self.runs = 0  # helpers started since this process started, for the logs and tests
+        self.sent = 0  # mails they sent
+
+    @property
+    def pid(self) -> int | None:
+        """The running helper's process id, or None."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.returncode is None else None
+
+    def wants(self, items: list[outbox.OutboxItem]) -> bool:
+        """Whether a pass with these due mails makes a burst for the helper (with the mails
+        due in the passes of the last BURST_SECONDS)."""
+        now = time.monotonic()
+        self._seen.append((now, len(items)))
+        while self._seen[0][0] < now - BURST_SECONDS:
+            self._seen.popleft()
+        if self._rest_until is not None and now < self._rest_until:
+            return False
+        if sum(count for _at, count in self._seen) < self.burst:
+            return False
+        self._seen.clear()
+        return True
+
+    async def run(self, on_sent: Callable[[int], None]) -> int:
+        """Start the helper and wait until it stops; returns how many mails it sent, each
+        batch told to `on_sent` as it is reported. Cancelled, it stops the helper first."""
+        self.runs += 1
+        started = time.monotonic()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                __name__,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        except OSError as error:
+            log.error("the send helper did not start (%s): the mails go from here", error)
+            self._rest()
+            return 0
+        self._proc = proc
+        log.info("send helper %d started for a burst of mail", proc.pid)
+        sent = 0
+        try:
+            proc.stdin.write(self._setup)
+            with contextlib.suppress(ConnectionError):  # it died at once: its exit code tells
+                await proc.stdin.drain()
+            while line := await proc.stdout.readline():
+                count = _count(line)
+                sent += count
+                self.sent += count
+                if count:
+                    on_sent(count)
+            code = await proc.wait()
+        except BaseException:  # cancelled (the worker stopping), or the pipe broke
+            await self.stop()
+            raise
+        finally:
+            if proc.returncode is not None:
+                self._proc = None
+        seconds = time.monotonic() - started
+        if code != 0:
+            log.error(
+                "send helper %d ended with exit code %s after %d mails in %.1f s: "
+                "the rest go from here",
+                proc.pid,
+                code,
+                sent,
+                seconds,
+            )
+        else:
+            log.info("send helper %d done: %d mails sent in %.1f s", proc.pid, sent, seconds)
+        if sent == 0:
+            self._rest()
+        return sent
+
+    async def stop(self) -> None:
+        """Tell a running helper to stop (its stdin closed) and wait for it; killed when it
+        does not end within STOP_SECONDS."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(Exception):
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), STOP_SECONDS)
+        except TimeoutError:
+            log.error("send helper %d did not stop in %.0f s: killed", proc.pid, STOP_SECONDS)
+            proc.kill()
+            await proc.wait()
+        self._proc = None
+
+    def _rest(self) -> None:
+        self._rest_until = time.monotonic() + REST_SECONDS
+
+
+def _count(line: bytes) -> int:
+    """A report line's number of mails sent (0 for anything else: never trusted further)."""
+    try:
+        return max(0, int(line.strip() or b"0"))
+    except ValueError:
+        return 0
+
+
+# --------------------------------------------------------------------------- the helper's side
+
+
+def _helper_sender_class() -> type:
+    """The helper's sender, a MailSender that leaves what it cannot send (defined here, in the
+    helper process only, so the leader never imports more than it needs for the handle)."""
+    from exobot.mail.outbound import MailSender, usable_cc
+
+    class HelperSender(MailSender):
+        """Sends what it can and leaves the rest, untouched, to the leader's worker."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.left: set[int] = set()  # rows this helper will not try again
+
+        def lanes(self, items: list[outbox.OutboxItem]) -> list[list[outbox.OutboxItem]]:
+            """The due mails it has not left."""
+            return super().lanes([item for item in items if item.id not in self.left])
+
+        async def _attempt(self, item: outbox.OutboxItem, claim) -> tuple[bool, str | None]:  # noqa: ANN001
+            try:
+                _cc, unusable = usable_cc(item.payload)
+                if unusable:
+                    raise ValueError("a Cc address to note on the ticket")
+                await self._send(self.build(item.payload))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self.left.add(item.id)
+                log.info("%s left to the leader: %s", self.describe(item), error)
+                return False, None
+            await self._mark_delivered(item, claim)
+            return True, None
+
+        async def serve(self, stop: asyncio.Event, report: Callable[[int], None]) -> None:
+            """Send what is due until nothing has been for IDLE_SECONDS, or `stop` is set."""
+            loop = asyncio.get_running_loop()
+            quiet_since = loop.time()
+            while not stop.is_set():
+                try:
+                    sent = await _unless(stop, self.deliver_due())
+                except Exception as error:  # the database away: the leader's worker goes on
+                    log.warning("send helper pass failed: %r", error)
+                    sent = 0
+                if sent:
+                    report(sent)
+                    quiet_since = loop.time()
+                elif loop.time() - quiet_since >= IDLE_SECONDS:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), POLL_SECONDS)
+
+    return HelperSender
+
+
+async def _unless(stop: asyncio.Event, work: Any) -> int:
+    """Await `work` (a coroutine) unless `stop` is set first: then it is cancelled (each mail
+    under way still gets its FINISH_SECONDS, exobot.delivery) and 0 is returned."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not task.done():
+        await cancel_and_wait([task])
+        return 0
+    return task.result()
+
+
+class _Lifeline(asyncio.Protocol):
+    """The helper's stdin after its settings: its end (the leader gone) means stop."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.stop = stop
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop.set()
+
+
+async def _serve(setup: HelperSetup, reports: Any) -> None:
+    from exobot.db.engine import create_engine, create_sync_engine
+    from exobot.db.repository import SqlRepository
+    from exobot.mail.outbound import mail_sender
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await loop.connect_read_pipe(lambda: _Lifeline(stop), sys.stdin)
+    url = setup.config.database.url
+    repository = SqlRepository(create_engine(url), create_sync_engine(url))
+    sender = mail_sender(
+        setup.config, repository, None, setup.loop_marker, cls=_helper_sender_class()
+    )
+
+    def report(count: int) -> None:
+        try:
+            reports.write(f"{count}\n")
+            reports.flush()
+        except OSError:  # the leader is gone (its end of the pipe closed): stop, as for stdin
+            stop.set()
+
+    try:
+        await sender.serve(stop, report)
+    finally:
+        await sender.close()
+        await repository.close()
+
+
+def main() -> int:
+    """The helper process: settings from stdin, reports (mails sent) on stdout, logs on
+    stderr."""
+    # Ctrl-C in a terminal reaches the whole process group: the leader stops it (stdin).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    reports = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything else written to stdout goes to the log, not into the reports
+    try:
+        setup: HelperSetup = pickle.load(sys.stdin.buffer)
+    except Exception as error:  # noqa: BLE001 - started by hand, or the leader died at once
+        print(f"exobot send helper: no settings on stdin ({error!r})", file=sys.stderr)
+        return 2
+    from exobot.cli import setup_logging  # the leader's log lines: one line, masked
+
+    setup_logging(setup.config.logging.level)
+    asyncio.run(_serve(setup, reports))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The send helper on the real stack (PostgreSQL, the SMTP relay, Dovecot): a burst of
+outgoing mail goes from a second process, each mail once; the helper stops when the burst is
+over, when its leader is killed, and leaves what it cannot send to the leader's worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from harness import DEADLINE, ROOT, free_port, instance_config, unique, wait_until
+from sqlalchemy import create_engine, text
+
+from exobot.app import App
+from exobot.config import parse_config
+from exobot.core.intents import OpenTicket, Reply
+from exobot.core.model import Actor
+from exobot.db.engine import sync_url
+from exobot.mail import send_helper
+from exobot.mail.outbound import SMTP_CONNECTIONS
+
+pytestmark = pytest.mark.integration
+
+OPERATOR = Actor.operator("@anna:example.org")
+BURST = 60  # tickets with a reply each: more than the worker's batch of 50
+
+
+@pytest.fixture
+def pg_config(stack, tmp_path):
+    """A configuration (as data) on a fresh PostgreSQL database, and that database's engine."""
+    if stack.postgres_port is None:
+        pytest.skip("the test stack runs without PostgreSQL")
+    data = instance_config(stack, tmp_path, web=f"127.0.0.1:{free_port()}")
+    data["database"]["url"] = stack.postgres_url()
+    engine = create_engine(sync_url(data["database"]["url"]))
+    yield data, engine
+    engine.dispose()
+
+
+def scalar(engine, sql: str) -> object:
+    with engine.connect() as conn:
+        return conn.execute(text(sql)).scalar()
+
+
+async def queue_replies(app: App, member: str, count: int) -> set[str]:
+    """`count` tickets for `member`, each with a reply queued (no worker runs yet); returns
+    the Message-IDs of every mail queued."""
+    for n in range(count):
+        await app.service.apply(OPERATOR, OpenTicket(member, f"Avaria {n}"))
+        await app.service.apply(OPERATOR, Reply(n + 1, f"Resposta {n}."))
+    async with app.repository.reading() as view:
+        rows = await view.conn.execute(text("SELECT payload FROM outbox WHERE kind = 'mail'"))
+        return {row.payload["message_id"] for row in rows}
+
+
+def mailbox_ids(stack, member: str) -> list[str]:
+    import email
+    import email.policy
+
+    return [
+        email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"]
+        for _uid, raw in stack.fetch_all(member)
+    ]
+
+
+async def wait_ids(stack, member: str, count: int) -> list[str]:
+    async def arrived() -> list[str] | None:
+        ids = await asyncio.to_thread(mailbox_ids, stack, member)
+        return ids if len(ids) >= count else None
+
+    return await wait_until(arrived, DEADLINE, f"{count} mails for {member}")
+
+
+def helpers_of(pid: int) -> list[int]:
+    """The send helper processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rpartition(")")[2].split()[1])
+        if parent == pid and b"exobot.mail.send_helper" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_a_burst_goes_from_the_helper_each_mail_once_and_the_helper_stops(stack, pg_config):
+    data, engine = pg_config
+    app = App(parse_config(data, env={}))
+    await app.build()
+    member = unique("member")
+    try:
+        queued = await queue_replies(app, member, BURST)
+        assert len(queued) >= BURST
+        helper = app.sender.helper
+        assert helper is not None
+        pids: set[int] = set()
+        await app.start()
+
+        async def sent_and_stopped() -> bool:
+            if helper.pid is not None:
+                pids.add(helper.pid)
+            pending = scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'pending'")
+            return pending == 0 and helper.runs >= 1 and helper.pid is None
+
+        await wait_until(sent_and_stopped, DEADLINE, "the burst sent and the helper stopped")
+        # Each mail is marked sent once the relay has delivered it: the mailbox is complete.
+        ids = await asyncio.to_thread(mailbox_ids, stack, member)
+        # The first pass saw the whole backlog: the helper sent every mail, each once.
+        assert helper.runs == 1
+        assert helper.sent == len(queued)
+        assert Counter(ids) == Counter(queued)
+        assert scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'sent'") == len(queued)
+        assert pids and not any(alive(pid) for pid in pids)
+    finally:
+        await app.stop()
+
+
+async def test_the_helper_leaves_what_it_cannot_send_to_the_leader(stack, pg_config):
+    data, engine = pg_config
+    app = App(parse_config(data, env={}))
+    await app.build()
+    member = unique("member")
+    try:
+        queued = await queue_replies(app, member, 30)
+        helper = app.sender.helper
+        stack.stop_smtp()
+        try:
+            await app.start()
+
+            async def left_and_retried() -> bool:
+                # The helper sent nothing and stopped; the leader's worker tries them itself.
+                return (
+                    helper.runs == 1
+                    and helper.pid is None
+                    and scalar(engine, "SELECT min(attempts) FROM outbox WHERE kind = 'mail'") >= 1
+                )
+
+            await wait_until(left_and_retried, DEADLINE, "the leader's worker retrying")
+            assert helper.sent == 0
+            assert scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'sent'") == 0
+            errors = scalar(engine, "SELECT min(last_error) FROM outbox WHERE kind = 'mail'")
+            assert "connect" in errors.lower()
+        finally:
+            stack.start_smtp()
+        await wait_ids(stack, member, len(queued))
+
+        async def all_sent() -> bool:
+            return scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'pending'") == 0
+
+        await wait_until(all_sent, DEADLINE, "every mail marked sent")
+        assert Counter(await asyncio.to_thread(mailbox_ids, stack, member)) == Counter(queued)
+    finally:
+        await app.stop()
+
+
+async def test_the_helper_stops_when_its_leader_is_killed(stack, pg_config, tmp_path):
+    data, engine = pg_config
+    app = App(parse_config(data, env={}))
+    await app.build()
+    member = unique("member")
+    try:
+        # More than the helper sends in the time its leader takes to be killed.
+        queued = await queue_replies(app, member, 4 * BURST)
+    finally:
+        await app.stop()
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    log = tmp_path / "exobot.log"
+
+    def start() -> subprocess.Popen:
+        with open(log, "ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "exobot.cli", "run", "-c", str(config)],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=subprocess.DEVNULL,
+                stderr=out,
+            )
+
+    leader = start()
+    try:
+        helpers = await wait_until(
+            lambda: helpers_of(leader.pid), DEADLINE, "the leader to start its send helper"
+        )
+        leader.send_signal(signal.SIGKILL)
+        leader.wait()
+
+        await wait_until(
+            lambda: not any(alive(pid) for pid in helpers),
+            DEADLINE,
+            "the send helper to stop after its leader",
+        )
+        # It stopped for its leader, not at the end of the burst.
+        assert scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'pending'") > 0
+        leader = start()  # what was left is sent by the next leader
+        await wait_ids(stack, member, len(queued))
+
+        async def all_sent() -> bool:
+            return scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'pending'") == 0
+
+        await wait_until(all_sent, DEADLINE, "every mail marked sent")
+        ids = await asyncio.to_thread(mailbox_ids, stack, member)
+    finally:
+        leader.send_signal(signal.SIGTERM)
+        try:
+            leader.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            leader.kill()
+            leader.wait()
+    text_log = log.read_text(errors="replace")
+    assert "send helper" in text_log and "started for a burst" in text_log, text_log[-3000:]
+    counts = Counter(ids)
+    assert set(counts) == queued  # nothing lost
+    # A mail under way when the helper was told to stop is finished, not cut: at most one
+    # duplicate per SMTP connection, with the same Message-ID, only if it ran out of time.
+    assert all(n <= 2 for n in counts.values())
+    assert sum(n - 1 for n in counts.values()) <= SMTP_CONNECTIONS
+    assert not helpers_of(leader.pid)
+
+
+def test_a_burst_is_counted_over_the_passes_of_a_few_seconds(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(send_helper.time, "monotonic", lambda: now[0])
+    setup = send_helper.HelperSetup(config=None, loop_marker="x")  # type: ignore[arg-type]
+    helper = send_helper.SendHelper(setup, burst=20)
+    assert not helper.wants([object()] * 19)
+    now[0] += send_helper.BURST_SECONDS + 1  # those 19 are out of the window now
+    assert not helper.wants([object()] * 10)
+    now[0] += 1
+    assert helper.wants([object()] * 10)  # 20 within the window
+    assert not helper.wants([object()] * 5)  # counted afresh after a start
+    helper._rest()
+    assert not helper.wants([object()] * 50)  # resting after a helper that sent nothing
+    now[0] += send_helper.REST_SECONDS + 1
+    assert helper.wants([object()] * 50)
