@@ -49,7 +49,15 @@ from typing import Any
 
 # bench/ modules (bench_mail imports common, which puts the repository root on sys.path).
 from bench_mail import deliver_lmtp, make_workload
-from common import BenchError, db_time, parse_worker_cpu, run_with_stack, tree_cpu
+from common import (
+    BenchError,
+    cpu_seconds,
+    db_time,
+    parse_worker_cpu,
+    run_with_stack,
+    send_helpers,
+    tree_cpu,
+)
 from sqlalchemy import create_engine, text
 
 from devstack.exobot_config import exobot_config
@@ -204,6 +212,7 @@ class Result:
     e2e_seconds: float = math.nan
     exobot_cpu: float = 0.0  # seconds, App.start() until end to end
     worker_cpu: float = 0.0
+    helper_cpu: float = 0.0  # the send helpers' (PostgreSQL), same span
     commit_cpu: float = 0.0  # exobot + workers until commit-only
     # The stack's servers (Synapse, PostgreSQL, Dovecot, the relay), App.start() until end to
     # end: they share the machine's cores with exobot, so they bound the figure too.
@@ -226,6 +235,14 @@ class Result:
 def servers_cpu(stack: Stack) -> dict[str, float]:
     """CPU seconds so far of each server the stack runs, by name."""
     return {name: tree_cpu(pid) for name, pid in stack.pids.items() if pid}
+
+
+def helper_cpu() -> float:
+    """CPU seconds so far of this process's send helpers: those that ended (waited for, the
+    only children that end during a run) and those still running."""
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    running = sum(cpu_seconds(pid, reaped_children=False) for pid in send_helpers(os.getpid()))
+    return ended.ru_utime + ended.ru_stime + running
 
 
 def self_cpu() -> float:
@@ -268,19 +285,22 @@ async def run_variant(
     print(f"{variant}: starting exobot, waiting for every ticket and delivery ...", flush=True)
     deadline = time.monotonic() + timeout
     try:
-        cpu0, workers0 = self_cpu(), parse_worker_cpu(os.getpid())
+        cpu0, workers0, helpers0 = self_cpu(), parse_worker_cpu(os.getpid()), helper_cpu()
         servers0 = servers_cpu(stack)
         epoch0, t0 = time.time(), time.perf_counter()
         await app.start()
         committed = await asyncio.to_thread(
             wait_until, reader, [(PROCESSED_SQL, ">=", count)], deadline
         )
-        result.commit_cpu = self_cpu() - cpu0 + parse_worker_cpu(os.getpid()) - workers0
+        result.commit_cpu = (
+            self_cpu() - cpu0 + parse_worker_cpu(os.getpid()) - workers0 + helper_cpu() - helpers0
+        )
         done = await asyncio.to_thread(
             wait_until, reader, [(PROCESSED_SQL, ">=", count), (UNDELIVERED_SQL, "==", 0)], deadline
         )
         result.exobot_cpu = self_cpu() - cpu0
         result.worker_cpu = parse_worker_cpu(os.getpid()) - workers0
+        result.helper_cpu = helper_cpu() - helpers0
         result.server_cpu = {
             name: seconds - servers0.get(name, 0.0) for name, seconds in servers_cpu(stack).items()
         }
@@ -331,12 +351,13 @@ def report_lines(results: list[Result]) -> list[str]:
     for r in results:
         goal = MATRIX_GOAL if r.variant.startswith("matrix") else MAIL_GOAL
         met = "met" if r.e2e_rate >= goal else "NOT MET"
-        cpu = (r.exobot_cpu + r.worker_cpu) / r.mails * 1000
+        cpu = (r.exobot_cpu + r.worker_cpu + r.helper_cpu) / r.mails * 1000
         lines += [
             f"end-to-end ({variant_label(r.variant)}): {r.e2e_rate:.0f} mails/s "
             f"({r.e2e_seconds:.1f} s); commit-only {r.commit_rate:.0f} mails/s "
             f"({r.commit_seconds:.1f} s); goal ≥ {goal:.0f}/s {met}",
             f"  CPU per mail: {cpu:.1f} ms = exobot process {r.exobot_cpu / r.mails * 1000:.1f} ms"
+            f" + send helper {r.helper_cpu / r.mails * 1000:.1f} ms"
             f" + parse workers {r.worker_cpu / r.mails * 1000:.1f} ms "
             f"(until commit-only: {r.commit_cpu / r.mails * 1000:.1f} ms)",
             "  servers' CPU per mail (same cores): "
@@ -359,7 +380,7 @@ def ceiling_line(r: Result) -> str:
     """What the CPU of every process bounds the rate to: all of them share this machine's
     cores, so no run can go faster than cores / (CPU seconds per mail)."""
     cores = len(os.sched_getaffinity(0))
-    per_mail = (r.exobot_cpu + r.worker_cpu + sum(r.server_cpu.values())) / r.mails
+    per_mail = (r.exobot_cpu + r.worker_cpu + r.helper_cpu + sum(r.server_cpu.values())) / r.mails
     ceiling = cores / per_mail if per_mail > 0 else math.inf
     return (
         f"  all processes: {per_mail * 1000:.1f} ms CPU per mail → at most {ceiling:.0f} mails/s"

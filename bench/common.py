@@ -33,6 +33,7 @@ from devstack.processes import (  # noqa: E402, F401 - the benchmarks import the
     memory_kb,
     parse_worker_cpu,
     process_roles,
+    send_helpers,
     tree_cpu,
 )
 from devstack.stack import DEFAULT_BASE_PORT, Stack, find_free_base_port  # noqa: E402

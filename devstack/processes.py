@@ -69,6 +69,11 @@ def forkservers(pid: int) -> list[int]:
     return [c for c in children(pid) if "multiprocessing.forkserver" in cmdline(c)]
 
 
+def send_helpers(pid: int) -> list[int]:
+    """The send helpers (exobot.mail.send_helper) that exobot process `pid` runs now."""
+    return [c for c in children(pid) if "exobot.mail.send_helper" in cmdline(c)]
+
+
 def parse_worker_cpu(pid: int) -> float:
     """CPU seconds of the parse workers of exobot process `pid`, the fork server included:
     the fork server's own and its reaped children's, plus every live worker's."""

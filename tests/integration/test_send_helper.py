@@ -17,6 +17,7 @@ import yaml
 from harness import DEADLINE, ROOT, free_port, instance_config, unique, wait_until
 from sqlalchemy import create_engine, text
 
+from devstack.processes import send_helpers
 from exobot.app import App
 from exobot.config import parse_config
 from exobot.core.intents import OpenTicket, Reply
@@ -75,23 +76,6 @@ async def wait_ids(stack, member: str, count: int) -> list[str]:
         return ids if len(ids) >= count else None
 
     return await wait_until(arrived, DEADLINE, f"{count} mails for {member}")
-
-
-def helpers_of(pid: int) -> list[int]:
-    """The send helper processes whose parent is `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        parent = int(stat.rpartition(")")[2].split()[1])
-        if parent == pid and b"exobot.mail.send_helper" in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -199,7 +183,7 @@ async def test_the_helper_stops_when_its_leader_is_killed(stack, pg_config, tmp_
     leader = start()
     try:
         helpers = await wait_until(
-            lambda: helpers_of(leader.pid), DEADLINE, "the leader to start its send helper"
+            lambda: send_helpers(leader.pid), DEADLINE, "the leader to start its send helper"
         )
         leader.send_signal(signal.SIGKILL)
         leader.wait()
@@ -234,7 +218,7 @@ async def test_the_helper_stops_when_its_leader_is_killed(stack, pg_config, tmp_
     # duplicate per SMTP connection, with the same Message-ID, only if it ran out of time.
     assert all(n <= 2 for n in counts.values())
     assert sum(n - 1 for n in counts.values()) <= SMTP_CONNECTIONS
-    assert not helpers_of(leader.pid)
+    assert not send_helpers(leader.pid)
 
 
 def test_a_burst_is_counted_over_the_passes_of_a_few_seconds(monkeypatch):
