@@ -31,7 +31,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from exobot.cancelling import cancel_and_wait
+from exobot.db.engine import create_engine, create_sync_engine
+from exobot.db.repository import SqlRepository
 from exobot.delivery import FINISH_SECONDS
+from exobot.mail.outbound import MailSender, mail_sender, usable_cc
 
 if TYPE_CHECKING:
     from exobot.config import Config
@@ -180,56 +183,54 @@ def _count(line: bytes) -> int:
 # --------------------------------------------------------------------------- the helper's side
 
 
-def _helper_sender_class() -> type:
-    """The helper's sender, a MailSender that leaves what it cannot send (defined here, in the
-    helper process only, so the leader never imports more than it needs for the handle)."""
-    from exobot.mail.outbound import MailSender, usable_cc
+class HelperSender(MailSender):
+    """The helper's sender: sends what it can and leaves the rest, untouched, to the leader's
+    worker (no service: it never changes a ticket)."""
 
-    class HelperSender(MailSender):
-        """Sends what it can and leaves the rest, untouched, to the leader's worker."""
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.left: set[int] = set()  # rows this helper will not try again
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.left: set[int] = set()  # rows this helper will not try again
+    def lanes(self, items: list[outbox.OutboxItem]) -> list[list[outbox.OutboxItem]]:
+        """The due mails it has not left."""
+        return super().lanes([item for item in items if item.id not in self.left])
 
-        def lanes(self, items: list[outbox.OutboxItem]) -> list[list[outbox.OutboxItem]]:
-            """The due mails it has not left."""
-            return super().lanes([item for item in items if item.id not in self.left])
+    async def _attempt(self, item: outbox.OutboxItem, claim) -> tuple[bool, str | None]:  # noqa: ANN001
+        """Send and mark one mail, or leave it (nothing written) when that fails or when it
+        would change its ticket (a Cc address to note)."""
+        if usable_cc(item.payload)[1]:
+            return self._leave(item, "a Cc address to note on the ticket")
+        try:
+            await self._send(self.build(item.payload))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            return self._leave(item, error)
+        await self._mark_delivered(item, claim)
+        return True, None
 
-        async def _attempt(self, item: outbox.OutboxItem, claim) -> tuple[bool, str | None]:  # noqa: ANN001
+    def _leave(self, item: outbox.OutboxItem, why: object) -> tuple[bool, None]:
+        self.left.add(item.id)
+        log.info("%s left to the leader: %s", self.describe(item), why)
+        return False, None
+
+    async def serve(self, stop: asyncio.Event, report: Callable[[int], None]) -> None:
+        """Send what is due until nothing has been for IDLE_SECONDS, or `stop` is set."""
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
+        while not stop.is_set():
             try:
-                _cc, unusable = usable_cc(item.payload)
-                if unusable:
-                    raise ValueError("a Cc address to note on the ticket")
-                await self._send(self.build(item.payload))
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                self.left.add(item.id)
-                log.info("%s left to the leader: %s", self.describe(item), error)
-                return False, None
-            await self._mark_delivered(item, claim)
-            return True, None
-
-        async def serve(self, stop: asyncio.Event, report: Callable[[int], None]) -> None:
-            """Send what is due until nothing has been for IDLE_SECONDS, or `stop` is set."""
-            loop = asyncio.get_running_loop()
-            quiet_since = loop.time()
-            while not stop.is_set():
-                try:
-                    sent = await _unless(stop, self.deliver_due())
-                except Exception as error:  # the database away: the leader's worker goes on
-                    log.warning("send helper pass failed: %r", error)
-                    sent = 0
-                if sent:
-                    report(sent)
-                    quiet_since = loop.time()
-                elif loop.time() - quiet_since >= IDLE_SECONDS:
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), POLL_SECONDS)
-
-    return HelperSender
+                sent = await _unless(stop, self.deliver_due())
+            except Exception as error:  # the database away: the leader's worker goes on
+                log.warning("send helper pass failed: %r", error)
+                sent = 0
+            if sent:
+                report(sent)
+                quiet_since = loop.time()
+            elif loop.time() - quiet_since >= IDLE_SECONDS:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), POLL_SECONDS)
 
 
 async def _unless(stop: asyncio.Event, work: Any) -> int:
@@ -258,19 +259,13 @@ class _Lifeline(asyncio.Protocol):
 
 
 async def _serve(setup: HelperSetup, reports: Any) -> None:
-    from exobot.db.engine import create_engine, create_sync_engine
-    from exobot.db.repository import SqlRepository
-    from exobot.mail.outbound import mail_sender
-
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     await loop.connect_read_pipe(lambda: _Lifeline(stop), sys.stdin)
     url = setup.config.database.url
     repository = SqlRepository(create_engine(url), create_sync_engine(url))
-    sender = mail_sender(
-        setup.config, repository, None, setup.loop_marker, cls=_helper_sender_class()
-    )
+    sender = mail_sender(setup.config, repository, None, setup.loop_marker, cls=HelperSender)
 
     def report(count: int) -> None:
         try:
@@ -306,4 +301,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the module's own name: the settings unpickled and the code run are one module.
+    from exobot.mail.send_helper import main as helper_main
+
+    sys.exit(helper_main())

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from exobot.db.tables import OutboxRow
 from exobot.mail.compose import TemplateRenderer
 from exobot.mail.outbound import SmtpSettings
-from exobot.mail.send_helper import _helper_sender_class
+from exobot.mail.send_helper import HelperSender
 
 O = OutboxRow.__table__  # noqa: E741
 PAYLOAD = {
@@ -36,7 +36,7 @@ def payload(**changes) -> dict:
 
 
 def helper_sender(repo):  # noqa: ANN001, ANN201
-    worker = _helper_sender_class()(
+    worker = HelperSender(
         repo,
         None,  # no service: the helper never changes a ticket
         SmtpSettings("127.0.0.1", 1),
