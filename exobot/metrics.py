@@ -146,6 +146,18 @@ class _Counters(Collector):
         for worker in self.workers:
             failures.add_metric([worker.kind], worker.failed_attempts)
         yield failures
+        helpers = [w.helper for w in self.workers if getattr(w, "helper", None) is not None]
+        if helpers:  # PostgreSQL (exobot.mail.send_helper)
+            runs = CounterMetricFamily(
+                "exobot_send_helper_runs", "Send helpers started for a burst of mail since start"
+            )
+            runs.add_metric([], sum(helper.runs for helper in helpers))
+            sent = CounterMetricFamily(
+                "exobot_send_helper_mails", "Mails the send helpers sent since start"
+            )
+            sent.add_metric([], sum(helper.sent for helper in helpers))
+            yield runs
+            yield sent
 
 
 class DatabaseCollector(Collector):

@@ -12,7 +12,9 @@ noted on the ticket) is left pending and untouched for the leader's own worker, 
 gives up and records as it always did once the helper has stopped: every change to a ticket
 still goes through the leader's service. The helper reads its settings from its standard
 input and stops, finishing the mails under way, when that closes (the leader stepping down,
-stopping or killed) or on SIGTERM.
+stopping or killed) or on SIGTERM. A mail the server accepted whose mark could not be written
+before the helper stopped (the database away) is sent again by the leader, with the same
+Message-ID, as after a crash.
 """
 
 from __future__ import annotations

@@ -114,6 +114,9 @@ async def test_a_burst_goes_from_the_helper_each_mail_once_and_the_helper_stops(
         assert Counter(ids) == Counter(queued)
         assert scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'sent'") == len(queued)
         assert pids and not any(alive(pid) for pid in pids)
+        metric = app.metrics.registry.get_sample_value
+        assert metric("exobot_send_helper_runs_total") == 1
+        assert metric("exobot_send_helper_mails_total") == len(queued)
     finally:
         await app.stop()
 
