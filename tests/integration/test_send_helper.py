@@ -44,6 +44,16 @@ def pg_config(stack, tmp_path):
     engine.dispose()
 
 
+@pytest.fixture
+async def pg_app(pg_config):
+    """exobot built (migrated, its parts wired, nothing started) on `pg_config`; stopped at
+    the end."""
+    app = App(parse_config(pg_config[0], env={}))
+    await app.build()
+    yield app
+    await app.stop()
+
+
 def scalar(engine, sql: str) -> object:
     with engine.connect() as conn:
         return conn.execute(text(sql)).scalar()
@@ -58,6 +68,13 @@ async def queue_replies(app: App, member: str, count: int) -> set[str]:
     async with app.repository.reading() as view:
         rows = await view.conn.execute(text("SELECT payload FROM outbox WHERE kind = 'mail'"))
         return {row.payload["message_id"] for row in rows}
+
+
+async def wait_all_sent(engine) -> None:
+    async def all_sent() -> bool:
+        return scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'pending'") == 0
+
+    await wait_until(all_sent, DEADLINE, "every mail marked sent")
 
 
 def mailbox_ids(stack, member: str) -> list[str]:
@@ -86,77 +103,65 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def test_a_burst_goes_from_the_helper_each_mail_once_and_the_helper_stops(stack, pg_config):
-    data, engine = pg_config
-    app = App(parse_config(data, env={}))
-    await app.build()
+async def test_a_burst_goes_from_the_helper_each_mail_once_and_the_helper_stops(
+    stack, pg_config, pg_app
+):
+    engine = pg_config[1]
     member = unique("member")
-    try:
-        queued = await queue_replies(app, member, BURST)
-        assert len(queued) >= BURST
-        helper = app.sender.helper
-        assert helper is not None
-        pids: set[int] = set()
-        await app.start()
+    queued = await queue_replies(pg_app, member, BURST)
+    assert len(queued) >= BURST
+    helper = pg_app.sender.helper
+    assert helper is not None
+    pids: set[int] = set()
+    await pg_app.start()
 
-        async def sent_and_stopped() -> bool:
-            if helper.pid is not None:
-                pids.add(helper.pid)
-            pending = scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'pending'")
-            return pending == 0 and helper.runs >= 1 and helper.pid is None
+    async def sent_and_stopped() -> bool:
+        if helper.pid is not None:
+            pids.add(helper.pid)
+        pending = scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'pending'")
+        return pending == 0 and helper.runs >= 1 and helper.pid is None
 
-        await wait_until(sent_and_stopped, DEADLINE, "the burst sent and the helper stopped")
-        # Each mail is marked sent once the relay has delivered it: the mailbox is complete.
-        ids = await asyncio.to_thread(mailbox_ids, stack, member)
-        # The first pass saw the whole backlog: the helper sent every mail, each once.
-        assert helper.runs == 1
-        assert helper.sent == len(queued)
-        assert Counter(ids) == Counter(queued)
-        assert scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'sent'") == len(queued)
-        assert pids and not any(alive(pid) for pid in pids)
-        metric = app.metrics.registry.get_sample_value
-        assert metric("exobot_send_helper_runs_total") == 1
-        assert metric("exobot_send_helper_mails_total") == len(queued)
-    finally:
-        await app.stop()
+    await wait_until(sent_and_stopped, DEADLINE, "the burst sent and the helper stopped")
+    # Each mail is marked sent once the relay has delivered it: the mailbox is complete.
+    ids = await asyncio.to_thread(mailbox_ids, stack, member)
+    # The first pass saw the whole backlog: the helper sent every mail, each once.
+    assert helper.runs == 1
+    assert helper.sent == len(queued)
+    assert Counter(ids) == Counter(queued)
+    assert scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'sent'") == len(queued)
+    assert pids and not any(alive(pid) for pid in pids)
+    metric = pg_app.metrics.registry.get_sample_value
+    assert metric("exobot_send_helper_runs_total") == 1
+    assert metric("exobot_send_helper_mails_total") == len(queued)
 
 
-async def test_the_helper_leaves_what_it_cannot_send_to_the_leader(stack, pg_config):
-    data, engine = pg_config
-    app = App(parse_config(data, env={}))
-    await app.build()
+async def test_the_helper_leaves_what_it_cannot_send_to_the_leader(stack, pg_config, pg_app):
+    engine = pg_config[1]
     member = unique("member")
+    queued = await queue_replies(pg_app, member, 30)
+    helper = pg_app.sender.helper
+    stack.stop_smtp()
     try:
-        queued = await queue_replies(app, member, 30)
-        helper = app.sender.helper
-        stack.stop_smtp()
-        try:
-            await app.start()
+        await pg_app.start()
 
-            async def left_and_retried() -> bool:
-                # The helper sent nothing and stopped; the leader's worker tries them itself.
-                return (
-                    helper.runs == 1
-                    and helper.pid is None
-                    and scalar(engine, "SELECT min(attempts) FROM outbox WHERE kind = 'mail'") >= 1
-                )
+        async def left_and_retried() -> bool:
+            # The helper sent nothing and stopped; the leader's worker tries them itself.
+            return (
+                helper.runs == 1
+                and helper.pid is None
+                and scalar(engine, "SELECT min(attempts) FROM outbox WHERE kind = 'mail'") >= 1
+            )
 
-            await wait_until(left_and_retried, DEADLINE, "the leader's worker retrying")
-            assert helper.sent == 0
-            assert scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'sent'") == 0
-            errors = scalar(engine, "SELECT min(last_error) FROM outbox WHERE kind = 'mail'")
-            assert "connect" in errors.lower()
-        finally:
-            stack.start_smtp()
-        await wait_ids(stack, member, len(queued))
-
-        async def all_sent() -> bool:
-            return scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'pending'") == 0
-
-        await wait_until(all_sent, DEADLINE, "every mail marked sent")
-        assert Counter(await asyncio.to_thread(mailbox_ids, stack, member)) == Counter(queued)
+        await wait_until(left_and_retried, DEADLINE, "the leader's worker retrying")
+        assert helper.sent == 0
+        assert scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'sent'") == 0
+        errors = scalar(engine, "SELECT min(last_error) FROM outbox WHERE kind = 'mail'")
+        assert "connect" in errors.lower()
     finally:
-        await app.stop()
+        stack.start_smtp()
+    await wait_ids(stack, member, len(queued))
+    await wait_all_sent(engine)
+    assert Counter(await asyncio.to_thread(mailbox_ids, stack, member)) == Counter(queued)
 
 
 async def test_the_helper_stops_when_its_leader_is_killed(stack, pg_config, tmp_path):
@@ -200,11 +205,7 @@ async def test_the_helper_stops_when_its_leader_is_killed(stack, pg_config, tmp_
         assert scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'pending'") > 0
         leader = start()  # what was left is sent by the next leader
         await wait_ids(stack, member, len(queued))
-
-        async def all_sent() -> bool:
-            return scalar(engine, "SELECT count(*) FROM outbox WHERE state = 'pending'") == 0
-
-        await wait_until(all_sent, DEADLINE, "every mail marked sent")
+        await wait_all_sent(engine)
         ids = await asyncio.to_thread(mailbox_ids, stack, member)
     finally:
         leader.send_signal(signal.SIGTERM)

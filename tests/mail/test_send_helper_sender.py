@@ -13,22 +13,11 @@ from exobot.db.tables import OutboxRow
 from exobot.mail.compose import TemplateRenderer
 from exobot.mail.outbound import SmtpSettings
 from exobot.mail.send_helper import HelperSender
+from tests.mail.test_outbound_cc import PAYLOAD as CC_PAYLOAD
 
 O = OutboxRow.__table__  # noqa: E741
-PAYLOAD = {
-    "template": "reply",
-    "language": "ca",
-    "to": ["marta@example.net"],
-    "reference": "suport#3",
-    "number": 3,
-    "title": "Router",
-    "text": "Hola",
-    "requestor": "marta@example.net",
-    "message_id": "<exobot.3.1@example.org>",
-    "in_reply_to": None,
-    "references": [],
-    "auto_submitted": False,
-}
+# The Cc test's mail without its Cc.
+PAYLOAD = {key: value for key, value in CC_PAYLOAD.items() if key != "cc"}
 
 
 def payload(**changes) -> dict:
