@@ -102,7 +102,8 @@ def memory_kb(pid: int) -> tuple[int, int]:
 def process_roles(main: int) -> list[tuple[int, str]]:
     """`main` (an exobot process) and every process below it, each with what it is: "exobot
     run", "fork server", "parse worker" (forks of the fork server, told apart by their parent
-    since they share its command line), "resource tracker", or the start of its command line."""
+    since they share its command line), "resource tracker", "send helper", or the start of its
+    command line."""
     servers = set(forkservers(main))
     workers = {worker for server in servers for worker in descendants(server)}
     roles = []
@@ -115,6 +116,8 @@ def process_roles(main: int) -> list[tuple[int, str]]:
             role = "parse worker"
         elif "multiprocessing.resource_tracker" in cmdline(pid):
             role = "resource tracker"
+        elif "exobot.mail.send_helper" in cmdline(pid):
+            role = "send helper"
         else:
             role = cmdline(pid)[:18] or "?"
         roles.append((pid, role))

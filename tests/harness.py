@@ -8,6 +8,7 @@ import email.policy
 import inspect
 import itertools
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -229,11 +230,28 @@ def instance_config(
     )
 
 
+# The tests' own servers (web, metrics) listen on ports below the stack's (devstack: from
+# 20000) and below the kernel's range for the local ports of outgoing connections (from
+# 32768): a port the kernel chose for us could be taken by any connection opened before the
+# test binds it (it happened: "metrics.listen: ... Address already in use").
+TEST_PORTS = range(10000, 20000)
+_handed_out: set[int] = set()  # never the same port twice in a session
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port nobody listens on right now, from TEST_PORTS."""
+    for _ in range(200):
+        port = random.choice(TEST_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {TEST_PORTS}")
 
 
 @pytest.fixture
