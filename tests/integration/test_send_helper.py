@@ -29,7 +29,7 @@ from exobot.mail.outbound import SMTP_CONNECTIONS
 pytestmark = pytest.mark.integration
 
 OPERATOR = Actor.operator("@anna:example.org")
-BURST = 60  # tickets with a reply each: more than the worker's batch of 50
+BURST = 60  # tickets with a reply each: more than the worker's batch of 50, a burst
 
 
 @pytest.fixture
@@ -138,7 +138,7 @@ async def test_a_burst_goes_from_the_helper_each_mail_once_and_the_helper_stops(
 async def test_the_helper_leaves_what_it_cannot_send_to_the_leader(stack, pg_config, pg_app):
     engine = pg_config[1]
     member = unique("member")
-    queued = await queue_replies(pg_app, member, 30)
+    queued = await queue_replies(pg_app, member, BURST)
     helper = pg_app.sender.helper
     stack.stop_smtp()
     try:
