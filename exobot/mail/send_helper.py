@@ -155,6 +155,7 @@ class SendHelper:
             log.info("send helper %d done: %d mails sent in %.1f s", proc.pid, sent, seconds)
         if sent == 0:
             self._rest()
+            log.info("no send helper for %.0f s: the mails go from here", REST_SECONDS)
         return sent
 
     async def stop(self) -> None:
