@@ -64,7 +64,7 @@ class SensitiveFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "INFO") -> None:
+def setup_logging(level: str | int = "INFO") -> None:
     """Log lines that name their component (the logger name), one line per record, with
     sensitive values masked."""
     handler = logging.StreamHandler(sys.stderr)

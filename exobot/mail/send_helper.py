@@ -69,6 +69,9 @@ class HelperSetup:
 
     config: Config
     loop_marker: str  # the X-Loop value of our Message-IDs' secret (exobot.mail.msgid)
+    # The leader's own level (its `exobot` logger's), not the configuration's: an embedding
+    # process (the tests, the benchmarks) may log less than `logging.level` says.
+    log_level: int = logging.INFO
 
 
 class SendHelper:
@@ -301,7 +304,7 @@ def main() -> int:
         return 2
     from exobot.cli import setup_logging  # the leader's log lines: one line, masked
 
-    setup_logging(setup.config.logging.level)
+    setup_logging(setup.log_level)
     asyncio.run(_serve(setup, reports))
     return 0
 

@@ -5,6 +5,7 @@ over, when its leader is killed, and leaves what it cannot send to the leader's 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -133,6 +134,28 @@ async def test_a_burst_goes_from_the_helper_each_mail_once_and_the_helper_stops(
     metric = pg_app.metrics.registry.get_sample_value
     assert metric("exobot_send_helper_runs_total") == 1
     assert metric("exobot_send_helper_mails_total") == len(queued)
+
+
+async def test_the_helper_logs_at_its_leaders_level(stack, pg_config, caplog, capfd):
+    # An embedding process (the benchmarks) logs less than the configuration's INFO: the
+    # helper follows it rather than writing a line for every mail to the shared stderr.
+    caplog.set_level(logging.WARNING, logger="exobot")
+    app = App(parse_config(pg_config[0], env={}))
+    await app.build()
+    try:
+        queued = await queue_replies(app, unique("member"), BURST)
+        helper = app.sender.helper
+        await app.start()
+
+        async def sent_and_stopped() -> bool:
+            return helper.sent == len(queued) and helper.pid is None
+
+        await wait_until(sent_and_stopped, DEADLINE, "the burst sent by the helper")
+    finally:
+        await app.stop()
+    err = capfd.readouterr().err
+    assert " delivered" not in err
+    assert "INFO" not in err
 
 
 async def test_the_helper_leaves_what_it_cannot_send_to_the_leader(stack, pg_config, pg_app):
