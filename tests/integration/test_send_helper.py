@@ -153,9 +153,8 @@ async def test_the_helper_logs_at_its_leaders_level(stack, pg_config, caplog, ca
         await wait_until(sent_and_stopped, DEADLINE, "the burst sent by the helper")
     finally:
         await app.stop()
-    err = capfd.readouterr().err
-    assert " delivered" not in err
-    assert "INFO" not in err
+    # The helper's per-mail INFO line (the leader's own is held back by its level).
+    assert " delivered" not in capfd.readouterr().err
 
 
 async def test_the_helper_leaves_what_it_cannot_send_to_the_leader(stack, pg_config, pg_app):
