@@ -601,13 +601,18 @@ async def test_posts_at_once_wait_for_one_room_key_that_reached_everyone(encrypt
                 what=f"the readable root of {subject!r}",
             )
     assert len(failed) == 1
+
+    def roots_marked() -> list[int] | None:
+        # A root reaches the volunteer before its row is marked sent: wait for the marks.
+        rows = inst.query(
+            "SELECT attempts FROM outbox WHERE kind = 'chat' AND state = 'sent'"
+            " AND ticket_id > :n AND payload LIKE '%\"created\": true%'",
+            n=before,
+        )
+        return [attempts for (attempts,) in rows] if len(rows) == len(subjects) else None
+
     # Each root posted at its first attempt: none tried to share a key of its own meanwhile.
-    roots = inst.query(
-        "SELECT attempts FROM outbox WHERE kind = 'chat' AND state = 'sent' AND ticket_id > :n"
-        " AND payload LIKE '%\"created\": true%'",
-        n=before,
-    )
-    assert [attempts for (attempts,) in roots] == [1] * len(subjects)
+    assert await wait_until(roots_marked, what="each root's row marked sent") == [1] * len(subjects)
 
 
 async def test_a_failed_key_claim_does_not_hold_the_rooms_posts(encrypted_chat: Chat, matrix_login):
