@@ -565,6 +565,21 @@ def _room_keys_lost(chat: Chat, count: int, request=nio.ShareGroupSessionRespons
         bot._send = send
 
 
+async def root_attempts(inst: Instance, tickets: str, count: int, **params) -> list[int]:
+    """The attempts of the `count` tickets' root posts (`tickets`: an SQL condition on
+    ticket_id), once each row is marked sent: a root reaches the volunteer before that."""
+
+    def marked() -> list[int] | None:
+        rows = inst.query(
+            f"SELECT attempts FROM outbox WHERE kind = 'chat' AND state = 'sent' AND {tickets}"
+            " AND payload LIKE '%\"created\": true%' ORDER BY id",
+            **params,
+        )
+        return [attempts for (attempts,) in rows] if len(rows) == count else None
+
+    return await wait_until(marked, what=f"{count} root post(s) marked sent")
+
+
 async def test_a_room_key_the_homeserver_did_not_take_is_shared_again(encrypted_chat: Chat, caplog):
     # Without more, every post in a key that missed the volunteer's device would be
     # unreadable there until the key changes (100 messages). The post's first attempt shares
@@ -574,12 +589,8 @@ async def test_a_room_key_the_homeserver_did_not_take_is_shared_again(encrypted_
         number, root, _ = await chat.mail_ticket(subject="Clau perduda")
     assert len(failed) == 4
     assert "Clau perduda" in body_of(chat.vol.event(root))  # the volunteer's client decrypted it
-    [(attempts,)] = chat.inst.query(
-        "SELECT attempts FROM outbox WHERE kind = 'chat' AND state = 'sent' AND ticket_id = :n"
-        " AND payload LIKE '%\"created\": true%'",
-        n=number,
-    )
-    assert attempts == 2  # the attempt whose three keys were lost, then the one that posted
+    attempts = await root_attempts(chat.inst, "ticket_id = :n", 1, n=number)
+    assert attempts == [2]  # the attempt whose three keys were lost, then the one that posted
     assert caplog.text.count("did not reach 1 device(s) (") == 4  # a new key after each
 
 
@@ -601,18 +612,9 @@ async def test_posts_at_once_wait_for_one_room_key_that_reached_everyone(encrypt
                 what=f"the readable root of {subject!r}",
             )
     assert len(failed) == 1
-
-    def roots_marked() -> list[int] | None:
-        # A root reaches the volunteer before its row is marked sent: wait for the marks.
-        rows = inst.query(
-            "SELECT attempts FROM outbox WHERE kind = 'chat' AND state = 'sent'"
-            " AND ticket_id > :n AND payload LIKE '%\"created\": true%'",
-            n=before,
-        )
-        return [attempts for (attempts,) in rows] if len(rows) == len(subjects) else None
-
     # Each root posted at its first attempt: none tried to share a key of its own meanwhile.
-    assert await wait_until(roots_marked, what="each root's row marked sent") == [1] * len(subjects)
+    attempts = await root_attempts(inst, "ticket_id > :n", len(subjects), n=before)
+    assert attempts == [1] * len(subjects)
 
 
 async def test_a_failed_key_claim_does_not_hold_the_rooms_posts(encrypted_chat: Chat, matrix_login):
