@@ -238,8 +238,7 @@ class App:
             cfg, self.repository, self.service, message_ids.loop_marker(), self.clock
         )
         if not is_sqlite(cfg.database.url) and cfg.mail.send_helper:
-            level = logging.getLogger("exobot").getEffectiveLevel()
-            setup = HelperSetup(cfg, message_ids.loop_marker(), log_level=level)
+            setup = HelperSetup(cfg, message_ids.loop_marker())
             self.sender.helper = SendHelper(setup)
         self.events.subscribe(OutboxQueued, self._wake_worker)
         self._watch_core()

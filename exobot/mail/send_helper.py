@@ -29,7 +29,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from exobot.cancelling import cancel_and_wait
@@ -69,8 +69,8 @@ class HelperSetup:
 
     config: Config
     loop_marker: str  # the X-Loop value of our Message-IDs' secret (exobot.mail.msgid)
-    # The leader's own level (its `exobot` logger's), not the configuration's: an embedding
-    # process (the tests, the benchmarks) may log less than `logging.level` says.
+    # Set by the leader as it starts a helper, to its own `exobot` logger's level, not the
+    # configuration's: an embedding process (the tests, the benchmarks) may log less.
     log_level: int = logging.INFO
 
 
@@ -79,7 +79,7 @@ class SendHelper:
     its own, and stopped with the worker (see the module's docstring)."""
 
     def __init__(self, setup: HelperSetup, *, burst: int = BURST_MAILS) -> None:
-        self._setup = pickle.dumps(setup)
+        self._setup = setup
         self.burst = burst
         self._seen: deque[tuple[float, int]] = deque()  # (time.monotonic(), mails due)
         self._proc: asyncio.subprocess.Process | None = None
@@ -128,7 +128,8 @@ class SendHelper:
         log.info("send helper %d started for a burst of mail", proc.pid)
         sent = 0
         try:
-            proc.stdin.write(self._setup)
+            level = logging.getLogger("exobot").getEffectiveLevel()
+            proc.stdin.write(pickle.dumps(replace(self._setup, log_level=level)))
             with contextlib.suppress(ConnectionError):  # it died at once: its exit code tells
                 await proc.stdin.drain()
             while line := await proc.stdout.readline():

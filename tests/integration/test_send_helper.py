@@ -136,23 +136,18 @@ async def test_a_burst_goes_from_the_helper_each_mail_once_and_the_helper_stops(
     assert metric("exobot_send_helper_mails_total") == len(queued)
 
 
-async def test_the_helper_logs_at_its_leaders_level(stack, pg_config, caplog, capfd):
+async def test_the_helper_logs_at_its_leaders_level(stack, pg_app, caplog, capfd):
     # An embedding process (the benchmarks) logs less than the configuration's INFO: the
     # helper follows it rather than writing a line for every mail to the shared stderr.
     caplog.set_level(logging.WARNING, logger="exobot")
-    app = App(parse_config(pg_config[0], env={}))
-    await app.build()
-    try:
-        queued = await queue_replies(app, unique("member"), BURST)
-        helper = app.sender.helper
-        await app.start()
+    queued = await queue_replies(pg_app, unique("member"), BURST)
+    helper = pg_app.sender.helper
+    await pg_app.start()
 
-        async def sent_and_stopped() -> bool:
-            return helper.sent == len(queued) and helper.pid is None
+    async def sent_and_stopped() -> bool:
+        return helper.sent == len(queued) and helper.pid is None
 
-        await wait_until(sent_and_stopped, DEADLINE, "the burst sent by the helper")
-    finally:
-        await app.stop()
+    await wait_until(sent_and_stopped, DEADLINE, "the burst sent by the helper")
     # The helper's per-mail INFO line (the leader's own is held back by its level).
     assert " delivered" not in capfd.readouterr().err
 
