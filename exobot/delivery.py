@@ -122,9 +122,11 @@ class OutboxWorker:
         slow server's round trip is paid for several tickets together. A lane that fails (the
         database went away) stops there, the others go on while they progress; the pass then
         fails with its error, as a sequential pass did at once."""
-        delivered = await self._mark_unmarked()
+        delivered = 0
         errors: list[Exception] = []
         while True:
+            # Before anything is sent: also what a hand-over reported sent but not marked.
+            delivered += await self._mark_unmarked()
             items = await self.repository.write(
                 lambda conn: outbox.due(
                     conn, self.kind, self.clock.now(), unattached_first=self.unattached_first
@@ -161,6 +163,16 @@ class OutboxWorker:
             del self._sent_unmarked[item_id]
             marked += 1
         return marked
+
+    def sent_unmarked(self, item_id: int, sent_at: datetime) -> None:
+        """An item delivered elsewhere (a hand-over) whose mark was not written: this worker
+        marks it before it sends anything else, and never sends it again."""
+        self._sent_unmarked.setdefault(item_id, sent_at)
+
+    @property
+    def unmarked(self) -> dict[int, datetime]:
+        """The items this worker delivered whose mark is still to be written."""
+        return dict(self._sent_unmarked)
 
     async def hand_over(self, items: list[outbox.OutboxItem]) -> int | None:
         """Have the due `items` (and whatever becomes due meanwhile) delivered elsewhere and

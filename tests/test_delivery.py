@@ -301,6 +301,31 @@ async def test_an_item_sent_whose_mark_failed_is_marked_next_pass_not_sent_again
     assert await worker.deliver_due() == 0 and worker.sent == [item_id]
 
 
+class HandingWorker(FlakyWorker):
+    """Hands its first batch over (as the mail worker to its send helper), which sends it
+    all but cannot mark it, and says so."""
+
+    handed = False
+
+    async def hand_over(self, items: list[outbox.OutboxItem]) -> int | None:
+        if self.handed:
+            return None
+        self.handed = True
+        for item in items:
+            self.sent_unmarked(item.id, self.clock.now())
+        return 0
+
+
+async def test_what_a_hand_over_sent_but_did_not_mark_is_marked_here_not_sent_again(repo, clock):
+    item_id = await queue_one(repo, clock)
+    worker = HandingWorker(repo, clock, failures=0)
+    assert await worker.deliver_due() == 1  # marked here, before anything was sent
+    assert worker.sent == []
+    assert (await row(repo, item_id)).state == outbox.SENT
+    assert aware((await row(repo, item_id)).done_at) == T0
+    assert worker.unmarked == {}
+
+
 class SlowWorker(OutboxWorker):
     """Sends each item only when told: a server slow to say it took the mail."""
 

@@ -225,10 +225,12 @@ class MailSender(OutboxWorker):
     async def hand_over(self, items: list[outbox.OutboxItem]) -> int | None:
         """A burst (exobot.mail.send_helper.BURST_MAILS due within seconds) is sent by the
         send helper, a process of its own, while this worker waits for it to stop; what it
-        left is delivered here as usual."""
+        left is delivered here as usual, and what it sent without marking is marked here."""
         if self.helper is None or not self.helper.wants(items):
             return None
-        return await self.helper.run(on_sent=lambda _count: self.health.succeeded())
+        return await self.helper.run(
+            on_sent=lambda _count: self.health.succeeded(), on_unmarked=self.sent_unmarked
+        )
 
     async def end_pass(self) -> None:
         """Keep the connections for the next pass, and close them when none comes soon."""

@@ -13,8 +13,9 @@ gives up and records as it always did once the helper has stopped: every change 
 still goes through the leader's service. The helper reads its settings from its standard
 input and stops, finishing the mails under way, when that closes (the leader stepping down,
 stopping or killed) or on SIGTERM. A mail the server accepted whose mark could not be written
-before the helper stopped (the database away) is sent again by the leader, with the same
-Message-ID, as after a crash.
+before the helper stopped (the database away) is reported to the leader as it stops: the
+leader's worker marks it before it sends anything else, so it is not sent twice (unless the
+leader dies too: then it is sent again, with the same Message-ID, as after a crash).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from exobot.cancelling import cancel_and_wait
@@ -107,9 +109,14 @@ class SendHelper:
         self._seen.clear()
         return True
 
-    async def run(self, on_sent: Callable[[int], None]) -> int:
+    async def run(
+        self,
+        on_sent: Callable[[int], None],
+        on_unmarked: Callable[[int, datetime], None],
+    ) -> int:
         """Start the helper and wait until it stops; returns how many mails it sent, each
-        batch told to `on_sent` as it is reported. Cancelled, it stops the helper first."""
+        batch told to `on_sent` as it is reported, and each mail sent whose mark it could not
+        write to `on_unmarked(row id, sent at)`. Cancelled, it stops the helper first."""
         self.runs += 1
         started = time.monotonic()
         try:
@@ -133,6 +140,10 @@ class SendHelper:
             with contextlib.suppress(ConnectionError):  # it died at once: its exit code tells
                 await proc.stdin.drain()
             while line := await proc.stdout.readline():
+                unmarked = _unmarked(line)
+                if unmarked is not None:
+                    on_unmarked(*unmarked)
+                    continue
                 count = _count(line)
                 sent += count
                 self.sent += count
@@ -188,6 +199,17 @@ def _count(line: bytes) -> int:
         return max(0, int(line.strip() or b"0"))
     except ValueError:
         return 0
+
+
+def _unmarked(line: bytes) -> tuple[int, datetime] | None:
+    """A report line's mail sent but not marked (row id, sent at), or None."""
+    match line.split():
+        case [b"unmarked", item_id, sent_at]:
+            try:
+                return int(item_id), datetime.fromisoformat(sent_at.decode())
+            except ValueError:
+                return None
+    return None
 
 
 # --------------------------------------------------------------------------- the helper's side
@@ -277,16 +299,19 @@ async def _serve(setup: HelperSetup, reports: Any) -> None:
     repository = SqlRepository(create_engine(url), create_sync_engine(url))
     sender = mail_sender(setup.config, repository, None, setup.loop_marker, cls=HelperSender)
 
-    def report(count: int) -> None:
+    def tell(line: str) -> None:
         try:
-            reports.write(f"{count}\n")
+            reports.write(f"{line}\n")
             reports.flush()
         except OSError:  # the leader is gone (its end of the pipe closed): stop, as for stdin
             stop.set()
 
     try:
-        await sender.serve(stop, report)
+        await sender.serve(stop, lambda count: tell(str(count)))
     finally:
+        # Sent, but the database refused their marks until now: the leader marks them.
+        for item_id, sent_at in sender.unmarked.items():
+            tell(f"unmarked {item_id} {sent_at.isoformat()}")
         await sender.close()
         await repository.close()
 

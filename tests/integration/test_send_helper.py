@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,44 @@ async def test_the_helper_leaves_what_it_cannot_send_to_the_leader(stack, pg_con
     assert Counter(await asyncio.to_thread(mailbox_ids, stack, member)) == Counter(queued)
 
 
+# Refuses every mark of a mail sent, as a database gone away between the send and the mark.
+REFUSE_MARKS = """
+CREATE FUNCTION refuse_marks() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'marks refused by the test'; END $$;
+CREATE TRIGGER refuse_marks BEFORE UPDATE ON outbox FOR EACH ROW
+WHEN (NEW.state = 'sent' AND OLD.state <> 'sent') EXECUTE FUNCTION refuse_marks();
+"""
+
+
+async def test_what_the_helper_sent_but_could_not_mark_is_marked_by_the_leader_not_resent(
+    stack, pg_config, pg_app
+):
+    engine = pg_config[1]
+    member = unique("member")
+    queued = await queue_replies(pg_app, member, BURST)
+    helper = pg_app.sender.helper
+    with engine.begin() as conn:
+        conn.execute(text(REFUSE_MARKS))
+    try:
+        await pg_app.start()
+
+        async def helper_done() -> bool:
+            return helper.runs == 1 and helper.pid is None
+
+        await wait_until(helper_done, DEADLINE, "the send helper to stop")
+        # Each lane's first mail went out and its mark was refused (the lane stopped there),
+        # then each pass of the helper failed on those marks until it stopped.
+        sent = await asyncio.to_thread(mailbox_ids, stack, member)
+        assert sent and len(pg_app.sender.unmarked) == len(sent)  # all told to the leader
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER refuse_marks ON outbox"))
+    await wait_all_sent(engine)
+    await wait_ids(stack, member, len(queued))
+    # The leader marked what the helper had sent before sending anything: each mail once.
+    assert Counter(await asyncio.to_thread(mailbox_ids, stack, member)) == Counter(queued)
+
+
 async def test_the_helper_stops_when_its_leader_is_killed(stack, pg_config, tmp_path):
     data, engine = pg_config
     app = App(parse_config(data, env={}))
@@ -257,3 +296,12 @@ def test_a_burst_is_counted_over_the_passes_of_a_few_seconds(monkeypatch):
     assert not helper.wants([object()] * 50)  # resting after a helper that sent nothing
     now[0] += send_helper.REST_SECONDS + 1
     assert helper.wants([object()] * 50)
+
+
+def test_the_helpers_report_lines_are_read_strictly():
+    line = b"unmarked 12 2026-11-30T20:00:00.250000+00:00\n"
+    assert send_helper._unmarked(line) == (12, datetime(2026, 11, 30, 20, 0, 0, 250000, UTC))
+    assert send_helper._count(line) == 0  # not a count of mails sent
+    assert send_helper._count(b"7\n") == 7 and send_helper._unmarked(b"7\n") is None
+    for odd in (b"unmarked twelve 2026-11-30", b"unmarked 12 yesterday", b"unmarked 12", b"-3"):
+        assert send_helper._unmarked(odd) is None and send_helper._count(odd) == 0
