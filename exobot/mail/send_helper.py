@@ -13,9 +13,11 @@ gives up and records as it always did once the helper has stopped: every change 
 still goes through the leader's service. The helper reads its settings from its standard
 input and stops, finishing the mails under way, when that closes (the leader stepping down,
 stopping or killed) or on SIGTERM. A mail the server accepted whose mark could not be written
-before the helper stopped (the database away) is reported to the leader as it stops: the
-leader's worker marks it before it sends anything else, so it is not sent twice (unless the
-leader dies too: then it is sent again, with the same Message-ID, as after a crash).
+before the helper stopped (the database away) is reported to the leader as it stops, also
+when it was told to stop: the leader's worker marks it before it sends anything else (after a
+step-down, when it leads again), so it is not sent twice (unless the leader dies too, or
+another instance takes over: then it is sent again, with the same Message-ID, as after a
+crash).
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ class SendHelper:
         self.burst = burst
         self._seen: deque[tuple[float, int]] = deque()  # (time.monotonic(), mails due)
         self._proc: asyncio.subprocess.Process | None = None
+        self._reading: asyncio.Task | None = None  # the running helper's reports being read
+        # How a helper is started (the tests start a stand-in).
+        self.command = [sys.executable, "-m", __name__]
         self._rest_until: float | None = None  # time.monotonic()
         self.runs = 0  # helpers started since this process started, for the logs and tests
         self.sent = 0  # mails they sent
@@ -121,11 +126,7 @@ class SendHelper:
         started = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                __name__,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
+                *self.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
             )
         except OSError as error:
             log.error("the send helper did not start (%s): the mails go from here", error)
@@ -133,22 +134,15 @@ class SendHelper:
             return 0
         self._proc = proc
         log.info("send helper %d started for a burst of mail", proc.pid)
-        sent = 0
+        # The reports are read until the helper closes its stdout, also while it is being
+        # stopped: the mails it could not mark come last, as it stops.
+        self._reading = asyncio.create_task(self._read_reports(proc, on_sent, on_unmarked))
         try:
             level = logging.getLogger("exobot").getEffectiveLevel()
             proc.stdin.write(pickle.dumps(replace(self._setup, log_level=level)))
             with contextlib.suppress(ConnectionError):  # it died at once: its exit code tells
                 await proc.stdin.drain()
-            while line := await proc.stdout.readline():
-                unmarked = _unmarked(line)
-                if unmarked is not None:
-                    on_unmarked(*unmarked)
-                    continue
-                count = _count(line)
-                sent += count
-                self.sent += count
-                if count:
-                    on_sent(count)
+            sent = await asyncio.shield(self._reading)
             code = await proc.wait()
         except BaseException:  # cancelled (the worker stopping), or the pipe broke
             await self.stop()
@@ -174,20 +168,48 @@ class SendHelper:
         return sent
 
     async def stop(self) -> None:
-        """Tell a running helper to stop (its stdin closed) and wait for it; killed when it
-        does not end within STOP_SECONDS."""
+        """Tell a running helper to stop (its stdin closed) and wait for it, its reports read
+        to their end; killed when it does not end within STOP_SECONDS."""
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return
         with contextlib.suppress(Exception):
             proc.stdin.close()
+
+        async def ended() -> None:
+            if self._reading is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._reading)
+            await proc.wait()
+
         try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), STOP_SECONDS)
+            await asyncio.wait_for(ended(), STOP_SECONDS)
         except TimeoutError:
             log.error("send helper %d did not stop in %.0f s: killed", proc.pid, STOP_SECONDS)
             proc.kill()
             await proc.wait()
         self._proc = None
+
+    async def _read_reports(
+        self,
+        proc: asyncio.subprocess.Process,
+        on_sent: Callable[[int], None],
+        on_unmarked: Callable[[int, datetime], None],
+    ) -> int:
+        """Read a helper's reports until it closes its stdout; returns how many mails it
+        sent."""
+        sent = 0
+        while line := await proc.stdout.readline():
+            unmarked = _unmarked(line)
+            if unmarked is not None:
+                on_unmarked(*unmarked)
+                continue
+            count = _count(line)
+            sent += count
+            self.sent += count
+            if count:
+                on_sent(count)
+        return sent
 
     def _rest(self) -> None:
         self._rest_until = time.monotonic() + REST_SECONDS

@@ -305,3 +305,29 @@ def test_the_helpers_report_lines_are_read_strictly():
     assert send_helper._count(b"7\n") == 7 and send_helper._unmarked(b"7\n") is None
     for odd in (b"unmarked twelve 2026-11-30", b"unmarked 12 yesterday", b"unmarked 12", b"-3"):
         assert send_helper._unmarked(odd) is None and send_helper._count(odd) == 0
+
+
+# A stand-in for the helper: it sends 2 mails, and as it stops (its stdin closed) reports one
+# it could not mark.
+STAND_IN = (
+    "import sys; print(2, flush=True); sys.stdin.buffer.read();"
+    " print('unmarked 7 2026-11-30T20:00:00+00:00')"
+)
+
+
+async def test_a_helper_told_to_stop_still_reports_what_it_could_not_mark():
+    # The leader stepping down (a PostgreSQL restart takes its lock) stops its helper; what
+    # the helper sent but could not mark reaches the worker, which marks it when it leads again.
+    setup = send_helper.HelperSetup(config=None, loop_marker="x")  # type: ignore[arg-type]
+    helper = send_helper.SendHelper(setup)
+    helper.command = [sys.executable, "-c", STAND_IN]
+    unmarked: list[tuple[int, datetime]] = []
+    run = asyncio.create_task(
+        helper.run(on_sent=lambda _count: None, on_unmarked=lambda *u: unmarked.append(u))
+    )
+    await wait_until(lambda: helper.sent == 2, DEADLINE, "the stand-in's first report")
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert unmarked == [(7, datetime(2026, 11, 30, 20, 0, tzinfo=UTC))]
+    assert helper.pid is None and helper.sent == 2
