@@ -207,8 +207,8 @@ async def test_what_the_helper_sent_but_could_not_mark_is_marked_by_the_leader_n
             return helper.runs == 1 and helper.pid is None
 
         await wait_until(helper_done, DEADLINE, "the send helper to stop")
-        # Each lane's first mail went out and its mark was refused (the lane stopped there),
-        # then each pass of the helper failed on those marks until it stopped.
+        # Every mail of the helper's first pass went out and its mark was refused; each pass
+        # after it failed on those marks until the helper stopped, idle.
         sent = await asyncio.to_thread(mailbox_ids, stack, member)
         assert sent and len(pg_app.sender.unmarked) == len(sent)  # all told to the leader
     finally:
