@@ -56,6 +56,11 @@ async def pg_app(pg_config):
     await app.stop()
 
 
+def execute(engine, sql: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(sql))
+
+
 def scalar(engine, sql: str) -> object:
     with engine.connect() as conn:
         return conn.execute(text(sql)).scalar()
@@ -198,22 +203,22 @@ async def test_what_the_helper_sent_but_could_not_mark_is_marked_by_the_leader_n
     member = unique("member")
     queued = await queue_replies(pg_app, member, BURST)
     helper = pg_app.sender.helper
-    with engine.begin() as conn:
-        conn.execute(text(REFUSE_MARKS))
+    execute(engine, REFUSE_MARKS)
     try:
         await pg_app.start()
 
         async def helper_done() -> bool:
-            return helper.runs == 1 and helper.pid is None
+            # What it could not mark is reported as it stops (runs counts a helper starting).
+            return helper.runs == 1 and helper.pid is None and bool(pg_app.sender.unmarked)
 
-        await wait_until(helper_done, DEADLINE, "the send helper to stop")
+        await wait_until(helper_done, DEADLINE, "the send helper to stop, its marks refused")
         # Every mail of the helper's first pass went out and its mark was refused; each pass
         # after it failed on those marks until the helper stopped, idle.
         sent = await asyncio.to_thread(mailbox_ids, stack, member)
         assert sent and len(pg_app.sender.unmarked) == len(sent)  # all told to the leader
     finally:
-        with engine.begin() as conn:
-            conn.execute(text("DROP TRIGGER refuse_marks ON outbox"))
+        # Off the event loop: the DROP waits for the leader's transactions, which need it.
+        await asyncio.to_thread(execute, engine, "DROP TRIGGER refuse_marks ON outbox")
     await wait_all_sent(engine)
     await wait_ids(stack, member, len(queued))
     # The leader marked what the helper had sent before sending anything: each mail once.
