@@ -149,7 +149,7 @@ class SendHelper:
             raise
         finally:
             if proc.returncode is not None:
-                self._proc = None
+                self._proc = self._reading = None
         seconds = time.monotonic() - started
         if code != 0:
             log.error(
@@ -188,7 +188,7 @@ class SendHelper:
             log.error("send helper %d did not stop in %.0f s: killed", proc.pid, STOP_SECONDS)
             proc.kill()
             await proc.wait()
-        self._proc = None
+        self._proc = self._reading = None
 
     async def _read_reports(
         self,
