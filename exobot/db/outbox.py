@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
@@ -20,6 +20,10 @@ PENDING, SENT, FAILED = "pending", "sent", "failed"
 # rows of its ticket but never holds back the later ones (a root edit due in 5 s must not
 # delay the thread's posts).
 LATER = "later:"
+# A row queued for later also yields to the rows due now: in a burst the new posts go first
+# and the root edits follow, unless one has waited this long past its time (then it goes in
+# its turn, so a worker that is never idle still gets to it).
+LATER_YIELDS_FOR = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,10 @@ def _head_of_line():  # noqa: ANN202 - an SQL expression
 @functools.cache
 def _due(unattached_first: bool):  # noqa: ANN202 - a statement
     """The statement of `due`, built once per order: the workers ask it at every pass."""
-    order = (O.c.ticket_id.is_not(None), O.c.id) if unattached_first else (O.c.id,)
+    yielding = and_(O.c.template.startswith(LATER), O.c.next_try_at > bindparam("yield_since"))
+    order = (case((yielding, 1), else_=0), O.c.id)
+    if unattached_first:
+        order = (O.c.ticket_id.is_not(None), *order)
     return (
         select(O.c.id, O.c.kind, O.c.ticket_id, O.c.payload, O.c.attempts, O.c.created_at)
         .where(
@@ -77,10 +84,15 @@ async def due(
     """Pending items of `kind` whose time has come, oldest first, never overtaking an earlier
     pending item of the same ticket (so a ticket's effects arrive in order).
 
+    Items queued for later (a ticket's root edit) come after the others, unless they have
+    waited LATER_YIELDS_FOR past their time: a burst's new posts are not held up by edits of
+    what is already shown.
+
     With `unattached_first`, the items of no ticket (answers to chat commands, login links,
     notices) come before every ticket's, still oldest first among themselves: a volunteer's
     answer does not wait behind a burst of announcements. Each ticket's order is unchanged."""
-    rows = await conn.execute(_due(unattached_first), {"kind": kind, "now": now, "limit": limit})
+    params = {"kind": kind, "now": now, "limit": limit, "yield_since": now - LATER_YIELDS_FOR}
+    rows = await conn.execute(_due(unattached_first), params)
     return [
         OutboxItem(r.id, r.kind, r.ticket_id, dict(r.payload), r.attempts, r.created_at)
         for r in rows

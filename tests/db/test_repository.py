@@ -795,6 +795,26 @@ async def test_outbox_due_keeps_each_tickets_order(repo):
                       ("matrix", "pending"): 1}  # fmt: skip
 
 
+async def test_outbox_due_gives_rows_queued_for_later_the_last_turn(repo):
+    """A root edit due now goes after the rows due now, newer ones too (a burst's posts go
+    first), until it has waited LATER_YIELDS_FOR past its time."""
+    start = datetime.now(UTC)
+    async with repo.transaction() as uow:
+        await uow.queue_later("mail", 1, {"name": "edit1"}, key="edit", due=start)
+    await queue(repo, 2, "post2")
+    await queue(repo, None, "answer")
+    await queue(repo, 1, "post1")
+
+    soon = start + timedelta(seconds=1)
+    assert await due_names(repo, soon) == ["post2", "answer", "post1", "edit1"]
+    async with repo.connection() as conn:
+        first = await outbox.due(conn, "mail", soon, unattached_first=True)
+    assert [item.payload["name"] for item in first] == ["answer", "post2", "post1", "edit1"]
+
+    overdue = start + outbox.LATER_YIELDS_FOR + timedelta(seconds=1)
+    assert await due_names(repo, overdue) == ["edit1", "post2", "answer", "post1"]
+
+
 async def test_outbox_next_due_at_skips_items_blocked_behind_a_postponed_one(repo):
     a1 = await queue(repo, 1, "a1")
     await queue(repo, 1, "a2")
