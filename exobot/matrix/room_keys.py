@@ -66,12 +66,28 @@ async def ensure_room_key(
 
 async def _share_if_needed(client: nio.AsyncClient, room_id: str) -> None:
     """Share a new room key when the room has none in use, or wait for the one being shared
-    (another post's; nio refuses two at once)."""
+    (another post's; nio refuses two at once). A key discarded while it was being shared is
+    followed by a new one, KEY_SHARE_ATTEMPTS times at most."""
+    discarded = 0
     while client.olm.should_share_group_session(room_id):
         sharing = client.sharing_session.get(room_id)
         if sharing is None:
             try:
                 await client.share_group_session(room_id, ignore_unverified_devices=True)
+            except KeyError:
+                if room_id in client.olm.outbound_group_sessions:
+                    raise
+                # A sync showed a member or a device change while the key was out: nio
+                # dropped the key (its answers had marked it shared) and then failed to mark
+                # it shared itself. Not the post's fault: a new key, for who is there now.
+                discarded += 1
+                if discarded >= KEY_SHARE_ATTEMPTS:
+                    raise RoomKeyNotShared(
+                        f"the room key for {room_id} was discarded {discarded} times while"
+                        " it was being shared"
+                    ) from None
+                log.info("the room key for %s was discarded while shared: a new one", room_id)
+                continue
             finally:
                 # When claiming one-time keys fails (the homeserver away), nio raises before
                 # it clears its "being shared" mark: every later post in the room would wait

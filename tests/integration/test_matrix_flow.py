@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -630,6 +631,47 @@ async def test_a_failed_key_claim_does_not_hold_the_rooms_posts(encrypted_chat: 
     assert failed, "the key claim was made to fail"
     await _readable(phone, room, root, f"the root of suport#{number}")
     assert "Sense sessió" in body_of(chat.vol.event(root))
+
+
+@contextlib.contextmanager
+def _room_key_discarded_while_shared(chat: Chat):
+    """The bot's next room key is discarded once while it is being shared, as nio does when a
+    sync shows a member or a device change at that moment: the key's to-device answers have
+    marked it shared, and the sync drops it. Yields the list of the discarded ones."""
+    bot = chat.inst.app.matrix.nio
+    room = chat.room()
+    bot.invalidate_outbound_session(room)  # the next post starts a new key
+    discarded = []
+    send = bot._send
+
+    async def discarding(response_class, *args, **kwargs):
+        response = await send(response_class, *args, **kwargs)
+        if response_class is nio.ShareGroupSessionResponse and not discarded:
+            discarded.append(args)
+            bot.invalidate_outbound_session(room)
+        return response
+
+    bot._send = discarding
+    try:
+        yield discarded
+    finally:
+        bot._send = send
+
+
+async def test_a_room_key_discarded_while_it_is_shared_is_followed_by_a_new_one(
+    encrypted_chat: Chat, caplog
+):
+    # A volunteer joins, or a member's device changes, while the bot shares a room key: nio
+    # drops the key and its own share then fails on it (a KeyError). The post is not given up
+    # as undeliverable: a new key is shared and the root goes out, readable, at once.
+    chat = encrypted_chat
+    caplog.set_level(logging.INFO, logger="exobot.matrix")
+    with _room_key_discarded_while_shared(chat) as discarded:
+        number, root, _ = await chat.mail_ticket(subject="Clau descartada")
+    assert len(discarded) == 1
+    assert "Clau descartada" in body_of(chat.vol.event(root))  # the volunteer decrypted it
+    assert await root_attempts(chat.inst, "ticket_id = :n", 1, n=number) == [1]
+    assert "was discarded while shared: a new one" in caplog.text
 
 
 def _room_state(stack, setup, room_id: str) -> list[dict]:
