@@ -8,7 +8,9 @@ by itself, after 100 messages or a week. So before each post the key in use is c
 that missed a device nio could have sent it to (an Olm session with that device exists) is
 discarded and a new one shared, a few times; then the post fails and is tried again later,
 never sent in a key some volunteers lack. A device without an Olm session (it has no one-time
-keys left) never blocks a post: nio cannot reach it at all, as before.
+keys left) never blocks a post: nio cannot reach it at all, as before. A key that a sync
+drops while it is being shared (a member or a device changed at that moment) makes nio's share
+fail with a KeyError; a new key follows at once, as for a miss.
 """
 
 from __future__ import annotations
