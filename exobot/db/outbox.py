@@ -38,6 +38,11 @@ class OutboxItem:
     created_at: datetime | None = None  # when the change that queued it was made
 
 
+def _queued_for_later(table):  # noqa: ANN001, ANN202 - the outbox table or an alias of it
+    """True for a row queued with `queue_later` (its template starts with LATER)."""
+    return table.c.template.startswith(LATER)
+
+
 def _head_of_line():  # noqa: ANN202 - an SQL expression
     """True for a pending item with no earlier pending item of the same kind and ticket
     (rows queued for later, LATER, hold nothing back)."""
@@ -48,7 +53,7 @@ def _head_of_line():  # noqa: ANN202 - an SQL expression
             earlier.c.kind == O.c.kind,
             earlier.c.ticket_id == O.c.ticket_id,
             earlier.c.id < O.c.id,
-            or_(earlier.c.template.is_(None), ~earlier.c.template.startswith(LATER)),
+            or_(earlier.c.template.is_(None), ~_queued_for_later(earlier)),
         )
     )
 
@@ -56,7 +61,7 @@ def _head_of_line():  # noqa: ANN202 - an SQL expression
 @functools.cache
 def _due(unattached_first: bool):  # noqa: ANN202 - a statement
     """The statement of `due`, built once per order: the workers ask it at every pass."""
-    yielding = and_(O.c.template.startswith(LATER), O.c.next_try_at > bindparam("yield_since"))
+    yielding = and_(_queued_for_later(O), O.c.next_try_at > bindparam("yield_since"))
     order = (case((yielding, 1), else_=0), O.c.id)
     if unattached_first:
         order = (O.c.ticket_id.is_not(None), *order)
