@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,7 +39,26 @@ FINISH_SECONDS = 5.0
 
 
 class PermanentFailure(Exception):
-    """The receiving side refused the item for good: retrying cannot help."""
+    """The receiving side refused the item for good, or its payload cannot be delivered:
+    retrying cannot help."""
+
+
+# What a payload that does not hold what its kind needs raises while it is read or built.
+PAYLOAD_ERRORS = (ValueError, KeyError, TypeError)
+
+
+@contextlib.contextmanager
+def reading_payload() -> Iterator[None]:
+    """Around the reading and building of an item from its payload (no I/O inside): an error
+    there is the payload's, the same at every attempt, so the item is given up at once.
+
+    Only there: the same exception types raised while sending (a library's race, a bug)
+    are retried like any other failure, and given up only after the last attempt, with the
+    traceback in the log: no mail or post is lost at the first hiccup."""
+    try:
+        yield
+    except PAYLOAD_ERRORS as error:
+        raise PermanentFailure(f"cannot deliver it: {type(error).__name__}: {error}") from error
 
 
 class OutboxWorker:
@@ -46,9 +66,10 @@ class OutboxWorker:
     tickets at once, up to `concurrency`).
 
     Subclasses implement `send(item)` (raise PermanentFailure for a refusal that retrying
-    cannot fix, anything else for a temporary failure) and may override `failed(item, error)`,
-    `end_pass()` and `describe(item)`. Due times, retries and stamps follow `clock`, so a test
-    moves a retry's time forward instead of waiting for it.
+    cannot fix and read the payload inside `reading_payload()`; anything else is a temporary
+    failure) and may override `failed(item, error)`, `end_pass()` and `describe(item)`. Due
+    times, retries and stamps follow `clock`, so a test moves a retry's time forward instead
+    of waiting for it.
     """
 
     kind: str = ""
@@ -280,9 +301,6 @@ class OutboxWorker:
         except PermanentFailure as error:
             self.failed_attempts += 1
             return False, await self._give_up(item, str(error), claim)
-        except (ValueError, KeyError, TypeError) as error:  # a payload we cannot deliver
-            self.failed_attempts += 1
-            return False, await self._give_up(item, f"cannot deliver it: {error!r}", claim)
         except Exception as error:
             self.health.failed()
             self.failed_attempts += 1
@@ -297,6 +315,8 @@ class OutboxWorker:
                 attempts,
                 next_try.isoformat(timespec="seconds"),
                 error,
+                # Not the other side's answer but an error in code: where it came from.
+                exc_info=isinstance(error, (*PAYLOAD_ERRORS, AttributeError)),
             )
             reason = str(error)
             await self._mark(claim, lambda conn: outbox.mark_retry(conn, item.id, reason, next_try))

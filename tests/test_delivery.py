@@ -118,6 +118,56 @@ async def test_a_permanent_refusal_is_not_retried(repo, clock):
     assert worker.given_up == ["refused for good"]
 
 
+class PayloadWorker(OutboxWorker):
+    """Raises a KeyError, either while reading the payload or while sending."""
+
+    kind = CHAT
+
+    def __init__(self, repository, clock, reading: bool) -> None:  # noqa: ANN001
+        super().__init__(repository, POLICY, clock)
+        self.reading = reading
+        self.given_up: list[str] = []
+
+    async def send(self, item: outbox.OutboxItem) -> None:
+        if self.reading:
+            with delivery.reading_payload():
+                item.payload["body"]  # noqa: B018 - the notice has none
+        raise KeyError("!room:example.org")  # as nio's race raised it (exobot.matrix.room_keys)
+
+    async def failed(self, item: outbox.OutboxItem, error: str) -> None:
+        self.given_up.append(error)
+
+
+async def test_a_payload_that_cannot_be_read_is_given_up_at_once(repo, clock):
+    item_id = await queue_one(repo, clock)
+    worker = PayloadWorker(repo, clock, reading=True)
+    await worker.deliver_due()
+    stored = await row(repo, item_id)
+    assert (stored.state, stored.attempts, aware(stored.done_at)) == ("failed", 1, T0)
+    assert worker.given_up == ["cannot deliver it: KeyError: 'body'"]
+
+
+async def test_the_same_error_while_sending_is_retried_and_its_traceback_logged(
+    repo, clock, caplog
+):
+    item_id = await queue_one(repo, clock)
+    worker = PayloadWorker(repo, clock, reading=False)
+    with caplog.at_level("WARNING", logger="exobot.outbox"):
+        await worker.deliver_due()
+    stored = await row(repo, item_id)
+    assert (stored.state, stored.attempts) == ("pending", 1)
+    assert aware(stored.next_try_at) == T0 + POLICY.base
+    assert worker.given_up == []
+    [warning] = [r for r in caplog.records if "not delivered" in r.getMessage()]
+    assert warning.exc_info and warning.exc_info[0] is KeyError  # a bug shows where it is
+    for _ in range(POLICY.max_attempts - 1):
+        clock.advance(POLICY.maximum)
+        await worker.deliver_due()
+    assert (await row(repo, item_id)).state == "failed"
+    attempts = POLICY.max_attempts
+    assert worker.given_up == [f"gave up after {attempts} attempts: '!room:example.org'"]
+
+
 async def test_the_service_stamps_its_rows_with_its_clock(repo, clock):
     service = TicketService(
         repo,

@@ -26,7 +26,7 @@ from exobot.core.service import ServiceError, TicketService
 from exobot.core.text import format_size, greeting_name
 from exobot.db import outbox
 from exobot.db.repository import SqlRepository
-from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy
+from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy, reading_payload
 from exobot.i18n import say
 from exobot.mail.compose import TemplateRenderer, build_message, header_safe, is_threadable_id
 
@@ -186,8 +186,10 @@ class MailSender(OutboxWorker):
         """Build the mail from its payload and hand it to the SMTP server. A Cc address no
         mail can be written to (queued before the one address rule) is left out and noted on
         the ticket: it must never cost the requestor the mail."""
-        await self._send(self.build(item.payload))
-        _cc, unusable = usable_cc(item.payload)
+        with reading_payload():
+            message = self.build(item.payload)
+            _cc, unusable = usable_cc(item.payload)
+        await self._send(message)
         if item.ticket_id is None:
             return
         for address, problem in unusable:

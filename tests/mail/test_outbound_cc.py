@@ -1,11 +1,14 @@
 """A mail queued with a Cc address no mail can be written to (queued by an older version) is
 sent to the others, and the left-out address is noted on the ticket once, however often the
-mail is retried."""
+mail is retried. A payload no mail can be built from is refused for good, before any send."""
 
 from __future__ import annotations
 
+import pytest
+
 from exobot.core.model import Actor
 from exobot.db.outbox import OutboxItem
+from exobot.delivery import PermanentFailure
 from exobot.mail.compose import TemplateRenderer
 from exobot.mail.outbound import MailSender, SmtpSettings, usable_cc
 
@@ -72,3 +75,24 @@ async def test_the_mail_goes_out_without_the_bad_cc_and_each_is_noted_once_per_m
         ("a@b", True, "mail-skipped-cc:7:a@b"),
     ]
     assert all(actor == Actor.system("mail") for actor, _i, _o in service.calls)
+
+
+async def test_a_payload_no_mail_can_be_built_from_is_refused_for_good_before_any_send():
+    worker = sender(RecordingService())
+    payload = {key: value for key, value in PAYLOAD.items() if key != "to"}
+    item = OutboxItem(id=8, kind="mail", ticket_id=3, payload=payload, attempts=0)
+    with pytest.raises(PermanentFailure, match="cannot deliver it: KeyError: 'to'"):
+        await worker.send(item)
+    assert worker.sent == []
+
+
+async def test_the_same_error_from_the_smtp_side_is_not_taken_for_the_payloads():
+    worker = sender(RecordingService())
+
+    async def racing_send(message):
+        raise KeyError("a library's own bug")  # retried by the worker, not given up
+
+    worker._send = racing_send
+    item = OutboxItem(id=9, kind="mail", ticket_id=3, payload=PAYLOAD, attempts=0)
+    with pytest.raises(KeyError):
+        await worker.send(item)
