@@ -15,6 +15,8 @@ from typing import Any, NotRequired
 from pydantic import TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
+from exobot.core.service import ROOT_EDIT
+
 
 class Origin(TypedDict):
     """Where a command was typed (exobot.matrix.bot): its answer goes there."""
@@ -103,7 +105,7 @@ SHAPES: dict[str, TypeAdapter[Any]] = {
         "thread_post": ThreadPost,
         "room_post": Text,
         "redact": Redaction,
-        "root_edit": Nothing,
+        ROOT_EDIT: Nothing,
     }.items()
 }
 
