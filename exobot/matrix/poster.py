@@ -48,19 +48,6 @@ DIGEST_OLDEST = 5
 CHAT_SENDS_SQLITE = 32
 CHAT_SENDS_POSTGRESQL = 16
 REACTION_DONE = "✅"
-# Each chat row type (exobot.matrix.payloads.SHAPES) and the ChatSender method that sends it.
-_SENDS = {
-    "ticket": "_ticket",
-    "answer": "_answer",
-    "quarantine": "_quarantine",
-    "digest": "_digest",
-    "login": "_login_link",
-    "notice": "_notice",
-    "thread_post": "_thread_post",
-    "room_post": "_room_post",
-    "redact": "_redact",
-    ROOT_EDIT: "_root_edit",
-}
 
 
 class RoomNotReady(Exception):
@@ -141,11 +128,11 @@ class ChatSender(OutboxWorker):
         return f"chat {item.id} ({item.payload.get('type')}, ticket {item.ticket_id})"
 
     async def send(self, item: OutboxItem) -> None:
-        """Deliver one row according to its type; a payload that lacks what its type needs
-        is given up at once (exobot.matrix.payloads)."""
+        """Deliver one row with the method its type names (`_send_<type>`); a payload that
+        lacks what its type needs is given up at once (exobot.matrix.payloads)."""
         with reading_payload():
             kind = check_payload(item.payload)
-        await getattr(self, _SENDS[kind])(item)
+        await getattr(self, f"_send_{kind}")(item)
 
     # --- ticket announcements -------------------------------------------------------------
 
@@ -174,7 +161,7 @@ class ChatSender(OutboxWorker):
 
         return await self.repository.read(work)
 
-    async def _ticket(self, item: OutboxItem) -> None:
+    async def _send_ticket(self, item: OutboxItem) -> None:
         payload = item.payload
         row = await self._read(item, payload["entries"])
         ticket, entries, thread, part = row.ticket, row.entries, row.thread, row.part
@@ -292,7 +279,7 @@ class ChatSender(OutboxWorker):
         """The bot's homeserver name (its user id's server): it is in every queue room."""
         return (getattr(self.client.nio, "user_id", "") or "").partition(":")[2] or None
 
-    async def _root_edit(self, item: OutboxItem) -> None:
+    async def _send_root_edit(self, item: OutboxItem) -> None:
         """Edit the ticket's current root message to show the ticket as it is now (the row
         stands for every change since it was queued). One edit per row: part 1, its
         transaction id making a retry return the first edit."""
@@ -355,12 +342,12 @@ class ChatSender(OutboxWorker):
 
     # --- answers and notices --------------------------------------------------------------
 
-    async def _answer(self, item: OutboxItem) -> None:
+    async def _send_answer(self, item: OutboxItem) -> None:
         payload = item.payload
         message = Message(payload["body"], payload["html"])
         await self._send(self._origin_where(payload["origin"]), message, await self._parts(item))
 
-    async def _quarantine(self, item: OutboxItem) -> None:
+    async def _send_quarantine(self, item: OutboxItem) -> None:
         p = item.payload
         room_id = self._room(self.default_queue)
         if room_id is None:
@@ -374,7 +361,7 @@ class ChatSender(OutboxWorker):
         )
         await self._send(Where(room_id), message, await self._parts(item))
 
-    async def _digest(self, item: OutboxItem) -> None:
+    async def _send_digest(self, item: OutboxItem) -> None:
         now = self.clock.now()
         async with self.repository.reading() as view:
             counts = await view.status_counts()
@@ -397,14 +384,14 @@ class ChatSender(OutboxWorker):
             ]
             await self._send(Where(room_id), with_lines(digest, lines), part)
 
-    async def _notice(self, item: OutboxItem) -> None:
+    async def _send_notice(self, item: OutboxItem) -> None:
         """A notice for every queue room (a plugin failed): plain text, escaped here."""
         message = with_lines(Message("", ""), item.payload["body"].splitlines())
         part = await self._parts(item)
         for room_id in self.rooms.room_ids():
             await self._send(Where(room_id), message, part)
 
-    async def _room_post(self, item: OutboxItem) -> None:
+    async def _send_room_post(self, item: OutboxItem) -> None:
         """A plugin's plain-text note in one queue's room (None: the default queue's)."""
         room_id = self._room(item.payload.get("queue") or self.default_queue)
         if room_id is None:
@@ -412,7 +399,7 @@ class ChatSender(OutboxWorker):
         message = plain_message(item.payload["body"])
         await self._send(Where(room_id), message, await self._parts(item))
 
-    async def _thread_post(self, item: OutboxItem) -> None:
+    async def _send_thread_post(self, item: OutboxItem) -> None:
         """A plugin's plain-text note and/or image in the ticket's current thread.
 
         Parts: 1 is the ticket's root when it has none yet, 2 the post. With an image the text
@@ -469,7 +456,7 @@ class ChatSender(OutboxWorker):
         content["m.relates_to"] = thread_relation(where)
         await self._post_part(part, number, thread.room_id, "m.room.message", content)
 
-    async def _redact(self, item: OutboxItem) -> None:
+    async def _send_redact(self, item: OutboxItem) -> None:
         """Redact the bot's own posts (`exobot privacy erase`): `event_ids` holds [room id,
         event id] pairs. Part n redacts the n-th with a transaction id of its own, so a retry
         redacts nothing twice; an event the homeserver no longer has, or a room the bot has
@@ -503,7 +490,7 @@ class ChatSender(OutboxWorker):
 
     # --- login links ----------------------------------------------------------------------
 
-    async def _login_link(self, item: OutboxItem) -> None:
+    async def _send_login(self, item: OutboxItem) -> None:
         """Send a one-time login link to the operator's direct room, once they are in it."""
         if self.login is None:
             raise PermanentFailure("the web server is off: no login links")
