@@ -24,6 +24,7 @@ from typing import Any
 import nio
 
 from exobot.db.engine import database_unavailable
+from exobot.delivery import PermanentFailure
 from exobot.health import Component
 from exobot.matrix.room_keys import ensure_room_key
 
@@ -54,6 +55,11 @@ MISSED_PAGE = 100
 # A gap longer than this (a bot away for days in a busy room) is fetched up to this many of
 # its newest events; the older ones are logged as not handled.
 MISSED_MAX = 2000
+
+# A homeserver's refusals that no later attempt can mend: the event or upload itself is wrong
+# (over the homeserver's size limit, or not JSON it accepts). Any other refusal is retried: a
+# missing right or membership, a rate limit or a server error can change.
+REFUSED_FOR_GOOD = frozenset({"M_TOO_LARGE", "M_BAD_JSON", "M_NOT_JSON"})
 
 EventHandler = Callable[[nio.MatrixRoom, nio.Event], Awaitable[None]]
 # Given an event that stayed undecryptable: True once it is answered for good (it is then
@@ -514,7 +520,7 @@ class MatrixClient:
             filesize=len(data),  # AES-CTR: the ciphertext is as long as the data
         )
         if not isinstance(response, nio.UploadResponse):
-            raise ConnectionError(f"the homeserver refused the upload: {response.message}")
+            raise refusal("the upload", response)
         if encrypt:
             return {"file": {**keys, "url": response.content_uri}}
         return {"url": response.content_uri}
@@ -530,3 +536,12 @@ class MatrixClient:
                 log.warning("could not save the Matrix session: %s", error)
         if self.nio is not None:
             await self.nio.close()
+
+
+def refusal(what: str, response: nio.ErrorResponse) -> Exception:
+    """The error to raise for a homeserver's refusal of `what`, naming its error code: a
+    PermanentFailure (the outbox item is given up at once) when no retry can mend it
+    (REFUSED_FOR_GOOD), else a ConnectionError, retried."""
+    code = getattr(response, "status_code", None)
+    reason = f"the homeserver refused {what}: {response.message}" + (f" ({code})" if code else "")
+    return PermanentFailure(reason) if code in REFUSED_FOR_GOOD else ConnectionError(reason)

@@ -30,7 +30,7 @@ from exobot.db import web as web_records
 from exobot.db.outbox import OutboxItem
 from exobot.db.repository import SqlRepository
 from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy, reading_payload
-from exobot.matrix.client import MatrixClient
+from exobot.matrix.client import MatrixClient, refusal
 from exobot.matrix.content import Where, edit_content, message_content, thread_relation
 from exobot.matrix.payloads import check_payload
 from exobot.matrix.render import Message, Renderer
@@ -476,7 +476,7 @@ class ChatSender(OutboxWorker):
                 log.warning("could not redact %s in %s: %s", event_id, room_id, response.message)
                 done = ""
             else:
-                raise ConnectionError(f"the homeserver refused the redaction: {response.message}")
+                raise refusal("the redaction", response)
             await self._write(
                 partial(
                     chat.record_post,
@@ -622,7 +622,7 @@ class ChatSender(OutboxWorker):
         event) and record it, with `also` in the same transaction."""
         response = await self.client.send(room_id, event_type, content, tx_id=part.txn(number))
         if not isinstance(response, nio.RoomSendResponse):
-            raise ConnectionError(f"the homeserver refused the message: {response.message}")
+            raise refusal("the message", response)
         event_id = response.event_id
         now = self.clock.now()
 

@@ -8,7 +8,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import nio
+import pytest
 
+from exobot.delivery import PermanentFailure
 from exobot.matrix.client import (
     UNDECRYPTED_KEEP_SECONDS,
     UNDECRYPTED_NOTICE_SECONDS,
@@ -17,6 +19,7 @@ from exobot.matrix.client import (
     MatrixSettings,
     Session,
     SessionStore,
+    refusal,
 )
 
 MEGOLM = {
@@ -169,3 +172,20 @@ async def test_a_failing_handler_is_logged_and_contained(tmp_path, caplog):
 
     await client._call(broken, "room", "event")
     assert "handling a Matrix event failed" in caplog.text
+
+
+@pytest.mark.parametrize("code", ["M_TOO_LARGE", "M_BAD_JSON", "M_NOT_JSON"])
+def test_a_refusal_no_retry_can_mend_gives_the_item_up(code):
+    response = nio.RoomSendError.from_dict({"errcode": code, "error": "no"}, "!room:hs")
+    error = refusal("the message", response)
+    assert isinstance(error, PermanentFailure)
+    assert str(error) == f"the homeserver refused the message: no ({code})"
+
+
+@pytest.mark.parametrize("code", ["M_FORBIDDEN", "M_LIMIT_EXCEEDED", "M_UNKNOWN", None])
+def test_any_other_refusal_is_retried(code):
+    answer = {"error": "later"} | ({"errcode": code} if code else {})
+    error = refusal("the upload", nio.UploadError.from_dict(answer))
+    assert isinstance(error, ConnectionError) and not isinstance(error, PermanentFailure)
+    assert str(error).startswith("the homeserver refused the upload: ")
+    assert str(error).endswith(f"({code})" if code else "unknown error")
