@@ -304,6 +304,7 @@ class App:
             clock=self.clock,
             # No row given up because the homeserver was away for hours (exobot.matrix.catchup).
             retry=PatientRetry(CHAT_RETRY, lambda: self.matrix.unreachable),
+            service=self.service,
         )
         self.bot = MatrixBot(
             self.matrix,

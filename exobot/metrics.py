@@ -236,7 +236,8 @@ class DatabaseCollector(Collector):
         )
         failed = GaugeMetricFamily(
             "exobot_outbox_failed",
-            "Outbox items given up for good, by kind (a mail is also shown on its ticket)",
+            "Outbox items given up for good, by kind (a mail or a chat post about a ticket is "
+            "also shown on its ticket)",
             labels=["kind"],
         )
         counts = {(kind, state): count for kind, state, count in per_kind}

@@ -716,6 +716,14 @@ class Wording:
                     ticket=ref,
                 )
             )
+        if kind == EntryKind.DELIVERY_FAILED and data.get("channel") == "chat":
+            return _Described(
+                self._t(
+                    "⚠️ A post about {ticket} could not be sent to the chat: {error}",
+                    ticket=ref,
+                    error=one_line(mail_text(entry.body), ERROR_CHARS) or "?",
+                )
+            )
         if kind == EntryKind.DELIVERY_FAILED:
             return _Described(
                 self._t(

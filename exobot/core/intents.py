@@ -120,13 +120,15 @@ class ChangeParticipants:
 
 @dataclass(frozen=True)
 class RecordDeliveryFailure:
-    """The outbox gave up on a mail (a permanent SMTP error or too many attempts)."""
+    """The outbox gave up on a mail (a permanent SMTP error or too many attempts), or on a
+    chat post about the ticket (`channel="chat"`, the recipient its room)."""
 
     ticket: int
     outbox_id: int
     recipient: str
     error: str
     skipped: bool = False  # only this recipient was left out; the others got the mail
+    channel: str = "mail"  # the outbox kind given up: "mail" or "chat"
 
 
 @dataclass(frozen=True)

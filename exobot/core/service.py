@@ -333,7 +333,8 @@ class TicketService:
             EntryKind.DELIVERY_FAILED,
             body=intent.error,
             data={"outbox_id": intent.outbox_id, "recipient": intent.recipient}
-            | ({"skipped": True} if intent.skipped else {}),
+            | ({"skipped": True} if intent.skipped else {})
+            | ({"channel": intent.channel} if intent.channel != "mail" else {}),
         )
         return step.outcome(ticket)
 

@@ -22,9 +22,10 @@ import nio
 
 from exobot.core.clock import Clock
 from exobot.core.flags import active_flags
-from exobot.core.model import Entry, EntryKind, Status, Ticket
+from exobot.core.intents import RecordDeliveryFailure
+from exobot.core.model import Actor, Entry, EntryKind, Status, Ticket
 from exobot.core.people import imported_system
-from exobot.core.service import CHAT, ROOT_EDIT
+from exobot.core.service import CHAT, ROOT_EDIT, ServiceError, TicketService
 from exobot.db import chat, outbox
 from exobot.db import web as web_records
 from exobot.db.outbox import OutboxItem
@@ -48,6 +49,9 @@ DIGEST_OLDEST = 5
 CHAT_SENDS_SQLITE = 32
 CHAT_SENDS_POSTGRESQL = 16
 REACTION_DONE = "✅"
+#: The rows about one ticket that are recorded on it when given up for good: its
+#: announcements, plugins' notes in its thread, and edits of its root.
+REPORTED_ON_TICKET = frozenset({"ticket", "thread_post", ROOT_EDIT})
 
 
 class RoomNotReady(Exception):
@@ -110,8 +114,10 @@ class ChatSender(OutboxWorker):
         login: LoginLinks | None = None,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
+        service: TicketService | None = None,
     ) -> None:
         super().__init__(repository, retry or RetryPolicy(base=timedelta(seconds=5)), clock)
+        self.service = service  # records the posts given up on their tickets (`failed`)
         self.concurrency = CHAT_SENDS_SQLITE if repository.sqlite else CHAT_SENDS_POSTGRESQL
         self.client = client
         self.rooms = rooms
@@ -133,6 +139,38 @@ class ChatSender(OutboxWorker):
         with reading_payload():
             kind = check_payload(item.payload)
         await getattr(self, f"_send_{kind}")(item)
+
+    async def failed(self, item: OutboxItem, error: str) -> None:
+        """Record a post about a ticket that was given up for good on the ticket, where
+        volunteers see it (its web page, `!history`) and, like any change, announced in its
+        thread. A report of a given-up post that is given up in turn is only logged: reporting
+        it again could go round for ever."""
+        if (
+            self.service is None
+            or item.ticket_id is None
+            or item.payload.get("type") not in REPORTED_ON_TICKET
+        ):
+            return
+        ids = item.payload.get("entries") or []
+
+        async def work(view) -> tuple[list[Entry], chat.Thread | None]:  # noqa: ANN001
+            entries = await chat.entries(view.conn, ids)
+            if entries is None:  # ids too far apart for a range
+                entries = await view.entries(ids)
+            return entries, await chat.current_thread(view.conn, item.ticket_id)
+
+        entries, thread = await self.repository.read(work)
+        if entries and all(_reports_failed_post(entry) for entry in entries):
+            log.error("%s reported a post given up; not reported again", self.describe(item))
+            return
+        room = thread.room_id if thread is not None else ""
+        try:
+            await self.service.apply(
+                Actor.system("chat"),
+                RecordDeliveryFailure(item.ticket_id, item.id, room, error, channel=CHAT),
+            )
+        except ServiceError as problem:
+            log.error("could not record the failure on ticket %s: %s", item.ticket_id, problem)
 
     # --- ticket announcements -------------------------------------------------------------
 
@@ -670,6 +708,11 @@ class _Parts:
 
     def txn(self, part: int) -> str:
         return f"exobot-{self.row}-{part}"
+
+
+def _reports_failed_post(entry: Entry) -> bool:
+    """Whether the entry records a chat post given up (ChatSender.failed)."""
+    return entry.kind is EntryKind.DELIVERY_FAILED and (entry.data or {}).get("channel") == CHAT
 
 
 def with_lines(message: Message, lines: list[str]) -> Message:

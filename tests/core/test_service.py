@@ -705,6 +705,16 @@ async def test_a_delivery_failure_is_recorded(world):
     assert world.repo.ticket(number).status is Status.NEW
 
 
+async def test_a_chat_post_given_up_is_recorded_as_such(world):
+    number = await world.new_ticket()
+    refused = "the homeserver refused the message: event too large (M_TOO_LARGE)"
+    failure = i.RecordDeliveryFailure(number, 6, "!room:hs", refused, channel="chat")
+    await world.op(failure, Actor.system("chat"))
+    entry = world.repo.entries(number)[-1]
+    assert (entry.kind, entry.body) == (EntryKind.DELIVERY_FAILED, refused)
+    assert entry.data == {"outbox_id": 6, "recipient": "!room:hs", "channel": "chat"}
+
+
 UNKNOWN_TICKET_INTENTS = [
     i.Take(99),
     i.Give(99, PERE),
