@@ -42,8 +42,16 @@ def _failures(inst, number: int) -> list[tuple[str, str, dict]]:  # noqa: ANN001
     return [(a, b, json.loads(d) if isinstance(d, str) else d) for a, b, d in rows]
 
 
-async def _ticket_in_chat(inst, setup, vol) -> tuple[int, str]:  # noqa: ANN001
-    """A member's mail, its ticket and the ticket's root in #suport: (number, root event)."""
+async def _ticket_in_chat(make_plugin_instance, matrix_setup, volunteer):  # noqa: ANN001, ANN202
+    """exobot with the sample plugin and Matrix, a volunteer in #suport, and a member's ticket
+    whose root is posted there: (setup, instance, app, plugin context, volunteer, ticket
+    number, root event id)."""
+    setup = matrix_setup()
+    inst = make_plugin_instance({"sample": {}}, matrix=setup)
+    app = await inst.start()
+    ctx = app.plugins.context("sample")
+    assert ctx is not None, app.plugins.disabled
+    vol = await volunteer(setup)
     subject = unique("Sense connexió")
     await inst.send(member_mail(unique("membre"), inst.address, subject=subject))
     await inst.wait_tickets(1)
@@ -54,20 +62,16 @@ async def _ticket_in_chat(inst, setup, vol) -> tuple[int, str]:  # noqa: ANN001
         what="the ticket's root",
     )
     await inst.wait_outbox_idle()
-    return number, root["event_id"]
+    return setup, inst, app, ctx, vol, number, root["event_id"]
 
 
 async def test_a_post_the_homeserver_refuses_is_given_up_at_once_and_shown_on_its_ticket(
     sample_installed, make_plugin_instance, matrix_setup, volunteer
 ):
-    setup = matrix_setup()
-    inst = make_plugin_instance({"sample": {}}, matrix=setup)
-    app = await inst.start()
-    ctx = app.plugins.context("sample")
-    assert ctx is not None, app.plugins.disabled
-    vol = await volunteer(setup)
+    setup, inst, _app, ctx, vol, number, root = await _ticket_in_chat(
+        make_plugin_instance, matrix_setup, volunteer
+    )
     room, bot = setup.rooms["suport"], setup.bot_user_id
-    number, root = await _ticket_in_chat(inst, setup, vol)
 
     def in_thread(e: dict) -> bool:
         return sender_of(e) == bot and thread_root_of(e) == root
@@ -116,12 +120,9 @@ async def test_a_post_the_homeserver_refuses_is_given_up_at_once_and_shown_on_it
 async def test_a_report_that_is_given_up_in_turn_is_not_reported_again(
     sample_installed, make_plugin_instance, matrix_setup, volunteer
 ):
-    setup = matrix_setup()
-    inst = make_plugin_instance({"sample": {}}, matrix=setup)
-    app = await inst.start()
-    ctx = app.plugins.context("sample")
-    vol = await volunteer(setup)
-    number, _root = await _ticket_in_chat(inst, setup, vol)
+    _setup, inst, app, ctx, _vol, number, _root = await _ticket_in_chat(
+        make_plugin_instance, matrix_setup, volunteer
+    )
 
     # Every post about this ticket is now refused for good, the report's too.
     poster = app.poster
