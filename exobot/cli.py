@@ -195,6 +195,15 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return asyncio.run(run_quarantine(config, args.action, args.id))
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """List, show or retry the outbox items given up (mails, chat posts)."""
+    from exobot.outbox_admin import run_outbox
+
+    config = _load(args.config)
+    setup_logging("WARNING")
+    return asyncio.run(run_outbox(config, args.action, args.id))
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     """Create (printed once), revoke or list the API's bearer tokens."""
     from exobot.tokens import run_token
@@ -290,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = add("quarantine", cmd_quarantine, "mails that could not be processed")
     q.add_argument("action", choices=["list", "show", "retry", "discard"])
     q.add_argument("id", nargs="?", type=int, help="the stored mail's id (show, retry, discard)")
+    o = add("outbox", cmd_outbox, "mails and chat posts given up: list, show, send again")
+    o.add_argument("action", choices=["list", "show", "retry"])
+    o.add_argument("id", nargs="?", type=int, help="the item's id (show, retry)")
     t = add("token", cmd_token, "API bearer tokens: create, revoke, list")
     t.add_argument("action", choices=["create", "revoke", "list"])
     t.add_argument("name", nargs="?", help="the token's name (create, revoke)")

@@ -724,6 +724,16 @@ class Wording:
                     error=one_line(mail_text(entry.body), ERROR_CHARS) or "?",
                 )
             )
+        if kind == EntryKind.DELIVERY_RETRIED:
+            if data.get("channel") == "chat":
+                key = N_(
+                    "🔁 The post about {ticket} that could not be sent to the chat is being sent again, at an administrator's request"
+                )
+            else:
+                key = N_(
+                    "🔁 The mail that could not be delivered is being sent again, at an administrator's request"
+                )
+            return _Described(self._t(key, ticket=ref))
         if kind == EntryKind.DELIVERY_FAILED:
             return _Described(
                 self._t(

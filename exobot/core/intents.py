@@ -132,6 +132,14 @@ class RecordDeliveryFailure:
 
 
 @dataclass(frozen=True)
+class RetryDelivery:
+    """An administrator sends again an outbox item that was given up (`exobot outbox retry`),
+    once its cause is mended: due now, its attempts counted anew; noted on its ticket."""
+
+    outbox_id: int
+
+
+@dataclass(frozen=True)
 class RaiseAlert:
     """exobot's sweep: remind the team of a ticket whose next alert time has come (still new,
     or stalled for long); does nothing when the ticket no longer needs it."""
@@ -211,6 +219,7 @@ Intent = (
     | AcceptUnverified
     | ChangeParticipants
     | RecordDeliveryFailure
+    | RetryDelivery
     | RaiseAlert
     | Notify
     | ClearFlag

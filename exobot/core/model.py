@@ -35,6 +35,7 @@ class EntryKind(StrEnum):
     ACCEPTED = "accepted"  # an unverified mail accepted by an operator
     PARTICIPANTS = "participants"  # an operator added or removed participants
     DELIVERY_FAILED = "delivery_failed"
+    DELIVERY_RETRIED = "delivery_retried"  # an administrator sent a given-up item again
     ALERT = "alert"  # a reminder raised by exobot: still new, or stalled for long
     FLAG = "flag"  # a mark a plugin set on a new mail (data: code, source; body: its note)
     REVEAL = "reveal"  # an operator saw the original (unmasked) text of an entry (data: entry)

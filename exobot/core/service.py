@@ -253,7 +253,10 @@ class TicketService:
         if isinstance(intent, i.ReceiveMail) and actor.kind is ActorKind.OPERATOR:
             raise NotAllowed("not_allowed", "operators cannot inject mail")
         if (
-            isinstance(intent, i.RecordDeliveryFailure | i.RaiseAlert | i.ImportTicket)
+            isinstance(
+                intent,
+                i.RecordDeliveryFailure | i.RetryDelivery | i.RaiseAlert | i.ImportTicket,
+            )
             and actor.kind is not ActorKind.SYSTEM
         ):
             raise NotAllowed("not_allowed", "only exobot itself does that")
@@ -337,6 +340,22 @@ class TicketService:
             | ({"channel": intent.channel} if intent.channel != "mail" else {}),
         )
         return step.outcome(ticket)
+
+    async def _do_RetryDelivery(self, step: _Step, intent: i.RetryDelivery) -> Outcome:
+        given_up = await step.uow.retry_outbox(intent.outbox_id)
+        if given_up is None:
+            raise InvalidRequest("not_given_up", f"no outbox item {intent.outbox_id} was given up")
+        kind, number = given_up
+        step.pending.append(OutboxQueued(kind))
+        if number is None:  # an answer, a digest, a notice: no ticket to note it on
+            return Outcome(None, outbox=[intent.outbox_id])
+        ticket = await step.ticket(number)
+        await step.add(
+            ticket,
+            EntryKind.DELIVERY_RETRIED,
+            data={"outbox_id": intent.outbox_id, "channel": kind},
+        )
+        return step.outcome(ticket, outbox=[intent.outbox_id])
 
     # --- imports ------------------------------------------------------------------------
 

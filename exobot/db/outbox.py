@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, exists, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
@@ -179,10 +179,86 @@ async def mark_failed(
     )
 
 
+@dataclass(frozen=True)
+class GivenUp:
+    """An item given up for good, as the administrator's `exobot outbox` shows it: what it
+    was (a mail's template, a chat row's type) and why it was given up, never its text."""
+
+    id: int
+    kind: str
+    ticket_id: int | None
+    what: str
+    recipient: str | None
+    attempts: int
+    created_at: datetime
+    done_at: datetime | None
+    error: str
+
+
+def _given_up(row) -> GivenUp:  # noqa: ANN001 - a result row
+    payload = row.payload or {}
+    what = row.template or payload.get("template") or payload.get("type") or "?"
+    return GivenUp(
+        row.id,
+        row.kind,
+        row.ticket_id,
+        str(what).removeprefix(LATER),
+        row.recipient,
+        row.attempts,
+        row.created_at,
+        row.done_at,
+        row.last_error or "",
+    )
+
+
+_GIVEN_UP = select(
+    O.c.id,
+    O.c.kind,
+    O.c.ticket_id,
+    O.c.template,
+    O.c.payload,
+    O.c.recipient,
+    O.c.attempts,
+    O.c.created_at,
+    O.c.done_at,
+    O.c.last_error,
+).where(O.c.state == FAILED)
+
+
+async def given_up(conn: AsyncConnection, limit: int) -> tuple[list[GivenUp], int]:
+    """The newest `limit` items given up, newest first, and how many there are in all."""
+    total = (
+        await conn.execute(select(func.count()).select_from(O).where(O.c.state == FAILED))
+    ).scalar_one()
+    rows = await conn.execute(_GIVEN_UP.order_by(O.c.id.desc()).limit(limit))
+    return [_given_up(row) for row in rows], total
+
+
+async def given_up_item(conn: AsyncConnection, item_id: int) -> GivenUp | None:
+    """One item given up, or None when no item with that id was given up."""
+    row = (await conn.execute(_GIVEN_UP.where(O.c.id == item_id))).first()
+    return _given_up(row) if row is not None else None
+
+
+async def retry_failed(
+    conn: AsyncConnection, item_id: int, now: datetime
+) -> tuple[str, int | None] | None:
+    """Make a given-up item pending again, due at `now`, its attempts counted anew (its last
+    error stays until the next attempt); returns its (kind, ticket), or None when no item with
+    that id was given up."""
+    row = (
+        await conn.execute(
+            update(O)
+            .where(O.c.id == item_id, O.c.state == FAILED)
+            .values(state=PENDING, attempts=0, next_try_at=now, done_at=None)
+            .returning(O.c.kind, O.c.ticket_id)
+        )
+    ).first()
+    return (row.kind, row.ticket_id) if row is not None else None
+
+
 async def counts(conn: AsyncConnection) -> dict[tuple[str, str], int]:
     """How many items there are per (kind, state)."""
-    from sqlalchemy import func
-
     rows = await conn.execute(
         select(O.c.kind, O.c.state, func.count()).group_by(O.c.kind, O.c.state)
     )

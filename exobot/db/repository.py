@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from exobot.core.model import AttachmentInfo, Entry, EntryKind, Status, Ticket
 from exobot.core.references import is_stored_id
 from exobot.core.search import search_terms
-from exobot.db import inbound
+from exobot.db import inbound, outbox
 from exobot.db.engine import READ_ONLY, upsert_insert
 from exobot.db.numbering import ensure_next_number
 from exobot.db.outbox import LATER
@@ -887,6 +887,10 @@ class SqlUnitOfWork(SqlReader):
             "created_at": self.now,
         }
         return (await self.conn.execute(_INSERT_OUTBOX, values)).scalar_one()
+
+    async def retry_outbox(self, outbox_id: int) -> tuple[str, int | None] | None:
+        """Make a given-up item pending again, due now (exobot.db.outbox.retry_failed)."""
+        return await outbox.retry_failed(self.conn, outbox_id, self.now)
 
     async def queue_later(
         self, kind: str, ticket: int, payload: dict[str, Any], *, key: str, due: datetime

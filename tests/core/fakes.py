@@ -35,6 +35,7 @@ class OutboxRow:
     template: str | None
     recipient: str | None
     due: datetime | None = None  # set for rows queued with queue_later
+    state: str = "pending"  # the fakes deliver nothing: a test sets "failed" to give one up
 
 
 @dataclass
@@ -233,6 +234,14 @@ class FakeUnitOfWork:
         self.state.outbox.append(row)
         return row.id
 
+    async def retry_outbox(self, outbox_id: int) -> tuple[str, int | None] | None:
+        self._maybe_fail("queue_outbox")
+        for row in self.state.outbox:
+            if row.id == outbox_id and row.state == "failed":
+                row.state = "pending"
+                return row.kind, row.ticket
+        return None
+
     async def claim(self, key: str) -> bool:
         self._maybe_fail("claim")
         if key in self.state.keys:
@@ -327,5 +336,3 @@ class FakeMessageIds:
         message_id = f"<exobot.{ticket}.{len(self.minted) + 1}@{self.domain}>"
         self.minted.append(message_id)
         return message_id
-
-

@@ -715,6 +715,59 @@ async def test_a_chat_post_given_up_is_recorded_as_such(world):
     assert entry.data == {"outbox_id": 6, "recipient": "!room:hs", "channel": "chat"}
 
 
+ADMIN = Actor.system("administrator")
+
+
+def outbox_state(world: World, item: int) -> str:
+    """The committed state of one outbox row (each transaction works on a copy)."""
+    [row] = [r for r in world.repo.state.outbox if r.id == item]
+    return row.state
+
+
+def give_up(world: World, item: int) -> None:
+    """What the outbox worker does to an item it gives up (the fakes deliver nothing)."""
+    [row] = [r for r in world.repo.state.outbox if r.id == item]
+    row.state = "failed"
+
+
+async def test_an_item_given_up_is_sent_again_and_noted_on_its_ticket(world):
+    number = await world.new_ticket()
+    [item] = (await world.op(i.Reply(number, "Hola"))).outbox
+    give_up(world, item)
+    await world.op(i.RecordDeliveryFailure(number, item, MEMBER, "550"), MAIL_SYSTEM)
+    status = world.repo.ticket(number).status
+
+    with pytest.raises(NotAllowed):
+        await world.op(i.RetryDelivery(item))  # an operator: only exobot's CLI does it
+    assert outbox_state(world, item) == "failed"
+    retried = await world.op(i.RetryDelivery(item), ADMIN)
+    assert outbox_state(world, item) == "pending" and retried.outbox == [item]
+    entry = world.repo.entries(number)[-1]
+    assert (entry.kind, entry.actor) == (EntryKind.DELIVERY_RETRIED, "administrator")
+    assert entry.data == {"outbox_id": item, "channel": "mail"}
+    assert world.repo.ticket(number).status is status  # nothing else changes
+    with pytest.raises(InvalidRequest):  # pending now: not given up
+        await world.op(i.RetryDelivery(item), ADMIN)
+    with pytest.raises(InvalidRequest):
+        await world.op(i.RetryDelivery(999), ADMIN)
+    assert world.repo.entries(number)[-1] == entry
+
+
+async def test_an_item_of_no_ticket_is_sent_again_without_a_note(world):
+    number = await world.new_ticket()
+    before = world.repo.entries(number)
+
+    async def work(uow) -> int:  # noqa: ANN001
+        return await uow.queue_outbox("chat", None, {"type": "digest"})
+
+    item = await world.repo.run(work, now=world.clock.now())
+    give_up(world, item)
+    retried = await world.op(i.RetryDelivery(item), ADMIN)
+    assert (retried.ticket, retried.outbox) == (None, [item])
+    assert outbox_state(world, item) == "pending"
+    assert world.repo.entries(number) == before
+
+
 UNKNOWN_TICKET_INTENTS = [
     i.Take(99),
     i.Give(99, PERE),

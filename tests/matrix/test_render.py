@@ -454,6 +454,8 @@ def test_unverified_says_how_to_accept_in_catalan() -> None:
             "the homeserver refused the message: event too large (M_TOO_LARGE)",
             "suport#3",
         ),
+        (EntryKind.DELIVERY_RETRIED, {"outbox_id": 4, "channel": "mail"}, None, "🔁"),
+        (EntryKind.DELIVERY_RETRIED, {"outbox_id": 4, "channel": "chat"}, None, "suport#3"),
         (EntryKind.MAIL_OUT, {"template": "resolved", "to": [MEMBER]}, None, MEMBER),
         ("alert", {"reason": "new"}, None, "suport#3"),
         ("alert", {"reason": "stalled"}, None, "suport#3"),
