@@ -148,6 +148,7 @@ In another terminal:
   see the member's inbox: {me} inbox {MEMBER}
   reply as the member:    {me} send --ticket 1 --body "Encara no funciona"
   quarantine:             .venv/bin/exobot quarantine list -c {CONFIG}
+  what was given up:      .venv/bin/exobot outbox list -c {CONFIG}
   exobot's log:           tail -f {BOT_LOG}
 Ctrl-C stops exobot{" and the stack" if started_here else ""}.
 """

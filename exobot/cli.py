@@ -201,7 +201,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     setup_logging("WARNING")
-    return asyncio.run(run_outbox(config, args.action, args.id))
+    return asyncio.run(run_outbox(config, args.action, args.ids, every=args.all))
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -301,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("id", nargs="?", type=int, help="the stored mail's id (show, retry, discard)")
     o = add("outbox", cmd_outbox, "mails and chat posts given up: list, show, send again")
     o.add_argument("action", choices=["list", "show", "retry"])
-    o.add_argument("id", nargs="?", type=int, help="the item's id (show, retry)")
+    o.add_argument("ids", nargs="*", type=int, help="the items' ids (show: one; retry: any)")
+    o.add_argument("--all", action="store_true", help="retry: every item given up")
     t = add("token", cmd_token, "API bearer tokens: create, revoke, list")
     t.add_argument("action", choices=["create", "revoke", "list"])
     t.add_argument("name", nargs="?", help="the token's name (create, revoke)")

@@ -225,8 +225,9 @@ _GIVEN_UP = select(
 ).where(O.c.state == FAILED)
 
 
-async def given_up(conn: AsyncConnection, limit: int) -> tuple[list[GivenUp], int]:
-    """The newest `limit` items given up, newest first, and how many there are in all."""
+async def given_up(conn: AsyncConnection, limit: int | None) -> tuple[list[GivenUp], int]:
+    """The newest `limit` items given up (None: all), newest first, and how many there are
+    in all."""
     total = (
         await conn.execute(select(func.count()).select_from(O).where(O.c.state == FAILED))
     ).scalar_one()

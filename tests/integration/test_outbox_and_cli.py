@@ -151,62 +151,83 @@ def test_run_refuses_a_busy_web_port_with_one_line(make_instance):
     assert "Traceback" not in refused.stderr
 
 
-async def test_a_mail_given_up_is_listed_and_sent_again_by_the_administrator(make_instance, stack):
-    """The relay was away past the reply's last attempt: the reply is given up and noted on
+async def test_mails_given_up_are_listed_and_sent_again_by_the_administrator(make_instance, stack):
+    """The relay was away past the last attempt of two replies: both are given up and noted on
     the ticket. Once the relay is back, `exobot outbox list` and `show` tell the
-    administrator what and why, and `retry` (while exobot runs) has it sent, once, noted on
-    the ticket; a second `retry` of it is refused."""
+    administrator what and why, and `retry ID` and `retry --all` (while exobot runs) have them
+    sent, once each, noted on the ticket; a second retry is refused."""
     inst = make_instance(outbox={"max_attempts": 2})
     app = await inst.start()
     member = unique("member")
     await inst.send(member_mail(member, inst.address, subject="Sense connexió"))
     await inst.wait_mailbox(member, 1)  # the acknowledgement
+    anna = Actor.operator("@anna:example.org")
     stack.stop_smtp()
     try:
-        await app.service.apply(Actor.operator("@anna:example.org"), Reply(1, "Prova-ho ara."))
+        await app.service.apply(anna, Reply(1, "Prova-ho ara."))
+        await app.service.apply(anna, Reply(1, "I ara?"))
 
         async def given_up() -> bool:
-            return inst.scalar("SELECT state FROM outbox WHERE template = 'reply'") == "failed"
+            states = inst.query("SELECT state FROM outbox WHERE template = 'reply'")
+            return [state for (state,) in states] == ["failed", "failed"]
 
-        await wait_until(given_up, what="the reply to be given up")
+        await wait_until(given_up, what="both replies to be given up")
     finally:
         stack.start_smtp()
-    item = inst.scalar("SELECT id FROM outbox WHERE template = 'reply'")
-    assert inst.scalar("SELECT count(*) FROM entries WHERE kind = 'delivery_failed'") == 1
+    first, second = [i for (i,) in inst.query("SELECT id FROM outbox WHERE template = 'reply'")]
+    assert inst.scalar("SELECT count(*) FROM entries WHERE kind = 'delivery_failed'") == 2
 
-    # The CLI runs beside the running exobot (in a thread: this loop runs exobot).
-    listed = await asyncio.to_thread(inst.run_cli, "outbox", "list")
+    def cli(*args: str):  # noqa: ANN202 - CompletedProcess
+        # In a thread: this event loop runs exobot, which goes on beside the command.
+        return asyncio.to_thread(inst.run_cli, "outbox", *args)
+
+    listed = await cli("list")
     assert listed.returncode == 0, listed.stderr
-    [header, line] = listed.stdout.splitlines()
+    header, *lines = listed.stdout.splitlines()
     assert header.split() == ["id", "given", "up", "(UTC)", "kind", "what", "ticket", "to", "why"]
+    assert [line.split()[0] for line in lines] == [str(second), str(first)]  # newest first
     assert re.fullmatch(
-        rf"\s*{item}  \S+ \S+  mail  reply\s+suport#1\s+{re.escape(member)}\s+gave up after 2 .*",
-        line,
-    ), line
-    shown = await asyncio.to_thread(inst.run_cli, "outbox", "show", str(item))
+        rf"\s*{first}  \S+ \S+  mail  reply\s+suport#1\s+{re.escape(member)}\s+gave up after 2 .*",
+        lines[1],
+    ), lines[1]
+    shown = await cli("show", str(first))
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.startswith(f"mail {item} (reply, suport#1)\nto: {member}\n")
+    assert shown.stdout.startswith(f"mail {first} (reply, suport#1)\nto: {member}\n")
     assert "after 2 attempts\nwhy: gave up after 2 attempts: " in shown.stdout
 
-    retried = await asyncio.to_thread(inst.run_cli, "outbox", "retry", str(item))
+    retried = await cli("retry", str(first))
     assert retried.returncode == 0, retried.stderr
-    assert retried.stdout.startswith(f"mail {item} (reply, suport#1) is due again (noted on the")
-    [_ack, reply] = await inst.wait_mailbox(member, 2)
-    assert "Prova-ho ara." in reply.get_content()
+    assert retried.stdout == (
+        f"mail {first} (reply, suport#1) is due again (noted on the ticket)\n"
+        "the running exobot sends it within 30 s\n"
+    )
+    every = await cli("retry", "--all")
+    assert every.returncode == 0, every.stderr
+    assert every.stdout.startswith(f"mail {second} (reply, suport#1) is due again (noted on")
+    [_ack, *replies] = await inst.wait_mailbox(member, 3)
+    texts = ("I ara?", "Prova-ho ara.")
+    contents = [reply.get_content() for reply in replies]
+    assert sorted(text for text in texts for content in contents if text in content) == [*texts]
 
     async def sent() -> bool:
-        return inst.scalar("SELECT state FROM outbox WHERE id = :i", i=item) == "sent"
+        states = inst.query("SELECT state FROM outbox WHERE template = 'reply'")
+        return [state for (state,) in states] == ["sent", "sent"]
 
-    await wait_until(sent, what="the retried mail marked sent")
+    await wait_until(sent, what="the retried mails marked sent")
     kinds = [r[0] for r in inst.query("SELECT kind FROM entries WHERE ticket_id = 1 ORDER BY id")]
-    assert kinds[-2:] == ["delivery_failed", "delivery_retried"]
+    assert kinds.count("delivery_retried") == 2
 
-    again = await asyncio.to_thread(inst.run_cli, "outbox", "retry", str(item))
-    assert again.returncode == 1 and f"no outbox item {item} was given up" in again.stdout
-    missing = await asyncio.to_thread(inst.run_cli, "outbox", "show", "999999")
-    assert missing.returncode == 1
-    unsaid = await asyncio.to_thread(inst.run_cli, "outbox", "retry")
-    assert unsaid.returncode == 2 and "say which item" in unsaid.stderr
-    empty = await asyncio.to_thread(inst.run_cli, "outbox", "list")
-    assert empty.returncode == 0 and empty.stdout == "no outbox item was given up\n"
-    assert len(inst.mailbox(member)) == 2  # the reply sent once
+    again = await cli("retry", str(first), str(second))
+    assert again.returncode == 1
+    assert again.stdout.splitlines() == [
+        f"no outbox item {first} was given up (see `exobot outbox list`)",
+        f"no outbox item {second} was given up (see `exobot outbox list`)",
+    ]
+    assert (await cli("show", "999999")).returncode == 1
+    for misused in (("retry",), ("retry", "5", "--all"), ("show",), ("list", "3")):
+        refused = await cli(*misused)
+        assert refused.returncode == 2 and refused.stderr.startswith("outbox "), misused
+    for action in (("list",), ("retry", "--all")):
+        empty = await cli(*action)
+        assert empty.returncode == 0 and empty.stdout == "no outbox item was given up\n"
+    assert len(inst.mailbox(member)) == 3  # each reply sent once
