@@ -196,13 +196,11 @@ class GivenUp:
 
 
 def _given_up(row) -> GivenUp:  # noqa: ANN001 - a result row
-    payload = row.payload or {}
-    what = row.template or payload.get("template") or payload.get("type") or "?"
     return GivenUp(
         row.id,
         row.kind,
         row.ticket_id,
-        str(what).removeprefix(LATER),
+        (row.what or "?").removeprefix(LATER),
         row.recipient,
         row.attempts,
         row.created_at,
@@ -211,12 +209,15 @@ def _given_up(row) -> GivenUp:  # noqa: ANN001 - a result row
     )
 
 
+# What an item was, read in the database: a mail's template, a chat row's type (a queued-for-
+# later row's template names its key). Never the payload itself, which may be megabytes (a
+# plugin's image).
+_WHAT = func.coalesce(O.c.template, O.c.payload["type"].as_string()).label("what")
 _GIVEN_UP = select(
     O.c.id,
     O.c.kind,
     O.c.ticket_id,
-    O.c.template,
-    O.c.payload,
+    _WHAT,
     O.c.recipient,
     O.c.attempts,
     O.c.created_at,

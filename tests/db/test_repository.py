@@ -830,28 +830,32 @@ async def test_outbox_next_due_at_skips_items_blocked_behind_a_postponed_one(rep
 async def test_outbox_items_given_up_are_listed_and_made_due_again(repo):
     """`exobot outbox`: the items given up, newest first, what each was and why; a retry makes
     one pending and due at once, its attempts counted anew, and touches no other row."""
+    start = datetime.now(UTC)
     async with repo.transaction() as uow:
         mail = await uow.queue_outbox(
             "mail", 1, {"to": [MEMBER]}, template="reply", recipient=MEMBER
         )
         post = await uow.queue_outbox("chat", 1, {"type": "thread_post", "body": "x"})
         answer = await uow.queue_outbox("chat", None, {"type": "answer"})
+        edit = await uow.queue_later("chat", 2, {"type": "root_edit"}, key="root_edit", due=start)
     given_up_at = datetime.now(UTC)
     async with repo.connection() as conn:
         await outbox.mark_failed(conn, mail, "550 5.1.1 no such user", given_up_at)
         await outbox.mark_failed(conn, post, "refused (M_TOO_LARGE)", given_up_at)
-        listed, total = await outbox.given_up(conn, 1)
-        assert total == 2 and [item.id for item in listed] == [post]
+        await outbox.mark_failed(conn, edit, "gave up after 10 attempts: M_FORBIDDEN")
+        listed, total = await outbox.given_up(conn, 2)
+        assert total == 3 and [item.id for item in listed] == [edit, post]
         listed, _ = await outbox.given_up(conn, None)  # every one
         assert [(i.id, i.kind, i.ticket_id, i.what, i.recipient) for i in listed] == [
+            (edit, "chat", 2, "root_edit", None),
             (post, "chat", 1, "thread_post", None),
             (mail, "mail", 1, "reply", MEMBER),
         ]
-        assert [(i.attempts, i.error) for i in listed] == [
+        assert [(i.attempts, i.error) for i in listed[1:]] == [
             (1, "refused (M_TOO_LARGE)"),
             (1, "550 5.1.1 no such user"),
         ]
-        assert abs(listed[0].done_at.replace(tzinfo=UTC) - given_up_at) < timedelta(seconds=1)
+        assert abs(listed[1].done_at.replace(tzinfo=UTC) - given_up_at) < timedelta(seconds=1)
         assert await outbox.given_up_item(conn, answer) is None  # pending, not given up
 
         now = datetime.now(UTC) + timedelta(minutes=1)
@@ -861,10 +865,10 @@ async def test_outbox_items_given_up_are_listed_and_made_due_again(repo):
         assert await outbox.given_up_item(conn, mail) is None
         [due] = await outbox.due(conn, "mail", now)
         assert (due.id, due.attempts) == (mail, 0)
-        assert [i.id for i in (await outbox.given_up(conn, 10))[0]] == [post]
+        assert [i.id for i in (await outbox.given_up(conn, 10))[0]] == [edit, post]
         assert await outbox.counts(conn) == {
             ("mail", "pending"): 1,
-            ("chat", "failed"): 1,
+            ("chat", "failed"): 2,
             ("chat", "pending"): 1,
         }
 
