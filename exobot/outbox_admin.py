@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from exobot.app import SHARED_DATABASE_POLL_SECONDS, App
 from exobot.config import Config
+from exobot.core.clock import utc
 from exobot.core.intents import RetryDelivery
 from exobot.core.model import Actor
 from exobot.core.references import format_reference
@@ -84,8 +84,8 @@ async def _show(app: App, item_id: int) -> int:
     print(_name(item, app.config.tickets.prefix))
     if item.recipient:
         print(f"to: {one_line(item.recipient, 320)}")
-    print(f"queued {_utc(item.created_at):%Y-%m-%d %H:%M:%S} UTC, given up ", end="")
-    print(f"{_utc(item.done_at):%Y-%m-%d %H:%M:%S}" if item.done_at else "?", end="")
+    print(f"queued {utc(item.created_at):%Y-%m-%d %H:%M:%S} UTC, given up ", end="")
+    print(f"{utc(item.done_at):%Y-%m-%d %H:%M:%S}" if item.done_at else "?", end="")
     print(f" after {item.attempts} attempt{'s' if item.attempts != 1 else ''}")
     print(f"why: {one_line(item.error, 2000)}")
     return 0
@@ -143,13 +143,8 @@ def _name(item: outbox.GivenUp, prefix: str) -> str:
 def _line(item: outbox.GivenUp, prefix: str) -> str:
     """One line per item: id, when it was given up, kind, what, ticket, recipient, why."""
     ticket = _ticket(item, prefix)
-    when = f"{_utc(item.done_at):%Y-%m-%d %H:%M}" if item.done_at else "?"
+    when = f"{utc(item.done_at):%Y-%m-%d %H:%M}" if item.done_at else "?"
     return (
         f"{item.id:>7}  {when}  {item.kind:<4}  {one_line(item.what, 12):<12}  {ticket:<14}  "
         f"{one_line(item.recipient or '-', 40):<40}  {one_line(item.error, 100)}"
     )
-
-
-def _utc(moment: datetime) -> datetime:
-    """A stored time in UTC (SQLite gives it naive, PostgreSQL with its zone)."""
-    return moment.astimezone(UTC) if moment.tzinfo is not None else moment

@@ -19,6 +19,15 @@ class Clock(Protocol):
         """An aware datetime in UTC."""
 
 
+def utc(moment: datetime | None) -> datetime | None:
+    """`moment` in UTC (a naive time from storage is UTC already)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
 class SystemClock:
     """The real clock."""
 

@@ -154,9 +154,7 @@ class ChatSender(OutboxWorker):
         ids = item.payload.get("entries") or []
 
         async def work(view) -> tuple[list[Entry], chat.Thread | None]:  # noqa: ANN001
-            entries = await chat.entries(view.conn, ids)
-            if entries is None:  # ids too far apart for a range
-                entries = await view.entries(ids)
+            entries = await _entries(view, ids)
             return entries, await chat.current_thread(view.conn, item.ticket_id)
 
         entries, thread = await self.repository.read(work)
@@ -184,9 +182,7 @@ class ChatSender(OutboxWorker):
 
         async def work(view) -> _Row:  # noqa: ANN001 - the repository's reader
             ticket = await view.get_ticket(item.ticket_id)
-            entries = await chat.entries(view.conn, entry_ids or [])
-            if entries is None:  # ids too far apart for a range
-                entries = await view.entries(entry_ids)
+            entries = await _entries(view, entry_ids or [])
             thread = await chat.current_thread(view.conn, item.ticket_id)
             part = _Parts(item.id, await chat.posted(view.conn, item.id))
             root = None
@@ -708,6 +704,12 @@ class _Parts:
 
     def txn(self, part: int) -> str:
         return f"exobot-{self.row}-{part}"
+
+
+async def _entries(view, ids: list[int]) -> list[Entry]:  # noqa: ANN001 - the reader
+    """A row's entries, read as one range of ids (or one by one when too far apart)."""
+    entries = await chat.entries(view.conn, ids)
+    return await view.entries(ids) if entries is None else entries
 
 
 def _reports_failed_post(entry: Entry) -> bool:

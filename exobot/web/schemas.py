@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, create_model
 
 from exobot.core.actions import ActionSpec, ArgKind
+from exobot.core.clock import utc  # times in the JSON say `Z`
 from exobot.core.flags import ActiveFlag
 from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.core.references import format_reference
@@ -15,16 +16,6 @@ from exobot.core.text import mail_text
 from exobot.db.inbound import InboundSummary
 from exobot.db.repository import AttachmentMeta
 from exobot.web.queries import Dashboard, TicketPage, TicketView
-
-
-def utc(moment: datetime | None) -> datetime | None:
-    """`moment` in UTC (a naive time from storage is UTC already), so JSON says `Z`."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
 
 # --- errors --------------------------------------------------------------------------------
 
