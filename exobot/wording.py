@@ -716,6 +716,14 @@ class Wording:
                     ticket=ref,
                 )
             )
+        if kind == EntryKind.DELIVERY_FAILED and data.get("redaction"):
+            return _Described(
+                self._t(
+                    "⚠️ Posts about {ticket} could not be removed from the chat (a privacy erasure): {error}. A room moderator can remove them by hand.",
+                    ticket=ref,
+                    error=one_line(mail_text(entry.body), ERROR_CHARS).rstrip(".") or "?",
+                )
+            )
         if kind == EntryKind.DELIVERY_FAILED and data.get("channel") == "chat":
             return _Described(
                 self._t(
@@ -725,7 +733,11 @@ class Wording:
                 )
             )
         if kind == EntryKind.DELIVERY_RETRIED:
-            if data.get("channel") == "chat":
+            if data.get("redaction"):
+                key = N_(
+                    "🔁 Removing the posts about {ticket} from the chat (a privacy erasure) is being tried again, at an administrator's request"
+                )
+            elif data.get("channel") == "chat":
                 key = N_(
                     "🔁 The post about {ticket} that could not be sent to the chat is being sent again, at an administrator's request"
                 )

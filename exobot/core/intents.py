@@ -121,7 +121,8 @@ class ChangeParticipants:
 @dataclass(frozen=True)
 class RecordDeliveryFailure:
     """The outbox gave up on a mail (a permanent SMTP error or too many attempts), or on a
-    chat post about the ticket (`channel="chat"`, the recipient its room)."""
+    chat post about the ticket (`channel="chat"`, the recipient its room), or on removing its
+    posts from the chat for a privacy erasure (`redaction`)."""
 
     ticket: int
     outbox_id: int
@@ -129,6 +130,7 @@ class RecordDeliveryFailure:
     error: str
     skipped: bool = False  # only this recipient was left out; the others got the mail
     channel: str = "mail"  # the outbox kind given up: "mail" or "chat"
+    redaction: bool = False  # a chat row redacting posts (exobot privacy erase)
 
 
 @dataclass(frozen=True)

@@ -125,9 +125,10 @@ class UnitOfWork(Protocol):
         earlier) instead of adding another. Such a row waits for the ticket's earlier rows
         but never holds back its later ones. Returns the row's id."""
 
-    async def retry_outbox(self, outbox_id: int) -> tuple[str, int | None] | None:
+    async def retry_outbox(self, outbox_id: int) -> tuple[str, int | None, str | None] | None:
         """Make an item that was given up pending again, due now, its attempts counted anew;
-        returns its (kind, ticket), or None when no item with that id was given up."""
+        returns its (kind, ticket, what: a mail's template or a chat row's type), or None when
+        no item with that id was given up."""
 
     async def claim(self, key: str) -> bool:
         """Record an idempotency key (e.g. a chat event id); False when it was recorded before."""

@@ -113,6 +113,7 @@ class ServiceSettings:
 
 CHAT = "chat"  # outbox kind of chat posts
 ROOT_EDIT = "root_edit"  # the chat row that edits a ticket's root message (type and key)
+REDACT = "redact"  # the chat row that redacts the bot's posts (exobot privacy erase)
 # Changes that alter what a ticket's root message shows: status, owner, title, flags, and
 # whose move it is (a member's mail, our reply or notice). A move posts a new root itself.
 ROOT_KINDS = frozenset(
@@ -337,7 +338,8 @@ class TicketService:
             body=intent.error,
             data={"outbox_id": intent.outbox_id, "recipient": intent.recipient}
             | ({"skipped": True} if intent.skipped else {})
-            | ({"channel": intent.channel} if intent.channel != "mail" else {}),
+            | ({"channel": intent.channel} if intent.channel != "mail" else {})
+            | ({"redaction": True} if intent.redaction else {}),
         )
         return step.outcome(ticket)
 
@@ -345,7 +347,7 @@ class TicketService:
         given_up = await step.uow.retry_outbox(intent.outbox_id)
         if given_up is None:
             raise InvalidRequest("not_given_up", f"no outbox item {intent.outbox_id} was given up")
-        kind, number = given_up
+        kind, number, what = given_up
         step.pending.append(OutboxQueued(kind))
         if number is None:  # an answer, a digest, a notice: no ticket to note it on
             return Outcome(None, outbox=[intent.outbox_id])
@@ -353,7 +355,8 @@ class TicketService:
         await step.add(
             ticket,
             EntryKind.DELIVERY_RETRIED,
-            data={"outbox_id": intent.outbox_id, "channel": kind},
+            data={"outbox_id": intent.outbox_id, "channel": kind}
+            | ({"redaction": True} if what == REDACT else {}),
         )
         return step.outcome(ticket, outbox=[intent.outbox_id])
 

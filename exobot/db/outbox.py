@@ -244,19 +244,19 @@ async def given_up_item(conn: AsyncConnection, item_id: int) -> GivenUp | None:
 
 async def retry_failed(
     conn: AsyncConnection, item_id: int, now: datetime
-) -> tuple[str, int | None] | None:
+) -> tuple[str, int | None, str | None] | None:
     """Make a given-up item pending again, due at `now`, its attempts counted anew (its last
-    error stays until the next attempt); returns its (kind, ticket), or None when no item with
-    that id was given up."""
+    error stays until the next attempt); returns its (kind, ticket, what it is: see _WHAT), or
+    None when no item with that id was given up."""
     row = (
         await conn.execute(
             update(O)
             .where(O.c.id == item_id, O.c.state == FAILED)
             .values(state=PENDING, attempts=0, next_try_at=now, done_at=None)
-            .returning(O.c.kind, O.c.ticket_id)
+            .returning(O.c.kind, O.c.ticket_id, _WHAT)
         )
     ).first()
-    return (row.kind, row.ticket_id) if row is not None else None
+    return (row.kind, row.ticket_id, row.what) if row is not None else None
 
 
 async def counts(conn: AsyncConnection) -> dict[tuple[str, str], int]:

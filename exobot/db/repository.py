@@ -888,7 +888,7 @@ class SqlUnitOfWork(SqlReader):
         }
         return (await self.conn.execute(_INSERT_OUTBOX, values)).scalar_one()
 
-    async def retry_outbox(self, outbox_id: int) -> tuple[str, int | None] | None:
+    async def retry_outbox(self, outbox_id: int) -> tuple[str, int | None, str | None] | None:
         """Make a given-up item pending again, due now (exobot.db.outbox.retry_failed)."""
         return await outbox.retry_failed(self.conn, outbox_id, self.now)
 

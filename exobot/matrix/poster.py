@@ -25,7 +25,7 @@ from exobot.core.flags import active_flags
 from exobot.core.intents import RecordDeliveryFailure
 from exobot.core.model import Actor, Entry, EntryKind, Status, Ticket
 from exobot.core.people import imported_system
-from exobot.core.service import CHAT, ROOT_EDIT, ServiceError, TicketService
+from exobot.core.service import CHAT, REDACT, ROOT_EDIT, ServiceError, TicketService
 from exobot.db import chat, outbox
 from exobot.db import web as web_records
 from exobot.db.outbox import OutboxItem
@@ -50,8 +50,9 @@ CHAT_SENDS_SQLITE = 32
 CHAT_SENDS_POSTGRESQL = 16
 REACTION_DONE = "✅"
 #: The rows about one ticket that are recorded on it when given up for good: its
-#: announcements, plugins' notes in its thread, and edits of its root.
-REPORTED_ON_TICKET = frozenset({"ticket", "thread_post", ROOT_EDIT})
+#: announcements, plugins' notes in its thread, edits of its root, and the redactions of a
+#: privacy erasure (the posts still show: a moderator can remove them by hand).
+REPORTED_ON_TICKET = frozenset({"ticket", "thread_post", ROOT_EDIT, REDACT})
 
 
 class RoomNotReady(Exception):
@@ -143,14 +144,32 @@ class ChatSender(OutboxWorker):
     async def failed(self, item: OutboxItem, error: str) -> None:
         """Record a post about a ticket that was given up for good on the ticket, where
         volunteers see it (its web page, `!history`) and, like any change, announced in its
-        thread. A report of a given-up post that is given up in turn is only logged: reporting
-        it again could go round for ever."""
+        thread; also a privacy erasure's redactions of its posts that could not be made. A
+        report of a given-up post that is given up in turn is only logged: reporting it again
+        could go round for ever."""
         if (
             self.service is None
             or item.ticket_id is None
             or item.payload.get("type") not in REPORTED_ON_TICKET
         ):
             return
+        redaction = item.payload.get("type") == REDACT
+        room = _redacted_room(item) if redaction else await self._failed_post_room(item)
+        if room is None:
+            return
+        try:
+            await self.service.apply(
+                Actor.system("chat"),
+                RecordDeliveryFailure(
+                    item.ticket_id, item.id, room, error, channel=CHAT, redaction=redaction
+                ),
+            )
+        except ServiceError as problem:
+            log.error("could not record the failure on ticket %s: %s", item.ticket_id, problem)
+
+    async def _failed_post_room(self, item: OutboxItem) -> str | None:
+        """The room a given-up post about a ticket was for ("" before the ticket has a
+        thread), or None when the row only reported another given-up post."""
         ids = item.payload.get("entries") or []
 
         async def work(view) -> tuple[list[Entry], chat.Thread | None]:  # noqa: ANN001
@@ -160,15 +179,8 @@ class ChatSender(OutboxWorker):
         entries, thread = await self.repository.read(work)
         if entries and all(_reports_failed_post(entry) for entry in entries):
             log.error("%s reported a post given up; not reported again", self.describe(item))
-            return
-        room = thread.room_id if thread is not None else ""
-        try:
-            await self.service.apply(
-                Actor.system("chat"),
-                RecordDeliveryFailure(item.ticket_id, item.id, room, error, channel=CHAT),
-            )
-        except ServiceError as problem:
-            log.error("could not record the failure on ticket %s: %s", item.ticket_id, problem)
+            return None
+        return thread.room_id if thread is not None else ""
 
     # --- ticket announcements -------------------------------------------------------------
 
@@ -493,22 +505,33 @@ class ChatSender(OutboxWorker):
     async def _send_redact(self, item: OutboxItem) -> None:
         """Redact the bot's own posts (`exobot privacy erase`): `event_ids` holds [room id,
         event id] pairs. Part n redacts the n-th with a transaction id of its own, so a retry
-        redacts nothing twice; an event the homeserver no longer has, or a room the bot has
-        left, is skipped (recorded as done with an empty id)."""
+        redacts nothing twice; an event the homeserver no longer has is skipped (recorded as
+        done with an empty id). One the homeserver forbids the bot to redact (it may not, or
+        left the room) still shows: the others go on, then the row is given up naming it
+        (`failed` records it on the ticket), and a retry tries only what is left."""
         reason = item.payload.get("reason") or None
         part = await self._parts(item)
-        for room_id, event_id in item.payload.get("event_ids") or []:
+        pairs = item.payload.get("event_ids") or []
+        forbidden: list[str] = []
+        for room_id, event_id in pairs:
             number = part.next()
             if number in part.done:
                 continue
             response = await self.client.nio.room_redact(
                 room_id, event_id, reason=reason, tx_id=part.txn(number)
             )
+            code = getattr(response, "status_code", None)
             if isinstance(response, nio.RoomRedactResponse):
                 done = response.event_id
-            elif getattr(response, "status_code", None) in ("M_NOT_FOUND", "M_FORBIDDEN"):
+            elif code == "M_NOT_FOUND":  # gone already: nothing of it is left to remove
                 log.warning("could not redact %s in %s: %s", event_id, room_id, response.message)
                 done = ""
+            elif code == "M_FORBIDDEN":
+                # The post still shows (the bot may not redact there, or left the room): not
+                # recorded as done, so a retry once it may tries it again; the others go on.
+                log.warning("could not redact %s in %s: %s", event_id, room_id, response.message)
+                forbidden.append(f"{response.message} ({code})")
+                continue
             else:
                 raise refusal("the redaction", response)
             await self._write(
@@ -520,6 +543,11 @@ class ChatSender(OutboxWorker):
                     event_id=done,
                     now=self.clock.now(),
                 )
+            )
+        if forbidden:  # no retry mends a permission: given up, recorded on the ticket
+            raise PermanentFailure(
+                f"the homeserver refused to redact {len(forbidden)} of {len(pairs)} posts: "
+                + forbidden[0]
             )
 
     # --- login links ----------------------------------------------------------------------
@@ -710,6 +738,12 @@ async def _entries(view, ids: list[int]) -> list[Entry]:  # noqa: ANN001 - the r
     """A row's entries, read as one range of ids (or one by one when too far apart)."""
     entries = await chat.entries(view.conn, ids)
     return await view.entries(ids) if entries is None else entries
+
+
+def _redacted_room(item: OutboxItem) -> str:
+    """The room of a redaction row's first post ("" when it names none)."""
+    pairs = item.payload.get("event_ids") or []
+    return str(pairs[0][0]) if pairs and pairs[0] else ""
 
 
 def _reports_failed_post(entry: Entry) -> bool:

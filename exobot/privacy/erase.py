@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exobot import i18n
 from exobot.core.languages import N_
 from exobot.core.model import EntryKind
-from exobot.core.service import CHAT
+from exobot.core.service import CHAT, REDACT
 from exobot.db.repository import TITLE_ENTRY, search_rowid, search_text
 from exobot.db.tables import (
     AttachmentRow,
@@ -492,7 +492,7 @@ class _CoreEraser:
         for row in rows:
             payload = dict(row.payload or {})
             kind = payload.get("type")
-            if row.kind == CHAT and kind != "redact":
+            if row.kind == CHAT and kind != REDACT:
                 about = self._chat_about(row.ticket_id, payload, requested_set, reference)
                 if about:
                     posts = (
@@ -525,7 +525,7 @@ class _CoreEraser:
                 sa.insert(O).values(
                     kind=CHAT,
                     ticket_id=ticket,
-                    payload={"type": "redact", "event_ids": events, "reason": reason},
+                    payload={"type": REDACT, "event_ids": events, "reason": reason},
                     state="pending",
                     attempts=0,
                     next_try_at=self.now,

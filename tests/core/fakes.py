@@ -234,12 +234,12 @@ class FakeUnitOfWork:
         self.state.outbox.append(row)
         return row.id
 
-    async def retry_outbox(self, outbox_id: int) -> tuple[str, int | None] | None:
+    async def retry_outbox(self, outbox_id: int) -> tuple[str, int | None, str | None] | None:
         self._maybe_fail("queue_outbox")
         for row in self.state.outbox:
             if row.id == outbox_id and row.state == "failed":
                 row.state = "pending"
-                return row.kind, row.ticket
+                return row.kind, row.ticket, row.template or row.payload.get("type")
         return None
 
     async def claim(self, key: str) -> bool:

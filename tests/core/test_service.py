@@ -715,6 +715,23 @@ async def test_a_chat_post_given_up_is_recorded_as_such(world):
     assert entry.data == {"outbox_id": 6, "recipient": "!room:hs", "channel": "chat"}
 
 
+async def test_a_redaction_given_up_is_recorded_as_such(world):
+    number = await world.new_ticket()
+    refused = "the homeserver refused to redact 2 of 2 posts: no (M_FORBIDDEN)"
+    failure = i.RecordDeliveryFailure(
+        number, 7, "!room:hs", refused, channel="chat", redaction=True
+    )
+    await world.op(failure, Actor.system("chat"))
+    entry = world.repo.entries(number)[-1]
+    assert (entry.kind, entry.body) == (EntryKind.DELIVERY_FAILED, refused)
+    assert entry.data == {
+        "outbox_id": 7,
+        "recipient": "!room:hs",
+        "channel": "chat",
+        "redaction": True,
+    }
+
+
 ADMIN = Actor.system("administrator")
 
 
@@ -751,6 +768,20 @@ async def test_an_item_given_up_is_sent_again_and_noted_on_its_ticket(world):
     with pytest.raises(InvalidRequest):
         await world.op(i.RetryDelivery(999), ADMIN)
     assert world.repo.entries(number)[-1] == entry
+
+
+async def test_a_redaction_sent_again_is_noted_as_such(world):
+    number = await world.new_ticket()
+
+    async def work(uow) -> int:  # noqa: ANN001
+        return await uow.queue_outbox("chat", number, {"type": "redact", "event_ids": []})
+
+    item = await world.repo.run(work, now=world.clock.now())
+    give_up(world, item)
+    await world.op(i.RetryDelivery(item), ADMIN)
+    entry = world.repo.entries(number)[-1]
+    assert entry.kind is EntryKind.DELIVERY_RETRIED
+    assert entry.data == {"outbox_id": item, "channel": "chat", "redaction": True}
 
 
 async def test_an_item_of_no_ticket_is_sent_again_without_a_note(world):

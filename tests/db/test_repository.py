@@ -859,7 +859,7 @@ async def test_outbox_items_given_up_are_listed_and_made_due_again(repo):
         assert await outbox.given_up_item(conn, answer) is None  # pending, not given up
 
         now = datetime.now(UTC) + timedelta(minutes=1)
-        assert await outbox.retry_failed(conn, mail, now) == ("mail", 1)
+        assert await outbox.retry_failed(conn, mail, now) == ("mail", 1, "reply")
         assert await outbox.retry_failed(conn, mail, now) is None  # pending now
         assert await outbox.retry_failed(conn, answer, now) is None
         assert await outbox.given_up_item(conn, mail) is None
@@ -871,6 +871,8 @@ async def test_outbox_items_given_up_are_listed_and_made_due_again(repo):
             ("chat", "failed"): 2,
             ("chat", "pending"): 1,
         }
+        # What it was, for its note on the ticket (a chat row's type).
+        assert await outbox.retry_failed(conn, post, now) == ("chat", 1, "thread_post")
 
 
 async def test_outbox_next_due_at_with_an_aware_non_utc_time(repo):

@@ -5,6 +5,9 @@ redacted; a second run finds nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from harness import member_mail, unique, wait_until
@@ -20,7 +23,21 @@ def redacts(event: dict) -> str | None:
     return event.get("redacts") or (event.get("content") or {}).get("redacts")
 
 
-async def test_erase_redacts_the_bots_posts_once(make_instance, matrix_setup, volunteer):
+@dataclass
+class InChat:
+    """A member's ticket whose posts are all in the chat, as a volunteer sees them."""
+
+    inst: Any
+    setup: Any
+    vol: Any
+    room: str
+    member: str
+    events: set[str]  # the bot's posts about the ticket
+    root: dict
+
+
+async def ticket_in_chat(make_instance, matrix_setup, volunteer) -> InChat:  # noqa: ANN001
+    """Start exobot, have a member write, and wait until its posts are all in the room."""
     setup = matrix_setup()
     inst = make_instance(matrix=setup)
     await inst.start()
@@ -40,13 +57,29 @@ async def test_erase_redacts_the_bots_posts_once(make_instance, matrix_setup, vo
     events = {event for _room, event in posts}
     root = await vol.wait_for(
         room,
-        lambda e: sender_of(e) == setup.bot_user_id and thread_root_of(e) is None
-        and "suport#1" in (body_of(e) or ""),
+        lambda e: (
+            sender_of(e) == setup.bot_user_id
+            and thread_root_of(e) is None
+            and "suport#1" in (body_of(e) or "")
+        ),
         what="the root message",
     )
     assert root["event_id"] in events
     await vol.wait_for(
         room, lambda e: PHRASE in (body_of(e) or ""), what="the mail text in the thread"
+    )
+    return InChat(inst, setup, vol, room, member, events, root)
+
+
+async def test_erase_redacts_the_bots_posts_once(make_instance, matrix_setup, volunteer):
+    chat = await ticket_in_chat(make_instance, matrix_setup, volunteer)
+    inst, vol, room, member, events, root = (
+        chat.inst,
+        chat.vol,
+        chat.room,
+        chat.member,
+        chat.events,
+        chat.root,
     )
 
     result = await asyncio.to_thread(inst.run_cli, "privacy", "erase", member)
@@ -57,8 +90,9 @@ async def test_erase_redacts_the_bots_posts_once(make_instance, matrix_setup, vo
     for event_id in events:
         await vol.wait_for(
             room,
-            lambda e, event_id=event_id: e.get("type") == "m.room.redaction"
-            and redacts(e) == event_id,
+            lambda e, event_id=event_id: (
+                e.get("type") == "m.room.redaction" and redacts(e) == event_id
+            ),
             what=f"the redaction of {event_id}",
         )
     response = await vol.client.room_get_event(room, root["event_id"])
@@ -70,7 +104,9 @@ async def test_erase_redacts_the_bots_posts_once(make_instance, matrix_setup, vo
         for e in vol.events(room)
         if e.get("type") == "m.room.redaction"
     }
-    assert reasons == {"Eliminat a petició de la persona a qui feia referència (protecció de dades)."}
+    assert reasons == {
+        "Eliminat a petició de la persona a qui feia referència (protecció de dades)."
+    }
 
     async def redact_sent() -> bool:
         rows = inst.query(
@@ -102,3 +138,93 @@ async def test_erase_redacts_the_bots_posts_once(make_instance, matrix_setup, vo
     again = await asyncio.to_thread(inst.run_cli, "privacy", "erase", member)
     assert again.returncode == 0, again.stderr
     assert "nothing to erase" in again.stdout
+
+
+async def set_redaction_level(vol, room: str, level: int) -> None:  # noqa: ANN001
+    """The power a member needs to redact even their own posts (the volunteer is the room's
+    admin; the bot has the default 0)."""
+    current = await vol.client.room_get_state_event(room, "m.room.power_levels")
+    content = dict(current.content)
+    content["events"] = {**content.get("events", {}), "m.room.redaction": level}
+    response = await vol.client.room_put_state(room, "m.room.power_levels", content)
+    assert getattr(response, "event_id", None), response
+
+
+async def test_redactions_the_homeserver_forbids_are_reported_and_retried(
+    make_instance, matrix_setup, volunteer
+):
+    """The bot may not redact in the room: the erasure's redactions are given up at once and
+    said on the ticket (its thread, its history), not marked done as if nothing were left;
+    once the bot may, an administrator's retry removes every post."""
+    chat = await ticket_in_chat(make_instance, matrix_setup, volunteer)
+    inst, vol, room, events = chat.inst, chat.vol, chat.room, chat.events
+    bot = chat.setup.bot_user_id
+    await set_redaction_level(vol, room, 50)
+
+    mark = vol.mark(room)
+    result = await asyncio.to_thread(inst.run_cli, "privacy", "erase", chat.member)
+    assert result.returncode == 0, result.stderr
+    assert f"matrix posts: {len(events)}" in result.stdout, result.stdout
+    redact_row = (
+        "SELECT id, state, attempts, last_error FROM outbox WHERE payload LIKE '%\"redact\"%'"
+    )
+
+    async def given_up() -> tuple | None:
+        rows = inst.query(redact_row)
+        return rows[0] if rows and rows[0][1] == "failed" else None
+
+    row_id, _state, attempts, error = await wait_until(given_up, what="the redactions given up")
+    assert attempts == 1  # at once: no retry gives the bot the power
+    assert error.startswith(f"the homeserver refused to redact {len(events)} of {len(events)} ")
+    assert error.endswith("(M_FORBIDDEN)"), error
+    assert inst.scalar("SELECT count(*) FROM chat_posts WHERE outbox_id = :i", i=row_id) == 0
+    report = await vol.wait_for(
+        room,
+        lambda e: (
+            sender_of(e) == bot
+            and "No s'han pogut eliminar del xat missatges sobre suport#1" in (body_of(e) or "")
+        ),
+        what="the report in the thread",
+        after=mark,
+    )
+    assert thread_root_of(report) == chat.root["event_id"]
+    assert "Un moderador de la sala els pot eliminar a mà." in body_of(report)
+    [(data,)] = inst.query("SELECT data FROM entries WHERE kind = 'delivery_failed'")
+    assert json.loads(data) == {
+        "outbox_id": row_id,
+        "recipient": room,
+        "channel": "chat",
+        "redaction": True,
+    }
+    assert not [e for e in vol.events(room) if e.get("type") == "m.room.redaction"]
+
+    await set_redaction_level(vol, room, 0)
+    retried = await asyncio.to_thread(inst.run_cli, "outbox", "retry", str(row_id))
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.startswith(f"chat {row_id} (redact, suport#1) is due again"), retried
+    inst.app.poster.wake.set()  # this process's worker; the CLI's cannot wake it
+    for event_id in events:
+        await vol.wait_for(
+            room,
+            lambda e, event_id=event_id: (
+                e.get("type") == "m.room.redaction" and redacts(e) == event_id
+            ),
+            what=f"the redaction of {event_id}",
+        )
+    await vol.wait_for(
+        room,
+        lambda e: (
+            sender_of(e) == bot
+            and "Es torna a provar d'eliminar del xat els missatges sobre suport#1"
+            in (body_of(e) or "")
+        ),
+        what="the retry's note in the thread",
+    )
+
+    async def sent() -> bool:
+        return inst.query(redact_row)[0][1] == "sent"
+
+    await wait_until(sent, what="the redactions marked sent")
+    assert inst.scalar("SELECT count(*) FROM chat_posts WHERE outbox_id = :i", i=row_id) == len(
+        events
+    )

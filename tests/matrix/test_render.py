@@ -454,8 +454,20 @@ def test_unverified_says_how_to_accept_in_catalan() -> None:
             "the homeserver refused the message: event too large (M_TOO_LARGE)",
             "suport#3",
         ),
+        (
+            EntryKind.DELIVERY_FAILED,
+            {"outbox_id": 4, "recipient": "!r:example.org", "channel": "chat", "redaction": True},
+            "the homeserver refused to redact 2 of 2 posts: no (M_FORBIDDEN)",
+            "(M_FORBIDDEN)",
+        ),
         (EntryKind.DELIVERY_RETRIED, {"outbox_id": 4, "channel": "mail"}, None, "🔁"),
         (EntryKind.DELIVERY_RETRIED, {"outbox_id": 4, "channel": "chat"}, None, "suport#3"),
+        (
+            EntryKind.DELIVERY_RETRIED,
+            {"outbox_id": 4, "channel": "chat", "redaction": True},
+            None,
+            "suport#3",
+        ),
         (EntryKind.MAIL_OUT, {"template": "resolved", "to": [MEMBER]}, None, MEMBER),
         ("alert", {"reason": "new"}, None, "suport#3"),
         ("alert", {"reason": "stalled"}, None, "suport#3"),
@@ -475,6 +487,48 @@ def test_other_announcements(
     assert message.html
 
 
+REDACTION_WORDING = {
+    "ca": (
+        "⚠️ No s'han pogut eliminar del xat missatges sobre suport#3 (supressió de dades "
+        "personals): the homeserver refused to redact 2 of 2 posts: no (M_FORBIDDEN). Un "
+        "moderador de la sala els pot eliminar a mà.",
+        "🔁 Es torna a provar d'eliminar del xat els missatges sobre suport#3 (supressió de dades "
+        "personals), a petició d'un administrador",
+    ),
+    "es": (
+        "⚠️ No se han podido eliminar del chat mensajes sobre suport#3 (supresión de datos "
+        "personales): the homeserver refused to redact 2 of 2 posts: no (M_FORBIDDEN). Un "
+        "moderador de la sala puede eliminarlos a mano.",
+        "🔁 Se vuelve a intentar eliminar del chat los mensajes sobre suport#3 (supresión de datos "
+        "personales), a petición de un administrador",
+    ),
+    "en": (
+        "⚠️ Posts about suport#3 could not be removed from the chat (a privacy erasure): the "
+        "homeserver refused to redact 2 of 2 posts: no (M_FORBIDDEN). A room moderator can "
+        "remove them by hand.",
+        "🔁 Removing the posts about suport#3 from the chat (a privacy erasure) is being tried "
+        "again, at an administrator's request",
+    ),
+}
+
+
+@pytest.mark.parametrize("language", sorted(REDACTION_WORDING))
+def test_a_privacy_erasures_redactions_given_up_and_retried_say_so(language: str) -> None:
+    """Not the wording of a post that could not be sent: what is left is a post to remove."""
+    renderer = Renderer(language)
+    failed = entry(
+        EntryKind.DELIVERY_FAILED,
+        body="the homeserver refused to redact 2 of 2 posts: no (M_FORBIDDEN).",
+        outbox_id=4,
+        recipient="!r:example.org",
+        channel="chat",
+        redaction=True,
+    )
+    retried = entry(EntryKind.DELIVERY_RETRIED, outbox_id=4, channel="chat", redaction=True)
+    messages = [renderer.announcement(make_ticket(), [item]) for item in (failed, retried)]
+    assert tuple(m.body for m in messages if m is not None) == REDACTION_WORDING[language]
+
+
 def test_status_announcement_is_translated() -> None:
     message = Renderer("es").announcement(
         make_ticket(), [entry(EntryKind.STATUS, **{"from": "open", "to": "stalled"})]
@@ -491,6 +545,7 @@ def test_announcements_escape_hostile_input(renderer: Renderer) -> None:
         entry(EntryKind.MAIL_OUT, body=HOSTILE, template="reply", to=[HOSTILE]),
         entry(EntryKind.DELIVERY_FAILED, body=HOSTILE, recipient=HOSTILE),
         entry(EntryKind.DELIVERY_FAILED, body=HOSTILE, recipient=HOSTILE, channel="chat"),
+        entry(EntryKind.DELIVERY_FAILED, body=HOSTILE, recipient=HOSTILE, redaction=True),
         entry(EntryKind.BOUNCE, body=HOSTILE, status=HOSTILE, recipients=[HOSTILE]),
         entry(EntryKind.ACCEPTED, **{"from": HOSTILE}),
         entry(EntryKind.OWNER, **{"from": None, "to": HOSTILE}),
