@@ -143,6 +143,12 @@ class EraseReport:
         found += [f"  {name.replace('_', ' ')}: {n}" for name, n in self.core_counts().items() if n]
         for name, n in sorted(self.plugins.items()):
             found.append(f"  plugin {name}: {n} row(s) {verb}")
+        if self.matrix_posts and not self.dry_run:
+            found.append(
+                "exobot redacts the Matrix posts (within 30 s while it runs, else at its next "
+                "start); any the homeserver forbids it to are said on their ticket and in "
+                "`exobot outbox list`"
+            )
         return found
 
 

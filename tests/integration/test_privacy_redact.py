@@ -165,6 +165,9 @@ async def test_redactions_the_homeserver_forbids_are_reported_and_retried(
     result = await asyncio.to_thread(inst.run_cli, "privacy", "erase", chat.member)
     assert result.returncode == 0, result.stderr
     assert f"matrix posts: {len(events)}" in result.stdout, result.stdout
+    assert result.stdout.endswith(
+        "any the homeserver forbids it to are said on their ticket and in `exobot outbox list`\n"
+    )
     redact_row = (
         "SELECT id, state, attempts, last_error FROM outbox WHERE payload LIKE '%\"redact\"%'"
     )
