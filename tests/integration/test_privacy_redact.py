@@ -23,6 +23,18 @@ def redacts(event: dict) -> str | None:
     return event.get("redacts") or (event.get("content") or {}).get("redacts")
 
 
+async def all_redacted(vol, room: str, events: set[str]) -> None:  # noqa: ANN001
+    """Wait until the volunteer's client has seen a redaction of each of `events`."""
+    for event_id in events:
+        await vol.wait_for(
+            room,
+            lambda e, event_id=event_id: (
+                e.get("type") == "m.room.redaction" and redacts(e) == event_id
+            ),
+            what=f"the redaction of {event_id}",
+        )
+
+
 @dataclass
 class InChat:
     """A member's ticket whose posts are all in the chat, as a volunteer sees them."""
@@ -87,14 +99,7 @@ async def test_erase_redacts_the_bots_posts_once(make_instance, matrix_setup, vo
     assert f"matrix posts: {len(events)}" in result.stdout, result.stdout
 
     # The running bot carries the redact row out (its chat worker polls the outbox).
-    for event_id in events:
-        await vol.wait_for(
-            room,
-            lambda e, event_id=event_id: (
-                e.get("type") == "m.room.redaction" and redacts(e) == event_id
-            ),
-            what=f"the redaction of {event_id}",
-        )
+    await all_redacted(vol, room, events)
     response = await vol.client.room_get_event(room, root["event_id"])
     source = response.event.source
     assert source["unsigned"].get("redacted_because"), source
@@ -206,14 +211,7 @@ async def test_redactions_the_homeserver_forbids_are_reported_and_retried(
     assert retried.returncode == 0, retried.stderr
     assert retried.stdout.startswith(f"chat {row_id} (redact, suport#1) is due again"), retried
     inst.app.poster.wake.set()  # this process's worker; the CLI's cannot wake it
-    for event_id in events:
-        await vol.wait_for(
-            room,
-            lambda e, event_id=event_id: (
-                e.get("type") == "m.room.redaction" and redacts(e) == event_id
-            ),
-            what=f"the redaction of {event_id}",
-        )
+    await all_redacted(vol, room, events)
     await vol.wait_for(
         room,
         lambda e: (
