@@ -1,12 +1,14 @@
 """A privacy erasure's redactions where the homeserver forbids some: the others are made, the
 row is given up at once naming how many were refused (the posts still show), and a retry
-redacts only what is left, each post once."""
+redacts only what is left, each post once. On SQLite and on PostgreSQL (where a row is
+claimed while it is sent and its parts are recorded beside the claim)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import nio
+import pytest
 from sqlalchemy import select
 
 from exobot.core.service import CHAT, REDACT
@@ -31,6 +33,11 @@ class Homeserver:
         if room_id in self.allowed:
             return nio.RoomRedactResponse(f"$redaction-of-{event_id[1:]}", room_id)
         return nio.RoomRedactError("You don't have permission to redact events", "M_FORBIDDEN")
+
+
+@pytest.fixture
+def repo(app_repo):  # noqa: ANN001, ANN201 - the repository as the App builds it, both backends
+    return app_repo
 
 
 async def state_of(repo, item: int) -> tuple:  # noqa: ANN001
