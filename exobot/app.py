@@ -21,11 +21,12 @@ from exobot.core.clock import Clock, SystemClock
 from exobot.core.events import EventBus, OutboxQueued
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.db import web as web_records
+from exobot.db.commits import SqliteCommitWatch, sqlite_file
 from exobot.db.engine import READ_ONLY, create_engine, create_sync_engine, is_sqlite
 from exobot.db.migrate import upgrade, upgrade_async
 from exobot.db.repository import SqlRepository
 from exobot.db.state import get_state, set_state_once
-from exobot.delivery import RetryPolicy
+from exobot.delivery import OTHER_PROCESS_WAIT_SECONDS, RetryPolicy
 from exobot.health import FAILING, OFF, OK, Health
 from exobot.jobs import AlertSweep, Scheduler
 from exobot.leader import Leadership, migrating_alone
@@ -62,9 +63,6 @@ ROOM_RETRY_SECONDS = 60.0
 # The chat worker's retries (as its own default): 5 s doubling up to an hour, ten attempts,
 # counted only while the homeserver answers.
 CHAT_RETRY = RetryPolicy(base=timedelta(seconds=5))
-# On PostgreSQL another instance (a follower serving the web and the API) may queue outbox
-# rows: the leader's workers look for due rows at least this often (one cheap query each).
-SHARED_DATABASE_POLL_SECONDS = 1.0
 
 
 def _read_sqlite_header(url: str) -> None:
@@ -460,7 +458,7 @@ class App:
         if not is_sqlite(self.config.database.url):
             for worker in (self.sender, self.poster):
                 if worker is not None:
-                    worker.idle_wait = SHARED_DATABASE_POLL_SECONDS
+                    worker.idle_wait = OTHER_PROCESS_WAIT_SECONDS
         self._tasks = [asyncio.create_task(self.metrics.watch_loop(), name="event-loop-lag")]
         if self.web is not None:
             self._tasks.append(asyncio.create_task(self.web.run(), name="web"))
@@ -510,6 +508,17 @@ class App:
         ]
         if self.matrix is not None:
             self._leader_tasks.append(asyncio.create_task(self._matrix_loop(), name="matrix"))
+        watched = sqlite_file(self.config.database.url)
+        if watched is not None:
+            watch = SqliteCommitWatch(watched, self._committed, OTHER_PROCESS_WAIT_SECONDS)
+            self._leader_tasks.append(asyncio.create_task(watch.run(), name="commit-watch"))
+
+    def _committed(self) -> None:
+        """Something was committed to SQLite, maybe by another process (`exobot outbox retry`,
+        `exobot privacy erase`): the outbox workers look for what is due now."""
+        for worker in (self.sender, self.poster):
+            if worker is not None:
+                worker.wake.set()
 
     async def _stop_leader_parts(self) -> None:
         """Stop the leader's parts (intake first, so nothing new comes in), each given

@@ -17,6 +17,11 @@ from exobot.db.repository import SqlRepository
 from exobot.health import Component
 
 IDLE_WAIT_SECONDS = 30.0
+# Another process may queue outbox rows: on PostgreSQL another instance (a follower serving
+# the web and the API) and the CLI, so the leader's workers look for due rows at least this
+# often (one cheap query each); on SQLite the CLI, whose commits a watch sees as often
+# (exobot.db.commits). How soon `exobot outbox retry` and the like take effect (exobot.app).
+OTHER_PROCESS_WAIT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)

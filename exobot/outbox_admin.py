@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from exobot.app import SHARED_DATABASE_POLL_SECONDS, App
+from exobot.app import App
 from exobot.config import Config
 from exobot.core.clock import utc
 from exobot.core.intents import RetryDelivery
@@ -21,8 +21,7 @@ from exobot.core.references import format_reference
 from exobot.core.service import InvalidRequest
 from exobot.core.text import one_line
 from exobot.db import outbox
-from exobot.db.engine import is_sqlite
-from exobot.delivery import IDLE_WAIT_SECONDS
+from exobot.delivery import OTHER_PROCESS_WAIT_SECONDS
 
 LISTED = 100  # the newest ones; `show` reaches any
 HEADER = f"{'id':>7}  {'given up (UTC)':<16}  kind  {'what':<12}  {'ticket':<14}  {'to':<40}  why"
@@ -110,9 +109,7 @@ async def _retry(app: App, ids: Sequence[int], *, every: bool) -> int:
         print(f"{_name(item, app.config.tickets.prefix)} is due again{noted}")
         done += 1
     if done:
-        # The worker's idle wait: this process cannot wake the running exobot's.
-        sqlite = is_sqlite(app.config.database.url)
-        wait = IDLE_WAIT_SECONDS if sqlite else SHARED_DATABASE_POLL_SECONDS
+        wait = OTHER_PROCESS_WAIT_SECONDS  # how soon the running exobot sees what this did
         print(f"the running exobot sends {'it' if done == 1 else 'them'} within {wait:g} s")
     elif every:
         print("no outbox item was given up")

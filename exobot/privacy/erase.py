@@ -46,6 +46,7 @@ from exobot.db.tables import (
     ParticipantRow,
     TicketRow,
 )
+from exobot.delivery import OTHER_PROCESS_WAIT_SECONDS
 from exobot.plugins.base import DataSubject
 from exobot.privacy.session import PrivacySession
 
@@ -145,8 +146,8 @@ class EraseReport:
             found.append(f"  plugin {name}: {n} row(s) {verb}")
         if self.matrix_posts and not self.dry_run:
             found.append(
-                "exobot redacts the Matrix posts (within 30 s while it runs, else at its next "
-                "start); any the homeserver forbids it to are said on their ticket and in "
+                f"exobot starts redacting the Matrix posts within {OTHER_PROCESS_WAIT_SECONDS:g} s "
+                "while it runs (else at its next start); any the homeserver forbids it to are said on their ticket and in "
                 "`exobot outbox list`"
             )
         return found

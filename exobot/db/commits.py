@@ -1,0 +1,102 @@
+"""Noticing what another process committed to an SQLite database.
+
+`exobot outbox retry`, `exobot privacy erase` and plugins' commands run in a process of their
+own: what they queue is in the database, but the running exobot's outbox workers sleep until
+woken, or until their idle wait ends. SQLite tells a connection whether anyone else committed
+since it last asked (`PRAGMA data_version`: a look at the database's header or WAL index; no
+table read, no lock held), so one connection of its own asks every second and wakes the
+workers when the answer changes. It cannot tell commits of this process's other connections
+from another process's: a busy exobot is woken at most once a second more, for a pass that
+finds nothing new. (On PostgreSQL the workers poll the outbox instead: exobot.app.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger("exobot.db")
+
+#: How often the database is asked whether another connection committed.
+COMMIT_WATCH_SECONDS = 1.0
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL; None for another database or an in-memory one (no other
+    process can reach it)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+class SqliteCommitWatch:
+    """Calls `on_commit` within `interval` seconds of a commit to the SQLite file at `path`
+    by any other connection (another process's, or this one's)."""
+
+    def __init__(
+        self,
+        path: Path,
+        on_commit: Callable[[], None],
+        interval: float = COMMIT_WATCH_SECONDS,
+    ) -> None:
+        self.path = path
+        self.on_commit = on_commit
+        self.interval = interval
+        self._conn: sqlite3.Connection | None = None
+        self._version: int | None = None
+        # `changed` runs in a worker thread; a cancelled watch closes from the event loop.
+        self._lock = threading.Lock()
+
+    def changed(self) -> bool:
+        """Whether another connection committed since the last call; blocking (a file read).
+
+        The first call only learns where the database stands (False); the first after a
+        failure says True, since a commit may have been missed meanwhile."""
+        with self._lock:
+            if self._conn is None:
+                # Autocommit: the pragma opens no transaction that would pin an old snapshot;
+                # mode=rw: a file gone is an error, not a new empty database.
+                self._conn = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=rw",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            (version,) = self._conn.execute("PRAGMA data_version").fetchone()
+        previous, self._version = self._version, version
+        return previous is not None and version != previous
+
+    async def run(self) -> None:
+        """Watch until cancelled. An unreadable database (a disk error, the file moved away) is
+        logged (once until it reads again) and asked again at the next turn: the workers' own
+        idle wait still brings them round meanwhile."""
+        failing = False
+        try:
+            while True:
+                try:
+                    if await asyncio.to_thread(self.changed):
+                        self.on_commit()
+                    failing = False
+                except sqlite3.Error as error:
+                    if not failing:
+                        log.warning("cannot tell whether %s changed: %s", self.path, error)
+                    failing = True
+                    self.close()
+                    self._version = -1  # a new connection's first answer counts as a change
+                await asyncio.sleep(self.interval)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the watching connection (the next `changed` opens another)."""
+        with self._lock:  # held for a pragma's microseconds at most
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
