@@ -3,8 +3,8 @@
 An item is given up when no retry can mend it (a mailbox that does not exist, a post the
 homeserver refuses) or after its last attempt (a server away for hours). Once the cause is
 mended (the relay's credentials, the bot invited back to a room), `retry` makes it due again
-through the ticket service, which notes it on the ticket; the running exobot sends it at its
-next pass.
+through the ticket service, which notes it on the ticket; a running exobot sends it within a
+second (see exobot.delivery.OTHER_PROCESS_WAIT_SECONDS), a stopped one at its next start.
 """
 
 from __future__ import annotations
@@ -109,8 +109,9 @@ async def _retry(app: App, ids: Sequence[int], *, every: bool) -> int:
         print(f"{_name(item, app.config.tickets.prefix)} is due again{noted}")
         done += 1
     if done:
-        wait = OTHER_PROCESS_WAIT_SECONDS  # how soon the running exobot sees what this did
-        print(f"the running exobot sends {'it' if done == 1 else 'them'} within {wait:g} s")
+        wait = OTHER_PROCESS_WAIT_SECONDS  # how soon a running exobot sees what this did
+        them = "it" if done == 1 else "them"
+        print(f"exobot sends {them} within {wait:g} s while it runs (else at its next start)")
     elif every:
         print("no outbox item was given up")
     return status

@@ -202,7 +202,7 @@ async def test_mails_given_up_are_listed_and_sent_again_by_the_administrator(mak
     assert retried.returncode == 0, retried.stderr
     assert retried.stdout == (
         f"mail {first} (reply, suport#1) is due again (noted on the ticket)\n"
-        "the running exobot sends it within 1 s\n"
+        "exobot sends it within 1 s while it runs (else at its next start)\n"
     )
     every = await cli("retry", "--all")
     assert every.returncode == 0, every.stderr
