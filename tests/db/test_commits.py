@@ -4,8 +4,10 @@ the running exobot's workers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -32,8 +34,10 @@ def commit_elsewhere(path: Path) -> None:
         conn.close()
 
 
-def counting(watch: SqliteCommitWatch):  # noqa: ANN201 - an async function
-    """Count the watch's questions; returns a wait until it has asked `n` times."""
+@contextlib.asynccontextmanager
+async def watching(watch: SqliteCommitWatch) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
+    """Run the watch, counting its questions; yields a wait until it has asked `n` times.
+    Cancelled at the end, it must end by that cancellation."""
     asks = 0
     changed = watch.changed
 
@@ -51,7 +55,13 @@ def counting(watch: SqliteCommitWatch):  # noqa: ANN201 - an async function
 
         await asyncio.wait_for(enough(), DEADLINE)
 
-    return asked
+    task = asyncio.create_task(watch.run())
+    try:
+        yield asked
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
 def test_only_the_file_of_an_sqlite_url_is_watched(tmp_path):
@@ -87,17 +97,11 @@ async def test_a_commit_elsewhere_calls_on_commit(tmp_path):
     make_database(path)
     woken = asyncio.Event()
     watch = SqliteCommitWatch(path, on_commit=woken.set, interval=0.01)
-    asked = counting(watch)
-    task = asyncio.create_task(watch.run())
-    try:
+    async with watching(watch) as asked:
         await asked(3)  # it has learnt where the database stands and asked again
         assert not woken.is_set()  # no commit, no wake
         await asyncio.to_thread(commit_elsewhere, path)
         await asyncio.wait_for(woken.wait(), DEADLINE)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
     assert watch._conn is None  # closed when cancelled
 
 
@@ -108,9 +112,7 @@ async def test_an_unreadable_database_is_logged_once_and_a_readable_one_wakes(tm
     path = tmp_path / "exobot.db"
     woken = asyncio.Event()
     watch = SqliteCommitWatch(path, on_commit=woken.set, interval=0.01)
-    asked = counting(watch)
-    task = asyncio.create_task(watch.run())
-    try:
+    async with watching(watch) as asked:
         with caplog.at_level(logging.WARNING, logger="exobot.db"):
             await asked(5)
         assert not path.exists()
@@ -120,7 +122,3 @@ async def test_an_unreadable_database_is_logged_once_and_a_readable_one_wakes(tm
         assert not woken.is_set()
         await asyncio.to_thread(make_database, path)
         await asyncio.wait_for(woken.wait(), DEADLINE)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
