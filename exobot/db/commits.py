@@ -4,8 +4,8 @@
 own: what they queue is in the database, but the running exobot's outbox workers sleep until
 woken, or until their idle wait ends. SQLite tells a connection whether anyone else committed
 since it last asked (`PRAGMA data_version`: a look at the database's header or WAL index; no
-table read, no lock held), so one connection of its own asks every second and wakes the
-workers when the answer changes. It cannot tell commits of this process's other connections
+table read, no lock held), so one connection of its own asks every second (exobot.app) and
+wakes the workers when the answer changes. It cannot tell commits of this process's other connections
 from another process's: a busy exobot is woken at most once a second more, for a pass that
 finds nothing new. (On PostgreSQL the workers poll the outbox instead: exobot.app.)
 """
@@ -22,9 +22,6 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger("exobot.db")
-
-#: How often the database is asked whether another connection committed.
-COMMIT_WATCH_SECONDS = 1.0
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -44,7 +41,7 @@ class SqliteCommitWatch:
         self,
         path: Path,
         on_commit: Callable[[], None],
-        interval: float = COMMIT_WATCH_SECONDS,
+        interval: float,
     ) -> None:
         self.path = path
         self.on_commit = on_commit

@@ -146,9 +146,9 @@ class EraseReport:
             found.append(f"  plugin {name}: {n} row(s) {verb}")
         if self.matrix_posts and not self.dry_run:
             found.append(
-                f"exobot starts redacting the Matrix posts within {OTHER_PROCESS_WAIT_SECONDS:g} s "
-                "while it runs (else at its next start); any the homeserver forbids it to are said on their ticket and in "
-                "`exobot outbox list`"
+                "exobot starts redacting the Matrix posts within "
+                f"{OTHER_PROCESS_WAIT_SECONDS:g} s while it runs (else at its next start); any "
+                "the homeserver forbids it to are said on their ticket and in `exobot outbox list`"
             )
         return found
 

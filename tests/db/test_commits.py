@@ -74,7 +74,7 @@ def test_only_the_file_of_an_sqlite_url_is_watched(tmp_path):
 def test_changed_says_whether_another_connection_committed(tmp_path):
     path = tmp_path / "exobot.db"
     make_database(path)
-    watch = SqliteCommitWatch(path, on_commit=lambda: None)
+    watch = SqliteCommitWatch(path, on_commit=lambda: None, interval=1.0)
     try:
         assert watch.changed() is False  # the first answer only learns where it stands
         assert watch.changed() is False  # nothing committed meanwhile
