@@ -8,11 +8,7 @@ import functools
 import logging
 import secrets
 import signal
-import sqlite3
 from datetime import timedelta
-from urllib.parse import quote
-
-from sqlalchemy.engine import make_url
 
 from exobot.cancelling import cancel_and_wait
 from exobot.config import Config
@@ -21,8 +17,15 @@ from exobot.core.clock import Clock, SystemClock
 from exobot.core.events import EventBus, OutboxQueued
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.db import web as web_records
-from exobot.db.commits import SqliteCommitWatch, sqlite_file
-from exobot.db.engine import READ_ONLY, create_engine, create_sync_engine, is_sqlite
+from exobot.db.commits import SqliteCommitWatch
+from exobot.db.engine import (
+    READ_ONLY,
+    connect_existing_sqlite,
+    create_engine,
+    create_sync_engine,
+    is_sqlite,
+    sqlite_file,
+)
 from exobot.db.migrate import upgrade, upgrade_async
 from exobot.db.repository import SqlRepository
 from exobot.db.state import get_state, set_state_once
@@ -68,10 +71,10 @@ CHAT_RETRY = RetryPolicy(base=timedelta(seconds=5))
 def _read_sqlite_header(url: str) -> None:
     """Open the SQLite file anew, read-write as the App uses it, and read its schema version:
     raises when the file is gone, unreadable or not a database."""
-    path = make_url(url).database
-    if not path or path == ":memory:":
+    path = sqlite_file(url)
+    if path is None:
         return
-    conn = sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True, timeout=1.0)
+    conn = connect_existing_sqlite(path, timeout=1.0)
     try:
         conn.execute("PRAGMA schema_version").fetchone()
     finally:
@@ -455,10 +458,6 @@ class App:
         leadership = self.leadership
         self.health.is_leader = lambda: leadership.is_leader
         self.metrics.watch_leadership(lambda: leadership.is_leader)
-        if not is_sqlite(self.config.database.url):
-            for worker in (self.sender, self.poster):
-                if worker is not None:
-                    worker.idle_wait = OTHER_PROCESS_WAIT_SECONDS
         self._tasks = [asyncio.create_task(self.metrics.watch_loop(), name="event-loop-lag")]
         if self.web is not None:
             self._tasks.append(asyncio.create_task(self.web.run(), name="web"))
@@ -508,17 +507,31 @@ class App:
         ]
         if self.matrix is not None:
             self._leader_tasks.append(asyncio.create_task(self._matrix_loop(), name="matrix"))
+        self._see_other_processes()
+
+    def _outbox_workers(self) -> list:
+        """The mail worker, and the chat worker when Matrix is configured."""
+        return [worker for worker in (self.sender, self.poster) if worker is not None]
+
+    def _see_other_processes(self) -> None:
+        """What another process queues (`exobot outbox retry`, `exobot privacy erase`; on
+        PostgreSQL also a follower's web and API) is seen within OTHER_PROCESS_WAIT_SECONDS:
+        on PostgreSQL the workers look for due rows that often, on an SQLite file a commit
+        watch wakes them."""
+        if not is_sqlite(self.config.database.url):
+            for worker in self._outbox_workers():
+                worker.idle_wait = OTHER_PROCESS_WAIT_SECONDS
+            return
         watched = sqlite_file(self.config.database.url)
-        if watched is not None:
+        if watched is not None:  # in memory: no other process can reach it
             watch = SqliteCommitWatch(watched, self._committed, OTHER_PROCESS_WAIT_SECONDS)
             self._leader_tasks.append(asyncio.create_task(watch.run(), name="commit-watch"))
 
     def _committed(self) -> None:
-        """Something was committed to SQLite, maybe by another process (`exobot outbox retry`,
-        `exobot privacy erase`): the outbox workers look for what is due now."""
-        for worker in (self.sender, self.poster):
-            if worker is not None:
-                worker.wake.set()
+        """Something was committed to SQLite, maybe by another process: the outbox workers
+        look for what is due now."""
+        for worker in self._outbox_workers():
+            worker.wake.set()
 
     async def _stop_leader_parts(self) -> None:
         """Stop the leader's parts (intake first, so nothing new comes in), each given

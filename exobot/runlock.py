@@ -23,7 +23,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from exobot.db.engine import ensure_sqlite_dir, is_sqlite, sync_url
+from exobot.db.engine import ensure_sqlite_dir, is_sqlite, sqlite_file, sync_url
 
 LOCK_SUFFIX = ".lock"
 # The advisory lock key of "an exobot runs on this database" (advisory locks are per
@@ -37,10 +37,10 @@ class LockHeld(Exception):
 
 def lock_path(url: str) -> Path:
     """The lock file of an SQLite database: its path plus `.lock`."""
-    database = make_url(url).database
-    if not database or database == ":memory:":
+    path = sqlite_file(url)
+    if path is None:
         raise ValueError("an in-memory SQLite database has no lock file")
-    return Path(database + LOCK_SUFFIX)
+    return path.with_name(path.name + LOCK_SUFFIX)
 
 
 class RunLock:
@@ -69,7 +69,7 @@ class RunLock:
             self._acquire_advisory(shared)
 
     def _acquire_file(self) -> None:
-        if make_url(self.url).database in (None, "", ":memory:"):
+        if sqlite_file(self.url) is None:
             return  # a private in-memory database: no other process can reach it
         ensure_sqlite_dir(self.url)
         path = lock_path(self.url)

@@ -5,9 +5,9 @@ own: what they queue is in the database, but the running exobot's outbox workers
 woken, or until their idle wait ends. SQLite tells a connection whether anyone else committed
 since it last asked (`PRAGMA data_version`: a look at the database's header or WAL index; no
 table read, no lock held), so one connection of its own asks every second (exobot.app) and
-wakes the workers when the answer changes. It cannot tell commits of this process's other connections
-from another process's: a busy exobot is woken at most once a second more, for a pass that
-finds nothing new. (On PostgreSQL the workers poll the outbox instead: exobot.app.)
+wakes the workers when the answer changes. It cannot tell commits of this process's other
+connections from another process's: a busy exobot is woken at most once a second more, for a
+pass that finds nothing new. (On PostgreSQL the workers poll the outbox instead: exobot.app.)
 """
 
 from __future__ import annotations
@@ -19,18 +19,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from exobot.db.engine import connect_existing_sqlite
 
 log = logging.getLogger("exobot.db")
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The file of an SQLite URL; None for another database or an in-memory one (no other
-    process can reach it)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
 
 
 class SqliteCommitWatch:
@@ -58,13 +49,9 @@ class SqliteCommitWatch:
         failure says True, since a commit may have been missed meanwhile."""
         with self._lock:
             if self._conn is None:
-                # Autocommit: the pragma opens no transaction that would pin an old snapshot;
-                # mode=rw: a file gone is an error, not a new empty database.
-                self._conn = sqlite3.connect(
-                    f"{self.path.resolve().as_uri()}?mode=rw",
-                    uri=True,
-                    isolation_level=None,
-                    check_same_thread=False,
+                # Autocommit: the pragma opens no transaction that would pin an old snapshot.
+                self._conn = connect_existing_sqlite(
+                    self.path, isolation_level=None, check_same_thread=False
                 )
             (version,) = self._conn.execute("PRAGMA data_version").fetchone()
         previous, self._version = self._version, version

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, Table, event
 from sqlalchemy import create_engine as sa_create_engine
@@ -66,11 +68,26 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL; None for another database or an in-memory one (no other
+    process can reach it)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def connect_existing_sqlite(path: Path, **options: Any) -> sqlite3.Connection:
+    """A blocking connection to an SQLite file that must exist already (mode=rw: a file gone
+    is an error, never a new empty database)."""
+    return sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True, **options)
+
+
 def ensure_sqlite_dir(url: str) -> None:
     """Create the directory of an SQLite file so a fresh deployment starts without help."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def create_sync_engine(url: str) -> Engine:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from exobot.db.commits import SqliteCommitWatch, sqlite_file
+from exobot.db.commits import SqliteCommitWatch
+from exobot.db.engine import sqlite_file
 
 DEADLINE = 90.0  # generous: the machine may be busy; the watch asks every 10 ms here
 
