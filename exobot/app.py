@@ -10,7 +10,7 @@ import secrets
 import signal
 from datetime import timedelta
 
-from exobot.cancelling import cancel_and_wait
+from exobot.cancelling import cancel, cancel_and_wait
 from exobot.config import Config
 from exobot.core.actions import new_registry
 from exobot.core.clock import Clock, SystemClock
@@ -152,6 +152,9 @@ class App:
         self._tasks: list[asyncio.Task] = []  # every instance's tasks
         self._leader_tasks: list[asyncio.Task] = []  # the leader's, while it leads
         self._election_tasks: list[asyncio.Task] = []  # the leader lock's loop and its follower
+        # Leader's parts asked to stop that had not ended when their stop was cut short or
+        # timed out: stop() waits for them before it lets the leader lock go.
+        self._stopping: list[asyncio.Task] = []
         # Who leads on this database; made at start unless a test gives one.
         self.leadership: Leadership | None = None
         # What /healthz reports and what metrics.listen serves; the parts report into them.
@@ -468,7 +471,7 @@ class App:
         else:
             for component in self._leader_components():
                 component.enabled = False  # "off" on /healthz until this instance leads
-        self._election_tasks = [
+        self._election_tasks = [  # in this order: stop() ends them one at a time
             asyncio.create_task(leadership.run(), name="leadership"),
             asyncio.create_task(self._lead(), name="leader-parts"),
         ]
@@ -536,10 +539,15 @@ class App:
     async def _stop_leader_parts(self) -> None:
         """Stop the leader's parts (intake first, so nothing new comes in), each given
         STOP_TIMEOUT_SECONDS: cancelling closes the Matrix client, the IMAP session and the SMTP
-        connection of a pass under way."""
+        connection of a pass under way. Cut short itself (SIGTERM during a step-down), it still
+        asks the rest to stop, and whatever has not ended is kept for stop() to wait for."""
         self.scheduler.pause()
         tasks, self._leader_tasks = self._leader_tasks, []
-        await _cancel_all(reversed(tasks))
+        try:
+            await _cancel_all(reversed(tasks))
+        finally:
+            cancel(tasks)
+            self._stopping += [task for task in tasks if not task.done()]
         self.chat_ready.clear()
         self.intake.connected.clear()
         for component in self._leader_components():
@@ -663,12 +671,19 @@ class App:
         """Stop the plugins first, then intake (nothing new comes in), then the workers, then
         the database."""
         await self.plugins.stop()
-        # The election first (the leader's parts are not started again), then those parts,
-        # then the web and the rest.
+        # The loop that starts the leader's parts first (none is started again), then those
+        # parts while this instance still holds the leader lock, and only then the lock's
+        # loop, which lets the lock go: the other instance leads once they have stopped, so
+        # no two processes fetch and apply mail or open the Matrix session at once. Then the
+        # web and the rest.
         election, self._election_tasks = self._election_tasks, []
-        await _cancel_all(reversed(election))
+        lock_loop, lead_loop = election[:1], election[1:]  # (see start())
+        await _cancel_all(lead_loop)
         if self._leader_tasks:
             await self._stop_leader_parts()
+        stopping, self._stopping = self._stopping, []
+        await _cancel_all(stopping)
+        await _cancel_all(lock_loop)
         if self.scheduler is not None:
             self.scheduler.stop()
         tasks, self._tasks = self._tasks, []
@@ -715,14 +730,20 @@ class App:
 
 
 async def _cancel_all(tasks) -> None:  # noqa: ANN001 - an iterable of tasks
-    """Cancel each task in turn and wait for it, up to STOP_TIMEOUT_SECONDS each."""
+    """Cancel each task in turn and wait for it, up to STOP_TIMEOUT_SECONDS each. A task still
+    running then is asked once more and given as long again: Python 3.11's wait_for swallows
+    a cancellation that comes as its inner wait completes, and a part surviving its stop
+    would go on doing the leader's work."""
     for task in tasks:
-        task.cancel()
+        cancel([task])  # not again when it is stopping already: that cuts its clean-up short
         done, _pending = await asyncio.wait({task}, timeout=STOP_TIMEOUT_SECONDS)
+        if not done:  # not sooner, for the same reason
+            task.cancel()
+            done, _pending = await asyncio.wait({task}, timeout=STOP_TIMEOUT_SECONDS)
         if not done:
             log.error(
                 "%s did not stop within %s s: %s",
                 task.get_name(),
-                STOP_TIMEOUT_SECONDS,
+                2 * STOP_TIMEOUT_SECONDS,
                 task.get_stack(),
             )

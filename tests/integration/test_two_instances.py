@@ -427,6 +427,101 @@ async def test_the_leaders_parts_start_on_election_and_stop_on_step_down(make_in
     assert len(inst.mailbox(member)) == 1  # nothing sent twice
 
 
+class WatchedLock:
+    """A FakeLock (tests/test_leader.py), free at first, that notes each time it is let go
+    which of the leader's parts (`parts`) were still running."""
+
+    def __init__(self) -> None:
+        from test_leader import FakeLock
+
+        self.lock = FakeLock()
+        self.lock.taken_elsewhere = False
+        self.parts: list[asyncio.Task] = []
+        self.running_at_release: list[list[str]] = []
+
+    def try_acquire(self) -> bool:
+        return self.lock.try_acquire()
+
+    def check(self) -> None:
+        self.lock.check()
+
+    def release(self) -> None:
+        # In a thread: a task's done() is only read.
+        self.running_at_release.append([t.get_name() for t in self.parts if not t.done()])
+        self.lock.release()
+
+
+async def leading_with(make_instance, lock: WatchedLock, slow_intake: asyncio.Event | None = None):
+    """A running App on the stack whose leader lock is `lock`, returned once its parts run;
+    with `slow_intake`, its IMAP intake, once cancelled, closes only when that is set."""
+    from exobot.app import App
+    from exobot.leader import Leadership
+
+    inst = make_instance()
+    inst.app = app = App(inst.config)
+    app.leadership = Leadership(lock, retry_seconds=0.05, check_seconds=0.05)
+    if slow_intake is not None:
+        await app.build()
+        run = app.intake.run
+
+        async def slow_to_close() -> None:
+            try:
+                await run()
+            finally:  # as with a server slow to answer LOGOUT
+                await slow_intake.wait()
+
+        app.intake.run = slow_to_close
+    await app.start()
+
+    async def parts_run() -> bool:
+        return len(app._leader_tasks) >= 3
+
+    await wait_until(parts_run, what="the leader's parts to start")
+    lock.parts = list(app._leader_tasks)
+    return inst, app
+
+
+async def test_a_stopped_leader_lets_the_lock_go_only_once_its_parts_have_stopped(make_instance):
+    """SIGTERM (App.stop): the other instance may lead as soon as the lock is free, so the
+    leader's parts (intake, processing, the workers) must have ended by then; else two
+    processes fetch and apply mail, or open one Matrix session, at once."""
+    lock = WatchedLock()
+    inst, _app = await leading_with(make_instance, lock)
+    await inst.stop()
+    assert lock.running_at_release, "the lock was never let go"
+    assert all(running == [] for running in lock.running_at_release), lock.running_at_release
+
+
+async def test_a_stop_during_a_step_down_still_ends_every_leader_part(make_instance):
+    """SIGTERM while a step-down stops the leader's parts one by one, the intake slow to
+    close: the others are stopped all the same, and stop() returns once every part ended."""
+    lock, closed = WatchedLock(), asyncio.Event()
+    inst, app = await leading_with(make_instance, lock, slow_intake=closed)
+    parts = lock.parts
+    intake = next(task for task in parts if task.get_name() == "imap-intake")
+    lead = next(task for task in app.tasks if task.get_name() == "leader-parts")
+    lock.lock.taken_elsewhere, lock.lock.broken = True, True  # its lock connection failed
+
+    async def intake_closing() -> bool:
+        return intake.cancelling() > 0
+
+    await wait_until(intake_closing, what="the step-down to ask the intake to stop")
+    stopping = asyncio.create_task(inst.stop())
+    try:
+
+        async def step_down_cut_short() -> bool:
+            return lead.done()
+
+        await wait_until(step_down_cut_short, what="stop() to cut the step-down short")
+        closed.set()
+        await asyncio.wait_for(stopping, DEADLINE)
+        assert [task.get_name() for task in parts if not task.done()] == []
+    finally:
+        closed.set()
+        for task in parts:  # whatever happened, nothing of this test runs on
+            task.cancel()
+
+
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 KICK_LIMIT_SECONDS = 20.0  # the leader's next sync plus a follower's refresh, with room to spare
 
