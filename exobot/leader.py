@@ -25,7 +25,7 @@ from typing import Protocol
 from sqlalchemy import Connection, text
 from sqlalchemy.pool import NullPool
 
-from exobot.db.engine import is_sqlite, sync_url
+from exobot.db.engine import is_sqlite, pg_connect_args, sync_url
 
 log = logging.getLogger("exobot.leader")
 
@@ -42,20 +42,6 @@ LEADER_RETRY_SECONDS = 2.0
 # for the answer: a leader cut off from the database steps down within the sum.
 LEADER_CHECK_SECONDS = 2.0
 LEADER_CHECK_TIMEOUT_SECONDS = 10.0
-
-# TCP keepalives of the lock's session, on both ends (seconds; the server's are settable per
-# session): a dead peer is noticed after idle + interval × count.
-SERVER_KEEPALIVES = {
-    "tcp_keepalives_idle": 10,
-    "tcp_keepalives_interval": 5,
-    "tcp_keepalives_count": 3,
-}
-CLIENT_KEEPALIVES = {
-    "keepalives": 1,
-    "keepalives_idle": 10,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-}
 
 
 class LeaderLock(Protocol):
@@ -86,15 +72,13 @@ class AdvisoryLock:
         from sqlalchemy import create_engine
 
         self.release()
+        # With the keepalives, the server notices a leader whose host died (no RST) within
+        # about 25 s and ends its session, freeing the lock; the default would be hours.
         self._engine = create_engine(
-            sync_url(self.url), poolclass=NullPool, connect_args=CLIENT_KEEPALIVES
+            sync_url(self.url), poolclass=NullPool, connect_args=pg_connect_args(self.url)
         )
         try:
             conn = self._engine.connect()
-            # The server notices a leader whose host died (no RST) within about 25 s and ends
-            # its session, freeing the lock; the default would be hours.
-            for setting, value in SERVER_KEEPALIVES.items():
-                conn.execute(text(f"SET {setting} = {int(value)}"))
             got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key})
             got = bool(got.scalar())
             conn.commit()  # the session lock outlives the transaction; leave none open
