@@ -26,6 +26,30 @@ IR = ImportedRecordRow.__table__
 _CURRENT_THREAD = (
     select(C).where(C.c.ticket_id == bindparam("ticket")).order_by(C.c.id.desc()).limit(1)
 )
+# The thread a retried row started from: the ticket's newest root with none of the row's own
+# roots at or before it (a NOT EXISTS over the row's posts: no list of event ids to expand).
+_OWN = C.alias("own")
+_THREAD_BEFORE = (
+    select(C)
+    .where(
+        C.c.ticket_id == bindparam("ticket"),
+        ~select(_OWN.c.id)
+        .join(CP, (CP.c.room_id == _OWN.c.room_id) & (CP.c.event_id == _OWN.c.root_event_id))
+        .where(
+            CP.c.outbox_id == bindparam("outbox_id"),
+            _OWN.c.ticket_id == C.c.ticket_id,
+            _OWN.c.id <= C.c.id,
+        )
+        .exists(),
+    )
+    .order_by(C.c.id.desc())
+    .limit(1)
+)
+_POSTED_THREAD = (
+    select(C)
+    .join(CP, (CP.c.room_id == C.c.room_id) & (CP.c.event_id == C.c.root_event_id))
+    .where(CP.c.outbox_id == bindparam("outbox_id"), CP.c.part == bindparam("part"))
+)
 _THREAD_BY_ROOT = select(C).where(
     C.c.room_id == bindparam("room_id"), C.c.root_event_id == bindparam("root_event_id")
 )
@@ -87,6 +111,20 @@ def _thread(row) -> Thread:  # noqa: ANN001 - a result row
 async def current_thread(conn: AsyncConnection, ticket: int) -> Thread | None:
     """The ticket's newest root message (the one its posts go to), or None."""
     row = (await conn.execute(_CURRENT_THREAD, {"ticket": ticket})).first()
+    return _thread(row) if row else None
+
+
+async def thread_before(conn: AsyncConnection, ticket: int, outbox_id: int) -> Thread | None:
+    """The thread outbox row `outbox_id` started from, for a retry: the ticket's newest root
+    message older than every root the row posted itself (`current_thread` would be the row's
+    own new root after a move), or None when the ticket had none then."""
+    row = (await conn.execute(_THREAD_BEFORE, {"ticket": ticket, "outbox_id": outbox_id})).first()
+    return _thread(row) if row else None
+
+
+async def posted_thread(conn: AsyncConnection, outbox_id: int, part: int) -> Thread | None:
+    """The thread whose root is part `part` of outbox row `outbox_id`, or None."""
+    row = (await conn.execute(_POSTED_THREAD, {"outbox_id": outbox_id, "part": part})).first()
     return _thread(row) if row else None
 
 

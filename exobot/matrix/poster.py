@@ -195,8 +195,14 @@ class ChatSender(OutboxWorker):
         async def work(view) -> _Row:  # noqa: ANN001 - the repository's reader
             ticket = await view.get_ticket(item.ticket_id)
             entries = await _entries(view, entry_ids or [])
-            thread = await chat.current_thread(view.conn, item.ticket_id)
             part = _Parts(item.id, await chat.posted(view.conn, item.id))
+            if part.done:
+                # A retry: the row's later parts belong to the thread it started from, not to
+                # one its own part opened (after a move's new root the newest thread is the
+                # new one, and the pointer and the old root's edit would go there).
+                thread = await chat.thread_before(view.conn, item.ticket_id, item.id)
+            else:
+                thread = await chat.current_thread(view.conn, item.ticket_id)
             root = None
             moves = any(e.kind is EntryKind.QUEUE for e in entries)
             if ticket is not None and (created or moves or thread is None or edits_root):
@@ -241,8 +247,9 @@ class ChatSender(OutboxWorker):
             if thread is None:
                 return  # the ticket's queue has no room: nothing to say in chat
         else:
-            # The root's number, taken or not: a retry finds the thread the first attempt
-            # recorded, and its later parts must keep their numbers (else one is skipped).
+            # The root's number, not taken here: the later parts keep the same numbers whether
+            # the row opens the thread or not (a retried row that opened it gets its recorded
+            # root back from `_new_root` above, as part 1), else one would be skipped.
             part.next()
         in_thread = bool(origin) and _same_thread(origin, thread)
         alerts = [e for e in rest if e.kind is EntryKind.ALERT]
@@ -268,6 +275,17 @@ class ChatSender(OutboxWorker):
         part: _Parts,
         origin: dict | None,
     ) -> chat.Thread | None:
+        number = part.following()
+        if number in part.done:
+            # A retry: the root an earlier attempt posted and recorded, in the room it went
+            # to then. Not from `queue` again: a late root's queue is the ticket's, which a
+            # move since may have changed, and that room with this event is no thread.
+            recorded = await self.repository.read(
+                lambda view: chat.posted_thread(view.conn, part.row, number)
+            )
+            if recorded is not None:
+                part.next()
+                return recorded
         room_id = self._room(queue)
         if room_id is None:
             return None
@@ -729,6 +747,10 @@ class _Parts:
     def next(self) -> int:
         self.count += 1
         return self.count
+
+    def following(self) -> int:
+        """The number `next` gives next, without taking it."""
+        return self.count + 1
 
     def txn(self, part: int) -> str:
         return f"exobot-{self.row}-{part}"
