@@ -412,7 +412,9 @@ class SmtpConfig(ConfigSection):
 class OutboxConfig(ConfigSection):
     """Retries of outgoing deliveries: exponential from ``retry_base`` up to ``retry_max``."""
 
-    max_attempts: int = Field(10, ge=1)
+    # A mail that keeps failing holds back its ticket's later mails until it is given up:
+    # 100 attempts at the default retry_max (1h) already take four days.
+    max_attempts: int = Field(10, ge=1, le=100)
     retry_base: Duration = timedelta(seconds=30)
     retry_max: Duration = timedelta(hours=1)
 

@@ -33,8 +33,20 @@ class RetryPolicy:
     maximum: timedelta = timedelta(hours=1)
 
     def delay(self, attempts: int) -> timedelta:
-        """The wait after the `attempts`-th failed attempt."""
-        return min(self.maximum, self.base * (2 ** max(0, attempts - 1)))
+        """The wait after the `attempts`-th failed attempt: `base` doubled at each attempt,
+        never more than `maximum`, for any number of attempts."""
+        # In whole microseconds, compared before it becomes a timedelta again: `base * 2**n`
+        # overflows a timedelta long before attempts run out (30 s at attempt 43), and the
+        # error raised before the retry's mark left the row due, sent again at every pass.
+        # The exponent stops at the maximum's bit length: any `base` of 1 µs or more doubled
+        # that often has passed it, so the integers stay small however many attempts.
+        base = self.base // _MICROSECOND
+        maximum = self.maximum // _MICROSECOND
+        doublings = min(max(0, attempts - 1), maximum.bit_length())
+        return timedelta(microseconds=min(maximum, base << doublings))
+
+
+_MICROSECOND = timedelta(microseconds=1)
 
 
 # An item under way when the worker is stopped (the leader stepping down, SIGTERM) is given
@@ -104,6 +116,8 @@ class OutboxWorker:
         # The longest wait between passes when not woken: another instance on the same
         # PostgreSQL database queues rows this process is never told about (exobot.app).
         self.idle_wait = IDLE_WAIT_SECONDS
+        # Due items of the current pass another session held (PostgreSQL), see `run`.
+        self.held_elsewhere = 0
 
     async def send(self, item: outbox.OutboxItem) -> None:
         """Deliver one item."""
@@ -122,8 +136,9 @@ class OutboxWorker:
     async def run(self) -> None:
         """Deliver forever: when woken, or when the next retry is due."""
         while True:
+            delivered = 0
             try:
-                await self.deliver_due()
+                delivered = await self.deliver_due()
                 next_at = await self.repository.write(
                     lambda conn: outbox.next_due_at(conn, self.kind)
                 )
@@ -136,9 +151,19 @@ class OutboxWorker:
             wait = self.idle_wait
             if next_at is not None:
                 wait = min(wait, max(0.0, (next_at - self.clock.now()).total_seconds()))
+            if self.held_elsewhere and not delivered and not self.wake.is_set():
+                # Due rows another session holds (a second instance's claim, or a dead host's
+                # connection PostgreSQL keeps for hours) stay due: looking again at once would
+                # be ~100 passes a second for nothing. They are looked at as often as other
+                # processes' work; a wake (new rows, also one during this pass) still counts.
+                wait = max(wait, OTHER_PROCESS_WAIT_SECONDS)
             self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=wait or 0.01)
+            await self.pause(wait or 0.01)
+
+    async def pause(self, seconds: float) -> None:
+        """Wait `seconds` between passes, or less when `wake` is set meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
 
     async def deliver_due(self) -> int:
         """Deliver every item whose time has come; returns how many were delivered.
@@ -147,9 +172,11 @@ class OutboxWorker:
         after the other in one lane, and up to `concurrency` lanes are delivered at once, so a
         slow server's round trip is paid for several tickets together. A lane that fails (the
         database went away) stops there, the others go on while they progress; the pass then
-        fails with its error, as a sequential pass did at once."""
+        fails with its error, as a sequential pass did at once. `held_elsewhere` tells how many
+        due items it could not claim (PostgreSQL: another session holds them)."""
         delivered = 0
         errors: list[Exception] = []
+        self.held_elsewhere = 0
         while True:
             # Before anything is sent: also what a hand-over reported sent but not marked.
             delivered += await self._mark_unmarked()
@@ -278,7 +305,10 @@ class OutboxWorker:
             try:
                 async with self.repository.holding() as claim:
                     if not await outbox.claim(claim, item.id):
-                        return False  # another worker has it, or it was done meanwhile
+                        # Another worker has it, or it was done meanwhile: `run` waits a
+                        # while before looking again, should it stay due.
+                        self.held_elsewhere += 1
+                        return False
                     delivered, given_up = await self._attempt(item, claim)
             except BaseException:  # a failed commit, or cancelled in it (stepping down)
                 if delivered:  # sent and marked, but the claim's commit failed

@@ -681,3 +681,20 @@ def test_mail_parsing_limits_have_defaults_and_take_sizes() -> None:
 )
 def test_mail_parsing_limit_problems(key: str, value: Any, expected: str) -> None:
     assert problems_of(with_value(minimal(), key, value)) == [expected]
+
+
+def test_outbox_max_attempts_is_bounded() -> None:
+    """A mail that keeps failing holds back its ticket's later mails until it is given up:
+    up to 100 attempts (four days at the default retry_max), no more."""
+    data = with_value(minimal(), "mail.outbox.max_attempts", 100)
+    assert parse_config(data, env={}).mail.outbox.max_attempts == 100
+    assert problems_of(with_value(minimal(), "mail.outbox.max_attempts", 101)) == [
+        "mail.outbox.max_attempts: must be at most 100 (got 101)"
+    ]
+    assert problems_of(with_value(minimal(), "mail.outbox.max_attempts", 0)) == [
+        "mail.outbox.max_attempts: must be at least 1 (got 0)"
+    ]
+    assert problems_of(minimal(), env={"EXOBOT__MAIL__OUTBOX__MAX_ATTEMPTS": "1000"}) == [
+        "mail.outbox.max_attempts (from EXOBOT__MAIL__OUTBOX__MAX_ATTEMPTS): "
+        "must be at most 100 (got '1000')"
+    ]

@@ -6,6 +6,7 @@ thread, and on PostgreSQL the side threads where a claim's statements run)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from clocks import FakeClock
 from sqlalchemy import select
 
 from exobot import delivery
+from exobot.cancelling import cancel_and_wait
 from exobot.core.intents import OpenTicket
 from exobot.core.model import Actor
 from exobot.core.service import CHAT, ServiceSettings, TicketService
@@ -430,3 +432,176 @@ async def test_an_item_that_does_not_finish_in_the_grace_is_cut_off_and_kept(
     assert worker.sent == []
     stored = await row(repo, item_id)
     assert (stored.state, stored.attempts) == ("pending", 0)  # tried again at the next pass
+
+
+# ---------------------------------------------------------------------------------- backoff
+
+
+@pytest.mark.parametrize(
+    ("policy", "reached"),
+    [
+        (RetryPolicy(), 8),  # 30 s doubled: a timedelta overflowed at attempt 43
+        # The longest way to the largest wait there is: 1 µs doubled 66 times is not yet it.
+        (RetryPolicy(base=timedelta(microseconds=1), maximum=timedelta.max), 68),
+    ],
+    ids=["default", "extremes"],
+)
+def test_the_backoff_is_bounded_for_any_number_of_attempts(policy, reached):
+    for attempts in (reached, reached + 1, 100, 1000, 10**6):
+        assert policy.delay(attempts) == policy.maximum
+    assert policy.delay(reached - 1) < policy.maximum
+    # The usual doubling is unchanged.
+    assert [policy.delay(n) for n in (0, 1, 2, 3)] == [policy.base * m for m in (1, 1, 2, 4)]
+
+
+def test_the_default_backoff_doubles_up_to_its_maximum():
+    policy = RetryPolicy()
+    waits = [policy.delay(n).total_seconds() for n in range(1, 10)]
+    assert waits == [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
+    assert policy.delay(43) == policy.delay(44) == policy.maximum  # were OverflowError
+
+
+async def test_a_row_failing_past_attempt_43_is_retried_then_given_up(repo, clock):
+    """The row's 43rd failure is marked for a retry at `maximum` (not a pass failing before
+    the mark, the row sent again at every pass); at max_attempts it is given up."""
+    item_id = await queue_one(repo, clock)
+    await repo.write(lambda conn: conn.execute(O.update().values(attempts=42)))
+    worker = FlakyWorker(repo, clock, failures=99)
+    worker.retry = RetryPolicy(max_attempts=45, base=timedelta(seconds=30))
+
+    assert await worker.deliver_due() == 0
+    stored = await row(repo, item_id)
+    assert (stored.state, stored.attempts) == ("pending", 43)
+    assert aware(stored.next_try_at) == T0 + timedelta(hours=1)
+    assert await worker.deliver_due() == 0 and worker.failures == 98  # waits its backoff
+
+    clock.advance(hours=1)
+    await worker.deliver_due()
+    assert (await row(repo, item_id)).attempts == 44
+    clock.advance(hours=1)
+    await worker.deliver_due()
+    stored = await row(repo, item_id)
+    assert (stored.state, stored.attempts) == ("failed", 45)
+    assert worker.given_up == ["gave up after 45 attempts: homeserver away"]
+    assert worker.failures == 96  # one send per attempt, none more
+
+
+# ------------------------------------------------------------------ rows held by another session
+
+
+class HeldElsewhere:
+    """A PostgreSQL repository whose one due row another session holds: `due` gives it at
+    every pass, `claim` never gets it (SKIP LOCKED), `next_due_at` says it is overdue."""
+
+    sqlite = False
+
+    def __init__(self, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.clock = clock
+        self.passes = 0
+        self.on_pass = lambda _number: None  # what a test does during a pass
+        overdue = clock.now() - timedelta(seconds=5)
+
+        async def due(conn, kind, now, unattached_first=False):  # noqa: ANN001, ANN202
+            self.passes += 1
+            self.on_pass(self.passes)
+            return [outbox.OutboxItem(1, kind, 7, {}, 0)]
+
+        async def next_due_at(conn, kind):  # noqa: ANN001, ANN202
+            return overdue
+
+        async def claim(conn, item_id):  # noqa: ANN001, ANN202
+            return False
+
+        monkeypatch.setattr(outbox, "due", due)
+        monkeypatch.setattr(outbox, "next_due_at", next_due_at)
+        monkeypatch.setattr(outbox, "claim", claim)
+
+    async def write(self, work):  # noqa: ANN001, ANN201
+        return await work(None)
+
+    @contextlib.asynccontextmanager
+    async def holding(self):  # noqa: ANN201
+        yield object()
+
+
+class Stop(Exception):
+    """Ends a worker's run in a test."""
+
+
+class FakeTimeWorker(OutboxWorker):
+    """Its waits between passes take fake time: each moves the clock on by what it was asked
+    to wait, unless a wake ends it at once; it stops once `until` is reached."""
+
+    kind = CHAT
+
+    def __init__(self, repository, clock: FakeClock, until: datetime) -> None:  # noqa: ANN001
+        super().__init__(repository, POLICY, clock)
+        self.idle_wait = delivery.OTHER_PROCESS_WAIT_SECONDS  # as on PostgreSQL (exobot.app)
+        self.until = until
+        self.waits: list[float] = []
+
+    async def send(self, item: outbox.OutboxItem) -> None:
+        raise AssertionError("never claimed, never sent")
+
+    async def pause(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if self.wake.is_set():
+            return
+        self.clock.advance(seconds=seconds)
+        if self.clock.now() >= self.until:
+            raise Stop
+
+
+async def test_rows_another_session_holds_are_looked_at_once_a_second_not_in_a_spin(
+    clock, monkeypatch
+):
+    """A dead leader's connection holds a due row for hours: passes come as often as for
+    other processes' work (OTHER_PROCESS_WAIT_SECONDS), not ~100 a second."""
+    held = HeldElsewhere(clock, monkeypatch)
+    worker = FakeTimeWorker(held, clock, until=T0 + timedelta(seconds=10))
+    with pytest.raises(Stop):
+        await worker.run()
+    assert held.passes <= 11  # one at the start, then one per fake second
+    assert worker.waits and min(worker.waits) >= delivery.OTHER_PROCESS_WAIT_SECONDS
+
+
+async def test_a_wake_during_a_pass_over_held_rows_brings_the_next_pass_at_once(clock, monkeypatch):
+    """Rows queued while a pass met held ones are not kept waiting for the held rows' sake."""
+    held = HeldElsewhere(clock, monkeypatch)
+    worker = FakeTimeWorker(held, clock, until=T0 + timedelta(seconds=10))
+    held.on_pass = lambda number: worker.wake.set() if number == 3 else None
+    with pytest.raises(Stop):
+        await worker.run()
+    assert worker.waits[2] < delivery.OTHER_PROCESS_WAIT_SECONDS  # after the third pass
+    assert [w for i, w in enumerate(worker.waits) if i != 2] == [1.0] * (len(worker.waits) - 1)
+
+
+class PausingWorker(FakeTimeWorker):
+    """Waits for real (the worker's own `pause`), saying when it starts to."""
+
+    def __init__(self, repository, clock: FakeClock) -> None:  # noqa: ANN001
+        super().__init__(repository, clock, until=datetime.max.replace(tzinfo=UTC))
+        self.pausing = asyncio.Event()
+
+    async def pause(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.pausing.set()
+        await OutboxWorker.pause(self, seconds)
+
+
+async def test_a_wake_still_ends_the_wait_over_held_rows_at_once(clock, monkeypatch):
+    """Over held rows the worker waits at least OTHER_PROCESS_WAIT_SECONDS (an hour here, so
+    only the wake can bring the second pass within the test), and new rows wake it."""
+    monkeypatch.setattr(delivery, "OTHER_PROCESS_WAIT_SECONDS", 3600.0)
+    held = HeldElsewhere(clock, monkeypatch)
+    worker = PausingWorker(held, clock)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.pausing.wait(), 60)
+        assert (held.passes, worker.waits) == (1, [3600.0])
+        worker.pausing.clear()
+        worker.wake.set()  # as the service does when it queues rows
+        await asyncio.wait_for(worker.pausing.wait(), 60)
+        assert held.passes == 2
+    finally:
+        await cancel_and_wait([task])
