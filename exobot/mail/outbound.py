@@ -185,30 +185,49 @@ class MailSender(OutboxWorker):
     async def send(self, item: outbox.OutboxItem) -> None:
         """Build the mail from its payload and hand it to the SMTP server. A Cc address no
         mail can be written to (queued before the one address rule) is left out and noted on
-        the ticket: it must never cost the requestor the mail."""
+        the ticket: it must never cost the requestor the mail, and a note that fails is only
+        logged (the mail was delivered)."""
         with reading_payload():
             message = self.build(item.payload)
             _cc, unusable = usable_cc(item.payload)
         await self._send(message)
         if item.ticket_id is None:
             return
+        # Noted here, after the server's acceptance and before the mark, not in a hook of its
+        # own after the mark: the note is committed before the row says sent, so a stop in
+        # between does not lose it, and its Origin key keeps a mail sent again from being
+        # noted twice. From here on the mail was delivered: no error of the note may reach
+        # the worker, which would take it for a failed send and send it again at every retry.
         for address, problem in unusable:
-            try:
-                await self.service.apply(
-                    Actor.system("mail"),
-                    RecordDeliveryFailure(
-                        item.ticket_id,
-                        item.id,
-                        address,
-                        problem,
-                        skipped=True,
-                    ),
-                    # Once per mail and address, however often the mail is retried.
-                    Origin(key=f"mail-skipped-cc:{item.id}:{address}"),
+            await self._note_skipped_cc(item, item.ticket_id, address, problem)
+
+    async def _note_skipped_cc(
+        self, item: outbox.OutboxItem, ticket: int, address: str, problem: str
+    ) -> None:
+        """Note on `ticket` a Cc address left out of the mail; a failure is only logged."""
+        try:
+            await self.service.apply(
+                Actor.system("mail"),
+                RecordDeliveryFailure(ticket, item.id, address, problem, skipped=True),
+                # Once per mail and address, however often the mail is retried.
+                Origin(key=f"mail-skipped-cc:{item.id}:{address}"),
+            )
+        except ServiceError as refusal:
+            if refusal.code != "already_handled":
+                log.error(
+                    "%s: could not note the skipped Cc %s on ticket %s: %s",
+                    self.describe(item),
+                    address,
+                    ticket,
+                    refusal,
                 )
-            except ServiceError as refusal:
-                if refusal.code != "already_handled":
-                    log.error("could not note the skipped Cc %s: %s", address, refusal)
+        except Exception:  # the database busy or away: the mail still counts as delivered
+            log.exception(
+                "%s delivered, but the skipped Cc %s could not be noted on ticket %s",
+                self.describe(item),
+                address,
+                ticket,
+            )
 
     async def run(self) -> None:
         """Deliver forever (see OutboxWorker.run); the connections are closed and the send
