@@ -409,14 +409,28 @@ class SmtpConfig(ConfigSection):
         return self
 
 
+MAX_RETRY_WAIT = timedelta(days=7)
+
+
 class OutboxConfig(ConfigSection):
     """Retries of outgoing deliveries: exponential from ``retry_base`` up to ``retry_max``."""
 
     # A mail that keeps failing holds back its ticket's later mails until it is given up:
-    # 100 attempts at the default retry_max (1h) already take four days.
-    max_attempts: int = Field(10, ge=1, le=100)
+    # 1,000 attempts at the default retry_max (1 h) take six weeks; more is a typo.
+    max_attempts: int = Field(10, ge=1, le=1000)
     retry_base: Duration = timedelta(seconds=30)
     retry_max: Duration = timedelta(hours=1)
+
+    @field_validator("retry_base", "retry_max")
+    @classmethod
+    def _sensible_wait(cls, value: timedelta) -> timedelta:
+        # Zero would retry in a loop; a wait of years would overflow the date of the next try
+        # (the row then left due, sent again at every pass). A week is already long.
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        if value > MAX_RETRY_WAIT:
+            raise ValueError("must be at most 7 days")
+        return value
 
     @model_validator(mode="after")
     def _ordered(self) -> "OutboxConfig":

@@ -685,16 +685,29 @@ def test_mail_parsing_limit_problems(key: str, value: Any, expected: str) -> Non
 
 def test_outbox_max_attempts_is_bounded() -> None:
     """A mail that keeps failing holds back its ticket's later mails until it is given up:
-    up to 100 attempts (four days at the default retry_max), no more."""
-    data = with_value(minimal(), "mail.outbox.max_attempts", 100)
-    assert parse_config(data, env={}).mail.outbox.max_attempts == 100
-    assert problems_of(with_value(minimal(), "mail.outbox.max_attempts", 101)) == [
-        "mail.outbox.max_attempts: must be at most 100 (got 101)"
+    up to 1,000 attempts (six weeks at the default retry_max), no more."""
+    data = with_value(minimal(), "mail.outbox.max_attempts", 1000)
+    assert parse_config(data, env={}).mail.outbox.max_attempts == 1000
+    assert problems_of(with_value(minimal(), "mail.outbox.max_attempts", 1001)) == [
+        "mail.outbox.max_attempts: must be at most 1000 (got 1001)"
     ]
     assert problems_of(with_value(minimal(), "mail.outbox.max_attempts", 0)) == [
         "mail.outbox.max_attempts: must be at least 1 (got 0)"
     ]
-    assert problems_of(minimal(), env={"EXOBOT__MAIL__OUTBOX__MAX_ATTEMPTS": "1000"}) == [
+    assert problems_of(minimal(), env={"EXOBOT__MAIL__OUTBOX__MAX_ATTEMPTS": "100000"}) == [
         "mail.outbox.max_attempts (from EXOBOT__MAIL__OUTBOX__MAX_ATTEMPTS): "
-        "must be at most 100 (got '1000')"
+        "must be at most 1000 (got '100000')"
     ]
+
+
+def test_outbox_retry_waits_are_bounded() -> None:
+    """A retry wait of zero would loop, one of years would overflow the next try's date."""
+    for key in ("mail.outbox.retry_base", "mail.outbox.retry_max"):
+        assert problems_of(with_value(minimal(), key, "0s")) == [
+            f"{key}: must be longer than zero (got '0s')"
+        ]
+    assert problems_of(with_value(minimal(), "mail.outbox.retry_max", "9999999d")) == [
+        "mail.outbox.retry_max: must be at most 7 days (got '9999999d')"
+    ]
+    data = with_value(minimal(), "mail.outbox.retry_max", "7d")
+    assert parse_config(data, env={}).mail.outbox.retry_max == timedelta(days=7)
