@@ -166,6 +166,7 @@ class _Reading:
     room_queue: str | None
     registry: ActionRegistry
     last: bool  # the argument is the action's last one: nothing may follow it
+    mentions: Mapping[str, str]  # display name -> user id of the message's mention pills
 
 
 def parse_command(
@@ -176,8 +177,13 @@ def parse_command(
     context_ticket: int | None = None,
     room_queue: str | None = None,
     registry: ActionRegistry | None = None,
+    mentions: Mapping[str, str] | None = None,
 ) -> ParsedCommand:
-    """Parse a chat command into a ParsedCommand, or raise CommandError."""
+    """Parse a chat command into a ParsedCommand, or raise CommandError.
+
+    `mentions` maps the display names of the message's mention pills to their user ids (a
+    chat client writes a pill's display name in the plain text): a user argument written as
+    one of those names reads as its id; everywhere else the text stays as typed."""
     registry = registry or default_registry()
     body = text.replace("\r\n", "\n").replace("\r", "\n").strip()
     if not is_command(body):
@@ -203,7 +209,8 @@ def parse_command(
 
     args: dict[str, Any] = {}
     for index, argument in enumerate(spec.arguments):
-        reading = _Reading(spec, queues, room_queue, registry, index == len(spec.arguments) - 1)
+        last = index == len(spec.arguments) - 1
+        reading = _Reading(spec, queues, room_queue, registry, last, mentions or {})
         rest = _READERS[argument.kind](argument, rest, reading, args).strip()
     if rest:  # words after the reference of an action that takes nothing more
         raise CommandError("unexpected_argument", command=spec.name, text=_echo(rest))
@@ -328,12 +335,32 @@ def _read_word(argument: Argument, rest: str, reading: _Reading, args: dict[str,
 
 
 def _read_user(argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]) -> str:
+    """A Matrix id, or the display name of one of the message's mention pills (which may be
+    several words), read as that pill's user id."""
+    mentioned = _mentioned(rest, reading.mentions)
+    if mentioned is not None:
+        user, after = mentioned
+        if after and reading.last:
+            raise CommandError("unexpected_argument", command=reading.spec.name, text=_echo(after))
+        args[argument.name] = user
+        return after
     user, after = _one_word(argument, rest, reading, "user")
     if user is not None:
         if not is_user_id(user):
             raise CommandError("bad_user", text=_echo(user))
         args[argument.name] = user
     return after
+
+
+def _mentioned(rest: str, mentions: Mapping[str, str]) -> tuple[str, str] | None:
+    """The user id of the mention whose display name opens `rest` as whole words, and the
+    text after it; None when none does. The longest name wins (`Anna Maria` over `Anna`);
+    `Annabel` is not `Anna`."""
+    for name in sorted(mentions, key=len, reverse=True):
+        after = rest[len(name) :]
+        if rest.startswith(name) and (not after or after[0].isspace()):
+            return mentions[name], after.strip()
+    return None
 
 
 def _known_queues(queues: Collection[str]) -> str:

@@ -309,6 +309,11 @@ class SqlReader:
         self.conn = conn
         self.sqlite = sqlite
 
+    async def is_handled(self, key: str) -> bool:
+        """Whether an idempotency key was recorded (the request it names took effect)."""
+        found = await self.conn.execute(select(H.c.key).where(H.c.key == key))
+        return found.first() is not None
+
     async def get_ticket(self, number: int, *, aliases: bool = True) -> Ticket | None:
         """The ticket with that number, or None (also for a number no ticket can have). A
         number merged into another ticket (ticket_aliases) gives the surviving ticket, unless

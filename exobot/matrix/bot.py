@@ -329,29 +329,31 @@ class MatrixBot:
             return  # an edit never runs a command again
         key, origin = said
         thread_root = origin["thread"]
-        typed = _without_reply_fallback(event.body, content)
+        typed = _message_text(event.body, content)
         if not self.is_operator(event.sender):
             # Checked before anything else is read: what a stranger writes costs no parsing.
             if is_command(typed):
                 await self._answer(key, origin, self.renderer.not_operator())
             return
-        text = _with_user_ids(typed, content)  # the rest of _message_text
-        command = is_command(text)
+        command = is_command(typed)
         context = await self._thread_ticket(room.room_id, thread_root)
         if not command and context is None:
             return  # conversation among volunteers
         if not command:
             origin["plain"] = True
-            await self._apply(event.sender, Comment(context, text), key, origin)
+            await self._apply(event.sender, Comment(context, typed), key, origin)
             return
         try:
             parsed = parse_command(
-                text,
+                typed,
                 prefix=self.settings.prefix,
                 queues=self.settings.queues,
                 context_ticket=context,
                 room_queue=room_queue,
                 registry=self.registry,
+                # Only a user argument reads a pill as its user id; everywhere else the
+                # volunteer's text (which holds the display name) goes on as typed.
+                mentions=_mentions(content),
             )
         except CommandError as error:
             await self._answer(key, origin, self.renderer.error(error.code, error.params))
@@ -406,7 +408,18 @@ class MatrixBot:
     ) -> None:
         """Run a handler action: an intent it gives back is applied like a built-in one (same
         key, same origin, same errors); an Answer is posted as the answer; a refusal is said;
-        a handler that raises is logged with its stack and answered as an internal error."""
+        a handler that raises is logged with its stack and answered as an internal error.
+
+        A redelivered event (a sync batch replayed after a database error, the up to 2 s of
+        sync a crash replays, a failover) whose answer or change is already committed does not
+        run the handler again: a handler writes in its own transactions, which the event's key
+        does not guard (built-in commands need no such look-up: their key is claimed with their
+        change). A crash, or a database error, after the handler's commit and before the
+        answer's still runs it again: the handler's call does not carry the key it would need
+        to make its own writes idempotent."""
+        if await self.repository.read(lambda view: view.is_handled(key)):
+            log.info("%s was already handled", key)
+            return
         call = ActionCall(
             spec.name, sender, parsed.ticket, parsed.args, self.renderer.language, Channel.CHAT
         )
@@ -550,17 +563,21 @@ def _without_reply_fallback(body: str, content: dict) -> str:
     return body.strip()
 
 
-def _with_user_ids(body: str, content: dict) -> str:
-    """Mention pills turned back into user ids (clients put the display name in the plain
-    body). A formatted body over MAX_FORMATTED_CHARS is not read."""
+def _mentions(content: dict) -> dict[str, str]:
+    """The mention pills of a message as {display name: user id}: clients write a pill's
+    display name in the plain body, and a command's user argument reads it back as the id
+    (the parser's `mentions`). A name that pills give to different users is left out, since
+    which one was meant cannot be told; a formatted body over MAX_FORMATTED_CHARS is not read."""
     formatted = content.get("formatted_body") or ""
     if not isinstance(formatted, str) or len(formatted) > MAX_FORMATTED_CHARS:
-        return body
+        return {}
+    found: dict[str, str] = {}
+    ambiguous: set[str] = set()
     for user_id, label in pills(formatted):
         name = html.unescape(_TAG.sub("", label)).strip()
-        if name and name != user_id and name in body:
-            body = body.replace(name, user_id, 1)
-    return body.strip()
+        if name and name != user_id and found.setdefault(name, user_id) != user_id:
+            ambiguous.add(name)
+    return {name: user_id for name, user_id in found.items() if name not in ambiguous}
 
 
 def pills(formatted: str) -> list[tuple[str, str]]:
@@ -569,6 +586,8 @@ def pills(formatted: str) -> list[tuple[str, str]]:
 
 
 def _message_text(body: str, content: dict) -> str:
-    """The text a volunteer typed, as the bot reads it once the sender is an operator: without
-    a reply's quoted fallback, with mention pills turned back into user ids."""
-    return _with_user_ids(_without_reply_fallback(body, content), content)
+    """The text a volunteer typed, as the bot reads it: without a reply's quoted fallback.
+    Mention pills stay as typed (their display names), so that free text (a reply mailed to a
+    member, a comment, a title) never gains a volunteer's Matrix id; a command's user argument
+    alone reads a pill as its user id (`_mentions`)."""
+    return _without_reply_fallback(body, content)

@@ -22,7 +22,7 @@ from exobot.db.tables import OutboxRow
 from exobot.i18n import say
 from exobot.mail.msgid import MessageIds
 from exobot.matrix import bot as bot_module
-from exobot.matrix.bot import MAX_FORMATTED_CHARS, BotSettings, MatrixBot, pills
+from exobot.matrix.bot import BotSettings, MatrixBot, pills
 from exobot.matrix.render import Renderer
 from exobot.matrix.rooms import QueueRooms
 
@@ -245,16 +245,6 @@ def test_sixty_kilobytes_of_unclosed_links_yield_nothing_and_each_scan_is_local(
     found = pills(closed)
     assert found == [("@x:example.org", "nom ")]
     assert pills(junk[: len(one) * 2] + "</a>") == found
-
-
-def test_a_formatted_body_over_the_cap_is_not_read():
-    from exobot.matrix.bot import _with_user_ids
-
-    pill = '<a href="https://matrix.to/#/@anna:example.org">Anna</a>'
-    content = {"formatted_body": "!give 3 " + pill}
-    assert _with_user_ids("!give 3 Anna", content) == "!give 3 @anna:example.org"
-    padded = {"formatted_body": "!give 3 " + pill + " " * MAX_FORMATTED_CHARS}
-    assert _with_user_ids("!give 3 Anna", padded) == "!give 3 Anna"
 
 
 # --- search --------------------------------------------------------------------------------

@@ -51,15 +51,5 @@ def test_a_quote_without_a_reply_is_kept():
     assert _message_text("> cita\ntext", {}) == "> cita\ntext"
 
 
-def test_mention_pills_become_user_ids():
-    content = {
-        "formatted_body": '!give suport#3 <a href="https://matrix.to/#/@pere:example.org">'
-        "Pere &amp; Co</a>"
-    }
-    assert _message_text("!give suport#3 Pere & Co", content) == (
-        "!give suport#3 @pere:example.org"
-    )
-
-
 def test_multi_line_text_is_kept():
     assert _message_text("!reply Hola,\n\nja està.\n", {}) == "!reply Hola,\n\nja està."
