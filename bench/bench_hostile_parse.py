@@ -59,6 +59,14 @@ CASES: dict[str, tuple[Callable[[int], bytes], int]] = {
     "millions of '<'": (lambda n: mail("text/html", b"<" * n), 1_000_000),
     "unclosed tags": (lambda n: mail("text/html", b"<a href='" * (n // 9)), 1_000_000),
     "unclosed comments": (lambda n: mail("text/html", b"<!--" * (n // 4)), 1_000_000),
+    "zero-padded charrefs": (
+        lambda n: mail("text/html", (b"&#" + b"0" * 4400 + b"65;") * (n // 4405)),
+        250_000,
+    ),
+    "many links": (
+        lambda n: mail("text/html", b"".join(b"<a href=%d>x</a>" % i for i in range(n))),
+        8_000,
+    ),
     "one huge line": (lambda n: mail("text/plain", b"a" * n), 2_000_000),
     "long encoded-word subject": (
         lambda n: mail("text/plain", b"x", b"Subject: " + b"=?utf-8?q?" + b"a" * n + b"?=\r\n"),

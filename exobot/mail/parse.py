@@ -679,6 +679,13 @@ MAX_HTML_NESTING = 8
 MAX_PRE_WHITESPACE = 100
 # Attribute text looked at per tag (an href is all we keep).
 MAX_ATTRIBUTES = 8192
+# Links that keep their target; later ones become their text only. html2text renders
+# links as references ("[text][1]", targets listed at the end), the way volunteers read
+# mail today, and finds each link's number by scanning every earlier link: quadratic in
+# the number of links (26,900 links in 500 KB took 26 s, past the sandbox's 10 s). Inline
+# links would avoid the scan but change how every ordinary mail reads, so the number of
+# links is capped instead: a few hundred covers any newsletter, and the scan stays small.
+MAX_HTML_LINKS = 500
 
 _HTML_TOKEN = re.compile(
     r"<(?:(?P<comment>!--)|(?P<declaration>[!?])"
@@ -687,8 +694,15 @@ _HTML_TOKEN = re.compile(
 _HREF = re.compile(r"""(?<![\w-])href\s*+=\s*+(?:"([^"]*+)"|'([^']*+)'|([^\s"'<>`]++))""", re.I)
 _HTML_SPACE = re.compile(r"[ \t\n\r\f]++")
 _ANY_SPACE = re.compile(r"\s++")
-# Character references with absurdly many digits make html.unescape raise (int limit).
-_LONG_CHARREF = re.compile(r"&#([xX]?)0*+[0-9a-fA-F]{8,}+;?")
+# A numeric character reference as html.unescape reads it (decimal digits after "&#", hex
+# digits after "&#x"), leading zeros apart. html.unescape converts the digits with int(),
+# which raises past 4,300 decimal digits (zeros included), so references are rewritten
+# before it sees them: zeros dropped, and more digits than any code point has (0x10FFFF is
+# 6 hex, 1114111 is 7 decimal digits) made U+FFFD, which is what html.unescape gives for
+# any reference beyond 0x10FFFF. Possessive and starting at "&#": linear time.
+_NUMERIC_CHARREF = re.compile(r"&#(?:([xX])(0*+)([0-9a-fA-F]*+)|(0*+)([0-9]*+))(;?)")
+_MAX_HEX_DIGITS = 6
+_MAX_DECIMAL_DIGITS = 7
 # Elements whose content is never shown: dropped together with their content.
 _HIDDEN = frozenset({"script", "style", "title", "template", "noscript", "xml"})
 _HIDDEN_END = {name: re.compile(rf"</{name}\b[^<>]*+>?", re.I) for name in _HIDDEN}
@@ -707,12 +721,28 @@ _VOID_TAGS = frozenset({"br", "hr"})
 _NESTING_TAGS = frozenset({"ul", "ol", "blockquote", "dl", "table"})
 
 
+def _bounded_charref(match: re.Match[str]) -> str:
+    """A numeric character reference without leading zeros, or U+FFFD when it has more
+    significant digits than any code point."""
+    hex_mark, hex_zeros, hex_digits, zeros, digits, semicolon = match.groups()
+    limit = _MAX_DECIMAL_DIGITS
+    if hex_mark:
+        zeros, digits, limit = hex_zeros, hex_digits, _MAX_HEX_DIGITS
+    if len(digits) > limit:
+        return "\ufffd"
+    if not zeros:
+        return match.group(0)
+    # Only zeros: still a reference (to U+0000, which html.unescape makes U+FFFD).
+    return f"&#{hex_mark or ''}{digits or '0'}{semicolon}"
+
+
 def _unescape_text(text: str) -> str:
-    """Decode character references of a text run (never raises)."""
+    """Decode character references of a text run (never raises). Every html.unescape of
+    mail content goes through here."""
     if "&" not in text:
         return text
     if "&#" in text:
-        text = _LONG_CHARREF.sub("\ufffd", text)
+        text = _NUMERIC_CHARREF.sub(_bounded_charref, text)
     return html.unescape(text)
 
 
@@ -738,6 +768,7 @@ class _HtmlNormalizer:
         # Opened-but-dropped nesting tags per name, so their end tags are dropped too.
         self.dropped: dict[str, int] = {}
         self.open_count: dict[str, int] = {}
+        self.links = 0
 
     def emit(self, piece: str, divisible: bool = False) -> bool:
         """Append output; False (and flagged) once the size cap is reached. Text
@@ -780,9 +811,10 @@ class _HtmlNormalizer:
             self.pre += 1
         if name not in _VOID_TAGS:
             self.open_count[name] = self.open_count.get(name, 0) + 1
-        if name == "a":
+        if name == "a" and self.links < MAX_HTML_LINKS:
             match = _HREF.search(attrs[:MAX_ATTRIBUTES])
             if match:
+                self.links += 1
                 href = _unescape_text(next(g for g in match.groups() if g is not None))
                 href = _single_line(href)
                 return self.emit(f'<a href="{html.escape(href, quote=True)}">')
@@ -865,7 +897,7 @@ def _html_to_text(source: str) -> tuple[str, bool]:
     try:
         text = converter.handle(normalized)
     except Exception:  # html2text is third-party code: fall back to the bare text
-        text = html.unescape(_TAGS.sub(" ", normalized))
+        text = _unescape_text(_TAGS.sub(" ", normalized))
     text = _strip_lines(_clean_body(text))
     return _BLANK_RUNS.sub("\n\n", text).strip("\n"), truncated
 
