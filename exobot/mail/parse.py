@@ -35,6 +35,7 @@ import html2text
 
 from exobot.core.addresses import BadAddress, normalize_address
 from exobot.core.sensitive import find_sensitive, mask_findings
+from exobot.core.text import unescape_html
 from exobot.mail.bounds import bound_structure
 from exobot.mail.language import detect_language
 from exobot.mail.language import warm_up as warm_up_language
@@ -694,15 +695,6 @@ _HTML_TOKEN = re.compile(
 _HREF = re.compile(r"""(?<![\w-])href\s*+=\s*+(?:"([^"]*+)"|'([^']*+)'|([^\s"'<>`]++))""", re.I)
 _HTML_SPACE = re.compile(r"[ \t\n\r\f]++")
 _ANY_SPACE = re.compile(r"\s++")
-# A numeric character reference as html.unescape reads it (decimal digits after "&#", hex
-# digits after "&#x"), leading zeros apart. html.unescape converts the digits with int(),
-# which raises past 4,300 decimal digits (zeros included), so references are rewritten
-# before it sees them: zeros dropped, and more digits than any code point has (0x10FFFF is
-# 6 hex, 1114111 is 7 decimal digits) made U+FFFD, which is what html.unescape gives for
-# any reference beyond 0x10FFFF. Possessive and starting at "&#": linear time.
-_NUMERIC_CHARREF = re.compile(r"&#(?:([xX])(0*+)([0-9a-fA-F]*+)|(0*+)([0-9]*+))(;?)")
-_MAX_HEX_DIGITS = 6
-_MAX_DECIMAL_DIGITS = 7
 # Elements whose content is never shown: dropped together with their content.
 _HIDDEN = frozenset({"script", "style", "title", "template", "noscript", "xml"})
 _HIDDEN_END = {name: re.compile(rf"</{name}\b[^<>]*+>?", re.I) for name in _HIDDEN}
@@ -719,31 +711,6 @@ _AS_DIV = frozenset(
 )
 _VOID_TAGS = frozenset({"br", "hr"})
 _NESTING_TAGS = frozenset({"ul", "ol", "blockquote", "dl", "table"})
-
-
-def _bounded_charref(match: re.Match[str]) -> str:
-    """A numeric character reference without leading zeros, or U+FFFD when it has more
-    significant digits than any code point."""
-    hex_mark, hex_zeros, hex_digits, zeros, digits, semicolon = match.groups()
-    limit = _MAX_DECIMAL_DIGITS
-    if hex_mark:
-        zeros, digits, limit = hex_zeros, hex_digits, _MAX_HEX_DIGITS
-    if len(digits) > limit:
-        return "\ufffd"
-    if not zeros:
-        return match.group(0)
-    # Only zeros: still a reference (to U+0000, which html.unescape makes U+FFFD).
-    return f"&#{hex_mark or ''}{digits or '0'}{semicolon}"
-
-
-def _unescape_text(text: str) -> str:
-    """Decode character references of a text run (never raises). Every html.unescape of
-    mail content goes through here."""
-    if "&" not in text:
-        return text
-    if "&#" in text:
-        text = _NUMERIC_CHARREF.sub(_bounded_charref, text)
-    return html.unescape(text)
 
 
 def _shorten_space(match: re.Match[str]) -> str:
@@ -791,7 +758,7 @@ class _HtmlNormalizer:
         """Emit a text run: references decoded, whitespace collapsed, then escaped."""
         if not raw:
             return True
-        text = _unescape_text(raw)
+        text = unescape_html(raw)
         # Outside <pre> any whitespace run reads as one space (as a browser shows it).
         text = _ANY_SPACE.sub(_shorten_space, text) if self.pre else _HTML_SPACE.sub(" ", text)
         return self.emit(html.escape(text, quote=False), divisible=True)
@@ -815,7 +782,7 @@ class _HtmlNormalizer:
             match = _HREF.search(attrs[:MAX_ATTRIBUTES])
             if match:
                 self.links += 1
-                href = _unescape_text(next(g for g in match.groups() if g is not None))
+                href = unescape_html(next(g for g in match.groups() if g is not None))
                 href = _single_line(href)
                 return self.emit(f'<a href="{html.escape(href, quote=True)}">')
         return self.emit(f"<{name}>")
@@ -897,7 +864,7 @@ def _html_to_text(source: str) -> tuple[str, bool]:
     try:
         text = converter.handle(normalized)
     except Exception:  # html2text is third-party code: fall back to the bare text
-        text = _unescape_text(_TAGS.sub(" ", normalized))
+        text = unescape_html(_TAGS.sub(" ", normalized))
     text = _strip_lines(_clean_body(text))
     return _BLANK_RUNS.sub("\n\n", text).strip("\n"), truncated
 

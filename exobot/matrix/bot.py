@@ -34,6 +34,7 @@ from exobot.core.flags import active_flags
 from exobot.core.intents import Comment, Origin
 from exobot.core.model import Actor, EntryKind, Status
 from exobot.core.service import CHAT, AlreadyHandled, ServiceError, TicketService
+from exobot.core.text import unescape_html
 from exobot.db import chat
 from exobot.db.engine import database_unavailable
 from exobot.db.repository import SqlRepository
@@ -574,7 +575,7 @@ def _mentions(content: dict) -> dict[str, str]:
     found: dict[str, str] = {}
     ambiguous: set[str] = set()
     for user_id, label in pills(formatted):
-        name = html.unescape(_TAG.sub("", label)).strip()
+        name = unescape_html(_TAG.sub("", label)).strip()
         if name and name != user_id and found.setdefault(name, user_id) != user_id:
             ambiguous.add(name)
     return {name: user_id for name, user_id in found.items() if name not in ambiguous}

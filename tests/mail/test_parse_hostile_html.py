@@ -12,7 +12,7 @@ from typing import Any
 import html2text
 import pytest
 
-from exobot.mail import parse
+from exobot.core.text import unescape_html
 from exobot.mail.parse import MAX_HTML_LINKS, html_to_text, parse_mail
 
 ZEROS = "0" * 4400  # past the 4,300-digit limit of int() on decimal strings
@@ -72,7 +72,7 @@ def test_zero_padded_charref_in_href_is_neutralised(reference: str, shown: str) 
 )
 def test_short_references_decode_as_html_unescape_does(text: str) -> None:
     # Dropping zeros must never change what a reference means.
-    assert parse._unescape_text(text) == html.unescape(text)
+    assert unescape_html(text) == html.unescape(text)
 
 
 class Html2TextSpy:

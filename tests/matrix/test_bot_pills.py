@@ -115,3 +115,11 @@ def test_a_formatted_body_over_the_cap_is_not_read():
     assert _mentions({"formatted_body": "!give 3 " + ANNA_PILL}) == {"Anna": ANNA}
     padded = {"formatted_body": "!give 3 " + ANNA_PILL + " " * MAX_FORMATTED_CHARS}
     assert _mentions(padded) == {}
+
+
+def test_a_pill_label_with_a_zero_padded_reference_is_read_without_raising():
+    """html.unescape raises on a reference of more than 4,300 digits, zeros included: the
+    command of such a message was never answered (only logged as failed)."""
+    label = "&#" + "0" * 4400 + "65;nna"  # "Anna"
+    pill = f'<a href="https://matrix.to/#/{ANNA}">{label}</a>'
+    assert _mentions({"formatted_body": "!give 3 " + pill}) == {"Anna": ANNA}
