@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,14 @@ log = logging.getLogger("exobot.service")
 PLACEHOLDER_TITLE = "(sense assumpte)"
 MAX_TITLE = 200
 MAX_REFERENCES = 20
+# The longest Message-ID exobot stores or looks up as it is, in UTF-8 bytes between the angle
+# brackets (the cap the import path always had, 900 characters, counted in bytes so that
+# non-ASCII ids are bounded too). A database index refuses long keys (PostgreSQL's btree: about
+# 2,700 bytes a row), and an id no mail header line can carry (998) is no id a client keeps
+# intact anyway; longer ones are stored in a short form (see stored_message_id).
+MAX_MESSAGE_ID = 900
+# Characters of a too-long id kept readable at the start of its short form (≤ 256 bytes).
+LONG_MESSAGE_ID_HEAD = 64
 # At most this many participants are taken from the Cc of one mail; the rest are listed on
 # its entry for an operator to add deliberately (`!cc`).
 MAX_CC_PARTICIPANTS = 10
@@ -267,7 +276,12 @@ class TicketService:
     # --- mail -----------------------------------------------------------------------------
 
     async def _do_ReceiveMail(self, step: _Step, intent: i.ReceiveMail) -> Outcome:
-        mail = intent.mail
+        # The Message-ID enters the core here: stored (mail_messages, the entry, the inbound
+        # row) and quoted in our answers' In-Reply-To in the one form lookups use.
+        mail = replace(
+            intent.mail,
+            message_id=stored_message_id(intent.mail.message_id) or intent.mail.message_id,
+        )
         if intent.ticket is None:
             if intent.mail_class is i.MailClass.BOUNCE:
                 raise InvalidRequest("bounce_without_ticket", "a bounce never opens a ticket")
@@ -957,7 +971,7 @@ class _Step:
         if item.attachments:
             await self.uow.add_attachments(ticket.number, entry.id, item.attachments)
         for message in item.message_ids:
-            message_id = _message_id(message.message_id)
+            message_id = stored_message_id(message.message_id)
             if message_id is not None:
                 direction = "out" if message.direction == "out" else "in"
                 await self.uow.record_message_once(message_id, ticket.number, direction, entry.id)
@@ -1274,13 +1288,28 @@ def _latest(known: datetime | None, when: datetime) -> datetime:
     return when if known is None or when > known else known
 
 
-def _message_id(value: str) -> str | None:
-    """A Message-ID as mail_messages keeps them: "<local@domain>", no spaces; None when
-    there is nothing usable (or it is longer than a mail header line)."""
+def stored_message_id(value: str) -> str | None:
+    """A Message-ID (or an In-Reply-To/References id) as exobot stores and looks it up:
+    "<local@domain>" without spaces, None when there is nothing usable. The one rule for every
+    id entering the core (mail, imported history) and every lookup (threading, de-duplication),
+    so that what was stored is found again.
+
+    An id longer than MAX_MESSAGE_ID bytes becomes "<head.sha256-HEX.long-id.exobot.invalid>":
+    its first LONG_MESSAGE_ID_HEAD characters (readable in entries and logs) and the SHA-256 of
+    the whole id. Hashed, not cut: two ids differing only after the cut would become one, and
+    the second mail would be taken for a duplicate of the first (or threaded into its ticket).
+    Deterministic: a reply quoting the long id in In-Reply-To or References, normalized the same
+    way, gets the same short form and is threaded into the ticket. Idempotent: a short form is
+    itself short, so applying the rule twice changes nothing."""
     core = "".join(value.split()).strip("<>")
-    if not core or len(core) > 900:
+    if not core:
         return None
-    return f"<{core}>"
+    # surrogatepass: an id carrying undecodable bytes is measured and hashed, never an error.
+    encoded = core.encode("utf-8", "surrogatepass")
+    if len(encoded) <= MAX_MESSAGE_ID:
+        return f"<{core}>"
+    digest = hashlib.sha256(encoded).hexdigest()
+    return f"<{core[:LONG_MESSAGE_ID_HEAD]}.sha256-{digest}.long-id.exobot.invalid>"
 
 
 def _clean_title(title: str) -> str:

@@ -47,10 +47,23 @@ READ_ONLY = {"exobot_read_only": True}
 def database_unavailable(error: BaseException) -> bool:
     """Whether `error` says the database cannot be reached right now (a server restarting, a
     connection cut, SQLite locked past its busy timeout) rather than that the work is wrong:
-    the work is worth doing again later, unchanged."""
-    return isinstance(error, (OperationalError, InterfaceError)) or bool(
-        getattr(error, "connection_invalidated", False)
+    the work is worth doing again later, unchanged. An error the server gives because of the
+    data a statement carries (SQLSTATE class 22, 23 or 54) is the work's, even when the
+    driver calls it operational."""
+    if getattr(error, "connection_invalidated", False):
+        return True
+    # SQLAlchemy keeps the driver's exception in `.orig`; psycopg's carries the SQLSTATE
+    # (SQLite's have none: a database locked past the busy timeout stays unavailable).
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or getattr(
+        error, "sqlstate", None
     )
+    # 22 data exception, 23 integrity constraint violation, 54 program limit exceeded (54000
+    # "index row size exceeds btree maximum": a long value in an indexed column). psycopg
+    # raises class 54 as an OperationalError, which alone would say "unavailable": the same
+    # work would be tried again for ever (one mail holding back all the mail after it).
+    if isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23", "54"):
+        return False
+    return isinstance(error, (OperationalError, InterfaceError))
 
 
 def upsert_insert(conn: AsyncConnection, table: Table) -> Any:

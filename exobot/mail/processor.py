@@ -25,7 +25,7 @@ from exobot.core.clock import Clock
 from exobot.core.events import OutboxQueued
 from exobot.core.intents import ReceiveMail
 from exobot.core.model import Actor, AttachmentInfo, IncomingMail
-from exobot.core.service import CHAT, ServiceError, TicketService
+from exobot.core.service import CHAT, ServiceError, TicketService, stored_message_id
 from exobot.core.text import format_size
 from exobot.db import inbound
 from exobot.db.engine import database_unavailable
@@ -125,8 +125,12 @@ class ViewContext:
 
 
 def dedupe_key(parsed: ParsedMail, raw: bytes) -> str:
-    """The Message-ID, or a stable stand-in made from the raw bytes when there is none."""
-    return parsed.message_id or f"<sha256.{hashlib.sha256(raw).hexdigest()[:40]}@exobot.invalid>"
+    """The Message-ID as exobot stores it (the service's rule: a long one shortened), or a
+    stable stand-in made from the raw bytes when there is none."""
+    # The same form the service records, so that a copy of a mail with a long id is found
+    # known here rather than only by the unique index failing at its insert.
+    stored = stored_message_id(parsed.message_id) if parsed.message_id else None
+    return stored or f"<sha256.{hashlib.sha256(raw).hexdigest()[:40]}@exobot.invalid>"
 
 
 def shown_subject(parsed: ParsedMail, mask: bool = True) -> str:

@@ -14,11 +14,20 @@ from typing import Protocol
 from exobot.core.addresses import address_problem
 from exobot.core.intents import MailClass
 from exobot.core.references import find_in_subject
+from exobot.core.service import stored_message_id
 from exobot.mail.msgid import MessageIds
 from exobot.mail.parse import ParsedMail, header
 
 AUTOMATIC_SENDERS = ("mailer-daemon", "postmaster")
 BULK_PRECEDENCE = ("bulk", "junk", "list")
+# At most this many ids of In-Reply-To and References are looked up per mail. Each is a query
+# inside the mail's write transaction, on the one writer every change waits for, and the
+# headers may hold any number of ids (300,000 held it for 15 s). In-Reply-To names the parent
+# and comes first; then the LAST References, nearest ancestors first: each client appends the
+# parent's id to the parent's References, so the ids of the ticket's latest mails (ours carry
+# at most exobot.core.service.MAX_REFERENCES) are at the end, and what lies further back is
+# older history a reply does not need to be threaded by.
+MAX_THREAD_IDS = 20
 
 
 @dataclass
@@ -145,7 +154,7 @@ class Bounce:
         verdict.bounce = True
         original = mail.bounce.original_message_id
         if original:
-            ticket = ctx.message_ids.verify(original) or await ctx.ticket_for_message(original)
+            ticket = ctx.message_ids.verify(original) or await _ticket_for_message(ctx, original)
             ticket = ticket and await ctx.ticket_number(ticket)
             if ticket:
                 verdict.ticket, verdict.threaded_by = ticket, "bounced Message-ID"
@@ -161,9 +170,9 @@ class ThreadByMessageId:
         """Find the ticket; a validly signed id of ours also makes the sender trusted."""
         if verdict.ticket is not None:
             return
-        for message_id in (*mail.in_reply_to, *reversed(mail.references)):
+        for message_id in thread_ids(mail):
             signed = ctx.message_ids.verify(message_id)
-            named = signed or await ctx.ticket_for_message(message_id)
+            named = signed or await _ticket_for_message(ctx, message_id)
             ticket = named and await ctx.ticket_number(named)
             if ticket:
                 verdict.ticket, verdict.threaded_by = ticket, "Message-ID"
@@ -295,6 +304,20 @@ class Acknowledge:
         elif await ctx.acks_today(requestor) >= ctx.ack_limit_per_day:
             verdict.no_ack.append(f"daily cap of {ctx.ack_limit_per_day} acknowledgements reached")
         verdict.acknowledge = not verdict.no_ack
+
+
+def thread_ids(mail: ParsedMail) -> list[str]:
+    """The ids a mail may be threaded by, in the order they are tried, at most MAX_THREAD_IDS:
+    In-Reply-To's, then References from the last (see MAX_THREAD_IDS), each once."""
+    candidates = (*mail.in_reply_to[:MAX_THREAD_IDS], *reversed(mail.references[-MAX_THREAD_IDS:]))
+    return list(dict.fromkeys(candidates))[:MAX_THREAD_IDS]
+
+
+async def _ticket_for_message(ctx: RuleContext, message_id: str) -> int | None:
+    """The ticket of a Message-ID, looked up in the form exobot stores ids in (a long one
+    shortened the way the service shortened it when it recorded the mail)."""
+    stored = stored_message_id(message_id)
+    return await ctx.ticket_for_message(stored) if stored else None
 
 
 def requestor_of(mail: ParsedMail) -> str:
