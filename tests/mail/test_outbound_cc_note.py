@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from clocks import FakeClock
 from sqlalchemy import select
+from test_outbound_cc import PAYLOAD as CC_PAYLOAD
 
 from exobot.core.service import ServiceError
 from exobot.db.tables import OutboxRow
@@ -20,21 +21,8 @@ O = OutboxRow.__table__  # noqa: E741
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 TICKET = 3
 
-PAYLOAD = {
-    "template": "reply",
-    "language": "ca",
-    "to": ["marta@example.net"],
-    "cc": ["vei@example.net", "a@b"],  # "a@b": queued before the one address rule
-    "reference": "suport#3",
-    "number": TICKET,
-    "title": "Router",
-    "text": "Hola",
-    "requestor": "marta@example.net",
-    "message_id": "<exobot.3.1@example.org>",
-    "in_reply_to": None,
-    "references": [],
-    "auto_submitted": False,
-}
+# test_outbound_cc's mail, with an address that was queued before the one address rule.
+PAYLOAD = {**CC_PAYLOAD, "cc": ["vei@example.net", "a@b"], "number": TICKET}
 
 
 class BrokenNotes:

@@ -163,21 +163,15 @@ async def assert_moved_once(repo, homeserver: Homeserver, ticket: int, a_root: s
     assert await threads_of(repo, ticket) == [(A, a_root), (B, new_root.event)]
 
 
-async def test_a_move_whose_pointer_failed_points_from_the_old_thread_on_the_retry(
+@pytest.mark.parametrize("part", [2, 3], ids=["pointer_failed", "root_edit_failed"])
+async def test_a_retried_move_points_from_the_old_thread_and_edits_the_old_root(
     repo,  # noqa: ANN001
     sender: ChatSender,
     homeserver: Homeserver,
+    part: int,
 ) -> None:
-    ticket, a_root, row = await move_with_a_failing_part(repo, sender, homeserver, part=2)
-    await assert_moved_once(repo, homeserver, ticket, a_root, row)
-
-
-async def test_a_move_whose_root_edit_failed_edits_the_old_root_on_the_retry(
-    repo,  # noqa: ANN001
-    sender: ChatSender,
-    homeserver: Homeserver,
-) -> None:
-    ticket, a_root, row = await move_with_a_failing_part(repo, sender, homeserver, part=3)
+    """Part 2 (the pointer in the old thread) or part 3 (the old root's edit) failed once."""
+    ticket, a_root, row = await move_with_a_failing_part(repo, sender, homeserver, part=part)
     await assert_moved_once(repo, homeserver, ticket, a_root, row)
 
 
