@@ -273,11 +273,16 @@ async def run_action(
 ) -> Outcome | Answer | None:
     """Carry out `spec` on `ticket` as operator `user_id`: an intent (its own, or the one its
     handler gives back) goes through the service (the outcome, or None when `key` was already
-    handled); a handler's Answer is returned to be shown. ActionError, ServiceError as the
+    handled, also before a handler runs); a handler's Answer is returned to be shown. ActionError, ServiceError as the
     service refuses; HandlerFailed when the handler raised (logged with its stack)."""
     args = read_fields(spec, fields)
     if spec.intent is not None:
         return await perform(context, user_id, spec.intent(ticket, args), key)
+    # A handler writes in its own transactions, which `key` does not guard: a form or a
+    # request sent again once it was carried out does not run the handler again.
+    if key is not None and await context.repository.read(lambda view: view.is_handled(key)):
+        log.info("%s was already handled", key)
+        return None
     call = ActionCall(spec.name, user_id, ticket, args, language, channel)
     try:
         result = await run_handler(spec, call)
@@ -287,6 +292,8 @@ async def run_action(
         log.exception("the handler of %s failed for %s on %s", spec.name, user_id, ticket)
         raise HandlerFailed(spec.name) from None
     if isinstance(result, Answer):
+        if key is not None:  # carried out: recorded, as an intent's key is with its change
+            await context.repository.run(lambda uow: uow.claim(key))
         return result
     return await perform(context, user_id, result, key)
 

@@ -110,6 +110,36 @@ async def test_a_handlers_answer_is_the_notice(browser, service):
     assert f"Stamp verd on #{number} &lt;ca&gt;" in response.text  # escaped, reader's language
 
 
+async def test_a_handlers_form_sent_twice_runs_the_handler_once(browser, service, ctx):
+    """A handler writes in its own transactions (a plugin's procedure, a post): the form's
+    nonce sent again (a double click, a reload) must not run it again."""
+    calls: list[ActionCall] = []
+
+    async def counted(call: ActionCall) -> Answer:
+        calls.append(call)
+        return Answer(f"Counted {len(calls)}")
+
+    ctx.actions.unregister("stamp")
+    ctx.actions.register(
+        ActionSpec(
+            "stamp",
+            "!stamp {ref} word",
+            "Stamps the ticket.",
+            arguments=(Argument("word", ArgKind.WORD),),
+            handler=counted,
+            domain="pagestest",
+            owner="test",
+        )
+    )
+    number = await receive(service)
+    form = {"nonce": "n" * 32, "word": "verd"}
+    first = await browser.post(f"/tickets/{number}/stamp", form)
+    assert "Counted 1" in first.text
+    again = await browser.post(f"/tickets/{number}/stamp", form)
+    assert again.status_code in (200, 303) and "Counted" not in again.text
+    assert len(calls) == 1
+
+
 async def test_a_returned_intent_goes_through_the_service(browser, service, repo):
     number = await receive(service)
     response = await browser.act(number, "stamp", word="note")
