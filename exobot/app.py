@@ -730,17 +730,15 @@ class App:
 
 
 async def _cancel_all(tasks) -> None:  # noqa: ANN001 - an iterable of tasks
-    """Cancel each task in turn and wait for it, up to STOP_TIMEOUT_SECONDS each. A task still
-    running then is asked once more and given as long again: Python 3.11's wait_for swallows
-    a cancellation that comes as its inner wait completes, and a part surviving its stop
-    would go on doing the leader's work."""
+    """Cancel each task in turn (not again when it is stopping already) and wait for it, up to
+    STOP_TIMEOUT_SECONDS; one still running then is asked once more and given as long again
+    (exobot.cancelling): a part surviving its stop would go on doing the leader's work."""
     for task in tasks:
-        cancel([task])  # not again when it is stopping already: that cuts its clean-up short
-        done, _pending = await asyncio.wait({task}, timeout=STOP_TIMEOUT_SECONDS)
-        if not done:  # not sooner, for the same reason
-            task.cancel()
-            done, _pending = await asyncio.wait({task}, timeout=STOP_TIMEOUT_SECONDS)
-        if not done:
+        try:
+            await asyncio.wait_for(
+                cancel_and_wait([task], grace=STOP_TIMEOUT_SECONDS), 2 * STOP_TIMEOUT_SECONDS
+            )
+        except TimeoutError:
             log.error(
                 "%s did not stop within %s s: %s",
                 task.get_name(),

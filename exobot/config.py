@@ -429,7 +429,7 @@ class OutboxConfig(ConfigSection):
         if value <= timedelta(0):
             raise ValueError("must be longer than zero")
         if value > MAX_RETRY_WAIT:
-            raise ValueError("must be at most 7 days")
+            raise ValueError(f"must be at most {MAX_RETRY_WAIT.days} days")
         return value
 
     @model_validator(mode="after")

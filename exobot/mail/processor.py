@@ -94,8 +94,10 @@ class ViewContext:
         self._acks: dict[str, int] = {}  # acks_today's answers fetched along (see below)
 
     async def ticket_for_message(self, message_id: str) -> int | None:
-        """The ticket a known Message-ID belongs to."""
-        found = await self.view.ticket_for_message(message_id)
+        """The ticket a known Message-ID belongs to, looked up in the form the service stores
+        ids in (a long one shortened as it was when the mail was recorded)."""
+        stored = stored_message_id(message_id)
+        found = await self.view.ticket_for_message(stored) if stored else None
         return found[0] if found else None
 
     async def ticket_number(self, number: int) -> int | None:

@@ -14,7 +14,6 @@ from typing import Protocol
 from exobot.core.addresses import address_problem
 from exobot.core.intents import MailClass
 from exobot.core.references import find_in_subject
-from exobot.core.service import stored_message_id
 from exobot.mail.msgid import MessageIds
 from exobot.mail.parse import ParsedMail, header
 
@@ -154,7 +153,7 @@ class Bounce:
         verdict.bounce = True
         original = mail.bounce.original_message_id
         if original:
-            ticket = ctx.message_ids.verify(original) or await _ticket_for_message(ctx, original)
+            ticket = ctx.message_ids.verify(original) or await ctx.ticket_for_message(original)
             ticket = ticket and await ctx.ticket_number(ticket)
             if ticket:
                 verdict.ticket, verdict.threaded_by = ticket, "bounced Message-ID"
@@ -172,7 +171,7 @@ class ThreadByMessageId:
             return
         for message_id in thread_ids(mail):
             signed = ctx.message_ids.verify(message_id)
-            named = signed or await _ticket_for_message(ctx, message_id)
+            named = signed or await ctx.ticket_for_message(message_id)
             ticket = named and await ctx.ticket_number(named)
             if ticket:
                 verdict.ticket, verdict.threaded_by = ticket, "Message-ID"
@@ -311,13 +310,6 @@ def thread_ids(mail: ParsedMail) -> list[str]:
     In-Reply-To's, then References from the last (see MAX_THREAD_IDS), each once."""
     candidates = (*mail.in_reply_to[:MAX_THREAD_IDS], *reversed(mail.references[-MAX_THREAD_IDS:]))
     return list(dict.fromkeys(candidates))[:MAX_THREAD_IDS]
-
-
-async def _ticket_for_message(ctx: RuleContext, message_id: str) -> int | None:
-    """The ticket of a Message-ID, looked up in the form exobot stores ids in (a long one
-    shortened the way the service shortened it when it recorded the mail)."""
-    stored = stored_message_id(message_id)
-    return await ctx.ticket_for_message(stored) if stored else None
 
 
 def requestor_of(mail: ParsedMail) -> str:

@@ -553,17 +553,6 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())[:80]
 
 
-def _without_reply_fallback(body: str, content: dict) -> str:
-    """The text a volunteer typed, without a reply's quoted fallback."""
-    relates = content.get("m.relates_to") or {}
-    if relates.get("m.in_reply_to") and body.startswith("> "):
-        lines = body.split("\n")
-        while lines and lines[0].startswith(">"):
-            lines.pop(0)
-        body = "\n".join(lines).lstrip("\n")
-    return body.strip()
-
-
 def _mentions(content: dict) -> dict[str, str]:
     """The mention pills of a message as {display name: user id}: clients write a pill's
     display name in the plain body, and a command's user argument reads it back as the id
@@ -591,4 +580,9 @@ def _message_text(body: str, content: dict) -> str:
     Mention pills stay as typed (their display names), so that free text (a reply mailed to a
     member, a comment, a title) never gains a volunteer's Matrix id; a command's user argument
     alone reads a pill as its user id (`_mentions`)."""
-    return _without_reply_fallback(body, content)
+    relates = content.get("m.relates_to") or {}
+    if relates.get("m.in_reply_to") and body.startswith("> "):
+        lines = body.split("\n")
+        quoted = next((n for n, line in enumerate(lines) if not line.startswith(">")), len(lines))
+        body = "\n".join(lines[quoted:]).lstrip("\n")
+    return body.strip()

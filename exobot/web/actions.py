@@ -273,8 +273,9 @@ async def run_action(
 ) -> Outcome | Answer | None:
     """Carry out `spec` on `ticket` as operator `user_id`: an intent (its own, or the one its
     handler gives back) goes through the service (the outcome, or None when `key` was already
-    handled, also before a handler runs); a handler's Answer is returned to be shown. ActionError, ServiceError as the
-    service refuses; HandlerFailed when the handler raised (logged with its stack)."""
+    handled, also before a handler runs); a handler's Answer is returned to be shown.
+    ActionError, ServiceError as the service refuses; HandlerFailed when the handler raised
+    (logged with its stack)."""
     args = read_fields(spec, fields)
     if spec.intent is not None:
         return await perform(context, user_id, spec.intent(ticket, args), key)

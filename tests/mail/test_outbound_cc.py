@@ -37,15 +37,17 @@ class RecordingService:
         self.calls.append((actor, intent, origin))
 
 
-def sender(service) -> MailSender:
+def sender(service, repo=None, clock=None) -> MailSender:  # noqa: ANN001
+    """A mail worker whose SMTP server accepts every mail (kept in `worker.sent`)."""
     worker = MailSender(
-        None,
+        repo,
         service,
         SmtpSettings("127.0.0.1", 1),
         TemplateRenderer(),
         from_address="suport@example.org",
         from_name="Suport eXO",
         loop_marker="exobot-test",
+        clock=clock,
     )
     worker.sent = []
 

@@ -11,11 +11,10 @@ import pytest
 from clocks import FakeClock
 from sqlalchemy import select
 from test_outbound_cc import PAYLOAD as CC_PAYLOAD
+from test_outbound_cc import sender
 
 from exobot.core.service import ServiceError
 from exobot.db.tables import OutboxRow
-from exobot.mail.compose import TemplateRenderer
-from exobot.mail.outbound import MailSender, SmtpSettings
 
 O = OutboxRow.__table__  # noqa: E741
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -35,27 +34,6 @@ class BrokenNotes:
     async def apply(self, actor, intent, origin=None):  # noqa: ANN001, ANN201
         self.calls += 1
         raise self.error
-
-
-def sender(repo, service, clock: FakeClock) -> MailSender:  # noqa: ANN001
-    """A mail worker whose SMTP server accepts every mail (kept in `worker.sent`)."""
-    worker = MailSender(
-        repo,
-        service,
-        SmtpSettings("127.0.0.1", 1),
-        TemplateRenderer(),
-        from_address="suport@example.org",
-        from_name="Suport eXO",
-        loop_marker="exobot-test",
-        clock=clock,
-    )
-    worker.sent = []
-
-    async def accepted(message):  # noqa: ANN001, ANN202
-        worker.sent.append(message)
-
-    worker._send = accepted
-    return worker
 
 
 async def queue_mail(repo, clock: FakeClock) -> int:  # noqa: ANN001
@@ -79,7 +57,7 @@ async def test_a_failing_cc_note_leaves_the_accepted_mail_delivered_once(app_rep
     clock = FakeClock(T0)
     item_id = await queue_mail(app_repo, clock)
     service = BrokenNotes(error)
-    worker = sender(app_repo, service, clock)
+    worker = sender(service, app_repo, clock)
 
     with caplog.at_level("ERROR", logger="exobot.mail.outbound"):
         assert await worker.deliver_due() == 1
@@ -101,7 +79,7 @@ async def test_a_failing_cc_note_leaves_the_accepted_mail_delivered_once(app_rep
 async def test_a_refused_cc_note_is_logged_with_its_ticket(app_repo, caplog):
     clock = FakeClock(T0)
     await queue_mail(app_repo, clock)
-    worker = sender(app_repo, BrokenNotes(ServiceError("not_found", "no ticket 3")), clock)
+    worker = sender(BrokenNotes(ServiceError("not_found", "no ticket 3")), app_repo, clock)
     with caplog.at_level("ERROR", logger="exobot.mail.outbound"):
         assert await worker.deliver_due() == 1
     [record] = [r for r in caplog.records if "could not note" in r.getMessage()]
