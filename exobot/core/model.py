@@ -151,3 +151,6 @@ class IncomingMail:
     # The language the mail is written in, when its text tells (exobot.mail.language): a
     # ticket this mail opens speaks it to the member; None keeps the configured language.
     language: str | None = None
+    # The instant the sender's Date header gives, when it has a readable one: a second mail
+    # reusing a recorded Message-ID is a copy only when it was sent at the same instant.
+    sent_at: datetime | None = None

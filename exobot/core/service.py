@@ -6,7 +6,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from exobot.core import intents as i
 from exobot.core.addresses import BadAddress, address_problem, normalize_address
@@ -1116,6 +1116,8 @@ class _Step:
         }
         if kind is EntryKind.BOUNCE:
             data |= {"status": mail.bounce_status, "recipients": list(mail.bounce_recipients)}
+        if mail.sent_at is not None:
+            data["sent_at"] = sent_stamp(mail.sent_at)
         if mail.body_truncated:
             data["body_truncated"] = True
         if cc_not_added:
@@ -1310,6 +1312,20 @@ def stored_message_id(value: str) -> str | None:
         return f"<{core}>"
     digest = hashlib.sha256(encoded).hexdigest()
     return f"<{core[:LONG_MESSAGE_ID_HEAD]}.sha256-{digest}.long-id.exobot.invalid>"
+
+
+def sent_stamp(sent_at: datetime) -> str:
+    """A mail's Date as recorded on its entry (`sent_at`) and compared when a Message-ID comes
+    again: the UTC instant to the second, so that one instant written in two zones is one."""
+    return sent_at.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def reused_message_id(message_id: str, sent_at: datetime) -> str:
+    """The id a mail is recorded under when it reuses the Message-ID of another mail sent at a
+    different instant (a web form or a script that sends every mail with one fixed id): the
+    same for each copy of that mail, so a copy of it is still a duplicate."""
+    digest = hashlib.sha256(f"{message_id}\0{sent_stamp(sent_at)}".encode("utf-8", "surrogatepass"))
+    return f"<reused.{digest.hexdigest()[:40]}@exobot.invalid>"
 
 
 def _clean_title(title: str) -> str:

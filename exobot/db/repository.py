@@ -460,6 +460,20 @@ class SqlReader:
         row = (await self.conn.execute(_TICKET_FOR_MESSAGE, {"message_id": message_id})).first()
         return (row[0], row[1]) if row else None
 
+    async def sent_at_of_message(self, message_id: str) -> str | None:
+        """The Date of the received mail recorded under `message_id` (its entry's `sent_at`,
+        an ISO instant), or None when it has none (no Date, or recorded before it was kept)."""
+        row = (
+            await self.conn.execute(
+                select(E.c.data)
+                .select_from(M.join(E, E.c.id == M.c.entry_id))
+                .where(M.c.message_id == message_id, M.c.direction == "in")
+                .limit(1)
+            )
+        ).first()
+        sent_at = (row[0] or {}).get("sent_at") if row else None
+        return sent_at if isinstance(sent_at, str) else None
+
     async def acks_since(
         self, address: str, since: datetime, templates: tuple[str, ...] = ACK_TEMPLATES
     ) -> int:

@@ -25,7 +25,14 @@ from exobot.core.clock import Clock
 from exobot.core.events import OutboxQueued
 from exobot.core.intents import ReceiveMail
 from exobot.core.model import Actor, AttachmentInfo, IncomingMail
-from exobot.core.service import CHAT, ServiceError, TicketService, stored_message_id
+from exobot.core.service import (
+    CHAT,
+    ServiceError,
+    TicketService,
+    reused_message_id,
+    sent_stamp,
+    stored_message_id,
+)
 from exobot.core.text import format_size
 from exobot.db import inbound
 from exobot.db.engine import database_unavailable
@@ -143,15 +150,21 @@ def shown_subject(parsed: ParsedMail, mask: bool = True) -> str:
 
 
 def incoming_from(
-    parsed: ParsedMail, raw: bytes, inbound_id: int, received_at: datetime, mask: bool = True
+    parsed: ParsedMail,
+    raw: bytes,
+    inbound_id: int,
+    received_at: datetime,
+    mask: bool = True,
+    message_id: str | None = None,
 ) -> IncomingMail:
-    """The core's view of a parsed mail, received (taken in) at `received_at`. With `mask`,
-    its subject and body are masked where the parser found sensitive values, and the
-    originals travel along for entry_originals."""
+    """The core's view of a parsed mail, received (taken in) at `received_at`, recorded under
+    `message_id` (by default its de-duplication key). With `mask`, its subject and body are
+    masked where the parser found sensitive values, and the originals travel along for
+    entry_originals."""
     bounce = parsed.bounce
     masked = mask and bool(parsed.sensitive)
     return IncomingMail(
-        message_id=dedupe_key(parsed, raw),
+        message_id=message_id or dedupe_key(parsed, raw),
         sender=parsed.from_addr,
         sender_name=parsed.from_name,
         requestor=requestor_of(parsed),
@@ -176,6 +189,7 @@ def incoming_from(
             else None
         ),
         language=parsed.language,
+        sent_at=parsed.date,
     )
 
 
@@ -369,7 +383,11 @@ class MailProcessor:
         (_Known, a Verdict that drops or holds it)."""
         parsed, inbound_id, now = pending.parsed, pending.mail.id, pending.now
         try:
-            known = await uow.ticket_for_message(pending.key)
+            key = pending.key
+            known = await uow.ticket_for_message(key)
+            if known and known[1] == "in" and (reused := await self._reused_id(pending, uow)):
+                key = reused
+                known = await uow.ticket_for_message(key)
             if known:
                 return _Known(known)
             verdict = await run_rules(parsed, ViewContext(uow, self.settings, now), self.rules)
@@ -379,7 +397,9 @@ class MailProcessor:
             raise _RulesFailed(error) from error
         if verdict.drop or (verdict.hold and inbound_id not in self._let_through):
             return verdict
-        incoming = incoming_from(parsed, pending.mail.raw, inbound_id, now, self.settings.mask)
+        incoming = incoming_from(
+            parsed, pending.mail.raw, inbound_id, now, self.settings.mask, message_id=key
+        )
         intent = ReceiveMail(
             mail=incoming,
             mail_class=verdict.mail_class,
@@ -390,6 +410,28 @@ class MailProcessor:
         actor = Actor.system("mail") if verdict.bounce else Actor.member(sender)
         pending.verdict = verdict
         return actor, intent
+
+    async def _reused_id(self, pending: _Pending, uow: SqlUnitOfWork) -> str | None:
+        """For a mail whose key a received mail was recorded under already: None when it is a
+        copy of that mail, or the id it is recorded under when it is another mail reusing
+        the Message-ID (sent at another instant: a web form or a script that sends every
+        mail with one fixed id), which would otherwise be dropped as a duplicate and lost.
+        Without a Date on both, a repeated id stays a duplicate."""
+        sent_at = pending.parsed.date
+        if sent_at is None:
+            return None
+        recorded = await uow.sent_at_of_message(pending.key)
+        if recorded is None or recorded == sent_stamp(sent_at):
+            return None
+        reused = reused_message_id(pending.key, sent_at)
+        log.info(
+            "mail %s reuses the Message-ID %s of a mail sent at %s: recorded as %s",
+            pending.mail.id,
+            pending.key,
+            recorded,
+            reused,
+        )
+        return reused
 
     async def _settle(self, pending: _Pending, outcome: object) -> str:
         """Record what became of an applied mail (a duplicate, dropped, held or done)."""
