@@ -295,7 +295,9 @@ class App:
                 store_path=m.store_path,
             )
         )
-        self.rooms = QueueRooms({q: queue.room for q, queue in cfg.tickets.queues.items()})
+        self.rooms = QueueRooms(
+            {q: queue.room for q, queue in cfg.tickets.queues.items()}, self.repository
+        )
         # One registry for what chat understands and what `!help` lists.
         renderer = Renderer(cfg.language, cfg.tickets.prefix, cfg.alerts.tzinfo, self.actions)
         self.poster = ChatSender(

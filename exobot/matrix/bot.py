@@ -113,6 +113,7 @@ class MatrixBot:
         # Called with (command, seconds) once a command is answered (the App's metrics).
         self.on_command: Callable[[str, float], None] = lambda _name, _seconds: None
         self._warned: set[str] = set()  # open queue rooms told so since this start
+        self._unknown_warned: set[str] = set()  # other rooms' ignored messages, logged once
         # Volunteers' display names, from the rooms' member events (the queue rooms first).
         self.names = DisplayNames(self._rooms_for_names)
         # Whether this instance's own sync knows the rooms. The App sets it only while this
@@ -312,6 +313,8 @@ class MatrixBot:
             return
         room_queue = self.rooms.queue_of(room.room_id)
         if room_queue is None:
+            if isinstance(event, nio.RoomMessageText):
+                self._warn_unknown_room(room.room_id)
             if (
                 isinstance(event, nio.RoomMemberEvent)
                 and event.membership == "join"
@@ -364,6 +367,20 @@ class MatrixBot:
             await self._run(parsed, event.sender, key, origin)
         finally:
             self.on_command(parsed.name, time.perf_counter() - started)
+
+    def _warn_unknown_room(self, room_id: str) -> None:
+        """Say once per start that a message in a room that is no known queue room is ignored
+        while some configured queue room is not resolved yet (it may be that room)."""
+        unjoined = self.rooms.unjoined()
+        if not unjoined or room_id in self._unknown_warned:
+            return
+        self._unknown_warned.add(room_id)
+        log.warning(
+            "ignoring messages in %s: it is no known queue room, and the queue rooms %s are "
+            "not resolved or joined yet (they are retried)",
+            room_id,
+            ", ".join(unjoined),
+        )
 
     async def handle_undecryptable(self, room: nio.MatrixRoom, event: nio.MegolmEvent) -> bool:
         """An operator's message in a queue room that stayed unreadable (its room key never
