@@ -108,7 +108,12 @@ class QueueRooms:
         if queue in self._stale:  # told already: keep serving the remembered id
             log.debug("the room alias %s still does not resolve: %s", room, response.message)
             return self._room_of[queue], False
-        remembered = await self._recall(room)
+        # Else the room it named last time, or a room the bot sits in that names the alias as
+        # its own (a first start, its database new): the bot joins no other rooms than queue
+        # rooms, and the homeserver lets a room claim only an alias that points to it.
+        remembered = await self._recall(room) or next(
+            (r.room_id for r in client.nio.rooms.values() if r.canonical_alias == room), None
+        )
         if remembered is None:
             log.error("cannot resolve the room alias %s: %s", room, response.message)
             return None, False

@@ -229,3 +229,15 @@ async def test_with_nothing_remembered_the_queue_waits_and_its_messages_are_logg
     with caplog.at_level(logging.WARNING, logger="exobot.matrix.bot"):
         await bot.handle_event(joined_room("!other:example.org"), message(ANNA, "hola"))
     assert caplog.records == []
+
+
+async def test_with_nothing_remembered_a_joined_room_naming_the_alias_serves_the_queue(repo):
+    """A first start (or a new database) while the directory fails: the room the bot sits in
+    whose canonical alias is the configured one serves the queue."""
+    fake = FakeNio(rooms={ROOM: joined_room(ROOM), MOVED: joined_room(MOVED)})
+    fake.rooms[ROOM].canonical_alias = ALIAS
+    fake.rooms[MOVED].canonical_alias = "#altres:example.org"
+    rooms = QueueRooms({"suport": ALIAS}, repo)
+    assert not await rooms.ensure_joined(FakeClient(fake))  # the alias is tried again
+    assert rooms.room_for("suport") == ROOM
+    assert fake.joins == []
