@@ -49,7 +49,7 @@ from exobot.matrix.rooms import QueueRooms
 from exobot.metrics import Metrics
 from exobot.plugins import Host, PluginManager
 from exobot.retention import Retention
-from exobot.runlock import RunLock
+from exobot.runlock import RunLock, keep_run_lock
 from exobot.web.app import create_app
 from exobot.web.context import WebContext, WebSettings
 from exobot.web.health import add_health_route
@@ -464,6 +464,10 @@ class App:
         self.health.is_leader = lambda: leadership.is_leader
         self.metrics.watch_leadership(lambda: leadership.is_leader)
         self._tasks = [asyncio.create_task(self.metrics.watch_loop(), name="event-loop-lag")]
+        if not is_sqlite(self.config.database.url) and self.run_lock is not None:
+            # A restart of PostgreSQL ends the run lock's session: taken again at once, and
+            # the instance stops when a restore took it meanwhile.
+            self._tasks.append(asyncio.create_task(keep_run_lock(self.run_lock), name="run-lock"))
         if self.web is not None:
             self._tasks.append(asyncio.create_task(self.web.run(), name="web"))
         if self.operator_record is not None:

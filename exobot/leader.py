@@ -26,6 +26,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.pool import NullPool
 
 from exobot.db.engine import is_sqlite, pg_connect_args, sync_url
+from exobot.runlock import advisory_held
 
 log = logging.getLogger("exobot.leader")
 
@@ -97,16 +98,7 @@ class AdvisoryLock:
         connection is gone)."""
         if self._conn is None:
             raise ConnectionError("the leader lock is not held")
-        held = self._conn.execute(
-            text(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND pid = pg_backend_pid() AND classid::bigint = :high"
-                " AND objid::bigint = :low AND objsubid = 1"
-            ),
-            {"high": self.key >> 32, "low": self.key & 0xFFFFFFFF},
-        ).scalar()
-        self._conn.commit()
-        if not held:
+        if not advisory_held(self._conn, self.key):
             raise ConnectionError("the leader lock's session no longer holds it")
 
     def release(self) -> None:

@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 from pathlib import Path
 
@@ -23,12 +25,18 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from exobot.db.engine import ensure_sqlite_dir, is_sqlite, sqlite_file, sync_url
+from exobot.db.engine import ensure_sqlite_dir, is_sqlite, pg_connect_args, sqlite_file, sync_url
+
+log = logging.getLogger("exobot.runlock")
 
 LOCK_SUFFIX = ".lock"
 # The advisory lock key of "an exobot runs on this database" (advisory locks are per
 # database). Any fixed 64-bit number does; this one spells "exobotRN".
 RUNNING_KEY = 0x65786F626F74524E
+# How often a running exobot makes sure its session still holds the PostgreSQL run lock, and
+# how long one such check may take.
+CHECK_SECONDS = 10.0
+CHECK_TIMEOUT_SECONDS = 10.0
 
 
 class LockHeld(Exception):
@@ -43,6 +51,20 @@ def lock_path(url: str) -> Path:
     return path.with_name(path.name + LOCK_SUFFIX)
 
 
+def advisory_held(conn: Connection, key: int) -> bool:
+    """Whether this connection's session holds the advisory lock `key` (shared or not)."""
+    held = conn.execute(
+        text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND pid = pg_backend_pid() AND classid::bigint = :high"
+            " AND objid::bigint = :low AND objsubid = 1"
+        ),
+        {"high": key >> 32, "low": key & 0xFFFFFFFF},
+    ).scalar()
+    conn.commit()
+    return bool(held)
+
+
 class RunLock:
     """The lock on one database; `acquire(shared=…)` raises LockHeld when another holds it,
     `release()` lets it go. Blocking calls (quick: no waiting, only try)."""
@@ -52,6 +74,7 @@ class RunLock:
         self._fd: int | None = None
         self._conn: Connection | None = None
         self._engine = None
+        self._shared = False
 
     @property
     def where(self) -> str:
@@ -97,7 +120,11 @@ class RunLock:
         from sqlalchemy import create_engine
 
         # A connection of its own, outside any pool: the lock lives as long as this session.
-        self._engine = create_engine(sync_url(self.url), poolclass=NullPool)
+        # With the keepalives a session whose peer died ends within about 25 s (exobot.leader).
+        self._shared = shared
+        self._engine = create_engine(
+            sync_url(self.url), poolclass=NullPool, connect_args=pg_connect_args(self.url)
+        )
         conn = self._engine.connect()
         function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         got = conn.execute(text(f"SELECT {function}(:key)"), {"key": RUNNING_KEY}).scalar()
@@ -108,6 +135,24 @@ class RunLock:
             self._engine = None
             raise LockHeld(f"the {self.where} is held by another session")
         self._conn = conn
+
+    def check(self) -> None:
+        """Raise ConnectionError unless the lock is still held: on PostgreSQL a restart of the
+        server or a cut connection ends the session, and the lock with it (an flock is never
+        lost while its file stays open)."""
+        if self._fd is not None:
+            return
+        if self._conn is None:
+            raise ConnectionError("the run lock is not held")
+        if not advisory_held(self._conn, RUNNING_KEY):
+            raise ConnectionError("the run lock's session no longer holds it")
+
+    def retake(self) -> None:
+        """Take the lock again as it was taken, in a new session (LockHeld: another session
+        took it exclusively meanwhile)."""
+        shared = self._shared
+        self.release()
+        self.acquire(shared)
 
     def release(self) -> None:
         """Let the lock go (closing the file or the session is what frees it)."""
@@ -137,3 +182,30 @@ class RunLock:
 def running_message(error: LockHeld) -> str:
     """The line a refused command prints."""
     return f"exobot is already running on this database ({error}): stop it first"
+
+
+async def keep_run_lock(lock: RunLock, every: float = CHECK_SECONDS) -> None:
+    """Make sure, every `every` seconds, that a running exobot still holds its PostgreSQL run
+    lock, and take it again when its session was lost (a restart of the server, a cut
+    connection): without it `exobot restore` could replace the database under this instance.
+    Runs until cancelled; raises LockHeld when another session took the lock exclusively in
+    between (a restore under way), for the instance to stop."""
+    lost = False
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(lock.check), CHECK_TIMEOUT_SECONDS)
+            continue
+        except Exception as error:
+            if not lost:
+                log.warning("the run lock is lost (%s): taking it again", error)
+            lost = True
+        try:
+            await asyncio.wait_for(asyncio.to_thread(lock.retake), CHECK_TIMEOUT_SECONDS)
+        except LockHeld as held:
+            raise LockHeld(f"{held}: a restore is under way, this exobot must stop") from None
+        except Exception as error:  # the database is still away: the next round tries again
+            log.debug("cannot take the run lock again yet: %s", error)
+        else:
+            log.info("the run lock is held again")
+            lost = False

@@ -32,6 +32,7 @@ import pytest
 from exobot.db.engine import create_engine, create_sync_engine
 from exobot.db.migrate import upgrade_async
 from exobot.db.repository import SqlRepository
+from exobot.runlock import RUNNING_KEY
 
 try:
     from devstack import Stack
@@ -47,6 +48,13 @@ except ImportError:
 
 # How long each server of the stack may take to answer after it is started.
 STACK_READY_SECONDS = 180.0
+# The sessions holding the run lock of the current PostgreSQL database: (pid, mode), "ShareLock"
+# for a running exobot, "ExclusiveLock" for a restore (exobot.runlock).
+RUN_LOCK_HOLDERS = (
+    "SELECT pid, mode FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    f" AND classid::bigint = {RUNNING_KEY >> 32} AND objid::bigint = {RUNNING_KEY & 0xFFFFFFFF}"
+)
 
 
 def _with_postgres() -> bool:

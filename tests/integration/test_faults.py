@@ -31,7 +31,7 @@ from harness import (
     wait_until,
 )
 from matrix_harness import body_of, is_edit, is_room_notice, reply_to_of, sender_of, thread_root_of
-from stack_fixtures import STACK_READY_SECONDS, private_stack
+from stack_fixtures import RUN_LOCK_HOLDERS, STACK_READY_SECONDS, private_stack
 
 from devstack import Stack
 from exobot.config import load_config
@@ -459,6 +459,11 @@ async def test_postgresql_restarted_exobot_reconnects_and_loses_nothing(
     # The restart ended the leader lock's session: the instance stepped down and led again.
     assert body["leader"] is True
     assert inst.app.leadership is not None and inst.app.leadership.is_leader
+    # It ended the run lock's session too: taken again, so `exobot restore` is refused.
+    await wait_until(
+        lambda: [mode for _, mode in inst.query(RUN_LOCK_HOLDERS)] == ["ShareLock"],
+        what="the run lock to be held again",
+    )
     await inst.wait_outbox_idle()
     for number in range(1, 7):
         await room.wait_root(number)
