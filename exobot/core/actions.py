@@ -89,7 +89,15 @@ class Argument:
 @dataclass(frozen=True)
 class ActionCall:
     """One request to run an action: who asked, on which ticket, with which arguments (already
-    read into their kinds), in which language and from which channel."""
+    read into their kinds), in which language and from which channel.
+
+    `key` is the request's idempotency key (chat: the Matrix event's; the web: the form's
+    nonce; the API: the request's Idempotency-Key), the same when the request is delivered
+    again, None when the request has none. The channel records it with the answer, after
+    the handler returns: a crash or a database error in between runs the handler again for
+    the redelivered request, with the same key. A handler whose writes must happen once
+    records the key with them, in the same transaction, and on finding it already recorded
+    answers as for the first time instead of writing again."""
 
     action: str
     actor: str
@@ -97,6 +105,7 @@ class ActionCall:
     args: Mapping[str, Any]
     language: str
     channel: Channel
+    key: str | None = None
 
 
 @dataclass(frozen=True)

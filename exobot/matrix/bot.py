@@ -433,13 +433,20 @@ class MatrixBot:
         run the handler again: a handler writes in its own transactions, which the event's key
         does not guard (built-in commands need no such look-up: their key is claimed with their
         change). A crash, or a database error, after the handler's commit and before the
-        answer's still runs it again: the handler's call does not carry the key it would need
-        to make its own writes idempotent."""
+        answer's still runs it again, with the same key in its call (`ActionCall.key`): a
+        handler whose writes must happen once records that key with them and, finding it
+        recorded, answers without writing again (the procedures plugin's `!procedure`)."""
         if await self.repository.read(lambda view: view.is_handled(key)):
             log.info("%s was already handled", key)
             return
         call = ActionCall(
-            spec.name, sender, parsed.ticket, parsed.args, self.renderer.language, Channel.CHAT
+            spec.name,
+            sender,
+            parsed.ticket,
+            parsed.args,
+            self.renderer.language,
+            Channel.CHAT,
+            key=key,
         )
         try:
             result = await run_handler(spec, call)

@@ -280,11 +280,14 @@ async def run_action(
     if spec.intent is not None:
         return await perform(context, user_id, spec.intent(ticket, args), key)
     # A handler writes in its own transactions, which `key` does not guard: a form or a
-    # request sent again once it was carried out does not run the handler again.
+    # request sent again once it was carried out does not run the handler again. One sent
+    # again after the handler's commit and before the key's (a crash, a database error)
+    # runs it again with the same `call.key`, which a handler whose writes must happen once
+    # records with them (ActionCall).
     if key is not None and await context.repository.read(lambda view: view.is_handled(key)):
         log.info("%s was already handled", key)
         return None
-    call = ActionCall(spec.name, user_id, ticket, args, language, channel)
+    call = ActionCall(spec.name, user_id, ticket, args, language, channel, key=key)
     try:
         result = await run_handler(spec, call)
     except (ActionRefused, ServiceError):

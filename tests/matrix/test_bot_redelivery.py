@@ -141,3 +141,28 @@ async def test_a_built_in_command_delivered_again_acts_once(repo):
     await bot.handle_event(room, event)
     assert await outbox_size(repo) == queued
     assert await repo.history(number) == history
+
+
+async def test_a_handler_run_again_after_its_commit_gets_the_same_key(repo, monkeypatch):
+    """The answer's transaction fails after the handler's own commit: the event is delivered
+    again and the handler runs again, its call carrying the same key, the event's, which a
+    handler whose writes must happen once records with them (ActionCall.key)."""
+    bot = make_bot(repo)
+    calls = with_graph(bot)
+    number = await open_ticket(repo, bot)
+    room = bot.client.nio.rooms[ROOM]
+    event = message(ANNA, f"!graph suport#{number}")
+    answer = bot._answer
+    failures = [OperationalError("INSERT", {}, Exception("database is locked"))]
+
+    async def failing_once(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if failures:
+            raise failures.pop()
+        return await answer(*args, **kwargs)
+
+    monkeypatch.setattr(bot, "_answer", failing_once)
+    with pytest.raises(OperationalError):
+        await bot.handle_event(room, event)
+    await bot.handle_event(room, event)
+    assert [call.key for call in calls] == [f"matrix:{event.event_id}"] * 2
+    assert await answers(repo) == ["posted"]

@@ -16,10 +16,12 @@ from exobot.core.actions import (
     Answer,
     ArgKind,
     Argument,
+    Channel,
     new_registry,
 )
 from exobot.core.intents import Comment
 from exobot.core.languages import LANGUAGES
+from exobot.web import actions
 from exobot.web.context import WebContext, WebSettings
 from tests.web.test_pages import QUEUES, VOL, alert, receive, redirect_of
 from tests.web.test_pages import browser as browser  # noqa: F401 - fixture
@@ -138,6 +140,39 @@ async def test_a_handlers_form_sent_twice_runs_the_handler_once(browser, service
     again = await browser.post(f"/tickets/{number}/stamp", form)
     assert again.status_code in (200, 303) and "Counted" not in again.text
     assert len(calls) == 1
+
+
+async def test_a_handlers_call_carries_the_request_key(browser, service, ctx):
+    """The form's nonce (web) and the API's request key reach the handler as `call.key`, the
+    same when the request comes again after the handler's commit and before the key's
+    (a crash): what a handler records to act once. Without a key, None."""
+    calls: list[ActionCall] = []
+
+    async def keyed(call: ActionCall) -> Answer:
+        calls.append(call)
+        return Answer("Keyed")
+
+    spec = ActionSpec(
+        "stamp",
+        "!stamp {ref} word",
+        "Stamps the ticket.",
+        arguments=(Argument("word", ArgKind.WORD),),
+        handler=keyed,
+        domain="pagestest",
+        owner="test",
+    )
+    ctx.actions.unregister("stamp")
+    ctx.actions.register(spec)
+    number = await receive(service)
+    await browser.post(f"/tickets/{number}/stamp", {"nonce": "k" * 32, "word": "verd"})
+    assert [call.key for call in calls] == ["web:" + "k" * 32]
+    for key in ("api:anna:retry-1", None):
+        await actions.run_action(
+            ctx, spec, number, {"word": "verd"}, VOL, key, language="ca", channel=Channel.API
+        )
+    assert [(call.key, call.channel) for call in calls[1:]] == [
+        ("api:anna:retry-1", Channel.API), (None, Channel.API)
+    ]
 
 
 async def test_a_returned_intent_goes_through_the_service(browser, service, repo):

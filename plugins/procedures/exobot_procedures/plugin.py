@@ -265,15 +265,16 @@ class Procedures(Plugin):
         return f"{procedure.ref} ({what}, {procedure.member}{service_ref})"
 
     async def procedure(self, call: ActionCall) -> Answer:
-        """`!procedure suport#N TYPE MEMBER [SERVICE] [note…]`."""
+        """`!procedure suport#N TYPE MEMBER [SERVICE] [note…]`. The command's key
+        (`call.key`) is recorded with the procedure: the command delivered again after that
+        commit (a crash or a database error before the answer's) gets the same answer, with
+        no second procedure and no second mail."""
         language = call.language
         assert call.ticket is not None  # TicketUse.REQUIRED
         try:
             parsed = parse_procedure(self.config, str(call.args.get("text") or ""))
         except ParseError as error:
             raise self._parse_refusal(error, language, call.ticket) from None
-        async with self.ctx.reading() as reader:
-            before = await reader.get_ticket(call.ticket)
         procedure = await service.create_procedure(
             self,
             ticket=call.ticket,
@@ -283,7 +284,12 @@ class Procedures(Plugin):
             note=parsed.note,
             actor=call.actor,
             language=language,
+            key=call.key,
         )
+        # Whether it moved the ticket: what its `created` event had to do (the same answer
+        # when the command is delivered again, the ticket already moved).
+        async with self.ctx.reading() as reader:
+            created = next(iter(await store.history(reader.conn, procedure.id)), None)
         parts = [
             self.ctx.say(
                 language,
@@ -292,7 +298,7 @@ class Procedures(Plugin):
                 ref=self.reference(procedure.ticket),
             )
         ]
-        if before is not None and before.queue != self.config.queue:
+        if created is not None and "move" in created.effects:
             parts.append(
                 self.ctx.say(language, "The ticket moves to {queue}.", queue=self.config.queue)
             )
@@ -384,6 +390,7 @@ class Procedures(Plugin):
             actor=call.actor,
             language=language,
             member_number=member_number,
+            key=call.key,
         )
         async with self.ctx.reading() as reader:
             finished = await store.get(reader.conn, finished.id) or finished

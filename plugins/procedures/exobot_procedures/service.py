@@ -4,11 +4,18 @@ Each checks what it is given (refusing in the caller's language with `ProcedureR
 writes the procedure's change, its event and its effect on the member directory in one
 transaction, then applies the event's effects (the ticket's move to the procedures queue,
 the requestor's notice) through the ticket service, exactly once (effects.py).
+
+A request with an idempotency key (`key`: a chat command's `ActionCall.key`) records it on
+the event it writes, in the same transaction; the same request delivered again (after a
+crash, or a database error, between that commit and the channel's answer) finds it and gets
+the procedure as it was recorded, without a second procedure, finish or mail.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
+
+import sqlalchemy as sa
 
 from exobot.core.actions import ActionRefused
 from exobot.core.languages import N_
@@ -16,7 +23,7 @@ from exobot_procedures import store
 from exobot_procedures.config import ProcedureType
 from exobot_procedures.effects import apply_effects
 from exobot_procedures.procedures import find_type, is_member_number, sensitive_in, type_words
-from exobot_procedures.store import MAX_NOTE, Procedure
+from exobot_procedures.store import MAX_NOTE, Procedure, ProcedureEvent
 
 if TYPE_CHECKING:
     from exobot_procedures.plugin import Procedures
@@ -113,11 +120,18 @@ async def create_procedure(
     note: str,
     actor: str,
     language: str,
+    key: str | None = None,
 ) -> Procedure:
     """Record a new pending procedure on a ticket, move the ticket to the procedures queue if
     it is elsewhere and mail the requestor (when the type says so). `type` is a type's name or
     any of its words; `member` None is allowed for a join (the requestor's address is used).
-    ProcedureRefused with a clear message otherwise."""
+    ProcedureRefused with a clear message otherwise. With `key`, the request's idempotency
+    key, a request that already created its procedure gets that one back (its effects
+    applied if a crash left them), and nothing is recorded or mailed again."""
+    if key is not None:
+        again = await _again(plugin, key, kinds=("created",))
+        if again is not None:
+            return again
     name = find_type(plugin.config, type or "")
     if name is None:
         raise unknown_type(plugin, (type or "").strip()[:40], language)
@@ -163,19 +177,46 @@ async def create_procedure(
         effects.append("move")
     if kind.notify:
         effects.append("notify")
-    async with plugin.ctx.connection() as conn:
-        procedure, event = await store.create(
-            conn,
-            type=name,
-            member=member,
-            service=service,
-            ticket=ticket,
-            actor=actor,
-            note=note,
-            now=plugin.ctx.clock.now(),
-            effects=effects,
-        )
+    try:
+        async with plugin.ctx.connection() as conn:
+            procedure, event = await store.create(
+                conn,
+                type=name,
+                member=member,
+                service=service,
+                ticket=ticket,
+                actor=actor,
+                note=note,
+                now=plugin.ctx.clock.now(),
+                effects=effects,
+                request_key=key,
+            )
+    except sa.exc.IntegrityError:
+        # The same request, delivered again, created it meanwhile (rolled back here).
+        again = await _again(plugin, key, kinds=("created",)) if key is not None else None
+        if again is None:
+            raise
+        return again
     await apply_effects(plugin, event)
+    return procedure
+
+
+async def _again(
+    plugin: Procedures, key: str, *, kinds: tuple[str, ...], procedure_id: int | None = None
+) -> Procedure | None:
+    """The procedure as it stands when the request with idempotency key `key` already wrote
+    its event (of one of `kinds`, on `procedure_id` when given), its effects applied if a
+    crash left them; None when it did not (or the key names another request's event)."""
+    async with plugin.ctx.reading() as reader:
+        event: ProcedureEvent | None = await store.event_by_key(reader.conn, key)
+        if event is None or event.kind not in kinds:
+            return None
+        if procedure_id is not None and event.procedure_id != procedure_id:
+            return None
+        procedure = await store.get(reader.conn, event.procedure_id)
+    if procedure is None:
+        return None
+    await apply_effects(plugin, event)  # at most once each (effects.py); nothing if settled
     return procedure
 
 
@@ -213,14 +254,21 @@ async def finish_procedure(
     actor: str,
     language: str,
     member_number: str | None = None,
+    key: str | None = None,
 ) -> Procedure:
     """Mark a pending procedure done or cancelled (a cancellation needs its reason as the
     note), apply its effect on the member directory when done (a join adds the member and
     links the ticket, a leave ends the membership) and mail the requestor when the type says
     so; the ticket's status never changes. A join of a requestor known only by address needs
-    `member_number`. ProcedureRefused with a clear message otherwise."""
+    `member_number`. ProcedureRefused with a clear message otherwise. With `key`, the
+    request's idempotency key, a request that already finished the procedure gets it back as
+    it stands (not the "is not pending" refusal), and nothing is recorded or mailed again."""
     if state not in ("done", "cancelled"):
         raise ValueError(f"a procedure finishes done or cancelled, not {state!r}")
+    if key is not None:
+        again = await _again(plugin, key, kinds=(state,), procedure_id=procedure_id)
+        if again is not None:
+            return again
     procedure = await get_or_refuse(plugin, procedure_id, language)
     if procedure.state != "pending":
         raise not_pending(plugin, procedure, language)
@@ -259,8 +307,8 @@ async def finish_procedure(
             address = ticket.requestor.lower() if ticket is not None else None
     effects = ["notify"] if kind.notify else []
     now = plugin.ctx.clock.now()
-    async with plugin.ctx.connection() as conn:
-        try:
+    try:
+        async with plugin.ctx.connection() as conn:
             finished, event = await store.finish(
                 conn,
                 procedure.id,
@@ -270,20 +318,32 @@ async def finish_procedure(
                 now=now,
                 effects=effects,
                 member=number if number is not None and number != procedure.member else None,
+                request_key=key,
             )
-        except store.StateError as error:
+            if state == "done" and kind.directory == "join" and number is not None:
+                await store.add_member(conn, number, address, actor=actor, now=now,
+                                       detail=procedure.ref)
+                await store.link_ticket(conn, procedure.ticket, number, actor=actor, now=now,
+                                        detail=plugin.reference(procedure.ticket))
+            elif (
+                state == "done"
+                and kind.directory == "leave"
+                and is_member_number(plugin.config, procedure.member)
+            ):
+                await store.end_member(conn, procedure.member, actor=actor, now=now,
+                                       detail=procedure.ref)
+    except (store.StateError, sa.exc.IntegrityError) as error:
+        # Rolled back. No longer pending, or the key taken: maybe by this same request,
+        # delivered again and finishing it meanwhile (its answer, not a refusal).
+        again = (
+            await _again(plugin, key, kinds=(state,), procedure_id=procedure.id)
+            if key is not None
+            else None
+        )
+        if again is not None:
+            return again
+        if isinstance(error, store.StateError):
             raise not_pending(plugin, error.procedure, language) from None
-        if state == "done" and kind.directory == "join" and number is not None:
-            await store.add_member(conn, number, address, actor=actor, now=now,
-                                   detail=procedure.ref)
-            await store.link_ticket(conn, procedure.ticket, number, actor=actor, now=now,
-                                    detail=plugin.reference(procedure.ticket))
-        elif (
-            state == "done"
-            and kind.directory == "leave"
-            and is_member_number(plugin.config, procedure.member)
-        ):
-            await store.end_member(conn, procedure.member, actor=actor, now=now,
-                                   detail=procedure.ref)
+        raise
     await apply_effects(plugin, event)
     return finished

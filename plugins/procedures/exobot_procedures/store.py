@@ -66,8 +66,12 @@ events = sa.Table(
     sa.Column("settled_at", UtcDateTime(), nullable=True),
     # The member number given at this step (a join done for a requestor without one).
     sa.Column("member", sa.String(254), nullable=True),
+    # The idempotency key of the request that wrote it (`ActionCall.key`), recorded in the
+    # same transaction so a request delivered again finds it (migration procedures_0002).
+    sa.Column("request_key", sa.String(), nullable=True),
     sa.Index("ix_procedures_events_procedure", "procedure_id"),
     sa.Index("ix_procedures_events_settled", "settled_at"),
+    sa.Index("ux_procedures_events_request_key", "request_key", unique=True),
 )
 
 members = sa.Table(
@@ -142,6 +146,7 @@ class ProcedureEvent:
     effects: tuple[str, ...]
     settled_at: datetime | None
     member: str | None = None  # the member number given at this step, if any
+    request_key: str | None = None  # the idempotency key of the request that wrote it
 
 
 @dataclass(frozen=True)
@@ -252,6 +257,7 @@ def _event(row: Any) -> ProcedureEvent:
         tuple(json.loads(row.effects or "[]")),
         row.settled_at,
         row.member,
+        row.request_key,
     )
 
 
@@ -277,6 +283,7 @@ async def _insert_event(
     now: datetime,
     effects: Sequence[str],
     member: str | None = None,
+    request_key: str | None = None,
 ) -> ProcedureEvent:
     values = {
         "procedure_id": procedure_id,
@@ -287,11 +294,13 @@ async def _insert_event(
         "effects": json.dumps(list(effects)),
         "settled_at": None if effects else now,
         "member": member,
+        "request_key": request_key,
     }
     result = await conn.execute(sa.insert(events).values(**values))
     event_id = int(result.inserted_primary_key[0])
     return ProcedureEvent(
-        event_id, procedure_id, now, actor, kind, note, tuple(effects), values["settled_at"], member
+        event_id, procedure_id, now, actor, kind, note, tuple(effects), values["settled_at"],
+        member, request_key,
     )
 
 
@@ -309,8 +318,10 @@ async def create(
     note: str,
     now: datetime,
     effects: Sequence[str],
+    request_key: str | None = None,
 ) -> tuple[Procedure, ProcedureEvent]:
-    """A new pending procedure and its `created` event (with the effects still to apply)."""
+    """A new pending procedure and its `created` event (with the effects still to apply and
+    the request's idempotency key, if any: IntegrityError when an event already has it)."""
     note = note.strip()[:MAX_NOTE]
     result = await conn.execute(
         sa.insert(procedures).values(
@@ -328,7 +339,8 @@ async def create(
     )
     procedure_id = int(result.inserted_primary_key[0])
     event = await _insert_event(
-        conn, procedure_id, kind="created", actor=actor, note=note, now=now, effects=effects
+        conn, procedure_id, kind="created", actor=actor, note=note, now=now, effects=effects,
+        request_key=request_key,
     )
     procedure = Procedure(
         procedure_id, type, member, service, ticket, "pending", actor, now, None, None, note
@@ -346,10 +358,12 @@ async def finish(
     now: datetime,
     effects: Sequence[str],
     member: str | None = None,
+    request_key: str | None = None,
 ) -> tuple[Procedure, ProcedureEvent]:
-    """Mark a pending procedure `done` or `cancelled` with its event; `member` (a join done
-    for a requestor known by address) becomes its member number. StateError when it is not
-    pending, LookupError when there is no such procedure."""
+    """Mark a pending procedure `done` or `cancelled` with its event (and the request's
+    idempotency key, if any); `member` (a join done for a requestor known by address)
+    becomes its member number. StateError when it is not pending, LookupError when there is
+    no such procedure, IntegrityError when an event already has the key."""
     if state not in ("done", "cancelled"):
         raise ValueError(f"a procedure finishes done or cancelled, not {state!r}")
     values: dict[str, Any] = {"state": state, "processed_by": actor, "processed_at": now}
@@ -374,6 +388,7 @@ async def finish(
         now=now,
         effects=effects,
         member=member,
+        request_key=request_key,
     )
     return current, event
 
@@ -397,6 +412,14 @@ async def history(conn: Any, procedure_id: int) -> list[ProcedureEvent]:
 async def get_event(conn: Any, event_id: int) -> ProcedureEvent | None:
     """One event, or None."""
     row = (await conn.execute(sa.select(events).where(events.c.id == event_id))).first()
+    return _event(row) if row is not None else None
+
+
+async def event_by_key(conn: Any, request_key: str) -> ProcedureEvent | None:
+    """The event the request with this idempotency key wrote, or None."""
+    row = (
+        await conn.execute(sa.select(events).where(events.c.request_key == request_key))
+    ).first()
     return _event(row) if row is not None else None
 
 

@@ -94,8 +94,9 @@ class World:
             return list(await conn.execute(sa.text(sql), params))
 
     def call(self, action: str, *, ticket: int | None = None, language: str = "en",
-             actor: str = "@treasurer:example.org", **args: object) -> ActionCall:
-        return ActionCall(action, actor, ticket, args, language, Channel.CHAT)
+             actor: str = "@treasurer:example.org", key: str | None = None,
+             **args: object) -> ActionCall:
+        return ActionCall(action, actor, ticket, args, language, Channel.CHAT, key=key)
 
 
 def world_config(settings: dict | None = None, **top: object):
@@ -108,9 +109,12 @@ async def make_world(tmp_path):
     """Factory: a World with the plugin's `settings`; stopped at the end."""
     made: list[tuple[PluginManager, Any]] = []
 
-    async def make(settings: dict | None = None, language: str = "ca") -> World:
+    async def make(
+        settings: dict | None = None, language: str = "ca", url: str | None = None
+    ) -> World:
+        """`url`: an empty database of the test's (`db_url`), else a new SQLite file."""
         config = world_config(settings, language=language)
-        url = f"sqlite:///{tmp_path / f'exobot-{len(made)}.db'}"
+        url = url or f"sqlite:///{tmp_path / f'exobot-{len(made)}.db'}"
         await upgrade_async(url, BRANCHES)
         engine = create_engine(url)
         repository = SqlRepository(engine)

@@ -202,3 +202,25 @@ async def test_no_foreign_key_to_tickets(repository):
         )
     referred = {fk["referred_table"] for fks in tables.values() for fk in fks}
     assert referred == {"procedures"}
+
+
+async def test_a_requests_key_is_recorded_once_with_its_event(repository, clock):
+    """An event written with the request's idempotency key is found by it; a second event
+    with the same key is refused (the transaction rolled back: no second procedure); events
+    without a key are as many as wanted."""
+    procedure, created = await create(repository, clock, request_key="matrix:$a")
+    assert created.request_key == "matrix:$a"
+    with pytest.raises(sa.exc.IntegrityError):
+        await create(repository, clock, request_key="matrix:$a")
+    await create(repository, clock)
+    await create(repository, clock)
+    async with repository.connection() as conn:
+        await store.finish(conn, procedure.id, state="done", actor="@op:test", note="",
+                           now=clock.now(), effects=(), request_key="web:b")
+    async with repository.reading() as reader:
+        found = await store.event_by_key(reader.conn, "matrix:$a")
+        finished = await store.event_by_key(reader.conn, "web:b")
+        missing = await store.event_by_key(reader.conn, "matrix:$nothing")
+        count = (await reader.conn.execute(sa.text("SELECT count(*) FROM procedures"))).scalar()
+    assert found == created and (finished.kind, finished.procedure_id) == ("done", procedure.id)
+    assert missing is None and count == 3
