@@ -22,6 +22,10 @@ IDLE_WAIT_SECONDS = 30.0
 # often (one cheap query each); on SQLite the CLI, whose commits a watch sees as often
 # (exobot.db.commits). How soon `exobot outbox retry` and the like take effect (exobot.app).
 OTHER_PROCESS_WAIT_SECONDS = 1.0
+# Items given up this recently whose give-up their ticket does not tell are reported when a
+# worker starts (see OutboxWorker.report_given_up): bounded, so an upgrade does not report
+# old history again, and long enough for a host down over a long weekend.
+REPORT_GIVEN_UP_WITHIN = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class RetryPolicy:
 
 
 _MICROSECOND = timedelta(microseconds=1)
+# How many unreported items one query gives (exobot.db.outbox.unreported's default).
+_UNREPORTED_PAGE = 100
 
 
 # An item under way when the worker is stopped (the leader stepping down, SIGTERM) is given
@@ -118,6 +124,10 @@ class OutboxWorker:
         self.idle_wait = IDLE_WAIT_SECONDS
         # Due items of the current pass another session held (PostgreSQL), see `run`.
         self.held_elsewhere = 0
+        # When `run` next looks for items given up but not reported (None: no need): at its
+        # start, and after a report failed (see `report_given_up`).
+        self._report_at: datetime | None = None
+        self._report_failures = 0  # looks in a row that failed: their backoff
 
     async def send(self, item: outbox.OutboxItem) -> None:
         """Deliver one item."""
@@ -134,8 +144,11 @@ class OutboxWorker:
         return f"{self.kind} {item.id} (ticket {item.ticket_id})"
 
     async def run(self) -> None:
-        """Deliver forever: when woken, or when the next retry is due."""
+        """Deliver forever: when woken, or when the next retry is due. Only the leader runs
+        it: its first pass also reports what was given up but never told (`report_given_up`)."""
+        self._report_at = self.clock.now()
         while True:
+            await self._report_if_due()
             delivered = 0
             try:
                 delivered = await self.deliver_due()
@@ -159,6 +172,62 @@ class OutboxWorker:
                 wait = max(wait, OTHER_PROCESS_WAIT_SECONDS)
             self.wake.clear()
             await self.pause(wait or 0.01)
+
+    async def _report_if_due(self) -> None:
+        """Run `report_given_up` when its time has come; a failure is logged and the look
+        tried again later (with the retry policy's backoff), never in the way of delivery."""
+        if self._report_at is None or self.clock.now() < self._report_at:
+            return
+        self._report_at = None
+        try:
+            await self.report_given_up()
+        except asyncio.CancelledError:
+            self._report_at = self.clock.now()
+            raise
+        except Exception:
+            self._report_failures += 1
+            self._report_at = self.clock.now() + self.retry.delay(self._report_failures)
+            self.log.exception(
+                "%s worker: the items given up could not all be reported; trying again at %s",
+                self.kind,
+                self._report_at.isoformat(timespec="seconds"),
+            )
+        else:
+            self._report_failures = 0
+
+    async def report_given_up(self) -> int:
+        """Tell (`failed()`) every item of this kind given up within REPORT_GIVEN_UP_WITHIN
+        whose ticket does not say so: the mark and the report are two transactions, and the
+        process may have died, the database failed or the worker been stopped in between.
+        Each give-up is told once: an item `exobot outbox retry` made pending again and that
+        was given up once more is told again (exobot.db.outbox.unreported). Returns how many
+        were told; raises, after trying the others, when one of them could not be."""
+        since = self.clock.now() - REPORT_GIVEN_UP_WITHIN
+        told = 0
+        after = 0
+        errors: list[Exception] = []
+        while True:
+            found = await self.repository.read(
+                lambda view, after=after: outbox.unreported(
+                    view.conn, self.kind, since, after, _UNREPORTED_PAGE
+                )
+            )
+            for item, error in found:
+                after = item.id
+                self.log.warning("%s was given up, not reported: reporting it", self.describe(item))
+                try:
+                    await self.failed(item, error)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as problem:  # the others are still told
+                    errors.append(problem)
+                else:
+                    told += 1
+            if len(found) < _UNREPORTED_PAGE:
+                break
+        if errors:
+            raise errors[0]
+        return told
 
     async def pause(self, seconds: float) -> None:
         """Wait `seconds` between passes, or less when `wake` is set meanwhile."""
@@ -315,7 +384,11 @@ class OutboxWorker:
                     self._sent_unmarked.setdefault(item.id, self.clock.now())
                 raise
         if given_up is not None:  # told once the row is marked failed for all to see
-            await self.failed(item, given_up)
+            try:
+                await self.failed(item, given_up)
+            except BaseException:  # not told: the next pass looks for what was not
+                self._report_at = self.clock.now()
+                raise
         return delivered
 
     async def _mark(self, claim, work) -> None:  # noqa: ANN001 - a connection or None; a callable

@@ -11,9 +11,11 @@ from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from exobot.db.tables import OutboxRow
+from exobot.core.model import EntryKind
+from exobot.db.tables import EntryRow, OutboxRow
 
 O = OutboxRow.__table__  # noqa: E741
+E = EntryRow.__table__
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 # The template of a row queued with `queue_later` starts so: such a row waits for the earlier
@@ -177,6 +179,68 @@ async def mark_failed(
             done_at=now or datetime.now(UTC),
         )
     )
+
+
+def _entry_about_row(entry, kind: EntryKind):  # noqa: ANN001, ANN202 - an alias; SQL
+    """True for an entry of `kind` on the row's ticket that names the row (`outbox_id`)."""
+    return and_(
+        entry.c.ticket_id == O.c.ticket_id,
+        entry.c.kind == kind.value,
+        entry.c.data["outbox_id"].as_integer() == O.c.id,
+    )
+
+
+_REPORT = E.alias("report")
+_RETRY = E.alias("retry")
+# The row's give-up is on its ticket: a DELIVERY_FAILED entry naming it (not a note of a Cc
+# address left out, `skipped`, which names a mail that was delivered, or is queued with it)
+# with no DELIVERY_RETRIED entry of the row after it (`exobot outbox retry` made the row
+# pending again since: a give-up after that one is another, still to be told). Entry ids, not
+# times: the entry's stamp is the service's clock, the row's the worker's, and a row retried
+# by hand may be given up again within the same second.
+_REPORTED = (
+    select(_REPORT.c.id)
+    .where(
+        _entry_about_row(_REPORT, EntryKind.DELIVERY_FAILED),
+        _REPORT.c.data["skipped"].as_boolean().is_not(True),
+        ~select(_RETRY.c.id)
+        .where(_entry_about_row(_RETRY, EntryKind.DELIVERY_RETRIED), _RETRY.c.id > _REPORT.c.id)
+        .exists(),
+    )
+    .exists()
+)
+_UNREPORTED = (
+    select(
+        O.c.id, O.c.kind, O.c.ticket_id, O.c.payload, O.c.attempts, O.c.created_at, O.c.last_error
+    )
+    .where(
+        O.c.state == FAILED,
+        O.c.kind == bindparam("kind"),
+        O.c.ticket_id.is_not(None),
+        O.c.done_at >= bindparam("since"),
+        O.c.id > bindparam("after"),
+        ~_REPORTED,
+    )
+    .order_by(O.c.id)
+    .limit(bindparam("limit"))
+)
+
+
+async def unreported(
+    conn: AsyncConnection, kind: str, since: datetime, after: int = 0, limit: int = 100
+) -> list[tuple[OutboxItem, str]]:
+    """Items of `kind` about a ticket given up at `since` or later whose give-up the ticket
+    does not tell (the process died, or the database failed, between the mark and the
+    report), after id `after`, oldest first, at most `limit`: each with its last error."""
+    params = {"kind": kind, "since": since, "after": after, "limit": limit}
+    rows = await conn.execute(_UNREPORTED, params)
+    return [
+        (
+            OutboxItem(r.id, r.kind, r.ticket_id, dict(r.payload), r.attempts, r.created_at),
+            r.last_error or "",
+        )
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True)

@@ -168,18 +168,47 @@ class ChatSender(OutboxWorker):
             log.error("could not record the failure on ticket %s: %s", item.ticket_id, problem)
 
     async def _failed_post_room(self, item: OutboxItem) -> str | None:
-        """The room a given-up post about a ticket was for ("" before the ticket has a
-        thread), or None when the row only reported another given-up post."""
+        """The room of the post of a given-up row about a ticket that could not be made ("" when
+        the ticket had no thread and none was opened), or None when the row only reported
+        another given-up post.
+
+        Mostly the ticket's thread. A move (`_move`) posts in two rooms: the new root in the
+        new queue's room, then the pointer and the old root's edit in the old thread, then the
+        rest in the new thread. Given up before its new root was posted, the failure is the
+        new room's; after it, the old thread's until both its parts there were posted (the
+        new root is already the ticket's current thread then, yet not the room that failed)."""
         ids = item.payload.get("entries") or []
+        moving = item.payload.get("type") == "ticket" and not item.payload.get("created")
 
-        async def work(view) -> tuple[list[Entry], chat.Thread | None]:  # noqa: ANN001
+        async def work(view):  # noqa: ANN001, ANN202 - the repository's reader
             entries = await _entries(view, ids)
-            return entries, await chat.current_thread(view.conn, item.ticket_id)
+            done = await chat.posted(view.conn, item.id)
+            if not done:  # nothing of it posted: the thread it went to is the current one
+                return entries, done, await chat.current_thread(view.conn, item.ticket_id), None
+            # As a retry reads it (ChatSender._read): the thread the row started from, and
+            # the newest root it posted itself with that root's part.
+            before = await chat.thread_before(view.conn, item.ticket_id, item.id)
+            for number in sorted(done, reverse=True):
+                own = await chat.posted_thread(view.conn, item.id, number)
+                if own is not None:
+                    return entries, done, before, (number, own)
+            return entries, done, before, None
 
-        entries, thread = await self.repository.read(work)
+        entries, done, thread, own = await self.repository.read(work)
         if entries and all(_reports_failed_post(entry) for entry in entries):
             log.error("%s reported a post given up; not reported again", self.describe(item))
             return None
+        moves = [e for e in entries if e.kind is EntryKind.QUEUE] if moving else []
+        if moves and not done:  # its first post is the new root, in the new queue's room
+            new_room = self.rooms.room_for(moves[0].data.get("to") or "")
+            if new_room is not None:
+                return new_room
+        if own is not None:
+            number, root = own
+            in_old_thread = {number + 1, number + 2}  # the pointer, the old root's edit
+            if moves and thread is not None and not in_old_thread <= done.keys():
+                return thread.room_id
+            return root.room_id
         return thread.room_id if thread is not None else ""
 
     # --- ticket announcements -------------------------------------------------------------
