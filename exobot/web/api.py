@@ -110,7 +110,7 @@ def _renderer(request: Request) -> Wording:
     return request.app.state.renderer
 
 
-def _key(operator: Operator, header: str | None) -> str | None:
+def request_key(operator: Operator, header: str | None) -> str | None:
     """The idempotency key of a request: per token, so two tokens never collide."""
     if not header or not header.strip():
         return None
@@ -241,7 +241,7 @@ async def open_ticket(
     intent = actions.open_intent(body.model_dump())
     try:
         outcome = await ctx.service.apply(
-            Actor.operator(operator.user_id), intent, intents.Origin(_key(operator, key), None)
+            Actor.operator(operator.user_id), intent, intents.Origin(request_key(operator, key), None)
         )
         number, status = outcome.ticket, 201
     except AlreadyHandled as again:
@@ -339,7 +339,7 @@ def _action_endpoint(spec: ActionSpec) -> Callable[..., Awaitable[object]]:
             n,
             fields,
             operator.user_id,
-            _key(operator, key),
+            request_key(operator, key),
             language=_renderer(request).language,
             channel=Channel.API,
         )

@@ -66,7 +66,7 @@ def new_nonce() -> str:
     return secrets.token_urlsafe(16)
 
 
-def _key(fields: Mapping[str, object]) -> str | None:
+def form_key(fields: Mapping[str, object]) -> str | None:
     """The idempotency key of a submitted form (None when it came without a usable nonce)."""
     nonce = fields.get("nonce")
     if isinstance(nonce, str) and _NONCE.fullmatch(nonce):
@@ -397,7 +397,7 @@ async def new_ticket(request: Request, operator: FormOperator) -> Response:
     try:
         intent = actions.open_intent(fields)
         outcome = await ctx.service.apply(
-            Actor.operator(operator.user_id), intent, Origin(_key(fields), None)
+            Actor.operator(operator.user_id), intent, Origin(form_key(fields), None)
         )
     except AlreadyHandled as again:
         # The same form again (a double click): show the ticket the first one opened.
@@ -431,7 +431,7 @@ async def ticket_action(
             number,
             fields,
             operator.user_id,
-            _key(fields),
+            form_key(fields),
             language=language(request),
             channel=Channel.WEB,
         )
@@ -464,7 +464,7 @@ async def ticket_action(
         # "Reply and resolve/stall": the status change is an intent of its own, after the reply
         # (its own idempotency key); when it is refused, the reply stays sent and the page says
         # so next to the refusal.
-        key = _key(fields)
+        key = form_key(fields)
         try:
             await actions.perform(
                 ctx, operator.user_id, SetStatus(number, then), f"{key}:then" if key else None

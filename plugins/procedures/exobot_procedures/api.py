@@ -5,7 +5,9 @@ operator, like the rest of the API):
 - `GET /{id}` one procedure with its history; `GET /export.csv` the CSV export;
 - `GET /members/{number}` a member's directory entry, procedures and directory changes;
 - `POST /` create `{ticket, type, member?, service?, note?}`; `POST /{id}/done
-  {note?, member_number?}`; `POST /{id}/cancel {reason}`.
+  {note?, member_number?}`; `POST /{id}/cancel {reason}`. Each POST takes the API's
+  `Idempotency-Key` header: a request sent again with the same key acts once and gets the
+  same answer (one procedure recorded, the member mailed once).
 
 Creating and finishing go through service.py like chat and the web. A refusal is 400 in the
 API's one error shape, `{"error": code, "message": text}` (English, as the core's API words
@@ -21,6 +23,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from exobot.web.api import IdempotencyKey, request_key
 from exobot.web.api_errors import ApiError
 from exobot.web.deps import ApiOperator
 from exobot_procedures import csv_export, service, store
@@ -264,22 +267,28 @@ def router(plugin: Procedures) -> APIRouter:
         return await detail(procedure_id)
 
     @api.post("/", status_code=201, summary="Record a procedure on a ticket")
-    async def create(body: CreateIn, operator: ApiOperator) -> ProcedureDetail:
+    async def create(
+        body: CreateIn, operator: ApiOperator, key: IdempotencyKey = None
+    ) -> ProcedureDetail:
         """Records a pending procedure, moves the ticket to the procedures queue when it is
         elsewhere and mails the requestor (when the type says so). 400 with the reason when
         refused (unknown type, missing member or service, a note holding an IBAN, a card or
-        an identity number…), 404 for an unknown ticket."""
+        an identity number…), 404 for an unknown ticket. A retry with the same
+        Idempotency-Key records nothing more and answers with the procedure it recorded."""
         try:
             created = await service.create_procedure(
                 plugin, ticket=body.ticket, type=body.type, member=body.member,
                 service=body.service, note=body.note, actor=operator.user_id, language=LANGUAGE,
+                key=request_key(operator, key),
             )
         except ProcedureRefused as refused:
             raise _refused(refused) from None
         return await detail(created.id)
 
     @api.post("/{procedure_id:int}/done", summary="Mark a procedure done")
-    async def done(procedure_id: int, body: DoneIn, operator: ApiOperator) -> ProcedureDetail:
+    async def done(
+        procedure_id: int, body: DoneIn, operator: ApiOperator, key: IdempotencyKey = None
+    ) -> ProcedureDetail:
         """Marks a pending procedure done and tells the requestor; a join done adds the
         member, a leave ends the membership. 404 for an unknown procedure, 409 when it is
         no longer pending, 400 otherwise refused."""
@@ -287,19 +296,22 @@ def router(plugin: Procedures) -> APIRouter:
             await service.finish_procedure(
                 plugin, procedure_id, state="done", note=body.note, actor=operator.user_id,
                 language=LANGUAGE, member_number=body.member_number,
+                key=request_key(operator, key),
             )
         except ProcedureRefused as refused:
             raise _refused(refused) from None
         return await detail(procedure_id)
 
     @api.post("/{procedure_id:int}/cancel", summary="Cancel a procedure")
-    async def cancel(procedure_id: int, body: CancelIn, operator: ApiOperator) -> ProcedureDetail:
+    async def cancel(
+        procedure_id: int, body: CancelIn, operator: ApiOperator, key: IdempotencyKey = None
+    ) -> ProcedureDetail:
         """Cancels a pending procedure with its reason and tells the requestor. 404 for an
         unknown procedure, 409 when it is no longer pending, 400 otherwise refused."""
         try:
             await service.finish_procedure(
                 plugin, procedure_id, state="cancelled", note=body.reason,
-                actor=operator.user_id, language=LANGUAGE,
+                actor=operator.user_id, language=LANGUAGE, key=request_key(operator, key),
             )
         except ProcedureRefused as refused:
             raise _refused(refused) from None

@@ -41,6 +41,7 @@ from exobot.core.languages import N_
 from exobot.plugins import Panel
 from exobot.plugins.web import panel_page
 from exobot.web.deps import FormOperator, PageOperator
+from exobot.web.pages import form_key, new_nonce
 from exobot.web.templating import language as reader_language
 from exobot_procedures import csv_export, service, store
 from exobot_procedures.procedures import find_type, is_member_number
@@ -312,6 +313,7 @@ def router(plugin: Procedures) -> APIRouter:
             shown=Shown(plugin, reader_language(request)),
             procedure_url=procedure_url,
             member_url=member_url,
+            nonce=new_nonce,
             **values,
         )
 
@@ -428,6 +430,7 @@ def router(plugin: Procedures) -> APIRouter:
                 actor=operator.user_id,
                 language=language,
                 member_number=fields.get("member_number") or None,
+                key=form_key(fields),  # the same form sent twice finishes it once
             )
         except ProcedureRefused as refused:
             name = f"{'done' if state == 'done' else 'cancel'}-{procedure_id}"
@@ -472,6 +475,7 @@ def router(plugin: Procedures) -> APIRouter:
                 note=fields.get("note", ""),
                 actor=operator.user_id,
                 language=reader_language(request),
+                key=form_key(fields),  # a double click records one procedure, mails once
             )
         except ProcedureRefused as refused:
             return await _ticket_page_refused(
@@ -578,6 +582,7 @@ async def panel(plugin: Procedures, ticket: Any, language: str) -> Panel | None:
         refusal=refusal,
         notice=notice,
         procedure_url=procedure_url,
+        nonce=new_nonce,
         list_url=f"{BASE}/?{urlencode({'ticket': ticket.number})}",
     )
     return Panel(ctx.say(language, "Treasury procedures"), html)
