@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from clocks import FakeClock
@@ -512,12 +513,19 @@ class HeldElsewhere:
         async def claim(conn, item_id):  # noqa: ANN001, ANN202
             return False
 
+        async def unreported(conn, kind, since, after=0, limit=100):  # noqa: ANN001, ANN202
+            return []  # no give-up left to report at the worker's start
+
         monkeypatch.setattr(outbox, "due", due)
+        monkeypatch.setattr(outbox, "unreported", unreported)
         monkeypatch.setattr(outbox, "next_due_at", next_due_at)
         monkeypatch.setattr(outbox, "claim", claim)
 
     async def write(self, work):  # noqa: ANN001, ANN201
         return await work(None)
+
+    async def read(self, work):  # noqa: ANN001, ANN201
+        return await work(SimpleNamespace(conn=None))
 
     @contextlib.asynccontextmanager
     async def holding(self):  # noqa: ANN201
