@@ -12,8 +12,6 @@ from types import SimpleNamespace
 
 import nio
 
-from exobot.core.intents import MailClass, ReceiveMail
-from exobot.core.model import Actor, IncomingMail
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.db.repository import SqlRepository
 from exobot.db.state import get_state, set_state
@@ -21,6 +19,7 @@ from exobot.mail.msgid import MessageIds
 from exobot.matrix.bot import BotSettings, MatrixBot
 from exobot.matrix.render import Renderer
 from exobot.matrix.rooms import ALIAS_KEY, QueueRooms
+from tests.matrix.test_bot import open_ticket
 
 BOT = "@exobot:example.org"
 ANNA = "@anna:example.org"
@@ -105,21 +104,6 @@ def message(sender: str, body: str) -> nio.RoomMessageText:
     )
 
 
-async def open_ticket(bot: MatrixBot) -> int:
-    mail = IncomingMail(
-        message_id="<m1@example.net>",
-        sender="marta@example.net",
-        sender_name="Marta",
-        requestor="marta@example.net",
-        subject="No tinc internet",
-        body="Des d'ahir.",
-    )
-    outcome = await bot.service.apply(
-        Actor.member(mail.sender), ReceiveMail(mail, MailClass.MEMBER)
-    )
-    return outcome.ticket
-
-
 async def remembered(repo: SqlRepository, alias: str) -> str | None:
     async with repo.connection() as conn:
         return await get_state(conn, ALIAS_KEY + alias)
@@ -152,7 +136,7 @@ async def test_a_remembered_alias_serves_the_queue_while_the_directory_fails(rep
 
     # A volunteer's command in the room is handled, not dropped.
     bot = make_bot(repo, client, rooms)
-    number = await open_ticket(bot)
+    number = await open_ticket(repo, bot)
     await bot.handle_event(down.rooms[ROOM], message(ANNA, f"!take suport#{number}"))
     assert (await repo.get_ticket(number)).owner == ANNA
 
@@ -210,7 +194,7 @@ async def test_with_nothing_remembered_the_queue_waits_and_its_messages_are_logg
     assert ALIAS in error and "502 Bad Gateway" in error
 
     bot = make_bot(repo, client, rooms)
-    number = await open_ticket(bot)
+    number = await open_ticket(repo, bot)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="exobot.matrix.bot"):
         await bot.handle_event(fake.rooms[ROOM], message(ANNA, f"!take suport#{number}"))
