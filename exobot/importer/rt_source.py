@@ -243,7 +243,7 @@ class RtSource:
     def queue_name(self, key: str) -> str:
         """A queue's name from its id or name (cached)."""
         key = str(key or "").strip()
-        if not key.isdigit():
+        if not key.isdecimal():
             return key
         if key not in self._queues:
             try:
@@ -290,7 +290,7 @@ class Rest1Source(RtSource):
         tickets = []
         for row in rows:
             ident = str(row.get("numerical_id") or row.get("id", "")).rpartition("/")[2]
-            if not ident.isdigit():
+            if not ident.isdecimal():
                 continue
             created = parse_time(row.get("Created"), self.timezone) or datetime.now(UTC)
             tickets.append(
@@ -315,7 +315,7 @@ class Rest1Source(RtSource):
         listing: dict[int, tuple[str, str, str]] | None = None
         out = []
         for item in items:
-            if not str(item.get("id", "")).isdigit():
+            if not str(item.get("id", "")).isdecimal():
                 continue
             content = item.get("Content")
             if isinstance(content, str) and content.startswith(

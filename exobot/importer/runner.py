@@ -335,7 +335,7 @@ async def _import_one(
         report.unchanged += 1
         counts["unchanged"] += 1
         return
-    skip = {int(x.split("/")[0]) for x in done_ids if x.split("/")[0].isdigit()}
+    skip = {int(x.split("/")[0]) for x in done_ids if x.split("/")[0].isdecimal()}
     await _in_thread(source.history, ticket, skip)
     mapped = map_ticket(ticket, rules, source.user, source.queue_name)
     report.too_big.extend(mapped.too_big)

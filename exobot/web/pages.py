@@ -556,7 +556,7 @@ def _quarantine_notice(request: Request) -> tuple[str, dict[str, object]] | None
     words and a number, never the raw parameters."""
     done = request.query_params.get("done")
     raw_id = request.query_params.get("id", "")
-    if done not in QUARANTINE_DONE or not raw_id.isdigit() or len(raw_id) > 12:
+    if done not in QUARANTINE_DONE or not raw_id.isdecimal() or len(raw_id) > 12:
         return None
     params: dict[str, object] = {"id": int(raw_id)}
     if done == "retried":

@@ -146,7 +146,7 @@ def read_filter(
     ticket = None
     if values["ticket"]:
         digits = values["ticket"].rpartition("#")[2]
-        if digits.isdigit() and 0 < int(digits) < 2**31:
+        if digits.isdecimal() and len(digits) <= 10 and 0 < int(digits) < 2**31:
             ticket = int(digits)
         else:
             problems.append(say(language, "“{word}” is not a ticket number.", word=values["ticket"]))
@@ -323,7 +323,10 @@ def router(plugin: Procedures) -> APIRouter:
         language = reader_language(request)
         listing = read_filter(plugin, request.query_params, language, ctx.timezone)
         raw_page = request.query_params.get("page", "1")
-        number = int(raw_page) if raw_page.isdigit() and 0 < int(raw_page) <= MAX_PAGE else 1
+        # isdecimal, not isdigit ("²" is a digit int() refuses); short, as int() refuses
+        # more than 4,300 digits.
+        readable = raw_page.isdecimal() and len(raw_page) <= len(str(MAX_PAGE))
+        number = int(raw_page) if readable and 0 < int(raw_page) <= MAX_PAGE else 1
         rows: list[Row] = []
         total = 0
         if not listing.problems:
@@ -563,7 +566,7 @@ async def panel(plugin: Procedures, ticket: Any, language: str) -> Panel | None:
     if page is not None and refusal is None:
         done = page.query.get("procedures")
         raw_id = page.query.get("procedure", "")
-        if done in PANEL_NOTICES and raw_id.isdigit() and len(raw_id) <= 10:
+        if done in PANEL_NOTICES and raw_id.isdecimal() and len(raw_id) <= 10:
             ref = "P-" + str(int(raw_id))
             notice = ctx.say(language, PANEL_NOTICES[done], procedure=ref)
     env = _panel_environment(str(plugin.templates))
