@@ -304,7 +304,7 @@ class ImapIntake:
             for line in response.lines[:-1]
             if isinstance(line, bytes)
             for token in line.split()
-            if token.isdecimal()
+            if token.isdigit()
         )
         table = InboundMailRow.__table__
         processed: list[int] = []
@@ -382,7 +382,7 @@ class ImapIntake:
             uid
             for line in response.lines[:-1]
             if isinstance(line, bytes)
-            for uid in (int(token) for token in line.split() if token.isdecimal())
+            for uid in (int(token) for token in line.split() if token.isdigit())
             if uid > last_uid  # `n:*` always includes the highest message, even below n
         )
         stored = 0
