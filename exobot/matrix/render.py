@@ -9,6 +9,7 @@ through `exobot.core.text.mail_text`. No pills and no links to users: nothing he
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -44,6 +45,36 @@ from exobot.wording import (
     format_ago,
     format_duration,
 )
+
+# The most an answer may weigh, by `answer_size`. The homeserver refuses an event over 65,536
+# bytes (M_TOO_LARGE, for good). In an encrypted room nio encrypts the content as JSON with
+# every non-ASCII character escaped ("\u0436": 6 bytes for a Cyrillic or Chinese character,
+# 12 for an emoji) and Megolm sends that as base64, 4/3 bigger: 40,000 here make at most
+# ~54,000 bytes of ciphertext with the rest of the content (message type, relation, mentions),
+# which leaves ~11,000 bytes for the encrypted event's keys and the homeserver's envelope
+# (event ids of the room's latest events, hashes, signatures). In a room without encryption
+# the event is smaller still (raw UTF-8 is never longer than its escape).
+MAX_ANSWER_BYTES = 40_000
+
+
+def answer_size(message: Message) -> int:
+    """How much a message weighs in an event: its body and HTML body as JSON with non-ASCII
+    escaped, as nio encrypts them (HTML escaping and both bodies counted)."""
+    return len(json.dumps({"body": message.body, "formatted_body": message.html}))
+
+
+def _largest_fitting(count: int, build) -> int:  # noqa: ANN001 - int -> Message
+    """The largest n in 1..count whose `build(n)` fits MAX_ANSWER_BYTES (1 when none does);
+    a message grows with n."""
+    low, high = 1, count
+    while low < high:
+        middle = (low + high + 1) // 2
+        if answer_size(build(middle)) <= MAX_ANSWER_BYTES:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
 
 # Why a mail was quarantined, in words, by the start of the technical error the processor
 # recorded (the error itself is on the web's quarantine page and in the log).
@@ -450,35 +481,58 @@ class Renderer(Wording):
         return b.build()
 
     def history(self, ticket: Ticket, entries: Sequence[Entry], now: datetime) -> Message:
-        """`!history`: one line per entry, oldest first, the latest HISTORY_MAX_ENTRIES."""
-        b = _Builder()
+        """`!history`: one line per entry, oldest first, the latest HISTORY_MAX_ENTRIES, and
+        of those only the newest that fit in one event (MAX_ANSWER_BYTES): quoted mail text
+        in two bodies, escaped, can make a few dozen entries bigger than the homeserver takes.
+        The older ones are counted as left out."""
         title = self._t(
             "History of {ticket} “{title}”",
             ticket=self._ref(ticket),
             title=self._title(ticket.title, SHORT_TITLE_CHARS),
         )
-        b.line((title[0], f"<b>{title[1]}</b>"))
         ordered = sorted(entries, key=lambda entry: _as_utc(entry.created_at))
         if not ordered:
+            b = _Builder()
+            b.line((title[0], f"<b>{title[1]}</b>"))
             b.line(self._t("The history is empty"))
             return b.build()
-        omitted = max(0, len(ordered) - HISTORY_MAX_ENTRIES)
+        latest = ordered[-HISTORY_MAX_ENTRIES:]
+        blocks = [self._history_entry(ticket, entry) for entry in latest]
+
+        def build(kept: int) -> Message:
+            return self._history_message(title, len(ordered) - kept, blocks[len(blocks) - kept :])
+
+        message = build(len(blocks))
+        if answer_size(message) <= MAX_ANSWER_BYTES:
+            return message
+        # One entry alone always fits: its quote is HISTORY_CHARS at most.
+        return build(_largest_fitting(len(blocks), build))
+
+    def _history_entry(self, ticket: Ticket, entry: Entry) -> _Builder:
+        """One entry of `!history`: its time and headline, its quote and its extra lines."""
+        described = self._describe(
+            ticket, entry, concise=False, lines=HISTORY_LINES, chars=HISTORY_CHARS
+        )
+        when = self._time(entry.created_at)
+        b = _Builder()
+        b.line((f"{when} · {described.head[0]}", f"<code>{_esc(when)}</code> {described.head[1]}"))
+        b.quote(described.quote)
+        for extra in described.extra:
+            b.line(extra)
+        return b
+
+    def _history_message(
+        self, title: tuple[str, str], omitted: int, blocks: Sequence[_Builder]
+    ) -> Message:
+        b = _Builder()
+        b.line((title[0], f"<b>{title[1]}</b>"))
         if omitted:
             line = self._nt(
                 "({count} older entry left out)", "({count} older entries left out)", omitted
             )
             b.line((line[0], f"<i>{line[1]}</i>"))
-        for entry in ordered[omitted:]:
-            described = self._describe(
-                ticket, entry, concise=False, lines=HISTORY_LINES, chars=HISTORY_CHARS
-            )
-            when = self._time(entry.created_at)
-            b.line(
-                (f"{when} · {described.head[0]}", f"<code>{_esc(when)}</code> {described.head[1]}")
-            )
-            b.quote(described.quote)
-            for extra in described.extra:
-                b.line(extra)
+        for block in blocks:
+            b.extend(block)
         return b.build()
 
     def _list_status(self, ticket: Ticket) -> str:

@@ -15,8 +15,10 @@ from exobot.core.model import Entry, EntryKind, Status, Ticket
 from exobot.core.people import imported_name
 from exobot.i18n import say
 from exobot.matrix.render import (
+    MAX_ANSWER_BYTES,
     Message,
     Renderer,
+    answer_size,
     format_ago,
     format_duration,
     quarantine_reason,
@@ -723,6 +725,21 @@ def test_history_of_long_mails_fits_in_an_event() -> None:
     entries = [mail(("x" * 70 + "\n") * 100) for _ in range(80)]
     message = Renderer("ca").history(make_ticket(), entries, NOW)
     assert len(message.body.encode()) + len(message.html.encode()) < 60_000
+
+
+def test_history_of_non_latin_mails_fits_in_an_encrypted_event() -> None:
+    # Cyrillic and Chinese weigh 6 bytes each once nio escapes them for encryption: 50 such
+    # mails made an answer the homeserver refused for good (M_TOO_LARGE).
+    texts = ["Интернет не работает с утра, помогите " * 4, "我家的网络从昨天开始就断了，请帮忙 " * 6]
+    entries = [
+        Entry(3, EntryKind.COMMENT, OPERATOR, NOW - timedelta(minutes=n), texts[n % 2])
+        for n in range(50)
+    ]
+    message = Renderer("ca").history(make_ticket(), entries, NOW)
+    assert answer_size(message) <= MAX_ANSWER_BYTES
+    assert texts[0].strip()[:20] in message.body  # the newest are kept
+    match = re.search(r"s'ometen les (\d+) entrades més antigues", message.body)
+    assert match and 0 < int(match.group(1)) < 50
 
 
 def test_ticket_list(renderer: Renderer) -> None:
