@@ -5,12 +5,20 @@ Pure and bounded: every pattern is a bounded regular expression without nested a
 quantifiers, candidates are checked with python-stdnum's validators (a look-alike failing its
 checksum is left alone), and at most the first SCAN_LIMIT characters are scanned, so the time
 is linear in min(len(text), SCAN_LIMIT).
+
+The patterns run on a normalized copy of the text of the same length (see _normalized): Unicode
+spaces (no-break, narrow, thin, ideographic, tab…) read as " ", other line breaks as "\n", any
+decimal digit (full-width "９", Arabic-Indic…) as its ASCII digit and full-width ASCII forms
+("ＥＳ", "：") as ASCII, so a span found in the copy is the same span of the text, whose
+original characters masking replaces.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import sys
+import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
@@ -44,15 +52,52 @@ class Finding:
     end: int
 
 
-# A country code, two check digits, then 11–30 letters/digits with at most one space (or dash)
+# Line breaks other than "\n" and "\r" (str.splitlines'), read as "\n" in the normalized copy.
+_OTHER_LINE_BREAKS = "\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+@functools.cache
+def _normalizing_table() -> dict[int, int]:
+    """The str.translate table of _normalized: one character for one character. Built on first
+    use (a pass over the code points, some 60 ms), not at import."""
+    table = {ord(c): ord("\n") for c in _OTHER_LINE_BREAKS}
+    for code in range(0x3001):  # every str.isspace character is below U+3001
+        char = chr(code)
+        if char.isspace() and char not in "\n\r " and code not in table:
+            table[code] = ord(" ")
+    for code in range(0xFF01, 0xFF5F):  # full-width ASCII forms: "Ｅ", "：", "＝"
+        table[code] = code - 0xFEE0
+    for code in range(128, sys.maxunicode + 1):
+        char = chr(code)
+        if char.isdecimal():
+            table[code] = ord("0") + unicodedata.decimal(char)
+    return table
+
+
+def _normalized(text: str) -> str:
+    """text with the same length, read as the patterns expect it: each Unicode space that is no
+    line break as " ", each other line break as "\n" ("\r" and "\n" kept), each decimal digit
+    as its ASCII digit, each full-width ASCII form as its ASCII character."""
+    return text.translate(_normalizing_table())
+
+
+# Between two groups of an IBAN or a card (in the normalized copy): one to three spaces, dots or
+# dashes ("ES91  2100", "4111.1111", "12 - 34"), or one line break with up to two spaces before
+# it and up to eight spaces and quoting marks after it (a number wrapped, in a quoted reply too:
+# "0418\n> 4502"). It matches no letter or digit and every part is bounded.
+_SEPARATOR = r"(?:[ .-]{1,3}|[ ]{0,2}\r?\n[ >]{0,8})"
+
+# A country code, two check digits, then 11–30 letters/digits with at most one separator
 # between any two of them. The optional separator cannot match a letter or digit, so each
 # repetition has one way to match: linear.
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?:[ -]?[A-Za-z0-9]){11,30}(?![A-Za-z0-9])")
+_IBAN = re.compile(
+    r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?:" + _SEPARATOR + r"?[A-Za-z0-9]){11,30}(?![A-Za-z0-9])"
+)
 
 _IBAN_DB = numdb.get("iban")
 
-# Runs of digit groups separated by one space or dash; cards are looked for inside a run.
-_DIGIT_RUN = re.compile(r"(?<![A-Za-z0-9])[0-9]+(?:[ -][0-9]+)*(?![A-Za-z0-9])")
+# Runs of digit groups with a separator between two; cards are looked for inside a run.
+_DIGIT_RUN = re.compile(r"(?<![A-Za-z0-9])[0-9]+(?:" + _SEPARATOR + r"[0-9]+)*(?![A-Za-z0-9])")
 
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -63,7 +108,10 @@ _IDENTITY = re.compile(
 )
 
 # Words after which the rest of the line is a secret (ca/es/en), then up to three more words
-# ("contrasenya PPP", "clau wifi", "key del router"), then ':' or '=' and the value.
+# ("contrasenya PPP", "clau wifi", "key del router"), then ':' or '=' and the value: the rest of
+# the line, or, when nothing follows on the line, the first word of the next line that is not
+# blank (up to two blank lines skipped; quoting marks "> " skipped). The normalized copy is
+# scanned, where the only spaces left are " ", "\r" and "\n".
 _CREDENTIAL_WORDS = (
     "passwords?",
     "passwd",
@@ -87,7 +135,7 @@ _CREDENTIAL = re.compile(
     r"(?<![^\W_])(?:" + "|".join(_CREDENTIAL_WORDS) + r")(?![^\W_])"
     r"(?:[^\S\n]{1,10}[^\W_][\w./-]{0,30}){0,3}"
     r"[^\S\n]{0,10}[:=][^\S\n]{0,10}"
-    r"(?P<value>[^\s][^\n]*)",
+    r"(?:(?P<value>[^\s][^\n]*)|\n(?:[ \r>]{0,10}\n){0,2}[ >]{0,10}(?P<next>[^\s>]\S*))",
     re.IGNORECASE,
 )
 
@@ -172,16 +220,23 @@ def _longest_iban(text: str, start: int, end: int) -> tuple[int, bool] | None:
                 stop = i + 1
                 if stop < end and text[stop].isalnum():
                     return None
-                compact = re.sub(r"[ -]", "", text[start:stop]).upper()
-                return stop, _valid_iban(compact)
+                return stop, _valid_iban(_alphanumerics(text[start:stop]).upper())
     return None
+
+
+# How cards are printed in groups: a window of groups joined by any other separator than one
+# space or dash (a dot, two characters, a line break) is a card only in one of these, and with
+# at most one line break (a card wrapped once), so that columns of numbers, dotted amounts and a
+# phone number above a reference are none.
+_CARD_GROUPINGS = frozenset({(4, 4, 4, 4), (4, 4, 4, 4, 3), (4, 6, 5), (4, 6, 4)})
 
 
 def _find_cards(text: str) -> list[Finding]:
     """Card numbers: inside each run of digit groups, the longest valid window of whole groups
     from each group start; a run is scanned once, windows are at most 19 digits. Cards are
     written in groups of 2 or more digits: a lone digit is never part of one (which also keeps
-    "4 4 4 …" from costing a window at every character)."""
+    "4 4 4 …" from costing a window at every character). A window with other separators than
+    one space or dash must be grouped as cards are printed (_CARD_GROUPINGS)."""
     found: list[Finding] = []
     for run in _DIGIT_RUN.finditer(text):
         run_text = run.group()
@@ -192,16 +247,29 @@ def _find_cards(text: str) -> list[Finding]:
             best: int | None = None
             digits = ""
             lengths: frozenset[int] | None = None
+            plain = True  # every separator so far one space or dash
+            breaks = 0  # line breaks among them
             for j in range(i, len(groups)):
                 group_start, group_end = groups[j]
                 digits += run_text[group_start:group_end]
                 if group_end - group_start < 2 or len(digits) > 19:
                     break
+                if j > i:
+                    separator = run_text[groups[j - 1][1] : group_start]
+                    plain = plain and separator in (" ", "-")
+                    breaks += "\n" in separator
+                    if breaks > 1:
+                        break
                 if lengths is None and len(digits) >= 4:
                     lengths = _card_lengths(digits[:4])
                     if not lengths:
                         break  # no network starts so: no card starts at this group
-                if lengths and len(digits) in lengths and luhn.is_valid(digits):
+                if (
+                    lengths
+                    and len(digits) in lengths
+                    and luhn.is_valid(digits)
+                    and (plain or tuple(e - s for s, e in groups[i : j + 1]) in _CARD_GROUPINGS)
+                ):
                     best = j
             if best is None:
                 i += 1
@@ -223,16 +291,30 @@ def _find_identities(text: str) -> list[Finding]:
     return found
 
 
+def _alphanumerics(value: str) -> str:
+    """The letters and digits of value, without its separators."""
+    return "".join(c for c in value if c.isalnum())
+
+
 def _find_credentials(text: str) -> list[Finding]:
-    """The value after a password word and ':' or '=' (rest of the line, trimmed); a value
-    already masked (only '*') is not one."""
-    found = []
-    for match in _CREDENTIAL.finditer(text):
-        value = match.group("value").rstrip()
-        if not value.strip("*"):
+    """The value after a password word and ':' or '=' (rest of the line, trimmed, or the next
+    line's first word); a value already masked (only '*') is not one, nor a next line's word
+    ending in ':' or '=' (a label: "Contrasenya:\nClau: x" holds "x"). The next line is read
+    again from its word on, so a password word there starts a value of its own."""
+    found: list[Finding] = []
+    pos = 0
+    while (match := _CREDENTIAL.search(text, pos)) is not None:
+        group = "value" if match.group("value") is not None else "next"
+        value = match.group(group).rstrip()
+        start = match.start(group)
+        pos = match.end() if group == "value" else start
+        if not value.strip("*") or (group == "next" and value[-1] in ":="):
             continue
-        start = match.start("value")
-        found.append(Finding(SensitiveKind.CREDENTIAL, start, start + len(value)))
+        end = start + len(value)
+        if found and start < found[-1].end:  # inside the next-line word found before
+            found[-1] = Finding(SensitiveKind.CREDENTIAL, found[-1].start, max(end, found[-1].end))
+            continue
+        found.append(Finding(SensitiveKind.CREDENTIAL, start, end))
     return found
 
 
@@ -261,8 +343,9 @@ def _without_overlaps(findings: list[Finding], blockers: list[Finding]) -> list[
 def find_sensitive(text: str, kinds: Collection[SensitiveKind] = ALL_KINDS) -> list[Finding]:
     """The sensitive values of the given kinds in text (its first SCAN_LIMIT characters),
     non-overlapping, in order of position. A credential's value covers any number inside it
-    (so masking hides the whole value); asked without credentials, that number is reported."""
-    text = text[:SCAN_LIMIT]
+    (so masking hides the whole value); asked without credentials, that number is reported.
+    The spans are found in _normalized(text), of the same length: they are spans of text."""
+    text = _normalized(text[:SCAN_LIMIT])
     wanted = set(kinds)
     credentials = _find_credentials(text) if SensitiveKind.CREDENTIAL in wanted else []
     numbers: list[Finding] = []
@@ -282,15 +365,16 @@ def find_sensitive(text: str, kinds: Collection[SensitiveKind] = ALL_KINDS) -> l
 
 
 def _mask(kind: SensitiveKind, value: str) -> str:
-    """The masked form of one value: enough left to tell which one it was, never enough to use."""
+    """The masked form of one value (as normalized): enough left to tell which one it was,
+    never enough to use."""
     if kind is SensitiveKind.IBAN:
-        compact = re.sub(r"[ -]", "", value).upper()
+        compact = _alphanumerics(value).upper()
         stars = " ".join(["****"] * -(-(len(compact) - 8) // 4))
         return f"{compact[:4]} {stars} {compact[-4:]}"
     if kind is SensitiveKind.CARD:
-        return "**** **** **** " + re.sub(r"[ -]", "", value)[-4:]
+        return "**** **** **** " + _alphanumerics(value)[-4:]
     if kind is SensitiveKind.IDENTITY:
-        return "****" + re.sub(r"[ .-]", "", value).upper()[-4:]
+        return "****" + _alphanumerics(value).upper()[-4:]
     return "********"
 
 
@@ -303,12 +387,13 @@ def mask_sensitive(text: str) -> str:
 
 def mask_findings(text: str, findings: list[Finding]) -> str:
     """text with these findings of find_sensitive(text) masked (to mask and learn what was
-    found with one scan)."""
+    found with one scan). The text between them is kept as it is."""
     parts = []
     pos = 0
+    normalized = _normalized(text[:SCAN_LIMIT]) if findings else text
     for finding in findings:
         parts.append(text[pos : finding.start])
-        parts.append(_mask(finding.kind, text[finding.start : finding.end]))
+        parts.append(_mask(finding.kind, normalized[finding.start : finding.end]))
         pos = finding.end
     parts.append(text[pos:])
     return "".join(parts)

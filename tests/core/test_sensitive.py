@@ -72,7 +72,8 @@ def test_finds_valid_values(text: str, expected: list[tuple[str, str]]) -> None:
         "CIF B12345674",  # a company's tax number is not a person's identity
         "telèfon 600 123 456 i 93 123 45 67, codi postal 08001",
         "factura 2024-000123, import 1.234,56 €",
-        "Password:\nres",  # nothing after the word on its line
+        "Password:\n\n\n\nres",  # nothing after the word on its line, nor on the next 3 lines
+        "Password:\nUsuari: pepe",  # the next line starts with a label, not the value
         "contrasenya: ********",  # already masked
         "passatge: res",  # not a password word
         "",
