@@ -2,8 +2,9 @@
 purges what is no longer needed.
 
 - A ticket resolved or rejected longer than `retention` ago (counted from its last status
-  change) loses its texts: the bodies and mail subjects of its correspondence and comments,
-  its attachments, the originals kept by masking, the raw mails it came from, the texts of its
+  change) loses its texts: the bodies, mail subjects and senders' display names of its
+  correspondence and comments, its attachments (their entries keep only each one's type and
+  size, no file name), the originals kept by masking, the raw mails it came from, the texts of its
   sent mails in the outbox and the search index rows of all those. Its title (masked when
   stored), metadata, participants, Message-IDs and history of changes stay, and one PURGE
   entry says what was purged. A ticket reopened before its time is not purged; one purged and
@@ -12,8 +13,11 @@ purges what is no longer needed.
 - A raw intake mail loses its bytes (and its unmasked subject) `raw_mail_retention` after it
   was processed; its row stays, with the Message-ID and state, and the Message-IDs recorded
   per ticket keep recognising the same mail delivered again.
-- The texts of delivered outbox rows (a reply's text, a chat answer) go after
-  `raw_mail_retention` too: the ticket's history keeps what was said.
+- The texts of delivered outbox rows (a reply's text, a chat answer, the subject, sender and
+  error of a quarantine notice, the name a mail greets) go after `raw_mail_retention` too:
+  the ticket's history keeps what was said.
+- Entries purged by an earlier version that kept the sender's name or the attachments' file
+  names lose them at the next run.
 
 Every step is idempotent: a second run finds nothing left to do. Plugins' tables (procedures'
 records) are not touched.
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import Text, and_, func, or_, select, text, update
 
 from exobot.core.clock import Clock, SystemClock
 from exobot.core.model import Actor, Entry, EntryKind, Status
@@ -66,10 +70,17 @@ TEXT_KINDS = tuple(
         EntryKind.COMMENT,
     )
 )
-# Texts in an entry's data: a mail's subject (its title-like first line).
-TEXT_DATA_KEYS = ("subject",)
-# Texts in an outbox row's payload: a mail's text and plugin paragraphs, a chat answer.
-TEXT_PAYLOAD_KEYS = ("text", "paragraphs", "body", "html")
+# Texts in an entry's data: a mail's subject (its title-like first line) and the sender's
+# display name. Attachments keep only what is not personal (ATTACHMENT_KEPT): no file name.
+TEXT_DATA_KEYS = ("subject", "from_name")
+ATTACHMENT_KEPT = ("content_type", "size")
+# Texts in an outbox row's payload: a mail's text and plugin paragraphs, a chat answer, the
+# subject of the mail a notice is about (a quarantine post, the too-big notice), the sender
+# and error of a quarantine post, the name a mail greets, a plugin's image. A delivered row
+# needs none of them: the row stays (who, when, which template) for the record.
+TEXT_PAYLOAD_KEYS = (
+    "text", "paragraphs", "body", "html", "subject", "sender", "error", "name", "image",
+)  # fmt: skip
 BATCH = 500  # tickets, raw mails or outbox rows looked at per query
 
 
@@ -82,10 +93,11 @@ class RetentionReport:
     attachments: int = 0
     raw_mails: int = 0
     outbox_rows: int = 0
+    mended: int = 0  # entries purged by an older version that still held a name or file name
     purged: list[int] = field(default_factory=list)  # ticket numbers
 
     def __bool__(self) -> bool:
-        return bool(self.tickets or self.raw_mails or self.outbox_rows)
+        return bool(self.tickets or self.raw_mails or self.outbox_rows or self.mended)
 
 
 def _closed_at() -> Any:
@@ -150,14 +162,15 @@ class Retention:
         now = self.clock.now()
         report = RetentionReport()
         await self._purge_tickets(now, report)
+        await self._mend_purged(report)
         await self._drop_raw_mails(now, report)
         await self._drop_outbox_texts(now, report)
         if report:
             log.info(
                 "retention: %d tickets purged (%d entries, %d attachments), %d raw mails and"
-                " %d outbox texts dropped",
+                " %d outbox texts dropped, %d entries purged earlier mended",
                 report.tickets, report.entries, report.attachments, report.raw_mails,
-                report.outbox_rows,
+                report.outbox_rows, report.mended,
             )  # fmt: skip
         return report
 
@@ -183,6 +196,31 @@ class Retention:
             if len(due) < BATCH:
                 return
             after = due[-1]
+
+    async def _mend_purged(self, report: RetentionReport) -> None:
+        """Entries purged by a version that kept the sender's name and the attachments' file
+        names lose them now: batches by id, and once mended an entry no longer matches."""
+        last = 0
+        while True:
+            async with self.repository.connection() as conn:
+                rows = (
+                    await conn.execute(
+                        select(E.c.id, E.c.data)
+                        .where(E.c.id > last, E.c.kind.in_(TEXT_KINDS), _still_personal())
+                        .order_by(E.c.id)
+                        .limit(BATCH)
+                    )
+                ).all()
+                for entry_id, data in rows:
+                    if not isinstance(data, dict) or data.get("purged") is not True:
+                        continue
+                    mended = _purged_data(data)
+                    if mended != data:
+                        await conn.execute(update(E).where(E.c.id == entry_id).values(data=mended))
+                        report.mended += 1
+            if len(rows) < BATCH:
+                return
+            last = rows[-1][0]
 
     # -- raw mails and outbox texts ---------------------------------------------------------
 
@@ -235,6 +273,28 @@ class Retention:
             last = rows[-1][0]
 
 
+def _still_personal() -> Any:
+    """Entries marked purged whose data may still hold a name or a file name (the JSON as
+    text: the same test on SQLite and PostgreSQL; the caller checks the data itself)."""
+    data = E.c.data.cast(Text)
+    return and_(
+        data.like('%"purged"%'),
+        or_(*(data.like(f'%"{key}"%') for key in (*TEXT_DATA_KEYS, "filename"))),
+    )
+
+
+def _purged_data(data: dict[str, Any] | None) -> dict[str, Any]:
+    """An entry's data once its texts are purged: no texts, and of each attachment only what
+    is not personal."""
+    kept = {k: v for k, v in (data or {}).items() if k not in TEXT_DATA_KEYS}
+    if isinstance(kept.get("attachments"), list):
+        kept["attachments"] = [
+            {k: a[k] for k in ATTACHMENT_KEPT if k in a} if isinstance(a, dict) else {}
+            for a in kept["attachments"]
+        ]
+    return kept | {"purged": True}
+
+
 def _without_texts(payload: dict[str, Any] | None) -> dict[str, Any] | None:
     """The payload without its texts, or None when it holds none (nothing to write)."""
     payload = dict(payload or {})
@@ -282,9 +342,8 @@ async def purge_ticket(uow: SqlUnitOfWork, number: int, cutoff: datetime) -> dic
         return None
     entry_ids = [r[0] for r in rows]
     for entry_id, data in rows:
-        kept = {k: v for k, v in (data or {}).items() if k not in TEXT_DATA_KEYS}
         await conn.execute(
-            update(E).where(E.c.id == entry_id).values(body=None, data=kept | {"purged": True})
+            update(E).where(E.c.id == entry_id).values(body=None, data=_purged_data(data))
         )
     await _unindex(uow, number, entry_ids)
     attachments = (

@@ -6,7 +6,9 @@ a member's two). In one database transaction:
 - tickets they requested: the requestor becomes a placeholder (`erased-<random>@invalid`,
   one per run) and the title `[erased]`; their mails, our mails to them, bounces about them
   and the title changes lose their texts; their participant rows, attachments, originals
-  (`entry_originals`), raw mails (`inbound_mail`: raw and sender) and search rows go;
+  (`entry_originals`), raw mails (`inbound_mail`: raw and sender) and search rows go; so
+  do the raw mails recorded without a sender or a ticket (quarantined, unparsable) whose
+  bytes name one of their addresses;
 - on other tickets only their own entries (and the Cc naming them) change: other people's
   text stays, with the address replaced wherever it is written;
 - outbox rows addressed to them go; Message-IDs naming the address go; the bot's Matrix
@@ -221,6 +223,7 @@ class _CoreEraser:
         self.config = session.config
         self.likes = [f"%{a}%" for a in addresses]
         self.erased_entries: set[int] = set()
+        self.erased_inbound: set[int] = set()  # raw mails wiped as (maybe) theirs
         self._erased_on: dict[int, int] = {}  # erased entries per ticket
         self._originals: bool | None = None  # whether entry_originals exists
 
@@ -447,7 +450,10 @@ class _CoreEraser:
             if row.state in ("received", "quarantined"):
                 values["state"] = "discarded"
             await c.execute(sa.update(I).where(I.c.id == row.id).values(**values))
+            self.erased_inbound.add(row.id)
             self.report.raw_mails += 1
+        needles = [a.encode("utf-8") for a in self.addresses]
+        await self._unattributed(needles)
         tickets = sorted(set(requested) | changed)
         if not tickets:
             return
@@ -457,7 +463,6 @@ class _CoreEraser:
                 sa.select(I.c.id).where(I.c.ticket_id.in_(tickets), sa.func.length(I.c.raw) > 0)
             )
         ]
-        needles = [a.encode("utf-8") for a in self.addresses]
         for inbound_id in ids:  # one raw mail in memory at a time
             row = (
                 await c.execute(sa.select(I.c.raw, I.c.subject).where(I.c.id == inbound_id))
@@ -469,6 +474,44 @@ class _CoreEraser:
                     sa.update(I).where(I.c.id == inbound_id).values(raw=b"", subject=subject)
                 )
                 self.report.raw_mails += 1
+
+    async def _unattributed(self, needles: list[bytes]) -> None:
+        """Raw mails recorded without a sender or without a ticket (one that could not be
+        parsed, one set aside before it reached a ticket) whose bytes name the person: they
+        may be theirs, so they go like theirs (raw, subject and error; a sender, when one was
+        recorded, stays only if it is someone else's) and one still waiting is discarded."""
+        c = self.conn
+        ids = [
+            r[0]
+            for r in await c.execute(
+                sa.select(I.c.id)
+                .where(
+                    sa.or_(I.c.sender.is_(None), I.c.ticket_id.is_(None)),
+                    sa.func.length(I.c.raw) > 0,
+                )
+                .order_by(I.c.id)
+            )
+        ]
+        for inbound_id in ids:  # one raw mail in memory at a time
+            row = (
+                await c.execute(
+                    sa.select(I.c.raw, I.c.state, I.c.message_id, I.c.sender).where(
+                        I.c.id == inbound_id
+                    )
+                )
+            ).first()
+            if not any(needle in bytes(row.raw).lower() for needle in needles):
+                continue
+            values: dict[str, Any] = {"raw": b"", "subject": None, "error": None}
+            if row.sender is not None:
+                values["sender"] = scrub(row.sender, self.pattern, self.placeholder)
+            if row.message_id and self.pattern.search(row.message_id):
+                values["message_id"] = None
+            if row.state in ("received", "quarantined"):
+                values["state"] = "discarded"  # nothing left to process
+            await c.execute(sa.update(I).where(I.c.id == inbound_id).values(**values))
+            self.erased_inbound.add(inbound_id)
+            self.report.raw_mails += 1
 
     async def _message_ids(self) -> None:
         gone = await self.conn.execute(M.delete().where(self._mentions(M.c.message_id)))
@@ -549,12 +592,14 @@ class _CoreEraser:
         reference: re.Pattern[str],
     ) -> bool:
         """Whether a chat row's posts are about the person: any post about a ticket they
-        requested, the announcement of one of their entries, or a text naming them (or one
-        of their tickets)."""
+        requested, the announcement of one of their entries or of a raw mail erased as theirs,
+        or a text naming them (or one of their tickets)."""
         if ticket is not None and ticket in requested:
             return True
         if set(payload.get("entries") or ()) & self.erased_entries:
             return True
+        if payload.get("type") == "quarantine" and payload.get("inbound_id") in self.erased_inbound:
+            return True  # the announcement of a raw mail erased as theirs
         text = json.dumps(payload, ensure_ascii=False)
         if self.pattern.search(text):
             return True

@@ -259,3 +259,68 @@ async def test_export_holds_the_tickets_entries_and_plugin_parts(url, tmp_path):
     for ref in refs:
         assert f"{ref}</a>" in index
     assert "<script" not in index
+
+
+async def quarantined(session, raw: bytes, sender: str | None) -> int:
+    """A raw mail set aside before it reached a ticket, and the chat row that announced it
+    (with the post it made)."""
+    async with session.repository.connection() as conn:
+        inbound_id = (
+            await conn.execute(
+                sa.insert(InboundMailRow.__table__).values(
+                    mailbox="INBOX", uidvalidity=1, uid=uuid.uuid4().int % 10**9, raw=raw,
+                    size=len(raw), message_id=None, subject="?", sender=sender,
+                    state="quarantined", error="unparsable: no From", received_at=START,
+                ).returning(InboundMailRow.__table__.c.id)
+            )
+        ).scalar_one()
+        outbox_id = (
+            await conn.execute(
+                sa.insert(OutboxRow.__table__).values(
+                    kind="chat", ticket_id=None, state="sent", attempts=1, next_try_at=START,
+                    created_at=START, payload={"type": "quarantine", "inbound_id": inbound_id,
+                                               "subject": "?", "error": "unparsable"},
+                ).returning(OutboxRow.__table__.c.id)
+            )
+        ).scalar_one()
+        await conn.execute(
+            sa.insert(ChatPostRow.__table__).values(
+                outbox_id=outbox_id, part=1, room_id="!room:example.org",
+                event_id=f"$quarantine{inbound_id}", created_at=START,
+            )
+        )  # fmt: skip
+    return inbound_id
+
+
+async def test_erase_wipes_quarantined_mails_naming_the_person_without_a_sender(url):
+    """A mail whose From could not be read is recorded with no sender and no ticket: it may be
+    hers, so it goes, and its announcement is redacted; one naming someone else stays."""
+    config = parse_config(settings(url), env={})
+    async with privacy_session(config, FakeClock(START)) as session:
+        hers = await quarantined(
+            session, f"From: =?x?= <{ANNA.upper()}>\r\n\r\nthe {PHRASES[0]}".encode(), None
+        )
+        others = await quarantined(session, f"From: <{BOB}>\r\n\r\n{BOB_TEXT}".encode(), None)
+        report = await erase_person(session, ANNA)
+        assert report.raw_mails == 1 and report.matrix_posts == 1
+        async with session.repository.connection() as conn:
+            rows = {
+                r.id: r
+                for r in await conn.execute(
+                    sa.select(InboundMailRow.__table__).where(
+                        InboundMailRow.__table__.c.id.in_([hers, others])
+                    )
+                )
+            }
+            redacts = [
+                p if isinstance(p, dict) else json.loads(p)
+                for (p,) in await conn.execute(
+                    sa.text("SELECT payload FROM outbox WHERE kind = 'chat'")
+                )
+            ]
+        assert (bytes(rows[hers].raw), rows[hers].state, rows[hers].subject) == (b"", "discarded", None)
+        assert bytes(rows[others].raw).endswith(BOB_TEXT.encode())
+        assert rows[others].state == "quarantined"
+        [redact] = [p for p in redacts if p.get("type") == "redact"]
+        assert redact["event_ids"] == [["!room:example.org", f"$quarantine{hers}"]]
+        assert holding(url, [ANNA, PHRASES[0]]) == []
