@@ -200,11 +200,15 @@ class Origin:
     `key` makes the request idempotent: a request whose key was already recorded is refused
     with AlreadyHandled (the key is recorded in the same transaction as the change). `reply`
     is opaque to the core: it travels with the announcement of the change, so the channel
-    can answer where the request was made.
+    can answer where the request was made. `request_hash` fingerprints the request the key
+    belongs to (the API's): recorded with the key, and a key recorded with another
+    fingerprint is refused with KeyReused instead (nothing done); unknown on either side
+    (None), a repeat is a retry.
     """
 
     key: str | None = None
     reply: dict | None = None
+    request_hash: str | None = None
 
 
 Intent = (

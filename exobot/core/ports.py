@@ -130,14 +130,16 @@ class UnitOfWork(Protocol):
         returns its (kind, ticket, what: a mail's template or a chat row's type), or None when
         no item with that id was given up."""
 
-    async def claim(self, key: str) -> bool:
-        """Record an idempotency key (e.g. a chat event id); False when it was recorded before."""
+    async def claim(self, key: str, request_hash: str | None = None) -> bool:
+        """Record an idempotency key (e.g. a chat event id), with the fingerprint of its
+        request when known (Origin.request_hash); False when it was recorded before."""
 
     async def settle(self, key: str, ticket: int | None) -> None:
         """Note which ticket the request of a claimed key acted on."""
 
-    async def handled_ticket(self, key: str) -> int | None:
-        """The ticket a handled key acted on (None: unknown or none)."""
+    async def handled_request(self, key: str) -> tuple[int | None, str | None] | None:
+        """A handled key's (ticket it acted on, fingerprint of its request), either None when
+        unknown; None when the key was never recorded."""
 
     async def mark_inbound(
         self,

@@ -97,6 +97,22 @@ class AlreadyHandled(ServiceError):
     """The request's idempotency key was seen before: it already took effect once."""
 
 
+class KeyReused(ServiceError):
+    """The request's idempotency key was recorded before for a different request (another
+    fingerprint, Origin.request_hash): not a retry, and nothing is done."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            "key_reused", "this Idempotency-Key was already used for a different request", key=key
+        )
+
+    @staticmethod
+    def differ(request_hash: str | None, recorded: str | None) -> bool:
+        """Whether a repeated key came with another request: both fingerprints known and
+        different (a key recorded without one, or given without one, is a retry)."""
+        return request_hash is not None and recorded is not None and request_hash != recorded
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     """The parts of the configuration the core needs."""
@@ -246,9 +262,13 @@ class TicketService:
         self._authorize(actor, intent)
         handler = getattr(self, f"_do_{type(intent).__name__}")
         key = origin.key if origin is not None else None
-        if key is not None and not await uow.claim(key):
-            # A retry learns which ticket the first request made or changed.
-            ticket = await uow.handled_ticket(key)
+        request_hash = origin.request_hash if origin is not None else None
+        if key is not None and not await uow.claim(key, request_hash=request_hash):
+            # A retry learns which ticket the first request made or changed; the same key
+            # for another request is refused.
+            ticket, recorded = await uow.handled_request(key) or (None, None)
+            if KeyReused.differ(request_hash, recorded):
+                raise KeyReused(key)
             raise AlreadyHandled("already_handled", f"{key} was already handled", ticket=ticket)
         step = _Step(self, uow, actor, pending, origin, now)
         outcome = await handler(step, intent)

@@ -314,6 +314,14 @@ class SqlReader:
         found = await self.conn.execute(select(H.c.key).where(H.c.key == key))
         return found.first() is not None
 
+    async def handled_request(self, key: str) -> tuple[int | None, str | None] | None:
+        """A recorded idempotency key's (ticket it acted on, fingerprint of its request),
+        either None when unknown; None when the key was never recorded."""
+        found = (
+            await self.conn.execute(select(H.c.ticket_id, H.c.request_hash).where(H.c.key == key))
+        ).first()
+        return None if found is None else (found.ticket_id, found.request_hash)
+
     async def get_ticket(self, number: int, *, aliases: bool = True) -> Ticket | None:
         """The ticket with that number, or None (also for a number no ticket can have). A
         number merged into another ticket (ticket_aliases) gives the surviving ticket, unless
@@ -940,11 +948,12 @@ class SqlUnitOfWork(SqlReader):
             return waiting.id
         return await self.queue_outbox(kind, ticket, payload, template=template, due=due)
 
-    async def claim(self, key: str) -> bool:
-        """Record an idempotency key; False when it was recorded before."""
+    async def claim(self, key: str, request_hash: str | None = None) -> bool:
+        """Record an idempotency key, with the fingerprint of its request when known; False
+        when it was recorded before (`handled_request` tells with which fingerprint)."""
         inserted = await self.conn.execute(
             upsert_insert(self.conn, H)
-            .values(key=key, handled_at=self.now)
+            .values(key=key, handled_at=self.now, request_hash=request_hash)
             .on_conflict_do_nothing(index_elements=[H.c.key])
             .returning(H.c.key)
         )
@@ -953,12 +962,6 @@ class SqlUnitOfWork(SqlReader):
     async def settle(self, key: str, ticket: int | None) -> None:
         """Note which ticket the request of a claimed key acted on."""
         await self.conn.execute(update(H).where(H.c.key == key).values(ticket_id=ticket))
-
-    async def handled_ticket(self, key: str) -> int | None:
-        """The ticket a handled key acted on (None: unknown or none)."""
-        return (
-            await self.conn.execute(select(H.c.ticket_id).where(H.c.key == key))
-        ).scalar_one_or_none()
 
     async def mark_inbound(self, inbound_id: int, state: str, **details: object) -> None:
         """Record what became of a received raw mail."""

@@ -217,6 +217,10 @@ class HandledKeyRow(SQLModel, table=True):
     key: str = Field(primary_key=True)
     handled_at: datetime = _dt(nullable=False)
     ticket_id: int | None = None  # the ticket the request made or changed
+    # A fingerprint of the request the key came with (the API's: sha256 of its method, path
+    # and body), so that the key reused for another request is refused; None when unknown
+    # (chat and the web forms, or rows recorded before migration 0009).
+    request_hash: str | None = None
 
 
 class ChatThreadRow(SQLModel, table=True):

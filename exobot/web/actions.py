@@ -30,7 +30,7 @@ from exobot.core.addresses import is_user_id
 from exobot.core.intents import Intent, Origin
 from exobot.core.lifecycle import LifecycleError, parse_status
 from exobot.core.model import Actor, Status
-from exobot.core.service import AlreadyHandled, Outcome, ServiceError
+from exobot.core.service import AlreadyHandled, KeyReused, Outcome, ServiceError
 from exobot.i18n import say
 from exobot.web.context import WebContext
 from exobot.web.words import UNTAKE_BUTTON, WEB_ERRORS
@@ -249,12 +249,20 @@ def error_message(wording: Wording, code: str, params: Mapping[str, object]) -> 
 
 
 async def perform(
-    context: WebContext, user_id: str, intent: Intent, key: str | None
+    context: WebContext,
+    user_id: str,
+    intent: Intent,
+    key: str | None,
+    request_hash: str | None = None,
 ) -> Outcome | None:
     """Apply `intent` as operator `user_id`: the service's outcome, or None when `key` was
-    already handled (a form sent twice); ServiceError when the service refuses."""
+    already handled (a form sent twice); ServiceError when the service refuses, KeyReused
+    when `key` was handled for a request of another `request_hash` (an API request's
+    fingerprint; None for the forms)."""
     try:
-        return await context.service.apply(Actor.operator(user_id), intent, Origin(key, None))
+        return await context.service.apply(
+            Actor.operator(user_id), intent, Origin(key, None, request_hash)
+        )
     except AlreadyHandled:
         log.info("%s was already handled", key)
         return None
@@ -270,23 +278,29 @@ async def run_action(
     *,
     language: str,
     channel: Channel,
+    request_hash: str | None = None,
 ) -> Outcome | Answer | None:
     """Carry out `spec` on `ticket` as operator `user_id`: an intent (its own, or the one its
     handler gives back) goes through the service (the outcome, or None when `key` was already
     handled, also before a handler runs); a handler's Answer is returned to be shown.
-    ActionError, ServiceError as the service refuses; HandlerFailed when the handler raised
-    (logged with its stack)."""
+    ActionError, ServiceError as the service refuses; KeyReused (before anything runs) when
+    `key` was handled for a request of another `request_hash` (the API's fingerprint of the
+    request); HandlerFailed when the handler raised (logged with its stack)."""
     args = read_fields(spec, fields)
     if spec.intent is not None:
-        return await perform(context, user_id, spec.intent(ticket, args), key)
+        return await perform(context, user_id, spec.intent(ticket, args), key, request_hash)
     # A handler writes in its own transactions, which `key` does not guard: a form or a
     # request sent again once it was carried out does not run the handler again. One sent
     # again after the handler's commit and before the key's (a crash, a database error)
     # runs it again with the same `call.key`, which a handler whose writes must happen once
     # records with them (ActionCall).
-    if key is not None and await context.repository.read(lambda view: view.is_handled(key)):
-        log.info("%s was already handled", key)
-        return None
+    if key is not None:
+        handled = await context.repository.read(lambda view: view.handled_request(key))
+        if handled is not None:
+            if KeyReused.differ(request_hash, handled[1]):
+                raise KeyReused(key)
+            log.info("%s was already handled", key)
+            return None
     call = ActionCall(spec.name, user_id, ticket, args, language, channel, key=key)
     try:
         result = await run_handler(spec, call)
@@ -297,9 +311,9 @@ async def run_action(
         raise HandlerFailed(spec.name) from None
     if isinstance(result, Answer):
         if key is not None:  # carried out: recorded, as an intent's key is with its change
-            await context.repository.run(lambda uow: uow.claim(key))
+            await context.repository.run(lambda uow: uow.claim(key, request_hash=request_hash))
         return result
-    return await perform(context, user_id, result, key)
+    return await perform(context, user_id, result, key, request_hash)
 
 
 __all__ = [

@@ -6,8 +6,10 @@ change goes through the TicketService with that operator as actor, so chat sees 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from inspect import Parameter, Signature
 from typing import Annotated
 
@@ -62,7 +64,11 @@ _ERRORS: dict[int | str, dict] = {
         (403, "the token's user is not an operator"),
         (404, "no such ticket, attachment or mail"),
         (409, "the ticket is already in the asked state (or the request was handled)"),
-        (422, "malformed request (JSON or parameters)"),
+        (
+            422,
+            "malformed request (JSON or parameters), or an Idempotency-Key already used for a"
+            " different request (`key_reused`: nothing was done)",
+        ),
     )
 }
 
@@ -71,7 +77,12 @@ IdempotencyKey = Annotated[
     Header(
         alias="Idempotency-Key",
         max_length=200,
-        description="a retried request with the same key acts only once",
+        description=(
+            "a retried request with the same key acts only once (the retry is answered as if"
+            " it had acted); the key belongs to the request (method, path and body): used"
+            " again for a different one, it is refused with 422 `key_reused` and nothing is"
+            " done"
+        ),
     ),
 ]
 
@@ -116,6 +127,14 @@ def request_key(operator: Operator, header: str | None) -> str | None:
         return None
     name = operator.via.removeprefix("token:")
     return f"api:{name}:{header.strip()}"
+
+
+def request_hash(request: Request, body: Mapping[str, object]) -> str:
+    """The fingerprint of a request, kept with its Idempotency-Key: sha256 of its method,
+    its path (with the ticket's number) and its validated body as canonical JSON (sorted
+    keys), so that a retry of the same request matches and another request does not."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{request.method}\n{request.url.path}\n{canonical}".encode()).hexdigest()
 
 
 def _not_found(request: Request, number: int) -> ApiError:
@@ -236,12 +255,16 @@ async def open_ticket(
     request: Request, operator: ApiOperator, body: OpenTicketIn, key: IdempotencyKey = None
 ) -> JSONResponse:
     """Open a ticket on a member's behalf; a retry with the same Idempotency-Key answers 200
-    with the ticket the first request opened."""
+    with the ticket the first request opened (the key used for another body: 422)."""
     ctx = context(request)
     intent = actions.open_intent(body.model_dump())
+    idempotency = request_key(operator, key)
+    fingerprint = request_hash(request, body.model_dump(mode="json")) if idempotency else None
     try:
         outcome = await ctx.service.apply(
-            Actor.operator(operator.user_id), intent, intents.Origin(request_key(operator, key), None)
+            Actor.operator(operator.user_id),
+            intent,
+            intents.Origin(idempotency, None, fingerprint),
         )
         number, status = outcome.ticket, 201
     except AlreadyHandled as again:
@@ -333,15 +356,21 @@ def _action_endpoint(spec: ActionSpec) -> Callable[..., Awaitable[object]]:
         fields = body.model_dump() if isinstance(body, BaseModel) else {}
         if spec.intent is None:
             await _detail(request, n)  # a handler never runs for a ticket that is not there
+        idempotency = request_key(operator, key)
+        fingerprint = None
+        if idempotency is not None:
+            validated = body.model_dump(mode="json") if isinstance(body, BaseModel) else {}
+            fingerprint = request_hash(request, validated)
         done = await actions.run_action(
             ctx,
             spec,
             n,
             fields,
             operator.user_id,
-            request_key(operator, key),
+            idempotency,
             language=_renderer(request).language,
             channel=Channel.API,
+            request_hash=fingerprint,
         )
         detail = await _detail(request, n)
         if spec.intent is not None:

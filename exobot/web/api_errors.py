@@ -40,6 +40,10 @@ CONFLICTS = frozenset(
     }
 )
 
+# Service codes of the API alone, answered 422 with the service's own (English) message: an
+# Idempotency-Key already used for a different request.
+UNPROCESSABLE = frozenset({"key_reused"})
+
 # Codes of HTTP-level failures (no catalog message: the detail says it).
 _HTTP_CODES = {
     400: "bad_request",
@@ -77,6 +81,8 @@ def status_of(error: ServiceError) -> int:
         return 404
     if isinstance(error, NotAllowed):
         return 403
+    if error.code in UNPROCESSABLE:
+        return 422
     return 409 if error.code in CONFLICTS else 400
 
 
@@ -92,6 +98,8 @@ def install(api: FastAPI, renderer: Wording) -> None:
         return error_response(error.status, error.code, error.message)
 
     async def service_error(request: Request, error: ServiceError) -> JSONResponse:
+        if error.code in UNPROCESSABLE:  # no catalog sentence: the chat never meets it
+            return error_response(status_of(error), error.code, str(error))
         return error_response(
             status_of(error), error.code, message_of(renderer, error.code, error.params)
         )

@@ -74,6 +74,7 @@ class StoredState:
     outbox: list[OutboxRow] = field(default_factory=list)
     inbound: dict[int, InboundMark] = field(default_factory=dict)
     keys: dict[str, int | None] = field(default_factory=dict)  # key → ticket it acted on
+    key_hashes: dict[str, str | None] = field(default_factory=dict)  # key → its request's hash
     originals: dict[int, OriginalRow] = field(default_factory=dict)  # by entry id
 
 
@@ -242,18 +243,21 @@ class FakeUnitOfWork:
                 return row.kind, row.ticket, row.template or row.payload.get("type")
         return None
 
-    async def claim(self, key: str) -> bool:
+    async def claim(self, key: str, request_hash: str | None = None) -> bool:
         self._maybe_fail("claim")
         if key in self.state.keys:
             return False
         self.state.keys[key] = None
+        self.state.key_hashes[key] = request_hash
         return True
 
     async def settle(self, key: str, ticket: int | None) -> None:
         self.state.keys[key] = ticket
 
-    async def handled_ticket(self, key: str) -> int | None:
-        return self.state.keys.get(key)
+    async def handled_request(self, key: str) -> tuple[int | None, str | None] | None:
+        if key not in self.state.keys:
+            return None
+        return self.state.keys[key], self.state.key_hashes.get(key)
 
     async def mark_inbound(
         self,
