@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
@@ -11,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
+from exobot.core.languages import N_
 from exobot.db.engine import database_unavailable
 from exobot.web import api, login, pages
 from exobot.web.api_errors import RETRY_AFTER_SECONDS
@@ -25,6 +27,9 @@ from exobot.wording import ERRORS
 STATIC = Path(__file__).parent / "static"
 
 log = logging.getLogger("exobot.web")
+
+#: The error page of a status without words of its own (said with the status as the code).
+COULD_NOT = N_("That could not be done ({code}).")
 
 
 def create_app(context: WebContext) -> FastAPI:
@@ -51,7 +56,9 @@ async def _favicon() -> Response:
 
 
 async def _to_login(request: Request, error: LoginRequired) -> Response:
-    return RedirectResponse(f"/login?next={error.next_path}", status_code=303)
+    # `next` encoded whole: the page's own query (several filters) comes back intact.
+    query = urlencode({"next": error.next_path}, safe="/")
+    return RedirectResponse(f"/login?{query}", status_code=303)
 
 
 async def _csrf_refused(request: Request, error: CsrfRefused) -> Response:
@@ -73,7 +80,19 @@ async def _database_error(request: Request, error: DBAPIError) -> Response:
 
 
 async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
-    key = HTTP_ERRORS.get(error.status_code)
-    if key is None:
-        return Response(str(error.detail), status_code=error.status_code)
-    return render(request, "error.html", status_code=error.status_code, message_key=key)
+    """Every error is a page in the reader's language, never the framework's English (such as
+    a form too large to read, 400); one without words of its own says its status."""
+    status = error.status_code
+    if status < 400:  # not an error (a 304, say): no page
+        return Response(status_code=status, headers=error.headers)
+    key = HTTP_ERRORS.get(status)
+    params = {} if key else {"code": status}
+    response = render(
+        request,
+        "error.html",
+        status_code=status,
+        message_key=key or COULD_NOT,
+        message_params=params,
+    )
+    response.headers.update(error.headers or {})  # such as a 405's Allow
+    return response

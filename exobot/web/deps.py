@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request
 
 from exobot.web import auth
 from exobot.web.auth import Operator
+from exobot.web.schemas import MAX_TEXT_CHARS
 
 
 class LoginRequired(Exception):
@@ -24,22 +25,28 @@ class CsrfRefused(Exception):
 
 
 async def page_operator(request: Request) -> Operator:
-    """The operator viewing a page; anyone else is sent to the login page."""
+    """The operator viewing a page; anyone else is sent to the login page (which comes back
+    here: the path, percent-encoded, and the query string as it came)."""
     operator = await auth.session_operator(request)
     if operator is None:
-        target = request.url.path
+        target = quote(request.url.path)
         if request.url.query:
             target += "?" + request.url.query
-        raise LoginRequired(quote(target, safe="/?=&"))
+        raise LoginRequired(target)
     return operator
 
 
 async def form_operator(request: Request) -> Operator:
-    """The operator submitting a form, which must carry their session's CSRF token."""
+    """The operator submitting a form, which must carry their session's CSRF token; a text
+    longer than the API takes (MAX_TEXT_CHARS) is refused as there (413, the error page)."""
     operator = await page_operator(request)
     form = await request.form()
     if not auth.csrf_matches(operator.csrf, form.get(auth.CSRF_FIELD)):
         raise CsrfRefused()
+    if any(
+        isinstance(value, str) and len(value) > MAX_TEXT_CHARS for _, value in form.multi_items()
+    ):
+        raise HTTPException(413)
     return operator
 
 

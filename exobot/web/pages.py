@@ -489,25 +489,43 @@ async def reveal_original(
     request: Request, number: int, entry_id: int, operator: FormOperator
 ) -> Response:
     """Show an entry's original (unmasked) text, once, to this operator: the service records
-    the reveal in the ticket's history first; the page is never cached."""
+    the reveal in the ticket's history first; the page is never cached. The same form sent
+    again (a double click) shows it again without recording it twice."""
     ctx = context(request)
+    key = _reveal_key(await _form_fields(request), entry_id, operator.user_id)
+    intent = RevealOriginal(number, entry_id)
     try:
-        await ctx.service.apply(Actor.operator(operator.user_id), RevealOriginal(number, entry_id))
+        await ctx.service.apply(Actor.operator(operator.user_id), intent, Origin(key, None))
+    except AlreadyHandled:
+        log.info("%s was already handled: the original is shown again", key)
     except TicketNotFound:
         return _no_such_ticket(request, operator, number)
     except ServiceError as refused:
         message = error_text(request, refused.code, refused.params)
         return await _ticket_page(request, operator, number, status_code=400, error=message)
+    else:
+        log.info(
+            "%s revealed the original text of entry %s of ticket %s",
+            operator.user_id,
+            entry_id,
+            number,
+        )
     async with ctx.repository.reading() as view:
         original = await view.original(number, entry_id)
-    log.info(
-        "%s revealed the original text of entry %s of ticket %s", operator.user_id, entry_id, number
-    )
     response = await _ticket_page(
         request, operator, number, revealed={entry_id: original} if original else {}
     )
     response.headers["cache-control"] = "no-store"
     return response
+
+
+def _reveal_key(fields: Mapping[str, object], entry_id: int, user_id: str) -> str | None:
+    """The idempotency key of a reveal form: its nonce, bound to the entry and the operator,
+    so it is "already handled" only when this operator's reveal of this entry was recorded
+    with it (a nonce spent on another form, or by someone else, never shows an original
+    unrecorded)."""
+    key = form_key(fields)
+    return f"{key}:reveal:{entry_id}:{user_id}" if key else None
 
 
 @router.get("/tickets/{number:int}/attachments/{attachment_id:int}")

@@ -195,13 +195,18 @@ class MeOut(BaseModel):
 
 # --- requests --------------------------------------------------------------------------------
 
+#: The longest text a request may carry (a reply, a comment, any action's argument): far more
+#: than any reply is (a member's mail is kept up to 100,000 characters too, chat's messages
+#: are at most 64 KiB); a longer one is refused (422) before it is written or mailed.
+MAX_TEXT_CHARS = 100_000
+
 
 class OpenTicketIn(BaseModel):
     """A ticket opened on a member's behalf (a phone call, a letter)."""
 
     requestor: str = Field(description="the member's email address")
     title: str
-    text: str = Field("", description="a first note, kept as a comment")
+    text: str = Field("", max_length=MAX_TEXT_CHARS, description="a first note, kept as a comment")
     queue: str | None = Field(None, description="the default queue when left out")
 
 
@@ -222,9 +227,11 @@ def _body_fields(spec: ActionSpec) -> dict[str, Any]:
             for name, description in _ADDRESS_LISTS:
                 fields[name] = (list[str], Field(default_factory=list, description=description))
             continue
-        extra = {"description": argument.description} if argument.description else {}
+        extra: dict[str, Any] = {"max_length": MAX_TEXT_CHARS}
+        if argument.description:
+            extra["description"] = argument.description
         if argument.required:
-            fields[argument.name] = (str, Field(**extra)) if extra else (str, ...)
+            fields[argument.name] = (str, Field(**extra))
         else:
             fields[argument.name] = (str, Field("", **extra))
     return fields
