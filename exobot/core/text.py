@@ -9,8 +9,32 @@ import re
 
 ELLIPSIS = "…"
 
-# Control characters other than newline and tab: invisible, and harmful in logs and HTML.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+# Characters that show nothing but change what the text around them looks like: bidi marks,
+# embeddings, overrides and isolates ("\u202egnp.exe" shows as "exe.png"), zero-width spaces
+# and joiners of words, the soft hyphen, the BOM, interlinear annotations. A name, a title or a
+# reference can hide behind them ("sup\u200bort#3" is no reference). The zero-width joiner and
+# non-joiner stay: emoji sequences and several scripts need them.
+INVISIBLE = (
+    "\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb"
+)
+# What str.splitlines takes for a line break besides "\n" and "\r": some mail software and
+# chat clients break lines there too, so the text shows them as "\n".
+_LINE_BREAK = re.compile(r"\r\n?|[\v\f\x1c-\x1e\x85\u2028\u2029]")
+# Control characters (C0 other than newline and tab, DEL, C1) and INVISIBLE: dropped.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f" + INVISIBLE + "]")
+_INVISIBLE = re.compile("[" + INVISIBLE + "]")
+
+
+def visible_text(text: str) -> str:
+    """text without control characters (other than newline and tab) and without INVISIBLE
+    ones, every line break written "\n"."""
+    return _CONTROL.sub("", _LINE_BREAK.sub("\n", text))
+
+
+def without_invisible(text: str) -> str:
+    """text without its INVISIBLE characters (controls and line breaks kept)."""
+    return _INVISIBLE.sub("", text)
+
 
 # A line that opens the quoted copy of the mail being answered; everything from it is dropped.
 _REPLY_HEADERS = [
@@ -111,7 +135,7 @@ def mail_text(
     """Mail text as shown anywhere: quotes and signature trimmed, blank runs collapsed, cut."""
     if not body:
         return ""
-    text = _CONTROL.sub("", body.replace("\r\n", "\n").replace("\r", "\n"))
+    text = visible_text(body)
     lines = text.split("\n")
     lines = _cut_signature(lines)  # before stripping: the marker is exactly "-- "
     lines = [line.rstrip() for line in lines]
@@ -138,7 +162,7 @@ def one_line(text: str | None, max_chars: int) -> str:
     """`text` on one line: whitespace collapsed, cut to `max_chars` with `…`."""
     if not text:
         return ""
-    return _truncate(" ".join(_CONTROL.sub("", text).split()), max_chars)
+    return _truncate(" ".join(visible_text(text).split()), max_chars)
 
 
 _MB = 1024 * 1024

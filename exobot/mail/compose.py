@@ -18,6 +18,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, S
 
 from exobot.core.addresses import normalize_address
 from exobot.core.languages import LANGUAGES
+from exobot.core.text import without_invisible
 
 TEMPLATE_NAMES = ("ack", "reply", "resolved", "too_big", "advice")
 MAX_REFERENCES = 20
@@ -130,7 +131,12 @@ def build_message(
     msg["To"] = [_parse_address(a) for a in to]
     if cc:
         msg["Cc"] = [_parse_address(a) for a in cc]
-    msg["Subject"] = header_safe(title) if tag is None else _subject(tag, header_safe(title))
+    subject = header_safe(title) if tag is None else _subject(tag, header_safe(title))
+    if "=?" in subject:
+        # Given as encoded-words: the registry decodes any it finds in a str, which would
+        # decode a second time a "=?utf-8?…?=" the member wrote (and we decoded once).
+        subject = " ".join(_text_tokens(subject))
+    msg["Subject"] = subject
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = _check_msgid(message_id, _OWN_MSGID_RE)
     if in_reply_to is not None:
@@ -178,7 +184,10 @@ def _is_control(ch: str) -> bool:
 
 
 def _collapse(text: str) -> str:
-    return " ".join("".join(" " if _is_control(ch) else ch for ch in text).split())
+    """text on one line: controls and line breaks as spaces, spaces collapsed, and no
+    invisible character (a bidi override turns "gnp.exe" into "exe.png" in a subject)."""
+    spaced = "".join(" " if _is_control(ch) else ch for ch in text)
+    return " ".join(without_invisible(spaced).split())
 
 
 def _reject_encoded_words(value: str, what: str) -> str:

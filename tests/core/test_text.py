@@ -23,6 +23,24 @@ def test_newlines_and_trailing_whitespace_are_normalised() -> None:
 
 def test_control_characters_are_dropped() -> None:
     assert mail_text("a\x00b\x1bc\u202ed") == "abcd"
+    assert mail_text("a\x80b\x9bc\x7fd\x1fe") == "abcde"  # C1, DEL, unit separator
+
+
+def test_other_line_breaks_are_line_breaks() -> None:
+    # Chat clients and some mail software break lines at these: shown as "\n" (a quote or
+    # a signature behind one is recognised as such).
+    assert mail_text("a\u2028b\u2029c\x85d\x0be\x0cf") == "a\nb\nc\nd\ne\nf"
+    assert mail_text("Hola\u2028-- \u2028Pere, 600 123 456") == "Hola"
+    assert one_line("a\u2028b\x85c", 20) == "a b c"
+
+
+def test_invisible_characters_are_dropped_and_joiners_kept() -> None:
+    assert mail_text("sup\u200bort#3 \u2066x\u2069 \ufeffy\u00adz \u200eok\u200f") == (
+        "suport#3 x yz ok"
+    )
+    family = "👨\u200d👩\u200d👧 می\u200cخواهم"  # ZWJ and ZWNJ are part of the text
+    assert mail_text(family) == family
+    assert one_line("a\u200b\u061cb", 20) == "ab"
 
 
 def test_blank_runs_collapse_and_edges_are_trimmed() -> None:

@@ -186,8 +186,38 @@ def test_encoded_word_injection_in_title_and_names_is_neutralised():
     raw, parsed = roundtrip(make(title=ENCODED_INJECTION, from_name=ENCODED_INJECTION))
     assert "Bcc" not in parsed
     assert b"\nBcc:" not in raw
-    assert parsed["Subject"] == "[suport#12] hola Bcc: evil@x.org"
+    # The member's text, as they wrote it: never decoded a second time.
+    assert parsed["Subject"] == f"[suport#12] {ENCODED_INJECTION}"
     assert parsed["From"].addresses[0].addr_spec == "suport@exo.cat"
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "=?utf-8?q?hola_m=C3=B3n?= i més",  # an encoded-word written out, as the member did
+        "=?utf-8?b?4oCuZ25wLmV4ZQ==?=",  # one that would decode to a bidi override
+        "Re: =?iso-8859-1?q?caf=E9?=",
+    ],
+)
+def test_a_subject_holding_an_encoded_word_is_sent_as_written(title):
+    # The parser decoded the member's subject once; what is left is their text.
+    raw, parsed = roundtrip(make(title=title))
+    assert parsed["Subject"] == f"[suport#12] {title}"
+    assert title.encode() not in raw  # encoded, so no client decodes it either
+
+
+@pytest.mark.parametrize(
+    ("title", "shown"),
+    [
+        ("factura\u202egnp.exe", "facturagnp.exe"),  # right-to-left override
+        ("sup\u200bort\u2066#3\u2069 \ufeffok\u00ad", "suport#3 ok"),
+        ("Família 👨\u200d👩\u200d👧", "Família 👨\u200d👩\u200d👧"),  # ZWJ sequences stay
+    ],
+)
+def test_invisible_characters_leave_subjects_and_names(title, shown):
+    _raw, parsed = roundtrip(make(title=title, from_name=title))
+    assert parsed["Subject"] == f"[suport#12] {shown}"
+    assert parsed["From"].addresses[0].display_name == shown
 
 
 def test_headers_added_by_the_caller_cannot_inject_either():
