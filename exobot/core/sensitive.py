@@ -100,6 +100,7 @@ _IBAN_DB = numdb.get("iban")
 _DIGIT_RUN = re.compile(r"(?<![A-Za-z0-9])[0-9]+(?:" + _SEPARATOR + r"[0-9]+)*(?![A-Za-z0-9])")
 
 _DIGITS = re.compile(r"[0-9]+")
+_PLAIN_DIGIT_RUN = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
 
 # DNI (8 digits + letter, dots allowed as 12.345.678), NIE (X/Y/Z + 7 digits + letter) and the
 # K/L/M NIFs of persons; the letter is the checksum stdnum verifies.
@@ -242,6 +243,8 @@ def _find_cards(text: str) -> list[Finding]:
         run_text = run.group()
         groups = [(m.start(), m.end()) for m in _DIGITS.finditer(run_text)]
         base = run.start()
+        # Most runs have only single spaces or dashes between groups: no separator to look at.
+        plain_run = _PLAIN_DIGIT_RUN.fullmatch(run_text) is not None
         i = 0
         while i < len(groups):
             best: int | None = None
@@ -254,7 +257,7 @@ def _find_cards(text: str) -> list[Finding]:
                 digits += run_text[group_start:group_end]
                 if group_end - group_start < 2 or len(digits) > 19:
                     break
-                if j > i:
+                if j > i and not plain_run:
                     separator = run_text[groups[j - 1][1] : group_start]
                     plain = plain and separator in (" ", "-")
                     breaks += "\n" in separator
