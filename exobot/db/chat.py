@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -147,6 +147,19 @@ async def record_thread(conn: AsyncConnection, thread: Thread, now: datetime | N
             "root_event_id": thread.root_event_id,
             "created_at": now or datetime.now(UTC),
         },
+    )
+
+
+async def note_listed(
+    conn: AsyncConnection, outbox_id: int, event_id: str, tickets: Sequence[int]
+) -> None:
+    """Record on a post just recorded (record_post) the tickets it showed besides its row's
+    own (a digest's): an erasure redacts the posts that showed a ticket it erases. The
+    post's row, not the outbox row, which its worker holds claimed while it posts."""
+    await conn.execute(
+        update(CP)
+        .where(CP.c.outbox_id == outbox_id, CP.c.event_id == event_id)
+        .values(tickets=sorted(set(tickets)))
     )
 
 

@@ -249,6 +249,9 @@ class ChatPostRow(SQLModel, table=True):
     room_id: str
     event_id: str
     created_at: datetime = _dt(nullable=False)
+    # The tickets the post showed besides its row's own (a digest's oldest waiting tickets):
+    # an erasure redacts the posts that showed one of the tickets it erases.
+    tickets: list[int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class WebSessionRow(SQLModel, table=True):

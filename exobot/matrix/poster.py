@@ -469,13 +469,21 @@ class ChatSender(OutboxWorker):
         if self.contributions is not None:
             parts = await self.contributions.digest_parts(self.renderer.language)
         part = await self._parts(item)
+        # The tickets whose titles the digest shows, kept with each post: an erasure redacts it.
+        listed = [ticket.number for ticket in (*oldest_new, *oldest_stalled)]
+
+        async def note_listed(conn, event_id: str) -> None:  # noqa: ANN001 - a connection
+            await chat.note_listed(conn, item.id, event_id, listed)
+
         for room_id in self.rooms.room_ids():
             # Each room gets the plugins' lines for every room and those for its own queues.
             queues = self.rooms.queues_of(room_id)
             lines = [
                 line for queue, got in parts if queue is None or queue in queues for line in got
             ]
-            await self._send(Where(room_id), with_lines(digest, lines), part)
+            await self._send(
+                Where(room_id), with_lines(digest, lines), part, also=note_listed if listed else None
+            )
 
     async def _send_notice(self, item: OutboxItem) -> None:
         """A notice for every queue room (a plugin failed): plain text, escaped here."""
@@ -682,9 +690,11 @@ class ChatSender(OutboxWorker):
         done = await self.repository.read(lambda view: chat.posted(view.conn, item.id))
         return _Parts(item.id, done)
 
-    async def _send(self, where: Where, message: Message, part: _Parts) -> str:
+    async def _send(
+        self, where: Where, message: Message, part: _Parts, *, also: _Also | None = None
+    ) -> str:
         return await self._post(
-            part, where.room_id, "m.room.message", message_content(message, where)
+            part, where.room_id, "m.room.message", message_content(message, where), also=also
         )
 
     async def _react(self, origin: dict, part: _Parts) -> None:

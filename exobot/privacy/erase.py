@@ -543,15 +543,17 @@ class _CoreEraser:
             payload = dict(row.payload or {})
             kind = payload.get("type")
             if row.kind == CHAT and kind != REDACT:
-                about = self._chat_about(row.ticket_id, payload, requested_set, reference)
-                if about:
-                    posts = (
-                        await c.execute(
-                            sa.select(CP.c.room_id, CP.c.event_id)
-                            .where(CP.c.outbox_id == row.id)
-                            .order_by(CP.c.part)
-                        )
-                    ).all()
+                posts = (
+                    await c.execute(
+                        sa.select(CP.c.room_id, CP.c.event_id, CP.c.tickets)
+                        .where(CP.c.outbox_id == row.id)
+                        .order_by(CP.c.part)
+                    )
+                ).all()
+                shown = {n for p in posts for n in p.tickets or ()}
+                if shown & requested_set or self._chat_about(
+                    row.ticket_id, payload, requested_set, reference
+                ):
                     redact.setdefault(row.ticket_id, []).extend(
                         [p.room_id, p.event_id] for p in posts if p.event_id
                     )
@@ -591,9 +593,10 @@ class _CoreEraser:
         requested: set[int],
         reference: re.Pattern[str],
     ) -> bool:
-        """Whether a chat row's posts are about the person: any post about a ticket they
-        requested, the announcement of one of their entries or of a raw mail erased as theirs,
-        or a text naming them (or one of their tickets)."""
+        """Whether a chat row's posts are about the person (besides posts that showed one of
+        their tickets, chat_posts.tickets): any post about a ticket they requested, the
+        announcement of one of their entries or of a raw mail erased as theirs, or a text
+        naming them (or one of their tickets)."""
         if ticket is not None and ticket in requested:
             return True
         if set(payload.get("entries") or ()) & self.erased_entries:

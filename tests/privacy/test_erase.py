@@ -324,3 +324,53 @@ async def test_erase_wipes_quarantined_mails_naming_the_person_without_a_sender(
         [redact] = [p for p in redacts if p.get("type") == "redact"]
         assert redact["event_ids"] == [["!room:example.org", f"$quarantine{hers}"]]
         assert holding(url, [ANNA, PHRASES[0]]) == []
+
+
+async def posted_digest(session, shown: list[int]) -> str:
+    """A digest posted in one room whose post showed these tickets; its event id."""
+    async with session.repository.connection() as conn:
+        outbox_id = (
+            await conn.execute(
+                sa.insert(OutboxRow.__table__).values(
+                    kind="chat", ticket_id=None, state="sent", attempts=1, next_try_at=START,
+                    created_at=START, payload={"type": "digest", "date": "2026-12-01"},
+                ).returning(OutboxRow.__table__.c.id)
+            )
+        ).scalar_one()
+        event_id = f"$digest{outbox_id}"
+        await conn.execute(
+            sa.insert(ChatPostRow.__table__).values(
+                outbox_id=outbox_id, part=1, room_id="!room:example.org", event_id=event_id,
+                created_at=START, tickets=shown,
+            )
+        )  # fmt: skip
+    return event_id
+
+
+async def test_erase_redacts_the_digests_that_showed_their_tickets(url):
+    config = parse_config(settings(url), env={})
+    async with privacy_session(config, FakeClock(START)) as session:
+        service = session.plugins.host.service
+        hers = (
+            await service.apply(
+                Actor.member(ANNA),
+                intents.ReceiveMail(mail(ANNA, PHRASES[0], "Hola"), intents.MailClass.MEMBER),
+            )
+        ).ticket
+        bobs = (
+            await service.apply(
+                Actor.member(BOB),
+                intents.ReceiveMail(mail(BOB, "Slow link", BOB_TEXT, name="Bob"), intents.MailClass.MEMBER),
+            )
+        ).ticket
+        showing_hers = await posted_digest(session, [bobs, hers])
+        showing_bobs = await posted_digest(session, [bobs])
+        await erase_person(session, ANNA)
+        async with session.repository.connection() as conn:
+            payloads = [
+                p if isinstance(p, dict) else json.loads(p)
+                for (p,) in await conn.execute(sa.text("SELECT payload FROM outbox WHERE kind = 'chat'"))
+            ]
+    redacted = [e for p in payloads if p.get("type") == "redact" for _room, e in p["event_ids"]]
+    assert showing_hers in redacted
+    assert showing_bobs not in redacted
