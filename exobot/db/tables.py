@@ -209,6 +209,19 @@ class StateRow(SQLModel, table=True):
     value: str
 
 
+class PendingErasureRow(SQLModel, table=True):
+    """A privacy erasure whose core part is committed and whose plugins' part is not done yet
+    (it was interrupted): the next erasure finishes it first. Its addresses are kept only
+    until then."""
+
+    __tablename__ = "pending_erasures"
+
+    id: int | None = Field(default=None, primary_key=True)
+    addresses: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    tickets: list[int] = Field(sa_column=Column(JSON, nullable=False))  # they requested
+    created_at: datetime = _dt(nullable=False)
+
+
 class HandledKeyRow(SQLModel, table=True):
     """An idempotency key (e.g. a Matrix event id) recorded with the change it caused."""
 

@@ -36,6 +36,16 @@ from exobot.plugins.discovery import installed, plugin_class
 
 log = logging.getLogger("exobot.plugins")
 
+
+class ErasureIncomplete(Exception):
+    """Plugins whose erase handler failed (or that are disabled): their data about the person
+    was not erased."""
+
+    def __init__(self, plugins: list[str]) -> None:
+        super().__init__(f"plugin(s) {', '.join(plugins)} could not erase their data")
+        self.plugins = plugins
+
+
 MAX_CONSECUTIVE_FAILURES = 5
 # How many mails a new-mail hook's failures are remembered for (more than a group of mails).
 RECENT_FAILURES = 64
@@ -346,8 +356,20 @@ class PluginManager:
         return await self._collect("export", subject)
 
     async def erase(self, subject: DataSubject) -> dict[str, int]:
-        """Erase each plugin's data about `subject`; rows erased, by plugin name."""
-        return await self._collect("erase", subject)
+        """Erase each plugin's data about `subject`; rows erased, by plugin name. Unlike the
+        other calls, a failure is not only logged: after every plugin has had its turn,
+        ErasureIncomplete names those that failed (or were disabled), whose data stays."""
+        result: dict[str, int] = {}
+        failed: list[str] = []
+        for run, fn in list(self._contributions["erase"]):
+            got = await self._call(run, "erase", fn, subject, default=_FAILED)
+            if got is _FAILED:
+                failed.append(run.name)
+            elif got is not None:
+                result[run.name] = got
+        if failed:
+            raise ErasureIncomplete(failed)
+        return result
 
     async def related(self, address: str) -> set[str]:
         """The other addresses the plugins know for the person at `address` (lower case)."""

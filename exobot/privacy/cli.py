@@ -11,7 +11,8 @@ from exobot.core.addresses import BadAddress, normalize_address
 
 
 async def run_privacy(config: Config, args: argparse.Namespace) -> int:
-    """Run one privacy command; prints what it did. Exit status 2 for an unusable address."""
+    """Run one privacy command; prints what it did. Exit status 2 for an unusable address, 1
+    for an erasure a plugin could not finish (it is finished by the next erasure)."""
     from exobot.privacy.erase import erase_person
     from exobot.privacy.export import export_person
     from exobot.privacy.session import privacy_session
@@ -37,4 +38,4 @@ async def run_privacy(config: Config, args: argparse.Namespace) -> int:
         report = await erase_person(session, address, dry_run=args.dry_run)
         for line in report.lines():
             print(line)
-        return 0
+        return 1 if report.incomplete else 0

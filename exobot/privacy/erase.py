@@ -16,8 +16,11 @@ a member's two). In one database transaction:
   once (now, or at the bot's next start);
 - each ticket changed gets one ERASE entry (counts only, never who).
 
-Then each plugin's erase handler runs (a person's address; each of their tickets). A second
-run finds the address nowhere and changes nothing.
+Then each plugin's erase handler runs (a person's address; each of their tickets). The core's
+transaction records what the plugins still have to erase (`pending_erasures`: the addresses and
+the tickets they requested), removed once they have: an erasure interrupted between the two
+(a crash, a plugin failing) is finished by the next `exobot privacy erase`, whoever it is for,
+before its own work. A second run finds the address nowhere and changes nothing.
 """
 
 from __future__ import annotations
@@ -46,10 +49,12 @@ from exobot.db.tables import (
     MailMessageRow,
     OutboxRow,
     ParticipantRow,
+    PendingErasureRow,
     TicketRow,
 )
 from exobot.delivery import OTHER_PROCESS_WAIT_SECONDS
 from exobot.plugins.base import DataSubject
+from exobot.plugins.manager import ErasureIncomplete
 from exobot.privacy.session import PrivacySession
 
 T = TicketRow.__table__
@@ -58,6 +63,7 @@ P = ParticipantRow.__table__
 M = MailMessageRow.__table__
 O = OutboxRow.__table__  # noqa: E741
 A = AttachmentRow.__table__
+PE = PendingErasureRow.__table__
 H = HandledKeyRow.__table__
 I = InboundMailRow.__table__  # noqa: E741
 CP = ChatPostRow.__table__
@@ -122,6 +128,8 @@ class EraseReport:
     matrix_posts: int = 0
     plugins: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
+    finished_earlier: int = 0  # interrupted erasures whose plugins' part was finished first
+    incomplete: set[str] = field(default_factory=set)  # plugins that failed: to run again
 
     def core_counts(self) -> dict[str, int]:
         """The core's counts by name, in a fixed order."""
@@ -137,12 +145,34 @@ class EraseReport:
         """True when nothing was (or would be) changed anywhere."""
         return not any(self.core_counts().values()) and not any(self.plugins.values())
 
+    def _incomplete_line(self) -> list[str]:
+        if not self.incomplete:
+            return []
+        return [
+            f"NOT COMPLETE: plugin(s) {', '.join(sorted(self.incomplete))} failed to erase"
+            " their data (see the log); the rest is erased, and the next `exobot privacy"
+            " erase` (for anyone) tries them again first"
+        ]
+
     def lines(self) -> list[str]:
         """The report as printed: one line per kind with a count."""
         verb = "would change" if self.dry_run else "changed"
+        earlier = []
+        if self.finished_earlier:
+            earlier = [
+                f"finished {self.finished_earlier} interrupted erasure(s) first: the plugins'"
+                " part (its counts are not below)"
+            ]
         if self.nothing:
-            return [f"nothing to erase: no data about {', '.join(self.addresses)}"]
-        found = [f"erasing {', '.join(self.addresses)}{' (dry run)' if self.dry_run else ''}"]
+            return [
+                *earlier,
+                f"nothing to erase: no data about {', '.join(self.addresses)}",
+                *self._incomplete_line(),
+            ]
+        found = [
+            *earlier,
+            f"erasing {', '.join(self.addresses)}{' (dry run)' if self.dry_run else ''}",
+        ]
         found += [f"  {name.replace('_', ' ')}: {n}" for name, n in self.core_counts().items() if n]
         for name, n in sorted(self.plugins.items()):
             found.append(f"  plugin {name}: {n} row(s) {verb}")
@@ -152,18 +182,22 @@ class EraseReport:
                 f"{OTHER_PROCESS_WAIT_SECONDS:g} s while it runs (else at its next start); any "
                 "the homeserver forbids it to are said on their ticket and in `exobot outbox list`"
             )
-        return found
+        return found + self._incomplete_line()
 
 
 async def erase_person(
     session: PrivacySession, address: str, *, dry_run: bool = False
 ) -> EraseReport:
-    """Erase the person at `address` (and their related addresses); see the module's text."""
+    """Erase the person at `address` (and their related addresses); see the module's text.
+    An erasure interrupted before is finished first (not in a dry run)."""
+    finished, failed = (0, set()) if dry_run else await finish_interrupted(session)
     first = address.strip().lower()
     addresses = {first}
     if session.plugins.host is not None:
         addresses |= await session.plugins.related(first)
-    report = EraseReport(sorted(addresses), dry_run=dry_run)
+    report = EraseReport(
+        sorted(addresses), dry_run=dry_run, finished_earlier=finished, incomplete=failed
+    )
     now = session.clock.now()
     repository = session.repository
     requested: list[int] = []
@@ -176,6 +210,14 @@ async def erase_person(
         try:
             eraser = _CoreEraser(conn, repository.sqlite, addresses, report, now, session)
             requested = await eraser.run()
+            if not dry_run:  # what the plugins still have to do, committed with the core's
+                pending = (
+                    await conn.execute(
+                        sa.insert(PE)
+                        .values(addresses=sorted(addresses), tickets=requested, created_at=now)
+                        .returning(PE.c.id)
+                    )
+                ).scalar_one()
         except BaseException:
             await transaction.rollback()
             raise
@@ -185,15 +227,50 @@ async def erase_person(
             await transaction.commit()
     if dry_run:
         return report
-    for each in sorted(addresses):
-        _add(report.plugins, await session.plugins.erase(DataSubject(address=each)))
-    for number in requested:
-        _add(report.plugins, await session.plugins.erase(DataSubject(ticket=number)))
+    counts, failing = await _plugins_part(session, pending, sorted(addresses), requested)
+    _add(report.plugins, counts)
+    report.incomplete |= failing
     if repository.sqlite and report.entries_erased + report.tickets_anonymised:
         # FTS5 keeps deleted terms in its segments until they are merged.
         async with repository.connection() as conn:
             await conn.exec_driver_sql("INSERT INTO search_index(search_index) VALUES('optimize')")
     return report
+
+
+async def finish_interrupted(session: PrivacySession) -> tuple[int, set[str]]:
+    """Carry out the plugins' part of the erasures interrupted after their core part was
+    committed, oldest first: how many were finished, and the plugins that failed again
+    (their erasures stay pending)."""
+    async with session.repository.connection() as conn:
+        rows = (await conn.execute(sa.select(PE).order_by(PE.c.id))).all()
+    finished, failed = 0, set()
+    for row in rows:
+        _counts, failing = await _plugins_part(
+            session, row.id, list(row.addresses), list(row.tickets)
+        )
+        finished += not failing
+        failed |= failing
+    return finished, failed
+
+
+async def _plugins_part(
+    session: PrivacySession, pending: int, addresses: list[str], tickets: list[int]
+) -> tuple[dict[str, int], set[str]]:
+    """Each plugin's erase handler for each address and each ticket the person requested (a
+    handler finds nothing left the second time): rows erased by plugin, and the plugins that
+    failed. The pending record goes once none did."""
+    counts: dict[str, int] = {}
+    failed: set[str] = set()
+    subjects = [DataSubject(address=a) for a in addresses] + [DataSubject(ticket=n) for n in tickets]
+    for subject in subjects:
+        try:
+            _add(counts, await session.plugins.erase(subject))
+        except ErasureIncomplete as incomplete:
+            failed.update(incomplete.plugins)
+    if not failed:
+        async with session.repository.connection() as conn:
+            await conn.execute(PE.delete().where(PE.c.id == pending))
+    return counts, failed
 
 
 def _add(total: dict[str, int], counts: dict[str, Any]) -> None:

@@ -374,3 +374,43 @@ async def test_erase_redacts_the_digests_that_showed_their_tickets(url):
     redacted = [e for p in payloads if p.get("type") == "redact" for _room, e in p["event_ids"]]
     assert showing_hers in redacted
     assert showing_bobs not in redacted
+
+
+def failing_procedures(session) -> None:  # noqa: ANN001
+    """Make the procedures plugin's erase handler fail in this session."""
+
+    async def failing(subject):  # noqa: ANN001, ANN202
+        raise RuntimeError("the plugin's database went away (test)")
+
+    contributions = session.plugins._contributions["erase"]
+    [index] = [i for i, (run, _fn) in enumerate(contributions) if run.name == "procedures"]
+    contributions[index] = (contributions[index][0], failing)
+
+
+async def test_an_erasure_a_plugin_could_not_finish_is_finished_by_the_next(url):
+    """A plugin's erase failing (or a crash after the core's commit) leaves the plugins' part
+    on record with the addresses; it is said, and the next erasure, for anyone, finishes it.
+    Each step is a session of its own, as each `exobot privacy erase` is."""
+    config = parse_config(settings(url), env={})
+    async with privacy_session(config, FakeClock(START)) as session:
+        await world(session)
+        failing_procedures(session)
+        report = await erase_person(session, ANNA)
+    assert report.incomplete == {"procedures"}
+    assert report.lines()[-1].startswith("NOT COMPLETE: plugin(s) procedures failed")
+    left = {table for table, _n in holding(url, [ANNA, ANNA2])}
+    assert "pending_erasures" in left and any(t.startswith("procedures") for t in left)
+    assert not left & {"tickets", "entries", "inbound_mail", "participants"}
+
+    async with privacy_session(config, FakeClock(START)) as session:
+        failing_procedures(session)
+        again = await erase_person(session, "nobody@example.org")  # failing still: kept
+    assert (again.finished_earlier, again.incomplete) == (0, {"procedures"})
+    assert "pending_erasures" in {table for table, _n in holding(url, [ANNA])}
+
+    async with privacy_session(config, FakeClock(START)) as session:
+        finished = await erase_person(session, "nobody@example.org")
+    # Anna's and the second run's own (for nobody: the plugin's part failed there too).
+    assert (finished.finished_earlier, finished.incomplete) == (2, set())
+    assert finished.lines()[0].startswith("finished 2 interrupted erasure(s) first")
+    assert holding(url, [ANNA, ANNA2, *PHRASES]) == []
