@@ -8,6 +8,7 @@ the repository as the App builds it."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -204,6 +205,23 @@ async def test_a_row_retried_and_given_up_again_is_reported_again_the_first_not_
     await RefusingSender(app_repo, service, clock).run_passes()
     assert len(await reports(app_repo, ticket, row)) == 2
     await RefusingSender(app_repo, service, clock).run_passes()
+    assert len(await reports(app_repo, ticket, row)) == 2
+
+
+async def test_two_workers_reporting_one_give_up_write_it_once(app_repo, service, clock):
+    """The worker that gave the row up reports it while another instance's worker, starting,
+    finds it unreported and reports it too (before either has committed): one entry."""
+    ticket, row = await given_up_unreported(app_repo, service, clock)
+    failure = i.RecordDeliveryFailure(ticket, row, "marta@example.net", "550 no such user")
+    await asyncio.gather(
+        *(service.apply(Actor.system("mail"), failure) for _ in range(4)),
+        RefusingSender(app_repo, service, clock).report_given_up(),
+    )
+    assert len(await reports(app_repo, ticket, row)) == 1
+    # Given up again after a retry by hand: that one is told, once.
+    await service.apply(Actor.system("cli"), i.RetryDelivery(row))
+    await service.apply(Actor.system("mail"), failure)
+    await service.apply(Actor.system("mail"), failure)
     assert len(await reports(app_repo, ticket, row)) == 2
 
 

@@ -125,6 +125,10 @@ class UnitOfWork(Protocol):
         earlier) instead of adding another. Such a row waits for the ticket's earlier rows
         but never holds back its later ones. Returns the row's id."""
 
+    async def give_up_reported(self, outbox_id: int) -> bool:
+        """Whether the ticket of a given-up item already has its DELIVERY_FAILED entry (not a
+        skipped Cc's), with no DELIVERY_RETRIED of the item after it."""
+
     async def retry_outbox(self, outbox_id: int) -> tuple[str, int | None, str | None] | None:
         """Make an item that was given up pending again, due now, its attempts counted anew;
         returns its (kind, ticket, what: a mail's template or a chat row's type), or None when

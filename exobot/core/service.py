@@ -366,6 +366,10 @@ class TicketService:
         self, step: _Step, intent: i.RecordDeliveryFailure
     ) -> Outcome:
         ticket = await step.ticket(intent.ticket)
+        # The ticket's row is locked: a second report of the same give-up (another instance's
+        # worker reporting the give-ups it finds at its start) sees the first and adds nothing.
+        if not intent.skipped and await step.uow.give_up_reported(intent.outbox_id):
+            return step.outcome(ticket)
         await step.add(
             ticket,
             EntryKind.DELIVERY_FAILED,

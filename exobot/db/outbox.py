@@ -226,6 +226,17 @@ _UNREPORTED = (
 )
 
 
+_GIVE_UP_REPORTED = select(O.c.id).where(O.c.id == bindparam("outbox_id"), _REPORTED)
+
+
+async def give_up_reported(conn: AsyncConnection, outbox_id: int) -> bool:
+    """Whether the ticket of an item already tells its give-up (as `unreported` reads it):
+    two workers reporting one give-up (one's report at its start, the other's as it gave up)
+    write it once."""
+    found = await conn.execute(_GIVE_UP_REPORTED, {"outbox_id": outbox_id})
+    return found.first() is not None
+
+
 async def unreported(
     conn: AsyncConnection, kind: str, since: datetime, after: int = 0, limit: int = 100
 ) -> list[tuple[OutboxItem, str]]:

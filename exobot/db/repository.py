@@ -915,6 +915,10 @@ class SqlUnitOfWork(SqlReader):
         }
         return (await self.conn.execute(_INSERT_OUTBOX, values)).scalar_one()
 
+    async def give_up_reported(self, outbox_id: int) -> bool:
+        """Whether the item's give-up is on its ticket already (outbox.give_up_reported)."""
+        return await outbox.give_up_reported(self.conn, outbox_id)
+
     async def retry_outbox(self, outbox_id: int) -> tuple[str, int | None, str | None] | None:
         """Make a given-up item pending again, due now (exobot.db.outbox.retry_failed)."""
         return await outbox.retry_failed(self.conn, outbox_id, self.now)

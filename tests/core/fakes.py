@@ -19,7 +19,7 @@ from typing import Any
 
 from clocks import FakeClock  # noqa: F401 - the core tests' clock, shared with the others
 
-from exobot.core.model import AttachmentInfo, Entry, Ticket
+from exobot.core.model import AttachmentInfo, Entry, EntryKind, Ticket
 
 
 class InjectedFailure(RuntimeError):
@@ -234,6 +234,16 @@ class FakeUnitOfWork:
         )
         self.state.outbox.append(row)
         return row.id
+
+    async def give_up_reported(self, outbox_id: int) -> bool:
+        for entry in reversed(self.state.entries):
+            if (entry.data or {}).get("outbox_id") != outbox_id:
+                continue
+            if entry.kind is EntryKind.DELIVERY_RETRIED:
+                return False
+            if entry.kind is EntryKind.DELIVERY_FAILED and not entry.data.get("skipped"):
+                return True
+        return False
 
     async def retry_outbox(self, outbox_id: int) -> tuple[str, int | None, str | None] | None:
         self._maybe_fail("queue_outbox")

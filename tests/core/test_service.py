@@ -705,6 +705,18 @@ async def test_a_delivery_failure_is_recorded(world):
     assert world.repo.ticket(number).status is Status.NEW
 
 
+async def test_a_give_up_reported_twice_is_recorded_once_a_skipped_cc_each_time(world):
+    number = await world.new_ticket()
+    for _ in range(2):
+        await world.op(i.RecordDeliveryFailure(number, 5, MEMBER, "550"), MAIL_SYSTEM)
+        await world.op(
+            i.RecordDeliveryFailure(number, 5, "cc@example.org", "bad", skipped=True), MAIL_SYSTEM
+        )
+    kinds = [(e.kind, e.data.get("skipped", False)) for e in world.repo.entries(number)]
+    assert kinds.count((EntryKind.DELIVERY_FAILED, False)) == 1
+    assert kinds.count((EntryKind.DELIVERY_FAILED, True)) == 2
+
+
 async def test_a_chat_post_given_up_is_recorded_as_such(world):
     number = await world.new_ticket()
     refused = "the homeserver refused the message: event too large (M_TOO_LARGE)"
