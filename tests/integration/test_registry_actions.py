@@ -17,6 +17,7 @@ from exobot import i18n
 from exobot.core.actions import ActionCall, ActionSpec, Answer, ArgKind, Argument
 from exobot.core.intents import Comment
 from exobot.core.languages import LANGUAGES, N_
+from exobot.web.schemas import MAX_TEXT_CHARS
 
 pytestmark = pytest.mark.asyncio
 
@@ -156,6 +157,7 @@ async def test_an_action_registered_after_start_works_everywhere_and_goes_away(
         assert body == {"$ref": "#/components/schemas/PingIn"}
         assert schema["components"]["schemas"]["PingIn"]["properties"]["word"] == {
             "type": "string",
+            "maxLength": MAX_TEXT_CHARS,
             "title": "Word",
             "description": "any one word",
         }
