@@ -27,6 +27,8 @@ from stdnum import iban as stdnum_iban
 from stdnum import luhn, numdb
 from stdnum.es import nif as stdnum_nif
 
+from exobot.core.text import OTHER_LINE_BREAKS
+
 # Mail bodies beyond this are not scanned (a bound on time; callers cap what they keep anyway).
 SCAN_LIMIT = 1 << 20
 
@@ -52,15 +54,11 @@ class Finding:
     end: int
 
 
-# Line breaks other than "\n" and "\r" (str.splitlines'), read as "\n" in the normalized copy.
-_OTHER_LINE_BREAKS = "\v\f\x1c\x1d\x1e\x85\u2028\u2029"
-
-
 @functools.cache
 def _normalizing_table() -> dict[int, int]:
     """The str.translate table of _normalized: one character for one character. Built on first
     use (a pass over the code points, some 60 ms), not at import."""
-    table = {ord(c): ord("\n") for c in _OTHER_LINE_BREAKS}
+    table = {ord(c): ord("\n") for c in OTHER_LINE_BREAKS}  # read as "\n"
     for code in range(0x3001):  # every str.isspace character is below U+3001
         char = chr(code)
         if char.isspace() and char not in "\n\r " and code not in table:
@@ -393,10 +391,11 @@ def mask_findings(text: str, findings: list[Finding]) -> str:
     found with one scan). The text between them is kept as it is."""
     parts = []
     pos = 0
-    normalized = _normalized(text[:SCAN_LIMIT]) if findings else text
     for finding in findings:
         parts.append(text[pos : finding.start])
-        parts.append(_mask(finding.kind, normalized[finding.start : finding.end]))
+        # Only the value is read as normalized (one character for one: the same span).
+        value = _normalized(text[finding.start : finding.end])
+        parts.append(_mask(finding.kind, value))
         pos = finding.end
     parts.append(text[pos:])
     return "".join(parts)

@@ -19,7 +19,8 @@ INVISIBLE = (
 )
 # What str.splitlines takes for a line break besides "\n" and "\r": some mail software and
 # chat clients break lines there too, so the text shows them as "\n".
-_LINE_BREAK = re.compile(r"\r\n?|[\v\f\x1c-\x1e\x85\u2028\u2029]")
+OTHER_LINE_BREAKS = "\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+_LINE_BREAK = re.compile("\r\n?|[" + OTHER_LINE_BREAKS + "]")
 # Control characters (C0 other than newline and tab, DEL, C1) and INVISIBLE: dropped.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f" + INVISIBLE + "]")
 _INVISIBLE = re.compile("[" + INVISIBLE + "]")

@@ -137,6 +137,18 @@ def request_hash(request: Request, body: Mapping[str, object]) -> str:
     return hashlib.sha256(f"{request.method}\n{request.url.path}\n{canonical}".encode()).hexdigest()
 
 
+def idempotency(
+    request: Request, operator: Operator, header: str | None, body: object
+) -> tuple[str | None, str | None]:
+    """A request's idempotency key (request_key) and, when it has one, the fingerprint of the
+    request (request_hash over its validated body; none for a request without a body)."""
+    key = request_key(operator, header)
+    if key is None:
+        return None, None
+    fields = body.model_dump(mode="json") if isinstance(body, BaseModel) else {}
+    return key, request_hash(request, fields)
+
+
 def _not_found(request: Request, number: int) -> ApiError:
     reference = format_reference(context(request).settings.prefix, number)
     message = message_of(_renderer(request), "not_found", {"ticket": reference})
@@ -258,13 +270,12 @@ async def open_ticket(
     with the ticket the first request opened (the key used for another body: 422)."""
     ctx = context(request)
     intent = actions.open_intent(body.model_dump())
-    idempotency = request_key(operator, key)
-    fingerprint = request_hash(request, body.model_dump(mode="json")) if idempotency else None
+    request_id, fingerprint = idempotency(request, operator, key, body)
     try:
         outcome = await ctx.service.apply(
             Actor.operator(operator.user_id),
             intent,
-            intents.Origin(idempotency, None, fingerprint),
+            intents.Origin(request_id, None, fingerprint),
         )
         number, status = outcome.ticket, 201
     except AlreadyHandled as again:
@@ -356,18 +367,14 @@ def _action_endpoint(spec: ActionSpec) -> Callable[..., Awaitable[object]]:
         fields = body.model_dump() if isinstance(body, BaseModel) else {}
         if spec.intent is None:
             await _detail(request, n)  # a handler never runs for a ticket that is not there
-        idempotency = request_key(operator, key)
-        fingerprint = None
-        if idempotency is not None:
-            validated = body.model_dump(mode="json") if isinstance(body, BaseModel) else {}
-            fingerprint = request_hash(request, validated)
+        request_id, fingerprint = idempotency(request, operator, key, body)
         done = await actions.run_action(
             ctx,
             spec,
             n,
             fields,
             operator.user_id,
-            idempotency,
+            request_id,
             language=_renderer(request).language,
             channel=Channel.API,
             request_hash=fingerprint,
