@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 
-from exobot.core.model import EntryKind
+from exobot.core.intents import Comment
+from exobot.core.model import Actor, EntryKind
+from exobot.web.pages import RECENT_ENTRIES
 from tests.web.test_pages import VOL, form_nonce, receive
 from tests.web.test_pages import browser as browser  # noqa: F401 - fixture
 from tests.web.test_pages import ctx as ctx  # noqa: F401 - fixture
@@ -69,3 +71,18 @@ async def test_a_nonce_spent_on_another_form_still_records_the_reveal(browser, s
     assert answer.status_code == 200
     assert IBAN in answer.text
     assert len(await reveals(repo, number)) == 1  # shown, so recorded
+
+
+async def test_a_revealed_original_among_the_folded_entries_is_shown_unfolded(
+    browser, service, repo
+):
+    number = await masked_ticket(service)
+    for n in range(RECENT_ENTRIES + 1):  # the masked mail is folded among the older entries
+        await service.apply(Actor.operator(VOL), Comment(number, f"nota {n}"))
+    page = (await browser.get(f"/tickets/{number}")).text
+    assert '<details class="older">' in page
+    action, nonce = await reveal_form(browser, number)
+    answer = await browser.post(action, {"nonce": nonce})
+    assert answer.status_code == 200
+    assert '<details class="older" open>' in answer.text
+    assert answer.text.index('<details class="older" open>') < answer.text.index(IBAN)
