@@ -5,7 +5,9 @@ A plugin that fails at start is disabled (whatever it registered meanwhile is re
 handler, hook, job or contribution that raises is logged with its stack and that one call is
 dropped (the core's change stands); after `MAX_CONSECUTIVE_FAILURES` failures in a row of
 one registered thing (a hook that keeps failing while the plugin's other handlers work) the
-plugin is disabled; a new-mail hook failing again on a mail handled again counts once. Each
+plugin is disabled; a new-mail hook failing again on a mail handled again counts once, and so
+does a panel or root-line contribution failing again on the same ticket (a volunteer reloading
+a page whose ticket holds text the plugin trips on must not switch the plugin off). Each
 of these is reported once per plugin and start in the queue rooms (a chat notice through the
 outbox) and in the log; exobot and the other plugins keep running.
 """
@@ -81,8 +83,9 @@ class _Run:
     plugin: Plugin
     ctx: PluginContext | None = None
     failures: dict[int, int] = field(default_factory=dict)  # consecutive, per registered thing
-    # The mails each new-mail hook failed on lately: a mail handled again (its group of mails
-    # was undone by another's failure, or the pass failed before its commit) counts it once.
+    # What each contribution failed on lately: a mail handled again (its group of mails was
+    # undone by another's failure, or the pass failed before its commit) or a ticket whose
+    # page is loaded again counts once.
     failed_on: dict[int, deque[object]] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
     disabled: bool = False
@@ -127,8 +130,15 @@ def _mail_key(new: NewMail) -> object:
     return new.mail.inbound_id if new.mail.inbound_id is not None else new.mail.message_id
 
 
+def _described(subject: object) -> str:
+    """A failure's subject for the log: the ticket it was about, or the mail handled again."""
+    if isinstance(subject, tuple) and subject[:1] == ("ticket",):
+        return f"ticket #{subject[1]}"
+    return "the same mail (handled again)"
+
+
 def _failed_before(run: _Run, fn: Callable, subject: object) -> bool:
-    """Whether `fn` failed on `subject` lately (it is being handled again); noted if not."""
+    """Whether `fn` failed on `subject` (a mail, a ticket) lately; noted if not."""
     if subject is None:
         return False
     recent = run.failed_on.setdefault(id(fn), deque(maxlen=RECENT_FAILURES))
@@ -320,7 +330,7 @@ class PluginManager:
 
     async def root_lines(self, ticket: Ticket, language: str) -> list[str]:
         """The plugins' plain lines for a ticket's root message."""
-        return await self._lines("root", ticket, language)
+        return await self._lines("root", ticket, language, subject=("ticket", ticket.number))
 
     async def digest_lines(self, language: str, queues: Collection[str] | None = None) -> list[str]:
         """The plugins' plain lines for the daily digest: for a room serving `queues`, the
@@ -346,7 +356,9 @@ class PluginManager:
         """The plugins' panels for a ticket's page."""
         found = []
         for run, fn in list(self._contributions["panel"]):
-            panel = await self._call(run, "ticket panel", fn, ticket, language)
+            panel = await self._call(
+                run, "ticket panel", fn, ticket, language, subject=("ticket", ticket.number)
+            )
             if isinstance(panel, Panel):
                 found.append(panel)
         return found
@@ -382,10 +394,10 @@ class PluginManager:
         """Each plugin's own data for a backup, by plugin name."""
         return await self._collect("backup")
 
-    async def _lines(self, kind: str, *args: Any) -> list[str]:
+    async def _lines(self, kind: str, *args: Any, subject: object = None) -> list[str]:
         lines: list[str] = []
         for run, fn in list(self._contributions[kind]):
-            got = await self._call(run, f"{kind} lines", fn, *args, default=None)
+            got = await self._call(run, f"{kind} lines", fn, *args, subject=subject)
             if got:
                 lines.extend(str(line) for line in got)
         return lines
@@ -409,7 +421,8 @@ class PluginManager:
         default: Any = None,
         subject: object = None,
     ):
-        """`fn(*args)`, its failure counted against the plugin once per `subject` (a mail)."""
+        """`fn(*args)`, its failure counted against the plugin once per `subject` (a mail,
+        a ticket)."""
         if run.disabled:
             return default
         try:
@@ -419,10 +432,11 @@ class PluginManager:
         except Exception as error:
             if _failed_before(run, fn, subject):
                 log.error(
-                    "plugin %s: %s failed again on the same mail (handled again); the call "
-                    "was dropped, the failure counted once",
+                    "plugin %s: %s failed again on %s; the call was dropped, the failure "
+                    "counted once",
                     run.name,
                     what,
+                    _described(subject),
                     exc_info=error,
                 )
                 return default
