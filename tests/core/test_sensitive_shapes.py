@@ -6,11 +6,20 @@ loosened separators could have joined (columns of numbers, dotted references) ar
 
 from __future__ import annotations
 
+import sys
+import unicodedata
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exobot.core.sensitive import find_sensitive, mask_and_kinds, mask_sensitive
+from exobot.core.sensitive import (
+    DECIMALS_END,
+    _normalizing_table,
+    find_sensitive,
+    mask_and_kinds,
+    mask_sensitive,
+)
 
 IBAN_MASK = "ES91 **** **** **** **** 1332"
 CARD_MASK = "**** **** **** 1111"
@@ -195,3 +204,14 @@ def test_adversarial_inputs_with_the_new_separators(text: str) -> None:
     for finding in find_sensitive(text):
         assert 0 <= finding.start < finding.end <= len(text)
     assert len(mask_sensitive(text)) > 0
+
+
+def test_every_decimal_digit_is_below_the_scanned_bound() -> None:
+    """The normalizing table scans code points up to DECIMALS_END only: a digit above it (a
+    newer Unicode in a newer Python) would go unread, so this fails until the bound moves."""
+    above = [c for c in range(DECIMALS_END, sys.maxunicode + 1) if chr(c).isdecimal()]
+    assert above == []
+    digits = [c for c in range(128, DECIMALS_END) if chr(c).isdecimal()]
+    table = _normalizing_table()
+    assert len(digits) >= 650  # Unicode 14: 65 blocks of ten
+    assert all(table[c] == ord("0") + unicodedata.decimal(chr(c)) for c in digits)
