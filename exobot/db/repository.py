@@ -309,11 +309,6 @@ class SqlReader:
         self.conn = conn
         self.sqlite = sqlite
 
-    async def is_handled(self, key: str) -> bool:
-        """Whether an idempotency key was recorded (the request it names took effect)."""
-        found = await self.conn.execute(select(H.c.key).where(H.c.key == key))
-        return found.first() is not None
-
     async def handled_request(self, key: str) -> tuple[int | None, str | None] | None:
         """A recorded idempotency key's (ticket it acted on, fingerprint of its request),
         either None when unknown; None when the key was never recorded."""

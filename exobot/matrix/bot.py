@@ -436,7 +436,7 @@ class MatrixBot:
         answer's still runs it again, with the same key in its call (`ActionCall.key`): a
         handler whose writes must happen once records that key with them and, finding it
         recorded, answers without writing again (the procedures plugin's `!procedure`)."""
-        if await self.repository.read(lambda view: view.is_handled(key)):
+        if await self.repository.read(lambda view: view.handled_request(key)) is not None:
             log.info("%s was already handled", key)
             return
         call = ActionCall(
