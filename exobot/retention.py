@@ -17,7 +17,7 @@ purges what is no longer needed.
   error of a quarantine notice, the name a mail greets) go after `raw_mail_retention` too:
   the ticket's history keeps what was said.
 - Entries purged by an earlier version that kept the sender's name or the attachments' file
-  names lose them at the next run.
+  names lost them once, in migration 0012: nothing of them is left for a run to do.
 
 Every step is idempotent: a second run finds nothing left to do. Plugins' tables (procedures'
 records) are not touched.
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, and_, func, or_, select, text, update
+from sqlalchemy import func, or_, select, text, update
 
 from exobot.core.clock import Clock, SystemClock
 from exobot.core.model import Actor, Entry, EntryKind, Status
@@ -93,11 +93,10 @@ class RetentionReport:
     attachments: int = 0
     raw_mails: int = 0
     outbox_rows: int = 0
-    mended: int = 0  # entries purged by an older version that still held a name or file name
     purged: list[int] = field(default_factory=list)  # ticket numbers
 
     def __bool__(self) -> bool:
-        return bool(self.tickets or self.raw_mails or self.outbox_rows or self.mended)
+        return bool(self.tickets or self.raw_mails or self.outbox_rows)
 
 
 def _closed_at() -> Any:
@@ -162,15 +161,14 @@ class Retention:
         now = self.clock.now()
         report = RetentionReport()
         await self._purge_tickets(now, report)
-        await self._mend_purged(report)
         await self._drop_raw_mails(now, report)
         await self._drop_outbox_texts(now, report)
         if report:
             log.info(
                 "retention: %d tickets purged (%d entries, %d attachments), %d raw mails and"
-                " %d outbox texts dropped, %d entries purged earlier mended",
+                " %d outbox texts dropped",
                 report.tickets, report.entries, report.attachments, report.raw_mails,
-                report.outbox_rows, report.mended,
+                report.outbox_rows,
             )  # fmt: skip
         return report
 
@@ -196,31 +194,6 @@ class Retention:
             if len(due) < BATCH:
                 return
             after = due[-1]
-
-    async def _mend_purged(self, report: RetentionReport) -> None:
-        """Entries purged by a version that kept the sender's name and the attachments' file
-        names lose them now: batches by id, and once mended an entry no longer matches."""
-        last = 0
-        while True:
-            async with self.repository.connection() as conn:
-                rows = (
-                    await conn.execute(
-                        select(E.c.id, E.c.data)
-                        .where(E.c.id > last, E.c.kind.in_(TEXT_KINDS), _still_personal())
-                        .order_by(E.c.id)
-                        .limit(BATCH)
-                    )
-                ).all()
-                for entry_id, data in rows:
-                    if not isinstance(data, dict) or data.get("purged") is not True:
-                        continue
-                    mended = _purged_data(data)
-                    if mended != data:
-                        await conn.execute(update(E).where(E.c.id == entry_id).values(data=mended))
-                        report.mended += 1
-            if len(rows) < BATCH:
-                return
-            last = rows[-1][0]
 
     # -- raw mails and outbox texts ---------------------------------------------------------
 
@@ -273,19 +246,12 @@ class Retention:
             last = rows[-1][0]
 
 
-def _still_personal() -> Any:
-    """Entries marked purged whose data may still hold a name or a file name (the JSON as
-    text: the same test on SQLite and PostgreSQL; the caller checks the data itself)."""
-    data = E.c.data.cast(Text)
-    return and_(
-        data.like('%"purged"%'),
-        or_(*(data.like(f'%"{key}"%') for key in (*TEXT_DATA_KEYS, "filename"))),
-    )
-
-
 def _purged_data(data: dict[str, Any] | None) -> dict[str, Any]:
     """An entry's data once its texts are purged: no texts, and of each attachment only what
     is not personal."""
+    # Migration 0012 holds a frozen copy, which mended the entries purged before this dropped
+    # names and file names: purging more here later needs a new migration for the entries
+    # purged until then, since no run goes back over them.
     kept = {k: v for k, v in (data or {}).items() if k not in TEXT_DATA_KEYS}
     if isinstance(kept.get("attachments"), list):
         kept["attachments"] = [

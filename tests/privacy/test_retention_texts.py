@@ -1,8 +1,8 @@
 """What the retention job leaves of personal data, on SQLite and PostgreSQL: a purged entry
 keeps neither the sender's display name nor its attachments' file names (entries purged by an
-older version that kept them are mended at the next run), and a delivered outbox row keeps
-no subject, sender, error or greeting name (a quarantine notice, the too-big notice, a
-reply)."""
+older version that kept them were mended once, by migration 0012: see
+tests/db/test_migration_mend_purged.py), and a delivered outbox row keeps no subject, sender,
+error or greeting name (a quarantine notice, the too-big notice, a reply)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from clocks import FakeClock
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 
 from exobot.core.intents import MailClass, ReceiveMail, Reply, SetStatus
 from exobot.core.model import Actor, AttachmentInfo, EntryKind, IncomingMail, Status
@@ -84,34 +84,6 @@ async def test_a_purge_drops_the_senders_name_and_the_attachments_file_names(wor
     assert NAME not in str(after) and FILENAME not in str(after)
     assert after["attachments"] == [{"content_type": "application/pdf", "size": 11}]
     assert (after["from"], after["message_id"], after["purged"]) == (MEMBER, "<m1@x>", True)
-    assert not await job.run_once()
-
-
-async def test_entries_purged_by_an_older_version_are_mended_at_the_next_run(world):
-    repo, service, clock, job = world
-    number = await closed_ticket_with_attachment(service, clock)
-    [before] = await entry_data(repo, number)
-    clock.advance(RETAIN + timedelta(days=1))
-    assert (await job.run_once()).purged == [number]
-    # What the older version left: the name and the attachment list untouched.
-    old = {k: v for k, v in before.items() if k != "subject"} | {"purged": True}
-    async with repo.connection() as conn:
-        await conn.execute(
-            update(E)
-            .where(E.c.ticket_id == number, E.c.kind == EntryKind.MAIL_IN.value)
-            .values(data=old)
-        )
-    # An entry not purged keeps its name and file names.
-    other = await closed_ticket_with_attachment(service, clock, "<m2@x>")
-
-    report = await job.run_once()
-    assert (report.mended, report.tickets) == (1, 0)
-    [mended] = await entry_data(repo, number)
-    assert NAME not in str(mended) and FILENAME not in str(mended)
-    assert mended["attachments"] == [{"content_type": "application/pdf", "size": 11}]
-    assert mended["purged"] is True and mended["message_id"] == "<m1@x>"
-    [kept] = await entry_data(repo, other)
-    assert kept["from_name"] == NAME and kept["attachments"][0]["filename"] == FILENAME
     assert not await job.run_once()
 
 
