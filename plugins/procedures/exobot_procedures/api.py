@@ -7,11 +7,16 @@ operator, like the rest of the API):
 - `POST /` create `{ticket, type, member?, service?, note?}`; `POST /{id}/done
   {note?, member_number?}`; `POST /{id}/cancel {reason}`. Each POST takes the API's
   `Idempotency-Key` header: a request sent again with the same key acts once and gets the
-  same answer (one procedure recorded, the member mailed once).
+  same answer (one procedure recorded, the member mailed once). The key belongs to the
+  request it came with (method, path and body, as in the core's API): sent again with a
+  different one (another ticket, type or note, another procedure, done instead of cancel),
+  it is refused with 422 `key_reused` and nothing is done.
 
 Creating and finishing go through service.py like chat and the web. A refusal is 400 in the
 API's one error shape, `{"error": code, "message": text}` (English, as the core's API words
-its errors); an unknown procedure is 404.
+its errors); an unknown procedure is 404. The service's KeyReused is the core's own refusal,
+answered 422 `key_reused` by the API app's error handlers (exobot.web.api_errors), which
+serve these routes too.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from exobot.web.api import IdempotencyKey, request_key
+from exobot.web.api import IdempotencyKey, idempotency
 from exobot.web.api_errors import ApiError
 from exobot.web.deps import ApiOperator
 from exobot_procedures import csv_export, service, store
@@ -268,18 +273,20 @@ def router(plugin: Procedures) -> APIRouter:
 
     @api.post("/", status_code=201, summary="Record a procedure on a ticket")
     async def create(
-        body: CreateIn, operator: ApiOperator, key: IdempotencyKey = None
+        request: Request, body: CreateIn, operator: ApiOperator, key: IdempotencyKey = None
     ) -> ProcedureDetail:
         """Records a pending procedure, moves the ticket to the procedures queue when it is
         elsewhere and mails the requestor (when the type says so). 400 with the reason when
         refused (unknown type, missing member or service, a note holding an IBAN, a card or
         an identity number…), 404 for an unknown ticket. A retry with the same
-        Idempotency-Key records nothing more and answers with the procedure it recorded."""
+        Idempotency-Key records nothing more and answers with the procedure it recorded; the
+        key sent with another body: 422 `key_reused`, nothing recorded."""
+        request_key, request_hash = idempotency(request, operator, key, body)
         try:
             created = await service.create_procedure(
                 plugin, ticket=body.ticket, type=body.type, member=body.member,
                 service=body.service, note=body.note, actor=operator.user_id, language=LANGUAGE,
-                key=request_key(operator, key),
+                key=request_key, request_hash=request_hash,
             )
         except ProcedureRefused as refused:
             raise _refused(refused) from None
@@ -287,16 +294,22 @@ def router(plugin: Procedures) -> APIRouter:
 
     @api.post("/{procedure_id:int}/done", summary="Mark a procedure done")
     async def done(
-        procedure_id: int, body: DoneIn, operator: ApiOperator, key: IdempotencyKey = None
+        request: Request,
+        procedure_id: int,
+        body: DoneIn,
+        operator: ApiOperator,
+        key: IdempotencyKey = None,
     ) -> ProcedureDetail:
         """Marks a pending procedure done and tells the requestor; a join done adds the
         member, a leave ends the membership. 404 for an unknown procedure, 409 when it is
-        no longer pending, 400 otherwise refused."""
+        no longer pending, 400 otherwise refused; an Idempotency-Key already used for
+        another request (another body or procedure, a cancel): 422 `key_reused`."""
+        request_key, request_hash = idempotency(request, operator, key, body)
         try:
             await service.finish_procedure(
                 plugin, procedure_id, state="done", note=body.note, actor=operator.user_id,
                 language=LANGUAGE, member_number=body.member_number,
-                key=request_key(operator, key),
+                key=request_key, request_hash=request_hash,
             )
         except ProcedureRefused as refused:
             raise _refused(refused) from None
@@ -304,14 +317,22 @@ def router(plugin: Procedures) -> APIRouter:
 
     @api.post("/{procedure_id:int}/cancel", summary="Cancel a procedure")
     async def cancel(
-        procedure_id: int, body: CancelIn, operator: ApiOperator, key: IdempotencyKey = None
+        request: Request,
+        procedure_id: int,
+        body: CancelIn,
+        operator: ApiOperator,
+        key: IdempotencyKey = None,
     ) -> ProcedureDetail:
         """Cancels a pending procedure with its reason and tells the requestor. 404 for an
-        unknown procedure, 409 when it is no longer pending, 400 otherwise refused."""
+        unknown procedure, 409 when it is no longer pending, 400 otherwise refused; an
+        Idempotency-Key already used for another request (another body or procedure, a
+        done): 422 `key_reused`."""
+        request_key, request_hash = idempotency(request, operator, key, body)
         try:
             await service.finish_procedure(
                 plugin, procedure_id, state="cancelled", note=body.reason,
-                actor=operator.user_id, language=LANGUAGE, key=request_key(operator, key),
+                actor=operator.user_id, language=LANGUAGE, key=request_key,
+                request_hash=request_hash,
             )
         except ProcedureRefused as refused:
             raise _refused(refused) from None

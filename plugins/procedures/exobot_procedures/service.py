@@ -8,7 +8,11 @@ the requestor's notice) through the ticket service, exactly once (effects.py).
 A request with an idempotency key (`key`: a chat command's `ActionCall.key`) records it on
 the event it writes, in the same transaction; the same request delivered again (after a
 crash, or a database error, between that commit and the channel's answer) finds it and gets
-the procedure as it was recorded, without a second procedure, finish or mail.
+the procedure as it was recorded, without a second procedure, finish or mail. An API request
+also gives its fingerprint (`request_hash`), recorded with the key: the key found with another
+fingerprint was sent with a different request, which is refused with the core's KeyReused (the
+API answers 422 `key_reused`), nothing done. A key without one on either side (chat's, the
+forms', or one recorded before migration procedures_0003) is a retry, as before.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sqlalchemy as sa
 
 from exobot.core.actions import ActionRefused
 from exobot.core.languages import N_
+from exobot.core.service import KeyReused
 from exobot_procedures import store
 from exobot_procedures.config import ProcedureType
 from exobot_procedures.effects import apply_effects
@@ -121,15 +126,20 @@ async def create_procedure(
     actor: str,
     language: str,
     key: str | None = None,
+    request_hash: str | None = None,
 ) -> Procedure:
     """Record a new pending procedure on a ticket, move the ticket to the procedures queue if
     it is elsewhere and mail the requestor (when the type says so). `type` is a type's name or
     any of its words; `member` None is allowed for a join (the requestor's address is used).
     ProcedureRefused with a clear message otherwise. With `key`, the request's idempotency
     key, a request that already created its procedure gets that one back (its effects
-    applied if a crash left them), and nothing is recorded or mailed again."""
-    if key is not None:
-        again = await _again(plugin, key, kinds=("created",))
+    applied if a crash left them), and nothing is recorded or mailed again. `request_hash`,
+    the request's fingerprint (the API's), is recorded with `key`; KeyReused when `key` was
+    recorded with another one (a different request: nothing is done)."""
+    if key is None:
+        request_hash = None  # a fingerprint only qualifies a key
+    else:
+        again = await _again(plugin, key, kinds=("created",), request_hash=request_hash)
         if again is not None:
             return again
     name = find_type(plugin.config, type or "")
@@ -190,10 +200,16 @@ async def create_procedure(
                 now=plugin.ctx.clock.now(),
                 effects=effects,
                 request_key=key,
+                request_hash=request_hash,
             )
     except sa.exc.IntegrityError:
-        # The same request, delivered again, created it meanwhile (rolled back here).
-        again = await _again(plugin, key, kinds=("created",)) if key is not None else None
+        # The same request, delivered again, created it meanwhile (rolled back here); or
+        # another request with the same key did, which is refused (KeyReused).
+        again = (
+            await _again(plugin, key, kinds=("created",), request_hash=request_hash)
+            if key is not None
+            else None
+        )
         if again is None:
             raise
         return again
@@ -202,14 +218,27 @@ async def create_procedure(
 
 
 async def _again(
-    plugin: Procedures, key: str, *, kinds: tuple[str, ...], procedure_id: int | None = None
+    plugin: Procedures,
+    key: str,
+    *,
+    kinds: tuple[str, ...],
+    procedure_id: int | None = None,
+    request_hash: str | None = None,
 ) -> Procedure | None:
     """The procedure as it stands when the request with idempotency key `key` already wrote
     its event (of one of `kinds`, on `procedure_id` when given), its effects applied if a
-    crash left them; None when it did not (or the key names another request's event)."""
+    crash left them; None when it did not (or the key names another request's event, and
+    no fingerprint tells it apart). KeyReused when the event was written with another
+    fingerprint than `request_hash` (both known): the key came with a different request."""
     async with plugin.ctx.reading() as reader:
         event: ProcedureEvent | None = await store.event_by_key(reader.conn, key)
-        if event is None or event.kind not in kinds:
+        if event is None:
+            return None
+        # Checked before the kind and procedure: the fingerprint covers the route (done or
+        # cancel, which procedure), so any other request is refused, not acted on.
+        if KeyReused.differ(request_hash, event.request_hash):
+            raise KeyReused(key)
+        if event.kind not in kinds:
             return None
         if procedure_id is not None and event.procedure_id != procedure_id:
             return None
@@ -255,6 +284,7 @@ async def finish_procedure(
     language: str,
     member_number: str | None = None,
     key: str | None = None,
+    request_hash: str | None = None,
 ) -> Procedure:
     """Mark a pending procedure done or cancelled (a cancellation needs its reason as the
     note), apply its effect on the member directory when done (a join adds the member and
@@ -262,11 +292,17 @@ async def finish_procedure(
     so; the ticket's status never changes. A join of a requestor known only by address needs
     `member_number`. ProcedureRefused with a clear message otherwise. With `key`, the
     request's idempotency key, a request that already finished the procedure gets it back as
-    it stands (not the "is not pending" refusal), and nothing is recorded or mailed again."""
+    it stands (not the "is not pending" refusal), and nothing is recorded or mailed again.
+    `request_hash`, the request's fingerprint (the API's), is recorded with `key`; KeyReused
+    when `key` was recorded with another one (a different request: nothing is done)."""
     if state not in ("done", "cancelled"):
         raise ValueError(f"a procedure finishes done or cancelled, not {state!r}")
-    if key is not None:
-        again = await _again(plugin, key, kinds=(state,), procedure_id=procedure_id)
+    if key is None:
+        request_hash = None  # a fingerprint only qualifies a key
+    else:
+        again = await _again(
+            plugin, key, kinds=(state,), procedure_id=procedure_id, request_hash=request_hash
+        )
         if again is not None:
             return again
     procedure = await get_or_refuse(plugin, procedure_id, language)
@@ -319,6 +355,7 @@ async def finish_procedure(
                 effects=effects,
                 member=number if number is not None and number != procedure.member else None,
                 request_key=key,
+                request_hash=request_hash,
             )
             if state == "done" and kind.directory == "join" and number is not None:
                 await store.add_member(conn, number, address, actor=actor, now=now,
@@ -334,9 +371,13 @@ async def finish_procedure(
                                        detail=procedure.ref)
     except (store.StateError, sa.exc.IntegrityError) as error:
         # Rolled back. No longer pending, or the key taken: maybe by this same request,
-        # delivered again and finishing it meanwhile (its answer, not a refusal).
+        # delivered again and finishing it meanwhile (its answer, not a refusal), or by
+        # another request with the same key (KeyReused).
         again = (
-            await _again(plugin, key, kinds=(state,), procedure_id=procedure.id)
+            await _again(
+                plugin, key, kinds=(state,), procedure_id=procedure.id,
+                request_hash=request_hash,
+            )
             if key is not None
             else None
         )

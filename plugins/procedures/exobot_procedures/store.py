@@ -69,6 +69,11 @@ events = sa.Table(
     # The idempotency key of the request that wrote it (`ActionCall.key`), recorded in the
     # same transaction so a request delivered again finds it (migration procedures_0002).
     sa.Column("request_key", sa.String(), nullable=True),
+    # The fingerprint of that request when the channel has one (the API's: sha256 of its
+    # method, path and body), so the key sent again with another request is refused instead
+    # of taken for a retry; None for chat's and the forms' keys and the events written before
+    # migration procedures_0003.
+    sa.Column("request_hash", sa.String(), nullable=True),
     sa.Index("ix_procedures_events_procedure", "procedure_id"),
     sa.Index("ix_procedures_events_settled", "settled_at"),
     sa.Index("ux_procedures_events_request_key", "request_key", unique=True),
@@ -147,6 +152,7 @@ class ProcedureEvent:
     settled_at: datetime | None
     member: str | None = None  # the member number given at this step, if any
     request_key: str | None = None  # the idempotency key of the request that wrote it
+    request_hash: str | None = None  # that request's fingerprint, when its channel has one
 
 
 @dataclass(frozen=True)
@@ -258,6 +264,7 @@ def _event(row: Any) -> ProcedureEvent:
         row.settled_at,
         row.member,
         row.request_key,
+        row.request_hash,
     )
 
 
@@ -284,6 +291,7 @@ async def _insert_event(
     effects: Sequence[str],
     member: str | None = None,
     request_key: str | None = None,
+    request_hash: str | None = None,
 ) -> ProcedureEvent:
     values = {
         "procedure_id": procedure_id,
@@ -295,12 +303,13 @@ async def _insert_event(
         "settled_at": None if effects else now,
         "member": member,
         "request_key": request_key,
+        "request_hash": request_hash,
     }
     result = await conn.execute(sa.insert(events).values(**values))
     event_id = int(result.inserted_primary_key[0])
     return ProcedureEvent(
         event_id, procedure_id, now, actor, kind, note, tuple(effects), values["settled_at"],
-        member, request_key,
+        member, request_key, request_hash,
     )
 
 
@@ -319,9 +328,11 @@ async def create(
     now: datetime,
     effects: Sequence[str],
     request_key: str | None = None,
+    request_hash: str | None = None,
 ) -> tuple[Procedure, ProcedureEvent]:
     """A new pending procedure and its `created` event (with the effects still to apply and
-    the request's idempotency key, if any: IntegrityError when an event already has it)."""
+    the request's idempotency key, if any: IntegrityError when an event already has it; and
+    that request's fingerprint, if known)."""
     note = note.strip()[:MAX_NOTE]
     result = await conn.execute(
         sa.insert(procedures).values(
@@ -340,7 +351,7 @@ async def create(
     procedure_id = int(result.inserted_primary_key[0])
     event = await _insert_event(
         conn, procedure_id, kind="created", actor=actor, note=note, now=now, effects=effects,
-        request_key=request_key,
+        request_key=request_key, request_hash=request_hash,
     )
     procedure = Procedure(
         procedure_id, type, member, service, ticket, "pending", actor, now, None, None, note
@@ -359,10 +370,11 @@ async def finish(
     effects: Sequence[str],
     member: str | None = None,
     request_key: str | None = None,
+    request_hash: str | None = None,
 ) -> tuple[Procedure, ProcedureEvent]:
     """Mark a pending procedure `done` or `cancelled` with its event (and the request's
-    idempotency key, if any); `member` (a join done for a requestor known by address)
-    becomes its member number. StateError when it is not pending, LookupError when there is
+    idempotency key and fingerprint, if any); `member` (a join done for a requestor known by
+    address) becomes its member number. StateError when it is not pending, LookupError when there is
     no such procedure, IntegrityError when an event already has the key."""
     if state not in ("done", "cancelled"):
         raise ValueError(f"a procedure finishes done or cancelled, not {state!r}")
@@ -389,6 +401,7 @@ async def finish(
         effects=effects,
         member=member,
         request_key=request_key,
+        request_hash=request_hash,
     )
     return current, event
 
