@@ -288,15 +288,23 @@ async def run_import(
         return report
     if report.collisions:
         raise CollisionError(report.collisions)
+    # The numbers are reserved before the first ticket is written: a ticket exobot opens
+    # meanwhile (it may run during the import), or after an import stopped half-way, gets a
+    # number after RT's, never one of those still to import (which would stop every later
+    # run at the collision check, for good).
+    highest = max(numbers, default=0)
+    if highest:
+        report.next_number = await repository.run(lambda uow: _ensure_next(uow, highest + 1))
     bar = Progress(len(tickets), progress)
     bar.step(0, force=True)
-    highest = max(numbers, default=0)
     try:
         for done, ticket in enumerate(tickets, 1):
             await _import_one(source, service, repository, rules, ticket, report)
             bar.step(done, force=done == len(tickets))
     finally:
         bar.close()
+    # Numbers merged into a ticket since the plan (its history read now) are reserved too.
+    highest = max([*numbers, *report.merged], default=0)
     if highest:
         report.next_number = await repository.run(lambda uow: _ensure_next(uow, highest + 1))
     report.seconds = time.monotonic() - started

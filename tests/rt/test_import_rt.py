@@ -141,6 +141,16 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
+def next_automatic_number(config: Path) -> int:
+    """The number SQLite gives the next ticket exobot opens (AUTOINCREMENT: the highest of the
+    tickets' sequence and of their ids, plus one)."""
+    path = yaml.safe_load(config.read_text())["database"]["url"].removeprefix("sqlite:///")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as conn:
+        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tickets'").fetchone()
+        (highest,) = conn.execute("SELECT MAX(id) FROM tickets").fetchone()
+    return max(seq[0] if seq else 0, highest or 0) + 1
+
+
 def imported_count(config: Path) -> int:
     """RT tickets recorded as imported so far (read beside a running import)."""
     path = yaml.safe_load(config.read_text())["database"]["url"].removeprefix("sqlite:///")
@@ -367,6 +377,10 @@ def test_an_import_killed_half_way_then_run_again_equals_an_uninterrupted_one(
         proc.wait(timeout=DEADLINE)
     done = imported_count(config)
     assert 1 <= done < total, f"{done} of {total}: not killed half-way"
+    # RT's numbers were reserved before the first ticket: a ticket exobot opens now (before
+    # the import is run again) gets a number after them, not one still to be imported.
+    highest = max(max(rt5.seeded.tickets), *rt5.seeded.merged)
+    assert next_automatic_number(config) == highest + 1
 
     code, out, err = run_cli(import_argv(rt5, config), capsys)
     assert code == 0, out + err
