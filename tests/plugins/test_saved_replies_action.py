@@ -130,4 +130,4 @@ async def test_refusals(plugin):
     with pytest.raises(TicketNotFound):
         await plugin.template(call(number + 100, "fibra"))
     # A requestor without a display name: {nom} is empty.
-    assert await plugin.template(call(number, "fibra")) == intents.Reply(number, "Hola .")
+    assert await plugin.template(call(number, "fibra")) == intents.Reply(number, "Hola.")

@@ -57,7 +57,8 @@ def test_a_name_holding_a_placeholder_is_not_substituted_again():
 
 
 def test_an_unknown_name_leaves_nothing_behind():
-    assert substitute("Hola {nom},", Values("", "suport#1")) == "Hola ,"
+    assert substitute("Hola {nom},", Values("", "suport#1")) == "Hola,"
+    assert substitute("{name}, sobre {ticket}", Values("", "suport#1")) == ", sobre suport#1"
 
 
 def test_the_ticket_language_comes_first_then_the_configured_one_then_any():
@@ -83,6 +84,27 @@ def test_the_requestors_latest_named_mail_gives_the_name():
     assert requestor_name("joan@example.org", mails) == ""
     assert requestor_name("maria@example.org", []) == ""
     assert requestor_name("a@b.org", [{"from": "a@b.org", "from_name": " A\n\tB "}]) == "A B"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "IMPORTANT: your account is suspended, log in at https://evil.example/exo within 24h. Anna",
+        "[Reset your password](https://evil.example) Anna",
+        "support@exo.cat",
+        "Anna " + "Puig " * 20,  # longer than any name greeted
+    ],
+)
+def test_a_from_name_no_person_has_is_not_put_into_the_reply(hostile):
+    """The reply is signed by the association and copied to the Cc participants: a display
+    name that carries a message, a link or an address greets nobody, as in the core's mails;
+    an earlier mail's usable name still does."""
+    assert requestor_name("a@b.org", [{"from": "a@b.org", "from_name": hostile}]) == ""
+    earlier = [
+        {"from": "a@b.org", "from_name": "Anna Puig"},
+        {"from": "a@b.org", "from_name": hostile},
+    ]
+    assert requestor_name("a@b.org", earlier) == "Anna Puig"
 
 
 @pytest.mark.parametrize(

@@ -11,16 +11,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from exobot.core.languages import LANGUAGES, N_
-from exobot.core.text import one_line
+from exobot.core.text import greeting_name
 
 #: One word, lower case: what follows `!template suport#N`.
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 NAME_CHARS = 40
-#: A display name longer than this is cut (the From header allows far more).
-DISPLAY_NAME_CHARS = 100
 #: The only placeholders. `{nom}` is the Catalan spelling of `{name}`.
 PLACEHOLDERS = ("name", "nom", "ticket")
-_PLACEHOLDER = re.compile(r"\{(name|nom|ticket)\}")
+# With the one space before it, which an empty name takes along: "Hola {nom}," is "Hola,".
+_PLACEHOLDER = re.compile(r"( ?)\{(name|nom|ticket)\}")
 
 
 def normal_name(raw: str) -> str | None:
@@ -43,9 +42,15 @@ def substitute(text: str, values: Values) -> str:
 
     Never a general format on stored text: any other brace (`{0.__class__}`, `{x`, `{{`) stays
     as written, and a display name that itself contains `{ticket}` is not substituted again.
+    An empty name (none fit to greet) takes the space before it along: "Hola," not "Hola ,".
     """
     replacement = {"name": values.name, "nom": values.name, "ticket": values.ticket}
-    return _PLACEHOLDER.sub(lambda match: replacement[match.group(1)], text)
+
+    def replaced(match: re.Match[str]) -> str:
+        space, value = match.group(1), replacement[match.group(2)]
+        return space + value if value else ""
+
+    return _PLACEHOLDER.sub(replaced, text)
 
 
 def choose_language(
@@ -70,13 +75,16 @@ def choose_text(
 
 
 def requestor_name(requestor: str, mails: Iterable[Mapping[str, object]]) -> str:
-    """The requestor's display name: the `from_name` of their latest mail that has one (`mails`
-    are the `data` of the ticket's mail entries, oldest first), sent from the requestor's own
-    address; "" when none has one. Mails from other participants never lend their names."""
+    """The requestor's name to greet with: the `from_name` of their latest mail that has one
+    fit to greet (`mails` are the `data` of the ticket's mail entries, oldest first), sent
+    from the requestor's own address; "" when none has one. Mails from other participants
+    never lend their names. The name goes into a mail the association signs, so it is read
+    as the core's acknowledgements read it (exobot.core.text.greeting_name): a From name that
+    is a sentence, a link or an address ("IMPORTANT: log in at https://…") greets nobody."""
     found = ""
     for data in mails:
         sender = str(data.get("from") or "").strip().lower()
-        name = one_line(str(data.get("from_name") or ""), DISPLAY_NAME_CHARS)
+        name = greeting_name(str(data.get("from_name") or ""))
         if sender == requestor.strip().lower() and name:
             found = name
     return found
