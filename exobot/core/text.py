@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 
 ELLIPSIS = "…"
 
@@ -164,6 +165,25 @@ def one_line(text: str | None, max_chars: int) -> str:
     if not text:
         return ""
     return _truncate(" ".join(visible_text(text).split()), max_chars)
+
+
+# Longest attachment file name we hand on (file systems commonly cap names at 255 bytes).
+MAX_FILENAME = 200
+
+
+def safe_filename(name: str) -> str:
+    """An attachment's file name as we store and show it, from a mail or from Request
+    Tracker: no path ("..\\..\\x/pay.html" is "pay.html"), no control or format character
+    (bidi overrides disguise "exe" as "pdf"), on one line, no leading dots, at most
+    MAX_FILENAME characters (its extension kept). "" when nothing is left."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
+    name = " ".join(name.split()).lstrip(". ")
+    if len(name) > MAX_FILENAME:
+        stem, dot, ext = name.rpartition(".")
+        keep = ext if dot and len(ext) <= 16 else ""
+        name = name[: MAX_FILENAME - len(keep) - 1] + "." + keep if keep else name[:MAX_FILENAME]
+    return name
 
 
 _MB = 1024 * 1024

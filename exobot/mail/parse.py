@@ -19,7 +19,6 @@ import codecs
 import html
 import mimetypes
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -35,7 +34,7 @@ import html2text
 
 from exobot.core.addresses import BadAddress, normalize_address
 from exobot.core.sensitive import find_sensitive, mask_findings
-from exobot.core.text import unescape_html
+from exobot.core.text import safe_filename, unescape_html
 from exobot.mail.bounds import bound_structure
 from exobot.mail.language import detect_language
 from exobot.mail.language import warm_up as warm_up_language
@@ -46,8 +45,6 @@ MAX_DEPTH = 256
 MAX_PARTS = 10_000
 # How many levels of attached messages we look into when the outer mail has no text.
 MAX_FORWARD_HOPS = 3
-# Longest attachment file name we hand on (file systems commonly cap names at 255 bytes).
-MAX_FILENAME = 200
 # Longest body kept (characters); the raw mail is stored whole, so nothing is lost.
 MAX_BODY_CHARS = 100_000
 # Inline text parts joined into one body at most.
@@ -1168,7 +1165,7 @@ def _split_uuencoded(text: str) -> tuple[str, list[Attachment]]:
         if text.startswith("\n", end) and text[: match.start()].endswith("\n\n"):
             end += 1
         position = skip_to = end
-        name = _sanitize_filename(match.group(1)) or f"uuencoded-{len(files) + 1}"
+        name = safe_filename(match.group(1)) or f"uuencoded-{len(files) + 1}"
         files.append(Attachment(name, _guess_type(name), data))
     kept.append(text[position:])
     return "".join(kept), files
@@ -1190,19 +1187,6 @@ def _guess_type(filename: str) -> str:
 # --------------------------------------------------------------------------- attachments
 
 
-def _sanitize_filename(name: str) -> str:
-    """Strip paths, control/format characters and leading dots from a file name."""
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    # Cc are controls; Cf includes bidi overrides used to disguise "exe" as "pdf".
-    name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
-    name = _single_line(name).lstrip(". ")
-    if len(name) > MAX_FILENAME:
-        stem, dot, ext = name.rpartition(".")
-        keep = ext if dot and len(ext) <= 16 else ""
-        name = name[: MAX_FILENAME - len(keep) - 1] + "." + keep if keep else name[:MAX_FILENAME]
-    return name
-
-
 def _message_bytes(part: Message) -> bytes:
     """Serialized bytes of the message(s) inside a message/* part."""
     chunks = []
@@ -1218,13 +1202,13 @@ def _message_bytes(part: Message) -> bytes:
 def _attachment(part: Message, index: int) -> Attachment:
     """Build the Attachment for one part; ``index`` (1-based) names anonymous ones."""
     ctype = _content_type(part)
-    filename = _sanitize_filename(_raw_filename(part))
+    filename = safe_filename(_raw_filename(part))
     if _is_message_like(part, ctype):
         data = _message_bytes(part)
         inner = _embedded(part)
         if not filename and ctype in _ENCAPSULATED and inner is not None:
             subjects = _raw_values(inner, "subject")
-            subject = _sanitize_filename(_header_text(subjects[0])) if subjects else ""
+            subject = safe_filename(_header_text(subjects[0])) if subjects else ""
             filename = f"{subject}.eml" if subject else f"attachment-{index}.eml"
     else:
         data = _payload_bytes(part)

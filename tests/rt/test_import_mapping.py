@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from exobot.core.model import EntryKind, Status
+from exobot.importer import rt_mapping
 from exobot.importer.rt_mapping import MappingRules, body_of, map_ticket, skip_reason
 from exobot.importer.rt_source import (
     RtPart,
@@ -102,6 +103,30 @@ def test_a_ticket_maps_with_authors_directions_changes_and_sent_message_ids():
     assert ids["10"] == [("resolved@rt.example.org", "out")]  # a resolution notice
 
 
+def test_thousands_of_sent_mails_are_given_to_their_entry_once(monkeypatch):
+    """A ticket RT sent thousands of notices for: their ids all go with the entry they were
+    sent for, in order, and each entry is rebuilt once (rebuilding it at each notice was
+    quadratic: 32,000 notices took 115 s; bench_rt_import measures the import)."""
+    notices = [
+        txn(2 + i, "EmailRecord", "RT_System", data=f"<notice{i}@rt.example.org>")
+        for i in range(300)
+    ]
+    rebuilt = []
+    real = rt_mapping._with_ids
+    monkeypatch.setattr(
+        rt_mapping, "_with_ids", lambda entry, ids: rebuilt.append(entry) or real(entry, ids)
+    )
+    mapped = map_ticket(
+        ticket(txn(1, "Create", "anna@example.net", content="Hola"), *notices),
+        RULES, users, queue_names,
+    )  # fmt: skip
+    created, mail = mapped.ticket.entries
+    assert [m.message_id for m in mail.message_ids] == [
+        f"notice{i}@rt.example.org" for i in range(300)
+    ]
+    assert len(rebuilt) == 1
+
+
 def test_merged_tickets_history_is_kept_and_their_numbers_listed():
     rt = ticket(
         txn(1, "Create", "anna@example.net", ticket=305, content="Primer"),
@@ -142,6 +167,39 @@ def test_bodies_html_and_size_bound_and_attachments_over_the_cap():
     assert mapped.too_big == ["#310 factura-març.pdf (50000000 bytes)"]
     (entry,) = mapped.ticket.entries
     assert [a.filename for a in entry.attachments] == ["rebut.pdf"]
+
+
+def test_attachment_file_names_are_cleaned_as_a_mails_are():
+    """RT keeps a file name as the sender wrote it: a path, a bidi override that shows
+    "factura\u202efdp.exe" as "factura exe.pdf", a line break, thousands of characters. They
+    are stored as a mail's would be; one left empty gets a name of its position."""
+    names = [
+        "factura\u202efdp.exe",
+        "..\\..\\x/\u200bpay.html",
+        "a\r\nContent-Type: text/html.txt",
+        "x" * 5000 + ".pdf",
+        "\u202e\u200b",
+        "\x1b]0;title\x07big.zip",
+    ]
+    parts = [
+        RtPart(10 + i, 1, 1, "application/octet-stream", name, 3, content=b"abc")
+        for i, name in enumerate(names[:-1])
+    ]
+    parts.append(RtPart(20, 1, 1, "application/zip", names[-1], 9_000_000, too_big=True))
+    mapped = map_ticket(
+        ticket(txn(1, "Correspond", "anna@example.net", content="adjunts", parts=parts)),
+        RULES, users, queue_names,
+    )  # fmt: skip
+    (entry,) = mapped.ticket.entries
+    assert [a.filename for a in entry.attachments] == [
+        "facturafdp.exe",
+        "pay.html",
+        "html.txt",
+        "x" * 196 + ".pdf",
+        "attachment-5",
+    ]
+    # The report printed on the administrator's terminal carries no escape sequence either.
+    assert mapped.too_big == ["#310 ]0;titlebig.zip (9000000 bytes)"]
 
 
 def test_rt_times_sizes_and_message_ids():
