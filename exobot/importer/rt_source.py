@@ -361,12 +361,13 @@ class Rest1Source(RtSource):
         listing: dict[int, tuple[str, str, str]],
     ) -> list[RtPart]:
         parts = []
-        for position, part_id in enumerate(sorted(ids)):
+        ordered = sorted(ids)  # once: sorting again for each part was quadratic
+        for position, part_id in enumerate(ordered):
             name, ctype, size_text = listing.get(part_id, ("", "", "0b"))
             part = RtPart(
                 id=part_id,
                 transaction=txn.id,
-                parent=0 if position == 0 else sorted(ids)[0],
+                parent=0 if position == 0 else ordered[0],
                 content_type=ctype,
                 filename="" if name in _UNNAMED else name,
                 size=parse_size(size_text),
