@@ -168,7 +168,7 @@ def test_core_text_imports_no_io() -> None:
             node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
         )
     }
-    assert imported <= {"__future__", "html", "re"}  # html: pure, no I/O
+    assert imported <= {"__future__", "html", "re", "unicodedata"}  # pure, no I/O
 
 
 @pytest.mark.parametrize(
