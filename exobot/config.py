@@ -91,12 +91,16 @@ class ConfigError(Exception):
 
 _DURATION_RE = re.compile(r"(\d+)([smhd])")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+# The longest duration a setting takes: a date this far from now is one Python still holds
+# (a ticket's alert time, a session's end, a retention cutoff), with centuries to spare.
+MAX_DURATION = timedelta(days=36_500)
 
 
 def parse_duration(text: str) -> timedelta:
     """Parse a duration written as a whole number and a unit: "30s", "15m", "4h" or "7d".
 
-    Anything else ("4 hours", "1h30m", 60) raises ValueError with a message saying why.
+    Anything else ("4 hours", "1h30m", 60), or more than MAX_DURATION, raises ValueError
+    with a message saying why.
     """
     match = _DURATION_RE.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None:
@@ -104,7 +108,19 @@ def parse_duration(text: str) -> timedelta:
             f"invalid duration {text!r}: expected a whole number followed by s, m, h or d "
             "(e.g. 30s, 15m, 4h, 7d)"
         )
-    return timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
+    # Compared as digits first: int() refuses thousands of them, timedelta overflows sooner.
+    number = match[1].lstrip("0") or "0"
+    seconds_per_unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+    if len(number) > 12 or int(number) * seconds_per_unit > MAX_DURATION.total_seconds():
+        raise DurationTooLong()
+    return timedelta(**{_DURATION_UNITS[match[2]]: int(number)})
+
+
+class DurationTooLong(ValueError):
+    """A duration over MAX_DURATION."""
+
+    def __init__(self) -> None:
+        super().__init__(f"must be at most {MAX_DURATION.days}d (100 years)")
 
 
 def _duration(value: Any) -> timedelta:
@@ -113,6 +129,8 @@ def _duration(value: Any) -> timedelta:
     else:
         try:
             delta = parse_duration(value)
+        except DurationTooLong:
+            raise
         except ValueError:
             raise ValueError(
                 "must be a duration: a whole number followed by s, m, h or d (e.g. 30s, 4h, 7d)"
@@ -120,6 +138,8 @@ def _duration(value: Any) -> timedelta:
     # Zero would turn polling loops and alert repeats into busy loops.
     if delta <= timedelta(0):
         raise ValueError("must be longer than zero")
+    if delta > MAX_DURATION:
+        raise DurationTooLong()
     return delta
 
 
