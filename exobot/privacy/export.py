@@ -14,11 +14,13 @@ import json
 import os
 import re
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 
@@ -54,6 +56,21 @@ def default_output(address: str, now: datetime) -> Path:
     return Path(f"exobot-export-{_SAFE.sub('_', address)}-{now.date().isoformat()}.zip")
 
 
+@contextmanager
+def _new_private_file(path: Path) -> Iterator[BinaryIO]:
+    """A file created for the archive, readable by its owner only from its first byte; never
+    an existing one (FileExistsError): an existing file would keep its permissions (a
+    person's data readable by all) and a mistyped --output replaced whatever it named. An
+    archive left half-written by an error is removed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            yield file
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
 def _json_default(value: object) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
@@ -69,10 +86,8 @@ async def export_person(
     path = Path(output) if output else default_output(first, now)
     prefix = session.config.tickets.prefix
     tickets: list[dict[str, Any]] = []
-    # Opened before anything is written: the archive is private from its first byte.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     counts = {"entries": 0, "attachments": 0, "mails": 0}
-    with os.fdopen(fd, "wb") as raw_file, zipfile.ZipFile(raw_file, "w", zipfile.ZIP_DEFLATED) as z:
+    with _new_private_file(path) as raw_file, zipfile.ZipFile(raw_file, "w", zipfile.ZIP_DEFLATED) as z:
         async with session.repository.engine.connect() as conn:
             requested = {
                 r.id
