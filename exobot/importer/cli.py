@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-attachment-mb",
-        type=float,
+        type=_megabytes,
         default=10.0,
         help="attachments above this size are left out and reported (default 10)",
     )
@@ -79,11 +79,25 @@ def source_label(url: str) -> str:
     return f"rt:{parts.netloc}{parts.path.rstrip('/')}"
 
 
+def _megabytes(text: str) -> float:
+    """--max-attachment-mb: a size in megabytes above zero and at most 1024 (nan, inf, 0 or
+    -5 would leave every attachment out, or fail half-way)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of megabytes") from None
+    if not 0 < value <= 1024:  # False for nan too
+        raise argparse.ArgumentTypeError(f"{text!r}: must be above 0 and at most 1024")
+    return value
+
+
 def _read_secret(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8").strip()
     except OSError as error:
         raise SystemExit(f"{path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise SystemExit(f"{path}: not UTF-8 text (a password or token file holds text)") from None
 
 
 def load_owners(path: str | None) -> dict[str, str]:
