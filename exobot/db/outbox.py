@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from exobot.core.model import EntryKind
+from exobot.core.references import is_stored_id
 from exobot.db.tables import EntryRow, OutboxRow
 
 O = OutboxRow.__table__  # noqa: E741
@@ -312,7 +313,10 @@ async def given_up(conn: AsyncConnection, limit: int | None) -> tuple[list[Given
 
 
 async def given_up_item(conn: AsyncConnection, item_id: int) -> GivenUp | None:
-    """One item given up, or None when no item with that id was given up."""
+    """One item given up, or None when no item with that id was given up (also for an id no
+    row can have: `exobot outbox show 99999999999999999999` overflowed the query)."""
+    if not is_stored_id(item_id):
+        return None
     row = (await conn.execute(_GIVEN_UP.where(O.c.id == item_id))).first()
     return _given_up(row) if row is not None else None
 
@@ -323,6 +327,8 @@ async def retry_failed(
     """Make a given-up item pending again, due at `now`, its attempts counted anew (its last
     error stays until the next attempt); returns its (kind, ticket, what it is: see _WHAT), or
     None when no item with that id was given up."""
+    if not is_stored_id(item_id):
+        return None
     row = (
         await conn.execute(
             update(O)

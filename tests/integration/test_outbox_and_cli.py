@@ -227,6 +227,13 @@ async def test_mails_given_up_are_listed_and_sent_again_by_the_administrator(mak
         f"no outbox item {second} was given up (see `exobot outbox list`)",
     ]
     assert (await cli("show", "999999")).returncode == 1
+    # An id no row can have is no outbox item either (it overflowed the query: a traceback).
+    for action in ("show", "retry"):
+        huge = await cli(action, "99999999999999999999")
+        assert (huge.returncode, huge.stderr) == (1, ""), huge.stderr
+        assert huge.stdout == (
+            "no outbox item 99999999999999999999 was given up (see `exobot outbox list`)\n"
+        )
     for misused in (("retry",), ("retry", "5", "--all"), ("show",), ("list", "3")):
         refused = await cli(*misused)
         assert refused.returncode == 2 and refused.stderr.startswith("outbox "), misused
