@@ -40,6 +40,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from exobot.core.addresses import address_problem
 from exobot.core.languages import DEFAULT_LANGUAGE, LANGUAGES
 
 __all__ = [
@@ -219,6 +220,16 @@ def _matching(pattern: str, what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _sendable_address(value: str) -> str:
+    """An address every mail can be sent from: the one check our From headers pass
+    (exobot.core.addresses), so that "josé@example.org" or "su,port@example.org" stop the
+    start instead of every acknowledgement."""
+    problem = address_problem(value)
+    if problem is not None:
+        raise ValueError(f"must be an address mail can be sent from: {problem.rstrip('.')}")
+    return value
+
+
 def _known_plugin(name: str) -> str:
     # Read at validation time so names the plugin system adds later are honoured.
     if name not in KNOWN_PLUGINS:
@@ -256,7 +267,9 @@ MatrixRoom = Annotated[
     str, _matching(r"[#!][^:\s]+:\S+", "a Matrix room like #alias:example.org or !id:example.org")
 ]
 EmailAddress = Annotated[
-    str, _matching(r"[^@\s]+@[^@\s]+\.[^@\s.]+", "an email address like suport@example.org")
+    str,
+    _matching(r"[^@\s]+@[^@\s]+\.[^@\s.]+", "an email address like suport@example.org"),
+    AfterValidator(_sendable_address),
 ]
 PluginName = Annotated[str, AfterValidator(_known_plugin)]
 # RFC 8601's authserv-id as mail servers write it: a host name or a similar token.

@@ -409,6 +409,19 @@ def test_env_errors_name_the_variable(env: dict[str, str], expected: str) -> Non
             "mail.address: must be an email address like suport@example.org (got 'suport')",
         ),
         (
+            # Our From header refuses it: every acknowledgement would fail, not the start.
+            "mail.address",
+            "josé@example.org",
+            "mail.address: must be an address mail can be sent from: Internationalized "
+            "characters before the @-sign are not supported: 'é' (got 'josé@example.org')",
+        ),
+        (
+            "mail.address",
+            "suport@example..org",
+            "mail.address: must be an address mail can be sent from: An email address cannot "
+            "have two periods in a row (got 'suport@example..org')",
+        ),
+        (
             "mail.ack_limit_per_day",
             -1,
             "mail.ack_limit_per_day: must be at least 0 (got -1)",
