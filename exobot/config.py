@@ -779,7 +779,10 @@ def _plugin_problems(
     installed: Mapping[str, type[ConfigSection] | str],
     sources: Mapping[tuple[str, ...], str],
 ) -> list[str]:
-    """Each enabled plugin's settings checked by its own model (`plugins.NAME.key: …`)."""
+    """Each enabled plugin's settings checked by its own model (`plugins.NAME.key: …`). The
+    validated core configuration is the validation's context (`info.context["core"]`), so a
+    plugin's model can check a key against it (a queue that exists) here, in check-config,
+    rather than when the plugin starts (a traceback, the plugin disabled)."""
     problems = []
     for name, settings in config.plugins.items():
         model = installed.get(name)
@@ -789,7 +792,7 @@ def _plugin_problems(
             problems.append(f"plugins.{name}: the plugin cannot be loaded ({model})")
             continue
         try:
-            model.model_validate(settings)
+            model.model_validate(settings, context={"core": config})
         except ValidationError as error:
             problems += validation_problems(error, ("plugins", name), sources)
     return problems

@@ -137,3 +137,24 @@ def test_exobot_migrate_applies_the_plugin_branch(sample_installed, tmp_path):
         assert conn.execute("SELECT count(*) FROM sample_seen").fetchone() == (0,)
         versions = {row[0] for row in conn.execute("SELECT version_num FROM alembic_version")}
     assert "sample001" in versions and len(versions) == 2
+
+
+def test_a_plugin_checks_its_keys_against_the_core_configuration():
+    """The procedures plugin's queue must be one of the configured queues: said by
+    check-config (the validation's context holds the core configuration), not by a traceback
+    at start and the plugin disabled."""
+    assert problems(MINIMAL | {"plugins": {"procedures": {}}}) == [
+        "plugins.procedures.queue: unknown queue 'tresoreria' (known: suport) (got 'tresoreria')"
+    ]
+    assert problems(
+        MINIMAL
+        | {"tickets": {"queues": {"suport": {}, "diners": {}}}}
+        | {"plugins": {"procedures": {"queue": "Nosuch"}}}
+    ) == ["plugins.procedures.queue: unknown queue 'nosuch' (known: diners, suport) (got 'Nosuch')"]
+    config = parse_config(
+        MINIMAL
+        | {"tickets": {"queues": {"suport": {}, "diners": {}}}}
+        | {"plugins": {"procedures": {"queue": "Diners"}}},
+        env={},
+    )
+    assert config.plugins["procedures"] == {"queue": "Diners"}

@@ -10,7 +10,7 @@ import unicodedata
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from exobot.config import Duration
 from exobot.core.languages import LANGUAGES
@@ -158,8 +158,9 @@ def default_types() -> dict[str, ProcedureType]:
 class ProceduresConfig(PluginConfig):
     """Settings under `plugins.procedures.`."""
 
-    #: The queue procedures are handled in; creating one moves its ticket there.
-    queue: str = "tresoreria"
+    #: The queue procedures are handled in; creating one moves its ticket there. The default
+    #: is checked too: a configuration without a `tresoreria` queue must name its own.
+    queue: str = Field(default="tresoreria", validate_default=True)
     #: The procedure types by name (replacing the defaults as a whole when given).
     types: dict[str, ProcedureType] = Field(default_factory=default_types)
     #: A pending procedure older than this is listed in the queue room's daily digest.
@@ -177,8 +178,15 @@ class ProceduresConfig(PluginConfig):
 
     @field_validator("queue")
     @classmethod
-    def _queue(cls, value: str) -> str:
-        return value.strip().lower()
+    def _queue(cls, value: str, info: ValidationInfo) -> str:
+        """The queue, lower case; one of the configured queues when the core configuration is
+        at hand (check-config and every start check it before the plugin starts)."""
+        queue = value.strip().lower()
+        core = (info.context or {}).get("core")
+        if core is not None and queue not in core.tickets.queues:
+            known = ", ".join(sorted(core.tickets.queues))
+            raise ValueError(f"unknown queue {queue!r} (known: {known})")
+        return queue
 
     @field_validator("member_pattern")
     @classmethod

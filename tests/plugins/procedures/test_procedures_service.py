@@ -16,6 +16,7 @@ from exobot_procedures.service import ProcedureRefused
 from exobot_procedures.store import MemberRow
 
 from exobot import i18n
+from exobot.config import ConfigError
 from exobot.core.model import EntryKind, Status
 
 TREASURER = "@treasurer:example.org"
@@ -340,9 +341,15 @@ async def test_chat_handlers_answer_clearly(make_world):
     assert (finished.member, finished.note) == ("5555", "alta signada")
 
 
-async def test_an_unknown_queue_stops_the_plugin(make_world):
-    with pytest.raises(AssertionError, match="unknown queue"):
+async def test_an_unknown_queue_is_refused_by_the_configuration(make_world):
+    """Said on the key's line when the configuration is read (check-config, every start),
+    before the plugin could start without it."""
+    with pytest.raises(ConfigError) as refused:
         await make_world({"queue": "comptabilitat"})
+    assert refused.value.problems == [
+        "plugins.procedures.queue: unknown queue 'comptabilitat' (known: suport, tresoreria) "
+        "(got 'comptabilitat')"
+    ]
 
 
 def test_timedelta_text():
