@@ -867,6 +867,10 @@ def validation_problems(
             loc = loc[:-1]
         label = _dotted(loc) or "(top level)"
         source = _env_source(loc, env_sources or {})
+        if source is None and detail["type"] == "extra_forbidden":
+            # An unknown key or section a variable made up (EXOBOT__MAIL__IMAPP__HOST makes
+            # mail.imapp): the variables under it, since the file has no such key.
+            source = _env_below(loc, env_sources or {})
         if source:
             label += f" (from {source})"
         message = _message(detail, top_level=len(loc) == 1)
@@ -923,3 +927,9 @@ def _env_source(loc: tuple[Any, ...], sources: Mapping[tuple[str, ...], str]) ->
     # the variable behind an error at matrix.operators[2].
     matches = [path for path in sources if loc[: len(path)] == path]
     return sources[max(matches, key=len)] if matches else None
+
+
+def _env_below(loc: tuple[Any, ...], sources: Mapping[tuple[str, ...], str]) -> str | None:
+    """The variables that set a key under `loc`, or None."""
+    below = sorted(sources[path] for path in sources if path[: len(loc)] == loc)
+    return ", ".join(below) or None

@@ -299,6 +299,15 @@ def test_load_config_reads_os_environ_by_default(
             "nosuch (from EXOBOT__NOSUCH): unknown key",
         ),
         (
+            # A misspelt section: the unknown key is the section, named by its variable.
+            {"EXOBOT__MAIL__IMAPP__HOST": "x"},
+            "mail.imapp (from EXOBOT__MAIL__IMAPP__HOST): unknown key",
+        ),
+        (
+            {"EXOBOT__MAILL__X": "1", "EXOBOT__MAILL__Y": "2"},
+            "maill (from EXOBOT__MAILL__X, EXOBOT__MAILL__Y): unknown key",
+        ),
+        (
             {"EXOBOT__MATRIX__OPERATORS": '["@anna:example.org", "anna"]'},
             "matrix.operators[1] (from EXOBOT__MATRIX__OPERATORS): "
             "must be a Matrix user id like @name:example.org (got 'anna')",
