@@ -12,7 +12,7 @@ import base64
 import contextlib
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -24,6 +24,11 @@ log = logging.getLogger("exobot.importer")
 HTTP_TIMEOUT = 60
 # An attachment (or mail body) above this many bytes is not fetched: it is reported.
 DEFAULT_MAX_ATTACHMENT = 10 * 1024 * 1024
+# All the content fetched for one ticket's new history together (it is held in memory and
+# written in one transaction): past this the rest is reported as too big, like an attachment
+# over the limit. Anyone who can mail RT can grow one ticket (500 replies of 9 MB: 4.5 GB),
+# and a process killed for its memory there would stop every run at the same ticket.
+DEFAULT_MAX_TICKET_CONTENT = 200 * 1024 * 1024
 # Parts of a mail that carry no file: RT names them so in REST 1.0's lists.
 _UNNAMED = {"", "(Unnamed)", "untitled"}
 # The transaction types whose attachments are a mail received or written in RT. (RT's
@@ -174,9 +179,14 @@ class RtSource:
     api = ""
 
     def __init__(
-        self, max_attachment: int = DEFAULT_MAX_ATTACHMENT, timezone: tzinfo = UTC
+        self,
+        max_attachment: int = DEFAULT_MAX_ATTACHMENT,
+        timezone: tzinfo = UTC,
+        max_ticket_content: int = DEFAULT_MAX_TICKET_CONTENT,
     ) -> None:
         self.max_attachment = max_attachment
+        self.max_ticket_content = max_ticket_content
+        self._fetched = 0  # bytes of content fetched for the ticket whose history is read
         self.timezone = timezone  # RT's $Timezone, in which REST 1.0 shows ticket times
         self._users: dict[str, RtUser] = {}
         self._queues: dict[str, str] = {}
@@ -196,6 +206,22 @@ class RtSource:
         """What became of a number the search skipped (RT searches show neither merged nor
         deleted tickets); None when RT has no such ticket."""
         raise NotImplementedError
+
+    def _fetch_within_limits(self, part: RtPart, fetch: Callable[[], bytes | None]) -> None:
+        """Fill `part.content` by `fetch()`, or mark it too big: over max_attachment, or over
+        what is left of the ticket's max_ticket_content (`_fetched` counts it; each history
+        read sets it back to 0)."""
+        if part.size > self.max_attachment or (
+            self._fetched + part.size > self.max_ticket_content
+        ):
+            part.too_big = True
+            return
+        part.content = fetch()
+        size = len(part.content or b"")
+        if size > self.max_attachment or self._fetched + size > self.max_ticket_content:
+            part.content, part.too_big = None, True
+            return
+        self._fetched += size
 
     def gaps(self, tickets: list[RtTicket], beyond: int = 20) -> list[RtGap]:
         """The merged and deleted numbers among the listed ones and above the highest (until
@@ -310,6 +336,7 @@ class Rest1Source(RtSource):
 
     def history(self, ticket: RtTicket, skip: Iterable[int] = (), parts: bool = True) -> None:
         """The long history (one request), then the mail parts of new transactions."""
+        self._fetched = 0
         items = self.client.get_history(ticket.id) or []
         skip = set(skip)
         listing: dict[int, tuple[str, str, str]] | None = None
@@ -381,12 +408,9 @@ class Rest1Source(RtSource):
                     ) or message_id_of(str(shown.get("MessageId", "")))
                     part.content_type = part.content_type or str(shown.get("ContentType", ""))
             if part.filename:
-                if part.size > self.max_attachment:
-                    part.too_big = True
-                else:
-                    part.content = self._content(txn.ticket, ticket, part_id)
-                    if part.content is not None and len(part.content) > self.max_attachment:
-                        part.content, part.too_big = None, True
+                self._fetch_within_limits(
+                    part, lambda part_id=part_id: self._content(txn.ticket, ticket, part_id)
+                )
             parts.append(part)
         return parts
 
@@ -547,6 +571,7 @@ class Rest2Source(RtSource):
 
     def history(self, ticket: RtTicket, skip: Iterable[int] = (), parts: bool = True) -> None:
         """The history collection (one paged request), then the ticket's attachment rows."""
+        self._fetched = 0
         rows = self._paged(
             f"ticket/{ticket.id}/history",
             {
@@ -601,10 +626,10 @@ class Rest2Source(RtSource):
             for part in txn.parts[1:]:
                 part.parent = txn.parts[0].id
             for part in txn.parts:
-                if part.size > self.max_attachment:
+                if part.filename or part.content_type.startswith("text/"):
+                    self._fetch_within_limits(part, lambda part_id=part.id: self._content(part_id))
+                elif part.size > self.max_attachment:
                     part.too_big = True
-                elif part.filename or part.content_type.startswith("text/"):
-                    part.content = self._content(part.id)
 
     def probe(self, number: int) -> RtGap | None:
         """REST 2 shows a merged number with the surviving ticket as EffectiveId."""
