@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from exobot.config import Config, ConfigError, load_config
+from exobot.config import Config, ConfigError, DatabaseConfig, load_config
 from exobot.core.sensitive import mask_sensitive
 
 DEFAULT_CONFIG = os.environ.get("EXOBOT_CONFIG", "config.yaml")
@@ -256,6 +256,13 @@ def cmd_db(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     setup_logging("WARNING")
+    # The command line's URLs are checked as database.url is (a typo, an unshipped driver):
+    # a usage error, like a configuration's problems.
+    for option, url in (("--from", args.source), ("--to", args.to)):
+        problem = DatabaseConfig.url_problem(url) if url is not None else None
+        if problem is not None:
+            print(f"exobot db copy: {option}: {problem}", file=sys.stderr)
+            return 2
     source = args.source or config.database.url
     try:
         report = copy_database(source, args.to, plugin_migrations(config), progress=print)
@@ -362,10 +369,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def databases_used(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The databases a command uses: what names each one's URL in a message (the setting or
+    the option), and the URL. None (an empty list) for the commands that use no database,
+    nor when the configuration cannot be loaded (the command said why already)."""
+    if args.func in (cmd_check_config, cmd_healthcheck):
+        return []
+    path = getattr(args, "config", None)
+    try:
+        configured = [(f"{path}: database.url", load_config(path).database.url)] if path else []
+    except ConfigError:
+        configured = []
+    if args.func is cmd_db:
+        source = [("exobot db copy: --from", args.source)] if args.source else configured
+        return [*source, ("exobot db copy: --to", args.to)]
+    return configured
+
+
+def database_problem(error: BaseException, databases: Sequence[tuple[str, str]]) -> str | None:
+    """The line that says which of `databases` cannot be reached or used, and why, when
+    `error` shows that; None otherwise (the error is the command's own: its traceback is
+    kept, for a bug to be found). The URL is shown without its password."""
+    from sqlalchemy.engine import make_url
+
+    from exobot.db.unusable import can_open, unusable_cause
+
+    suspects = [
+        (name, url, cause)
+        for name, url in databases
+        # A URL refused as such was never used (check-config, exobot db copy refuse it).
+        if DatabaseConfig.url_problem(url) is None
+        and (cause := unusable_cause(error, url)) is not None
+    ]
+    if len(suspects) > 1:  # exobot db copy between two of a kind: the one that does not open
+        suspects = [suspect for suspect in suspects if not can_open(suspect[1])] or suspects
+    if not suspects:
+        return None
+    name, url, cause = suspects[0]
+    shown = make_url(url).render_as_string(hide_password=True)
+    return f"{name}: cannot use the database {shown}: {cause}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point."""
+    """Entry point. A database that cannot be reached or used (a host that does not resolve,
+    a server that does not answer, an SQLite path that is a directory or no database) ends
+    any command with one line naming its URL's setting and the cause, and exit status 1,
+    rather than a traceback: said here once, for every command."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as error:
+        line = database_problem(error, databases_used(args))
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -336,10 +336,35 @@ class DatabaseConfig(ConfigSection):
     @field_validator("url")
     @classmethod
     def _known_backend(cls, url: str) -> str:
-        scheme = url.split("://", 1)[0] if "://" in url else ""
-        if scheme.split("+", 1)[0] not in ("sqlite", "postgresql"):
-            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        problem = cls.url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
         return url
+
+    @staticmethod
+    def url_problem(url: str) -> str | None:
+        """What makes `url` no database URL exobot can use (`database.url`, and `exobot db
+        copy`'s --to and --from), or None. Only the drivers exobot ships are accepted
+        (sqlite3 and aiosqlite, psycopg 3): another one would pass here and fail at start
+        (postgresql+asyncpg: no module named asyncpg). The URL itself is never in the
+        message (it may hold a password)."""
+        accepted = "must be a sqlite:/// or postgresql+psycopg:// URL"
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        backend, _, driver = scheme.partition("+")
+        drivers = {"sqlite": ("", "pysqlite", "aiosqlite"), "postgresql": ("", "psycopg")}
+        if backend not in drivers:
+            return accepted
+        if driver not in drivers[backend]:
+            return f"{accepted} (exobot has no {driver} driver)"
+        # Imported here: of the configuration, only a database URL needs SQLAlchemy.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(url)
+        except (ArgumentError, ValueError):  # ValueError: e.g. a port that is no number
+            return f"{accepted} (this one cannot be read as a URL)"
+        return None
 
 
 class QueueConfig(ConfigSection):

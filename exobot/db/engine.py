@@ -39,6 +39,12 @@ CLIENT_KEEPALIVES = {
     "keepalives_interval": 5,
     "keepalives_count": 3,
 }
+#: How long opening a PostgreSQL session may take (seconds, libpq's connect_timeout; a URL's
+#: own `connect_timeout` wins): a server that accepts the connection but never answers (hung,
+#: or a port that is no PostgreSQL) fails the command in seconds instead of psycopg's 130 s per
+#: address. Read at each use (a test shortens it); psycopg makes anything under 2 s into 2 s.
+#: It bounds the opening only: a statement, or the wait for the migration lock, may take long.
+PG_CONNECT_TIMEOUT_SECONDS = 10
 # Execution options of a read-only transaction (see SqlRepository.reading): on SQLite it
 # begins DEFERRED, so it neither takes nor waits for the write lock (WAL readers never block).
 READ_ONLY = {"exobot_read_only": True}
@@ -77,9 +83,22 @@ def _with_driver(url: str, sqlite_driver: str) -> str:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         parsed = parsed.set(drivername=sqlite_driver)
-    elif parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 serves sync and async
+    elif parsed.get_backend_name() in ("postgresql", "postgres"):
+        if parsed.drivername in ("postgresql", "postgres"):
+            # psycopg 3 serves sync and async.
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        # In the URL, not only in pg_connect_args: the engines built from the URL alone
+        # (Alembic's, the migration lock's, the backup's) must not wait for a silent server.
+        parsed = parsed.update_query_dict({"connect_timeout": str(connect_timeout(url))})
     return parsed.render_as_string(hide_password=False)
+
+
+def connect_timeout(url: str) -> str | int:
+    """The URL's own connect_timeout, else PG_CONNECT_TIMEOUT_SECONDS."""
+    given = make_url(url).query.get("connect_timeout")
+    if isinstance(given, tuple):  # the parameter given more than once: libpq takes the last
+        given = given[-1]
+    return given or PG_CONNECT_TIMEOUT_SECONDS
 
 
 def async_url(url: str) -> str:
@@ -114,12 +133,18 @@ def connect_existing_sqlite(path: Path, **options: Any) -> sqlite3.Connection:
 
 def pg_connect_args(url: str) -> dict[str, Any]:
     """The driver's connection arguments for a PostgreSQL URL: the keepalives on both ends,
-    the server's added to the URL's own `options` (e.g. a search_path), not in their place."""
+    the server's added to the URL's own `options` (e.g. a search_path), not in their place,
+    and the connect timeout (the URL's own, else PG_CONNECT_TIMEOUT_SECONDS)."""
     server = " ".join(f"-c {name}={value}" for name, value in SERVER_KEEPALIVES.items())
     given = make_url(url).query.get("options")
     if isinstance(given, tuple):  # the parameter given more than once
         given = " ".join(given)
-    return {**CLIENT_KEEPALIVES, "options": f"{given} {server}" if given else server}
+    return {
+        **CLIENT_KEEPALIVES,
+        "options": f"{given} {server}" if given else server,
+        # connect_args win over the URL's query: repeated here so they agree.
+        "connect_timeout": connect_timeout(url),
+    }
 
 
 def ensure_sqlite_dir(url: str) -> None:
