@@ -80,7 +80,9 @@ def _load(path: str) -> Config:
         return load_config(path)
     except ConfigError as error:
         for problem in error.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
+            # A problem of the file itself names it already ("x.yaml: file not found").
+            shown = problem if problem.startswith(f"{path}: ") else f"{path}: {problem}"
+            print(shown, file=sys.stderr)
         raise SystemExit(2) from None
 
 

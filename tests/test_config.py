@@ -753,3 +753,14 @@ def test_outbox_retry_waits_are_bounded() -> None:
     ]
     data = with_value(minimal(), "mail.outbox.retry_max", "7d")
     assert parse_config(data, env={}).mail.outbox.retry_max == timedelta(days=7)
+
+
+def test_the_command_line_names_a_missing_or_unreadable_file_once(tmp_path, capsys) -> None:
+    from exobot.cli import main
+
+    missing = tmp_path / "nosuch.yaml"
+    for path, said in ((missing, "file not found"), (tmp_path, "is a directory, not a file")):
+        with pytest.raises(SystemExit) as stopped:
+            main(["check-config", "-c", str(path)])
+        assert stopped.value.code == 2
+        assert capsys.readouterr().err == f"{path}: {said}\n"
