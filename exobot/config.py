@@ -110,11 +110,11 @@ def parse_duration(text: str) -> timedelta:
             "(e.g. 30s, 15m, 4h, 7d)"
         )
     # Compared as digits first: int() refuses thousands of them, timedelta overflows sooner.
-    number = match[1].lstrip("0") or "0"
-    seconds_per_unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
-    if len(number) > 12 or int(number) * seconds_per_unit > MAX_DURATION.total_seconds():
+    number, unit = match[1].lstrip("0") or "0", _DURATION_UNITS[match[2]]
+    one = timedelta(**{unit: 1}).total_seconds()
+    if len(number) > 12 or int(number) * one > MAX_DURATION.total_seconds():
         raise DurationTooLong()
-    return timedelta(**{_DURATION_UNITS[match[2]]: int(number)})
+    return timedelta(**{unit: int(number)})
 
 
 class DurationTooLong(ValueError):
