@@ -274,6 +274,32 @@ def test_rt5_import_matches_the_seed_and_a_second_run_adds_nothing(rt5, tmp_path
     assert snapshot(config) == first
 
 
+@pytest.mark.parametrize("api", ["2", "1"])
+def test_a_full_run_reading_histories_instead_of_probing_imports_the_same(
+    rt5, tmp_path, capsys, monkeypatch, api
+):
+    """Where probing the skipped numbers would cost more than reading the histories (an RT
+    whose numbers are mostly shredded or hidden), the merged numbers come from the histories:
+    forced here on the seed, whose numbers are dense, the import is the probing one's."""
+    from exobot.importer import runner
+
+    probed, read = tmp_path / "probed", tmp_path / "read"
+    snaps = []
+    for directory, pays in ((probed, True), (read, False)):
+        directory.mkdir()
+        monkeypatch.setattr(runner, "_probing_pays", lambda *_, pays=pays: pays)
+        config = write_config(directory)
+        # The plan knows them (the collision check needs them before anything is written).
+        code, out, err = run_cli(import_argv(rt5, config, "--dry-run", api=api), capsys)
+        assert code == 0, out + err
+        assert "merged numbers (each opens its surviving ticket): 6→7, 8→7" in out
+        code, out, err = run_cli(import_argv(rt5, config, api=api), capsys)
+        assert code == 0, out + err
+        snaps.append(snapshot(config))
+    check_against_seed(rt5, snaps[1])
+    assert snaps[1] == snaps[0]
+
+
 def test_rt4_import_over_rest1_matches_the_seed(rt4, tmp_path, capsys):
     config = write_config(tmp_path)
     code, out, err = run_cli(import_argv(rt4, config), capsys)  # auto: REST 2 absent on 4.4
