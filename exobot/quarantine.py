@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import sys
+
 from exobot.app import App
 from exobot.config import Config
 from exobot.db import inbound, outbox
 
 
 async def run_quarantine(config: Config, action: str, inbound_id: int | None) -> int:
-    """Carry out one quarantine action and print its result; returns the exit status."""
+    """Carry out one quarantine action and print its result; returns the exit status (2 for
+    a misuse: an id to `list`, none to the others)."""
+    if (action == "list") != (inbound_id is None):
+        which = "it takes no id" if action == "list" else "say which mail (its id from `list`)"
+        print(f"quarantine {action}: {which}", file=sys.stderr)
+        return 2
     app = App(config)
     await app.build()
     try:
@@ -28,9 +35,6 @@ async def run_quarantine(config: Config, action: str, inbound_id: int | None) ->
                     f"{(item.sender or '?')[:40]:<40}  {(item.error or '')[:80]}"
                 )
             return 0
-        if inbound_id is None:
-            print(f"quarantine {action}: say which mail (its id from `quarantine list`)")
-            return 2
         async with repo.connection() as conn:
             item = await inbound.get_inbound(conn, inbound_id)
         if item is None or (action != "show" and item.state != inbound.QUARANTINED):
@@ -47,7 +51,10 @@ async def run_quarantine(config: Config, action: str, inbound_id: int | None) ->
             return 0
         if action == "discard":
             async with repo.connection() as conn:
-                await inbound.discard(conn, inbound_id)
+                discarded = await inbound.discard(conn, inbound_id)
+            if not discarded:  # retried or discarded meanwhile
+                print(f"no quarantined mail with id {inbound_id}")
+                return 1
             print(f"mail {inbound_id} discarded (kept in the database, never processed)")
             return 0
         state = await app.processor.retry(inbound_id)

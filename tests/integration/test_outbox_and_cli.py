@@ -105,6 +105,13 @@ async def test_quarantine_list_show_retry_discard(make_instance):
     again = inst.run_cli("quarantine", "retry", str(ids[1]))
     assert again.returncode == 1 and "no quarantined mail" in again.stdout
     assert inst.scalar("SELECT count(*) FROM tickets") == 2
+    twice = inst.run_cli("quarantine", "discard", str(ids[1]))
+    assert (twice.returncode, twice.stdout) == (1, f"no quarantined mail with id {ids[1]}\n")
+    # An id given to `list`, or none to the others, is said, not ignored.
+    for misused in (("list", str(ids[0])), ("show",), ("retry",), ("discard",)):
+        refused = inst.run_cli("quarantine", *misused)
+        assert refused.returncode == 2, misused
+        assert refused.stderr.startswith(f"quarantine {misused[0]}: "), refused.stderr
 
 
 async def test_garbage_bytes_do_not_stop_intake(bot):
