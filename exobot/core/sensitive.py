@@ -10,11 +10,14 @@ The patterns run on a normalized copy of the text of the same length (see _norma
 spaces (no-break, narrow, thin, ideographic, tab…) read as " ", other line breaks as "\n", any
 decimal digit (full-width "９", Arabic-Indic…) as its ASCII digit and full-width ASCII forms
 ("ＥＳ", "：") as ASCII, so a span found in the copy is the same span of the text, whose
-original characters masking replaces.
+original characters masking replaces. Characters nobody sees (zero-width spaces and joiners,
+soft hyphens, direction marks, combining marks) are taken out of the copy, so that they cannot
+hide a value between its digits; the spans found are moved back to the text's (see _Visible).
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import unicodedata
@@ -59,10 +62,19 @@ class Finding:
 DECIMALS_END = 0x20000
 
 
+# Characters nobody sees, or sees only on the one before them: format characters (U+200B
+# zero-width space, U+00AD soft hyphen, U+2060, U+FEFF, direction marks) and nonspacing or
+# enclosing marks. They are below DECIMALS_END but for the tags and variation selectors of
+# plane 14. A test checks it for the running Python.
+INVISIBLE_PLANES = ((0, DECIMALS_END), (0xE0000, 0xE1000))
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Mn", "Me"})
+_HIDDEN = "\x00"  # what _normalized reads each invisible character as (NUL too)
+
+
 @functools.cache
 def _normalizing_table() -> dict[int, int]:
     """The str.translate table of _normalized: one character for one character. Built on first
-    use (a pass over the first two planes, some 8 ms), not at import."""
+    use (a pass over the first two planes and plane 14, some 30 ms), not at import."""
     table = {ord(c): ord("\n") for c in OTHER_LINE_BREAKS}  # read as "\n"
     for code in range(0x3001):  # every str.isspace character is below U+3001
         char = chr(code)
@@ -70,17 +82,48 @@ def _normalizing_table() -> dict[int, int]:
             table[code] = ord(" ")
     for code in range(0xFF01, 0xFF5F):  # full-width ASCII forms: "Ｅ", "：", "＝"
         table[code] = code - 0xFEE0
-    for code in range(128, DECIMALS_END):
-        char = chr(code)
-        if char.isdecimal():
-            table[code] = ord("0") + unicodedata.decimal(char)
+    for low, high in INVISIBLE_PLANES:
+        for code in range(max(low, 128), high):
+            char = chr(code)
+            if char.isdecimal():
+                table[code] = ord("0") + unicodedata.decimal(char)
+            elif unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+                table[code] = ord(_HIDDEN)  # taken out of the copy the patterns read: _Visible
     return table
+
+
+@dataclass(frozen=True)
+class _Visible:
+    """A normalized text without its invisible characters, and where they were: `hidden` holds,
+    for each one taken out, the position in `text` of the character that followed it."""
+
+    text: str
+    hidden: tuple[int, ...]
+
+    @classmethod
+    def of(cls, text: str) -> _Visible:
+        """The normalized text without its invisible characters (read as NUL by _normalized:
+        the usual text, without any, costs one search for a character)."""
+        if _HIDDEN not in text:
+            return cls(text, ())
+        hidden = tuple(m.start() - k for k, m in enumerate(re.finditer(_HIDDEN, text)))
+        return cls(text.replace(_HIDDEN, ""), hidden)
+
+    def restored(self, finding: Finding) -> Finding:
+        """finding's span in the text the invisible characters were taken out of (those between
+        its characters are inside it, those around it are not)."""
+        if not self.hidden:
+            return finding
+        start = finding.start + bisect.bisect_right(self.hidden, finding.start)
+        last = finding.end - 1
+        return Finding(finding.kind, start, last + bisect.bisect_right(self.hidden, last) + 1)
 
 
 def _normalized(text: str) -> str:
     """text with the same length, read as the patterns expect it: each Unicode space that is no
     line break as " ", each other line break as "\n" ("\r" and "\n" kept), each decimal digit
-    as its ASCII digit, each full-width ASCII form as its ASCII character."""
+    as its ASCII digit, each full-width ASCII form as its ASCII character, each invisible
+    character as NUL."""
     return text.translate(_normalizing_table())
 
 
@@ -350,8 +393,14 @@ def find_sensitive(text: str, kinds: Collection[SensitiveKind] = ALL_KINDS) -> l
     """The sensitive values of the given kinds in text (its first SCAN_LIMIT characters),
     non-overlapping, in order of position. A credential's value covers any number inside it
     (so masking hides the whole value); asked without credentials, that number is reported.
-    The spans are found in _normalized(text), of the same length: they are spans of text."""
-    text = _normalized(text[:SCAN_LIMIT])
+    The spans are found in _normalized(text), of the same length, without its invisible
+    characters: they are moved back to spans of text."""
+    visible = _Visible.of(_normalized(text[:SCAN_LIMIT]))
+    return [visible.restored(f) for f in _find_in(visible.text, kinds)]
+
+
+def _find_in(text: str, kinds: Collection[SensitiveKind]) -> list[Finding]:
+    """find_sensitive on a text normalized and without invisible characters."""
     wanted = set(kinds)
     credentials = _find_credentials(text) if SensitiveKind.CREDENTIAL in wanted else []
     numbers: list[Finding] = []
