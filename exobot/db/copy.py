@@ -13,6 +13,7 @@ any check fails.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ def copy_database(
     """Copy the database at `source_url` into `target_url` (see the module's docstring);
     blocking. Raises CopyError when it is refused or a check fails."""
     started = time.monotonic()
+    if same_database(source_url, target_url):
+        raise CopyError("the source and the target are the same database: give another --to")
     # exobot must not run on either database meanwhile (its writes would be lost or mixed in),
     # and none may start until the copy is done.
     with RunLock(source_url) as source_lock, RunLock(target_url) as target_lock:
@@ -73,6 +76,22 @@ def copy_database(
             except LockHeld as error:
                 raise CopyError(running_message(error)) from None
         return _copy(source_url, target_url, plugins, progress, started)
+
+
+def same_database(a: str, b: str) -> bool:
+    """Whether two URLs name the same database: one SQLite file (however its path is written)
+    or one PostgreSQL database on the same host and port. Different names for one server
+    ("localhost", "127.0.0.1") are not told apart: the run lock still refuses those."""
+    first, second = sa.make_url(a), sa.make_url(b)
+    if first.get_backend_name() != second.get_backend_name():
+        return False
+    if first.get_backend_name() == "sqlite":
+        paths = [Path(u.database or "").expanduser() for u in (first, second)]
+        if not all(str(p) and str(p) != ":memory:" for p in paths):
+            return False
+        return os.path.realpath(paths[0]) == os.path.realpath(paths[1])
+    where = [(u.host or "localhost", u.port or 5432, u.database) for u in (first, second)]
+    return where[0] == where[1]
 
 
 def _copy(

@@ -19,7 +19,7 @@ from exobot.cli import main
 from exobot.core.intents import MailClass, ReceiveMail
 from exobot.core.model import Actor, AttachmentInfo, IncomingMail, Status, Ticket
 from exobot.core.service import ServiceSettings, TicketService
-from exobot.db.copy import CopyError, copy_database
+from exobot.db.copy import CopyError, copy_database, same_database
 from exobot.db.engine import create_engine, create_sync_engine
 from exobot.db.migrate import installed_branches, upgrade
 from exobot.db.repository import SqlRepository
@@ -227,3 +227,41 @@ def test_cli_copy_prints_the_counts(tmp_path, pg_url, capsys):
     if status != 0:
         pytest.fail(f"exit {status}: {out.err}")
     assert "tickets: 0 row(s)" in out.out and "search index: 0 row(s) rebuilt" in out.out
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "same"),
+    [
+        ("sqlite:///{d}/exobot.db", "sqlite:///{d}/./sub/../exobot.db", True),
+        ("sqlite:///{d}/exobot.db", "sqlite+aiosqlite:///{d}/exobot.db", True),
+        ("sqlite:///{d}/exobot.db", "sqlite:///{d}/other.db", False),
+        ("postgresql+psycopg://u:p@db/exobot", "postgresql+psycopg://v:q@db:5432/exobot", True),
+        ("postgresql+psycopg://u:p@db/exobot", "postgresql+psycopg://u:p@db/other", False),
+        ("postgresql+psycopg://u:p@db/exobot", "sqlite:///exobot", False),
+    ],
+)
+def test_the_same_database_is_told_however_its_url_is_written(tmp_path, source, target, same):
+    (tmp_path / "sub").mkdir()
+    urls = [url.format(d=tmp_path) for url in (source, target)]
+    assert same_database(*urls) is same
+
+
+def test_cli_copy_onto_its_own_source_says_so(tmp_path, capsys):
+    """It said "exobot is already running on this database": its own lock on the source."""
+    source = tmp_path / "exobot.db"
+    upgrade(f"sqlite:///{source}")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "mail:\n  address: suport@example.org\n"
+        "  imap: {host: imap.example.org, username: suport@example.org, password: x}\n"
+        "  smtp: {host: smtp.example.org}\n"
+        f"database:\n  url: sqlite:///{source}\n"
+    )
+    config.chmod(0o600)
+    before = source.read_bytes()
+    status = main(["db", "copy", "-c", str(config), "--to", f"sqlite:///{tmp_path}/./exobot.db"])
+    assert status == 1
+    assert capsys.readouterr().err == (
+        "exobot db copy: the source and the target are the same database: give another --to\n"
+    )
+    assert source.read_bytes() == before
