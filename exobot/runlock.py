@@ -25,7 +25,14 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from exobot.db.engine import ensure_sqlite_dir, is_sqlite, pg_connect_args, sqlite_file, sync_url
+from exobot.db.engine import (
+    check_sqlite_file,
+    ensure_sqlite_dir,
+    is_sqlite,
+    pg_connect_args,
+    sqlite_file,
+    sync_url,
+)
 
 log = logging.getLogger("exobot.runlock")
 
@@ -92,8 +99,11 @@ class RunLock:
             self._acquire_advisory(shared)
 
     def _acquire_file(self) -> None:
-        if sqlite_file(self.url) is None:
+        database = sqlite_file(self.url)
+        if database is None:
             return  # a private in-memory database: no other process can reach it
+        if database.exists():  # no lock file beside what is no database (/etc/passwd.lock)
+            check_sqlite_file(database)
         ensure_sqlite_dir(self.url)
         path = lock_path(self.url)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

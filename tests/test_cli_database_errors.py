@@ -67,6 +67,7 @@ def test_an_sqlite_path_that_is_a_directory(tmp_path, capsys, command):
         f"{path}: database.url: cannot use the database sqlite:///{directory}: it is a"
         " directory, not an SQLite database file"
     )
+    assert not (tmp_path / "data.lock").exists()  # run's lock, beside what is no database
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -82,6 +83,7 @@ def test_a_file_that_is_not_a_database(tmp_path, capsys, command):
         " an SQLite database"
     )
     assert text.read_text().startswith("root:x")  # left as it was
+    assert not (tmp_path / "passwd.lock").exists()  # nor a file beside it (/etc/passwd.lock)
 
 
 @pytest.mark.parametrize("command", [["check-config"], ["migrate"]], ids=" ".join)

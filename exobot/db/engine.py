@@ -131,6 +131,21 @@ def connect_existing_sqlite(path: Path, **options: Any) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True, **options)
 
 
+def check_sqlite_file(path: Path) -> None:
+    """Raise sqlite3's error when the existing file at `path` cannot serve as a database (a
+    directory, a text file, no permission); a database busy with another's write passes."""
+    try:
+        conn = connect_existing_sqlite(path, timeout=1.0)
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as error:
+        code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code
+        if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise
+
+
 def pg_connect_args(url: str) -> dict[str, Any]:
     """The driver's connection arguments for a PostgreSQL URL: the keepalives on both ends,
     the server's added to the URL's own `options` (e.g. a search_path), not in their place,

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from exobot.db.engine import (
-    connect_existing_sqlite,
+    check_sqlite_file,
     connect_timeout,
     is_sqlite,
     pg_connect_args,
@@ -75,11 +75,7 @@ def can_open(url: str) -> bool:
         if not path.exists():
             return path.parent.is_dir() and os.access(path.parent, os.W_OK | os.X_OK)
         try:
-            conn = connect_existing_sqlite(path, timeout=1.0)
-            try:
-                conn.execute("PRAGMA schema_version").fetchone()
-            finally:
-                conn.close()
+            check_sqlite_file(path)
         except sqlite3.Error:
             return False
         return True
