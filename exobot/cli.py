@@ -75,9 +75,14 @@ def setup_logging(level: str | int = "INFO") -> None:
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
+# The configuration each file gave this command (for naming its database on an error).
+_loaded: dict[str, Config] = {}
+
+
 def _load(path: str) -> Config:
     try:
-        return load_config(path)
+        config = _loaded[path] = load_config(path)
+        return config
     except ConfigError as error:
         for problem in error.problems:
             # A problem of the file itself names it already ("x.yaml: file not found").
@@ -374,14 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
 def databases_used(args: argparse.Namespace) -> list[tuple[str, str]]:
     """The databases a command uses: what names each one's URL in a message (the setting or
     the option), and the URL. None (an empty list) for the commands that use no database,
-    nor when the configuration cannot be loaded (the command said why already)."""
+    nor when the configuration was not loaded (the command said why already)."""
     if args.func in (cmd_check_config, cmd_healthcheck):
         return []
     path = getattr(args, "config", None)
-    try:
-        configured = [(f"{path}: database.url", load_config(path).database.url)] if path else []
-    except ConfigError:
-        configured = []
+    config = _loaded.get(path) if path else None
+    configured = [(f"{path}: database.url", config.database.url)] if config else []
     if args.func is cmd_db:
         source = [("exobot db copy: --from", args.source)] if args.source else configured
         return [*source, ("exobot db copy: --to", args.to)]
