@@ -26,6 +26,23 @@ def _pattern(address: str) -> re.Pattern[str]:
     return re.compile(re.escape(address), re.IGNORECASE)
 
 
+def _like(address: str) -> str:
+    """An ILIKE pattern (escape character `\\`) for text containing `address`: its `%`, `_`
+    and `\\` escaped, else `joan_garcia@…` would also select a text naming `joan.garcia@…`."""
+    escaped = address.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _erased(row: Any, columns: tuple[str, ...], pattern: re.Pattern[str], erased: str) -> dict:
+    """The new values of the `columns` of `row` that name the address (empty: none does;
+    the row is then left alone, as an UPDATE with nothing to set is invalid SQL)."""
+    return {
+        column: pattern.sub(erased, getattr(row, column))
+        for column in columns
+        if getattr(row, column) and pattern.search(getattr(row, column))
+    }
+
+
 async def related(ctx: PluginContext, address: str) -> set[str]:
     """The addresses of the member one of whose addresses is `address` (empty: no member)."""
     async with ctx.reading() as reader:
@@ -94,7 +111,7 @@ async def erase(ctx: PluginContext, subject: DataSubject) -> int:
     now = ctx.clock.now()
     erased = f"erased on {now.date().isoformat()}"
     pattern = _pattern(address)
-    like = f"%{address}%"
+    like = _like(address)
     changed = 0
     p, e, m, mc = store.procedures, store.events, store.members, store.member_changes
     async with ctx.connection() as conn:
@@ -120,19 +137,17 @@ async def erase(ctx: PluginContext, subject: DataSubject) -> int:
                 sa.select(p).where(
                     sa.or_(
                         sa.func.lower(p.c.member) == address,
-                        p.c.note.ilike(like),
-                        p.c.asked_by.ilike(like),
-                        p.c.processed_by.ilike(like),
+                        p.c.note.ilike(like, escape="\\"),
+                        p.c.asked_by.ilike(like, escape="\\"),
+                        p.c.processed_by.ilike(like, escape="\\"),
                     )
                 )
             )
         ).all()
         for row in rows:
-            values = {
-                column: pattern.sub(erased, getattr(row, column))
-                for column in ("member", "note", "asked_by", "processed_by")
-                if getattr(row, column) and pattern.search(getattr(row, column))
-            }
+            values = _erased(row, ("member", "note", "asked_by", "processed_by"), pattern, erased)
+            if not values:
+                continue  # the database's case folding matched text the regex does not
             await conn.execute(sa.update(p).where(p.c.id == row.id).values(**values))
             await conn.execute(
                 sa.insert(e).values(
@@ -148,13 +163,11 @@ async def erase(ctx: PluginContext, subject: DataSubject) -> int:
             )
             changed += 2
         for table, columns in ((e, ("note", "actor", "member")), (mc, ("detail", "actor"))):
-            condition = sa.or_(*(table.c[c].ilike(like) for c in columns))
+            condition = sa.or_(*(table.c[c].ilike(like, escape="\\") for c in columns))
             for row in (await conn.execute(sa.select(table).where(condition))).all():
-                values = {
-                    c: pattern.sub(erased, getattr(row, c))
-                    for c in columns
-                    if getattr(row, c) and pattern.search(getattr(row, c))
-                }
+                values = _erased(row, columns, pattern, erased)
+                if not values:
+                    continue
                 await conn.execute(sa.update(table).where(table.c.id == row.id).values(**values))
                 changed += 1
     return changed

@@ -29,7 +29,7 @@ import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -120,6 +120,18 @@ def _day(text: str) -> date | None:
         return None
 
 
+def _bound(day: date, last: bool, zone: tzinfo) -> datetime | None:
+    """The start of `day` in `zone` (of the day after when `last`: the whole day is
+    included), or None when that instant is beyond what a datetime holds, in the zone or
+    in UTC, as it is stored (like 9999-12-31's next day)."""
+    try:
+        start = datetime.combine(day + timedelta(days=1) if last else day, time(), tzinfo=zone)
+        start.astimezone(UTC)
+    except OverflowError:
+        return None
+    return start
+
+
 def read_filter(
     plugin: Procedures, params: Mapping[str, str], language: str, zone: tzinfo
 ) -> Listing:
@@ -155,15 +167,14 @@ def read_filter(
         if not values[name]:
             continue
         day = _day(values[name])
-        if day is None:
+        bound = _bound(day, name == "to", zone) if day is not None else None
+        if bound is None:
             problems.append(
                 say(language, "“{word}” is not a date: write it like {example}.",
                     word=values[name], example="2026-03-31")
             )
             continue
-        if name == "to":
-            day += timedelta(days=1)  # the whole day is included
-        bounds[name] = datetime.combine(day, time(), tzinfo=zone)
+        bounds[name] = bound
     if bounds["from"] and bounds["to"] and bounds["from"] >= bounds["to"]:
         problems.append(say(language, "The first date is after the last one."))
     where = ProcedureFilter(
