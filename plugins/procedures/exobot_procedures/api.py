@@ -171,8 +171,10 @@ def _event_out(event: ProcedureEvent) -> EventOut:
 
 def _refused(refused: ProcedureRefused) -> ApiError:
     status = 404 if refused.code in ("unknown_procedure", "not_found") else 400
-    if refused.code == "not_pending":
-        status = 409  # valid, but not in its current state (like the core's conflicts)
+    if refused.code in ("not_pending", "number_taken"):
+        # Valid, but not in the current state (of the procedure; of the member directory,
+        # whose number belongs to another member), like the core's conflicts.
+        status = 409
     return ApiError(status, refused.code, refused.message)
 
 
@@ -302,7 +304,8 @@ def router(plugin: Procedures) -> APIRouter:
     ) -> ProcedureDetail:
         """Marks a pending procedure done and tells the requestor; a join done adds the
         member, a leave ends the membership. 404 for an unknown procedure, 409 when it is
-        no longer pending, 400 otherwise refused; an Idempotency-Key already used for
+        no longer pending or a join's number is another active member's (`number_taken`),
+        400 otherwise refused; an Idempotency-Key already used for
         another request (another body or procedure, a cancel): 422 `key_reused`."""
         request_key, request_hash = idempotency(request, operator, key, body)
         try:

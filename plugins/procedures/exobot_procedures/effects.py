@@ -28,6 +28,8 @@ log = logging.getLogger("exobot.plugins.procedures")
 #: at once); the job only takes what a crash or a failure left behind.
 SETTLE_GRACE = timedelta(seconds=20)
 SETTLE_EVERY = timedelta(seconds=30)
+#: The most events one pass of the job reads and applies (a backlog takes several passes).
+SETTLE_BATCH = 100
 
 
 def origin_key(event: ProcedureEvent, effect: str) -> str:
@@ -70,15 +72,29 @@ async def _intent(plugin: Procedures, procedure: Procedure, event: ProcedureEven
 
 
 async def apply_effects(plugin: Procedures, event: ProcedureEvent) -> bool:
-    """Apply an event's effects, each at most once, then settle it; True when settled. A
-    refusal that will not change (the ticket purged, the queue already right, an unusable
-    address) counts as done and is logged; anything else leaves the event for the job."""
+    """Apply an event's effects, each at most once, then settle it; True when settled. The
+    same procedure's earlier events still unsettled (a crash after their commit) are applied
+    first, in order, so the requestor never reads "pending" after "done"; while one of them
+    cannot be, this one waits too. A refusal that will not change (the ticket purged, the
+    queue already right, an unusable address) counts as done and is logged; anything else
+    leaves the event for the job."""
     if event.settled_at is not None:
         return True
     async with plugin.ctx.connection() as conn:
         procedure = await store.get(conn, event.procedure_id)
+        # A procedure has a few events (created, then done or cancelled): a bounded read.
+        history = await store.history(conn, event.procedure_id)
     if procedure is None:
         return False
+    earlier = [e for e in history if e.id < event.id and e.settled_at is None]
+    for previous in earlier:
+        if not await _apply_one(plugin, procedure, previous):
+            return False
+    return await _apply_one(plugin, procedure, event)
+
+
+async def _apply_one(plugin: Procedures, procedure: Procedure, event: ProcedureEvent) -> bool:
+    """Apply one event's effects (each at most once, by its origin key), then settle it."""
     for effect in event.effects:
         try:
             intent = await _intent(plugin, procedure, event, effect)
@@ -104,13 +120,18 @@ async def apply_effects(plugin: Procedures, event: ProcedureEvent) -> bool:
     return True
 
 
-async def settle_leftovers(plugin: Procedures) -> int:
-    """The job: apply the effects a crash or a failure left unapplied; returns how many events
-    it settled."""
+async def settle_leftovers(plugin: Procedures, after: int = 0) -> tuple[int, int]:
+    """The job, one bounded pass: apply the effects a crash or a failure left unapplied, for
+    at most SETTLE_BATCH events, oldest first from the event after `after`; returns how many
+    it settled and where the next pass starts."""
     now = plugin.ctx.clock.now()
     async with plugin.ctx.connection() as conn:
-        left = [event for event in await store.unsettled(conn) if event.at <= now - SETTLE_GRACE]
+        batch = await store.unsettled(
+            conn, before=now - SETTLE_GRACE, after=after, limit=SETTLE_BATCH
+        )
     settled = 0
-    for event in left:
+    for event in batch:
         settled += await apply_effects(plugin, event)
-    return settled
+    # A full batch: the next pass reads on after it, so events that keep failing do not
+    # hold back the ones behind them; a short one reached the end: from the oldest again.
+    return settled, batch[-1].id if len(batch) == SETTLE_BATCH else 0

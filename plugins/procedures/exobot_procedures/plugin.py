@@ -147,9 +147,14 @@ class Procedures(Plugin):
         when the ticket's has none)."""
         return self.ctx.render_mail(what, language, **values)
 
+    #: Where the settling job's next pass starts (an event id; 0: from the oldest).
+    _settle_after = 0
+
     async def settle(self) -> int:
-        """The job: apply the effects a crash left unapplied."""
-        return await effects.settle_leftovers(self)
+        """The job: apply the effects a crash left unapplied, one bounded batch a pass;
+        returns how many events it settled."""
+        settled, self._settle_after = await effects.settle_leftovers(self, self._settle_after)
+        return settled
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -478,7 +483,10 @@ class Procedures(Plugin):
         queue's room's digest)."""
         cutoff = self.ctx.clock.now() - self.config.pending_after
         async with self.ctx.reading() as reader:
-            late = await store.pending_since(reader.conn, cutoff)
+            # The total and the lines shown (one more tells whether there are more), not
+            # every late procedure: a backlog would be read whole each digest.
+            total = await store.count_pending_since(reader.conn, cutoff)
+            late = await store.pending_since(reader.conn, cutoff, limit=DIGEST_LISTED + 1)
         if not late:
             return []
         lines = [
@@ -486,7 +494,7 @@ class Procedures(Plugin):
                 language,
                 "⏳ Procedures pending for more than {age}: {count}",
                 age=duration_text(self.config.pending_after),
-                count=len(late),
+                count=max(total, len(late)),
             )
         ]
         lines += [f"• {self._line(procedure, language)}" for procedure in late[:DIGEST_LISTED]]

@@ -17,7 +17,7 @@ forms', or one recorded before migration procedures_0003) is a retry, as before.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
@@ -261,6 +261,28 @@ async def get_or_refuse(plugin: Procedures, procedure_id: int, language: str) ->
     return procedure
 
 
+async def refuse_taken_number(
+    plugin: Procedures, conn: Any, number: str, address: str | None, language: str
+) -> None:
+    """Refuse a join done with a number an active member already has under other addresses:
+    the directory would keep that member, and the procedure and the ticket would point at
+    them. The same member's join done again (its address) is fine; so is an unknown address
+    (the ticket purged), which cannot be told apart. Never names the other member's address."""
+    current = await store.get_member(conn, number)
+    if current is None or not current.active or not current.addresses:
+        return
+    if address is None or address in current.addresses:
+        return
+    raise ProcedureRefused(
+        "number_taken",
+        plugin.ctx.say(language,
+            "Number {number} already belongs to another active member: give the new "
+            "member's own number.",
+            number=number,
+        ),
+    )
+
+
 def not_pending(plugin: Procedures, procedure: Procedure, language: str) -> ProcedureRefused:
     """The refusal of finishing a procedure that is no longer pending."""
     return ProcedureRefused(
@@ -345,6 +367,9 @@ async def finish_procedure(
     now = plugin.ctx.clock.now()
     try:
         async with plugin.ctx.connection() as conn:
+            if state == "done" and kind.directory == "join" and number is not None:
+                # Before anything is written, in the transaction that adds the member.
+                await refuse_taken_number(plugin, conn, number, address, language)
             finished, event = await store.finish(
                 conn,
                 procedure.id,

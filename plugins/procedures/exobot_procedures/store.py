@@ -471,22 +471,51 @@ def _conditions(where: ProcedureFilter) -> list[Any]:
     return found
 
 
-async def pending_since(conn: Any, cutoff: datetime) -> list[Procedure]:
-    """The pending procedures asked before `cutoff`, oldest first."""
+async def pending_since(
+    conn: Any, cutoff: datetime, *, limit: int | None = None
+) -> list[Procedure]:
+    """The pending procedures asked before `cutoff`, oldest first (the first `limit`)."""
     c = procedures.c
-    rows = await conn.execute(
+    query = (
         sa.select(procedures)
         .where(c.state == "pending", c.asked_at < cutoff)
         .order_by(c.asked_at, c.id)
     )
-    return [_procedure(row) for row in rows]
+    if limit is not None:
+        query = query.limit(limit)
+    return [_procedure(row) for row in await conn.execute(query)]
 
 
-async def unsettled(conn: Any) -> list[ProcedureEvent]:
-    """The events whose effects were not all applied yet, oldest first."""
-    rows = await conn.execute(
-        sa.select(events).where(events.c.settled_at.is_(None)).order_by(events.c.id)
+async def count_pending_since(conn: Any, cutoff: datetime) -> int:
+    """How many procedures are pending since before `cutoff` (the digest's total)."""
+    c = procedures.c
+    query = (
+        sa.select(sa.func.count())
+        .select_from(procedures)
+        .where(c.state == "pending", c.asked_at < cutoff)
     )
+    return int((await conn.execute(query)).scalar_one())
+
+
+#: The most events `unsettled` reads at once (a backlog is read in batches).
+UNSETTLED_BATCH = 500
+
+
+async def unsettled(
+    conn: Any,
+    *,
+    before: datetime | None = None,
+    after: int = 0,
+    limit: int = UNSETTLED_BATCH,
+) -> list[ProcedureEvent]:
+    """The events whose effects were not all applied yet, oldest first: at most `limit`, of
+    those written at or before `before` (when given) with an id above `after` (a batch's
+    last, to read the next one)."""
+    c = events.c
+    query = sa.select(events).where(c.settled_at.is_(None), c.id > after)
+    if before is not None:
+        query = query.where(c.at <= before)
+    rows = await conn.execute(query.order_by(c.id).limit(limit))
     return [_event(row) for row in rows]
 
 
