@@ -38,9 +38,7 @@ class PluginContext:
     """A plugin's view of exobot: its settings, logger, clock, the ticket service, the
     database, its messages, and the registration methods (see the README's plugin section)."""
 
-    def __init__(
-        self, manager: PluginManager, run: _Run, config: PluginConfig, host: Host
-    ) -> None:
+    def __init__(self, manager: PluginManager, run: _Run, config: PluginConfig, host: Host) -> None:
         self.name: str = run.name
         self.domain: str = domain_of(run.name)
         self.config = config
@@ -87,11 +85,16 @@ class PluginContext:
         mimetype: str = "image/png",
         width: int | None = None,
         height: int | None = None,
-    ) -> None:
+        key: str | None = None,
+    ) -> bool:
         """Post plain text (escaped, pinging nobody) and/or an image into the ticket's chat
         thread, exactly once, through the outbox (queued in its own transaction; the text is
-        the image's caption). Nothing is queued when exobot has no chat. ValueError: no such
-        ticket, nothing to post, or an image over MAX_IMAGE_BYTES."""
+        the image's caption). Nothing is queued when exobot has no chat. With a `key` (one
+        the plugin derives from what the post is about, prefixed with its name), a post whose
+        key was queued before is not queued again: a plugin that records its own state after
+        posting posts again after a crash in between, once. False when it was not queued for
+        that reason. ValueError: no such ticket, nothing to post, or an image over
+        MAX_IMAGE_BYTES."""
         if image is not None and len(image) > MAX_IMAGE_BYTES:
             raise ValueError(f"image of {len(image)} bytes; at most {MAX_IMAGE_BYTES}")
         if image is None and not body.strip():
@@ -105,31 +108,40 @@ class PluginContext:
                 "width": width,
                 "height": height,
             }
-        await self._queue_chat(ticket, payload)
+        return await self._queue_chat(ticket, payload, key)
 
-    async def post_to_room(self, queue: str | None, body: str) -> None:
+    async def post_to_room(self, queue: str | None, body: str, *, key: str | None = None) -> bool:
         """Post a plain-text note (escaped, pinging nobody) in one queue's room (None: the
         default queue's), exactly once, through the outbox; nothing when exobot has no chat.
-        ValueError: an unknown queue or an empty body."""
+        `key` and the result as for post_to_thread. ValueError: an unknown queue or an empty
+        body."""
         if queue is not None and queue not in self.settings.queues:
             raise ValueError(f"unknown queue {queue!r}")
         if not body.strip():
             raise ValueError("nothing to post")
-        await self._queue_chat(None, {"type": "room_post", "queue": queue, "body": body})
+        return await self._queue_chat(
+            None, {"type": "room_post", "queue": queue, "body": body}, key
+        )
 
-    async def _queue_chat(self, ticket: int | None, payload: dict[str, Any]) -> None:
+    async def _queue_chat(
+        self, ticket: int | None, payload: dict[str, Any], key: str | None
+    ) -> bool:
         from exobot.core.events import OutboxQueued
         from exobot.core.service import CHAT
 
-        async def work(uow: Any) -> None:
+        async def work(uow: Any) -> bool:
             if ticket is not None and await uow.get_ticket(ticket) is None:
                 raise ValueError(f"no ticket {ticket}")
+            if key is not None and not await uow.claim(key):
+                return False  # queued before: a retry after a crash
             if self._host.announce:
                 await uow.queue_outbox(CHAT, ticket, payload)
+            return True
 
-        await self._host.repository.run(work, now=self.clock.now())
-        if self._host.announce:
+        queued = await self._host.repository.run(work, now=self.clock.now())
+        if queued and self._host.announce:
             await self._host.events.emit(OutboxQueued(CHAT))
+        return queued
 
     # --- words --------------------------------------------------------------------------
 

@@ -149,6 +149,13 @@ async def test_a_note_in_a_queue_room_and_the_limits(
     await inst.wait_outbox_idle()
     assert inst.scalar("SELECT count(*) FROM outbox WHERE kind = 'chat'") == queued
 
+    # A post with a key is queued once, however often it is asked for (a retry after a crash
+    # between the post and the plugin's own record of it).
+    assert await ctx.post_to_room(None, "la referència torna", key="sample:recovered:7") is True
+    assert await ctx.post_to_room(None, "la referència torna", key="sample:recovered:7") is False
+    assert await ctx.post_to_room(None, "una altra", key="sample:recovered:8") is True
+    assert inst.scalar("SELECT count(*) FROM outbox WHERE kind = 'chat'") == queued + 2
+
 
 async def test_without_matrix_nothing_is_queued(sample_installed, make_plugin_instance):
     inst = make_plugin_instance({"sample": {}})
