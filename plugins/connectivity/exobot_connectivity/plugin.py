@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import re
 import statistics
@@ -19,7 +20,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from markupsafe import Markup, escape
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from exobot import i18n
 from exobot.config import Duration
@@ -84,6 +86,8 @@ class ConnectivityConfig(PluginConfig):
     loss_alert: float = Field(0.2, ge=0.0, lt=1.0)
     #: Lossy rounds in a row before the thread gets a note.
     alert_rounds: int = Field(2, ge=1, le=100)
+    #: Good rounds in a row before the recovery note (a flapping link stays in alert).
+    recover_rounds: int = Field(2, ge=1, le=100)
     #: Rounds older than this are deleted.
     retention: Duration = timedelta(days=90)
     #: The networks that may be probed (CIDR); empty or absent: any unicast address.
@@ -123,6 +127,34 @@ class ConnectivityConfig(PluginConfig):
             except ValueError:
                 raise ValueError(f"{value!r} is not a network in CIDR form (10.0.0.0/8)") from None
         return normal
+
+    @model_validator(mode="after")
+    def _references_allowed(self) -> ConnectivityConfig:
+        """A literal reference target outside allowed_networks would only ever be refused
+        (every round 100 % lost, every ticket's alert blaming our network): said now, under
+        reference_targets. A host name is checked at each round, as its address may move."""
+        for value in self.reference_targets:
+            literal = _literal(parse_target(value).host)
+            if literal is None:
+                continue
+            try:
+                check_address(literal, self.allowed_networks)
+            except TargetError:
+                networks = ", ".join(self.allowed_networks or ())
+                message = f"{value} is outside allowed_networks ({networks})"
+                # Raised with its location so that the problem names the key itself
+                # (plugins.connectivity.reference_targets), not the whole section.
+                raise ValidationError.from_exception_data(
+                    type(self).__name__,
+                    [
+                        InitErrorDetails(
+                            type=PydanticCustomError("value_error", "{error}", {"error": message}),
+                            loc=("reference_targets",),
+                            input=self.reference_targets,
+                        )
+                    ],
+                ) from None
+        return self
 
 
 def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -240,6 +272,7 @@ class Connectivity(Plugin):
             self.config.pings,
             loss_alert=self.config.loss_alert,
             alert_rounds=self.config.alert_rounds,
+            recover_rounds=self.config.recover_rounds,
             on_round=self.on_round,
             start_task=ctx.start_task,
         )
@@ -288,9 +321,31 @@ class Connectivity(Plugin):
                     continue
 
     async def tick(self) -> None:
-        """The rounds job: start the due rounds (returns at once)."""
+        """The rounds job: stop the monitors of closed tickets, then start the due rounds
+        (returns at once)."""
         assert self.scheduler is not None
-        await self.scheduler.run_due()
+        try:
+            await self.stop_closed()
+        finally:  # a failed look at the tickets does not hold the other rounds back
+            await self.scheduler.run_due()
+
+    async def stop_closed(self) -> None:
+        """Stop the monitors of tickets already resolved or rejected, with their summary: the
+        status event alone may be missed (a crash after its commit, a failed handler, the
+        plugin disabled at the time), and the ticket would be probed for ever."""
+
+        async def closed(view: Any) -> list[tuple[int, str]]:
+            numbers = {m.ticket for m in await store.running(view.conn) if m.ticket is not None}
+            if not numbers:
+                return []
+            tickets = await view.tickets(sorted(numbers))
+            return [(t.number, t.status.value) for t in tickets if t.status.value in CLOSED]
+
+        for number, status in await self.ctx.read(closed):
+            # As if the missed event came now: the same stop and summary.
+            await self.on_event(
+                TicketEvent(number, EntryKind.STATUS, "exobot", {"from": None, "to": status})
+            )
 
     async def purge(self) -> None:
         """The retention job."""
@@ -398,6 +453,9 @@ class Connectivity(Plugin):
         language = call.language
         if words and words[0].lower() in STOP_WORDS:
             return await self._stop(call, ticket.number, " ".join(words[1:]))
+        again = await self._started_again(call)
+        if again is not None:
+            return again
         if not words:
             raise ActionRefused(
                 "missing_target",
@@ -434,8 +492,13 @@ class Connectivity(Plugin):
                     now=self.ctx.clock.now(),
                     per_ticket=self.config.max_per_ticket,
                     total=self.config.max_total,
+                    key=call.key,
                 )
         except store.Refused as refused:
+            # The same request delivered twice at once: the other delivery started it.
+            again = await self._started_again(call)
+            if again is not None:
+                return again
             limit = refused.limit or 0
             words = self.ctx.translator(language)
             message = {
@@ -455,9 +518,11 @@ class Connectivity(Plugin):
                 refused.reason,
                 _fill(message, target=str(target), ref=self._ref(ticket.number), count=limit),
             ) from None
-        shown = str(target)
-        if str(addresses[0]) != target.host:
-            shown = f"{target} ({addresses[0]})"
+        return self._started_answer(language, ticket.number, target, str(addresses[0]))
+
+    def _started_answer(self, language: str, number: int, target: Any, address: str) -> Answer:
+        """The answer to a `!monitor` that started `target` (a name shown with its address)."""
+        shown = str(target) if address == target.host else f"{target} ({address})"
         body = _fill(
             self.ctx.translator(language).ngettext(
                 "Probing {target} for {ref}: {count} ping every {step}. "
@@ -467,11 +532,27 @@ class Connectivity(Plugin):
                 self.config.pings,
             ),
             target=shown,
-            ref=self._ref(ticket.number),
+            ref=self._ref(number),
             count=self.config.pings,
             step=_duration_text(self.config.step),
         )
         return Answer(body, str(escape(body)))
+
+    async def _started_again(self, call: ActionCall) -> Answer | None:
+        """The first answer again when this request (`call.key`) already started a monitor:
+        a request delivered again after its commit starts nothing a second time."""
+        if call.key is None:
+            return None
+        async with self.ctx.reading() as reader:
+            monitor = await store.started_by(reader.conn, call.key)
+        if monitor is None or monitor.ticket is None:
+            return None
+        target = parse_target(monitor.target)
+        address = target.host
+        if _literal(address) is None:  # a name: shown with its address, as the first time
+            with contextlib.suppress(TargetError):
+                address = str((await resolve(target, self.config.allowed_networks))[0])
+        return self._started_answer(call.language, monitor.ticket, target, address)
 
     async def _stop(self, call: ActionCall, number: int, text: str) -> Answer:
         target: str | None = None
@@ -481,9 +562,17 @@ class Connectivity(Plugin):
             except TargetError as error:
                 raise self._target_refusal(call.language, error, text) from None
         async with self.ctx.connection() as conn:
-            stopped = await store.stop(
-                conn, ticket=number, target=target, reason="operator", now=self.ctx.clock.now()
-            )
+            # A request delivered again after it stopped its targets answers as it did then.
+            stopped = await store.stopped_by(conn, call.key) if call.key is not None else []
+            if not stopped:
+                stopped = await store.stop(
+                    conn,
+                    ticket=number,
+                    target=target,
+                    reason="operator",
+                    now=self.ctx.clock.now(),
+                    key=call.key,
+                )
         if not stopped:
             ref = self._ref(number)
             raise ActionRefused(
@@ -546,6 +635,11 @@ class Connectivity(Plugin):
     async def graph(self, call: ActionCall) -> Answer:
         """`!graph suport#N [TARGET] [3h|24h|7d]`: the PNG into the ticket's thread."""
         ticket = await self._ticket(call.ticket)
+        if call.key is not None:  # a request delivered again: posted already, answered so
+            async with self.ctx.reading() as reader:
+                posted = await store.graph_request(reader.conn, call.key)
+            if posted is not None:
+                return self._graph_answer(call.language, *posted)
         words = str(call.args.get("target") or "").split()
         period = DEFAULT_PERIOD
         if words and words[-1].lower() in PERIODS:
@@ -598,10 +692,24 @@ class Connectivity(Plugin):
             mimetype="image/png",
             width=width,
             height=height,
+            # Queued once per request: delivered again before the record below, it is not
+            # queued again.
+            key=f"connectivity:graph:{call.key}" if call.key is not None else None,
         )
+        if call.key is not None:
+            # Recorded after the post (queued in its own transaction): a delivery again after
+            # this answer renders nothing.
+            async with self.ctx.connection() as conn:
+                await store.record_graph_request(
+                    conn, call.key, ticket=ticket.number, period=period, now=now
+                )
+        return self._graph_answer(call.language, ticket.number, period)
+
+    def _graph_answer(self, language: str, number: int, period: str) -> Answer:
+        """The answer to a `!graph` that posted the graph of ticket `number`."""
         body = self.ctx.say(
-            call.language, "The graph of {ref} ({period}) is in its thread.",
-            ref=self._ref(ticket.number), period=period,
+            language, "The graph of {ref} ({period}) is in its thread.",
+            ref=self._ref(number), period=period,
         )
         return Answer(body, str(escape(body)))
 
@@ -635,6 +743,10 @@ class Connectivity(Plugin):
             return
         language = self.ctx.settings.language
         loss = _percent(stored.loss)
+        # The scheduler records the change after this returns: a crash in between finds it
+        # again at the next round, whose note the key keeps from being queued twice.
+        async with self.ctx.reading() as reader:
+            key = await store.alert_key(reader.conn, monitor.id, change)
         if monitor.reference:
             text = (
                 self.ctx.say(
@@ -651,7 +763,7 @@ class Connectivity(Plugin):
                     target=monitor.target,
                 )
             )
-            await self.ctx.post_to_room(None, text)
+            await self.ctx.post_to_room(None, text, key=key)
             return
         assert monitor.ticket is not None
         if change == "recovered":
@@ -663,7 +775,7 @@ class Connectivity(Plugin):
             )
         else:
             text = await self.alert_text(monitor, stored, language)
-        await self.ctx.post_to_thread(monitor.ticket, text)
+        await self.ctx.post_to_thread(monitor.ticket, text, key=key)
 
     async def alert_text(self, monitor: Monitor, stored: StoredRound, language: str) -> str:
         """The loss note, saying whether the reference targets were fine in the same period."""
@@ -726,10 +838,13 @@ class Connectivity(Plugin):
                 self.ctx.say(language, "Probing stopped: {ref} is closed. Summary:", ref=ref)
             ]
             words = self.ctx.translator(language)
-            async with self.ctx.connection() as conn:
+            # A read (no write transaction held) summed by the database; months of rounds
+            # are decoded off the event loop (store.summary).
+            async with self.ctx.reading() as reader:
                 for monitor in stopped:
-                    rounds = await store.rounds_between(conn, monitor.id, monitor.started_at)
-                    count, loss, median = summary_of(rounds)
+                    count, loss, median = await store.summary(
+                        reader.conn, monitor.id, monitor.started_at
+                    )
                     lines.append(
                         _fill(
                             words.ngettext(
@@ -781,27 +896,19 @@ class Connectivity(Plugin):
         """A ticket's monitors and their rounds (nothing is kept about a person's address)."""
         if subject.ticket is None:
             return None
-        async with self.ctx.connection() as conn:
-            monitors = await store.ticket_monitors(conn, subject.ticket)
+        # One read snapshot; the rounds are decoded off the event loop (store.round_dicts).
+        async with self.ctx.reading() as reader:
+            monitors = await store.ticket_monitors(reader.conn, subject.ticket)
             result = []
             for monitor in monitors:
-                rounds = await store.rounds_between(conn, monitor.id, monitor.started_at)
+                rounds = await store.round_dicts(reader.conn, monitor.id, monitor.started_at)
                 result.append(
                     {
                         "target": monitor.target,
                         "started_by": monitor.started_by,
                         "started_at": monitor.started_at.isoformat(),
                         "stopped_at": monitor.stopped_at.isoformat() if monitor.stopped_at else None,
-                        "rounds": [
-                            {
-                                "at": r.at.isoformat(),
-                                "sent": r.sent,
-                                "received": r.received,
-                                "rtts": list(r.rtts),
-                                "error": r.error,
-                            }
-                            for r in rounds
-                        ],
+                        "rounds": rounds,
                     }
                 )
         return {"monitors": result} if result else None

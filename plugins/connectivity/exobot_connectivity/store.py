@@ -8,8 +8,10 @@ all the time. Each round is one burst of pings: sent, received, the sorted RTTs 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,15 +46,33 @@ monitors = sa.Table(
     sa.Column("stopped_at", UtcDateTime(), nullable=True),
     sa.Column("stop_reason", sa.String(20), nullable=True),
     sa.Column("last_round_at", UtcDateTime(), nullable=True),
-    # One running monitor per target and ticket, even with two operators at once.
-    sa.Index(
-        "uq_connectivity_monitors_running",
-        "ticket",
-        "target",
-        unique=True,
-        sqlite_where=sa.text("stopped_at IS NULL"),
-        postgresql_where=sa.text("stopped_at IS NULL"),
-    ),
+    # The idempotency keys of the requests that started and stopped it (ActionCall.key).
+    sa.Column("request_key", sa.String, nullable=True),
+    sa.Column("stop_key", sa.String, nullable=True),
+    sa.Index("ux_connectivity_monitors_request_key", "request_key", unique=True),
+    sa.Index("ix_connectivity_monitors_stop_key", "stop_key"),
+)
+
+# One running monitor per target and ticket, even with two operators (or two instances
+# starting their reference targets) at once: the reference targets' NULL ticket counts as 0,
+# since NULLs are distinct in a unique index.
+sa.Index(
+    "uq_connectivity_monitors_running_target",
+    sa.func.coalesce(monitors.c.ticket, 0),
+    monitors.c.target,
+    unique=True,
+    sqlite_where=sa.text("stopped_at IS NULL"),
+    postgresql_where=sa.text("stopped_at IS NULL"),
+)
+
+#: The `!graph` requests that posted a graph, by idempotency key (a replay posts nothing).
+graph_requests = sa.Table(
+    "connectivity_graph_requests",
+    metadata,
+    sa.Column("request_key", sa.String, primary_key=True),
+    sa.Column("ticket", sa.Integer, nullable=False),
+    sa.Column("period", sa.String(8), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
 )
 
 rounds = sa.Table(
@@ -197,9 +217,11 @@ async def start(
     now: datetime,
     per_ticket: int = PER_TICKET_LIMIT,
     total: int = TOTAL_LIMIT,
+    key: str | None = None,
 ) -> Monitor:
     """Start probing `target` for `ticket` (None: a reference target, outside the limits).
-    Refused when the same target already runs for this ticket, or a limit is reached."""
+    Refused when the same target already runs for this ticket, or a limit is reached; also
+    "duplicate" when `key` (the request's idempotency key) already started a monitor."""
     running_same = sa.select(monitors.c.id).where(_running(ticket), monitors.c.target == target)
     if (await conn.execute(running_same)).first() is not None:
         raise Refused("duplicate")
@@ -217,11 +239,14 @@ async def start(
         "port": port,
         "started_by": by,
         "started_at": now,
+        "request_key": key,
     }
     try:
         async with conn.begin_nested():
             result = await conn.execute(sa.insert(monitors).values(**values))
-    except IntegrityError as error:  # another operator started it at the same moment
+    # Another operator (or instance, or the same request delivered again) started it at the
+    # same moment: the unique indexes are the last word.
+    except IntegrityError as error:
         raise Refused("duplicate") from error
     monitor_id = int(result.inserted_primary_key[0])
     return Monitor(monitor_id, ticket, target, kind, host, port, by, now, None, None, None)
@@ -234,9 +259,11 @@ async def stop(
     target: str | None,
     reason: str,
     now: datetime,
+    key: str | None = None,
 ) -> list[Monitor]:
     """Stop one running target of a ticket (or every one: `target` None); returns what was
-    stopped (empty: nothing was running)."""
+    stopped (empty: nothing was running). `key`, the request's idempotency key, is recorded
+    on what it stopped."""
     if reason not in STOP_REASONS:
         raise ValueError(f"unknown stop reason {reason!r}")
     where = _running(ticket)
@@ -248,7 +275,7 @@ async def stop(
         await conn.execute(
             sa.update(monitors)
             .where(monitors.c.id.in_(ids), monitors.c.stopped_at.is_(None))
-            .values(stopped_at=now, stop_reason=reason)
+            .values(stopped_at=now, stop_reason=reason, stop_key=key)
         )
     return [
         Monitor(**{**monitor.__dict__, "stopped_at": now, "stop_reason": reason})
@@ -299,6 +326,46 @@ async def get(conn: AsyncConnection, monitor_id: int) -> Monitor | None:
     """The monitor with this id, or None."""
     row = (await conn.execute(sa.select(monitors).where(monitors.c.id == monitor_id))).first()
     return _monitor(row) if row is not None else None
+
+
+async def started_by(conn: AsyncConnection, key: str) -> Monitor | None:
+    """The monitor that the request with idempotency key `key` started, or None."""
+    query = sa.select(monitors).where(monitors.c.request_key == key)
+    row = (await conn.execute(query)).first()
+    return _monitor(row) if row is not None else None
+
+
+async def stopped_by(conn: AsyncConnection, key: str) -> list[Monitor]:
+    """The monitors that the request with idempotency key `key` stopped, oldest first."""
+    query = (
+        sa.select(monitors)
+        .where(monitors.c.stop_key == key)
+        .order_by(monitors.c.started_at, monitors.c.id)
+    )
+    return [_monitor(row) for row in await conn.execute(query)]
+
+
+async def graph_request(conn: AsyncConnection, key: str) -> tuple[int, str] | None:
+    """The ticket and period of the graph that the request with idempotency key `key`
+    posted, or None."""
+    query = sa.select(graph_requests.c.ticket, graph_requests.c.period).where(
+        graph_requests.c.request_key == key
+    )
+    row = (await conn.execute(query)).first()
+    return (row.ticket, row.period) if row is not None else None
+
+
+async def record_graph_request(
+    conn: AsyncConnection, key: str, *, ticket: int, period: str, now: datetime
+) -> None:
+    """Record that the request with idempotency key `key` posted a graph (once: a second
+    record of the same key is a no-op)."""
+    values = {"request_key": key, "ticket": ticket, "period": period, "at": now}
+    try:
+        async with conn.begin_nested():
+            await conn.execute(sa.insert(graph_requests).values(**values))
+    except IntegrityError:  # the same request, delivered twice at once, got there first
+        pass
 
 
 def encode_rtts(rtts: Sequence[float]) -> str:
@@ -364,6 +431,71 @@ async def latest_round(conn: AsyncConnection, monitor_id: int) -> StoredRound | 
     return _round(row) if row is not None else None
 
 
+async def summary(
+    conn: AsyncConnection, monitor_id: int, since: datetime
+) -> tuple[int, float | None, float | None]:
+    """Rounds, overall lost share and median RTT (ms) of a monitor's rounds since `since`.
+    The counts are summed by the database; the RTTs, the only part that needs every row, are
+    decoded in a worker thread so that a long history does not hold the event loop."""
+    totals = sa.select(
+        sa.func.count(), sa.func.sum(rounds.c.sent), sa.func.sum(rounds.c.received)
+    ).where(rounds.c.monitor_id == monitor_id, rounds.c.at >= since)
+    count, sent, received = (await conn.execute(totals)).one()
+    rtts = sa.select(rounds.c.rtts).where(rounds.c.monitor_id == monitor_id, rounds.c.at >= since)
+    result = await conn.execute(rtts)
+    median = await asyncio.to_thread(_median_of_encoded, result)
+    loss = (sent - received) / sent if sent else None
+    return int(count), loss, median
+
+
+def _median_of_encoded(result: Any) -> float | None:
+    """The median of every RTT in the rows' JSON lists (None: no RTT at all), as
+    statistics.median of them all would give it. The RTTs are counted by value and only the
+    distinct values sorted: one sort of months of RTTs would hold the GIL, so the event loop,
+    for as long as it takes (RTTs are stored to 0.01 ms, so they repeat a lot)."""
+    counts: Counter[float] = Counter()
+    for (text,) in result:
+        counts.update(json.loads(text))
+    total = counts.total()
+    if not total:
+        return None
+    low_index, high_index = (total - 1) // 2, total // 2  # the middle one, or two
+    seen, low = 0, None
+    for value in sorted(counts):
+        seen += counts[value]
+        if low is None and seen > low_index:
+            low = value
+        if seen > high_index:
+            return value if total % 2 else (low + value) / 2
+    raise AssertionError("unreachable: the counts add up to total")
+
+
+async def round_dicts(conn: AsyncConnection, monitor_id: int, since: datetime) -> list[dict]:
+    """A monitor's rounds since `since`, oldest first, as plain dicts (the data export); the
+    rows are decoded in a worker thread so that a long history does not hold the event loop."""
+    query = (
+        sa.select(rounds.c.at, rounds.c.sent, rounds.c.received, rounds.c.rtts, rounds.c.error)
+        .where(rounds.c.monitor_id == monitor_id, rounds.c.at >= since)
+        .order_by(rounds.c.at, rounds.c.id)
+    )
+    result = await conn.execute(query)
+    return await asyncio.to_thread(_round_dicts, result)
+
+
+def _round_dicts(result: Any) -> list[dict]:
+    """The export's form of each row (the RTTs decoded, the time in ISO 8601)."""
+    return [
+        {
+            "at": row.at.isoformat(),
+            "sent": row.sent,
+            "received": row.received,
+            "rtts": json.loads(row.rtts),
+            "error": row.error,
+        }
+        for row in result
+    ]
+
+
 async def purge(conn: AsyncConnection, before: datetime) -> int:
     """Delete the rounds older than `before` (the retention); returns how many."""
     result = await conn.execute(sa.delete(rounds).where(rounds.c.at < before))
@@ -377,29 +509,83 @@ async def update_alert(
     lossy: bool,
     rounds_needed: int,
     now: datetime,
+    recover_rounds: int = 1,
+    loss_alert: float = 0.2,
 ) -> str | None:
-    """Count a round as lossy or not; returns "alert" when the monitor has just had
-    `rounds_needed` lossy rounds in a row, "recovered" on the first good round after an
-    alert, None otherwise (so one note each, never a flood)."""
+    """Count a round (already recorded) as lossy or not; returns "alert" when the monitor,
+    not in alert, has had `rounds_needed` lossy rounds in a row, "recovered" when, in alert,
+    its last `recover_rounds` rounds all lost at most `loss_alert`, None otherwise.
+
+    The alert state itself is not flipped here: the caller does it with `settle_alert` once
+    the note is queued, so a note that could not be queued is tried again on the next round
+    (the same change comes back) instead of being lost with the state already changed."""
     row = (await conn.execute(sa.select(alerts).where(alerts.c.monitor_id == monitor_id))).first()
     in_alert = bool(row.in_alert) if row is not None else False
     lossy_rounds = (row.lossy_rounds if row is not None else 0) + 1 if lossy else 0
     change: str | None = None
     if lossy and not in_alert and lossy_rounds >= rounds_needed:
-        in_alert, change = True, "alert"
-    elif not lossy and in_alert:
-        in_alert, change = False, "recovered"
-    values = {"in_alert": in_alert, "lossy_rounds": lossy_rounds, "changed_at": now}
+        change = "alert"
+    elif (
+        not lossy
+        and in_alert
+        and await _good_streak(conn, monitor_id, recover_rounds, loss_alert)
+    ):
+        change = "recovered"
     if row is None:
+        values = {"in_alert": False, "lossy_rounds": lossy_rounds, "changed_at": now}
         await conn.execute(sa.insert(alerts).values(monitor_id=monitor_id, **values))
-    else:
+    else:  # changed_at stays the last settled change's: see alert_key
         await conn.execute(
-            sa.update(alerts).where(alerts.c.monitor_id == monitor_id).values(**values)
+            sa.update(alerts)
+            .where(alerts.c.monitor_id == monitor_id)
+            .values(lossy_rounds=lossy_rounds)
         )
     return change
+
+
+async def _good_streak(
+    conn: AsyncConnection, monitor_id: int, count: int, loss_alert: float
+) -> bool:
+    """Whether the monitor's last `count` rounds all lost at most `loss_alert` (read back from
+    the rounds, so a link that flaps between lossy and good rounds stays in alert)."""
+    query = (
+        sa.select(rounds.c.sent, rounds.c.received)
+        .where(rounds.c.monitor_id == monitor_id)
+        .order_by(rounds.c.at.desc(), rounds.c.id.desc())
+        .limit(count)
+    )
+    latest = (await conn.execute(query)).all()
+    losses = [1.0 - row.received / row.sent if row.sent else 1.0 for row in latest]
+    return len(losses) >= count and all(loss <= loss_alert for loss in losses)
+
+
+async def settle_alert(
+    conn: AsyncConnection, monitor_id: int, change: str, *, now: datetime
+) -> None:
+    """Record the alert change `update_alert` returned ("alert": in alert; "recovered": not),
+    once its note is queued."""
+    values = {"in_alert": change == "alert", "changed_at": now}
+    await conn.execute(sa.update(alerts).where(alerts.c.monitor_id == monitor_id).values(**values))
+
+
+async def alert_key(conn: AsyncConnection, monitor_id: int, change: str) -> str:
+    """The key of the note of `change` that update_alert just returned: the same until the
+    change is settled (a round that finds it again, after its note was queued but not
+    settled, posts nothing more), another for each later change."""
+    query = sa.select(alerts.c.changed_at).where(alerts.c.monitor_id == monitor_id)
+    since = (await conn.execute(query)).scalar_one()
+    return f"connectivity:{change}:{monitor_id}:{since.isoformat()}"
 
 
 async def in_alert(conn: AsyncConnection, monitor_id: int) -> bool:
     """Whether the monitor is in alert (lost packets for enough rounds, not yet recovered)."""
     query = sa.select(alerts.c.in_alert).where(alerts.c.monitor_id == monitor_id)
     return bool((await conn.execute(query)).scalar())
+
+
+async def still_running(conn: AsyncConnection, monitor_id: int) -> bool:
+    """Whether the monitor is not stopped, read under a row lock (PostgreSQL; SQLite has one
+    writer): a stop waits for the round's transaction, or the round sees the stop."""
+    query = sa.select(monitors.c.stopped_at).where(monitors.c.id == monitor_id).with_for_update()
+    row = (await conn.execute(query)).first()
+    return row is not None and row.stopped_at is None

@@ -187,7 +187,9 @@ def register_web(
         if not monitors:
             raise HTTPException(404, "this ticket has no connectivity monitor")
         series = await read(number, None, ctx.clock.now() - PERIODS[DEFAULT_PERIOD])
-        figures = {s.name: latest_figures(s.points) for s in series}
+        # The ticket's own series only: a reference target may have the same name as one of
+        # the ticket's targets, and its figures are not the ticket's.
+        figures = {s.name: latest_figures(s.points) for s in series if not s.reference}
         running = {m.target for m in monitors if m.running}
         targets = []
         for name in dict.fromkeys(m.target for m in monitors):
@@ -196,7 +198,7 @@ def register_web(
         for s in series:
             if s.reference:
                 targets.append({"target": s.name, "running": True, "reference": True,
-                                **_json_figures(figures[s.name])})
+                                **_json_figures(latest_figures(s.points))})
         return {"ticket": number, "running": bool(running), "targets": targets}
 
     async def panel(ticket: Any, language: str) -> Panel | None:

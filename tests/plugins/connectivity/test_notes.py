@@ -34,14 +34,16 @@ MEMBER = "192.0.2.10"
 
 class Ctx:
     """What the notes use of a PluginContext: the database, the clock, the words, and the
-    two posting methods (recorded instead of queued)."""
+    two posting methods (recorded instead of queued, once per key as the outbox does)."""
 
     def __init__(self, repository: SqlRepository, clock: FakeClock) -> None:
         self.connection = repository.connection
+        self.reading = repository.reading
         self.clock = clock
         self.settings = ServiceSettings(language="en")
         self.threads: list[tuple[int, str]] = []
         self.rooms: list[tuple[str | None, str]] = []
+        self.keys: set[str] = set()  # the keys of the posts queued
 
     def say(self, language: str, msgid: str, **params: object) -> str:
         return i18n.say(language, msgid, domain="connectivity", **params)
@@ -49,12 +51,28 @@ class Ctx:
     def translator(self, language: str) -> i18n.Translator:
         return i18n.translator(language, "connectivity")
 
-    async def post_to_thread(self, ticket: int, body: str, **image: object) -> None:
-        assert not image
-        self.threads.append((ticket, body))
+    def _first(self, key: str | None) -> bool:
+        """Whether a post with this key is queued (PluginContext's: once per key)."""
+        if key in self.keys:
+            return False
+        if key is not None:
+            self.keys.add(key)
+        return True
 
-    async def post_to_room(self, queue: str | None, body: str) -> None:
+    async def post_to_thread(
+        self, ticket: int, body: str, *, key: str | None = None, **image: object
+    ) -> bool:
+        assert not image
+        if not self._first(key):
+            return False
+        self.threads.append((ticket, body))
+        return True
+
+    async def post_to_room(self, queue: str | None, body: str, *, key: str | None = None) -> bool:
+        if not self._first(key):
+            return False
         self.rooms.append((queue, body))
+        return True
 
 
 @pytest.fixture

@@ -57,10 +57,10 @@ def test_defaults_and_good_settings():
     )
     config = ConnectivityConfig.model_validate(
         {"reference_targets": ["[2001:db8::1]", "GW.example.org  tcp:443"],
-         "allowed_networks": ["10.1.2.3/8"]}
+         "allowed_networks": ["10.1.2.3/8", "2001:db8::1/32"]}
     )
     assert config.reference_targets == ["2001:db8::1", "gw.example.org tcp:443"]
-    assert config.allowed_networks == ["10.0.0.0/8"]
+    assert config.allowed_networks == ["10.0.0.0/8", "2001:db8::/32"]
 
 
 @pytest.mark.parametrize(

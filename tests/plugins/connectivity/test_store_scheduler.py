@@ -278,6 +278,10 @@ async def test_a_failing_probe_is_a_lost_round_and_alerts_once(repository, clock
     ]
     prober.loss.clear()
     await tick(scheduler)
+    # Recovered after recover_rounds (2) good rounds in a row, not at the first.
+    assert [c for c in changes if c[0] == "192.0.2.10"][-1] == ("192.0.2.10", 0.0, None)
+    clock.advance(STEP)
+    await tick(scheduler)
     # The two rounds of a tick finish in any order.
     assert [c for c in changes if c[0] == "192.0.2.10"][-1] == ("192.0.2.10", 0.0, "recovered")
     async with repository.connection() as conn:
