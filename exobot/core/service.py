@@ -1230,7 +1230,7 @@ class _Step:
             "requestor": ticket.requestor,
             "message_id": message_id,
             "in_reply_to": in_reply_to,
-            "references": chain[-MAX_REFERENCES:],
+            "references": self._references(chain, in_reply_to),
             "auto_submitted": auto,
             # The requestor's name from their latest mail, when fit to greet them with.
             "name": greeting_name(named if isinstance(named, str) else None),
@@ -1256,6 +1256,27 @@ class _Step:
         )
         self.pending.append(OutboxQueued("mail"))
         return outbox_id
+
+    @staticmethod
+    def _references(chain: list[str], parent: str | None) -> list[str]:
+        """The References of a mail answering `parent`, from the ticket's ids oldest first:
+        the ids up to the parent, in the order the mails came and went, ending with it.
+
+        Clients that thread by References (Thunderbird, mutt) take its order as ancestry
+        (RFC 5322 §3.6.4: the parent's References, then the parent): our own mails sent after
+        the parent are no ancestors of it, and listed before it would show the member's mail
+        as a reply to ours. A member answering us still threads back: In-Reply-To and the end
+        of their References carry the Message-ID of the mail they answer. Capped as RFC 5537
+        §3.4.4 trims: the root, then the latest ids."""
+        ids = list(dict.fromkeys(chain))
+        if parent is not None:
+            if parent in ids:
+                ids = ids[: ids.index(parent) + 1]
+            else:
+                ids.append(parent)  # not among the ticket's ids: where it was is unknown
+        if len(ids) > MAX_REFERENCES:
+            ids = [ids[0], *ids[-(MAX_REFERENCES - 1) :]]
+        return ids
 
     async def mark_inbound(self, mail: IncomingMail, ticket: Ticket) -> None:
         if mail.inbound_id is not None:

@@ -108,10 +108,11 @@ def build_message(
 
     The subject is ``[<subject_tag>] <title>`` unless the title already carries the tag (just
     the title without a tag: a notice about no ticket).
-    References is ``references`` followed by ``in_reply_to``, deduplicated and capped to the
-    last ``MAX_REFERENCES`` ids. Every user-provided value is either sanitised with
-    :func:`header_safe` (names, title) or validated (addresses, ids, tokens); invalid values
-    raise ValueError, so no header can ever gain a CR or LF.
+    References is ``references`` (oldest first) up to ``in_reply_to``, then ``in_reply_to``,
+    deduplicated and capped to ``MAX_REFERENCES`` ids: the first, then the last ones. Every
+    user-provided value is either sanitised with :func:`header_safe` (names, title) or
+    validated (addresses, ids, tokens); invalid values raise ValueError, so no header can
+    ever gain a CR or LF.
     """
     if not to:
         raise ValueError("at least one recipient is required")
@@ -250,16 +251,25 @@ def _subject(tag: str, title: str) -> str:
 
 
 def _reference_chain(references: Iterable[str], in_reply_to: str | None) -> list[str]:
-    """References followed by the parent id, without duplicates, keeping the most recent ids."""
+    """References (oldest first) up to the parent, then the parent, without duplicates;
+    capped to the root and the most recent ids."""
     chain: list[str] = []
+    ancestors = True
     for ref in references:
-        if ref != in_reply_to and ref not in chain:
-            chain.append(_check_msgid(ref, _FOREIGN_MSGID_RE))
-    # The parent goes last even if it also appeared earlier: it is the id that must survive
-    # the cap, and clients rely on the last entry being the direct parent.
+        ref = _check_msgid(ref, _FOREIGN_MSGID_RE)
+        # Ids listed after the parent (a later mail of the ticket, in a payload queued by an
+        # older version) are no ancestors of it: clients read the order as ancestry, and
+        # would show the parent as a reply to them.
+        ancestors = ancestors and ref != in_reply_to
+        if ancestors and ref not in chain:
+            chain.append(ref)
+    # The parent goes last: clients rely on the last entry being the direct parent.
     if in_reply_to is not None:
         chain.append(in_reply_to)
-    return chain[-MAX_REFERENCES:]
+    if len(chain) > MAX_REFERENCES:
+        # Trim the middle, as RFC 5537 §3.4.4 does: the root, then the nearest ancestors.
+        chain = [chain[0], *chain[-(MAX_REFERENCES - 1) :]]
+    return chain
 
 
 # --- Serialisation ---------------------------------------------------------------------------

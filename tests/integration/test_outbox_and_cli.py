@@ -47,7 +47,9 @@ async def test_reply_queued_while_smtp_is_down_is_delivered_once(bot, stack):
     assert reply["Auto-Submitted"] is None
     member_id = bot.scalar("SELECT message_id FROM mail_messages WHERE direction = 'in'")
     assert reply["In-Reply-To"] == member_id  # it answers the member's mail
-    assert mails[0]["Message-ID"] in reply["References"]
+    # Only what came before the parent: our ack, sent after it, is no ancestor of it.
+    assert reply["References"].split() == [member_id]
+    assert mails[0]["Message-ID"] not in reply["References"]
     assert bot.scalar("SELECT state FROM outbox WHERE template = 'reply'") == "sent"
     assert bot.scalar("SELECT status FROM tickets WHERE id = 1") == "open"
 

@@ -325,18 +325,19 @@ def test_other_ticket_tag_in_title_still_gets_ours():
 
 def test_references_chain_is_deduplicated_and_ends_with_parent():
     _, parsed = roundtrip(
-        make(references=["<a@x>", "<b@x>", "<a@x>", "<c@x>"], in_reply_to="<b@x>")
+        make(references=["<a@x>", "<c@x>", "<a@x>", "<b@x>", "<d@x>"], in_reply_to="<b@x>")
     )
     assert parsed["In-Reply-To"] == "<b@x>"
+    # <d@x> came after the parent: no ancestor of it, so not listed before it.
     assert parsed["References"].split() == ["<a@x>", "<c@x>", "<b@x>"]
 
 
-def test_references_chain_is_capped_to_the_most_recent():
+def test_references_chain_is_capped_to_the_root_and_the_most_recent():
     references = [f"<{i}@x>" for i in range(30)]
     _, parsed = roundtrip(make(references=references, in_reply_to="<parent@x>"))
     chain = parsed["References"].split()
     assert len(chain) == MAX_REFERENCES
-    assert chain == references[-(MAX_REFERENCES - 1) :] + ["<parent@x>"]
+    assert chain == [references[0], *references[-(MAX_REFERENCES - 2) :], "<parent@x>"]
 
 
 def test_no_threading_headers_for_a_new_thread():
