@@ -203,6 +203,7 @@ class App:
             language=cfg.language,
             trusted_authserv_id=cfg.mail.trusted_authserv_id,
             new_tickets_per_sender_per_hour=cfg.mail.new_tickets_per_sender_per_hour,
+            form_senders=frozenset(address.lower() for address in cfg.mail.form_senders),
             mask=cfg.privacy.mask,
             legacy_tags=tuple(cfg.tickets.legacy_tags),
         )

@@ -506,6 +506,10 @@ class MailConfig(ConfigSection):
     smtp: SmtpConfig
     hmac_secret: SecretStr | None = None
     ack_limit_per_day: int = Field(5, ge=0)
+    # Addresses that send mail on behalf of members, naming them in Reply-To (a web form):
+    # their mails are counted per member, not per this From, by the hourly limit of new
+    # tickets and the daily cap of acknowledgements.
+    form_senders: list[EmailAddress] = Field(default_factory=list)
     # Per language, the acknowledgement's sentence saying when a first answer can be
     # expected, replacing the default (catalog) one.
     first_answer: dict[Language, str] = Field(default_factory=dict)

@@ -184,6 +184,20 @@ _SENDER_COUNTS = select(
     _openings_count("openings_since").scalar_subquery(),
     _acks_count("acks_since", _among(O.c.template, ACK_TEMPLATES)).scalar_subquery(),
 )
+# Acknowledgements on the tickets a sender opened by mail (their creation's actor is its From)
+# since `since`, wherever they were sent: an acknowledgement is queued with its ticket.
+_ACKS_FROM_SINCE = (
+    select(func.count())
+    .select_from(E.join(O, O.c.ticket_id == E.c.ticket_id))
+    .where(
+        E.c.actor == bindparam("address"),
+        E.c.created_at >= bindparam("since"),
+        E.c.kind == EntryKind.CREATED.value,
+        _among(O.c.template, ACK_TEMPLATES),
+        O.c.created_at >= bindparam("since"),
+    )
+)
+
 TITLE_ENTRY = 0  # search_index row holding a ticket's title
 # On SQLite a search_index row's rowid is (ticket << 32) + entry id (see search_rowid), so the
 # FTS index alone yields the matching tickets: reading its stored ticket_id column instead costs
@@ -484,6 +498,12 @@ class SqlReader:
         since `since`."""
         params = {"templates": list(templates), "address": address, "since": since}
         return (await self.conn.execute(_ACKS_SINCE, params)).scalar_one()
+
+    async def acks_from_since(self, address: str, since: datetime) -> int:
+        """How many acknowledgements (and notices counted with them) were queued since `since`
+        on tickets opened by mail from `address` (its From), to whatever address."""
+        params = {"address": address, "since": since}
+        return (await self.conn.execute(_ACKS_FROM_SINCE, params)).scalar_one()
 
     async def sender_counts(
         self, address: str, openings_since: datetime, acks_since: datetime

@@ -126,13 +126,18 @@ class Attachment:
 
 @dataclass(frozen=True)
 class BounceInfo:
-    """What a delivery status notification (RFC 3464) tells about the mail that bounced."""
+    """What a delivery status notification (RFC 3464) tells about the mail that bounced.
+
+    A mail system's bounce in no report format (qmail's "failure notice", plain text from
+    MAILER-DAEMON) only quotes the bounced mail: `quoted_ids` holds the ids of our signed form
+    found in it, for the rules to verify (the parser has no key)."""
 
     original_message_id: str | None
     recipients: tuple[str, ...]
     status: str | None
     action: str | None
     diagnostic: str | None
+    quoted_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -1322,6 +1327,48 @@ def _bounce(walk: _Walk) -> BounceInfo | None:
     )
 
 
+# Local parts (with "-", "_", "." and any "+tag" left out) of the mail systems' own senders.
+DAEMON_SENDERS = ("mailerdaemon", "postmaster")
+# A bounce in no report format is searched for our ids in this much of its text at most, and
+# in the headers of at most this many attached messages; at most MAX_QUOTED_IDS are kept.
+MAX_BOUNCE_SCAN = 64 * 1024
+MAX_BOUNCE_ATTACHMENTS = 10
+MAX_QUOTED_IDS = 10
+# Our signed Message-ID (exobot.mail.msgid), unanchored and bounded: every repetition is
+# limited and the domain stops at "<", so a scan is linear in the text.
+_OUR_ID = re.compile(r"<exobot\.\d{1,12}\.[0-9a-f]{16}\.[0-9a-f]{16}@[^<>@\s]{1,255}>")
+
+
+def sender_local_part(address: str) -> str:
+    """The local part of `address` lowercased, without "+tag", "-", "_" and "."."""
+    local = address.partition("@")[0].partition("+")[0]
+    return local.replace("-", "").replace("_", "").replace(".", "").lower()
+
+
+def is_daemon(address: str) -> bool:
+    """Whether `address` is a mail system's own (mailer-daemon@, postmaster@)."""
+    return bool(address) and sender_local_part(address) in DAEMON_SENDERS
+
+
+def _plain_bounce(sender: str, walk: _Walk, text: str) -> BounceInfo | None:
+    """BounceInfo for a mail system's mail in no report format (None for anyone else's, or
+    when it has a report part): the ids of our form in the Message-ID of attached messages and
+    in the first MAX_BOUNCE_SCAN characters of its text. Without any, the rules drop it."""
+    if walk.reports or not is_daemon(sender):
+        return None
+    found: list[str] = []
+    for part in walk.attachments[:MAX_BOUNCE_ATTACHMENTS]:
+        inner = _embedded(part) if _is_message_like(part, _content_type(part)) else None
+        values = _raw_values(inner, "message-id") if inner is not None else []
+        found += _OUR_ID.findall(_header_text(values[0][:1000])) if values else []
+    for match in _OUR_ID.finditer(text, 0, MAX_BOUNCE_SCAN):
+        if len(found) >= MAX_QUOTED_IDS:
+            break
+        found.append(match.group(0))
+    ids = tuple(dict.fromkeys(found))[:MAX_QUOTED_IDS]
+    return BounceInfo(None, (), None, None, None, quoted_ids=ids)
+
+
 # ------------------------------------------------------------------------------- parsing
 
 
@@ -1450,6 +1497,6 @@ def _parsed(message: Message, defects: list[str]) -> ParsedMail:
         body_truncated=cut or body.truncated,
         attachments=tuple(attachments),
         is_report=bool(walk.reports),
-        bounce=_bounce(walk),
+        bounce=_bounce(walk) or _plain_bounce(sender[1] if sender else "", walk, text),
         defects=tuple(dict.fromkeys(defects + walk.defects)),
     )

@@ -82,6 +82,7 @@ class MailSettings:
     language: str = "ca"  # of notices that belong to no ticket (the too-big notice)
     mask: bool = True  # privacy.mask: store mail text with sensitive values masked
     legacy_tags: tuple[str, ...] = ()  # tickets.legacy_tags
+    form_senders: frozenset[str] = frozenset()  # mail.form_senders, lower case
 
 
 class ViewContext:
@@ -98,6 +99,7 @@ class ViewContext:
         self.trusted_authserv_id = settings.trusted_authserv_id
         self.new_tickets_per_sender_per_hour = settings.new_tickets_per_sender_per_hour
         self.legacy_tags = settings.legacy_tags
+        self.form_senders = settings.form_senders
         self._acks: dict[str, int] = {}  # acks_today's answers fetched along (see below)
 
     async def ticket_for_message(self, message_id: str) -> int | None:
@@ -121,6 +123,10 @@ class ViewContext:
         if address in self._acks:
             return self._acks[address]
         return await self.view.acks_since(address, self.now - timedelta(days=1))
+
+    async def acks_today_from(self, address: str) -> int:
+        """Acknowledgements queued in the last 24 hours on tickets `address` opened by mail."""
+        return await self.view.acks_from_since(address, self.now - timedelta(days=1))
 
     async def openings_last_hour(self, address: str) -> int:
         """New tickets and unverified mails from `address` in the last hour."""

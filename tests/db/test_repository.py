@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -437,6 +438,24 @@ async def test_acks_since(service, repo):
     assert await acks_since(repo, NEIGHBOUR, before) == 1
     assert await acks_since(repo, "silenci@example.net", before) == 0
     assert await acks_since(repo, MEMBER, after) == 0
+
+
+async def test_acks_from_a_sender_whatever_the_reply_to(service, repo):
+    """The acknowledgements on the tickets one From opened, to whichever Reply-To they went
+    (another helpdesk answering from reply+<id>@), not those of other senders' tickets."""
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    helpdesk = "support@helpdesk.example.com"
+    for n in range(3):
+        mail = replace(incoming(helpdesk), requestor=f"reply+{n}@helpdesk.example.com")
+        await receive(service, mail)
+    await receive(service, sender=NEIGHBOUR)
+    after = datetime.now(UTC) + timedelta(seconds=1)
+
+    async with repo.reading() as view:
+        assert await view.acks_from_since(helpdesk, before) == 3
+        assert await view.acks_from_since(NEIGHBOUR, before) == 1
+        assert await view.acks_from_since("reply+0@helpdesk.example.com", before) == 0
+        assert await view.acks_from_since(helpdesk, after) == 0
 
 
 async def test_sender_counts_are_openings_and_acks_in_one_statement(service, repo):
