@@ -17,18 +17,23 @@ from typing import Any
 import sqlalchemy as sa
 
 from exobot.plugins import DataSubject, PluginContext
+from exobot.privacy.erase import address_pattern
 from exobot_procedures import store
 
 ACTOR = "exobot"
 
 
 def _pattern(address: str) -> re.Pattern[str]:
-    return re.compile(re.escape(address), re.IGNORECASE)
+    """`address` in a text, in any case, but not inside a longer address (erasing
+    ann@example.org must leave joann@example.org's records alone): the core's pattern."""
+    return address_pattern({address})
 
 
 def _like(address: str) -> str:
     """An ILIKE pattern (escape character `\\`) for text containing `address`: its `%`, `_`
-    and `\\` escaped, else `joan_garcia@…` would also select a text naming `joan.garcia@…`."""
+    and `\\` escaped, else `joan_garcia@…` would also select a text naming `joan.garcia@…`.
+    It also selects a text naming only a longer address (joann@… for ann@…): each row it
+    selects is checked with `_pattern` before it is changed."""
     escaped = address.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
@@ -147,7 +152,9 @@ async def erase(ctx: PluginContext, subject: DataSubject) -> int:
         for row in rows:
             values = _erased(row, ("member", "note", "asked_by", "processed_by"), pattern, erased)
             if not values:
-                continue  # the database's case folding matched text the regex does not
+                # ILIKE matched text the pattern does not: a longer address containing this
+                # one, or the database's case folding. Another person's record: left alone.
+                continue
             await conn.execute(sa.update(p).where(p.c.id == row.id).values(**values))
             await conn.execute(
                 sa.insert(e).values(
