@@ -64,11 +64,19 @@ ERRORS: dict[str, str] = {
     "unknown_command_suggestion": N_(
         "I don't know the command !{command}. Did you mean !{suggestion}? Type !help to see the commands."
     ),
+    # unknown_command for the help's stand-in for a command's name (`!ordre`), typed as is.
+    "unknown_command_placeholder": N_(
+        "Put a command's name in place of !{command}. Type !help all to see them all."
+    ),
     "missing_reference": N_(
         "!{command} needs a ticket reference (for example, {prefix}#3); inside a ticket's thread it can be left out."
     ),
     "bad_reference": N_(
         "“{text}” is not a valid ticket reference. Write it as {prefix}#310, {prefix} 310 or #310."
+    ),
+    # bad_reference of the prefix and a number with a wrong separator (`suport-3`).
+    "bad_reference_suggestion": N_(
+        "“{text}” is not a valid ticket reference. Did you mean {suggestion}?"
     ),
     "missing_argument": N_("!{command} is missing {argument}."),
     "bad_status": N_("I don't know the status “{word}”. Possible statuses: {known}."),
@@ -90,7 +98,7 @@ ERRORS: dict[str, str] = {
     "participants_unchanged": N_("The participants of {ticket} are already so: nothing to change."),
     "unexpected_argument": N_("!{command} takes nothing more, but got “{text}”."),
     "bad_list_argument": N_(
-        "“{word}” is not a !list filter: use a queue, statuses, mine, unowned or all."
+        "“{word}” is not a !list filter: use a queue, statuses ({statuses}), mine, unowned or all."
     ),
     "not_found": N_("There is no ticket {ticket}."),
     "not_operator": N_("Only the support team's operators can do this."),
@@ -833,6 +841,14 @@ class Wording:
         usage = self.usage(spec)
         return usage.split()[0].lstrip("!") if usage.strip() else spec.name
 
+    def _suggested_word(self, suggestion: str) -> str:
+        """A suggested command in this language's word when it is a canonical name
+        (`give` → `dona` in Catalan); a word of one language (`agafa`) stays as it is."""
+        spec = self.registry.find(suggestion)
+        if spec is None or spec.name != suggestion:
+            return suggestion
+        return self.command_word(spec)
+
     # -- errors and refusals ---------------------------------------------------------
 
     def error(self, code: str, params: Mapping[str, object]) -> Message:
@@ -867,6 +883,10 @@ class Wording:
             spec = None  # only a canonical name is translated (an alias was typed as is)
         if spec is not None and code != "unknown_command":
             values["command"] = self.command_word(spec)
+        if code == "unknown_command" and values.get("suggestion"):
+            values["suggestion"] = self._suggested_word(str(values["suggestion"]))
+        if code == "bad_list_argument":
+            values["statuses"] = ", ".join(self._status(status) for status in Status)
         if code == "missing_argument":
             # The parser names the missing argument by its declared label (a message id in
             # the action's domain); nothing else keeps a list of arguments.
@@ -880,8 +900,10 @@ class Wording:
                     self.language, "an argument ({argument})", argument=argument
                 )
         sentence = ERRORS.get(code)
-        if code == "unknown_command" and values.get("suggestion"):
-            sentence = ERRORS["unknown_command_suggestion"]
+        if code == "unknown_command" and (params or {}).get("placeholder"):
+            sentence = ERRORS["unknown_command_placeholder"]
+        elif values.get("suggestion") and f"{code}_suggestion" in ERRORS:
+            sentence = ERRORS[f"{code}_suggestion"]
         if sentence is None:
             return Message(*self._t("That could not be done ({code}).", code=code))
         b = _Builder()

@@ -76,18 +76,64 @@ class CommandError(Exception):
 
 _LIST_MINE = {"mine", "meus", "meves"}
 _LIST_UNOWNED = {"unowned", "lliures", "sense"}
-_LIST_ALL = {"all", "tots", "totes"}
+_LIST_ALL = {"all", "tot", "tots", "totes", "todo", "todos", "todas"}
+# `!list` filters statuses in the plural and feminine too, as people say it ("els oberts",
+# "las cerradas"), in Catalan and Spanish; `!status` takes the words of STATUS_WORDS alone.
+_LIST_STATUS_FORMS: dict[Status, tuple[str, ...]] = {
+    Status.NEW: ("nous", "nova", "noves", "nuevo", "nuevos", "nueva", "nuevas"),
+    Status.OPEN: ("oberts", "oberta", "obertes", "abierto", "abiertos", "abierta", "abiertas"),
+    Status.STALLED: (
+        *("aturats", "aturada", "aturades"),
+        *("parado", "parados", "parada", "paradas"),
+    ),
+    Status.RESOLVED: (
+        *("resolts", "resolta", "resoltes", "tancats", "tancada", "tancades", "closed"),
+        *("resuelto", "resueltos", "resuelta", "resueltas"),
+        *("cerrado", "cerrados", "cerrada", "cerradas"),
+    ),
+    Status.REJECTED: (
+        *("rebutjats", "rebutjada", "rebutjades"),
+        *("rechazado", "rechazados", "rechazada", "rechazadas"),
+    ),
+}
+_LIST_STATUS_WORDS: dict[str, Status] = {
+    **STATUS_WORDS,
+    **{word: status for status, words in _LIST_STATUS_FORMS.items() for word in words},
+}
 _KNOWN_STATUS_WORDS = ", ".join(STATUS_WORDS)
 
 _TOKEN = re.compile(r"\S+")
 _DIGITS = re.compile(r"[0-9]+")
 
 _TRAILING_PUNCTUATION = ".,;:"
+# Separators people put between the prefix and the number instead of `#` (`suport-3`).
+_WRONG_SEPARATORS = "-/_:."
 # `!help all` / `!ajuda tot`: the whole list instead of the short one.
 HELP_ALL = "all"
 _HELP_ALL_WORDS = {"all", "tot", "totes", "tots", "todo", "todos"}
 # How alike a mistyped word must be to a command word to be suggested (difflib's ratio).
 _SUGGEST_CUTOFF = 0.6
+# Words people reach for that spelling does not lead to the command they mean (or leads
+# astray: `done` is nearest to `dona`, which gives the ticket away), by canonical name.
+_SYNONYMS = {
+    "assign": "give",
+    "assigna": "give",
+    "assignar": "give",
+    "asigna": "give",
+    "asignar": "give",
+    "close": "resolve",
+    "cierra": "resolve",
+    "cerrar": "resolve",
+    "done": "resolve",
+    "buscar": "search",
+    "busca": "search",
+    "find": "search",
+    "unassign": "untake",
+    "desassigna": "untake",
+}
+# The help's stand-in for a command's name (`!ajuda ORDRE`): typed as is, it gets no
+# suggestion but a pointer to the whole list.
+_PLACEHOLDERS = frozenset({"ordre", "orden", "command", "comanda", "comando"})
 # The most addresses one `!cc` may name (the service refuses more, too).
 _MAX_CC_WORDS = 20
 # Kinds that read free text: a bare number opening them inside a thread is text, not a ticket.
@@ -127,6 +173,18 @@ def is_command(text: str) -> bool:
     return len(stripped) >= 2 and stripped[0] == COMMAND_PREFIX and stripped[1].isalpha()
 
 
+def close_spaced_command(text: str, registry: ActionRegistry | None = None) -> str:
+    """`! agafa …` as `!agafa …` when the word after the lone `!` is a command word; any
+    other text unchanged (`! ja està` and `!!!` stay text)."""
+    stripped = text.lstrip()
+    if stripped[:1] != COMMAND_PREFIX or not stripped[1:2].isspace():
+        return text
+    words = stripped[1:].split(maxsplit=1)
+    if not words or (registry or default_registry()).find(words[0]) is None:
+        return text
+    return COMMAND_PREFIX + stripped[1:].lstrip()
+
+
 def canonical_name(word: str, registry: ActionRegistry | None = None) -> str | None:
     """The canonical name of a command word or alias (without `!`), or None."""
     spec = (registry or default_registry()).find(word)
@@ -135,17 +193,30 @@ def canonical_name(word: str, registry: ActionRegistry | None = None) -> str | N
 
 def suggest_command(word: str, registry: ActionRegistry | None = None) -> str | None:
     """The command word (any language's) nearest to a mistyped one, or None when none is
-    alike enough: `!agaf` → `agafa`, `!resolv` → `resolve`."""
-    typed = unicodedata.normalize("NFC", word.strip().lstrip(COMMAND_PREFIX)).lower()
-    if not typed or len(typed) > _ECHO_LIMIT:
+    alike enough: `!agaf` → `agafa`, `!resolv` → `resolve`; a known synonym gives its
+    command's canonical name (`!assign` → `give`), the help's placeholder nothing."""
+    typed = _typed_word(word)
+    registry = registry or default_registry()
+    if not typed or len(typed) > _ECHO_LIMIT or typed in _PLACEHOLDERS:
         return None
-    words = [w for spec in (registry or default_registry()) for w in spec.all_words()]
+    meant = _SYNONYMS.get(typed)
+    if meant is not None and registry.find(meant) is not None:
+        return meant
+    words = [w for spec in registry for w in spec.all_words()]
     found = difflib.get_close_matches(typed, words, n=1, cutoff=_SUGGEST_CUTOFF)
     return found[0] if found else None
 
 
+def _typed_word(word: str) -> str:
+    """A typed command word as compared: without `!`, composed, lower-case."""
+    return unicodedata.normalize("NFC", word.strip().lstrip(COMMAND_PREFIX)).lower()
+
+
 def _unknown(word: str, registry: ActionRegistry) -> CommandError:
-    """The error for a word that names no command, with the nearest one when there is one."""
+    """The error for a word that names no command, with the nearest one when there is one;
+    the help's placeholder (`!ordre`) is pointed to the whole list instead."""
+    if _typed_word(word) in _PLACEHOLDERS:
+        return CommandError("unknown_command", command=_echo(word), placeholder=True)
     nearest = suggest_command(word, registry)
     if nearest is None:
         return CommandError("unknown_command", command=_echo(word))
@@ -250,17 +321,21 @@ def _take_reference(
     optional reference left out outside a thread gives None)."""
     first_line = rest.split("\n", 1)[0]
     tokens = list(_TOKEN.finditer(first_line))
-    # Inside a thread, a bare number opening free text is text ("!reply 2 routers are down").
-    bare_numbers = context_ticket is None or not free_text
+    # Inside a thread, a number opening free text is text, bare or after `#` ("!reply 2
+    # routers are down", "!reply #2 is the router's port"): only a reference naming the
+    # prefix (suport#2) picks another ticket there.
+    qualified_only = context_ticket is not None and free_text
     for count in range(min(len(tokens), _MAX_REFERENCE_WORDS), 0, -1):
         end = tokens[count - 1].end()
         candidate = rest[:end].rstrip(_TRAILING_PUNCTUATION)
         number = parse_reference(candidate, prefix)
         if number is None:
             continue
-        if _DIGITS.fullmatch(candidate.strip()) and not bare_numbers:
+        if qualified_only and _unqualified(candidate):
             break
         return number, rest[end:].strip()
+    if qualified_only and tokens and _unqualified(tokens[0].group()):
+        return context_ticket, rest  # text, even `#0`: not a failed reference
     if tokens and _attempted_reference(
         tokens[0].group(),
         prefix,
@@ -273,10 +348,22 @@ def _take_reference(
     return context_ticket, rest
 
 
+def _unqualified(text: str) -> bool:
+    """Whether a reference-like text opens with `#` or a digit instead of the prefix (`#2`,
+    `2`): inside a thread such a start of free text is text."""
+    first = text.strip()[:1]
+    return first == "#" or first.isdigit()
+
+
 def _attempted_reference(token: str, prefix: str, *, required: bool, free_text: bool) -> bool:
-    """Whether a word that did not parse as a reference was meant to be one."""
+    """Whether a word that did not parse as a reference was meant to be one. The prefix and
+    a number with another separator (`suport-3`) raises bad_reference with the right form:
+    a mistyped reference is asked about, never acted on, nor reported as missing."""
     word = token.lower().rstrip(_TRAILING_PUNCTUATION)
     lowered_prefix = prefix.lower()
+    right = _separator_typo(word, prefix)
+    if right is not None:
+        raise CommandError("bad_reference", text=_echo(token), suggestion=right)
     strict = required or not free_text  # free text in a thread: only unmistakable forms count
     if _DIGITS.fullmatch(word):
         return strict  # out of range, e.g. 0 or 13+ digits
@@ -289,6 +376,20 @@ def _attempted_reference(token: str, prefix: str, *, required: bool, free_text: 
     if strict:
         return "#" in word
     return word.startswith("#") and word[1:2].isdigit()
+
+
+def _separator_typo(word: str, prefix: str) -> str | None:
+    """The reference meant by the prefix and a number joined by a wrong separator
+    (`suport-3`, `suport/3`, `suport_3` → `suport#3`), or None; `word` is lower-case."""
+    lowered_prefix = prefix.lower()
+    if not lowered_prefix or not word.startswith(lowered_prefix):
+        return None
+    after = word[len(lowered_prefix) :]
+    separator, digits = after[:1], after[1:]
+    if not separator or separator not in _WRONG_SEPARATORS or not _DIGITS.fullmatch(digits):
+        return None
+    right = f"{prefix}#{digits}"
+    return right if parse_reference(right, prefix) is not None else None
 
 
 # --- one reader per kind ---------------------------------------------------------------------
@@ -429,7 +530,8 @@ def _read_topic(argument: Argument, rest: str, reading: _Reading, args: dict[str
 
 
 def _read_list(argument: Argument, rest: str, reading: _Reading, args: dict[str, Any]) -> str:
-    """`!list` filters, in any order: a queue, status words, mine/unowned, all."""
+    """`!list` filters, in any order: a queue, status words (`oberts`, `cerradas` too),
+    mine/unowned, all."""
     known_queues = {q.lower() for q in reading.queues}
     queue: str | None = None
     owner: str | None = None
@@ -445,8 +547,8 @@ def _read_list(argument: Argument, rest: str, reading: _Reading, args: dict[str,
             owner = "mine"
         elif word in _LIST_UNOWNED and owner in (None, "unowned"):
             owner = "unowned"
-        elif word in STATUS_WORDS:
-            status = parse_status(word)
+        elif word in _LIST_STATUS_WORDS:
+            status = _LIST_STATUS_WORDS[word]
             if status not in statuses:
                 statuses.append(status)
         else:

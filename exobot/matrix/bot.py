@@ -29,9 +29,18 @@ from exobot.core.actions import (
     run_handler,
 )
 from exobot.core.clock import Clock
-from exobot.core.commands import CommandError, ParsedCommand, Query, is_command, parse_command
+from exobot.core.commands import (
+    COMMAND_PREFIX,
+    CommandError,
+    ParsedCommand,
+    Query,
+    close_spaced_command,
+    is_command,
+    parse_command,
+)
 from exobot.core.flags import active_flags
-from exobot.core.intents import Comment, Origin
+from exobot.core.intents import Comment, Notify, Origin, Reply, SetStatus
+from exobot.core.languages import N_
 from exobot.core.model import Actor, EntryKind, Status
 from exobot.core.service import CHAT, AlreadyHandled, ServiceError, TicketService
 from exobot.core.text import unescape_html
@@ -39,6 +48,7 @@ from exobot.db import chat
 from exobot.db.engine import database_unavailable
 from exobot.db.repository import SqlRepository
 from exobot.db.state import get_state, set_state
+from exobot.i18n import say
 from exobot.matrix.client import MatrixClient
 from exobot.matrix.content import Where, message_content
 from exobot.matrix.names import DisplayNames
@@ -69,6 +79,14 @@ MAX_FORMATTED_CHARS = 64 * 1024
 # Join rules of rooms nobody enters uninvited: only such a queue room makes its members
 # operators (when matrix.operators is empty).
 CLOSED_JOIN_RULES = frozenset({"invite", "knock"})
+# Refusals of a command typed in one ticket's thread that would mail another ticket's member:
+# the volunteer reads that thread, and the member would get a mail meant for someone else.
+OTHER_THREAD_REPLY = N_(
+    "You are in the thread of {here}: to reply to {there}, do it in its thread or in the room."
+)
+OTHER_THREAD_RESOLVE = N_(
+    "You are in the thread of {here}: to resolve {there}, do it in its thread or in the room."
+)
 
 
 @dataclass(frozen=True)
@@ -336,20 +354,20 @@ class MatrixBot:
         typed = _message_text(event.body, content)
         if not self.is_operator(event.sender):
             # Checked before anything else is read: what a stranger writes costs no parsing.
-            if is_command(typed):
+            if is_command(close_spaced_command(typed, self.registry)):
                 await self._answer(key, origin, self.renderer.not_operator())
             return
-        command = is_command(typed)
+        command = self._command_text(room, typed, content)
         context = await self._thread_ticket(room.room_id, thread_root)
-        if not command and context is None:
+        if command is None and context is None:
             return  # conversation among volunteers
-        if not command:
+        if command is None:
             origin["plain"] = True
             await self._apply(event.sender, Comment(context, typed), key, origin)
             return
         try:
             parsed = parse_command(
-                typed,
+                command,
                 prefix=self.settings.prefix,
                 queues=self.settings.queues,
                 context_ticket=context,
@@ -364,9 +382,52 @@ class MatrixBot:
             return
         started = time.perf_counter()
         try:
-            await self._run(parsed, event.sender, key, origin)
+            await self._run(parsed, event.sender, key, origin, context)
         finally:
             self.on_command(parsed.name, time.perf_counter() - started)
+
+    def _command_text(self, room: nio.MatrixRoom, typed: str, content: dict) -> str | None:
+        """The command a message holds, or None: the text itself, or what follows a leading
+        mention of the bot (`exobot: !take`, as a client's pill writes it), with `! take`
+        read as `!take`. Anything else (`! ja està`, `exobot: thanks`) is no command and
+        stays as typed."""
+        text = close_spaced_command(typed, self.registry)
+        if is_command(text):
+            return text.strip()
+        if COMMAND_PREFIX not in typed:
+            return None  # no command anywhere: the formatted body is not read
+        after = self._after_bot_mention(room, typed, content)
+        text = close_spaced_command(after, self.registry) if after is not None else ""
+        return text.strip() if is_command(text) else None
+
+    def _after_bot_mention(self, room: nio.MatrixRoom, typed: str, content: dict) -> str | None:
+        """The text after a leading mention of the bot, or None when it opens with none: its
+        user id or a pill's label (a ':' or ',' after them optional), or its display name
+        followed by ':' or ','."""
+        bot = self.client.user_id
+        if not bot:
+            return None
+        formatted = content.get("formatted_body") or ""
+        labels = set()
+        if isinstance(formatted, str) and len(formatted) <= MAX_FORMATTED_CHARS:
+            labels = {
+                unescape_html(_TAG.sub("", label)).strip()
+                for user_id, label in pills(formatted)
+                if user_id == bot
+            }
+        member = room.users.get(bot)
+        names = {self.names.display_name(bot), getattr(member, "display_name", None) or ""}
+        mentions = [(bot, False), *((label, False) for label in labels)]
+        mentions += [(name, True) for name in names - labels]
+        for name, needs_separator in sorted(mentions, key=lambda m: len(m[0]), reverse=True):
+            if not name or typed[: len(name)].casefold() != name.casefold():
+                continue
+            after = typed[len(name) :]
+            if after.lstrip()[:1] in (":", ","):
+                return after.lstrip()[1:]
+            if not needs_separator and after[:1].isspace():
+                return after
+        return None
 
     def _warn_unknown_room(self, room_id: str) -> None:
         """Say once per start that a message in a room that is no known queue room is ignored
@@ -401,15 +462,22 @@ class MatrixBot:
             thread = await chat.thread_by_root(view.conn, room_id, thread_root)
         return thread.ticket if thread else None
 
-    async def _run(self, parsed: ParsedCommand, sender: str, key: str, origin: dict) -> None:
+    async def _run(
+        self,
+        parsed: ParsedCommand,
+        sender: str,
+        key: str,
+        origin: dict,
+        context: int | None = None,
+    ) -> None:
         """Carry out a parsed command by its declaration: the core's queries are answered
         here, an intent goes through the service, a handler runs and its result is applied
-        or posted."""
+        or posted. `context` is the ticket whose thread the command was typed in."""
         spec = parsed.spec
         if spec is not None and not self.may_use(spec, sender):
             await self._answer(key, origin, self.renderer.not_operator())
         elif spec is not None and spec.handler is not None:
-            await self._handle(spec, parsed, sender, key, origin)
+            await self._handle(spec, parsed, sender, key, origin, context)
         elif parsed.query is not None and parsed.query.name == "login":
             await self._login(sender, key, origin)
         elif parsed.query is not None:
@@ -419,10 +487,43 @@ class MatrixBot:
                 message = self.renderer.error(error.code, error.params)
             await self._answer(key, origin, message)
         elif parsed.intent is not None:
-            await self._apply(sender, parsed.intent, key, origin)
+            await self._apply_command(sender, parsed.intent, key, origin, context)
+
+    async def _apply_command(
+        self, sender: str, intent: object, key: str, origin: dict, context: int | None
+    ) -> None:
+        """Apply a command's intent, unless it would mail the member of another ticket than
+        the one whose thread it was typed in: that is refused, changing nothing."""
+        refusal = self._other_thread_mail(intent, context)
+        if refusal is not None:
+            await self._answer(key, origin, refusal)
+            return
+        await self._apply(sender, intent, key, origin)
+
+    def _other_thread_mail(self, intent: object, context: int | None) -> Message | None:
+        """The refusal of an intent typed in `context`'s thread that mails another ticket's
+        member (a reply, a notice, resolving it), else None."""
+        ticket = getattr(intent, "ticket", None)
+        if context is None or ticket is None or ticket == context:
+            return None
+        if isinstance(intent, (Reply, Notify)):
+            msgid = OTHER_THREAD_REPLY
+        elif isinstance(intent, SetStatus) and Status(intent.status) is Status.RESOLVED:
+            msgid = OTHER_THREAD_RESOLVE
+        else:
+            return None
+        reference = self.service.reference
+        text = say(self.renderer.language, msgid, here=reference(context), there=reference(ticket))
+        return Message(text, html.escape(text, quote=False))
 
     async def _handle(
-        self, spec: ActionSpec, parsed: ParsedCommand, sender: str, key: str, origin: dict
+        self,
+        spec: ActionSpec,
+        parsed: ParsedCommand,
+        sender: str,
+        key: str,
+        origin: dict,
+        context: int | None = None,
     ) -> None:
         """Run a handler action: an intent it gives back is applied like a built-in one (same
         key, same origin, same errors); an Answer is posted as the answer; a refusal is said;
@@ -460,7 +561,7 @@ class MatrixBot:
         if isinstance(result, Answer):
             await self._answer(key, origin, _message(result))
         else:
-            await self._apply(sender, result, key, origin)
+            await self._apply_command(sender, result, key, origin, context)
 
     async def _apply(self, sender: str, intent: object, key: str, origin: dict) -> None:
         try:

@@ -25,6 +25,7 @@ from exobot.core.flags import active_flags
 from exobot.core.intents import RecordDeliveryFailure
 from exobot.core.model import Actor, Entry, EntryKind, Status, Ticket
 from exobot.core.people import imported_system
+from exobot.core.references import format_reference
 from exobot.core.service import CHAT, REDACT, ROOT_EDIT, ServiceError, TicketService
 from exobot.db import chat, outbox
 from exobot.db import web as web_records
@@ -291,9 +292,11 @@ class ChatSender(OutboxWorker):
         elif message is not None:
             reply_to = origin["event"] if in_thread else None
             await self._send(Where(thread.room_id, thread.root_event_id, reply_to), message, part)
-        if origin and origin.get("room") != thread.room_id and message is not None:
-            # Typed in another room: the thread is out of sight there, so answer there too.
-            await self._send(self._origin_where(origin), message, part)
+        if origin and _elsewhere(origin, thread) and message is not None:
+            # Typed in another room or another ticket's thread: this thread is out of sight
+            # there, so answer there too, naming the ticket the change was made on.
+            reference = format_reference(self.renderer.prefix, ticket.number)
+            await self._send(self._origin_where(origin), _naming(message, reference), part)
 
     async def _new_root(
         self,
@@ -841,6 +844,24 @@ def plain_message(text: str) -> Message:
 
 def _same_thread(origin: dict, thread: chat.Thread) -> bool:
     return origin.get("room") == thread.room_id and origin.get("thread") == thread.root_event_id
+
+
+def _naming(message: Message, reference: str) -> Message:
+    """The message led by the ticket's reference, unless it names the ticket already (a
+    comment's announcement does not: read in another ticket's thread, it would seem that
+    ticket's)."""
+    if reference in message.body:
+        return message
+    body = f"{reference} · {message.body}"
+    return Message(body, f"{html_escape(reference)} · {message.html}", message.mentions)
+
+
+def _elsewhere(origin: dict, thread: chat.Thread) -> bool:
+    """Whether a command was typed where the ticket's thread is out of sight: in another room,
+    or in another thread of its room (another ticket's)."""
+    if origin.get("room") != thread.room_id:
+        return True
+    return bool(origin.get("thread")) and origin.get("thread") != thread.root_event_id
 
 
 def _answers_origin_in_place(origin: dict, room_id: str) -> bool:

@@ -164,7 +164,8 @@ def test_context_ticket_allows_leaving_reference_out():
 
 def test_written_reference_wins_over_context():
     assert parse("!take suport#9", context=5).intent == Take(9)
-    assert parse("!reply #9 hola", context=5).intent == Reply(9, "hola")
+    assert parse("!reply suport#9 hola", context=5).intent == Reply(9, "hola")
+    assert parse("!take #9", context=5).intent == Take(9)
     assert parse("!move 9 altes", context=5).intent == Move(9, "altes")
 
 
@@ -177,7 +178,18 @@ def test_bare_number_in_thread_is_text_for_free_text_commands():
     assert parse("!reply suport 2 routers are down", context=5).intent == Reply(
         2, "routers are down"
     )
-    assert parse("!reply #2 routers", context=5).intent == Reply(2, "routers")
+    assert parse("!reply suport#2 routers", context=5).intent == Reply(2, "routers")
+
+
+def test_hash_number_in_thread_is_text_for_free_text_commands():
+    """Inside a thread `#N` opening free text is text, as a bare number is: only the prefix
+    (suport#2) names another ticket there."""
+    assert parse("!reply #2 routers", context=5).intent == Reply(5, "#2 routers")
+    assert parse("!comment #3 is the port", context=5).intent == Comment(5, "#3 is the port")
+    assert parse("!reply # 2 routers", context=5).intent == Reply(5, "# 2 routers")
+    assert parse("!reply #0 hola", context=5).intent == Reply(5, "#0 hola")
+    # outside a thread, and for other commands, `#N` is still the ticket
+    assert parse("!reply #2 routers").intent == Reply(2, "routers")
 
 
 def test_bare_number_is_reference_outside_thread_and_for_other_commands():
@@ -215,7 +227,6 @@ def test_bad_reference(ref):
 def test_bad_reference_in_thread():
     assert error("!take 0", context=5).code == "bad_reference"
     assert error("!reply suport#x hola", context=5).code == "bad_reference"
-    assert error("!reply #0 hola", context=5).code == "bad_reference"
     assert error("!move suport#x altes", context=5).code == "bad_reference"
 
 

@@ -871,7 +871,7 @@ def test_error_details_catalan() -> None:
     label = "the user (@name:server)"
     missing = r.error("missing_argument", {"command": "give", "argument": "user", "label": label})
     missing = missing.body
-    assert missing.startswith("A !dona li falta l'usuari")
+    assert missing.startswith("!dona necessita l'usuari")
     assert "Ús: !dona suport#N @usuari:servidor" in missing
     assert "agaf" in r.error("unknown_command", {"command": "agaf"}).body
     assert "pere-at-example" in r.error("bad_address", {"address": "pere-at-example"}).body

@@ -354,7 +354,7 @@ async def test_a_refusal_is_said_at_its_form(browser, service):
     missing = await browser.act(number, "stamp", stamp="")
     assert missing.status_code == 400
     form = more_actions(missing.text).forms[f"/tickets/{number}/stamp"]
-    assert form.alert.startswith("A !segella li falta el segell.")
+    assert form.alert.startswith("!segella necessita el segell.")
 
 
 @pytest.mark.parametrize("spec", [stamp_spec(suggest=broken)])
