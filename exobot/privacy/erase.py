@@ -4,16 +4,18 @@ The person is every address the plugins relate to the given one (the procedures 
 a member's two). In one database transaction:
 
 - tickets they requested: the requestor becomes a placeholder (`erased-<random>@invalid`,
-  one per run) and the title `[erased]`; their mails, our mails to them, bounces about them
-  and the title changes lose their texts; their participant rows, attachments, originals
-  (`entry_originals`), raw mails (`inbound_mail`: raw and sender) and search rows go; so
-  do the raw mails recorded without a sender or a ticket (quarantined, unparsable) whose
-  bytes name one of their addresses;
-- on other tickets only their own entries (and the Cc naming them) change: other people's
-  text stays, with the address replaced wherever it is written;
-- outbox rows addressed to them go; Message-IDs naming the address go; the bot's Matrix
-  posts about those tickets get a `redact` chat row each, which the chat worker carries out
-  once (now, or at the bot's next start);
+  one per run) and the title `[erased]`; their mails, our mails to them alone, bounces about
+  them and the title changes lose their texts; their participant rows, attachments,
+  originals (`entry_originals`), raw mails (`inbound_mail`: raw and sender) and search rows
+  go; so do the raw mails recorded without a sender (quarantined, unparsable) whose bytes
+  name one of their addresses; someone else's quarantined mail only loses the address, and
+  mail intake has not processed yet is left to the bot;
+- on other tickets only their own entries go: other people's text stays, with the address
+  replaced wherever it is written (`concerns.concern` decides, as for the export);
+- outbox rows addressed to them go; Message-IDs and keys naming the address go; the bot's
+  Matrix posts about those tickets, and those that showed an entry now edited, get a `redact`
+  chat row per ticket, which the chat worker carries out once (now, or at the bot's next
+  start);
 - each ticket changed gets one ERASE entry (counts only, never who).
 
 Then each plugin's erase handler runs (a person's address; each of their tickets). The core's
@@ -55,6 +57,14 @@ from exobot.db.tables import (
 from exobot.delivery import OTHER_PROCESS_WAIT_SECONDS
 from exobot.plugins.base import DataSubject
 from exobot.plugins.manager import ErasureIncomplete
+from exobot.privacy.concerns import (
+    Concern,
+    address_pattern,
+    concern,
+    id_pattern,
+    like_any,
+    raw_address_pattern,
+)
 from exobot.privacy.session import PrivacySession
 
 T = TicketRow.__table__
@@ -72,13 +82,6 @@ ERASED_TITLE = "[erased]"
 SYSTEM = "exobot"
 REDACT_REASON = N_("Removed at the request of the person it was about (data protection).")
 
-# Mail a person sent (their text), by kind.
-_THEIR_MAIL = {
-    EntryKind.MAIL_IN.value,
-    EntryKind.AUTOMATIC_IN.value,
-    EntryKind.UNVERIFIED_IN.value,
-    EntryKind.BOUNCE.value,
-}
 # Data kept in an erased entry: nothing personal, enough to say what it was.
 _KEPT = ("template", "notice", "skipped", "outbox_id")
 _ADDRESS_KEYS = ("from", "recipient")
@@ -89,12 +92,6 @@ def placeholder_address() -> str:
     """The address an erased requestor becomes: random (a hash of the address would let
     anyone who knows it find the person again), in the reserved `.invalid` domain."""
     return f"erased-{secrets.token_hex(5)}@invalid"
-
-
-def address_pattern(addresses: set[str]) -> re.Pattern[str]:
-    """The addresses anywhere in a text, in any case, but not inside a longer address."""
-    alternatives = "|".join(re.escape(a) for a in sorted(addresses, key=len, reverse=True))
-    return re.compile(rf"(?<![\w.%+-])(?:{alternatives})(?!\.?[\w-])", re.IGNORECASE)
 
 
 def scrub(value: Any, pattern: re.Pattern[str], placeholder: str) -> Any:
@@ -130,6 +127,7 @@ class EraseReport:
     dry_run: bool = False
     finished_earlier: int = 0  # interrupted erasures whose plugins' part was finished first
     incomplete: set[str] = field(default_factory=set)  # plugins that failed: to run again
+    search_rewritten: bool = False  # a search row was replaced or removed (not a count)
 
     def core_counts(self) -> dict[str, int]:
         """The core's counts by name, in a fixed order."""
@@ -230,11 +228,18 @@ async def erase_person(
     counts, failing = await _plugins_part(session, pending, sorted(addresses), requested)
     _add(report.plugins, counts)
     report.incomplete |= failing
-    if repository.sqlite and report.entries_erased + report.tickets_anonymised:
-        # FTS5 keeps deleted terms in its segments until they are merged.
-        async with repository.connection() as conn:
-            await conn.exec_driver_sql("INSERT INTO search_index(search_index) VALUES('optimize')")
+    if report.search_rewritten:
+        await _merge_search(session)
     return report
+
+
+async def _merge_search(session: PrivacySession) -> None:
+    """On SQLite, merge the search index: FTS5 keeps the terms of replaced or deleted rows
+    in its segments until they are merged (every search row an erasure rewrote, an edited
+    mention's too)."""
+    if session.repository.sqlite:
+        async with session.repository.connection() as conn:
+            await conn.exec_driver_sql("INSERT INTO search_index(search_index) VALUES('optimize')")
 
 
 async def finish_interrupted(session: PrivacySession) -> tuple[int, set[str]]:
@@ -243,6 +248,8 @@ async def finish_interrupted(session: PrivacySession) -> tuple[int, set[str]]:
     (their erasures stay pending)."""
     async with session.repository.connection() as conn:
         rows = (await conn.execute(sa.select(PE).order_by(PE.c.id))).all()
+    if rows:  # the interrupted run may have stopped before its merge of the search index
+        await _merge_search(session)
     finished, failed = 0, set()
     for row in rows:
         _counts, failing = await _plugins_part(
@@ -294,18 +301,21 @@ class _CoreEraser:
         self.sqlite = sqlite
         self.addresses = addresses
         self.pattern = address_pattern(addresses)
+        self.raw_pattern = raw_address_pattern(addresses)
+        self.id_pattern = id_pattern(addresses)
         self.placeholder = placeholder_address()
         self.report = report
         self.now = now
         self.config = session.config
-        self.likes = [f"%{a}%" for a in addresses]
         self.erased_entries: set[int] = set()
+        self.edited_entries: set[int] = set()  # edited where their posts show it
         self.erased_inbound: set[int] = set()  # raw mails wiped as (maybe) theirs
         self._erased_on: dict[int, int] = {}  # erased entries per ticket
         self._originals: bool | None = None  # whether entry_originals exists
 
     def _mentions(self, column: Any) -> Any:
-        return sa.or_(*(column.ilike(like) for like in self.likes))
+        """Rows whose `column` may name the person (to check with `self.pattern`)."""
+        return like_any(column, self.addresses)
 
     def _is_theirs(self, address: str | None) -> bool:
         return (address or "").strip().lower() in self.addresses
@@ -402,7 +412,7 @@ class _CoreEraser:
             if row.kind == EntryKind.ERASE.value:
                 continue
             data = dict(row.data or {})
-            if self._erases(row.kind, row.actor, data, requested):
+            if self._erases(row, data, requested):
                 await self._erase_entry(row, data)
                 self._erased_on[number] = self._erased_on.get(number, 0) + 1
                 changed = True
@@ -416,26 +426,22 @@ class _CoreEraser:
                 )
                 if body != row.body or new_data.get("subject") != data.get("subject"):
                     await self._reindex(number, row.id, _searchable(body, new_data))
+                if (body, _shown(new_data), actor) != (row.body, _shown(data), row.actor):
+                    self.edited_entries.add(row.id)  # its posts showed the address
                 self.report.entries_edited += 1
                 changed = True
             await self._scrub_original(row.id)
         return changed
 
-    def _erases(self, kind: str, actor: str, data: dict, requested: bool) -> bool:
-        """Whether an entry is the person's text (or ours to them) and loses it."""
+    def _erases(self, row: Any, data: dict, requested: bool) -> bool:
+        """Whether an entry is the person's text (or ours to them alone) and loses it; any
+        other entry concerning them (`concerns.concern`) only loses their address."""
         if data.get("erased"):
             return False
-        if kind in _THEIR_MAIL and self._is_theirs(actor):
+        if requested and row.kind == EntryKind.TITLE.value:
             return True
-        if kind == EntryKind.MAIL_OUT.value and any(self._is_theirs(a) for a in data.get("to") or []):
-            return True
-        if kind == EntryKind.BOUNCE.value and any(
-            self._is_theirs(a) for a in data.get("recipients") or []
-        ):
-            return True
-        if kind == EntryKind.DELIVERY_FAILED.value and self._is_theirs(data.get("recipient")):
-            return True
-        return requested and kind == EntryKind.TITLE.value
+        own = concern(row.kind, row.actor, data, row.body, self.addresses, self.pattern)
+        return own is Concern.OWN
 
     async def _erase_entry(self, row: Any, data: dict) -> None:
         c = self.conn
@@ -490,6 +496,7 @@ class _CoreEraser:
     async def _reindex(self, ticket: int, entry_id: int, content: str) -> None:
         """Replace an entry's (or the title's) search row by `content` (none when empty)."""
         c = self.conn
+        self.report.search_rewritten = True
         if self.sqlite:
             rowid = search_rowid(ticket, entry_id)
             await c.execute(sa.text("DELETE FROM search_index WHERE rowid = :r"), {"r": rowid})
@@ -522,15 +529,14 @@ class _CoreEraser:
         rows = (await c.execute(sa.select(I.c.id, I.c.state, I.c.message_id).where(theirs))).all()
         for row in rows:
             values = dict(wipe)
-            if row.message_id and self.pattern.search(row.message_id):
+            if row.message_id and self.id_pattern.search(row.message_id):
                 values["message_id"] = None
             if row.state in ("received", "quarantined"):
                 values["state"] = "discarded"
             await c.execute(sa.update(I).where(I.c.id == row.id).values(**values))
             self.erased_inbound.add(row.id)
             self.report.raw_mails += 1
-        needles = [a.encode("utf-8") for a in self.addresses]
-        await self._unattributed(needles)
+        await self._unattributed()
         tickets = sorted(set(requested) | changed)
         if not tickets:
             return
@@ -544,19 +550,21 @@ class _CoreEraser:
             row = (
                 await c.execute(sa.select(I.c.raw, I.c.subject).where(I.c.id == inbound_id))
             ).first()
-            raw = bytes(row.raw).lower()
-            if any(needle in raw for needle in needles):
+            if self.raw_pattern.search(bytes(row.raw)):
                 subject = scrub(row.subject, self.pattern, self.placeholder)
                 await c.execute(
                     sa.update(I).where(I.c.id == inbound_id).values(raw=b"", subject=subject)
                 )
                 self.report.raw_mails += 1
 
-    async def _unattributed(self, needles: list[bytes]) -> None:
+    async def _unattributed(self) -> None:
         """Raw mails recorded without a sender or without a ticket (one that could not be
-        parsed, one set aside before it reached a ticket) whose bytes name the person: they
-        may be theirs, so they go like theirs (raw, subject and error; a sender, when one was
-        recorded, stays only if it is someone else's) and one still waiting is discarded."""
+        parsed, one set aside before it reached a ticket) whose bytes name the person. One
+        without a sender may be theirs: it goes like theirs (raw, subject and error) and one
+        in quarantine is discarded. One whose sender is someone else stays theirs, waiting
+        to be retried: only the address is replaced, in its bytes, subject and error. Mail
+        intake has stored but not processed yet ('received': no sender, no ticket until it
+        is parsed) is left to the bot, or it would be lost to its sender."""
         c = self.conn
         ids = [
             r[0]
@@ -565,6 +573,7 @@ class _CoreEraser:
                 .where(
                     sa.or_(I.c.sender.is_(None), I.c.ticket_id.is_(None)),
                     sa.func.length(I.c.raw) > 0,
+                    I.c.state != "received",
                 )
                 .order_by(I.c.id)
             )
@@ -572,31 +581,63 @@ class _CoreEraser:
         for inbound_id in ids:  # one raw mail in memory at a time
             row = (
                 await c.execute(
-                    sa.select(I.c.raw, I.c.state, I.c.message_id, I.c.sender).where(
-                        I.c.id == inbound_id
-                    )
+                    sa.select(
+                        I.c.raw, I.c.state, I.c.message_id, I.c.sender, I.c.subject, I.c.error
+                    ).where(I.c.id == inbound_id)
                 )
             ).first()
-            if not any(needle in bytes(row.raw).lower() for needle in needles):
+            if not self.raw_pattern.search(bytes(row.raw)):
+                continue
+            if row.sender is not None and not self._is_theirs(row.sender):
+                await self._scrub_inbound(inbound_id, row)
                 continue
             values: dict[str, Any] = {"raw": b"", "subject": None, "error": None}
             if row.sender is not None:
-                values["sender"] = scrub(row.sender, self.pattern, self.placeholder)
-            if row.message_id and self.pattern.search(row.message_id):
+                values["sender"] = None  # theirs, written another way
+            if row.message_id and self.id_pattern.search(row.message_id):
                 values["message_id"] = None
-            if row.state in ("received", "quarantined"):
+            if row.state == "quarantined":
                 values["state"] = "discarded"  # nothing left to process
             await c.execute(sa.update(I).where(I.c.id == inbound_id).values(**values))
             self.erased_inbound.add(inbound_id)
             self.report.raw_mails += 1
 
+    async def _scrub_inbound(self, inbound_id: int, row: Any) -> None:
+        """Someone else's raw mail naming the person: the address out of it, nothing more."""
+        placeholder = self.placeholder.encode()
+        values = {
+            "raw": self.raw_pattern.sub(placeholder, bytes(row.raw)),
+            "subject": scrub(row.subject, self.pattern, self.placeholder),
+            "error": scrub(row.error, self.pattern, self.placeholder),
+        }
+        if row.message_id and self.id_pattern.search(row.message_id):
+            values["message_id"] = None
+        await self.conn.execute(sa.update(I).where(I.c.id == inbound_id).values(**values))
+        self.report.raw_mails += 1
+
     async def _message_ids(self) -> None:
-        gone = await self.conn.execute(M.delete().where(self._mentions(M.c.message_id)))
-        self.report.message_ids += gone.rowcount or 0
+        """The Message-IDs naming the address (some clients mint them with it)."""
+        ids = [
+            r.id
+            for r in await self.conn.execute(
+                sa.select(M.c.id, M.c.message_id).where(self._mentions(M.c.message_id))
+            )
+            if self.id_pattern.search(r.message_id or "")
+        ]
+        if ids:
+            gone = await self.conn.execute(M.delete().where(M.c.id.in_(ids)))
+            self.report.message_ids += gone.rowcount or 0
 
     async def _handled_keys(self) -> None:
-        gone = await self.conn.execute(H.delete().where(self._mentions(H.c.key)))
-        self.report.handled_keys += gone.rowcount or 0
+        """The idempotency keys naming the address (a flood hold's, a skipped Cc's)."""
+        keys = [
+            r.key
+            for r in await self.conn.execute(sa.select(H.c.key).where(self._mentions(H.c.key)))
+            if self.id_pattern.search(r.key)
+        ]
+        if keys:
+            gone = await self.conn.execute(H.delete().where(H.c.key.in_(keys)))
+            self.report.handled_keys += gone.rowcount or 0
 
     async def _outbox(self, requested: list[int], changed: set[int]) -> None:
         """Mails to them go; the bot's posts about them are redacted (a `redact` row per
@@ -639,6 +680,12 @@ class _CoreEraser:
                         await c.execute(O.delete().where(O.c.id == row.id))
                         self.report.outbox_deleted += 1
                     continue
+                if set(payload.get("entries") or ()) & self.edited_entries:
+                    # Someone else's post that showed the person (a comment naming them):
+                    # its entries now read without them; a row still to post stays.
+                    redact.setdefault(row.ticket_id, []).extend(
+                        [p.room_id, p.event_id] for p in posts if p.event_id
+                    )
             new_payload = scrub(payload, self.pattern, self.placeholder)
             error = scrub(row.last_error, self.pattern, self.placeholder)
             if (new_payload, error) != (payload, row.last_error):
@@ -684,6 +731,11 @@ class _CoreEraser:
         if self.pattern.search(text):
             return True
         return ticket is None and any(int(n) in requested for n in reference.findall(text))
+
+
+def _shown(data: dict) -> dict:
+    """What the bot's posts show of an entry's data: all but the Cc list."""
+    return {k: v for k, v in data.items() if k != "cc"}
 
 
 def _searchable(body: str | None, data: dict) -> str:

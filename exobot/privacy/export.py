@@ -3,9 +3,11 @@
 The archive holds `index.html` (readable in any browser; every stored text escaped),
 `data.json` (the same, complete, for machines), the attachments of the person's mails
 (`attachments/`) and the raw mails they sent (`mails/`). It covers the tickets the person
-requested or takes part in, their entries (with the original text of what was masked: it is
-the person's own data) and each plugin's export. The address's related addresses (the
-plugins know a member's two) are included.
+requested or takes part in, and on other tickets the entries about them (`concerns.concern`,
+the rule the erasure follows); the original text of what was masked and the attachments only
+of the entries they wrote or we sent them (their own data: other people's entries keep their
+masked text); and each plugin's export. The address's related addresses (the plugins know a
+member's two) are included.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 
-from exobot.core.model import EntryKind
 from exobot.core.references import format_reference
 from exobot.db.tables import AttachmentRow, EntryRow, InboundMailRow, ParticipantRow, TicketRow
 from exobot.plugins.base import DataSubject
+from exobot.privacy.concerns import Concern, address_pattern, concern, like_any
 from exobot.privacy.session import PrivacySession
 
 T = TicketRow.__table__
@@ -83,6 +85,7 @@ async def export_person(
     first = address.strip().lower()
     addresses = {first} | await session.plugins.related(first)
     lowered = sorted(addresses)
+    pattern = address_pattern(addresses)
     path = Path(output) if output else default_output(first, now)
     prefix = session.config.tickets.prefix
     tickets: list[dict[str, Any]] = []
@@ -95,18 +98,28 @@ async def export_person(
                     sa.select(T.c.id).where(sa.func.lower(T.c.requestor).in_(lowered))
                 )
             }
-            shared = {
+            participant = {
                 r[0]
                 for r in await conn.execute(
                     sa.select(P.c.ticket_id).where(sa.func.lower(P.c.address).in_(lowered))
                 )
-            } | {
+            }
+            shared = participant | {
                 r[0]
                 for r in await conn.execute(
                     sa.select(E.c.ticket_id)
-                    .where(sa.func.lower(E.c.actor).in_(lowered))
+                    .where(
+                        sa.or_(
+                            sa.func.lower(E.c.actor).in_(lowered),
+                            like_any(E.c.body, addresses),
+                            like_any(sa.cast(E.c.data, sa.Text), addresses),
+                        )
+                    )
                     .distinct()
                 )
+            } | {
+                r[0]
+                for r in await conn.execute(sa.select(T.c.id).where(like_any(T.c.title, addresses)))
             }
             originals = await conn.run_sync(
                 lambda sync: sa.inspect(sync).has_table("entry_originals")
@@ -120,8 +133,11 @@ async def export_person(
                     sa.select(E).where(E.c.ticket_id == number).order_by(E.c.id)
                 )
                 for row in rows.all():
-                    if number not in requested and not _concerns(row, addresses):
-                        continue  # a shared ticket: only what the person wrote or got
+                    how = concern(
+                        row.kind, row.actor, row.data or {}, row.body, addresses, pattern
+                    )
+                    if number not in requested and how is Concern.NONE:
+                        continue  # a shared ticket: only what is about the person
                     entry = {
                         "id": row.id,
                         "kind": row.kind,
@@ -130,6 +146,11 @@ async def export_person(
                         "text": row.body,
                         "data": row.data or {},
                     }
+                    if how < Concern.PARTY:
+                        # Someone else's entry: its masked text only, never their
+                        # original or their attachments.
+                        entries.append(entry)
+                        continue
                     if originals:
                         original = (
                             await conn.execute(
@@ -161,6 +182,9 @@ async def export_person(
                     if files:
                         entry["attachments"] = files
                     entries.append(entry)
+                about = number in requested | participant or pattern.search(ticket.title or "")
+                if not about and not entries:
+                    continue  # a candidate only: another address like theirs
                 counts["entries"] += len(entries)
                 tickets.append(
                     {
@@ -224,17 +248,6 @@ async def export_person(
         counts["mails"],
         tuple(sorted(plugins)),
     )
-
-
-def _concerns(row: Any, addresses: set[str]) -> bool:
-    """Whether an entry of a shared ticket is the person's: written by them, or our mail to
-    them (in To or Cc)."""
-    if (row.actor or "").lower() in addresses:
-        return True
-    if row.kind == EntryKind.MAIL_OUT.value:
-        data = row.data or {}
-        return any(str(a).lower() in addresses for a in [*(data.get("to") or []), *(data.get("cc") or [])])
-    return False
 
 
 def _index_html(data: dict[str, Any]) -> str:

@@ -250,7 +250,10 @@ async def test_export_holds_the_tickets_entries_and_plugin_parts(url, tmp_path):
     assert mine["role"] == "requestor" and any(PHRASES[0] in (e["text"] or "") for e in mine["entries"])
     shared = refs[f"suport#{tickets['shared']}"]
     assert shared["role"] == "participant"
-    assert all(BOB_TEXT not in (e["text"] or "") for e in shared["entries"]), "only her part"
+    # Only her part: Bob's mail copied to her (masked text only), not the comment about Bob.
+    assert all("Bob's link" not in (e["text"] or "") for e in shared["entries"]), "only her part"
+    [bobs] = [e for e in shared["entries"] if e["text"] == BOB_TEXT]
+    assert "original" not in bobs and "attachments" not in bobs
     assert any(PHRASES[1] in (e["text"] or "") for e in shared["entries"])
     member = data["plugins"]["procedures"][ANNA.lower()]["member"]
     assert member["number"] == "0042"

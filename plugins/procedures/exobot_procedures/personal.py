@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from exobot.plugins import DataSubject, PluginContext
-from exobot.privacy.erase import address_pattern
+from exobot.privacy.concerns import address_pattern, like_any
 from exobot_procedures import store
 
 ACTOR = "exobot"
@@ -27,15 +27,6 @@ def _pattern(address: str) -> re.Pattern[str]:
     """`address` in a text, in any case, but not inside a longer address (erasing
     ann@example.org must leave joann@example.org's records alone): the core's pattern."""
     return address_pattern({address})
-
-
-def _like(address: str) -> str:
-    """An ILIKE pattern (escape character `\\`) for text containing `address`: its `%`, `_`
-    and `\\` escaped, else `joan_garcia@…` would also select a text naming `joan.garcia@…`.
-    It also selects a text naming only a longer address (joann@… for ann@…): each row it
-    selects is checked with `_pattern` before it is changed."""
-    escaped = address.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def _erased(row: Any, columns: tuple[str, ...], pattern: re.Pattern[str], erased: str) -> dict:
@@ -116,7 +107,6 @@ async def erase(ctx: PluginContext, subject: DataSubject) -> int:
     now = ctx.clock.now()
     erased = f"erased on {now.date().isoformat()}"
     pattern = _pattern(address)
-    like = _like(address)
     changed = 0
     p, e, m, mc = store.procedures, store.events, store.members, store.member_changes
     async with ctx.connection() as conn:
@@ -142,9 +132,9 @@ async def erase(ctx: PluginContext, subject: DataSubject) -> int:
                 sa.select(p).where(
                     sa.or_(
                         sa.func.lower(p.c.member) == address,
-                        p.c.note.ilike(like, escape="\\"),
-                        p.c.asked_by.ilike(like, escape="\\"),
-                        p.c.processed_by.ilike(like, escape="\\"),
+                        like_any(p.c.note, {address}),
+                        like_any(p.c.asked_by, {address}),
+                        like_any(p.c.processed_by, {address}),
                     )
                 )
             )
@@ -170,7 +160,7 @@ async def erase(ctx: PluginContext, subject: DataSubject) -> int:
             )
             changed += 2
         for table, columns in ((e, ("note", "actor", "member")), (mc, ("detail", "actor"))):
-            condition = sa.or_(*(table.c[c].ilike(like, escape="\\") for c in columns))
+            condition = sa.or_(*(like_any(table.c[c], {address}) for c in columns))
             for row in (await conn.execute(sa.select(table).where(condition))).all():
                 values = _erased(row, columns, pattern, erased)
                 if not values:
