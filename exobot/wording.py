@@ -79,6 +79,13 @@ ERRORS: dict[str, str] = {
         "“{text}” is not a valid ticket reference. Did you mean {suggestion}?"
     ),
     "missing_argument": N_("!{command} is missing {argument}."),
+    # A command typed in one ticket's thread that would mail another ticket's member.
+    "other_thread_reply": N_(
+        "You are in the thread of {here}: to reply to {there}, do it in its thread or in the room."
+    ),
+    "other_thread_resolve": N_(
+        "You are in the thread of {here}: to resolve {there}, do it in its thread or in the room."
+    ),
     "bad_status": N_("I don't know the status “{word}”. Possible statuses: {known}."),
     "bad_user": N_("“{text}” is not a Matrix user: write it as @name:server."),
     "bad_queue": N_("There is no queue “{queue}”. Queues: {known}."),

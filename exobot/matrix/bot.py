@@ -40,7 +40,6 @@ from exobot.core.commands import (
 )
 from exobot.core.flags import active_flags
 from exobot.core.intents import Comment, Notify, Origin, Reply, SetStatus
-from exobot.core.languages import N_
 from exobot.core.model import Actor, EntryKind, Status
 from exobot.core.service import CHAT, AlreadyHandled, ServiceError, TicketService
 from exobot.core.text import unescape_html
@@ -48,7 +47,6 @@ from exobot.db import chat
 from exobot.db.engine import database_unavailable
 from exobot.db.repository import SqlRepository
 from exobot.db.state import get_state, set_state
-from exobot.i18n import say
 from exobot.matrix.client import MatrixClient
 from exobot.matrix.content import Where, message_content
 from exobot.matrix.names import DisplayNames
@@ -79,14 +77,6 @@ MAX_FORMATTED_CHARS = 64 * 1024
 # Join rules of rooms nobody enters uninvited: only such a queue room makes its members
 # operators (when matrix.operators is empty).
 CLOSED_JOIN_RULES = frozenset({"invite", "knock"})
-# Refusals of a command typed in one ticket's thread that would mail another ticket's member:
-# the volunteer reads that thread, and the member would get a mail meant for someone else.
-OTHER_THREAD_REPLY = N_(
-    "You are in the thread of {here}: to reply to {there}, do it in its thread or in the room."
-)
-OTHER_THREAD_RESOLVE = N_(
-    "You are in the thread of {here}: to resolve {there}, do it in its thread or in the room."
-)
 
 
 @dataclass(frozen=True)
@@ -507,14 +497,13 @@ class MatrixBot:
         if context is None or ticket is None or ticket == context:
             return None
         if isinstance(intent, (Reply, Notify)):
-            msgid = OTHER_THREAD_REPLY
+            code = "other_thread_reply"
         elif isinstance(intent, SetStatus) and Status(intent.status) is Status.RESOLVED:
-            msgid = OTHER_THREAD_RESOLVE
+            code = "other_thread_resolve"
         else:
             return None
         reference = self.service.reference
-        text = say(self.renderer.language, msgid, here=reference(context), there=reference(ticket))
-        return Message(text, html.escape(text, quote=False))
+        return self.renderer.error(code, {"here": reference(context), "there": reference(ticket)})
 
     async def _handle(
         self,

@@ -23,10 +23,11 @@ from exobot.core.model import Actor, EntryKind, IncomingMail, Status
 from exobot.core.service import ServiceSettings, TicketService
 from exobot.i18n import say
 from exobot.mail.msgid import MessageIds
-from exobot.matrix.bot import OTHER_THREAD_REPLY, OTHER_THREAD_RESOLVE, BotSettings, MatrixBot
+from exobot.matrix.bot import BotSettings, MatrixBot
 from exobot.matrix.poster import REACTION_DONE, ChatSender
 from exobot.matrix.render import Renderer
 from exobot.matrix.rooms import QueueRooms
+from exobot.wording import ERRORS
 
 BOT = "@exobot:example.org"
 ANNA = "@anna:example.org"
@@ -189,10 +190,10 @@ async def test_a_comment_on_another_ticket_names_it_in_the_thread_it_was_typed_i
 @pytest.mark.parametrize(
     ("command", "msgid"),
     [
-        ("!respon suport#2 Hola Marta, et confirmo la baixa.", OTHER_THREAD_REPLY),
-        ("!resol 2", OTHER_THREAD_RESOLVE),
-        ("!estat suport#2 resolt", OTHER_THREAD_RESOLVE),
-        ("!canned suport#2 baixa", OTHER_THREAD_REPLY),
+        ("!respon suport#2 Hola Marta, et confirmo la baixa.", ERRORS["other_thread_reply"]),
+        ("!resol 2", ERRORS["other_thread_resolve"]),
+        ("!estat suport#2 resolt", ERRORS["other_thread_resolve"]),
+        ("!canned suport#2 baixa", ERRORS["other_thread_reply"]),
     ],
     ids=["reply", "resolve", "status_resolved", "saved_reply"],
 )
