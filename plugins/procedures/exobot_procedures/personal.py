@@ -16,17 +16,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from exobot.plugins import DataSubject, PluginContext
-from exobot.privacy.concerns import address_pattern, like_any
+from exobot.plugins import DataSubject, PluginContext, address_pattern, like_any
 from exobot_procedures import store
 
 ACTOR = "exobot"
-
-
-def _pattern(address: str) -> re.Pattern[str]:
-    """`address` in a text, in any case, but not inside a longer address (erasing
-    ann@example.org must leave joann@example.org's records alone): the core's pattern."""
-    return address_pattern({address})
 
 
 def _erased(row: Any, columns: tuple[str, ...], pattern: re.Pattern[str], erased: str) -> dict:
@@ -106,7 +99,8 @@ async def erase(ctx: PluginContext, subject: DataSubject) -> int:
     address = subject.address.strip().lower()
     now = ctx.clock.now()
     erased = f"erased on {now.date().isoformat()}"
-    pattern = _pattern(address)
+    # In any case, but not inside a longer address: erasing ann@ leaves joann@'s records.
+    pattern = address_pattern({address})
     changed = 0
     p, e, m, mc = store.procedures, store.events, store.members, store.member_changes
     async with ctx.connection() as conn:

@@ -112,6 +112,8 @@ class Procedures(Plugin):
         settling job and (when present) the web pages and API routes."""
         self.ctx = ctx
         self.config = ctx.config  # type: ignore[assignment]
+        # Where the settling job's next pass starts (an event id; 0: from the oldest).
+        self._settle_after = 0
         if self.config.queue not in ctx.settings.queues:
             known = ", ".join(sorted(ctx.settings.queues))
             raise ValueError(
@@ -146,9 +148,6 @@ class Procedures(Plugin):
         """The notice `templates/<language>/<what>.txt.j2` as plain text (exobot's language's
         when the ticket's has none)."""
         return self.ctx.render_mail(what, language, **values)
-
-    #: Where the settling job's next pass starts (an event id; 0: from the oldest).
-    _settle_after = 0
 
     async def settle(self) -> int:
         """The job: apply the effects a crash left unapplied, one bounded batch a pass;
