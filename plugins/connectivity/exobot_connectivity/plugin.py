@@ -10,8 +10,8 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import re
-import statistics
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -51,6 +51,9 @@ HERE = Path(__file__).parent
 NAME = "connectivity"
 TICK = timedelta(seconds=5)  # how often due rounds are looked for: a new monitor's first
 PURGE_EVERY = timedelta(hours=6)  # round starts within one tick
+#: The longest between two looks for the monitors of tickets closed while their status
+#: event was missed (and for owed closing summaries); with a shorter step, every step.
+SWEEP_AT_MOST = timedelta(minutes=5)
 PERIODS = {"3h": timedelta(hours=3), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 DEFAULT_PERIOD = "24h"
 STOP_WORDS = frozenset({"stop", "prou", "para", "atura"})
@@ -71,6 +74,8 @@ TARGET_WORDS = {
 }
 
 __all__ = ["Connectivity", "ConnectivityConfig"]
+
+log = logging.getLogger("exobot.plugins.connectivity")
 
 
 class ConnectivityConfig(PluginConfig):
@@ -170,15 +175,6 @@ def round_interval(step: timedelta, pings: int) -> float:
     return max(0.01, min(DEFAULT_INTERVAL, step.total_seconds() / 2 / max(pings, 1)))
 
 
-def summary_of(rounds: Sequence[StoredRound]) -> tuple[int, float | None, float | None]:
-    """Rounds, overall lost share and median RTT (ms) of a monitor's rounds."""
-    sent = sum(r.sent for r in rounds)
-    received = sum(r.received for r in rounds)
-    rtts = sorted(rtt for r in rounds for rtt in r.rtts)
-    loss = (sent - received) / sent if sent else None
-    return len(rounds), loss, statistics.median(rtts) if rtts else None
-
-
 _TOKEN_STRIP = "\"'()[]<>{},;.!?«»“”"
 
 
@@ -256,6 +252,9 @@ class Connectivity(Plugin):
     ctx: PluginContext
     config: ConnectivityConfig
     scheduler: MonitorScheduler | None = None
+    #: When the tick last swept for closed tickets' monitors (stop_closed), by the plugin's
+    #: clock; None: not since this plugin started, so its first tick does.
+    swept_at: datetime | None = None
 
     # --- life -------------------------------------------------------------------------------
 
@@ -264,6 +263,7 @@ class Connectivity(Plugin):
         targets running as configured."""
         self.ctx = ctx
         self.config = ctx.config  # type: ignore[assignment]
+        self.swept_at = None
         self.scheduler = MonitorScheduler(
             ctx.connection,
             self.prober,
@@ -321,18 +321,38 @@ class Connectivity(Plugin):
                     continue
 
     async def tick(self) -> None:
-        """The rounds job: stop the monitors of closed tickets, then start the due rounds
-        (returns at once)."""
+        """The rounds job: stop the monitors of closed tickets (at the first tick, then at
+        most every `sweep_every`), then start the due rounds (returns at once)."""
         assert self.scheduler is not None
         try:
-            await self.stop_closed()
+            if self.sweep_due():
+                await self.stop_closed()
         finally:  # a failed look at the tickets does not hold the other rounds back
             await self.scheduler.run_due()
 
+    @property
+    def sweep_every(self) -> timedelta:
+        """How often stop_closed runs: every step (a ticket closed while its event was missed
+        gets about one round more), at most SWEEP_AT_MOST apart, at least a tick apart."""
+        return max(TICK, min(self.config.step, SWEEP_AT_MOST))
+
+    def sweep_due(self) -> bool:
+        """Whether this tick sweeps, recording it as done when it does. The time is this
+        instance's own: only the leader ticks, and an instance that leads again sweeps at
+        once or within `sweep_every` of its last sweep, so the bound holds across a change of
+        leader. A sweep that fails is tried again one interval later, not at every tick."""
+        now = self.ctx.clock.now()
+        last = self.swept_at
+        if last is not None and last <= now < last + self.sweep_every:
+            return False
+        self.swept_at = now
+        return True
+
     async def stop_closed(self) -> None:
-        """Stop the monitors of tickets already resolved or rejected, with their summary: the
-        status event alone may be missed (a crash after its commit, a failed handler, the
-        plugin disabled at the time), and the ticket would be probed for ever."""
+        """Queue the closing summaries still owed (a crash after a stop), then stop the
+        monitors of tickets already resolved or rejected, with their summary: the status
+        event alone may be missed (a crash after its commit, a failed handler, the plugin
+        disabled at the time), and the ticket would be probed for ever."""
 
         async def closed(view: Any) -> list[tuple[int, str]]:
             numbers = {m.ticket for m in await store.running(view.conn) if m.ticket is not None}
@@ -341,11 +361,14 @@ class Connectivity(Plugin):
             tickets = await view.tickets(sorted(numbers))
             return [(t.number, t.status.value) for t in tickets if t.status.value in CLOSED]
 
-        for number, status in await self.ctx.read(closed):
-            # As if the missed event came now: the same stop and summary.
-            await self.on_event(
-                TicketEvent(number, EntryKind.STATUS, "exobot", {"from": None, "to": status})
-            )
+        try:
+            await self.post_owed_summaries()
+        finally:  # one summary that cannot be posted does not keep closed tickets probed
+            for number, status in await self.ctx.read(closed):
+                # As if the missed event came now: the same stop and summary.
+                await self.on_event(
+                    TicketEvent(number, EntryKind.STATUS, "exobot", {"from": None, "to": status})
+                )
 
     async def purge(self) -> None:
         """The retention job."""
@@ -795,13 +818,13 @@ class Connectivity(Plugin):
         since = stored.at - self.config.step * (self.config.alert_rounds + 1)
         lossy: list[str] = []
         fine: list[str] = []
-        async with self.ctx.connection() as conn:
-            for reference in await store.references(conn):
-                rounds = await store.rounds_between(conn, reference.id, since)
-                if not rounds:
+        # The references' figures are the closing summary's (store.summary, one definition).
+        async with self.ctx.reading() as reader:
+            for reference in await store.references(reader.conn):
+                figures = await store.summary(reader.conn, reference.id, since)
+                if figures.loss is None:  # no round in the period: nothing to compare with
                     continue
-                _n, loss, _median = summary_of(rounds)
-                (lossy if loss is not None and loss > self.config.loss_alert else fine).append(
+                (lossy if figures.loss > self.config.loss_alert else fine).append(
                     reference.target
                 )
         if lossy:
@@ -831,34 +854,10 @@ class Connectivity(Plugin):
         language = self.ctx.settings.language
         ref = self._ref(event.ticket)
         if after in CLOSED and self.scheduler is not None:
-            stopped = await self.scheduler.stop_for_ticket(event.ticket, after)
-            if not stopped:
-                return
-            lines = [
-                self.ctx.say(language, "Probing stopped: {ref} is closed. Summary:", ref=ref)
-            ]
-            words = self.ctx.translator(language)
-            # A read (no write transaction held) summed by the database; months of rounds
-            # are decoded off the event loop (store.summary).
-            async with self.ctx.reading() as reader:
-                for monitor in stopped:
-                    count, loss, median = await store.summary(
-                        reader.conn, monitor.id, monitor.started_at
-                    )
-                    lines.append(
-                        _fill(
-                            words.ngettext(
-                                "• {target}: {count} round, loss {loss}, median {median}",
-                                "• {target}: {count} rounds, loss {loss}, median {median}",
-                                count,
-                            ),
-                            target=monitor.target,
-                            count=count,
-                            loss=_percent(loss) if loss is not None else "—",
-                            median=_ms(median),
-                        )
-                    )
-            await self.ctx.post_to_thread(event.ticket, "\n".join(lines))
+            # The stop records the summary as owed in its own commit; it is posted from that
+            # record, here or (after a crash, or a failed post) by the tick's sweep.
+            await self.scheduler.stop_for_ticket(event.ticket, after)
+            await self.post_owed_summaries(event.ticket)
         elif before in CLOSED and after not in CLOSED:
             async with self.ctx.connection() as conn:
                 had = await store.ticket_monitors(conn, event.ticket)
@@ -873,6 +872,60 @@ class Connectivity(Plugin):
                 commands=commands,
             )
             await self.ctx.post_to_thread(event.ticket, text)
+
+    async def post_owed_summaries(self, ticket: int | None = None) -> None:
+        """Queue the closing summaries that stopped monitors owe (of one ticket, or all), then
+        record each as queued. Each is posted with the key the stop recorded, so a summary
+        queued before a crash (or by another instance at the same moment) is not queued
+        again: a crash at any step ends with one summary. A summary that fails stays owed
+        (the next sweep tries again) and does not hold the others back."""
+        async with self.ctx.reading() as reader:
+            owed = await store.owed_summaries(reader.conn, ticket)
+        failed: Exception | None = None
+        for key, monitors in owed.items():
+            number = monitors[0].ticket
+            assert number is not None  # only a ticket's stop owes a summary
+            try:
+                text = await self.summary_text(number, monitors)
+                await self.ctx.post_to_thread(number, text, key=key)
+                async with self.ctx.connection() as conn:
+                    await store.summary_queued(conn, key)
+            except Exception as error:  # owed still: the next sweep posts it
+                log.warning(
+                    "the closing summary of %s is not posted yet: %s", self._ref(number), error
+                )
+                failed = failed or error
+        if failed is not None:
+            raise failed
+
+    async def summary_text(self, number: int, monitors: Sequence[Monitor]) -> str:
+        """The closing summary of a ticket's stopped monitors: each one's figures since it
+        started (store.summary)."""
+        language = self.ctx.settings.language
+        ref = self._ref(number)
+        lines = [self.ctx.say(language, "Probing stopped: {ref} is closed. Summary:", ref=ref)]
+        words = self.ctx.translator(language)
+        # A read (no write transaction held) summed by the database; months of rounds are
+        # decoded off the event loop (store.summary).
+        async with self.ctx.reading() as reader:
+            for monitor in monitors:
+                count, loss, median = await store.summary(
+                    reader.conn, monitor.id, monitor.started_at
+                )
+                lines.append(
+                    _fill(
+                        words.ngettext(
+                            "• {target}: {count} round, loss {loss}, median {median}",
+                            "• {target}: {count} rounds, loss {loss}, median {median}",
+                            count,
+                        ),
+                        target=monitor.target,
+                        count=count,
+                        loss=_percent(loss) if loss is not None else "—",
+                        median=_ms(median),
+                    )
+                )
+        return "\n".join(lines)
 
     async def root_lines(self, ticket: Any, language: str) -> list[str]:
         """For a new ticket whose first mail names IP addresses: the `!monitor` commands."""

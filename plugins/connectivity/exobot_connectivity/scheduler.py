@@ -100,7 +100,8 @@ class MonitorScheduler:
         # for them, so their note cannot come after the stop's summary.
         self._settling: set[int] = set()
         # The status event and the tick's look at closed tickets may stop the same ticket at
-        # once: one at a time, the second finds nothing running (one summary).
+        # once: one at a time, the second finds nothing running (and the summary's post key
+        # keeps it to one across instances).
         self._stopping = asyncio.Lock()
 
     async def due(self, now: datetime) -> list[Monitor]:
@@ -209,12 +210,14 @@ class MonitorScheduler:
             log.exception("recording the alert state of %s failed", monitor.target)
 
     async def stop_for_ticket(self, ticket: int, reason: str) -> list[Monitor]:
-        """Stop every monitor of a ticket (resolved, rejected, or an operator's stop); a round
-        still probing is stored without a note, one already stored has its note queued
-        before this returns (so before the caller's summary); no further one starts."""
+        """Stop every monitor of a closed ticket (resolved or rejected), recording its closing
+        summary as owed in the same transaction (store.stop); a round still probing is stored
+        without a note, one already stored has its note queued before this returns (so
+        before the caller's summary); no further one starts."""
         async with self._stopping, self.connection() as conn:
             stopped = await store.stop(
-                conn, ticket=ticket, target=None, reason=reason, now=self.clock.now()
+                conn, ticket=ticket, target=None, reason=reason, now=self.clock.now(),
+                summary=True,
             )
         noting = [
             self._busy[monitor.id]

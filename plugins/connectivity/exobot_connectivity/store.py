@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -49,8 +49,19 @@ monitors = sa.Table(
     # The idempotency keys of the requests that started and stopped it (ActionCall.key).
     sa.Column("request_key", sa.String, nullable=True),
     sa.Column("stop_key", sa.String, nullable=True),
+    # The post key of the closing summary still owed for it: set in the same UPDATE that stops
+    # it for a closed ticket, cleared once the summary is queued (see stop, owed_summaries).
+    sa.Column("summary_key", sa.String, nullable=True),
     sa.Index("ux_connectivity_monitors_request_key", "request_key", unique=True),
     sa.Index("ix_connectivity_monitors_stop_key", "stop_key"),
+    # Only the few monitors whose summary is owed are indexed: the look for them stays one
+    # index probe however long the history of stopped monitors.
+    sa.Index(
+        "ix_connectivity_monitors_summary_key",
+        "summary_key",
+        sqlite_where=sa.text("summary_key IS NOT NULL"),
+        postgresql_where=sa.text("summary_key IS NOT NULL"),
+    ),
 )
 
 # One running monitor per target and ticket, even with two operators (or two instances
@@ -127,6 +138,8 @@ class Monitor:
     stopped_at: datetime | None
     stop_reason: str | None
     last_round_at: datetime | None
+    #: The key of the closing summary still owed for it (None: none owed).
+    summary_key: str | None = None
 
     @property
     def running(self) -> bool:
@@ -180,6 +193,7 @@ def _monitor(row: Any) -> Monitor:
         row.stopped_at,
         row.stop_reason,
         row.last_round_at,
+        row.summary_key,
     )
 
 
@@ -252,6 +266,12 @@ async def start(
     return Monitor(monitor_id, ticket, target, kind, host, port, by, now, None, None, None)
 
 
+def summary_key(ticket: int, monitor_ids: Sequence[int]) -> str:
+    """The post key of the closing summary of the monitors one stop ended: each monitor stops
+    once, so the key names that one summary whoever posts it, and whenever."""
+    return f"connectivity:summary:{ticket}:{'-'.join(str(i) for i in sorted(monitor_ids))}"
+
+
 async def stop(
     conn: AsyncConnection,
     *,
@@ -260,27 +280,54 @@ async def stop(
     reason: str,
     now: datetime,
     key: str | None = None,
+    summary: bool = False,
 ) -> list[Monitor]:
     """Stop one running target of a ticket (or every one: `target` None); returns what was
     stopped (empty: nothing was running). `key`, the request's idempotency key, is recorded
-    on what it stopped."""
+    on what it stopped. With `summary` (a ticket closed), the closing summary is recorded as
+    owed in the same UPDATE, under the post key `summary_key` gives: a crash before it is
+    queued cannot lose it (owed_summaries)."""
     if reason not in STOP_REASONS:
         raise ValueError(f"unknown stop reason {reason!r}")
     where = _running(ticket)
     if target is not None:
         where = sa.and_(where, monitors.c.target == target)
     stopping = [_monitor(row) for row in await conn.execute(sa.select(monitors).where(where))]
-    if stopping:
-        ids = [monitor.id for monitor in stopping]
-        await conn.execute(
-            sa.update(monitors)
-            .where(monitors.c.id.in_(ids), monitors.c.stopped_at.is_(None))
-            .values(stopped_at=now, stop_reason=reason, stop_key=key)
-        )
-    return [
-        Monitor(**{**monitor.__dict__, "stopped_at": now, "stop_reason": reason})
-        for monitor in stopping
-    ]
+    if not stopping:
+        return []
+    ids = [monitor.id for monitor in stopping]
+    values: dict[str, Any] = {"stopped_at": now, "stop_reason": reason, "stop_key": key}
+    if summary and ticket is not None:
+        values["summary_key"] = summary_key(ticket, ids)
+    await conn.execute(
+        sa.update(monitors)
+        .where(monitors.c.id.in_(ids), monitors.c.stopped_at.is_(None))
+        .values(**values)
+    )
+    changed = {"stopped_at": now, "stop_reason": reason, "summary_key": values.get("summary_key")}
+    return [Monitor(**{**monitor.__dict__, **changed}) for monitor in stopping]
+
+
+async def owed_summaries(
+    conn: AsyncConnection, ticket: int | None = None
+) -> dict[str, list[Monitor]]:
+    """The closing summaries stopped monitors still owe (of one ticket, or of all), by post
+    key, each with its monitors oldest first."""
+    query = sa.select(monitors).where(monitors.c.summary_key.is_not(None))
+    if ticket is not None:
+        query = query.where(monitors.c.ticket == ticket)
+    query = query.order_by(monitors.c.summary_key, monitors.c.started_at, monitors.c.id)
+    owed: dict[str, list[Monitor]] = {}
+    for row in await conn.execute(query):
+        owed.setdefault(row.summary_key, []).append(_monitor(row))
+    return owed
+
+
+async def summary_queued(conn: AsyncConnection, key: str) -> None:
+    """Record that the closing summary with post key `key` is queued: no longer owed."""
+    await conn.execute(
+        sa.update(monitors).where(monitors.c.summary_key == key).values(summary_key=None)
+    )
 
 
 async def running(conn: AsyncConnection) -> list[Monitor]:
@@ -431,21 +478,39 @@ async def latest_round(conn: AsyncConnection, monitor_id: int) -> StoredRound | 
     return _round(row) if row is not None else None
 
 
+class Summary(NamedTuple):
+    """The figures of a monitor's rounds over a period: the one definition, used by the
+    closing summary and by the loss note's look at the reference targets."""
+
+    #: Rounds stored, lost or not.
+    rounds: int
+    #: The lost share of every ping sent in the period (a round of 20 weighs twice one of
+    #: 10), 0.0 … 1.0; None when no ping was sent (no rounds).
+    loss: float | None
+    #: The median of every RTT answered in the period (rounds that lost everything add
+    #: none); None when nothing answered.
+    median: float | None
+
+
 async def summary(
-    conn: AsyncConnection, monitor_id: int, since: datetime
-) -> tuple[int, float | None, float | None]:
-    """Rounds, overall lost share and median RTT (ms) of a monitor's rounds since `since`.
-    The counts are summed by the database; the RTTs, the only part that needs every row, are
-    decoded in a worker thread so that a long history does not hold the event loop."""
+    conn: AsyncConnection, monitor_id: int, since: datetime, until: datetime | None = None
+) -> Summary:
+    """The Summary of a monitor's rounds from `since` (included) to `until` (excluded; None:
+    up to now). The counts are summed by the database; the RTTs, the only part that needs
+    every row, are decoded in a worker thread so that a long history does not hold the event
+    loop."""
+    where = [rounds.c.monitor_id == monitor_id, rounds.c.at >= since]
+    if until is not None:
+        where.append(rounds.c.at < until)
     totals = sa.select(
         sa.func.count(), sa.func.sum(rounds.c.sent), sa.func.sum(rounds.c.received)
-    ).where(rounds.c.monitor_id == monitor_id, rounds.c.at >= since)
+    ).where(*where)
     count, sent, received = (await conn.execute(totals)).one()
-    rtts = sa.select(rounds.c.rtts).where(rounds.c.monitor_id == monitor_id, rounds.c.at >= since)
-    result = await conn.execute(rtts)
+    result = await conn.execute(sa.select(rounds.c.rtts).where(*where))
     median = await asyncio.to_thread(_median_of_encoded, result)
-    loss = (sent - received) / sent if sent else None
-    return int(count), loss, median
+    # int(): PostgreSQL's SUM of a bigint would be a Decimal.
+    loss = (int(sent) - int(received)) / int(sent) if sent else None
+    return Summary(int(count), loss, median)
 
 
 def _median_of_encoded(result: Any) -> float | None:

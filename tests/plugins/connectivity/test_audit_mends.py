@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from alembic import command
 from clocks import FakeClock
 from exobot_connectivity import Connectivity, ConnectivityConfig, store
-from exobot_connectivity.plugin import summary_of
 from exobot_connectivity.scheduler import MonitorScheduler
 from harness import DEADLINE
 from sqlalchemy.exc import IntegrityError
@@ -254,9 +253,9 @@ def _call(action: str, number: int, text: str, key: str | None) -> ActionCall:
 
 
 async def test_the_summary_and_the_export_are_computed_off_the_event_loop(chat, monkeypatch):
-    """The figures are the same as summing every stored round in Python (lost rounds, an
-    answered round and a round before the monitor's period included), but the counts come
-    from the database and the RTTs are decoded in a worker thread, never on the loop's."""
+    """The figures are those of every stored round of the monitor's period summed by hand
+    (lost rounds included, a round before the period left out): the counts come from the
+    database and the RTTs are decoded in a worker thread, never on the loop's."""
     plugin, number = chat.plugin, chat.number
     async with chat.repository.connection() as conn:
         monitor = await store.start(conn, ticket=number, target="192.0.2.10", kind="icmp",
@@ -267,7 +266,7 @@ async def test_the_summary_and_the_export_are_computed_off_the_event_loop(chat, 
                                      received=len(rtts), rtts=rtts)
         await store.record_round(conn, monitor.id, at=START - STEP, sent=20, received=20,
                                  rtts=[900.0] * 20)  # before it started: not its history
-        expected = summary_of(await store.rounds_between(conn, monitor.id, START))
+        expected = tuple(await store.summary(conn, monitor.id, START))
     assert expected == (4, pytest.approx(64 / 70), 30.75)
 
     decoded_in: list[int] = []

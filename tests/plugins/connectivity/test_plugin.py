@@ -1,6 +1,6 @@
 """The connectivity plugin's pieces without the stack: its settings under
-`plugins.connectivity.`, the addresses offered from a mail, the SmokePing include, the
-summary figures, the ping spacing, and the prober adapter's refusals."""
+`plugins.connectivity.`, the addresses offered from a mail, the SmokePing include, the ping
+spacing, and the prober adapter's refusals."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from exobot_connectivity import Connectivity, ConnectivityConfig
-from exobot_connectivity.plugin import addresses_in, round_interval, smokeping_targets, summary_of
-from exobot_connectivity.store import Monitor, StoredRound
+from exobot_connectivity.plugin import addresses_in, round_interval, smokeping_targets
+from exobot_connectivity.store import Monitor
 
 from exobot.config import ConfigError, parse_config
 from exobot.plugins import installed
@@ -148,15 +148,8 @@ def test_smokeping_targets_include():
     ]
 
 
-def test_summary_and_spacing():
-    rounds = [
-        StoredRound(1, NOW, 4, 4, (10.0, 11.0, 12.0, 13.0), 11.5, None),
-        StoredRound(1, NOW, 4, 0, (), None, "timeout"),
-        StoredRound(1, NOW, 4, 2, (20.0, 30.0), 25.0, None),
-    ]
-    count, loss, median = summary_of(rounds)
-    assert (count, loss, median) == (3, 0.5, 12.5)
-    assert summary_of([]) == (0, None, None)
+def test_spacing():
+    # The figures of a period (store.summary) are tested on stored rounds: test_summary_sweep.
     assert round_interval(timedelta(minutes=5), 20) == 1.0  # SmokePing's spacing
     assert round_interval(timedelta(seconds=4), 20) == pytest.approx(0.1)
     assert round_interval(timedelta(seconds=1), 1000) == 0.01  # fping's floor without root
