@@ -93,7 +93,6 @@ _ENTRY_RANGE = select(E).where(E.c.id.between(bindparam("low"), bindparam("high"
 # a range, unless it is wider than this (then the repository's IN list).
 ENTRY_RANGE_MAX = 64
 
-
 @dataclass(frozen=True)
 class Thread:
     """A ticket's root message in a room."""
@@ -176,9 +175,11 @@ async def record_post(
     room_id: str,
     event_id: str,
     now: datetime | None = None,
+    addresses: Sequence[str] | None = None,
 ) -> None:
     """Remember that a part of an outbox row was posted as `event_id`, at `now` (None: the
-    system's time)."""
+    system's time), with the digests of the addresses it showed (exobot.privacy.concerns.shown_addresses; None for
+    what shows nothing written, a redaction)."""
     await conn.execute(
         _RECORD_POST[conn.dialect.name],
         {
@@ -187,6 +188,7 @@ async def record_post(
             "room_id": room_id,
             "event_id": event_id,
             "created_at": now or datetime.now(UTC),
+            "addresses": None if addresses is None else list(addresses),
         },
     )
 

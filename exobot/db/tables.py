@@ -265,6 +265,11 @@ class ChatPostRow(SQLModel, table=True):
     # The tickets the post showed besides its row's own (a digest's oldest waiting tickets):
     # an erasure redacts the posts that showed one of the tickets it erases.
     tickets: list[int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The addresses the post showed, as SHA-256 digests of their lower-cased forms
+    # (exobot.privacy.concerns.shown_addresses), no text: an erasure redacts the posts that showed the
+    # person once the retention policy has dropped the texts it would search, and removes
+    # their digest. None: posted before migration 0013 (not known; their texts are searched).
+    addresses: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class WebSessionRow(SQLModel, table=True):

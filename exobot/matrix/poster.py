@@ -37,6 +37,7 @@ from exobot.matrix.content import Where, edit_content, message_content, thread_r
 from exobot.matrix.payloads import check_payload
 from exobot.matrix.render import Message, Renderer
 from exobot.matrix.rooms import QueueRooms
+from exobot.privacy.concerns import shown_addresses
 
 log = logging.getLogger("exobot.matrix.poster")
 
@@ -741,15 +742,18 @@ class ChatSender(OutboxWorker):
         also: _Also | None = None,
     ) -> str:
         """Send part `number` of a row (its transaction id makes a resend return the first
-        event) and record it, with `also` in the same transaction."""
+        event) and record it, with `also` in the same transaction, and with the digests of the
+        addresses it showed: an erasure finds the post by them once the retention policy has
+        dropped the row's text."""
         response = await self.client.send(room_id, event_type, content, tx_id=part.txn(number))
         if not isinstance(response, nio.RoomSendResponse):
             raise refusal("the message", response)
         event_id = response.event_id
         now = self.clock.now()
+        shown = shown_addresses(content)
 
         async def record(conn) -> None:  # noqa: ANN001 - a connection
-            await chat.record_post(conn, part.row, number, room_id, event_id, now)
+            await chat.record_post(conn, part.row, number, room_id, event_id, now, shown)
             if also is not None:
                 await also(conn, event_id)
 

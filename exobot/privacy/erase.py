@@ -13,9 +13,11 @@ a member's two). In one database transaction:
 - on other tickets only their own entries go: other people's text stays, with the address
   replaced wherever it is written (`concerns.concern` decides, as for the export);
 - outbox rows addressed to them go; Message-IDs and keys naming the address go; the bot's
-  Matrix posts about those tickets, and those that showed an entry now edited, get a `redact`
+  Matrix posts about those tickets, those that showed an entry now edited, and those that
+  showed their address (by their row's text, or by the digests each post recorded,
+  chat_posts.addresses, which outlive the text the retention policy drops) get a `redact`
   chat row per ticket, which the chat worker carries out once (now, or at the bot's next
-  start);
+  start); their digests leave the posts' records;
 - each ticket changed gets one ERASE entry (counts only, never who).
 
 Then each plugin's erase handler runs (a person's address; each of their tickets). The core's
@@ -59,6 +61,7 @@ from exobot.plugins.base import DataSubject
 from exobot.plugins.manager import ErasureIncomplete
 from exobot.privacy.concerns import (
     Concern,
+    address_digest,
     address_pattern,
     concern,
     id_pattern,
@@ -303,6 +306,7 @@ class _CoreEraser:
         self.pattern = address_pattern(addresses)
         self.raw_pattern = raw_address_pattern(addresses)
         self.id_pattern = id_pattern(addresses)
+        self.digests = {address_digest(a) for a in addresses}  # as chat_posts.addresses holds
         self.placeholder = placeholder_address()
         self.report = report
         self.now = now
@@ -650,6 +654,9 @@ class _CoreEraser:
         reference = re.compile(rf"\b{re.escape(self.config.tickets.prefix)}#(\d+)\b")
         requested_set = set(requested)
         redact: dict[int | None, list[list[str]]] = {}
+        # The posts that recorded showing their address; those a row's text or ticket already
+        # has redacted whole are taken out below, the rest are redacted after.
+        showing = await self._posts_showing()
         candidates = sa.or_(
             O.c.ticket_id.in_(sorted(requested_set | changed)),
             self._mentions(sa.cast(O.c.payload, sa.Text)),
@@ -675,6 +682,7 @@ class _CoreEraser:
                     redact.setdefault(row.ticket_id, []).extend(
                         [p.room_id, p.event_id] for p in posts if p.event_id
                     )
+                    showing.pop(row.id, None)
                     if kind != "ticket" or row.state == "pending":
                         # Its payload holds text (or it would post the erased ticket).
                         await c.execute(O.delete().where(O.c.id == row.id))
@@ -686,6 +694,7 @@ class _CoreEraser:
                     redact.setdefault(row.ticket_id, []).extend(
                         [p.room_id, p.event_id] for p in posts if p.event_id
                     )
+                    showing.pop(row.id, None)
             new_payload = scrub(payload, self.pattern, self.placeholder)
             error = scrub(row.last_error, self.pattern, self.placeholder)
             if (new_payload, error) != (payload, row.last_error):
@@ -693,6 +702,8 @@ class _CoreEraser:
                     sa.update(O).where(O.c.id == row.id).values(payload=new_payload, last_error=error)
                 )
                 self.report.outbox_edited += 1
+        for ticket, events in showing.values():
+            redact.setdefault(ticket, []).extend(events)
         reason = i18n.say(self.config.language, REDACT_REASON)
         for ticket, events in redact.items():
             if not events:
@@ -709,6 +720,42 @@ class _CoreEraser:
                 )
             )
             self.report.matrix_posts += len(events)
+
+    async def _posts_showing(self) -> dict[int, tuple[int | None, list[list[str]]]]:
+        """The posts whose record says they showed one of the addresses, by chat row: the
+        row's ticket and the posts' [room id, event id] pairs (a redaction's own records show
+        nothing). Their digests leave every post's record here: the erasure redacts those
+        posts, or redacted them before when it deleted their row (not redacted twice). Posts
+        recorded before the record existed (None) are found by their row's text
+        (`_chat_about`)."""
+        c = self.conn
+        rows = (
+            await c.execute(
+                sa.select(
+                    CP.c.id, CP.c.outbox_id, CP.c.room_id, CP.c.event_id, CP.c.addresses,
+                    O.c.id.label("row_id"), O.c.ticket_id,
+                )
+                .select_from(CP.outerjoin(O, O.c.id == CP.c.outbox_id))
+                .where(like_any(sa.cast(CP.c.addresses, sa.Text), self.digests))
+                .order_by(CP.c.outbox_id, CP.c.part)
+            )
+        ).all()  # fmt: skip
+        showing: dict[int, tuple[int | None, list[list[str]]]] = {}
+        for post in rows:
+            recorded = set(post.addresses or ())
+            if not recorded & self.digests:
+                continue  # a LIKE candidate only
+            await c.execute(
+                sa.update(CP)
+                .where(CP.c.id == post.id)
+                .values(addresses=sorted(recorded - self.digests))
+            )
+            if post.row_id is None:
+                continue  # its row went with an erasure that redacted its posts
+            showing.setdefault(post.outbox_id, (post.ticket_id, []))[1].append(
+                [post.room_id, post.event_id]
+            )
+        return showing
 
     def _chat_about(
         self,
