@@ -345,7 +345,11 @@ class App:
             timezone=cfg.alerts.tzinfo,
             clock=self.clock,
         )
-        self.scheduler = Scheduler(sweep, cfg.alerts.sweep_every, housekeeping=self._purge_web)
+        # The sweep's alerts and digest are for the queue rooms: it waits for chat (see
+        # _matrix_loop); retention, housekeeping and plugins' jobs do not.
+        self.scheduler = Scheduler(
+            sweep, cfg.alerts.sweep_every, housekeeping=self._purge_web, wait_for_chat=True
+        )
         self.matrix.health.clock = self.clock
         self.health.add(self.matrix.health)
         self.health.add(self.poster.health, "chat")
@@ -504,12 +508,11 @@ class App:
 
     def _start_leader_parts(self) -> None:
         """This instance leads: fetch and process mail, deliver the outbox, run the Matrix
-        client and the scheduled jobs (with chat, the scheduler starts once Matrix is
-        connected)."""
+        client and the scheduled jobs (with chat, the alert sweep starts once Matrix is
+        connected; retention and plugins' jobs do not wait for the homeserver)."""
         for component in self._leader_components():
             component.enabled = True
-        if self.matrix is None:
-            self.scheduler.start()
+        self.scheduler.start()
         self._leader_tasks = [
             asyncio.create_task(self._process_loop(), name="mail-processor"),
             asyncio.create_task(self.sender.run(), name="mail-sender"),
@@ -633,14 +636,16 @@ class App:
             asyncio.create_task(self.poster.run(), name="chat-sender"),
             asyncio.create_task(self._keep_rooms(), name="matrix-rooms"),
         ]
-        self.scheduler.start()
+        self.scheduler.resume_chat_jobs()  # the other jobs run since this instance leads
         self.chat_ready.set()
         try:
             await asyncio.gather(*workers)
         finally:
             self.bot.stop_syncing()  # the record says who operates until the next sync
             self.operator_record.forget()
-            self.scheduler.pause()  # resumed when this instance leads again; stop() ends it
+            # Until chat is ready again; a step-down paused every job already (and cancelled
+            # those under way), and the other jobs resume when this instance leads again.
+            self.scheduler.pause_chat_jobs()
             await cancel_and_wait(workers)  # a cancelled gather asked them already
             await self.matrix.close()
 

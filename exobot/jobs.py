@@ -91,8 +91,15 @@ class AlertSweep:
         return queued
 
 
+SWEEP = "alert-sweep"
+
+
 class Scheduler:
-    """The process's APScheduler, owning the sweep job (when chat is on) and plugins' jobs."""
+    """The process's APScheduler, owning the sweep job (when chat is on) and plugins' jobs.
+
+    APScheduler runs on the system's time: the times it is given (when a job runs next) are
+    real ones, whatever clock was injected; the jobs themselves read the injected clock.
+    """
 
     def __init__(
         self,
@@ -100,12 +107,18 @@ class Scheduler:
         every: timedelta,
         housekeeping: Callable[[], Awaitable[object]] | None = None,
         clock: Clock | None = None,
+        *,
+        wait_for_chat: bool = False,
     ) -> None:
         self.sweep = sweep
         self.every = every
         self.housekeeping = housekeeping  # hourly: forget expired web sessions and links
         self.clock = clock or (sweep.clock if sweep is not None else SystemClock())
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        # The sweep's alerts and digest are for the queue rooms: with `wait_for_chat` it runs
+        # only between resume_chat_jobs() and pause_chat_jobs(). The other jobs (retention,
+        # housekeeping, plugins') run from start() on, whether the homeserver answers or not.
+        self._chat_ready = not wait_for_chat
         # The jobs running now: pause() cancels them, so that an instance that stopped leading
         # does not go on beside the one that leads now.
         self._running: set[asyncio.Task] = set()
@@ -189,19 +202,23 @@ class Scheduler:
         return job
 
     def start(self) -> None:
-        """Start sweeping now and every `every`; a sweep still running is never doubled. After
-        `pause()` (an instance that stopped leading leads again) the jobs resume."""
+        """Run the jobs: housekeeping now and hourly, plugins' jobs and retention on their
+        intervals, and the sweep now and every `every` (with `wait_for_chat`, from
+        resume_chat_jobs() on); a job still running is never doubled. After `pause()` (an
+        instance that stopped leading leads again) the jobs resume, the sweep only if chat
+        is ready."""
         if self.scheduler.state == STATE_PAUSED:
             self.scheduler.resume()
             self.health.enabled = True
             return
         if self.sweep is not None:
             self.scheduler.add_job(
-                self._cancellable(self._sweep, "alert-sweep"),
+                self._cancellable(self._sweep, SWEEP),
                 IntervalTrigger(seconds=self.every.total_seconds()),
-                id="alert-sweep",
-                name="alert-sweep",
-                next_run_time=self.clock.now(),
+                id=SWEEP,
+                name=SWEEP,
+                # None: added paused, until chat is ready.
+                next_run_time=datetime.now(UTC) if self._chat_ready else None,
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,
@@ -212,13 +229,26 @@ class Scheduler:
                 IntervalTrigger(hours=1),
                 id="housekeeping",
                 name="housekeeping",
-                next_run_time=self.clock.now(),
+                next_run_time=datetime.now(UTC),
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,
             )
         self.scheduler.start()
         self.health.enabled = True
+
+    def resume_chat_jobs(self) -> None:
+        """Chat is ready (Matrix connected, rooms joined): sweep now, then every `every`
+        (whatever fell due meanwhile is raised by this first sweep)."""
+        self._chat_ready = True
+        if self.scheduler.get_job(SWEEP) is not None:
+            self.scheduler.modify_job(SWEEP, next_run_time=datetime.now(UTC))
+
+    def pause_chat_jobs(self) -> None:
+        """Chat stopped: no sweep until resume_chat_jobs(); the other jobs go on."""
+        self._chat_ready = False
+        with contextlib.suppress(JobLookupError):
+            self.scheduler.pause_job(SWEEP)
 
     async def _housekeeping(self) -> None:
         try:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import Text, cast, func, or_, select, text, update
 
 from exobot.core.clock import Clock, SystemClock
 from exobot.core.model import Actor, Entry, EntryKind, Status
@@ -225,25 +225,57 @@ class Retention:
         cutoff = now - self.raw_mail_retention
         last = 0
         while True:
-            async with self.repository.connection() as conn:
-                rows = (
-                    await conn.execute(
-                        select(O.c.id, O.c.payload)
-                        .where(O.c.id > last, O.c.state == "sent", O.c.done_at < cutoff)
+            # Only the rows still holding a text are read: those stripped on earlier days and
+            # those that never held one (digests, ticket posts) pile up over the years, and
+            # were read and decoded again every day. Read-only, so the scan holds no write
+            # lock on SQLite.
+            async with self.repository.reading() as view:
+                ids = [
+                    r[0]
+                    for r in await view.conn.execute(
+                        select(O.c.id)
+                        .where(
+                            O.c.id > last,
+                            O.c.state == "sent",
+                            O.c.done_at < cutoff,
+                            _holds_text(),
+                        )
                         .order_by(O.c.id)
                         .limit(BATCH)
                     )
-                ).all()
-                for row_id, payload in rows:
-                    stripped = _without_texts(payload)
-                    if stripped is not None:
-                        await conn.execute(
-                            update(O).where(O.c.id == row_id).values(payload=stripped)
-                        )
-                        report.outbox_rows += 1
-            if len(rows) < BATCH:
+                ]
+            if ids:
+                async with self.repository.connection() as conn:
+                    rows = await conn.execute(select(O.c.id, O.c.payload).where(O.c.id.in_(ids)))
+                    for row_id, payload in rows.all():
+                        stripped = _without_texts(payload)
+                        if stripped is not None:
+                            await conn.execute(
+                                update(O).where(O.c.id == row_id).values(payload=stripped)
+                            )
+                            report.outbox_rows += 1
+            if len(ids) < BATCH:
                 return
-            last = rows[-1][0]
+            last = ids[-1]
+
+
+# The JSON of a payload value _without_texts() leaves alone: a missing key (SQL NULL on
+# PostgreSQL, "null" once quoted on SQLite), null, and the empty or false values.
+NO_TEXT = ("null", '""', "[]", "{}", "false", "0")
+
+
+def _holds_text() -> Any:
+    """SQL: the outbox row's payload has a text _without_texts() would drop (a key of
+    TEXT_PAYLOAD_KEYS with a non-empty value), on SQLite and PostgreSQL alike."""
+    # payload[key] is the value as JSON (SQLite: JSON_QUOTE(JSON_EXTRACT(..)), PostgreSQL:
+    # payload -> key), so a text "0" ('"0"') is told from the number 0 ('0'). A value
+    # written with other spacing only makes a row read again, never one skipped.
+    return or_(
+        *(
+            func.coalesce(cast(O.c.payload[key], Text), "null").not_in(NO_TEXT)
+            for key in TEXT_PAYLOAD_KEYS
+        )
+    )
 
 
 def _purged_data(data: dict[str, Any] | None) -> dict[str, Any]:

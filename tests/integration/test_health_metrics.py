@@ -231,7 +231,8 @@ async def test_a_homeserver_unreachable_since_the_start_stalls_after_two_minutes
     await wait_until(refused, what="a refused connection to the homeserver")
     body = await wait_health(inst, 200, "mail still working")
     assert body["components"]["matrix"]["state"] == "failing"
-    assert body["components"]["scheduler"]["state"] == "off"  # it starts with chat
+    # Retention and plugins' jobs run without chat; only the alert sweep waits for it.
+    assert body["components"]["scheduler"]["state"] in ("idle", "ok")
     clock.advance(minutes=2, seconds=5)
     body = await wait_health(inst, 503, "the stalled Matrix connection")
     assert body["components"]["matrix"]["stalled"] is True
