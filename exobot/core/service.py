@@ -1297,8 +1297,13 @@ class _Step:
     async def flush(self) -> None:
         for number, ticket in self._touched.items():
             stored = self._stored[number]
-            entries = [entry.id for entry in self.entries if entry.ticket_number == number]
-            if entries or number in self.updated_at:
+            own = [entry for entry in self.entries if entry.ticket_number == number]
+            entries = [entry.id for entry in own]
+            # The bot's own reminders are no activity: they would reset the ages measured
+            # from updated_at (the digest's stalled for, lists sorted by last update, the web's
+            # "updated …", the API) at every repeat.
+            activity = any(entry.kind is not EntryKind.ALERT for entry in own)
+            if activity or number in self.updated_at:
                 ticket.updated_at = self.updated_at.get(number, self.now)
             if ticket != stored:  # a new ticket with nothing more to say is already written
                 await self.uow.update_ticket(ticket, title_changed=ticket.title != stored.title)

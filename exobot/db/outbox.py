@@ -340,6 +340,27 @@ async def retry_failed(
     return (row.kind, row.ticket_id, row.what) if row is not None else None
 
 
+async def newer_of_type(conn: AsyncConnection, item: OutboxItem, payload_type: str) -> bool:
+    """Whether a row of the item's kind and ticket whose payload is of `payload_type` was queued
+    after it and not given up: pending, or sent already (the item was put off by an error
+    meanwhile). The chat worker drops a digest that a newer one supersedes."""
+    same_ticket = (
+        O.c.ticket_id.is_(None) if item.ticket_id is None else O.c.ticket_id == item.ticket_id
+    )
+    found = await conn.execute(
+        select(O.c.id)
+        .where(
+            O.c.id > item.id,
+            O.c.kind == item.kind,
+            same_ticket,
+            O.c.state != FAILED,
+            O.c.payload["type"].as_string() == payload_type,
+        )
+        .limit(1)
+    )
+    return found.first() is not None
+
+
 async def counts(conn: AsyncConnection) -> dict[tuple[str, str], int]:
     """How many items there are per (kind, state)."""
     rows = await conn.execute(

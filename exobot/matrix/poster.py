@@ -13,14 +13,14 @@ import base64
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from functools import partial
 from html import escape as html_escape
 from urllib.parse import quote
 
 import nio
 
-from exobot.core.clock import Clock
+from exobot.core.clock import Clock, utc
 from exobot.core.flags import active_flags
 from exobot.core.intents import RecordDeliveryFailure
 from exobot.core.model import Actor, Entry, EntryKind, Status, Ticket
@@ -92,6 +92,7 @@ class _Row:
     thread: chat.Thread | None
     part: _Parts
     root: _RootFacts | None  # read when the row may post or edit a root
+    outdated: frozenset[int] = frozenset()  # its alerts that no longer hold (_outdated_alerts)
 
 
 class ChatSender(OutboxWorker):
@@ -240,7 +241,9 @@ class ChatSender(OutboxWorker):
                 # The first mail is in the row's own entries when the row opens the ticket.
                 first = None if created else await chat.first_quoted(view.conn, ticket.number)
                 root = await _root_facts(view.conn, ticket.number, first)
-            return _Row(ticket, entries, thread, part, root)
+            alerts = [e for e in entries if e.kind is EntryKind.ALERT]
+            outdated = await _outdated_alerts(view, ticket, alerts) if ticket and alerts else None
+            return _Row(ticket, entries, thread, part, root, outdated or frozenset())
 
         return await self.repository.read(work)
 
@@ -286,7 +289,7 @@ class ChatSender(OutboxWorker):
         alerts = [e for e in rest if e.kind is EntryKind.ALERT]
         others = [e for e in rest if e.kind is not EntryKind.ALERT]
         for alert in alerts:
-            await self._alert(ticket, alert, thread, part)
+            await self._alert(ticket, alert, thread, part, outdated=alert.id in row.outdated)
         message = self.renderer.announcement(ticket, others, concise=in_thread) if others else None
         if origin and origin.get("plain") and in_thread:
             await self._react(origin, part)
@@ -421,7 +424,28 @@ class ChatSender(OutboxWorker):
                 )
         return new or thread
 
-    async def _alert(self, ticket: Ticket, alert: Entry, thread: chat.Thread, part: _Parts) -> None:
+    async def _alert(
+        self, ticket: Ticket, alert: Entry, thread: chat.Thread, part: _Parts, *, outdated: bool
+    ) -> None:
+        """An alert's note in the ticket's thread and its line in the room's timeline (parts n
+        and n+1). An outdated one (the ticket was taken or resolved since, or a newer alert
+        about it waits behind: the homeserver was away for days) is skipped, its part numbers
+        taken all the same so the row's later parts keep theirs. Skipped only when neither
+        part was posted: a retry of a row an earlier attempt began finishes it, so an alert is
+        posted whole or not at all, and outdated stays outdated (a ticket never becomes new
+        again; a stalled one that came back has a newer status entry), so a skipped row that
+        is retried after a crash skips it again."""
+        note_part, line_part = part.following(), part.following() + 1
+        if outdated and not {note_part, line_part} & part.done.keys():
+            part.next()
+            part.next()
+            log.info(
+                "alert %s on ticket %s outdated, not posted (%s now)",
+                alert.id,
+                ticket.number,
+                ticket.status.value,
+            )
+            return
         since = alert.data.get("since")
         waited = alert.created_at - (datetime.fromisoformat(since) if since else ticket.created_at)
         if alert.data.get("reason") == "stalled":
@@ -459,7 +483,16 @@ class ChatSender(OutboxWorker):
         await self._send(Where(room_id), message, await self._parts(item))
 
     async def _send_digest(self, item: OutboxItem) -> None:
+        """The daily digest of the payload's date, in every queue room, counting the tickets as
+        they are now. One that is outdated is not posted and the row is done like a posted one
+        (`exobot outbox` lists only what was given up): a newer digest was queued after it, or
+        it was queued on an earlier day than today (the homeserver was away; today's comes at
+        its time). Not when a retry finds it half posted: it is finished."""
         now = self.clock.now()
+        part = await self._parts(item)
+        if not part.done and await self._digest_outdated(item, now):
+            log.info("%s outdated, not posted", self.describe(item))
+            return
         async with self.repository.reading() as view:
             counts = await view.status_counts()
             oldest_new, _ = await view.list_tickets(
@@ -468,11 +501,12 @@ class ChatSender(OutboxWorker):
             oldest_stalled, _ = await view.list_tickets(
                 statuses=[Status.STALLED], limit=DIGEST_OLDEST, oldest_first=True
             )
-        digest = self.renderer.digest(counts, oldest_new, oldest_stalled, now)
+        digest = self.renderer.digest(
+            counts, oldest_new, oldest_stalled, now, day=_payload_day(item.payload)
+        )
         parts = []
         if self.contributions is not None:
             parts = await self.contributions.digest_parts(self.renderer.language)
-        part = await self._parts(item)
         # The tickets whose titles the digest shows, kept with each post: an erasure redacts it.
         listed = [ticket.number for ticket in (*oldest_new, *oldest_stalled)]
 
@@ -488,6 +522,18 @@ class ChatSender(OutboxWorker):
             await self._send(
                 Where(room_id), with_lines(digest, lines), part, also=note_listed if listed else None
             )
+
+    async def _digest_outdated(self, item: OutboxItem, now: datetime) -> bool:
+        """Whether a digest row is outdated: queued on an earlier local day than `now`'s (the
+        row's own time, the one the sweep dated it by), or followed by another digest row that
+        was not given up (pending, or posted already when this one was put off by an error)."""
+        zone = self.renderer.timezone
+        queued = item.created_at
+        if queued is not None and _local_day(queued, zone) < _local_day(now, zone):
+            return True
+        return await self.repository.read(
+            lambda view: outbox.newer_of_type(view.conn, item, "digest")
+        )
 
     async def _send_notice(self, item: OutboxItem) -> None:
         """A notice for every queue room (a plugin failed): plain text, escaped here."""
@@ -800,6 +846,42 @@ class _Parts:
 
     def txn(self, part: int) -> str:
         return f"exobot-{self.row}-{part}"
+
+
+def _local_day(when: datetime, zone: tzinfo) -> date:
+    """The date of `when` in `zone` (a naive time is UTC, as storage gives it back)."""
+    return utc(when).astimezone(zone).date()
+
+
+def _payload_day(payload: dict) -> date | None:
+    """The date a digest row was queued for (jobs.AlertSweep), or None when it has none."""
+    try:
+        return date.fromisoformat(str(payload["date"]))
+    except (KeyError, ValueError):
+        return None
+
+
+#: The status an alert is about, by its reason (RaiseAlert).
+_ALERT_STATUS = {"new": Status.NEW, "stalled": Status.STALLED}
+
+
+async def _outdated_alerts(view, ticket: Ticket, alerts: list[Entry]) -> frozenset[int]:  # noqa: ANN001 - the reader
+    """The ids of the alerts among `alerts` that no longer hold (read with the row): the
+    ticket is no longer in the status an alert is about, or left it and came back since (a
+    newer status entry), or a newer alert about the ticket was raised (its own row posts it,
+    with the time waited until then). After days without a homeserver the rows of every
+    `repeat_every` are due at once: only the newest alert of a ticket still waiting is posted.
+    A newer alert's row may be posted already (this one was given up and retried by hand):
+    this one is older news all the same."""
+    newest = await view.last_entry(ticket.number, [EntryKind.ALERT.value])
+    status = await view.last_entry(ticket.number, [EntryKind.STATUS.value])
+    later = max((e.id for e in (newest, status) if e is not None), default=0)
+    return frozenset(
+        alert.id
+        for alert in alerts
+        if ticket.status is not _ALERT_STATUS.get(alert.data.get("reason"), Status.NEW)
+        or later > alert.id
+    )
 
 
 async def _entries(view, ids: list[int]) -> list[Entry]:  # noqa: ANN001 - the reader

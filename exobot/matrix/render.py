@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from exobot.core.actions import ActionSpec, Channel
 from exobot.core.commands import HELP_ALL
@@ -341,11 +341,14 @@ class Renderer(Wording):
         oldest_new: Sequence[Ticket],
         oldest_stalled: Sequence[Ticket],
         now: datetime,
+        *,
+        day: date | None = None,
     ) -> Message:
-        """The daily digest: counts per queue and status, and the oldest waiting tickets."""
+        """The daily digest of `day` (None: `now`'s local date): counts per queue and status,
+        and the oldest waiting tickets, with how long they have waited at `now`."""
         b = _Builder()
-        date = _as_utc(now).astimezone(self.timezone).strftime("%Y-%m-%d")
-        title = self._t("📊 Daily support digest — {date}", date=date)
+        day = day or _as_utc(now).astimezone(self.timezone).date()
+        title = self._t("📊 Daily support digest — {date}", date=day.isoformat())
         b.line((title[0], f"<b>{title[1]}</b>"))
 
         by_queue: dict[str, dict[str, int]] = {}
