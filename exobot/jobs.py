@@ -184,8 +184,9 @@ class Scheduler:
     def _cancellable(
         self, fn: Callable[[], Awaitable[None]], job_id: str
     ) -> Callable[[], Awaitable[None]]:
-        """`fn` as a job that pause() can cancel; so cancelled, it ends with a line in the log
-        instead of APScheduler's error."""
+        """`fn` as a job that pause() or a stop can cancel; so cancelled, it ends with a line
+        in the log instead of APScheduler's error and traceback (what it committed stays: a
+        job's changes are transactions)."""
 
         async def job() -> None:
             task = asyncio.current_task()
@@ -193,9 +194,10 @@ class Scheduler:
             try:
                 await fn()
             except asyncio.CancelledError:
-                if self.scheduler.state != STATE_PAUSED:  # a stop, not pause(): it goes on
-                    raise
-                log.info("job %s cancelled: this instance no longer leads", job_id)
+                why = "this instance no longer leads"
+                if self.scheduler.state != STATE_PAUSED:
+                    why = "exobot is stopping"
+                log.info("job %s cancelled: %s", job_id, why)
             finally:
                 self._running.discard(task)
 

@@ -170,3 +170,27 @@ async def test_a_job_running_when_the_instance_stops_leading_is_cancelled_quietl
         assert scheduler.health.enabled
     finally:
         scheduler.stop()
+
+
+async def test_a_job_running_when_exobot_stops_ends_with_a_line_not_an_error(caplog):
+    """stop() while a job runs (exobot stopping: a fatal Matrix login, SIGTERM) and the job
+    cancelled as the loop winds down: one info line, not APScheduler's error and traceback."""
+    caplog.set_level(logging.INFO)
+    started = asyncio.Event()
+
+    async def slow_job() -> None:
+        started.set()
+        await asyncio.Event().wait()  # never set: only a cancellation ends it
+
+    scheduler = Scheduler(None, timedelta(hours=1))
+    scheduler.add_job(slow_job, timedelta(hours=1), "slow", first_after=timedelta(0))
+    scheduler.start()
+    await asyncio.wait_for(started.wait(), 60)
+    (task,) = scheduler._running
+    scheduler.stop()
+    task.cancel()
+    await asyncio.wait({task}, timeout=60)
+    assert task.done()
+    assert "job slow cancelled: exobot is stopping" in caplog.text
+    assert "raised an exception" not in caplog.text
+    assert "Error running job" not in caplog.text
