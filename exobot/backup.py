@@ -45,7 +45,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from exobot.config import Config
-from exobot.db.engine import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, sync_url
+from exobot.db.engine import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    create_private_file,
+    is_sqlite,
+    is_sqlite_file,
+    make_private_dirs,
+    sqlite_file,
+    sync_url,
+)
 from exobot.runlock import LockHeld, RunLock
 
 FORMAT = 1
@@ -55,7 +63,6 @@ DUMP_FILE = "database.dump"
 MATRIX_DIR = "matrix"
 # pg_dump/pg_restore of a helpdesk's database takes seconds to minutes; an hour means stuck.
 PG_TIMEOUT_SECONDS = 3600
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 # SQLite's side files: the backup API reads through them, so they are never copied.
 _SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 
@@ -89,18 +96,12 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def is_sqlite_file(path: Path) -> bool:
-    """Whether the file starts with SQLite's header."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
-    except OSError:
-        return False
-
-
 def sqlite_copy(source: Path, target: Path) -> None:
     """Copy an SQLite database, live or not, with the online backup API: all pages in one
-    step, so the copy is one consistent snapshot (in WAL mode writers are not held up)."""
+    step, so the copy is one consistent snapshot (in WAL mode writers are not held up). A
+    `target` that does not exist yet is created with mode 0600."""
+    # A new copy is private from its first byte (it holds what the database holds).
+    create_private_file(target)
     # Read-write: a read-only connection cannot open a WAL database whose -shm is missing.
     src = sqlite3.connect(source, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
     try:
@@ -442,11 +443,17 @@ def restore(config: Config, source: Path) -> list[str]:
     is incomplete) or LockHeld (exobot runs)."""
     source = source.absolute()
     url = config.database.url
+    database = sqlite_file(url)
+    fresh = database is not None and not database.exists()
     lock = RunLock(url)
     lock.acquire(shared=False)  # LockHeld while exobot runs; keeps a start out meanwhile
     try:
         return _restore_locked(config, source)
     finally:
+        if fresh and database.exists() and database.stat().st_size == 0:
+            # The empty database the lock made private (ensure_sqlite_dir): a refused
+            # restore changes nothing.
+            database.unlink()
         lock.release()
 
 
@@ -498,8 +505,8 @@ def _restore_locked(config: Config, source: Path) -> list[str]:
 
 def _restore_sqlite(target: Path, backup_file: Path, stamp: str) -> list[str]:
     said = []
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
+    make_private_dirs(target.parent)
+    if target.exists() and target.stat().st_size > 0:  # an empty one holds nothing to keep
         # A clean single-file copy of what is replaced (its WAL included), then the old files go.
         kept = target.with_name(f"{target.name}.before-restore-{stamp}")
         sqlite_copy(target, kept)

@@ -52,6 +52,8 @@ class SensitiveFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Replace the record's message (and traceback text) by its masked form; keep it."""
+        if _is_migration_step(record):
+            return True  # the code's own words, no one's data
         message = record.getMessage()
         if len(message) > MAX_LOG_MESSAGE:
             cut = len(message) - MAX_LOG_MESSAGE
@@ -62,6 +64,19 @@ class SensitiveFilter(logging.Filter):
         if record.exc_text:
             record.exc_text = mask_sensitive(record.exc_text[: 4 * MAX_LOG_MESSAGE])
         return True
+
+
+def _is_migration_step(record: logging.LogRecord) -> bool:
+    """Whether the record is Alembic's "Running upgrade 0008 -> 0009, <the migration's name>":
+    the first line of a migration's docstring, whose words ("key request hash: …") would
+    otherwise read as a credential and be masked."""
+    if record.name != "alembic.runtime.migration" or record.msg != "Running %s":
+        return False
+    from alembic.runtime.migration import MigrationStep  # Alembic logged it: imported
+
+    args = record.args
+    # The step itself, not any text given for %s.
+    return isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], MigrationStep)
 
 
 def setup_logging(level: str | int = "INFO") -> None:

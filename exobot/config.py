@@ -778,15 +778,28 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     """
     if not isinstance(data, Mapping):
         raise ConfigError(["the top level must be a mapping of sections"])
-    # A section written with nothing under it ("alerts:") means "use the defaults".
-    tree = {key: copy.deepcopy(value) for key, value in data.items() if value is not None}
-    sources, problems = _apply_env(tree, os.environ if env is None else env)
+    tree = {}
+    for key, value in data.items():
+        if value is not None:
+            tree[key] = copy.deepcopy(value)
+        elif key not in Config.model_fields:
+            tree[key] = value  # reported as an unknown key
+        elif _expects_container(Config.model_fields[key].annotation):
+            # A section written with nothing under it ("alerts:", "metrics:") is there, with
+            # its defaults: the same as "metrics: {}" (so metrics are served, and a bare
+            # "matrix:" names its missing keys rather than leaving Matrix silently off).
+            tree[key] = {}
+        # else a setting left empty ("language:"): its default.
+    sources, problems, made = _apply_env(tree, os.environ if env is None else env)
+    problems += _plugins_made_by_env(tree, made, sources)
     installed = _installed_plugins()
     KNOWN_PLUGINS.update(installed)
     try:
         config = Config.model_validate(tree)
     except ValidationError as error:
-        raise ConfigError(problems + validation_problems(error, env_sources=sources)) from None
+        raise ConfigError(
+            problems + validation_problems(error, env_sources=sources, env_made=made)
+        ) from None
     problems += _plugin_problems(config, installed, sources)
     if problems:
         raise ConfigError(problems)
@@ -827,12 +840,32 @@ def _plugin_problems(
     return problems
 
 
+def _plugins_made_by_env(
+    tree: dict[str, Any], made: set[tuple[str, ...]], sources: Mapping[tuple[str, ...], str]
+) -> list[str]:
+    """A variable that sets a plugin's setting enables no plugin: refused when the file does
+    not enable the plugin (EXOBOT__PLUGINS='{"NAME": {…}}' does: it gives the whole list)."""
+    problems = []
+    for section in sorted(made):
+        if len(section) != 2 or section[0] != "plugins":
+            continue
+        for path in sorted(p for p in sources if p[:2] == section):
+            problems.append(
+                f"{sources[path]} sets {_dotted(section)}, which the configuration file "
+                "does not enable"
+            )
+        del tree["plugins"][section[1]]  # not checked as enabled either
+    return problems
+
+
 def _apply_env(
     tree: dict[str, Any], env: Mapping[str, str]
-) -> tuple[dict[tuple[str, ...], str], list[str]]:
-    """Set ``EXOBOT__A__B=v`` as ``tree[a][b] = v``; return which key came from which variable."""
+) -> tuple[dict[tuple[str, ...], str], list[str], set[tuple[str, ...]]]:
+    """Set ``EXOBOT__A__B=v`` as ``tree[a][b] = v``; return which key came from which variable,
+    the problems, and the sections the variables made (absent from the file)."""
     sources: dict[tuple[str, ...], str] = {}
     problems: list[str] = []
+    made: set[tuple[str, ...]] = set()
     for name in sorted(env):
         if not name.upper().startswith(ENV_PREFIX):
             continue
@@ -843,6 +876,8 @@ def _apply_env(
         node = tree
         for depth, key in enumerate(path[:-1]):
             if node.get(key) is None:
+                if key not in node:  # written with nothing under it ("connectivity:") is there
+                    made.add(path[: depth + 1])
                 node[key] = {}
             if not isinstance(node[key], dict):
                 problems.append(
@@ -854,7 +889,7 @@ def _apply_env(
         else:
             node[path[-1]] = env[name]
             sources[path] = name
-    return sources, problems
+    return sources, problems, made
 
 
 # --------------------------------------------------------------------------- error lines
@@ -882,11 +917,14 @@ def validation_problems(
     error: ValidationError,
     prefix: tuple[str, ...] = (),
     env_sources: Mapping[tuple[str, ...], str] | None = None,
+    env_made: set[tuple[str, ...]] | None = None,
 ) -> list[str]:
     """Turn a pydantic ValidationError into "key.path: what is wrong" lines.
 
     ``prefix`` is prepended to every key (a plugin validating its own settings passes
-    ``("plugins", name)``); ``env_sources`` maps key paths to the variable that set them.
+    ``("plugins", name)``); ``env_sources`` maps key paths to the variable that set them;
+    ``env_made`` holds the sections only variables made (the file has none), named with the
+    variables behind them in a problem inside them.
     """
     problems = []
     for detail in error.errors(include_url=False):
@@ -907,8 +945,23 @@ def validation_problems(
             message += " (give it as JSON)"
         if not about_key and _may_echo(detail, loc):
             message += f" (got {_shown(detail['input'])})"
+        section = _made_section(loc, env_made or set())
+        if source is None and section:
+            # EXOBOT__MATRIX__PASSWORD alone on a mail-only file: the missing keys are not
+            # the file's to have, the variable is what asked for Matrix.
+            names = _env_below(section, env_sources or {}) or ""
+            message += (
+                f" ({names} {'make' if ', ' in names else 'makes'} a {_dotted(section)} "
+                "section, which the configuration file does not have)"
+            )
         problems.append(f"{label}: {message}")
     return problems
+
+
+def _made_section(loc: tuple[Any, ...], made: set[tuple[str, ...]]) -> tuple[str, ...] | None:
+    """The outermost section around `loc` that only variables made, or None."""
+    around = [path for path in made if loc[: len(path)] == path]
+    return min(around, key=len) if around else None
 
 
 def _message(detail: Any, top_level: bool) -> str:

@@ -18,6 +18,8 @@ from exobot.db.repository import SqlRepository
 
 # Names travel in idempotency keys and logs ("token:<name>"): keep them plain.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# The exit status of a command written wrong, as argparse's own.
+USAGE = 2
 
 
 async def run_token(
@@ -27,21 +29,25 @@ async def run_token(
     user: str | None,
     clock: Clock | None = None,
 ) -> int:
-    """Carry out one token action and print its result; returns the exit status. Creation and
-    revocation are stamped by `clock` (the system's unless a test gives another)."""
+    """Carry out one token action and print its result; returns the exit status (2, as
+    argparse's, for a name or --user the command cannot take). Creation and revocation are
+    stamped by `clock` (the system's unless a test gives another)."""
     if action in ("create", "revoke") and (not name or not _NAME.fullmatch(name)):
         print(
             f"token {action}: give the token a name of letters, digits, '.', '_' or '-' "
             "(at most 64 characters)",
             file=sys.stderr,
         )
-        return 1
-    if action == "create" and (not user or not is_user_id(user)):
+        return USAGE
+    if action == "create" and not user:
+        print("token create: --user @name:server is required", file=sys.stderr)
+        return USAGE
+    if action == "create" and not is_user_id(user):
         print(
             f"token create: --user must be a Matrix id like @name:server, not {user!r}",
             file=sys.stderr,
         )
-        return 1
+        return USAGE
     # The CLI may run before exobot ever did: make sure the tables exist.
     await upgrade_async(config.database.url)
     repository = SqlRepository(create_engine(config.database.url))

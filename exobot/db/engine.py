@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -14,6 +17,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+log = logging.getLogger("exobot.db")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: PostgreSQL connections kept per process, and how many more a busy moment may open: on the
@@ -48,6 +53,7 @@ PG_CONNECT_TIMEOUT_SECONDS = 10
 # Execution options of a read-only transaction (see SqlRepository.reading): on SQLite it
 # begins DEFERRED, so it neither takes nor waits for the write lock (WAL readers never block).
 READ_ONLY = {"exobot_read_only": True}
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def database_unavailable(error: BaseException) -> bool:
@@ -162,11 +168,85 @@ def pg_connect_args(url: str) -> dict[str, Any]:
     }
 
 
+# The files already warned about in this process (the engines, the lock and the migrations
+# each make sure of the file: one warning is enough).
+_WARNED: set[Path] = set()
+
+
 def ensure_sqlite_dir(url: str) -> None:
-    """Create the directory of an SQLite file so a fresh deployment starts without help."""
+    """Create the directory of an SQLite file, and the file itself, so a fresh deployment
+    starts without help: both private to exobot's user (directories 0700, the file 0600; it
+    holds members' mail, and SQLite gives the -wal and -shm beside it the file's own mode).
+    An existing file keeps its mode: a warning says when others can read it."""
     path = sqlite_file(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path is None:
+        return
+    make_private_dirs(path.parent)
+    # Before SQLite opens it, which would create it with the umask's mode (0644 usually).
+    if not create_private_file(path):
+        warning = exposed_database_warning(path)
+        if warning and path not in _WARNED:
+            _WARNED.add(path)
+            log.warning("%s", warning)
+
+
+def make_private_dirs(folder: Path) -> None:
+    """mkdir -p with mode 0700 for each directory created (Path.mkdir would give the missing
+    parents the default mode)."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        each.mkdir(mode=0o700, exist_ok=True)
+
+
+def create_private_file(path: Path) -> bool:
+    """Create the empty file `path` with mode 0600 (SQLite takes an empty file for an empty
+    database); False when it exists already."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        return False
+    return True
+
+
+def is_sqlite_file(path: Path) -> bool:
+    """Whether the file starts with SQLite's header."""
+    try:
+        with path.open("rb") as file:
+            return file.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def _is_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
+
+
+def exposed_database_warning(path: Path) -> str | None:
+    """One line when users other than its owner may read the SQLite database at `path` or
+    its -wal or -shm (group or other permission bits); None otherwise, or when it is no
+    database."""
+    shown = []
+    for each in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = each.stat().st_mode
+        except OSError:
+            continue
+        if stat.S_ISREG(mode) and mode & 0o077:
+            shown.append((each, stat.S_IMODE(mode)))
+    # What is no database (nor an empty file, which SQLite takes for one) is SQLite's to refuse.
+    if not shown or not (is_sqlite_file(path) or _is_empty(path)):
+        return None
+    modes = ", ".join(f"{each.name} {mode:o}" for each, mode in shown)
+    return (
+        f"{path}: warning: other users can read this database (mode {modes}) and it holds "
+        f"members' mail and personal data: chmod 600 {' '.join(str(e) for e, _ in shown)}"
+    )
 
 
 def create_sync_engine(url: str) -> Engine:

@@ -91,13 +91,20 @@ def _megabytes(text: str) -> float:
     return value
 
 
-def _read_secret(path: str) -> str:
+def _read_secret(path: str, what: str) -> str:
+    """The secret `what` (password, token) held in the file at `path`, without the spaces and
+    line end around it. An empty file is a usage error (exit status 2): sent empty, RT would
+    answer much later with an error that does not name the file."""
     try:
-        return Path(path).read_text(encoding="utf-8").strip()
+        secret = Path(path).read_text(encoding="utf-8").strip()
     except OSError as error:
         raise SystemExit(f"{path}: {error.strerror}") from None
     except UnicodeDecodeError:
         raise SystemExit(f"{path}: not UTF-8 text (a password or token file holds text)") from None
+    if not secret:
+        print(f"{path}: the file is empty: it must hold the RT user's {what}", file=sys.stderr)
+        raise SystemExit(2)
+    return secret
 
 
 def load_owners(path: str | None) -> dict[str, str]:
@@ -152,8 +159,8 @@ async def run_import_cli(config: Config, args: argparse.Namespace) -> int:
     from exobot.importer.runner import CollisionError, run_import
     from exobot.offline import offline_plugins
 
-    password = _read_secret(args.password_file) if args.password_file else None
-    token = _read_secret(args.token_file) if args.token_file else None
+    password = _read_secret(args.password_file, "password") if args.password_file else None
+    token = _read_secret(args.token_file, "token") if args.token_file else None
     rules = MappingRules(
         source=args.source or source_label(args.url),
         queues=queue_map(args.queue, set(config.tickets.queues)),

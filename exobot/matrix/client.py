@@ -252,7 +252,13 @@ class MatrixClient:
             log.warning("the saved session is for another account: logging in again")
             session = None
         if session is None:
-            session = await self._login()
+            try:
+                session = await self._login()
+            except MatrixLoginError:
+                # exobot stops on it: its HTTP session is closed now, not left to asyncio's
+                # "Unclosed client session" complaints at exit.
+                await self.nio.close()
+                raise
             self.store.save(session)
             log.info("logged in as %s, new device %s", session.user_id, session.device_id)
         else:
