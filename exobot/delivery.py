@@ -51,6 +51,18 @@ class RetryPolicy:
 
 
 _MICROSECOND = timedelta(microseconds=1)
+
+
+def unreachable_delay(retry: RetryPolicy, waited: timedelta) -> timedelta:
+    """The wait after an attempt that found the receiving side unreachable (`Unreachable`):
+    as long as the item has waited since it was queued, so the waits double as the
+    attempts' backoff does, never shorter than `retry.base` nor longer than `retry.maximum`.
+
+    Measured by the item's age rather than its count of attempts, which such a failure does
+    not raise (see OutboxWorker): an outage of days costs a mail nothing of its limit."""
+    return min(retry.maximum, max(retry.base, waited))
+
+
 # How many unreported items one query gives (exobot.db.outbox.unreported's default).
 _UNREPORTED_PAGE = 100
 
@@ -64,6 +76,13 @@ FINISH_SECONDS = 5.0
 class PermanentFailure(Exception):
     """The receiving side refused the item for good, or its payload cannot be delivered:
     retrying cannot help."""
+
+
+class Unreachable(Exception):
+    """The receiving side could not be reached (connection refused, unknown host, timed out,
+    connection lost before it answered the item, "service not available" as it greeted):
+    not the item's fault. The item waits, with a backoff, until the other side is back,
+    and the attempt does not count against `RetryPolicy.max_attempts`."""
 
 
 # What a payload that does not hold what its kind needs raises while it is read or built.
@@ -89,10 +108,11 @@ class OutboxWorker:
     tickets at once, up to `concurrency`).
 
     Subclasses implement `send(item)` (raise PermanentFailure for a refusal that retrying
-    cannot fix and read the payload inside `reading_payload()`; anything else is a temporary
-    failure) and may override `failed(item, error)`, `end_pass()` and `describe(item)`. Due
-    times, retries and stamps follow `clock`, so a test moves a retry's time forward instead
-    of waiting for it.
+    cannot fix, Unreachable when the other side could not be reached at all, and read the
+    payload inside `reading_payload()`; anything else is a temporary failure) and may
+    override `failed(item, error)`, `end_pass()` and `describe(item)`. Due times, retries
+    and stamps follow `clock`, so a test moves a retry's time forward instead of waiting for
+    it.
     """
 
     kind: str = ""
@@ -128,6 +148,9 @@ class OutboxWorker:
         # start, and after a report failed (see `report_given_up`).
         self._report_at: datetime | None = None
         self._report_failures = 0  # looks in a row that failed: their backoff
+        # Items that last failed because the other side was unreachable: made due at once
+        # when a later item gets through (see `_other_side_back`), not an hour later.
+        self._waiting_for_other_side: set[int] = set()
 
     async def send(self, item: outbox.OutboxItem) -> None:
         """Deliver one item."""
@@ -259,6 +282,8 @@ class OutboxWorker:
             handed = await self.hand_over(items)
             if handed is not None:  # delivered elsewhere; what it left is due again
                 delivered += handed
+                if handed:
+                    await self._other_side_back()
                 continue
             try:
                 counts, stopped = await self._deliver_lanes(self.lanes(items))
@@ -268,9 +293,32 @@ class OutboxWorker:
             errors += stopped
             if not any(counts):
                 break
+            await self._other_side_back()  # due now: the next round of this pass takes them
         if errors:  # after the other lanes' work: the pass is told as failed (run())
             raise errors[0]
         return delivered
+
+    async def _other_side_back(self) -> None:
+        """An item got through: those that waited because the other side was unreachable are
+        made due now (their attempts untouched), instead of at the end of a backoff that may
+        be an hour. Only the ones this process saw fail: after a restart they wait their
+        time, and so they do when this fails (only logged: what was delivered stays so)."""
+        if not self._waiting_for_other_side:
+            return
+        ids = sorted(self._waiting_for_other_side)
+        now = self.clock.now()
+
+        async def work(conn) -> None:  # noqa: ANN001 - a connection
+            for item_id in ids:
+                await outbox.hurry(conn, item_id, now)
+
+        try:
+            await self.repository.write(work)
+        except Exception:
+            self.log.exception("%s: the items waiting for the other side wait on", self.kind)
+            return
+        self._waiting_for_other_side.difference_update(ids)
+        self.log.info("%s: reachable again, %d waiting items due now", self.kind, len(ids))
 
     async def _mark_unmarked(self) -> int:
         """Mark the items sent whose mark failed earlier (raises while the database is still
@@ -402,6 +450,7 @@ class OutboxWorker:
     async def _attempt(self, item: outbox.OutboxItem, claim) -> tuple[bool, str | None]:  # noqa: ANN001
         """Send one item and mark it (through `claim` when given); returns whether it was
         delivered and, when it was given up, why."""
+        self._waiting_for_other_side.discard(item.id)
         try:
             await self.send(item)
         except asyncio.CancelledError:
@@ -409,6 +458,13 @@ class OutboxWorker:
         except PermanentFailure as error:
             self.failed_attempts += 1
             return False, await self._give_up(item, str(error), claim)
+        except Unreachable as error:
+            # Failing for the administrator to see (health, metrics, log), but no attempt of
+            # the item's: however long the outage, it is sent once the other side is back.
+            self.health.failed()
+            self.failed_attempts += 1
+            await self._wait_for_other_side(item, str(error), claim)
+            return False, None
         except Exception as error:
             self.health.failed()
             self.failed_attempts += 1
@@ -431,6 +487,22 @@ class OutboxWorker:
             return False, None
         await self._mark_delivered(item, claim)
         return True, None
+
+    async def _wait_for_other_side(self, item: outbox.OutboxItem, error: str, claim) -> None:  # noqa: ANN001
+        """Put off an item the other side was unreachable for (see `unreachable_delay`),
+        its count of attempts unchanged."""
+        now = self.clock.now()
+        waited = now - item.created_at if item.created_at is not None else timedelta(0)
+        next_try = now + unreachable_delay(self.retry, waited)
+        self.log.warning(
+            "%s not delivered, the other side unreachable (not counted as an attempt), "
+            "retry at %s: %s",
+            self.describe(item),
+            next_try.isoformat(timespec="seconds"),
+            error,
+        )
+        await self._mark(claim, lambda conn: outbox.mark_waiting(conn, item.id, error, next_try))
+        self._waiting_for_other_side.add(item.id)
 
     async def _mark_delivered(self, item: outbox.OutboxItem, claim) -> None:  # noqa: ANN001
         """Mark a sent item (through `claim` when given); a mark that fails is kept, to be

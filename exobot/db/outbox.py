@@ -165,6 +165,15 @@ async def mark_retry(conn: AsyncConnection, item_id: int, error: str, next_try: 
     )
 
 
+async def mark_waiting(
+    conn: AsyncConnection, item_id: int, error: str, next_try: datetime
+) -> None:
+    """The other side was unreachable: try again at `next_try`, no attempt counted."""
+    await conn.execute(
+        update(O).where(O.c.id == item_id).values(last_error=error[:2000], next_try_at=next_try)
+    )
+
+
 async def mark_failed(
     conn: AsyncConnection, item_id: int, error: str, now: datetime | None = None
 ) -> None:

@@ -2,7 +2,9 @@
 
 The Message-ID of a mail was minted when it was queued, so a retry sends the same message again
 and receivers can recognise it. A permanent (5xx) refusal marks the mail failed, records it in the
-ticket's history and leaves it visible; it never blocks the mails queued after it.
+ticket's history and leaves it visible; it never blocks the mails queued after it. A server that
+cannot be reached (see `_send`) is no refusal of the mail: it waits until the server is back,
+without using up its attempts (exobot.delivery.Unreachable).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
 
@@ -26,7 +28,13 @@ from exobot.core.service import ServiceError, TicketService
 from exobot.core.text import format_size, greeting_name
 from exobot.db import outbox
 from exobot.db.repository import SqlRepository
-from exobot.delivery import OutboxWorker, PermanentFailure, RetryPolicy, reading_payload
+from exobot.delivery import (
+    OutboxWorker,
+    PermanentFailure,
+    RetryPolicy,
+    Unreachable,
+    reading_payload,
+)
 from exobot.i18n import say
 from exobot.mail.compose import TemplateRenderer, build_message, header_safe, is_threadable_id
 
@@ -58,6 +66,23 @@ class SmtpSettings:
     username: str | None = None
     password: str | None = None
     timeout: float = 30.0
+
+
+class _Client(aiosmtplib.SMTP):
+    """An SMTP connection that tells whether its mail under way has reached DATA: a connection
+    lost from there on may have delivered it (see `MailSender._send`)."""
+
+    reached_data = False
+
+    async def data(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        """DATA, noted before it is sent."""
+        self.reached_data = True
+        return await super().data(*args, **kwargs)
+
+
+def _unreachable(error: Exception) -> Unreachable:
+    """The worker's word for a server that could not be reached, saying why."""
+    return Unreachable(f"the SMTP server could not be reached: {error}")
 
 
 class MailSender(OutboxWorker):
@@ -274,10 +299,15 @@ class MailSender(OutboxWorker):
         """Mails are named with their recipient in the logs."""
         return f"mail {item.id} (ticket {item.ticket_id}) to {item.payload.get('to')}"
 
-    async def _connection(self) -> aiosmtplib.SMTP:
+    async def _connection(self) -> _Client:
         """An open SMTP connection for one mail: an idle one kept from an earlier mail (of
         this pass or of one that closely preceded it), else a new one. Give it back with
-        `_release`."""
+        `_release`.
+
+        Unreachable when the server could not be reached: the connection (refused, unknown
+        host, timed out, lost, its TLS handshake) failed, or the server answered its
+        greeting, EHLO, STARTTLS or AUTH with a 4xx (421: service not available). A 5xx
+        there, a refused login, is raised as it came: counted, then given up."""
         self._cancel_idle_close()
         if self._closing is not None:  # an idle close under way: let it finish first
             closing, self._closing = self._closing, None
@@ -287,20 +317,27 @@ class MailSender(OutboxWorker):
             if client.is_connected:
                 return client
         smtp = self.smtp
-        client = aiosmtplib.SMTP(
+        client = _Client(
             hostname=smtp.host,
             port=smtp.port,
             use_tls=smtp.security == "ssl",
             start_tls=smtp.security == "starttls",
             timeout=smtp.timeout,
         )
-        await client.connect()
-        if smtp.username:
-            try:
+        try:
+            await client.connect()
+            if smtp.username:
                 await client.login(smtp.username, smtp.password or "")
-            except BaseException:
-                client.close()
+        except BaseException as error:
+            client.close()
+            # A response first: aiosmtplib's answer at connect is also a ConnectionError.
+            if isinstance(error, aiosmtplib.SMTPResponseException):
+                if 400 <= error.code < 500:
+                    raise _unreachable(error) from error
                 raise
+            if isinstance(error, OSError):  # refused, DNS, timeouts, lost, TLS
+                raise _unreachable(error) from error
+            raise
         return client
 
     def _release(self, client: aiosmtplib.SMTP) -> None:
@@ -323,7 +360,14 @@ class MailSender(OutboxWorker):
                 await client.quit()
 
     async def _send(self, message: EmailMessage) -> None:
+        """Hand `message` to the server. PermanentFailure for a 5xx refusal; Unreachable when
+        the server could not be reached (`_connection`), or the connection was lost or timed
+        out before DATA: the server cannot have taken the mail. Lost from DATA on, the server
+        may have taken it: raised as it came, a counted attempt that sends the mail again
+        (same Message-ID), as any other failure. A 4xx about the mail or a recipient is one
+        too: repeated, it is given up after the last attempt."""
         client = await self._connection()
+        client.reached_data = False
         try:
             errors, _response = await client.send_message(message)
         except aiosmtplib.SMTPRecipientsRefused as error:
@@ -337,12 +381,16 @@ class MailSender(OutboxWorker):
             await self._reset(client)
             if error.code >= 500:
                 raise PermanentFailure(f"{error.code} {error.message}") from None
+            if isinstance(error, aiosmtplib.SMTPHeloError):  # security "none": EHLO is here
+                raise _unreachable(error) from error
             raise
         except asyncio.CancelledError:
             client.close()  # stopped mid-mail: drop the connection without a word
             raise
-        except Exception:
+        except Exception as error:
             await self._close(client)  # a broken connection: the next mail opens a new one
+            if isinstance(error, OSError) and not client.reached_data:
+                raise _unreachable(error) from error
             raise
         self._release(client)
         for recipient, (code, text) in (errors or {}).items():

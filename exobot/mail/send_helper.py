@@ -10,14 +10,16 @@ stops once it has found nothing to send for IDLE_SECONDS. At rest there is no su
 The helper only sends. A mail it cannot send (a refusal, the server away, a Cc address to be
 noted on the ticket) is left pending and untouched for the leader's own worker, which retries,
 gives up and records as it always did once the helper has stopped: every change to a ticket
-still goes through the leader's service. The helper reads its settings from its standard
-input and stops, finishing the mails under way, when that closes (the leader stepping down,
-stopping or killed) or on SIGTERM. A mail the server accepted whose mark could not be written
-before the helper stopped (the database away) is reported to the leader as it stops, also
-when it was told to stop: the leader's worker marks it before it sends anything else (after a
-step-down, when it leads again), so it is not sent twice (unless the leader dies too, or
-another instance takes over: then it is sent again, with the same Message-ID, as after a
-crash).
+still goes through the leader's service. So the leader's rules hold for every mail: a server
+that cannot be reached uses up no mail's attempts (exobot.delivery.Unreachable), and once the
+helper has found it so, it tries no other mail and stops. The helper reads its settings from
+its standard input and stops, finishing the mails under way, when that closes (the leader
+stepping down, stopping or killed) or on SIGTERM. A mail the server accepted whose mark could
+not be written before the helper stopped (the database away) is reported to the leader as it
+stops, also when it was told to stop: the leader's worker marks it before it sends anything
+else (after a step-down, when it leads again), so it is not sent twice (unless the leader dies
+too, or another instance takes over: then it is sent again, with the same Message-ID, as after
+a crash).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from exobot.cancelling import cancel_and_wait
 from exobot.db.engine import create_engine, create_sync_engine
 from exobot.db.repository import SqlRepository
-from exobot.delivery import FINISH_SECONDS
+from exobot.delivery import FINISH_SECONDS, Unreachable
 from exobot.mail.outbound import MailSender, mail_sender, usable_cc
 
 if TYPE_CHECKING:
@@ -244,6 +246,9 @@ class HelperSender(MailSender):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.left: set[int] = set()  # rows this helper will not try again
+        # Why the server could not be reached, once a mail found it so: the other mails are
+        # left without a try (each would wait out the same timeout) and the helper stops.
+        self.unreachable: Unreachable | None = None
 
     def lanes(self, items: list[outbox.OutboxItem]) -> list[list[outbox.OutboxItem]]:
         """The due mails it has not left."""
@@ -251,13 +256,19 @@ class HelperSender(MailSender):
 
     async def _attempt(self, item: outbox.OutboxItem, claim) -> tuple[bool, str | None]:  # noqa: ANN001
         """Send and mark one mail, or leave it (nothing written) when that fails or when it
-        would change its ticket (a Cc address to note)."""
+        would change its ticket (a Cc address to note), and without a try once the server was
+        found unreachable."""
         if usable_cc(item.payload)[1]:
             return self._leave(item, "a Cc address to note on the ticket")
+        if self.unreachable is not None:
+            return self._leave(item, self.unreachable)
         try:
             await self._send(self.build(item.payload))
         except asyncio.CancelledError:
             raise
+        except Unreachable as error:
+            self.unreachable = error
+            return self._leave(item, error)
         except Exception as error:
             return self._leave(item, error)
         await self._mark_delivered(item, claim)
