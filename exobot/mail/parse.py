@@ -1395,7 +1395,9 @@ def _repair_header_block(data: bytes) -> bytes:
         first = next((i for i in range(min(len(lines), MAX_BANNER_LINES + 1)) if is_header[i]), -1)
         if first < 0:
             return data  # no header near the top: not ours to guess
-    last_header = max(i for i, header in enumerate(is_header) if header)
+    last_header = max((i for i, header in enumerate(is_header) if header), default=-1)
+    if last_header < 0:
+        return data  # an mbox "From " line alone, no header after it: nothing to repair
     repaired = []
     for index in range(first, len(lines)):
         line = lines[index]

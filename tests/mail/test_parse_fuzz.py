@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import quopri
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -143,6 +144,17 @@ def test_generated_mails_parse_or_are_refused(raw: bytes) -> None:
 @SETTINGS
 @given(st.binary(max_size=3000))
 def test_random_bytes_parse_or_are_refused(raw: bytes) -> None:
+    try:
+        parsed = parse_mail(raw)
+    except MailParseError:
+        return
+    check(parsed)
+
+
+@pytest.mark.parametrize("raw", [b"From ", b"From x\n", b"From x\nnot a header\n\nbody"])
+def test_an_mbox_from_line_without_headers_parses_or_is_refused(raw: bytes) -> None:
+    """Found by the fuzz above: an mbox "From " line followed by no header at all made the
+    header repair raise ValueError (max() of nothing) instead of parsing or refusing."""
     try:
         parsed = parse_mail(raw)
     except MailParseError:
