@@ -153,10 +153,16 @@ class RaiseAlert:
 class Notify:
     """A notice mailed to the ticket's requestor only (no Cc), recorded as an outgoing mail and
     shown like a reply; it never changes the ticket's status or owner. Operators and exobot
-    itself (plugins) may send one."""
+    itself (plugins) may send one.
+
+    `automatic`: the notice is written by software, not by the person it is applied as (a
+    plugin's template applied as the operator who acted, e.g. a procedure's state): mailed with
+    `Auto-Submitted` like exobot's own notices, so auto-responders do not answer it. A notice
+    exobot itself applies is always automatic."""
 
     ticket: int
     text: str
+    automatic: bool = False
 
 
 @dataclass(frozen=True)

@@ -561,8 +561,9 @@ class TicketService:
             ticket,
             "reply",
             to=[ticket.requestor],
-            # exobot's own notices are automatic mail: auto-responders must not answer them.
-            auto=step.actor.kind is ActorKind.SYSTEM,
+            # exobot's own notices, and those a plugin marks automatic (a procedure's state,
+            # applied as its operator), are automatic mail: auto-responders must not answer.
+            auto=step.actor.kind is ActorKind.SYSTEM or intent.automatic,
             text=text,
             notice=True,
         )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from exobot.cancelling import cancel
@@ -24,6 +25,7 @@ from exobot.core.addresses import BadAddress, normalize_address
 from exobot.core.clock import Clock
 from exobot.core.events import OutboxQueued
 from exobot.core.intents import ReceiveMail
+from exobot.core.languages import LANGUAGES
 from exobot.core.model import Actor, AttachmentInfo, IncomingMail
 from exobot.core.service import (
     CHAT,
@@ -37,6 +39,7 @@ from exobot.core.text import format_size
 from exobot.db import inbound
 from exobot.db.engine import database_unavailable
 from exobot.db.repository import SqlReader, SqlRepository, SqlUnitOfWork
+from exobot.db.tables import TicketRow
 from exobot.mail.msgid import MessageIds
 from exobot.mail.parse import MailParseError, ParsedMail
 from exobot.mail.rules import (
@@ -79,7 +82,7 @@ class MailSettings:
     trusted_authserv_id: str | None = None
     new_tickets_per_sender_per_hour: int = 10
     max_size: int = 25 * MB  # a bigger mail is only fetched as its header (see intake)
-    language: str = "ca"  # of notices that belong to no ticket (the too-big notice)
+    language: str = "ca"  # the too-big notice's when neither the sender's tickets nor it tell
     mask: bool = True  # privacy.mask: store mail text with sensitive values masked
     legacy_tags: tuple[str, ...] = ()  # tickets.legacy_tags
     form_senders: frozenset[str] = frozenset()  # mail.form_senders, lower case
@@ -554,7 +557,7 @@ class MailProcessor:
             chain = [parsed.message_id] if parsed.message_id else []
             payload = {
                 "template": TOO_BIG_TEMPLATE,
-                "language": self.settings.language,
+                "language": await self._too_big_language(parsed, recipient, uow),
                 "to": [recipient],
                 "subject": shown_subject(parsed, self.settings.mask),
                 "size": mail.size,
@@ -571,6 +574,25 @@ class MailProcessor:
             return True
 
         return await self._finish(mail.id, inbound.QUARANTINED, error=reason, also=notify, **meta)
+
+    async def _too_big_language(
+        self, parsed: ParsedMail, recipient: str, uow: SqlUnitOfWork
+    ) -> str:
+        """The language of the too-big notice: the one the sender's latest ticket speaks (the
+        mail most likely belongs to it, and an operator may have set it), else the one the
+        mail's subject is written in, as a new mail's acknowledgement chooses it
+        (exobot.mail.language; only the header was fetched), else the configured one."""
+        tickets = TicketRow.__table__
+        latest = await uow.conn.execute(
+            select(tickets.c.language)
+            .where(tickets.c.requestor == recipient.lower())
+            .order_by(tickets.c.id.desc())
+            .limit(1)
+        )
+        for language in (latest.scalar(), parsed.language):
+            if language in LANGUAGES:
+                return language
+        return self.settings.language
 
     async def _too_big_recipient(self, parsed: ParsedMail, view: SqlReader) -> str | None:
         """Who gets the too-big notice: the From address, unless the mail is automatic or

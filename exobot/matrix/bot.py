@@ -8,12 +8,13 @@ same transaction that records the event as handled.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import nio
 
@@ -39,8 +40,9 @@ from exobot.core.commands import (
     parse_command,
 )
 from exobot.core.flags import active_flags
-from exobot.core.intents import Comment, Notify, Origin, Reply, SetStatus
+from exobot.core.intents import Comment, Notify, OpenTicket, Origin, Reply, SetStatus, SetTitle
 from exobot.core.model import Actor, EntryKind, Status
+from exobot.core.people import localpart
 from exobot.core.service import CHAT, AlreadyHandled, ServiceError, TicketService
 from exobot.core.text import unescape_html
 from exobot.db import chat
@@ -50,6 +52,7 @@ from exobot.db.state import get_state, set_state
 from exobot.matrix.client import MatrixClient
 from exobot.matrix.content import Where, message_content
 from exobot.matrix.names import DisplayNames
+from exobot.matrix.plain import plain_text
 from exobot.matrix.render import Message, Renderer
 from exobot.matrix.rooms import QueueRooms
 
@@ -74,6 +77,15 @@ _TAG = re.compile(r"<[^<>]*>")
 # A formatted body longer than this is not searched for pills (the plain body is used as is):
 # no volunteer types 64 KB of mentions, and whatever is read costs loop time.
 MAX_FORMATTED_CHARS = 64 * 1024
+# The intents whose text reaches the member's mail, as (the fields mailed, the fields that say
+# which ticket or member they are about): a reply's text, a title (mails carry it in their
+# subject). Those fields are read from the message's formatted body as plain text.
+MAILED_TEXT: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    Reply: (("text",), ("ticket",)),
+    SetTitle: (("title",), ("ticket",)),
+    OpenTicket: (("title",), ("requestor", "queue")),
+}
+HTML_FORMAT = "org.matrix.custom.html"
 # Join rules of rooms nobody enters uninvited: only such a queue room makes its members
 # operators (when matrix.operators is empty).
 CLOSED_JOIN_RULES = frozenset({"invite", "knock"})
@@ -355,9 +367,10 @@ class MatrixBot:
             origin["plain"] = True
             await self._apply(event.sender, Comment(context, typed), key, origin)
             return
-        try:
-            parsed = parse_command(
-                command,
+
+        def parse(text: str) -> ParsedCommand:
+            return parse_command(
+                text,
                 prefix=self.settings.prefix,
                 queues=self.settings.queues,
                 context_ticket=context,
@@ -367,9 +380,13 @@ class MatrixBot:
                 # volunteer's text (which holds the display name) goes on as typed.
                 mentions=_mentions(content),
             )
+
+        try:
+            parsed = parse(command)
         except CommandError as error:
             await self._answer(key, origin, self.renderer.error(error.code, error.params))
             return
+        parsed = await self._as_mailed(parsed, room, content, parse)
         started = time.perf_counter()
         try:
             await self._run(parsed, event.sender, key, origin, context)
@@ -389,6 +406,53 @@ class MatrixBot:
         after = self._after_bot_mention(room, typed, content)
         text = close_spaced_command(after, self.registry) if after is not None else ""
         return text.strip() if is_command(text) else None
+
+    async def _as_mailed(
+        self,
+        parsed: ParsedCommand,
+        room: nio.MatrixRoom,
+        content: dict,
+        parse: Callable[[str], ParsedCommand],
+    ) -> ParsedCommand:
+        """The command with the text it mails to the member (MAILED_TEXT) read from the
+        message's formatted body as plain text (exobot.matrix.plain): Element's plain body is
+        the volunteer's markdown source, which the member would read as typed ("**Important**",
+        "`ping`"). Internal text (a comment) stays as typed. The command goes on as typed when
+        the message has no formatted body, or when read from it it is not the same command
+        about the same ticket (nothing is guessed then)."""
+        fields = MAILED_TEXT.get(type(parsed.intent))
+        if fields is None or content.get("format") != HTML_FORMAT:
+            return parsed
+        mailed, same = fields
+        plain = await self._plain_text(content)
+        command = self._command_text(room, plain, content) if plain else None
+        try:
+            again = parse(command) if command is not None else None
+        except CommandError:
+            again = None
+        if (
+            again is None
+            or type(again.intent) is not type(parsed.intent)
+            or any(getattr(again.intent, f) != getattr(parsed.intent, f) for f in same)
+        ):
+            log.info("the formatted body of a %s reads otherwise: it goes on as typed", parsed.name)
+            return parsed
+        values = {f: getattr(again.intent, f) for f in mailed}
+        return replace(parsed, intent=replace(parsed.intent, **values))
+
+    async def _plain_text(self, content: dict) -> str | None:
+        """The message's formatted body as plain text, without a reply's quoted fallback;
+        None when it has none or it is over MAX_FORMATTED_CHARS. Converted in a thread (on the
+        most hostile HTML allowed it takes a few tenths of a second); the display names of its
+        pills are looked up here first, on the loop, where the rooms are kept."""
+        formatted = content.get("formatted_body")
+        if not isinstance(formatted, str) or len(formatted) > MAX_FORMATTED_CHARS:
+            return None
+        names = {user: self.names.display_name(user) for user, _label in pills(formatted)}
+        text = await asyncio.to_thread(
+            plain_text, formatted, lambda user: names.get(user) or localpart(user)
+        )
+        return text.strip() if text else None
 
     def _after_bot_mention(self, room: nio.MatrixRoom, typed: str, content: dict) -> str | None:
         """The text after a leading mention of the bot, or None when it opens with none: its

@@ -62,7 +62,7 @@ async def plugin(tmp_path):
     i18n.remove_domain("saved_replies")
 
 
-async def _ticket(plugin, sender: str, name: str) -> int:
+async def _ticket(plugin, sender: str, name: str, language: str | None = None) -> int:
     mail = IncomingMail(
         message_id=f"<{name.replace(' ', '')}@member.test>",
         sender=sender,
@@ -71,6 +71,7 @@ async def _ticket(plugin, sender: str, name: str) -> int:
         subject="Hola",
         body="No tinc connexió",
         received_at=NOW,
+        language=language,  # as detected in the mail (None: the configured language)
     )
     outcome = await plugin.service.apply(
         Actor.member(sender), intents.ReceiveMail(mail, intents.MailClass.MEMBER)
@@ -92,14 +93,14 @@ def call(ticket: int | None, name: str | None, language: str = "ca") -> ActionCa
 
 
 async def test_sends_the_ticket_languages_text_substituted(plugin):
-    number = await _ticket(plugin, "maria@example.org", "Maria Puig")
+    number = await _ticket(plugin, "maria@example.org", "Maria Puig", language="es")
     await _seed(
         plugin,
         ("benvinguda", "es", "Hola {name} ({ticket}) {0.__class__}"),
         ("benvinguda", "en", "Hi {nom}"),
+        ("benvinguda", "ca", "Hola {nom}"),
     )
-    # The ticket is Catalan and there is no Catalan text: the configured language (ca) has
-    # none either, so the first in exobot's order that exists (es).
+    # The ticket speaks Spanish: the Spanish text, not the configured language's (ca).
     intent = await plugin.template(call(number, "Benvinguda"))
     assert intent == intents.Reply(number, f"Hola Maria Puig (suport#{number}) {{0.__class__}}")
 

@@ -141,12 +141,13 @@ async def test_chat_lists_sends_and_refuses(make_instance, matrix_setup, volunte
     )
     assert (actor, body) == (setup.volunteer_user_id, expected)
 
-    # In the ticket's thread, no reference is needed; only `en` exists: it is sent in English.
+    # In the ticket's thread, no reference is needed; only `en` exists: it is not mailed in
+    # English under a Catalan greeting and signature, and the volunteer is told why.
     mark = vol.mark(room)
     await vol.send(room, "!template fibra", thread_root=root)
-    mails = await inst.wait_mailbox(member, 3)
-    assert any(
-        f"Hi Maria Puig, fibre is on its way (suport#{number})." in m.get_content() for m in mails
+    missing = await bot_answer(vol, setup, mark, lambda b: "fibra" in b, "the refusal")
+    assert body_of(missing) == (
+        "La resposta desada «fibra» no té versió en català: escriu la resposta o afegeix-la."
     )
 
     # An unknown name: a clear answer naming the known ones, and nothing mailed.
@@ -161,7 +162,7 @@ async def test_chat_lists_sends_and_refuses(make_instance, matrix_setup, volunte
         known="benvinguda, fibra",
     )
     await inst.wait_outbox_idle()
-    assert len(inst.mailbox(member)) == 3
+    assert len(inst.mailbox(member)) == 2
     assert thread_root_of(refusal) in (None, root)
 
 

@@ -1,5 +1,5 @@
 """Saved replies' pure rules, without servers: the substitution (literal, never a general
-format), the language fallback, the requestor's display name, names and the web form."""
+format), the language the text must be in, the requestor's display name, names and the web form."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from exobot_saved_replies.texts import (
     read_form,
     requestor_name,
     substitute,
+    wanted_language,
 )
 
 MARIA = Values(name="Maria Puig", ticket="suport#7")
@@ -61,15 +62,20 @@ def test_an_unknown_name_leaves_nothing_behind():
     assert substitute("{name}, sobre {ticket}", Values("", "suport#1")) == ", sobre suport#1"
 
 
-def test_the_ticket_language_comes_first_then_the_configured_one_then_any():
+def test_only_the_ticket_language_and_the_configured_one_when_it_is_unknown():
+    # The mail around the text (greeting, signature, headers) speaks the ticket's language: a
+    # text in any other would make one mail in two languages (audit of member mails, item 6).
     assert choose_language({"ca", "es", "en"}, "es", "ca") == "es"
-    assert choose_language({"ca", "en"}, "es", "ca") == "ca"
-    assert choose_language({"en"}, "es", "ca") == "en"
-    assert choose_language({"es", "en"}, "fr", "ca") == "es"  # exobot's order: ca, es, en
-    assert choose_language({"en"}, None, "ca") == "en"
+    assert choose_language({"ca", "en"}, "es", "ca") is None
+    assert choose_language({"en"}, "es", "ca") is None
+    assert choose_language({"ca"}, "fr", "ca") == "ca"  # the ticket's unknown: the configured
+    assert choose_language({"ca", "es"}, None, "ca") == "ca"
+    assert choose_language({"es", "en"}, None, "ca") is None
     assert choose_language(set(), "ca", "ca") is None
-    assert choose_text({"ca": "Hola", "en": "Hi"}, "es", "en") == ("en", "Hi")
+    assert choose_text({"ca": "Hola", "en": "Hi"}, "es", "en") is None
+    assert choose_text({"ca": "Hola", "es": "Hola"}, "es", "ca") == ("es", "Hola")
     assert choose_text({}, "ca", "ca") is None
+    assert (wanted_language("es", "ca"), wanted_language(None, "ca")) == ("es", "ca")
 
 
 def test_the_requestors_latest_named_mail_gives_the_name():

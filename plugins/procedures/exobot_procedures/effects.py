@@ -67,7 +67,9 @@ async def _intent(plugin: Procedures, procedure: Procedure, event: ProcedureEven
         if found is None:
             raise TicketNotFound("not_found", f"no ticket {ticket}")
         text = notice_text(plugin, procedure, event.kind, found.language)
-        return intents.Notify(ticket, text)
+        # Written by the plugin's template, not by the operator it is applied as: automatic
+        # mail (Auto-Submitted), which auto-responders do not answer.
+        return intents.Notify(ticket, text, automatic=True)
     raise ValueError(f"unknown effect {effect!r}")
 
 

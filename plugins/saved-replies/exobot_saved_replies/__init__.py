@@ -6,9 +6,11 @@ Operators keep named reply texts, one per language, edited on the web under
 NAME to the requestor as an ordinary reply, through the ticket service, so it is mailed,
 announced and recorded exactly like `!reply`.
 
-The text is the one in the ticket's language, else in the configured `language`, else in any
-language it exists in (ca, es, en, in that order). Only `{name}` / `{nom}` (the requestor's
-display name, empty when unknown) and `{ticket}` (`suport#N`) are replaced, literally.
+The text is the one in the ticket's language (the configured `language` when the ticket's is
+unknown), the language of the greeting, signature and headers it is mailed with; a saved reply
+without a version in it is refused, saying so, never mailed in another. Only `{name}` / `{nom}`
+(the requestor's display name, empty when unknown) and `{ticket}` (`suport#N`) are replaced,
+literally.
 """
 
 from __future__ import annotations
@@ -30,13 +32,20 @@ from exobot.core.actions import (
     TicketUse,
 )
 from exobot.core.intents import Intent
-from exobot.core.languages import N_
+from exobot.core.languages import LANGUAGE_NAMES, N_
 from exobot.core.model import EntryKind
 from exobot.core.references import format_reference
 from exobot.core.service import TicketNotFound
 from exobot.plugins import Plugin, PluginConfig, PluginContext
 from exobot_saved_replies import store
-from exobot_saved_replies.texts import Values, choose_text, normal_name, requestor_name, substitute
+from exobot_saved_replies.texts import (
+    Values,
+    choose_text,
+    normal_name,
+    requestor_name,
+    substitute,
+    wanted_language,
+)
 
 HERE = Path(__file__).parent
 NAME = "saved-replies"
@@ -102,9 +111,11 @@ class SavedReplies(Plugin):
             api_summary="Send a saved reply",
             api_description=(
                 'Mail the member the saved reply called `name` (body `{"name": "…"}`), in the '
-                "ticket's language (else the configured one, else any), with `{name}`/`{nom}` "
-                "and `{ticket}` filled in, exactly as a reply. An unknown name answers 400 "
-                "`unknown_saved_reply` listing the known ones."
+                "ticket's language (the configured one when the ticket's is unknown), with "
+                "`{name}`/`{nom}` and `{ticket}` filled in, exactly as a reply. An unknown name "
+                "answers 400 `unknown_saved_reply` listing the known ones; a saved reply without "
+                "a version in that language, 400 `saved_reply_not_in_language` (it is never "
+                "mailed in another)."
             ),
         )
 
@@ -135,9 +146,23 @@ class SavedReplies(Plugin):
             raise TicketNotFound("not_found", f"{reference} does not exist", ticket=reference)
         async with self.ctx.connection() as conn:
             texts = await store.texts(conn, name)
+        if not texts:
+            raise ActionRefused("unknown_saved_reply", await self._unknown(call.language, name))
         chosen = choose_text(texts, ticket.language, self.ctx.settings.language)
         if chosen is None:
-            raise ActionRefused("unknown_saved_reply", await self._unknown(call.language, name))
+            # Mailed in another language, the text would sit under a greeting, a signature
+            # and headers in the ticket's: refused, and the volunteer told what to do.
+            language = wanted_language(ticket.language, self.ctx.settings.language)
+            raise ActionRefused(
+                "saved_reply_not_in_language",
+                self.ctx.say(
+                    call.language,
+                    "The saved reply “{name}” has no version in {language_name}: write the "
+                    "reply or add that version.",
+                    name=name,
+                    language_name=self.ctx.say(call.language, LANGUAGE_NAMES[language]),
+                ),
+            )
         mails = [entry.data for entry in history if entry.kind.value in MAIL_IN]
         values = Values(
             name=requestor_name(ticket.requestor, mails),

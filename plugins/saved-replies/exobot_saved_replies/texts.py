@@ -53,17 +53,21 @@ def substitute(text: str, values: Values) -> str:
     return _PLACEHOLDER.sub(replaced, text)
 
 
+def wanted_language(ticket_language: str | None, default_language: str) -> str:
+    """The language a saved reply is mailed in: the ticket's, which the greeting, the signature
+    and the headers around it speak; the configured `language` when the ticket's is unknown
+    (none of LANGUAGES)."""
+    return ticket_language if ticket_language in LANGUAGES else default_language
+
+
 def choose_language(
     available: Iterable[str], ticket_language: str | None, default_language: str
 ) -> str | None:
-    """The language of the text a ticket gets: the ticket's, else the configured `language`,
-    else the first that exists in exobot's language order (then alphabetical); None when
-    there is none."""
-    have = set(available)
-    for language in (ticket_language, default_language, *LANGUAGES, *sorted(have)):
-        if language and language in have:
-            return language
-    return None
+    """The language of the text a ticket gets (`wanted_language`), or None when the saved reply
+    has no text in it. There is no other fallback: a text in another language would be mailed
+    under a greeting, a signature and headers in the ticket's, one mail in two languages."""
+    language = wanted_language(ticket_language, default_language)
+    return language if language in set(available) else None
 
 
 def choose_text(
