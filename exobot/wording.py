@@ -167,6 +167,20 @@ ADDRESS_REASONS: dict[str, str] = {
 }
 
 
+#: The flags exobot and its bundled plugins set, named for people by their code (a flag
+#: whose code is not here is shown by its code).
+FLAG_NAMES: dict[str, str] = {
+    "sensitive": N_("sensitive data"),
+    "non-member": N_("not a member"),
+}
+
+
+def flag_name(language: str, code: str) -> str:
+    """A flag's name in `language`: its words when the code is known, else the code."""
+    words = FLAG_NAMES.get(code)
+    return say(language, words) if words is not None else code
+
+
 #: The kinds of sensitive value (exobot.core.sensitive.SensitiveKind), named for people.
 SENSITIVE_KINDS: dict[str, str] = {
     "iban": N_("IBAN"),
@@ -396,7 +410,9 @@ class _Described:
 class Wording:
     """What every channel says about tickets, in one language: entries, statuses, durations,
     errors. `registry` names the commands an error refers to (default: the core's); `people`
-    names the volunteers (default: their Matrix ids as they are)."""
+    names the volunteers (default: their Matrix ids as they are); `flag_names`: a flag is
+    told by its name in the language ("dades sensibles", the web's way), not by the code chat
+    types in `!unflag` ("sensitive")."""
 
     def __init__(
         self,
@@ -405,12 +421,15 @@ class Wording:
         timezone: tzinfo = UTC,
         registry: ActionRegistry | None = None,
         people: People | None = None,
+        *,
+        flag_names: bool = False,
     ):
         self.language = language_or_default(language)
         self.prefix = prefix
         self.timezone = timezone
         self._registry = registry
         self.people: People = people or IdOnly()
+        self.flag_names = flag_names
 
     # -- small helpers ---------------------------------------------------------------
 
@@ -800,7 +819,10 @@ class Wording:
                 )
             )
         if kind == EntryKind.FLAG:  # set by a plugin on a new mail, or cleared
-            code = one_line(str(data.get("code") or "?"), TITLE_CHARS)
+            code = str(data.get("code") or "?")
+            if self.flag_names:  # "sensitive" is "dades sensibles"
+                code = flag_name(self.language, code)
+            code = one_line(code, TITLE_CHARS)
             note = one_line(mail_text(entry.body or ""), ERROR_CHARS)
             if data.get("cleared"):
                 if note:

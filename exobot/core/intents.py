@@ -63,10 +63,13 @@ class Untake:
 
 @dataclass(frozen=True)
 class Reply:
-    """Email the member."""
+    """Email the member; with `resolve`, resolve the ticket in the same change ("reply and
+    resolve"): one mail, the reply saying the ticket is resolved and how to reopen it, instead
+    of the reply and then the resolved notice."""
 
     ticket: int
     text: str
+    resolve: bool = False
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from exobot.core.model import Actor, ActorKind, Entry, EntryKind, IncomingMail, 
 from exobot.core.ports import MessageIdFactory, Repository, UnitOfWork
 from exobot.core.references import format_reference, is_stored_id
 from exobot.core.sensitive import mask_and_kinds
-from exobot.core.text import greeting_name
+from exobot.core.text import greeting_name, visible_text, without_reply_prefixes
 
 # What decides a change inside its transaction: (actor, intent) to apply, or anything else to
 # write nothing and hand that value back (see TicketService.apply_decided).
@@ -308,7 +308,9 @@ class TicketService:
             automatic = intent.mail_class is i.MailClass.AUTOMATIC
             unverified = intent.mail_class is i.MailClass.UNVERIFIED
             ticket = await step.create(
-                title=mail.subject,
+                # "RE: FW: Alta" is titled "Alta": the prefixes tell tickets apart no better,
+                # and the member's mails say what they wrote (member_subject).
+                title=without_reply_prefixes(visible_text(mail.subject)),
                 requestor=mail.requestor,
                 queue=intent.queue,
                 member_mail=not (automatic or unverified),
@@ -529,7 +531,13 @@ class TicketService:
             else:
                 unusable.append((address, problem))
         outbox_id = await step.queue_mail(
-            ticket, "reply", to=[ticket.requestor], cc=cc, auto=False, text=text
+            ticket,
+            "reply",
+            to=[ticket.requestor],
+            cc=cc,
+            auto=False,
+            text=text,
+            resolved=intent.resolve,
         )
         # A participant stored before the one address rule (or by hand) that no mail can be
         # written to is left out of the copy and said so; the member still gets the reply.
@@ -541,7 +549,13 @@ class TicketService:
                 data={"outbox_id": outbox_id, "recipient": address, "skipped": True},
             )
         ticket.last_answer_at = step.now  # the member's move now (exobot.core.waiting)
-        await step.transition(ticket, Happening.REPLY)
+        if not intent.resolve:
+            await step.transition(ticket, Happening.REPLY)
+        elif ticket.status is not Status.RESOLVED:
+            # Resolved in the reply's change, with no resolved notice of its own: the reply
+            # says it (one mail, not two a second apart). Already resolved (someone was
+            # quicker), the reply still goes and still says it.
+            await step.set_status(ticket, Status.RESOLVED)
         return step.outcome(ticket, outbox=[outbox_id])
 
     async def _do_Notify(self, step: _Step, intent: i.Notify) -> Outcome:
@@ -1202,8 +1216,10 @@ class _Step:
         reply_to: IncomingMail | None = None,
         paragraphs: list[str] | None = None,
         notice: bool = False,
+        resolved: bool = False,
     ) -> int:
-        """Queue a mail to members, with its Message-ID minted now so a retry never changes it."""
+        """Queue a mail to members, with its Message-ID minted now so a retry never changes it.
+        `resolved`: a reply that also resolves the ticket says so (and how to reopen it)."""
         message_id = self.service.message_ids.mint(ticket.number)
         if ticket.number in self._created and reply_to is not None:
             chain = [reply_to.message_id]  # all a ticket opened by this mail has
@@ -1226,7 +1242,9 @@ class _Step:
             "cc": cc or [],
             "reference": self.service.reference(ticket.number),
             "number": ticket.number,
+            # The volunteers' title, never shown to the member: the subject is theirs.
             "title": ticket.title,
+            "subject": await self.member_subject(ticket),
             "text": text,
             "requestor": ticket.requestor,
             "message_id": message_id,
@@ -1238,6 +1256,8 @@ class _Step:
         }
         if paragraphs:
             payload["paragraphs"] = list(paragraphs)  # plain text the plugins added
+        if resolved:
+            payload["resolved"] = True
         outbox_id = await self.uow.queue_outbox(
             "mail", ticket.number, payload, template=template, recipient=to[0] if to else None
         )
@@ -1257,6 +1277,21 @@ class _Step:
         )
         self.pending.append(OutboxQueued("mail"))
         return outbox_id
+
+    async def member_subject(self, ticket: Ticket) -> str:
+        """The subject the member knows the ticket by, for the Subject and the words of every
+        mail to them: the title the ticket was opened with (their mail's subject without its
+        reply prefixes, or what an operator opened it with), not a volunteer's rename since.
+        "" when it had none (PLACEHOLDER_TITLE): each mail says so in its own language."""
+        original = ticket.title
+        if ticket.number not in self._created:
+            renames = await self.uow.entries_of(ticket.number, [EntryKind.TITLE.value])
+            first = renames[0].data.get("from") if renames else None
+            if isinstance(first, str):
+                original = first
+        # Prefixes also off the titles of tickets opened before they were taken off.
+        subject = without_reply_prefixes(original)
+        return "" if subject == PLACEHOLDER_TITLE else subject
 
     @staticmethod
     def _references(chain: list[str], parent: str | None) -> list[str]:
@@ -1380,7 +1415,9 @@ def reused_message_id(message_id: str, sent_at: datetime) -> str:
 
 
 def _clean_title(title: str) -> str:
-    title = " ".join(title.split())
+    # Without control and invisible characters: a bidi override in a title ("\u202eFDP.exe")
+    # would reverse what a list shows after it (the status, the age).
+    title = " ".join(visible_text(title).split())
     return title[:MAX_TITLE]
 
 

@@ -167,6 +167,28 @@ def one_line(text: str | None, max_chars: int) -> str:
     return _truncate(" ".join(visible_text(text).split()), max_chars)
 
 
+# One reply or forward prefix a mail client puts before a subject, in the languages members'
+# clients speak: Re, Fw, Fwd; Outlook's Spanish RV and Portuguese Enc (forwarded); German AW
+# and WG; French TR; Italian R and Rif; Nordic SV and VS. Any case, with an optional
+# count ("Re[2]:", "Re(2):"), the colon ASCII or full-width. Every quantifier is bounded or
+# followed by a fixed character, and it is only ever matched at one position: linear time.
+_REPLY_PREFIX = re.compile(
+    r"(?:re|fwd?|rv|enc|aw|wg|tr|r|rif|sv|vs)"
+    r"[ \t]{0,8}(?:[\[(][0-9]{1,6}[\])])?[ \t]{0,8}[:\uff1a]\s*",
+    re.IGNORECASE,
+)
+
+
+def without_reply_prefixes(subject: str) -> str:
+    """`subject` without the reply and forward prefixes clients piled up at its start
+    ("RE: RE: FW: Alta de servei" → "Alta de servei"); what follows them is kept as it is.
+    Linear in the length of the subject, however many prefixes it has."""
+    position = len(subject) - len(subject.lstrip())
+    while (found := _REPLY_PREFIX.match(subject, position)) is not None:
+        position = found.end()
+    return subject[position:]
+
+
 # Longest attachment file name we hand on (file systems commonly cap names at 255 bytes).
 MAX_FILENAME = 200
 
@@ -230,8 +252,51 @@ def greeting_name(display_name: str | None) -> str | None:
             return None
         name = f"{given.strip()} {family.strip()}"  # "Puig Garcia, Anna": a directory's order
     if name.isupper():
-        name = name.title()
+        name = name_case(name)
     return name
+
+
+# Words of a name written in lower case unless they begin it: Catalan, Spanish, Portuguese,
+# Italian, Dutch and German particles ("Núria Coll i Gil·la", "José de la Peña y García",
+# "Ludwig van Beethoven"). Single letters other than these are initials and stay capitals.
+NAME_PARTICLES = frozenset(
+    {"i", "y", "de", "del", "dels", "la", "les", "las", "los", "el", "els", "da", "das", "do",
+     "dos", "di", "du", "van", "von", "der", "den", "ter", "ten", "zu"}
+)  # fmt: skip
+_APOSTROPHES = "'\u2019"
+# After these a name starts a new capital: "Jean-Pierre", "O'Brien". Not after "·": the
+# Catalan "l·l" is inside a word ("Gil·la").
+_NAME_BREAKS = "-" + _APOSTROPHES
+
+
+def _capitalised(word: str) -> str:
+    """`word` in lower case with a capital at its start and after each of _NAME_BREAKS."""
+    out = []
+    start = True
+    for ch in word:
+        upper = ch.upper()
+        # "ß".upper() is "SS": a letter whose capital is longer stays as it is.
+        out.append((upper if len(upper) == 1 else ch) if start else ch.lower())
+        start = ch in _NAME_BREAKS
+    return "".join(out)
+
+
+def name_case(name: str) -> str:
+    """A name written in capitals, written as a name: each word with a capital, also after a
+    hyphen or an apostrophe, the particles in lower case unless they begin the name
+    ("NÚRIA COLL I GIL·LA" → "Núria Coll i Gil·la", "MARIA DE L'ÀNGEL" → "Maria de l'Àngel").
+    Not str.title(), which capitalises after any non-letter ("Gil·La") and knows no
+    particles."""
+    words = []
+    for index, word in enumerate(name.split(" ")):
+        cased = _capitalised(word)
+        lower = word.lower()
+        if index > 0 and lower in NAME_PARTICLES:
+            cased = lower
+        elif index > 0 and len(word) > 2 and word[1] in _APOSTROPHES and lower[0] in "dl":
+            cased = lower[:2] + cased[2:]  # elided particles: "d'Ors", "l'Àngel"
+        words.append(cased)
+    return " ".join(words)
 
 
 # A numeric character reference as html.unescape reads it (decimal digits after "&#", hex

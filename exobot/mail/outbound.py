@@ -24,8 +24,8 @@ from exobot.core.clock import Clock, SystemClock
 from exobot.core.intents import Origin, RecordDeliveryFailure
 from exobot.core.languages import N_
 from exobot.core.model import Actor
-from exobot.core.service import ServiceError, TicketService
-from exobot.core.text import format_size, greeting_name
+from exobot.core.service import PLACEHOLDER_TITLE, ServiceError, TicketService
+from exobot.core.text import format_size, greeting_name, without_reply_prefixes
 from exobot.db import outbox
 from exobot.db.repository import SqlRepository
 from exobot.delivery import (
@@ -47,6 +47,14 @@ log = logging.getLogger("exobot.mail.outbound")
 #: The acknowledgement's sentence about when a first answer can be expected, unless
 #: mail.first_answer says otherwise for the ticket's language.
 FIRST_ANSWER = N_("We usually answer within two working days.")
+#: What a reply that also resolved the ticket ("reply and resolve") adds to its text, in the
+#: place of the resolved notice it is sent instead of.
+RESOLVED_NOTE = N_(
+    "We have marked this ticket as resolved. If the problem persists, reply to this email"
+    " keeping [{reference}] in the subject and we will reopen it."
+)
+#: The subject of the member's mails about a ticket opened without one.
+NO_SUBJECT = N_("(no subject)")
 #: Seconds an SMTP connection is kept open after a pass, for the next pass to reuse: while
 #: mail keeps coming (a burst, acknowledged one pass at a time) there is no connect, EHLO and
 #: QUIT per pass; an idle one is closed well before any server's idle timeout (RFC 5321: 5 min).
@@ -83,6 +91,19 @@ class _Client(aiosmtplib.SMTP):
 def _unreachable(error: Exception) -> Unreachable:
     """The worker's word for a server that could not be reached, saying why."""
     return Unreachable(f"the SMTP server could not be reached: {error}")
+
+
+def member_subject(payload: Mapping[str, object]) -> str:
+    """The subject a ticket's mail shows its member ("" for none): the one queued with it
+    (exobot.core.service._Step.member_subject); a mail queued before it was, the title it was
+    queued with."""
+    subject = payload.get("subject")
+    if "subject" not in payload:
+        title = payload.get("title")
+        subject = without_reply_prefixes(title) if isinstance(title, str) else ""
+    if not isinstance(subject, str) or subject == PLACEHOLDER_TITLE:
+        return ""
+    return subject
 
 
 class MailSender(OutboxWorker):
@@ -131,13 +152,22 @@ class MailSender(OutboxWorker):
         """The message for an outbox payload (rendered from its template)."""
         if payload["template"] == "too_big":
             return self._build_notice(payload)
+        language = payload.get("language") or "ca"
+        subject = member_subject(payload)
+        text = payload.get("text") or ""
+        if payload.get("resolved"):
+            note = say(language, RESOLVED_NOTE, reference=payload["reference"])
+            text = f"{text.rstrip()}\n\n{note}"
         variables = {
             "reference": payload["reference"],
             "number": payload["number"],
-            "title": payload["title"],
+            # The member's subject under both names: no template (an administrator's override
+            # either) can show them the volunteers' title.
+            "subject": subject,
+            "title": subject,
             "requestor": payload.get("requestor", ""),
             "display_name": self.from_name,
-            "text": payload.get("text") or "",
+            "text": text,
             # Plain-text paragraphs plugins added to an acknowledgement (exobot.core.hooks).
             "paragraphs": list(payload.get("paragraphs") or ()),
             "advice": self.advice.get(payload.get("language") or "ca", ""),
@@ -160,7 +190,7 @@ class MailSender(OutboxWorker):
             to=payload["to"],
             cc=cc,
             subject_tag=payload["reference"],
-            title=payload["title"],
+            title=subject or say(language, NO_SUBJECT),
             body=body,
             message_id=payload["message_id"],
             in_reply_to=in_reply_to,
@@ -186,7 +216,7 @@ class MailSender(OutboxWorker):
         subject = say(
             language,
             "Message too big: {subject}",
-            subject=original or say(language, "(no subject)"),
+            subject=original or say(language, NO_SUBJECT),
         )
         in_reply_to = payload.get("in_reply_to")
         if in_reply_to and not is_threadable_id(in_reply_to):

@@ -245,6 +245,20 @@ class PluginContext:
         if app is not None:
             self._keep(_include(app, router, f"/plugins/{self.name}"))
 
+    def add_menu_entry(self, label: str, path: str = "/") -> None:
+        """Add an entry to the web's main menu: `label` is a message id of the plugin's domain
+        (N_("Saved replies"), translated for each reader), `path` one of the plugin's pages,
+        under /plugins/NAME ("/" is its first page). Nothing without a web server."""
+        app = self._host.web_app
+        if app is None:
+            return
+        if not path.startswith("/"):
+            raise ValueError(f"a menu entry's path starts with /, not {path!r}")
+        from exobot.web.menu import MenuEntry, menu_of
+
+        entry = MenuEntry(label, f"/plugins/{self.name}{path}", self.words_domain)
+        self._keep(menu_of(app).add(entry))
+
     def api_router(self, router: APIRouter) -> None:
         """Mount `router` under /api/v1/plugins/NAME/ (bearer auth: exobot.web.deps.ApiOperator)."""
         app = self._host.web_app

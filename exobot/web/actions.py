@@ -31,10 +31,11 @@ from exobot.core.intents import Intent, Origin
 from exobot.core.lifecycle import LifecycleError, parse_status
 from exobot.core.model import Actor, Status
 from exobot.core.service import AlreadyHandled, KeyReused, Outcome, ServiceError
-from exobot.i18n import say
+from exobot.core.text import one_line
+from exobot.i18n import CORE_DOMAIN, say
 from exobot.web.context import WebContext
 from exobot.web.words import UNTAKE_BUTTON, WEB_ERRORS
-from exobot.wording import Wording
+from exobot.wording import SHORT_TITLE_CHARS, Wording
 
 log = logging.getLogger("exobot.web.actions")
 
@@ -244,8 +245,24 @@ def error_message(wording: Wording, code: str, params: Mapping[str, object]) -> 
     sentence = WEB_ERRORS.get(code)
     if sentence is not None:
         untake = say(wording.language, UNTAKE_BUTTON)
-        return say(wording.language, sentence, **{"untake": untake, **params})
+        values = {"untake": untake, **params}
+        if code == "missing_argument":
+            values["argument"] = _argument_words(wording, params)
+        if "text" in values:
+            values["text"] = one_line(str(values["text"]), SHORT_TITLE_CHARS)
+        return say(wording.language, sentence, **values)
     return wording.error(code, params).body
+
+
+def _argument_words(wording: Wording, params: Mapping[str, object]) -> str:
+    """A missing argument as its form names it: its declared label (a message id of the
+    action's domain), else its name."""
+    label = str(params.get("label") or "")
+    if not label:
+        return str(params.get("argument") or "?")
+    spec = wording.registry.find(str(params.get("command") or ""))
+    domain = spec.domain if spec is not None else CORE_DOMAIN
+    return say(wording.language, label, domain=domain)
 
 
 async def perform(

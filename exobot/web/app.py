@@ -16,6 +16,7 @@ from exobot.core.languages import N_
 from exobot.db.engine import database_unavailable
 from exobot.web import api, login, pages
 from exobot.web.api_errors import RETRY_AFTER_SECONDS
+from exobot.web.auth import Operator, session_operator
 from exobot.web.context import WebContext
 from exobot.web.deps import CsrfRefused, LoginRequired
 from exobot.web.ratelimit import LoginLimiter
@@ -62,7 +63,20 @@ async def _to_login(request: Request, error: LoginRequired) -> Response:
 
 
 async def _csrf_refused(request: Request, error: CsrfRefused) -> Response:
-    return render(request, "error.html", status_code=403, message_key=CSRF_REFUSED)
+    operator = await _reader(request)
+    return render(
+        request, "error.html", status_code=403, operator=operator, message_key=CSRF_REFUSED
+    )
+
+
+async def _reader(request: Request) -> Operator | None:
+    """The logged-in operator an error page is for (its menu and "Log out"), or None: logged
+    out, or the database cannot say (the error page is shown all the same)."""
+    try:
+        return await session_operator(request)
+    except DBAPIError as error:
+        log.warning("error page %s: no session lookup: %s", request.url.path, error.orig or error)
+        return None
 
 
 async def _database_error(request: Request, error: DBAPIError) -> Response:
@@ -91,6 +105,7 @@ async def _http_error(request: Request, error: StarletteHTTPException) -> Respon
         request,
         "error.html",
         status_code=status,
+        operator=await _reader(request),
         message_key=key or COULD_NOT,
         message_params=params,
     )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
+from starlette.routing import Match, Mount
 
 from exobot.web import auth
 from exobot.web.auth import Operator
@@ -25,15 +26,41 @@ class CsrfRefused(Exception):
 
 
 async def page_operator(request: Request) -> Operator:
-    """The operator viewing a page; anyone else is sent to the login page (which comes back
-    here: the path, percent-encoded, and the query string as it came)."""
+    """The operator viewing a page; anyone else is sent to the login page, which comes back
+    here: the path, percent-encoded, and the query string as it came. A form sent after the
+    session ended comes back to the page it was on (the login's redirect is a GET, and a
+    GET of a form's path is no page: 405)."""
     operator = await auth.session_operator(request)
     if operator is None:
-        target = quote(request.url.path)
-        if request.url.query:
-            target += "?" + request.url.query
+        if request.method in ("GET", "HEAD"):
+            target = quote(request.url.path)
+            if request.url.query:
+                target += "?" + request.url.query
+        else:
+            target = quote(page_of(request.app, request.url.path))
         raise LoginRequired(target)
     return operator
+
+
+def page_of(app: Any, path: str) -> str:
+    """The page a form posted to `path` was on: the path itself when it is also a page (GET),
+    else its nearest parent that is (`/tickets/3/reply` → `/tickets/3`, `/quarantine/5/retry`
+    → `/quarantine`); `/` when none is."""
+    while path not in ("", "/"):
+        if _has_page(app, path):
+            return path
+        path = path.rstrip("/").rpartition("/")[0]
+    return "/"
+
+
+def _has_page(app: Any, path: str) -> bool:
+    """Whether a GET of `path` is one of the app's own routes (a mounted app, such as the
+    API or the static files, is no page)."""
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": ""}
+    return any(
+        not isinstance(route, Mount) and route.matches(scope)[0] is Match.FULL
+        for route in app.router.routes
+    )
 
 
 async def form_operator(request: Request) -> Operator:

@@ -13,14 +13,14 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
 from exobot.core.actions import ActionRefused, Answer, Channel
-from exobot.core.intents import Origin, RevealOriginal, SetStatus
+from exobot.core.intents import Origin, Reply, RevealOriginal, SetStatus
 from exobot.core.languages import N_
 from exobot.core.model import Actor, Entry, EntryKind, Status
 from exobot.core.service import AlreadyHandled, ServiceError, TicketNotFound
@@ -53,9 +53,11 @@ CORRESPONDENCE = {
 }
 SUBJECT_CHARS = 300
 SET_STATUSES = tuple(s for s in Status if s is not Status.NEW)  # an operator never sets new
-# The history's last entries shown open; the earlier ones are folded (one click away), so the
-# reply box sits near the top of a long ticket.
+# The history's last mails and comments shown open, with every change among or after them;
+# the earlier entries are folded (one click away), so the reply box sits near the top of a long
+# ticket. Changes (a flag, a move, an owner) do not count: they never fold the member's mail.
 RECENT_ENTRIES = 3
+_COUNTED = ("correspondence", "comment")
 # What "reply and …" may set after the reply, in one step.
 THEN_STATUSES = {Status.RESOLVED.value: Status.RESOLVED, Status.STALLED.value: Status.STALLED}
 QUARANTINE_DONE = tuple(QUARANTINE_NOTICES)
@@ -80,7 +82,12 @@ def _renderer(request: Request) -> Wording:
     settings = ctx.settings
     # The exobot's registry: an error about a plugin's action names it in its own words.
     return Wording(
-        language(request), settings.prefix, settings.timezone, ctx.actions, people=ctx.people
+        language(request),
+        settings.prefix,
+        settings.timezone,
+        ctx.actions,
+        people=ctx.people,
+        flag_names=True,  # a flag by its name, never its code ("Marca dades sensibles")
     )
 
 
@@ -236,6 +243,13 @@ def _without_emoji(headline: str) -> str:
     return stripped or headline
 
 
+def fold_point(entries: list[EntryView], recent: int = RECENT_ENTRIES) -> int:
+    """Where the open part of the history starts: at its `recent`-th last mail or comment
+    (0: nothing is folded)."""
+    counted = [index for index, item in enumerate(entries) if item.group in _COUNTED]
+    return counted[-recent] if len(counted) > recent else 0
+
+
 def _entry_views(renderer: Wording, view: queries.TicketView) -> list[EntryView]:
     shown = []
     for entry in view.history:
@@ -309,6 +323,8 @@ async def _ticket_page(
         page = PanelPage(operator.user_id, operator.csrf, dict(request.query_params))
         with drawing_panels(page):  # a panel's forms need the reader's CSRF token
             panels = await ctx.panels(ticket, language(request))
+    entries = _entry_views(_renderer(request), view)
+    fold = fold_point(entries)
     return render(
         request,
         "ticket.html",
@@ -317,7 +333,8 @@ async def _ticket_page(
         active="tickets",
         view=view,
         ticket=ticket,
-        entries=_entry_views(_renderer(request), view),
+        older=entries[:fold],
+        latest=entries[fold:],
         forms=forms,
         more_forms=more,
         failed=failed,
@@ -331,7 +348,6 @@ async def _ticket_page(
         set_statuses=SET_STATUSES,
         here=f"/tickets/{number}",  # a refused form's page is at the form's URL: come back here
         panels=panels,
-        recent=RECENT_ENTRIES,
         operators=_operators(ctx),
         revealed=revealed or {},
     )
@@ -423,18 +439,28 @@ async def ticket_action(
     registry; one carried out by a handler may answer instead, shown on the page)."""
     ctx = context(request)
     fields = await _form_fields(request)
+    then = THEN_STATUSES.get(fields.get("then", "")) if action == "reply" else None
     try:
         spec = actions.action_spec(action, ctx.actions)
-        done = await actions.run_action(
-            ctx,
-            spec,
-            number,
-            fields,
-            operator.user_id,
-            form_key(fields),
-            language=language(request),
-            channel=Channel.WEB,
-        )
+        if then is Status.RESOLVED:
+            # "Reply and resolve" is one change: one mail (the reply, saying the ticket is
+            # resolved and how to reopen it) instead of the reply and a resolved notice.
+            intent = actions.intent_for(action, number, fields, ctx.actions)
+            if not isinstance(intent, Reply):
+                raise actions.ActionError("unknown_action", action=action)
+            reply = replace(intent, resolve=True)
+            done = await actions.perform(ctx, operator.user_id, reply, form_key(fields))
+        else:
+            done = await actions.run_action(
+                ctx,
+                spec,
+                number,
+                fields,
+                operator.user_id,
+                form_key(fields),
+                language=language(request),
+                channel=Channel.WEB,
+            )
     except TicketNotFound:
         return _no_such_ticket(request, operator, number)
     except ActionRefused as refused:  # a plugin's refusal, worded in the reader's language
@@ -459,11 +485,12 @@ async def ticket_action(
         )
     if isinstance(done, Answer):
         return await _ticket_page(request, operator, number, notice=done.body)
-    then = THEN_STATUSES.get(fields.get("then", "")) if action == "reply" else None
+    if then is Status.RESOLVED:
+        return RedirectResponse(f"/tickets/{number}?done=reply_resolved#done", status_code=303)
     if then is not None:
-        # "Reply and resolve/stall": the status change is an intent of its own, after the reply
-        # (its own idempotency key); when it is refused, the reply stays sent and the page says
-        # so next to the refusal.
+        # "Reply and stall": the status change is an intent of its own, after the reply (its
+        # own idempotency key); when it is refused, the reply stays sent and the page says so
+        # next to the refusal.
         key = form_key(fields)
         try:
             await actions.perform(

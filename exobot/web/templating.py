@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from babel import Locale
+from babel.numbers import format_decimal
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
+from markupsafe import Markup, escape
 from starlette.responses import HTMLResponse
 
 from exobot import i18n
@@ -23,7 +25,8 @@ from exobot.core.languages import LANGUAGES
 from exobot.core.people import imported_name
 from exobot.web import words
 from exobot.web.auth import context
-from exobot.wording import STATUS_WORDS, format_ago
+from exobot.web.menu import menu_of
+from exobot.wording import STATUS_WORDS, flag_name, format_ago
 
 TEMPLATES = Path(__file__).parent / "templates"
 LANGUAGE_COOKIE = "exobot_lang"
@@ -38,7 +41,14 @@ templates.env.add_extension("jinja2.ext.i18n")
 @pass_context
 def _gettext(ctx: Context, msgid: str, **params: object) -> str:
     """`_()` / `gettext()` in templates: translated into the page's language, brace-filled
-    (autoescaping escapes the result)."""
+    (autoescaping escapes the result). A parameter that is already HTML (a macro's output,
+    such as a <time>) goes in as HTML: the translated words are escaped around it."""
+    if any(isinstance(value, Markup) for value in params.values()):
+        words = i18n.translator(ctx.get("lang")).gettext(msgid)
+        try:
+            return Markup(escape(words)).format(**params)  # the other parameters escaped
+        except (KeyError, IndexError, ValueError):  # a translation with a wrong placeholder
+            return escape(i18n.say(ctx.get("lang"), msgid, **params))
     return i18n.say(ctx.get("lang"), msgid, **params)
 
 
@@ -53,6 +63,30 @@ def _pgettext(ctx: Context, msgctxt: str, msgid: str, **params: object) -> str:
     """`pgettext()` in templates."""
     text = i18n.translator(ctx.get("lang")).pgettext(msgctxt, msgid)
     return i18n.fill(text, params)
+
+
+# Decimal units, as Jinja's filesizeformat counts them (1 kB = 1000 bytes).
+_SIZE_UNITS = ("kB", "MB", "GB", "TB")
+
+
+def size_in(language: str, size: int | float) -> str:
+    """A file's size for people in `language`: "13 bytes", "4,0 kB" (ca, es), "4.0 kB" (en)."""
+    count = int(size)
+    if count < 1000:
+        return i18n.say_plural(language, "{count} byte", "{count} bytes", count)
+    value = count / 1000
+    unit = 0
+    while value >= 1000 and unit < len(_SIZE_UNITS) - 1:
+        value /= 1000
+        unit += 1
+    number = format_decimal(value, format="#,##0.0", locale=language)
+    return f"{number}\u00a0{_SIZE_UNITS[unit]}"
+
+
+@pass_context
+def _filesize(ctx: Context, size: int | float) -> str:
+    """`{{ n | filesize }}`: a size in the page's language (Jinja's filesizeformat is English)."""
+    return size_in(ctx.get("lang") or i18n.language_or_default(None), size)
 
 
 def language_name(code: str) -> str:
@@ -71,6 +105,7 @@ templates.env.globals.update(
     languages=LANGUAGES,
     language_name=language_name,
 )
+templates.env.filters["filesize"] = _filesize
 
 
 def language(request: Request) -> str:
@@ -116,6 +151,10 @@ class Speaker:
         word = STATUS_WORDS.get(str(value))
         return self.t(word) if word is not None else str(value)
 
+    def flag(self, code: str) -> str:
+        """A flag's name ("dades sensibles"), its code when it has none."""
+        return flag_name(self.language, code)
+
     def word(self, table: dict[str, str], value: str) -> str:
         """`value` in words from one of `exobot.web.words`' tables, or as is."""
         found = table.get(value)
@@ -134,13 +173,14 @@ class Speaker:
 
 
 def render(request: Request, name: str, status_code: int = 200, **values: object) -> HTMLResponse:
-    """Render a page; every template gets `request`, `say` (a Speaker), `lang` and
-    `settings`."""
+    """Render a page; every template gets `request`, `say` (a Speaker), `lang`, `settings`
+    and `menu` (the plugins' entries of the main menu, in the reader's language)."""
     say = Speaker(request)
+    menu = menu_of(request.app).links(say.language, request.url.path)
     response = templates.TemplateResponse(
         request,
         name,
-        {"say": say, "lang": say.language, "settings": say.settings, **values},
+        {"say": say, "lang": say.language, "settings": say.settings, "menu": menu, **values},
         status_code=status_code,
     )
     response.headers["cache-control"] = "no-store"

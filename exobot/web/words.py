@@ -65,6 +65,9 @@ QUARANTINE_DONE: dict[str, str] = {
 #: Refusals the web words its own way (chat's would name a command), by error code.
 WEB_ERRORS: dict[str, str] = {
     "back_to_new": N_("{ticket} cannot go back to new. To leave it without an owner: “{untake}”."),
+    "missing_text": N_("The text is missing: write it in the box."),
+    "missing_argument": N_("Fill in {argument}."),
+    "unexpected_argument": N_("“{text}” must be one word, without spaces."),
 }
 
 #: The label of the "leave it without owner" button, which a refusal names.

@@ -114,17 +114,18 @@ async def test_the_ticket_page_puts_acting_first(web: Web, tmp_path):
     await page.screenshot(path=folder / "ticket-1280.png")
     await page.screenshot(path=folder / "ticket-1280-full.png", full_page=True)
 
-    # The older entries are folded (no JavaScript needed), the last few shown; newest last.
+    # The older entries are folded (no JavaScript needed), the last three mails and comments
+    # shown with the changes among them (here the reopening); newest last.
     older = page.locator("details.older")
     await expect(older).to_have_count(1)
     assert await older.get_attribute("open") is None
     await expect(older.locator("summary")).to_have_text(
         i18n.say_plural(
-            LANGUAGE, "Show {count} earlier entry", "Show {count} earlier entries", entries - 3
+            LANGUAGE, "Show {count} earlier entry", "Show {count} earlier entries", entries - 4
         )
     )
     shown = page.locator("section.history > article.entry")
-    await expect(shown).to_have_count(3)
+    await expect(shown).to_have_count(4)
     await expect(shown.last).to_contain_text("18:40")
     first_mail = older.locator("article.entry").filter(has_text="canviat el cable de corrent")
     await expect(first_mail).not_to_be_visible()

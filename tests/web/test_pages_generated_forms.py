@@ -354,7 +354,12 @@ async def test_a_refusal_is_said_at_its_form(browser, service):
     missing = await browser.act(number, "stamp", stamp="")
     assert missing.status_code == 400
     form = more_actions(missing.text).forms[f"/tickets/{number}/stamp"]
-    assert form.alert.startswith("!segella necessita el segell.")
+    # In the web's words (the form's field, not chat's "!segella necessita el segell").
+    assert form.alert == "Omple el segell."
+    spaced = await browser.act(number, "stamp", stamp="dos mots")
+    assert spaced.status_code == 400
+    form = more_actions(spaced.text).forms[f"/tickets/{number}/stamp"]
+    assert form.alert == "«dos mots» ha de ser una sola paraula, sense espais."
 
 
 @pytest.mark.parametrize("spec", [stamp_spec(suggest=broken)])

@@ -306,6 +306,7 @@ def register_web(plugin: Procedures) -> None:
     """Mount the pages under /plugins/procedures/ and add the ticket page's panel."""
     ctx = plugin.ctx
     plugin.ctx.web_router(router(plugin))
+    ctx.add_menu_entry(N_("Treasury procedures"), "/")
     ctx.add_panel(functools.partial(panel, plugin))
 
 

@@ -82,6 +82,7 @@ class SavedReplies(Plugin):
         self.ctx = ctx
         ctx.add_action(self.action())
         ctx.web_router(web.router(self))
+        ctx.add_menu_entry(N_("Saved replies"), "/")
         ctx.add_data_handlers(backup=self._backup)
 
     def action(self) -> ActionSpec:
