@@ -33,6 +33,7 @@ import charset_normalizer
 import html2text
 
 from exobot.core.addresses import BadAddress, normalize_address
+from exobot.core.html_tokens import html_tokens
 from exobot.core.sensitive import find_sensitive, mask_findings
 from exobot.core.text import safe_filename, unescape_html
 from exobot.mail.bounds import bound_structure
@@ -670,8 +671,9 @@ def _classify_leaf(part: Message, ctype: str, walk: _Walk, in_report: bool, is_r
 # html2text sits on the stdlib HTMLParser, and both have steps that are quadratic on
 # hostile markup (unclosed "<" or "<!--" rescanned to the end, runs of whitespace that
 # its Markdown escaping rescans from every line start, nested lists indented once per
-# level). So the HTML is first rewritten by a linear tokenizer into a small, well-formed
-# subset, with nesting, whitespace runs and size capped; only that reaches html2text.
+# level). So the HTML is first read by the linear tokenizer exobot.core.html_tokens and
+# rewritten into a small, well-formed subset, with nesting, whitespace runs and size
+# capped; only that reaches html2text.
 
 # Normalized HTML fed to html2text at most (characters); the rest is cut and flagged.
 MAX_HTML_CHARS = 500_000
@@ -690,16 +692,11 @@ MAX_ATTRIBUTES = 8192
 # links is capped instead: a few hundred covers any newsletter, and the scan stays small.
 MAX_HTML_LINKS = 500
 
-_HTML_TOKEN = re.compile(
-    r"<(?:(?P<comment>!--)|(?P<declaration>[!?])"
-    r"|(?P<slash>/?)(?P<name>[A-Za-z][A-Za-z0-9:-]*+)(?P<attrs>[^<>]*+)>)"
-)
 _HREF = re.compile(r"""(?<![\w-])href\s*+=\s*+(?:"([^"]*+)"|'([^']*+)'|([^\s"'<>`]++))""", re.I)
 _HTML_SPACE = re.compile(r"[ \t\n\r\f]++")
 _ANY_SPACE = re.compile(r"\s++")
 # Elements whose content is never shown: dropped together with their content.
 _HIDDEN = frozenset({"script", "style", "title", "template", "noscript", "xml"})
-_HIDDEN_END = {name: re.compile(rf"</{name}\b[^<>]*+>?", re.I) for name in _HIDDEN}
 # Elements html2text understands, passed on without attributes (an <a> keeps its href).
 _KEPT_TAGS = frozenset(
     "a abbr b big blockquote br cite code dd del dfn div dl dt em h1 h2 h3 h4 h5 h6 hr i"  # noqa: SIM905
@@ -808,35 +805,14 @@ class _HtmlNormalizer:
         return self.emit(f"</{name}>")
 
     def run(self, source: str) -> str:
-        """Normalize ``source``; every character is looked at a bounded number of times."""
-        position = 0
-        length = len(source)
-        while position < length:
-            match = _HTML_TOKEN.search(source, position)
-            if match is None:
-                self.text(source[position:])
-                break
-            if not self.text(source[position : match.start()]):
-                break
-            position = match.end()
-            if match.group("comment"):
-                # An unclosed comment hides the rest of the document, as in browsers.
-                close = source.find("-->", position)
-                position = length if close < 0 else close + 3
-                continue
-            if match.group("declaration"):
-                close = source.find(">", position)
-                position = length if close < 0 else close + 1
-                continue
-            name = match.group("name").lower()
-            if match.group("slash"):
-                ok = self.end(name)
-            elif name in _HIDDEN:
-                close_match = _HIDDEN_END[name].search(source, position)
-                position = length if close_match is None else close_match.end()
-                continue
+        """Normalize ``source``; every character is looked at a bounded number of times,
+        and reading stops once MAX_HTML_CHARS are written."""
+        for token in html_tokens(source, _HIDDEN):
+            if isinstance(token, str):
+                ok = self.text(token)
             else:
-                ok = self.start(name, match.group("attrs"))
+                name, closing, attrs = token
+                ok = self.end(name) if closing else self.start(name, attrs)
             if not ok:
                 break
         return "".join(self.out)

@@ -11,11 +11,11 @@ shown (scripts, styles) are dropped with their content. Emoji shortcodes Element
 convert (":smile:") stay as typed.
 
 The HTML is untrusted, and Python 3.11's html.parser is quadratic on some hostile input (64 KB
-of unclosed "<a href='x' " took it 20 s). So, as mail HTML is in exobot.mail.parse, one linear
-pass first rewrites it into a small well-formed subset: the elements read below without
-attributes (a link keeps its href, an ordered list its start), nesting capped, text decoded by
-the never-raising exobot.core.text.unescape_html and escaped again. Only that subset reaches
-html.parser, which then reads it in one pass.
+of unclosed "<a href='x' " took it 20 s). So, as mail HTML is in exobot.mail.parse, it is first
+read by the linear tokenizer exobot.core.html_tokens and rewritten into a small well-formed
+subset: the elements read below without attributes (a link keeps its href, an ordered list its
+start), nesting capped, text decoded by the never-raising exobot.core.text.unescape_html and
+escaped again. Only that subset reaches html.parser, which then reads it in one pass.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 from urllib.parse import unquote
 
+from exobot.core.html_tokens import html_tokens
 from exobot.core.people import localpart
 from exobot.core.text import unescape_html
 
@@ -45,18 +46,11 @@ MAX_ATTRIBUTES = 8192
 #: Where a mention pill (or any link into Matrix) points.
 MATRIX_TO = "https://matrix.to/#/"
 
-# A tag, comment or declaration. Possessive quantifiers: a "<" that opens no whole tag costs
-# one scan up to the next "<" or ">", never a scan to the end of the text.
-_TOKEN = re.compile(
-    r"<(?:(?P<comment>!--)|(?P<declaration>[!?])"
-    r"|(?P<slash>/?)(?P<name>[A-Za-z][A-Za-z0-9:-]*+)(?P<attrs>[^<>]*+)>)"
-)
 _HREF = re.compile(r"""(?<![\w-])href\s*+=\s*+(?:"([^"]*+)"|'([^']*+)'|([^\s"'<>`]++))""", re.I)
 _START = re.compile(r"""(?<![\w-])start\s*+=\s*+["']?(\d{1,6})""", re.I)
 _SPACE = re.compile(r"[ \t\n\r\f]++")
 # Elements dropped with all they hold: Matrix's reply fallback, and what no reader sees.
 _HIDDEN = frozenset({"mx-reply", "script", "style", "head", "title", "template", "noscript"})
-_HIDDEN_END = {name: re.compile(rf"</{name}\b[^<>]*+>?", re.I) for name in _HIDDEN}
 # Paragraph-like blocks: a blank line before and after.
 _PARAGRAPHS = frozenset({"p", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "table", "details"})
 # Blocks that start and end a line.
@@ -96,34 +90,17 @@ def _normalized(source: str) -> str | None:
     opened: dict[str, int] = {}  # kept elements open, by name
     dropped: dict[str, int] = {}  # nesting elements past MAX_NESTING, by name
     nesting = 0
-    position, length = 0, len(source)
-    while position < length:
-        match = _TOKEN.search(source, position)
-        end = match.start() if match else length
-        if end > position:
-            out.append(html.escape(unescape_html(source[position:end]), quote=False))
-        if match is None:
-            break
-        position = match.end()
-        if match.group("comment"):
-            close = source.find("-->", position)
-            position = length if close < 0 else close + 3
+    for token in html_tokens(source, _HIDDEN):
+        if isinstance(token, str):
+            out.append(html.escape(unescape_html(token), quote=False))
             continue
-        if match.group("declaration"):
-            close = source.find(">", position)
-            position = length if close < 0 else close + 1
-            continue
-        name = match.group("name").lower()
-        if not match.group("slash") and name in _HIDDEN:
-            closing = _HIDDEN_END[name].search(source, position)
-            position = length if closing is None else closing.end()
-            continue
+        name, closing, attrs = token
         if name not in _KEPT:
             continue
         tags += 1
         if tags > MAX_TAGS:
             return None
-        if match.group("slash"):
+        if closing:
             if dropped.get(name):
                 dropped[name] -= 1
             elif opened.get(name) and name not in _VOID:
@@ -138,7 +115,7 @@ def _normalized(source: str) -> str | None:
             nesting += 1
         if name not in _VOID:
             opened[name] = opened.get(name, 0) + 1
-        out.append(_start_tag(name, match.group("attrs")[:MAX_ATTRIBUTES]))
+        out.append(_start_tag(name, attrs[:MAX_ATTRIBUTES]))
     return "".join(out)
 
 
