@@ -142,6 +142,11 @@ class ActionSpec:
     Answer), or neither, for the read-only queries each channel answers itself (`show`,
     `list`, …). `usage` and `summary` are message ids in `domain` (`{ref}` in usage stands
     for a ticket reference).
+
+    `web_label` and `web_button` (message ids in `domain`, optional) word the action's form
+    on the ticket page: its heading says what it is ("Send a saved reply"), its button what
+    pressing it does ("Send to the member"). Without them the form shows the action's chat
+    word in the reader's language, capitalised, on both.
     """
 
     name: str
@@ -164,6 +169,8 @@ class ActionSpec:
     api_body: str = ""
     api_body_doc: str = ""
     owner: str = "core"
+    web_label: str = ""
+    web_button: str = ""
 
     def __post_init__(self) -> None:
         if self.intent is not None and self.handler is not None:

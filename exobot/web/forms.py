@@ -9,7 +9,7 @@ bug) leaves its field without suggestions and is logged: it never breaks the pag
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from exobot.core.actions import ActionRegistry, ActionSpec, ArgKind, Argument
@@ -48,18 +48,26 @@ class FormField:
 
 @dataclass(frozen=True)
 class ActionForm:
-    """The form of one registered action: its name (the URL's), the word on its button and
-    heading in the reader's language, its summary and its fields."""
+    """The form of one registered action: its name (the URL's), its chat word in the reader's
+    language, its summary, its fields and, when the action declares them (`web_label`,
+    `web_button`), its heading and button text in the reader's language."""
 
     name: str
     word: str
     summary: str
     fields: tuple[FormField, ...]
+    label: str = ""
+    button: str = ""
 
     @property
     def heading(self) -> str:
-        """The word with a capital, for the form's heading and button."""
-        return self.word[:1].upper() + self.word[1:]
+        """The form's heading: the declared label, else the word with a capital."""
+        return self.label or self.word[:1].upper() + self.word[1:]
+
+    @property
+    def submit(self) -> str:
+        """The words on the form's button: the declared ones, else the heading."""
+        return self.button or self.heading
 
     @property
     def kind(self) -> str:
@@ -107,9 +115,27 @@ async def action_forms(
                     status_words=status_words,
                 )
             )
-        summary = say(language, spec.summary, domain=spec.domain) if spec.summary else ""
-        forms.append(ActionForm(spec.name, spec.word_for(language), summary, tuple(fields)))
+        words = _words(spec, language)
+        forms.append(
+            ActionForm(
+                spec.name,
+                spec.word_for(language),
+                words(spec.summary),
+                tuple(fields),
+                label=words(spec.web_label),
+                button=words(spec.web_button),
+            )
+        )
     return forms
+
+
+def _words(spec: ActionSpec, language: str) -> Callable[[str], str]:
+    """Translate one of `spec`'s message ids into `language` in its domain; "" stays ""."""
+
+    def words(msgid: str) -> str:
+        return say(language, msgid, domain=spec.domain) if msgid else ""
+
+    return words
 
 
 async def _field(

@@ -95,7 +95,7 @@ async def test_a_volunteer_sends_a_saved_reply_from_the_ticket_page(web: Web, tm
     # An unknown name: refused at the form, what was typed kept.
     await field.fill("benvinguts")
     async with page.expect_navigation():
-        await form.get_by_role("button", name="Plantilla").click()
+        await form.get_by_role("button", name=plugin_label("Send to the member")).click()
     alert = form.get_by_role("alert")
     await expect(alert).to_contain_text("benvinguts")
     await expect(alert).to_contain_text("benvinguda, tancament")
@@ -106,7 +106,7 @@ async def test_a_volunteer_sends_a_saved_reply_from_the_ticket_page(web: Web, tm
     # Picked from the suggestions and sent: the reply is mailed and in the history.
     await field.fill("benvinguda")
     async with page.expect_navigation():
-        await form.get_by_role("button", name="Plantilla").click()
+        await form.get_by_role("button", name=plugin_label("Send to the member")).click()
     await expect(page.locator("#done")).to_have_text(say("Done: {action}.", action="plantilla"))
     # The history: the acknowledgement, then the saved reply as mailed (its {ticket} filled).
     sent = page.locator("#history article.kind-mail_out")

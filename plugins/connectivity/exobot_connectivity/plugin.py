@@ -32,6 +32,7 @@ from exobot.core.actions import (
     Answer,
     ArgKind,
     Argument,
+    Channel,
     TicketUse,
 )
 from exobot.core.events import TicketEvent
@@ -40,7 +41,7 @@ from exobot.core.model import EntryKind, Status
 from exobot.core.references import format_reference
 from exobot.core.service import TicketNotFound
 from exobot.plugins import DataSubject, Plugin, PluginConfig, PluginContext
-from exobot_connectivity import store, web
+from exobot_connectivity import pages, store, web
 from exobot_connectivity.graph import GraphLabels, Series, graph_size, render_graph
 from exobot_connectivity.probes import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Round, probe
 from exobot_connectivity.scheduler import MonitorScheduler
@@ -285,8 +286,13 @@ class Connectivity(Plugin):
         ctx.add_root_lines(self.root_lines)
         ctx.add_data_handlers(export=self.export, erase=self.erase)
         web.register_web(
-            ctx, settings=self.config, read_rounds=self.read_rounds, timezone=ctx.timezone
+            ctx,
+            settings=self.config,
+            read_rounds=self.read_rounds,
+            timezone=ctx.timezone,
+            read_latest=self.read_latest,
         )
+        pages.register_pages(ctx)
 
     async def stop(self) -> None:
         """Cancel the rounds in progress."""
@@ -415,6 +421,8 @@ class Connectivity(Plugin):
                 arguments=(rest,),
                 ticket=TicketUse.REQUIRED,
                 handler=self.monitor,
+                web_label=N_("Watch the connection"),
+                web_button=N_("Start watching"),
                 api_summary="Start or stop probing a target for a ticket",
                 api_description=(
                     'Body `{"target": "10.1.2.3"}` (or `"host tcp:443"`) starts probing; '
@@ -428,6 +436,8 @@ class Connectivity(Plugin):
                 aliases={"ca": ("vigilats",), "es": ("vigilados",)},
                 ticket=TicketUse.OPTIONAL,
                 handler=self.monitors,
+                web_label=N_("Targets being watched"),
+                web_button=N_("Show them"),
                 api_summary="List the running monitors",
             ),
             ActionSpec(
@@ -446,6 +456,8 @@ class Connectivity(Plugin):
                 ),
                 ticket=TicketUse.REQUIRED,
                 handler=self.graph,
+                web_label=N_("Connection graph"),
+                web_button=N_("Post it in the chat thread"),
                 api_summary="Post the connectivity graph into the ticket's thread",
             ),
         ]
@@ -662,7 +674,7 @@ class Connectivity(Plugin):
             async with self.ctx.reading() as reader:
                 posted = await store.graph_request(reader.conn, call.key)
             if posted is not None:
-                return self._graph_answer(call.language, *posted)
+                return self._graph_answer(call, *posted)
         words = str(call.args.get("target") or "").split()
         period = DEFAULT_PERIOD
         if words and words[-1].lower() in PERIODS:
@@ -726,13 +738,26 @@ class Connectivity(Plugin):
                 await store.record_graph_request(
                     conn, call.key, ticket=ticket.number, period=period, now=now
                 )
-        return self._graph_answer(call.language, ticket.number, period)
+        return self._graph_answer(call, ticket.number, period)
 
-    def _graph_answer(self, language: str, number: int, period: str) -> Answer:
-        """The answer to a `!graph` that posted the graph of ticket `number`."""
+    def _graph_answer(self, call: ActionCall, number: int, period: str) -> Answer:
+        """The answer to a `!graph` that posted the graph of ticket `number`. Asked on the
+        web, where "its thread" means nothing (the page shows the answer as its notice), it
+        says where the graph is on the ticket's page too: its connectivity panel."""
+        language = call.language
+        ref = self._ref(number)
+        if call.channel is not Channel.WEB:
+            body = self.ctx.say(
+                language, "The graph of {ref} ({period}) is in its thread.", ref=ref, period=period
+            )
+            return Answer(body, str(escape(body)))
         body = self.ctx.say(
-            language, "The graph of {ref} ({period}) is in its thread.",
-            ref=self._ref(number), period=period,
+            language,
+            "The graph of {ref} ({period}) was posted in the ticket's chat thread; on this "
+            "page it is further down, under “{panel}”.",
+            ref=ref,
+            period=period,
+            panel=self.ctx.say(language, "Connectivity"),
         )
         return Answer(body, str(escape(body)))
 
@@ -756,6 +781,12 @@ class Connectivity(Plugin):
         reference targets' (for the graph and the web panel)."""
         async with self.ctx.reading() as reader:
             return await web.read_series(reader.conn, ticket, target, since)
+
+    async def read_latest(self, ticket: int) -> dict[tuple[str, bool], web.Latest]:
+        """The newest round of each of a ticket's targets and of the reference targets,
+        whatever its age (for the web panel)."""
+        async with self.ctx.reading() as reader:
+            return await web.read_latest(reader.conn, ticket)
 
     # --- notes ------------------------------------------------------------------------------
 

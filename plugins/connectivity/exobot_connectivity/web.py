@@ -3,7 +3,8 @@
 - The panel (``ctx.add_panel``) shows the ticket's graph for the last 24 hours, the period
   as plain links (3 h · 24 h · 7 d, no JavaScript: each opens the graph for that period)
   and, per target, the latest figures as text (loss, median, last answer) so that screen
-  readers get what the image shows.
+  readers get what the image shows; a target without a round in those 24 hours says when
+  its last round was (a prober that stopped), and one no longer probed says so.
 - ``GET /plugins/connectivity/tickets/{n}/graph.png?period=…[&target=…]`` (an operator's
   session) and the same under ``/api/v1/plugins/connectivity/…`` (a bearer token): the PNG,
   rendered in a worker thread so the event loop never waits for matplotlib.
@@ -16,7 +17,8 @@ A ticket that never had a monitor (or does not exist) is a 404 on every route.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import urlencode
@@ -29,6 +31,7 @@ from exobot.core.languages import LANGUAGES
 from exobot.plugins import Panel
 from exobot.web.deps import ApiOperator, PageOperator
 from exobot.web.templating import language as reader_language
+from exobot.wording import format_ago
 from exobot_connectivity import store
 from exobot_connectivity.graph import (
     GraphLabels,
@@ -42,8 +45,12 @@ from exobot_connectivity.graph import (
 __all__ = [
     "DEFAULT_PERIOD",
     "PERIODS",
+    "Latest",
+    "ReadLatest",
     "ReadRounds",
     "graph_labels",
+    "latest_reader",
+    "read_latest",
     "register_web",
     "store_reader",
 ]
@@ -70,6 +77,20 @@ PERIOD_NAMES = {"3h": N_("3 hours"), "24h": N_("24 hours"), "7d": N_("7 days")}
 ReadRounds = Callable[[int | None, str | None, datetime], Awaitable[list[Series]]]
 
 
+@dataclass(frozen=True)
+class Latest:
+    """A target's newest round whatever its age (None: it never had one) and whether it is
+    still probed."""
+
+    round: store.StoredRound | None
+    running: bool
+
+
+#: ``await read_latest(ticket)`` → ``Latest`` by (target, is a reference target), for the
+#: ticket's targets and the running reference targets.
+ReadLatest = Callable[[int], Awaitable[dict[tuple[str, bool], Latest]]]
+
+
 def _points(rounds: Sequence[store.StoredRound]) -> list[Point]:
     return [Point(r.at, r.sent, r.received, r.rtts) for r in rounds]
 
@@ -94,6 +115,31 @@ async def read_series(
         rounds = await store.rounds_between(conn, monitor.id, since)
         series.append(Series(monitor.target, _points(rounds), reference=True))
     return series
+
+
+async def read_latest(conn: Any, ticket: int) -> dict[tuple[str, bool], Latest]:
+    """The newest round of each of a ticket's targets (over all its monitors: started,
+    stopped, started again) and of each running reference target, whatever its age."""
+    found: dict[tuple[str, bool], Latest] = {}
+    mine = await store.ticket_monitors(conn, ticket)
+    for monitor in [*mine, *await store.references(conn)]:
+        key = (monitor.target, monitor.reference)
+        newest = await store.latest_round(conn, monitor.id)
+        known = found.get(key) or Latest(None, False)
+        if newest is None or (known.round is not None and known.round.at > newest.at):
+            newest = known.round
+        found[key] = Latest(newest, monitor.running or known.running)
+    return found
+
+
+def latest_reader(ctx: Any) -> ReadLatest:
+    """A ``ReadLatest`` over ``read_latest`` and ``ctx.connection()``."""
+
+    async def read(ticket: int) -> dict[tuple[str, bool], Latest]:
+        async with ctx.connection() as conn:
+            return await read_latest(conn, ticket)
+
+    return read
 
 
 def store_reader(ctx: Any) -> ReadRounds:
@@ -130,15 +176,17 @@ def register_web(
     settings: Any = None,
     read_rounds: ReadRounds | None = None,
     timezone: tzinfo | None = None,
+    read_latest: ReadLatest | None = None,
 ) -> None:
     """Add the ticket-page panel, the page graph route and the API routes to ``ctx``.
 
     ``settings`` is the plugin's config model (not needed by the pages today, kept so the
-    plugin passes what it has); ``read_rounds`` defaults to ``store_reader(ctx)``;
-    ``timezone`` is the time axis' and the figures' zone (default: ``ctx.timezone``, the
-    configured ``alerts.timezone``).
+    plugin passes what it has); ``read_rounds`` defaults to ``store_reader(ctx)`` and
+    ``read_latest`` to ``latest_reader(ctx)``; ``timezone`` is the time axis' and the
+    figures' zone (default: ``ctx.timezone``, the configured ``alerts.timezone``).
     """
     read = read_rounds or store_reader(ctx)
+    newest = read_latest or latest_reader(ctx)
     zone = timezone or ctx.timezone
     reference = ctx.settings.prefix
 
@@ -203,11 +251,13 @@ def register_web(
 
     async def panel(ticket: Any, language: str) -> Panel | None:
         number = ticket.number
-        series = await read(number, None, ctx.clock.now() - PERIODS[DEFAULT_PERIOD])
+        now = ctx.clock.now()
+        series = await read(number, None, now - PERIODS[DEFAULT_PERIOD])
         if not any(not s.reference for s in series):
             return None
+        latest = await newest(number)
         return Panel(ctx.say(language, "Connectivity"),
-                     _panel_html(ctx, number, series, language, zone))
+                     _panel_html(ctx, number, series, language, zone, latest=latest, now=now))
 
     ctx.web_router(pages)
     ctx.api_router(api)
@@ -233,8 +283,12 @@ def graph_url(number: int, period: str = DEFAULT_PERIOD, target: str | None = No
 
 
 def _panel_html(ctx: Any, number: int, series: Sequence[Series], language: str,
-                zone: tzinfo) -> str:
-    """The panel: the image, the period links and the figures per target, all escaped."""
+                zone: tzinfo, *, latest: Mapping[tuple[str, bool], Latest] | None = None,
+                now: datetime | None = None) -> str:
+    """The panel: the image, the period links and the figures per target, all escaped;
+    `latest` (by target) says when a target without rounds in the period had its last one,
+    and whether it is still probed."""
+    latest = latest or {}
 
     def _say(msgid: str, **params: object) -> str:
         return str(escape(ctx.say(language, msgid, **params)))
@@ -253,8 +307,15 @@ def _panel_html(ctx: Any, number: int, series: Sequence[Series], language: str,
         name = str(escape(s.name))
         if s.reference:
             name += " (" + _say("reference") + ")"
+        known = latest.get((s.name, s.reference))
         if not figures["rounds"]:
-            text = _say("no rounds yet")
+            last = known.round if known is not None else None
+            if last is not None and now is not None:
+                # Rounds older than the period: a stopped prober, not a target never probed.
+                text = _say("no round in the last 24 hours; last round {ago}",
+                            ago=format_ago(now - last.at, language))
+            else:
+                text = _say("no rounds yet")
         else:
             parts = [_say("loss {percent} %", percent=_number(figures["loss_percent"], language))]
             if figures["median_ms"] is not None:
@@ -265,6 +326,8 @@ def _panel_html(ctx: Any, number: int, series: Sequence[Series], language: str,
             parts.append(_say("last answer {when}", when=answered.astimezone(zone)
                              .strftime("%d/%m %H:%M")) if answered else _say("never answered"))
             text = ", ".join(parts)
+        if known is not None and not known.running:
+            text += "; " + _say("no longer probed")
         items.append(f"<li>{name}: {text}</li>")
     period_label = _say("Period:")
     latest_label = _say("Latest round per target:")

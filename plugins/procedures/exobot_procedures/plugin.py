@@ -241,6 +241,8 @@ class Procedures(Plugin):
                 ticket=TicketUse.REQUIRED,
                 handler=self.member,
                 channels=ALL_CHANNELS,
+                web_label=N_("Link to a member"),
+                web_button=N_("Link"),
                 api_summary="Link the ticket to a member",
                 api_description=(
                     "Links the ticket to a member of the directory and clears its non-member "

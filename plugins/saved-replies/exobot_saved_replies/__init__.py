@@ -109,6 +109,9 @@ class SavedReplies(Plugin):
             handler=self.template,
             domain=DOMAIN,
             owner=NAME,
+            # The web's form: its button mails the member at once, and says so.
+            web_label=N_("Send a saved reply"),
+            web_button=N_("Send to the member"),
             api_summary="Send a saved reply",
             api_description=(
                 'Mail the member the saved reply called `name` (body `{"name": "…"}`), in the '
