@@ -186,6 +186,13 @@ _SENDER_COUNTS = select(
 )
 # Acknowledgements on the tickets a sender opened by mail (their creation's actor is its From)
 # since `since`, wherever they were sent: an acknowledgement is queued with its ticket.
+# The language of a requestor's latest ticket (the too-big notice speaks it).
+_LATEST_LANGUAGE = (
+    select(T.c.language)
+    .where(T.c.requestor == bindparam("requestor"))
+    .order_by(T.c.id.desc())
+    .limit(1)
+)
 _ACKS_FROM_SINCE = (
     select(func.count())
     .select_from(E.join(O, O.c.ticket_id == E.c.ticket_id))
@@ -504,6 +511,10 @@ class SqlReader:
         on tickets opened by mail from `address` (its From), to whatever address."""
         params = {"address": address, "since": since}
         return (await self.conn.execute(_ACKS_FROM_SINCE, params)).scalar_one()
+
+    async def latest_language_of(self, requestor: str) -> str | None:
+        """The language of the latest ticket `requestor` (lower case) opened, or None."""
+        return (await self.conn.execute(_LATEST_LANGUAGE, {"requestor": requestor})).scalar()
 
     async def sender_counts(
         self, address: str, openings_since: datetime, acks_since: datetime

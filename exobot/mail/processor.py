@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from exobot.cancelling import cancel
@@ -39,7 +38,6 @@ from exobot.core.text import format_size
 from exobot.db import inbound
 from exobot.db.engine import database_unavailable
 from exobot.db.repository import SqlReader, SqlRepository, SqlUnitOfWork
-from exobot.db.tables import TicketRow
 from exobot.mail.msgid import MessageIds
 from exobot.mail.parse import MailParseError, ParsedMail
 from exobot.mail.rules import (
@@ -582,14 +580,8 @@ class MailProcessor:
         mail most likely belongs to it, and an operator may have set it), else the one the
         mail's subject is written in, as a new mail's acknowledgement chooses it
         (exobot.mail.language; only the header was fetched), else the configured one."""
-        tickets = TicketRow.__table__
-        latest = await uow.conn.execute(
-            select(tickets.c.language)
-            .where(tickets.c.requestor == recipient.lower())
-            .order_by(tickets.c.id.desc())
-            .limit(1)
-        )
-        for language in (latest.scalar(), parsed.language):
+        latest = await uow.latest_language_of(recipient.lower())
+        for language in (latest, parsed.language):
             if language in LANGUAGES:
                 return language
         return self.settings.language
